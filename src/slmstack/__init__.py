@@ -1,0 +1,59 @@
+"""slmstack: replace calls to one large LLM with a stack of small, task-specific models.
+
+Example:
+    >>> import slmstack
+    >>> clf = slmstack.TextClassifier(base="minilm", strategy="head")
+    >>> clf.fit(slmstack.read_examples("intents.csv"))  # doctest: +SKIP
+    >>> clf.predict(["I lost my card"])  # doctest: +SKIP
+"""
+
+from slmstack.data.readers import read_examples, read_records
+from slmstack.errors import (
+    ArtifactError,
+    BackendError,
+    ConfigError,
+    DataError,
+    DataWarning,
+    IntegrityError,
+    MissingDependencyError,
+    ModelError,
+    ModelNotFoundError,
+    NotFittedError,
+    SkillError,
+    SlmstackError,
+    UnsafeWeightsError,
+)
+from slmstack.models import ModelSource, known_models, resolve
+from slmstack.skills import Skill, TextClassifier, load
+from slmstack.types import Example, LabelScore, Prediction, Span, Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactError",
+    "BackendError",
+    "ConfigError",
+    "DataError",
+    "DataWarning",
+    "Example",
+    "IntegrityError",
+    "LabelScore",
+    "MissingDependencyError",
+    "ModelError",
+    "ModelNotFoundError",
+    "ModelSource",
+    "NotFittedError",
+    "Prediction",
+    "Skill",
+    "SkillError",
+    "SlmstackError",
+    "Span",
+    "TextClassifier",
+    "UnsafeWeightsError",
+    "Usage",
+    "known_models",
+    "load",
+    "read_examples",
+    "read_records",
+    "resolve",
+]

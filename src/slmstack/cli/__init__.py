@@ -1,0 +1,1 @@
+"""The ``slmstack`` command line; each command calls one public function."""

@@ -1,0 +1,48 @@
+"""Shared CLI plumbing: one-line errors with a non-zero exit, JSON output, consoles."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from slmstack.errors import SlmstackError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    err.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
+def cli_command(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn library errors into ``error: <reason>`` on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        warnings.showwarning = _show_warning
+        try:
+            return fn(*args, **kwargs)
+        except SlmstackError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def print_json(obj: Any) -> None:
+    """Write JSON to stdout, unstyled, so it can be piped."""
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,63 @@
+"""``slmstack eval DIR DATA``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from slmstack.cli.common import cli_command, out, print_json
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    headline = Table("metric", "value", title="evaluation")
+    for key, value in report.items():
+        if isinstance(value, int | float):
+            headline.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    for key, value in report.get("speed", {}).items():
+        headline.add_row(key, f"{value:.2f}")
+    out.print(headline)
+    per_class = report.get("per_class")
+    if per_class:
+        table = Table("label", "precision", "recall", "f1", "support", title="per class")
+        for label, row in per_class.items():
+            table.add_row(
+                label,
+                f"{row['precision']:.3f}",
+                f"{row['recall']:.3f}",
+                f"{row['f1']:.3f}",
+                str(row["support"]),
+            )
+        out.print(table)
+    cm = report.get("confusion_matrix")
+    if cm and len(cm["labels"]) <= 12:
+        table = Table("true \\ pred", *cm["labels"], title="confusion matrix")
+        for label, row in zip(cm["labels"], cm["matrix"], strict=True):
+            table.add_row(label, *map(str, row))
+        out.print(table)
+    elif cm:
+        out.print(f"confusion matrix: {len(cm['labels'])} labels, shown with --json")
+
+
+@cli_command
+def evaluate(
+    skill_dir: Annotated[Path, typer.Argument(help="A saved skill folder.")],
+    data: Annotated[Path, typer.Argument(help="Labelled file in the skill's training format.")],
+    text_column: Annotated[str, typer.Option()] = "text",
+    label_column: Annotated[str, typer.Option()] = "label",
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the full report as JSON.")
+    ] = False,
+) -> None:
+    """Accuracy, macro-F1, per-class report, confusion matrix, latency, throughput, memory."""
+    from slmstack.evaluation import evaluate_skill
+    from slmstack.skills.base import load
+
+    skill = load(skill_dir)
+    report = evaluate_skill(skill, data, text_column=text_column, label_column=label_column)
+    if json_out:
+        print_json(report)
+    else:
+        _print_report(report)

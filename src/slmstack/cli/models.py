@@ -1,0 +1,51 @@
+"""``slmstack models``: known base models, whether installed, and how to install them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from slmstack.cli.common import cli_command, out, print_json
+
+
+@cli_command
+def models(
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List the known base models and aliases."""
+    from slmstack.models.catalog import known_models
+
+    rows: list[dict[str, Any]] = []
+    for m in known_models().values():
+        folder = m.locate()
+        rows.append(
+            {
+                "alias": m.alias,
+                "kind": m.kind,
+                "installed": folder is not None,
+                "path": str(folder) if folder else None,
+                "size_mb": m.size_mb,
+                "licence": m.licence,
+                "sha256": m.sha256,
+                "model": m.description,
+                "install": m.install_command,
+            }
+        )
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("alias", "kind", "installed", "size", "licence", "sha256", "install")
+    for r in rows:
+        table.add_row(
+            r["alias"],
+            r["kind"],
+            "yes" if r["installed"] else "[red]no[/]",
+            f"{r['size_mb']} MB",
+            r["licence"],
+            r["sha256"][:12] + "…",
+            r["install"],
+        )
+    out.print(table)
+    out.print("Any Hugging Face id or local folder also works as --base.")

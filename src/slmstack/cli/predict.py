@@ -1,0 +1,72 @@
+"""``slmstack predict DIR "text"`` or ``--input FILE``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from slmstack.cli.common import cli_command, out, print_json
+from slmstack.errors import ConfigError
+
+
+def _read_inputs(path: Path, text_column: str) -> list[str]:
+    from slmstack.data.readers import read_records
+
+    if path.suffix.lower() == ".txt":
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = read_records(path)
+    texts = []
+    for r in records:
+        if text_column not in r.fields:
+            raise ConfigError(
+                f"{path}:{r.line}: no column {text_column!r}; pass --text-column NAME "
+                f"(the file has {', '.join(map(repr, r.fields))})"
+            )
+        texts.append(str(r.fields[text_column]))
+    return texts
+
+
+@cli_command
+def predict(
+    skill_dir: Annotated[Path, typer.Argument(help="A saved skill folder.")],
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to run on.")] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help=".txt (one per line), CSV, TSV or JSONL.")
+    ] = None,
+    text_column: Annotated[str, typer.Option()] = "text",
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per input.")] = False,
+) -> None:
+    """Run a saved skill on texts and show label, confidence and time."""
+    from slmstack.skills.base import load
+
+    if not texts and input_file is None:
+        raise ConfigError('nothing to predict: pass texts ("...") or --input FILE')
+    if texts and input_file is not None:
+        raise ConfigError("pass either texts or --input FILE, not both")
+    items = list(texts or []) or _read_inputs(input_file, text_column)  # type: ignore[arg-type]
+    skill = load(skill_dir)
+    preds = skill.predict(items)
+    if json_out:
+        if input_file is not None:
+            for text, p in zip(items, preds, strict=True):
+                print(json.dumps({"text": text, **p.to_dict()}, ensure_ascii=False))
+        else:
+            print_json([{"text": t, **p.to_dict()} for t, p in zip(items, preds, strict=True)])
+        return
+    table = Table("text", "result", "confidence", "ms", "notes")
+    for text, p in zip(items, preds, strict=True):
+        result = p.label or p.text or ", ".join(f"{s.label}:{s.text}" for s in p.spans)
+        if p.abstained:
+            result = f"(abstained: {p.abstained})"
+        table.add_row(
+            text if len(text) < 60 else text[:57] + "...",
+            str(result),
+            f"{p.confidence:.3f}",
+            f"{p.usage.latency_ms:.1f}",
+            "; ".join(p.warnings),
+        )
+    out.print(table)

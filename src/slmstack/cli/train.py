@@ -1,0 +1,81 @@
+"""``slmstack train ...``: one sub-command per skill kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slmstack.cli.common import cli_command, out, print_json
+
+app = typer.Typer(help="Train a skill from a data file.", no_args_is_help=True)
+
+
+@app.command("classify")
+@cli_command
+def classify(
+    data: Annotated[Path, typer.Argument(help="CSV, TSV or JSONL file of labelled texts.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the skill to.")],
+    base: Annotated[str, typer.Option(help="Alias, local folder or Hugging Face id.")] = "minilm",
+    strategy: Annotated[str, typer.Option(help="'head' (seconds) or 'finetune'.")] = "head",
+    text_column: Annotated[str, typer.Option()] = "text",
+    label_column: Annotated[str, typer.Option()] = "label",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs for finetune.")] = 5,
+    learning_rate: Annotated[float, typer.Option("--lr")] = 5e-5,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    max_length: Annotated[int, typer.Option(help="Token window; longer texts are reported.")] = 128,
+    val_fraction: Annotated[float, typer.Option()] = 0.1,
+    precision: Annotated[str, typer.Option(help="fp32 or bf16 (faster on AMX CPUs).")] = "fp32",
+    seed: Annotated[int, typer.Option()] = 0,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue training this saved skill with DATA.")
+    ] = None,
+    allow_new_labels: Annotated[
+        bool, typer.Option(help="With --resume: accept labels the skill has not seen.")
+    ] = False,
+    allow_pickle: Annotated[bool, typer.Option(help="Accept pickled base weights.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+) -> None:
+    """Train a single-label text classifier (intent, sentiment, ...)."""
+    from slmstack.data.readers import read_examples
+    from slmstack.skills.classifier import TextClassifier
+
+    if resume is not None and out_dir.resolve() == resume.resolve():
+        raise typer.BadParameter("--out must differ from --resume, so the original is kept")
+    examples = read_examples(data, text_column=text_column, label_column=label_column)
+    if resume is not None:
+        skill = TextClassifier.load(resume)
+        skill.set_params(epochs=epochs, learning_rate=learning_rate, seed=seed)
+        skill.resume(examples, allow_new_labels=allow_new_labels)
+    else:
+        skill = TextClassifier(
+            base=base,
+            strategy=strategy,  # type: ignore[arg-type]
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            max_length=max_length,
+            val_fraction=val_fraction,
+            precision=precision,  # type: ignore[arg-type]
+            seed=seed,
+            allow_pickle=allow_pickle,
+        ).fit(examples)
+    skill.save(out_dir)
+    summary = {
+        "out": str(out_dir),
+        "labels": len(skill.classes_),
+        "train_seconds": round(skill.train_seconds_, 2),
+        **{k: round(v, 4) for k, v in skill.metrics_.items()},
+    }
+    if json_out:
+        print_json(summary)
+        return
+    out.print(
+        f"[green]saved[/] {out_dir}  ({summary['labels']} labels, {summary['train_seconds']} s)"
+    )
+    out.print(
+        f"validation accuracy {summary['val_accuracy']:.4f}  macro-F1 "
+        f"{summary['val_macro_f1']:.4f}  ECE {summary['val_ece_before_calibration']:.4f} → "
+        f"{summary['val_ece']:.4f} after calibration (T={summary['temperature']:.3f})"
+    )

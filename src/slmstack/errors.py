@@ -1,0 +1,117 @@
+"""The one error tree of slmstack.
+
+Every error says what happened, the offending value, and how to fix it. Catch
+:class:`SlmstackError` to handle anything the library raises on purpose.
+
+    SlmstackError
+    ├── ConfigError            invalid parameters, workflow or skill configuration
+    ├── DataError              an input file or record is unusable (carries path and row)
+    ├── ModelError
+    │   ├── ModelNotFoundError     a base model could not be resolved
+    │   ├── IntegrityError         a file does not match its pinned sha256
+    │   └── UnsafeWeightsError     pickled weights without an explicit opt-in
+    ├── SkillError
+    │   ├── NotFittedError         predict/save before fit
+    │   └── ArtifactError          a saved skill folder is missing or inconsistent
+    ├── MissingDependencyError     an optional extra is not installed
+    └── BackendError               a generator or remote LLM call failed
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SlmstackError(Exception):
+    """Base class of every error raised on purpose by slmstack."""
+
+
+class ConfigError(SlmstackError, ValueError):
+    """A parameter or configuration value is invalid."""
+
+
+class DataError(SlmstackError, ValueError):
+    """An input file or record cannot be used.
+
+    Attributes:
+        path: the file, when the data came from one.
+        row: the 1-based line (CSV/TSV counts the header as line 1) or record number.
+    """
+
+    def __init__(self, message: str, *, path: Path | str | None = None, row: int | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}"
+            if row is not None:
+                where += f":{row}"
+            where += ": "
+        super().__init__(where + message)
+        self.path = Path(path) if path is not None else None
+        self.row = row
+
+
+class ModelError(SlmstackError):
+    """A base model could not be loaded."""
+
+
+class ModelNotFoundError(ModelError, LookupError):
+    """A model reference resolves to nothing usable on this machine."""
+
+
+class IntegrityError(ModelError):
+    """A weight file does not match its pinned sha256."""
+
+
+class UnsafeWeightsError(ModelError):
+    """Only pickled weights were found and pickles were not explicitly allowed."""
+
+
+class SkillError(SlmstackError):
+    """A skill was used in a way its state does not allow."""
+
+
+class NotFittedError(SkillError):
+    """The skill must be fitted (or loaded) first."""
+
+
+class ArtifactError(SkillError):
+    """A saved skill folder is missing files or is inconsistent."""
+
+
+class MissingDependencyError(SlmstackError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, purpose: str):
+        super().__init__(
+            f"{purpose} needs the '{package}' package. "
+            f"Install it with: pip install 'slmstack[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+class BackendError(SlmstackError):
+    """A generator backend or remote LLM call failed."""
+
+
+__all__ = [
+    "ArtifactError",
+    "BackendError",
+    "ConfigError",
+    "DataError",
+    "IntegrityError",
+    "MissingDependencyError",
+    "ModelError",
+    "ModelNotFoundError",
+    "NotFittedError",
+    "SkillError",
+    "SlmstackError",
+    "UnsafeWeightsError",
+]
+
+
+class DataWarning(UserWarning):
+    """Data is usable but suspicious (duplicates, conflicting labels)."""
+
+
+__all__ += ["DataWarning"]

@@ -1,0 +1,7 @@
+"""Metrics, speed measurements and evaluation reports."""
+
+from slmstack.evaluation import classification as _classification  # registers the evaluator
+from slmstack.evaluation.base import evaluate_skill, evaluators
+
+__all__ = ["evaluate_skill", "evaluators"]
+del _classification

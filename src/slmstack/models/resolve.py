@@ -1,0 +1,168 @@
+"""Turn a model reference into a verified local folder.
+
+A reference is one of:
+
+* a local folder (``./my-encoder``) holding a Hugging Face model;
+* a short alias of an installed model package (``minilm``), see :mod:`.catalog`;
+* a Hugging Face id (``org/name``), fetched through the hub client into its cache.
+
+Only safetensors weights are accepted unless ``allow_pickle=True`` is passed, because
+``.bin``/``.pt`` files are pickles that can run arbitrary code when loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from slmstack.errors import ModelNotFoundError, UnsafeWeightsError
+from slmstack.models.catalog import known_models
+from slmstack.models.hashing import sha256_file, verify_sha256
+
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_HUB_PROBE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved base model.
+
+    Attributes:
+        ref: what the user asked for.
+        origin: ``"local"``, ``"package"`` or ``"hub"``.
+        path: the folder holding config, tokenizer and weights.
+        weights: the weight file inside ``path`` (``None`` for sharded or GGUF-only folders).
+        sha256: sha256 of ``weights`` (pinned and verified for packages).
+        licence: licence when known, else ``"unknown"``.
+        safetensors: whether the weights are safetensors (``False`` only with allow_pickle).
+    """
+
+    ref: str
+    origin: str
+    path: Path
+    weights: Path | None
+    sha256: str | None
+    licence: str
+    safetensors: bool
+
+
+def _find_weights(folder: Path, *, allow_pickle: bool, ref: str) -> tuple[Path | None, bool]:
+    safe = sorted(folder.glob("*.safetensors"))
+    if safe:
+        return safe[0], True
+    if list(folder.glob("*.gguf")):
+        return None, True
+    pickled = sorted(p for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES)
+    if pickled:
+        if not allow_pickle:
+            raise UnsafeWeightsError(
+                f"model {ref!r}: {folder} holds only pickled weights ({pickled[0].name}). "
+                "Pickles can run arbitrary code when loaded. Convert them to safetensors, "
+                "or pass allow_pickle=True (CLI: --allow-pickle) if you trust the source."
+            )
+        return pickled[0], False
+    raise ModelNotFoundError(
+        f"model {ref!r}: no weights (*.safetensors) found in {folder}. "
+        "Pass a folder saved with save_pretrained(), or a known alias (see `slmstack models`)."
+    )
+
+
+def _hub_reachable() -> bool:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=_HUB_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def _offline() -> bool:
+    return any(
+        os.environ.get(v, "").lower() in {"1", "true", "yes"}
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def _not_found_hint(ref: str) -> str:
+    aliases = ", ".join(f"{m.alias} ({m.install_command})" for m in known_models().values())
+    return (
+        f"Install a model package and use its alias [{aliases}], "
+        "or pass a local folder that holds config.json and *.safetensors."
+    )
+
+
+def _resolve_hub(ref: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError as exc:  # pragma: no cover - transformers depends on it
+        raise ModelNotFoundError(f"model {ref!r}: huggingface_hub is not installed.") from exc
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "*.gguf"]
+    try:
+        return Path(snapshot_download(ref, local_files_only=True, allow_patterns=patterns))
+    except LocalEntryNotFoundError:
+        pass
+    except Exception as exc:  # the hub client raises several unrelated types here
+        raise ModelNotFoundError(f"model {ref!r}: Hugging Face cache lookup failed: {exc}") from exc
+    if _offline():
+        raise ModelNotFoundError(
+            f"model {ref!r} is not a local folder, not a known alias and not in the Hugging "
+            f"Face cache, and HF_HUB_OFFLINE is set. {_not_found_hint(ref)}"
+        )
+    if not _hub_reachable():
+        raise ModelNotFoundError(
+            f"model {ref!r}: the Hugging Face hub cannot be reached from this machine and the "
+            f"model is not cached. {_not_found_hint(ref)}"
+        )
+    try:
+        return Path(snapshot_download(ref, allow_patterns=patterns))
+    except Exception as exc:
+        raise ModelNotFoundError(f"model {ref!r}: download from the hub failed: {exc}") from exc
+
+
+def resolve(ref: str | Path, *, allow_pickle: bool = False) -> ModelSource:
+    """Resolve a model reference to a verified local folder.
+
+    Example:
+        >>> src = resolve("minilm")  # doctest: +SKIP
+        >>> src.origin, src.path.name
+        ('package', 'model')
+    """
+    ref_s = str(ref)
+    if not ref_s.strip():
+        raise ModelNotFoundError(f"model reference is empty. {_not_found_hint(ref_s)}")
+    catalog = known_models()
+    path = Path(ref_s).expanduser()
+    if path.is_dir():
+        weights, safe = _find_weights(path, allow_pickle=allow_pickle, ref=ref_s)
+        digest = sha256_file(weights) if weights is not None else None
+        return ModelSource(ref_s, "local", path.resolve(), weights, digest, "unknown", safe)
+    if ref_s in catalog:
+        known = catalog[ref_s]
+        folder = known.locate()
+        if folder is None:
+            raise ModelNotFoundError(
+                f"model alias {ref_s!r} needs the package '{known.package}', which is not "
+                f"installed. Install it with: {known.install_command}"
+            )
+        weights = folder / known.weights_file
+        if not weights.is_file():
+            raise ModelNotFoundError(
+                f"model alias {ref_s!r}: {weights} is missing from the installed package; "
+                f"reinstall it with: {known.install_command}"
+            )
+        verify_sha256(weights, known.sha256, what=f"model alias {ref_s!r}")
+        return ModelSource(ref_s, "package", folder, weights, known.sha256, known.licence, True)
+    if path.exists():
+        raise ModelNotFoundError(f"model {ref_s!r} is a file, not a folder. Pass its folder.")
+    # A hub id is "name" or "org/name"; anything else that is not a folder is a typo'd path.
+    if ref_s.startswith((".", "/", "~")) or ref_s.count("/") > 1:
+        raise ModelNotFoundError(f"model {ref_s!r}: no such folder. {_not_found_hint(ref_s)}")
+    folder = _resolve_hub(ref_s)
+    weights, safe = _find_weights(folder, allow_pickle=allow_pickle, ref=ref_s)
+    digest = sha256_file(weights) if weights is not None else None
+    return ModelSource(ref_s, "hub", folder, weights, digest, "see model card", safe)

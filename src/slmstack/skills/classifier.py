@@ -1,0 +1,568 @@
+"""``TextClassifier``: one label per text (intent, sentiment, complaint or not, ...).
+
+Two strategies:
+
+* ``head``: the encoder stays frozen; a multinomial logistic-regression head is fitted
+  on its sentence vectors. Trains in seconds and keeps the base model shareable.
+* ``finetune``: the whole encoder is trained with a low learning rate, warm-up, a
+  validation split, early stopping and the best epoch kept. The head starts from the
+  ``head`` solution (linear probing, then fine-tuning), which converges faster and
+  forgets less of the pretrained features than a random head.
+
+Either way the confidence is calibrated by temperature scaling on the validation split.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from slmstack import registry
+from slmstack.data.splits import stratified_split
+from slmstack.data.validation import validate_examples
+from slmstack.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from slmstack.models.encoder import (
+    Tokenized,
+    autocast,
+    length_batches,
+    load_encoder,
+    load_tokenizer,
+    mean_pool,
+    model_window,
+    pad_batch,
+    tokenize,
+)
+from slmstack.models.resolve import ModelSource, resolve
+from slmstack.progress import progress
+from slmstack.skills.artifact import (
+    data_hash,
+    library_versions,
+    read_config,
+    verify_files,
+    write_config,
+    write_model_card,
+)
+from slmstack.skills.base import Skill
+from slmstack.training.calibration import expected_calibration_error, fit_temperature, softmax
+from slmstack.training.loop import LoopConfig, train_loop
+from slmstack.types import Example, LabelScore, Prediction, Usage
+
+Strategy = Literal["head", "finetune"]
+_NAME = "slmstack.TextClassifier.v1"
+
+
+class _Net(nn.Module):
+    """Encoder → mean pooling → (L2 normalise) → dropout → linear head."""
+
+    def __init__(self, encoder: nn.Module, n_labels: int, *, normalize: bool, dropout: float):
+        super().__init__()
+        self.encoder = encoder
+        self.normalize = normalize
+        self.dropout = nn.Dropout(dropout)
+        hidden = int(encoder.config.hidden_size)  # type: ignore[union-attr,arg-type]
+        self.head = nn.Linear(hidden, n_labels)
+
+    def embed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        pooled = mean_pool(hidden, mask)
+        out: torch.Tensor = F.normalize(pooled, dim=-1) if self.normalize else pooled
+        return out
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.head(self.dropout(self.embed(ids, mask)).float())
+        return logits
+
+
+@registry.skills.register(_NAME)
+class TextClassifier(Skill):
+    """Single-label text classifier on a pretrained encoder.
+
+    Example:
+        >>> from slmstack import TextClassifier, Example
+        >>> data = [Example("where is my card", "card"), Example("card not here", "card"),
+        ...         Example("refund please", "refund"), Example("money back", "refund")]
+        >>> clf = TextClassifier(strategy="head").fit(data)  # doctest: +SKIP
+        >>> clf.predict(["my card never came"])[0].label  # doctest: +SKIP
+        'card'
+    """
+
+    skill_name = _NAME
+
+    def __init__(
+        self,
+        *,
+        base: str = "minilm",
+        strategy: Strategy = "head",
+        max_length: int = 128,  # intents and reviews are short; longer inputs are reported
+        epochs: int = 5,
+        learning_rate: float = 5e-5,  # low, so fine-tuning refines rather than erases
+        head_learning_rate: float = 1e-3,  # the head starts from the probe and moves faster
+        warmup_ratio: float = 0.1,
+        weight_decay: float = 0.01,
+        batch_size: int = 32,
+        dropout: float = 0.1,
+        patience: int = 2,
+        val_fraction: float = 0.1,
+        metric: Literal["accuracy", "macro_f1"] = "accuracy",
+        head_c: float = 10.0,  # inverse L2 strength of the probe; 10 is best on BANKING77
+        normalize: bool = True,  # all-MiniLM vectors are trained for cosine geometry
+        precision: Literal["fp32", "bf16"] = "fp32",
+        top_k: int = 3,
+        seed: int = 0,
+        allow_pickle: bool = False,
+    ):
+        self.base = base
+        self.strategy = strategy
+        self.max_length = max_length
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.head_learning_rate = head_learning_rate
+        self.warmup_ratio = warmup_ratio
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.dropout = dropout
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.metric = metric
+        self.head_c = head_c
+        self.normalize = normalize
+        self.precision = precision
+        self.top_k = top_k
+        self.seed = seed
+        self.allow_pickle = allow_pickle
+
+    # ------------------------------------------------------------------ parameters
+    _PARAMS = (
+        "base", "strategy", "max_length", "epochs", "learning_rate", "head_learning_rate",
+        "warmup_ratio", "weight_decay", "batch_size", "dropout", "patience", "val_fraction",
+        "metric", "head_c", "normalize", "precision", "top_k", "seed", "allow_pickle",
+    )  # fmt: skip
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyper-parameters as passed to ``__init__``."""
+        return {k: getattr(self, k) for k in self._PARAMS}
+
+    def set_params(self, **params: Any) -> Self:
+        """Change hyper-parameters (for example more epochs before :meth:`resume`)."""
+        for key, value in params.items():
+            if key not in self.get_params():
+                raise ConfigError(
+                    f"TextClassifier has no parameter {key!r}. Valid: {sorted(self.get_params())}"
+                )
+            setattr(self, key, value)
+        return self
+
+    def _check_params(self) -> None:
+        def bad(name: str, allowed: str) -> ConfigError:
+            return ConfigError(
+                f"The {name!r} parameter of TextClassifier must be {allowed}. "
+                f"Got {getattr(self, name)!r} instead."
+            )
+
+        if self.strategy not in ("head", "finetune"):
+            raise bad("strategy", "'head' or 'finetune'")
+        if self.metric not in ("accuracy", "macro_f1"):
+            raise bad("metric", "'accuracy' or 'macro_f1'")
+        if self.precision not in ("fp32", "bf16"):
+            raise bad("precision", "'fp32' or 'bf16'")
+        for name in ("epochs", "batch_size", "top_k", "max_length", "patience"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise bad(name, "an int >= 1")
+        for name in ("learning_rate", "head_learning_rate", "head_c"):
+            if not getattr(self, name) > 0:
+                raise bad(name, "a float in (0, inf)")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise bad("val_fraction", "a float in (0, 1)")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise bad("warmup_ratio", "a float in [0, 1)")
+
+    # ------------------------------------------------------------------ encoding
+    def _setup_base(self) -> None:
+        self.source_: ModelSource = resolve(self.base, allow_pickle=self.allow_pickle)
+        self.tokenizer_ = load_tokenizer(self.source_.path)
+        encoder = load_encoder(self.source_)
+        self.window_ = model_window(self.tokenizer_, encoder, self.max_length)
+        self.net_ = _Net(encoder, 1, normalize=self.normalize, dropout=self.dropout)
+
+    def _tokenize(self, texts: Sequence[str]) -> Tokenized:
+        return tokenize(self.tokenizer_, texts, self.window_)
+
+    def _forward_all(
+        self, tok: Tokenized, *, what: Literal["embed", "logits"], desc: str | None = None
+    ) -> NDArray[np.float32]:
+        """Embeddings or logits for every text, in input order, without gradients."""
+        out: list[NDArray[np.float32]] = [np.empty(0, np.float32)] * len(tok.input_ids)
+        lengths = [len(x) for x in tok.input_ids]
+        batch = max(self.batch_size, 64)
+        self.net_.eval()
+        with progress() as bar, torch.inference_mode():
+            task = bar.add_task(desc or "encode", total=len(lengths), info="")
+            for idx in length_batches(lengths, batch):
+                ids, mask = pad_batch([tok.input_ids[i] for i in idx], self._pad_id())
+                with autocast(self.precision):
+                    vec = self.net_.embed(ids, mask)
+                    if what == "logits":
+                        vec = self.net_.head(vec.float())
+                arr = vec.float().numpy()
+                for row, i in enumerate(idx):
+                    out[i] = arr[row]
+                if desc:
+                    bar.update(task, advance=len(idx))
+        return np.stack(out)
+
+    def _pad_id(self) -> int:
+        pad = self.tokenizer_.pad_token_id
+        return int(pad) if pad is not None else 0
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, examples: Sequence[Example]) -> Self:
+        """Train from scratch on ``examples`` (a validation split is held out)."""
+        self._check_params()
+        validate_examples(examples)
+        torch.manual_seed(self.seed)
+        self._setup_base()
+        self.classes_: list[str] = sorted({ex.label for ex in examples})
+        self.net_.head = nn.Linear(self.net_.head.in_features, len(self.classes_))
+        self._train(list(examples), resumed=False)
+        return self
+
+    def resume(self, examples: Sequence[Example], *, allow_new_labels: bool = False) -> Self:
+        """Continue training a fitted (or loaded) skill on more data.
+
+        Labels not seen before are refused unless ``allow_new_labels=True``; then the
+        head grows one row per new label. Pass the new examples together with a sample
+        of the old ones if the model must not drift away from them.
+        """
+        self._require_fitted()
+        self._check_params()
+        validate_examples(examples)
+        new = sorted({ex.label for ex in examples} - set(self.classes_))
+        if new and not allow_new_labels:
+            shown = ", ".join(repr(x) for x in new[:10])
+            raise DataError(
+                f"the data has labels the skill was not trained on: {shown}. Pass "
+                "allow_new_labels=True (CLI: --allow-new-labels) to add them."
+            )
+        if new:
+            old = self.net_.head
+            head = nn.Linear(old.in_features, len(self.classes_) + len(new))
+            with torch.no_grad():
+                head.weight[: old.out_features] = old.weight
+                head.bias[: old.out_features] = old.bias
+                head.weight[old.out_features :] = 0.0
+                head.bias[old.out_features :] = old.bias.min()
+            self.net_.head = head
+            self.classes_ = [*self.classes_, *new]
+        torch.manual_seed(self.seed)
+        self._train(list(examples), resumed=True)
+        return self
+
+    def _train(self, examples: list[Example], *, resumed: bool) -> None:
+        start = time.perf_counter()
+        index = {c: i for i, c in enumerate(self.classes_)}
+        train, val = stratified_split(
+            examples, [ex.label for ex in examples], fraction=self.val_fraction, seed=self.seed
+        )
+        y_train = np.array([index[ex.label] for ex in train], dtype=np.int64)
+        y_val = np.array([index[ex.label] for ex in val], dtype=np.int64)
+        tok_train = self._tokenize([ex.text for ex in train])
+        tok_val = self._tokenize([ex.text for ex in val])
+        n_truncated = sum(1 for n in tok_train.lengths if n > self.window_)
+        if n_truncated:
+            warnings.warn(
+                f"{n_truncated} training texts are longer than the {self.window_}-token window "
+                "and were truncated; raise max_length if the end of the text matters.",
+                stacklevel=3,
+            )
+        for param in self.net_.encoder.parameters():
+            param.requires_grad = self.strategy == "finetune"
+        if self.strategy == "head" or not resumed:
+            self._fit_probe(tok_train, y_train, warm=resumed)
+        history: list[dict[str, float]] = []
+        best_epoch = 0
+        if self.strategy == "finetune":
+            result = self._finetune(tok_train, y_train, tok_val, y_val, resumed=resumed)
+            history, best_epoch = result.history, result.best_epoch
+        for param in self.net_.encoder.parameters():
+            param.requires_grad = False
+        val_logits = self._forward_all(tok_val, what="logits", desc="validate")
+        self.temperature_ = fit_temperature(val_logits, y_val)
+        raw = softmax(val_logits)
+        cal = softmax(val_logits, self.temperature_)
+        pred = cal.argmax(axis=1)
+        from sklearn.metrics import f1_score
+
+        self.metrics_: dict[str, float] = {
+            "val_accuracy": float((pred == y_val).mean()),
+            "val_macro_f1": float(f1_score(y_val, pred, average="macro", zero_division=0)),
+            "val_ece_before_calibration": expected_calibration_error(raw, y_val),
+            "val_ece": expected_calibration_error(cal, y_val),
+            "temperature": self.temperature_,
+            "n_train": float(len(train)),
+            "n_val": float(len(val)),
+        }
+        self.history_ = history
+        self.best_epoch_ = best_epoch
+        self.train_seconds_ = time.perf_counter() - start
+        rows = [(ex.text, ex.label) for ex in examples]
+        self.data_sha256_ = data_hash(rows)
+        self.data_rows_ = len(rows)
+        self.resumed_ = resumed
+
+    def _fit_probe(self, tok: Tokenized, y: NDArray[np.int64], *, warm: bool) -> None:
+        """Fit the head as multinomial logistic regression on frozen sentence vectors."""
+        from sklearn.linear_model import LogisticRegression
+
+        x = self._forward_all(tok, what="embed", desc="embed (frozen encoder)")
+        present = np.unique(y)
+        lr = LogisticRegression(C=self.head_c, max_iter=2000, random_state=self.seed)
+        if warm and len(present) > 2:
+            lr.set_params(warm_start=True)
+            lr.coef_ = self.net_.head.weight.detach().numpy()[present].astype(np.float64)
+            lr.intercept_ = self.net_.head.bias.detach().numpy()[present].astype(np.float64)
+        lr.fit(x, y)
+        coef = np.zeros((len(self.classes_), x.shape[1]), dtype=np.float32)
+        # Labels absent from this data keep a very low bias, so they are never predicted
+        # by accident, unless they were trained before (resume keeps their rows).
+        bias = np.full(len(self.classes_), -1e4, dtype=np.float32)
+        if warm:
+            coef[:] = self.net_.head.weight.detach().numpy()
+            bias[:] = self.net_.head.bias.detach().numpy()
+        fitted = lr.coef_ if len(present) > 2 else np.vstack([-lr.coef_[0], lr.coef_[0]]) / 2
+        fitted_b = (
+            lr.intercept_
+            if len(present) > 2
+            else np.array([-lr.intercept_[0], lr.intercept_[0]]) / 2
+        )
+        coef[present] = fitted
+        bias[present] = fitted_b
+        with torch.no_grad():
+            self.net_.head.weight.copy_(torch.from_numpy(coef))
+            self.net_.head.bias.copy_(torch.from_numpy(bias))
+
+    def _finetune(
+        self,
+        tok_train: Tokenized,
+        y_train: NDArray[np.int64],
+        tok_val: Tokenized,
+        y_val: NDArray[np.int64],
+        *,
+        resumed: bool,
+    ) -> Any:
+        ids_train = tok_train.input_ids
+        n = len(ids_train)
+        steps = (n + self.batch_size - 1) // self.batch_size
+
+        def make_batches(epoch: int) -> Any:
+            order = np.random.default_rng(self.seed + epoch).permutation(n)
+            for s in range(0, n, self.batch_size):
+                idx = order[s : s + self.batch_size]
+                ids, mask = pad_batch([ids_train[i] for i in idx], self._pad_id())
+                yield ids, mask, torch.from_numpy(y_train[idx])
+
+        def loss_fn(batch: Any) -> torch.Tensor:
+            ids, mask, y = batch
+            return F.cross_entropy(self.net_(ids, mask), y)
+
+        def evaluate() -> float:
+            logits = self._forward_all(tok_val, what="logits")
+            pred = logits.argmax(axis=1)
+            if self.metric == "macro_f1":
+                from sklearn.metrics import f1_score
+
+                return float(f1_score(y_val, pred, average="macro", zero_division=0))
+            return float((pred == y_val).mean())
+
+        cfg = LoopConfig(
+            epochs=self.epochs,
+            learning_rate=self.learning_rate,
+            head_learning_rate=self.head_learning_rate,
+            warmup_ratio=self.warmup_ratio,
+            weight_decay=self.weight_decay,
+            patience=self.patience,
+            precision=self.precision,
+        )
+        return train_loop(
+            self.net_,
+            make_batches=make_batches,
+            steps_per_epoch=steps,
+            loss_fn=loss_fn,
+            evaluate=evaluate,
+            cfg=cfg,
+            description="resume fine-tune" if resumed else "fine-tune",
+        )
+
+    # ------------------------------------------------------------------ predicting
+    def _require_fitted(self) -> None:
+        if not hasattr(self, "classes_"):
+            raise NotFittedError(
+                "This TextClassifier is not fitted yet. Call fit(examples) or "
+                "TextClassifier.load(folder) first."
+            )
+
+    def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        """Calibrated class probabilities, one row per text, columns in ``classes_`` order."""
+        self._require_fitted()
+        self._check_texts(texts)
+        logits = self._forward_all(self._tokenize(texts), what="logits")
+        return softmax(logits, self.temperature_)
+
+    @staticmethod
+    def _check_texts(texts: Sequence[str]) -> None:
+        if isinstance(texts, str):
+            raise ConfigError(
+                "predict() takes a list of texts, got a single string. Wrap it: predict([text])."
+            )
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise DataError(f"text #{i} is {type(t).__name__}, expected str")
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """Label, calibrated confidence and top-k scores for each text."""
+        self._require_fitted()
+        self._check_texts(texts)
+        if not texts:
+            return []
+        start = time.perf_counter()
+        tok = self._tokenize(texts)
+        logits = self._forward_all(tok, what="logits")
+        probs = softmax(logits, self.temperature_)
+        per_item_ms = (time.perf_counter() - start) * 1000 / len(texts)
+        k = min(self.top_k, len(self.classes_))
+        out = []
+        for i, row in enumerate(probs):
+            top = np.argsort(-row, kind="stable")[:k]
+            warning = tok.truncation_warning(i)
+            out.append(
+                Prediction(
+                    label=self.classes_[int(top[0])],
+                    confidence=float(row[top[0]]),
+                    scores=tuple(LabelScore(self.classes_[int(j)], float(row[j])) for j in top),
+                    usage=Usage(input_tokens=len(tok.input_ids[i]), latency_ms=per_item_ms),
+                    warnings=(warning,) if warning else (),
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write weights (safetensors), config, labels and a model card to ``path``."""
+        self._require_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        head = {k: v.contiguous() for k, v in self.net_.head.state_dict().items()}
+        save_file(head, str(folder / "head.safetensors"))
+        files = ["head.safetensors"]
+        if self.strategy == "finetune":
+            encoder: Any = self.net_.encoder
+            encoder.save_pretrained(str(folder / "encoder"), safe_serialization=True)
+            self.tokenizer_.save_pretrained(str(folder / "encoder"))
+            files.append("encoder/model.safetensors")
+        (folder / "labels.json").write_text(
+            json.dumps(self.classes_, indent=1, ensure_ascii=False) + "\n"
+        )
+        config = {
+            "skill": _NAME,
+            "params": self.get_params(),
+            "labels": self.classes_,
+            "temperature": self.temperature_,
+            "window": self.window_,
+            "base": {
+                "ref": self.source_.ref,
+                "origin": self.source_.origin,
+                "sha256": self.source_.sha256,
+                "licence": self.source_.licence,
+            },
+            "metrics": self.metrics_,
+            "history": self.history_,
+            "best_epoch": self.best_epoch_,
+            "train_seconds": self.train_seconds_,
+            "data": {"sha256": self.data_sha256_, "rows": self.data_rows_},
+            "resumed": self.resumed_,
+            "versions": library_versions(),
+        }
+        write_config(folder, config, files)
+        write_model_card(
+            folder,
+            f"TextClassifier ({self.strategy})",
+            {
+                "Base model": {
+                    "reference": self.source_.ref,
+                    "sha256": self.source_.sha256,
+                    "licence": self.source_.licence,
+                },
+                "Labels": ", ".join(self.classes_),
+                "Training data": {"sha256": self.data_sha256_, "rows": self.data_rows_},
+                "Validation metrics": {k: round(v, 4) for k, v in self.metrics_.items()},
+                "Training": {
+                    "seconds": round(self.train_seconds_, 1),
+                    "best epoch": self.best_epoch_,
+                    "resumed": self.resumed_,
+                    **{k: v for k, v in self.get_params().items() if k != "allow_pickle"},
+                },
+                "Library versions": library_versions(),
+            },
+        )
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Rebuild a classifier saved with :meth:`save` (weights verified by sha256)."""
+        folder = Path(path)
+        config = read_config(folder)
+        if config.get("skill") != _NAME:
+            raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a TextClassifier")
+        verify_files(folder, config)
+        self = cls(**config["params"])
+        if self.strategy == "finetune":
+            encoder_dir = folder / "encoder"
+            local = resolve(str(encoder_dir))
+            # Keep the provenance of the original base for the model card.
+            self.source_ = ModelSource(
+                config["base"]["ref"],
+                config["base"]["origin"],
+                encoder_dir,
+                local.weights,
+                config["base"]["sha256"],
+                config["base"]["licence"],
+                True,
+            )
+            self.tokenizer_ = load_tokenizer(encoder_dir)
+            encoder = load_encoder(local)
+        else:
+            self.source_ = resolve(self.base, allow_pickle=self.allow_pickle)
+            if config["base"]["sha256"] and self.source_.sha256 != config["base"]["sha256"]:
+                raise ArtifactError(
+                    f"{folder} was trained on base {self.base!r} with sha256 "
+                    f"{config['base']['sha256']}, but that reference now resolves to "
+                    f"{self.source_.sha256}. Install the original base model."
+                )
+            self.tokenizer_ = load_tokenizer(self.source_.path)
+            encoder = load_encoder(self.source_)
+        self.classes_ = list(config["labels"])
+        self.net_ = _Net(
+            encoder, len(self.classes_), normalize=self.normalize, dropout=self.dropout
+        )
+        self.net_.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+        self.net_.eval()
+        self.window_ = int(config["window"])
+        self.temperature_ = float(config["temperature"])
+        self.metrics_ = dict(config["metrics"])
+        self.history_ = list(config["history"])
+        self.best_epoch_ = int(config["best_epoch"])
+        self.train_seconds_ = float(config["train_seconds"])
+        self.data_sha256_ = config["data"]["sha256"]
+        self.data_rows_ = int(config["data"]["rows"])
+        self.resumed_ = bool(config["resumed"])
+        return self

@@ -1,0 +1,1 @@
+"""Training loops, calibration and early stopping."""
