@@ -1,5 +1,21 @@
 """LLM backends: local generators and OpenAI-compatible APIs behind one interface."""
 
-from slmstack.backends.base import Backend, ChatMessage, Completion, CompletionRequest
+from slmstack.backends.base import (
+    Backend,
+    ChatMessage,
+    Completion,
+    CompletionRequest,
+    parse_json_output,
+)
+from slmstack.backends.factory import gguf_path, load_backend, runtimes
 
-__all__ = ["Backend", "ChatMessage", "Completion", "CompletionRequest"]
+__all__ = [
+    "Backend",
+    "ChatMessage",
+    "Completion",
+    "CompletionRequest",
+    "gguf_path",
+    "load_backend",
+    "parse_json_output",
+    "runtimes",
+]

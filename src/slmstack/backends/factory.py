@@ -1,0 +1,101 @@
+"""``load_backend(model, runtime=...)``: one entry point from a model alias to a Backend.
+
+Runtimes are plug-ins in the :data:`runtimes` registry (``"llama_cpp"``,
+``"transformers"``, ``"openai"``). Loaded local models are shared: two skills that ask
+for the same model and options get the same in-memory backend, so a workflow that
+summarises and troubleshoots with ``smollm2`` holds one copy of the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from slmstack.backends.base import Backend
+from slmstack.errors import ConfigError, ModelNotFoundError
+from slmstack.models.catalog import known_models
+from slmstack.models.resolve import resolve
+from slmstack.registry import Registry
+
+RuntimeFactory = Callable[..., Backend]
+runtimes: Registry[RuntimeFactory] = Registry("backend runtime")
+
+_SHARED: dict[str, Backend] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def gguf_path(ref: str | Path) -> Path:
+    """Resolve a generator reference to a verified ``.gguf`` file.
+
+    ``ref`` is a known alias (``"smollm2"``, sha256 checked), a ``.gguf`` file, or a
+    folder holding exactly one ``.gguf`` file.
+    """
+    ref_s = str(ref)
+    known = known_models().get(ref_s)
+    if known is not None:
+        if not known.weights_file.endswith(".gguf"):
+            generators = [m.alias for m in known_models().values() if m.kind == "generator"]
+            raise ConfigError(
+                f"model alias {ref_s!r} is a {known.kind}, not a GGUF generator. "
+                f"Generator aliases: {', '.join(generators)}."
+            )
+        weights = resolve(ref_s).weights
+        assert weights is not None  # resolve() always sets weights for catalog aliases
+        return weights
+    path = Path(ref_s).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    if path.is_dir():
+        files = sorted(path.glob("*.gguf"))
+        if len(files) == 1:
+            return files[0]
+        if files:
+            names = ", ".join(f.name for f in files)
+            raise ConfigError(f"{path} holds several GGUF files ({names}); pass one of them.")
+    generators = [m.alias for m in known_models().values() if m.kind == "generator"]
+    raise ModelNotFoundError(
+        f"generator {ref_s!r} is not a known alias, a .gguf file, or a folder with one. "
+        f"Known generator aliases: {', '.join(generators)} (see `slmstack models`)."
+    )
+
+
+def load_backend(
+    model: str = "smollm2", *, runtime: str = "llama_cpp", shared: bool = True, **options: Any
+) -> Backend:
+    """Load ``model`` with ``runtime`` and return a :class:`Backend`.
+
+    Args:
+        model: alias (``"smollm2"``, ``"qwen2.5-0.5b"``), GGUF file, model folder, Hugging
+            Face id, or (for ``runtime="openai"``) the remote model name.
+        runtime: ``"llama_cpp"`` (fast GGUF inference), ``"transformers"`` (the same
+            GGUF dequantized, or any causal LM; needed for LoRA adapters) or ``"openai"``
+            (a remote OpenAI-compatible API; needs ``base_url=...``).
+        shared: reuse an already loaded backend with the same model and options.
+        options: passed to the runtime (``n_ctx``, ``n_threads``, ``adapters``, ...).
+
+    Example:
+        >>> from slmstack.backends import load_backend
+        >>> llm = load_backend("smollm2")  # doctest: +SKIP
+        >>> llm is load_backend("smollm2")  # doctest: +SKIP
+        True
+    """
+    factory = runtimes.get(runtime)
+    if not shared:
+        return factory(model, **options)
+    key = json.dumps([runtime, model, options], sort_keys=True, default=str)
+    with _SHARED_LOCK:
+        backend = _SHARED.get(key)
+        if backend is None:
+            backend = factory(model, **options)
+            _SHARED[key] = backend
+        return backend
+
+
+@runtimes.register("llama_cpp")
+def _llama_cpp(model: str, **options: Any) -> Backend:
+    from slmstack.backends.llama_cpp import LlamaCppBackend
+
+    return LlamaCppBackend(gguf_path(model), name=model, **options)

