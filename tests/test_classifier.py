@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+from fixtures import QUERIES, TRAIN
+from skill_contract import check_skill_contract
+
+from slmstack import ArtifactError, ConfigError, DataError, Example, TextClassifier, load
+
+
+def test_head_strategy_contract(tmp_path):
+    clf = check_skill_contract(lambda: TextClassifier(strategy="head", seed=0), TRAIN, QUERIES, tmp_path)
+    preds = clf.predict(QUERIES[:3])
+    assert [p.label for p in preds] == ["card", "refund", "password"]
+    for p in preds:
+        assert 0.0 < p.confidence <= 1.0
+        assert len(p.scores) == 3 and p.scores[0].label == p.label
+        assert p.scores[0].score >= p.scores[1].score >= p.scores[2].score
+        assert abs(sum(s.score for s in p.scores) - 1.0) < 1e-6  # 3 labels: top-3 is everything
+        assert p.usage.input_tokens > 0
+
+
+@pytest.mark.slow
+def test_finetune_strategy_contract(tmp_path):
+    make = lambda: TextClassifier(strategy="finetune", epochs=2, batch_size=8, seed=3)  # noqa: E731
+    clf = check_skill_contract(make, TRAIN, QUERIES, tmp_path)
+    assert len(clf.history_) >= 1 and clf.best_epoch_ >= 1
+    assert (tmp_path / "skill" / "encoder" / "model.safetensors").is_file()
+    assert [p.label for p in clf.predict(QUERIES[:3])] == ["card", "refund", "password"]
+
+
+def test_finetune_changes_the_encoder_and_probe_does_not():
+    head = TextClassifier(strategy="head").fit(TRAIN)
+    ft = TextClassifier(strategy="finetune", epochs=1, batch_size=8).fit(TRAIN)
+    w_head = head.net_.encoder.embeddings.word_embeddings.weight
+    w_ft = ft.net_.encoder.embeddings.word_embeddings.weight
+    assert not np.allclose(w_head.detach().numpy(), w_ft.detach().numpy())
+
+
+def test_calibration_metrics_recorded():
+    clf = TextClassifier().fit(TRAIN)
+    for key in ("val_accuracy", "val_macro_f1", "val_ece", "val_ece_before_calibration"):
+        assert key in clf.metrics_
+    assert clf.temperature_ > 0
+    proba = clf.predict_proba(QUERIES)
+    assert proba.shape == (4, 3) and np.allclose(proba.sum(axis=1), 1.0)
+
+
+def test_long_input_is_reported_not_silently_truncated():
+    clf = TextClassifier(max_length=16).fit(TRAIN)
+    long_text = "my card has not arrived " * 20
+    p_long, p_short = clf.predict([long_text, "where is my card"])
+    assert p_long.warnings and "truncated" in p_long.warnings[0] and "16" in p_long.warnings[0]
+    assert p_short.warnings == ()
+
+
+def test_resume_with_more_data_and_new_labels(tmp_path):
+    clf = TextClassifier().fit(TRAIN)
+    clf.save(tmp_path / "v1")
+    more = [Example("freeze my card now", "lost_card"), Example("my card was stolen", "lost_card"),
+            Example("I lost my card yesterday", "lost_card"), Example("block my stolen card", "lost_card")]
+    reloaded = TextClassifier.load(tmp_path / "v1")
+    with pytest.raises(DataError, match=r"labels the skill was not trained on: 'lost_card'.*allow_new_labels=True"):
+        reloaded.resume(more + TRAIN)
+    reloaded.resume(more + TRAIN, allow_new_labels=True)
+    assert reloaded.classes_ == ["card", "password", "refund", "lost_card"]
+    assert reloaded.predict(["someone stole my card"])[0].label == "lost_card"
+    assert reloaded.predict(["I forgot my password"])[0].label == "password"
+    reloaded.save(tmp_path / "v2")
+    assert load(tmp_path / "v2").predict(["someone stole my card"])[0].label == "lost_card"
+    assert load(tmp_path / "v1").classes_ == ["card", "password", "refund"]  # original kept
+
+
+def test_resume_on_same_labels_keeps_label_set():
+    clf = TextClassifier().fit(TRAIN).resume(TRAIN[:8] + TRAIN[16:])  # card + password only
+    assert clf.classes_ == ["card", "password", "refund"]
+    assert clf.predict(["refund please"])[0].label == "refund"  # refund row kept
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ConfigError, match=r"'strategy' parameter of TextClassifier must be 'head' or 'finetune'\. Got 'lora'"):
+        TextClassifier(strategy="lora").fit(TRAIN)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"'val_fraction'.*Got 1.5"):
+        TextClassifier(val_fraction=1.5).fit(TRAIN)
+    with pytest.raises(ConfigError, match="has no parameter 'epoch'"):
+        TextClassifier().set_params(epoch=3)
+
+
+def test_invalid_training_data_is_refused():
+    with pytest.raises(DataError, match="only one class"):
+        TextClassifier().fit([Example("a", "x"), Example("b", "x")])
+    with pytest.raises(DataError, match="empty text"):
+        TextClassifier().fit([Example("", "x"), Example("b", "x"), Example("c", "y"), Example("d", "y")])
+
+
+def test_tampered_artifact_is_refused(tmp_path):
+    folder = TextClassifier().fit(TRAIN).save(tmp_path / "clf")
+    head = folder / "head.safetensors"
+    data = bytearray(head.read_bytes())
+    data[-1] ^= 0xFF
+    head.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="does not match the sha256"):
+        load(folder)
+
+
+def test_load_of_non_skill_folder(tmp_path):
+    with pytest.raises(ArtifactError, match="no config.json"):
+        load(tmp_path)
+
+
+def test_model_card_has_provenance(tmp_path):
+    folder = TextClassifier().fit(TRAIN).save(tmp_path / "clf")
+    card = (folder / "model_card.md").read_text()
+    for needle in ("minilm", "53aa5117", "Training data", "sha256", "val_accuracy", "seconds", "torch"):
+        assert needle in card

