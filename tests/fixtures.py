@@ -4,19 +4,34 @@ from slmstack import Example
 
 INTENTS = {
     "card": [
-        "where is my new card", "my card has not arrived yet", "card still not delivered",
-        "when will my card come", "I am waiting for my debit card", "has my card been sent",
-        "the card you posted never came", "track my card delivery",
+        "where is my new card",
+        "my card has not arrived yet",
+        "card still not delivered",
+        "when will my card come",
+        "I am waiting for my debit card",
+        "has my card been sent",
+        "the card you posted never came",
+        "track my card delivery",
     ],
     "refund": [
-        "I want a refund", "give me my money back", "please refund my order",
-        "how do I get reimbursed", "refund the payment please", "return the money to me",
-        "I need my refund processed", "can I have a refund for this",
+        "I want a refund",
+        "give me my money back",
+        "please refund my order",
+        "how do I get reimbursed",
+        "refund the payment please",
+        "return the money to me",
+        "I need my refund processed",
+        "can I have a refund for this",
     ],
     "password": [
-        "how do I reset my password", "I forgot my password", "change my login password",
-        "password reset link not working", "cannot remember my password",
-        "help me set a new password", "my password expired", "update my password",
+        "how do I reset my password",
+        "I forgot my password",
+        "change my login password",
+        "password reset link not working",
+        "cannot remember my password",
+        "help me set a new password",
+        "my password expired",
+        "update my password",
     ],
 }
 

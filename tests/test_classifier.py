@@ -1,13 +1,15 @@
 import numpy as np
 import pytest
+
 from fixtures import QUERIES, TRAIN
 from skill_contract import check_skill_contract
-
 from slmstack import ArtifactError, ConfigError, DataError, Example, TextClassifier, load
 
 
 def test_head_strategy_contract(tmp_path):
-    clf = check_skill_contract(lambda: TextClassifier(strategy="head", seed=0), TRAIN, QUERIES, tmp_path)
+    clf = check_skill_contract(
+        lambda: TextClassifier(strategy="head", seed=0), TRAIN, QUERIES, tmp_path
+    )
     preds = clf.predict(QUERIES[:3])
     assert [p.label for p in preds] == ["card", "refund", "password"]
     for p in preds:
@@ -55,10 +57,16 @@ def test_long_input_is_reported_not_silently_truncated():
 def test_resume_with_more_data_and_new_labels(tmp_path):
     clf = TextClassifier().fit(TRAIN)
     clf.save(tmp_path / "v1")
-    more = [Example("freeze my card now", "lost_card"), Example("my card was stolen", "lost_card"),
-            Example("I lost my card yesterday", "lost_card"), Example("block my stolen card", "lost_card")]
+    more = [
+        Example("freeze my card now", "lost_card"),
+        Example("my card was stolen", "lost_card"),
+        Example("I lost my card yesterday", "lost_card"),
+        Example("block my stolen card", "lost_card"),
+    ]
     reloaded = TextClassifier.load(tmp_path / "v1")
-    with pytest.raises(DataError, match=r"labels the skill was not trained on: 'lost_card'.*allow_new_labels=True"):
+    with pytest.raises(
+        DataError, match=r"labels the skill was not trained on: 'lost_card'.*allow_new_labels=True"
+    ):
         reloaded.resume(more + TRAIN)
     reloaded.resume(more + TRAIN, allow_new_labels=True)
     assert reloaded.classes_ == ["card", "password", "refund", "lost_card"]
@@ -76,7 +84,10 @@ def test_resume_on_same_labels_keeps_label_set():
 
 
 def test_bad_parameters_are_named():
-    with pytest.raises(ConfigError, match=r"'strategy' parameter of TextClassifier must be 'head' or 'finetune'\. Got 'lora'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'strategy' parameter of TextClassifier must be 'head' or 'finetune'\. Got 'lora'",
+    ):
         TextClassifier(strategy="lora").fit(TRAIN)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"'val_fraction'.*Got 1.5"):
         TextClassifier(val_fraction=1.5).fit(TRAIN)
@@ -88,7 +99,9 @@ def test_invalid_training_data_is_refused():
     with pytest.raises(DataError, match="only one class"):
         TextClassifier().fit([Example("a", "x"), Example("b", "x")])
     with pytest.raises(DataError, match="empty text"):
-        TextClassifier().fit([Example("", "x"), Example("b", "x"), Example("c", "y"), Example("d", "y")])
+        TextClassifier().fit(
+            [Example("", "x"), Example("b", "x"), Example("c", "y"), Example("d", "y")]
+        )
 
 
 def test_tampered_artifact_is_refused(tmp_path):
@@ -109,5 +122,13 @@ def test_load_of_non_skill_folder(tmp_path):
 def test_model_card_has_provenance(tmp_path):
     folder = TextClassifier().fit(TRAIN).save(tmp_path / "clf")
     card = (folder / "model_card.md").read_text()
-    for needle in ("minilm", "53aa5117", "Training data", "sha256", "val_accuracy", "seconds", "torch"):
+    for needle in (
+        "minilm",
+        "53aa5117",
+        "Training data",
+        "sha256",
+        "val_accuracy",
+        "seconds",
+        "torch",
+    ):
         assert needle in card

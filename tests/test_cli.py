@@ -1,9 +1,9 @@
 import json
 
 import pytest
-from fixtures import TRAIN, write_csv
 from typer.testing import CliRunner
 
+from fixtures import TRAIN, write_csv
 from slmstack.cli.app import app
 
 runner = CliRunner()
@@ -20,8 +20,9 @@ def trained(tmp_path_factory):
 
 
 def test_train_reports_metrics(trained):
-    tmp, _, out = trained
+    _, _, out = trained
     assert (out / "config.json").is_file()
+    assert (out / "head.safetensors").is_file()
 
 
 def test_predict_text_and_json(trained):
@@ -55,7 +56,9 @@ def test_eval_json_report(trained):
     for key in ("latency_p50_ms", "latency_p95_ms", "throughput_per_s", "peak_rss_mb"):
         assert report["speed"][key] > 0
     human = runner.invoke(app, ["eval", str(out), str(data)])
-    assert human.exit_code == 0 and "macro_f1" in human.stdout and "confusion matrix" in human.stdout
+    assert (
+        human.exit_code == 0 and "macro_f1" in human.stdout and "confusion matrix" in human.stdout
+    )
 
 
 def test_models_lists_minilm_as_installed():
@@ -76,18 +79,26 @@ def test_bad_inputs_exit_nonzero_with_reason(trained, tmp_path):
     _, data, out = trained
     bad = tmp_path / "bad.csv"
     bad.write_text("query,label\na,x\nb,y\n")
-    msg = _one_line_error(runner.invoke(app, ["train", "classify", str(bad), "--out", str(tmp_path / "o")]))
+    msg = _one_line_error(
+        runner.invoke(app, ["train", "classify", str(bad), "--out", str(tmp_path / "o")])
+    )
     assert "missing text column 'text'" in msg
     msg = _one_line_error(runner.invoke(app, ["predict", str(tmp_path), "hi"]))
     assert "no config.json" in msg
     msg = _one_line_error(runner.invoke(app, ["predict", str(out)]))
     assert "nothing to predict" in msg
     msg = _one_line_error(
-        runner.invoke(app, ["train", "classify", str(data), "--out", str(tmp_path / "o"), "--base", "./nowhere"])
+        runner.invoke(
+            app,
+            ["train", "classify", str(data), "--out", str(tmp_path / "o"), "--base", "./nowhere"],
+        )
     )
     assert "no such folder" in msg
     msg = _one_line_error(
-        runner.invoke(app, ["train", "classify", str(data), "--out", str(tmp_path / "o"), "--strategy", "magic"])
+        runner.invoke(
+            app,
+            ["train", "classify", str(data), "--out", str(tmp_path / "o"), "--strategy", "magic"],
+        )
     )
     assert "'strategy' parameter" in msg
 
@@ -95,11 +106,29 @@ def test_bad_inputs_exit_nonzero_with_reason(trained, tmp_path):
 def test_resume_via_cli_requires_flag_for_new_labels(trained, tmp_path):
     _, _, out = trained
     more = tmp_path / "more.csv"
-    more.write_text("text,label\nfreeze my card,lost\nmy card was stolen,lost\nwhere is my card,card\ncard not here,card\n")
-    msg = _one_line_error(runner.invoke(app, ["train", "classify", str(more), "--out", str(tmp_path / "v2"), "--resume", str(out)]))
+    more.write_text(
+        "text,label\nfreeze my card,lost\nmy card was stolen,lost\nwhere is my card,card\ncard not here,card\n"
+    )
+    msg = _one_line_error(
+        runner.invoke(
+            app,
+            ["train", "classify", str(more), "--out", str(tmp_path / "v2"), "--resume", str(out)],
+        )
+    )
     assert "--allow-new-labels" in msg
     ok = runner.invoke(
-        app, ["train", "classify", str(more), "--out", str(tmp_path / "v2"), "--resume", str(out), "--allow-new-labels", "--json"]
+        app,
+        [
+            "train",
+            "classify",
+            str(more),
+            "--out",
+            str(tmp_path / "v2"),
+            "--resume",
+            str(out),
+            "--allow-new-labels",
+            "--json",
+        ],
     )
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["labels"] == 4

@@ -13,9 +13,19 @@ def write(path, text):
 
 
 def test_reads_csv_tsv_jsonl_with_custom_columns(tmp_path):
-    csv_file = write(tmp_path / "d.csv", "query,intent\nhello there,greet\nhi,greet\nbye,leave\nsee you,leave\n")
-    tsv_file = write(tmp_path / "d.tsv", "query\tintent\nhello, there\tgreet\nhi\tgreet\nbye\tleave\nciao\tleave\n")
-    rows = [{"q": "a b", "y": "x"}, {"q": "c d", "y": "x"}, {"q": "e", "y": "z"}, {"q": "f", "y": "z"}]
+    csv_file = write(
+        tmp_path / "d.csv", "query,intent\nhello there,greet\nhi,greet\nbye,leave\nsee you,leave\n"
+    )
+    tsv_file = write(
+        tmp_path / "d.tsv",
+        "query\tintent\nhello, there\tgreet\nhi\tgreet\nbye\tleave\nciao\tleave\n",
+    )
+    rows = [
+        {"q": "a b", "y": "x"},
+        {"q": "c d", "y": "x"},
+        {"q": "e", "y": "z"},
+        {"q": "f", "y": "z"},
+    ]
     jsonl_file = write(tmp_path / "d.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
     a = read_examples(csv_file, text_column="query", label_column="intent")
     b = read_examples(tsv_file, text_column="query", label_column="intent")
@@ -28,7 +38,9 @@ def test_reads_csv_tsv_jsonl_with_custom_columns(tmp_path):
 
 def test_missing_column_names_file_row_and_fix(tmp_path):
     f = write(tmp_path / "d.csv", "text,category\na,x\nb,y\n")
-    with pytest.raises(DataError, match=r"d\.csv:2: missing label column 'label'.*'category'.*--label-column"):
+    with pytest.raises(
+        DataError, match=r"d\.csv:2: missing label column 'label'.*'category'.*--label-column"
+    ):
         read_examples(f)
 
 
@@ -40,7 +52,9 @@ def test_empty_text_names_row(tmp_path):
 
 def test_label_with_one_example(tmp_path):
     f = write(tmp_path / "d.csv", "text,label\na,x\nb,x\nc,y\nd,y\ne,lonely\n")
-    with pytest.raises(DataError, match=r"d\.csv:6: labels with fewer than 2 examples: 'lonely' \(1\)"):
+    with pytest.raises(
+        DataError, match=r"d\.csv:6: labels with fewer than 2 examples: 'lonely' \(1\)"
+    ):
         read_examples(f)
 
 

@@ -1,6 +1,6 @@
 import pytest
-from safetensors.torch import save_file
 import torch
+from safetensors.torch import save_file
 
 from slmstack import IntegrityError, ModelNotFoundError, UnsafeWeightsError, resolve
 from slmstack.models import catalog
@@ -40,9 +40,15 @@ def test_missing_folder_and_offline_hub_id_fail_fast_with_hint(monkeypatch, tmp_
 def test_alias_of_missing_package_names_install_command(monkeypatch):
     register_model(
         KnownModel(
-            alias="test-missing", kind="encoder", package="no-such-pkg==1.0",
-            description="x", licence="MIT", weights_file="m.safetensors", sha256="0" * 64,
-            size_mb=1, locate=lambda: None,
+            alias="test-missing",
+            kind="encoder",
+            package="no-such-pkg==1.0",
+            description="x",
+            licence="MIT",
+            weights_file="m.safetensors",
+            sha256="0" * 64,
+            size_mb=1,
+            locate=lambda: None,
         )
     )
     try:
@@ -56,8 +62,14 @@ def test_tampered_package_weights_are_refused(tmp_path):
     save_file({"w": torch.ones(3)}, str(tmp_path / "m.safetensors"))
     register_model(
         KnownModel(
-            alias="test-tampered", kind="encoder", package="x==1", description="x",
-            licence="MIT", weights_file="m.safetensors", sha256="f" * 64, size_mb=1,
+            alias="test-tampered",
+            kind="encoder",
+            package="x==1",
+            description="x",
+            licence="MIT",
+            weights_file="m.safetensors",
+            sha256="f" * 64,
+            size_mb=1,
             locate=lambda: tmp_path,
         )
     )
