@@ -207,7 +207,8 @@ class TextClassifier(Skill):
         batch = max(self.batch_size, 64)
         self.net_.eval()
         with progress() as bar, torch.inference_mode():
-            task = bar.add_task(desc or "encode", total=len(lengths), info="")
+            # Only long, named steps get a bar; predict() on a few texts stays quiet.
+            task = bar.add_task(desc, total=len(lengths), info="") if desc else None
             for idx in length_batches(lengths, batch):
                 ids, mask = pad_batch([tok.input_ids[i] for i in idx], self._pad_id())
                 with autocast(self.precision):
@@ -217,7 +218,7 @@ class TextClassifier(Skill):
                 arr = vec.float().numpy()
                 for row, i in enumerate(idx):
                     out[i] = arr[row]
-                if desc:
+                if task is not None:
                     bar.update(task, advance=len(idx))
         return np.stack(out)
 
