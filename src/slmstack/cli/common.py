@@ -11,6 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from slmstack.errors import SlmstackError
 
@@ -22,7 +23,12 @@ err = Console(stderr=True)
 
 
 def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-    err.print(f"[yellow]warning:[/] {message}", highlight=False)
+    err.print(Text("warning: ", style="yellow") + Text(str(message)), soft_wrap=True)
+
+
+def _print_error(exc: BaseException) -> None:
+    # Text, not markup: messages contain brackets (lists, paths) that rich would eat.
+    err.print(Text("error: ", style="bold red") + Text(str(exc)), soft_wrap=True)
 
 
 def cli_command(fn: Callable[P, R]) -> Callable[P, R]:
@@ -34,10 +40,10 @@ def cli_command(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except SlmstackError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            _print_error(exc)
             raise typer.Exit(2) from None
         except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            _print_error(exc)
             raise typer.Exit(2) from None
 
     return wrapper
