@@ -1,0 +1,279 @@
+"""The step contract, the run context and the validation environment.
+
+A step kind is a class with a pydantic ``Spec`` (its YAML body, ``extra="forbid"``), a
+``from_spec`` constructor, ``check`` (static validation, before anything runs) and
+``execute`` (one run). Kinds register themselves in :data:`step_kinds` under the key
+used in YAML (``skill``, ``route``, ...), so new kinds plug in without touching the engine.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from slmstack.registry import Registry
+from slmstack.types import Prediction
+from slmstack.workflows.trace import Decision, StepTrace
+
+if TYPE_CHECKING:
+    from slmstack.backends.base import Backend
+    from slmstack.workflows.inbox import Inbox, Packet
+
+
+@runtime_checkable
+class SkillLike(Protocol):
+    """What a workflow needs from a skill: batched ``predict``."""
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """One prediction per text."""
+        ...
+
+
+# Fields of a Prediction that every step output has, whatever the skill.
+ALWAYS = frozenset({"confidence", "abstained"})
+# What each known skill fills in its Prediction. A skill class can declare its own with a
+# ``produces`` class attribute; skills in neither place are not type-checked.
+SKILL_OUTPUTS: dict[str, frozenset[str]] = {
+    "slmstack.TextClassifier.v1": frozenset({"label", "scores"}),
+    "slmstack.LanguageDetector.v1": frozenset({"label", "scores"}),
+    "slmstack.EntityTagger.v1": frozenset({"spans"}),
+    "slmstack.FieldExtractor.v1": frozenset({"data"}),
+    "slmstack.ClauseFinder.v1": frozenset({"spans", "data"}),
+    "slmstack.FAQAnswerer.v1": frozenset({"text", "label", "data"}),
+    "slmstack.Troubleshooter.v1": frozenset({"text", "data"}),
+    "slmstack.Summarizer.v1": frozenset({"text", "data"}),
+}
+
+
+def skill_outputs(skill: object) -> frozenset[str] | None:
+    """The Prediction fields ``skill`` fills, or ``None`` when unknown."""
+    declared = getattr(type(skill), "produces", None)
+    if isinstance(declared, frozenset | set | tuple | list):
+        return frozenset(declared) | ALWAYS
+    name = getattr(type(skill), "skill_name", None)
+    if isinstance(name, str) and name in SKILL_OUTPUTS:
+        return SKILL_OUTPUTS[name] | ALWAYS
+    return None
+
+
+def skill_labels(skill: object) -> tuple[str, ...] | None:
+    """The labels a classifier can emit, when it says so (``classes_``)."""
+    classes = getattr(skill, "classes_", None)
+    if isinstance(classes, list | tuple) and all(isinstance(c, str) for c in classes):
+        return tuple(classes)
+    return None
+
+
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` when a close match exists, else the known names."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known: {', '.join(sorted(known)) or 'none'})"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a step's output is, as far as static checks can tell.
+
+    Attributes:
+        fields: the Prediction fields it fills; ``None`` when unknown (not checked).
+        ends: the step always ends the run (an escalation), so nothing after it runs.
+        labels: the labels it can emit, when its skill says so (``classes_``).
+    """
+
+    fields: frozenset[str] | None
+    ends: bool = False
+    labels: tuple[str, ...] | None = None
+
+
+@dataclass
+class CheckEnv:
+    """Validation state: what exists, which step ids are defined so far, the errors."""
+
+    skills: Mapping[str, SkillLike]
+    backends: Mapping[str, Backend]
+    blocks: Mapping[str, Sequence[Step]]
+    defined: dict[str, Shape] = field(default_factory=dict)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    block_stack: tuple[str, ...] = ()
+
+    def error(self, path: str, message: str) -> None:
+        """Record an error at ``path`` (kept, so that all errors are reported at once)."""
+        self.errors.append((path, message))
+
+    def fork(self) -> CheckEnv:
+        """A copy for one branch: same errors list, own defined ids."""
+        return CheckEnv(
+            self.skills,
+            self.backends,
+            self.blocks,
+            dict(self.defined),
+            self.errors,
+            self.block_stack,
+        )
+
+    def join(self, branches: Sequence[tuple[CheckEnv, Shape]]) -> None:
+        """After branches: an id is defined if every branch that goes on defines it."""
+        going_on = [env for env, shape in branches if not shape.ends]
+        if not going_on:
+            return
+        common = set(going_on[0].defined)
+        for env in going_on[1:]:
+            common &= set(env.defined)
+        for key in common:
+            shapes = [env.defined[key] for env in going_on]
+            self.defined[key] = meet(shapes)
+
+    def check_skill(self, name: str, path: str) -> SkillLike | None:
+        """The skill called ``name``, or an error at ``path``."""
+        skill = self.skills.get(name)
+        if skill is None:
+            self.error(path, f"unknown skill {name!r}{did_you_mean(name, list(self.skills))}")
+        return skill
+
+
+def meet(shapes: Sequence[Shape]) -> Shape:
+    """The shape every one of ``shapes`` guarantees (ending shapes impose nothing)."""
+    live = [s for s in shapes if not s.ends]
+    if not live:
+        return Shape(None, ends=True)
+    if len(live) == 1:
+        return live[0]
+    if any(s.fields is None for s in live):
+        return Shape(None)
+    fields = live[0].fields or frozenset()
+    for s in live[1:]:
+        fields &= s.fields or frozenset()
+    return Shape(fields)
+
+
+@dataclass
+class HandOff:
+    """An escalation requested by a step; the engine stores it once the run is over."""
+
+    to: str
+    reason: str
+    why: str
+    packet: Packet | None = None
+
+
+@dataclass
+class Runtime:
+    """What steps can use while running: skills, backends, blocks, the inbox."""
+
+    workflow: str
+    skills: Mapping[str, SkillLike]
+    backends: Mapping[str, Backend]
+    blocks: Mapping[str, Sequence[Step]]
+    inbox: Inbox | None
+
+
+@dataclass
+class RunContext:
+    """The state of one run, shared by its steps.
+
+    ``outputs`` holds each named step's output. ``rejection`` is the last decision that
+    turned an answer down (a cascade tier below threshold, an abstention) and ``decision``
+    the last decision of any kind; an escalation reports them as its *why*. ``hand_off``
+    is set by an escalation and ends the run.
+    """
+
+    input: str
+    runtime: Runtime
+    outputs: dict[str, Prediction] = field(default_factory=dict)
+    rejection: Decision | None = None
+    decision: Decision | None = None
+    hand_off: HandOff | None = None
+
+    def fork(self) -> RunContext:
+        """A context for one parallel branch: reads everything so far, writes its own."""
+        return RunContext(
+            self.input, self.runtime, dict(self.outputs), self.rejection, self.decision
+        )
+
+
+class Step(ABC):
+    """One node of a workflow graph.
+
+    Subclasses set ``kind`` (the YAML key) and ``Spec``, and implement ``from_spec``,
+    ``check`` and ``execute``. ``id`` names the step's output for later steps.
+    """
+
+    kind: ClassVar[str]
+    Spec: ClassVar[type[BaseModel]]
+    # The Spec field a bare YAML value fills: `skill: intent` means `skill: {use: intent}`.
+    shorthand: ClassVar[str | None] = None
+    id: str | None = None
+    # How the step was written in YAML, so that paths in errors and traces match the file:
+    # "full" (`route: {...}`), "short" (`skill: intent`) or "bare" (a string or a list).
+    yaml_form: str = "full"
+
+    @classmethod
+    @abstractmethod
+    def from_spec(cls, spec: Any, build: Builder, at: At) -> Step:
+        """Build the step from its validated ``Spec``; ``build`` turns child specs into steps."""
+
+    @abstractmethod
+    def check(self, env: CheckEnv, path: str) -> Shape:
+        """Validate against ``env`` (record errors there) and return the output's shape."""
+
+    @abstractmethod
+    def execute(self, ctx: RunContext, path: str) -> StepTrace:
+        """Run once; return a trace whose ``output`` is the step's output."""
+
+    @property
+    def name(self) -> str:
+        """How the step is shown in traces."""
+        return self.id or self.kind
+
+    def at(self, path: str, field: str) -> str:
+        """The path of ``field`` of this step at ``path``, as written in the YAML."""
+        return field_path(path, self.kind, field, self.yaml_form, self.shorthand)
+
+    def run(self, ctx: RunContext, path: str) -> StepTrace:
+        """Execute, time it, and publish the output under ``id``."""
+        start = time.perf_counter()
+        trace = self.execute(ctx, path)
+        trace.latency_ms = (time.perf_counter() - start) * 1000
+        if self.id is not None and trace.output is not None:
+            ctx.outputs[self.id] = trace.output
+        return trace
+
+    def define(self, env: CheckEnv, shape: Shape) -> Shape:
+        """Record this step's id as defined with ``shape`` (used at the end of ``check``)."""
+        if self.id is not None:
+            env.defined[self.id] = shape
+        return shape
+
+
+Builder = Callable[[Any, str], Step]
+"""Turns a raw child spec (mapping or shorthand) at a path into a Step."""
+
+At = Callable[[str], str]
+"""Gives the path of a field of the step being built (see :func:`field_path`)."""
+
+
+def field_path(path: str, kind: str, field: str, form: str, shorthand: str | None) -> str:
+    """``steps[2].route.branches`` for a full form; the shorthand field is the kind's own path."""
+    if form == "bare":
+        return path
+    if form == "short" and field == shorthand:
+        return f"{path}.{kind}"
+    return f"{path}.{kind}.{field}"
+
+
+class StepSpec(BaseModel):
+    """Base of every step kind's YAML body: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+step_kinds: Registry[type[Step]] = Registry("step kind")
+"""Step kinds by their YAML key."""

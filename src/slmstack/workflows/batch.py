@@ -1,0 +1,172 @@
+"""Batch runs over a file, written row by row to JSONL, resumable after an interruption.
+
+Each output line carries the input row number and text. Rerunning the same command
+finds the rows already written, checks they belong to this input, drops a last line
+that was cut off mid-write, and continues with the first missing row, so no row is done
+twice or lost. Escalations are filed with a key made of the output file, the row and
+the text, so a row that escalated just before the interruption does not file a second
+packet when it is run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from slmstack.errors import DataError
+from slmstack.progress import progress
+from slmstack.workflows.engine import Workflow
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What a batch run did."""
+
+    total: int
+    already_done: int
+    processed: int
+    escalated: int
+    seconds: float
+    output: Path
+
+
+def read_inputs(path: Path, text_field: str = "text") -> list[str]:
+    """Texts from ``.txt`` (one per line), CSV, TSV or JSONL (``text_field`` or a string)."""
+    if not path.is_file():
+        raise DataError("input file does not exist", path=path)
+    if path.suffix.lower() == ".txt":
+        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        texts = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"not valid JSON: {exc.msg}", path=path, row=n) from exc
+            if isinstance(obj, str):
+                texts.append(obj)
+            elif isinstance(obj, dict) and isinstance(obj.get(text_field), str):
+                texts.append(obj[text_field])
+            else:
+                raise DataError(
+                    f"each line must be a JSON string or an object with a string {text_field!r} "
+                    "(pass --text-field NAME for another key)",
+                    path=path,
+                    row=n,
+                )
+        return texts
+    from slmstack.data.readers import read_records
+
+    texts = []
+    for rec in read_records(path):
+        if text_field not in rec.fields:
+            raise DataError(
+                f"no column {text_field!r} (columns: {', '.join(rec.fields)}); pass --text-field",
+                path=path,
+                row=rec.line,
+            )
+        texts.append(str(rec.fields[text_field]))
+    return texts
+
+
+def _done_rows(output: Path, texts: list[str]) -> set[int]:
+    """Rows already in ``output``; cuts off a half-written last line."""
+    if not output.exists():
+        return set()
+    raw = output.read_bytes()
+    done: set[int] = set()
+    good_end = 0
+    pos = 0
+    for line_no, line in enumerate(raw.split(b"\n"), start=1):
+        end = pos + len(line) + 1
+        complete = end <= len(raw)  # the line ends with a newline
+        pos = end
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            row = int(obj["row"])
+            text = obj["input"]
+        except (ValueError, KeyError, TypeError) as exc:
+            if not complete:  # interrupted mid-write: redo that row
+                break
+            raise DataError(
+                f"line is not a result row ({exc}); is this the output of `slmstack run`?",
+                path=output,
+                row=line_no,
+            ) from exc
+        if not complete:
+            break
+        if row >= len(texts) or texts[row] != text:
+            raise DataError(
+                f"row {row} was written for another input ({text[:40]!r}); this output file "
+                "belongs to a different input file. Pass a new --output, or --restart",
+                path=output,
+                row=line_no,
+            )
+        done.add(row)
+        good_end = end
+    if good_end < len(raw):
+        with output.open("r+b") as fh:
+            fh.truncate(good_end)
+    return done
+
+
+def run_batch(
+    workflow: Workflow,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    text_field: str = "text",
+    trace: bool = False,
+    restart: bool = False,
+) -> BatchSummary:
+    """Run ``workflow`` on every text of ``input_path`` and append results to JSONL.
+
+    Args:
+        workflow: the workflow to run.
+        input_path: ``.txt``, CSV, TSV or JSONL.
+        output_path: JSONL; when it exists the run resumes after the rows it holds.
+        text_field: the column or key holding the text.
+        trace: include each row's full trace.
+        restart: start over, discarding ``output_path``.
+
+    Example:
+        >>> run_batch(load_workflow("wf.yaml"), "in.jsonl", "out.jsonl")  # doctest: +SKIP
+    """
+    start = time.perf_counter()
+    texts = read_inputs(Path(input_path), text_field)
+    output = Path(output_path)
+    if restart and output.exists():
+        output.unlink()
+    done = _done_rows(output, texts)
+    todo = [i for i in range(len(texts)) if i not in done]
+    escalated = 0
+    output.parent.mkdir(parents=True, exist_ok=True)
+    prefix = str(output.resolve())
+    with output.open("a", encoding="utf-8") as fh, progress() as bar:
+        task = bar.add_task(workflow.name, total=len(texts), completed=len(done), info="")
+        for i in todo:
+            digest = hashlib.sha256(texts[i].encode("utf-8")).hexdigest()[:16]
+            result = workflow.run(texts[i], key=f"{prefix}#{i}:{digest}")
+            row: dict[str, Any] = {"row": i, **result.to_dict(trace=trace)}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()  # a crash loses at most the row being written
+            escalated += result.status == "escalated"
+            bar.update(task, advance=1, info=f"{escalated} escalated")
+        os.fsync(fh.fileno())
+    return BatchSummary(
+        total=len(texts),
+        already_done=len(done),
+        processed=len(todo),
+        escalated=escalated,
+        seconds=time.perf_counter() - start,
+        output=output,
+    )

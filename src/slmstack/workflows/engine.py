@@ -1,0 +1,167 @@
+"""``Workflow``: a validated graph of steps over named skills, and ``run(text) -> Result``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kinds)
+from slmstack.errors import ConfigError, DataError
+from slmstack.types import Prediction
+from slmstack.workflows.base import CheckEnv, RunContext, Runtime, SkillLike, Step
+from slmstack.workflows.steps.sequence import check_steps, run_steps
+from slmstack.workflows.trace import Escalation, Result
+
+if TYPE_CHECKING:
+    from slmstack.backends.base import Backend
+    from slmstack.workflows.inbox import Inbox
+
+
+def locate(source: Path, lines: Mapping[str, int], path: str) -> str:
+    """``file.yaml:12: `` for the closest enclosing path with a known line."""
+    probe = path
+    while probe:
+        if probe in lines:
+            return f"{source}:{lines[probe]}: "
+        cut = max(probe.rfind("."), probe.rfind("["))
+        probe = probe[:cut] if cut > 0 else ""
+    return f"{source}: "
+
+
+class WorkflowError(ConfigError):
+    """A workflow failed validation; ``problems`` lists ``(where, path, message)``."""
+
+    def __init__(self, name: str, problems: list[tuple[str, str, str]]):
+        lines = [f"{where}{path}: {message}" for where, path, message in problems]
+        head = lines[0] if len(lines) == 1 else f"workflow {name!r} has {len(lines)} errors:"
+        body = "" if len(lines) == 1 else "\n  " + "\n  ".join(lines)
+        super().__init__(head + body)
+        self.problems = problems
+
+
+class Workflow:
+    """A graph of steps over named skills, validated when built.
+
+    Args:
+        steps: the top-level steps, run in order.
+        skills: name → skill (anything with ``predict(list[str]) -> list[Prediction]``).
+        name: shown in traces and stored with escalation packets.
+        backends: name → LLM backend that ``escalate: {to: NAME}`` may call.
+        blocks: name → steps that ``block: NAME`` runs.
+        inbox: where human escalations go; by default the SQLite inbox named by
+            ``$SLMSTACK_INBOX_URL`` or ``sqlite:///slmstack-inbox.db``, opened on first use.
+        source: the YAML file it came from, and ``lines`` the line of each path in it,
+            so that errors point into the file.
+
+    Example:
+        >>> from slmstack.workflows import Workflow, SkillStep, RouteStep, TemplateStep
+        >>> wf = Workflow(
+        ...     [SkillStep("intent"),
+        ...      RouteStep({"faq": SkillStep("faq")}, TemplateStep("Sorry?"), on="intent")],
+        ...     skills={"intent": intent_clf, "faq": faq_answerer},
+        ... )  # doctest: +SKIP
+        >>> wf.run("how do I reset my password?").answer  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        *,
+        skills: Mapping[str, SkillLike],
+        name: str = "workflow",
+        backends: Mapping[str, Backend] | None = None,
+        blocks: Mapping[str, Sequence[Step]] | None = None,
+        inbox: Inbox | str | None = None,
+        source: Path | None = None,
+        lines: Mapping[str, int] | None = None,
+    ):
+        if not steps:
+            raise ConfigError(f"workflow {name!r} has no steps; add at least one under `steps:`")
+        for key, skill in skills.items():
+            if not isinstance(skill, SkillLike):
+                raise ConfigError(
+                    f"skill {key!r} is a {type(skill).__name__}, which has no "
+                    "predict(texts) method; pass a skill or a loaded skill folder"
+                )
+        self.name = name
+        self.steps = list(steps)
+        self.skills = dict(skills)
+        self.backends = dict(backends or {})
+        self.blocks = {k: list(v) for k, v in (blocks or {}).items()}
+        self.source = source
+        self._lines = dict(lines or {})
+        self._inbox_arg = inbox
+        self._inbox: Inbox | None = None
+        self._inbox_lock = threading.Lock()
+        self.validate()
+        self._runtime = Runtime(name, self.skills, self.backends, self.blocks, None)
+
+    # ------------------------------------------------------------------ validation
+    def _where(self, path: str) -> str:
+        return "" if self.source is None else locate(self.source, self._lines, path)
+
+    def validate(self) -> None:
+        """Check the whole graph before anything runs; raise :class:`WorkflowError`."""
+        env = CheckEnv(self.skills, self.backends, self.blocks)
+        check_steps(self.steps, env, "steps")
+        if env.errors:
+            seen: set[tuple[str, str]] = set()
+            problems = []
+            for path, message in env.errors:
+                if (path, message) not in seen:  # a block used twice reports once
+                    seen.add((path, message))
+                    problems.append((self._where(path), path, message))
+            raise WorkflowError(self.name, problems)
+
+    # ------------------------------------------------------------------ inbox
+    @property
+    def inbox(self) -> Inbox:
+        """The escalation inbox, opened on first use."""
+        with self._inbox_lock:
+            if self._inbox is None:
+                from slmstack.workflows.inbox import Inbox, default_url
+
+                arg = self._inbox_arg
+                self._inbox = arg if isinstance(arg, Inbox) else Inbox(arg or default_url())
+            return self._inbox
+
+    # ------------------------------------------------------------------ running
+    def run(self, text: str, *, key: str | None = None) -> Result:
+        """Run the workflow on one text.
+
+        Args:
+            text: the input.
+            key: an idempotency key for the escalation packet: running again with the same
+                key (for example after an interrupted batch) does not file a second packet.
+        """
+        if not isinstance(text, str):
+            raise DataError(f"a workflow runs on a text (str); got {type(text).__name__}")
+        start = time.perf_counter()
+        ctx = RunContext(text, self._runtime)
+        traces = run_steps(self.steps, ctx, "steps")
+        escalation = None
+        hand_off = ctx.hand_off
+        if hand_off is not None:
+            packet_id = None
+            if hand_off.packet is not None:
+                packet = replace(hand_off.packet, trace=[t.to_dict() for t in traces], key=key)
+                packet_id = self.inbox.add(packet)
+            escalation = Escalation(hand_off.to, hand_off.reason, hand_off.why, packet_id)
+        output = traces[-1].output if traces and traces[-1].output else Prediction()
+        return Result(
+            input=text,
+            output=output,
+            outputs=dict(ctx.outputs),
+            status="escalated" if escalation else "completed",
+            escalation=escalation,
+            trace=traces,
+            latency_ms=(time.perf_counter() - start) * 1000,
+        )
+
+    def run_many(self, texts: Sequence[str]) -> list[Result]:
+        """Run on each text in turn (see :func:`slmstack.workflows.run_batch` for files)."""
+        return [self.run(t) for t in texts]

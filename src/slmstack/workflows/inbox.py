@@ -1,0 +1,222 @@
+"""The escalation inbox: hand-off packets in SQLite by default, PostgreSQL by URL.
+
+One SQLAlchemy table, so the same code runs on ``sqlite:///inbox.db`` and
+``postgresql+psycopg://user@host/db``. Packets move ``open → claimed → resolved``; claim
+and resolve are single conditional UPDATEs, so two agents cannot claim the same packet.
+
+Example:
+    >>> inbox = Inbox("sqlite:///inbox.db")  # doctest: +SKIP
+    >>> [p.id for p in inbox.list(status="open")]  # doctest: +SKIP
+    >>> inbox.claim(1, "ana")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from slmstack.errors import ConfigError, MissingDependencyError
+
+PacketStatus = Literal["open", "claimed", "resolved"]
+_ENV = "SLMSTACK_INBOX_URL"
+_DEFAULT = "sqlite:///slmstack-inbox.db"
+
+
+def default_url() -> str:
+    """``$SLMSTACK_INBOX_URL``, else ``sqlite:///slmstack-inbox.db`` in the working folder."""
+    return os.environ.get(_ENV) or _DEFAULT
+
+
+@dataclass(frozen=True)
+class Packet:
+    """What a human needs to take over a request without asking the customer again.
+
+    Attributes:
+        workflow: the workflow that escalated.
+        text: the original text.
+        reason: the escalation step's reason (``"complaint"``).
+        why: the decision behind it (``"intent confidence 0.41 < threshold 0.55"``).
+        intent, intent_confidence, sentiment, entities, summary: what the skills found.
+        trace: the run's trace (JSON).
+        key: idempotency key; a second packet with the same key is not stored.
+        id, status, created_at, claimed_by, claimed_at, resolved_at, resolution: queue state.
+    """
+
+    workflow: str
+    text: str
+    reason: str
+    why: str
+    intent: str | None = None
+    intent_confidence: float | None = None
+    sentiment: str | None = None
+    entities: tuple[dict[str, str], ...] = ()
+    summary: str | None = None
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    key: str | None = None
+    id: int | None = None
+    status: PacketStatus = "open"
+    created_at: datetime | None = None
+    claimed_by: str | None = None
+    claimed_at: datetime | None = None
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON view."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["entities"] = list(self.entities)
+        for key in ("created_at", "claimed_at", "resolved_at"):
+            if out[key] is not None:
+                out[key] = out[key].isoformat()
+        return out
+
+
+class Inbox:
+    """A queue of hand-off packets behind one database URL."""
+
+    def __init__(self, url: str):
+        try:
+            import sqlalchemy as sa
+        except ImportError as exc:
+            raise MissingDependencyError("sqlalchemy", "workflows", "The escalation inbox") from exc
+        self.url = url
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._engine = sa.create_engine(url)
+        except sa.exc.ArgumentError as exc:
+            raise ConfigError(
+                f"inbox URL {url!r} is not a database URL ({exc}); use sqlite:///PATH or "
+                "postgresql+psycopg://USER@HOST/DB"
+            ) from exc
+        except ModuleNotFoundError as exc:
+            raise MissingDependencyError(
+                exc.name or "a database driver", "postgres", f"The inbox at {url!r}"
+            ) from exc
+        meta = sa.MetaData()
+        self._table = sa.Table(
+            "slmstack_packets",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("key", sa.String(512), unique=True, nullable=True),
+            sa.Column("workflow", sa.String(200), nullable=False),
+            sa.Column("status", sa.String(16), nullable=False, index=True),
+            sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("text", sa.Text, nullable=False),
+            sa.Column("reason", sa.Text, nullable=False),
+            sa.Column("why", sa.Text, nullable=False),
+            sa.Column("intent", sa.String(200)),
+            sa.Column("intent_confidence", sa.Float),
+            sa.Column("sentiment", sa.String(200)),
+            sa.Column("entities", sa.JSON, nullable=False),
+            sa.Column("summary", sa.Text),
+            sa.Column("trace", sa.JSON, nullable=False),
+            sa.Column("claimed_by", sa.String(200)),
+            sa.Column("claimed_at", sa.DateTime(timezone=True)),
+            sa.Column("resolved_at", sa.DateTime(timezone=True)),
+            sa.Column("resolution", sa.Text),
+        )
+        meta.create_all(self._engine)
+
+    def add(self, packet: Packet) -> int:
+        """Store ``packet`` as open and return its id (the existing id for a known key)."""
+        import sqlalchemy as sa
+
+        row = packet.to_dict()
+        for key in ("id", "claimed_by", "claimed_at", "resolved_at", "resolution"):
+            row.pop(key)
+        row.update(status="open", created_at=datetime.now(UTC))
+        with self._engine.begin() as conn:
+            if packet.key is not None:
+                found = conn.execute(
+                    sa.select(self._table.c.id).where(self._table.c.key == packet.key)
+                ).scalar()
+                if found is not None:
+                    return int(found)
+            result = conn.execute(sa.insert(self._table).values(**row))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def _packet(self, row: Any) -> Packet:
+        data = dict(row._mapping)
+        data["entities"] = tuple(data["entities"])
+        for key in ("created_at", "claimed_at", "resolved_at"):
+            # SQLite drops the time zone; every time here was written in UTC.
+            if data[key] is not None and data[key].tzinfo is None:
+                data[key] = data[key].replace(tzinfo=UTC)
+        return Packet(**data)
+
+    def list(self, *, status: PacketStatus | None = None, limit: int = 50) -> list[Packet]:
+        """Packets, oldest first, optionally of one status."""
+        import sqlalchemy as sa
+
+        query = sa.select(self._table).order_by(self._table.c.id).limit(limit)
+        if status is not None:
+            query = query.where(self._table.c.status == status)
+        with self._engine.connect() as conn:
+            return [self._packet(r) for r in conn.execute(query)]
+
+    def count(self, *, status: PacketStatus | None = None) -> int:
+        """How many packets (of one status)."""
+        import sqlalchemy as sa
+
+        query = sa.select(sa.func.count()).select_from(self._table)
+        if status is not None:
+            query = query.where(self._table.c.status == status)
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def get(self, packet_id: int) -> Packet:
+        """The packet with ``packet_id``."""
+        import sqlalchemy as sa
+
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(self._table).where(self._table.c.id == packet_id)).first()
+        if row is None:
+            raise ConfigError(
+                f"no packet with id {packet_id} in {self.url}; list them with `slmstack inbox list`"
+            )
+        return self._packet(row)
+
+    def claim(self, packet_id: int, who: str) -> Packet:
+        """Mark an open packet as taken by ``who``; refuse if someone else has it."""
+        import sqlalchemy as sa
+
+        t = self._table
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                sa.update(t)
+                .where(t.c.id == packet_id, t.c.status == "open")
+                .values(status="claimed", claimed_by=who, claimed_at=datetime.now(UTC))
+            ).rowcount
+        if not done:
+            current = self.get(packet_id)
+            raise ConfigError(
+                f"packet {packet_id} is {current.status}"
+                + (f" by {current.claimed_by!r}" if current.claimed_by else "")
+                + "; only open packets can be claimed"
+            )
+        return self.get(packet_id)
+
+    def resolve(self, packet_id: int, resolution: str, *, who: str | None = None) -> Packet:
+        """Close an open or claimed packet with a note of what was done."""
+        import sqlalchemy as sa
+
+        t = self._table
+        values: dict[str, Any] = {
+            "status": "resolved",
+            "resolved_at": datetime.now(UTC),
+            "resolution": resolution,
+        }
+        if who is not None:
+            values["claimed_by"] = who
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                sa.update(t).where(t.c.id == packet_id, t.c.status != "resolved").values(**values)
+            ).rowcount
+        if not done:
+            self.get(packet_id)  # raises when it does not exist
+            raise ConfigError(f"packet {packet_id} is already resolved")
+        return self.get(packet_id)

@@ -1,0 +1,284 @@
+"""Load a workflow from YAML, keeping the line of every node for error messages.
+
+A workflow file::
+
+    name: support-desk
+    inbox: sqlite:///inbox.db            # optional; see Workflow
+    skills:
+      intent: models/intent              # a saved skill folder, relative to this file
+      lang: {kind: slmstack.LanguageDetector.v1, train: data/languages.csv}
+    blocks:
+      hand_off: [{escalate: {reason: needs a person}}]
+    steps:
+      - cascade: {threshold: 0.5, tiers: [{skill: intent}, {block: hand_off}]}
+      - route: {on: intent, branches: {faq: faq}, default: {block: hand_off}}
+
+A step is a mapping with one key, its kind (``skill``, ``sequence``, ``parallel``,
+``route``, ``cascade``, ``escalate``, ``template``, ``merge``, ``block``), whose value is
+the kind's body; a bare string is a skill step and a bare list a sequence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kinds)
+from slmstack.errors import ConfigError
+from slmstack.workflows.base import SkillLike, Step, did_you_mean, field_path, step_kinds
+from slmstack.workflows.engine import Workflow, WorkflowError, locate
+from slmstack.workflows.skillspec import SkillSpec, resolve_skills
+from slmstack.workflows.steps.sequence import SequenceStep
+from slmstack.workflows.steps.skill import SkillStep
+
+
+class WorkflowSpec(BaseModel):
+    """The top level of a workflow file."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None  # defaults to the file name
+    description: str = ""
+    inbox: str | None = None  # database URL; a relative sqlite path is relative to the file
+    skills: dict[str, Any] = Field(default_factory=dict)
+    blocks: dict[str, list[Any]] = Field(default_factory=dict)
+    steps: list[Any] = Field(min_length=1)
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false, so `on:` stays the key "on", not True."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def _line_map(node: yaml.Node, path: str, out: dict[str, int], source: Path) -> None:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                raise ConfigError(
+                    f"{source}:{key_node.start_mark.line + 1}: {path or 'top level'}: "
+                    f"duplicate key {key!r}; YAML would silently keep only the last one"
+                )
+            seen.add(key)
+            _line_map(value, f"{path}.{key}" if path else key, out, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, f"{path}[{i}]", out, source)
+
+
+def _loc(base: str, loc: tuple[int | str, ...]) -> str:
+    path = base
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def pydantic_problems(
+    exc: ValidationError, base: str, model: type[BaseModel]
+) -> list[tuple[str, str]]:
+    """Readable ``(path, message)`` pairs for a pydantic error, with did-you-mean for keys."""
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            allowed = list(model.model_fields)
+            message = f"unknown key {loc[-1]!r}{did_you_mean(str(loc[-1]), allowed)}"
+        elif err["type"] == "missing":
+            message = f"missing required key {loc[-1]!r}"
+            loc = loc[:-1]
+        else:
+            message = f"{err['msg']} (got {err.get('input')!r})"
+        problems.append((_loc(base, loc), message))
+    return problems
+
+
+class _Builder:
+    """Turns raw YAML step specs into Step objects, collecting every error."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+
+    def __call__(self, raw: Any, path: str) -> Step:
+        try:
+            return self._build(raw, path)
+        except _Invalid:
+            # A placeholder keeps building the rest, so all errors are reported at once.
+            return _Broken()
+
+    def _build(self, raw: Any, path: str) -> Step:
+        if isinstance(raw, str):
+            step: Step = SkillStep(raw)
+            step.yaml_form = "bare"
+            return step
+        if isinstance(raw, list):
+            if not raw:
+                self._fail(path, "an empty list is not a step")
+            step = SequenceStep([self(item, f"{path}[{i}]") for i, item in enumerate(raw)])
+            step.yaml_form = "bare"
+            return step
+        if not isinstance(raw, dict) or len(raw) != 1:
+            kinds = step_kinds.names()
+            got = f"keys {sorted(raw)}" if isinstance(raw, dict) else type(raw).__name__
+            self._fail(
+                path, f"a step is a mapping with one key, its kind ({', '.join(kinds)}); got {got}"
+            )
+        kind, body = next(iter(raw.items()))
+        if kind not in step_kinds.names():
+            self._fail(path, f"unknown step kind {kind!r}{did_you_mean(kind, step_kinds.names())}")
+        cls = step_kinds.get(kind)
+        form = "full"
+        if not isinstance(body, dict):
+            if cls.shorthand is None:
+                self._fail(f"{path}.{kind}", f"the body of a {kind} step must be a mapping")
+            body, form = {cls.shorthand: body}, "short"
+        try:
+            spec = cls.Spec.model_validate(body)
+        except ValidationError as exc:
+            base = path if form == "bare" else f"{path}.{kind}"
+            for where, message in pydantic_problems(exc, base, cls.Spec):
+                if form == "short":
+                    where = where.replace(f"{path}.{kind}.{cls.shorthand}", f"{path}.{kind}")
+                self.problems.append((where, message))
+            raise _Invalid from None
+
+        def at(field: str) -> str:
+            return field_path(path, kind, field, form, cls.shorthand)
+
+        try:
+            step = cls.from_spec(spec, self, at)
+        except ConfigError as exc:
+            self._fail(path, str(exc))
+        step.yaml_form = form
+        return step
+
+    def _fail(self, path: str, message: str) -> Any:
+        self.problems.append((path, message))
+        raise _Invalid
+
+
+class _Invalid(Exception):
+    """Internal: this step could not be built (the reason is in ``problems``)."""
+
+
+class _Broken(Step):
+    """Stands in for a step that failed to build; never runs (validation fails first)."""
+
+    kind = "broken"
+
+    @classmethod
+    def from_spec(cls, spec: Any, build: Any, at: Any) -> Step:  # pragma: no cover
+        raise NotImplementedError
+
+    def check(self, env: Any, path: str) -> Any:
+        from slmstack.workflows.base import Shape
+
+        return Shape(None)
+
+    def execute(self, ctx: Any, path: str) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+
+def load_workflow(
+    path: str | Path,
+    *,
+    skills: Mapping[str, SkillLike] | None = None,
+    backends: Mapping[str, Any] | None = None,
+    inbox: Any = None,
+    cache_dir: str | Path | None = None,
+) -> Workflow:
+    """Load and validate a workflow file; nothing runs until ``Workflow.run``.
+
+    Args:
+        path: the YAML file.
+        skills: skills to use instead of (or in addition to) those the file declares.
+        backends: name → LLM backend for ``escalate: {to: NAME}`` steps.
+        inbox: an :class:`~slmstack.workflows.inbox.Inbox` or URL overriding ``inbox:``.
+        cache_dir: where skills the file trains from data are saved and reused; by
+            default ``.slmstack-cache`` next to the file.
+
+    Example:
+        >>> wf = load_workflow("examples/support-desk/workflow.yaml")  # doctest: +SKIP
+        >>> wf.run("I was charged twice and nobody answers!").status  # doctest: +SKIP
+        'escalated'
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise ConfigError(f"workflow file {source} does not exist")
+    text = source.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no Python objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else str(source)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(raw, dict) or node is None:
+        raise ConfigError(f"{source}: a workflow file is a mapping with at least `steps:`")
+    lines: dict[str, int] = {}
+    _line_map(node, "", lines, source)
+    name = str(raw.get("name") or source.stem)
+
+    def fail(problems: list[tuple[str, str]]) -> WorkflowError:
+        return WorkflowError(name, [(locate(source, lines, p), p, m) for p, m in problems])
+
+    try:
+        spec = WorkflowSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise fail(pydantic_problems(exc, "", WorkflowSpec)) from None
+    build = _Builder()
+    blocks = {
+        key: [build(s, f"blocks.{key}[{i}]") for i, s in enumerate(steps)]
+        for key, steps in spec.blocks.items()
+    }
+    steps = [build(s, f"steps[{i}]") for i, s in enumerate(spec.steps)]
+    skill_specs: dict[str, SkillSpec | str] = {}
+    for key, value in spec.skills.items():
+        if isinstance(value, str):
+            skill_specs[key] = value
+            continue
+        try:
+            skill_specs[key] = SkillSpec.model_validate(value)
+        except ValidationError as exc:
+            build.problems.extend(pydantic_problems(exc, f"skills.{key}", SkillSpec))
+    if build.problems:
+        raise fail(build.problems)
+    cache = Path(cache_dir) if cache_dir is not None else source.parent / ".slmstack-cache"
+    try:
+        resolved = resolve_skills(skill_specs, base=source.parent, cache=cache, given=skills)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    inbox_arg = inbox if inbox is not None else _inbox_url(spec.inbox, source.parent)
+    return Workflow(
+        steps,
+        skills=resolved,
+        name=name,
+        backends=backends,
+        blocks=blocks,
+        inbox=inbox_arg,
+        source=source,
+        lines=lines,
+    )
+
+
+def _inbox_url(url: str | None, base: Path) -> str | None:
+    """A relative SQLite path in the file is relative to the file, not the working folder."""
+    if url is None or not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+        return url
+    file = Path(url.removeprefix("sqlite:///"))
+    return url if file.is_absolute() else f"sqlite:///{base / file}"

@@ -1,0 +1,156 @@
+"""``cascade``: try tiers in order; accept a tier's answer when it is confident enough.
+
+YAML::
+
+    - cascade:
+        threshold: 0.55            # or one per tier except the last: [0.7, 0.5]
+        tiers:
+          - skill: intent
+          - escalate: {reason: intent unclear}
+
+A tier is accepted when its output did not abstain and its confidence is ≥ the threshold
+(exactly at the threshold is accepted). The last tier is the fallback and is always
+accepted. A rejected tier's output stays available under its id (an escalation packet
+can show the low-confidence guess), and the rejection is what an escalation reports as
+its reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import Field
+
+from slmstack.errors import ConfigError
+from slmstack.types import Prediction
+from slmstack.workflows.base import (
+    At,
+    Builder,
+    CheckEnv,
+    RunContext,
+    Shape,
+    Step,
+    StepSpec,
+    meet,
+    step_kinds,
+)
+from slmstack.workflows.trace import Decision, StepTrace, add_usage
+
+
+class CascadeSpec(StepSpec):
+    """YAML body of a ``cascade`` step."""
+
+    tiers: list[Any] = Field(min_length=2)
+    threshold: float | list[float]
+    id: str | None = None
+
+
+def _thresholds(threshold: float | Sequence[float], n_tiers: int, where: str) -> list[float]:
+    if isinstance(threshold, int | float):
+        values = [float(threshold)] * (n_tiers - 1)
+    else:
+        values = [float(t) for t in threshold]
+        if len(values) != n_tiers - 1:
+            raise ConfigError(
+                f"{where}: {n_tiers} tiers need {n_tiers - 1} thresholds (the last tier is "
+                f"the fallback and is always accepted); got {len(values)}: {values}"
+            )
+    for t in values:
+        if not 0.0 <= t <= 1.0:
+            raise ConfigError(f"{where}: a threshold must be in [0, 1]; got {t}")
+    return values
+
+
+@step_kinds.register("cascade")
+class CascadeStep(Step):
+    """Small model first; the next tier only when the previous one is not sure."""
+
+    kind = "cascade"
+    Spec = CascadeSpec
+
+    def __init__(
+        self,
+        tiers: Sequence[Step],
+        *,
+        threshold: float | Sequence[float],
+        id: str | None = None,
+    ):
+        if len(tiers) < 2:
+            raise ConfigError(f"a cascade needs at least 2 tiers; got {len(tiers)}")
+        self.tiers = list(tiers)
+        self.thresholds = _thresholds(threshold, len(self.tiers), "cascade.threshold")
+        self.id = id
+
+    @classmethod
+    def from_spec(cls, spec: Any, build: Builder, at: At) -> Step:
+        """Build from a :class:`CascadeSpec`."""
+        tiers = [build(raw, f"{at('tiers')}[{i}]") for i, raw in enumerate(spec.tiers)]
+        _thresholds(spec.threshold, len(tiers), at("threshold"))
+        return cls(tiers, threshold=spec.threshold, id=spec.id)
+
+    def check(self, env: CheckEnv, path: str) -> Shape:
+        """Tier 0 always runs; a later tier sees the ids of the tiers before it."""
+        results = []
+        walk = env.fork()
+        for i, tier in enumerate(self.tiers):
+            shape = tier.check(walk, f"{self.at(path, 'tiers')}[{i}]")
+            if i == 0:
+                env.defined.update(walk.defined)
+            results.append((walk.fork(), shape))
+            if shape.ends and i < len(self.tiers) - 1:
+                env.error(
+                    f"{self.at(path, 'tiers')}[{i}]",
+                    "this tier always escalates, so the tiers after it never run; make it "
+                    "the last tier",
+                )
+        env.join(results)
+        return self.define(env, meet([shape for _, shape in results]))
+
+    def execute(self, ctx: RunContext, path: str) -> StepTrace:
+        """Run tiers until one is accepted (the last always is)."""
+        children: list[StepTrace] = []
+        output = Prediction()
+        for i, tier in enumerate(self.tiers):
+            trace = tier.run(ctx, f"{self.at(path, 'tiers')}[{i}]")
+            children.append(trace)
+            output = trace.output or Prediction()
+            if ctx.hand_off is not None or i == len(self.tiers) - 1:
+                break
+            threshold = self.thresholds[i]
+            if output.abstained is not None:
+                trace.decision = Decision(
+                    "next",
+                    f"{tier.name} abstained ({output.abstained})",
+                    label=output.label,
+                    confidence=output.confidence,
+                    threshold=threshold,
+                )
+            elif output.confidence >= threshold:
+                trace.decision = Decision(
+                    "accept",
+                    f"confidence {output.confidence:.3f} ≥ threshold {threshold}",
+                    label=output.label,
+                    confidence=output.confidence,
+                    threshold=threshold,
+                )
+                ctx.rejection = None
+                ctx.decision = trace.decision
+                break
+            else:
+                trace.decision = Decision(
+                    "next",
+                    f"{tier.name} confidence {output.confidence:.3f} < threshold {threshold}",
+                    label=output.label,
+                    confidence=output.confidence,
+                    threshold=threshold,
+                )
+            ctx.rejection = ctx.decision = trace.decision
+        return StepTrace(
+            path,
+            self.kind,
+            self.name,
+            output=output,
+            usage=add_usage([c.usage for c in children]),
+            children=children,
+        )

@@ -1,0 +1,199 @@
+"""``escalate``: end the run with a hand-off to a human queue or to a declared LLM.
+
+YAML::
+
+    - escalate:
+        reason: complaint
+        message: "A colleague will get back to you within one working day."
+    - escalate: {to: big_llm, reason: out of scope, prompt: "Answer briefly: {input}"}
+
+``to: human`` (the default) writes one hand-off packet to the workflow's inbox once the
+run is over: the text, the intent, the sentiment, the entities, the summary (taken from
+the steps with ids ``intent``, ``sentiment``, ``entities``, ``summary``, or the ids given
+here), the reason, why it escalated, and the whole trace. ``to: NAME`` sends the text to
+the backend declared under that name; nothing is ever sent to an LLM that the workflow
+does not name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slmstack.backends.base import ChatMessage, CompletionRequest
+from slmstack.types import Prediction
+from slmstack.workflows import templates
+from slmstack.workflows.base import (
+    At,
+    Builder,
+    CheckEnv,
+    HandOff,
+    RunContext,
+    Shape,
+    Step,
+    StepSpec,
+    did_you_mean,
+    step_kinds,
+)
+from slmstack.workflows.trace import Decision, StepTrace
+
+_PACKET_FIELDS = {"intent": "label", "sentiment": "label", "entities": "spans", "summary": "text"}
+
+
+class EscalateSpec(StepSpec):
+    """YAML body of an ``escalate`` step."""
+
+    reason: str
+    to: str = "human"
+    message: str | None = None  # template: the reply the user gets while a human takes over
+    prompt: str = "{input}"  # template: what an LLM target is asked
+    system: str | None = None  # system prompt for an LLM target
+    max_tokens: int = 256
+    intent: str = "intent"
+    sentiment: str = "sentiment"
+    entities: str = "entities"
+    summary: str = "summary"
+    id: str | None = None
+
+
+@step_kinds.register("escalate")
+class EscalateStep(Step):
+    """Hand the request off and end the run."""
+
+    kind = "escalate"
+    Spec = EscalateSpec
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        to: str = "human",
+        message: str | None = None,
+        prompt: str = "{input}",
+        system: str | None = None,
+        max_tokens: int = 256,
+        fields: dict[str, str] | None = None,
+        id: str | None = None,
+    ):
+        self.reason = reason
+        self.to = to
+        self.message = message
+        self.prompt = prompt
+        self.system = system
+        self.max_tokens = max_tokens
+        self.fields = {k: k for k in _PACKET_FIELDS} | (fields or {})
+        self.id = id
+        self._message = templates.parse(message) if message is not None else None
+        self._prompt = templates.parse(prompt)
+
+    @classmethod
+    def from_spec(cls, spec: Any, build: Builder, at: At) -> Step:
+        """Build from an :class:`EscalateSpec`."""
+        fields = {k: getattr(spec, k) for k in _PACKET_FIELDS}
+        return cls(
+            spec.reason,
+            to=spec.to,
+            message=spec.message,
+            prompt=spec.prompt,
+            system=spec.system,
+            max_tokens=spec.max_tokens,
+            fields=fields,
+            id=spec.id,
+        )
+
+    @property
+    def name(self) -> str:
+        """``escalate → human`` or ``escalate → <backend>``."""
+        return self.id or f"escalate → {self.to}"
+
+    def check(self, env: CheckEnv, path: str) -> Shape:
+        """The target must be ``human`` or a declared backend; packet fields must fit."""
+        if self.to != "human" and self.to not in env.backends:
+            env.error(
+                self.at(path, "to"),
+                f"unknown escalation target {self.to!r}; use 'human' or a backend declared "
+                f"under `backends:`{did_you_mean(self.to, ['human', *env.backends])}",
+            )
+        for part, step_id in self.fields.items():
+            shape = env.defined.get(step_id)
+            if shape is None:
+                if step_id != part:  # a default id that is absent just leaves the field empty
+                    env.error(
+                        self.at(path, part),
+                        f"no earlier step has id {step_id!r}"
+                        + did_you_mean(step_id, list(env.defined)),
+                    )
+                continue
+            need = _PACKET_FIELDS[part]
+            if shape.fields is not None and need not in shape.fields:
+                env.error(
+                    self.at(path, part),
+                    f"type mismatch: the packet's {part} needs '{need}', but step {step_id!r} "
+                    f"produces {', '.join(sorted(shape.fields))}",
+                )
+        if self._message is not None:
+            templates.check_refs(self._message, env, self.at(path, "message"))
+        templates.check_refs(self._prompt, env, self.at(path, "prompt"))
+        self.define(env, Shape(frozenset({"text", "data"})))
+        return Shape(frozenset({"text", "data"}), ends=True)
+
+    def _why(self, ctx: RunContext) -> str:
+        if ctx.rejection is not None:
+            return ctx.rejection.why
+        if ctx.decision is not None:
+            return ctx.decision.why
+        return "the workflow escalates unconditionally here"
+
+    def execute(self, ctx: RunContext, path: str) -> StepTrace:
+        """Prepare the packet (human) or ask the backend (LLM), and end the run."""
+        why = self._why(ctx)
+        decision = Decision(self.to, f"{self.reason}: {why}")
+        if self.to == "human":
+            from slmstack.workflows.inbox import Packet
+
+            out = ctx.outputs
+            intent = out.get(self.fields["intent"])
+            sentiment = out.get(self.fields["sentiment"])
+            entities = out.get(self.fields["entities"])
+            summary = out.get(self.fields["summary"])
+            packet = Packet(
+                workflow=ctx.runtime.workflow,
+                text=ctx.input,
+                reason=self.reason,
+                why=why,
+                intent=intent.label if intent else None,
+                intent_confidence=intent.confidence if intent else None,
+                sentiment=sentiment.label if sentiment else None,
+                entities=tuple(
+                    {"label": s.label, "text": s.text} for s in (entities.spans if entities else ())
+                ),
+                summary=summary.text if summary else None,
+            )
+            ctx.hand_off = HandOff("human", self.reason, why, packet)
+            text = None
+            if self._message is not None:
+                text = templates.render(self._message, ctx.input, ctx.outputs)
+            output = Prediction(
+                text=text, confidence=1.0, data={"escalated_to": "human", "reason": self.reason}
+            )
+            return StepTrace(path, self.kind, self.name, output=output, decision=decision)
+        backend = ctx.runtime.backends[self.to]
+        messages = [ChatMessage("system", self.system)] if self.system else []
+        messages.append(ChatMessage("user", templates.render(self._prompt, ctx.input, ctx.outputs)))
+        completion = backend.complete(
+            CompletionRequest(messages=messages, max_tokens=self.max_tokens)
+        )
+        ctx.hand_off = HandOff(self.to, self.reason, why)
+        output = Prediction(
+            text=completion.text,
+            confidence=1.0,
+            usage=completion.usage,
+            data={
+                "escalated_to": self.to,
+                "reason": self.reason,
+                "model": completion.model,
+                "finish_reason": completion.finish_reason,
+            },
+        )
+        return StepTrace(
+            path, self.kind, self.name, output=output, decision=decision, usage=completion.usage
+        )

@@ -1,0 +1,188 @@
+"""``route``: branch on a label, with a default branch for every other label.
+
+YAML::
+
+    - route:
+        on: intent                 # the id of an earlier step that produces a label
+        branches:
+          faq: {skill: faq}
+          complaint: [{skill: sentiment}, {escalate: {reason: complaint}}]
+        default: {escalate: {reason: unknown intent}}
+
+``skill: NAME`` instead of ``on:`` runs that skill first and routes on its label (for
+example a language detector sending queries to per-language FAQ answerers). A branch
+written as a list is a sequence; a bare string is a skill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from slmstack.errors import ConfigError
+from slmstack.types import Prediction
+from slmstack.workflows.base import (
+    At,
+    Builder,
+    CheckEnv,
+    RunContext,
+    Shape,
+    Step,
+    StepSpec,
+    did_you_mean,
+    meet,
+    skill_labels,
+    skill_outputs,
+    step_kinds,
+)
+from slmstack.workflows.trace import Decision, StepTrace, add_usage
+
+
+class RouteSpec(StepSpec):
+    """YAML body of a ``route`` step."""
+
+    on: str | None = None
+    skill: str | None = None
+    branches: dict[str, Any]
+    default: Any  # required: a label outside the branches must still go somewhere
+    id: str | None = None
+
+
+@step_kinds.register("route")
+class RouteStep(Step):
+    """Send the run down the branch named by a label; unknown labels take ``default``."""
+
+    kind = "route"
+    Spec = RouteSpec
+
+    def __init__(
+        self,
+        branches: Mapping[str, Step],
+        default: Step,
+        *,
+        on: str | None = None,
+        skill: str | None = None,
+        id: str | None = None,
+    ):
+        if (on is None) == (skill is None):
+            raise ConfigError(
+                "a route needs exactly one of `on:` (the id of an earlier step) or `skill:` "
+                f"(a skill to run and route on); got on={on!r}, skill={skill!r}"
+            )
+        if default is None:
+            raise ConfigError("a route needs a `default:` branch for labels without a branch")
+        self.branches = dict(branches)
+        self.default = default
+        self.on = on
+        self.skill = skill
+        self.id = id
+
+    @classmethod
+    def from_spec(cls, spec: Any, build: Builder, at: At) -> Step:
+        """Build from a :class:`RouteSpec`."""
+        if (spec.on is None) == (spec.skill is None):
+            raise ConfigError(
+                f"{at('on')}: a route needs exactly one of `on:` (the id of an earlier step) or "
+                "`skill:` (a skill to run and route on)"
+            )
+        if spec.default is None:
+            raise ConfigError(f"{at('default')}: missing default branch; add `default:`")
+        branches = {
+            label: build(raw, f"{at('branches')}.{label}") for label, raw in spec.branches.items()
+        }
+        default = build(spec.default, at("default"))
+        return cls(branches, default, on=spec.on, skill=spec.skill, id=spec.id)
+
+    @property
+    def name(self) -> str:
+        """Shown as ``route on <source>``."""
+        return self.id or f"route on {self.on or self.skill}"
+
+    def check(self, env: CheckEnv, path: str) -> Shape:
+        """The label source must produce labels; branch labels must be labels it can emit."""
+        labels: tuple[str, ...] | None = None
+        if self.skill is not None:
+            skill = env.check_skill(self.skill, self.at(path, "skill"))
+            if skill is not None:
+                self._check_label_source(skill_outputs(skill), f"skill {self.skill!r}", env, path)
+                labels = skill_labels(skill)
+        else:
+            assert self.on is not None
+            shape = env.defined.get(self.on)
+            if shape is None:
+                env.error(
+                    self.at(path, "on"),
+                    f"no earlier step has id {self.on!r}{did_you_mean(self.on, list(env.defined))}",
+                )
+            else:
+                self._check_label_source(shape.fields, f"step {self.on!r}", env, path)
+                labels = shape.labels
+        if labels is not None:
+            for label in self.branches:
+                if label not in labels:
+                    env.error(
+                        f"{self.at(path, 'branches')}.{label}",
+                        f"{label!r} is not a label the route's classifier can emit"
+                        + did_you_mean(label, labels),
+                    )
+        results = []
+        for key, step in [*self.branches.items(), ("default", self.default)]:
+            sub = env.fork()
+            where = self._where(path, key)
+            results.append((sub, step.check(sub, where)))
+        env.join(results)
+        return self.define(env, meet([shape for _, shape in results]))
+
+    def _where(self, path: str, key: str) -> str:
+        if key == "default":
+            return self.at(path, "default")
+        return f"{self.at(path, 'branches')}.{key}"
+
+    @staticmethod
+    def _check_label_source(
+        fields: frozenset[str] | None, what: str, env: CheckEnv, path: str
+    ) -> None:
+        if fields is not None and "label" not in fields:
+            env.error(
+                path,
+                f"type mismatch: a route needs a label, but {what} produces "
+                f"{', '.join(sorted(fields))}",
+            )
+
+    def execute(self, ctx: RunContext, path: str) -> StepTrace:
+        """Pick the branch for the label and run it."""
+        children: list[StepTrace] = []
+        if self.skill is not None:
+            pred = ctx.runtime.skills[self.skill].predict([ctx.input])[0]
+            children.append(
+                StepTrace(
+                    self.at(path, "skill"), "skill", self.skill, output=pred, usage=pred.usage
+                )
+            )
+            ctx.outputs[self.skill] = pred
+        else:
+            pred = ctx.outputs.get(self.on or "", Prediction())
+        label = pred.label
+        if label is not None and label in self.branches:
+            taken, step, where = label, self.branches[label], self._where(path, label)
+            why = f"label {label!r} → branch {label!r}"
+        else:
+            taken, step, where = "default", self.default, self._where(path, "default")
+            why = (
+                f"label {label!r} has no branch → default"
+                if label is not None
+                else f"no label (abstained: {pred.abstained}) → default"
+            )
+        decision = Decision(taken, why, label=label, confidence=pred.confidence)
+        ctx.decision = decision
+        branch = step.run(ctx, where)
+        children.append(branch)
+        return StepTrace(
+            path,
+            self.kind,
+            self.name,
+            output=branch.output,
+            decision=decision,
+            usage=add_usage([c.usage for c in children]),
+            children=children,
+        )
