@@ -99,3 +99,18 @@ def _llama_cpp(model: str, **options: Any) -> Backend:
     from slmstack.backends.llama_cpp import LlamaCppBackend
 
     return LlamaCppBackend(gguf_path(model), name=model, **options)
+
+
+@runtimes.register("transformers")
+def _transformers(model: str, **options: Any) -> Backend:
+    from slmstack.backends.transformers_lm import TransformersBackend
+
+    return TransformersBackend.from_ref(model, **options)
+
+
+@runtimes.register("openai")
+def _openai(model: str, **options: Any) -> Backend:
+    from slmstack.backends.openai_compat import OpenAICompatBackend
+
+    backend: Backend = OpenAICompatBackend(model=model, **options)
+    return backend
