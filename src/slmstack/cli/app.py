@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from slmstack.cli import evaluate, models, predict, train
+from slmstack.cli import inbox as inbox_cli
+from slmstack.cli import run as run_cli
 
 app = typer.Typer(
     name="slmstack",
@@ -17,6 +19,8 @@ app.add_typer(train.app, name="train")
 app.command("predict")(predict.predict)
 app.command("eval")(evaluate.evaluate)
 app.command("models")(models.models)
+app.command("run")(run_cli.run)
+app.add_typer(inbox_cli.app, name="inbox")
 
 
 def main() -> None:

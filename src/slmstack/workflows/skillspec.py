@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+import slmstack.skills.language  # noqa: F401  (registers LanguageDetector)
 from slmstack import registry
 from slmstack.errors import ConfigError
 from slmstack.models.hashing import sha256_file

@@ -1,0 +1,67 @@
+"""``slmstack run WORKFLOW.yaml "text"`` or ``--input FILE --output OUT.jsonl``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slmstack.cli.common import cli_command, err, out
+from slmstack.errors import ConfigError
+
+
+@cli_command
+def run(
+    workflow: Annotated[Path, typer.Argument(help="The workflow YAML file.")],
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to run on.")] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help=".txt, CSV, TSV or JSONL of texts.")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="JSONL results; an existing file is resumed."),
+    ] = None,
+    text_field: Annotated[str, typer.Option(help="Column or key of the text.")] = "text",
+    trace: Annotated[bool, typer.Option("--trace", help="Show each decision as a tree.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    restart: Annotated[
+        bool, typer.Option(help="With --output: discard it and start over instead of resuming.")
+    ] = False,
+    inbox: Annotated[
+        str | None, typer.Option(help="Database URL of the escalation inbox (overrides the file).")
+    ] = None,
+) -> None:
+    """Run a workflow on texts, or on a file with a progress bar and resume."""
+    from slmstack.workflows import load_workflow, run_batch
+    from slmstack.workflows.render import trace_tree
+
+    if bool(texts) == (input_file is not None):
+        raise ConfigError('pass either texts ("...") or --input FILE --output OUT.jsonl')
+    if input_file is not None and output is None:
+        raise ConfigError("--input needs --output OUT.jsonl, where results are written")
+    wf = load_workflow(workflow, inbox=inbox)
+    if input_file is not None:
+        assert output is not None
+        try:
+            summary = run_batch(
+                wf, input_file, output, text_field=text_field, trace=trace, restart=restart
+            )
+        except KeyboardInterrupt:
+            err.print(f"interrupted; run the same command again to resume from {output}")
+            raise typer.Exit(130) from None
+        out.print(
+            f"{summary.processed} rows run, {summary.already_done} already done, "
+            f"{summary.escalated} escalated, {summary.seconds:.1f} s → {summary.output}"
+        )
+        return
+    for text in texts or []:
+        result = wf.run(text)
+        if json_out:
+            print(json.dumps(result.to_dict(trace=trace), ensure_ascii=False))
+        elif trace:
+            out.print(trace_tree(result))
+        else:
+            status = f" [red]({result.status})[/]" if result.status == "escalated" else ""
+            out.print(f"{' → '.join(result.route)}{status}: {result.answer}", highlight=False)
