@@ -53,7 +53,7 @@ SKILL_OUTPUTS: dict[str, frozenset[str]] = {
 
 def skill_outputs(skill: object) -> frozenset[str] | None:
     """The Prediction fields ``skill`` fills, or ``None`` when unknown."""
-    declared = getattr(type(skill), "produces", None)
+    declared = getattr(skill, "produces", None)
     if isinstance(declared, frozenset | set | tuple | list):
         return frozenset(declared) | ALWAYS
     name = getattr(type(skill), "skill_name", None)

@@ -129,15 +129,30 @@ class Inbox:
         for key in ("id", "claimed_by", "claimed_at", "resolved_at", "resolution"):
             row.pop(key)
         row.update(status="open", created_at=datetime.now(UTC))
-        with self._engine.begin() as conn:
-            if packet.key is not None:
-                found = conn.execute(
-                    sa.select(self._table.c.id).where(self._table.c.key == packet.key)
-                ).scalar()
-                if found is not None:
-                    return int(found)
-            result = conn.execute(sa.insert(self._table).values(**row))
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+        existing = self._id_for_key(packet.key)
+        if existing is not None:
+            return existing
+        try:
+            with self._engine.begin() as conn:
+                result = conn.execute(sa.insert(self._table).values(**row))
+                return int(result.inserted_primary_key[0])  # type: ignore[index]
+        except sa.exc.IntegrityError:
+            # Another process filed the same key between our check and insert.
+            existing = self._id_for_key(packet.key)
+            if existing is None:
+                raise
+            return existing
+
+    def _id_for_key(self, key: str | None) -> int | None:
+        import sqlalchemy as sa
+
+        if key is None:
+            return None
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                sa.select(self._table.c.id).where(self._table.c.key == key)
+            ).scalar()
+        return None if found is None else int(found)
 
     def _packet(self, row: Any) -> Packet:
         data = dict(row._mapping)

@@ -1,0 +1,154 @@
+"""Batch runs: resume after an interruption without redoing or losing rows; the CLI."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+from slmstack import DataError
+from slmstack.cli.app import app
+from slmstack.workflows import (
+    CascadeStep,
+    EscalateStep,
+    Inbox,
+    SkillStep,
+    TemplateStep,
+    Workflow,
+    run_batch,
+)
+from workflow_doubles import KeywordClassifier, Raising
+
+TEXTS = [f"faq question {i}" if i % 3 else f"unclear {i}" for i in range(10)]
+
+
+def make(skill, inbox):
+    return Workflow(
+        [
+            CascadeStep([SkillStep("intent"), EscalateStep("unsure")], threshold=0.5),
+            TemplateStep("answer to {input}"),
+        ],
+        skills={"intent": skill},
+        inbox=inbox,
+    )
+
+
+def rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_resume_after_interruption_redoes_nothing_and_loses_nothing(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    out = tmp_path / "out.jsonl"
+    inbox = Inbox(f"sqlite:///{tmp_path / 'inbox.db'}")
+    inner = KeywordClassifier({"faq": 0.9})
+    flaky = Raising(inner, fail_on=7, exc=KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(make(flaky, inbox), src, out)
+    assert [r["row"] for r in rows(out)] == list(range(6))
+    escalated_before = inbox.count()
+    inner.calls.clear()
+    summary = run_batch(make(inner, inbox), src, out)
+    assert (summary.already_done, summary.processed, summary.total) == (6, 4, 10)
+    assert inner.calls == TEXTS[6:], "only the missing rows run"
+    got = rows(out)
+    assert [r["row"] for r in got] == list(range(10))
+    assert [r["input"] for r in got] == TEXTS
+    assert inbox.count() == escalated_before + sum(1 for t in TEXTS[6:] if "unclear" in t)
+    assert sum(r["status"] == "escalated" for r in got) == inbox.count()
+
+
+def test_half_written_last_line_is_redone_and_packets_not_duplicated(tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS) + "\n")
+    out = tmp_path / "out.jsonl"
+    inbox = Inbox(f"sqlite:///{tmp_path / 'inbox.db'}")
+    run_batch(make(KeywordClassifier({"faq": 0.9}), inbox), src, out)
+    full = out.read_text().splitlines()
+    assert inbox.count() == 4
+    # simulate a crash while writing row 3 (an escalated row): keep rows 0-2 and half of 3
+    out.write_text("\n".join(full[:3]) + "\n" + full[3][:25])
+    summary = run_batch(make(KeywordClassifier({"faq": 0.9}), inbox), src, out)
+    assert (summary.already_done, summary.processed) == (3, 7)
+    assert [r["row"] for r in rows(out)] == list(range(10))
+    assert inbox.count() == 4, "row 3 escalated before the crash; its packet is not filed twice"
+
+
+def test_output_of_another_input_is_refused(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text(json.dumps({"row": 0, "input": "something else"}) + "\n")
+    src = tmp_path / "in.txt"
+    src.write_text("hello\n")
+    wf = Workflow([TemplateStep("x")], skills={})
+    with pytest.raises(DataError, match="belongs to a different input file"):
+        run_batch(wf, src, out)
+    summary = run_batch(wf, src, out, restart=True)
+    assert summary.processed == 1 and rows(out)[0]["input"] == "hello"
+
+
+def test_bad_input_lines_name_the_line(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "ok"}\n{"txt": "bad"}\n')
+    with pytest.raises(
+        DataError, match=r"in.jsonl:2: each line must be a JSON string or an object"
+    ):
+        run_batch(Workflow([TemplateStep("x")], skills={}), src, tmp_path / "o.jsonl")
+
+
+WF = """\
+skills:
+  lang: {kind: slmstack.LanguageDetector.v1, train: lang.csv}
+inbox: sqlite:///inbox.db
+steps:
+  - route:
+      skill: lang
+      branches: {en: {template: "EN: {input}"}}
+      default: {escalate: {reason: language not served, message: "We will reply soon."}}
+"""
+
+
+@pytest.mark.slow
+def test_cli_run_trace_batch_and_inbox(tmp_path, monkeypatch):
+    (tmp_path / "lang.csv").write_text(
+        "text,label\nwhere is my parcel,en\nthe card does not work,en\n"
+        "wo ist mein Paket,de\ndie Karte funktioniert nicht,de\n"
+    )
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(WF)
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", str(wf), "where is my parcel"])
+    assert res.exit_code == 0, res.output
+    assert "en: EN: where is my parcel" in res.output
+    res = runner.invoke(app, ["run", str(wf), "wo ist mein Paket bitte", "--trace"])
+    assert res.exit_code == 0, res.output
+    assert "escalated to human (packet #1)" in res.output and "language not served" in res.output
+    src = tmp_path / "in.txt"
+    src.write_text("where is my parcel\nwo ist meine Karte\n")
+    out = tmp_path / "out.jsonl"
+    res = runner.invoke(app, ["run", str(wf), "--input", str(src), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "2 rows run, 0 already done, 1 escalated" in res.output
+    res = runner.invoke(app, ["run", str(wf), "--input", str(src), "--output", str(out)])
+    assert "0 rows run, 2 already done" in res.output
+    db = f"sqlite:///{tmp_path / 'inbox.db'}"
+    res = runner.invoke(app, ["inbox", "list", "--db", db, "--json"])
+    listed = json.loads(res.output)
+    assert [p["id"] for p in listed] == [1, 2] and listed[0]["reason"] == "language not served"
+    assert runner.invoke(app, ["inbox", "claim", "1", "--as", "ana", "--db", db]).exit_code == 0
+    res = runner.invoke(app, ["inbox", "claim", "1", "--as", "bo", "--db", db])
+    assert res.exit_code == 2 and "packet 1 is claimed by 'ana'" in res.output
+    res = runner.invoke(app, ["inbox", "resolve", "1", "--note", "replied in German", "--db", db])
+    assert res.exit_code == 0
+    res = runner.invoke(app, ["inbox", "show", "1", "--db", db, "--json"])
+    shown = json.loads(res.output)
+    assert shown["status"] == "resolved" and shown["resolution"] == "replied in German"
+    assert shown["trace"][0]["kind"] == "route"
+    res = runner.invoke(app, ["inbox", "show", "9", "--db", db])
+    assert res.exit_code == 2 and "no packet with id 9" in res.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(textwrap.dedent(WF).replace("skill: lang", "skill: lng"))
+    res = runner.invoke(app, ["run", str(bad), "x"])
+    assert res.exit_code == 2 and "unknown skill 'lng' (did you mean 'lang'?)" in res.output

@@ -1,0 +1,364 @@
+"""Every step kind, built in Python, run on test doubles."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from slmstack import ConfigError, Prediction
+from slmstack.workflows import (
+    BlockStep,
+    CascadeStep,
+    EscalateStep,
+    Inbox,
+    MergeStep,
+    ParallelStep,
+    RouteStep,
+    SequenceStep,
+    SkillStep,
+    TemplateStep,
+    Workflow,
+    WorkflowError,
+)
+from workflow_doubles import Echo, FakeBackend, Fixed, KeywordClassifier, Tagger
+
+
+@pytest.fixture
+def inbox(tmp_path):
+    return Inbox(f"sqlite:///{tmp_path / 'inbox.db'}")
+
+
+def intent(**conf: float) -> KeywordClassifier:
+    return KeywordClassifier(conf or {"faq": 0.9, "account": 0.8, "complaint": 0.95})
+
+
+def desk(inbox, threshold=0.5, skills=None):
+    skills = skills or {
+        "intent": intent(),
+        "sentiment": Fixed(
+            Prediction(label="negative", confidence=0.8), produces=frozenset({"label"})
+        ),
+        "entities": Tagger({"ORD-1": "ORDER", "ana@x.io": "EMAIL"}),
+        "summarizer": Echo(),
+    }
+    return Workflow(
+        [
+            CascadeStep([SkillStep("intent"), EscalateStep("intent unclear")], threshold=threshold),
+            RouteStep(
+                {
+                    "faq": TemplateStep("FAQ answer for: {input}", id="answer"),
+                    "account": SequenceStep(
+                        [
+                            SkillStep("entities"),
+                            TemplateStep(
+                                "Please send {missing}.",
+                                complete="Thanks, we have {found}.",
+                                require_from="entities",
+                                require={"ORDER": "your order number", "EMAIL": "your e-mail"},
+                            ),
+                        ]
+                    ),
+                    "complaint": SequenceStep(
+                        [
+                            ParallelStep([SkillStep("sentiment"), SkillStep("entities")]),
+                            SkillStep(
+                                "summarizer",
+                                id="summary",
+                                input="{input} | {sentiment.label} | {entities.spans}",
+                            ),
+                            EscalateStep("complaint", message="A colleague will call you."),
+                        ]
+                    ),
+                },
+                EscalateStep("no route"),
+                on="intent",
+            ),
+        ],
+        skills=skills,
+        name="desk",
+        inbox=inbox,
+    )
+
+
+def test_route_sends_each_label_to_its_branch(inbox):
+    wf = desk(inbox)
+    r = wf.run("faq: opening hours?")
+    assert r.status == "completed"
+    assert r.answer == "FAQ answer for: faq: opening hours?"
+    assert r.route == ["accept", "faq"]
+    route = r.trace[1]
+    assert route.decision.label == "faq" and "branch 'faq'" in route.decision.why
+    assert r.outputs["answer"].text == r.answer
+
+
+def test_route_default_branch_for_unknown_label(inbox):
+    skills = {"intent": KeywordClassifier({"faq": 0.9}, default="weather")}
+    wf = Workflow(
+        [
+            SkillStep("intent"),
+            RouteStep({"faq": TemplateStep("faq")}, TemplateStep("other"), on="intent"),
+        ],
+        skills=skills,
+    )
+    r = wf.run("is it raining")
+    assert r.answer == "other"
+    assert r.trace[1].decision.taken == "default"
+    assert "'weather' has no branch" in r.trace[1].decision.why
+
+
+def test_route_on_abstention_takes_default():
+    skills = {
+        "faq": Fixed(
+            Prediction(abstained="no_match", confidence=0.1), produces=frozenset({"label"})
+        )
+    }
+    wf = Workflow(
+        [RouteStep({"x": TemplateStep("x")}, TemplateStep("fallback"), skill="faq")], skills=skills
+    )
+    r = wf.run("anything")
+    assert r.answer == "fallback"
+    assert "abstained: no_match" in r.trace[0].decision.why
+
+
+@pytest.mark.parametrize(
+    ("confidence", "expected"), [(0.5, "completed"), (0.5 - 1e-9, "escalated"), (0.51, "completed")]
+)
+def test_cascade_accepts_exactly_at_threshold(inbox, confidence, expected):
+    wf = desk(
+        inbox,
+        threshold=0.5,
+        skills={
+            "intent": KeywordClassifier({"faq": confidence, "account": 0.8, "complaint": 0.9}),
+            **_rest(),
+        },
+    )
+    r = wf.run("faq question")
+    assert r.status == expected
+    tier = r.trace[0].children[0]
+    assert tier.decision.threshold == 0.5
+    assert tier.decision.confidence == pytest.approx(confidence)
+    assert tier.decision.taken == ("accept" if expected == "completed" else "next")
+
+
+def _rest():
+    return {
+        "sentiment": Fixed(
+            Prediction(label="negative", confidence=0.8), produces=frozenset({"label"})
+        ),
+        "entities": Tagger({"ORD-1": "ORDER"}),
+        "summarizer": Echo(),
+    }
+
+
+def test_cascade_escalation_reports_why_and_keeps_the_guess(inbox):
+    wf = desk(
+        inbox,
+        skills={
+            "intent": KeywordClassifier({"faq": 0.3, "account": 0.8, "complaint": 0.9}),
+            **_rest(),
+        },
+    )
+    r = wf.run("faq maybe?")
+    assert r.status == "escalated"
+    assert r.escalation.reason == "intent unclear"
+    assert r.escalation.why == "intent confidence 0.300 < threshold 0.5"
+    packet = inbox.get(r.escalation.packet_id)
+    assert packet.intent == "faq" and packet.intent_confidence == pytest.approx(0.3)
+    assert len(r.trace) == 1, "nothing runs after an escalation"
+
+
+def test_cascade_abstention_goes_to_next_tier():
+    skills = {
+        "small": Fixed(Prediction(text="?", abstained="no_match", confidence=0.99)),
+        "big": Fixed(Prediction(text="big answer", confidence=0.4)),
+    }
+    wf = Workflow(
+        [CascadeStep([SkillStep("small"), SkillStep("big")], threshold=0.5)], skills=skills
+    )
+    r = wf.run("q")
+    assert r.answer == "big answer"
+    assert "abstained (no_match)" in r.trace[0].children[0].decision.why
+
+
+def test_cascade_needs_one_threshold_per_tier_but_the_last():
+    tiers = [SkillStep("a"), SkillStep("b"), SkillStep("c")]
+    with pytest.raises(ConfigError, match="3 tiers need 2 thresholds"):
+        CascadeStep(tiers, threshold=[0.5])
+    with pytest.raises(ConfigError, match=r"in \[0, 1\]"):
+        CascadeStep(tiers[:2], threshold=1.5)
+
+
+def test_escalation_writes_exactly_one_packet_with_everything(inbox):
+    wf = desk(inbox)
+    r = wf.run("complaint: order ORD-1 never came, ana@x.io")
+    assert r.status == "escalated" and r.answer == "A colleague will call you."
+    assert inbox.count() == 1
+    p = inbox.get(r.escalation.packet_id)
+    assert p.text.startswith("complaint: order ORD-1")
+    assert (p.intent, p.sentiment) == ("complaint", "negative")
+    assert {"label": "ORDER", "text": "ORD-1"} in p.entities
+    assert p.summary.startswith("summary of: complaint: order ORD-1")
+    assert "negative" in p.summary and "ORDER: ORD-1" in p.summary
+    assert p.reason == "complaint" and "branch 'complaint'" in p.why
+    assert [t["kind"] for t in p.trace] == ["cascade", "route"]
+    assert p.status == "open"
+
+
+def test_escalation_key_makes_it_idempotent(inbox):
+    wf = desk(inbox)
+    a = wf.run("complaint one", key="k1")
+    b = wf.run("complaint one", key="k1")
+    assert a.escalation.packet_id == b.escalation.packet_id
+    assert inbox.count() == 1
+
+
+def test_escalation_to_a_declared_llm(inbox):
+    llm = FakeBackend("Here is what I know.")
+    wf = Workflow(
+        [
+            EscalateStep(
+                "out of scope", to="big", prompt="Answer briefly: {input}", system="Be kind."
+            )
+        ],
+        skills={},
+        backends={"big": llm},
+        inbox=inbox,
+    )
+    r = wf.run("what is the meaning of life")
+    assert r.answer == "Here is what I know." and r.status == "escalated"
+    assert r.escalation.to == "big" and r.escalation.packet_id is None
+    assert [m.content for m in llm.requests[0].messages] == [
+        "Be kind.",
+        "Answer briefly: what is the meaning of life",
+    ]
+    assert r.usage.input_tokens == 11 and r.usage.output_tokens == 4
+    assert inbox.count() == 0
+
+
+def test_escalation_to_undeclared_llm_is_rejected():
+    with pytest.raises(
+        WorkflowError, match=r"steps\[0\].escalate.to: unknown escalation target 'gpt'"
+    ):
+        Workflow([EscalateStep("x", to="gpt")], skills={})
+
+
+def test_parallel_runs_branches_at_once_and_joins():
+    a = Fixed(Prediction(label="negative", confidence=0.8), sleep=0.3)
+    b = Fixed(Prediction(label="ORG", confidence=0.6), sleep=0.3)
+    wf = Workflow(
+        [ParallelStep([SkillStep("a"), SkillStep("b")], id="both")], skills={"a": a, "b": b}
+    )
+    start = time.perf_counter()
+    r = wf.run("text")
+    elapsed = time.perf_counter() - start
+    assert elapsed < 0.5, f"branches did not overlap ({elapsed:.2f} s)"
+    assert a.threads[0] != b.threads[0]
+    assert set(r.outputs) == {"a", "b", "both"}
+    assert r.output.data["a"]["label"] == "negative" and r.output.data["b"]["label"] == "ORG"
+    assert r.output.confidence == pytest.approx(0.6), "a join is as sure as its least sure branch"
+
+
+def test_parallel_branches_must_write_different_ids():
+    s = {"a": Fixed(Prediction(label="x"))}
+    with pytest.raises(WorkflowError, match="both write id 'a'"):
+        Workflow([ParallelStep([SkillStep("a"), SkillStep("a")])], skills=s)
+
+
+def test_template_asks_only_for_what_is_missing(inbox):
+    wf = desk(inbox)
+    r = wf.run("account: change e-mail to ana@x.io")
+    assert r.answer == "Please send your order number."
+    assert r.output.data["missing"] == ["ORDER"]
+    r = wf.run("account: order ORD-1, ana@x.io")
+    assert r.answer == "Thanks, we have ORDER: ORD-1 and EMAIL: ana@x.io."
+
+
+def test_merge_keeps_raw_values_and_renders_mixed_ones():
+    skills = {
+        "sentiment": Fixed(
+            Prediction(label="positive", confidence=0.9), produces=frozenset({"label"})
+        ),
+        "entities": Tagger({"Acme": "ORG"}),
+    }
+    wf = Workflow(
+        [
+            SkillStep("sentiment"),
+            SkillStep("entities"),
+            MergeStep(
+                {"s": "{sentiment.label}", "e": "{entities.spans}", "c": "{sentiment.confidence}!"}
+            ),
+        ],
+        skills=skills,
+    )
+    r = wf.run("Acme is great")
+    assert r.output.data == {"s": "positive", "e": [{"label": "ORG", "text": "Acme"}], "c": "0.90!"}
+    assert r.output.confidence == pytest.approx(0.9)
+
+
+def test_blocks_are_reusable_and_cycles_are_rejected(inbox):
+    wf = Workflow(
+        [CascadeStep([SkillStep("intent"), BlockStep("hand_off")], threshold=0.99)],
+        skills={"intent": intent()},
+        blocks={"hand_off": [EscalateStep("unsure")]},
+        inbox=inbox,
+    )
+    assert wf.run("faq").escalation.reason == "unsure"
+    with pytest.raises(WorkflowError, match=r"cycle: block a → b → a"):
+        Workflow(
+            [BlockStep("a")],
+            skills={},
+            blocks={"a": [BlockStep("b")], "b": [BlockStep("a")]},
+        )
+
+
+def test_type_mismatch_between_steps_is_rejected():
+    skills = {"summarizer": Echo(), "intent": intent()}
+    with pytest.raises(
+        WorkflowError, match="type mismatch: a route needs a label, but step 'summarizer' produces"
+    ):
+        Workflow(
+            [
+                SkillStep("summarizer"),
+                RouteStep({"faq": TemplateStep("x")}, TemplateStep("y"), on="summarizer"),
+            ],
+            skills=skills,
+        )
+    with pytest.raises(WorkflowError, match=r"\{summarizer.spans\} needs 'spans'"):
+        Workflow([SkillStep("summarizer"), TemplateStep("{summarizer.spans}")], skills=skills)
+
+
+def test_route_branch_must_be_a_label_the_classifier_emits():
+    with pytest.raises(
+        WorkflowError, match=r"'complant' is not a label .* \(did you mean 'complaint'\?\)"
+    ):
+        Workflow(
+            [
+                SkillStep("intent"),
+                RouteStep({"complant": TemplateStep("x")}, TemplateStep("y"), on="intent"),
+            ],
+            skills={"intent": intent()},
+        )
+
+
+def test_steps_after_an_escalation_are_unreachable():
+    with pytest.raises(WorkflowError, match="unreachable"):
+        Workflow([EscalateStep("x"), TemplateStep("never")], skills={})
+
+
+def test_trace_records_latency_tokens_and_confidence(inbox):
+    r = desk(inbox).run("faq: hours")
+    tier = r.trace[0].children[0]
+    assert tier.kind == "skill" and tier.name == "intent"
+    assert tier.confidence == pytest.approx(0.9)
+    assert tier.usage.input_tokens == 3 and r.usage.input_tokens == 3
+    assert all(t.latency_ms >= 0 for root in r.trace for t in root.walk())
+    assert r.trace[0].latency_ms >= tier.latency_ms
+    d = r.to_dict()
+    assert d["trace"][0]["children"][0]["decision"]["threshold"] == 0.5
+
+
+def test_run_refuses_non_text():
+    wf = Workflow([TemplateStep("x")], skills={})
+    with pytest.raises(Exception, match="runs on a text"):
+        wf.run(["a list"])  # type: ignore[arg-type]

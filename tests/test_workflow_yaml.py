@@ -1,0 +1,200 @@
+"""Workflows from YAML: error messages with lines and paths, skills loaded once, specs."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from slmstack import ConfigError, Prediction
+from slmstack.workflows import WorkflowError, load_workflow
+from workflow_doubles import Echo, Fixed, KeywordClassifier, Tagger
+
+SKILLS = {
+    "intent": KeywordClassifier({"faq": 0.9, "complaint": 0.9}),
+    "sentiment": Fixed(Prediction(label="negative", confidence=0.8), produces=frozenset({"label"})),
+    "entities": Tagger({"Acme": "ORG"}),
+    "summarizer": Echo(),
+}
+
+
+def write(tmp_path, body: str):
+    path = tmp_path / "wf.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+GOOD = """\
+name: desk
+inbox: sqlite:///inbox.db
+blocks:
+  hand_off:
+    - escalate: {reason: needs a person}
+steps:
+  - cascade:
+      threshold: 0.5
+      tiers: [intent, {block: hand_off}]
+  - route:
+      on: intent
+      branches:
+        faq: {template: "FAQ: {input}"}
+        complaint:
+          - parallel: [sentiment, entities]
+          - skill: {use: summarizer, id: summary, input: "{input} {sentiment.label}"}
+          - block: hand_off
+      default: {block: hand_off}
+"""
+
+
+def test_good_workflow_runs_and_relative_inbox_is_next_to_file(tmp_path):
+    wf = load_workflow(write(tmp_path, GOOD), skills=SKILLS)
+    assert wf.name == "desk"
+    assert wf.run("faq: hours").answer == "FAQ: faq: hours"
+    r = wf.run("complaint about Acme")
+    assert r.status == "escalated"
+    assert (tmp_path / "inbox.db").is_file()
+    assert (
+        wf.inbox.get(r.escalation.packet_id).summary == "summary of: complaint about Acme negative"
+    )
+    # trace paths are the paths in the file
+    paths = [t.path for root in r.trace for t in root.walk()]
+    assert "steps[1].route.branches.complaint[0].parallel[1]" in paths
+    assert "blocks.hand_off[0]" in paths
+
+
+def test_unknown_skill_names_line_path_and_suggestion(tmp_path):
+    body = GOOD.replace("- parallel: [sentiment, entities]", "- parallel: [sentimnt, entities]")
+    with pytest.raises(WorkflowError) as info:
+        load_workflow(write(tmp_path, body), skills=SKILLS)
+    message = str(info.value)
+    assert (
+        "wf.yaml:15: steps[1].route.branches.complaint[0].parallel[0]: "
+        "unknown skill 'sentimnt' (did you mean 'sentiment'?)"
+    ) in message
+    # the summary's template now refers to an id no branch defined
+    assert "template refers to {sentiment.label} but no earlier step has id 'sentiment'" in message
+    assert message.startswith("workflow 'desk' has 2 errors:")
+
+
+def test_branch_written_as_bare_skill_name(tmp_path):
+    body = """\
+    steps:
+      - skill: intent
+      - route:
+          on: intent
+          branches:
+            complaint: sentimnt
+          default: {template: other}
+    """
+    with pytest.raises(
+        WorkflowError,
+        match=r"wf.yaml:6: steps\[1\].route.branches.complaint: unknown skill 'sentimnt' "
+        r"\(did you mean 'sentiment'\?\)",
+    ):
+        load_workflow(write(tmp_path, body), skills=SKILLS)
+
+
+def test_missing_default_branch(tmp_path):
+    body = """\
+    steps:
+      - skill: intent
+      - route: {on: intent, branches: {faq: {template: x}}}
+    """
+    with pytest.raises(
+        WorkflowError, match=r"wf.yaml:3: steps\[1\].route: missing required key 'default'"
+    ):
+        load_workflow(write(tmp_path, body), skills=SKILLS)
+
+
+def test_unknown_key_and_unknown_kind_suggest_the_right_one(tmp_path):
+    body = """\
+    steps:
+      - skill: intent
+      - cascade: {treshold: 0.5, tiers: [intent, {template: x}]}
+      - rute: {on: intent}
+    """
+    with pytest.raises(WorkflowError) as info:
+        load_workflow(write(tmp_path, body), skills=SKILLS)
+    message = str(info.value)
+    assert (
+        "wf.yaml:3: steps[1].cascade.treshold: unknown key 'treshold' (did you mean 'threshold'?)"
+        in message
+    )
+    assert "wf.yaml:4: steps[2]: unknown step kind 'rute' (did you mean 'route'?)" in message
+
+
+def test_cycle_between_blocks(tmp_path):
+    body = """\
+    blocks:
+      a: [{block: b}]
+      b: [{template: x}, {block: a}]
+    steps:
+      - block: a
+    """
+    with pytest.raises(WorkflowError, match=r"cycle: block a → b → a"):
+        load_workflow(write(tmp_path, body), skills=SKILLS)
+
+
+def test_type_mismatch_in_yaml(tmp_path):
+    body = """\
+    steps:
+      - skill: summarizer
+      - route: {on: summarizer, branches: {faq: {template: x}}, default: {template: y}}
+    """
+    with pytest.raises(
+        WorkflowError, match=r"wf.yaml:3: steps\[1\]: type mismatch: a route needs a label"
+    ):
+        load_workflow(write(tmp_path, body), skills=SKILLS)
+
+
+def test_yaml_errors(tmp_path):
+    with pytest.raises(ConfigError, match=r"wf.yaml:3: not valid YAML: expected ',' or ']'"):
+        load_workflow(write(tmp_path, "steps:\n  - skill: [unclosed\n"), skills=SKILLS)
+    with pytest.raises(ConfigError, match="duplicate key 'steps'"):
+        load_workflow(write(tmp_path, "steps: [intent]\nsteps: [intent]\n"), skills=SKILLS)
+    with pytest.raises(WorkflowError, match="missing required key 'steps'"):
+        load_workflow(write(tmp_path, "name: x\n"), skills=SKILLS)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_workflow(tmp_path / "nope.yaml")
+
+
+def test_missing_skill_folder(tmp_path):
+    body = "skills:\n  intent: models/intent\nsteps: [intent]\n"
+    with pytest.raises(ConfigError, match=r"skills.intent: folder .*models/intent does not exist"):
+        load_workflow(write(tmp_path, body))
+
+
+def test_skill_spec_needs_path_or_kind(tmp_path):
+    body = "skills:\n  intent: {params: {a: 1}}\nsteps: [intent]\n"
+    with pytest.raises(WorkflowError, match=r"skills.intent: Value error, give either `path:`"):
+        load_workflow(write(tmp_path, body))
+
+
+@pytest.mark.slow
+def test_skill_folder_used_twice_is_loaded_once_and_spec_is_cached(tmp_path):
+    data = tmp_path / "lang.csv"
+    data.write_text(
+        "text,label\n"
+        "where is my parcel,en\nhow do I reset my password,en\nthe card does not work,en\n"
+        "wo ist mein Paket,de\nwie setze ich mein Passwort zurück,de\ndie Karte funktioniert nicht,de\n"
+    )
+    body = """\
+    skills:
+      lang: {kind: slmstack.LanguageDetector.v1, train: lang.csv}
+    steps:
+      - route:
+          skill: lang
+          branches: {en: {template: english}, de: {template: deutsch}}
+          default: {template: other}
+    """
+    wf = load_workflow(write(tmp_path, body))
+    assert wf.run("Ich habe mein Passwort vergessen").answer == "deutsch"
+    assert wf.run("I forgot my password").answer == "english"
+    cached = list((tmp_path / ".slmstack-cache").iterdir())
+    assert len(cached) == 1 and cached[0].name.startswith("lang-")
+    # the saved folder is reused, and two names on one folder share one object
+    body2 = f"skills:\n  a: {cached[0]}\n  b: {{path: {cached[0]}}}\nsteps: [a, b]\n"
+    wf2 = load_workflow(write(tmp_path, body2))
+    assert wf2.skills["a"] is wf2.skills["b"]
+    with pytest.raises(WorkflowError, match=r"'fr' is not a label .*"):
+        load_workflow(write(tmp_path, body.replace("de: {template: deutsch}", "fr: {template: x}")))
