@@ -1,0 +1,294 @@
+"""LoRA fine-tuning of a small generator on prompt/response pairs, on CPU.
+
+The base model stays frozen and shared; only low-rank adapters on the attention
+projections are trained and saved (a few MB of safetensors, see
+:mod:`slmstack.training.adapters`). Serve the result with
+``TransformersBackend.add_adapter(name, DIR)`` or ``Summarizer(adapter=DIR)``.
+
+The loop is LoRA-specific rather than :func:`slmstack.training.loop.train_loop`
+because it records the loss of every step (the curve is the main diagnostic of a
+short run) and keeps the best *adapter* weights only, not a copy of the whole model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from slmstack.data.readers import read_records
+from slmstack.errors import ConfigError, DataError, MissingDependencyError
+from slmstack.progress import progress
+from slmstack.skills.artifact import data_hash, library_versions
+from slmstack.training.adapters import write_adapter_meta
+
+IGNORE = -100  # label value that the cross-entropy loss skips (prompt and padding)
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """Hyper-parameters of one LoRA run.
+
+    Attributes:
+        rank: LoRA rank ``r``; 8 is plenty for a style or format change.
+        alpha: LoRA scaling numerator (scale = alpha / rank).
+        dropout: dropout on the LoRA input.
+        target_modules: projections that get adapters.
+        learning_rate: AdamW peak rate; LoRA tolerates far higher rates than full tuning.
+        epochs: passes over the training pairs.
+        max_steps: stop after this many optimizer steps (``None``: run all epochs).
+        batch_size: pairs per step.
+        max_length: prompt plus response tokens; longer pairs are cut and counted.
+        warmup_ratio: share of steps with a linearly rising rate.
+        val_fraction: pairs held out to pick the best epoch (0 disables validation).
+        system_prompt: system message put before every prompt (use the same at run time).
+        seed: shuffling and initialisation seed.
+    """
+
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    learning_rate: float = 2e-4
+    epochs: int = 2
+    max_steps: int | None = None
+    batch_size: int = 8
+    max_length: int = 256
+    warmup_ratio: float = 0.1
+    val_fraction: float = 0.1
+    system_prompt: str = ""
+    seed: int = 0
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for out-of-range values."""
+        for name in ("rank", "alpha", "epochs", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"LoRA {name} must be >= 1, got {getattr(self, name)!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"LoRA max_steps must be None or >= 1, got {self.max_steps!r}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"LoRA learning_rate must be > 0, got {self.learning_rate!r}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"LoRA val_fraction must be in [0, 1), got {self.val_fraction!r}")
+
+
+@dataclass
+class LoraResult:
+    """What a run did: the adapter folder, per-step losses and validation losses."""
+
+    out: Path
+    steps: list[dict[str, float]] = field(default_factory=list)
+    val_loss_before: float | None = None
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    truncated_pairs: int = 0
+    n_train: int = 0
+    n_val: int = 0
+    seconds: float = 0.0
+
+
+def read_pairs(
+    path: str | Path, *, prompt_field: str = "prompt", response_field: str = "response"
+) -> list[tuple[str, str]]:
+    """Read prompt/response pairs from a JSONL (or CSV/TSV) file."""
+    pairs = []
+    for record in read_records(path):
+        for name in (prompt_field, response_field):
+            value = record.fields.get(name)
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(
+                    f"field {name!r} is missing or empty (fields: {', '.join(record.fields)}); "
+                    "pass --prompt-field / --response-field",
+                    path=path,
+                    row=record.line,
+                )
+        pairs.append((record.fields[prompt_field], record.fields[response_field]))
+    if len(pairs) < 2:
+        raise DataError(f"need at least 2 prompt/response pairs, found {len(pairs)}", path=path)
+    return pairs
+
+
+def encode_pair(
+    tokenizer: Any, prompt: str, response: str, *, system_prompt: str, max_length: int
+) -> tuple[list[int], list[int], bool]:
+    """Chat-formatted ids and labels (prompt masked); and whether the pair was cut."""
+    chat = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    chat.append({"role": "user", "content": prompt})
+    head = _ids(tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True))
+    full = _ids(
+        tokenizer.apply_chat_template(
+            [*chat, {"role": "assistant", "content": response}], tokenize=True
+        )
+    )
+    if full[: len(head)] != head:
+        raise ConfigError(
+            "the chat template formats the prompt differently with and without the answer, "
+            "so the prompt tokens cannot be masked. Use a model with a standard chat template."
+        )
+    labels = [IGNORE] * len(head) + full[len(head) :]
+    cut = len(full) > max_length
+    return full[:max_length], labels[:max_length], cut
+
+
+def _ids(out: Any) -> list[int]:
+    if isinstance(out, dict) or hasattr(out, "keys"):
+        out = out["input_ids"]
+    return [int(i) for i in out]
+
+
+def _batch(rows: Sequence[tuple[list[int], list[int]]], pad: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (x, y) in enumerate(rows):
+        ids[i, : len(x)] = torch.tensor(x)
+        labels[i, : len(y)] = torch.tensor(y)
+        mask[i, : len(x)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def _mean_loss(model: Any, rows: list[tuple[list[int], list[int]]], pad: int, bs: int) -> float:
+    """Token-weighted mean loss over ``rows``."""
+    total, tokens = 0.0, 0
+    with torch.inference_mode():
+        for s in range(0, len(rows), bs):
+            batch = _batch(rows[s : s + bs], pad)
+            n = int((batch["labels"][:, 1:] != IGNORE).sum())
+            total += float(model(**batch).loss) * n
+            tokens += n
+    return total / max(1, tokens)
+
+
+def train_lora(
+    pairs: Sequence[tuple[str, str]],
+    out: str | Path,
+    *,
+    base: str = "smollm2",
+    settings: LoraSettings | None = None,
+) -> LoraResult:
+    """Train a LoRA adapter on ``pairs`` over ``base`` and save it to ``out``.
+
+    Example:
+        >>> pairs = [("Say hi", "Hello from ACME!"), ("Greet me", "Hello from ACME!")]
+        >>> train_lora(pairs, "runs/acme", settings=LoraSettings(max_steps=20))
+        ... # doctest: +SKIP
+    """
+    cfg = settings or LoraSettings()
+    cfg.check()
+    if len(pairs) < 2:
+        raise DataError(f"LoRA needs at least 2 prompt/response pairs, got {len(pairs)}")
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as exc:
+        raise MissingDependencyError("peft", "generate", "LoRA fine-tuning") from exc
+    from slmstack.backends.transformers_lm import load_causal_lm
+
+    start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    model, tokenizer, base_sha = load_causal_lm(base)
+    encoded = [
+        encode_pair(tokenizer, p, r, system_prompt=cfg.system_prompt, max_length=cfg.max_length)
+        for p, r in pairs
+    ]
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(encoded)).tolist()
+    n_val = int(len(encoded) * cfg.val_fraction) if len(encoded) >= 10 else 0
+    val = [encoded[i][:2] for i in order[:n_val]]
+    train = [encoded[i][:2] for i in order[n_val:]]
+    result = LoraResult(out=Path(out), n_train=len(train), n_val=len(val))
+    result.truncated_pairs = sum(1 for e in encoded if e[2])
+
+    peft_config = LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=list(cfg.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, peft_config)
+    pad = int(tokenizer.pad_token_id)
+    if val:
+        result.val_loss_before = _mean_loss(model, val, pad, cfg.batch_size)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
+    per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total = min(cfg.epochs * per_epoch, cfg.max_steps or 10**9)
+    warmup = int(cfg.warmup_ratio * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: (s + 1) / max(1, warmup) if s < warmup else (total - s) / max(1, total - warmup),
+    )
+    best: dict[str, torch.Tensor] | None = None
+    best_val = math.inf
+    step = 0
+    with progress() as bar:
+        task = bar.add_task("LoRA", total=total, info="")
+        for epoch in range(cfg.epochs):
+            model.train()
+            perm = rng.permutation(len(train)).tolist()
+            for s in range(0, len(train), cfg.batch_size):
+                if step >= total:
+                    break
+                loss = model(**_batch([train[i] for i in perm[s : s + cfg.batch_size]], pad)).loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                result.steps.append(
+                    {"step": step, "epoch": epoch + 1, "loss": float(loss.detach()),
+                     "seconds": time.perf_counter() - start}
+                )  # fmt: skip
+                bar.update(task, advance=1, info=f"loss {float(loss.detach()):.4f}")
+            model.eval()
+            if val:
+                current = _mean_loss(model, val, pad, cfg.batch_size)
+                result.val_loss.append(current)
+                if current < best_val:
+                    best_val, result.best_epoch = current, epoch + 1
+                    best = {
+                        k: v.detach().clone()
+                        for k, v in model.named_parameters()
+                        if v.requires_grad
+                    }
+            if step >= total:
+                break
+    if best is not None:
+        with torch.no_grad():
+            for k, v in model.named_parameters():
+                if k in best:
+                    v.copy_(best[k])
+    else:
+        result.best_epoch = epoch + 1
+    model.eval()
+    result.seconds = time.perf_counter() - start
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    write_adapter_meta(
+        folder,
+        {
+            "base": base,
+            "base_sha256": base_sha,
+            "settings": {**asdict(cfg), "target_modules": list(cfg.target_modules)},
+            "data": {"sha256": data_hash(pairs), "pairs": len(pairs)},
+            "n_train": result.n_train,
+            "n_val": result.n_val,
+            "truncated_pairs": result.truncated_pairs,
+            "val_loss_before": result.val_loss_before,
+            "val_loss": result.val_loss,
+            "best_epoch": result.best_epoch,
+            "steps": result.steps,
+            "seconds": result.seconds,
+            "versions": library_versions(["peft"]),
+        },
+    )
+    return result
