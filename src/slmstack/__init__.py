@@ -24,7 +24,8 @@ from slmstack.errors import (
     UnsafeWeightsError,
 )
 from slmstack.models import ModelSource, known_models, resolve
-from slmstack.skills import Skill, TextClassifier, load
+from slmstack.retrieval import KBEntry, read_documents, read_kb
+from slmstack.skills import FAQAnswerer, Skill, TextClassifier, Troubleshooter, load
 from slmstack.types import Example, LabelScore, Prediction, Span, Usage
 
 __version__ = "0.1.0"
@@ -36,7 +37,9 @@ __all__ = [
     "DataError",
     "DataWarning",
     "Example",
+    "FAQAnswerer",
     "IntegrityError",
+    "KBEntry",
     "LabelScore",
     "MissingDependencyError",
     "ModelError",
@@ -49,11 +52,14 @@ __all__ = [
     "SlmstackError",
     "Span",
     "TextClassifier",
+    "Troubleshooter",
     "UnsafeWeightsError",
     "Usage",
     "known_models",
     "load",
+    "read_documents",
     "read_examples",
+    "read_kb",
     "read_records",
     "resolve",
 ]

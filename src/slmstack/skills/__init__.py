@@ -2,5 +2,7 @@
 
 from slmstack.skills.base import Skill, load
 from slmstack.skills.classifier import TextClassifier
+from slmstack.skills.faq import FAQAnswerer
+from slmstack.skills.troubleshoot import Troubleshooter
 
-__all__ = ["Skill", "TextClassifier", "load"]
+__all__ = ["FAQAnswerer", "Skill", "TextClassifier", "Troubleshooter", "load"]

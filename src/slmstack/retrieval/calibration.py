@@ -1,0 +1,155 @@
+"""Turn retrieval similarities into a calibrated probability that the match is right.
+
+A raw cosine is not a probability: 0.62 may be a sure match in one knowledge base and
+noise in another. :class:`MatchCalibrator` fits ``P(top answer is right)`` from two
+features of each held-out query, the best similarity and its margin over the best
+*other* entry (a near-tie between two entries is a sign of ambiguity), with a logistic
+regression (Platt scaling). Held-out queries whose right answer is "none" (out of
+scope) count as wrong whatever they match, so the probability also covers abstention.
+
+The abstention threshold is then the confidence that minimises, on the same held-out
+queries, ``wrong_answer_cost × wrong answers + wrong abstentions``: with cost 1 both
+errors weigh the same; a higher cost trades more escalations for fewer wrong answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from slmstack.errors import DataError
+from slmstack.retrieval.index import VectorIndex
+
+_NO_SECOND = 0.0  # with one key only, the margin is taken against an unrelated text (cos 0)
+
+
+Features = tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.float32]]
+
+
+def top_two(scores: NDArray[np.float32]) -> Features:
+    """Best key column, its score and the margin over the runner-up, per row of ``scores``."""
+    best = scores.argmax(axis=1)
+    s1 = scores[np.arange(len(scores)), best]
+    if scores.shape[1] > 1:
+        s2 = np.partition(scores, -2, axis=1)[:, -2]
+        s2 = np.where(np.isfinite(s2), s2, _NO_SECOND)
+    else:
+        s2 = np.full(len(scores), _NO_SECOND, dtype=np.float32)
+    return best.astype(np.int64), s1.astype(np.float32), (s1 - s2).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class MatchCalibrator:
+    """``P(right) = sigmoid(w_sim · similarity + w_margin · margin + b)``."""
+
+    w_sim: float
+    w_margin: float
+    bias: float
+
+    def __call__(
+        self, sim: NDArray[np.float32], margin: NDArray[np.float32]
+    ) -> NDArray[np.float64]:
+        """Calibrated probabilities for arrays of similarities and margins."""
+        z = self.w_sim * sim.astype(np.float64) + self.w_margin * margin.astype(np.float64)
+        out: NDArray[np.float64] = 1.0 / (1.0 + np.exp(-(z + self.bias)))
+        return out
+
+    def to_dict(self) -> dict[str, float]:
+        """JSON form."""
+        return {"w_sim": self.w_sim, "w_margin": self.w_margin, "bias": self.bias}
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> MatchCalibrator:
+        """Inverse of :meth:`to_dict`."""
+        return cls(float(obj["w_sim"]), float(obj["w_margin"]), float(obj["bias"]))
+
+
+def fit_match_calibrator(
+    sim: NDArray[np.float32], margin: NDArray[np.float32], correct: NDArray[np.bool_]
+) -> MatchCalibrator:
+    """Platt scaling on (similarity, margin) → right/wrong."""
+    from sklearn.linear_model import LogisticRegression
+
+    n_right, n_wrong = int(correct.sum()), int((~correct).sum())
+    if n_right < 2 or n_wrong < 2:
+        raise DataError(
+            f"calibration needs at least 2 right and 2 wrong held-out matches; got {n_right} "
+            f"right and {n_wrong} wrong. Pass calibration queries that include some the KB "
+            "cannot answer (right answer None), and some it can."
+        )
+    x = np.stack([sim, margin], axis=1).astype(np.float64)
+    # Weak regularisation: only 3 parameters, and similarities live in a narrow range.
+    lr = LogisticRegression(C=100.0, max_iter=1000).fit(x, correct.astype(int))
+    return MatchCalibrator(float(lr.coef_[0, 0]), float(lr.coef_[0, 1]), float(lr.intercept_[0]))
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The chosen threshold and what it did on the held-out queries."""
+
+    threshold: float
+    answered_accuracy: float
+    abstain_rate: float
+    wrong_answer_rate: float
+    wrong_abstain_rate: float
+
+
+def choose_threshold(
+    confidence: NDArray[np.float64], correct: NDArray[np.bool_], *, wrong_answer_cost: float
+) -> ThresholdChoice:
+    """The threshold minimising ``cost × wrong answers + wrong abstentions`` on held-out data.
+
+    A query is answered when its confidence is at least the threshold. Among equally
+    good thresholds the middle one is taken, away from the edges of the data.
+    """
+    order = np.argsort(confidence, kind="stable")
+    conf, ok = confidence[order], correct[order]
+    n = len(conf)
+    # Cut i: abstain on conf[:i], answer conf[i:]. Costs for every i at once.
+    right_abstained = np.concatenate([[0], np.cumsum(ok)])
+    wrong_answered = np.concatenate([[0], np.cumsum((~ok)[::-1])])[::-1]
+    cost = wrong_answer_cost * wrong_answered + right_abstained
+    # Only cut between distinct values, so that the threshold separates the two sides.
+    valid = np.ones(n + 1, dtype=bool)
+    valid[1:n] = conf[1:] > conf[:-1]
+    best_cost = cost[valid].min()
+    best = np.flatnonzero(valid & (cost == best_cost))
+    cut = int(best[len(best) // 2])
+    if cut == 0:
+        threshold = float(conf[0]) / 2
+    elif cut == n:
+        threshold = float(min(1.0, (conf[-1] + 1.0) / 2))
+    else:
+        threshold = float((conf[cut - 1] + conf[cut]) / 2)
+    answered = conf >= threshold
+    n_answered = int(answered.sum())
+    return ThresholdChoice(
+        threshold=threshold,
+        answered_accuracy=float(ok[answered].mean()) if n_answered else 0.0,
+        abstain_rate=float(1 - n_answered / n),
+        wrong_answer_rate=float((answered & ~ok).sum() / n),
+        wrong_abstain_rate=float((~answered & ok).sum() / n),
+    )
+
+
+def leave_one_out_features(
+    index: VectorIndex,
+    vectors: NDArray[np.float32],
+    rows: Sequence[int],
+    *,
+    drop_entry: bool,
+) -> Features:
+    """Score index rows as queries against the index without themselves.
+
+    With ``drop_entry`` every row of the query's key is hidden too, so the query asks
+    for something the KB does not hold: a realistic near-miss out-of-scope query.
+    """
+    sims = index.similarities(vectors).copy()
+    for i, row in enumerate(rows):
+        hidden = index.rows_of(index.key_of(row)) if drop_entry else [row]
+        sims[i, hidden] = -np.inf
+    return top_two(index.group_max(sims))

@@ -1,0 +1,320 @@
+"""``Troubleshooter``: numbered steps written from manuals and past tickets, with sources.
+
+``fit`` chunks the documents (keeping source and character offsets) and embeds the
+chunks. For each problem, ``predict`` retrieves the most similar chunks; when none
+reaches ``min_similarity`` it abstains with ``"no_relevant_source"`` *without calling
+the generator*. Otherwise the generator is asked for numbered steps using only those
+passages; each step is checked against them (see :mod:`._grounding`) and cites its
+source chunks in ``Prediction.data["citations"]``.
+
+The generator is any :class:`~slmstack.backends.Backend`, loaded by name through
+:func:`slmstack.backends.load_backend` (``generator="smollm2"``, ``runtime="llama_cpp"``)
+the first time it is needed, so a saved troubleshooter records only which model to use.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import numpy as np
+
+from slmstack import registry
+from slmstack.backends.base import Backend, CompletionRequest
+from slmstack.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from slmstack.retrieval.chunking import Chunk, Document, chunk_documents
+from slmstack.retrieval.encoder import SentenceEncoder
+from slmstack.retrieval.index import Hit, VectorIndex
+from slmstack.skills._grounding import build_messages, parse_steps, says_not_in_sources
+from slmstack.skills.artifact import (
+    data_hash,
+    library_versions,
+    read_config,
+    verify_files,
+    write_config,
+    write_model_card,
+)
+from slmstack.skills.base import Skill
+from slmstack.skills.faq_io import base_provenance, check_texts, load_encoder_ref
+from slmstack.types import Prediction, Usage
+
+_NAME = "slmstack.Troubleshooter.v1"
+
+
+@registry.skills.register(_NAME)
+class Troubleshooter(Skill):
+    """Retrieve passages, write grounded numbered steps, cite them; abstain when none fits.
+
+    Example:
+        >>> from slmstack import Troubleshooter, read_documents
+        >>> docs = read_documents("manuals/")  # doctest: +SKIP
+        >>> ts = Troubleshooter(generator="smollm2").fit(docs)  # doctest: +SKIP
+        >>> p = ts.predict(["the printer says paper jam"])[0]  # doctest: +SKIP
+        >>> print(p.text); p.data["citations"][0]["source"]  # doctest: +SKIP
+        1. Open tray 2 and remove the jammed sheet.
+        'manuals/printer.md'
+    """
+
+    skill_name = _NAME
+
+    def __init__(
+        self,
+        *,
+        base: str = "minilm",
+        generator: str = "smollm2",
+        runtime: str = "llama_cpp",
+        generator_options: dict[str, Any] | None = None,
+        top_k: int = 3,  # passages shown to the generator; small models lose track of more
+        min_similarity: float = 0.35,  # cosine below which a passage is not relevant
+        min_support: float = 0.5,  # share of a step's content words found in the sources
+        max_chars: int = 800,  # chunk size; ~180 tokens, inside MiniLM's 256-token window
+        max_tokens: int = 256,
+        max_length: int = 256,
+        batch_size: int = 64,
+        precision: Literal["fp32", "bf16"] = "fp32",
+        allow_pickle: bool = False,
+    ):
+        self.base = base
+        self.generator = generator
+        self.runtime = runtime
+        self.generator_options = generator_options
+        self.top_k = top_k
+        self.min_similarity = min_similarity
+        self.min_support = min_support
+        self.max_chars = max_chars
+        self.max_tokens = max_tokens
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.precision = precision
+        self.allow_pickle = allow_pickle
+
+    _PARAMS = (
+        "base", "generator", "runtime", "generator_options", "top_k", "min_similarity",
+        "min_support", "max_chars", "max_tokens", "max_length", "batch_size", "precision",
+        "allow_pickle",
+    )  # fmt: skip
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyper-parameters as passed to ``__init__``."""
+        return {k: getattr(self, k) for k in self._PARAMS}
+
+    def _check_params(self) -> None:
+        def bad(name: str, allowed: str) -> ConfigError:
+            return ConfigError(
+                f"The {name!r} parameter of Troubleshooter must be {allowed}. "
+                f"Got {getattr(self, name)!r} instead."
+            )
+
+        for name in ("top_k", "max_tokens", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise bad(name, "an int >= 1")
+        if not -1.0 <= self.min_similarity <= 1.0:
+            raise bad("min_similarity", "a cosine in [-1, 1]")
+        if not 0.0 <= self.min_support <= 1.0:
+            raise bad("min_support", "a float in [0, 1]")
+        if not isinstance(self.generator, str) or not self.generator:
+            raise bad("generator", "a model name such as 'smollm2'")
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, documents: Sequence[Document]) -> Self:
+        """Chunk and embed ``documents`` (see :func:`slmstack.read_documents`)."""
+        self._check_params()
+        if isinstance(documents, str | Path):
+            raise ConfigError("fit() takes Document objects; read files with read_documents()")
+        if not documents:
+            raise DataError("no documents to build the troubleshooter from")
+        for i, d in enumerate(documents):
+            if not isinstance(d, Document):
+                raise DataError(f"document #{i} is {type(d).__name__}, expected Document")
+        start = time.perf_counter()
+        chunks = chunk_documents(documents, max_chars=self.max_chars)
+        if not chunks:
+            raise DataError(f"the {len(documents)} documents hold no text to retrieve from")
+        self.encoder_ = SentenceEncoder.from_ref(
+            self.base,
+            allow_pickle=self.allow_pickle,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+            precision=self.precision,
+        )
+        encoded = self.encoder_.encode(
+            [c.embed_text for c in chunks], desc="embed chunks" if len(chunks) > 256 else None
+        )
+        self.index_ = VectorIndex(self.encoder_.dim)
+        self.index_.add([c.id for c in chunks], [c.text for c in chunks], encoded.vectors)
+        self.chunks_: dict[str, Chunk] = {c.id: c for c in chunks}
+        self.n_documents_ = len(documents)
+        self.data_sha256_ = data_hash((d.source, d.text) for d in documents)
+        self.train_seconds_ = time.perf_counter() - start
+        return self
+
+    # ------------------------------------------------------------------ predicting
+    def _require_fitted(self) -> None:
+        if not hasattr(self, "index_"):
+            raise NotFittedError(
+                "This Troubleshooter is not fitted yet. Call fit(documents) or "
+                "Troubleshooter.load(folder) first."
+            )
+
+    @property
+    def backend(self) -> Backend:
+        """The generator, loaded (and shared between skills) on first use."""
+        if getattr(self, "backend_", None) is None:
+            from slmstack.backends.factory import load_backend
+
+            self.backend_ = load_backend(
+                self.generator, runtime=self.runtime, **(self.generator_options or {})
+            )
+        return self.backend_
+
+    def retrieve(self, texts: Sequence[str]) -> list[list[Hit]]:
+        """The ``top_k`` most similar chunks per text that reach ``min_similarity``."""
+        self._require_fitted()
+        check_texts(texts)
+        if not texts:
+            return []
+        vectors = self.encoder_.encode(texts).vectors
+        hits = self.index_.search(vectors, self.top_k)
+        return [[h for h in row if h.score >= self.min_similarity] for row in hits]
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """Numbered, cited steps per problem, or an abstention with its reason."""
+        self._require_fitted()
+        check_texts(texts)
+        out = []
+        for text, hits in zip(texts, self.retrieve(texts), strict=True):
+            out.append(self._answer(text, hits))
+        return out
+
+    def _answer(self, query: str, hits: list[Hit]) -> Prediction:
+        start = time.perf_counter()
+        retrieved = [self._citation(h) for h in hits]
+        if not hits:
+            return Prediction(
+                abstained="no_relevant_source",
+                data={"retrieved": [], "min_similarity": self.min_similarity},
+                usage=Usage(latency_ms=(time.perf_counter() - start) * 1000),
+            )
+        chunks = [self.chunks_[h.key] for h in hits]
+        completion = self.backend.complete(
+            CompletionRequest(build_messages(query, chunks), max_tokens=self.max_tokens)
+        )
+        usage = Usage(
+            completion.usage.input_tokens,
+            completion.usage.output_tokens,
+            (time.perf_counter() - start) * 1000,
+        )
+        confidence = float(np.clip(hits[0].score, 0.0, 1.0))
+        base: dict[str, Any] = {"retrieved": retrieved, "raw_output": completion.text}
+        warnings: list[str] = []
+        if completion.finish_reason == "length":
+            warnings.append(f"generation stopped at max_tokens={self.max_tokens}")
+        if says_not_in_sources(completion.text):
+            return Prediction(
+                abstained="not_in_sources", confidence=confidence, data=base, usage=usage
+            )
+        steps = parse_steps(completion.text, chunks)
+        kept = [s for s in steps if s.support >= self.min_support]
+        if len(kept) < len(steps):
+            warnings.append(
+                f"{len(steps) - len(kept)} of {len(steps)} generated steps were dropped: less "
+                f"than {self.min_support:.0%} of their content words occur in the sources"
+            )
+        if not kept:
+            return Prediction(
+                abstained="unsupported_answer",
+                confidence=confidence,
+                data=base,
+                usage=usage,
+                warnings=tuple(warnings),
+            )
+        cited = sorted({n for s in kept for n in s.cited})
+        steps_data = [
+            {
+                "text": s.text,
+                "sources": [chunks[n - 1].id for n in s.cited],
+                "support": round(s.support, 4),
+            }
+            for s in kept
+        ]
+        return Prediction(
+            text="\n".join(f"{i}. {s.text}" for i, s in enumerate(kept, 1)),
+            confidence=confidence,
+            data={**base, "steps": steps_data, "citations": [retrieved[n - 1] for n in cited]},
+            usage=usage,
+            warnings=tuple(warnings),
+        )
+
+    def _citation(self, hit: Hit) -> dict[str, Any]:
+        c = self.chunks_[hit.key]
+        return {**c.to_dict(), "score": round(hit.score, 6)}
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write chunks (JSONL), their vectors (safetensors) and config to ``path``."""
+        self._require_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "chunks.jsonl").open("w", encoding="utf-8") as fh:
+            for c in self.chunks_.values():
+                fh.write(json.dumps(c.to_dict(), ensure_ascii=False) + "\n")
+        files = ["chunks.jsonl", *self.index_.save(folder)]
+        provenance = base_provenance(self.encoder_.source)
+        sources = sorted({c.source for c in self.chunks_.values()})
+        config = {
+            "skill": _NAME,
+            "params": self.get_params(),
+            "base": provenance,
+            "finetuned": False,
+            "documents": self.n_documents_,
+            "chunks": len(self.chunks_),
+            "data": {"sha256": self.data_sha256_},
+            "train_seconds": self.train_seconds_,
+            "versions": library_versions(),
+        }
+        write_config(folder, config, files)
+        write_model_card(
+            folder,
+            "Troubleshooter",
+            {
+                "Retrieval encoder": provenance,
+                "Generator": {"model": self.generator, "runtime": self.runtime},
+                "Sources": {
+                    "documents": self.n_documents_,
+                    "chunks": len(self.chunks_),
+                    "sha256": self.data_sha256_,
+                    "first sources": ", ".join(sources[:5]),
+                },
+                "Grounding": {
+                    "passages per answer": self.top_k,
+                    "abstains below cosine": self.min_similarity,
+                    "minimum step support": self.min_support,
+                },
+                "Library versions": library_versions(),
+            },
+        )
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Rebuild a troubleshooter saved with :meth:`save` (files verified by sha256)."""
+        folder = Path(path)
+        config = read_config(folder)
+        if config.get("skill") != _NAME:
+            raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a Troubleshooter")
+        verify_files(folder, config)
+        self = cls(**config["params"])
+        self.encoder_ = load_encoder_ref(folder, config)
+        self.index_ = VectorIndex.load(folder)
+        lines = (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
+        chunks = [Chunk.from_dict(json.loads(line)) for line in lines if line.strip()]
+        self.chunks_ = {c.id: c for c in chunks}
+        if set(self.chunks_) != set(self.index_.keys):
+            raise ArtifactError(f"{folder}: chunks.jsonl and the index hold different chunks")
+        self.n_documents_ = int(config["documents"])
+        self.data_sha256_ = str(config["data"]["sha256"])
+        self.train_seconds_ = float(config["train_seconds"])
+        return self

@@ -1,0 +1,179 @@
+import json
+
+import numpy as np
+import pytest
+
+from skill_contract import check_skill_contract
+from slmstack import ArtifactError, ConfigError, DataError, FAQAnswerer, KBEntry, load
+
+KB = [
+    KBEntry(
+        "password",
+        "How do I reset my password?",
+        "Click 'Forgot password' on the login page and follow the e-mail link.",
+        ("I forgot my password", "how to change a lost password", "password reset link"),
+    ),
+    KBEntry(
+        "refund",
+        "How do I get a refund?",
+        "Open Orders, choose the order and press 'Request refund'.",
+        ("I want my money back", "can I return an item for a refund", "refund my order"),
+    ),
+    KBEntry(
+        "shipping",
+        "How long does shipping take?",
+        "Parcels arrive in 3 to 5 business days.",
+        ("when will my parcel arrive", "delivery time", "how many days for delivery"),
+    ),
+    KBEntry(
+        "hours",
+        "When is customer support open?",
+        "Support is open 9am to 5pm, Monday to Friday.",
+        ("what are your opening hours", "support hours", "is the help desk open on sunday"),
+    ),
+]
+IN_SCOPE = [
+    "i can't remember my password",
+    "give me my money back",
+    "how many days until my parcel is delivered",
+]
+OUT_OF_SCOPE = ["what is the capital of france", "play some jazz music"]
+QUERIES = IN_SCOPE + OUT_OF_SCOPE
+CALIBRATION = [
+    ("forgot my login password", "password"),
+    ("need to reset my password", "password"),
+    ("refund please", "refund"),
+    ("return this and refund me", "refund"),
+    ("how fast is delivery", "shipping"),
+    ("parcel delivery days", "shipping"),
+    ("when can I call support", "hours"),
+    ("are you open on saturday", "hours"),
+    ("who won the football match", None),
+    ("tell me a joke", None),
+    ("what's the weather tomorrow", None),
+    ("book a table for two", None),
+]
+
+
+@pytest.fixture(scope="module")
+def faq():
+    return FAQAnswerer(seed=0).fit(KB, calibration=CALIBRATION)
+
+
+def test_contract_with_leave_one_out_calibration(tmp_path):
+    skill = check_skill_contract(lambda: FAQAnswerer(seed=0), KB, QUERIES, tmp_path)
+    assert skill.metrics_["calibration_source"].startswith("leave-one-out")
+    assert not (tmp_path / "skill" / "encoder").exists(), "pretrained encoder is referenced"
+
+
+def test_answers_come_verbatim_from_the_kb_with_the_matched_entry(faq):
+    preds = faq.predict(IN_SCOPE)
+    assert [p.label for p in preds] == ["password", "refund", "shipping"]
+    answers = {e.id: e.answer for e in KB}
+    for p in preds:
+        assert p.abstained is None
+        assert p.text == answers[p.label]
+        assert p.data["entry"]["id"] == p.label
+        assert p.data["matched_question"] in dict((e.id, e.questions) for e in KB)[p.label]
+        assert p.confidence >= faq.threshold_
+        assert p.scores[0].label == p.label and p.scores[0].score >= p.scores[1].score
+
+
+def test_abstains_on_out_of_scope_and_shows_the_nearest_entry(faq):
+    for p in faq.predict(OUT_OF_SCOPE):
+        assert p.abstained == "no_match"
+        assert p.label is None and p.text is None
+        assert p.confidence < faq.threshold_
+        assert p.data["nearest"]["entry"]["id"] in {e.id for e in KB}
+
+
+def test_threshold_is_chosen_on_held_out_queries_and_can_be_fixed():
+    auto = FAQAnswerer().fit(KB, calibration=CALIBRATION)
+    assert auto.metrics_["threshold_chosen_on_held_out"]
+    assert auto.metrics_["calibration_queries"] == len(CALIBRATION)
+    assert 0.0 < auto.threshold_ < 1.0
+    strict = FAQAnswerer(threshold=1.0).fit(KB, calibration=CALIBRATION)
+    assert all(p.abstained == "no_match" for p in strict.predict(IN_SCOPE))
+
+
+def test_confidence_is_monotone_in_similarity(faq):
+    sims = np.linspace(0.1, 0.9, 9, dtype=np.float32)
+    conf = faq.calibrator_(sims, np.full_like(sims, 0.1))
+    assert np.all(np.diff(conf) > 0)
+
+
+def test_kb_update_without_retraining(faq, tmp_path):
+    skill = FAQAnswerer(seed=0).fit(KB, calibration=CALIBRATION)
+    calibrator, threshold = skill.calibrator_, skill.threshold_
+    query = ["can I pay with paypal"]
+    assert skill.predict(query)[0].abstained == "no_match"
+    skill.add(
+        [
+            KBEntry(
+                "paypal", "Do you accept PayPal?", "Yes, PayPal is accepted.", ("pay with paypal",)
+            )
+        ]
+    )
+    p = skill.predict(query)[0]
+    assert p.label == "paypal" and p.text == "Yes, PayPal is accepted."
+    skill.replace(
+        [KBEntry("paypal", "Do you accept PayPal?", "No, cards only.", ("pay by paypal",))]
+    )
+    assert skill.predict(query)[0].text == "No, cards only."
+    skill.remove(["paypal"])
+    assert skill.predict(query)[0].label != "paypal"
+    assert skill.calibrator_ is calibrator and skill.threshold_ == threshold  # no refit
+    skill.add([KBEntry("gift", "Do you sell gift cards?", "Yes, from 10 to 200 euros.")])
+    reloaded = load(skill.save(tmp_path / "updated"))
+    assert reloaded.predict(["do you have gift cards"])[0].label == "gift"
+    config = json.loads((tmp_path / "updated" / "config.json").read_text())
+    assert config["kb"]["entries"] == len(KB) + 1
+
+
+def test_kb_update_errors(faq):
+    with pytest.raises(DataError, match="already exist; use replace"):
+        faq.add([KB[0]])
+    with pytest.raises(DataError, match="do not exist; use add"):
+        faq.replace([KBEntry("nope", "new question", "x")])
+    with pytest.raises(DataError, match="no entries with ids \\['nope'\\]"):
+        faq.remove(["nope"])
+    with pytest.raises(DataError, match="appears in entries"):
+        faq.add([KBEntry("dup", "How do I get a refund?", "Another answer.")])
+
+
+def test_bad_input():
+    with pytest.raises(DataError, match="knowledge base is empty"):
+        FAQAnswerer().fit([])
+    with pytest.raises(DataError, match="cannot calibrate from this knowledge base alone"):
+        FAQAnswerer().fit([KBEntry(e.id, e.question, e.answer) for e in KB])
+    with pytest.raises(DataError, match="expects entry 'missing'"):
+        FAQAnswerer().fit(KB, calibration=[("hello", "missing")])
+    with pytest.raises(DataError, match="at least 2 right and 2 wrong"):
+        FAQAnswerer().fit(KB, calibration=[("refund please", "refund"), ("tell a joke", None)])
+    with pytest.raises(ConfigError, match="'threshold' parameter of FAQAnswerer"):
+        FAQAnswerer(threshold=1.5).fit(KB)
+    with pytest.raises(ConfigError, match="read_kb"):
+        FAQAnswerer().fit("faq.csv")  # type: ignore[arg-type]
+
+
+def test_finetuning_on_paraphrase_pairs_saves_the_encoder(tmp_path):
+    pairs = [(alt, e.question) for e in KB for alt in e.alternates]
+    skill = FAQAnswerer(epochs=1, train_batch_size=4, seed=0).fit(
+        KB, pairs=pairs, calibration=CALIBRATION
+    )
+    assert skill.finetuned_ and skill.history_[0]["epoch"] == 0
+    folder = skill.save(tmp_path / "ft")
+    assert (folder / "encoder" / "model.safetensors").is_file()
+    reloaded = load(folder)
+    a = [p.confidence for p in skill.predict(QUERIES)]
+    b = [p.confidence for p in reloaded.predict(QUERIES)]
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(DataError, match="at least 4 paraphrase pairs"):
+        FAQAnswerer().fit(KB, pairs=pairs[:2], calibration=CALIBRATION)
+
+
+def test_tampered_vectors_are_detected(faq, tmp_path):
+    folder = faq.save(tmp_path / "faq")
+    (folder / "index.safetensors").write_bytes(b"x" + (folder / "index.safetensors").read_bytes())
+    with pytest.raises(ArtifactError, match="does not match the sha256"):
+        load(folder)

@@ -1,0 +1,167 @@
+import json
+
+import numpy as np
+import pytest
+
+from slmstack import ConfigError, DataError, DataWarning
+from slmstack.retrieval import (
+    Document,
+    KBEntry,
+    VectorIndex,
+    chunk_documents,
+    read_documents,
+    read_kb,
+    validate_kb,
+)
+
+
+def _unit(rows):
+    m = np.array(rows, dtype=np.float32)
+    return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+# ---------------------------------------------------------------- knowledge-base readers
+def test_csv_rows_sharing_an_id_are_phrasings_of_one_entry(tmp_path):
+    path = tmp_path / "kb.csv"
+    path.write_text(
+        "id,question,answer,alternates\n"
+        'pw,How do I reset my password?,Use the reset link.,"forgot password|lost password"\n'
+        "pw,I cannot log in,,\n"
+        "ship,How long is shipping?,Three days.,\n"
+    )
+    kb = read_kb(path)
+    assert [e.id for e in kb] == ["pw", "ship"]
+    assert kb[0].questions == (
+        "How do I reset my password?",
+        "forgot password",
+        "lost password",
+        "I cannot log in",
+    )
+    assert kb[0].answer == "Use the reset link."
+    assert kb[0].source.endswith("kb.csv:2")
+
+
+def test_jsonl_and_markdown_knowledge_bases(tmp_path):
+    jl = tmp_path / "kb.jsonl"
+    jl.write_text(
+        json.dumps({"question": "Opening hours?", "answer": "9 to 5.", "alternates": ["when open"]})
+        + "\n"
+    )
+    kb = read_kb(jl)
+    assert kb[0].id == "opening-hours" and kb[0].alternates == ("when open",)
+    md = tmp_path / "faq.md"
+    md.write_text(
+        "# Billing\n\n## How do I pay?\nBy card or transfer.\n\n## Can I get an invoice?\n"
+        "Yes, from the Orders page.\n"
+    )
+    kb = read_kb(md)
+    assert [(e.question, e.answer) for e in kb] == [
+        ("How do I pay?", "By card or transfer."),
+        ("Can I get an invoice?", "Yes, from the Orders page."),
+    ]
+
+
+def test_missing_column_names_the_columns_present(tmp_path):
+    path = tmp_path / "kb.csv"
+    path.write_text("q,a\nhello,world\n")
+    with pytest.raises(DataError, match=r"missing question column 'question'.*'q', 'a'"):
+        read_kb(path)
+
+
+def test_empty_kb_and_empty_answer_are_refused(tmp_path):
+    path = tmp_path / "kb.csv"
+    path.write_text("question,answer\n")
+    with pytest.raises(DataError, match="no rows"):
+        read_kb(path)
+    with pytest.raises(DataError, match="knowledge base is empty"):
+        validate_kb([])
+    path.write_text("question,answer\nWhat?,\n")
+    with pytest.raises(DataError, match="has no answer"):
+        read_kb(path)
+
+
+def test_same_question_in_two_entries_is_an_error(tmp_path):
+    path = tmp_path / "kb.csv"
+    path.write_text("question,answer\nHow do I pay?,By card.\nhow do i pay,By cash.\n")
+    with pytest.raises(DataError, match="appears in entries"):
+        read_kb(path)
+
+
+def test_conflicting_answers_under_one_id_are_an_error(tmp_path):
+    path = tmp_path / "kb.csv"
+    path.write_text("id,question,answer\na,Q one,Answer A\na,Q two,Answer B\n")
+    with pytest.raises(DataError, match="different answers"):
+        read_kb(path)
+
+
+def test_duplicate_ids_and_repeated_phrasings():
+    with pytest.raises(DataError, match="duplicate id 'a'"):
+        validate_kb([KBEntry("a", "one", "x"), KBEntry("a", "two", "y")])
+    with pytest.warns(DataWarning, match="1 repeated phrasings"):
+        (entry,) = validate_kb([KBEntry("a", "Pay?", "x", ("pay", "by card"))])
+    assert entry.questions == ("Pay?", "by card")
+
+
+# ---------------------------------------------------------------- chunking
+def test_chunks_keep_source_offsets_and_heading(tmp_path):
+    (tmp_path / "manual.md").write_text(
+        "# Printer\n\nIntro text.\n\n## Paper jam\n\nOpen tray 2.\n\nRemove the paper.\n"
+    )
+    (tmp_path / "tickets.jsonl").write_text(
+        json.dumps({"title": "Wifi drops", "text": "Restart the router. It fixed it."}) + "\n"
+    )
+    (tmp_path / "notes.txt").write_text("Para one.\n\nPara two.")
+    (tmp_path / "ignored.pdf").write_bytes(b"%PDF")
+    docs = read_documents(tmp_path)
+    assert sorted(d.source.rsplit("/", 1)[-1] for d in docs) == [
+        "manual.md",
+        "notes.txt",
+        "tickets.jsonl:1",
+    ]
+    chunks = chunk_documents(docs)
+    by_doc = {d.source: d for d in docs}
+    for c in chunks:
+        assert by_doc[c.source].text[c.start : c.end] == c.text
+    jam = next(c for c in chunks if "tray" in c.text)
+    assert jam.title == "Paper jam" and jam.text == "Open tray 2.\n\nRemove the paper."
+    ticket = next(c for c in chunks if c.source.endswith("tickets.jsonl:1"))
+    assert ticket.title == "Wifi drops"
+
+
+def test_long_paragraphs_are_cut_at_sentences():
+    text = " ".join(f"Sentence number {i} is here." for i in range(40))
+    chunks = chunk_documents([Document(text, "doc")], max_chars=120)
+    assert len(chunks) > 5
+    assert all(len(c.text) <= 120 for c in chunks)
+    assert all(c.text.endswith(".") for c in chunks)
+    assert all(text[c.start : c.end] == c.text for c in chunks)
+
+
+def test_documents_errors(tmp_path):
+    with pytest.raises(DataError, match=r"no \.md, \.txt or \.jsonl"):
+        read_documents(tmp_path)
+    (tmp_path / "t.jsonl").write_text(json.dumps({"body": "x"}) + "\n")
+    with pytest.raises(DataError, match=r"no 'text' field.*'body'"):
+        read_documents(tmp_path)
+    assert read_documents(tmp_path, text_field="body")[0].text == "x"
+    with pytest.raises(ConfigError, match="max_chars"):
+        chunk_documents([], max_chars=10)
+
+
+# ---------------------------------------------------------------- index
+def test_index_groups_rows_by_key_and_round_trips(tmp_path):
+    index = VectorIndex(2)
+    index.add(["a", "a", "b"], ["a1", "a2", "b1"], _unit([[1, 0], [0.6, 0.8], [0, 1]]))
+    (hits,) = index.search(_unit([[0.5, 0.9]]), k=2)
+    assert [h.key for h in hits] == ["a", "b"]
+    assert hits[0].text == "a2"  # the best row of key "a"
+    files = index.save(tmp_path)
+    assert files == ["index.safetensors", "index.json"]
+    again = VectorIndex.load(tmp_path)
+    np.testing.assert_allclose(again.key_scores(_unit([[1, 1]])), index.key_scores(_unit([[1, 1]])))
+    assert index.remove({"a"}) == 2 and index.keys == ["b"]
+
+
+def test_index_refuses_unnormalised_vectors():
+    with pytest.raises(ConfigError, match="L2-normalised"):
+        VectorIndex(2).add(["a"], ["a"], np.array([[3.0, 4.0]], dtype=np.float32))
