@@ -7,6 +7,7 @@ Example:
     >>> clf.predict(["I lost my card"])  # doctest: +SKIP
 """
 
+from slmstack.backends import Backend, ChatMessage, Completion, CompletionRequest, load_backend
 from slmstack.data.readers import read_examples, read_records
 from slmstack.errors import (
     ArtifactError,
@@ -25,14 +26,18 @@ from slmstack.errors import (
 )
 from slmstack.models import ModelSource, known_models, resolve
 from slmstack.retrieval import KBEntry, read_documents, read_kb
-from slmstack.skills import FAQAnswerer, Skill, TextClassifier, Troubleshooter, load
+from slmstack.skills import FAQAnswerer, Skill, Summarizer, TextClassifier, Troubleshooter, load
 from slmstack.types import Example, LabelScore, Prediction, Span, Usage
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ArtifactError",
+    "Backend",
     "BackendError",
+    "ChatMessage",
+    "Completion",
+    "CompletionRequest",
     "ConfigError",
     "DataError",
     "DataWarning",
@@ -51,12 +56,14 @@ __all__ = [
     "SkillError",
     "SlmstackError",
     "Span",
+    "Summarizer",
     "TextClassifier",
     "Troubleshooter",
     "UnsafeWeightsError",
     "Usage",
     "known_models",
     "load",
+    "load_backend",
     "read_documents",
     "read_examples",
     "read_kb",

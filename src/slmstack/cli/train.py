@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from slmstack.cli import lora
 from slmstack.cli.common import cli_command, out, print_json
 
 app = typer.Typer(help="Train a skill from a data file.", no_args_is_help=True)
@@ -79,3 +80,6 @@ def classify(
         f"{summary['val_macro_f1']:.4f}  ECE {summary['val_ece_before_calibration']:.4f} → "
         f"{summary['val_ece']:.4f} after calibration (T={summary['temperature']:.3f})"
     )
+
+
+app.command("lora")(lora.lora)

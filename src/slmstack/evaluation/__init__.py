@@ -1,7 +1,8 @@
 """Metrics, speed measurements and evaluation reports."""
 
 from slmstack.evaluation import classification as _classification  # registers the evaluator
+from slmstack.evaluation import summaries as _summaries  # registers the evaluator
 from slmstack.evaluation.base import evaluate_skill, evaluators
 
 __all__ = ["evaluate_skill", "evaluators"]
-del _classification
+del _classification, _summaries
