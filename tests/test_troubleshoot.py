@@ -162,3 +162,28 @@ def test_with_real_smollm2_greedy(docs, tmp_path):
         ids = {r["id"] for r in first.data["retrieved"]}
         assert first.text.startswith("1. ")
         assert all(set(s["sources"]) <= ids for s in first.data["steps"])
+
+
+def test_parse_steps_cleans_small_model_habits():
+    from slmstack.retrieval import Chunk
+    from slmstack.skills._grounding import parse_steps
+
+    chunks = [
+        Chunk("a", "Open tray 2. Remove the sheet.", "m.md", 0, 30, "Paper jam"),
+        Chunk("b", "Shake the cartridge before you insert it.", "m.md", 40, 81, "Toner"),
+    ]
+    output = (
+        "1. [1] Paper jam: Open tray 2.\n"
+        "2. Shake the cartridge before you insert it.\n"
+        "3. Shake the cartridge before you insert it. [2]\n"
+        "4. [7] Remove the sheet.\n"
+        "5. NOT IN SOURCES\n"
+        "6. Remove the sh"
+    )
+    steps = parse_steps(output, chunks, truncated=True)
+    assert [(s.text, s.cited) for s in steps] == [
+        ("Open tray 2.", (1,)),
+        ("Shake the cartridge before you insert it.", (2,)),  # attributed by word overlap
+        ("Remove the sheet.", (1,)),  # [7] was not a source
+    ]
+    assert all(s.support == 1.0 for s in steps)

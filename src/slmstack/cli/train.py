@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from slmstack.cli import lora
+from slmstack.cli import lora, retrieval
 from slmstack.cli.common import cli_command, out, print_json
 
 app = typer.Typer(help="Train a skill from a data file.", no_args_is_help=True)
@@ -83,3 +83,5 @@ def classify(
 
 
 app.command("lora")(lora.lora)
+app.command("faq")(retrieval.train_faq)
+app.command("troubleshoot")(retrieval.train_troubleshoot)

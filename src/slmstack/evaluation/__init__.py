@@ -1,8 +1,9 @@
 """Metrics, speed measurements and evaluation reports."""
 
 from slmstack.evaluation import classification as _classification  # registers the evaluator
+from slmstack.evaluation import retrieval as _retrieval  # FAQ and troubleshooter evaluators
 from slmstack.evaluation import summaries as _summaries  # registers the evaluator
 from slmstack.evaluation.base import evaluate_skill, evaluators
 
 __all__ = ["evaluate_skill", "evaluators"]
-del _classification, _summaries
+del _classification, _retrieval, _summaries

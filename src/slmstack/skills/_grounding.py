@@ -64,27 +64,41 @@ class Step:
     support: float
 
 
-def parse_steps(output: str, chunks: Sequence[Chunk]) -> list[Step]:
+def parse_steps(output: str, chunks: Sequence[Chunk], *, truncated: bool = False) -> list[Step]:
     """Numbered (or bulleted) lines of ``output`` with citations and support.
 
     A step without a valid citation is attributed to the source that shares the most
-    content words with it; citations to sources that were not given are dropped.
+    content words with it; citations to sources that were not given are dropped. Small
+    models often copy a source's title ("Paper jam: Open ...") and repeat themselves:
+    the title prefix is removed and repeated steps are kept once. When generation was
+    cut at the token limit, the last step is incomplete and is dropped.
     """
     vocab = [content_words(c.text + " " + c.title) for c in chunks]
     everything = set().union(*vocab) if vocab else set()
-    steps = []
-    for line in output.splitlines():
+    titles = sorted({c.title for c in chunks if c.title}, key=len, reverse=True)
+    lines = output.splitlines()
+    if truncated and lines:
+        lines = lines[:-1]
+    steps: list[Step] = []
+    seen: set[str] = set()
+    for line in lines:
         m = _STEP.match(line) or _BULLET.match(line)
-        if not m:
+        if not m or NOT_IN_SOURCES.lower() in line.lower():
             continue
         body = m.group(m.lastindex or 1)
         cited = tuple(
             dict.fromkeys(int(n) for n in _CITE.findall(body) if 1 <= int(n) <= len(chunks))
         )
         text = _CITE.sub("", body).strip().rstrip(" ,;")
+        for title in titles:
+            if text.lower().startswith(title.lower() + ":"):
+                text = text[len(title) + 1 :].strip()
+                break
         words = content_words(text)
-        if not words:
+        key = " ".join(text.lower().split())
+        if not words or key in seen:
             continue
+        seen.add(key)
         support = len(words & everything) / len(words)
         if not cited and vocab:
             overlap = [len(words & v) for v in vocab]

@@ -210,13 +210,17 @@ class Troubleshooter(Skill):
         confidence = float(np.clip(hits[0].score, 0.0, 1.0))
         base: dict[str, Any] = {"retrieved": retrieved, "raw_output": completion.text}
         warnings: list[str] = []
-        if completion.finish_reason == "length":
-            warnings.append(f"generation stopped at max_tokens={self.max_tokens}")
-        if says_not_in_sources(completion.text):
+        truncated = completion.finish_reason == "length"
+        if truncated:
+            warnings.append(
+                f"generation stopped at max_tokens={self.max_tokens}; the last, incomplete "
+                "step was dropped"
+            )
+        steps = parse_steps(completion.text, chunks, truncated=truncated)
+        if not steps and says_not_in_sources(completion.text):
             return Prediction(
                 abstained="not_in_sources", confidence=confidence, data=base, usage=usage
             )
-        steps = parse_steps(completion.text, chunks)
         kept = [s for s in steps if s.support >= self.min_support]
         if len(kept) < len(steps):
             warnings.append(

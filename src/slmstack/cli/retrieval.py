@@ -1,0 +1,179 @@
+"""``slmstack train faq`` and ``slmstack train troubleshoot``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slmstack.cli.common import cli_command, out, print_json
+from slmstack.errors import DataError
+
+
+def _read_pairs(path: Path, a_column: str, b_column: str) -> list[tuple[str, str]]:
+    from slmstack.data.readers import read_records
+
+    pairs = []
+    for r in read_records(path):
+        for column in (a_column, b_column):
+            if column not in r.fields:
+                have = ", ".join(repr(c) for c in r.fields)
+                raise DataError(
+                    f"no column {column!r} (the file has {have}); pass --pair-columns A,B",
+                    path=path,
+                    row=r.line,
+                )
+        pairs.append((str(r.fields[a_column]), str(r.fields[b_column])))
+    return pairs
+
+
+def _read_calibration(
+    path: Path, text_column: str, label_column: str
+) -> list[tuple[str, str | None]]:
+    from slmstack.data.readers import read_examples
+    from slmstack.evaluation.retrieval import OUT_OF_SCOPE
+
+    examples = read_examples(
+        path, text_column=text_column, label_column=label_column, validate=False
+    )
+    return [(ex.text, None if ex.label in OUT_OF_SCOPE else ex.label) for ex in examples]
+
+
+@cli_command
+def train_faq(
+    kb: Annotated[Path, typer.Argument(help="Knowledge base: CSV, TSV, JSONL or Markdown.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the answerer to.")],
+    pairs: Annotated[
+        Path | None, typer.Option(help="Paraphrase pairs (CSV/JSONL) to fine-tune the encoder.")
+    ] = None,
+    pair_columns: Annotated[
+        str, typer.Option(help="The two columns of --pairs.")
+    ] = "text,paraphrase",
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="Held-out queries (text,label; label = entry id, empty or 'oos' = out of "
+            "scope) to calibrate confidence and choose the threshold. Default: leave-one-out "
+            "over the KB's alternate phrasings."
+        ),
+    ] = None,
+    base: Annotated[str, typer.Option(help="Encoder alias, local folder or hub id.")] = "minilm",
+    threshold: Annotated[
+        float | None, typer.Option(help="Fixed abstention threshold; default: chosen on held-out.")
+    ] = None,
+    wrong_answer_cost: Annotated[
+        float, typer.Option(help="Cost of a wrong answer relative to a wrong abstention.")
+    ] = 1.0,
+    question_column: Annotated[str, typer.Option()] = "question",
+    answer_column: Annotated[str, typer.Option()] = "answer",
+    id_column: Annotated[str, typer.Option()] = "id",
+    text_column: Annotated[str, typer.Option(help="Text column of --calibration.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Label column of --calibration.")] = "label",
+    epochs: Annotated[int, typer.Option(help="Contrastive fine-tuning epochs.")] = 1,
+    learning_rate: Annotated[float, typer.Option("--lr")] = 2e-5,
+    batch_size: Annotated[int, typer.Option(help="Pairs per fine-tuning batch.")] = 32,
+    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    seed: Annotated[int, typer.Option()] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+) -> None:
+    """Build an FAQ answerer from a knowledge base (optionally fine-tuned on paraphrases)."""
+    from slmstack.retrieval.knowledge import read_kb
+    from slmstack.skills.faq import FAQAnswerer
+
+    entries = read_kb(
+        kb, id_column=id_column, question_column=question_column, answer_column=answer_column
+    )
+    columns = [c.strip() for c in pair_columns.split(",")]
+    if len(columns) != 2:
+        raise typer.BadParameter(
+            f"--pair-columns needs two names like 'text,paraphrase', got {pair_columns!r}"
+        )
+    pair_list = _read_pairs(pairs, *columns) if pairs is not None else []
+    cal = _read_calibration(calibration, text_column, label_column) if calibration else None
+    skill = FAQAnswerer(
+        base=base,
+        threshold=threshold,
+        wrong_answer_cost=wrong_answer_cost,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        train_batch_size=batch_size,
+        precision=precision,  # type: ignore[arg-type]
+        seed=seed,
+    ).fit(entries, pairs=pair_list, calibration=cal)
+    skill.save(out_dir)
+    summary = {
+        "out": str(out_dir),
+        "entries": len(skill.entries_),
+        "questions": len(skill.index_),
+        "fine_tuned_on_pairs": len(pair_list),
+        "train_seconds": round(skill.train_seconds_, 2),
+        **skill.metrics_,
+    }
+    if json_out:
+        print_json(summary)
+        return
+    out.print(
+        f"[green]saved[/] {out_dir}  ({summary['entries']} entries, {summary['questions']} "
+        f"questions, {summary['train_seconds']} s)"
+    )
+    out.print(
+        f"threshold {skill.threshold_:.3f} chosen on {skill.metrics_['calibration_source']}: "
+        f"answered accuracy {skill.metrics_['held_out_answered_accuracy']:.3f}, abstain rate "
+        f"{skill.metrics_['held_out_abstain_rate']:.3f}, ECE {skill.metrics_['held_out_ece']:.3f}"
+    )
+
+
+@cli_command
+def train_troubleshoot(
+    docs: Annotated[
+        list[Path], typer.Argument(help="Folders or files: Markdown, text, JSONL tickets.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the skill to.")],
+    generator: Annotated[str, typer.Option(help="Generator alias or GGUF file.")] = "smollm2",
+    runtime: Annotated[str, typer.Option(help="llama_cpp, transformers or openai.")] = "llama_cpp",
+    base: Annotated[str, typer.Option(help="Retrieval encoder.")] = "minilm",
+    top_k: Annotated[int, typer.Option(help="Passages given to the generator.")] = 3,
+    min_similarity: Annotated[
+        float, typer.Option(help="Abstain when no passage reaches this cosine.")
+    ] = 0.35,
+    min_support: Annotated[
+        float, typer.Option(help="Drop steps with less of their words in the sources.")
+    ] = 0.5,
+    max_chars: Annotated[int, typer.Option(help="Chunk size in characters.")] = 800,
+    max_tokens: Annotated[int, typer.Option(help="Generated tokens per answer.")] = 256,
+    text_field: Annotated[str, typer.Option(help="Text field of JSONL tickets.")] = "text",
+    title_field: Annotated[str, typer.Option(help="Title field of JSONL tickets.")] = "title",
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Build a troubleshooter from manuals and past tickets (no training; chunks + index)."""
+    from slmstack.retrieval.chunking import read_documents
+    from slmstack.skills.troubleshoot import Troubleshooter
+
+    documents = read_documents(docs, text_field=text_field, title_field=title_field)
+    skill = Troubleshooter(
+        base=base,
+        generator=generator,
+        runtime=runtime,
+        top_k=top_k,
+        min_similarity=min_similarity,
+        min_support=min_support,
+        max_chars=max_chars,
+        max_tokens=max_tokens,
+    ).fit(documents)
+    skill.save(out_dir)
+    summary = {
+        "out": str(out_dir),
+        "documents": skill.n_documents_,
+        "chunks": len(skill.chunks_),
+        "seconds": round(skill.train_seconds_, 2),
+        "generator": generator,
+        "runtime": runtime,
+    }
+    if json_out:
+        print_json(summary)
+        return
+    out.print(
+        f"[green]saved[/] {out_dir}  ({summary['documents']} documents, {summary['chunks']} "
+        f"chunks, {summary['seconds']} s); answers with {generator} via {runtime}"
+    )

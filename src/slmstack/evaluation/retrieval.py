@@ -1,0 +1,137 @@
+"""Evaluation of the retrieval skills: FAQ answering and grounded troubleshooting.
+
+The data file has a text column and a label column. For the FAQ the label is the id of
+the entry that answers the query; for the troubleshooter it is (part of) the source
+that holds the answer, such as a file name. An empty label, or ``oos``, marks a query
+that the skill should decline: that is what abstain precision and recall measure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slmstack.data.readers import read_examples
+from slmstack.errors import DataError
+from slmstack.evaluation.base import evaluators
+from slmstack.evaluation.speed import measure_speed
+from slmstack.skills.base import Skill
+from slmstack.training.calibration import expected_calibration_error
+from slmstack.types import Prediction
+
+OUT_OF_SCOPE = frozenset({"", "oos"})
+
+
+def _read(data: Path, text_column: str, label_column: str) -> tuple[list[str], list[str | None]]:
+    examples = read_examples(
+        data, text_column=text_column, label_column=label_column, validate=False
+    )
+    for ex in examples:
+        if not ex.text.strip():
+            raise DataError("empty text; remove the row or fill it in", path=data)
+    gold = [None if ex.label.strip() in OUT_OF_SCOPE else ex.label.strip() for ex in examples]
+    return [ex.text for ex in examples], gold
+
+
+def abstention_metrics(preds: list[Prediction], gold: list[str | None]) -> dict[str, Any]:
+    """Abstain precision (declining was right) and recall (declined when it should have)."""
+    abstained = np.array([p.abstained is not None for p in preds])
+    oos = np.array([g is None for g in gold])
+    n_abstained = int(abstained.sum())
+    return {
+        "n": len(gold),
+        "n_in_scope": int((~oos).sum()),
+        "n_out_of_scope": int(oos.sum()),
+        "abstain_rate": float(abstained.mean()) if len(gold) else 0.0,
+        "abstain_precision": float((abstained & oos).sum() / n_abstained) if n_abstained else 0.0,
+        "abstain_recall": float((abstained & oos).sum() / oos.sum()) if oos.any() else 0.0,
+        "wrong_abstain_rate_in_scope": float((abstained & ~oos).sum() / (~oos).sum())
+        if (~oos).any()
+        else 0.0,
+    }
+
+
+@evaluators.register("slmstack.FAQAnswerer.v1")
+def evaluate_faq(
+    skill: Skill,
+    data: Path,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    single_queries: int = 100,
+    **_: Any,
+) -> dict[str, Any]:
+    """Top-1 accuracy in scope, wrong answers, abstain precision/recall, ECE, speed."""
+    texts, gold = _read(data, text_column, label_column)
+    preds = skill.predict(texts)
+    report = abstention_metrics(preds, gold)
+    in_scope = [i for i, g in enumerate(gold) if g is not None]
+    right = [preds[i].label == gold[i] for i in in_scope]
+    answered = [p.abstained is None for p in preds]
+    report["top1_accuracy"] = float(np.mean(right)) if in_scope else 0.0
+    report["wrong_answer_rate_in_scope"] = (
+        float(np.mean([answered[i] and preds[i].label != gold[i] for i in in_scope]))
+        if in_scope
+        else 0.0
+    )
+    n_answered = sum(answered)
+    report["answered_accuracy"] = (
+        float(sum(p.label == g for p, g, a in zip(preds, gold, answered, strict=True) if a))
+        / n_answered
+        if n_answered
+        else 0.0
+    )
+    # Is the confidence the probability that the top entry is the right answer?
+    top = [p.label or p.data.get("nearest", {}).get("entry", {}).get("id") for p in preds]
+    conf = np.array([p.confidence for p in preds])
+    ok = np.array([t == g for t, g in zip(top, gold, strict=True)], dtype=np.int64)
+    report["ece"] = expected_calibration_error(np.stack([1 - conf, conf], axis=1), ok)
+    report["truncated_inputs"] = sum(1 for p in preds if p.warnings)
+    report["speed"] = measure_speed(skill.predict, texts, single_queries=single_queries)
+    return report
+
+
+@evaluators.register("slmstack.Troubleshooter.v1")
+def evaluate_troubleshooter(
+    skill: Skill,
+    data: Path,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    **_: Any,
+) -> dict[str, Any]:
+    """Retrieval and citation hit rates of the expected source, abstention, tokens, time.
+
+    Each query calls the generator once, so there is no separate speed pass.
+    """
+    texts, gold = _read(data, text_column, label_column)
+    preds = skill.predict(texts)
+    report = abstention_metrics(preds, gold)
+    in_scope = [i for i, g in enumerate(gold) if g is not None]
+
+    def hit(i: int, field: str) -> bool:
+        return any(str(gold[i]) in c["source"] for c in preds[i].data.get(field, ()))
+
+    report["retrieval_hit_rate"] = (
+        float(np.mean([hit(i, "retrieved") for i in in_scope])) if in_scope else 0.0
+    )
+    report["citation_hit_rate"] = (
+        float(np.mean([hit(i, "citations") for i in in_scope])) if in_scope else 0.0
+    )
+    reasons: dict[str, int] = {}
+    for p in preds:
+        if p.abstained:
+            reasons[p.abstained] = reasons.get(p.abstained, 0) + 1
+    report["abstain_reasons"] = reasons
+    answered = [p for p in preds if p.abstained is None]
+    report["mean_steps"] = (
+        float(np.mean([len(p.data["steps"]) for p in answered])) if answered else 0.0
+    )
+    report["steps_dropped_as_unsupported"] = sum(
+        1 for p in preds if any("were dropped" in w for w in p.warnings)
+    )
+    report["output_tokens_mean"] = float(np.mean([p.usage.output_tokens for p in preds]))
+    report["latency_ms_mean"] = float(np.mean([p.usage.latency_ms for p in preds]))
+    return report
