@@ -198,3 +198,24 @@ def test_skill_folder_used_twice_is_loaded_once_and_spec_is_cached(tmp_path):
     assert wf2.skills["a"] is wf2.skills["b"]
     with pytest.raises(WorkflowError, match=r"'fr' is not a label .*"):
         load_workflow(write(tmp_path, body.replace("de: {template: deutsch}", "fr: {template: x}")))
+
+
+def test_llm_escalation_declared_in_yaml(tmp_path):
+    from workflow_doubles import FakeBackend
+
+    body = """\
+    backends:
+      big: {model: qwen2.5-0.5b, runtime: llama_cpp}
+    steps:
+      - cascade:
+          threshold: 0.95
+          tiers: [intent, {escalate: {to: big, reason: unsure, prompt: "Q: {input}"}}]
+    """
+    llm = FakeBackend("from the LLM")
+    wf = load_workflow(write(tmp_path, body), skills=SKILLS, backends={"big": llm})
+    r = wf.run("faq: something")
+    assert r.answer == "from the LLM" and r.escalation.to == "big"
+    assert llm.requests[0].messages[-1].content == "Q: faq: something"
+    bad = body.replace("runtime: llama_cpp", "runtim: llama_cpp")
+    with pytest.raises(WorkflowError, match=r"backends.big.runtim: unknown key 'runtim'"):
+        load_workflow(write(tmp_path, bad), skills=SKILLS)

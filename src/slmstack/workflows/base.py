@@ -43,6 +43,7 @@ SKILL_OUTPUTS: dict[str, frozenset[str]] = {
     "slmstack.TextClassifier.v1": frozenset({"label", "scores"}),
     "slmstack.LanguageDetector.v1": frozenset({"label", "scores"}),
     "slmstack.EntityTagger.v1": frozenset({"spans"}),
+    "slmstack.SpacyTagger.v1": frozenset({"spans"}),
     "slmstack.FieldExtractor.v1": frozenset({"data"}),
     "slmstack.ClauseFinder.v1": frozenset({"spans", "data"}),
     "slmstack.FAQAnswerer.v1": frozenset({"text", "label", "data"}),

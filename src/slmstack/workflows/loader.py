@@ -4,6 +4,8 @@ A workflow file::
 
     name: support-desk
     inbox: sqlite:///inbox.db            # optional; see Workflow
+    backends:                            # LLMs an escalation may call, never implicit
+      big: {model: qwen2.5-0.5b, runtime: llama_cpp}
     skills:
       intent: models/intent              # a saved skill folder, relative to this file
       lang: {kind: slmstack.LanguageDetector.v1, train: data/languages.csv}
@@ -37,6 +39,15 @@ from slmstack.workflows.steps.sequence import SequenceStep
 from slmstack.workflows.steps.skill import SkillStep
 
 
+class BackendSpec(BaseModel):
+    """An LLM an ``escalate: {to: NAME}`` step may call (see ``slmstack.backends``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str  # alias, GGUF file, folder, Hugging Face id, or a remote model name
+    runtime: str = "llama_cpp"  # "llama_cpp", "transformers" or "openai" (needs base_url)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class WorkflowSpec(BaseModel):
     """The top level of a workflow file."""
 
@@ -45,6 +56,7 @@ class WorkflowSpec(BaseModel):
     description: str = ""
     inbox: str | None = None  # database URL; a relative sqlite path is relative to the file
     skills: dict[str, Any] = Field(default_factory=dict)
+    backends: dict[str, BackendSpec] = Field(default_factory=dict)
     blocks: dict[str, list[Any]] = Field(default_factory=dict)
     steps: list[Any] = Field(min_length=1)
 
@@ -207,7 +219,9 @@ def load_workflow(
     Args:
         path: the YAML file.
         skills: skills to use instead of (or in addition to) those the file declares.
-        backends: name → LLM backend for ``escalate: {to: NAME}`` steps.
+        backends: name → LLM backend for ``escalate: {to: NAME}`` steps, replacing those
+            the file declares under ``backends:`` (which are loaded with
+            :func:`slmstack.backends.load_backend`).
         inbox: an :class:`~slmstack.workflows.inbox.Inbox` or URL overriding ``inbox:``.
         cache_dir: where skills the file trains from data are saved and reused; by
             default ``.slmstack-cache`` next to the file.
@@ -264,11 +278,17 @@ def load_workflow(
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
     inbox_arg = inbox if inbox is not None else _inbox_url(spec.inbox, source.parent)
+    llms = dict(backends or {})
+    for key, backend in spec.backends.items():
+        if key not in llms:
+            from slmstack.backends.factory import load_backend
+
+            llms[key] = load_backend(backend.model, runtime=backend.runtime, **backend.options)
     return Workflow(
         steps,
         skills=resolved,
         name=name,
-        backends=backends,
+        backends=llms,
         blocks=blocks,
         inbox=inbox_arg,
         source=source,

@@ -34,6 +34,9 @@ def _label(step: StepTrace) -> str:
 
 
 def _add(tree: Tree, step: StepTrace) -> None:
+    if step.kind == "sequence" and len(step.children) == 1 and step.decision is None:
+        _add(tree, step.children[0])  # a one-step list adds nothing worth a level
+        return
     node = tree.add(_label(step))
     for child in step.children:
         _add(node, child)

@@ -31,11 +31,16 @@ from slmstack.models.hashing import sha256_file
 from slmstack.workflows.base import SkillLike, did_you_mean
 
 Reader = Callable[[Path], Any]
-_TRAINERS: dict[str, Reader] = {}
+_TRAINERS: dict[str, Reader | None] = {}
 
 
-def register_trainer(kind: str, reader: Reader) -> None:
-    """Let workflow specs train skills of ``kind``: ``reader(path)`` gives ``fit``'s argument."""
+def register_trainer(kind: str, reader: Reader | None) -> None:
+    """Let workflow specs train skills of ``kind``.
+
+    ``reader(path)`` turns the ``train:`` file (or folder) into ``fit``'s argument; a
+    ``None`` reader means the kind is fitted on nothing (``fit([])``, for example a
+    summariser that only captures its configuration), so its spec needs no ``train:``.
+    """
     _TRAINERS[kind] = reader
 
 
@@ -45,8 +50,31 @@ def _read_examples(path: Path) -> Any:
     return read_examples(path)
 
 
+def _read_kb(path: Path) -> Any:
+    from slmstack.retrieval.knowledge import read_kb
+
+    return read_kb(path)
+
+
+def _read_documents(path: Path) -> Any:
+    from slmstack.retrieval.chunking import read_documents
+
+    return read_documents(path)
+
+
+def _read_tagged(path: Path) -> Any:
+    from slmstack.data.tagging import read_tagged
+
+    return read_tagged(path)
+
+
 register_trainer("slmstack.TextClassifier.v1", _read_examples)
 register_trainer("slmstack.LanguageDetector.v1", _read_examples)
+register_trainer("slmstack.FAQAnswerer.v1", _read_kb)
+register_trainer("slmstack.Troubleshooter.v1", _read_documents)
+register_trainer("slmstack.EntityTagger.v1", _read_tagged)
+register_trainer("slmstack.SpacyTagger.v1", _read_tagged)
+register_trainer("slmstack.Summarizer.v1", None)
 
 
 class SkillSpec(BaseModel):
@@ -88,21 +116,24 @@ def _build(name: str, spec: SkillSpec, base: Path, cache: Path) -> SkillLike:
     cls = registry.skills.get(spec.kind)
     if spec.train is None:
         skill = cls(**spec.params)
+        if spec.kind in _TRAINERS and _TRAINERS[spec.kind] is None:
+            skill = skill.fit([])
         if not isinstance(skill, SkillLike):
             raise ConfigError(f"skills.{name}: {spec.kind} has no predict(texts) method")
         return skill
     reader = _TRAINERS.get(spec.kind)
     if reader is None:
+        trainable = sorted(k for k, r in _TRAINERS.items() if r is not None)
         raise ConfigError(
-            f"skills.{name}: {spec.kind} cannot be trained from a workflow file (trainable "
-            f"kinds: {', '.join(sorted(_TRAINERS))}); train it with `slmstack train` and give "
-            "its folder as `path:`"
+            f"skills.{name}: {spec.kind} cannot be trained from a file in a workflow "
+            f"(kinds that can: {', '.join(trainable)}); train it with `slmstack train` and "
+            "give its folder as `path:`"
         )
     data = (base / spec.train).resolve()
-    if not data.is_file():
-        raise ConfigError(f"skills.{name}.train: data file {data} does not exist")
+    if not data.exists():
+        raise ConfigError(f"skills.{name}.train: {data} does not exist")
     digest = hashlib.sha256(
-        json.dumps([spec.kind, spec.params, sha256_file(data)], sort_keys=True).encode()
+        json.dumps([spec.kind, spec.params, _data_digest(data)], sort_keys=True).encode()
     ).hexdigest()[:16]
     folder = cache / f"{name}-{digest}"
     if (folder / "config.json").is_file():
@@ -110,6 +141,16 @@ def _build(name: str, spec: SkillSpec, base: Path, cache: Path) -> SkillLike:
     skill = cls(**spec.params).fit(reader(data))
     skill.save(folder)
     return skill  # type: ignore[no-any-return]
+
+
+def _data_digest(path: Path) -> str:
+    """sha256 of a data file, or of every file under a data folder (names and contents)."""
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
+    return digest.hexdigest()
 
 
 def resolve_skills(
