@@ -27,7 +27,9 @@ from slmstack.errors import (
 from slmstack.models import ModelSource, known_models, resolve
 from slmstack.retrieval import KBEntry, read_documents, read_kb
 from slmstack.skills import FAQAnswerer, Skill, Summarizer, TextClassifier, Troubleshooter, load
+from slmstack.skills.language import LanguageDetector
 from slmstack.types import Example, LabelScore, Prediction, Span, Usage
+from slmstack.workflows import Inbox, Result, Workflow, load_workflow, run_batch
 
 __version__ = "0.1.0"
 
@@ -43,15 +45,18 @@ __all__ = [
     "DataWarning",
     "Example",
     "FAQAnswerer",
+    "Inbox",
     "IntegrityError",
     "KBEntry",
     "LabelScore",
+    "LanguageDetector",
     "MissingDependencyError",
     "ModelError",
     "ModelNotFoundError",
     "ModelSource",
     "NotFittedError",
     "Prediction",
+    "Result",
     "Skill",
     "SkillError",
     "SlmstackError",
@@ -61,12 +66,15 @@ __all__ = [
     "Troubleshooter",
     "UnsafeWeightsError",
     "Usage",
+    "Workflow",
     "known_models",
     "load",
     "load_backend",
+    "load_workflow",
     "read_documents",
     "read_examples",
     "read_kb",
     "read_records",
     "resolve",
+    "run_batch",
 ]

@@ -3,7 +3,16 @@
 from slmstack.skills.base import Skill, load
 from slmstack.skills.classifier import TextClassifier
 from slmstack.skills.faq import FAQAnswerer
+from slmstack.skills.language import LanguageDetector
 from slmstack.skills.summarizer import Summarizer
 from slmstack.skills.troubleshoot import Troubleshooter
 
-__all__ = ["FAQAnswerer", "Skill", "Summarizer", "TextClassifier", "Troubleshooter", "load"]
+__all__ = [
+    "FAQAnswerer",
+    "LanguageDetector",
+    "Skill",
+    "Summarizer",
+    "TextClassifier",
+    "Troubleshooter",
+    "load",
+]
