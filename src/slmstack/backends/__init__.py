@@ -8,12 +8,14 @@ from slmstack.backends.base import (
     parse_json_output,
 )
 from slmstack.backends.factory import gguf_path, load_backend, runtimes
+from slmstack.backends.fake import FakeBackend
 
 __all__ = [
     "Backend",
     "ChatMessage",
     "Completion",
     "CompletionRequest",
+    "FakeBackend",
     "gguf_path",
     "load_backend",
     "parse_json_output",

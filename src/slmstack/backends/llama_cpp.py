@@ -38,6 +38,10 @@ class LlamaCppBackend(Backend):
         name: model name reported in each :class:`Completion`.
         n_ctx: context window in tokens (prompt plus output).
         n_threads: CPU threads; ``None`` lets llama.cpp choose.
+        reuse_prompt_cache: keep llama.cpp's KV cache of the previous prompt and evaluate
+            only the new suffix. Faster with a long shared system prompt, but greedy output
+            is then not exactly reproducible: a prefix evaluated in a different batch shape
+            gives slightly different numbers, enough to flip a near-tie. Off by default.
 
     Example:
         >>> from slmstack.backends import ChatMessage, CompletionRequest, load_backend
@@ -53,6 +57,7 @@ class LlamaCppBackend(Backend):
         name: str | None = None,
         n_ctx: int = 2048,
         n_threads: int | None = None,
+        reuse_prompt_cache: bool = False,
     ):
         path = Path(model_path)
         if not path.is_file() or path.suffix != ".gguf":
@@ -66,6 +71,7 @@ class LlamaCppBackend(Backend):
         self.name = name or path.stem
         self.model_path = path
         self.n_ctx = n_ctx
+        self.reuse_prompt_cache = reuse_prompt_cache
         start = time.perf_counter()
         try:
             self._llm = llama_cpp.Llama(
@@ -95,6 +101,8 @@ class LlamaCppBackend(Backend):
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
         start = time.perf_counter()
         with self._lock:
+            if not self.reuse_prompt_cache:
+                self._llm.reset()  # evaluate the whole prompt: same input, same output
             try:
                 out = self._llm.create_chat_completion(**kwargs)
             except ValueError as exc:

