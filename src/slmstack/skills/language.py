@@ -103,10 +103,6 @@ class LanguageDetector(Skill):
                 f"labels {unknown} are not language codes langid knows; use ISO 639-1 codes "
                 f"such as {', '.join(sorted(known)[:12])}, ..."
             )
-        if len(languages) < 2:
-            raise DataError(
-                f"the examples are all in {languages}; a detector needs at least two languages"
-            )
         self.identifier_ = self._identifier(languages)
         self.classes_ = languages
         correct = sum(self.identifier_.classify(ex.text)[0] == ex.label for ex in examples)
