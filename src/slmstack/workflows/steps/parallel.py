@@ -16,6 +16,7 @@ its least sure part). Skills release the GIL inside torch, so threads overlap th
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -59,6 +60,7 @@ class ParallelStep(Step):
         self.id = id
         self.max_workers = max_workers
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()  # runs of one workflow may share it across threads
 
     @classmethod
     def from_spec(cls, spec: Any, build: Builder, at: At) -> Step:
@@ -91,12 +93,13 @@ class ParallelStep(Step):
         return self.define(env, Shape(frozenset({"data", "confidence"}), ends=ends))
 
     def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                max_workers=self.max_workers or len(self.steps),
-                thread_name_prefix=f"slmstack-{self.name}",
-            )
-        return self._pool
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.max_workers or len(self.steps),
+                    thread_name_prefix=f"slmstack-{self.name}",
+                )
+            return self._pool
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Fan out, wait for every branch, merge outputs in branch order."""
