@@ -44,7 +44,7 @@ SKILL_OUTPUTS: dict[str, frozenset[str]] = {
     "slmstack.LanguageDetector.v1": frozenset({"label", "scores"}),
     "slmstack.EntityTagger.v1": frozenset({"spans"}),
     "slmstack.SpacyTagger.v1": frozenset({"spans"}),
-    "slmstack.FieldExtractor.v1": frozenset({"data"}),
+    "slmstack.FieldExtractor.v1": frozenset({"data", "spans"}),
     "slmstack.ClauseFinder.v1": frozenset({"spans", "data"}),
     "slmstack.FAQAnswerer.v1": frozenset({"text", "label", "data"}),
     "slmstack.Troubleshooter.v1": frozenset({"text", "data"}),

@@ -68,7 +68,14 @@ def _read_tagged(path: Path) -> Any:
     return read_tagged(path)
 
 
+def _read_field_examples(path: Path) -> Any:
+    from slmstack.data.documents import read_field_examples
+
+    return read_field_examples(path)
+
+
 register_trainer("slmstack.TextClassifier.v1", _read_examples)
+register_trainer("slmstack.FieldExtractor.v1", _read_field_examples)
 register_trainer("slmstack.LanguageDetector.v1", _read_examples)
 register_trainer("slmstack.FAQAnswerer.v1", _read_kb)
 register_trainer("slmstack.Troubleshooter.v1", _read_documents)
