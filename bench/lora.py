@@ -48,7 +48,7 @@ def load_pairs(path: Path, seed: int) -> list[tuple[str, str]]:
     with path.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     pairs = [
-        (r["instruction"].strip(), " ".join(split_sentences(r["response"])[:2]))
+        (r["instruction"].strip(), " ".join(split_sentences(" ".join(r["response"].split()))[:2]))
         for r in rows
         if r["instruction"].strip() and r["response"].strip()
     ]
@@ -119,7 +119,8 @@ def main() -> None:
 
     curve = result.steps
     every = max(1, len(curve) // 12)
-    points = ", ".join(f"{s['step']}: {s['loss']:.2f}" for s in curve[::every])
+    shown = curve[::every] + ([curve[-1]] if (len(curve) - 1) % every else [])
+    points = ", ".join(f"{s['step']}: {s['loss']:.2f}" for s in shown)
     print(
         f"Train {len(train)} pairs ({result.n_train} trained, {result.n_val} validation), "
         f"test {len(test)} held-out pairs; {len(curve)} steps, batch 8, lr {args.lr}, "
@@ -130,7 +131,7 @@ def main() -> None:
         f"Loss curve (step: training loss): {points}, {curve[-1]['step']}: {curve[-1]['loss']:.2f}"
     )
     print(f"Validation loss {result.val_loss_before:.3f} → {result.val_loss}\n")
-    print("| held-out (40 pairs) | token loss | ROUGE-1 | ROUGE-L | tokens/s |")
+    print(f"| held-out ({len(test)} pairs) | token loss | ROUGE-1 | ROUGE-L | tokens/s |")
     print("|---|---|---|---|---|")
     print(
         f"| SmolLM2 base | {loss_before:.3f} | {rb['rouge1']:.2f} | {rb['rougeL']:.2f} | "

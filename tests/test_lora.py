@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from slmstack import ArtifactError, ConfigError, Summarizer, load
-from slmstack.backends import ChatMessage, CompletionRequest
+from slmstack.backends import ChatMessage, CompletionRequest, load_backend
 from slmstack.backends.transformers_lm import TransformersBackend
 from slmstack.cli.app import app
 from slmstack.errors import DataError
@@ -46,8 +46,11 @@ def adapter(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def backend():
-    return TransformersBackend.from_ref("smollm2")
+def backend() -> TransformersBackend:
+    # the shared instance, so the Summarizer below reuses the loaded base
+    shared = load_backend("smollm2", runtime="transformers")
+    assert isinstance(shared, TransformersBackend)
+    return shared
 
 
 def test_adapter_is_small_and_records_its_base(adapter):
