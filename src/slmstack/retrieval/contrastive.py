@@ -79,9 +79,10 @@ def finetune_on_pairs(
 ) -> LoopResult:
     """Fine-tune ``encoder`` in place on ``(query, paraphrase)`` pairs; keep the best epoch.
 
-    A seeded ``val_fraction`` of the pairs is held out; the validation metric is the
-    accuracy of retrieving each held-out ``b`` among all distinct ``b`` texts from its
-    ``a``. ``history`` in the result starts with the pretrained encoder's score (epoch 0).
+    A seeded ``val_fraction`` of the pairs is held out; the validation metric is how
+    often a held-out ``a``'s nearest ``b`` (among all distinct ``b`` texts) belongs to
+    its own group of paraphrases. ``history`` in the result starts with the pretrained
+    encoder's score (epoch 0).
     """
     for i, pair in enumerate(pairs):
         if len(pair) != 2 or not all(isinstance(t, str) and t.strip() for t in pair):
@@ -100,9 +101,14 @@ def finetune_on_pairs(
     val_idx, train_idx = order[:n_val], order[n_val:]
     tok_a = encoder.tokenize([a for a, _ in pairs])
     tok_b = encoder.tokenize([b for _, b in pairs])
-    candidates = sorted({normalize_question(b): b for _, b in pairs}.items())
-    cand_index = {norm: i for i, (norm, _) in enumerate(candidates)}
-    val_target = np.array([cand_index[normalize_question(pairs[i][1])] for i in val_idx])
+    # Validation asks: does the held-out query's nearest candidate mean the same thing
+    # (same group)? Exact-text retrieval would be near chance when a group has many
+    # interchangeable paraphrases.
+    group_of = {normalize_question(b): groups[i] for i, (_, b) in enumerate(pairs)}
+    pairs_b = {normalize_question(b): b for _, b in pairs}
+    candidates = sorted(group_of.items())
+    cand_group = np.array([g for _, g in candidates])
+    val_group = np.array([groups[i] for i in val_idx])
 
     def make_batches(epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         idx = np.random.default_rng(cfg.seed + 1 + epoch).permutation(train_idx)
@@ -127,9 +133,9 @@ def finetune_on_pairs(
         )
 
     def evaluate() -> float:
-        cand = encoder.encode([b for _, b in candidates]).vectors
+        cand = encoder.encode([pairs_b[norm] for norm, _ in candidates]).vectors
         queries = encoder.encode([pairs[i][0] for i in val_idx]).vectors
-        return float(((queries @ cand.T).argmax(axis=1) == val_target).mean())
+        return float((cand_group[(queries @ cand.T).argmax(axis=1)] == val_group).mean())
 
     before = evaluate()
     pretrained = copy.deepcopy(encoder.model.state_dict())
@@ -158,4 +164,5 @@ def finetune_on_pairs(
         encoder.model.load_state_dict(pretrained)
         result.best_epoch, result.best_metric = 0, before
     result.history.insert(0, {"epoch": 0, "val_metric": before})
+    encoder.model.requires_grad_(False)  # inference from here on; no gradient bookkeeping
     return result
