@@ -165,3 +165,37 @@ def test_index_groups_rows_by_key_and_round_trips(tmp_path):
 def test_index_refuses_unnormalised_vectors():
     with pytest.raises(ConfigError, match="L2-normalised"):
         VectorIndex(2).add(["a"], ["a"], np.array([[3.0, 4.0]], dtype=np.float32))
+
+
+# ---------------------------------------------------------------- calibration and loss
+def test_threshold_minimises_the_weighted_errors():
+    from slmstack.retrieval.calibration import choose_threshold
+
+    conf = np.array([0.1, 0.6, 0.7, 0.9])
+    right = np.array([False, True, False, True])
+    lenient = choose_threshold(conf, right, wrong_answer_cost=0.5)
+    assert lenient.threshold == pytest.approx(0.35)  # answers 0.6, 0.7, 0.9: one wrong
+    strict = choose_threshold(conf, right, wrong_answer_cost=3.0)
+    assert strict.threshold == pytest.approx(0.8)  # answers only 0.9
+    assert strict.wrong_answer_rate == 0.0 and strict.wrong_abstain_rate == 0.25
+    clean = choose_threshold(
+        np.array([0.1, 0.2, 0.8, 0.9]), right[[0, 2, 1, 3]], wrong_answer_cost=1
+    )
+    assert clean.threshold == pytest.approx(0.5) and clean.answered_accuracy == 1.0
+
+
+def test_mnr_loss_ranks_own_pair_and_masks_paraphrases():
+    import torch
+
+    from slmstack.retrieval.contrastive import mnr_loss
+
+    a = torch.eye(3)
+    good = mnr_loss(a, a, torch.tensor([0, 1, 2]), scale=20.0)
+    bad = mnr_loss(a, a[[1, 2, 0]], torch.tensor([0, 1, 2]), scale=20.0)
+    assert good < 1e-6 < bad
+    # rows 0 and 1 are paraphrases: b_1 is not a negative for a_0
+    confusable = a.clone()
+    confusable[1] = a[0]
+    masked = mnr_loss(a, confusable, torch.tensor([0, 0, 2]), scale=20.0)
+    unmasked = mnr_loss(a, confusable, torch.tensor([0, 1, 2]), scale=20.0)
+    assert masked < unmasked

@@ -246,7 +246,7 @@ class FAQAnswerer(Skill):
         index = self.index_
         alternates = [r for r in range(len(index)) if len(index.rows_of(index.key_of(r))) > 1]
         # Any phrasing, asked with its whole entry hidden, is an out-of-scope near miss.
-        firsts = list(range(len(index)))
+        misses = list(range(len(index)))
         if len(index.keys) < 2 or len(alternates) < 2:
             raise DataError(
                 "cannot calibrate from this knowledge base alone: leave-one-out needs at least "
@@ -258,13 +258,13 @@ class FAQAnswerer(Skill):
         half = self.max_calibration // 2
         if len(alternates) > half:
             alternates = sorted(rng.choice(alternates, half, replace=False).tolist())
-        if len(firsts) > half:
-            firsts = sorted(rng.choice(firsts, half, replace=False).tolist())
+        if len(misses) > half:
+            misses = sorted(rng.choice(misses, half, replace=False).tolist())
         best_p, sim_p, margin_p = leave_one_out_features(
             index, index.row_vectors(alternates), alternates, drop_entry=False
         )
         _, sim_n, margin_n = leave_one_out_features(
-            index, index.row_vectors(firsts), firsts, drop_entry=True
+            index, index.row_vectors(misses), misses, drop_entry=True
         )
         keys = index.keys
         right = np.array(
@@ -273,7 +273,7 @@ class FAQAnswerer(Skill):
         return (
             np.concatenate([sim_p, sim_n]),
             np.concatenate([margin_p, margin_n]),
-            np.concatenate([right, np.zeros(len(firsts), dtype=bool)]),
+            np.concatenate([right, np.zeros(len(misses), dtype=bool)]),
         )
 
     # ------------------------------------------------------------------ KB updates
