@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 
 from skill_contract import check_skill_contract
-from slmstack import ConfigError, Example, Prediction, Summarizer, load
+from slmstack import ArtifactError, ConfigError, Example, Prediction, Summarizer, load
 from slmstack.backends import FakeBackend
 from slmstack.evaluation.summaries import rouge_scores
 from slmstack.skills.summarizer import SUPPORT_TICKET_SCHEMA, join_outputs, split_sentences
@@ -116,3 +117,14 @@ def test_split_sentences_and_rouge():
     scores = rouge_scores(["the cat sat on the mat"], ["the cat sat on the mat"])
     assert scores == {"rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0}
     assert rouge_scores(["dogs bark"], ["the cat sat"])["rouge1"] == 0.0
+
+
+@needs_smollm2
+def test_load_refuses_a_different_generator(tmp_path):
+    folder = Summarizer(model="smollm2").fit([]).save(tmp_path / "s")
+    config = json.loads((folder / "config.json").read_text())
+    assert len(config["model_sha256"]) == 64
+    config["model_sha256"] = "f" * 64
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="generator 'smollm2' of sha256 ffff"):
+        load(folder)

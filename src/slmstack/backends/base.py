@@ -64,6 +64,8 @@ class Backend(ABC):
     """A text generator. Implementations: llama.cpp, transformers, OpenAI-compatible HTTP."""
 
     name: str
+    # sha256 of the weights when the backend runs a local file (provenance for skills)
+    model_sha256: str | None = None
 
     @abstractmethod
     def complete(self, request: CompletionRequest) -> Completion:

@@ -43,7 +43,8 @@ def gguf_path(ref: str | Path) -> Path:
                 f"Generator aliases: {', '.join(generators)}."
             )
         weights = resolve(ref_s).weights
-        assert weights is not None  # resolve() always sets weights for catalog aliases
+        if weights is None:  # resolve() sets it for every catalog alias; guard the contract
+            raise ModelNotFoundError(f"model alias {ref_s!r} resolved without a weights file")
         return weights
     path = Path(ref_s).expanduser()
     if path.is_file() and path.suffix == ".gguf":

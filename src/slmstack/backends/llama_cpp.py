@@ -14,6 +14,7 @@ from typing import Any
 
 from slmstack.backends.base import Backend, Completion, CompletionRequest
 from slmstack.errors import BackendError, ConfigError, MissingDependencyError
+from slmstack.models.hashing import sha256_file
 from slmstack.types import Usage
 
 
@@ -72,6 +73,7 @@ class LlamaCppBackend(Backend):
         self.model_path = path
         self.n_ctx = n_ctx
         self.reuse_prompt_cache = reuse_prompt_cache
+        self.model_sha256 = sha256_file(path)  # memoised; resolve() already hashed aliases
         start = time.perf_counter()
         try:
             self._llm = llama_cpp.Llama(

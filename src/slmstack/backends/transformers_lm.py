@@ -108,6 +108,7 @@ class TransformersBackend(Backend):
         self.tokenizer = tokenizer
         self.name = name
         self.base_sha256 = base_sha256
+        self.model_sha256 = base_sha256
         self.load_seconds = 0.0
         self.window = int(getattr(model.config, "max_position_embeddings", 2048))
         self._adapters: dict[str, Path] = {}
@@ -257,6 +258,7 @@ class _AdapterView(Backend):
         self.parent = parent
         self.adapter = adapter
         self.name = f"{parent.name}+{adapter}"
+        self.model_sha256 = parent.model_sha256
 
     def complete(self, request: CompletionRequest) -> Completion:
         return self.parent._complete(request, adapter=self.adapter)

@@ -177,6 +177,7 @@ class Summarizer(Skill):
         ]
         self.data_sha256_ = data_hash((ex.text, ex.label) for ex in examples)
         self.backend_ = self._make_backend(self.adapter)
+        self.model_sha256_ = self.backend_.model_sha256
         return self
 
     def _make_backend(self, adapter: str | Path | None) -> Backend:
@@ -331,6 +332,7 @@ class Summarizer(Skill):
             "skill": _NAME,
             "params": params,
             "shots": [list(s) for s in self.shots_],
+            "model_sha256": self.model_sha256_,
             "data": {"sha256": self.data_sha256_},
             "versions": library_versions(["llama-cpp-python", "peft"]),
         }
@@ -339,7 +341,11 @@ class Summarizer(Skill):
             folder,
             "Summarizer" + (" (structured)" if self.schema else ""),
             {
-                "Generator": {"model": self.model, "runtime": self.runtime},
+                "Generator": {
+                    "model": self.model,
+                    "runtime": self.runtime,
+                    "sha256": self.model_sha256_,
+                },
                 "Output": (
                     f"JSON with {', '.join(self.schema['properties'])}"
                     if self.schema
@@ -368,4 +374,11 @@ class Summarizer(Skill):
         self.shots_ = [(str(a), str(b)) for a, b in config["shots"]]
         self.data_sha256_ = str(config["data"]["sha256"])
         self.backend_ = self._make_backend(self.adapter)
+        self.model_sha256_ = self.backend_.model_sha256
+        saved = config.get("model_sha256")
+        if saved and self.model_sha256_ and saved != self.model_sha256_:
+            raise ArtifactError(
+                f"{folder} was saved with generator {self.model!r} of sha256 {saved}, but that "
+                f"reference now resolves to {self.model_sha256_}. Install the original model."
+            )
         return self
