@@ -178,6 +178,8 @@ def test_threshold_minimises_the_weighted_errors():
     strict = choose_threshold(conf, right, wrong_answer_cost=3.0)
     assert strict.threshold == pytest.approx(0.8)  # answers only 0.9
     assert strict.wrong_answer_rate == 0.0 and strict.wrong_abstain_rate == 0.25
+    bounded = choose_threshold(conf, right, wrong_answer_cost=3.0, max_wrong_abstain=0.0)
+    assert bounded.threshold == pytest.approx(0.35)  # may not withhold a right answer
     clean = choose_threshold(
         np.array([0.1, 0.2, 0.8, 0.9]), right[[0, 2, 1, 3]], wrong_answer_cost=1
     )

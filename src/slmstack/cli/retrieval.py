@@ -65,6 +65,10 @@ def train_faq(
     wrong_answer_cost: Annotated[
         float, typer.Option(help="Cost of a wrong answer relative to a wrong abstention.")
     ] = 1.0,
+    max_wrong_abstain: Annotated[
+        float | None,
+        typer.Option(help="Withhold at most this share of right held-out answers (0-1)."),
+    ] = None,
     question_column: Annotated[str, typer.Option()] = "question",
     answer_column: Annotated[str, typer.Option()] = "answer",
     id_column: Annotated[str, typer.Option()] = "id",
@@ -95,6 +99,7 @@ def train_faq(
         base=base,
         threshold=threshold,
         wrong_answer_cost=wrong_answer_cost,
+        max_wrong_abstain=max_wrong_abstain,
         epochs=epochs,
         learning_rate=learning_rate,
         train_batch_size=batch_size,

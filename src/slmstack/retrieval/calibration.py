@@ -10,6 +10,8 @@ scope) count as wrong whatever they match, so the probability also covers absten
 The abstention threshold is then the confidence that minimises, on the same held-out
 queries, ``wrong_answer_cost × wrong answers + wrong abstentions``: with cost 1 both
 errors weigh the same; a higher cost trades more escalations for fewer wrong answers.
+``max_wrong_abstain`` can bound the share of right answers withheld, for when the
+held-out out-of-scope queries are harder than real traffic (leave-one-out calibration).
 """
 
 from __future__ import annotations
@@ -99,12 +101,19 @@ class ThresholdChoice:
 
 
 def choose_threshold(
-    confidence: NDArray[np.float64], correct: NDArray[np.bool_], *, wrong_answer_cost: float
+    confidence: NDArray[np.float64],
+    correct: NDArray[np.bool_],
+    *,
+    wrong_answer_cost: float,
+    max_wrong_abstain: float | None = None,
 ) -> ThresholdChoice:
     """The threshold minimising ``cost × wrong answers + wrong abstentions`` on held-out data.
 
     A query is answered when its confidence is at least the threshold. Among equally
-    good thresholds the middle one is taken, away from the edges of the data.
+    good thresholds the middle one is taken, away from the edges of the data. With
+    ``max_wrong_abstain``, only thresholds that withhold at most that share of the
+    answers that would have been right are considered (a service-level bound on
+    needless escalations).
     """
     order = np.argsort(confidence, kind="stable")
     conf, ok = confidence[order], correct[order]
@@ -116,6 +125,8 @@ def choose_threshold(
     # Only cut between distinct values, so that the threshold separates the two sides.
     valid = np.ones(n + 1, dtype=bool)
     valid[1:n] = conf[1:] > conf[:-1]
+    if max_wrong_abstain is not None:
+        valid &= right_abstained <= max_wrong_abstain * max(1, int(ok.sum()))
     best_cost = cost[valid].min()
     best = np.flatnonzero(valid & (cost == best_cost))
     cut = int(best[len(best) // 2])
@@ -153,3 +164,44 @@ def leave_one_out_features(
         hidden = index.rows_of(index.key_of(row)) if drop_entry else [row]
         sims[i, hidden] = -np.inf
     return top_two(index.group_max(sims))
+
+
+def leave_one_out_set(
+    index: VectorIndex, max_queries: int, seed: int
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_]]:
+    """Held-out (similarity, margin, right) built from the index alone.
+
+    Positives: each alternate phrasing asked against the index without that row (right
+    when its own entry still wins). Negatives: any phrasing asked with its whole entry
+    hidden, a near-miss out-of-scope query. At most ``max_queries`` in all, half each,
+    sampled with ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    alternates = [r for r in range(len(index)) if len(index.rows_of(index.key_of(r))) > 1]
+    misses = list(range(len(index)))
+    if len(index.keys) < 2 or len(alternates) < 2:
+        raise DataError(
+            "cannot calibrate from this knowledge base alone: leave-one-out needs at least "
+            f"2 entries and 2 alternate phrasings (it has {len(index.keys)} entries and "
+            f"{len(alternates)} phrasings with an alternate). Add alternate phrasings "
+            "(an 'alternates' column, or rows sharing an id), or pass calibration=[(query, "
+            "entry id or None), ...] (CLI: --calibration FILE)."
+        )
+    half = max(1, max_queries // 2)
+    if len(alternates) > half:
+        alternates = sorted(rng.choice(alternates, half, replace=False).tolist())
+    if len(misses) > half:
+        misses = sorted(rng.choice(misses, half, replace=False).tolist())
+    best_p, sim_p, margin_p = leave_one_out_features(
+        index, index.row_vectors(alternates), alternates, drop_entry=False
+    )
+    _, sim_n, margin_n = leave_one_out_features(
+        index, index.row_vectors(misses), misses, drop_entry=True
+    )
+    keys = index.keys
+    right = np.array([keys[b] == index.key_of(r) for b, r in zip(best_p, alternates, strict=True)])
+    return (
+        np.concatenate([sim_p, sim_n]),
+        np.concatenate([margin_p, margin_n]),
+        np.concatenate([right, np.zeros(len(misses), dtype=bool)]),
+    )

@@ -33,7 +33,7 @@ from slmstack.retrieval.calibration import (
     MatchCalibrator,
     choose_threshold,
     fit_match_calibrator,
-    leave_one_out_features,
+    leave_one_out_set,
     top_two,
 )
 from slmstack.retrieval.contrastive import PairTraining, finetune_on_pairs
@@ -70,6 +70,7 @@ class FAQAnswerer(Skill):
         base: str = "minilm",
         threshold: float | None = None,  # None: chosen on held-out queries during fit
         wrong_answer_cost: float = 1.0,  # >1 prefers escalating over answering wrongly
+        max_wrong_abstain: float | None = None,  # cap on right answers withheld (held-out)
         max_length: int = 128,  # questions are short; longer ones are reported
         batch_size: int = 64,
         precision: Literal["fp32", "bf16"] = "fp32",
@@ -85,6 +86,7 @@ class FAQAnswerer(Skill):
         self.base = base
         self.threshold = threshold
         self.wrong_answer_cost = wrong_answer_cost
+        self.max_wrong_abstain = max_wrong_abstain
         self.max_length = max_length
         self.batch_size = batch_size
         self.precision = precision
@@ -98,9 +100,9 @@ class FAQAnswerer(Skill):
         self.allow_pickle = allow_pickle
 
     _PARAMS = (
-        "base", "threshold", "wrong_answer_cost", "max_length", "batch_size", "precision",
-        "epochs", "learning_rate", "train_batch_size", "val_fraction", "max_calibration",
-        "top_k", "seed", "allow_pickle",
+        "base", "threshold", "wrong_answer_cost", "max_wrong_abstain", "max_length",
+        "batch_size", "precision", "epochs", "learning_rate", "train_batch_size",
+        "val_fraction", "max_calibration", "top_k", "seed", "allow_pickle",
     )  # fmt: skip
 
     def get_params(self) -> dict[str, Any]:
@@ -118,6 +120,8 @@ class FAQAnswerer(Skill):
             raise bad("threshold", "None or a float in [0, 1]")
         if not self.wrong_answer_cost > 0:
             raise bad("wrong_answer_cost", "a float in (0, inf)")
+        if self.max_wrong_abstain is not None and not 0.0 <= self.max_wrong_abstain <= 1.0:
+            raise bad("max_wrong_abstain", "None or a float in [0, 1]")
         if self.precision not in ("fp32", "bf16"):
             raise bad("precision", "'fp32' or 'bf16'")
         for name in ("epochs", "batch_size", "top_k", "max_calibration"):
@@ -196,11 +200,16 @@ class FAQAnswerer(Skill):
         if calibration is not None:
             sim, margin, correct, source = self._held_out_features(calibration)
         else:
-            sim, margin, correct = self._leave_one_out_features()
+            sim, margin, correct = leave_one_out_set(self.index_, self.max_calibration, self.seed)
             source = "leave-one-out over the KB's phrasings"
         self.calibrator_ = fit_match_calibrator(sim, margin, correct)
         conf = self.calibrator_(sim, margin)
-        choice = choose_threshold(conf, correct, wrong_answer_cost=self.wrong_answer_cost)
+        choice = choose_threshold(
+            conf,
+            correct,
+            wrong_answer_cost=self.wrong_answer_cost,
+            max_wrong_abstain=self.max_wrong_abstain,
+        )
         self.threshold_ = self.threshold if self.threshold is not None else choice.threshold
         answered = conf >= self.threshold_
         probs = np.stack([1 - conf, conf], axis=1)
@@ -238,43 +247,6 @@ class FAQAnswerer(Skill):
         keys = self.index_.keys
         correct = np.array([keys[b] == t for b, t in zip(best, expected, strict=True)])
         return sim, margin, correct, f"{len(queries)} held-out queries"
-
-    def _leave_one_out_features(
-        self,
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_]]:
-        rng = np.random.default_rng(self.seed)
-        index = self.index_
-        alternates = [r for r in range(len(index)) if len(index.rows_of(index.key_of(r))) > 1]
-        # Any phrasing, asked with its whole entry hidden, is an out-of-scope near miss.
-        misses = list(range(len(index)))
-        if len(index.keys) < 2 or len(alternates) < 2:
-            raise DataError(
-                "cannot calibrate from this knowledge base alone: leave-one-out needs at least "
-                f"2 entries and 2 alternate phrasings (it has {len(index.keys)} entries and "
-                f"{len(alternates)} phrasings with an alternate). Add alternate phrasings "
-                "(an 'alternates' column, or rows sharing an id), or pass calibration=[(query, "
-                "entry id or None), ...] (CLI: --calibration FILE)."
-            )
-        half = self.max_calibration // 2
-        if len(alternates) > half:
-            alternates = sorted(rng.choice(alternates, half, replace=False).tolist())
-        if len(misses) > half:
-            misses = sorted(rng.choice(misses, half, replace=False).tolist())
-        best_p, sim_p, margin_p = leave_one_out_features(
-            index, index.row_vectors(alternates), alternates, drop_entry=False
-        )
-        _, sim_n, margin_n = leave_one_out_features(
-            index, index.row_vectors(misses), misses, drop_entry=True
-        )
-        keys = index.keys
-        right = np.array(
-            [keys[b] == index.key_of(r) for b, r in zip(best_p, alternates, strict=True)]
-        )
-        return (
-            np.concatenate([sim_p, sim_n]),
-            np.concatenate([margin_p, margin_n]),
-            np.concatenate([right, np.zeros(len(misses), dtype=bool)]),
-        )
 
     # ------------------------------------------------------------------ KB updates
     def add(self, entries: Sequence[KBEntry]) -> Self:
