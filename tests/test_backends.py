@@ -97,7 +97,7 @@ def test_json_schema_constraint_gives_valid_json(backend):
 
 def test_prompt_longer_than_window_is_a_backend_error(backend):
     with pytest.raises(BackendError, match="window|context|exceed"):
-        backend.complete(ask("word " * 3000, max_tokens=10))
+        backend.complete(ask("word " * 9000, max_tokens=10))
 
 
 @needs_llama
