@@ -155,3 +155,17 @@ def test_fake_backend_applies_stop_and_records_requests():
     fake = FakeBackend(lambda r: json.dumps({"n": len(r.messages)}) + " END more")
     out = fake.complete(ask("hi", stop=[" END"]))
     assert out.text == '{"n": 1}' and fake.requests[0].messages[0].content == "hi"
+
+
+def test_dequantized_cache_is_verified(tmp_path):
+    from slmstack.backends.transformers_lm import _CACHE_META, _cache_is_valid
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    assert not _cache_is_valid(tmp_path, "a" * 64)  # no provenance yet: rebuild
+    good = hashlib.sha256(b"weights").hexdigest()
+    meta = {"gguf_sha256": "a" * 64, "weights_sha256": good}
+    (tmp_path / _CACHE_META).write_text(json.dumps(meta))
+    assert _cache_is_valid(tmp_path, "a" * 64)
+    (tmp_path / "model.safetensors").write_bytes(b"tampered")
+    with pytest.raises(IntegrityError, match="does not match its recorded sha256.*Delete"):
+        _cache_is_valid(tmp_path, "a" * 64)
