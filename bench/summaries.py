@@ -51,8 +51,15 @@ def worker(model: str, data: Path, limit: int, max_sentences: int) -> dict:
     start = time.perf_counter()
     for i, row in enumerate(rows):
         preds.append(skill.predict([row["dialogue"]])[0])
-        if i % 20 == 0:
-            print(f"{model} {i}: {preds[-1].text!r}", file=sys.stderr, flush=True)
+        if i % 10 == 9:  # running scores, so a run cut short still says something
+            so_far = rouge_scores(
+                [p.text or "" for p in preds], [r["summary"] for r in rows][: i + 1]
+            )
+            print(
+                f"{model} after {i + 1}: {so_far} last={preds[-1].text!r}",
+                file=sys.stderr,
+                flush=True,
+            )
     seconds = time.perf_counter() - start
     outputs = [p.text or "" for p in preds]
     scores = rouge_scores(outputs, [r["summary"] for r in rows])
