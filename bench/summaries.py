@@ -99,8 +99,8 @@ def main() -> None:
     for model in args.models:
         cmd = [sys.executable, __file__, "--worker", model, "--limit", str(args.limit)]
         cmd += ["--max-sentences", str(args.max_sentences), "--data", str(args.data)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        sys.stderr.write(proc.stderr[-3000:])
+        # stderr passes through, so progress reaches the log while the worker runs
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
         line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode or not line:
             sys.exit(f"worker for {model} failed with exit code {proc.returncode}")
