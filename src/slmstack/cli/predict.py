@@ -59,7 +59,8 @@ def predict(
         return
     table = Table("text", "result", "confidence", "ms", "notes")
     for text, p in zip(items, preds, strict=True):
-        result = p.label or p.text or ", ".join(f"{s.label}:{s.text}" for s in p.spans)
+        spans = ", ".join(f"{s.label}:{s.text}" for s in p.spans)
+        result = p.label or p.text or spans or (json.dumps(dict(p.data)) if p.data else "")
         if p.abstained:
             result = f"(abstained: {p.abstained})"
         table.add_row(
