@@ -23,7 +23,6 @@ from typing import Any, Literal, Self
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from numpy.typing import NDArray
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -38,13 +37,13 @@ from slmstack.models.encoder import (
     length_batches,
     load_encoder,
     load_tokenizer,
-    mean_pool,
     model_window,
     pad_batch,
     tokenize,
 )
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.progress import progress
+from slmstack.skills._classifier_training import ClassifierNet, finetune, fit_probe
 from slmstack.skills.artifact import (
     data_hash,
     library_versions,
@@ -55,33 +54,11 @@ from slmstack.skills.artifact import (
 )
 from slmstack.skills.base import Skill
 from slmstack.training.calibration import expected_calibration_error, fit_temperature, softmax
-from slmstack.training.loop import LoopConfig, train_loop
+from slmstack.training.loop import LoopConfig, LoopResult
 from slmstack.types import Example, LabelScore, Prediction, Usage
 
 Strategy = Literal["head", "finetune"]
 _NAME = "slmstack.TextClassifier.v1"
-
-
-class _Net(nn.Module):
-    """Encoder → mean pooling → (L2 normalise) → dropout → linear head."""
-
-    def __init__(self, encoder: nn.Module, n_labels: int, *, normalize: bool, dropout: float):
-        super().__init__()
-        self.encoder = encoder
-        self.normalize = normalize
-        self.dropout = nn.Dropout(dropout)
-        hidden = int(encoder.config.hidden_size)  # type: ignore[union-attr,arg-type]
-        self.head = nn.Linear(hidden, n_labels)
-
-    def embed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        pooled = mean_pool(hidden, mask)
-        out: torch.Tensor = F.normalize(pooled, dim=-1) if self.normalize else pooled
-        return out
-
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.head(self.dropout(self.embed(ids, mask)).float())
-        return logits
 
 
 @registry.skills.register(_NAME)
@@ -112,6 +89,7 @@ class TextClassifier(Skill):
         weight_decay: float = 0.01,
         batch_size: int = 32,
         dropout: float = 0.1,
+        label_smoothing: float = 0.0,
         patience: int = 2,
         val_fraction: float = 0.1,
         metric: Literal["accuracy", "macro_f1"] = "accuracy",
@@ -132,6 +110,7 @@ class TextClassifier(Skill):
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.dropout = dropout
+        self.label_smoothing = label_smoothing
         self.patience = patience
         self.val_fraction = val_fraction
         self.metric = metric
@@ -145,7 +124,8 @@ class TextClassifier(Skill):
     # ------------------------------------------------------------------ parameters
     _PARAMS = (
         "base", "strategy", "max_length", "epochs", "learning_rate", "head_learning_rate",
-        "warmup_ratio", "weight_decay", "batch_size", "dropout", "patience", "val_fraction",
+        "warmup_ratio", "weight_decay", "batch_size", "dropout", "label_smoothing", "patience",
+        "val_fraction",
         "metric", "head_c", "normalize", "precision", "top_k", "seed", "allow_pickle",
     )  # fmt: skip
 
@@ -186,6 +166,8 @@ class TextClassifier(Skill):
             raise bad("val_fraction", "a float in (0, 1)")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise bad("warmup_ratio", "a float in [0, 1)")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise bad("label_smoothing", "a float in [0, 1)")
 
     # ------------------------------------------------------------------ encoding
     def _setup_base(self) -> None:
@@ -193,7 +175,7 @@ class TextClassifier(Skill):
         self.tokenizer_ = load_tokenizer(self.source_.path)
         encoder = load_encoder(self.source_)
         self.window_ = model_window(self.tokenizer_, encoder, self.max_length)
-        self.net_ = _Net(encoder, 1, normalize=self.normalize, dropout=self.dropout)
+        self.net_ = ClassifierNet(encoder, 1, normalize=self.normalize, dropout=self.dropout)
 
     def _tokenize(self, texts: Sequence[str]) -> Tokenized:
         return tokenize(self.tokenizer_, texts, self.window_)
@@ -323,34 +305,8 @@ class TextClassifier(Skill):
 
     def _fit_probe(self, tok: Tokenized, y: NDArray[np.int64], *, warm: bool) -> None:
         """Fit the head as multinomial logistic regression on frozen sentence vectors."""
-        from sklearn.linear_model import LogisticRegression
-
         x = self._forward_all(tok, what="embed", desc="embed (frozen encoder)")
-        present = np.unique(y)
-        lr = LogisticRegression(C=self.head_c, max_iter=2000, random_state=self.seed)
-        if warm and len(present) > 2:
-            lr.set_params(warm_start=True)
-            lr.coef_ = self.net_.head.weight.detach().numpy()[present].astype(np.float64)
-            lr.intercept_ = self.net_.head.bias.detach().numpy()[present].astype(np.float64)
-        lr.fit(x, y)
-        coef = np.zeros((len(self.classes_), x.shape[1]), dtype=np.float32)
-        # Labels absent from this data keep a very low bias, so they are never predicted
-        # by accident, unless they were trained before (resume keeps their rows).
-        bias = np.full(len(self.classes_), -1e4, dtype=np.float32)
-        if warm:
-            coef[:] = self.net_.head.weight.detach().numpy()
-            bias[:] = self.net_.head.bias.detach().numpy()
-        fitted = lr.coef_ if len(present) > 2 else np.vstack([-lr.coef_[0], lr.coef_[0]]) / 2
-        fitted_b = (
-            lr.intercept_
-            if len(present) > 2
-            else np.array([-lr.intercept_[0], lr.intercept_[0]]) / 2
-        )
-        coef[present] = fitted
-        bias[present] = fitted_b
-        with torch.no_grad():
-            self.net_.head.weight.copy_(torch.from_numpy(coef))
-            self.net_.head.bias.copy_(torch.from_numpy(bias))
+        fit_probe(self.net_.head, x, y, c=self.head_c, seed=self.seed, warm=warm)
 
     def _finetune(
         self,
@@ -360,25 +316,9 @@ class TextClassifier(Skill):
         y_val: NDArray[np.int64],
         *,
         resumed: bool,
-    ) -> Any:
-        ids_train = tok_train.input_ids
-        n = len(ids_train)
-        steps = (n + self.batch_size - 1) // self.batch_size
-
-        def make_batches(epoch: int) -> Any:
-            order = np.random.default_rng(self.seed + epoch).permutation(n)
-            for s in range(0, n, self.batch_size):
-                idx = order[s : s + self.batch_size]
-                ids, mask = pad_batch([ids_train[i] for i in idx], self._pad_id())
-                yield ids, mask, torch.from_numpy(y_train[idx])
-
-        def loss_fn(batch: Any) -> torch.Tensor:
-            ids, mask, y = batch
-            return F.cross_entropy(self.net_(ids, mask), y)
-
+    ) -> LoopResult:
         def evaluate() -> float:
-            logits = self._forward_all(tok_val, what="logits")
-            pred = logits.argmax(axis=1)
+            pred = self._forward_all(tok_val, what="logits").argmax(axis=1)
             if self.metric == "macro_f1":
                 from sklearn.metrics import f1_score
 
@@ -394,13 +334,16 @@ class TextClassifier(Skill):
             patience=self.patience,
             precision=self.precision,
         )
-        return train_loop(
+        return finetune(
             self.net_,
-            make_batches=make_batches,
-            steps_per_epoch=steps,
-            loss_fn=loss_fn,
+            tok_train.input_ids,
+            y_train,
             evaluate=evaluate,
             cfg=cfg,
+            batch_size=self.batch_size,
+            pad_id=self._pad_id(),
+            seed=self.seed,
+            label_smoothing=self.label_smoothing,
             description="resume fine-tune" if resumed else "fine-tune",
         )
 
@@ -552,7 +495,7 @@ class TextClassifier(Skill):
             self.tokenizer_ = load_tokenizer(self.source_.path)
             encoder = load_encoder(self.source_)
         self.classes_ = list(config["labels"])
-        self.net_ = _Net(
+        self.net_ = ClassifierNet(
             encoder, len(self.classes_), normalize=self.normalize, dropout=self.dropout
         )
         self.net_.head.load_state_dict(load_file(str(folder / "head.safetensors")))

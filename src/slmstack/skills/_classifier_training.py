@@ -1,0 +1,128 @@
+"""Training internals of :class:`~slmstack.skills.classifier.TextClassifier`.
+
+The network (encoder → mean pooling → L2 normalisation → dropout → linear head), the
+linear probe that fits the head on frozen sentence vectors, and full fine-tuning with
+length-bucketed batches. Kept apart from the skill so the public class stays small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from torch import nn
+
+from slmstack.models.encoder import mean_pool, pad_batch
+from slmstack.training.batching import bucketed_batches
+from slmstack.training.loop import LoopConfig, LoopResult, train_loop
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class ClassifierNet(nn.Module):
+    """Encoder → mean pooling → (L2 normalise) → dropout → linear head."""
+
+    def __init__(self, encoder: nn.Module, n_labels: int, *, normalize: bool, dropout: float):
+        super().__init__()
+        self.encoder = encoder
+        self.normalize = normalize
+        self.dropout = nn.Dropout(dropout)
+        hidden = int(encoder.config.hidden_size)  # type: ignore[union-attr,arg-type]
+        self.head = nn.Linear(hidden, n_labels)
+
+    def embed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Pooled (and normalised) sentence vectors."""
+        hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        pooled = mean_pool(hidden, mask)
+        out: torch.Tensor = F.normalize(pooled, dim=-1) if self.normalize else pooled
+        return out
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Class logits (float32 even under autocast)."""
+        logits: torch.Tensor = self.head(self.dropout(self.embed(ids, mask)).float())
+        return logits
+
+
+def fit_probe(
+    head: nn.Linear,
+    x: NDArray[np.float32],
+    y: NDArray[np.int64],
+    *,
+    c: float,
+    seed: int,
+    warm: bool,
+) -> None:
+    """Fit ``head`` in place as multinomial logistic regression on sentence vectors ``x``.
+
+    With ``warm=True`` (resume) the current head is the starting point and the rows of
+    labels absent from ``y`` are kept as they are.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    n_classes = head.out_features
+    present = np.unique(y)
+    lr = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    if warm and len(present) > 2:
+        lr.set_params(warm_start=True)
+        lr.coef_ = head.weight.detach().numpy()[present].astype(np.float64)
+        lr.intercept_ = head.bias.detach().numpy()[present].astype(np.float64)
+    lr.fit(x, y)
+    coef = np.zeros((n_classes, x.shape[1]), dtype=np.float32)
+    # Labels absent from this data keep a very low bias, so they are never predicted
+    # by accident, unless they were trained before (resume keeps their rows).
+    bias = np.full(n_classes, -1e4, dtype=np.float32)
+    if warm:
+        coef[:] = head.weight.detach().numpy()
+        bias[:] = head.bias.detach().numpy()
+    binary = len(present) <= 2
+    fitted = np.vstack([-lr.coef_[0], lr.coef_[0]]) / 2 if binary else lr.coef_
+    fitted_b = np.array([-lr.intercept_[0], lr.intercept_[0]]) / 2 if binary else lr.intercept_
+    coef[present] = fitted
+    bias[present] = fitted_b
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(coef))
+        head.bias.copy_(torch.from_numpy(bias))
+
+
+def finetune(
+    net: ClassifierNet,
+    train_ids: Sequence[Sequence[int]],
+    y_train: NDArray[np.int64],
+    *,
+    evaluate: Callable[[], float],
+    cfg: LoopConfig,
+    batch_size: int,
+    pad_id: int,
+    seed: int,
+    label_smoothing: float,
+    description: str,
+) -> LoopResult:
+    """Fine-tune the whole network (encoder and head) on token ids and label indices.
+
+    Batches group texts of similar length (:func:`bucketed_batches`), reshuffled each
+    epoch from ``seed + epoch``, so runs are reproducible.
+    """
+    lengths = [len(x) for x in train_ids]
+    steps = (len(train_ids) + batch_size - 1) // batch_size
+
+    def make_batches(epoch: int) -> Iterator[Batch]:
+        for idx in bucketed_batches(lengths, batch_size, seed=seed + epoch):
+            ids, mask = pad_batch([train_ids[i] for i in idx], pad_id)
+            yield ids, mask, torch.from_numpy(y_train[idx])
+
+    def loss_fn(batch: Batch) -> torch.Tensor:
+        ids, mask, y = batch
+        return F.cross_entropy(net(ids, mask), y, label_smoothing=label_smoothing)
+
+    return train_loop(
+        net,
+        make_batches=make_batches,
+        steps_per_epoch=steps,
+        loss_fn=loss_fn,
+        evaluate=evaluate,
+        cfg=cfg,
+        description=description,
+    )
