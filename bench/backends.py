@@ -5,7 +5,9 @@ fp32) and generates greedily from the same chat prompt, ``--repeats`` times afte
 warm-up call. Reported: load time, output tokens per second (generation wall time,
 prompt included, as a user sees it), and the ratio. The transformers load is measured
 twice: cold (dequantizing the GGUF, as on a first run) and warm (slmstack's cached
-fp32 safetensors).
+fp32 safetensors). llama.cpp runs with 1 and with 2 threads: on a 2-core machine shared
+with other work, ggml's spinning thread pool can lose more than it gains from a second
+thread (llama-cpp-python's own default is half the cores).
 
 No dataset is needed. Run (heavy: wrap it in the shared CPU lock)::
 
@@ -37,29 +39,23 @@ PROMPT = (
 )
 
 
-def run_requests(backend, request, repeats):
-    backend.complete(request)  # warm-up: first-call allocations, prompt cache
-    rates, tokens = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = backend.complete(request)
-        seconds = time.perf_counter() - start
-        rates.append(out.usage.output_tokens / seconds)
-        tokens.append(out.usage.output_tokens)
-    return statistics.median(rates), statistics.median(tokens)
+def timed(backend, request):
+    start = time.perf_counter()
+    out = backend.complete(request)
+    return out.usage.output_tokens / (time.perf_counter() - start), out.usage.output_tokens
 
 
-def bench_model(alias, max_tokens, repeats):
+def bench_model(alias, max_tokens, repeats, llama_threads):
+    """Rows (runtime, load, tokens/s, output tokens); calls interleaved across runtimes."""
     request = CompletionRequest([ChatMessage("user", PROMPT)], max_tokens=max_tokens)
     gguf = gguf_path(alias)
-    rows = []
-
-    start = time.perf_counter()
-    llama = LlamaCppBackend(gguf, name=alias, n_threads=2)
-    llama_load = time.perf_counter() - start
-    rate, tokens = run_requests(llama, request, repeats)
-    rows.append(("llama.cpp", llama_load, rate, tokens))
-    del llama
+    backends, loads = {}, {}
+    for n in llama_threads:
+        start = time.perf_counter()
+        backends[f"llama.cpp, {n} thread{'s' if n > 1 else ''}"] = LlamaCppBackend(
+            gguf, name=alias, n_threads=n
+        )
+        loads[f"llama.cpp, {n} thread{'s' if n > 1 else ''}"] = f"{time.perf_counter() - start:.2f}"
 
     cached = cache_root() / "dequantized" / sha256_file(gguf)[:16]
     shutil.rmtree(cached, ignore_errors=True)
@@ -68,11 +64,27 @@ def bench_model(alias, max_tokens, repeats):
     cold = time.perf_counter() - start
     TransformersBackend.from_ref(alias)  # writes the cache
     start = time.perf_counter()
-    tf = TransformersBackend.from_ref(alias)
-    warm = time.perf_counter() - start
-    rate_tf, tokens_tf = run_requests(tf, request, repeats)
-    rows.append(("transformers", (cold, warm), rate_tf, tokens_tf))
-    return rows
+    backends["transformers"] = TransformersBackend.from_ref(alias)
+    loads["transformers"] = (
+        f"{cold:.1f} cold (dequantize) / {time.perf_counter() - start:.1f} cached"
+    )
+
+    for backend in backends.values():
+        backend.complete(request)  # warm-up: first-call allocations
+    # Interleaved, so a change in machine load hits every runtime alike.
+    samples = {name: [] for name in backends}
+    for _ in range(repeats):
+        for name, backend in backends.items():
+            samples[name].append(timed(backend, request))
+    return [
+        (
+            name,
+            loads[name],
+            statistics.median(r for r, _ in samples[name]),
+            statistics.median(t for _, t in samples[name]),
+        )
+        for name in backends
+    ]
 
 
 def main():
@@ -80,30 +92,27 @@ def main():
     parser.add_argument("--models", nargs="+", default=["smollm2", "qwen2.5-0.5b"])
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--llama-threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     import torch
 
     lines = [
         f"Prompt: one support-reply request ({len(PROMPT)} characters), chat template, greedy, "
         f"max_tokens={args.max_tokens}; median of {args.repeats} calls after a warm-up; "
-        f"llama.cpp n_threads=2, torch threads={torch.get_num_threads()}.",
+        f"calls interleaved across runtimes; torch threads={torch.get_num_threads()}.",
         "",
         "| model | runtime | load (s) | output tokens | tokens/s | speed-up |",
         "|---|---|---|---|---|---|",
     ]
     for alias in args.models:
-        (name_l, load_l, rate_l, tok_l), (name_t, (cold, warm), rate_t, tok_t) = bench_model(
-            alias, args.max_tokens, args.repeats
-        )
-        lines.append(
-            f"| {alias} | {name_l} | {load_l:.2f} | {tok_l:.0f} | {rate_l:.1f} | "
-            f"**{rate_l / rate_t:.2f}×** |"
-        )
-        lines.append(
-            f"| {alias} | {name_t} | {cold:.1f} cold (dequantize) / {warm:.1f} cached | "
-            f"{tok_t:.0f} | {rate_t:.1f} | 1.00× |"
-        )
-        print("\n".join(lines[-2:]), flush=True)
+        rows = bench_model(alias, args.max_tokens, args.repeats, args.llama_threads)
+        base = rows[-1][2]  # transformers
+        for name, load, rate, tokens in rows:
+            lines.append(
+                f"| {alias} | {name} | {load} | {tokens:.0f} | {rate:.1f} | "
+                f"**{rate / base:.2f}×** |"
+            )
+            print(lines[-1], flush=True)
     print("\n".join(lines))
 
 
