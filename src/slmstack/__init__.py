@@ -8,7 +8,9 @@ Example:
 """
 
 from slmstack.backends import Backend, ChatMessage, Completion, CompletionRequest, load_backend
+from slmstack.data.documents import read_clause_examples, read_field_examples
 from slmstack.data.readers import read_examples, read_records
+from slmstack.data.tagging import TaggedExample, read_conll, read_span_jsonl, read_tagged
 from slmstack.errors import (
     ArtifactError,
     BackendError,
@@ -27,7 +29,13 @@ from slmstack.errors import (
 from slmstack.models import ModelSource, known_models, resolve
 from slmstack.retrieval import KBEntry, read_documents, read_kb
 from slmstack.skills import FAQAnswerer, Skill, Summarizer, TextClassifier, Troubleshooter, load
+from slmstack.skills._clause_data import ClauseExample
+from slmstack.skills._field_schema import FieldExample, FieldSpec
+from slmstack.skills.clauses import ClauseFinder
+from slmstack.skills.fields import FieldExtractor
 from slmstack.skills.language import LanguageDetector
+from slmstack.skills.spacy_tagger import SpacyTagger
+from slmstack.skills.tagger import EntityTagger
 from slmstack.types import Example, LabelScore, Prediction, Span, Usage
 from slmstack.workflows import Inbox, Result, Workflow, load_workflow, run_batch
 
@@ -38,13 +46,19 @@ __all__ = [
     "Backend",
     "BackendError",
     "ChatMessage",
+    "ClauseExample",
+    "ClauseFinder",
     "Completion",
     "CompletionRequest",
     "ConfigError",
     "DataError",
     "DataWarning",
+    "EntityTagger",
     "Example",
     "FAQAnswerer",
+    "FieldExample",
+    "FieldExtractor",
+    "FieldSpec",
     "Inbox",
     "IntegrityError",
     "KBEntry",
@@ -60,8 +74,10 @@ __all__ = [
     "Skill",
     "SkillError",
     "SlmstackError",
+    "SpacyTagger",
     "Span",
     "Summarizer",
+    "TaggedExample",
     "TextClassifier",
     "Troubleshooter",
     "UnsafeWeightsError",
@@ -71,10 +87,15 @@ __all__ = [
     "load",
     "load_backend",
     "load_workflow",
+    "read_clause_examples",
+    "read_conll",
     "read_documents",
     "read_examples",
+    "read_field_examples",
     "read_kb",
     "read_records",
+    "read_span_jsonl",
+    "read_tagged",
     "resolve",
     "run_batch",
 ]

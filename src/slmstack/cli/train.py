@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from slmstack.cli import lora, retrieval
+from slmstack.cli import lora, retrieval, train_extract
 from slmstack.cli.common import cli_command, out, print_json
 
 app = typer.Typer(help="Train a skill from a data file.", no_args_is_help=True)
@@ -85,3 +85,6 @@ def classify(
 app.command("lora")(lora.lora)
 app.command("faq")(retrieval.train_faq)
 app.command("troubleshoot")(retrieval.train_troubleshoot)
+app.command("tag")(train_extract.tag)
+app.command("fields")(train_extract.fields)
+app.command("clauses")(train_extract.clauses)

@@ -1,0 +1,172 @@
+"""``slmstack train tag|fields|clauses``: the extraction skills."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slmstack.cli.common import cli_command, out, print_json
+
+
+@cli_command
+def tag(
+    data: Annotated[Path, typer.Argument(help="CoNLL (.conll/.txt) or span JSONL (.jsonl).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the skill to.")],
+    base: Annotated[str, typer.Option(help="Alias, local folder or Hugging Face id.")] = "minilm",
+    backend: Annotated[
+        str, typer.Option(help="'transformer' (fine-tuned) or 'spacy' (pretrained, no training).")
+    ] = "transformer",
+    validation: Annotated[
+        Path | None, typer.Option(help="Validation file; default: hold out --val-fraction.")
+    ] = None,
+    scheme: Annotated[str, typer.Option(help="CoNLL tags: auto, iob1 or iob2 (strict).")] = "auto",
+    epochs: Annotated[int, typer.Option()] = 4,
+    learning_rate: Annotated[float, typer.Option("--lr")] = 5e-5,
+    batch_size: Annotated[int, typer.Option()] = 16,
+    max_length: Annotated[int, typer.Option(help="Sub-words per window.")] = 128,
+    stride: Annotated[int, typer.Option(help="Overlap of windows on long texts.")] = 32,
+    case_dim: Annotated[int, typer.Option(help="Casing feature size; 0 turns it off.")] = 16,
+    val_fraction: Annotated[float, typer.Option()] = 0.1,
+    seed: Annotated[int, typer.Option()] = 0,
+    allow_pickle: Annotated[bool, typer.Option(help="Accept pickled base weights.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+) -> None:
+    """Train an entity tagger (spans with character offsets)."""
+    from slmstack.data.tagging import read_tagged
+    from slmstack.errors import ConfigError
+    from slmstack.skills.spacy_tagger import CONLL_MAP, SpacyTagger
+    from slmstack.skills.tagger import EntityTagger
+
+    examples = read_tagged(data, scheme=scheme)  # type: ignore[arg-type]
+    if backend == "spacy":
+        labels = {s.label for ex in examples for s in ex.spans}
+        mapping = CONLL_MAP if labels and labels <= set(CONLL_MAP.values()) else None
+        spacy_skill = SpacyTagger(label_map=mapping).fit(examples)
+        spacy_skill.save(out_dir)
+        out.print(f"[green]saved[/] {out_dir}  (spaCy {spacy_skill.pipeline}, not trained)")
+        return
+    if backend != "transformer":
+        raise ConfigError(f"--backend must be 'transformer' or 'spacy'. Got {backend!r}.")
+    val = read_tagged(validation, scheme=scheme) if validation else None  # type: ignore[arg-type]
+    skill = EntityTagger(
+        base=base,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_length=max_length,
+        stride=stride,
+        case_dim=case_dim,
+        val_fraction=val_fraction,
+        seed=seed,
+        allow_pickle=allow_pickle,
+    ).fit(examples, validation=val)
+    skill.save(out_dir)
+    m = skill.metrics_
+    summary = {
+        "out": str(out_dir),
+        "tags": len(skill.tags_),
+        "train_seconds": round(skill.train_seconds_, 2),
+        "val_precision": round(m["precision"], 4),
+        "val_recall": round(m["recall"], 4),
+        "val_f1": round(m["f1"], 4),
+        "misaligned_spans": skill.misaligned_,
+    }
+    if json_out:
+        print_json(summary)
+        return
+    out.print(f"[green]saved[/] {out_dir}  ({summary['tags']} tags, {summary['train_seconds']} s)")
+    out.print(
+        f"validation entity P {summary['val_precision']:.4f}  R {summary['val_recall']:.4f}  "
+        f"F1 {summary['val_f1']:.4f}"
+    )
+    if skill.misaligned_:
+        out.print(
+            f"[yellow]{skill.misaligned_} spans do not fall on token boundaries and were "
+            "widened to whole tokens[/]"
+        )
+
+
+def _read_schema(path: Path) -> dict[str, object]:
+    import json
+
+    import yaml
+
+    from slmstack.errors import ConfigError
+
+    if not path.is_file():
+        raise ConfigError(f"schema file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        schema = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path} is not valid JSON/YAML: {exc}") from exc
+    if not isinstance(schema, dict):
+        raise ConfigError(
+            f'{path} must map field names to types, e.g. {{"date": "date", "total": '
+            '{"type": "amount", "currency": "EUR"}}'
+        )
+    return schema
+
+
+@cli_command
+def fields(
+    data: Annotated[Path, typer.Argument(help='JSONL: {"text": ..., "values": {...}} per line.')],
+    schema: Annotated[Path, typer.Option(help="JSON or YAML: field name -> type or options.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the skill to.")],
+    base: Annotated[str, typer.Option(help="Alias, local folder or Hugging Face id.")] = "minilm",
+    threshold: Annotated[float, typer.Option(help="Below it a field is reported missing.")] = 0.5,
+    seed: Annotated[int, typer.Option()] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+) -> None:
+    """Train a field extractor (invoices, receipts) from documents and their values."""
+    from slmstack.data.documents import read_field_examples
+    from slmstack.skills.fields import FieldExtractor
+
+    skill = FieldExtractor(
+        schema=_read_schema(schema), base=base, threshold=threshold, seed=seed
+    ).fit(read_field_examples(data))
+    skill.save(out_dir)
+    summary = {"out": str(out_dir), "train_seconds": round(skill.train_seconds_, 2),
+               **{k: round(v, 4) for k, v in skill.metrics_.items()}}  # fmt: skip
+    if json_out:
+        print_json(summary)
+        return
+    out.print(
+        f"[green]saved[/] {out_dir}  ({len(skill.specs_)} fields, {summary['train_seconds']} s)"
+    )
+    scores = [f"{k[7:]} {v:.3f}" for k, v in skill.metrics_.items() if k.startswith("val_f1_")]
+    if scores:
+        out.print("held-out field F1: " + ", ".join(scores))
+
+
+@cli_command
+def clauses(
+    data: Annotated[
+        Path, typer.Argument(help="JSONL of labelled clauses or CUAD-style contracts.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the skill to.")],
+    base: Annotated[
+        str, typer.Option(help="Encoder alias/folder/id, or 'none' for TF-IDF only.")
+    ] = "minilm",
+    seed: Annotated[int, typer.Option()] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+) -> None:
+    """Train a contract clause finder (multi-label clause types)."""
+    from slmstack.data.documents import read_clause_examples
+    from slmstack.skills.clauses import ClauseFinder
+
+    skill = ClauseFinder(base=None if base == "none" else base, seed=seed).fit(
+        read_clause_examples(data)
+    )
+    skill.save(out_dir)
+    summary = {"out": str(out_dir), "types": len(skill.types_),
+               "train_seconds": round(skill.train_seconds_, 2),
+               **{k: round(v, 4) for k, v in skill.metrics_.items()}}  # fmt: skip
+    if json_out:
+        print_json(summary)
+        return
+    out.print(f"[green]saved[/] {out_dir}  ({summary['types']} clause types, "
+              f"{summary['train_seconds']} s)")  # fmt: skip
+    out.print(f"held-out clause micro-F1 {skill.metrics_['val_micro_f1']:.4f}")

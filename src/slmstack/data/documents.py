@@ -1,0 +1,83 @@
+"""Readers for document-level extraction data: field values and labelled clauses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from slmstack.data.readers import read_records
+from slmstack.errors import DataError
+from slmstack.skills._clause_data import ClauseExample, label_clauses
+from slmstack.skills._field_schema import FieldExample
+
+
+def read_field_examples(
+    path: str | Path, *, text_key: str = "text", values_key: str = "values"
+) -> list[FieldExample]:
+    """Read JSONL lines ``{"text": "...", "values": {"total": "12.50", ...}}``."""
+    p = Path(path)
+    if p.suffix.lower() not in {".jsonl", ".ndjson"}:
+        raise DataError(
+            f"field examples must be JSONL (one document per line); got {p.suffix!r}", path=p
+        )
+    out = []
+    for rec in read_records(p):
+        text = rec.fields.get(text_key)
+        values = rec.fields.get(values_key, {})
+        if not isinstance(text, str):
+            raise DataError(f"no string {text_key!r} key", path=p, row=rec.line)
+        if not isinstance(values, dict) or not all(
+            v is None or isinstance(v, str | int | float) for v in values.values()
+        ):
+            raise DataError(
+                f"{values_key!r} must be an object of field name to string (or null)",
+                path=p,
+                row=rec.line,
+            )
+        clean = {str(k): None if v is None else str(v) for k, v in values.items()}
+        out.append(FieldExample(text, clean, f"{p}:{rec.line}"))
+    if not out:
+        raise DataError("file has no rows", path=p)
+    return out
+
+
+def read_clause_examples(path: str | Path) -> list[ClauseExample]:
+    """Read labelled clauses from JSONL, one of two line shapes (mixing is fine).
+
+    * a clause: ``{"text": "...", "labels": ["Governing Law"]}`` (``[]`` for none);
+    * a whole contract, CUAD style: ``{"text": "...", "clauses": {"Governing Law":
+      ["This Agreement shall be governed by ..."]}}``; it is split into clauses and each
+      is labelled with the types whose snippets overlap it.
+    """
+    p = Path(path)
+    out: list[ClauseExample] = []
+    for rec in read_records(p):
+        text = rec.fields.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise DataError("no non-empty string 'text' key", path=p, row=rec.line)
+        if "clauses" in rec.fields:
+            ann = rec.fields["clauses"]
+            if not isinstance(ann, dict) or not all(
+                isinstance(v, list) and all(isinstance(s, str) for s in v) for v in ann.values()
+            ):
+                raise DataError(
+                    "'clauses' must map each clause type to a list of text snippets",
+                    path=p,
+                    row=rec.line,
+                )
+            clauses, missing = label_clauses(text, ann, source=f"{p}:{rec.line}")
+            if missing:
+                raise DataError(
+                    f"{missing} snippet(s) do not occur in the contract text; snippets must be "
+                    "copied from the text (whitespace may differ)",
+                    path=p,
+                    row=rec.line,
+                )
+            out += clauses
+            continue
+        labels = rec.fields.get("labels", [])
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise DataError("'labels' must be a list of strings", path=p, row=rec.line)
+        out.append(ClauseExample(text, tuple(sorted(set(labels))), f"{p}:{rec.line}"))
+    if not out:
+        raise DataError("file has no rows", path=p)
+    return out

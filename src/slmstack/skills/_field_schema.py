@@ -1,0 +1,96 @@
+"""The schema a user declares for :class:`~slmstack.skills.fields.FieldExtractor`.
+
+Example:
+    >>> schema = parse_schema({"company": "text", "date": {"type": "date", "order": "DMY"},
+    ...                        "total": {"type": "amount", "currency": "MYR"}})
+    >>> [f.type for f in schema]
+    ['text', 'date', 'amount']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from slmstack.errors import ConfigError
+
+FIELD_TYPES = ("text", "date", "amount")
+
+
+class FieldSpec(BaseModel):
+    """One declared field.
+
+    Attributes:
+        name: the key in the output record.
+        type: ``text`` (one or more whole lines, e.g. company, address), ``date``
+            (normalised to ISO 8601) or ``amount`` (``Decimal`` with a currency).
+        order: how numeric dates are read (``DMY``: 03/04/2024 is 3 April).
+        currency: ISO 4217 code used when the document shows no currency for an amount.
+        required: a required field that is missing is flagged in the prediction's
+            warnings (it is still reported as missing, never guessed).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: Literal["text", "date", "amount"]
+    order: Literal["DMY", "MDY", "YMD"] = "DMY"  # most of the world writes day first
+    currency: str | None = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class FieldExample:
+    """A document (text, OCR lines joined by newlines) and its true field values.
+
+    A value of ``None`` (or a field left out) means the field is not in the document.
+    """
+
+    text: str
+    values: Mapping[str, str | None] = field(default_factory=dict)
+    source: str = ""
+
+
+def parse_schema(schema: Mapping[str, Any] | Sequence[FieldSpec]) -> list[FieldSpec]:
+    """Validate a schema given as ``{name: type}`` / ``{name: {type: ..., ...}}``."""
+    if not schema:
+        raise ConfigError(
+            "the schema declares no fields; pass e.g. {'date': 'date', 'total': 'amount'}"
+        )
+    if not isinstance(schema, Mapping):
+        specs = list(schema)
+        if not all(isinstance(s, FieldSpec) for s in specs):
+            raise ConfigError("a schema list must hold FieldSpec objects")
+    else:
+        specs = []
+        for name, decl in schema.items():
+            body = {"type": decl} if isinstance(decl, str) else dict(decl or {})
+            if body.get("type") not in FIELD_TYPES:
+                raise ConfigError(
+                    f"field {name!r} has unknown type {body.get('type')!r}; known types: "
+                    f"{', '.join(FIELD_TYPES)}"
+                )
+            try:
+                specs.append(FieldSpec(name=str(name), **body))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(x) for x in first["loc"])
+                raise ConfigError(
+                    f"field {name!r}: {where}: {first['msg']} (got {first.get('input')!r})"
+                ) from None
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"the schema declares {dupes} more than once")
+    for s in specs:
+        if not s.name.strip():
+            raise ConfigError("a field name is empty")
+        if s.currency is not None and not (len(s.currency) == 3 and s.currency.isupper()):
+            raise ConfigError(
+                f"field {s.name!r}: currency must be an ISO 4217 code like 'EUR'. "
+                f"Got {s.currency!r} instead."
+            )
+    return specs

@@ -1,0 +1,114 @@
+"""Shared pieces of the extraction skills: input checks, seqeval metrics, tagger config."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from slmstack.data.tagging import TaggedExample, spans_to_tags
+from slmstack.errors import ConfigError, DataError, MissingDependencyError
+from slmstack.skills.artifact import library_versions, write_config, write_model_card
+from slmstack.types import Span
+
+if TYPE_CHECKING:
+    from slmstack.skills.tagger import EntityTagger
+
+
+def check_texts(texts: Sequence[str]) -> None:
+    """Refuse a bare string (a common slip) and non-string items, with the fix."""
+    if isinstance(texts, str):
+        raise ConfigError(
+            "predict() takes a list of texts, got a single string. Wrap it: predict([text])."
+        )
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise DataError(f"text #{i} is {type(t).__name__}, expected str")
+
+
+def tagger_metrics(
+    examples: Sequence[TaggedExample], predicted: Sequence[Sequence[Span]]
+) -> dict[str, Any]:
+    """Entity-level precision, recall and F1 (seqeval), overall and per entity type.
+
+    Gold and predicted spans are both turned into IOB2 tags over the example's tokens
+    (its CoNLL tokens when known), so the score is the usual CoNLL entity F1.
+    """
+    try:
+        from seqeval.metrics import classification_report
+    except ImportError as exc:
+        raise MissingDependencyError("seqeval", "extract", "Entity-level metrics") from exc
+    y_true, y_pred = [], []
+    for ex, spans in zip(examples, predicted, strict=True):
+        offsets = ex.word_offsets()
+        y_true.append(spans_to_tags(offsets, ex.spans))
+        y_pred.append(spans_to_tags(offsets, spans))
+    if not any(t != "O" for seq in y_true + y_pred for t in seq):
+        return {"precision": 1.0, "recall": 1.0, "f1": 1.0, "per_type": {}}
+    report = classification_report(y_true, y_pred, output_dict=True, zero_division=0)
+    micro = report["micro avg"]
+    per_type = {
+        k: {
+            "precision": float(v["precision"]),
+            "recall": float(v["recall"]),
+            "f1": float(v["f1-score"]),
+            "support": int(v["support"]),
+        }
+        for k, v in report.items()
+        if not k.endswith(" avg")
+    }
+    return {
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "per_type": per_type,
+    }
+
+
+def save_tagger(tagger: EntityTagger, folder: Path, name: str) -> None:
+    """Config (with weight hashes) and model card of a fitted :class:`EntityTagger`."""
+    metrics = {k: v for k, v in tagger.metrics_.items() if isinstance(v, int | float)}
+    config = {
+        "skill": name,
+        "params": tagger.get_params(),
+        "tags": tagger.tags_,
+        "temperature": tagger.temperature_,
+        "window": tagger.window_,
+        "base": {
+            "ref": tagger.source_.ref,
+            "origin": tagger.source_.origin,
+            "sha256": tagger.source_.sha256,
+            "licence": tagger.source_.licence,
+        },
+        "metrics": metrics,
+        "per_type": tagger.metrics_.get("per_type", {}),
+        "history": tagger.history_,
+        "best_epoch": tagger.best_epoch_,
+        "train_seconds": tagger.train_seconds_,
+        "data": {"sha256": tagger.data_sha256_, "rows": tagger.data_rows_},
+        "versions": library_versions(("seqeval",)),
+    }
+    write_config(folder, config, ["head.safetensors", "encoder/model.safetensors"])
+    labels = sorted({t[2:] for t in tagger.tags_ if t != "O"})
+    write_model_card(
+        folder,
+        "EntityTagger",
+        {
+            "Base model": {
+                "reference": tagger.source_.ref,
+                "sha256": tagger.source_.sha256,
+                "licence": tagger.source_.licence,
+            },
+            "Entity types": ", ".join(labels),
+            "Training data": {"sha256": tagger.data_sha256_, "rows": tagger.data_rows_},
+            "Validation metrics (seqeval, entity level)": {
+                k: round(v, 4) for k, v in metrics.items()
+            },
+            "Training": {
+                "seconds": round(tagger.train_seconds_, 1),
+                "best epoch": tagger.best_epoch_,
+                **{k: v for k, v in tagger.get_params().items() if k != "allow_pickle"},
+            },
+            "Library versions": library_versions(("seqeval",)),
+        },
+    )

@@ -1,0 +1,72 @@
+"""The tagger's network and batches: encoder, casing embedding, tag head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from slmstack.errors import ConfigError
+from slmstack.skills._tokens import CASE_CLASSES, Encoded
+
+IGNORE = -100  # label of sub-words that are not the first of a word
+
+
+class TokenNet(nn.Module):
+    """Encoder → (+ casing embedding) → dropout → linear tag head, per sub-word."""
+
+    def __init__(self, encoder: nn.Module, n_tags: int, *, case_dim: int, dropout: float):
+        super().__init__()
+        self.encoder = encoder
+        hidden = int(encoder.config.hidden_size)  # type: ignore[union-attr,arg-type]
+        self.case_dim = case_dim
+        self.case_emb = nn.Embedding(CASE_CLASSES, max(case_dim, 1), padding_idx=0)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden + case_dim, n_tags)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, case: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        if self.case_dim:
+            hidden = torch.cat([hidden, self.case_emb(case).to(hidden.dtype)], dim=-1)
+        logits: torch.Tensor = self.head(self.dropout(hidden).float())
+        return logits
+
+
+def special_ids(tokenizer: Any, base: str) -> tuple[int, int, int]:
+    """The ids of [CLS], [SEP] and padding (BOS/EOS for RoBERTa-style tokenizers)."""
+    cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if cls is None or sep is None:
+        raise ConfigError(
+            f"base {base!r}: its tokenizer has no [CLS]/[SEP] (or BOS/EOS) token; "
+            "use an encoder model such as BERT, MiniLM or RoBERTa"
+        )
+    return int(cls), int(sep), int(pad)
+
+
+def make_batch(
+    encs: Sequence[Encoded],
+    chunks: Sequence[tuple[int, int]],
+    window: int,
+    special: tuple[int, int, int],
+    labels: Sequence[Sequence[int]] | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """Padded (ids, mask, casing, labels) of the windows ``(text index, start)``."""
+    cls, sep, pad = special
+    rows = [(i, s, min(len(encs[i].ids), s + window)) for i, s in chunks]
+    width = max(e - s for _, s, e in rows) + 2
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    case = torch.zeros((len(rows), width), dtype=torch.long)
+    y = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    for r, (i, s, e) in enumerate(rows):
+        n = e - s
+        ids[r, : n + 2] = torch.tensor([cls, *encs[i].ids[s:e], sep])
+        mask[r, : n + 2] = 1
+        case[r, 1 : n + 1] = torch.tensor(encs[i].case[s:e])
+        if labels is not None:
+            y[r, 1 : n + 1] = torch.tensor(labels[i][s:e])
+    return ids, mask, case, y

@@ -1,0 +1,185 @@
+"""Token-level helpers of the entity tagger: words, casing, windows, decoding.
+
+Kept apart from the skill so each piece can be tested on its own: how a text becomes
+sub-word ids grouped into words, how long inputs become overlapping windows and how
+their logits are merged back, and how tag probabilities become valid IOB2 spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from slmstack.types import Span
+
+# Casing classes. The default MiniLM tokenizer lowercases, which throws away the
+# strongest cue for names; feeding the original casing of each word next to the
+# encoder's vector gives it back (Reimers & Gurevych, 2017, casing features).
+CASE_CLASSES = 6  # padding, no letters, lower, Title, UPPER, mIxEd
+
+
+def casing(word: str) -> int:
+    """The casing class of a word (see ``CASE_CLASSES``)."""
+    letters = [c for c in word if c.isalpha()]
+    if not letters:
+        return 1
+    if all(c.islower() for c in letters):
+        return 2
+    if all(c.isupper() for c in letters):
+        return 4
+    if letters[0].isupper() and all(c.islower() or not c.isupper() for c in letters[1:]):
+        return 3
+    return 5
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A text as sub-word ids grouped into words (the tokenizer's pre-tokens).
+
+    Attributes:
+        ids: sub-word ids, without special tokens.
+        case: casing class of the word each sub-word belongs to.
+        word_first: index of the first sub-word of each word.
+        word_spans: character offsets ``(start, end)`` of each word in the text.
+    """
+
+    ids: list[int]
+    case: list[int]
+    word_first: list[int]
+    word_spans: list[tuple[int, int]]
+
+
+def encode(tokenizer: Any, texts: Sequence[str]) -> list[Encoded]:
+    """Tokenize texts with character offsets and group sub-words into words."""
+    enc = tokenizer(
+        list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=False
+    )
+    out = []
+    for i, text in enumerate(texts):
+        ids = list(enc["input_ids"][i])
+        offsets = enc["offset_mapping"][i]
+        word_ids = enc.word_ids(i)
+        word_first: list[int] = []
+        word_spans: list[tuple[int, int]] = []
+        sub_word: list[int] = []
+        last: int | None = None
+        for pos, (wid, (a, b)) in enumerate(zip(word_ids, offsets, strict=True)):
+            if wid != last or not word_first:
+                word_first.append(pos)
+                word_spans.append((int(a), int(b)))
+                last = wid
+            else:
+                word_spans[-1] = (word_spans[-1][0], int(b))
+            sub_word.append(len(word_first) - 1)
+        word_case = [casing(text[a:b]) for a, b in word_spans]
+        out.append(Encoded(ids, [word_case[w] for w in sub_word], word_first, word_spans))
+    return out
+
+
+def windows(n: int, size: int, stride: int) -> list[int]:
+    """Start positions of windows of ``size`` sub-words that cover ``n`` sub-words.
+
+    Windows overlap by ``stride`` sub-words, so every token has context on both sides
+    in some window.
+    """
+    if n <= size:
+        return [0]
+    step = max(1, size - stride)
+    starts = list(range(0, n - size, step))
+    starts.append(n - size)
+    return starts
+
+
+def best_window(pos: int, starts: Sequence[int], size: int) -> int:
+    """The window in which ``pos`` is farthest from an edge (most context)."""
+    return max(range(len(starts)), key=lambda k: min(pos - starts[k], starts[k] + size - 1 - pos)
+               if starts[k] <= pos < starts[k] + size else -1)  # fmt: skip
+
+
+def word_tags(enc: Encoded, spans: Sequence[Span]) -> tuple[list[str], int]:
+    """IOB2 tag of each word from character spans, and the count of misaligned spans.
+
+    A span that does not start and end on word boundaries is widened to whole words.
+    """
+    tags = ["O"] * len(enc.word_spans)
+    misaligned = 0
+    for span in spans:
+        inside = [i for i, (a, b) in enumerate(enc.word_spans) if b > span.start and a < span.end]
+        if not inside:
+            misaligned += 1
+            continue
+        if enc.word_spans[inside[0]][0] != span.start or enc.word_spans[inside[-1]][1] != span.end:
+            misaligned += 1
+        for k, i in enumerate(inside):
+            if tags[i] == "O":
+                tags[i] = ("B-" if k == 0 else "I-") + span.label
+    return tags, misaligned
+
+
+def transition_mask(tags: Sequence[str]) -> NDArray[np.float64]:
+    """``allowed[i, j]`` is 0 when tag j may follow tag i in IOB2, else -inf.
+
+    Row ``len(tags)`` is the start of the sequence.
+    """
+    n = len(tags)
+    allowed = np.zeros((n + 1, n), dtype=np.float64)
+    for j, to in enumerate(tags):
+        if not to.startswith("I-"):
+            continue
+        label = to[2:]
+        for i, frm in enumerate([*tags, "<start>"]):
+            if frm[2:] != label or frm == "<start>":
+                allowed[i, j] = -np.inf
+    return allowed
+
+
+def viterbi(log_probs: NDArray[np.float64], allowed: NDArray[np.float64]) -> list[int]:
+    """The most probable tag path that is valid IOB2 (no ``I-X`` without ``B-X``).
+
+    Cheaper than a CRF and enough here: the encoder scores each word, the decoder only
+    forbids impossible transitions, which removes broken entities.
+    """
+    n_words, n_tags = log_probs.shape
+    if n_words == 0:
+        return []
+    score = log_probs[0] + allowed[n_tags]
+    back = np.zeros((n_words, n_tags), dtype=np.int64)
+    for t in range(1, n_words):
+        cand = score[:, None] + allowed[:n_tags]
+        back[t] = cand.argmax(axis=0)
+        score = cand.max(axis=0) + log_probs[t]
+    path = [int(score.argmax())]
+    for t in range(n_words - 1, 0, -1):
+        path.append(int(back[t, path[-1]]))
+    return path[::-1]
+
+
+def decode_spans(
+    text: str,
+    enc: Encoded,
+    probs: NDArray[np.float64],
+    tags: Sequence[str],
+    allowed: NDArray[np.float64],
+) -> list[Span]:
+    """Spans of the best valid tag path; confidence is the mean probability of its tags."""
+    path = viterbi(np.log(np.clip(probs, 1e-12, 1.0)), allowed)
+    spans: list[Span] = []
+    i = 0
+    while i < len(path):
+        tag = tags[path[i]]
+        if tag == "O":
+            i += 1
+            continue
+        label = tag[2:]
+        j = i + 1
+        while j < len(path) and tags[path[j]] == f"I-{label}":
+            j += 1
+        start, end = enc.word_spans[i][0], enc.word_spans[j - 1][1]
+        conf = float(np.mean([probs[k, path[k]] for k in range(i, j)]))
+        spans.append(Span(label, start, end, text[start:end], conf))
+        i = j
+    return spans

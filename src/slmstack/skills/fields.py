@@ -1,0 +1,387 @@
+"""``FieldExtractor``: a validated record of declared fields from a document's text.
+
+Method: candidate ranking with normalisers. For each declared field the normalisers
+list every place that could hold its value (each line for ``text`` fields, each date
+or amount found for the others; see :mod:`._field_features`). A logistic regression
+per field, trained on the user's documents and true values, scores each candidate
+from the frozen encoder's vectors of its line and neighbours, hashed keywords, its
+position and value facts. The best candidate wins if its probability clears
+``threshold``; otherwise the field is reported as missing, never guessed. A ``text``
+field takes the best line plus the adjacent lines that also clear the threshold
+(addresses span lines). Every value keeps its evidence: line number and offsets.
+
+Training labels come from the true values: a date or amount candidate is positive when
+its normalised value equals the true one; a line is positive for a text field when it
+is (allowing OCR slips) part of the true value.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+from numpy.typing import NDArray
+from safetensors.numpy import load_file, save_file
+
+from slmstack import registry
+from slmstack.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from slmstack.skills._field_features import (
+    Candidate,
+    Line,
+    candidates,
+    features,
+    hash_words,
+    label_candidates,
+    split_lines,
+)
+from slmstack.skills._field_schema import FieldExample, FieldSpec, parse_schema
+from slmstack.skills._frozen import FrozenEncoder
+from slmstack.skills._tagger_io import check_texts
+from slmstack.skills.artifact import (
+    data_hash,
+    library_versions,
+    read_config,
+    verify_files,
+    write_config,
+    write_model_card,
+)
+from slmstack.skills.base import Skill
+from slmstack.types import Prediction, Span, Usage
+
+_NAME = "slmstack.FieldExtractor.v1"
+
+
+@registry.skills.register(_NAME)
+class FieldExtractor(Skill):
+    r"""Extract declared fields (text, ISO dates, amounts with currency) with evidence.
+
+    Example:
+        >>> fx = FieldExtractor(schema={"date": "date", "total": "amount"})
+        >>> docs = [FieldExample("ACME\\nDate: 03/04/2024\\nTOTAL 12.50",
+        ...                      {"date": "03/04/2024", "total": "12.50"})]
+        >>> fx.fit(docs * 10).predict(["SHOP\\nDate: 05/06/2024\\nTOTAL 7.00"])  # doctest: +SKIP
+    """
+
+    skill_name = _NAME
+
+    def __init__(
+        self,
+        *,
+        schema: Mapping[str, Any] | Sequence[FieldSpec],
+        base: str = "minilm",
+        c: float = 1.0,  # inverse L2 strength of each field's logistic regression
+        threshold: float = 0.5,  # below it a field is reported missing
+        val_fraction: float = 0.2,  # held out once to report honest field metrics
+        max_length: int = 64,  # OCR lines are short; longer ones are cut (reported)
+        batch_size: int = 64,
+        seed: int = 0,
+        allow_pickle: bool = False,
+    ):
+        self.schema = schema
+        self.base = base
+        self.c = c
+        self.threshold = threshold
+        self.val_fraction = val_fraction
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.seed = seed
+        self.allow_pickle = allow_pickle
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyper-parameters as passed to ``__init__`` (the schema as plain dicts)."""
+        return {
+            "schema": {s.name: s.model_dump(exclude={"name"}) for s in parse_schema(self.schema)},
+            "base": self.base,
+            "c": self.c,
+            "threshold": self.threshold,
+            "val_fraction": self.val_fraction,
+            "max_length": self.max_length,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "allow_pickle": self.allow_pickle,
+        }
+
+    def _check_params(self) -> None:
+        if not self.c > 0:
+            raise ConfigError(f"The 'c' parameter of FieldExtractor must be > 0. Got {self.c!r}.")
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(
+                f"The 'threshold' parameter of FieldExtractor must be in (0, 1). "
+                f"Got {self.threshold!r} instead."
+            )
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(
+                f"The 'val_fraction' parameter of FieldExtractor must be in [0, 1). "
+                f"Got {self.val_fraction!r} instead."
+            )
+
+    # ------------------------------------------------------------------ features
+    def _matrix(
+        self, spec: FieldSpec, docs: Sequence[list[Line]]
+    ) -> tuple[Any, list[list[Candidate]]]:
+        from scipy import sparse
+
+        per_doc = [candidates(spec, lines) for lines in docs]
+        dense, words = [], []
+        for cands, lines in zip(per_doc, docs, strict=True):
+            d, w = features(spec, cands, lines, self.encoder_.vector, self.encoder_.dim)
+            dense.append(d)
+            words += w
+        x = sparse.hstack([sparse.csr_matrix(np.concatenate(dense)), hash_words(words)])
+        return x.tocsr(), per_doc
+
+    def _fit_fields(
+        self, docs: Sequence[list[Line]], examples: Sequence[FieldExample]
+    ) -> dict[str, tuple[NDArray[np.float32], float]]:
+        from sklearn.linear_model import LogisticRegression
+
+        weights = {}
+        for spec in self.specs_:
+            x, per_doc = self._matrix(spec, docs)
+            y = np.array(
+                [
+                    v
+                    for ex, cands, lines in zip(examples, per_doc, docs, strict=True)
+                    for v in label_candidates(
+                        spec, cands, lines, ex.values.get(spec.name), ex.source
+                    )
+                ]
+            )
+            if y.sum() == 0:
+                raise DataError(
+                    f"field {spec.name!r}: no candidate in the {len(examples)} training "
+                    "documents matches the true values, so nothing can be learned. Check "
+                    f"that the values appear in the texts (type {spec.type!r}, date order "
+                    f"{spec.order})."
+                )
+            if y.sum() == len(y):
+                # Every candidate was right (one date per document, say): nothing to rank,
+                # so accept with the Laplace estimate (n + 1) / (n + 2).
+                bias = float(np.float32(np.log1p(len(y))))  # as saved
+                weights[spec.name] = (np.zeros(x.shape[1], np.float32), bias)
+                continue
+            # The dual problem is far faster when rows are fewer than hashed features.
+            lr = LogisticRegression(
+                C=self.c, solver="liblinear", dual=x.shape[0] < x.shape[1],
+                random_state=self.seed, max_iter=1000,
+            )  # fmt: skip
+            lr.fit(x, y)
+            weights[spec.name] = (
+                lr.coef_[0].astype(np.float32),
+                float(np.float32(lr.intercept_[0])),
+            )
+        return weights
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, examples: Sequence[FieldExample]) -> Self:
+        """Learn each field's scorer from documents and their true values."""
+        self._check_params()
+        self.specs_: list[FieldSpec] = parse_schema(self.schema)
+        if not examples:
+            raise DataError("no training documents; pass FieldExample(text, values) items")
+        names = {s.name for s in self.specs_}
+        for i, ex in enumerate(examples):
+            unknown = sorted(set(ex.values) - names)
+            if unknown:
+                raise DataError(
+                    f"{ex.source or f'document #{i + 1}'}: values for {unknown}, which the "
+                    f"schema does not declare (it has {sorted(names)}); add them to the schema"
+                )
+        start = time.perf_counter()
+        self.encoder_ = FrozenEncoder(
+            self.base, max_length=self.max_length, batch_size=self.batch_size,
+            allow_pickle=self.allow_pickle,
+        )  # fmt: skip
+        docs = [split_lines(ex.text) for ex in examples]
+        self.encoder_.cache([ln.text for lines in docs for ln in lines])
+        self.metrics_: dict[str, float] = {}
+        n_val = int(self.val_fraction * len(examples))
+        if n_val >= 1 and len(examples) - n_val >= 2:
+            from slmstack.evaluation.extraction import field_metrics
+
+            order = np.random.default_rng(self.seed).permutation(len(examples))
+            tr, va = sorted(order[n_val:]), sorted(order[:n_val])
+            self.weights_ = self._fit_fields([docs[i] for i in tr], [examples[i] for i in tr])
+            preds = self._predict_docs([examples[i].text for i in va], [docs[i] for i in va])
+            report = field_metrics(self.specs_, [examples[i] for i in va], preds)
+            self.metrics_ = {"val_micro_f1": report["micro"]["f1"], "n_val": float(n_val)}
+            self.metrics_.update({f"val_f1_{k}": v["f1"] for k, v in report["per_field"].items()})
+        self.weights_ = self._fit_fields(docs, examples)
+        self.train_seconds_ = time.perf_counter() - start
+        rows = [(ex.text, *(f"{k}={v}" for k, v in sorted(ex.values.items()))) for ex in examples]
+        self.data_sha256_, self.data_rows_ = data_hash(rows), len(rows)
+        return self
+
+    # ------------------------------------------------------------------ predicting
+    def _require_fitted(self) -> None:
+        if not hasattr(self, "weights_"):
+            raise NotFittedError(
+                "This FieldExtractor is not fitted yet. Call fit(examples) or "
+                "FieldExtractor.load(folder) first."
+            )
+
+    @staticmethod
+    def _pool_by_value(cands: Sequence[Candidate], p: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Score each candidate by noisy-OR, 1 - prod(1 - p), over candidates of equal value.
+
+        Among equals the most probable one keeps the lead (it is the evidence shown).
+        """
+        miss: dict[str, float] = {}
+        for c, q in zip(cands, p, strict=True):
+            miss[c.value] = miss.get(c.value, 1.0) * (1.0 - float(q))
+        pooled = np.array([1.0 - miss[c.value] for c in cands])
+        return pooled + 1e-9 * p  # tie-break toward the strongest single candidate
+
+    def _field(
+        self, spec: FieldSpec, text: str, lines: list[Line], cands: list[Candidate],
+        p: NDArray[np.float64],
+    ) -> tuple[dict[str, Any], Span | None]:  # fmt: skip
+        if spec.type != "text" and len(p):
+            # A receipt repeats its total (TOTAL, CASH, card slip): the value's evidence
+            # adds up, so score each distinct value by noisy-OR over its candidates.
+            p = self._pool_by_value(cands, p)
+        if not cands or p.max() < self.threshold:
+            best = float(p.max()) if len(p) else 0.0
+            return {"value": None, "missing": True, "confidence": 1.0 - best}, None
+        k = int(p.argmax())
+        best_c = cands[k]
+        first = last = k
+        if spec.type == "text":  # grow over adjacent lines that also belong
+            while first > 0 and p[first - 1] >= self.threshold:
+                first -= 1
+            while last + 1 < len(cands) and p[last + 1] >= self.threshold:
+                last += 1
+        start, end = cands[first].start, cands[last].end
+        conf = float(np.mean(p[first : last + 1]))
+        value = (
+            " ".join(c.value for c in cands[first : last + 1])
+            if spec.type == "text"
+            else best_c.value
+        )
+        record: dict[str, Any] = {
+            "value": value,
+            "confidence": conf,
+            "line": lines[cands[first].line].index,
+            "start": start,
+            "end": end,
+            "evidence": " / ".join(lines[c.line].text for c in cands[first : last + 1]),
+        }
+        if spec.type == "amount":
+            record["currency"] = best_c.currency
+        return record, Span(spec.name, start, end, text[start:end], conf)
+
+    def _predict_docs(self, texts: Sequence[str], docs: Sequence[list[Line]]) -> list[Prediction]:
+        start_t = time.perf_counter()
+        self.encoder_.cache([ln.text for lines in docs for ln in lines])
+        records: list[dict[str, Any]] = [{} for _ in texts]
+        spans: list[list[Span]] = [[] for _ in texts]
+        for spec in self.specs_:
+            x, per_doc = self._matrix(spec, docs)
+            coef, bias = self.weights_[spec.name]
+            scores = 1.0 / (1.0 + np.exp(-(x @ coef.astype(np.float64) + bias)))
+            pos = 0
+            for i, cands in enumerate(per_doc):
+                p = scores[pos : pos + len(cands)]
+                pos += len(cands)
+                rec, span = self._field(spec, texts[i], docs[i], cands, p)
+                records[i][spec.name] = rec
+                if span is not None:
+                    spans[i].append(span)
+        per_item_ms = (time.perf_counter() - start_t) * 1000 / max(1, len(texts))
+        out = []
+        for i, rec in enumerate(records):
+            missing = [name for name, r in rec.items() if r.get("missing")]
+            required = [s.name for s in self.specs_ if s.required and s.name in missing]
+            out.append(
+                Prediction(
+                    confidence=min(r["confidence"] for r in rec.values()),
+                    spans=tuple(sorted(spans[i], key=lambda s: s.start)),
+                    data={"fields": rec, "missing": missing},
+                    usage=Usage(
+                        input_tokens=sum(self.encoder_.n_tokens(ln.text) for ln in docs[i]),
+                        latency_ms=per_item_ms,
+                    ),
+                    warnings=tuple(f"required field {n!r} not found" for n in required),
+                )
+            )
+        return out
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """One record per document: ``data["fields"][name]`` and ``data["missing"]``.
+
+        A found field has ``value`` (text, ISO date, or decimal string plus
+        ``currency``), ``confidence``, and evidence ``line``, ``start``, ``end`` and
+        ``evidence`` (the source line text); a missing one has ``value: None`` and
+        ``missing: True``. ``spans`` repeats the found fields as character spans.
+        """
+        self._require_fitted()
+        check_texts(texts)
+        if not texts:
+            return []
+        return self._predict_docs(list(texts), [split_lines(t) for t in texts])
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write per-field weights (safetensors), config and model card."""
+        self._require_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        tensors: dict[str, NDArray[Any]] = {}
+        for k, spec in enumerate(self.specs_):
+            coef, bias = self.weights_[spec.name]
+            tensors[f"{k}.coef"] = coef
+            tensors[f"{k}.bias"] = np.array([bias], dtype=np.float32)
+        save_file(tensors, str(folder / "fields.safetensors"))
+        params = self.get_params()
+        config = {
+            "skill": _NAME,
+            "params": params,
+            "base": self.encoder_.provenance(),
+            "metrics": self.metrics_,
+            "train_seconds": self.train_seconds_,
+            "data": {"sha256": self.data_sha256_, "rows": self.data_rows_},
+            "versions": library_versions(),
+        }
+        write_config(folder, config, ["fields.safetensors"])
+        write_model_card(
+            folder,
+            "FieldExtractor",
+            {
+                "Method": "candidate ranking: one logistic regression per field over "
+                "normaliser candidates (frozen encoder vectors, hashed words, position)",
+                "Fields": {s.name: s.type for s in self.specs_},
+                "Base model": self.encoder_.provenance(),
+                "Training data": {"sha256": self.data_sha256_, "rows": self.data_rows_},
+                "Held-out metrics": {k: round(v, 4) for k, v in self.metrics_.items()},
+                "Library versions": library_versions(),
+            },
+        )
+        return folder
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Rebuild an extractor saved with :meth:`save` (weights and base verified)."""
+        folder = Path(path)
+        config = read_config(folder)
+        if config.get("skill") != _NAME:
+            raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a FieldExtractor")
+        verify_files(folder, config)
+        self = cls(**config["params"])
+        self.specs_ = parse_schema(self.schema)
+        self.encoder_ = FrozenEncoder(
+            self.base, max_length=self.max_length, batch_size=self.batch_size,
+            allow_pickle=self.allow_pickle, expect_sha256=config["base"]["sha256"],
+        )  # fmt: skip
+        tensors = load_file(str(folder / "fields.safetensors"))
+        self.weights_ = {
+            s.name: (tensors[f"{k}.coef"], float(tensors[f"{k}.bias"][0]))
+            for k, s in enumerate(self.specs_)
+        }
+        self.metrics_ = dict(config["metrics"])
+        self.train_seconds_ = float(config["train_seconds"])
+        self.data_sha256_ = config["data"]["sha256"]
+        self.data_rows_ = int(config["data"]["rows"])
+        return self

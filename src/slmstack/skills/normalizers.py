@@ -1,0 +1,217 @@
+"""Normalisers for extracted values: dates to ISO 8601, amounts to ``Decimal`` + currency.
+
+Each ``find_*`` function returns every match in a text with its character offsets (the
+candidates a field extractor ranks); each ``parse_*`` function reads one value and
+raises :class:`~slmstack.errors.DataError` when it is not one.
+
+Rules, stated so they can be relied on:
+
+* Numeric dates follow the declared ``order`` (``"DMY"``, ``"MDY"`` or ``"YMD"``);
+  ``03/04/2024`` is 3 April under DMY and 4 March under MDY. A date that is invalid
+  in the declared order is not a date (no silent swap). Years with 4 digits first
+  (``2024-04-03``) are always year-month-day. Two-digit years mean 2000–2069 and
+  1970–1999.
+* In amounts, when both ``.`` and ``,`` appear, the last one is the decimal mark
+  (``1.234,56`` and ``1,234.56`` are both 1234.56). With one kind only, a mark followed
+  by exactly three digits groups thousands (``1,234``; ``1.234.567``) unless it is a
+  single ``.`` (``1.234`` stays 1.234); otherwise it is the decimal mark (``12,50``).
+* Currency comes from a symbol or ISO code next to the number (``$`` reads as USD,
+  ``RM`` as MYR); without one it is ``None`` and the caller's default applies.
+
+Example:
+    >>> parse_date("03/04/2024").isoformat()
+    '2024-04-03'
+    >>> parse_amount("1.234,56 EUR")
+    Money(amount=Decimal('1234.56'), currency='EUR')
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+from slmstack.errors import ConfigError, DataError
+
+DateOrder = Literal["DMY", "MDY", "YMD"]
+
+_MONTHS = {
+    name: i
+    for i, names in enumerate(
+        [
+            ("jan", "january", "janv", "januar", "enero", "gennaio"),
+            ("feb", "february", "fev", "fevr", "februar", "febrero", "febbraio"),
+            ("mar", "march", "mars", "marz", "maerz", "marzo"),
+            ("apr", "april", "avr", "avril", "abril", "aprile"),
+            ("may", "mai", "mayo", "maggio"),
+            ("jun", "june", "juin", "juni", "junio", "giugno"),
+            ("jul", "july", "juil", "juillet", "juli", "julio", "luglio"),
+            ("aug", "august", "aout", "agosto"),
+            ("sep", "sept", "september", "septembre", "septiembre", "settembre"),
+            ("oct", "october", "octobre", "oktober", "octubre", "ottobre"),
+            ("nov", "november", "novembre", "noviembre"),
+            ("dec", "december", "decembre", "dezember", "diciembre", "dicembre"),
+        ],
+        start=1,
+    )
+    for name in names
+}
+_MONTH_RE = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_SEP = r"[/\-.]"
+_DATE_PATTERNS = [
+    # 2024-04-03, 2024/4/3
+    ("ymd", re.compile(rf"(?<!\d)(\d{{4}})({_SEP})(\d{{1,2}})\2(\d{{1,2}})(?!\d)")),
+    # 03/04/2024, 3-4-24, 03.04.2024 (order decides which is the day)
+    ("num", re.compile(rf"(?<!\d)(\d{{1,2}})({_SEP})(\d{{1,2}})\2(\d{{4}}|\d{{2}})(?![\d])")),
+    # 25 Dec 2018, 25-DEC-18, 25DEC2018, 25th December, 2018
+    ("dmy_text", re.compile(
+        rf"(?<![\w])(\d{{1,2}})(?:st|nd|rd|th)?[\s\-/.]*({_MONTH_RE})\.?[\s\-/.,]*(\d{{4}}|\d{{2}})(?!\d)",
+        re.IGNORECASE)),
+    # Dec 25, 2018; December 25 2018
+    ("mdy_text", re.compile(
+        rf"(?<![\w])({_MONTH_RE})\.?[\s\-/.]*(\d{{1,2}})(?:st|nd|rd|th)?,?[\s\-/.]+(\d{{4}})(?!\d)",
+        re.IGNORECASE)),
+]  # fmt: skip
+
+_CURRENCY_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR", "₩": "KRW"}
+_CURRENCY_CODES = {"RM": "MYR", "US$": "USD", "S$": "SGD", "A$": "AUD", "C$": "CAD"}
+_ISO = ("USD|EUR|GBP|JPY|CHF|CAD|AUD|NZD|SGD|MYR|INR|CNY|HKD|SEK|NOK|DKK|PLN|CZK|ZAR|"
+        "BRL|MXN|KRW|IDR|THB|PHP|VND|AED|SAR|TRY|RUB")  # fmt: skip
+_CUR = rf"(?:{_ISO}|RM|US\$|S\$|A\$|C\$|[$€£¥₹₩])"
+_NUM = r"[-−]?\d{1,3}(?:[ .,'’]\d{3})+(?:[.,]\d{1,2})?|[-−]?\d+(?:[.,]\d{1,3})?"
+_AMOUNT_RE = re.compile(
+    rf"(?<![\w.,\-/#:])(?:(?P<pre>{_CUR})\s?)?(?P<num>{_NUM})(?![\w:%]|[.,]\d)(?:\s?(?P<post>{_CUR})(?![A-Za-z]))?"
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Money:
+    """An exact amount and its ISO 4217 currency (``None`` when the text gives none)."""
+
+    amount: Decimal
+    currency: str | None
+
+
+def _year(raw: str) -> int:
+    y = int(raw)
+    if len(raw) == 2:
+        y += 2000 if y < 70 else 1900
+    return y
+
+
+def _make(y: int, m: int, d: int) -> dt.date | None:
+    try:
+        return dt.date(y, m, d)
+    except ValueError:
+        return None
+
+
+def check_order(order: str) -> None:
+    """Raise ConfigError unless ``order`` is DMY, MDY or YMD."""
+    if order not in ("DMY", "MDY", "YMD"):
+        raise ConfigError(f"date order must be 'DMY', 'MDY' or 'YMD'. Got {order!r} instead.")
+
+
+def find_dates(text: str, *, order: DateOrder = "DMY") -> list[tuple[int, int, dt.date]]:
+    """Every date in ``text`` as ``(start, end, date)``, in text order, without overlaps."""
+    check_order(order)
+    found: list[tuple[int, int, dt.date]] = []
+    for kind, pattern in _DATE_PATTERNS:
+        for m in pattern.finditer(text):
+            g = m.groups()
+            if kind == "ymd":
+                date = _make(int(g[0]), int(g[2]), int(g[3]))
+            elif kind == "num":
+                a, b, y = int(g[0]), int(g[2]), _year(g[3])
+                if order == "YMD":  # 2-digit year first is too ambiguous to guess
+                    date = None
+                else:
+                    date = _make(y, b, a) if order == "DMY" else _make(y, a, b)
+            elif kind == "dmy_text":
+                date = _make(_year(g[2]), _MONTHS[g[1].lower()], int(g[0]))
+            else:
+                date = _make(int(g[2]), _MONTHS[g[0].lower()], int(g[1]))
+            if date is None:
+                continue
+            s, e = m.span()
+            if all(e <= fs or s >= fe for fs, fe, _ in found):
+                found.append((s, e, date))
+    return sorted(found)
+
+
+def parse_date(text: str, *, order: DateOrder = "DMY") -> dt.date:
+    """The single date in ``text`` (the first when there are several)."""
+    found = find_dates(text, order=order)
+    if not found:
+        raise DataError(
+            f"no date found in {text!r} (order {order}); expected forms like 2024-04-03, "
+            "03/04/2024, 3 Apr 2024 or April 3, 2024"
+        )
+    return found[0][2]
+
+
+def _number(raw: str) -> Decimal:
+    s = raw.replace("−", "-").replace(" ", "").replace("'", "").replace("’", "")
+    neg = s.startswith("-")
+    s = s.lstrip("-")
+    if "," in s and "." in s:
+        dec = "," if s.rfind(",") > s.rfind(".") else "."
+        s = s.replace("." if dec == "," else ",", "").replace(dec, ".")
+    elif "," in s or "." in s:
+        mark = "," if "," in s else "."
+        parts = s.split(mark)
+        thousands = all(len(p) == 3 for p in parts[1:]) and not (mark == "." and len(parts) == 2)
+        s = "".join(parts) if thousands else s.replace(",", ".")
+        if s.count(".") > 1:
+            raise DataError(f"{raw!r} is not a number: several decimal marks")
+    try:
+        value = Decimal(s)
+    except InvalidOperation as exc:
+        raise DataError(f"{raw!r} is not a number") from exc
+    return -value if neg else value
+
+
+def _currency(token: str | None) -> str | None:
+    if token is None:
+        return None
+    return _CURRENCY_SYMBOLS.get(token) or _CURRENCY_CODES.get(token.upper()) or token.upper()
+
+
+def find_amounts(text: str) -> list[tuple[int, int, Money]]:
+    """Every amount in ``text`` as ``(start, end, Money)``, in text order.
+
+    Numbers that are part of a date or a longer token (``INV-2024``) are not amounts.
+    """
+    dates = [(s, e) for s, e, _ in find_dates(text)]
+    out = []
+    for m in _AMOUNT_RE.finditer(text):
+        s, e = m.span()
+        if any(s < de and e > ds for ds, de in dates):
+            continue
+        try:
+            value = _number(m.group("num"))
+        except DataError:
+            continue
+        out.append((s, e, Money(value, _currency(m.group("pre") or m.group("post")))))
+    return out
+
+
+def parse_amount(text: str, *, default_currency: str | None = None) -> Money:
+    """The amount in ``text``; with several, the one that carries a currency, else the last."""
+    found = find_amounts(text)
+    if not found:
+        raise DataError(
+            f"no amount found in {text!r}; expected forms like 1234.56, $1,234.56 or 1.234,56 EUR"
+        )
+    with_currency = [f for f in found if f[2].currency]
+    money = (with_currency or found)[-1][2] if len(found) > 1 else found[0][2]
+    if money.currency is None and default_currency:
+        return Money(money.amount, default_currency)
+    return money
+
+
+def normalize_text(text: str) -> str:
+    """Case-folded with runs of whitespace collapsed: how text fields are compared."""
+    return " ".join(text.split()).casefold()

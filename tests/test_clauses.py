@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from extract_fixtures import tiny_encoder
+from skill_contract import check_skill_contract
+from slmstack import ClauseExample, ClauseFinder, ConfigError, DataError, load
+from slmstack.cli.app import app
+from slmstack.data.documents import read_clause_examples
+from slmstack.evaluation import evaluate_skill
+from slmstack.skills._clause_data import label_clauses, locate, split_clauses
+
+LAW = "This Agreement shall be governed by and construed in accordance with the laws of {}."
+TERM = "Either party may terminate this Agreement for convenience upon {} days written notice."
+CAP = "In no event shall either party's aggregate liability exceed the fees paid in the last {} months."
+OTHER = [
+    "The Supplier shall deliver the Products to the Customer's warehouse in {} on time.",
+    "All invoices are payable within {} days of receipt by the Customer's accounts team.",
+    "The parties shall meet quarterly in {} to review the performance of the services.",
+]  # fmt: skip
+PLACES = ["the State of New York", "England and Wales", "Delaware", "Ontario", "Bavaria", "Texas"]
+
+
+def contract(i: int, *, law: bool = True, term: bool = True, cap: bool = False) -> str:
+    parts = ["1. DEFINITIONS", OTHER[i % 3].format(PLACES[(i + 1) % 6])]
+    if law:
+        parts.append(LAW.format(PLACES[i % 6]))
+    if term:
+        parts.append(TERM.format(30 + i))
+    if cap:
+        parts.append(CAP.format(6 + i))
+    parts.append(OTHER[(i + 1) % 3].format(10 + i))
+    return "\n\n".join(parts)
+
+
+def training(n: int = 12) -> list[ClauseExample]:
+    out: list[ClauseExample] = []
+    for i in range(n):
+        text = contract(i, law=i % 3 != 0, term=i % 2 == 0, cap=i % 4 == 1)
+        ann = {
+            "Governing Law": [LAW.format(PLACES[i % 6])] if i % 3 != 0 else [],
+            "Termination for Convenience": [TERM.format(30 + i)] if i % 2 == 0 else [],
+            "Cap on Liability": [CAP.format(6 + i)] if i % 4 == 1 else [],
+        }
+        out += label_clauses(text, ann)[0]
+    return out
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+@pytest.fixture(scope="module")
+def finder(encoder_dir: Path) -> ClauseFinder:
+    return ClauseFinder(base=str(encoder_dir), min_df=1).fit(training())
+
+
+def test_split_joins_headings_and_cuts_long_paragraphs():
+    text = (
+        "1. TERM\n\nThe term is one year from the Effective Date.\n\n"
+        + "A long sentence here. " * 20
+    )
+    spans = split_clauses(text, min_chars=20, max_chars=200)
+    assert text[spans[0][0] : spans[0][1]].startswith("1. TERM\n\nThe term")
+    assert all(b - a <= 200 for a, b in spans)
+    # nothing is lost between clauses but whitespace
+    assert "".join("".join(text[a:b] for a, b in spans).split()) == "".join(text.split())
+
+
+def test_locate_ignores_whitespace_differences():
+    text = "Governed by\n  the laws of   Texas."
+    assert locate(text, "by the laws of Texas") == (9, len(text) - 1)
+    assert locate(text, "laws of Ohio") is None
+
+
+def test_contract(encoder_dir, tmp_path):
+    texts = [contract(20), contract(21, law=False, term=False), ""]
+    check_skill_contract(
+        lambda: ClauseFinder(base=str(encoder_dir), min_df=1), training(), texts, tmp_path
+    )
+
+
+def test_finds_types_spans_and_absent_types(finder):
+    text = contract(30, law=True, term=False)
+    [pred] = finder.predict([text])
+    laws = [s for s in pred.spans if s.label == "Governing Law"]
+    assert len(laws) == 1 and laws[0].text == LAW.format(PLACES[0])
+    assert text[laws[0].start : laws[0].end] == laws[0].text
+    assert "Termination for Convenience" in pred.data["absent"]
+    assert "Governing Law" not in pred.data["absent"]
+    assert pred.data["n_clauses"] == 3  # the heading joins the clause after it
+    [only] = finder.predict([text], types=["Termination for Convenience"])
+    assert only.spans == () and only.data["absent"] == ["Termination for Convenience"]
+
+
+def test_bad_input(finder, encoder_dir):
+    with pytest.raises(ConfigError, match=r"unknown clause types \['Force Majeure'\]"):
+        finder.predict(["x"], types=["Force Majeure"])
+    [empty] = finder.predict([""])
+    assert empty.spans == () and len(empty.data["absent"]) == len(finder.types_)
+    with pytest.raises(DataError, match="has nothing to learn"):
+        ClauseFinder(base=None).fit([ClauseExample("some clause text")] * 3)
+
+
+def test_tfidf_only_and_cli(tmp_path):
+    rows = [{"text": contract(i), "clauses": {"Governing Law": [LAW.format(PLACES[i % 6])],
+             "Termination for Convenience": [TERM.format(30 + i)]}} for i in range(8)]  # fmt: skip
+    rows.append({"text": "Payment is due in 30 days.", "labels": []})
+    data = tmp_path / "clauses.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "skill"
+    res = CliRunner().invoke(app, ["train", "clauses", str(data), "--out", str(out),
+                                   "--base", "none", "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    skill = load(out)
+    assert isinstance(skill, ClauseFinder) and skill.encoder_ is None
+    report = evaluate_skill(skill, data)
+    assert report["per_class"]["Governing Law"]["f1"] > 0.5
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "abc", "clauses": {"X": ["not in text"]}}) + "\n")
+    with pytest.raises(DataError, match="do not occur in the contract text"):
+        read_clause_examples(bad)

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from extract_fixtures import tiny_encoder, toy_receipts
+from skill_contract import check_skill_contract
+from slmstack import ConfigError, DataError, FieldExample, load
+from slmstack.cli.app import app
+from slmstack.data.documents import read_field_examples
+from slmstack.evaluation import evaluate_skill
+from slmstack.skills._field_schema import parse_schema
+from slmstack.skills.fields import FieldExtractor
+
+SCHEMA = {
+    "company": "text",
+    "address": "text",
+    "date": {"type": "date", "order": "DMY"},
+    "total": {"type": "amount", "currency": "MYR", "required": True},
+}
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+@pytest.fixture(scope="module")
+def extractor(encoder_dir: Path) -> FieldExtractor:
+    return FieldExtractor(schema=SCHEMA, base=str(encoder_dir)).fit(toy_receipts(30))
+
+
+def record_key(p):
+    fields = {
+        k: (f["value"], round(f["confidence"], 4), f.get("line"), f.get("start"), f.get("end"))
+        for k, f in p.data["fields"].items()
+    }
+    return (tuple((s.label, s.start, s.end) for s in p.spans), fields, p.data["missing"])
+
+
+def test_contract(encoder_dir, tmp_path):
+    texts = [r.text for r in toy_receipts(40)[32:35]] + ["", "no fields in here"]
+    check_skill_contract(
+        lambda: FieldExtractor(schema=SCHEMA, base=str(encoder_dir)),
+        toy_receipts(30),
+        texts,
+        tmp_path,
+        compare=record_key,
+    )
+
+
+def test_extracts_normalised_values_with_evidence(extractor):
+    doc = toy_receipts(40)[37]
+    [pred] = extractor.predict([doc.text])
+    fields = pred.data["fields"]
+    assert fields["company"]["value"] == doc.values["company"]
+    day, month, year = doc.values["date"].split("/")
+    assert fields["date"]["value"] == f"{year}-{month}-{day}"
+    assert fields["total"]["value"] == doc.values["total"]
+    assert fields["total"]["currency"] == "MYR"  # from the schema: the receipt shows RM
+    for name in ("company", "date", "total"):
+        f = fields[name]
+        assert doc.text[f["start"] : f["end"]] in doc.text.splitlines()[f["line"]]
+        assert 0.5 <= f["confidence"] <= 1.0
+    assert pred.data["missing"] == []
+    assert {s.label for s in pred.spans} == set(SCHEMA)
+
+
+def test_missing_fields_are_reported_not_invented(extractor):
+    no_date = toy_receipts(40, with_date=False)[36]
+    [pred] = extractor.predict([no_date.text])
+    assert pred.data["fields"]["date"] == {
+        "value": None,
+        "missing": True,
+        "confidence": pred.data["fields"]["date"]["confidence"],
+    }
+    assert "date" in pred.data["missing"]
+    [empty] = extractor.predict([""])
+    assert sorted(empty.data["missing"]) == sorted(SCHEMA)
+    assert empty.warnings == ("required field 'total' not found",)
+    assert empty.spans == ()
+
+
+def test_schema_errors():
+    with pytest.raises(ConfigError, match="field 'total' has unknown type 'money'; known types"):
+        parse_schema({"total": "money"})
+    with pytest.raises(ConfigError, match=r"field 'date': order: .*DMY"):
+        parse_schema({"date": {"type": "date", "order": "DD/MM"}})
+    with pytest.raises(ConfigError, match="Extra inputs"):
+        parse_schema({"date": {"type": "date", "format": "%d"}})
+    with pytest.raises(ConfigError, match="currency must be an ISO 4217 code"):
+        parse_schema({"total": {"type": "amount", "currency": "euro"}})
+    with pytest.raises(ConfigError, match="declares no fields"):
+        parse_schema({})
+    with pytest.raises(ConfigError, match="unknown type"):
+        FieldExtractor(schema={"x": "blob"}).fit(toy_receipts(4))
+
+
+def test_training_data_errors(encoder_dir):
+    fx = FieldExtractor(schema=SCHEMA, base=str(encoder_dir))
+    with pytest.raises(DataError, match=r"values for \['vat'\], which the schema does not"):
+        fx.fit([FieldExample("A\n1.00", {"vat": "1.00"})])
+    with pytest.raises(DataError, match="no training documents"):
+        fx.fit([])
+    bad = [FieldExample("ACME\nTOTAL 5.00", {"company": "ACME", "date": "soon"}, "d.jsonl:3")]
+    with pytest.raises(DataError, match=r"d.jsonl:3: the true value of 'date' cannot be read"):
+        FieldExtractor(schema={"company": "text", "date": "date"}, base=str(encoder_dir)).fit(bad)
+    never = [FieldExample("ACME\nTOTAL 5.00", {"total": "7.00"})] * 3
+    with pytest.raises(DataError, match="field 'total': no candidate .* matches the true values"):
+        FieldExtractor(schema={"total": "amount"}, base=str(encoder_dir)).fit(never)
+
+
+def test_cli_train_predict_eval(encoder_dir, tmp_path):
+    data = tmp_path / "receipts.jsonl"
+    data.write_text(
+        "".join(json.dumps({"text": r.text, "values": r.values}) + "\n" for r in toy_receipts(24))
+    )
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("company: text\naddress: text\ndate: date\ntotal:\n  type: amount\n")
+    out = tmp_path / "skill"
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        ["train", "fields", str(data), "--schema", str(schema), "--out", str(out),
+         "--base", str(encoder_dir), "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["val_micro_f1"] > 0.9
+    res = runner.invoke(app, ["predict", str(out), toy_receipts(30)[27].text, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["data"]["fields"]["total"]["value"]
+    report = evaluate_skill(load(out), data)
+    assert report["micro_f1"] > 0.9 and set(report["per_class"]) == set(SCHEMA)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("total: money\n")
+    res = runner.invoke(app, ["train", "fields", str(data), "--schema", str(bad), "--out",
+                              str(tmp_path / "x")])  # fmt: skip
+    assert res.exit_code == 2 and "unknown type 'money'" in res.output
+    assert len(read_field_examples(data)) == 24

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from slmstack import ConfigError, DataError
+from slmstack.skills.normalizers import (
+    Money,
+    find_amounts,
+    find_dates,
+    normalize_text,
+    parse_amount,
+    parse_date,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "order", "iso"),
+    [
+        ("03/04/2024", "DMY", "2024-04-03"),
+        ("03/04/2024", "MDY", "2024-03-04"),
+        ("2024-04-03", "MDY", "2024-04-03"),  # year first is never reordered
+        ("3.4.24", "DMY", "2024-04-03"),
+        ("31.12.99", "DMY", "1999-12-31"),
+        ("25 Dec 2018", "DMY", "2018-12-25"),
+        ("DATE: 25-DEC-18 10:22", "DMY", "2018-12-25"),
+        ("December 25th, 2018", "MDY", "2018-12-25"),
+        ("Dec 25, 2018", "DMY", "2018-12-25"),
+    ],
+)
+def test_dates(text, order, iso):
+    assert find_dates(text, order=order)[0][2].isoformat() == iso
+
+
+def test_invalid_date_in_declared_order_is_not_swapped():
+    assert find_dates("13/25/2020", order="MDY") == []
+    with pytest.raises(DataError, match=r"no date found in '13/25/2020' \(order MDY\)"):
+        parse_date("13/25/2020", order="MDY")
+    with pytest.raises(ConfigError, match="date order must be 'DMY', 'MDY' or 'YMD'"):
+        find_dates("03/04/2024", order="DDD")  # type: ignore[arg-type]
+
+
+def test_date_offsets_point_at_the_text():
+    text = "Invoice 77 — issued 03/04/2024, due 2024-05-03"
+    found = find_dates(text)
+    assert [text[s:e] for s, e, _ in found] == ["03/04/2024", "2024-05-03"]
+    assert found[1][2] == dt.date(2024, 5, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "amount", "currency"),
+    [
+        ("1.234,56 EUR", "1234.56", "EUR"),
+        ("$1,234.56", "1234.56", "USD"),
+        ("€ 1 234,56", "1234.56", "EUR"),
+        ("RM 9.00", "9.00", "MYR"),
+        ("TOTAL: 9.00", "9.00", None),
+        ("1,234", "1234", None),
+        ("1.234", "1.234", None),  # a single dot is a decimal mark
+        ("12,50", "12.50", None),
+        ("EUR 1.234.567,89", "1234567.89", "EUR"),
+        ("-5.00", "-5.00", None),
+        ("CHF 1'250.00", "1250.00", "CHF"),
+    ],
+)
+def test_amounts(text, amount, currency):
+    money = parse_amount(text)
+    assert money == Money(Decimal(amount), currency)
+
+
+def test_amounts_skip_dates_codes_and_times():
+    text = "INV-2024 on 03/04/2024 at 10:22 total $1,234.56"
+    found = find_amounts(text)
+    assert [text[s:e] for s, e, _ in found] == ["$1,234.56"]
+
+
+def test_amount_default_currency_and_errors():
+    assert parse_amount("9.00", default_currency="MYR").currency == "MYR"
+    assert parse_amount("$9.00", default_currency="MYR").currency == "USD"
+    with pytest.raises(DataError, match="no amount found in 'n/a'"):
+        parse_amount("n/a")
+
+
+def test_normalize_text():
+    assert normalize_text("  ACME\tTrading   SDN BHD ") == "acme trading sdn bhd"

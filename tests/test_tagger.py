@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from extract_fixtures import tiny_encoder, toy_sentences
+from skill_contract import check_skill_contract
+from slmstack import ConfigError, DataError, NotFittedError, load
+from slmstack.data.tagging import (
+    TaggedExample,
+    read_conll,
+    read_span_jsonl,
+    read_tagged,
+    spans_to_tags,
+    tags_to_chunks,
+)
+from slmstack.skills._tokens import best_window, transition_mask, viterbi, windows
+from slmstack.skills.tagger import EntityTagger
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+def make_tagger(encoder_dir: Path, **kw: object) -> EntityTagger:
+    params: dict[str, object] = {
+        "base": str(encoder_dir),
+        "epochs": 8,
+        "learning_rate": 3e-3,
+        "head_learning_rate": 3e-2,
+        "batch_size": 8,
+        "max_length": 24,
+        "stride": 6,
+        "warmup_ratio": 0.0,
+        "patience": 8,
+        "val_fraction": 0.25,
+    }
+    params.update(kw)
+    return EntityTagger(**params)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def tagger(encoder_dir: Path) -> EntityTagger:
+    return make_tagger(encoder_dir).fit(toy_sentences())
+
+
+# ---------------------------------------------------------------- readers
+def test_iob1_and_iob2_decode_to_the_same_spans():
+    iob2 = ["B-PER", "I-PER", "O", "B-LOC", "B-LOC"]
+    iob1 = ["I-PER", "I-PER", "O", "I-LOC", "B-LOC"]
+    assert (
+        tags_to_chunks(iob2)
+        == tags_to_chunks(iob1)
+        == [
+            ("PER", 0, 2),
+            ("LOC", 3, 4),
+            ("LOC", 4, 5),
+        ]
+    )
+
+
+def test_strict_iob2_rejects_iob1_and_names_the_fix():
+    with pytest.raises(DataError, match=r"IOB2 forbids.*scheme='iob1'"):
+        tags_to_chunks(["O", "I-PER"], scheme="iob2")
+
+
+def test_mismatched_token_and_tag_counts_is_a_clear_error():
+    with pytest.raises(DataError, match="3 tokens but 2 tags"):
+        TaggedExample.from_tokens(["a", "b", "c"], ["O", "O"])
+
+
+def test_read_conll(tmp_path):
+    path = tmp_path / "x.conll"
+    path.write_text(
+        "-DOCSTART- -X- O O\n\nEU NNP B-ORG\nrejects VBZ O\nGerman JJ I-MISC\n\n"
+        "Peter NNP I-PER\nBlackburn NNP I-PER\n"
+    )
+    data = read_conll(path)
+    assert [ex.text for ex in data] == ["EU rejects German", "Peter Blackburn"]
+    assert [(s.label, s.text) for s in data[0].spans] == [("ORG", "EU"), ("MISC", "German")]
+    assert data[1].spans[0].text == "Peter Blackburn"
+    assert data[0].source.endswith("x.conll:3")
+
+
+def test_read_conll_missing_tag_column_points_at_the_line(tmp_path):
+    path = tmp_path / "x.conll"
+    path.write_text("EU NNP B-ORG\nrejects\n")
+    with pytest.raises(DataError, match=r"x.conll:2: line has 1 column"):
+        read_conll(path)
+
+
+def test_read_conll_ragged_columns_and_bad_tags(tmp_path):
+    ragged = tmp_path / "r.conll"
+    ragged.write_text("EU NNP B-ORG\nrejects O\n")
+    with pytest.raises(DataError, match="r.conll:2: line has 2 columns, earlier lines have 3"):
+        read_conll(ragged)
+    bad = tmp_path / "b.conll"
+    bad.write_text("EU PERSON\n")
+    with pytest.raises(DataError, match="'PERSON' is not IOB"):
+        read_conll(bad)
+
+
+def test_read_span_jsonl_checks_unicode_offsets(tmp_path):
+    text = "Zoë 🙂 met José in Zürich"
+    good = {"text": text, "spans": [{"start": 0, "end": 3, "label": "PER", "text": "Zoë"}]}
+    path = tmp_path / "a.jsonl"
+    path.write_text(json.dumps(good, ensure_ascii=False) + "\n")
+    [ex] = read_span_jsonl(path)
+    assert ex.spans[0].text == "Zoë"
+    # offsets in UTF-8 bytes (a common mistake) are caught
+    start = len(text[:10].encode())
+    bad = {
+        "text": text,
+        "spans": [{"start": start, "end": start + 4, "label": "PER", "text": "José"}],
+    }
+    path.write_text(json.dumps(bad, ensure_ascii=False) + "\n")
+    with pytest.raises(DataError, match="offsets must count Unicode characters"):
+        read_span_jsonl(path)
+
+
+def test_read_span_jsonl_rejects_overlaps_and_out_of_range(tmp_path):
+    path = tmp_path / "a.jsonl"
+    rec = {"text": "New York", "spans": [{"start": 0, "end": 8, "label": "LOC"},
+                                         {"start": 4, "end": 8, "label": "LOC"}]}  # fmt: skip
+    path.write_text(json.dumps(rec) + "\n")
+    with pytest.raises(DataError, match="overlap"):
+        read_span_jsonl(path)
+    path.write_text(json.dumps({"text": "abc", "spans": [{"start": 1, "end": 9, "label": "X"}]}))
+    with pytest.raises(DataError, match=r"outside the text \(length 3\)"):
+        read_span_jsonl(path)
+    with pytest.raises(DataError, match="unsupported file type '.csv'"):
+        read_tagged(tmp_path / "a.csv")
+
+
+def test_spans_to_tags_round_trip():
+    ex = TaggedExample.from_tokens(["Jo", "Ann", "in", "Rome"], ["B-PER", "I-PER", "O", "B-LOC"])
+    assert spans_to_tags(ex.word_offsets(), ex.spans) == ["B-PER", "I-PER", "O", "B-LOC"]
+
+
+# ---------------------------------------------------------------- windows and decoding
+def test_windows_cover_every_position_with_overlap():
+    starts = windows(100, 30, 10)
+    assert starts[0] == 0 and starts[-1] == 70
+    covered = {p for s in starts for p in range(s, s + 30)}
+    assert covered == set(range(100))
+    assert all(b - a == 20 for a, b in itertools.pairwise(starts[:-1]))
+    # each position takes the window where it is most central
+    assert best_window(25, starts, 30) == 1
+    assert windows(5, 30, 10) == [0]
+
+
+def test_viterbi_never_starts_an_entity_with_i():
+    tags = ["O", "B-PER", "I-PER"]
+    # the most likely tag of each word alone would be O, I-PER: invalid
+    probs = np.array([[0.9, 0.05, 0.05], [0.1, 0.35, 0.55]])
+    path = viterbi(np.log(probs), transition_mask(tags))
+    assert [tags[i] for i in path] == ["O", "B-PER"]
+
+
+# ---------------------------------------------------------------- the skill
+def test_contract(encoder_dir, tmp_path):
+    texts = [
+        "Gina flew to Oslo on monday .",
+        "nothing to see here",
+        "yesterday Hugo Smith visited Rome .",
+    ]
+    check_skill_contract(lambda: make_tagger(encoder_dir), toy_sentences(), texts, tmp_path)
+
+
+def test_learns_and_reports_unicode_offsets(tagger):
+    text = "Émma flew to Rome on monday . 🙂 ✓"
+    [pred] = tagger.predict([text])
+    got = [(s.label, s.text) for s in pred.spans]
+    assert ("LOC", "Rome") in got
+    for span in pred.spans:
+        assert text[span.start : span.end] == span.text
+        assert 0.0 < span.confidence <= 1.0
+    assert tagger.metrics_["f1"] > 0.8
+
+
+def test_long_input_is_windowed_not_truncated(tagger):
+    sentence = "Anna flew to Paris on monday . "
+    text = sentence * 12  # about 90 sub-words, window is 22
+    [pred] = tagger.predict([text])
+    assert not pred.warnings
+    found = {s.start for s in pred.spans if s.label == "LOC" and s.text == "Paris"}
+    # every repetition is found, including those at the end, past the first window
+    paris = {i for i in range(len(text)) if text.startswith("Paris", i)}
+    assert len(paris) == 12 and found == paris
+    assert pred.usage.input_tokens > tagger.window_
+
+
+def test_empty_text_and_text_without_entities(tagger):
+    preds = tagger.predict(["", "   ", "on monday ."])
+    assert [p.spans for p in preds] == [(), (), ()]
+    assert preds[0].confidence == 1.0
+
+
+def test_bad_input_and_params(encoder_dir):
+    with pytest.raises(NotFittedError, match="fit"):
+        EntityTagger().predict(["x"])
+    no_entities = [TaggedExample.from_tokens(["a", "b"], ["O", "O"])] * 3
+    with pytest.raises(DataError, match="nothing to learn"):
+        make_tagger(encoder_dir).fit(no_entities)
+    with pytest.raises(DataError, match="no training examples"):
+        make_tagger(encoder_dir).fit([])
+    with pytest.raises(ConfigError, match="'stride' parameter of EntityTagger"):
+        make_tagger(encoder_dir, stride=50).fit(toy_sentences(4))
+
+
+def test_tampered_weights_are_refused(tagger, tmp_path):
+    folder = tagger.save(tmp_path / "t")
+    with (folder / "head.safetensors").open("ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(Exception, match="sha256"):
+        load(folder)
