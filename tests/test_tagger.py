@@ -219,3 +219,13 @@ def test_tampered_weights_are_refused(tagger, tmp_path):
         fh.write(b"x")
     with pytest.raises(Exception, match="sha256"):
         load(folder)
+
+
+def test_spans_inside_words_are_widened_with_a_warning(encoder_dir):
+    from slmstack import DataWarning
+    from slmstack.types import Span
+
+    odd = TaggedExample("visit NewYork today", (Span("LOC", 9, 13, "York"),))
+    with pytest.warns(DataWarning, match="1 entity spans do not start or end on a token"):
+        tagger = make_tagger(encoder_dir, epochs=1).fit([*toy_sentences(8), odd])
+    assert tagger.misaligned_ == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from slmstack.errors import DataError
 from slmstack.evaluation.base import evaluators
@@ -21,14 +21,24 @@ def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
     return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
 
 
+def _alnum(text: str) -> str:
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
 def field_metrics(
-    specs: Sequence[FieldSpec], examples: Sequence[FieldExample], preds: Sequence[Prediction]
+    specs: Sequence[FieldSpec],
+    examples: Sequence[FieldExample],
+    preds: Sequence[Prediction],
+    *,
+    text_match: Literal["exact", "alnum"] = "exact",
 ) -> dict[str, Any]:
     """Per-field and micro precision/recall/F1; a value counts only if exactly right.
 
     Values are compared after normalisation: ISO dates, amounts as numbers, text
-    case-folded with whitespace ignored. A wrong value is a false positive and a false
-    negative; a value predicted for an absent field is a false positive.
+    case-folded with whitespace ignored (``text_match="alnum"`` also ignores punctuation,
+    which separates OCR slips like ``1/9.`` for ``1/9,`` from real errors). A wrong value
+    is a false positive and a false negative; a value predicted for an absent field is a
+    false positive; an unreadable true value is a false negative.
     """
     per_field: dict[str, dict[str, float]] = {}
     total = [0, 0, 0]
@@ -36,16 +46,19 @@ def field_metrics(
         tp = fp = fn = 0
         for ex, pred in zip(examples, preds, strict=True):
             raw = ex.values.get(spec.name)
+            got = pred.data["fields"][spec.name]["value"]
             try:
                 gold = gold_value(spec, raw) if raw else None
             except DataError:
-                gold = None  # an unreadable true value cannot be matched; count it missed
-                fn += 1
-                continue
-            got = pred.data["fields"][spec.name]["value"]
-            if got is not None and gold is not None and same_value(spec, str(got).casefold(), gold):
-                tp += 1
-                continue
+                gold, fn = None, fn + 1
+            if got is not None and gold is not None:
+                if spec.type == "text" and text_match == "alnum":
+                    right = _alnum(str(got)) == _alnum(gold)
+                else:
+                    right = same_value(spec, str(got).casefold(), gold)
+                if right:
+                    tp += 1
+                    continue
             fp += got is not None
             fn += gold is not None
         per_field[spec.name] = {**_prf(tp, fp, fn), "support": tp + fn}

@@ -313,8 +313,9 @@ class FieldExtractor(Skill):
         """One record per document: ``data["fields"][name]`` and ``data["missing"]``.
 
         A found field has ``value`` (text, ISO date, or decimal string plus
-        ``currency``), ``confidence``, and evidence ``line``, ``start``, ``end`` and
-        ``evidence`` (the source line text); a missing one has ``value: None`` and
+        ``currency``), ``confidence``, and evidence: ``line`` (0-based line number),
+        ``start`` and ``end`` (character offsets in the text) and ``evidence`` (the
+        source line text); a missing one has ``value: None`` and
         ``missing: True``. ``spans`` repeats the found fields as character spans.
         """
         self._require_fitted()

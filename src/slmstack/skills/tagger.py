@@ -16,6 +16,7 @@ Confidence is calibrated by temperature scaling on the validation split.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -28,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from slmstack import registry
 from slmstack.data.tagging import TaggedExample
-from slmstack.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning, NotFittedError
 from slmstack.models.encoder import autocast, load_encoder, load_tokenizer, model_window
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.skills._tagger_io import check_texts, save_tagger, tagger_metrics
@@ -217,6 +218,13 @@ class EntityTagger(Skill):
         enc_train = encode(self.tokenizer_, [ex.text for ex in train])
         enc_val = encode(self.tokenizer_, [ex.text for ex in val])
         y_train, self.misaligned_ = self._sub_labels(enc_train, train)
+        if self.misaligned_:
+            warnings.warn(
+                f"{self.misaligned_} entity spans do not start or end on a token boundary of "
+                f"{self.base!r} and were widened to whole tokens; check the offsets",
+                DataWarning,
+                stacklevel=2,
+            )
         history, best = self._finetune(enc_train, y_train, enc_val, val)
         # Calibrate: one temperature over the word logits of the validation split.
         index = {t: i for i, t in enumerate(self.tags_)}
