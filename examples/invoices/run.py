@@ -1,4 +1,4 @@
-"""Extract vendor, invoice number, date and total from a folder of invoice texts into CSV.
+"""Extract vendor, address, date and total from a folder of invoice texts into CSV.
 
     python examples/invoices/run.py             # writes out/invoices.csv
     python examples/invoices/run.py --check     # and compare with expected.csv
@@ -23,7 +23,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from slmstack.workflows import load_workflow
 
 HERE = Path(__file__).resolve().parent
-FIELDS = ("vendor", "invoice_number", "date", "total")
+FIELDS = ("vendor", "address", "date", "total")
 
 
 def main(argv: list[str] | None = None) -> int:
