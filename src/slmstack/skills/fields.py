@@ -6,9 +6,10 @@ or amount found for the others; see :mod:`._field_features`). A logistic regress
 per field, trained on the user's documents and true values, scores each candidate
 from the frozen encoder's vectors of its line and neighbours, hashed keywords, its
 position and value facts. The best candidate wins if its probability clears
-``threshold``; otherwise the field is reported as missing, never guessed. A ``text``
-field takes the best line plus the adjacent lines that also clear the threshold
-(addresses span lines). Every value keeps its evidence: line number and offsets.
+a threshold; otherwise the field is reported as missing, never guessed. A ``text``
+field takes the best line plus the adjacent lines that clear a second threshold
+(addresses span lines). Both thresholds are tuned per field on a held-out split
+(see :mod:`._field_decode`). Every value keeps its evidence: line number and offsets.
 
 Training labels come from the true values: a date or amount candidate is positive when
 its normalised value equals the true one; a line is positive for a text field when it
@@ -28,6 +29,7 @@ from safetensors.numpy import load_file, save_file
 
 from slmstack import registry
 from slmstack.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from slmstack.skills._field_decode import decode_field, tune_thresholds
 from slmstack.skills._field_features import (
     Candidate,
     Line,
@@ -73,7 +75,7 @@ class FieldExtractor(Skill):
         schema: Mapping[str, Any] | Sequence[FieldSpec],
         base: str = "minilm",
         c: float = 1.0,  # inverse L2 strength of each field's logistic regression
-        threshold: float = 0.5,  # below it a field is reported missing
+        threshold: float = 0.5,  # default of both thresholds, kept with < 10 held-out docs
         val_fraction: float = 0.2,  # held out once to report honest field metrics
         max_length: int = 64,  # OCR lines are short; longer ones are cut (reported)
         batch_size: int = 64,
@@ -198,6 +200,9 @@ class FieldExtractor(Skill):
         docs = [split_lines(ex.text) for ex in examples]
         self.encoder_.cache([ln.text for lines in docs for ln in lines])
         self.metrics_: dict[str, float] = {}
+        self.thresholds_: dict[str, tuple[float, float]] = {
+            s.name: (self.threshold, self.threshold) for s in self.specs_
+        }
         n_val = int(self.val_fraction * len(examples))
         if n_val >= 1 and len(examples) - n_val >= 2:
             from slmstack.evaluation.extraction import field_metrics
@@ -205,6 +210,7 @@ class FieldExtractor(Skill):
             order = np.random.default_rng(self.seed).permutation(len(examples))
             tr, va = sorted(order[n_val:]), sorted(order[:n_val])
             self.weights_ = self._fit_fields([docs[i] for i in tr], [examples[i] for i in tr])
+            self._tune([examples[i] for i in va], [docs[i] for i in va])
             preds = self._predict_docs([examples[i].text for i in va], [docs[i] for i in va])
             report = field_metrics(self.specs_, [examples[i] for i in va], preds)
             self.metrics_ = {"val_micro_f1": report["micro"]["f1"], "n_val": float(n_val)}
@@ -223,71 +229,42 @@ class FieldExtractor(Skill):
                 "FieldExtractor.load(folder) first."
             )
 
-    @staticmethod
-    def _pool_by_value(cands: Sequence[Candidate], p: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Score each candidate by noisy-OR, 1 - prod(1 - p), over candidates of equal value.
-
-        Among equals the most probable one keeps the lead (it is the evidence shown).
-        """
-        miss: dict[str, float] = {}
-        for c, q in zip(cands, p, strict=True):
-            miss[c.value] = miss.get(c.value, 1.0) * (1.0 - float(q))
-        pooled = np.array([1.0 - miss[c.value] for c in cands])
-        return pooled + 1e-9 * p  # tie-break toward the strongest single candidate
-
-    def _field(
-        self, spec: FieldSpec, text: str, lines: list[Line], cands: list[Candidate],
-        p: NDArray[np.float64],
-    ) -> tuple[dict[str, Any], Span | None]:  # fmt: skip
-        if spec.type != "text" and len(p):
-            # A receipt repeats its total (TOTAL, CASH, card slip): the value's evidence
-            # adds up, so score each distinct value by noisy-OR over its candidates.
-            p = self._pool_by_value(cands, p)
-        if not cands or p.max() < self.threshold:
-            best = float(p.max()) if len(p) else 0.0
-            return {"value": None, "missing": True, "confidence": 1.0 - best}, None
-        k = int(p.argmax())
-        best_c = cands[k]
-        first = last = k
-        if spec.type == "text":  # grow over adjacent lines that also belong
-            while first > 0 and p[first - 1] >= self.threshold:
-                first -= 1
-            while last + 1 < len(cands) and p[last + 1] >= self.threshold:
-                last += 1
-        start, end = cands[first].start, cands[last].end
-        conf = float(np.mean(p[first : last + 1]))
-        value = (
-            " ".join(c.value for c in cands[first : last + 1])
-            if spec.type == "text"
-            else best_c.value
-        )
-        record: dict[str, Any] = {
-            "value": value,
-            "confidence": conf,
-            "line": lines[cands[first].line].index,
-            "start": start,
-            "end": end,
-            "evidence": " / ".join(lines[c.line].text for c in cands[first : last + 1]),
-        }
-        if spec.type == "amount":
-            record["currency"] = best_c.currency
-        return record, Span(spec.name, start, end, text[start:end], conf)
-
-    def _predict_docs(self, texts: Sequence[str], docs: Sequence[list[Line]]) -> list[Prediction]:
-        start_t = time.perf_counter()
+    def _scores(
+        self, docs: Sequence[list[Line]]
+    ) -> dict[str, list[tuple[list[Candidate], NDArray[np.float64]]]]:
+        """Each field's candidates and their probabilities, per document."""
         self.encoder_.cache([ln.text for lines in docs for ln in lines])
-        records: list[dict[str, Any]] = [{} for _ in texts]
-        spans: list[list[Span]] = [[] for _ in texts]
+        out: dict[str, list[tuple[list[Candidate], NDArray[np.float64]]]] = {}
         for spec in self.specs_:
             x, per_doc = self._matrix(spec, docs)
             coef, bias = self.weights_[spec.name]
             scores = 1.0 / (1.0 + np.exp(-(x @ coef.astype(np.float64) + bias)))
-            pos = 0
-            for i, cands in enumerate(per_doc):
-                p = scores[pos : pos + len(cands)]
-                pos += len(cands)
-                rec, span = self._field(spec, texts[i], docs[i], cands, p)
-                records[i][spec.name] = rec
+            bounds = np.cumsum([0, *(len(c) for c in per_doc)])
+            out[spec.name] = [
+                (cands, scores[bounds[i] : bounds[i + 1]]) for i, cands in enumerate(per_doc)
+            ]
+        return out
+
+    def _tune(self, examples: Sequence[FieldExample], docs: Sequence[list[Line]]) -> None:
+        scores = self._scores(docs)
+        for spec in self.specs_:
+            held_out = [
+                (ex.text, lines, cands, p)
+                for ex, lines, (cands, p) in zip(examples, docs, scores[spec.name], strict=True)
+            ]
+            gold = [ex.values.get(spec.name) for ex in examples]
+            self.thresholds_[spec.name] = tune_thresholds(spec, held_out, gold, self.threshold)
+
+    def _predict_docs(self, texts: Sequence[str], docs: Sequence[list[Line]]) -> list[Prediction]:
+        start_t = time.perf_counter()
+        records: list[dict[str, Any]] = [{} for _ in texts]
+        spans: list[list[Span]] = [[] for _ in texts]
+        for name, per_doc in self._scores(docs).items():
+            spec = next(s for s in self.specs_ if s.name == name)
+            answer, extend = self.thresholds_[name]
+            for i, (cands, p) in enumerate(per_doc):
+                rec, span = decode_field(spec, texts[i], docs[i], cands, p, answer, extend)
+                records[i][name] = rec
                 if span is not None:
                     spans[i].append(span)
         per_item_ms = (time.perf_counter() - start_t) * 1000 / max(1, len(texts))
@@ -342,6 +319,7 @@ class FieldExtractor(Skill):
             "params": params,
             "base": self.encoder_.provenance(),
             "metrics": self.metrics_,
+            "thresholds": {k: list(v) for k, v in self.thresholds_.items()},
             "train_seconds": self.train_seconds_,
             "data": {"sha256": self.data_sha256_, "rows": self.data_rows_},
             "versions": library_versions(),
@@ -382,6 +360,7 @@ class FieldExtractor(Skill):
             for k, s in enumerate(self.specs_)
         }
         self.metrics_ = dict(config["metrics"])
+        self.thresholds_ = {k: (float(v[0]), float(v[1])) for k, v in config["thresholds"].items()}
         self.train_seconds_ = float(config["train_seconds"])
         self.data_sha256_ = config["data"]["sha256"]
         self.data_rows_ = int(config["data"]["rows"])
