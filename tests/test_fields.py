@@ -140,3 +140,23 @@ def test_cli_train_predict_eval(encoder_dir, tmp_path):
                               str(tmp_path / "x")])  # fmt: skip
     assert res.exit_code == 2 and "unknown type 'money'" in res.output
     assert len(read_field_examples(data)) == 24
+
+
+def test_thresholds_are_tuned_on_held_out_documents():
+    import numpy as np
+
+    from slmstack.skills._field_decode import MIN_TUNING_DOCS, tune_thresholds
+    from slmstack.skills._field_features import candidates, split_lines
+
+    spec = parse_schema({"total": "amount"})[0]
+    docs, gold = [], []
+    for i in range(MIN_TUNING_DOCS):
+        text = f"SHOP\nTOTAL {i + 1}.00\nCASH 50.00"
+        lines = split_lines(text)
+        cands = candidates(spec, lines)
+        # the right value is ranked first but with a low probability
+        docs.append((text, lines, cands, np.array([0.3, 0.1])))
+        gold.append(f"{i + 1}.00")
+    answer, extend = tune_thresholds(spec, docs, gold, 0.5)
+    assert answer <= 0.3 and extend == 0.5
+    assert tune_thresholds(spec, docs[:3], gold[:3], 0.5) == (0.5, 0.5)
