@@ -313,7 +313,10 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None)
     p.add_argument("--head-precision", choices=("fp32", "bf16"), default=None)
     p.add_argument(
-        "--limit", type=int, default=None, help="smoke test: first N train and test rows only"
+        "--limit",
+        type=int,
+        default=None,
+        help="smoke test: an even sample of N train and N test rows (N >= 8 per label)",
     )
     p.add_argument("--single-queries", type=int, default=100, help="queries timed one by one")
     p.add_argument("--json", type=Path, help="also write every measurement here")
@@ -384,18 +387,23 @@ def main() -> None:
                     f"p50 {row['latency_p50_ms']:.1f} ms  {row['throughput_per_s']:.0f}/s",
                     flush=True,
                 )
+                # Saved after every system, so a long run that is stopped keeps what it
+                # measured (the table says which systems were not reached).
+                _save(args, results, pending=len(args.systems) - args.systems.index(system) - 1)
     for dataset in args.datasets:
         print(f"\n{dataset}\n" + _table([r for r in results if r["dataset"] == dataset]))
+
+
+def _save(args: argparse.Namespace, results: list[dict[str, Any]], *, pending: int) -> None:
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
-    if args.write_results and args.limit is None:
-        command = " ".join(["python", "bench/classify.py", *sys.argv[1:]])
-        write_results(
-            {
-                d: _block(d, [r for r in results if r["dataset"] == d], command)
-                for d in args.datasets
-            }
-        )
+    if not args.write_results or args.limit is not None:
+        return
+    command = " ".join(["python", "bench/classify.py", *sys.argv[1:]])
+    dataset = results[-1]["dataset"]
+    rows = [r for r in results if r["dataset"] == dataset]
+    note = f"\n(run in progress: {pending} more system(s) to come)\n" if pending else ""
+    write_results({dataset: _block(dataset, rows, command) + note})
 
 
 def _block(dataset: str, results: list[dict[str, Any]], command: str) -> str:
