@@ -169,3 +169,11 @@ def test_dequantized_cache_is_verified(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"tampered")
     with pytest.raises(IntegrityError, match="does not match its recorded sha256.*Delete"):
         _cache_is_valid(tmp_path, "a" * 64)
+
+
+def test_acomplete_runs_the_backend_off_the_event_loop():
+    import asyncio
+
+    fake = FakeBackend(["async answer"])
+    out = asyncio.run(fake.acomplete(ask("hi")))
+    assert out.text == "async answer" and len(fake.requests) == 1
