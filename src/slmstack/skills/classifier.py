@@ -43,14 +43,17 @@ from slmstack.models.encoder import (
 )
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.progress import progress
+from slmstack.skills._classifier_io import (
+    classifier_config,
+    load_saved_encoder,
+    write_classifier_card,
+)
 from slmstack.skills._classifier_training import ClassifierNet, finetune, fit_probe
 from slmstack.skills.artifact import (
     data_hash,
-    library_versions,
     read_config,
     verify_files,
     write_config,
-    write_model_card,
 )
 from slmstack.skills.base import Skill
 from slmstack.training.calibration import expected_calibration_error, fit_temperature, softmax
@@ -416,48 +419,8 @@ class TextClassifier(Skill):
         (folder / "labels.json").write_text(
             json.dumps(self.classes_, indent=1, ensure_ascii=False) + "\n"
         )
-        config = {
-            "skill": _NAME,
-            "params": self.get_params(),
-            "labels": self.classes_,
-            "temperature": self.temperature_,
-            "window": self.window_,
-            "base": {
-                "ref": self.source_.ref,
-                "origin": self.source_.origin,
-                "sha256": self.source_.sha256,
-                "licence": self.source_.licence,
-            },
-            "metrics": self.metrics_,
-            "history": self.history_,
-            "best_epoch": self.best_epoch_,
-            "train_seconds": self.train_seconds_,
-            "data": {"sha256": self.data_sha256_, "rows": self.data_rows_},
-            "resumed": self.resumed_,
-            "versions": library_versions(),
-        }
-        write_config(folder, config, files)
-        write_model_card(
-            folder,
-            f"TextClassifier ({self.strategy})",
-            {
-                "Base model": {
-                    "reference": self.source_.ref,
-                    "sha256": self.source_.sha256,
-                    "licence": self.source_.licence,
-                },
-                "Labels": ", ".join(self.classes_),
-                "Training data": {"sha256": self.data_sha256_, "rows": self.data_rows_},
-                "Validation metrics": {k: round(v, 4) for k, v in self.metrics_.items()},
-                "Training": {
-                    "seconds": round(self.train_seconds_, 1),
-                    "best epoch": self.best_epoch_,
-                    "resumed": self.resumed_,
-                    **{k: v for k, v in self.get_params().items() if k != "allow_pickle"},
-                },
-                "Library versions": library_versions(),
-            },
-        )
+        write_config(folder, classifier_config(self), files)
+        write_classifier_card(folder, self)
         return folder
 
     @classmethod
@@ -469,31 +432,7 @@ class TextClassifier(Skill):
             raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a TextClassifier")
         verify_files(folder, config)
         self = cls(**config["params"])
-        if self.strategy == "finetune":
-            encoder_dir = folder / "encoder"
-            local = resolve(str(encoder_dir))
-            # Keep the provenance of the original base for the model card.
-            self.source_ = ModelSource(
-                config["base"]["ref"],
-                config["base"]["origin"],
-                encoder_dir,
-                local.weights,
-                config["base"]["sha256"],
-                config["base"]["licence"],
-                True,
-            )
-            self.tokenizer_ = load_tokenizer(encoder_dir)
-            encoder = load_encoder(local)
-        else:
-            self.source_ = resolve(self.base, allow_pickle=self.allow_pickle)
-            if config["base"]["sha256"] and self.source_.sha256 != config["base"]["sha256"]:
-                raise ArtifactError(
-                    f"{folder} was trained on base {self.base!r} with sha256 "
-                    f"{config['base']['sha256']}, but that reference now resolves to "
-                    f"{self.source_.sha256}. Install the original base model."
-                )
-            self.tokenizer_ = load_tokenizer(self.source_.path)
-            encoder = load_encoder(self.source_)
+        self.source_, self.tokenizer_, encoder = load_saved_encoder(folder, config)
         self.classes_ = list(config["labels"])
         self.net_ = ClassifierNet(
             encoder, len(self.classes_), normalize=self.normalize, dropout=self.dropout
