@@ -65,7 +65,7 @@ def test_feedback_analysis_end_to_end(tmp_path, capsys):
     rows = [json.loads(x) for x in (out_dir / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and all(r["output"]["data"]["summary"] for r in rows)
     report = json.loads((out_dir / "report.json").read_text())
-    assert abs(sum(report["sentiment_share"].values()) - 1) < 1e-6
+    assert abs(sum(report["sentiment_share"].values()) - 1) < 0.01  # shares are rounded
     assert report["negative_summary"]
     # a second run resumes: nothing left to do
     assert run.main(["--out", str(out_dir), "--cache", str(tmp_path / "cache")]) == 0
