@@ -76,6 +76,18 @@ def verify_files(folder: Path, config: Mapping[str, Any]) -> None:
             )
 
 
+def read_verified_config(folder: Path, skill_name: str, kind: str) -> dict[str, Any]:
+    """Read ``config.json`` of a ``skill_name`` folder and verify its weight files.
+
+    ``kind`` is the class name used in the error when the folder holds another skill.
+    """
+    config = read_config(folder)
+    if config.get("skill") != skill_name:
+        raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a {kind}")
+    verify_files(folder, config)
+    return config
+
+
 def write_model_card(folder: Path, title: str, sections: Mapping[str, Any]) -> None:
     """Write a Markdown model card with one section per key (values as JSON)."""
     lines = [f"# {title}", ""]

@@ -30,7 +30,7 @@ from torch import nn
 from slmstack import registry
 from slmstack.data.splits import stratified_split
 from slmstack.data.validation import validate_examples
-from slmstack.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from slmstack.errors import ConfigError, DataError, NotFittedError
 from slmstack.models.encoder import (
     Tokenized,
     autocast,
@@ -51,8 +51,7 @@ from slmstack.skills._classifier_io import (
 from slmstack.skills._classifier_training import ClassifierNet, finetune, fit_probe
 from slmstack.skills.artifact import (
     data_hash,
-    read_config,
-    verify_files,
+    read_verified_config,
     write_config,
 )
 from slmstack.skills.base import Skill
@@ -427,10 +426,7 @@ class TextClassifier(Skill):
     def load(cls, path: str | Path) -> Self:
         """Rebuild a classifier saved with :meth:`save` (weights verified by sha256)."""
         folder = Path(path)
-        config = read_config(folder)
-        if config.get("skill") != _NAME:
-            raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a TextClassifier")
-        verify_files(folder, config)
+        config = read_verified_config(folder, _NAME, "TextClassifier")
         self = cls(**config["params"])
         self.source_, self.tokenizer_, encoder = load_saved_encoder(folder, config)
         self.classes_ = list(config["labels"])

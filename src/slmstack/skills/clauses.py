@@ -21,15 +21,14 @@ from numpy.typing import NDArray
 from safetensors.numpy import load_file, save_file
 
 from slmstack import registry
-from slmstack.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from slmstack.errors import ConfigError, DataError, NotFittedError
 from slmstack.skills._clause_data import ClauseExample, split_clauses
 from slmstack.skills._frozen import FrozenEncoder
 from slmstack.skills._tagger_io import check_texts
 from slmstack.skills.artifact import (
     data_hash,
     library_versions,
-    read_config,
-    verify_files,
+    read_verified_config,
     write_config,
     write_model_card,
 )
@@ -322,10 +321,7 @@ class ClauseFinder(Skill):
     def load(cls, path: str | Path) -> Self:
         """Rebuild a finder saved with :meth:`save` (files verified by sha256)."""
         folder = Path(path)
-        config = read_config(folder)
-        if config.get("skill") != _NAME:
-            raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a ClauseFinder")
-        verify_files(folder, config)
+        config = read_verified_config(folder, _NAME, "ClauseFinder")
         self = cls(**config["params"])
         tensors = load_file(str(folder / "clauses.safetensors"))
         vocab = json.loads((folder / "vocabulary.json").read_text())

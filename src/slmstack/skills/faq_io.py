@@ -26,8 +26,7 @@ from slmstack.retrieval.index import VectorIndex
 from slmstack.retrieval.knowledge import KBEntry
 from slmstack.skills.artifact import (
     library_versions,
-    read_config,
-    verify_files,
+    read_verified_config,
     write_config,
     write_model_card,
 )
@@ -154,10 +153,7 @@ def load_faq(
     folder: Path, name: str
 ) -> tuple[dict[str, Any], SentenceEncoder, VectorIndex, list[KBEntry]]:
     """Read and verify an answerer folder."""
-    config = read_config(folder)
-    if config.get("skill") != name:
-        raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a {name}")
-    verify_files(folder, config)
+    config = read_verified_config(folder, name, name)
     encoder = load_encoder_ref(folder, config)
     index = VectorIndex.load(folder)
     if index.dim != encoder.dim:

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from safetensors.numpy import load_file, save_file
 
 from slmstack import registry
-from slmstack.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from slmstack.errors import ConfigError, DataError, NotFittedError
 from slmstack.skills._field_decode import decode_field, tune_thresholds
 from slmstack.skills._field_features import (
     Candidate,
@@ -45,8 +45,7 @@ from slmstack.skills._tagger_io import check_texts
 from slmstack.skills.artifact import (
     data_hash,
     library_versions,
-    read_config,
-    verify_files,
+    read_verified_config,
     write_config,
     write_model_card,
 )
@@ -344,10 +343,7 @@ class FieldExtractor(Skill):
     def load(cls, path: str | Path) -> Self:
         """Rebuild an extractor saved with :meth:`save` (weights and base verified)."""
         folder = Path(path)
-        config = read_config(folder)
-        if config.get("skill") != _NAME:
-            raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a FieldExtractor")
-        verify_files(folder, config)
+        config = read_verified_config(folder, _NAME, "FieldExtractor")
         self = cls(**config["params"])
         self.specs_ = parse_schema(self.schema)
         self.encoder_ = FrozenEncoder(

@@ -28,13 +28,17 @@ from typing import Any, ClassVar, Self
 from slmstack import registry
 from slmstack.data.validation import validate_examples
 from slmstack.errors import (
-    ArtifactError,
     ConfigError,
     DataError,
     MissingDependencyError,
     NotFittedError,
 )
-from slmstack.skills.artifact import data_hash, read_config, write_config, write_model_card
+from slmstack.skills.artifact import (
+    data_hash,
+    read_verified_config,
+    write_config,
+    write_model_card,
+)
 from slmstack.skills.base import Skill
 from slmstack.types import Example, LabelScore, Prediction, Usage
 
@@ -167,9 +171,7 @@ class LanguageDetector(Skill):
     def load(cls, path: str | Path) -> Self:
         """Rebuild a detector saved with :meth:`save`."""
         folder = Path(path)
-        config = read_config(folder)
-        if config.get("skill") != _NAME:
-            raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a LanguageDetector")
+        config = read_verified_config(folder, _NAME, "LanguageDetector")
         self = cls(**config["params"])
         self.classes_ = list(config["labels"])
         self.identifier_ = self._identifier(self.classes_)

@@ -16,9 +16,14 @@ from typing import Any, Self
 
 from slmstack import registry
 from slmstack.data.tagging import TaggedExample
-from slmstack.errors import ArtifactError, ConfigError, MissingDependencyError, NotFittedError
+from slmstack.errors import ConfigError, MissingDependencyError, NotFittedError
 from slmstack.skills._tagger_io import check_texts
-from slmstack.skills.artifact import library_versions, read_config, write_config, write_model_card
+from slmstack.skills.artifact import (
+    library_versions,
+    read_verified_config,
+    write_config,
+    write_model_card,
+)
 from slmstack.skills.base import Skill
 from slmstack.types import Prediction, Span, Usage
 
@@ -168,9 +173,7 @@ class SpacyTagger(Skill):
     def load(cls, path: str | Path) -> Self:
         """Rebuild from a folder written by :meth:`save`."""
         folder = Path(path)
-        config = read_config(folder)
-        if config.get("skill") != _NAME:
-            raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a SpacyTagger")
+        config = read_verified_config(folder, _NAME, "SpacyTagger")
         self = cls(**config["params"])
         self.fit([])
         self.data_labels_ = list(config.get("data_labels", []))

@@ -36,8 +36,7 @@ from slmstack.errors import ArtifactError, BackendError, ConfigError, DataError,
 from slmstack.skills.artifact import (
     data_hash,
     library_versions,
-    read_config,
-    verify_files,
+    read_verified_config,
     write_config,
     write_model_card,
 )
@@ -362,10 +361,7 @@ class Summarizer(Skill):
     def load(cls, path: str | Path) -> Self:
         """Rebuild a summarizer saved with :meth:`save` (adapter files verified by sha256)."""
         folder = Path(path)
-        config = read_config(folder)
-        if config.get("skill") != _NAME:
-            raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a Summarizer")
-        verify_files(folder, config)
+        config = read_verified_config(folder, _NAME, "Summarizer")
         params = dict(config["params"])
         if params.get("adapter") is not None:
             params["adapter"] = str(folder / params["adapter"])

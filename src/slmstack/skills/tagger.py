@@ -43,7 +43,7 @@ from slmstack.skills._tokens import (
     windows,
     word_tags,
 )
-from slmstack.skills.artifact import data_hash, read_config, verify_files
+from slmstack.skills.artifact import data_hash, read_verified_config
 from slmstack.skills.base import Skill
 from slmstack.training.calibration import fit_temperature, softmax
 from slmstack.training.loop import LoopConfig, train_loop
@@ -383,10 +383,7 @@ class EntityTagger(Skill):
     def load(cls, path: str | Path) -> Self:
         """Rebuild a tagger saved with :meth:`save` (weights verified by sha256)."""
         folder = Path(path)
-        config = read_config(folder)
-        if config.get("skill") != _NAME:
-            raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not an EntityTagger")
-        verify_files(folder, config)
+        config = read_verified_config(folder, _NAME, "EntityTagger")
         self = cls(**config["params"])
         base = config["base"]
         source = ModelSource(

@@ -32,8 +32,7 @@ from slmstack.skills._grounding import build_messages, parse_steps, says_not_in_
 from slmstack.skills.artifact import (
     data_hash,
     library_versions,
-    read_config,
-    verify_files,
+    read_verified_config,
     write_config,
     write_model_card,
 )
@@ -306,10 +305,7 @@ class Troubleshooter(Skill):
     def load(cls, path: str | Path) -> Self:
         """Rebuild a troubleshooter saved with :meth:`save` (files verified by sha256)."""
         folder = Path(path)
-        config = read_config(folder)
-        if config.get("skill") != _NAME:
-            raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a Troubleshooter")
-        verify_files(folder, config)
+        config = read_verified_config(folder, _NAME, "Troubleshooter")
         self = cls(**config["params"])
         self.encoder_ = load_encoder_ref(folder, config)
         self.index_ = VectorIndex.load(folder)
