@@ -7,23 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slmstack.data.tagging import TaggedExample, spans_to_tags
-from slmstack.errors import ConfigError, DataError, MissingDependencyError
+from slmstack.errors import MissingDependencyError
 from slmstack.skills.artifact import library_versions, write_config, write_model_card
 from slmstack.types import Span
 
 if TYPE_CHECKING:
     from slmstack.skills.tagger import EntityTagger
-
-
-def check_texts(texts: Sequence[str]) -> None:
-    """Refuse a bare string (a common slip) and non-string items, with the fix."""
-    if isinstance(texts, str):
-        raise ConfigError(
-            "predict() takes a list of texts, got a single string. Wrap it: predict([text])."
-        )
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise DataError(f"text #{i} is {type(t).__name__}, expected str")
 
 
 def tagger_metrics(

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from slmstack import registry
-from slmstack.errors import ArtifactError
+from slmstack.errors import ArtifactError, ConfigError, DataError
 from slmstack.skills.artifact import read_config
 from slmstack.types import Prediction
 
@@ -43,6 +43,17 @@ class Skill(ABC):
     @abstractmethod
     def load(cls, path: str | Path) -> Self:
         """Rebuild a skill saved with :meth:`save`."""
+
+
+def check_texts(texts: Sequence[str]) -> None:
+    """Refuse a bare string (a common slip) and non-string items, with the fix."""
+    if isinstance(texts, str):
+        raise ConfigError(
+            "predict() takes a list of texts, got a single string. Wrap it: predict([text])."
+        )
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise DataError(f"text #{i} is {type(t).__name__}, expected str")
 
 
 def load(path: str | Path) -> Skill:

@@ -54,7 +54,7 @@ from slmstack.skills.artifact import (
     read_verified_config,
     write_config,
 )
-from slmstack.skills.base import Skill
+from slmstack.skills.base import Skill, check_texts
 from slmstack.training.calibration import expected_calibration_error, fit_temperature, softmax
 from slmstack.training.loop import LoopConfig, LoopResult
 from slmstack.types import Example, LabelScore, Prediction, Usage
@@ -360,24 +360,14 @@ class TextClassifier(Skill):
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """Calibrated class probabilities, one row per text, columns in ``classes_`` order."""
         self._require_fitted()
-        self._check_texts(texts)
+        check_texts(texts)
         logits = self._forward_all(self._tokenize(texts), what="logits")
         return softmax(logits, self.temperature_)
-
-    @staticmethod
-    def _check_texts(texts: Sequence[str]) -> None:
-        if isinstance(texts, str):
-            raise ConfigError(
-                "predict() takes a list of texts, got a single string. Wrap it: predict([text])."
-            )
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise DataError(f"text #{i} is {type(t).__name__}, expected str")
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Label, calibrated confidence and top-k scores for each text."""
         self._require_fitted()
-        self._check_texts(texts)
+        check_texts(texts)
         if not texts:
             return []
         start = time.perf_counter()

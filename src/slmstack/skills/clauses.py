@@ -24,7 +24,6 @@ from slmstack import registry
 from slmstack.errors import ConfigError, DataError, NotFittedError
 from slmstack.skills._clause_data import ClauseExample, split_clauses
 from slmstack.skills._frozen import FrozenEncoder
-from slmstack.skills._tagger_io import check_texts
 from slmstack.skills.artifact import (
     data_hash,
     library_versions,
@@ -32,7 +31,7 @@ from slmstack.skills.artifact import (
     write_config,
     write_model_card,
 )
-from slmstack.skills.base import Skill
+from slmstack.skills.base import Skill, check_texts
 from slmstack.types import Prediction, Span, Usage
 
 _NAME = "slmstack.ClauseFinder.v1"

@@ -40,8 +40,8 @@ from slmstack.retrieval.contrastive import PairTraining, finetune_on_pairs
 from slmstack.retrieval.encoder import Encoded, SentenceEncoder
 from slmstack.retrieval.index import VectorIndex
 from slmstack.retrieval.knowledge import KBEntry, validate_kb
-from slmstack.skills.base import Skill
-from slmstack.skills.faq_io import check_texts, load_faq, save_faq
+from slmstack.skills.base import Skill, check_texts
+from slmstack.skills.faq_io import load_faq, save_faq
 from slmstack.training.calibration import expected_calibration_error
 from slmstack.types import LabelScore, Prediction, Usage
 

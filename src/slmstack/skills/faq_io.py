@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slmstack.errors import ArtifactError, ConfigError, DataError
+from slmstack.errors import ArtifactError
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.retrieval.encoder import SentenceEncoder
 from slmstack.retrieval.index import VectorIndex
@@ -33,17 +33,6 @@ from slmstack.skills.artifact import (
 
 if TYPE_CHECKING:
     from slmstack.skills.faq import FAQAnswerer
-
-
-def check_texts(texts: Sequence[str]) -> None:
-    """Refuse a bare string and non-string items, with a hint."""
-    if isinstance(texts, str):
-        raise ConfigError(
-            "predict() takes a list of texts, got a single string. Wrap it: predict([text])."
-        )
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise DataError(f"text #{i} is {type(t).__name__}, expected str")
 
 
 def kb_sha256(entries: Sequence[KBEntry]) -> str:

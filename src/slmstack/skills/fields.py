@@ -41,7 +41,6 @@ from slmstack.skills._field_features import (
 )
 from slmstack.skills._field_schema import FieldExample, FieldSpec, parse_schema
 from slmstack.skills._frozen import FrozenEncoder
-from slmstack.skills._tagger_io import check_texts
 from slmstack.skills.artifact import (
     data_hash,
     library_versions,
@@ -49,7 +48,7 @@ from slmstack.skills.artifact import (
     write_config,
     write_model_card,
 )
-from slmstack.skills.base import Skill
+from slmstack.skills.base import Skill, check_texts
 from slmstack.types import Prediction, Span, Usage
 
 _NAME = "slmstack.FieldExtractor.v1"

@@ -39,7 +39,7 @@ from slmstack.skills.artifact import (
     write_config,
     write_model_card,
 )
-from slmstack.skills.base import Skill
+from slmstack.skills.base import Skill, check_texts
 from slmstack.types import Example, LabelScore, Prediction, Usage
 
 _NAME = "slmstack.LanguageDetector.v1"
@@ -121,10 +121,7 @@ class LanguageDetector(Skill):
                 "This LanguageDetector is not fitted yet. Call fit(examples) or "
                 "LanguageDetector.load(folder) first."
             )
-        if isinstance(texts, str):
-            raise ConfigError(
-                "predict() takes a list of texts, got a single string. Wrap it: predict([text])."
-            )
+        check_texts(texts)
         out = []
         for text in texts:
             start = time.perf_counter()

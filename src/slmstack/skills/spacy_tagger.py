@@ -17,14 +17,13 @@ from typing import Any, Self
 from slmstack import registry
 from slmstack.data.tagging import TaggedExample
 from slmstack.errors import ConfigError, MissingDependencyError, NotFittedError
-from slmstack.skills._tagger_io import check_texts
 from slmstack.skills.artifact import (
     library_versions,
     read_verified_config,
     write_config,
     write_model_card,
 )
-from slmstack.skills.base import Skill
+from slmstack.skills.base import Skill, check_texts
 from slmstack.types import Prediction, Span, Usage
 
 _NAME = "slmstack.SpacyTagger.v1"

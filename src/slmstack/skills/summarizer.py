@@ -40,7 +40,7 @@ from slmstack.skills.artifact import (
     write_config,
     write_model_card,
 )
-from slmstack.skills.base import Skill
+from slmstack.skills.base import Skill, check_texts
 from slmstack.types import Example, Prediction, Usage
 
 _NAME = "slmstack.Summarizer.v1"
@@ -260,10 +260,7 @@ class Summarizer(Skill):
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One summary (``text``) or record (``data``) per input text."""
         self._require_fitted()
-        if isinstance(texts, str):
-            raise ConfigError(
-                "predict() takes a list of texts, got a single string. Wrap it: predict([text])."
-            )
+        check_texts(texts)
         return [self._one(i, t) for i, t in enumerate(texts)]
 
     def predict_outputs(self, outputs: Mapping[str, Prediction | str]) -> Prediction:

@@ -32,7 +32,7 @@ from slmstack.data.tagging import TaggedExample
 from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning, NotFittedError
 from slmstack.models.encoder import autocast, load_encoder, load_tokenizer, model_window
 from slmstack.models.resolve import ModelSource, resolve
-from slmstack.skills._tagger_io import check_texts, save_tagger, tagger_metrics
+from slmstack.skills._tagger_io import save_tagger, tagger_metrics
 from slmstack.skills._token_net import IGNORE, TokenNet, make_batch, special_ids
 from slmstack.skills._tokens import (
     Encoded,
@@ -44,7 +44,7 @@ from slmstack.skills._tokens import (
     word_tags,
 )
 from slmstack.skills.artifact import data_hash, read_verified_config
-from slmstack.skills.base import Skill
+from slmstack.skills.base import Skill, check_texts
 from slmstack.training.calibration import fit_temperature, softmax
 from slmstack.training.loop import LoopConfig, train_loop
 from slmstack.types import Prediction, Span, Usage

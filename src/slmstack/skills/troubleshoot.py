@@ -36,8 +36,8 @@ from slmstack.skills.artifact import (
     write_config,
     write_model_card,
 )
-from slmstack.skills.base import Skill
-from slmstack.skills.faq_io import base_provenance, check_texts, load_encoder_ref
+from slmstack.skills.base import Skill, check_texts
+from slmstack.skills.faq_io import base_provenance, load_encoder_ref
 from slmstack.types import Prediction, Usage
 
 _NAME = "slmstack.Troubleshooter.v1"
