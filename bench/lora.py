@@ -130,7 +130,11 @@ def main() -> None:
     print(
         f"Loss curve (step: training loss): {points}, {curve[-1]['step']}: {curve[-1]['loss']:.2f}"
     )
-    print(f"Validation loss {result.val_loss_before:.3f} → {result.val_loss}\n")
+    print(
+        f"Validation loss {result.val_loss_before:.3f} → "
+        + " → ".join(f"{v:.3f}" for v in result.val_loss)
+        + " (per epoch)\n"
+    )
     print(f"| held-out ({len(test)} pairs) | token loss | ROUGE-1 | ROUGE-L | tokens/s |")
     print("|---|---|---|---|---|")
     print(
