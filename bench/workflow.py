@@ -6,10 +6,13 @@ when its confidence is below a threshold, then a route on its label with one bra
 intent. Out-of-scope queries (CLINC150 ``oos_test``) must escalate; in-scope queries
 (BANKING77 test) should be routed to their intent.
 
-The threshold is picked on validation data only: a stratified 10% of BANKING77 train
-(held out from training) and CLINC150 ``oos_val``. It is the highest threshold whose
-validation in-scope escalation stays within the 5% budget, which maximises out-of-scope
-escalation within that budget.
+A query escalates when the classifier abstains as out of scope (its scope model: the
+Mahalanobis distance to the nearest intent, as a conformal p-value below the skill's
+default ``scope_alpha`` of 0.01) or when its calibrated confidence is below the cascade
+threshold. The threshold is picked on validation data only: a stratified 10% of BANKING77
+train (held out from training) and CLINC150 ``oos_val``. It is the highest threshold
+whose validation in-scope escalation stays within a 4% budget: one point under the 5%
+target, because 1,003 validation texts estimate a rate to about ±0.7 points.
 
 Peer, in the same run and on the same loaded classifier: the same logic written by hand
 (``predict`` → compare with the threshold → look the branch up, or file the same packet
@@ -45,7 +48,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "datasets"
 RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## Workflows: support-desk routing (`bench/workflow.py`)"
 COMMAND = "flock /tmp/slmstack-cpu.lock .venv/bin/python bench/workflow.py --write-results"
-BUDGET = 0.05  # in-scope escalation allowed by the target
+BUDGET = 0.04  # in-scope escalation allowed on validation (the target is 5%, on test)
 
 
 def read_banking(path: Path) -> tuple[list[str], list[str]]:
@@ -54,13 +57,18 @@ def read_banking(path: Path) -> tuple[list[str], list[str]]:
     return [r["text"] for r in rows], [r["category"] for r in rows]
 
 
-def pick_threshold(in_conf: np.ndarray, oos_conf: np.ndarray) -> tuple[float, float, float]:
-    """Highest threshold with in-scope escalation ≤ budget: (threshold, in esc, oos esc)."""
-    best = (0.0, 0.0, 0.0)
+def pick_threshold(
+    in_conf: np.ndarray, oos_conf: np.ndarray, in_flag: np.ndarray, oos_flag: np.ndarray
+) -> tuple[float, float, float]:
+    """Highest threshold with in-scope escalation ≤ budget: (threshold, in esc, oos esc).
+
+    ``*_flag`` marks the queries the skill already abstains on (out of scope).
+    """
+    best = (0.0, float(in_flag.mean()), float(oos_flag.mean()))
     for t in np.round(np.arange(0.01, 1.0, 0.01), 2):
-        in_esc = float((in_conf < t).mean())
+        in_esc = float(((in_conf < t) | in_flag).mean())
         if in_esc <= BUDGET:
-            best = (float(t), in_esc, float((oos_conf < t).mean()))
+            best = (float(t), in_esc, float(((oos_conf < t) | oos_flag).mean()))
     return best
 
 
@@ -117,7 +125,7 @@ def main() -> int:
     examples = [Example(t, y) for t, y in zip(train_x, train_y, strict=True)]
     fit, val = stratified_split(examples, train_y, fraction=0.1, seed=0)
 
-    folder = args.cache / "intent-head"
+    folder = args.cache / "intent-head-scope"
     start = time.perf_counter()
     if (folder / "config.json").is_file():
         clf = TextClassifier.load(folder)
@@ -128,9 +136,13 @@ def main() -> int:
         train_s = time.perf_counter() - start
     print(f"classifier ready ({train_s:.1f} s training), {len(clf.classes_)} intents")
 
-    in_val = clf.predict_proba([e.text for e in val]).max(axis=1)
-    out_val = clf.predict_proba(oos_val).max(axis=1)
-    threshold, val_in_esc, val_oos_esc = pick_threshold(in_val, out_val)
+    in_pred, out_pred = clf.predict([e.text for e in val]), clf.predict(oos_val)
+    threshold, val_in_esc, val_oos_esc = pick_threshold(
+        np.array([p.confidence for p in in_pred]),
+        np.array([p.confidence for p in out_pred]),
+        np.array([p.abstained is not None for p in in_pred]),
+        np.array([p.abstained is not None for p in out_pred]),
+    )
     print(
         f"threshold {threshold} (validation: {val_in_esc:.1%} in-scope, "
         + f"{val_oos_esc:.1%} OOS escalated)"
@@ -154,14 +166,19 @@ def main() -> int:
 
     def direct(text: str) -> str:
         pred = skill.predict([text])[0]
-        if pred.confidence >= threshold and pred.label in queues:
+        if pred.abstained is None and pred.confidence >= threshold and pred.label in queues:
             return queues[pred.label]
+        why = (
+            f"intent abstained ({pred.abstained})"
+            if pred.abstained
+            else f"confidence {pred.confidence:.3f} < threshold {threshold}"
+        )
         direct_inbox.add(
             Packet(
                 workflow="direct",
                 text=text,
                 reason="low intent confidence",
-                why=f"confidence {pred.confidence:.3f} < threshold {threshold}",
+                why=why,
                 intent=pred.label,
                 intent_confidence=pred.confidence,
             )
@@ -176,6 +193,7 @@ def main() -> int:
     steps: dict[str, list[float]] = defaultdict(list)
     routed_ok = accepted = escalated_in = escalated_oos = 0
     disagreements = 0
+    by_scope = {"in": 0, "oos": 0}
     for i, (text, gold) in enumerate(queries):
         order = (0, 1) if i % 2 else (1, 0)
         for which in order:
@@ -191,6 +209,8 @@ def main() -> int:
             for t in root.walk():
                 steps[f"{t.kind}: {t.name}"].append(t.latency_ms)
         esc = result.status == "escalated"
+        if esc and result.outputs["intent"].abstained == "out_of_scope":
+            by_scope["oos" if gold is None else "in"] += 1
         if gold is None:
             escalated_oos += esc
         else:
@@ -214,6 +234,9 @@ def main() -> int:
         "escalation_rate": (escalated_in + escalated_oos) / (n_in + n_oos),
         "in_scope_escalated": escalated_in / n_in,
         "oos_escalated": escalated_oos / n_oos,
+        "in_scope_flagged_out_of_scope": by_scope["in"] / n_in,
+        "oos_flagged_out_of_scope": by_scope["oos"] / n_oos,
+        "scope_alpha": float(clf.scope_alpha),
         "engine_p50_ms": statistics.median(engine_ms),
         "direct_p50_ms": statistics.median(direct_ms),
         "overhead_mean": overhead_mean,
@@ -250,12 +273,18 @@ def write_results(f: dict, step_p50: dict, steps: dict, n_in: int, n_oos: int) -
         f'"head")` on MiniLM, trained on 90% of BANKING77 train ({f["train_s"]:.0f} s). '
         f"Threshold {f['threshold']} picked on validation only (10% of BANKING77 train held out, "
         f"CLINC150 `oos_val`): {pct(f['val_in_scope_escalated'])} in-scope / "
-        f"{pct(f['val_oos_escalated'])} out-of-scope escalated there.",
+        f"{pct(f['val_oos_escalated'])} out-of-scope escalated there (budget: "
+        f"{pct(BUDGET)} in scope on validation). A query escalates when the skill abstains "
+        f"as out of scope (scope model, `scope_alpha` {f['scope_alpha']}: the Mahalanobis "
+        "distance to the nearest intent as a conformal p-value) or its confidence is below "
+        "the threshold.",
         "",
         "| measure | result | target |",
         "|---|---|---|",
         f"| out-of-scope queries escalated | {pct(f['oos_escalated'])} | ≥ 80% |",
         f"| in-scope queries escalated | {pct(f['in_scope_escalated'])} | ≤ 5% |",
+        "| of which flagged out of scope by the scope model: out-of-scope / in-scope | "
+        f"{pct(f['oos_flagged_out_of_scope'])} / {pct(f['in_scope_flagged_out_of_scope'])} | |",
         "| routing accuracy (in-scope, escalated counted wrong) | "
         f"{pct(f['routing_accuracy'])} | |",
         "| routing accuracy of accepted in-scope queries | "

@@ -28,6 +28,13 @@ def classify(
     max_length: Annotated[int, typer.Option(help="Token window; longer texts are reported.")] = 128,
     val_fraction: Annotated[float, typer.Option()] = 0.1,
     precision: Annotated[str, typer.Option(help="fp32 or bf16 (faster on AMX CPUs).")] = "fp32",
+    scope_alpha: Annotated[
+        float,
+        typer.Option(
+            help="Share of in-scope texts flagged out of scope (the prediction abstains "
+            "with 'out_of_scope'); 0 turns the flag off."
+        ),
+    ] = 0.01,
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[
         Path | None, typer.Option(help="Continue training this saved skill with DATA.")
@@ -47,7 +54,9 @@ def classify(
     examples = read_examples(data, text_column=text_column, label_column=label_column)
     if resume is not None:
         skill = TextClassifier.load(resume)
-        skill.set_params(epochs=epochs, learning_rate=learning_rate, seed=seed)
+        skill.set_params(
+            epochs=epochs, learning_rate=learning_rate, seed=seed, scope_alpha=scope_alpha
+        )
         skill.resume(examples, allow_new_labels=allow_new_labels)
     else:
         skill = TextClassifier(
@@ -59,6 +68,7 @@ def classify(
             max_length=max_length,
             val_fraction=val_fraction,
             precision=precision,  # type: ignore[arg-type]
+            scope_alpha=scope_alpha,
             seed=seed,
             allow_pickle=allow_pickle,
         ).fit(examples)

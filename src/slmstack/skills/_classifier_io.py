@@ -6,15 +6,18 @@ where it came from (base model and hash, data hash, metrics, time, versions).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from slmstack.errors import ArtifactError
 from slmstack.models.encoder import load_encoder, load_tokenizer
 from slmstack.models.resolve import ModelSource, resolve
-from slmstack.skills.artifact import library_versions, write_model_card
+from slmstack.skills._scope import ScopeModel
+from slmstack.skills.artifact import library_versions, write_config, write_model_card
 
 if TYPE_CHECKING:
     from slmstack.skills.classifier import TextClassifier
@@ -64,9 +67,22 @@ def write_classifier_card(folder: Path, clf: TextClassifier) -> None:
                 "resumed": clf.resumed_,
                 **{k: v for k, v in clf.get_params().items() if k != "allow_pickle"},
             },
+            "Out-of-scope flag": _scope_card(clf),
             "Library versions": library_versions(),
         },
     )
+
+
+def _scope_card(clf: TextClassifier) -> dict[str, Any] | str:
+    if clf.scope_ is None:
+        return "none (saved before slmstack had one)"
+    return {
+        "method": "Mahalanobis distance to the nearest label mean (shared, shrunk covariance), "
+        "as a conformal p-value against the validation texts",
+        "scope_alpha": clf.scope_alpha,
+        "reference texts": len(clf.scope_.reference),
+        "smallest possible p-value": round(1 / (len(clf.scope_.reference) + 1), 4),
+    }
 
 
 def load_saved_encoder(folder: Path, config: dict[str, Any]) -> tuple[ModelSource, Any, nn.Module]:
@@ -94,3 +110,51 @@ def load_saved_encoder(folder: Path, config: dict[str, Any]) -> tuple[ModelSourc
             "model."
         )
     return source, load_tokenizer(source.path), load_encoder(source)
+
+
+def save_classifier(clf: TextClassifier, folder: Path) -> None:
+    """Write the weights, labels, config (with file hashes) and model card into ``folder``."""
+    head = {k: v.contiguous() for k, v in clf.net_.head.state_dict().items()}
+    save_file(head, str(folder / "head.safetensors"))
+    files = ["head.safetensors"]
+    if clf.scope_ is not None:
+        save_file(clf.scope_.tensors(), str(folder / "scope.safetensors"))
+        files.append("scope.safetensors")
+    if clf.strategy == "finetune":
+        encoder: Any = clf.net_.encoder
+        encoder.save_pretrained(str(folder / "encoder"), safe_serialization=True)
+        clf.tokenizer_.save_pretrained(str(folder / "encoder"))
+        files.append("encoder/model.safetensors")
+    (folder / "labels.json").write_text(
+        json.dumps(clf.classes_, indent=1, ensure_ascii=False) + "\n"
+    )
+    write_config(folder, classifier_config(clf), files)
+    write_classifier_card(folder, clf)
+
+
+def restore_classifier(clf: TextClassifier, folder: Path, config: dict[str, Any]) -> None:
+    """Fill a classifier built from ``config["params"]`` with its saved state."""
+    from slmstack.skills._classifier_training import ClassifierNet
+
+    clf.source_, clf.tokenizer_, encoder = load_saved_encoder(folder, config)
+    clf.classes_ = list(config["labels"])
+    clf.net_ = ClassifierNet(
+        encoder, len(clf.classes_), normalize=clf.normalize, dropout=clf.dropout
+    )
+    clf.net_.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+    clf.net_.eval()
+    # Skills saved before the scope model existed have no file: no scope flags then.
+    clf.scope_ = (
+        ScopeModel.from_tensors(load_file(str(folder / "scope.safetensors")))
+        if "scope.safetensors" in config["files"]
+        else None
+    )
+    clf.window_ = int(config["window"])
+    clf.temperature_ = float(config["temperature"])
+    clf.metrics_ = dict(config["metrics"])
+    clf.history_ = list(config["history"])
+    clf.best_epoch_ = int(config["best_epoch"])
+    clf.train_seconds_ = float(config["train_seconds"])
+    clf.data_sha256_ = config["data"]["sha256"]
+    clf.data_rows_ = int(config["data"]["rows"])
+    clf.resumed_ = bool(config["resumed"])

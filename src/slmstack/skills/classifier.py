@@ -9,12 +9,13 @@ Two strategies:
   ``head`` solution (linear probing, then fine-tuning), which converges faster and
   forgets less of the pretrained features than a random head.
 
-Either way the confidence is calibrated by temperature scaling on the validation split.
+Either way the confidence is calibrated by temperature scaling on the validation split,
+and a scope model (``_scope.py``) flags texts unlike the training data: their prediction
+abstains with ``"out_of_scope"`` when their p-value is below ``scope_alpha``.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -24,7 +25,6 @@ from typing import Any, Literal, Self
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from slmstack import registry
@@ -43,16 +43,13 @@ from slmstack.models.encoder import (
 )
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.progress import progress
-from slmstack.skills._classifier_io import (
-    classifier_config,
-    load_saved_encoder,
-    write_classifier_card,
-)
+from slmstack.skills._classifier_io import restore_classifier, save_classifier
+from slmstack.skills._classifier_params import check_params
 from slmstack.skills._classifier_training import ClassifierNet, finetune, fit_probe
+from slmstack.skills._scope import ScopeModel, fit_scope
 from slmstack.skills.artifact import (
     data_hash,
     read_verified_config,
-    write_config,
 )
 from slmstack.skills.base import Skill, check_texts
 from slmstack.training.calibration import expected_calibration_error, fit_temperature, softmax
@@ -99,6 +96,7 @@ class TextClassifier(Skill):
         normalize: bool = True,  # all-MiniLM vectors are trained for cosine geometry
         precision: Literal["fp32", "bf16"] = "fp32",
         top_k: int = 3,
+        scope_alpha: float = 0.01,  # share of in-scope texts flagged out of scope, by design
         seed: int = 0,
         allow_pickle: bool = False,
     ):
@@ -120,6 +118,7 @@ class TextClassifier(Skill):
         self.normalize = normalize
         self.precision = precision
         self.top_k = top_k
+        self.scope_alpha = scope_alpha
         self.seed = seed
         self.allow_pickle = allow_pickle
 
@@ -128,7 +127,8 @@ class TextClassifier(Skill):
         "base", "strategy", "max_length", "epochs", "learning_rate", "head_learning_rate",
         "warmup_ratio", "weight_decay", "batch_size", "dropout", "label_smoothing", "patience",
         "val_fraction",
-        "metric", "head_c", "normalize", "precision", "top_k", "seed", "allow_pickle",
+        "metric", "head_c", "normalize", "precision", "top_k", "scope_alpha", "seed",
+        "allow_pickle",
     )  # fmt: skip
 
     def get_params(self) -> dict[str, Any]:
@@ -146,30 +146,7 @@ class TextClassifier(Skill):
         return self
 
     def _check_params(self) -> None:
-        def bad(name: str, allowed: str) -> ConfigError:
-            return ConfigError(
-                f"The {name!r} parameter of TextClassifier must be {allowed}. "
-                f"Got {getattr(self, name)!r} instead."
-            )
-
-        if self.strategy not in ("head", "finetune"):
-            raise bad("strategy", "'head' or 'finetune'")
-        if self.metric not in ("accuracy", "macro_f1"):
-            raise bad("metric", "'accuracy' or 'macro_f1'")
-        if self.precision not in ("fp32", "bf16"):
-            raise bad("precision", "'fp32' or 'bf16'")
-        for name in ("epochs", "batch_size", "top_k", "max_length", "patience"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise bad(name, "an int >= 1")
-        for name in ("learning_rate", "head_learning_rate", "head_c"):
-            if not getattr(self, name) > 0:
-                raise bad(name, "a float in (0, inf)")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise bad("val_fraction", "a float in (0, 1)")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise bad("warmup_ratio", "a float in [0, 1)")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise bad("label_smoothing", "a float in [0, 1)")
+        check_params(self)
 
     # ------------------------------------------------------------------ encoding
     def _setup_base(self) -> None:
@@ -272,8 +249,9 @@ class TextClassifier(Skill):
             )
         for param in self.net_.encoder.parameters():
             param.requires_grad = self.strategy == "finetune"
+        x_train = None
         if self.strategy == "head" or not resumed:
-            self._fit_probe(tok_train, y_train, warm=resumed)
+            x_train = self._fit_probe(tok_train, y_train, warm=resumed)
         history: list[dict[str, float]] = []
         best_epoch = 0
         if self.strategy == "finetune":
@@ -281,7 +259,11 @@ class TextClassifier(Skill):
             history, best_epoch = result.history, result.best_epoch
         for param in self.net_.encoder.parameters():
             param.requires_grad = False
-        val_logits = self._forward_all(tok_val, what="logits", desc="validate")
+        x_val = self._forward_all(tok_val, what="embed", desc="validate")
+        val_logits = self._logits(x_val)
+        if x_train is None or self.strategy == "finetune":  # the encoder has changed
+            x_train = self._forward_all(tok_train, what="embed", desc="scope statistics")
+        self._fit_scope(x_train, y_train, x_val, resumed=resumed)
         self.temperature_ = fit_temperature(val_logits, y_val)
         raw = softmax(val_logits)
         cal = softmax(val_logits, self.temperature_)
@@ -305,10 +287,32 @@ class TextClassifier(Skill):
         self.data_rows_ = len(rows)
         self.resumed_ = resumed
 
-    def _fit_probe(self, tok: Tokenized, y: NDArray[np.int64], *, warm: bool) -> None:
+    def _fit_probe(
+        self, tok: Tokenized, y: NDArray[np.int64], *, warm: bool
+    ) -> NDArray[np.float32]:
         """Fit the head as multinomial logistic regression on frozen sentence vectors."""
         x = self._forward_all(tok, what="embed", desc="embed (frozen encoder)")
         fit_probe(self.net_.head, x, y, c=self.head_c, seed=self.seed, warm=warm)
+        return x
+
+    def _fit_scope(
+        self,
+        x_train: NDArray[np.float32],
+        y_train: NDArray[np.int64],
+        x_val: NDArray[np.float32],
+        *,
+        resumed: bool,
+    ) -> None:
+        """Fit (or, on resume, update) the out-of-scope model."""
+        old: ScopeModel | None = getattr(self, "scope_", None) if resumed else None
+        self.scope_: ScopeModel | None = fit_scope(
+            old, x_train, y_train, x_val, self.classes_, same_encoder=self.strategy == "head"
+        )
+
+    def _logits(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        with torch.inference_mode():
+            out: NDArray[np.float32] = self.net_.head(torch.from_numpy(x)).numpy()
+        return out
 
     def _finetune(
         self,
@@ -372,14 +376,16 @@ class TextClassifier(Skill):
             return []
         start = time.perf_counter()
         tok = self._tokenize(texts)
-        logits = self._forward_all(tok, what="logits")
-        probs = softmax(logits, self.temperature_)
+        x = self._forward_all(tok, what="embed")
+        probs = softmax(self._logits(x), self.temperature_)
+        in_scope = self.scope_.p_values(x) if self.scope_ is not None else None
         per_item_ms = (time.perf_counter() - start) * 1000 / len(texts)
         k = min(self.top_k, len(self.classes_))
         out = []
         for i, row in enumerate(probs):
             top = np.argsort(-row, kind="stable")[:k]
             warning = tok.truncation_warning(i)
+            p = None if in_scope is None else float(in_scope[i])
             out.append(
                 Prediction(
                     label=self.classes_[int(top[0])],
@@ -387,6 +393,8 @@ class TextClassifier(Skill):
                     scores=tuple(LabelScore(self.classes_[int(j)], float(row[j])) for j in top),
                     usage=Usage(input_tokens=len(tok.input_ids[i]), latency_ms=per_item_ms),
                     warnings=(warning,) if warning else (),
+                    data={} if p is None else {"in_scope_p": round(p, 6)},
+                    abstained="out_of_scope" if p is not None and p < self.scope_alpha else None,
                 )
             )
         return out
@@ -397,19 +405,7 @@ class TextClassifier(Skill):
         self._require_fitted()
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        head = {k: v.contiguous() for k, v in self.net_.head.state_dict().items()}
-        save_file(head, str(folder / "head.safetensors"))
-        files = ["head.safetensors"]
-        if self.strategy == "finetune":
-            encoder: Any = self.net_.encoder
-            encoder.save_pretrained(str(folder / "encoder"), safe_serialization=True)
-            self.tokenizer_.save_pretrained(str(folder / "encoder"))
-            files.append("encoder/model.safetensors")
-        (folder / "labels.json").write_text(
-            json.dumps(self.classes_, indent=1, ensure_ascii=False) + "\n"
-        )
-        write_config(folder, classifier_config(self), files)
-        write_classifier_card(folder, self)
+        save_classifier(self, folder)
         return folder
 
     @classmethod
@@ -418,20 +414,5 @@ class TextClassifier(Skill):
         folder = Path(path)
         config = read_verified_config(folder, _NAME, "TextClassifier")
         self = cls(**config["params"])
-        self.source_, self.tokenizer_, encoder = load_saved_encoder(folder, config)
-        self.classes_ = list(config["labels"])
-        self.net_ = ClassifierNet(
-            encoder, len(self.classes_), normalize=self.normalize, dropout=self.dropout
-        )
-        self.net_.head.load_state_dict(load_file(str(folder / "head.safetensors")))
-        self.net_.eval()
-        self.window_ = int(config["window"])
-        self.temperature_ = float(config["temperature"])
-        self.metrics_ = dict(config["metrics"])
-        self.history_ = list(config["history"])
-        self.best_epoch_ = int(config["best_epoch"])
-        self.train_seconds_ = float(config["train_seconds"])
-        self.data_sha256_ = config["data"]["sha256"]
-        self.data_rows_ = int(config["data"]["rows"])
-        self.resumed_ = bool(config["resumed"])
+        restore_classifier(self, folder, config)
         return self
