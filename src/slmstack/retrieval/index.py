@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
 from safetensors.numpy import load_file, save_file
 
@@ -106,7 +107,12 @@ class VectorIndex:
         q = np.asarray(queries, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise ConfigError(f"queries must have shape (n, {self.dim}); got {q.shape}")
-        out: NDArray[np.float32] = q @ self._vectors.T
+        # torch, not numpy: a numpy matmul wakes the BLAS thread pool, whose spinning
+        # threads slow the encoder's next forward pass on a small machine.
+        with torch.inference_mode():
+            out: NDArray[np.float32] = (
+                torch.from_numpy(np.ascontiguousarray(q)) @ torch.from_numpy(self._vectors).T
+            ).numpy()
         return out
 
     def key_scores(self, queries: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -57,7 +57,9 @@ class ScopeModel:
     scatter: F64
     scatter_n: float  # how many vectors ``scatter`` sums over
     reference: F64  # sorted typicality scores of held-out in-scope texts
-    _whiten: F64 | None = field(default=None, repr=False, compare=False)
+    _whiten: tuple[torch.Tensor, torch.Tensor] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @classmethod
     def fit(
@@ -112,23 +114,31 @@ class ScopeModel:
         model.reference = np.sort(model.scores(x_val))
         return model, stale
 
-    def _whitening(self) -> F64:
+    def _whitening(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(whitening matrix, whitened class means), computed once, as float64 tensors.
+
+        Scoring runs in torch rather than numpy on purpose: a numpy matmul wakes the
+        BLAS thread pool, whose spinning threads then slow the encoder's next forward
+        pass (twice the single-query latency on 2 cores).
+        """
         if self._whiten is None:
             dim = self.scatter.shape[0]
             cov = self.scatter / max(self.scatter_n, 1.0)
             cov = cov + SHRINKAGE * max(float(np.trace(cov)) / dim, 1e-6) * np.eye(dim)
             # cov⁻¹ = L Lᵀ, so (x - m)ᵀ cov⁻¹ (x - m) = ‖(x - m) L‖².
-            self._whiten = np.linalg.cholesky(np.linalg.inv(cov))
+            whiten = torch.linalg.cholesky(torch.linalg.inv(torch.from_numpy(cov)))
+            centres = torch.from_numpy(self.means) @ whiten
+            self._whiten = (whiten, centres)
         return self._whiten
 
     def scores(self, x: NDArray[np.float32]) -> F64:
         """Typicality: minus the squared Mahalanobis distance to the nearest class mean."""
-        whiten = self._whitening()
-        z = x.astype(np.float64) @ whiten
-        centres = self.means @ whiten
-        dist = (z**2).sum(1)[:, None] - 2.0 * z @ centres.T + (centres**2).sum(1)[None, :]
-        dist[:, self.counts == 0] = np.inf
-        out: F64 = -dist.min(axis=1)
+        whiten, centres = self._whitening()
+        with torch.inference_mode():
+            z = torch.from_numpy(x).double() @ whiten
+            dist = torch.cdist(z, centres, compute_mode="donot_use_mm_for_euclid_dist") ** 2
+            dist[:, torch.from_numpy(self.counts == 0)] = torch.inf  # labels with no data
+            out: F64 = (-dist.min(dim=1).values).numpy()
         return out
 
     def p_values(self, x: NDArray[np.float32]) -> F64:
