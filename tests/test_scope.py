@@ -80,6 +80,6 @@ def test_bad_scope_alpha_is_named():
 
 def test_resume_keeps_every_class_in_scope():
     clf = TextClassifier().fit(TRAIN)
-    clf.resume(TRAIN + [Example("card delivery is late", "card"), Example("no card yet", "card")])
+    clf.resume([*TRAIN, Example("card delivery is late", "card"), Example("no card yet", "card")])
     assert clf.scope_ is not None and (clf.scope_.counts > 0).all()
     assert clf.scope_.counts.sum() > len(TRAIN)  # head: old and new statistics merged
