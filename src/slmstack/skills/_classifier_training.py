@@ -46,6 +46,17 @@ class ClassifierNet(nn.Module):
         return logits
 
 
+def grow_head(old: nn.Linear, n_new: int) -> nn.Linear:
+    """A head with ``n_new`` more rows: old rows kept, new ones start at the lowest bias."""
+    head = nn.Linear(old.in_features, old.out_features + n_new)
+    with torch.no_grad():
+        head.weight[: old.out_features] = old.weight
+        head.bias[: old.out_features] = old.bias
+        head.weight[old.out_features :] = 0.0
+        head.bias[old.out_features :] = old.bias.min()
+    return head
+
+
 def fit_probe(
     head: nn.Linear,
     x: NDArray[np.float32],

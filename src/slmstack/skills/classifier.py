@@ -45,7 +45,7 @@ from slmstack.models.resolve import ModelSource, resolve
 from slmstack.progress import progress
 from slmstack.skills._classifier_io import restore_classifier, save_classifier
 from slmstack.skills._classifier_params import check_params
-from slmstack.skills._classifier_training import ClassifierNet, finetune, fit_probe
+from slmstack.skills._classifier_training import ClassifierNet, finetune, fit_probe, grow_head
 from slmstack.skills._scope import ScopeModel, fit_scope
 from slmstack.skills.artifact import (
     data_hash,
@@ -217,14 +217,7 @@ class TextClassifier(Skill):
                 "allow_new_labels=True (CLI: --allow-new-labels) to add them."
             )
         if new:
-            old = self.net_.head
-            head = nn.Linear(old.in_features, len(self.classes_) + len(new))
-            with torch.no_grad():
-                head.weight[: old.out_features] = old.weight
-                head.bias[: old.out_features] = old.bias
-                head.weight[old.out_features :] = 0.0
-                head.bias[old.out_features :] = old.bias.min()
-            self.net_.head = head
+            self.net_.head = grow_head(self.net_.head, len(new))
             self.classes_ = [*self.classes_, *new]
         torch.manual_seed(self.seed)
         self._train(list(examples), resumed=True)
