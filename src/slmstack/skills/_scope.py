@@ -57,7 +57,7 @@ class ScopeModel:
     scatter: F64
     scatter_n: float  # how many vectors ``scatter`` sums over
     reference: F64  # sorted typicality scores of held-out in-scope texts
-    _whiten: tuple[torch.Tensor, torch.Tensor] | None = field(
+    _whiten: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = field(
         default=None, repr=False, compare=False
     )
 
@@ -71,9 +71,7 @@ class ScopeModel:
     ) -> ScopeModel:
         """Statistics from training vectors, reference from validation vectors."""
         counts, means, scatter = _class_stats(x, y, n_classes)
-        model = cls(counts, means, scatter, float(len(x)), np.empty(0))
-        model.reference = np.sort(model.scores(x_val))
-        return model
+        return cls(counts, means, scatter, float(len(x)), np.empty(0))._referenced(x_val)
 
     def merged(
         self,
@@ -103,19 +101,22 @@ class ScopeModel:
             diff = old_means - means
             weight = np.where(both, old_n * counts / np.maximum(total, 1.0), 0.0)
             scatter = self.scatter + scatter + (diff * weight[:, None]).T @ diff
-            means = (old_means * old_n[:, None] + means * counts[:, None]) / np.maximum(total, 1.0)[
-                :, None
-            ]
+            weighted = old_means * old_n[:, None] + means * counts[:, None]
+            means = weighted / np.maximum(total, 1.0)[:, None]
             counts, scatter_n, stale = total, self.scatter_n + len(x), []
         else:
             means[absent], counts[absent] = old_means[absent], old_n[absent]
             scatter_n, stale = float(len(x)), absent
         model = ScopeModel(counts, means, scatter, scatter_n, np.empty(0))
-        model.reference = np.sort(model.scores(x_val))
-        return model, stale
+        return model._referenced(x_val), stale
 
-    def _whitening(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(whitening matrix, whitened class means), computed once, as float64 tensors.
+    def _referenced(self, x_val: NDArray[np.float32]) -> ScopeModel:
+        """Set the reference to the sorted scores of the validation vectors."""
+        self.reference = np.sort(self.scores(x_val))
+        return self
+
+    def _whitening(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(whitening matrix, whitened class means, labels without data), computed once.
 
         Scoring runs in torch rather than numpy on purpose: a numpy matmul wakes the
         BLAS thread pool, whose spinning threads then slow the encoder's next forward
@@ -128,16 +129,16 @@ class ScopeModel:
             # cov⁻¹ = L Lᵀ, so (x - m)ᵀ cov⁻¹ (x - m) = ‖(x - m) L‖².
             whiten = torch.linalg.cholesky(torch.linalg.inv(torch.from_numpy(cov)))
             centres = torch.from_numpy(self.means) @ whiten
-            self._whiten = (whiten, centres)
+            self._whiten = (whiten, centres, torch.from_numpy(self.counts == 0))
         return self._whiten
 
     def scores(self, x: NDArray[np.float32]) -> F64:
         """Typicality: minus the squared Mahalanobis distance to the nearest class mean."""
-        whiten, centres = self._whitening()
+        whiten, centres, empty = self._whitening()
         with torch.inference_mode():
             z = torch.from_numpy(x).double() @ whiten
             dist = torch.cdist(z, centres, compute_mode="donot_use_mm_for_euclid_dist") ** 2
-            dist[:, torch.from_numpy(self.counts == 0)] = torch.inf  # labels with no data
+            dist[:, empty] = torch.inf
             out: F64 = (-dist.min(dim=1).values).numpy()
         return out
 
