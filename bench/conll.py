@@ -138,6 +138,13 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--case-dim", type=int, default=16)
     ap.add_argument(
+        "--case-input",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add casing to the encoder's input embeddings too (off: head only)",
+    )
+    ap.add_argument("--base", default="minilm", help="encoder alias, folder or hub id")
+    ap.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is faster on a busy machine)"
     )
     ap.add_argument(
@@ -192,6 +199,8 @@ def main() -> int:
     print(f"inputs: train {len(train_in)}, dev {len(dev_in)}, test {len(test_in)}", flush=True)
     start = time.perf_counter()
     tagger = EntityTagger(
+        base=args.base,
+        case_input=args.case_input,
         epochs=args.epochs,
         learning_rate=args.lr,
         batch_size=args.batch_size,
@@ -212,8 +221,9 @@ def main() -> int:
         **sentence_speed(tagger.predict, test_in, len(test)),
         "peak_rss_mb_after": peak_rss_mb(),
     }
-    rows.append(score("EntityTagger MiniLM-L6 + casing", test, preds, SHARED))
-    rows.append(score("EntityTagger MiniLM-L6 + casing", test, preds))
+    name = f"EntityTagger {args.base} + casing ({'input and head' if args.case_input else 'head'})"
+    rows.append(score(name, test, preds, SHARED))
+    rows.append(score(name, test, preds))
 
     epochs = f"epochs run {len(tagger.history_)}, best {tagger.best_epoch_}"
     print(f"train sentences {len(train)}, dev {len(dev)}, test {len(test)}; {epochs}")
@@ -234,7 +244,9 @@ def main() -> int:
         json.dumps({k: round(v["f1"], 4) for k, v in rows[-1]["per_type"].items()}),
     )
     Path(args.json).write_text(
-        json.dumps({"rows": rows, "speed": speed, "history": tagger.history_}, indent=1)
+        json.dumps(
+            {"args": vars(args), "rows": rows, "speed": speed, "history": tagger.history_}, indent=1
+        )
     )
     return 0
 

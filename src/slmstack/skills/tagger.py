@@ -81,6 +81,7 @@ class EntityTagger(Skill):
         batch_size: int = 16,
         dropout: float = 0.1,
         case_dim: int = 16,  # 0 turns the casing features off
+        case_input: bool = True,  # casing also added to the encoder's input embeddings
         patience: int = 2,
         val_fraction: float = 0.1,
         precision: Literal["fp32", "bf16"] = "fp32",
@@ -98,6 +99,7 @@ class EntityTagger(Skill):
         self.batch_size = batch_size
         self.dropout = dropout
         self.case_dim = case_dim
+        self.case_input = case_input
         self.patience = patience
         self.val_fraction = val_fraction
         self.precision = precision
@@ -106,8 +108,8 @@ class EntityTagger(Skill):
 
     _PARAMS = (
         "base", "max_length", "stride", "epochs", "learning_rate", "head_learning_rate",
-        "warmup_ratio", "weight_decay", "batch_size", "dropout", "case_dim", "patience",
-        "val_fraction", "precision", "seed", "allow_pickle",
+        "warmup_ratio", "weight_decay", "batch_size", "dropout", "case_dim", "case_input",
+        "patience", "val_fraction", "precision", "seed", "allow_pickle",
     )  # fmt: skip
 
     def get_params(self) -> dict[str, Any]:
@@ -130,6 +132,8 @@ class EntityTagger(Skill):
             raise bad("stride", f"an int in [0, max_length/2) = [0, {self.max_length // 2})")
         if not isinstance(self.case_dim, int) or self.case_dim < 0:
             raise bad("case_dim", "an int >= 0")
+        if not isinstance(self.case_input, bool):
+            raise bad("case_input", "True or False")
         for name in ("learning_rate", "head_learning_rate"):
             if not getattr(self, name) > 0:
                 raise bad(name, "a float in (0, inf)")
@@ -145,7 +149,10 @@ class EntityTagger(Skill):
         encoder = load_encoder(source if source.origin != "saved" else resolve(encoder_dir))
         # Two positions go to [CLS] and [SEP].
         self.window_ = model_window(self.tokenizer_, encoder, self.max_length) - 2
-        self.net_ = TokenNet(encoder, n_tags, case_dim=self.case_dim, dropout=self.dropout)
+        self.net_ = TokenNet(
+            encoder, n_tags, case_dim=self.case_dim, dropout=self.dropout,
+            case_input=self.case_input,
+        )  # fmt: skip
 
     def _chunks(self, encs: Sequence[Encoded]) -> list[tuple[int, int]]:
         """(example index, window start) of every window of every text."""
@@ -313,7 +320,7 @@ class EntityTagger(Skill):
             loss_fn=loss_fn,
             evaluate=evaluate,
             cfg=cfg,
-            head_prefixes=("head", "case_emb"),
+            head_prefixes=("head", "case_emb", "case_in"),
             description="fine-tune tagger",
         )
         return result.history, result.best_epoch
@@ -384,7 +391,8 @@ class EntityTagger(Skill):
         """Rebuild a tagger saved with :meth:`save` (weights verified by sha256)."""
         folder = Path(path)
         config = read_verified_config(folder, _NAME, "EntityTagger")
-        self = cls(**config["params"])
+        # Taggers saved before ``case_input`` existed had no input casing.
+        self = cls(**{"case_input": False, **config["params"]})
         base = config["base"]
         source = ModelSource(
             base["ref"], "saved", folder / "encoder", None, base["sha256"], base["licence"], True
