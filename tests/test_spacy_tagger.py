@@ -54,9 +54,11 @@ def test_cli_train_predict_eval_tagger(tmp_path):
     out = tmp_path / "tagger"
     res = runner.invoke(app, ["train", "tag", str(conll), "--out", str(out), "--base", str(enc),
                               "--epochs", "6", "--lr", "3e-3", "--batch-size", "8",
-                              "--max-length", "24", "--stride", "6", "--json"])  # fmt: skip
+                              "--max-length", "24", "--stride", "6", "--no-case-input",
+                              "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["tags"] == 5
+    assert json.loads((out / "config.json").read_text())["params"]["case_input"] is False
     res = runner.invoke(app, ["predict", str(out), "Gina flew to Oslo on monday .", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)[0]["spans"]
