@@ -116,6 +116,7 @@ def unzip_folder(archive: Path, member_dir: str, target: Path, skip: Sequence[st
     if target.is_dir():
         return target
     prefix = member_dir.rstrip("/") + "/"
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".part"))
     try:
         with zipfile.ZipFile(archive) as zf:
