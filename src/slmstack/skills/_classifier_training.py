@@ -1,13 +1,15 @@
 """Training internals of :class:`~slmstack.skills.classifier.TextClassifier`.
 
 The network (encoder → mean pooling → L2 normalisation → dropout → linear head), the
-linear probe that fits the head on frozen sentence vectors, and full fine-tuning with
-length-bucketed batches. Kept apart from the skill so the public class stays small.
+linear probe that fits the head on frozen sentence vectors, full fine-tuning with
+length-bucketed batches, and the batched forward pass over many texts. Kept apart from
+the skill so the public class stays small.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -15,7 +17,8 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import nn
 
-from slmstack.models.encoder import mean_pool, pad_batch
+from slmstack.models.encoder import autocast, length_batches, mean_pool, pad_batch
+from slmstack.progress import progress
 from slmstack.training.batching import bucketed_batches
 from slmstack.training.loop import LoopConfig, LoopResult, train_loop
 
@@ -137,3 +140,37 @@ def finetune(
         cfg=cfg,
         description=description,
     )
+
+
+def forward_all(
+    net: ClassifierNet,
+    input_ids: Sequence[Sequence[int]],
+    *,
+    what: Literal["embed", "logits"],
+    pad_id: int,
+    batch_size: int,
+    precision: str,
+    desc: str | None = None,
+) -> NDArray[np.float32]:
+    """Sentence vectors or logits of every text, in input order, without gradients.
+
+    Texts are batched by length (less padding); only long, named steps (``desc``) show a
+    progress bar, so ``predict()`` on a few texts stays quiet.
+    """
+    out: list[NDArray[np.float32]] = [np.empty(0, np.float32)] * len(input_ids)
+    lengths = [len(x) for x in input_ids]
+    net.eval()
+    with progress() as bar, torch.inference_mode():
+        task = bar.add_task(desc, total=len(lengths), info="") if desc else None
+        for idx in length_batches(lengths, batch_size):
+            ids, mask = pad_batch([input_ids[i] for i in idx], pad_id)
+            with autocast(precision):
+                vec = net.embed(ids, mask)
+                if what == "logits":
+                    vec = net.head(vec.float())
+            arr = vec.float().numpy()
+            for row, i in enumerate(idx):
+                out[i] = arr[row]
+            if task is not None:
+                bar.update(task, advance=len(idx))
+    return np.stack(out)

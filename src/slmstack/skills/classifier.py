@@ -33,19 +33,21 @@ from slmstack.data.validation import validate_examples
 from slmstack.errors import ConfigError, DataError, NotFittedError
 from slmstack.models.encoder import (
     Tokenized,
-    autocast,
-    length_batches,
     load_encoder,
     load_tokenizer,
     model_window,
-    pad_batch,
     tokenize,
 )
 from slmstack.models.resolve import ModelSource, resolve
-from slmstack.progress import progress
 from slmstack.skills._classifier_io import restore_classifier, save_classifier
 from slmstack.skills._classifier_params import check_params
-from slmstack.skills._classifier_training import ClassifierNet, finetune, fit_probe, grow_head
+from slmstack.skills._classifier_training import (
+    ClassifierNet,
+    finetune,
+    fit_probe,
+    forward_all,
+    grow_head,
+)
 from slmstack.skills._scope import ScopeModel, fit_scope
 from slmstack.skills.artifact import (
     data_hash,
@@ -163,25 +165,10 @@ class TextClassifier(Skill):
         self, tok: Tokenized, *, what: Literal["embed", "logits"], desc: str | None = None
     ) -> NDArray[np.float32]:
         """Embeddings or logits for every text, in input order, without gradients."""
-        out: list[NDArray[np.float32]] = [np.empty(0, np.float32)] * len(tok.input_ids)
-        lengths = [len(x) for x in tok.input_ids]
-        batch = max(self.batch_size, 64)
-        self.net_.eval()
-        with progress() as bar, torch.inference_mode():
-            # Only long, named steps get a bar; predict() on a few texts stays quiet.
-            task = bar.add_task(desc, total=len(lengths), info="") if desc else None
-            for idx in length_batches(lengths, batch):
-                ids, mask = pad_batch([tok.input_ids[i] for i in idx], self._pad_id())
-                with autocast(self.precision):
-                    vec = self.net_.embed(ids, mask)
-                    if what == "logits":
-                        vec = self.net_.head(vec.float())
-                arr = vec.float().numpy()
-                for row, i in enumerate(idx):
-                    out[i] = arr[row]
-                if task is not None:
-                    bar.update(task, advance=len(idx))
-        return np.stack(out)
+        return forward_all(
+            self.net_, tok.input_ids, what=what, pad_id=self._pad_id(),
+            batch_size=max(self.batch_size, 64), precision=self.precision, desc=desc,
+        )  # fmt: skip
 
     def _pad_id(self) -> int:
         pad = self.tokenizer_.pad_token_id

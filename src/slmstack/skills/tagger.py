@@ -29,14 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
-from safetensors.torch import load_file, save_file
 
 from slmstack import registry
 from slmstack.data.tagging import TaggedExample
-from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning, NotFittedError
+from slmstack.errors import ConfigError, DataError, DataWarning, NotFittedError
 from slmstack.models.encoder import autocast, load_encoder, load_tokenizer, model_window
 from slmstack.models.resolve import ModelSource, resolve
-from slmstack.skills._tagger_io import save_tagger, tagger_metrics
+from slmstack.skills._tagger_io import restore_tagger, save_tagger, tagger_metrics
 from slmstack.skills._token_net import IGNORE, TokenNet, make_batch, special_ids
 from slmstack.skills._tokens import (
     Encoded,
@@ -378,15 +377,6 @@ class EntityTagger(Skill):
         self._require_fitted()
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        head = {
-            k: v.contiguous()
-            for k, v in self.net_.state_dict().items()
-            if not k.startswith("encoder.")
-        }
-        save_file(head, str(folder / "head.safetensors"))
-        encoder: Any = self.net_.encoder
-        encoder.save_pretrained(str(folder / "encoder"), safe_serialization=True)
-        self.tokenizer_.save_pretrained(str(folder / "encoder"))
         save_tagger(self, folder, _NAME)
         return folder
 
@@ -397,28 +387,5 @@ class EntityTagger(Skill):
         config = read_verified_config(folder, _NAME, "EntityTagger")
         # Taggers saved before ``case_input`` existed had no input casing.
         self = cls(**{"case_input": False, **config["params"]})
-        base = config["base"]
-        source = ModelSource(
-            base["ref"], "saved", folder / "encoder", None, base["sha256"], base["licence"], True
-        )
-        self.tags_ = list(config["tags"])
-        self._build(source, folder / "encoder", len(self.tags_))
-        missing, unexpected = self.net_.load_state_dict(
-            load_file(str(folder / "head.safetensors")), strict=False
-        )
-        if unexpected or any(not k.startswith("encoder.") for k in missing):
-            raise ArtifactError(
-                f"{folder}/head.safetensors does not fit this tagger (missing "
-                f"{[k for k in missing if not k.startswith('encoder.')]}, unexpected "
-                f"{unexpected}); re-save the skill"
-            )
-        self.net_.eval()
-        self.temperature_ = float(config["temperature"])
-        self.metrics_ = {**config["metrics"], "per_type": config["per_type"]}
-        self.history_ = list(config["history"])
-        self.best_epoch_ = int(config["best_epoch"])
-        self.train_seconds_ = float(config["train_seconds"])
-        self.misaligned_ = int(config["metrics"].get("misaligned_spans", 0))
-        self.data_sha256_ = config["data"]["sha256"]
-        self.data_rows_ = int(config["data"]["rows"])
+        restore_tagger(self, folder, config)
         return self
