@@ -39,7 +39,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("SLMSTACK_PROGRESS", "0")
 
 from slmstack.evaluation.speed import peak_rss_mb
-from slmstack.skills._clause_data import label_clauses
+from slmstack.data.clauses import label_clauses
 from slmstack.skills.clauses import ClauseFinder
 
 csv.field_size_limit(sys.maxsize)

@@ -39,10 +39,11 @@ os.environ.setdefault("SLMSTACK_PROGRESS", "0")
 from slmstack.errors import DataError
 from slmstack.evaluation.extraction import field_metrics
 from slmstack.evaluation.speed import measure_speed, peak_rss_mb
-from slmstack.skills._field_features import gold_value, split_lines
-from slmstack.skills._field_schema import FieldExample, parse_schema
+from slmstack.data.fields import gold_value
+from slmstack.skills._field_features import split_lines
+from slmstack.data.fields import FieldExample, parse_schema
 from slmstack.skills.fields import FieldExtractor
-from slmstack.skills.normalizers import find_amounts, find_dates
+from slmstack.data.normalizers import find_amounts, find_dates
 from slmstack.types import Prediction
 
 SCHEMA = {

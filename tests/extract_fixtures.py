@@ -60,7 +60,7 @@ TOWNS = ["81100 JOHOR BAHRU", "50450 KUALA LUMPUR", "10200 PENANG", "80000 MELAK
 
 def toy_receipts(n: int = 24, *, with_date: bool = True):
     """Receipts: shop line, 2 address lines, date, items, subtotal, TOTAL, cash."""
-    from slmstack.skills._field_schema import FieldExample
+    from slmstack.data.fields import FieldExample
 
     out = []
     for i in range(n):

@@ -158,7 +158,7 @@ def test_fake_backend_applies_stop_and_records_requests():
 
 
 def test_dequantized_cache_is_verified(tmp_path):
-    from slmstack.backends.transformers_lm import _CACHE_META, _cache_is_valid
+    from slmstack.models.causal_lm import _CACHE_META, _cache_is_valid
 
     (tmp_path / "model.safetensors").write_bytes(b"weights")
     assert not _cache_is_valid(tmp_path, "a" * 64)  # no provenance yet: rebuild

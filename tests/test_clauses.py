@@ -12,7 +12,7 @@ from slmstack import ClauseExample, ClauseFinder, ConfigError, DataError, load
 from slmstack.cli.app import app
 from slmstack.data.documents import read_clause_examples
 from slmstack.evaluation import evaluate_skill
-from slmstack.skills._clause_data import label_clauses, locate, split_clauses
+from slmstack.data.clauses import label_clauses, locate, split_clauses
 
 LAW = "This Agreement shall be governed by and construed in accordance with the laws of {}."
 TERM = "Either party may terminate this Agreement for convenience upon {} days written notice."

@@ -12,7 +12,7 @@ from slmstack import ConfigError, DataError, FieldExample, load
 from slmstack.cli.app import app
 from slmstack.data.documents import read_field_examples
 from slmstack.evaluation import evaluate_skill
-from slmstack.skills._field_schema import parse_schema
+from slmstack.data.fields import parse_schema
 from slmstack.skills.fields import FieldExtractor
 
 SCHEMA = {

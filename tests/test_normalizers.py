@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from slmstack import ConfigError, DataError
-from slmstack.skills.normalizers import (
+from slmstack.data.normalizers import (
     Money,
     find_amounts,
     find_dates,

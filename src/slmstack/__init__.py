@@ -29,8 +29,8 @@ from slmstack.errors import (
 from slmstack.models import ModelSource, known_models, resolve
 from slmstack.retrieval import KBEntry, read_documents, read_kb
 from slmstack.skills import FAQAnswerer, Skill, Summarizer, TextClassifier, Troubleshooter, load
-from slmstack.skills._clause_data import ClauseExample
-from slmstack.skills._field_schema import FieldExample, FieldSpec
+from slmstack.data.clauses import ClauseExample
+from slmstack.data.fields import FieldExample, FieldSpec
 from slmstack.skills.clauses import ClauseFinder
 from slmstack.skills.fields import FieldExtractor
 from slmstack.skills.language import LanguageDetector

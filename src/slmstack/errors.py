@@ -5,6 +5,7 @@ Every error says what happened, the offending value, and how to fix it. Catch
 
     SlmstackError
     ├── ConfigError            invalid parameters, workflow or skill configuration
+    │   └── WorkflowError          a workflow file failed validation (every problem, with lines)
     ├── DataError              an input file or record is unusable (carries path and row)
     ├── ModelError
     │   ├── ModelNotFoundError     a base model could not be resolved
@@ -14,7 +15,8 @@ Every error says what happened, the offending value, and how to fix it. Catch
     │   ├── NotFittedError         predict/save before fit
     │   └── ArtifactError          a saved skill folder is missing or inconsistent
     ├── MissingDependencyError     an optional extra is not installed
-    └── BackendError               a generator or remote LLM call failed
+    ├── BackendError               a generator or remote LLM call failed
+    └── InboxError                 the escalation inbox cannot be opened or an action is refused
 """
 
 from __future__ import annotations
@@ -28,6 +30,17 @@ class SlmstackError(Exception):
 
 class ConfigError(SlmstackError, ValueError):
     """A parameter or configuration value is invalid."""
+
+
+class WorkflowError(ConfigError):
+    """A workflow failed validation; ``problems`` lists ``(where, path, message)``."""
+
+    def __init__(self, name: str, problems: list[tuple[str, str, str]]):
+        lines = [f"{where}{path}: {message}" for where, path, message in problems]
+        head = lines[0] if len(lines) == 1 else f"workflow {name!r} has {len(lines)} errors:"
+        body = "" if len(lines) == 1 else "\n  " + "\n  ".join(lines)
+        super().__init__(head + body)
+        self.problems = problems
 
 
 class DataError(SlmstackError, ValueError):
@@ -94,11 +107,16 @@ class BackendError(SlmstackError):
     """A generator backend or remote LLM call failed."""
 
 
+class InboxError(SlmstackError):
+    """The escalation inbox cannot be opened, or an action on a packet is refused."""
+
+
 __all__ = [
     "ArtifactError",
     "BackendError",
     "ConfigError",
     "DataError",
+    "InboxError",
     "IntegrityError",
     "MissingDependencyError",
     "ModelError",
@@ -107,6 +125,7 @@ __all__ = [
     "SkillError",
     "SlmstackError",
     "UnsafeWeightsError",
+    "WorkflowError",
 ]
 
 

@@ -7,7 +7,8 @@ from slmstack.backends.base import (
     CompletionRequest,
     parse_json_output,
 )
-from slmstack.backends.factory import gguf_path, load_backend, runtimes
+from slmstack.backends.factory import load_backend, runtimes
+from slmstack.models.gguf import gguf_path
 from slmstack.backends.fake import FakeBackend
 
 __all__ = [

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from slmstack.data.readers import read_records
 from slmstack.errors import DataError
-from slmstack.skills._clause_data import ClauseExample, label_clauses
-from slmstack.skills._field_schema import FieldExample
+from slmstack.data.clauses import ClauseExample, label_clauses
+from slmstack.data.fields import FieldExample
 
 
 def read_field_examples(

@@ -9,8 +9,8 @@ from typing import Any, Literal
 from slmstack.errors import DataError
 from slmstack.evaluation.base import evaluators
 from slmstack.evaluation.speed import measure_speed
-from slmstack.skills._field_features import gold_value, same_value
-from slmstack.skills._field_schema import FieldExample, FieldSpec
+from slmstack.data.fields import gold_value, same_value
+from slmstack.data.fields import FieldExample, FieldSpec
 from slmstack.skills.base import Skill
 from slmstack.types import Prediction
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from slmstack.data.tagging import TaggedExample, spans_to_tags
+from slmstack.errors import MissingDependencyError
+from slmstack.types import Span
+
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
@@ -36,4 +40,43 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict
             "labels": labels,
             "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         },
+    }
+
+
+def tagger_metrics(
+    examples: Sequence[TaggedExample], predicted: Sequence[Sequence[Span]]
+) -> dict[str, Any]:
+    """Entity-level precision, recall and F1 (seqeval), overall and per entity type.
+
+    Gold and predicted spans are both turned into IOB2 tags over the example's tokens
+    (its CoNLL tokens when known), so the score is the usual CoNLL entity F1.
+    """
+    try:
+        from seqeval.metrics import classification_report
+    except ImportError as exc:
+        raise MissingDependencyError("seqeval", "extract", "Entity-level metrics") from exc
+    y_true, y_pred = [], []
+    for ex, spans in zip(examples, predicted, strict=True):
+        offsets = ex.word_offsets()
+        y_true.append(spans_to_tags(offsets, ex.spans))
+        y_pred.append(spans_to_tags(offsets, spans))
+    if not any(t != "O" for seq in y_true + y_pred for t in seq):
+        return {"precision": 1.0, "recall": 1.0, "f1": 1.0, "per_type": {}}
+    report = classification_report(y_true, y_pred, output_dict=True, zero_division=0)
+    micro = report["micro avg"]
+    per_type = {
+        k: {
+            "precision": float(v["precision"]),
+            "recall": float(v["recall"]),
+            "f1": float(v["f1-score"]),
+            "support": int(v["support"]),
+        }
+        for k, v in report.items()
+        if not k.endswith(" avg")
+    }
+    return {
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "per_type": per_type,
     }

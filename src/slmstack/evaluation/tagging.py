@@ -8,7 +8,7 @@ from typing import Any
 from slmstack.data.tagging import read_tagged
 from slmstack.evaluation.base import evaluators
 from slmstack.evaluation.speed import measure_speed
-from slmstack.skills._tagger_io import tagger_metrics
+from slmstack.evaluation.metrics import tagger_metrics
 from slmstack.skills.base import Skill
 
 

@@ -17,7 +17,7 @@ from slmstack.errors import ArtifactError
 from slmstack.models.encoder import load_encoder, load_tokenizer
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.skills._scope import ScopeModel
-from slmstack.skills.artifact import library_versions, write_config, write_model_card
+from slmstack.artifacts import library_versions, write_config, write_model_card
 
 if TYPE_CHECKING:
     from slmstack.skills.classifier import TextClassifier

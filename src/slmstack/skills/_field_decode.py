@@ -16,8 +16,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from slmstack.errors import DataError
-from slmstack.skills._field_features import Candidate, Line, gold_value, same_value
-from slmstack.skills._field_schema import FieldSpec
+from slmstack.data.fields import gold_value, same_value
+from slmstack.skills._field_features import Candidate, Line
+from slmstack.data.fields import FieldSpec
 from slmstack.types import Span
 
 _GRID = [round(x, 2) for x in np.arange(0.05, 0.951, 0.05)]

@@ -28,8 +28,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from slmstack.errors import DataError
-from slmstack.skills._field_schema import FieldSpec
-from slmstack.skills.normalizers import (
+from slmstack.data.fields import FieldSpec
+from slmstack.data.normalizers import (
     Money,
     find_amounts,
     find_dates,
@@ -90,24 +90,6 @@ def candidates(spec: FieldSpec, lines: Sequence[Line]) -> list[Candidate]:
                 cur = money.currency or spec.currency
                 out.append(Candidate(k, line.start + s, line.start + e, str(money.amount), cur))
     return out
-
-
-def gold_value(spec: FieldSpec, raw: str) -> str:
-    """The normalised form of a true value, comparable with ``Candidate.value``."""
-    if spec.type == "date":
-        return parse_date(raw, order=spec.order).isoformat()
-    if spec.type == "amount":
-        return str(parse_amount(raw).amount)
-    return normalize_text(raw)
-
-
-def same_value(spec: FieldSpec, a: str, b: str) -> bool:
-    """Whether two normalised values are equal (amounts compare as numbers)."""
-    if spec.type == "amount":
-        return Decimal(a) == Decimal(b)
-    if spec.type == "text":
-        return a.replace(" ", "") == b.replace(" ", "")
-    return a == b
 
 
 def line_in_value(line: str, value: str) -> bool:

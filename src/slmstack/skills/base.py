@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Self
 
 from slmstack import registry
 from slmstack.errors import ArtifactError, ConfigError, DataError
-from slmstack.skills.artifact import read_config
+from slmstack.artifacts import read_config
 from slmstack.types import Prediction
 
 

@@ -49,7 +49,7 @@ from slmstack.skills._classifier_training import (
     grow_head,
 )
 from slmstack.skills._scope import ScopeModel, fit_scope
-from slmstack.skills.artifact import (
+from slmstack.artifacts import (
     data_hash,
     read_verified_config,
 )

@@ -22,9 +22,9 @@ from safetensors.numpy import load_file, save_file
 
 from slmstack import registry
 from slmstack.errors import ConfigError, DataError, NotFittedError
-from slmstack.skills._clause_data import ClauseExample, split_clauses
+from slmstack.data.clauses import ClauseExample, split_clauses
 from slmstack.skills._frozen import FrozenEncoder
-from slmstack.skills.artifact import (
+from slmstack.artifacts import (
     data_hash,
     library_versions,
     read_verified_config,

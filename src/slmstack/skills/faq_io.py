@@ -24,7 +24,7 @@ from slmstack.models.resolve import ModelSource, resolve
 from slmstack.retrieval.encoder import SentenceEncoder
 from slmstack.retrieval.index import VectorIndex
 from slmstack.retrieval.knowledge import KBEntry
-from slmstack.skills.artifact import (
+from slmstack.artifacts import (
     library_versions,
     read_verified_config,
     write_config,

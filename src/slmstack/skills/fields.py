@@ -39,9 +39,9 @@ from slmstack.skills._field_features import (
     label_candidates,
     split_lines,
 )
-from slmstack.skills._field_schema import FieldExample, FieldSpec, parse_schema
+from slmstack.data.fields import FieldExample, FieldSpec, parse_schema
 from slmstack.skills._frozen import FrozenEncoder
-from slmstack.skills.artifact import (
+from slmstack.artifacts import (
     data_hash,
     library_versions,
     read_verified_config,

@@ -33,7 +33,7 @@ from slmstack.errors import (
     MissingDependencyError,
     NotFittedError,
 )
-from slmstack.skills.artifact import (
+from slmstack.artifacts import (
     data_hash,
     read_verified_config,
     write_config,

@@ -17,7 +17,7 @@ from typing import Any, Self
 from slmstack import registry
 from slmstack.data.tagging import TaggedExample
 from slmstack.errors import ConfigError, MissingDependencyError, NotFittedError
-from slmstack.skills.artifact import (
+from slmstack.artifacts import (
     library_versions,
     read_verified_config,
     write_config,

@@ -33,7 +33,7 @@ from slmstack.backends.base import (
 )
 from slmstack.backends.factory import load_backend
 from slmstack.errors import ArtifactError, BackendError, ConfigError, DataError, NotFittedError
-from slmstack.skills.artifact import (
+from slmstack.artifacts import (
     data_hash,
     library_versions,
     read_verified_config,

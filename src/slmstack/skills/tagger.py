@@ -35,7 +35,8 @@ from slmstack.data.tagging import TaggedExample
 from slmstack.errors import ConfigError, DataError, DataWarning, NotFittedError
 from slmstack.models.encoder import autocast, load_encoder, load_tokenizer, model_window
 from slmstack.models.resolve import ModelSource, resolve
-from slmstack.skills._tagger_io import restore_tagger, save_tagger, tagger_metrics
+from slmstack.evaluation.metrics import tagger_metrics
+from slmstack.skills._tagger_io import restore_tagger, save_tagger
 from slmstack.skills._token_net import IGNORE, TokenNet, make_batch, special_ids
 from slmstack.skills._tokens import (
     Encoded,
@@ -46,7 +47,7 @@ from slmstack.skills._tokens import (
     windows,
     word_tags,
 )
-from slmstack.skills.artifact import data_hash, read_verified_config
+from slmstack.artifacts import data_hash, read_verified_config
 from slmstack.skills.base import Skill, check_texts
 from slmstack.training.calibration import fit_temperature, softmax
 from slmstack.training.loop import LoopConfig, train_loop

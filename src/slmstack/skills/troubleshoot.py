@@ -29,7 +29,7 @@ from slmstack.retrieval.chunking import Chunk, Document, chunk_documents
 from slmstack.retrieval.encoder import SentenceEncoder
 from slmstack.retrieval.index import Hit, VectorIndex
 from slmstack.skills._grounding import build_messages, parse_steps, says_not_in_sources
-from slmstack.skills.artifact import (
+from slmstack.artifacts import (
     data_hash,
     library_versions,
     read_verified_config,

@@ -25,7 +25,7 @@ import torch
 from slmstack.data.readers import read_records
 from slmstack.errors import ConfigError, DataError, MissingDependencyError
 from slmstack.progress import progress
-from slmstack.skills.artifact import data_hash, library_versions
+from slmstack.artifacts import data_hash, library_versions
 from slmstack.training.adapters import write_adapter_meta
 
 IGNORE = -100  # label value that the cross-entropy loss skips (prompt and padding)
@@ -188,7 +188,7 @@ def train_lora(
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:
         raise MissingDependencyError("peft", "generate", "LoRA fine-tuning") from exc
-    from slmstack.backends.transformers_lm import load_causal_lm
+    from slmstack.models.causal_lm import load_causal_lm
 
     start = time.perf_counter()
     torch.manual_seed(cfg.seed)

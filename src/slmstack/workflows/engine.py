@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kinds)
-from slmstack.errors import ConfigError, DataError
+from slmstack.errors import WorkflowError, ConfigError, DataError
 from slmstack.types import Prediction
 from slmstack.workflows.base import CheckEnv, RunContext, Runtime, SkillLike, Step
 from slmstack.workflows.steps.sequence import check_steps, run_steps
@@ -30,17 +30,6 @@ def locate(source: Path, lines: Mapping[str, int], path: str) -> str:
         cut = max(probe.rfind("."), probe.rfind("["))
         probe = probe[:cut] if cut > 0 else ""
     return f"{source}: "
-
-
-class WorkflowError(ConfigError):
-    """A workflow failed validation; ``problems`` lists ``(where, path, message)``."""
-
-    def __init__(self, name: str, problems: list[tuple[str, str, str]]):
-        lines = [f"{where}{path}: {message}" for where, path, message in problems]
-        head = lines[0] if len(lines) == 1 else f"workflow {name!r} has {len(lines)} errors:"
-        body = "" if len(lines) == 1 else "\n  " + "\n  ".join(lines)
-        super().__init__(head + body)
-        self.problems = problems
 
 
 class Workflow:

@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kinds)
 from slmstack.errors import ConfigError
 from slmstack.workflows.base import SkillLike, Step, did_you_mean, field_path, step_kinds
-from slmstack.workflows.engine import Workflow, WorkflowError, locate
+from slmstack.errors import WorkflowError
+from slmstack.workflows.engine import Workflow, locate
 from slmstack.workflows.skillspec import SkillSpec, resolve_skills
 from slmstack.workflows.steps.sequence import SequenceStep
 from slmstack.workflows.steps.skill import SkillStep

@@ -10,11 +10,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from slmstack.data.normalizers import normalize_text, parse_amount, parse_date
 from slmstack.errors import ConfigError
 
 FIELD_TYPES = ("text", "date", "amount")
@@ -94,3 +96,21 @@ def parse_schema(schema: Mapping[str, Any] | Sequence[FieldSpec]) -> list[FieldS
                 f"Got {s.currency!r} instead."
             )
     return specs
+
+
+def gold_value(spec: FieldSpec, raw: str) -> str:
+    """The normalised form of a true value, comparable with ``Candidate.value``."""
+    if spec.type == "date":
+        return parse_date(raw, order=spec.order).isoformat()
+    if spec.type == "amount":
+        return str(parse_amount(raw).amount)
+    return normalize_text(raw)
+
+
+def same_value(spec: FieldSpec, a: str, b: str) -> bool:
+    """Whether two normalised values are equal (amounts compare as numbers)."""
+    if spec.type == "amount":
+        return Decimal(a) == Decimal(b)
+    if spec.type == "text":
+        return a.replace(" ", "") == b.replace(" ", "")
+    return a == b
