@@ -11,7 +11,7 @@ from skill_contract import check_skill_contract
 from slmstack import ClauseExample, ClauseFinder, ConfigError, DataError, load
 from slmstack.cli.app import app
 from slmstack.data.documents import read_clause_examples
-from slmstack.evaluation import evaluate_skill
+
 from slmstack.data.clauses import label_clauses, locate, split_clauses
 
 LAW = "This Agreement shall be governed by and construed in accordance with the laws of {}."
@@ -119,7 +119,7 @@ def test_tfidf_only_and_cli(tmp_path):
     assert res.exit_code == 0, res.output
     skill = load(out)
     assert isinstance(skill, ClauseFinder) and skill.encoder_ is None
-    report = evaluate_skill(skill, data)
+    report = skill.evaluate(data)
     assert report["per_class"]["Governing Law"]["f1"] > 0.5
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"text": "abc", "clauses": {"X": ["not in text"]}}) + "\n")

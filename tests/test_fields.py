@@ -11,7 +11,7 @@ from skill_contract import check_skill_contract
 from slmstack import ConfigError, DataError, FieldExample, load
 from slmstack.cli.app import app
 from slmstack.data.documents import read_field_examples
-from slmstack.evaluation import evaluate_skill
+
 from slmstack.data.fields import parse_schema
 from slmstack.skills.fields import FieldExtractor
 
@@ -132,7 +132,7 @@ def test_cli_train_predict_eval(encoder_dir, tmp_path):
     res = runner.invoke(app, ["predict", str(out), toy_receipts(30)[27].text, "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)[0]["data"]["fields"]["total"]["value"]
-    report = evaluate_skill(load(out), data)
+    report = load(out).evaluate(data)
     assert report["micro_f1"] > 0.9 and set(report["per_class"]) == set(SCHEMA)
     bad = tmp_path / "bad.yaml"
     bad.write_text("total: money\n")

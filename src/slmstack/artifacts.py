@@ -1,21 +1,41 @@
-"""Helpers for skill folders: config, file hashes, model card, environment versions."""
+"""Skill folders: written atomically, verified on load, described by a model card.
+
+A skill folder holds ``config.json`` (parameters, learned scalars, provenance and the
+sha256 of every other file), safetensors weights, and ``model_card.md``.
+
+Two guarantees:
+
+* **A save never leaves a broken skill.** Everything is written into a temporary sibling
+  folder first, then swapped in with two renames; the old folder is removed only once
+  the new one is in place. A failure halfway (disk full, permissions) leaves the old
+  skill exactly as it was.
+* **The folder decides nothing about its own safety.** Every file in the folder except
+  the config and the card must be listed in ``config.json`` with its sha256; a missing
+  hash, an unlisted file, or a changed file is an error. Whether pickles may load is the
+  caller's decision (``load(..., allow_pickle=True)``), never the file's.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
-from collections.abc import Iterable, Mapping
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from slmstack.errors import ArtifactError
+from slmstack.errors import ArtifactError, ConfigError
 from slmstack.models.hashing import sha256_file
 
 CONFIG = "config.json"
 CARD = "model_card.md"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_UNHASHED = frozenset({CONFIG, CARD})
 
 
 def library_versions(extra: Iterable[str] = ()) -> dict[str, str]:
@@ -38,16 +58,151 @@ def data_hash(rows: Iterable[tuple[str, ...]]) -> str:
     return digest.hexdigest()
 
 
-def write_config(folder: Path, config: Mapping[str, Any], weight_files: Iterable[str]) -> None:
-    """Write ``config.json`` with the sha256 of each weight file, for verification on load."""
-    body = dict(config)
-    body["format_version"] = FORMAT_VERSION
-    body["files"] = {name: sha256_file(folder / name) for name in weight_files}
-    (folder / CONFIG).write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+@dataclass
+class Provenance:
+    """Where a fitted skill came from: recorded in its config and its model card.
+
+    Attributes:
+        base: the base model's reference, origin, sha256 and licence (empty when none).
+        data_sha256: :func:`data_hash` of the training rows.
+        rows: training rows used, after exact duplicates were dropped.
+        duplicates_dropped: exact duplicate rows removed before the validation split.
+        seconds: wall time of the last ``fit`` or ``resume``.
+        metrics: validation metrics (numbers only).
+        versions: :func:`library_versions` at training time.
+        resumed: whether the last training continued from a saved skill.
+    """
+
+    base: dict[str, Any] = field(default_factory=dict)
+    data_sha256: str = ""
+    rows: int = 0
+    duplicates_dropped: int = 0
+    seconds: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    resumed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe dict (the ``provenance`` entry of ``config.json``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Provenance:
+        """Inverse of :meth:`to_json`; unknown keys are an :class:`ArtifactError`."""
+        known = set(cls.__dataclass_fields__)
+        extra = set(body) - known
+        if extra:
+            raise ArtifactError(f"provenance has unknown entries {sorted(extra)}")
+        return cls(**dict(body))
 
 
+# ---------------------------------------------------------------------- output folders
+def is_skill_folder(folder: Path) -> bool:
+    """Whether ``folder`` looks like a saved skill (it has a ``config.json`` naming one)."""
+    try:
+        config = json.loads((folder / CONFIG).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and isinstance(config.get("skill"), str)
+
+
+def check_output_folder(folder: Path, *, force: bool) -> None:
+    """Refuse an output folder that a save would destroy, before any training starts.
+
+    A file, a non-empty folder that is not a skill, and (unless ``force``) an existing
+    skill are refused; so is a folder whose parent cannot be written.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise ArtifactError(f"--out {folder} is a file; pass a folder path for the skill.")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not is_skill_folder(folder):
+            raise ArtifactError(
+                f"--out {folder} is a non-empty folder that is not a saved skill; "
+                "refusing to replace its files. Pass a new or empty folder."
+            )
+        if not force:
+            raise ArtifactError(
+                f"--out {folder} already holds a saved skill. Pass --force to replace it, "
+                "or choose another folder."
+            )
+    parent = _existing_parent(folder)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ArtifactError(f"cannot write to {parent} (permission denied); choose another --out.")
+
+
+def _existing_parent(folder: Path) -> Path:
+    probe = folder.absolute().parent
+    while not probe.exists():
+        probe = probe.parent
+    return probe
+
+
+# ---------------------------------------------------------------------- atomic save
+Writer = Callable[[Path], None]
+
+
+def save_folder(folder: Path, config: Mapping[str, Any], write: Writer, card: str) -> Path:
+    """Write a skill folder atomically and return it.
+
+    ``write(tmp)`` writes every weight and data file into the temporary folder; this
+    function then hashes every file, writes ``config.json`` and ``model_card.md``, and
+    swaps the folder in. A non-empty folder that is not a skill is never replaced.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ArtifactError(f"{folder} is a file; pass a folder path to save the skill to.")
+    if folder.is_dir() and any(folder.iterdir()) and not is_skill_folder(folder):
+        raise ArtifactError(
+            f"{folder} is a non-empty folder that is not a saved skill; refusing to replace "
+            "its files. Save to a new or empty folder."
+        )
+    folder.absolute().parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp = folder.with_name(f".{folder.name}.saving-{tag}")
+    try:
+        tmp.mkdir()
+        write(tmp)
+        body = dict(config)
+        body["format_version"] = FORMAT_VERSION
+        body["files"] = {name: sha256_file(tmp / name) for name in _weight_files(tmp)}
+        (tmp / CONFIG).write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+        (tmp / CARD).write_text(card)
+        _swap_in(tmp, folder, tag)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def _swap_in(tmp: Path, folder: Path, tag: str) -> None:
+    """Replace ``folder`` by ``tmp`` with renames, restoring the old folder on failure."""
+    if not folder.exists():
+        tmp.rename(folder)
+        return
+    old = folder.with_name(f".{folder.name}.old-{tag}")
+    folder.rename(old)
+    try:
+        tmp.rename(folder)
+    except BaseException:
+        old.rename(folder)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _weight_files(folder: Path) -> list[str]:
+    """Every file under ``folder`` but the config and card, as sorted POSIX paths."""
+    names = []
+    for path in folder.rglob("*"):
+        if path.is_file():
+            rel = path.relative_to(folder).as_posix()
+            if rel not in _UNHASHED:
+                names.append(rel)
+    return sorted(names)
+
+
+# ---------------------------------------------------------------------- load
 def read_config(folder: Path) -> dict[str, Any]:
-    """Read ``config.json`` of a skill folder."""
+    """Read ``config.json`` of a skill folder (not yet verified)."""
     path = folder / CONFIG
     if not folder.is_dir():
         raise ArtifactError(f"{folder} is not a folder; pass the folder a skill was saved to.")
@@ -63,10 +218,19 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 
 def verify_files(folder: Path, config: Mapping[str, Any]) -> None:
-    """Check every weight file listed in the config against its recorded sha256."""
-    files = config.get("files", {})
+    """Check that every file in the folder is listed with a sha256 and matches it."""
+    files = config.get("files")
+    if not isinstance(files, dict):
+        raise ArtifactError(
+            f"{folder}/{CONFIG} has no 'files' table of sha256 hashes; re-save the skill."
+        )
     for name, expected in files.items():
         path = folder / name
+        if not isinstance(expected, str) or len(expected) != 64:
+            raise ArtifactError(
+                f"{folder}/{CONFIG} lists {name} without a sha256; every file must be hashed. "
+                "Re-save the skill."
+            )
         if not path.is_file():
             raise ArtifactError(f"{folder} is missing {name}; the skill folder is incomplete.")
         if sha256_file(path) != expected:
@@ -74,10 +238,16 @@ def verify_files(folder: Path, config: Mapping[str, Any]) -> None:
                 f"{path} does not match the sha256 recorded in {CONFIG}; it was modified "
                 "after saving. Re-save the skill or restore the file."
             )
+    unlisted = [n for n in _weight_files(folder) if n not in files]
+    if unlisted:
+        raise ArtifactError(
+            f"{folder} holds files that {CONFIG} does not list: {', '.join(unlisted[:5])}. "
+            "They were added after saving and cannot be verified; remove them or re-save."
+        )
 
 
 def read_verified_config(folder: Path, skill_name: str, kind: str) -> dict[str, Any]:
-    """Read ``config.json`` of a ``skill_name`` folder and verify its weight files.
+    """Read ``config.json`` of a ``skill_name`` folder and verify every file in it.
 
     ``kind`` is the class name used in the error when the folder holds another skill.
     """
@@ -85,11 +255,28 @@ def read_verified_config(folder: Path, skill_name: str, kind: str) -> dict[str, 
     if config.get("skill") != skill_name:
         raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a {kind}")
     verify_files(folder, config)
+    base = config.get("base")
+    if isinstance(base, Mapping) and base.get("ref") and not isinstance(base.get("sha256"), str):
+        raise ArtifactError(
+            f"{folder}/{CONFIG} records base {base.get('ref')!r} without a sha256, so the base "
+            "cannot be verified. Re-save the skill from a verified base."
+        )
     return config
 
 
-def write_model_card(folder: Path, title: str, sections: Mapping[str, Any]) -> None:
-    """Write a Markdown model card with one section per key (values as JSON)."""
+def json_value(config: Mapping[str, Any], key: str, folder: Path) -> Any:
+    """``config[key]``, or an :class:`ArtifactError` that names the missing entry."""
+    try:
+        return config[key]
+    except KeyError:
+        raise ArtifactError(
+            f"{folder}/{CONFIG} has no {key!r} entry; the file is incomplete or from another "
+            "tool. Re-save the skill."
+        ) from None
+
+
+def render_card(title: str, sections: Mapping[str, Any]) -> str:
+    """A Markdown model card with one section per key (mappings as bullet lists)."""
     lines = [f"# {title}", ""]
     for heading, value in sections.items():
         lines.append(f"## {heading}")
@@ -100,4 +287,18 @@ def write_model_card(folder: Path, title: str, sections: Mapping[str, Any]) -> N
         else:
             lines.append(str(value))
         lines.append("")
-    (folder / CARD).write_text("\n".join(lines))
+    return "\n".join(lines)
+
+
+def write_model_card(folder: Path, title: str, sections: Mapping[str, Any]) -> None:
+    """Write :func:`render_card` to ``folder/model_card.md``."""
+    (folder / CARD).write_text(render_card(title, sections))
+
+
+def json_safe(value: Any) -> Any:
+    """Check that ``value`` survives a JSON round trip unchanged (config entries must)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except TypeError as exc:
+        raise ConfigError(f"config value {value!r} is not JSON-serialisable: {exc}") from exc
+    return json.loads(text)

@@ -2,13 +2,22 @@
 
 A saved skill folder records the registered name of its class in ``config.json``, so
 :func:`slmstack.load` can rebuild any skill without an ``if/elif`` chain.
+
+Skills are found two ways:
+
+* the Python entry-point group ``slmstack.skills``: each entry is
+  ``"Namespace.Name.vN" = "module:Class"``. slmstack registers its own skills this way
+  (``pyproject.toml``), and so does any third-party package; a module is imported only
+  when its skill is asked for, so ``import slmstack`` stays light;
+* ``@registry.skills.register(name)`` on a class defined at run time (tests, notebooks).
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from importlib import metadata
+from typing import Any, Generic, TypeVar
 
 from slmstack.errors import ConfigError
 
@@ -16,10 +25,11 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A name → object mapping with helpful errors for unknown names."""
+    """A name → object mapping, optionally backed by an entry-point group."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, entry_point_group: str | None = None):
         self.kind = kind
+        self.group = entry_point_group
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -31,19 +41,63 @@ class Registry(Generic[T]):
 
         return _add
 
+    def _entry_points(self) -> dict[str, metadata.EntryPoint]:
+        if self.group is None:
+            return {}
+        return {ep.name: ep for ep in metadata.entry_points(group=self.group)}
+
     def get(self, name: str) -> T:
-        """Return the object registered as ``name``."""
-        try:
+        """Return the object registered as ``name`` (importing its module if needed)."""
+        if name in self._items:
             return self._items[name]
-        except KeyError:
-            close = difflib.get_close_matches(name, list(self._items), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            known = ", ".join(sorted(self._items)) or "none"
-            raise ConfigError(f"unknown {self.kind} {name!r}.{hint} Known: {known}.") from None
+        entry = self._entry_points().get(name)
+        if entry is not None:
+            try:
+                obj: Any = entry.load()
+            except ImportError as exc:
+                raise ConfigError(
+                    f"{self.kind} {name!r} is registered by {entry.value!r}, which cannot be "
+                    f"imported: {exc}. Reinstall the package that provides it."
+                ) from exc
+            own = getattr(obj, "skill_name", name)
+            if own != name:
+                raise ConfigError(
+                    f"entry point {name!r} of group {self.group!r} loads {entry.value!r}, "
+                    f"whose skill_name is {own!r}; the two must match."
+                )
+            self._items[name] = obj
+            return obj  # type: ignore[no-any-return]
+        close = difflib.get_close_matches(name, self.names(), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(self.names()) or "none"
+        raise ConfigError(f"unknown {self.kind} {name!r}.{hint} Known: {known}.")
 
     def names(self) -> list[str]:
-        """All registered names."""
-        return sorted(self._items)
+        """All registered names, including entry points not imported yet."""
+        return sorted(set(self._items) | set(self._entry_points()))
+
+    def short_names(self) -> dict[str, str]:
+        """``"TextClassifier"`` → ``"slmstack.TextClassifier.v1"`` (newest version wins)."""
+        out: dict[str, str] = {}
+        for name in self.names():
+            parts = name.split(".")
+            short = parts[-2] if len(parts) >= 3 else name
+            if short not in out or name > out[short]:
+                out[short] = name
+        return out
+
+    def resolve_name(self, ref: str) -> str:
+        """A full registered name from itself or its short form (``TextClassifier``)."""
+        if ref in self.names():
+            return ref
+        short = self.short_names()
+        if ref in short:
+            return short[ref]
+        lowered = {k.lower(): v for k, v in short.items()}
+        if ref.lower() in lowered:
+            return lowered[ref.lower()]
+        self.get(ref)  # raises with a did-you-mean
+        return ref
 
 
-skills: Registry[type] = Registry("skill")
+skills: Registry[Any] = Registry("skill", entry_point_group="slmstack.skills")

@@ -6,6 +6,7 @@ import functools
 import json
 import sys
 import warnings
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -47,6 +48,13 @@ def cli_command(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def prepare_out(out_dir: Path, force: bool) -> None:
+    """Refuse an ``--out`` that saving would destroy, before any training starts."""
+    from slmstack.artifacts import check_output_folder
+
+    check_output_folder(out_dir, force=force)
 
 
 def print_json(obj: Any) -> None:

@@ -50,13 +50,15 @@ def evaluate(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the full report as JSON.")
     ] = False,
+    allow_pickle: Annotated[
+        bool, typer.Option(help="Allow pickled base weights (they can run code).")
+    ] = False,
 ) -> None:
     """Accuracy, macro-F1, per-class report, confusion matrix, latency, throughput, memory."""
-    from slmstack.evaluation import evaluate_skill
     from slmstack.skills.base import load
 
-    skill = load(skill_dir)
-    report = evaluate_skill(skill, data, text_column=text_column, label_column=label_column)
+    skill = load(skill_dir, allow_pickle=allow_pickle)
+    report = skill.evaluate(data, text_column=text_column, label_column=label_column)
     if json_out:
         print_json(report)
     else:

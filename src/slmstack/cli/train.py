@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 
 from slmstack.cli import lora, retrieval, train_extract
-from slmstack.cli.common import cli_command, out, print_json
+from slmstack.cli.common import cli_command, out, prepare_out, print_json
+from slmstack.cli.train_generic import TrainGroup
 
-app = typer.Typer(help="Train a skill from a data file.", no_args_is_help=True)
+app = typer.Typer(cls=TrainGroup, help="Train a skill from a data file.", no_args_is_help=True)
 
 
 @app.command("classify")
@@ -43,17 +44,21 @@ def classify(
         bool, typer.Option(help="With --resume: accept labels the skill has not seen.")
     ] = False,
     allow_pickle: Annotated[bool, typer.Option(help="Accept pickled base weights.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing skill in --out.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """Train a single-label text classifier (intent, sentiment, ...)."""
-    from slmstack.data.readers import read_examples
+    from slmstack.errors import ConfigError
     from slmstack.skills.classifier import TextClassifier
 
     if resume is not None and out_dir.resolve() == resume.resolve():
-        raise typer.BadParameter("--out must differ from --resume, so the original is kept")
-    examples = read_examples(data, text_column=text_column, label_column=label_column)
+        raise ConfigError("--out must differ from --resume, so the original is kept")
+    prepare_out(out_dir, force)
+    examples = TextClassifier.read_training_data(
+        data, text_column=text_column, label_column=label_column
+    )
     if resume is not None:
-        skill = TextClassifier.load(resume)
+        skill = TextClassifier.load(resume, allow_pickle=allow_pickle)
         skill.set_params(
             epochs=epochs, learning_rate=learning_rate, seed=seed, scope_alpha=scope_alpha
         )
@@ -76,8 +81,9 @@ def classify(
     summary = {
         "out": str(out_dir),
         "labels": len(skill.classes_),
-        "train_seconds": round(skill.train_seconds_, 2),
-        **{k: round(v, 4) for k, v in skill.metrics_.items()},
+        "train_seconds": round(skill.provenance_.seconds, 2),
+        "duplicates_dropped": skill.provenance_.duplicates_dropped,
+        **{k: round(v, 4) for k, v in skill.metrics_.items() if isinstance(v, float | int)},
     }
     if json_out:
         print_json(summary)

@@ -1,23 +1,22 @@
-"""Evaluation dispatch: each skill kind registers how it is evaluated on a data file.
+"""What an evaluation needs from a skill: its registered name and batched ``predict``.
 
-An evaluator takes the loaded skill, the data path and the CLI options and returns a
-JSON-serialisable report (a dict). ``slmstack eval`` prints it as tables or JSON.
+Each skill class owns its evaluation (``Skill.evaluate``), which calls one of the
+functions in this package; they depend on this protocol, not on the skill classes, so
+the layers point one way (skills → evaluation).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
-from slmstack.registry import Registry
-from slmstack.skills.base import Skill
-
-Evaluator = Callable[..., dict[str, Any]]
-evaluators: Registry[Evaluator] = Registry("evaluator")
+from slmstack.types import Prediction
 
 
-def evaluate_skill(skill: Skill, data: str | Path, **options: Any) -> dict[str, Any]:
-    """Evaluate ``skill`` on the labelled file ``data`` with its registered evaluator."""
-    evaluator = evaluators.get(skill.skill_name)
-    return evaluator(skill, Path(data), **options)
+@runtime_checkable
+class Predictor(Protocol):
+    """Anything with ``predict(list[str]) -> list[Prediction]``."""
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """One prediction per text."""
+        ...

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from slmstack.errors import DataError
-from slmstack.evaluation.base import evaluators
+from slmstack.evaluation.base import Predictor
 from slmstack.evaluation.speed import measure_speed
 from slmstack.data.fields import gold_value, same_value
 from slmstack.data.fields import FieldExample, FieldSpec
-from slmstack.skills.base import Skill
 from slmstack.types import Prediction
 
 
@@ -66,9 +65,8 @@ def field_metrics(
     return {"micro": _prf(*total), "per_field": per_field}
 
 
-@evaluators.register("slmstack.FieldExtractor.v1")
 def evaluate_fields(
-    skill: Skill, data: Path, *, single_queries: int = 20, **_: Any
+    skill: Predictor, data: Path, *, single_queries: int = 20, **_: Any
 ) -> dict[str, Any]:
     """Field F1 (exact after normalisation), per field and micro; speed and memory."""
     from slmstack.data.documents import read_field_examples
@@ -86,8 +84,7 @@ def evaluate_fields(
     return out
 
 
-@evaluators.register("slmstack.ClauseFinder.v1")
-def evaluate_clauses(skill: Skill, data: Path, **_: Any) -> dict[str, Any]:
+def evaluate_clauses(skill: Predictor, data: Path, **_: Any) -> dict[str, Any]:
     """Clause-level precision/recall/F1 per type and micro (multi-label); speed, memory."""
     import time
 

@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 
 from slmstack.data.readers import read_examples
-from slmstack.errors import DataError
-from slmstack.evaluation.base import evaluators
+from slmstack.data.validation import refuse_unusable_rows
+from slmstack.evaluation.base import Predictor
 from slmstack.evaluation.speed import measure_speed
-from slmstack.skills.base import Skill
 from slmstack.training.calibration import expected_calibration_error
 from slmstack.types import Prediction
 
@@ -28,9 +27,8 @@ def _read(data: Path, text_column: str, label_column: str) -> tuple[list[str], l
     examples = read_examples(
         data, text_column=text_column, label_column=label_column, validate=False
     )
-    for ex in examples:
-        if not ex.text.strip():
-            raise DataError("empty text; remove the row or fill it in", path=data)
+    # An empty label is not refused: it marks a query the skill should decline.
+    refuse_unusable_rows(examples, path=data, require_labels=False)
     gold = [None if ex.label.strip() in OUT_OF_SCOPE else ex.label.strip() for ex in examples]
     return [ex.text for ex in examples], gold
 
@@ -53,9 +51,8 @@ def abstention_metrics(preds: list[Prediction], gold: list[str | None]) -> dict[
     }
 
 
-@evaluators.register("slmstack.FAQAnswerer.v1")
 def evaluate_faq(
-    skill: Skill,
+    skill: Predictor,
     data: Path,
     *,
     text_column: str = "text",
@@ -93,9 +90,8 @@ def evaluate_faq(
     return report
 
 
-@evaluators.register("slmstack.Troubleshooter.v1")
 def evaluate_troubleshooter(
-    skill: Skill,
+    skill: Predictor,
     data: Path,
     *,
     text_column: str = "text",

@@ -8,9 +8,8 @@ from typing import Any
 
 from slmstack.data.readers import read_records
 from slmstack.errors import DataError, MissingDependencyError
-from slmstack.evaluation.base import evaluators
+from slmstack.evaluation.base import Predictor
 from slmstack.evaluation.speed import peak_rss_mb
-from slmstack.skills.base import Skill
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -40,9 +39,8 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[str]) -> dict[
     return {key: 100 * value / n for key, value in totals.items()}
 
 
-@evaluators.register("slmstack.Summarizer.v1")
 def evaluate_summarizer(
-    skill: Skill,
+    skill: Predictor,
     data: Path,
     *,
     text_column: str = "text",

@@ -6,16 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from slmstack.data.tagging import read_tagged
-from slmstack.evaluation.base import evaluators
+from slmstack.evaluation.base import Predictor
 from slmstack.evaluation.speed import measure_speed
 from slmstack.evaluation.metrics import tagger_metrics
-from slmstack.skills.base import Skill
 
 
-@evaluators.register("slmstack.EntityTagger.v1")
-@evaluators.register("slmstack.SpacyTagger.v1")
 def evaluate_tagger(
-    skill: Skill,
+    skill: Predictor,
     data: Path,
     *,
     scheme: str = "auto",

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-from slmstack.errors import ModelNotFoundError, UnsafeWeightsError
+from slmstack.errors import IntegrityError, ModelNotFoundError, UnsafeWeightsError
 from slmstack.models.catalog import known_models
 from slmstack.models.hashing import sha256_file, verify_sha256
 
@@ -47,6 +49,18 @@ class ModelSource:
     sha256: str | None
     licence: str
     safetensors: bool
+
+    def describe(self) -> dict[str, Any]:
+        """The provenance a skill records for its base: reference, origin, hash, licence."""
+        return {"ref": self.ref, "origin": self.origin, "sha256": self.sha256,
+                "licence": self.licence}  # fmt: skip
+
+    def with_provenance(self, base: Mapping[str, Any]) -> ModelSource:
+        """This source (a skill's own fine-tuned copy) under its original base's name."""
+        return replace(self, ref=str(base.get("ref", self.ref)),
+                       origin=str(base.get("origin", self.origin)),
+                       sha256=base.get("sha256", self.sha256),
+                       licence=str(base.get("licence", self.licence)))  # fmt: skip
 
 
 def _find_weights(folder: Path, *, allow_pickle: bool, ref: str) -> tuple[Path | None, bool]:
@@ -124,15 +138,31 @@ def _resolve_hub(ref: str) -> Path:
         raise ModelNotFoundError(f"model {ref!r}: download from the hub failed: {exc}") from exc
 
 
-def resolve(ref: str | Path, *, allow_pickle: bool = False) -> ModelSource:
+def resolve(
+    ref: str | Path, *, allow_pickle: bool = False, expect_sha256: str | None = None
+) -> ModelSource:
     """Resolve a model reference to a verified local folder.
+
+    ``expect_sha256`` is the hash a saved skill recorded for its base: a reference that
+    now resolves to other weights (an upgraded package, an edited folder) is refused with
+    :class:`IntegrityError`, since the skill's head was trained on the old ones.
 
     Example:
         >>> src = resolve("minilm")  # doctest: +SKIP
         >>> src.origin, src.path.name
         ('package', 'model')
     """
-    ref_s = str(ref)
+    source = _resolve(str(ref), allow_pickle=allow_pickle)
+    if expect_sha256 is not None and source.sha256 != expect_sha256:
+        raise IntegrityError(
+            f"base model {source.ref!r} was {expect_sha256} when the skill was trained, but it "
+            f"now resolves to {source.sha256}. Install the original base model (or retrain "
+            "the skill on the new one)."
+        )
+    return source
+
+
+def _resolve(ref_s: str, *, allow_pickle: bool) -> ModelSource:
     if not ref_s.strip():
         raise ModelNotFoundError(f"model reference is empty. {_not_found_hint(ref_s)}")
     catalog = known_models()

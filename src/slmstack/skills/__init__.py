@@ -1,30 +1,46 @@
 """Skills: small models with one job each.
 
-Importing this package registers every skill kind, so ``load(folder)`` and workflow
-specs can find them by name.
+Skill classes are found by name through the registry (the ``slmstack.skills`` entry-point
+group), so importing this package loads none of them; each class name below is imported
+on first use.
 """
 
-from slmstack.skills.base import Skill, load
-from slmstack.skills.classifier import TextClassifier
-from slmstack.skills.clauses import ClauseFinder
-from slmstack.skills.faq import FAQAnswerer
-from slmstack.skills.fields import FieldExtractor
-from slmstack.skills.language import LanguageDetector
-from slmstack.skills.spacy_tagger import SpacyTagger
-from slmstack.skills.summarizer import Summarizer
-from slmstack.skills.tagger import EntityTagger
-from slmstack.skills.troubleshoot import Troubleshooter
+from __future__ import annotations
 
-__all__ = [
-    "ClauseFinder",
-    "EntityTagger",
-    "FAQAnswerer",
-    "FieldExtractor",
-    "LanguageDetector",
-    "Skill",
-    "SpacyTagger",
-    "Summarizer",
-    "TextClassifier",
-    "Troubleshooter",
-    "load",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from slmstack.skills.base import Skill, load
+
+_LAZY = {
+    "ClauseFinder": "slmstack.skills.clauses",
+    "EntityTagger": "slmstack.skills.tagger",
+    "FAQAnswerer": "slmstack.skills.faq",
+    "FieldExtractor": "slmstack.skills.fields",
+    "LanguageDetector": "slmstack.skills.language",
+    "SpacyTagger": "slmstack.skills.spacy_tagger",
+    "Summarizer": "slmstack.skills.summarizer",
+    "TextClassifier": "slmstack.skills.classifier",
+    "Troubleshooter": "slmstack.skills.troubleshoot",
+}
+
+__all__ = ["Skill", "load", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'slmstack.skills' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+if TYPE_CHECKING:
+    from slmstack.skills.classifier import TextClassifier
+    from slmstack.skills.clauses import ClauseFinder
+    from slmstack.skills.faq import FAQAnswerer
+    from slmstack.skills.fields import FieldExtractor
+    from slmstack.skills.language import LanguageDetector
+    from slmstack.skills.spacy_tagger import SpacyTagger
+    from slmstack.skills.summarizer import Summarizer
+    from slmstack.skills.tagger import EntityTagger
+    from slmstack.skills.troubleshoot import Troubleshooter

@@ -174,3 +174,23 @@ def forward_all(
             if task is not None:
                 bar.update(task, advance=len(idx))
     return np.stack(out)
+
+
+def validation_metrics(
+    logits: NDArray[np.float32], y: NDArray[np.int64], temperature: float
+) -> dict[str, float]:
+    """Accuracy, macro-F1 and ECE before and after temperature scaling, on validation."""
+    from sklearn.metrics import f1_score
+
+    from slmstack.training.calibration import expected_calibration_error, softmax
+
+    raw = softmax(logits)
+    cal = softmax(logits, temperature)
+    pred = cal.argmax(axis=1)
+    return {
+        "val_accuracy": float((pred == y).mean()),
+        "val_macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
+        "val_ece_before_calibration": expected_calibration_error(raw, y),
+        "val_ece": expected_calibration_error(cal, y),
+        "temperature": temperature,
+    }

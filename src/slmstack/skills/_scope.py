@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -196,3 +197,37 @@ def fit_scope(
             stacklevel=4,
         )
     return model
+
+
+def warn_small_scope(n_val: int, alpha: float) -> None:
+    """Warn at training time when the scope model can flag nothing.
+
+    The smallest conformal p-value against ``n_val`` reference texts is ``1/(n_val+1)``,
+    so below ``1/alpha - 1`` texts no p-value can fall under ``alpha``.
+    """
+    if alpha > 0 and n_val < 1 / alpha - 1:
+        warnings.warn(
+            DataWarning(
+                f"the validation split has {n_val} texts, fewer than 1/scope_alpha - 1 = "
+                f"{1 / alpha - 1:.0f}, so the scope model can flag no text as out of scope. "
+                f"Add data, or raise scope_alpha to at least {1 / (n_val + 1):.3f}."
+            ),
+            stacklevel=4,
+        )
+
+
+def scope_card(scope: ScopeModel | None, alpha: float) -> dict[str, Any] | str:
+    """The model-card section of the scope model."""
+    if scope is None:
+        return "none"
+    n = len(scope.reference)
+    return {
+        "method": "Mahalanobis distance to the nearest label mean (shared, shrunk "
+        "covariance), as a conformal p-value against the validation texts",
+        "scope_alpha": alpha,
+        "reference texts": n,
+        "smallest possible p-value": round(1 / (n + 1), 4),
+        "can flag texts": "yes"
+        if 1 / (n + 1) < alpha
+        else "NO: too few validation texts for this scope_alpha",
+    }

@@ -16,9 +16,10 @@ abstains with ``"out_of_scope"`` when their p-value is below ``scope_alpha``.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -27,10 +28,11 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from slmstack import registry
+from slmstack.artifacts import Provenance, data_hash
+from slmstack.data.readers import read_examples
 from slmstack.data.splits import stratified_split
-from slmstack.data.validation import validate_examples
-from slmstack.errors import ConfigError, DataError, NotFittedError
+from slmstack.data.validation import drop_duplicates, validate_examples
+from slmstack.errors import ArtifactError, DataError
 from slmstack.models.encoder import (
     Tokenized,
     load_encoder,
@@ -39,30 +41,26 @@ from slmstack.models.encoder import (
     tokenize,
 )
 from slmstack.models.resolve import ModelSource, resolve
-from slmstack.skills._classifier_io import restore_classifier, save_classifier
-from slmstack.skills._classifier_params import check_params
 from slmstack.skills._classifier_training import (
     ClassifierNet,
     finetune,
     fit_probe,
     forward_all,
     grow_head,
+    validation_metrics,
 )
-from slmstack.skills._scope import ScopeModel, fit_scope
-from slmstack.artifacts import (
-    data_hash,
-    read_verified_config,
-)
-from slmstack.skills.base import Skill, check_texts
-from slmstack.training.calibration import expected_calibration_error, fit_temperature, softmax
+from slmstack.skills._scope import ScopeModel, fit_scope, scope_card, warn_small_scope
+from slmstack.skills.base import Skill, Tensors
+from slmstack.skills.params import Interval
+from slmstack.training.calibration import fit_temperature, softmax
 from slmstack.training.loop import LoopConfig, LoopResult
 from slmstack.types import Example, LabelScore, Prediction, Usage
 
 Strategy = Literal["head", "finetune"]
-_NAME = "slmstack.TextClassifier.v1"
+_POSITIVE = Interval(float, 0, None, closed="neither")
+_FRACTION = Interval(float, 0, 1, closed="left")
 
 
-@registry.skills.register(_NAME)
 class TextClassifier(Skill):
     """Single-label text classifier on a pretrained encoder.
 
@@ -75,7 +73,18 @@ class TextClassifier(Skill):
         'card'
     """
 
-    skill_name = _NAME
+    skill_name = "slmstack.TextClassifier.v1"
+    produces = frozenset({"label", "confidence", "scores"})
+    fitted_attribute = "classes_"
+    constraints = {
+        **dict.fromkeys(("epochs", "batch_size", "top_k", "max_length", "patience"),
+                        Interval(int, 1, None)),
+        **dict.fromkeys(("learning_rate", "head_learning_rate", "head_c"), _POSITIVE),
+        "val_fraction": Interval(float, 0, 1, closed="neither"),
+        "warmup_ratio": _FRACTION, "label_smoothing": _FRACTION, "dropout": _FRACTION,
+        "scope_alpha": Interval(float, 0, 1, closed="left",
+                                note="(0 turns out-of-scope flags off)"),
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -124,31 +133,18 @@ class TextClassifier(Skill):
         self.seed = seed
         self.allow_pickle = allow_pickle
 
-    # ------------------------------------------------------------------ parameters
-    _PARAMS = (
-        "base", "strategy", "max_length", "epochs", "learning_rate", "head_learning_rate",
-        "warmup_ratio", "weight_decay", "batch_size", "dropout", "label_smoothing", "patience",
-        "val_fraction",
-        "metric", "head_c", "normalize", "precision", "top_k", "scope_alpha", "seed",
-        "allow_pickle",
-    )  # fmt: skip
+    @classmethod
+    def read_training_data(
+        cls, path: Path, *, text_column: str = "text", label_column: str = "label"
+    ) -> list[Example]:
+        """Labelled texts from CSV, TSV or JSONL (``text`` and ``label`` columns)."""
+        return read_examples(path, text_column=text_column, label_column=label_column)
 
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as passed to ``__init__``."""
-        return {k: getattr(self, k) for k in self._PARAMS}
+    def evaluate(self, data: Path, **options: Any) -> dict[str, Any]:
+        """Accuracy, macro-F1, per-class report, confusion matrix, latency and memory."""
+        from slmstack.evaluation.classification import evaluate_classifier
 
-    def set_params(self, **params: Any) -> Self:
-        """Change hyper-parameters (for example more epochs before :meth:`resume`)."""
-        for key, value in params.items():
-            if key not in self.get_params():
-                raise ConfigError(
-                    f"TextClassifier has no parameter {key!r}. Valid: {sorted(self.get_params())}"
-                )
-            setattr(self, key, value)
-        return self
-
-    def _check_params(self) -> None:
-        check_params(self)
+        return evaluate_classifier(self, data, **options)
 
     # ------------------------------------------------------------------ encoding
     def _setup_base(self) -> None:
@@ -179,6 +175,7 @@ class TextClassifier(Skill):
         """Train from scratch on ``examples`` (a validation split is held out)."""
         self._check_params()
         validate_examples(examples)
+        examples, self.duplicates_dropped_ = drop_duplicates(examples)
         torch.manual_seed(self.seed)
         self._setup_base()
         self.classes_: list[str] = sorted({ex.label for ex in examples})
@@ -196,6 +193,7 @@ class TextClassifier(Skill):
         self._require_fitted()
         self._check_params()
         validate_examples(examples)
+        examples, self.duplicates_dropped_ = drop_duplicates(examples)
         new = sorted({ex.label for ex in examples} - set(self.classes_))
         if new and not allow_new_labels:
             shown = ", ".join(repr(x) for x in new[:10])
@@ -227,6 +225,7 @@ class TextClassifier(Skill):
                 "and were truncated; raise max_length if the end of the text matters.",
                 stacklevel=3,
             )
+        warn_small_scope(len(val), self.scope_alpha)
         for param in self.net_.encoder.parameters():
             param.requires_grad = self.strategy == "finetune"
         x_train = None
@@ -245,27 +244,22 @@ class TextClassifier(Skill):
             x_train = self._forward_all(tok_train, what="embed", desc="scope statistics")
         self._fit_scope(x_train, y_train, x_val, resumed=resumed)
         self.temperature_ = fit_temperature(val_logits, y_val)
-        raw = softmax(val_logits)
-        cal = softmax(val_logits, self.temperature_)
-        pred = cal.argmax(axis=1)
-        from sklearn.metrics import f1_score
-
         self.metrics_: dict[str, float] = {
-            "val_accuracy": float((pred == y_val).mean()),
-            "val_macro_f1": float(f1_score(y_val, pred, average="macro", zero_division=0)),
-            "val_ece_before_calibration": expected_calibration_error(raw, y_val),
-            "val_ece": expected_calibration_error(cal, y_val),
-            "temperature": self.temperature_,
+            **validation_metrics(val_logits, y_val, self.temperature_),
             "n_train": float(len(train)),
             "n_val": float(len(val)),
         }
         self.history_ = history
         self.best_epoch_ = best_epoch
-        self.train_seconds_ = time.perf_counter() - start
-        rows = [(ex.text, ex.label) for ex in examples]
-        self.data_sha256_ = data_hash(rows)
-        self.data_rows_ = len(rows)
-        self.resumed_ = resumed
+        self.provenance_ = self._provenance(
+            base=self.source_.describe(),
+            data_sha256=data_hash([(ex.text, ex.label) for ex in examples]),
+            rows=len(examples),
+            duplicates_dropped=self.duplicates_dropped_,
+            seconds=time.perf_counter() - start,
+            metrics=self.metrics_,
+            resumed=resumed,
+        )
 
     def _fit_probe(
         self, tok: Tokenized, y: NDArray[np.int64], *, warm: bool
@@ -311,49 +305,24 @@ class TextClassifier(Skill):
                 return float(f1_score(y_val, pred, average="macro", zero_division=0))
             return float((pred == y_val).mean())
 
-        cfg = LoopConfig(
-            epochs=self.epochs,
-            learning_rate=self.learning_rate,
-            head_learning_rate=self.head_learning_rate,
-            warmup_ratio=self.warmup_ratio,
-            weight_decay=self.weight_decay,
-            patience=self.patience,
-            precision=self.precision,
-        )
         return finetune(
-            self.net_,
-            tok_train.input_ids,
-            y_train,
-            evaluate=evaluate,
-            cfg=cfg,
-            batch_size=self.batch_size,
-            pad_id=self._pad_id(),
-            seed=self.seed,
+            self.net_, tok_train.input_ids, y_train, evaluate=evaluate, cfg=LoopConfig.of(self),
+            batch_size=self.batch_size, pad_id=self._pad_id(), seed=self.seed,
             label_smoothing=self.label_smoothing,
             description="resume fine-tune" if resumed else "fine-tune",
-        )
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ predicting
-    def _require_fitted(self) -> None:
-        if not hasattr(self, "classes_"):
-            raise NotFittedError(
-                "This TextClassifier is not fitted yet. Call fit(examples) or "
-                "TextClassifier.load(folder) first."
-            )
-
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """Calibrated class probabilities, one row per text, columns in ``classes_`` order."""
         self._require_fitted()
-        check_texts(texts)
+        if any(not t.strip() for t in texts):
+            raise DataError("predict_proba() got an empty text; use predict(), which abstains")
         logits = self._forward_all(self._tokenize(texts), what="logits")
         return softmax(logits, self.temperature_)
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    def _predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Label, calibrated confidence and top-k scores for each text."""
-        self._require_fitted()
-        check_texts(texts)
-        if not texts:
-            return []
         start = time.perf_counter()
         tok = self._tokenize(texts)
         x = self._forward_all(tok, what="embed")
@@ -380,19 +349,52 @@ class TextClassifier(Skill):
         return out
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write weights (safetensors), config, labels and a model card to ``path``."""
-        self._require_fitted()
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_classifier(self, folder)
-        return folder
+    def _state(self) -> tuple[dict[str, Any], Tensors]:
+        tensors: Tensors = {"head": dict(self.net_.head.state_dict())}
+        if self.scope_ is not None:
+            tensors["scope"] = self.scope_.tensors()
+        config = {
+            "labels": self.classes_,
+            "temperature": self.temperature_,
+            "window": self.window_,
+            "history": self.history_,
+            "best_epoch": self.best_epoch_,
+        }
+        return config, tensors
 
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Rebuild a classifier saved with :meth:`save` (weights verified by sha256)."""
-        folder = Path(path)
-        config = read_verified_config(folder, _NAME, "TextClassifier")
-        self = cls(**config["params"])
-        restore_classifier(self, folder, config)
-        return self
+    def _write_extra(self, folder: Path) -> None:
+        (folder / "labels.json").write_text(json.dumps(self.classes_, indent=1) + "\n")
+        if self.strategy == "finetune":  # the skill carries its own encoder
+            encoder: Any = self.net_.encoder
+            encoder.save_pretrained(str(folder / "encoder"), safe_serialization=True)
+            self.tokenizer_.save_pretrained(str(folder / "encoder"))
+
+    def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
+        base = self.provenance_.base
+        if self.strategy == "finetune":
+            local = resolve(str(folder / "encoder"))
+            self.source_ = local.with_provenance(base)
+        else:
+            self.source_ = resolve(
+                self.base, allow_pickle=self.allow_pickle, expect_sha256=base.get("sha256")
+            )
+        self.tokenizer_ = load_tokenizer(self.source_.path)
+        labels = config["labels"]
+        if not isinstance(labels, list) or not labels:
+            raise ArtifactError(f"{folder}/config.json: 'labels' must be a non-empty list")
+        self.classes_ = [str(x) for x in labels]
+        self.net_ = ClassifierNet(load_encoder(self.source_), len(self.classes_),
+                                  normalize=self.normalize, dropout=self.dropout)  # fmt: skip
+        self.net_.head.load_state_dict(tensors["head"])
+        self.net_.eval()
+        self.scope_ = ScopeModel.from_tensors(tensors["scope"]) if "scope" in tensors else None
+        self.window_ = int(config["window"])
+        self.temperature_ = float(config["temperature"])
+        self.metrics_ = dict(self.provenance_.metrics)
+        self.history_ = list(config["history"])
+        self.best_epoch_ = int(config["best_epoch"])
+        self.duplicates_dropped_ = self.provenance_.duplicates_dropped
+
+    def _card(self) -> dict[str, Any]:
+        return {"Strategy": self.strategy, "Labels": ", ".join(self.classes_),
+                "Best epoch": self.best_epoch_, "Out-of-scope flag": scope_card(self.scope_, self.scope_alpha)}  # fmt: skip

@@ -17,32 +17,23 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from slmstack import registry
-from slmstack.data.validation import validate_examples
-from slmstack.errors import (
-    ConfigError,
-    DataError,
-    MissingDependencyError,
-    NotFittedError,
-)
-from slmstack.artifacts import (
-    data_hash,
-    read_verified_config,
-    write_config,
-    write_model_card,
-)
-from slmstack.skills.base import Skill, check_texts
+from slmstack.artifacts import data_hash
+from slmstack.data.readers import read_examples
+from slmstack.data.validation import drop_duplicates, validate_examples
+from slmstack.errors import ArtifactError, DataError, MissingDependencyError
+from slmstack.skills.base import Skill, Tensors
+from slmstack.skills.params import Interval
 from slmstack.types import Example, LabelScore, Prediction, Usage
 
-_NAME = "slmstack.LanguageDetector.v1"
 _lock = threading.Lock()
 _base: Any = None
 
@@ -60,19 +51,29 @@ def _full_model() -> Any:
         return _base
 
 
-@registry.skills.register(_NAME)
 class LanguageDetector(Skill):
     """Language identification restricted to the languages of the training labels."""
 
-    skill_name = _NAME
+    skill_name = "slmstack.LanguageDetector.v1"
     produces: ClassVar[frozenset[str]] = frozenset({"label", "scores"})
+    fitted_attribute = "classes_"
+    constraints = {"top_k": Interval(int, 1, None)}
 
-    def __init__(self, *, top_k: int = 3):
+    def __init__(self, *, top_k: int = 3):  # languages listed in each prediction's scores
         self.top_k = top_k
 
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as passed to ``__init__``."""
-        return {"top_k": self.top_k}
+    @classmethod
+    def read_training_data(
+        cls, path: Path, *, text_column: str = "text", label_column: str = "label"
+    ) -> list[Example]:
+        """Texts labelled with ISO 639-1 codes, from CSV, TSV or JSONL."""
+        return read_examples(path, text_column=text_column, label_column=label_column)
+
+    def evaluate(self, data: Path, **options: Any) -> dict[str, Any]:
+        """Accuracy, macro-F1, per-language report, confusion matrix and speed."""
+        from slmstack.evaluation.classification import evaluate_classifier
+
+        return evaluate_classifier(self, data, **options)
 
     def _identifier(self, languages: Sequence[str]) -> Any:
         from langid.langid import LanguageIdentifier
@@ -93,12 +94,10 @@ class LanguageDetector(Skill):
 
     def fit(self, examples: Sequence[Example]) -> Self:
         """Learn the language set from the labels; measure accuracy on the examples."""
-        if not isinstance(self.top_k, int) or self.top_k < 1:
-            raise ConfigError(
-                f"The 'top_k' parameter of LanguageDetector must be an int >= 1. "
-                f"Got {self.top_k!r} instead."
-            )
+        self._check_params()
+        start = time.perf_counter()
         validate_examples(examples)
+        examples, dropped = drop_duplicates(examples)
         languages = sorted({ex.label for ex in examples})
         known = set(_full_model().nb_classes)
         unknown = [lang for lang in languages if lang not in known]
@@ -111,17 +110,17 @@ class LanguageDetector(Skill):
         self.classes_ = languages
         correct = sum(self.identifier_.classify(ex.text)[0] == ex.label for ex in examples)
         self.metrics_ = {"train_accuracy": correct / len(examples), "n": float(len(examples))}
-        self.data_sha256_ = data_hash([(ex.text, ex.label) for ex in examples])
+        self.provenance_ = self._provenance(
+            base={"ref": "langid.py", "origin": "package",
+                  "sha256": _model_sha256(), "licence": "BSD-2-Clause"},
+            data_sha256=data_hash([(ex.text, ex.label) for ex in examples]),
+            rows=len(examples), duplicates_dropped=dropped,
+            seconds=time.perf_counter() - start, metrics=self.metrics_,
+        )  # fmt: skip
         return self
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    def _predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Language code and posterior for each text."""
-        if not hasattr(self, "classes_"):
-            raise NotFittedError(
-                "This LanguageDetector is not fitted yet. Call fit(examples) or "
-                "LanguageDetector.load(folder) first."
-            )
-        check_texts(texts)
         out = []
         for text in texts:
             start = time.perf_counter()
@@ -136,42 +135,30 @@ class LanguageDetector(Skill):
             )
         return out
 
-    def save(self, path: str | Path) -> Path:
-        """Write the language set and metrics (langid's model comes from the package)."""
-        if not hasattr(self, "classes_"):
-            raise NotFittedError("fit the LanguageDetector before saving it")
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "labels.json").write_text(json.dumps(self.classes_) + "\n")
-        config = {
-            "skill": _NAME,
-            "params": self.get_params(),
-            "labels": self.classes_,
-            "metrics": self.metrics_,
-            "data": {"sha256": self.data_sha256_},
-            "langid_version": metadata.version("langid"),
-        }
-        write_config(folder, config, ["labels.json"])
-        write_model_card(
-            folder,
-            "LanguageDetector (langid.py)",
-            {
-                "Method": "langid.py naive Bayes over byte n-grams, restricted to the labels",
-                "Languages": ", ".join(self.classes_),
-                "Metrics": self.metrics_,
-                "langid version": config["langid_version"],
-            },
-        )
-        return folder
+    def _state(self) -> tuple[dict[str, Any], Tensors]:
+        return {"labels": self.classes_, "langid_version": metadata.version("langid")}, {}
 
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Rebuild a detector saved with :meth:`save`."""
-        folder = Path(path)
-        config = read_verified_config(folder, _NAME, "LanguageDetector")
-        self = cls(**config["params"])
-        self.classes_ = list(config["labels"])
+    def _write_extra(self, folder: Path) -> None:
+        (folder / "labels.json").write_text(json.dumps(self.classes_) + "\n")
+
+    def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
+        recorded = self.provenance_.base.get("sha256")
+        if recorded != _model_sha256():
+            raise ArtifactError(
+                f"{folder} was trained with another langid model (sha256 {recorded}); "
+                "install the langid version in its config, or retrain the skill."
+            )
+        self.classes_ = [str(x) for x in config["labels"]]
         self.identifier_ = self._identifier(self.classes_)
-        self.metrics_ = dict(config["metrics"])
-        self.data_sha256_ = config["data"]["sha256"]
-        return self
+        self.metrics_ = dict(self.provenance_.metrics)
+
+    def _card(self) -> dict[str, Any]:
+        return {"Method": "langid.py naive Bayes over byte n-grams, restricted to the labels",
+                "Languages": ", ".join(self.classes_)}  # fmt: skip
+
+
+def _model_sha256() -> str:
+    """sha256 of langid's packed model string: the base this skill depends on."""
+    from langid.langid import model
+
+    return hashlib.sha256(model.encode() if isinstance(model, str) else model).hexdigest()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -30,13 +30,13 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
-from slmstack import registry
-from slmstack.data.tagging import TaggedExample
-from slmstack.errors import ConfigError, DataError, DataWarning, NotFittedError
+from slmstack.artifacts import data_hash
+from slmstack.data.tagging import TaggedExample, read_tagged
+from slmstack.data.validation import drop_duplicates
+from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning
 from slmstack.models.encoder import autocast, load_encoder, load_tokenizer, model_window
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.evaluation.metrics import tagger_metrics
-from slmstack.skills._tagger_io import restore_tagger, save_tagger
 from slmstack.skills._token_net import IGNORE, TokenNet, make_batch, special_ids
 from slmstack.skills._tokens import (
     Encoded,
@@ -47,16 +47,19 @@ from slmstack.skills._tokens import (
     windows,
     word_tags,
 )
-from slmstack.artifacts import data_hash, read_verified_config
-from slmstack.skills.base import Skill, check_texts
+from slmstack.skills.base import Skill, Tensors
+from slmstack.skills.params import Interval
 from slmstack.training.calibration import fit_temperature, softmax
 from slmstack.training.loop import LoopConfig, train_loop
 from slmstack.types import Prediction, Span, Usage
 
-_NAME = "slmstack.EntityTagger.v1"
+_POSITIVE = Interval(float, 0, None, closed="neither")
 
 
-@registry.skills.register(_NAME)
+def _stride_check(value: Any) -> str | None:
+    return None if isinstance(value, int) and value >= 0 else "an int >= 0"
+
+
 class EntityTagger(Skill):
     """Fine-tuned token classifier that returns entity spans with character offsets.
 
@@ -69,7 +72,18 @@ class EntityTagger(Skill):
         [('PER', 'Carl'), ('PER', 'Dana')]
     """
 
-    skill_name = _NAME
+    skill_name = "slmstack.EntityTagger.v1"
+    produces = frozenset({"spans"})
+    fitted_attribute = "tags_"
+    saved_defaults = {"case_input": False}  # taggers saved before input casing had none
+    constraints = {
+        **dict.fromkeys(("epochs", "batch_size", "patience"), Interval(int, 1, None)),
+        "max_length": Interval(int, 8, None),
+        "stride": _stride_check,
+        "case_dim": Interval(int, 0, None),
+        **dict.fromkeys(("learning_rate", "head_learning_rate"), _POSITIVE),
+        "val_fraction": Interval(float, 0, 1, closed="neither"),
+    }
 
     def __init__(
         self,
@@ -110,47 +124,32 @@ class EntityTagger(Skill):
         self.seed = seed
         self.allow_pickle = allow_pickle
 
-    _PARAMS = (
-        "base", "max_length", "stride", "epochs", "learning_rate", "head_learning_rate",
-        "warmup_ratio", "weight_decay", "batch_size", "dropout", "case_dim", "case_input",
-        "patience", "val_fraction", "precision", "seed", "allow_pickle",
-    )  # fmt: skip
-
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as passed to ``__init__``."""
-        return {k: getattr(self, k) for k in self._PARAMS}
-
     def _check_params(self) -> None:
-        def bad(name: str, allowed: str) -> ConfigError:
-            return ConfigError(
-                f"The {name!r} parameter of EntityTagger must be {allowed}. "
-                f"Got {getattr(self, name)!r} instead."
+        super()._check_params()
+        if self.stride >= self.max_length // 2:
+            raise ConfigError(
+                f"The 'stride' parameter of EntityTagger must be an int in [0, max_length/2) = "
+                f"[0, {self.max_length // 2}). Got {self.stride!r} instead."
             )
 
-        for name in ("epochs", "batch_size", "patience"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise bad(name, "an int >= 1")
-        if not isinstance(self.max_length, int) or self.max_length < 8:
-            raise bad("max_length", "an int >= 8")
-        if not isinstance(self.stride, int) or not 0 <= self.stride < self.max_length // 2:
-            raise bad("stride", f"an int in [0, max_length/2) = [0, {self.max_length // 2})")
-        if not isinstance(self.case_dim, int) or self.case_dim < 0:
-            raise bad("case_dim", "an int >= 0")
-        if not isinstance(self.case_input, bool):
-            raise bad("case_input", "True or False")
-        for name in ("learning_rate", "head_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise bad(name, "a float in (0, inf)")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise bad("val_fraction", "a float in (0, 1)")
-        if self.precision not in ("fp32", "bf16"):
-            raise bad("precision", "'fp32' or 'bf16'")
+    @classmethod
+    def read_training_data(
+        cls, path: Path, *, scheme: Literal["auto", "iob1", "iob2"] = "auto"
+    ) -> list[TaggedExample]:
+        """CoNLL (IOB1/IOB2, ``.conll``/``.txt``) or span JSONL."""
+        return read_tagged(path, scheme=scheme)
+
+    def evaluate(self, data: Path, **options: Any) -> dict[str, Any]:
+        """Entity precision, recall and F1 (seqeval), overall and per type, and speed."""
+        from slmstack.evaluation.tagging import evaluate_tagger
+
+        return evaluate_tagger(self, data, **options)
 
     # ------------------------------------------------------------------ model plumbing
     def _build(self, source: ModelSource, encoder_dir: Path, n_tags: int) -> None:
         self.source_ = source
         self.tokenizer_ = load_tokenizer(encoder_dir)
-        encoder = load_encoder(source if source.origin != "saved" else resolve(encoder_dir))
+        encoder = load_encoder(source)
         # Two positions go to [CLS] and [SEP].
         self.window_ = model_window(self.tokenizer_, encoder, self.max_length) - 2
         self.net_ = TokenNet(
@@ -209,6 +208,7 @@ class EntityTagger(Skill):
         self._check_params()
         if not examples:
             raise DataError("no training examples; pass at least a few tagged texts")
+        examples, dropped = drop_duplicates(examples)
         labels = sorted({s.label for ex in examples for s in ex.spans})
         if not labels:
             raise DataError(
@@ -252,9 +252,12 @@ class EntityTagger(Skill):
             "misaligned_spans": float(self.misaligned_),
         }
         self.history_, self.best_epoch_ = history, best
-        self.train_seconds_ = time.perf_counter() - start
         rows = [(ex.text, *(f"{s.label}:{s.start}:{s.end}" for s in ex.spans)) for ex in examples]
-        self.data_sha256_, self.data_rows_ = data_hash(rows), len(rows)
+        self.provenance_ = self._provenance(
+            base=source.describe(), data_sha256=data_hash(rows), rows=len(rows),
+            duplicates_dropped=dropped, seconds=time.perf_counter() - start,
+            metrics=self.metrics_,
+        )  # fmt: skip
         return self
 
     def _sub_labels(
@@ -308,15 +311,7 @@ class EntityTagger(Skill):
             spans = self._decode(val_texts, enc_val, self._word_logits(enc_val))
             return float(tagger_metrics(val, spans)["f1"])
 
-        cfg = LoopConfig(
-            epochs=self.epochs,
-            learning_rate=self.learning_rate,
-            head_learning_rate=self.head_learning_rate,
-            warmup_ratio=self.warmup_ratio,
-            weight_decay=self.weight_decay,
-            patience=self.patience,
-            precision=self.precision,
-        )
+        cfg = LoopConfig.of(self)
         result = train_loop(
             self.net_,
             make_batches=make_batches,
@@ -330,13 +325,6 @@ class EntityTagger(Skill):
         return result.history, result.best_epoch
 
     # ------------------------------------------------------------------ predicting
-    def _require_fitted(self) -> None:
-        if not hasattr(self, "tags_"):
-            raise NotFittedError(
-                "This EntityTagger is not fitted yet. Call fit(examples) or "
-                "EntityTagger.load(folder) first."
-            )
-
     def _decode(
         self,
         texts: Sequence[str],
@@ -350,15 +338,11 @@ class EntityTagger(Skill):
             out.append(decode_spans(text, enc, probs, self.tags_, allowed))
         return out
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    def _predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Entity spans with character offsets and a calibrated confidence, per text.
 
         A text's ``confidence`` is that of its least certain span (1.0 without spans).
         """
-        self._require_fitted()
-        check_texts(texts)
-        if not texts:
-            return []
         start = time.perf_counter()
         encs = encode(self.tokenizer_, texts)
         spans = self._decode(texts, encs, self._word_logits(encs))
@@ -373,20 +357,37 @@ class EntityTagger(Skill):
         ]
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write the encoder, the tag head (safetensors), config and model card."""
-        self._require_fitted()
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_tagger(self, folder, _NAME)
-        return folder
+    def _state(self) -> tuple[dict[str, Any], Tensors]:
+        # The tag head and casing embeddings; the fine-tuned encoder goes to encoder/.
+        head = {k: v for k, v in self.net_.state_dict().items() if not k.startswith("encoder.")}
+        config = {"tags": self.tags_, "temperature": self.temperature_, "window": self.window_,
+                  "history": self.history_, "best_epoch": self.best_epoch_,
+                  "misaligned_spans": self.misaligned_}  # fmt: skip
+        return config, {"head": head}
 
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Rebuild a tagger saved with :meth:`save` (weights verified by sha256)."""
-        folder = Path(path)
-        config = read_verified_config(folder, _NAME, "EntityTagger")
-        # Taggers saved before ``case_input`` existed had no input casing.
-        self = cls(**{"case_input": False, **config["params"]})
-        restore_tagger(self, folder, config)
-        return self
+    def _write_extra(self, folder: Path) -> None:
+        encoder: Any = self.net_.encoder
+        encoder.save_pretrained(str(folder / "encoder"), safe_serialization=True)
+        self.tokenizer_.save_pretrained(str(folder / "encoder"))
+
+    def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
+        source = resolve(str(folder / "encoder")).with_provenance(self.provenance_.base)
+        self.tags_ = [str(t) for t in config["tags"]]
+        self._build(source, folder / "encoder", len(self.tags_))
+        missing, unexpected = self.net_.load_state_dict(tensors["head"], strict=False)
+        if unexpected or any(not k.startswith("encoder.") for k in missing):
+            raise ArtifactError(
+                f"{folder}/head.safetensors does not fit this tagger (missing "
+                f"{[k for k in missing if not k.startswith('encoder.')]}, unexpected "
+                f"{unexpected}); re-save the skill"
+            )
+        self.net_.eval()
+        self.temperature_ = float(config["temperature"])
+        self.metrics_ = dict(self.provenance_.metrics)
+        self.history_ = list(config["history"])
+        self.best_epoch_ = int(config["best_epoch"])
+        self.misaligned_ = int(config["misaligned_spans"])
+
+    def _card(self) -> dict[str, Any]:
+        return {"Entity types": ", ".join(sorted({t[2:] for t in self.tags_ if t != "O"})),
+                "Best epoch": self.best_epoch_}  # fmt: skip

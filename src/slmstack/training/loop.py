@@ -33,6 +33,13 @@ class LoopConfig:
     precision: str
     max_grad_norm: float = 1.0
 
+    @classmethod
+    def of(cls, owner: object) -> LoopConfig:
+        """The schedule from an estimator's hyper-parameters of the same names."""
+        names = ("epochs", "learning_rate", "head_learning_rate", "warmup_ratio",
+                 "weight_decay", "patience", "precision")  # fmt: skip
+        return cls(**{name: getattr(owner, name) for name in names})
+
 
 @dataclass
 class LoopResult:

@@ -13,7 +13,6 @@ from slmstack.errors import WorkflowError
 from slmstack.workflows.engine import Workflow
 from slmstack.workflows.inbox import Inbox, Packet
 from slmstack.workflows.loader import load_workflow
-from slmstack.workflows.skillspec import register_trainer
 from slmstack.workflows.steps import (
     BlockStep,
     CascadeStep,
@@ -50,7 +49,6 @@ __all__ = [
     "Workflow",
     "WorkflowError",
     "load_workflow",
-    "register_trainer",
     "run_batch",
     "step_kinds",
 ]

@@ -13,9 +13,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
 from slmstack.registry import Registry
 from slmstack.types import Prediction
@@ -23,7 +23,7 @@ from slmstack.workflows.trace import Decision, StepTrace
 
 if TYPE_CHECKING:
     from slmstack.backends.base import Backend
-    from slmstack.workflows.inbox import Inbox, Packet
+    from slmstack.workflows.inbox import Packet
 
 
 @runtime_checkable
@@ -37,29 +37,13 @@ class SkillLike(Protocol):
 
 # Fields of a Prediction that every step output has, whatever the skill.
 ALWAYS = frozenset({"confidence", "abstained"})
-# What each known skill fills in its Prediction. A skill class can declare its own with a
-# ``produces`` class attribute; skills in neither place are not type-checked.
-SKILL_OUTPUTS: dict[str, frozenset[str]] = {
-    "slmstack.TextClassifier.v1": frozenset({"label", "scores"}),
-    "slmstack.LanguageDetector.v1": frozenset({"label", "scores"}),
-    "slmstack.EntityTagger.v1": frozenset({"spans"}),
-    "slmstack.SpacyTagger.v1": frozenset({"spans"}),
-    "slmstack.FieldExtractor.v1": frozenset({"data", "spans"}),
-    "slmstack.ClauseFinder.v1": frozenset({"spans", "data"}),
-    "slmstack.FAQAnswerer.v1": frozenset({"text", "label", "data"}),
-    "slmstack.Troubleshooter.v1": frozenset({"text", "data"}),
-    "slmstack.Summarizer.v1": frozenset({"text", "data"}),
-}
 
 
 def skill_outputs(skill: object) -> frozenset[str] | None:
-    """The Prediction fields ``skill`` fills, or ``None`` when unknown."""
+    """The Prediction fields ``skill`` fills (its class's ``produces``), or ``None``."""
     declared = getattr(skill, "produces", None)
-    if isinstance(declared, frozenset | set | tuple | list):
+    if isinstance(declared, frozenset | set | tuple | list) and declared:
         return frozenset(declared) | ALWAYS
-    name = getattr(type(skill), "skill_name", None)
-    if isinstance(name, str) and name in SKILL_OUTPUTS:
-        return SKILL_OUTPUTS[name] | ALWAYS
     return None
 
 
@@ -167,13 +151,16 @@ class HandOff:
 
 @dataclass
 class Runtime:
-    """What steps can use while running: skills, backends, blocks, the inbox."""
+    """What steps can use while running: skills, backends, blocks.
+
+    The inbox is not here: an escalation step only prepares a packet (``HandOff``), and
+    the engine files it once the run is over.
+    """
 
     workflow: str
     skills: Mapping[str, SkillLike]
     backends: Mapping[str, Backend]
     blocks: Mapping[str, Sequence[Step]]
-    inbox: Inbox | None
 
 
 @dataclass
@@ -274,6 +261,12 @@ class StepSpec(BaseModel):
     """Base of every step kind's YAML body: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+StepField = Annotated[Any, WithJsonSchema({"$ref": "#/$defs/step"})]
+"""A child step inside a Spec. Any YAML value passes here: the loader builds and checks
+each child itself, so that its errors carry the child's own path and line. The JSON
+Schema (``slmstack schema workflow``) still describes it as a step."""
 
 
 step_kinds: Registry[type[Step]] = Registry("step kind")

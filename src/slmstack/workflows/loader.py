@@ -25,17 +25,23 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kinds)
-from slmstack.errors import ConfigError
-from slmstack.workflows.base import SkillLike, Step, did_you_mean, field_path, step_kinds
-from slmstack.errors import WorkflowError
+from slmstack.errors import ConfigError, WorkflowError
+from slmstack.workflows.base import (
+    SkillLike,
+    Step,
+    StepField,
+    did_you_mean,
+    field_path,
+    step_kinds,
+)
 from slmstack.workflows.engine import Workflow, locate
-from slmstack.workflows.skillspec import SkillSpec, resolve_skills
+from slmstack.workflows.skillspec import SkillSpec, check_skill_spec, resolve_skills
 from slmstack.workflows.steps.sequence import SequenceStep
 from slmstack.workflows.steps.skill import SkillStep
 
@@ -49,6 +55,20 @@ class BackendSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+# A `skills:` entry: a folder, or a spec that the loader validates itself (for its path).
+SkillEntry = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "description": "a saved skill folder, relative to the file"},
+                {"$ref": "#/$defs/skill-entry"},
+            ]
+        }
+    ),
+]
+
+
 class WorkflowSpec(BaseModel):
     """The top level of a workflow file."""
 
@@ -56,10 +76,10 @@ class WorkflowSpec(BaseModel):
     name: str | None = None  # defaults to the file name
     description: str = ""
     inbox: str | None = None  # database URL; a relative sqlite path is relative to the file
-    skills: dict[str, Any] = Field(default_factory=dict)
+    skills: dict[str, SkillEntry] = Field(default_factory=dict)
     backends: dict[str, BackendSpec] = Field(default_factory=dict)
-    blocks: dict[str, list[Any]] = Field(default_factory=dict)
-    steps: list[Any] = Field(min_length=1)
+    blocks: dict[str, list[StepField]] = Field(default_factory=dict)
+    steps: list[StepField] = Field(min_length=1)
 
 
 class _Loader(yaml.SafeLoader):
@@ -233,18 +253,7 @@ def load_workflow(
         'escalated'
     """
     source = Path(path)
-    if not source.is_file():
-        raise ConfigError(f"workflow file {source} does not exist")
-    text = source.read_text(encoding="utf-8")
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no Python objects
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else str(source)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    if not isinstance(raw, dict) or node is None:
-        raise ConfigError(f"{source}: a workflow file is a mapping with at least `steps:`")
+    raw, node = _read(source)
     lines: dict[str, int] = {}
     _line_map(node, "", lines, source)
     name = str(raw.get("name") or source.stem)
@@ -271,6 +280,8 @@ def load_workflow(
             skill_specs[key] = SkillSpec.model_validate(value)
         except ValidationError as exc:
             build.problems.extend(pydantic_problems(exc, f"skills.{key}", SkillSpec))
+            continue
+        build.problems.extend(check_skill_spec(key, skill_specs[key]))
     if build.problems:
         raise fail(build.problems)
     cache = Path(cache_dir) if cache_dir is not None else source.parent / ".slmstack-cache"
@@ -295,6 +306,44 @@ def load_workflow(
         source=source,
         lines=lines,
     )
+
+
+def _read(source: Path) -> tuple[dict[str, Any], yaml.Node]:
+    """The parsed mapping of a workflow file and its YAML node tree (for line numbers)."""
+    if not source.is_file():
+        what = "is a folder, not a file" if source.is_dir() else "does not exist"
+        raise ConfigError(f"workflow file {source} {what}")
+    text = source.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no Python objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else str(source)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(raw, dict) or node is None:
+        raise ConfigError(f"{source}: a workflow file is a mapping with at least `steps:`")
+    return raw, node
+
+
+def workflow_inbox_url(path: str | Path) -> str | None:
+    """The ``inbox:`` URL of a workflow file, resolved as :func:`load_workflow` does.
+
+    Reads only that entry: nothing is loaded or trained. ``None`` when the file has no
+    ``inbox:`` (its workflow then uses :func:`slmstack.workflows.inbox.default_url`).
+
+    Example:
+        >>> workflow_inbox_url("examples/support-desk/workflow.yaml")  # doctest: +SKIP
+        'sqlite:///examples/support-desk/.slmstack-cache/inbox.db'
+    """
+    source = Path(path)
+    raw, _ = _read(source)
+    url = raw.get("inbox")
+    if url is not None and not isinstance(url, str):
+        raise ConfigError(
+            f"{source}: inbox: must be a database URL such as sqlite:///inbox.db; got {url!r}"
+        )
+    return _inbox_url(url, source.parent)
 
 
 def _inbox_url(url: str | None, base: Path) -> str | None:

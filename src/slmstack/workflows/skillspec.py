@@ -9,80 +9,28 @@
       topic: {kind: slmstack.TextClassifier.v1, params: {strategy: head}, train: topics.csv}
 
 A folder used by several names is loaded once. A spec with ``train`` is fitted on the
-file read by the reader registered for its kind, saved in the cache folder under a hash
-of (kind, params, data), and loaded from there next time, so the example stacks train
-once. A spec without ``train`` is used as constructed (ready-made skills).
+file read by its class's ``read_training_data``, saved in the cache folder under a hash
+of (kind, params, data, artifact format), and loaded from there next time, so the
+example stacks train once. A spec without ``train`` is used as constructed (ready-made
+skills; a class with ``trains_on_nothing`` is fitted on ``[]``). Its ``params`` are
+checked against the class's signature when the file is loaded, before anything trains.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-import slmstack.skills.language  # noqa: F401  (registers LanguageDetector)
 from slmstack import registry
+from slmstack.artifacts import FORMAT_VERSION
 from slmstack.errors import ConfigError
 from slmstack.models.hashing import sha256_file
 from slmstack.workflows.base import SkillLike, did_you_mean
-
-Reader = Callable[[Path], Any]
-_TRAINERS: dict[str, Reader | None] = {}
-
-
-def register_trainer(kind: str, reader: Reader | None) -> None:
-    """Let workflow specs train skills of ``kind``.
-
-    ``reader(path)`` turns the ``train:`` file (or folder) into ``fit``'s argument; a
-    ``None`` reader means the kind is fitted on nothing (``fit([])``, for example a
-    summariser that only captures its configuration), so its spec needs no ``train:``.
-    """
-    _TRAINERS[kind] = reader
-
-
-def _read_examples(path: Path) -> Any:
-    from slmstack.data.readers import read_examples
-
-    return read_examples(path)
-
-
-def _read_kb(path: Path) -> Any:
-    from slmstack.retrieval.knowledge import read_kb
-
-    return read_kb(path)
-
-
-def _read_documents(path: Path) -> Any:
-    from slmstack.retrieval.chunking import read_documents
-
-    return read_documents(path)
-
-
-def _read_tagged(path: Path) -> Any:
-    from slmstack.data.tagging import read_tagged
-
-    return read_tagged(path)
-
-
-def _read_field_examples(path: Path) -> Any:
-    from slmstack.data.documents import read_field_examples
-
-    return read_field_examples(path)
-
-
-register_trainer("slmstack.TextClassifier.v1", _read_examples)
-register_trainer("slmstack.FieldExtractor.v1", _read_field_examples)
-register_trainer("slmstack.LanguageDetector.v1", _read_examples)
-register_trainer("slmstack.FAQAnswerer.v1", _read_kb)
-register_trainer("slmstack.Troubleshooter.v1", _read_documents)
-register_trainer("slmstack.EntityTagger.v1", _read_tagged)
-register_trainer("slmstack.SpacyTagger.v1", _read_tagged)
-register_trainer("slmstack.Summarizer.v1", None)
-
 
 class SkillSpec(BaseModel):
     """One entry of ``skills:`` in its long form."""
@@ -100,6 +48,26 @@ class SkillSpec(BaseModel):
         if self.path is not None and (self.params or self.train):
             raise ValueError("`params:` and `train:` go with `kind:`, not with `path:`")
         return self
+
+
+def check_skill_spec(name: str, spec: SkillSpec) -> list[tuple[str, str]]:
+    """``(path, message)`` problems of a spec's kind and params, found before training."""
+    if spec.kind is None:
+        return []
+    if spec.kind not in registry.skills.names():
+        known = registry.skills.names()
+        return [(f"skills.{name}.kind",
+                 f"unknown skill kind {spec.kind!r}{did_you_mean(spec.kind, known)}")]  # fmt: skip
+    cls = registry.skills.get(spec.kind)
+    problems = []
+    for key, value in spec.params.items():
+        try:
+            cls.check_params({key: value})
+        except ConfigError as exc:
+            problems.append((f"skills.{name}.params.{key}", str(exc)))
+    if spec.train is not None and cls.trains_on_nothing:
+        problems.append((f"skills.{name}.train", f"{spec.kind} is not trained from a file"))
+    return problems
 
 
 def _load_folder(folder: Path, name: str) -> SkillLike:
@@ -123,29 +91,21 @@ def _build(name: str, spec: SkillSpec, base: Path, cache: Path) -> SkillLike:
     cls = registry.skills.get(spec.kind)
     if spec.train is None:
         skill = cls(**spec.params)
-        if spec.kind in _TRAINERS and _TRAINERS[spec.kind] is None:
+        if getattr(cls, "trains_on_nothing", False):
             skill = skill.fit([])
         if not isinstance(skill, SkillLike):
             raise ConfigError(f"skills.{name}: {spec.kind} has no predict(texts) method")
         return skill
-    reader = _TRAINERS.get(spec.kind)
-    if reader is None:
-        trainable = sorted(k for k, r in _TRAINERS.items() if r is not None)
-        raise ConfigError(
-            f"skills.{name}: {spec.kind} cannot be trained from a file in a workflow "
-            f"(kinds that can: {', '.join(trainable)}); train it with `slmstack train` and "
-            "give its folder as `path:`"
-        )
     data = (base / spec.train).resolve()
     if not data.exists():
         raise ConfigError(f"skills.{name}.train: {data} does not exist")
     digest = hashlib.sha256(
-        json.dumps([spec.kind, spec.params, _data_digest(data)], sort_keys=True).encode()
+        json.dumps([spec.kind, spec.params, _data_digest(data), FORMAT_VERSION], sort_keys=True).encode()
     ).hexdigest()[:16]
     folder = cache / f"{name}-{digest}"
     if (folder / "config.json").is_file():
         return _load_folder(folder, name)
-    skill = cls(**spec.params).fit(reader(data))
+    skill = cls(**spec.params).fit(cls.read_training_data(data))
     skill.save(folder)
     return skill  # type: ignore[no-any-return]
 
