@@ -4,7 +4,11 @@ import warnings
 import pytest
 
 from slmstack import DataError, DataWarning, read_examples
+from slmstack.data import drop_duplicates, read_records
+from slmstack.data.fields import FieldExample
 from slmstack.data.splits import stratified_split
+from slmstack.data.tagging import TaggedExample
+from slmstack.types import Example, Span
 
 
 def write(path, text):
@@ -114,3 +118,88 @@ def test_stratified_split_keeps_every_class_on_both_sides():
     assert {labels[i] for i in val} == {"a", "b", "c"}
     assert {labels[i] for i in train} == {"a", "b", "c"}
     assert stratified_split(items, labels, fraction=0.2, seed=1) == (train, val)
+
+
+def test_semicolon_and_tab_files_named_csv_are_sniffed(tmp_path):
+    semi = write(tmp_path / "semi.csv", "text;label\nhello, there;greet\nhi;greet\nbye;leave\n")
+    tab = write(tmp_path / "tab.csv", "text\tlabel\nhello; there\tgreet\nhi\tgreet\n")
+    comma = write(tmp_path / "comma.tsv", "text,label\nhello there,greet\nhi,greet\n")
+    assert [(e.text, e.label) for e in read_examples(semi, validate=False)] == [
+        ("hello, there", "greet"),
+        ("hi", "greet"),
+        ("bye", "leave"),
+    ]
+    assert read_examples(tab, validate=False)[0].text == "hello; there"
+    assert read_examples(comma, validate=False)[1].label == "greet"
+
+
+def test_one_column_file_keeps_its_semicolons(tmp_path):
+    f = write(tmp_path / "q.csv", "text\n" + "where; when\n" * 20)
+    assert [r.fields for r in read_records(f)][:1] == [{"text": "where; when"}]
+
+
+def test_missing_column_names_the_delimiter_seen_in_the_header(tmp_path):
+    # Unquoted semicolons in the texts: no delimiter is consistent, so it reads as commas.
+    f = write(tmp_path / "d.csv", "text;label\na;x\nb;c;d;y\ne;f;x\ng;h;i;j;y\n")
+    with pytest.raises(
+        DataError,
+        match=r"d\.csv:2: missing text column 'text'.*contains a semicolon \(';'\).*"
+        r"read as comma-separated.*quote every field that contains a semicolon",
+    ):
+        read_examples(f)
+
+
+def test_ragged_row_names_the_delimiter_seen_in_the_header(tmp_path):
+    f = write(tmp_path / "d.csv", "text;label\na, b;x\nc;d;e, f;y\ng,,h;x\n")
+    with pytest.raises(DataError, match=r"d\.csv:2: row has 2 fields.*contains a semicolon"):
+        read_records(f)
+
+
+def test_one_megabyte_field_reads(tmp_path):
+    big = "word " * 200_000
+    f = write(tmp_path / "d.csv", f'text,label\n"{big}",x\nshort,y\n')
+    records = read_records(f)
+    assert len(records[0].fields["text"]) == len(big) and records[1].fields["label"] == "y"
+
+
+def test_drop_duplicates_keeps_the_first_of_each_and_warns(tmp_path):
+    rows = [
+        Example("hi", "greet", "d.csv:2"),
+        Example("bye", "leave", "d.csv:3"),
+        Example("hi", "greet", "d.csv:4"),  # a copy of line 2
+        Example("hi", "leave", "d.csv:5"),  # same text, other label: kept
+        Example("hi ", "greet", "d.csv:6"),  # not exact: kept
+        Example("hi", "greet", "d.csv:7"),
+    ]
+    with pytest.warns(DataWarning, match=r"dropped 2 exact duplicate rows of 6.*d\.csv:4"):
+        kept, dropped = drop_duplicates(rows)
+    assert dropped == 2
+    assert [ex.source for ex in kept] == ["d.csv:2", "d.csv:3", "d.csv:5", "d.csv:6"]
+
+
+def test_drop_duplicates_is_generic():
+    pairs = [("a", "x"), ("a", "y"), ("a", "x")]
+    with pytest.warns(DataWarning, match="dropped 1"):
+        assert drop_duplicates(pairs) == ([("a", "x"), ("a", "y")], 1)
+    fields = [
+        FieldExample("inv 7", {"total": "7", "date": None}, source="f.jsonl:1"),
+        FieldExample("inv 7", {"date": None, "total": "7"}, source="f.jsonl:2"),
+        FieldExample("inv 7", {"total": "8"}, source="f.jsonl:3"),
+    ]
+    with pytest.warns(DataWarning, match="dropped 1"):
+        kept, dropped = drop_duplicates(fields)
+    assert dropped == 1 and [f.source for f in kept] == ["f.jsonl:1", "f.jsonl:3"]
+    tagged = [
+        TaggedExample("Ann", (Span("PER", 0, 3, "Ann"),), source="t:1"),
+        TaggedExample("Ann", (Span("ORG", 0, 3, "Ann"),), source="t:2"),
+        TaggedExample("Ann", (Span("PER", 0, 3, "Ann"),), source="t:3"),
+    ]
+    with pytest.warns(DataWarning):
+        assert drop_duplicates(tagged)[1] == 1
+
+
+def test_drop_duplicates_without_duplicates_is_silent():
+    rows = [Example("a", "x"), Example("b", "x")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert drop_duplicates(iter(rows)) == (rows, 0)

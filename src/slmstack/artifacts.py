@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import tempfile
 import platform
 import shutil
 import uuid
@@ -126,8 +126,13 @@ def check_output_folder(folder: Path, *, force: bool) -> None:
                 "or choose another folder."
             )
     parent = _existing_parent(folder)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ArtifactError(f"cannot write to {parent} (permission denied); choose another --out.")
+    try:  # a real probe: os.access says yes to root even on a read-only file system
+        probe = Path(tempfile.mkdtemp(prefix=".slmstack-probe-", dir=parent))
+    except OSError as exc:
+        raise ArtifactError(
+            f"cannot write to {parent} ({exc.strerror or exc}); choose another --out."
+        ) from None
+    probe.rmdir()
 
 
 def _existing_parent(folder: Path) -> Path:
@@ -255,7 +260,8 @@ def read_verified_config(folder: Path, skill_name: str, kind: str) -> dict[str, 
     if config.get("skill") != skill_name:
         raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a {kind}")
     verify_files(folder, config)
-    base = config.get("base")
+    provenance = config.get("provenance")
+    base = provenance.get("base") if isinstance(provenance, Mapping) else None
     if isinstance(base, Mapping) and base.get("ref") and not isinstance(base.get("sha256"), str):
         raise ArtifactError(
             f"{folder}/{CONFIG} records base {base.get('ref')!r} without a sha256, so the base "

@@ -53,12 +53,18 @@ def evaluate(
     allow_pickle: Annotated[
         bool, typer.Option(help="Allow pickled base weights (they can run code).")
     ] = False,
+    unseen_labels: Annotated[
+        str,
+        typer.Option(help="Rows whose label the skill never learned: 'error' or 'drop'."),
+    ] = "error",
 ) -> None:
     """Accuracy, macro-F1, per-class report, confusion matrix, latency, throughput, memory."""
     from slmstack.skills.base import load
 
     skill = load(skill_dir, allow_pickle=allow_pickle)
-    report = skill.evaluate(data, text_column=text_column, label_column=label_column)
+    report = skill.evaluate(
+        data, text_column=text_column, label_column=label_column, unseen_labels=unseen_labels
+    )
     if json_out:
         print_json(report)
     else:

@@ -173,12 +173,12 @@ class TrainGroup(TyperGroup):
         """The alias named ``cmd_name``, or the generic command of that skill kind."""
         return super().get_command(ctx, cmd_name) or generic_command(cmd_name)
 
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """List the skill kinds the generic form accepts."""
+    def get_help(self, ctx: click.Context) -> str:
+        """The help, ending with the skill kinds the generic form accepts."""
         kinds = ", ".join(sorted(registry.skills.short_names()))
-        formatter.write_paragraph()
-        formatter.write_text(
-            f"Any skill kind also works: slmstack train KIND DATA --out DIR --set key=value. "
-            f"Kinds: {kinds} (or their full names)."
+        self.epilog = (
+            "Any skill kind also works: slmstack train KIND DATA --out DIR --set key=value. "
+            f"Kinds: {kinds} (or their full names); slmstack train KIND --help lists its "
+            "parameters."
         )
-
+        return super().get_help(ctx)

@@ -7,8 +7,10 @@ Every record keeps the line it came from, so that validation errors can say
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,13 @@ from slmstack.types import Example
 _FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # Parsed Python strings and dicts take several times the bytes of the file.
 _MEMORY_FACTOR = 6
+# Enough of the file to see the delimiter; cut at a line end so no row is half-seen.
+_SNIFF_CHARS = 8192
+_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+# csv refuses fields over 128 KiB by default, yet a whole document in one cell is fair
+# and _check_size already bounds the file. 2**31 - 1 fits a C long on every platform;
+# sys.maxsize overflows it on Windows.
+_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -70,9 +79,57 @@ def _decode(path: Path, raw: bytes) -> str:
         ) from exc
 
 
+@functools.cache
+def _allow_large_fields() -> None:
+    # Process-wide, so it is raised once and never lowered.
+    if csv.field_size_limit() < _FIELD_LIMIT:
+        csv.field_size_limit(_FIELD_LIMIT)
+
+
+def _sniff_delimiter(text: str, default: str) -> str:
+    """The delimiter of the first few KB, or ``default`` when that cannot be told.
+
+    A guess that does not occur in the header line is refused: a one-column file whose
+    texts all hold a semicolon is still one column.
+    """
+    sample = text[:_SNIFF_CHARS]
+    if len(text) > _SNIFF_CHARS and "\n" in sample:
+        sample = sample[: sample.rindex("\n")]
+    try:
+        found = csv.Sniffer().sniff(sample, delimiters="".join(_DELIMITERS)).delimiter
+    except csv.Error:
+        return default
+    end = text.find("\n")
+    return found if found in (text if end < 0 else text[:end]) else default
+
+
+def _delimiter_hint(columns: list[str], used: str | None) -> str:
+    """A sentence naming another delimiter seen in the header, or ``""``."""
+    if used is None:
+        return ""
+    seen = next((d for d in _DELIMITERS if d != used and any(d in c for c in columns)), None)
+    if seen is None:
+        return ""
+    name = _DELIMITERS[seen]
+    return (
+        f" The header line contains a {name} ({seen!r}) but the rows could not be read as "
+        f"{name}-separated, so it was read as {_DELIMITERS[used]}-separated. If the file is "
+        f"{name}-separated, quote every field that contains a {name}, or re-save it as a "
+        "comma-separated .csv or tab-separated .tsv."
+    )
+
+
 def read_records(path: str | Path, *, max_bytes: int | None = None) -> list[Record]:
-    """Read every row of a CSV, TSV or JSONL file as a :class:`Record`."""
-    p = Path(path)
+    """Read every row of a CSV, TSV or JSONL file as a :class:`Record`.
+
+    The delimiter of a CSV or TSV file is sniffed (comma, semicolon, tab or pipe), so a
+    semicolon-separated export named ``.csv`` reads as it is.
+    """
+    return _read_table(Path(path), max_bytes)[0]
+
+
+def _read_table(p: Path, max_bytes: int | None) -> tuple[list[Record], str | None]:
+    """The records and the delimiter they were split on (``None`` for JSONL)."""
     if not p.is_file():
         raise DataError("no such file; check the path", path=p)
     fmt = _detect_format(p)
@@ -90,8 +147,10 @@ def read_records(path: str | Path, *, max_bytes: int | None = None) -> list[Reco
             if not isinstance(obj, dict):
                 raise DataError("each JSONL line must be an object", path=p, row=lineno)
             records.append(Record(obj, lineno))
-        return records
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
+        return records, None
+    _allow_large_fields()
+    delimiter = _sniff_delimiter(text, "\t" if fmt == "tsv" else ",")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:
@@ -105,22 +164,25 @@ def read_records(path: str | Path, *, max_bytes: int | None = None) -> list[Reco
             if len(row) != len(header):
                 raise DataError(
                     f"row has {len(row)} fields, the header has {len(header)}; "
-                    "check the quoting of commas and tabs in the text",
+                    "check the quoting of commas and tabs in the text."
+                    + _delimiter_hint(header, delimiter),
                     path=p,
                     row=lineno,
                 )
             records.append(Record(dict(zip(header, row, strict=True)), lineno))
     except csv.Error as exc:
         raise DataError(f"malformed {fmt.upper()}: {exc}", path=p, row=reader.line_num) from exc
-    return records
+    return records, delimiter
 
 
-def _column(record: Record, column: str, path: Path, role: str) -> str:
+def _column(
+    record: Record, column: str, path: Path, role: str, delimiter: str | None = None
+) -> str:
     if column not in record.fields:
         available = ", ".join(repr(c) for c in record.fields)
         raise DataError(
             f"missing {role} column {column!r}; the file has {available}. "
-            f"Pass --{role}-column NAME.",
+            f"Pass --{role}-column NAME." + _delimiter_hint(list(record.fields), delimiter),
             path=path,
             row=record.line,
         )
@@ -142,13 +204,13 @@ def read_examples(
         >>> examples = read_examples("intents.csv", text_column="query")  # doctest: +SKIP
     """
     p = Path(path)
-    records = read_records(p, max_bytes=max_bytes)
+    records, delimiter = _read_table(p, max_bytes)
     if not records:
         raise DataError("file has no rows", path=p)
     examples = [
         Example(
-            text=_column(r, text_column, p, "text"),
-            label=_column(r, label_column, p, "label").strip(),
+            text=_column(r, text_column, p, "text", delimiter),
+            label=_column(r, label_column, p, "label", delimiter).strip(),
             source=f"{p}:{r.line}",
         )
         for r in records

@@ -174,8 +174,8 @@ class TextClassifier(Skill):
     def fit(self, examples: Sequence[Example]) -> Self:
         """Train from scratch on ``examples`` (a validation split is held out)."""
         self._check_params()
-        validate_examples(examples)
         examples, self.duplicates_dropped_ = drop_duplicates(examples)
+        validate_examples(examples)
         torch.manual_seed(self.seed)
         self._setup_base()
         self.classes_: list[str] = sorted({ex.label for ex in examples})
@@ -192,8 +192,8 @@ class TextClassifier(Skill):
         """
         self._require_fitted()
         self._check_params()
-        validate_examples(examples)
         examples, self.duplicates_dropped_ = drop_duplicates(examples)
+        validate_examples(examples)
         new = sorted({ex.label for ex in examples} - set(self.classes_))
         if new and not allow_new_labels:
             shown = ", ".join(repr(x) for x in new[:10])

@@ -96,8 +96,8 @@ class LanguageDetector(Skill):
         """Learn the language set from the labels; measure accuracy on the examples."""
         self._check_params()
         start = time.perf_counter()
-        validate_examples(examples)
         examples, dropped = drop_duplicates(examples)
+        validate_examples(examples)
         languages = sorted({ex.label for ex in examples})
         known = set(_full_model().nb_classes)
         unknown = [lang for lang in languages if lang not in known]

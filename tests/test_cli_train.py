@@ -1,0 +1,101 @@
+"""``slmstack train``: the output folder is checked before training, and any kind trains."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fixtures import INTENTS
+from slmstack.cli.app import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "intents.csv"
+    rows = ["text,label"] + [f"{t},{label}" for label, texts in INTENTS.items() for t in texts]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _no_traceback(result) -> None:
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_out_is_a_file(data, tmp_path):
+    target = tmp_path / "model.bin"
+    target.write_text("keep me")
+    result = runner.invoke(app, ["train", "classify", str(data), "--out", str(target)])
+    _no_traceback(result)
+    assert "is a file" in result.output and target.read_text() == "keep me"
+
+
+def test_out_holds_the_users_files(data, tmp_path):
+    mine = tmp_path / "docs"
+    mine.mkdir()
+    (mine / "notes.md").write_text("keep me")
+    result = runner.invoke(app, ["train", "classify", str(data), "--out", str(mine)])
+    _no_traceback(result)
+    assert "not a saved skill" in result.output
+    assert (mine / "notes.md").read_text() == "keep me"
+
+
+def test_out_cannot_be_written(data):
+    result = runner.invoke(app, ["train", "classify", str(data), "--out", "/proc/slmstack-out"])
+    _no_traceback(result)
+    assert "cannot write to /proc" in result.output
+
+
+def test_existing_skill_needs_force(data, tmp_path):
+    out = tmp_path / "intent"
+    first = runner.invoke(app, ["train", "classify", str(data), "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    config = (out / "config.json").read_text()
+    again = runner.invoke(app, ["train", "classify", str(data), "--out", str(out)])
+    _no_traceback(again)
+    assert "--force" in again.output and (out / "config.json").read_text() == config
+    forced = runner.invoke(app, ["train", "classify", str(data), "--out", str(out), "--force"])
+    assert forced.exit_code == 0, forced.output
+
+
+def test_generic_train_with_set_and_help(data, tmp_path):
+    out = tmp_path / "generic"
+    result = runner.invoke(
+        app,
+        ["train", "TextClassifier", str(data), "--out", str(out), "--set", "top_k=2",
+         "--set", "scope_alpha=0", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{") :])
+    assert summary["skill"] == "slmstack.TextClassifier.v1" and summary["rows"] == 24
+    assert json.loads((out / "config.json").read_text())["params"]["top_k"] == 2
+    helped = runner.invoke(app, ["train", "TextClassifier", "--help"])
+    assert "learning_rate: float = 5e-05" in helped.output
+    assert "strategy: head|finetune" in helped.output
+
+
+def test_generic_train_refuses_a_typo_before_training(data, tmp_path):
+    result = runner.invoke(
+        app, ["train", "TextClassifier", str(data), "--out", str(tmp_path / "x"),
+              "--set", "epoch=3"],
+    )  # fmt: skip
+    _no_traceback(result)
+    assert "Did you mean 'epochs'" in result.output
+    assert not (tmp_path / "x").exists()
+    bad = runner.invoke(
+        app, ["train", "TextClassifier", str(data), "--out", str(tmp_path / "x"),
+              "--set", "strategy=heads"],
+    )  # fmt: skip
+    _no_traceback(bad)
+    assert "must be 'head' or 'finetune'. Got 'heads'" in bad.output
+
+
+def test_train_lists_every_kind():
+    result = runner.invoke(app, ["train", "--help"])
+    for kind in ("TextClassifier", "EntityTagger", "LanguageDetector", "Summarizer"):
+        assert kind in result.output

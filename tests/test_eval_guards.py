@@ -1,0 +1,84 @@
+"""``eval`` refuses what ``train`` refuses, and keeps unseen labels out of macro-F1."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from slmstack.errors import ConfigError, DataError, DataWarning
+from slmstack.evaluation.classification import evaluate_classifier
+from slmstack.evaluation.retrieval import evaluate_faq
+from slmstack.types import Prediction
+
+
+class FakeClassifier:
+    """Says ``card`` when the text mentions a card, else ``refund``."""
+
+    skill_name = "slmstack.TextClassifier.v1"
+
+    def __init__(self, classes: Sequence[str] | None = ("card", "refund")):
+        if classes is not None:
+            self.classes_ = list(classes)
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return [
+            Prediction(label="card" if "card" in t else "refund", confidence=0.9) for t in texts
+        ]
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+GOOD = "text,label\nmy card,card\nlost card,card\nmoney back,refund\nrefund me,refund\n"
+
+
+def test_empty_text_is_refused_with_file_row_and_fix(tmp_path):
+    data = write(tmp_path / "d.csv", "text,label\nmy card,card\n   ,refund\n")
+    with pytest.raises(DataError, match=r"d\.csv:3: empty text; remove the row or fill in"):
+        evaluate_classifier(FakeClassifier(), data, single_queries=1)
+
+
+def test_unseen_labels_are_refused_with_counts_and_the_fix(tmp_path):
+    data = write(tmp_path / "d.csv", GOOD + "where is it,lost\nnot here,lost\nhi,greet\n")
+    with pytest.raises(
+        DataError,
+        match=r"d\.csv:6: 3 of 7 rows have labels the skill never learned: "
+        r"'greet' \(1 row\), 'lost' \(2 rows\).*unseen_labels='drop'",
+    ):
+        evaluate_classifier(FakeClassifier(), data, single_queries=1)
+
+
+def test_unseen_labels_dropped_on_request_are_reported(tmp_path):
+    data = write(tmp_path / "d.csv", GOOD + "where is it,lost\nnot here,lost\n")
+    with pytest.warns(DataWarning, match=r"DROPPED 2 of 6 rows.*'lost' \(2 rows\)"):
+        report = evaluate_classifier(FakeClassifier(), data, single_queries=1, unseen_labels="drop")
+    assert report["dropped_unseen"] == 2 and report["unseen_labels"] == {"lost": 2}
+    assert report["n"] == 4 and report["macro_f1"] == 1.0
+    assert set(report["per_class"]) == {"card", "refund"}
+
+
+def test_every_row_unseen_is_an_error_even_when_dropping(tmp_path):
+    data = write(tmp_path / "d.csv", "text,label\na,x\nb,y\n")
+    with pytest.raises(DataError, match=r"2 of 2 rows have labels the skill never learned"):
+        evaluate_classifier(FakeClassifier(), data, single_queries=1, unseen_labels="drop")
+
+
+def test_skill_without_classes_skips_the_unseen_label_check(tmp_path):
+    data = write(tmp_path / "d.csv", GOOD + "where is it,lost\n")
+    report = evaluate_classifier(FakeClassifier(classes=None), data, single_queries=1)
+    assert report["n"] == 5 and "dropped_unseen" not in report
+
+
+def test_bad_unseen_labels_option(tmp_path):
+    data = write(tmp_path / "d.csv", GOOD)
+    with pytest.raises(ConfigError, match=r"unseen_labels must be one of 'error', 'drop'; got"):
+        evaluate_classifier(FakeClassifier(), data, unseen_labels="skip")
+
+
+def test_faq_eval_names_the_row_of_an_empty_text(tmp_path):
+    data = write(tmp_path / "d.csv", "text,label\nhow do I pay,pay\n\t,pay\nbye,\n")
+    with pytest.raises(DataError, match=r"d\.csv:3: empty text"):
+        evaluate_faq(FakeClassifier(classes=None), data, single_queries=1)

@@ -1,0 +1,289 @@
+"""The skill core: parameters, guarded inputs, atomic saves and verified loads.
+
+Most tests use ``Centroid``, a tiny numpy skill defined here, so they run in milliseconds;
+the ones about base models use the real TextClassifier.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from fixtures import TRAIN
+from slmstack import registry
+from slmstack.artifacts import Provenance
+from slmstack.errors import ArtifactError, ConfigError, DataWarning, NotFittedError
+from slmstack.skills.base import Skill, Tensors, load
+from slmstack.skills.params import Interval
+from slmstack.types import Example, Prediction
+
+
+@registry.skills.register("tests.Centroid.v1")
+class Centroid(Skill):
+    """Nearest label centroid over letter counts: a real (if weak) classifier."""
+
+    skill_name = "tests.Centroid.v1"
+    produces = frozenset({"label"})
+    constraints = {"top_k": Interval(int, 1, None)}
+
+    def __init__(self, *, metric: Literal["l1", "l2"] = "l2", top_k: int = 1, scale: float = 1.0):
+        self.metric = metric
+        self.top_k = top_k
+        self.scale = scale
+
+    @staticmethod
+    def _vec(text: str) -> np.ndarray:
+        v = np.zeros(26, dtype=np.float32)
+        for ch in text.lower():
+            if "a" <= ch <= "z":
+                v[ord(ch) - 97] += 1
+        return v / max(1.0, float(v.sum()))
+
+    def fit(self, examples: Sequence[Example]) -> Self:
+        from slmstack.data.validation import drop_duplicates
+
+        self._check_params()
+        examples, dropped = drop_duplicates(examples)
+        self.classes_ = sorted({ex.label for ex in examples})
+        self.centroids_ = np.stack(
+            [np.mean([self._vec(e.text) for e in examples if e.label == c], axis=0)
+             for c in self.classes_]
+        )  # fmt: skip
+        self.provenance_ = self._provenance(rows=len(examples), duplicates_dropped=dropped)
+        return self
+
+    def _predict(self, texts: Sequence[str]) -> list[Prediction]:
+        out = []
+        for t in texts:
+            d = np.abs(self.centroids_ - self._vec(t)).sum(axis=1)
+            out.append(Prediction(label=self.classes_[int(d.argmin())], confidence=0.9))
+        return out
+
+    def _state(self) -> tuple[dict[str, Any], Tensors]:
+        return {"labels": self.classes_}, {"centroids": {"c": self.centroids_}}
+
+    def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
+        self.classes_ = list(config["labels"])
+        self.centroids_ = tensors["centroids"]["c"]
+
+
+@pytest.fixture
+def fitted() -> Centroid:
+    return Centroid().fit(TRAIN)
+
+
+# ---------------------------------------------------------------------- parameters
+def test_get_params_come_from_the_signature_and_clone_works(fitted):
+    assert fitted.get_params() == {"metric": "l2", "top_k": 1, "scale": 1.0}
+    copy = clone(Centroid(top_k=2))
+    assert copy.get_params()["top_k"] == 2 and not copy.is_fitted
+
+
+def test_clone_of_a_real_skill():
+    from slmstack import TextClassifier
+
+    skill = TextClassifier(strategy="finetune", epochs=2)
+    copy = clone(skill)
+    assert copy.get_params() == skill.get_params() and copy is not skill
+
+
+def test_bad_values_are_refused_with_the_allowed_values():
+    with pytest.raises(ConfigError, match=r"'metric' parameter of Centroid must be 'l1' or 'l2'\. Got 'l3'"):
+        Centroid(metric="l3").fit(TRAIN)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"'top_k' parameter of Centroid must be an int >= 1\. Got 0"):
+        Centroid().set_params(top_k=0)
+    with pytest.raises(ConfigError, match=r"'scale' parameter of Centroid must be a float\. Got 'x'"):
+        Centroid.check_params({"scale": "x"})
+
+
+def test_unknown_parameter_gets_a_did_you_mean():
+    with pytest.raises(ConfigError, match=r"has no parameter 'topk'\. Did you mean 'top_k'\?"):
+        Centroid().set_params(topk=3)
+
+
+def test_parameter_help_comes_from_the_init_comments():
+    from slmstack import TextClassifier
+
+    helps = {p.name: p.help for p in TextClassifier.parameters()}
+    assert "low, so fine-tuning refines" in helps["learning_rate"]
+
+
+# ---------------------------------------------------------------------- guarded inputs
+@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
+def test_empty_text_abstains_and_never_reaches_the_model(fitted, text):
+    preds = fitted.predict(["the card never came", text])
+    assert preds[0].label is not None
+    assert preds[1].abstained == "empty_input"
+    assert preds[1].label is None and preds[1].confidence == 0.0
+
+
+def test_predict_before_fit_names_the_fix():
+    with pytest.raises(NotFittedError, match=r"Call fit\(\.\.\.\) or Centroid\.load"):
+        Centroid().predict(["x"])
+
+
+def test_exact_duplicates_are_dropped_before_training_and_counted():
+    data = TRAIN + TRAIN[:5]
+    with pytest.warns(DataWarning, match="5"):
+        skill = Centroid().fit(data)
+    assert skill.provenance_.duplicates_dropped == 5
+    assert skill.provenance_.rows == len(TRAIN)
+
+
+# ---------------------------------------------------------------------- saving
+def test_round_trip_through_the_generic_loader(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    again = load(folder)
+    assert isinstance(again, Centroid)
+    assert [p.label for p in again.predict(["my card", "password"])] == [
+        p.label for p in fitted.predict(["my card", "password"])
+    ]
+    card = (folder / "model_card.md").read_text()
+    assert "exact duplicates dropped" in card
+
+
+def test_a_save_that_fails_halfway_leaves_the_old_skill_intact(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    class Broken(Centroid):
+        def _write_extra(self, folder: Path) -> None:
+            (folder / "extra.json").write_text("{}")  # a first file is written...
+            raise OSError(28, "No space left on device")  # ...then the disk fills up
+
+    broken = Broken().fit(TRAIN[:12])
+    with pytest.raises(OSError, match="No space left"):
+        broken.save(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert load(folder).predict(["card"])[0].label == fitted.predict(["card"])[0].label
+    assert [p.name for p in tmp_path.iterdir()] == ["s"], "no temporary folder left behind"
+
+
+def test_save_refuses_a_folder_of_other_files(fitted, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match="not a saved skill"):
+        fitted.save(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_save_over_an_existing_skill_replaces_it(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    Centroid(top_k=2).fit(TRAIN).save(folder)
+    assert load(folder).get_params()["top_k"] == 2
+
+
+# ---------------------------------------------------------------------- loading
+def _edit_config(folder: Path, edit: Any) -> None:
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    edit(config)
+    path.write_text(json.dumps(config))
+
+
+def test_a_file_missing_from_the_hash_table_is_refused(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    _edit_config(folder, lambda c: c["files"].pop("centroids.safetensors"))
+    with pytest.raises(ArtifactError, match="does not list: centroids.safetensors"):
+        load(folder)
+
+
+def test_an_added_file_is_refused(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    (folder / "extra.safetensors").write_bytes(b"x")
+    with pytest.raises(ArtifactError, match="extra.safetensors"):
+        load(folder)
+
+
+def test_a_null_hash_is_refused(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    _edit_config(folder, lambda c: c["files"].update({"centroids.safetensors": None}))
+    with pytest.raises(ArtifactError, match="without a sha256"):
+        load(folder)
+
+
+def test_a_config_without_labels_is_an_artifact_error(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    _edit_config(folder, lambda c: c.pop("labels"))
+    with pytest.raises(ArtifactError, match="no 'labels' entry"):
+        load(folder)
+
+
+def test_a_bad_parameter_in_config_is_an_artifact_error(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    _edit_config(folder, lambda c: c["params"].update({"top_k": -1}))
+    with pytest.raises(ArtifactError, match="'top_k' parameter"):
+        load(folder)
+
+
+def test_provenance_round_trips():
+    prov = Provenance(base={"ref": "x", "sha256": "a" * 64}, rows=3, metrics={"f1": 0.5})
+    assert Provenance.from_json(json.loads(json.dumps(prov.to_json()))) == prov
+    with pytest.raises(ArtifactError, match="unknown entries"):
+        Provenance.from_json({"rows": 1, "surprise": 2})
+
+
+# ---------------------------------------------------------------------- base models
+@pytest.fixture(scope="module")
+def head_skill(tmp_path_factory):
+    from slmstack import TextClassifier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        return TextClassifier(strategy="head").fit(TRAIN).save(tmp_path_factory.mktemp("h") / "s")
+
+
+def test_config_cannot_allow_pickles(head_skill, tmp_path, monkeypatch):
+    import shutil
+
+    from slmstack.models.resolve import resolve as real
+
+    folder = tmp_path / "s"
+    shutil.copytree(head_skill, folder)
+    _edit_config(folder, lambda c: c["params"].update({"allow_pickle": True}))
+    seen = []
+
+    def spy(ref, **kw):
+        seen.append(kw.get("allow_pickle"))
+        return real(ref, **kw)
+
+    monkeypatch.setattr("slmstack.skills.classifier.resolve", spy)
+    skill = load(folder)
+    assert seen == [False] and skill.allow_pickle is False
+    load(folder, allow_pickle=True)
+    assert seen[-1] is True
+
+
+def test_a_null_base_hash_is_refused(head_skill, tmp_path):
+    import shutil
+
+    folder = tmp_path / "s"
+    shutil.copytree(head_skill, folder)
+    _edit_config(folder, lambda c: c["provenance"]["base"].update({"sha256": None}))
+    with pytest.raises(ArtifactError, match="without a sha256"):
+        load(folder)
+
+
+def test_a_changed_base_is_refused(head_skill, tmp_path):
+    import shutil
+
+    from slmstack.errors import IntegrityError
+
+    folder = tmp_path / "s"
+    shutil.copytree(head_skill, folder)
+    _edit_config(folder, lambda c: c["provenance"]["base"].update({"sha256": "b" * 64}))
+    with pytest.raises(IntegrityError, match="Install the original base model"):
+        load(folder)
+
+
+def test_scope_model_that_cannot_flag_is_reported_at_training_time():
+    from slmstack import TextClassifier
+
+    with pytest.warns(DataWarning, match="can flag no text as out of scope"):
+        TextClassifier(strategy="head").fit(TRAIN)
