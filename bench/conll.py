@@ -31,8 +31,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("SLMSTACK_PROGRESS", "0")
 
 from slmstack.data.tagging import TaggedExample, read_conll
-from slmstack.evaluation.speed import measure_speed, peak_rss_mb
 from slmstack.evaluation.metrics import tagger_metrics
+from slmstack.evaluation.speed import measure_speed, peak_rss_mb
 from slmstack.skills.spacy_tagger import CONLL_MAP, SpacyTagger
 from slmstack.skills.tagger import EntityTagger
 from slmstack.types import Span

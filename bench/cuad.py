@@ -38,8 +38,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("SLMSTACK_PROGRESS", "0")
 
-from slmstack.evaluation.speed import peak_rss_mb
 from slmstack.data.clauses import label_clauses
+from slmstack.evaluation.speed import peak_rss_mb
 from slmstack.skills.clauses import ClauseFinder
 
 csv.field_size_limit(sys.maxsize)

@@ -36,14 +36,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("SLMSTACK_PROGRESS", "0")
 
+from slmstack.data.fields import FieldExample, gold_value, parse_schema
+from slmstack.data.normalizers import find_amounts, find_dates
 from slmstack.errors import DataError
 from slmstack.evaluation.extraction import field_metrics
 from slmstack.evaluation.speed import measure_speed, peak_rss_mb
-from slmstack.data.fields import gold_value
 from slmstack.skills._field_features import split_lines
-from slmstack.data.fields import FieldExample, parse_schema
 from slmstack.skills.fields import FieldExtractor
-from slmstack.data.normalizers import find_amounts, find_dates
 from slmstack.types import Prediction
 
 SCHEMA = {

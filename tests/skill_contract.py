@@ -1,11 +1,11 @@
-"""The contract every skill must satisfy; each skill's test module calls these.
+"""The contract every skill must satisfy; ``test_contract.py`` runs it over every
+registered skill kind.
 
-Usage in a test module::
+Usage::
 
     from skill_contract import check_skill_contract
 
-    def test_contract(tmp_path):
-        check_skill_contract(lambda: MySkill(seed=0), TRAIN, TEXTS, tmp_path)
+    check_skill_contract(lambda: MySkill(seed=0), TRAIN, TEXTS, tmp_path)
 
 ``make`` builds an unfitted skill; ``train`` is whatever its ``fit`` accepts; ``texts``
 are inputs for ``predict``. ``compare`` turns a Prediction into what must match exactly
@@ -65,6 +65,26 @@ def check_skill_contract(
     reloaded = load(folder)
     assert type(reloaded) is type(skill)
     assert [compare(p) for p in reloaded.predict(list(texts))] == [compare(p) for p in preds]
+
+    # empty and whitespace-only texts abstain; they never get a confident answer
+    blank = skill.predict(["", "   \n"])
+    assert [p.abstained for p in blank] == ["empty_input", "empty_input"]
+    assert all(p.confidence == 0.0 and p.label is None for p in blank)
+
+    # the class declares what it produces, what it reads and how it is evaluated
+    cls = type(skill)
+    assert cls.produces, f"{cls.__name__}.produces is empty"
+    assert cls.trains_on_nothing or cls.read_training_data is not Skill.read_training_data
+    assert cls.evaluate is not Skill.evaluate, f"{cls.__name__} has no evaluate()"
+
+    # the estimator contract: parameters round-trip and clone gives an unfitted copy
+    from sklearn.base import clone
+
+    copy = clone(skill)
+    assert copy.get_params() == skill.get_params() and not copy.is_fitted
+    assert reloaded.get_params() == {k: v for k, v in skill.get_params().items()}, (
+        "load must rebuild the same parameters"
+    )
 
     # a single string instead of a list is refused with a hint
     with pytest.raises(Exception, match=r"list"):

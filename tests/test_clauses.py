@@ -4,15 +4,14 @@ import json
 from pathlib import Path
 
 import pytest
+from sklearn.base import clone
 from typer.testing import CliRunner
 
 from extract_fixtures import tiny_encoder
-from skill_contract import check_skill_contract
 from slmstack import ClauseExample, ClauseFinder, ConfigError, DataError, load
 from slmstack.cli.app import app
-from slmstack.data.documents import read_clause_examples
-
 from slmstack.data.clauses import label_clauses, locate, split_clauses
+from slmstack.data.documents import read_clause_examples
 
 LAW = "This Agreement shall be governed by and construed in accordance with the laws of {}."
 TERM = "Either party may terminate this Agreement for convenience upon {} days written notice."
@@ -78,13 +77,6 @@ def test_locate_ignores_whitespace_differences():
     assert locate(text, "laws of Ohio") is None
 
 
-def test_contract(encoder_dir, tmp_path):
-    texts = [contract(20), contract(21, law=False, term=False), ""]
-    check_skill_contract(
-        lambda: ClauseFinder(base=str(encoder_dir), min_df=1), training(), texts, tmp_path
-    )
-
-
 def test_finds_types_spans_and_absent_types(finder):
     text = contract(30, law=True, term=False)
     [pred] = finder.predict([text])
@@ -101,10 +93,21 @@ def test_finds_types_spans_and_absent_types(finder):
 def test_bad_input(finder, encoder_dir):
     with pytest.raises(ConfigError, match=r"unknown clause types \['Force Majeure'\]"):
         finder.predict(["x"], types=["Force Majeure"])
+    with pytest.raises(ConfigError, match=r"unknown clause types \['Force Majeure'\]"):
+        finder.predict([""], types=["Force Majeure"])  # refused before empty texts abstain
     [empty] = finder.predict([""])
-    assert empty.spans == () and len(empty.data["absent"]) == len(finder.types_)
+    assert empty.spans == () and empty.abstained == "empty_input"
     with pytest.raises(DataError, match="has nothing to learn"):
         ClauseFinder(base=None).fit([ClauseExample("some clause text")] * 3)
+
+
+@pytest.mark.parametrize("text", ["", "  \n\t "])
+def test_empty_text_abstains_and_clone_is_unfitted(finder, text):
+    preds = finder.predict([contract(31), text], types=["Governing Law"])
+    assert preds[0].abstained is None and preds[0].data["n_clauses"] > 0
+    assert preds[1].abstained == "empty_input" and preds[1].spans == ()
+    copy = clone(finder)
+    assert copy.get_params() == finder.get_params() and not copy.is_fitted
 
 
 def test_tfidf_only_and_cli(tmp_path):
@@ -117,6 +120,10 @@ def test_tfidf_only_and_cli(tmp_path):
     res = CliRunner().invoke(app, ["train", "clauses", str(data), "--out", str(out),
                                    "--base", "none", "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
+    again = ["train", "clauses", str(data), "--out", str(out), "--base", "none"]
+    res = CliRunner().invoke(app, again)
+    assert res.exit_code == 2 and "already holds a saved skill" in res.output
+    assert CliRunner().invoke(app, [*again, "--force"]).exit_code == 0
     skill = load(out)
     assert isinstance(skill, ClauseFinder) and skill.encoder_ is None
     report = skill.evaluate(data)

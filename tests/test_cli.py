@@ -132,3 +132,11 @@ def test_resume_via_cli_requires_flag_for_new_labels(trained, tmp_path):
     )
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["labels"] == 4
+
+
+def test_models_says_the_qwen_alias_is_the_coder_model():
+    result = runner.invoke(app, ["models", "--json"])
+    rows = {r["alias"]: r for r in json.loads(result.stdout)}
+    assert "Qwen2.5-Coder-0.5B-Instruct" in rows["qwen2.5-0.5b"]["model"]
+    table = runner.invoke(app, ["models"])
+    assert table.exit_code == 0 and "model" in table.stdout.splitlines()[1]

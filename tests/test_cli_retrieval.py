@@ -82,3 +82,26 @@ def test_build_troubleshooter_from_a_folder(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["citation_hit_rate"] == 1.0 and report["abstain_recall"] == 1.0
+
+
+def test_train_faq_and_troubleshoot_refuse_an_existing_skill_before_reading_data(tmp_path):
+    kb = tmp_path / "kb.csv"
+    kb.write_text(KB_CSV)
+    out = tmp_path / "faq"
+    result = runner.invoke(app, ["train", "faq", str(kb), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["duplicates_dropped"] == 0
+    missing = tmp_path / "missing.csv"  # --out is checked first: no error about this file
+    for kind in ("faq", "troubleshoot"):
+        result = runner.invoke(app, ["train", kind, str(missing), "--out", str(out)])
+        assert result.exit_code == 2
+        assert "already holds a saved skill" in result.output and "--force" in result.output
+    result = runner.invoke(app, ["train", "faq", str(kb), "--out", str(out), "--force"])
+    assert result.exit_code == 0, result.output
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "printer.md").write_text("# Paper jam\n\nOpen tray 2. Remove the sheet.\n")
+    args = ["train", "troubleshoot", str(docs), "--out", str(out), "--force"]
+    result = runner.invoke(app, [*args, "--runtime", "test-first-sentence"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["skill"] == "slmstack.Troubleshooter.v1"

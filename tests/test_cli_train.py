@@ -99,3 +99,26 @@ def test_train_lists_every_kind():
     result = runner.invoke(app, ["train", "--help"])
     for kind in ("TextClassifier", "EntityTagger", "LanguageDetector", "Summarizer"):
         assert kind in result.output
+
+
+def test_a_config_without_labels_is_one_error_line(data, tmp_path):
+    out = tmp_path / "intent"
+    assert runner.invoke(app, ["train", "classify", str(data), "--out", str(out)]).exit_code == 0
+    config = json.loads((out / "config.json").read_text())
+    del config["labels"]
+    (out / "config.json").write_text(json.dumps(config))
+    result = runner.invoke(app, ["predict", str(out), "where is my card"])
+    _no_traceback(result)
+    assert "no 'labels' entry" in result.output
+
+
+def test_a_pickled_base_is_blocked_with_the_opt_in_named(data, tmp_path):
+    base = tmp_path / "pickled-base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    (base / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    result = runner.invoke(
+        app, ["train", "classify", str(data), "--out", str(tmp_path / "x"), "--base", str(base)]
+    )
+    _no_traceback(result)
+    assert "--allow-pickle" in result.output

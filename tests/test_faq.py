@@ -3,8 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from skill_contract import check_skill_contract
-from slmstack import ArtifactError, ConfigError, DataError, FAQAnswerer, KBEntry, load
+from slmstack import ArtifactError, ConfigError, DataError, DataWarning, FAQAnswerer, KBEntry, load
 
 KB = [
     KBEntry(
@@ -60,8 +59,9 @@ def faq():
     return FAQAnswerer(seed=0).fit(KB, calibration=CALIBRATION)
 
 
-def test_contract_with_leave_one_out_calibration(tmp_path):
-    skill = check_skill_contract(lambda: FAQAnswerer(seed=0), KB, QUERIES, tmp_path)
+def test_leave_one_out_calibration_and_a_referenced_encoder(tmp_path):
+    skill = FAQAnswerer(seed=0).fit(KB)
+    skill.save(tmp_path / "skill")
     assert skill.metrics_["calibration_source"].startswith("leave-one-out")
     assert not (tmp_path / "skill" / "encoder").exists(), "pretrained encoder is referenced"
 
@@ -176,4 +176,30 @@ def test_tampered_vectors_are_detected(faq, tmp_path):
     folder = faq.save(tmp_path / "faq")
     (folder / "index.safetensors").write_bytes(b"x" + (folder / "index.safetensors").read_bytes())
     with pytest.raises(ArtifactError, match="does not match the sha256"):
+        load(folder)
+
+
+def test_empty_texts_abstain_and_clone_gives_an_unfitted_copy(faq):
+    from sklearn.base import clone
+
+    preds = faq.predict(["", "   ", IN_SCOPE[0]])
+    assert [p.abstained for p in preds[:2]] == ["empty_input", "empty_input"]
+    assert all(p.label is None and p.text is None for p in preds[:2])
+    assert preds[2].label == "password"
+    copy = clone(faq)
+    assert copy.get_params() == faq.get_params()
+    assert not copy.is_fitted and not hasattr(copy, "index_")
+
+
+def test_saved_config_records_provenance_and_exact_duplicates_are_dropped(tmp_path):
+    with pytest.warns(DataWarning, match="dropped 1 exact duplicate"):
+        skill = FAQAnswerer(seed=0).fit([*KB, KB[0]], calibration=CALIBRATION)
+    assert skill.provenance_.duplicates_dropped == 1 and skill.provenance_.rows == len(KB)
+    folder = skill.save(tmp_path / "faq")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["provenance"]["base"]["ref"] == "minilm"
+    assert config["provenance"]["metrics"]["calibration_queries"] == len(CALIBRATION)
+    del config["calibrator"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="no 'calibrator' entry"):
         load(folder)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
 
 from slmstack import ConfigError
+from slmstack.errors import InboxError
 from slmstack.workflows import Inbox, Packet
 
 
@@ -58,3 +60,152 @@ def test_same_key_from_many_threads_files_one_packet(inbox):
 def test_bad_url():
     with pytest.raises(ConfigError, match="is not a database URL"):
         Inbox("not a url")
+
+
+# ---------------------------------------------------------------- guarded opening and resolving
+
+
+def test_resolve_a_packet_claimed_by_someone_else_needs_force(inbox):
+    pid = inbox.add(packet())
+    inbox.claim(pid, "ana")
+    with pytest.raises(InboxError, match=r"packet 1 is claimed by 'ana', not 'bo'; .*--force"):
+        inbox.resolve(pid, "done", who="bo")
+    assert inbox.get(pid).status == "claimed"
+    done = inbox.resolve(pid, "done", who="bo", force=True)
+    assert (done.status, done.claimed_by, done.resolution) == ("resolved", "bo", "done")
+    mine = inbox.add(packet(key="k2"))
+    inbox.claim(mine, "ana")
+    assert inbox.resolve(mine, "ok", who="ana").claimed_by == "ana"
+    open_one = inbox.add(packet(key="k3"))
+    assert inbox.resolve(open_one, "ok", who="bo").claimed_by == "bo"
+
+
+def test_a_reader_never_creates_an_inbox(tmp_path):
+    folder = tmp_path / "typo"
+    with pytest.raises(InboxError, match=r"inbox folder .*typo does not exist"):
+        Inbox(f"sqlite:///{folder / 'inbox.db'}", create=False)
+    assert not folder.exists()
+    with pytest.raises(InboxError, match=r"inbox .*nope\.db does not exist"):
+        Inbox(f"sqlite:///{tmp_path / 'nope.db'}", create=False)
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_a_file_that_is_not_a_database(tmp_path):
+    notes = tmp_path / "notes.db"
+    notes.write_text("not a database\n" * 200)
+    for create in (True, False):
+        with pytest.raises(InboxError, match=r"notes\.db is not an inbox database .*`inbox:`"):
+            Inbox(f"sqlite:///{notes}", create=create)
+    assert notes.read_text().startswith("not a database")
+
+
+def test_a_sqlite_database_of_something_else_is_not_an_inbox(tmp_path):
+    import sqlite3
+
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("create table users (id integer)")
+    with pytest.raises(InboxError, match="not an slmstack inbox"):
+        Inbox(f"sqlite:///{other}", create=False)
+    with sqlite3.connect(other) as conn:  # and nothing was added to it
+        tables = [r[0] for r in conn.execute("select name from sqlite_master")]
+    assert tables == ["users"]
+
+
+# ---------------------------------------------------------------- the command line
+
+WF = """\
+name: desk
+inbox: sqlite:///queue/inbox.db
+steps:
+  - escalate: {reason: needs a person, message: "A colleague will reply."}
+"""
+
+
+@pytest.fixture
+def desk(tmp_path, monkeypatch):
+    """A workflow that always escalates, its inbox relative to the file, and one packet."""
+    monkeypatch.delenv("SLMSTACK_INBOX_URL", raising=False)
+    wf = tmp_path / "flows" / "desk.yaml"
+    wf.parent.mkdir()
+    wf.write_text(WF)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the inbox is found relative to the file, not here
+    return wf
+
+
+def cli(*args):
+    from typer.testing import CliRunner
+
+    from slmstack.cli.app import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_run_prints_the_packet_id_and_the_inbox(desk):
+    res = cli("run", str(desk), "my parcel never arrived")
+    assert res.exit_code == 0, res.output
+    url = f"sqlite:///{desk.parent / 'queue' / 'inbox.db'}"
+    assert f"packet 1 filed in the inbox {url}" in res.stdout
+    assert f"slmstack inbox show 1 --db {url}" in res.stdout
+    res = cli("run", str(desk), "second", "--json")  # stdout stays JSON; the note on stderr
+    assert json.loads(res.stdout)["escalation"]["packet_id"] == 2
+    assert f"packet 2 filed in the inbox {url}" in res.stderr
+
+
+def test_batch_run_prints_the_inbox(desk, tmp_path):
+    texts = tmp_path / "in.txt"
+    texts.write_text("one\ntwo\n")
+    res = cli("run", str(desk), "--input", str(texts), "--output", str(tmp_path / "o.jsonl"))
+    assert res.exit_code == 0, res.output
+    assert "2 packets filed in the inbox sqlite:///" in res.stdout
+
+
+def test_inbox_list_reads_the_workflows_inbox_or_the_environment(desk, monkeypatch):
+    assert cli("run", str(desk), "my parcel never arrived").exit_code == 0
+    res = cli("inbox", "list", "--workflow", str(desk), "--json")
+    assert res.exit_code == 0, res.output
+    assert [p["text"] for p in json.loads(res.stdout)] == ["my parcel never arrived"]
+    monkeypatch.setenv("SLMSTACK_INBOX_URL", f"sqlite:///{desk.parent / 'queue' / 'inbox.db'}")
+    res = cli("inbox", "list", "--json")
+    assert [p["id"] for p in json.loads(res.stdout)] == [1]
+
+
+def test_inbox_list_without_an_inbox_says_how_to_name_one(desk):
+    res = cli("inbox", "list")
+    assert res.exit_code == 2
+    assert "pass --workflow FILE" in res.stderr and "$SLMSTACK_INBOX_URL" in res.stderr
+    assert not list(desk.parent.parent.joinpath("elsewhere").iterdir())  # no inbox made
+
+
+def test_inbox_db_in_a_missing_folder_is_an_error(tmp_path):
+    res = cli("inbox", "list", "--db", f"sqlite:///{tmp_path / 'typo' / 'inbox.db'}")
+    assert res.exit_code == 2 and "typo does not exist" in res.stderr
+    assert not (tmp_path / "typo").exists()
+
+
+def test_cli_resolve_of_someone_elses_packet_needs_force(desk):
+    assert cli("run", str(desk), "my parcel never arrived").exit_code == 0
+    at = ["--workflow", str(desk)]
+    assert cli("inbox", "claim", "1", "--as", "ana", *at).exit_code == 0
+    res = cli("inbox", "resolve", "1", "--note", "refunded", "--as", "bo", *at)
+    assert res.exit_code == 2 and "claimed by 'ana', not 'bo'" in res.stderr
+    assert "--force" in res.stderr
+    res = cli("inbox", "resolve", "1", "--note", "refunded", "--as", "bo", "--force", *at)
+    assert res.exit_code == 0, res.output
+    shown = json.loads(cli("inbox", "show", "1", *at, "--json").stdout)
+    assert (shown["status"], shown["claimed_by"]) == ("resolved", "bo")
+
+
+def test_inbox_list_shows_a_readable_preview_of_the_text(desk):
+    long = "My parcel never arrived and nobody answers the phone. " * 4
+    assert cli("run", str(desk), long).exit_code == 0
+    res = cli("inbox", "list", "--workflow", str(desk))
+    assert res.exit_code == 0, res.output
+    preview = next(line for line in res.stdout.splitlines() if "My parcel" in line).strip()
+    # One line, far longer than the 11 characters a squeezed table column used to allow,
+    # cut with an ellipsis rather than wrapped.
+    assert preview.startswith("My parcel never arrived and nobody answers the phone.")
+    assert len(preview) >= 60 and preview.endswith("…")
+    assert "needs a person" in res.stdout

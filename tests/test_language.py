@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from skill_contract import check_skill_contract
 from slmstack import DataError, Example, LanguageDetector
 
 TRAIN = [
@@ -24,8 +23,8 @@ TEXTS = [
 pytestmark = pytest.mark.slow  # langid decodes its model once per process (seconds)
 
 
-def test_contract(tmp_path):
-    det = check_skill_contract(LanguageDetector, TRAIN, TEXTS, tmp_path)
+def test_predicts_the_language_of_each_text():
+    det = LanguageDetector().fit(TRAIN)
     preds = det.predict(TEXTS)
     assert [p.label for p in preds] == ["en", "de", "fr"]
     assert all(0.5 < p.confidence <= 1.0 for p in preds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +26,11 @@ KIND = "keywords.KeywordClassifier.v1"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("src") / "plugin_pkg"
+    shutil.copytree(PKG, source)  # pip builds in place; keep the repository clean
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
-         "--no-build-isolation", "--target", str(target), str(PKG)],
+         "--no-build-isolation", "--target", str(target), str(source)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     return target
@@ -69,8 +72,8 @@ def test_a_plugin_skill_trains_from_the_cli_and_loads(site, data, tmp_path):
     assert "card" in predicted.stdout
 
     check = (
-        "import slmstack; s = slmstack.load(%r); "
-        "print(type(s).__module__, s.predict(['forgot my password'])[0].label)" % str(out)
+        f"import slmstack; s = slmstack.load({str(out)!r}); "
+        "print(type(s).__module__, s.predict(['forgot my password'])[0].label)"
     )
     loaded = subprocess.run([sys.executable, "-c", check], env=_env(site), capture_output=True,
                             text=True, check=True)  # fmt: skip

@@ -10,7 +10,7 @@ import json
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import pytest
@@ -21,7 +21,7 @@ from slmstack import registry
 from slmstack.artifacts import Provenance
 from slmstack.errors import ArtifactError, ConfigError, DataWarning, NotFittedError
 from slmstack.skills.base import Skill, Tensors, load
-from slmstack.skills.params import Interval
+from slmstack.skills.params import Check, Interval
 from slmstack.types import Example, Prediction
 
 
@@ -31,7 +31,7 @@ class Centroid(Skill):
 
     skill_name = "tests.Centroid.v1"
     produces = frozenset({"label"})
-    constraints = {"top_k": Interval(int, 1, None)}
+    constraints: ClassVar[Mapping[str, Check]] = {"top_k": Interval(int, 1, None)}
 
     def __init__(self, *, metric: Literal["l1", "l2"] = "l2", top_k: int = 1, scale: float = 1.0):
         self.metric = metric
@@ -95,11 +95,17 @@ def test_clone_of_a_real_skill():
 
 
 def test_bad_values_are_refused_with_the_allowed_values():
-    with pytest.raises(ConfigError, match=r"'metric' parameter of Centroid must be 'l1' or 'l2'\. Got 'l3'"):
+    with pytest.raises(
+        ConfigError, match=r"'metric' parameter of Centroid must be 'l1' or 'l2'\. Got 'l3'"
+    ):
         Centroid(metric="l3").fit(TRAIN)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"'top_k' parameter of Centroid must be an int >= 1\. Got 0"):
+    with pytest.raises(
+        ConfigError, match=r"'top_k' parameter of Centroid must be an int >= 1\. Got 0"
+    ):
         Centroid().set_params(top_k=0)
-    with pytest.raises(ConfigError, match=r"'scale' parameter of Centroid must be a float\. Got 'x'"):
+    with pytest.raises(
+        ConfigError, match=r"'scale' parameter of Centroid must be a float\. Got 'x'"
+    ):
         Centroid.check_params({"scale": "x"})
 
 

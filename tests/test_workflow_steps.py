@@ -362,3 +362,14 @@ def test_run_refuses_non_text():
     wf = Workflow([TemplateStep("x")], skills={})
     with pytest.raises(Exception, match="runs on a text"):
         wf.run(["a list"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n"])
+def test_empty_input_escalates_without_a_packet_or_a_label(inbox, text):
+    wf = desk(inbox)
+    r = wf.run(text)
+    assert r.status == "escalated"
+    assert r.escalation is not None and r.escalation.reason == "empty_input"
+    assert r.escalation.packet_id is None
+    assert r.output.label is None and r.output.abstained == "empty_input"
+    assert inbox.list() == []

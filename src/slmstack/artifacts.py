@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import platform
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field

@@ -8,8 +8,8 @@ from slmstack.backends.base import (
     parse_json_output,
 )
 from slmstack.backends.factory import load_backend, runtimes
-from slmstack.models.gguf import gguf_path
 from slmstack.backends.fake import FakeBackend
+from slmstack.models.gguf import gguf_path
 
 __all__ = [
     "Backend",

@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from slmstack.backends.base import Backend
-from slmstack.errors import ConfigError
 from slmstack.models.gguf import gguf_path
 from slmstack.registry import Registry
 

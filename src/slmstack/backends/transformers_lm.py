@@ -13,9 +13,6 @@ turns this off.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import threading
 import time
 from collections.abc import Mapping
@@ -26,13 +23,9 @@ from typing import Any
 import torch
 
 from slmstack.backends.base import Backend, ChatMessage, Completion, CompletionRequest
-from slmstack.models.causal_lm import load_causal_lm
 from slmstack.backends.json_decoding import generate_json
-from slmstack.errors import ArtifactError, BackendError, ConfigError, IntegrityError, ModelError
-from slmstack.models.catalog import known_models
-from slmstack.models.hashing import sha256_file
-from slmstack.models.parts import cache_root
-from slmstack.models.resolve import resolve
+from slmstack.errors import ArtifactError, BackendError, ConfigError, ModelError
+from slmstack.models.causal_lm import load_causal_lm
 from slmstack.types import Usage
 
 

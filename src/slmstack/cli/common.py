@@ -6,15 +6,12 @@ import functools
 import json
 import sys
 import warnings
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import typer
 from rich.console import Console
 from rich.text import Text
-
-from slmstack.errors import SlmstackError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -33,19 +30,16 @@ def _print_error(exc: BaseException) -> None:
 
 
 def cli_command(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn library errors into ``error: <reason>`` on stderr and exit code 2."""
+    """Show warnings as one ``warning: ...`` line each.
+
+    Errors are reported by the root group in :mod:`slmstack.cli.app` (one ``error:``
+    line and exit code 2, or the traceback with ``--debug``).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         warnings.showwarning = _show_warning
-        try:
-            return fn(*args, **kwargs)
-        except SlmstackError as exc:
-            _print_error(exc)
-            raise typer.Exit(2) from None
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            _print_error(exc)
-            raise typer.Exit(2) from None
+        return fn(*args, **kwargs)
 
     return wrapper
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from slmstack.cli.common import cli_command, out, print_json
+from slmstack.errors import ConfigError, InboxError
 
 if TYPE_CHECKING:
     from slmstack.workflows.inbox import Inbox
@@ -18,15 +22,46 @@ DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help="Database URL (default: $SLMSTACK_INBOX_URL or sqlite:///slmstack-inbox.db).",
+        help="Database URL (sqlite:///PATH, postgresql+psycopg://...) or a SQLite file.",
+    ),
+]
+WorkflowOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--workflow",
+        help="Read the inbox this workflow YAML escalates to (its `inbox:` entry).",
     ),
 ]
 
 
-def _open(db: str | None) -> Inbox:
+def _open(db: str | None, workflow: Path | None) -> Inbox:
+    """The inbox named by --db, else --workflow, else $SLMSTACK_INBOX_URL; never a new one."""
     from slmstack.workflows.inbox import Inbox, default_url
+    from slmstack.workflows.loader import workflow_inbox_url
 
-    return Inbox(db or default_url())
+    if db is not None and workflow is not None:
+        raise ConfigError("pass --db or --workflow, not both; they both name the inbox")
+    if db is not None:
+        url = db if "://" in db else f"sqlite:///{db}"
+    elif workflow is not None:
+        url = workflow_inbox_url(workflow) or default_url()
+    elif os.environ.get("SLMSTACK_INBOX_URL"):
+        url = os.environ["SLMSTACK_INBOX_URL"]
+    else:
+        raise InboxError(
+            "which inbox? pass --workflow FILE (the workflow whose inbox to read), "
+            "--db URL, or set $SLMSTACK_INBOX_URL"
+        )
+    return Inbox(url, create=False)
+
+
+_STYLES = {"open": "yellow", "claimed": "cyan", "resolved": "green"}
+
+
+def _preview(text: str, limit: int) -> str:
+    """One line of at most ``limit`` characters: the start of the text, whitespace folded."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @app.command("list")
@@ -36,29 +71,48 @@ def list_packets(
     all_: Annotated[bool, typer.Option("--all", help="Every status.")] = False,
     limit: Annotated[int, typer.Option()] = 50,
     db: DbOption = None,
+    workflow: WorkflowOption = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List packets, oldest first (open ones by default)."""
-    from slmstack.errors import ConfigError
+    from slmstack.workflows.inbox import shown_url
 
     if not all_ and status not in ("open", "claimed", "resolved"):
         raise ConfigError(f"--status must be open, claimed or resolved; got {status!r}")
-    packets = _open(db).list(status=None if all_ else status, limit=limit)  # type: ignore[arg-type]
+    inbox = _open(db, workflow)
+    packets = inbox.list(status=None if all_ else status, limit=limit)  # type: ignore[arg-type]
     if json_out:
         print_json([{k: v for k, v in p.to_dict().items() if k != "trace"} for p in packets])
         return
-    table = Table("id", "status", "created", "intent", "sentiment", "reason", "text")
+    url = shown_url(inbox.url)
+    what = "" if all_ else f"{status} "
+    if not packets:
+        out.print(Text(f"no {what}packets in {url}"), soft_wrap=True)
+        return
+    plural = "" if len(packets) == 1 else "s"
+    out.print(Text(f"{len(packets)} {what}packet{plural} in {url}", style="bold"), soft_wrap=True)
+    # Two lines a packet, not a table: a table of seven columns squeezed the text, which
+    # is what a person scans for, to a few characters. Here it gets the whole width.
+    width = max(40, min(out.width - 4, 120))
     for p in packets:
-        table.add_row(
-            str(p.id),
-            p.status + (f" ({p.claimed_by})" if p.claimed_by else ""),
+        found = []
+        if p.intent:
+            sure = f" {p.intent_confidence:.2f}" if p.intent_confidence is not None else ""
+            found.append(f"intent {p.intent}{sure}")
+        if p.sentiment:
+            found.append(f"sentiment {p.sentiment}")
+        head = Text.assemble(
+            (f"#{p.id}", "bold"),
+            "  ",
+            (p.status + (f" ({p.claimed_by})" if p.claimed_by else ""), _STYLES[p.status]),
+            "  ",
             p.created_at.strftime("%Y-%m-%d %H:%M") if p.created_at else "",
-            p.intent or "",
-            p.sentiment or "",
-            p.reason,
-            p.text if len(p.text) <= 50 else p.text[:47] + "...",
+            "  ",
+            (p.reason, "bold"),
+            f"  ({', '.join(found)})" if found else "",
         )
-    out.print(table)
+        out.print(head, soft_wrap=True)
+        out.print(Text("    " + _preview(p.text, width)), soft_wrap=True)
 
 
 @app.command("show")
@@ -66,10 +120,11 @@ def list_packets(
 def show(
     packet_id: Annotated[int, typer.Argument()],
     db: DbOption = None,
+    workflow: WorkflowOption = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Everything about one packet: text, findings, why it escalated, the trace."""
-    p = _open(db).get(packet_id)
+    p = _open(db, workflow).get(packet_id)
     if json_out:
         print_json(p.to_dict())
         return
@@ -98,9 +153,10 @@ def claim(
     packet_id: Annotated[int, typer.Argument()],
     who: Annotated[str, typer.Option("--as", help="Who takes it.")],
     db: DbOption = None,
+    workflow: WorkflowOption = None,
 ) -> None:
     """Take an open packet."""
-    p = _open(db).claim(packet_id, who)
+    p = _open(db, workflow).claim(packet_id, who)
     out.print(f"packet {p.id} claimed by {p.claimed_by}")
 
 
@@ -110,8 +166,12 @@ def resolve(
     packet_id: Annotated[int, typer.Argument()],
     note: Annotated[str, typer.Option(help="What was done.")],
     who: Annotated[str | None, typer.Option("--as", help="Who resolved it.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Resolve a packet someone else has claimed.")
+    ] = False,
     db: DbOption = None,
+    workflow: WorkflowOption = None,
 ) -> None:
     """Close a packet with a note."""
-    p = _open(db).resolve(packet_id, note, who=who)
+    p = _open(db, workflow).resolve(packet_id, note, who=who, force=force)
     out.print(f"packet {p.id} resolved")

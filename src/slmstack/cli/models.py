@@ -36,10 +36,11 @@ def models(
     if json_out:
         print_json(rows)
         return
-    table = Table("alias", "kind", "installed", "size", "licence", "sha256", "install")
+    table = Table("alias", "model", "kind", "installed", "size", "licence", "sha256", "install")
     for r in rows:
         table.add_row(
             r["alias"],
+            r["model"],
             r["kind"],
             "yes" if r["installed"] else "[red]no[/]",
             f"{r['size_mb']} MB",

@@ -39,6 +39,9 @@ def predict(
     ] = None,
     text_column: Annotated[str, typer.Option()] = "text",
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per input.")] = False,
+    allow_pickle: Annotated[
+        bool, typer.Option(help="Allow pickled base weights (they can run code).")
+    ] = False,
 ) -> None:
     """Run a saved skill on texts and show label, confidence and time."""
     from slmstack.skills.base import load
@@ -48,7 +51,7 @@ def predict(
     if texts and input_file is not None:
         raise ConfigError("pass either texts or --input FILE, not both")
     items = list(texts or []) or _read_inputs(input_file, text_column)  # type: ignore[arg-type]
-    skill = load(skill_dir)
+    skill = load(skill_dir, allow_pickle=allow_pickle)
     preds = skill.predict(items)
     if json_out:
         if input_file is not None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from slmstack.cli.common import cli_command, out, print_json
+from slmstack.cli.common import cli_command, out, prepare_out, print_json
 from slmstack.errors import DataError
 
 
@@ -79,20 +79,21 @@ def train_faq(
     batch_size: Annotated[int, typer.Option(help="Pairs per fine-tuning batch.")] = 32,
     precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
     seed: Annotated[int, typer.Option()] = 0,
+    force: Annotated[bool, typer.Option(help="Replace an existing skill in --out.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """Build an FAQ answerer from a knowledge base (optionally fine-tuned on paraphrases)."""
-    from slmstack.retrieval.knowledge import read_kb
     from slmstack.skills.faq import FAQAnswerer
 
-    entries = read_kb(
-        kb, id_column=id_column, question_column=question_column, answer_column=answer_column
-    )
     columns = [c.strip() for c in pair_columns.split(",")]
     if len(columns) != 2:
         raise typer.BadParameter(
             f"--pair-columns needs two names like 'text,paraphrase', got {pair_columns!r}"
         )
+    prepare_out(out_dir, force)
+    entries = FAQAnswerer.read_training_data(
+        kb, id_column=id_column, question_column=question_column, answer_column=answer_column
+    )
     pair_list = _read_pairs(pairs, *columns) if pairs is not None else []
     cal = _read_calibration(calibration, text_column, label_column) if calibration else None
     skill = FAQAnswerer(
@@ -112,7 +113,8 @@ def train_faq(
         "entries": len(skill.entries_),
         "questions": len(skill.index_),
         "fine_tuned_on_pairs": len(pair_list),
-        "train_seconds": round(skill.train_seconds_, 2),
+        "train_seconds": round(skill.provenance_.seconds, 2),
+        "duplicates_dropped": skill.provenance_.duplicates_dropped,
         **skill.metrics_,
     }
     if json_out:
@@ -149,12 +151,14 @@ def train_troubleshoot(
     max_tokens: Annotated[int, typer.Option(help="Generated tokens per answer.")] = 256,
     text_field: Annotated[str, typer.Option(help="Text field of JSONL tickets.")] = "text",
     title_field: Annotated[str, typer.Option(help="Title field of JSONL tickets.")] = "title",
+    force: Annotated[bool, typer.Option(help="Replace an existing skill in --out.")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Build a troubleshooter from manuals and past tickets (no training; chunks + index)."""
     from slmstack.retrieval.chunking import read_documents
     from slmstack.skills.troubleshoot import Troubleshooter
 
+    prepare_out(out_dir, force)
     documents = read_documents(docs, text_field=text_field, title_field=title_field)
     skill = Troubleshooter(
         base=base,
@@ -171,7 +175,7 @@ def train_troubleshoot(
         "out": str(out_dir),
         "documents": skill.n_documents_,
         "chunks": len(skill.chunks_),
-        "seconds": round(skill.train_seconds_, 2),
+        "seconds": round(skill.provenance_.seconds, 2),
         "generator": generator,
         "runtime": runtime,
     }

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from slmstack.cli.common import cli_command, err, out
 from slmstack.errors import ConfigError
+
+if TYPE_CHECKING:
+    from slmstack.workflows import Workflow
 
 
 @cli_command
@@ -55,6 +59,15 @@ def run(
             f"{summary.processed} rows run, {summary.already_done} already done, "
             f"{summary.escalated} escalated, {summary.seconds:.1f} s → {summary.output}"
         )
+        if summary.packets:
+            url = _inbox_shown(wf)
+            out.print(
+                f"{summary.packets} packet{'' if summary.packets == 1 else 's'} filed in the "
+                f"inbox {url}: `slmstack inbox list --db {shlex.quote(url)}`",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         return
     for text in texts or []:
         result = wf.run(text)
@@ -65,3 +78,21 @@ def run(
         else:
             status = f" [red]({result.status})[/]" if result.status == "escalated" else ""
             out.print(f"{' → '.join(result.route)}{status}: {result.answer}", highlight=False)
+        packet = result.escalation.packet_id if result.escalation else None
+        if packet is not None:
+            # On stderr with --json, so that stdout stays one JSON object per line.
+            url = _inbox_shown(wf)
+            (err if json_out else out).print(
+                f"packet {packet} filed in the inbox {url}; see it with "
+                f"`slmstack inbox show {packet} --db {shlex.quote(url)}`",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+def _inbox_shown(wf: Workflow) -> str:
+    """The URL of the inbox ``wf`` filed its packets in, password masked."""
+    from slmstack.workflows.inbox import shown_url
+
+    return shown_url(wf.inbox.url)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from slmstack.cli.common import cli_command, out, print_json
+from slmstack.cli.common import cli_command, out, prepare_out, print_json
 
 
 @cli_command
@@ -34,6 +34,7 @@ def tag(
     val_fraction: Annotated[float, typer.Option()] = 0.1,
     seed: Annotated[int, typer.Option()] = 0,
     allow_pickle: Annotated[bool, typer.Option(help="Accept pickled base weights.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing skill in --out.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """Train an entity tagger (spans with character offsets)."""
@@ -42,6 +43,7 @@ def tag(
     from slmstack.skills.spacy_tagger import CONLL_MAP, SpacyTagger
     from slmstack.skills.tagger import EntityTagger
 
+    prepare_out(out_dir, force)
     examples = read_tagged(data, scheme=scheme)  # type: ignore[arg-type]
     if backend == "spacy":
         labels = {s.label for ex in examples for s in ex.spans}
@@ -71,7 +73,8 @@ def tag(
     summary = {
         "out": str(out_dir),
         "tags": len(skill.tags_),
-        "train_seconds": round(skill.train_seconds_, 2),
+        "train_seconds": round(skill.provenance_.seconds, 2),
+        "duplicates_dropped": skill.provenance_.duplicates_dropped,
         "val_precision": round(m["precision"], 4),
         "val_recall": round(m["recall"], 4),
         "val_f1": round(m["f1"], 4),
@@ -122,17 +125,21 @@ def fields(
     base: Annotated[str, typer.Option(help="Alias, local folder or Hugging Face id.")] = "minilm",
     threshold: Annotated[float, typer.Option(help="Below it a field is reported missing.")] = 0.5,
     seed: Annotated[int, typer.Option()] = 0,
+    allow_pickle: Annotated[bool, typer.Option(help="Accept pickled base weights.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing skill in --out.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """Train a field extractor (invoices, receipts) from documents and their values."""
-    from slmstack.data.documents import read_field_examples
     from slmstack.skills.fields import FieldExtractor
 
-    skill = FieldExtractor(
-        schema=_read_schema(schema), base=base, threshold=threshold, seed=seed
-    ).fit(read_field_examples(data))
+    prepare_out(out_dir, force)
+    skill = FieldExtractor(schema=_read_schema(schema), base=base, threshold=threshold,
+                           seed=seed, allow_pickle=allow_pickle)  # fmt: skip
+    FieldExtractor.check_params(skill.get_params())  # a bad schema: before reading data
+    skill.fit(FieldExtractor.read_training_data(data))
     skill.save(out_dir)
-    summary = {"out": str(out_dir), "train_seconds": round(skill.train_seconds_, 2),
+    summary = {"out": str(out_dir), "train_seconds": round(skill.provenance_.seconds, 2),
+               "duplicates_dropped": skill.provenance_.duplicates_dropped,
                **{k: round(v, 4) for k, v in skill.metrics_.items()}}  # fmt: skip
     if json_out:
         print_json(summary)
@@ -155,18 +162,21 @@ def clauses(
         str, typer.Option(help="Encoder alias/folder/id, or 'none' for TF-IDF only.")
     ] = "minilm",
     seed: Annotated[int, typer.Option()] = 0,
+    allow_pickle: Annotated[bool, typer.Option(help="Accept pickled base weights.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing skill in --out.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """Train a contract clause finder (multi-label clause types)."""
-    from slmstack.data.documents import read_clause_examples
     from slmstack.skills.clauses import ClauseFinder
 
-    skill = ClauseFinder(base=None if base == "none" else base, seed=seed).fit(
-        read_clause_examples(data)
-    )
+    prepare_out(out_dir, force)
+    skill = ClauseFinder(
+        base=None if base == "none" else base, seed=seed, allow_pickle=allow_pickle
+    ).fit(ClauseFinder.read_training_data(data))
     skill.save(out_dir)
     summary = {"out": str(out_dir), "types": len(skill.types_),
-               "train_seconds": round(skill.train_seconds_, 2),
+               "train_seconds": round(skill.provenance_.seconds, 2),
+               "duplicates_dropped": skill.provenance_.duplicates_dropped,
                **{k: round(v, 4) for k, v in skill.metrics_.items()}}  # fmt: skip
     if json_out:
         print_json(summary)

@@ -14,9 +14,10 @@ import time
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import click
+import typer
+import typer.main
 import yaml
 from typer.core import TyperGroup
 
@@ -134,46 +135,40 @@ def train_skill(
             out.print(f"  {key}: {value}")
 
 
-def generic_command(kind: str) -> click.Command | None:
-    """A click command that trains ``kind``, or ``None`` when no skill has that name."""
+def generic_command(kind: str) -> Any:
+    """The command that trains ``kind``, or ``None`` when no skill has that name."""
     try:
         name = registry.skills.resolve_name(kind)
         cls = registry.skills.get(name)
     except ConfigError:
         return None
+    app = typer.Typer(add_completion=False)
 
-    def callback(
-        data: Path | None, out_dir: Path, sets: tuple[str, ...], reads: tuple[str, ...],
-        force: bool, json_out: bool,
+    @app.command(name=kind, help=f"Train {cls.__name__} ({name}).\n\n{params_help(cls)}")
+    def _train(
+        out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the skill to "
+                                              "(refused if it holds other files).")],
+        data: Annotated[Path | None, typer.Argument(help="Training data file or folder.")] = None,
+        sets: Annotated[list[str] | None, typer.Option("--set", help="A parameter, key=value; "
+                                                       "repeat for more.")] = None,
+        reads: Annotated[list[str] | None, typer.Option("--read", help="A data-reader option, "
+                                                        "key=value (text_column=...).")] = None,
+        force: Annotated[bool, typer.Option(help="Replace an existing skill in --out.")] = False,
+        json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
     ) -> None:  # fmt: skip
-        train_skill(name, data, out_dir, sets, reads, force, json_out)
+        train_skill(name, data, out_dir, tuple(sets or ()), tuple(reads or ()), force, json_out)
 
-    return click.Command(
-        kind,
-        callback=callback,
-        help=f"Train {cls.__name__} ({name}).\n\n\b\n{params_help(cls)}",
-        params=[
-            click.Argument(["data"], required=False, type=click.Path(path_type=Path)),
-            click.Option(["--out", "out_dir"], required=True, type=click.Path(path_type=Path),
-                         help="Folder to save the skill to (refused if it holds other files)."),
-            click.Option(["--set", "sets"], multiple=True,
-                         help="A parameter, key=value; repeat for more."),
-            click.Option(["--read", "reads"], multiple=True,
-                         help="An option of the data reader, key=value (text_column=...)."),
-            click.Option(["--force"], is_flag=True, help="Replace an existing skill in --out."),
-            click.Option(["--json", "json_out"], is_flag=True, help="Print metrics as JSON."),
-        ],  # fmt: skip
-    )
+    return typer.main.get_command(app)
 
 
 class TrainGroup(TyperGroup):
     """``train`` sub-commands: the named aliases, then any registered skill kind."""
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         """The alias named ``cmd_name``, or the generic command of that skill kind."""
         return super().get_command(ctx, cmd_name) or generic_command(cmd_name)
 
-    def get_help(self, ctx: click.Context) -> str:
+    def get_help(self, ctx: Any) -> str:
         """The help, ending with the skill kinds the generic form accepts."""
         kinds = ", ".join(sorted(registry.skills.short_names()))
         self.epilog = (

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slmstack.data.readers import read_records
-from slmstack.errors import DataError
 from slmstack.data.clauses import ClauseExample, label_clauses
 from slmstack.data.fields import FieldExample
+from slmstack.data.readers import read_records
+from slmstack.errors import DataError
 
 
 def read_field_examples(

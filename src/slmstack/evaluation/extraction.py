@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from slmstack.data.fields import FieldExample, FieldSpec, gold_value, same_value
 from slmstack.errors import DataError
 from slmstack.evaluation.base import Predictor
 from slmstack.evaluation.speed import measure_speed
-from slmstack.data.fields import gold_value, same_value
-from slmstack.data.fields import FieldExample, FieldSpec
 from slmstack.types import Prediction
 
 

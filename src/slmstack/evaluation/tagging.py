@@ -7,8 +7,8 @@ from typing import Any
 
 from slmstack.data.tagging import read_tagged
 from slmstack.evaluation.base import Predictor
-from slmstack.evaluation.speed import measure_speed
 from slmstack.evaluation.metrics import tagger_metrics
+from slmstack.evaluation.speed import measure_speed
 
 
 def evaluate_tagger(

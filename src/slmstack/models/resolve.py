@@ -56,7 +56,7 @@ class ModelSource:
                 "licence": self.licence}  # fmt: skip
 
     def with_provenance(self, base: Mapping[str, Any]) -> ModelSource:
-        """This source (a skill's own fine-tuned copy) under its original base's name."""
+        """Rename this source (a skill's own fine-tuned copy) after its original base."""
         return replace(self, ref=str(base.get("ref", self.ref)),
                        origin=str(base.get("origin", self.origin)),
                        sha256=base.get("sha256", self.sha256),

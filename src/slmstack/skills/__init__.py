@@ -24,7 +24,19 @@ _LAZY = {
     "Troubleshooter": "slmstack.skills.troubleshoot",
 }
 
-__all__ = ["Skill", "load", *_LAZY]
+__all__ = [
+    "ClauseFinder",
+    "EntityTagger",
+    "FAQAnswerer",
+    "FieldExtractor",
+    "LanguageDetector",
+    "Skill",
+    "SpacyTagger",
+    "Summarizer",
+    "TextClassifier",
+    "Troubleshooter",
+    "load",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from slmstack.data.fields import FieldSpec, gold_value, same_value
 from slmstack.errors import DataError
-from slmstack.data.fields import gold_value, same_value
 from slmstack.skills._field_features import Candidate, Line
-from slmstack.data.fields import FieldSpec
 from slmstack.types import Span
 
 _GRID = [round(x, 2) for x in np.arange(0.05, 0.951, 0.05)]

@@ -27,16 +27,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from slmstack.data.fields import FieldSpec, gold_value, same_value
+from slmstack.data.normalizers import Money, find_amounts, find_dates, normalize_text
 from slmstack.errors import DataError
-from slmstack.data.fields import FieldSpec
-from slmstack.data.normalizers import (
-    Money,
-    find_amounts,
-    find_dates,
-    normalize_text,
-    parse_amount,
-    parse_date,
-)
 
 HASH_FEATURES = 2**14
 _WORD = re.compile(r"\w+|[^\w\s]")

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
-from slmstack.errors import ArtifactError
 from slmstack.models.encoder import (
     length_batches,
     load_encoder,
@@ -42,13 +41,7 @@ class FrozenEncoder:
         allow_pickle: bool = False,
         expect_sha256: str | None = None,
     ):
-        self.source = resolve(base, allow_pickle=allow_pickle)
-        if expect_sha256 and self.source.sha256 != expect_sha256:
-            raise ArtifactError(
-                f"this skill was trained on base {base!r} with sha256 {expect_sha256}, but "
-                f"that reference now resolves to {self.source.sha256}. Install the original "
-                "base model."
-            )
+        self.source = resolve(base, allow_pickle=allow_pickle, expect_sha256=expect_sha256)
         self.tokenizer = load_tokenizer(self.source.path)
         self.model = load_encoder(self.source)
         self.window = model_window(self.tokenizer, self.model, max_length)

@@ -98,8 +98,12 @@ class Skill(ABC):
 
     # ------------------------------------------------------------------ data
     @classmethod
-    def read_training_data(cls, path: Path, **options: Any) -> Sequence[Any]:
-        """Read the file (or folder) that ``fit`` trains on, as ``fit``'s argument."""
+    def read_training_data(cls, *args: Any, **options: Any) -> Sequence[Any]:
+        """Read the file (or folder) that ``fit`` trains on, as ``fit``'s argument.
+
+        Subclasses take ``(path, *, <reader options>)``; the loose signature here lets
+        each name its own options (they become ``--read key=value`` on the CLI).
+        """
         raise ConfigError(
             f"{cls.__name__} cannot be trained from a file; build it in Python or see its "
             "documentation."
@@ -163,8 +167,12 @@ class Skill(ABC):
     def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
         """Fill a skill built from its saved parameters with the saved state."""
 
-    def _write_extra(self, folder: Path) -> None:
+    def _write_extra(self, folder: Path) -> None:  # noqa: B027  (an optional hook)
         """Write files that are not tensors (a fine-tuned encoder folder, vocabularies)."""
+
+    def _saved_params(self) -> dict[str, Any]:
+        """The parameters as written to ``config.json`` (override to make them JSON-safe)."""
+        return self.get_params()
 
     def _card(self) -> dict[str, Any]:
         """Sections of the model card beyond provenance (override to add)."""
@@ -178,10 +186,13 @@ class Skill(ABC):
         """
         self._require_fitted()
         config, tensors = self._state()
+        reserved = {"skill", "params", "tensors", "provenance", "files", "format_version"}
+        if reserved & set(config):
+            raise ArtifactError(f"_state() may not set {sorted(reserved & set(config))}")
         prov: Provenance = self.provenance_
         body = {
             "skill": self.skill_name,
-            "params": self.get_params(),
+            "params": self._saved_params(),
             "tensors": {stem: _tensor_kind(t) for stem, t in tensors.items()},
             **config,
             "provenance": prov.to_json(),

@@ -21,14 +21,14 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from slmstack.artifacts import Provenance, data_hash
+from slmstack.artifacts import data_hash
 from slmstack.data.readers import read_examples
 from slmstack.data.splits import stratified_split
 from slmstack.data.validation import drop_duplicates, validate_examples
@@ -51,7 +51,7 @@ from slmstack.skills._classifier_training import (
 )
 from slmstack.skills._scope import ScopeModel, fit_scope, scope_card, warn_small_scope
 from slmstack.skills.base import Skill, Tensors
-from slmstack.skills.params import Interval
+from slmstack.skills.params import Check, Interval
 from slmstack.training.calibration import fit_temperature, softmax
 from slmstack.training.loop import LoopConfig, LoopResult
 from slmstack.types import Example, LabelScore, Prediction, Usage
@@ -76,7 +76,7 @@ class TextClassifier(Skill):
     skill_name = "slmstack.TextClassifier.v1"
     produces = frozenset({"label", "confidence", "scores"})
     fitted_attribute = "classes_"
-    constraints = {
+    constraints: ClassVar[Mapping[str, Check]] = {
         **dict.fromkeys(("epochs", "batch_size", "top_k", "max_length", "patience"),
                         Interval(int, 1, None)),
         **dict.fromkeys(("learning_rate", "head_learning_rate", "head_c"), _POSITIVE),
@@ -167,8 +167,7 @@ class TextClassifier(Skill):
         )  # fmt: skip
 
     def _pad_id(self) -> int:
-        pad = self.tokenizer_.pad_token_id
-        return int(pad) if pad is not None else 0
+        return int(self.tokenizer_.pad_token_id or 0)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, examples: Sequence[Example]) -> Self:
@@ -396,5 +395,6 @@ class TextClassifier(Skill):
         self.duplicates_dropped_ = self.provenance_.duplicates_dropped
 
     def _card(self) -> dict[str, Any]:
+        scope = scope_card(self.scope_, self.scope_alpha)
         return {"Strategy": self.strategy, "Labels": ", ".join(self.classes_),
-                "Best epoch": self.best_epoch_, "Out-of-scope flag": scope_card(self.scope_, self.scope_alpha)}  # fmt: skip
+                "Best epoch": self.best_epoch_, "Out-of-scope flag": scope}  # fmt: skip

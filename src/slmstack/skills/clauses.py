@@ -12,33 +12,26 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from numpy.typing import NDArray
-from safetensors.numpy import load_file, save_file
 
-from slmstack import registry
-from slmstack.errors import ConfigError, DataError, NotFittedError
+from slmstack.artifacts import data_hash
 from slmstack.data.clauses import ClauseExample, split_clauses
+from slmstack.data.documents import read_clause_examples
+from slmstack.data.validation import drop_duplicates
+from slmstack.errors import ConfigError, DataError
 from slmstack.skills._frozen import FrozenEncoder
-from slmstack.artifacts import (
-    data_hash,
-    library_versions,
-    read_verified_config,
-    write_config,
-    write_model_card,
-)
-from slmstack.skills.base import Skill, check_texts
+from slmstack.skills.base import Skill, Tensors, check_texts
+from slmstack.skills.params import Check, Interval
 from slmstack.types import Prediction, Span, Usage
 
-_NAME = "slmstack.ClauseFinder.v1"
 _GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
-@registry.skills.register(_NAME)
 class ClauseFinder(Skill):
     """Multi-label clause-type tagger for contracts.
 
@@ -48,16 +41,26 @@ class ClauseFinder(Skill):
         >>> [(s.label, s.text[:30]) for s in p.spans], p.data["absent"]  # doctest: +SKIP
     """
 
-    skill_name = _NAME
+    skill_name = "slmstack.ClauseFinder.v1"
+    produces = frozenset({"spans", "data"})
+    fitted_attribute = "coef_"
+    constraints: ClassVar[Mapping[str, Check]] = {
+        "c": Interval(float, 0, None, closed="neither"),
+        **dict.fromkeys(("max_features", "min_df", "min_chars", "batch_size"),
+                        Interval(int, 1, None)),
+        "max_chars": Interval(int, 2, None),
+        "max_length": Interval(int, 8, None),
+        "val_fraction": Interval(float, 0, 1, closed="neither"),
+    }  # fmt: skip
 
     def __init__(
         self,
         *,
         base: str | None = "minilm",  # None: TF-IDF only (no encoder; fast, weaker)
         c: float = 4.0,  # inverse L2 strength of each type's logistic regression
-        max_features: int = 50_000,
-        min_df: int = 2,
-        val_fraction: float = 0.2,
+        max_features: int = 50_000,  # TF-IDF vocabulary size (1-2 grams, most frequent)
+        min_df: int = 2,  # n-grams in fewer clauses than this are left out
+        val_fraction: float = 0.2,  # held out to tune each type's threshold
         min_chars: int = 40,  # shorter paragraphs (headings) join the next one
         max_chars: int = 1500,  # longer paragraphs are cut at sentence ends
         max_length: int = 128,  # encoder tokens per clause; TF-IDF reads it all
@@ -77,26 +80,32 @@ class ClauseFinder(Skill):
         self.seed = seed
         self.allow_pickle = allow_pickle
 
-    _PARAMS = ("base", "c", "max_features", "min_df", "val_fraction", "min_chars", "max_chars",
-               "max_length", "batch_size", "seed", "allow_pickle")  # fmt: skip
-
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as passed to ``__init__``."""
-        return {k: getattr(self, k) for k in self._PARAMS}
-
     def _check_params(self) -> None:
-        if not self.c > 0:
-            raise ConfigError(f"The 'c' parameter of ClauseFinder must be > 0. Got {self.c!r}.")
-        if not 0.0 < self.val_fraction < 1.0:
+        super()._check_params()
+        if self.min_chars >= self.max_chars:
             raise ConfigError(
-                f"The 'val_fraction' parameter of ClauseFinder must be in (0, 1). "
-                f"Got {self.val_fraction!r} instead."
+                f"The 'min_chars' parameter of ClauseFinder must be an int below max_chars "
+                f"= {self.max_chars}. Got {self.min_chars!r} instead."
             )
-        if not 0 < self.min_chars < self.max_chars:
-            raise ConfigError(
-                f"ClauseFinder needs 0 < min_chars < max_chars. Got {self.min_chars!r} and "
-                f"{self.max_chars!r}."
-            )
+
+    @classmethod
+    def read_training_data(cls, path: Path) -> list[ClauseExample]:
+        """JSONL of labelled clauses, or of whole contracts with CUAD-style snippets."""
+        return read_clause_examples(path)
+
+    def evaluate(self, data: Path, **options: Any) -> dict[str, Any]:
+        """Clause-level precision, recall and F1 per type and micro, and speed."""
+        from slmstack.evaluation.extraction import evaluate_clauses
+
+        return evaluate_clauses(self, data, **options)
+
+    def _encoder(self, expect_sha256: str | None = None) -> FrozenEncoder | None:
+        if not self.base:
+            return None
+        return FrozenEncoder(
+            self.base, max_length=self.max_length, batch_size=self.batch_size,
+            allow_pickle=self.allow_pickle, expect_sha256=expect_sha256,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ features
     def _vectorizer(self, vocabulary: dict[str, int] | None = None) -> Any:
@@ -129,6 +138,7 @@ class ClauseFinder(Skill):
         self._check_params()
         if not examples:
             raise DataError("no training clauses; pass ClauseExample(text, labels) items")
+        examples, dropped = drop_duplicates(examples)
         types = sorted({lab for ex in examples for lab in ex.labels})
         if not types:
             raise DataError(
@@ -140,11 +150,7 @@ class ClauseFinder(Skill):
         texts = [ex.text for ex in examples]
         y = np.array([[t in ex.labels for t in types] for ex in examples], dtype=np.int64)
         self.tfidf_ = self._vectorizer().fit(texts)
-        self.encoder_ = (
-            FrozenEncoder(self.base, max_length=self.max_length, batch_size=self.batch_size,
-                          allow_pickle=self.allow_pickle)
-            if self.base else None
-        )  # fmt: skip
+        self.encoder_ = self._encoder()
         x = self._features(texts)
         order = np.random.default_rng(self.seed).permutation(len(examples))
         n_val = max(1, int(self.val_fraction * len(examples)))
@@ -163,9 +169,12 @@ class ClauseFinder(Skill):
             "n_val": float(len(va)),
         }
         self.coef_, self.bias_ = self._fit_lr(x, y)
-        self.train_seconds_ = time.perf_counter() - start
         rows = [(ex.text, *ex.labels) for ex in examples]
-        self.data_sha256_, self.data_rows_ = data_hash(rows), len(rows)
+        self.provenance_ = self._provenance(
+            base=self.encoder_.source.describe() if self.encoder_ else {},
+            data_sha256=data_hash(rows), rows=len(rows), duplicates_dropped=dropped,
+            seconds=time.perf_counter() - start, metrics=self.metrics_,
+        )  # fmt: skip
         return self
 
     def _fit_lr(
@@ -199,18 +208,18 @@ class ClauseFinder(Skill):
         return float(_GRID[int(np.argmax(f1))])
 
     # ------------------------------------------------------------------ predicting
-    def _require_fitted(self) -> None:
-        if not hasattr(self, "coef_"):
-            raise NotFittedError(
-                "This ClauseFinder is not fitted yet. Call fit(clauses) or "
-                "ClauseFinder.load(folder) first."
-            )
-
     def predict_clauses(self, clauses: Sequence[str]) -> NDArray[np.float64]:
         """Probability of each type (columns in ``types_`` order) for ready-split clauses."""
         self._require_fitted()
         check_texts(clauses)
         return self._proba(self._features(clauses), self.coef_, self.bias_)
+
+    def _columns(self, types: Sequence[str] | None) -> list[int]:
+        wanted = list(types) if types is not None else self.types_
+        unknown = sorted(set(wanted) - set(self.types_))
+        if unknown:
+            raise ConfigError(f"unknown clause types {unknown}; this finder knows {self.types_}")
+        return [self.types_.index(t) for t in wanted]
 
     def predict(
         self, texts: Sequence[str], *, types: Sequence[str] | None = None
@@ -220,15 +229,16 @@ class ClauseFinder(Skill):
         ``types`` limits the answer to some clause types (default: all learned ones).
         ``data["clauses"]`` lists every clause that has a type; ``data["absent"]`` the
         requested types found nowhere; ``confidence`` is the least sure of those
-        present/absent decisions.
+        present/absent decisions. Empty texts abstain with ``"empty_input"``.
         """
         self._require_fitted()
-        check_texts(texts)
-        wanted = list(types) if types is not None else self.types_
-        unknown = sorted(set(wanted) - set(self.types_))
-        if unknown:
-            raise ConfigError(f"unknown clause types {unknown}; this finder knows {self.types_}")
-        cols = [self.types_.index(t) for t in wanted]
+        self._columns(types)  # unknown types are refused even when every text is empty
+        return self._guarded(texts, lambda t: self._predict(t, types))
+
+    def _predict(
+        self, texts: Sequence[str], types: Sequence[str] | None = None
+    ) -> list[Prediction]:
+        cols = self._columns(types)
         out = []
         for text in texts:
             start_t = time.perf_counter()
@@ -258,7 +268,7 @@ class ClauseFinder(Skill):
                     spans=tuple(sorted(spans, key=lambda s: (s.start, s.label))),
                     data={
                         "clauses": tagged,
-                        "absent": [t for t in wanted if t not in present],
+                        "absent": [self.types_[j] for j in cols if self.types_[j] not in present],
                         "n_clauses": len(bounds),
                     },
                     usage=Usage(
@@ -272,70 +282,41 @@ class ClauseFinder(Skill):
         return out
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write weights and TF-IDF statistics (safetensors), vocabulary, config and card."""
-        self._require_fitted()
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {
+    def _state(self) -> tuple[dict[str, Any], Tensors]:
+        config = {
+            "types": self.types_,
+            "thresholds": dict(zip(self.types_, map(float, self.thresholds_), strict=True)),
+        }
+        tensors: Tensors = {
+            "clauses": {
                 "coef": self.coef_,
                 "bias": self.bias_,
-                "thresholds": self.thresholds_.astype(np.float64),
                 "idf": self.tfidf_.idf_.astype(np.float64),
-            },
-            str(folder / "clauses.safetensors"),
-        )
+            }
+        }
+        return config, tensors
+
+    def _write_extra(self, folder: Path) -> None:
         vocab = {k: int(v) for k, v in self.tfidf_.vocabulary_.items()}
         (folder / "vocabulary.json").write_text(json.dumps(vocab, ensure_ascii=False))
-        config = {
-            "skill": _NAME,
-            "params": self.get_params(),
-            "types": self.types_,
-            "base": self.encoder_.provenance() if self.encoder_ else None,
-            "metrics": self.metrics_,
-            "thresholds": dict(zip(self.types_, map(float, self.thresholds_), strict=True)),
-            "train_seconds": self.train_seconds_,
-            "data": {"sha256": self.data_sha256_, "rows": self.data_rows_},
-            "versions": library_versions(),
-        }
-        write_config(folder, config, ["clauses.safetensors", "vocabulary.json"])
-        write_model_card(
-            folder,
-            "ClauseFinder",
-            {
-                "Method": "one-vs-rest logistic regression over TF-IDF 1-2 grams"
-                + (" and frozen encoder vectors" if self.encoder_ else "")
-                + "; per-type thresholds tuned on a held-out split",
-                "Clause types": ", ".join(self.types_),
-                "Base model": self.encoder_.provenance() if self.encoder_ else "none",
-                "Training data": {"sha256": self.data_sha256_, "rows": self.data_rows_},
-                "Held-out metrics": {k: round(v, 4) for k, v in self.metrics_.items()},
-                "Library versions": library_versions(),
-            },
-        )
-        return folder
 
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Rebuild a finder saved with :meth:`save` (files verified by sha256)."""
-        folder = Path(path)
-        config = read_verified_config(folder, _NAME, "ClauseFinder")
-        self = cls(**config["params"])
-        tensors = load_file(str(folder / "clauses.safetensors"))
+    def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
+        self.types_ = [str(t) for t in config["types"]]
+        thresholds = config["thresholds"]
+        self.thresholds_ = np.array([float(thresholds[t]) for t in self.types_])
+        weights = tensors["clauses"]
+        self.coef_, self.bias_ = weights["coef"], weights["bias"]
         vocab = json.loads((folder / "vocabulary.json").read_text())
         self.tfidf_ = self._vectorizer(vocab)
-        self.tfidf_.idf_ = tensors["idf"].astype(np.float64)
-        self.encoder_ = (
-            FrozenEncoder(self.base, max_length=self.max_length, batch_size=self.batch_size,
-                          allow_pickle=self.allow_pickle, expect_sha256=config["base"]["sha256"])
-            if self.base else None
-        )  # fmt: skip
-        self.types_ = list(config["types"])
-        self.coef_, self.bias_ = tensors["coef"], tensors["bias"]
-        self.thresholds_ = tensors["thresholds"].astype(np.float64)
-        self.metrics_ = dict(config["metrics"])
-        self.train_seconds_ = float(config["train_seconds"])
-        self.data_sha256_ = config["data"]["sha256"]
-        self.data_rows_ = int(config["data"]["rows"])
-        return self
+        self.tfidf_.idf_ = weights["idf"].astype(np.float64)
+        self.metrics_ = dict(self.provenance_.metrics)
+        self.encoder_ = self._encoder(expect_sha256=self.provenance_.base.get("sha256"))
+
+    def _card(self) -> dict[str, Any]:
+        return {
+            "Method": "one-vs-rest logistic regression over TF-IDF 1-2 grams"
+            + (" and frozen encoder vectors" if self.encoder_ else "")
+            + "; per-type thresholds tuned on a held-out split",
+            "Clause types": ", ".join(self.types_),
+            "Thresholds": dict(zip(self.types_, map(float, self.thresholds_), strict=True)),
+        }

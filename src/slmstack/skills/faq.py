@@ -14,42 +14,55 @@ and each entry's question against the KB without that entry, as an out-of-scope 
 Entries can be added, replaced or removed at any time without retraining: only their
 questions are embedded. Optional contrastive fine-tuning on paraphrase pairs adapts the
 encoder to the domain's wording.
+
+A saved answerer holds ``kb.jsonl`` (one entry per line), ``index.safetensors`` and
+``index.json`` (the question vectors, their entry ids and texts), and ``encoder/`` only
+when the encoder was fine-tuned; a pretrained encoder is referenced by its alias and
+sha256, not copied.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 from numpy.typing import NDArray
 
-from slmstack import registry
-from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning, NotFittedError
-from slmstack.retrieval.calibration import (
-    MatchCalibrator,
-    choose_threshold,
-    fit_match_calibrator,
-    leave_one_out_set,
-    top_two,
-)
+from slmstack.artifacts import data_hash
+from slmstack.data.validation import drop_duplicates
+from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning
+from slmstack.models.resolve import ModelSource, resolve
+from slmstack.retrieval.calibration import MatchCalibrator
 from slmstack.retrieval.contrastive import PairTraining, finetune_on_pairs
 from slmstack.retrieval.encoder import Encoded, SentenceEncoder
 from slmstack.retrieval.index import VectorIndex
-from slmstack.retrieval.knowledge import KBEntry, validate_kb
-from slmstack.skills.base import Skill, check_texts
-from slmstack.skills.faq_io import load_faq, save_faq
-from slmstack.training.calibration import expected_calibration_error
+from slmstack.retrieval.knowledge import KBEntry, read_kb, validate_kb
+from slmstack.skills._faq_calibration import Calibration, calibrate
+from slmstack.skills.base import Skill, Tensors
+from slmstack.skills.params import Check, Interval
 from slmstack.types import LabelScore, Prediction, Usage
 
-_NAME = "slmstack.FAQAnswerer.v1"
-Calibration = Sequence[tuple[str, str | None]]
+
+def _optional(interval: Interval) -> Check:
+    """``None`` or a value in ``interval``."""
+
+    def check(value: Any) -> str | None:
+        ok = value is None or interval.allows(value)
+        return None if ok else f"None or {interval.describe()}"
+
+    return check
 
 
-@registry.skills.register(_NAME)
+def _kb_rows(entries: Sequence[KBEntry]) -> list[tuple[str, ...]]:
+    """The KB content as rows for :func:`data_hash` (the ``source`` of an entry is left out)."""
+    return [(e.id, e.question, e.answer, *e.alternates) for e in entries]
+
+
 class FAQAnswerer(Skill):
     """Nearest-question answering over a knowledge base, with calibrated abstention.
 
@@ -62,12 +75,24 @@ class FAQAnswerer(Skill):
         "Use 'Forgot password'."
     """
 
-    skill_name = _NAME
+    skill_name = "slmstack.FAQAnswerer.v1"
+    produces = frozenset({"text", "label", "data"})
+    constraints: ClassVar[Mapping[str, Check]] = {
+        **dict.fromkeys(("epochs", "batch_size", "top_k", "max_calibration"),
+                        Interval(int, 1, None)),
+        "threshold": _optional(Interval(float, 0, 1)),
+        "max_wrong_abstain": _optional(Interval(float, 0, 1)),
+        "wrong_answer_cost": Interval(float, 0, None, closed="neither"),
+        "learning_rate": Interval(float, 0, None, closed="neither"),
+        "max_length": Interval(int, 8, None),
+        "train_batch_size": Interval(int, 2, None, note="(in-batch negatives need a pair)"),
+        "val_fraction": Interval(float, 0, 1, closed="neither"),
+    }  # fmt: skip
 
     def __init__(
         self,
         *,
-        base: str = "minilm",
+        base: str = "minilm",  # sentence encoder: alias, local folder or hub id
         threshold: float | None = None,  # None: chosen on held-out queries during fit
         wrong_answer_cost: float = 1.0,  # >1 prefers escalating over answering wrongly
         max_wrong_abstain: float | None = None,  # cap on right answers withheld (held-out)
@@ -75,11 +100,11 @@ class FAQAnswerer(Skill):
         batch_size: int = 64,
         precision: Literal["fp32", "bf16"] = "fp32",
         epochs: int = 1,  # contrastive fine-tuning epochs (only when pairs are given)
-        learning_rate: float = 2e-5,
+        learning_rate: float = 2e-5,  # low, so fine-tuning refines rather than erases
         train_batch_size: int = 32,  # more in-batch negatives help, memory permitting
-        val_fraction: float = 0.1,
+        val_fraction: float = 0.1,  # pairs held out to keep the best fine-tuning epoch
         max_calibration: int = 2000,  # leave-one-out queries sampled from a large KB
-        top_k: int = 3,
+        top_k: int = 3,  # entries listed in each prediction's scores
         seed: int = 0,
         allow_pickle: bool = False,
     ):
@@ -99,40 +124,30 @@ class FAQAnswerer(Skill):
         self.seed = seed
         self.allow_pickle = allow_pickle
 
-    _PARAMS = (
-        "base", "threshold", "wrong_answer_cost", "max_wrong_abstain", "max_length",
-        "batch_size", "precision", "epochs", "learning_rate", "train_batch_size",
-        "val_fraction", "max_calibration", "top_k", "seed", "allow_pickle",
-    )  # fmt: skip
+    @classmethod
+    def read_training_data(
+        cls,
+        path: Path,
+        *,
+        id_column: str = "id",
+        question_column: str = "question",
+        answer_column: str = "answer",
+        alternates_column: str = "alternates",
+    ) -> list[KBEntry]:
+        """A knowledge base from CSV, TSV, JSONL or Markdown (see :func:`read_kb`)."""
+        return read_kb(
+            path,
+            id_column=id_column,
+            question_column=question_column,
+            answer_column=answer_column,
+            alternates_column=alternates_column,
+        )
 
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as passed to ``__init__``."""
-        return {k: getattr(self, k) for k in self._PARAMS}
+    def evaluate(self, data: Path, **options: Any) -> dict[str, Any]:
+        """Top-1 accuracy, wrong answers, abstain precision/recall, ECE and speed."""
+        from slmstack.evaluation.retrieval import evaluate_faq
 
-    def _check_params(self) -> None:
-        def bad(name: str, allowed: str) -> ConfigError:
-            return ConfigError(
-                f"The {name!r} parameter of FAQAnswerer must be {allowed}. "
-                f"Got {getattr(self, name)!r} instead."
-            )
-
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise bad("threshold", "None or a float in [0, 1]")
-        if not self.wrong_answer_cost > 0:
-            raise bad("wrong_answer_cost", "a float in (0, inf)")
-        if self.max_wrong_abstain is not None and not 0.0 <= self.max_wrong_abstain <= 1.0:
-            raise bad("max_wrong_abstain", "None or a float in [0, 1]")
-        if self.precision not in ("fp32", "bf16"):
-            raise bad("precision", "'fp32' or 'bf16'")
-        for name in ("epochs", "batch_size", "top_k", "max_calibration"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise bad(name, "an int >= 1")
-        if not isinstance(self.train_batch_size, int) or self.train_batch_size < 2:
-            raise bad("train_batch_size", "an int >= 2")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise bad("val_fraction", "a float in (0, 1)")
-        if not self.learning_rate > 0:
-            raise bad("learning_rate", "a float in (0, inf)")
+        return evaluate_faq(self, data, **options)
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -153,15 +168,10 @@ class FAQAnswerer(Skill):
         self._check_params()
         if isinstance(kb, str | Path):
             raise ConfigError("fit() takes KBEntry objects; read a file with read_kb(path)")
-        entries = validate_kb(kb)
         start = time.perf_counter()
-        self.encoder_ = SentenceEncoder.from_ref(
-            self.base,
-            allow_pickle=self.allow_pickle,
-            max_length=self.max_length,
-            batch_size=self.batch_size,
-            precision=self.precision,
-        )
+        kept, dropped = drop_duplicates(kb)
+        entries = validate_kb(kept)
+        self.encoder_ = self._encoder(resolve(self.base, allow_pickle=self.allow_pickle))
         self.history_: list[dict[str, float]] = []
         self.finetuned_ = bool(pairs)
         if pairs:
@@ -173,13 +183,29 @@ class FAQAnswerer(Skill):
                 seed=self.seed,
             )
             self.history_ = finetune_on_pairs(self.encoder_, pairs, cfg).history
+        self.n_pairs_ = len(pairs)
         self.entries_: dict[str, KBEntry] = {}
         self.index_ = VectorIndex(self.encoder_.dim)
         self._index_entries(entries)
-        self._calibrate(calibration)
-        self.train_seconds_ = time.perf_counter() - start
-        self.n_pairs_ = len(pairs)
+        fitted = calibrate(
+            self.index_, self.encoder_, calibration, entry_ids=self.entries_,
+            threshold=self.threshold, wrong_answer_cost=self.wrong_answer_cost,
+            max_wrong_abstain=self.max_wrong_abstain, max_calibration=self.max_calibration,
+            seed=self.seed,
+        )  # fmt: skip
+        self.calibrator_: MatchCalibrator = fitted.calibrator
+        self.threshold_ = fitted.threshold
+        self.metrics_: dict[str, Any] = fitted.metrics
+        self.provenance_ = self._provenance(
+            base=self.encoder_.source.describe(), data_sha256=data_hash(_kb_rows(entries)),
+            rows=len(entries), duplicates_dropped=dropped,
+            seconds=time.perf_counter() - start, metrics=self.metrics_,
+        )  # fmt: skip
         return self
+
+    def _encoder(self, source: ModelSource) -> SentenceEncoder:
+        return SentenceEncoder(source, max_length=self.max_length, batch_size=self.batch_size,
+                               precision=self.precision)  # fmt: skip
 
     def _index_entries(self, entries: Sequence[KBEntry]) -> None:
         keys = [e.id for e in entries for _ in e.questions]
@@ -195,58 +221,6 @@ class FAQAnswerer(Skill):
                 DataWarning,
                 stacklevel=3,
             )
-
-    def _calibrate(self, calibration: Calibration | None) -> None:
-        if calibration is not None:
-            sim, margin, correct, source = self._held_out_features(calibration)
-        else:
-            sim, margin, correct = leave_one_out_set(self.index_, self.max_calibration, self.seed)
-            source = "leave-one-out over the KB's phrasings"
-        self.calibrator_ = fit_match_calibrator(sim, margin, correct)
-        conf = self.calibrator_(sim, margin)
-        choice = choose_threshold(
-            conf,
-            correct,
-            wrong_answer_cost=self.wrong_answer_cost,
-            max_wrong_abstain=self.max_wrong_abstain,
-        )
-        self.threshold_ = self.threshold if self.threshold is not None else choice.threshold
-        answered = conf >= self.threshold_
-        probs = np.stack([1 - conf, conf], axis=1)
-        self.metrics_: dict[str, Any] = {
-            "calibration_source": source,
-            "calibration_queries": len(correct),
-            "calibration_right": int(correct.sum()),
-            "threshold": self.threshold_,
-            "threshold_chosen_on_held_out": self.threshold is None,
-            "held_out_answered_accuracy": float(correct[answered].mean())
-            if answered.any()
-            else 0.0,
-            "held_out_abstain_rate": float(1 - answered.mean()),
-            "held_out_ece": expected_calibration_error(probs, correct.astype(np.int64)),
-        }
-
-    def _held_out_features(
-        self, calibration: Calibration
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_], str]:
-        queries, expected = [], []
-        for i, item in enumerate(calibration):
-            if not (isinstance(item, tuple | list) and len(item) == 2 and isinstance(item[0], str)):
-                raise DataError(
-                    f"calibration item #{i} must be (query, entry id or None), got {item!r}"
-                )
-            query, target = item
-            if target is not None and target not in self.entries_:
-                raise DataError(
-                    f"calibration item #{i} ({query!r}) expects entry {target!r}, which is not "
-                    "in the knowledge base; use an existing id, or None for out-of-scope"
-                )
-            queries.append(query)
-            expected.append(target)
-        best, sim, margin = top_two(self.index_.key_scores(self.encoder_.encode(queries).vectors))
-        keys = self.index_.keys
-        correct = np.array([keys[b] == t for b, t in zip(best, expected, strict=True)])
-        return sim, margin, correct, f"{len(queries)} held-out queries"
 
     # ------------------------------------------------------------------ KB updates
     def add(self, entries: Sequence[KBEntry]) -> Self:
@@ -293,19 +267,8 @@ class FAQAnswerer(Skill):
         return list(self.entries_.values())
 
     # ------------------------------------------------------------------ predicting
-    def _require_fitted(self) -> None:
-        if not hasattr(self, "index_"):
-            raise NotFittedError(
-                "This FAQAnswerer is not fitted yet. Call fit(kb) or FAQAnswerer.load(folder) "
-                "first."
-            )
-
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    def _predict(self, texts: Sequence[str]) -> list[Prediction]:
         """The best KB answer per text with its calibrated confidence, or an abstention."""
-        self._require_fitted()
-        check_texts(texts)
-        if not texts:
-            return []
         start = time.perf_counter()
         encoded = self.encoder_.encode(texts)
         scores = self.index_.key_scores(encoded.vectors)
@@ -343,27 +306,64 @@ class FAQAnswerer(Skill):
         return Prediction(label=entry.id, text=entry.answer, data=match, **common)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write the KB, its vectors (safetensors), calibration and config to ``path``."""
-        self._require_fitted()
-        return save_faq(self, Path(path), _NAME)
+    def _kb_summary(self) -> dict[str, Any]:
+        entries = list(self.entries_.values())
+        return {"sha256": data_hash(_kb_rows(entries)), "entries": len(entries),
+                "questions": len(self.index_)}  # fmt: skip
 
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Rebuild an answerer saved with :meth:`save` (files verified by sha256)."""
-        folder = Path(path)
-        config, encoder, index, entries = load_faq(folder, _NAME)
-        self = cls(**config["params"])
-        self.encoder_ = encoder
-        self.index_ = index
+    def _state(self) -> tuple[dict[str, Any], Tensors]:
+        config = {
+            "finetuned": self.finetuned_,
+            "calibrator": self.calibrator_.to_dict(),
+            "threshold": self.threshold_,
+            "history": self.history_,
+            "n_pairs": self.n_pairs_,
+            "kb": self._kb_summary(),
+        }
+        return config, {}
+
+    def _write_extra(self, folder: Path) -> None:
+        with (folder / "kb.jsonl").open("w", encoding="utf-8") as fh:
+            for e in self.entries_.values():
+                fh.write(json.dumps(e.to_dict(), ensure_ascii=False) + "\n")
+        self.index_.save(folder)
+        if self.finetuned_:  # the skill carries its own encoder
+            self.encoder_.save(folder / "encoder")
+
+    def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
+        base = self.provenance_.base
+        self.finetuned_ = bool(config["finetuned"])
+        if self.finetuned_:
+            source = resolve(str(folder / "encoder")).with_provenance(base)
+        else:
+            source = resolve(
+                self.base, allow_pickle=self.allow_pickle, expect_sha256=base.get("sha256")
+            )
+        self.encoder_ = self._encoder(source)
+        self.index_ = VectorIndex.load(folder)
+        if self.index_.dim != self.encoder_.dim:
+            raise ArtifactError(f"{folder}: index vectors have size {self.index_.dim} but the "
+                                f"encoder gives {self.encoder_.dim}")  # fmt: skip
+        lines = (folder / "kb.jsonl").read_text(encoding="utf-8").splitlines()
+        try:
+            entries = [KBEntry.from_dict(json.loads(line)) for line in lines if line.strip()]
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise ArtifactError(f"{folder}/kb.jsonl is damaged: {exc}") from exc
         self.entries_ = {e.id: e for e in entries}
-        if set(self.entries_) != set(index.keys):
+        if set(self.entries_) != set(self.index_.keys):
             raise ArtifactError(f"{folder}: kb.jsonl and the index hold different entry ids")
         self.calibrator_ = MatchCalibrator.from_dict(config["calibrator"])
         self.threshold_ = float(config["threshold"])
-        self.metrics_ = dict(config["metrics"])
+        self.metrics_ = dict(self.provenance_.metrics)
         self.history_ = list(config["history"])
-        self.finetuned_ = bool(config["finetuned"])
-        self.train_seconds_ = float(config["train_seconds"])
         self.n_pairs_ = int(config["n_pairs"])
-        return self
+
+    def _card(self) -> dict[str, Any]:
+        return {
+            "Knowledge base": self._kb_summary(),
+            "Encoder": {"fine-tuned on paraphrase pairs": self.n_pairs_,
+                        "saved in the folder": self.finetuned_},
+            "How it answers": "Returns the stored answer of the nearest entry, never generated "
+            "text; abstains with 'no_match' when the calibrated confidence is below the "
+            f"threshold ({self.threshold_:.4f}).",
+        }  # fmt: skip

@@ -21,14 +21,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from numpy.typing import NDArray
-from safetensors.numpy import load_file, save_file
 
-from slmstack import registry
-from slmstack.errors import ConfigError, DataError, NotFittedError
+from slmstack.artifacts import data_hash
+from slmstack.data.documents import read_field_examples
+from slmstack.data.fields import FieldExample, FieldSpec, parse_schema
+from slmstack.data.validation import drop_duplicates
+from slmstack.errors import ConfigError, DataError
 from slmstack.skills._field_decode import decode_field, tune_thresholds
 from slmstack.skills._field_features import (
     Candidate,
@@ -39,24 +41,30 @@ from slmstack.skills._field_features import (
     label_candidates,
     split_lines,
 )
-from slmstack.data.fields import FieldExample, FieldSpec, parse_schema
 from slmstack.skills._frozen import FrozenEncoder
-from slmstack.artifacts import (
-    data_hash,
-    library_versions,
-    read_verified_config,
-    write_config,
-    write_model_card,
-)
-from slmstack.skills.base import Skill, check_texts
+from slmstack.skills.base import Skill, Tensors
+from slmstack.skills.params import Check, Interval
 from slmstack.types import Prediction, Span, Usage
 
-_NAME = "slmstack.FieldExtractor.v1"
+
+def _schema_problem(value: Any) -> str | None:
+    """What is wrong with a schema, in words (``None`` when :func:`parse_schema` takes it)."""
+    try:
+        parse_schema(value)
+    except (ConfigError, TypeError) as exc:
+        return f"a valid field schema ({exc})"
+    return None
 
 
-@registry.skills.register(_NAME)
 class FieldExtractor(Skill):
     r"""Extract declared fields (text, ISO dates, amounts with currency) with evidence.
+
+    ``predict`` gives one record per document: ``data["fields"][name]`` and
+    ``data["missing"]``. A found field has ``value`` (text, ISO date, or decimal string
+    plus ``currency``), ``confidence``, and evidence: ``line`` (0-based line number),
+    ``start`` and ``end`` (character offsets in the text) and ``evidence`` (the source
+    line text); a missing one has ``value: None`` and ``missing: True``. ``spans``
+    repeats the found fields as character spans.
 
     Example:
         >>> fx = FieldExtractor(schema={"date": "date", "total": "amount"})
@@ -65,13 +73,23 @@ class FieldExtractor(Skill):
         >>> fx.fit(docs * 10).predict(["SHOP\\nDate: 05/06/2024\\nTOTAL 7.00"])  # doctest: +SKIP
     """
 
-    skill_name = _NAME
+    skill_name = "slmstack.FieldExtractor.v1"
+    produces = frozenset({"data", "spans"})
+    fitted_attribute = "weights_"
+    constraints: ClassVar[Mapping[str, Check]] = {
+        "schema": _schema_problem,
+        "c": Interval(float, 0, None, closed="neither"),
+        "threshold": Interval(float, 0, 1, closed="neither"),
+        "val_fraction": Interval(float, 0, 1, closed="left"),
+        "max_length": Interval(int, 8, None),
+        "batch_size": Interval(int, 1, None),
+    }
 
     def __init__(
         self,
         *,
-        schema: Mapping[str, Any] | Sequence[FieldSpec],
-        base: str = "minilm",
+        schema: Mapping[str, Any] | Sequence[FieldSpec],  # field name -> type or options
+        base: str = "minilm",  # frozen encoder of each line and its neighbours
         c: float = 1.0,  # inverse L2 strength of each field's logistic regression
         threshold: float = 0.5,  # default of both thresholds, kept with < 10 held-out docs
         val_fraction: float = 0.2,  # held out once to report honest field metrics
@@ -90,33 +108,26 @@ class FieldExtractor(Skill):
         self.seed = seed
         self.allow_pickle = allow_pickle
 
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as passed to ``__init__`` (the schema as plain dicts)."""
-        return {
-            "schema": {s.name: s.model_dump(exclude={"name"}) for s in parse_schema(self.schema)},
-            "base": self.base,
-            "c": self.c,
-            "threshold": self.threshold,
-            "val_fraction": self.val_fraction,
-            "max_length": self.max_length,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-            "allow_pickle": self.allow_pickle,
-        }
+    def _saved_params(self) -> dict[str, Any]:
+        # A schema of FieldSpec objects is saved as plain dicts (JSON).
+        params = self.get_params()
+        schema = self.schema
+        if isinstance(schema, list | tuple) and all(isinstance(s, FieldSpec) for s in schema):
+            params["schema"] = {s.name: s.model_dump(exclude={"name"}) for s in schema}
+        return params
 
-    def _check_params(self) -> None:
-        if not self.c > 0:
-            raise ConfigError(f"The 'c' parameter of FieldExtractor must be > 0. Got {self.c!r}.")
-        if not 0.0 < self.threshold < 1.0:
-            raise ConfigError(
-                f"The 'threshold' parameter of FieldExtractor must be in (0, 1). "
-                f"Got {self.threshold!r} instead."
-            )
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(
-                f"The 'val_fraction' parameter of FieldExtractor must be in [0, 1). "
-                f"Got {self.val_fraction!r} instead."
-            )
+    @classmethod
+    def read_training_data(
+        cls, path: Path, *, text_key: str = "text", values_key: str = "values"
+    ) -> list[FieldExample]:
+        """JSONL documents: ``{"text": ..., "values": {field: true value or null}}``."""
+        return read_field_examples(path, text_key=text_key, values_key=values_key)
+
+    def evaluate(self, data: Path, **options: Any) -> dict[str, Any]:
+        """Field precision, recall and F1 (exact after normalisation), micro and per field."""
+        from slmstack.evaluation.extraction import evaluate_fields
+
+        return evaluate_fields(self, data, **options)
 
     # ------------------------------------------------------------------ features
     def _matrix(
@@ -190,6 +201,7 @@ class FieldExtractor(Skill):
                     f"{ex.source or f'document #{i + 1}'}: values for {unknown}, which the "
                     f"schema does not declare (it has {sorted(names)}); add them to the schema"
                 )
+        examples, dropped = drop_duplicates(examples)
         start = time.perf_counter()
         self.encoder_ = FrozenEncoder(
             self.base, max_length=self.max_length, batch_size=self.batch_size,
@@ -214,19 +226,15 @@ class FieldExtractor(Skill):
             self.metrics_ = {"val_micro_f1": report["micro"]["f1"], "n_val": float(n_val)}
             self.metrics_.update({f"val_f1_{k}": v["f1"] for k, v in report["per_field"].items()})
         self.weights_ = self._fit_fields(docs, examples)
-        self.train_seconds_ = time.perf_counter() - start
         rows = [(ex.text, *(f"{k}={v}" for k, v in sorted(ex.values.items()))) for ex in examples]
-        self.data_sha256_, self.data_rows_ = data_hash(rows), len(rows)
+        self.provenance_ = self._provenance(
+            base=self.encoder_.source.describe(), data_sha256=data_hash(rows), rows=len(rows),
+            duplicates_dropped=dropped, seconds=time.perf_counter() - start,
+            metrics=self.metrics_,
+        )  # fmt: skip
         return self
 
     # ------------------------------------------------------------------ predicting
-    def _require_fitted(self) -> None:
-        if not hasattr(self, "weights_"):
-            raise NotFittedError(
-                "This FieldExtractor is not fitted yet. Call fit(examples) or "
-                "FieldExtractor.load(folder) first."
-            )
-
     def _scores(
         self, docs: Sequence[list[Line]]
     ) -> dict[str, list[tuple[list[Candidate], NDArray[np.float64]]]]:
@@ -284,79 +292,38 @@ class FieldExtractor(Skill):
             )
         return out
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """One record per document: ``data["fields"][name]`` and ``data["missing"]``.
-
-        A found field has ``value`` (text, ISO date, or decimal string plus
-        ``currency``), ``confidence``, and evidence: ``line`` (0-based line number),
-        ``start`` and ``end`` (character offsets in the text) and ``evidence`` (the
-        source line text); a missing one has ``value: None`` and
-        ``missing: True``. ``spans`` repeats the found fields as character spans.
-        """
-        self._require_fitted()
-        check_texts(texts)
-        if not texts:
-            return []
+    def _predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """One record per document (see the class docstring), with evidence and spans."""
         return self._predict_docs(list(texts), [split_lines(t) for t in texts])
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write per-field weights (safetensors), config and model card."""
-        self._require_fitted()
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        tensors: dict[str, NDArray[Any]] = {}
+    def _state(self) -> tuple[dict[str, Any], Tensors]:
+        weights: dict[str, NDArray[np.float32]] = {}
         for k, spec in enumerate(self.specs_):
             coef, bias = self.weights_[spec.name]
-            tensors[f"{k}.coef"] = coef
-            tensors[f"{k}.bias"] = np.array([bias], dtype=np.float32)
-        save_file(tensors, str(folder / "fields.safetensors"))
-        params = self.get_params()
-        config = {
-            "skill": _NAME,
-            "params": params,
-            "base": self.encoder_.provenance(),
-            "metrics": self.metrics_,
-            "thresholds": {k: list(v) for k, v in self.thresholds_.items()},
-            "train_seconds": self.train_seconds_,
-            "data": {"sha256": self.data_sha256_, "rows": self.data_rows_},
-            "versions": library_versions(),
-        }
-        write_config(folder, config, ["fields.safetensors"])
-        write_model_card(
-            folder,
-            "FieldExtractor",
-            {
-                "Method": "candidate ranking: one logistic regression per field over "
-                "normaliser candidates (frozen encoder vectors, hashed words, position)",
-                "Fields": {s.name: s.type for s in self.specs_},
-                "Base model": self.encoder_.provenance(),
-                "Training data": {"sha256": self.data_sha256_, "rows": self.data_rows_},
-                "Held-out metrics": {k: round(v, 4) for k, v in self.metrics_.items()},
-                "Library versions": library_versions(),
-            },
-        )
-        return folder
+            weights[f"{k}.coef"] = coef
+            weights[f"{k}.bias"] = np.array([bias], dtype=np.float32)
+        config = {"thresholds": {k: list(v) for k, v in self.thresholds_.items()}}
+        return config, {"fields": weights}
 
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Rebuild an extractor saved with :meth:`save` (weights and base verified)."""
-        folder = Path(path)
-        config = read_verified_config(folder, _NAME, "FieldExtractor")
-        self = cls(**config["params"])
+    def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
         self.specs_ = parse_schema(self.schema)
-        self.encoder_ = FrozenEncoder(
-            self.base, max_length=self.max_length, batch_size=self.batch_size,
-            allow_pickle=self.allow_pickle, expect_sha256=config["base"]["sha256"],
-        )  # fmt: skip
-        tensors = load_file(str(folder / "fields.safetensors"))
+        self.thresholds_ = {k: (float(v[0]), float(v[1])) for k, v in config["thresholds"].items()}
+        weights = tensors["fields"]
         self.weights_ = {
-            s.name: (tensors[f"{k}.coef"], float(tensors[f"{k}.bias"][0]))
+            s.name: (weights[f"{k}.coef"], float(weights[f"{k}.bias"][0]))
             for k, s in enumerate(self.specs_)
         }
-        self.metrics_ = dict(config["metrics"])
-        self.thresholds_ = {k: (float(v[0]), float(v[1])) for k, v in config["thresholds"].items()}
-        self.train_seconds_ = float(config["train_seconds"])
-        self.data_sha256_ = config["data"]["sha256"]
-        self.data_rows_ = int(config["data"]["rows"])
-        return self
+        self.metrics_ = dict(self.provenance_.metrics)
+        self.encoder_ = FrozenEncoder(
+            self.base, max_length=self.max_length, batch_size=self.batch_size,
+            allow_pickle=self.allow_pickle, expect_sha256=self.provenance_.base.get("sha256"),
+        )  # fmt: skip
+
+    def _card(self) -> dict[str, Any]:
+        return {
+            "Method": "candidate ranking: one logistic regression per field over "
+            "normaliser candidates (frozen encoder vectors, hashed words, position)",
+            "Fields": {s.name: s.type for s in self.specs_},
+            "Thresholds (answer, extend)": {k: list(v) for k, v in self.thresholds_.items()},
+        }

@@ -31,7 +31,7 @@ from slmstack.data.readers import read_examples
 from slmstack.data.validation import drop_duplicates, validate_examples
 from slmstack.errors import ArtifactError, DataError, MissingDependencyError
 from slmstack.skills.base import Skill, Tensors
-from slmstack.skills.params import Interval
+from slmstack.skills.params import Check, Interval
 from slmstack.types import Example, LabelScore, Prediction, Usage
 
 _lock = threading.Lock()
@@ -57,7 +57,7 @@ class LanguageDetector(Skill):
     skill_name = "slmstack.LanguageDetector.v1"
     produces: ClassVar[frozenset[str]] = frozenset({"label", "scores"})
     fitted_attribute = "classes_"
-    constraints = {"top_k": Interval(int, 1, None)}
+    constraints: ClassVar[Mapping[str, Check]] = {"top_k": Interval(int, 1, None)}
 
     def __init__(self, *, top_k: int = 3):  # languages listed in each prediction's scores
         self.top_k = top_k

@@ -11,8 +11,9 @@ Two modes:
 ``fit`` trains nothing: it captures the configuration and keeps up to ``few_shot``
 (text, reference summary) pairs as in-context demonstrations. A LoRA adapter trained
 with ``slmstack train lora`` can be attached with ``adapter=DIR`` (transformers runtime);
-``save`` copies it into the skill folder. Inputs longer than ``max_input_tokens`` are
-cut and reported in ``Prediction.warnings``, never silently.
+``save`` copies it into the skill folder, where its files are hashed and verified on
+load like every other file. Inputs longer than ``max_input_tokens`` are cut and reported
+in ``Prediction.warnings``, never silently.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
-from slmstack import registry
+from slmstack.artifacts import data_hash, library_versions
 from slmstack.backends.base import (
     Backend,
     ChatMessage,
@@ -32,20 +33,17 @@ from slmstack.backends.base import (
     parse_json_output,
 )
 from slmstack.backends.factory import load_backend
-from slmstack.errors import ArtifactError, BackendError, ConfigError, DataError, NotFittedError
-from slmstack.artifacts import (
-    data_hash,
-    library_versions,
-    read_verified_config,
-    write_config,
-    write_model_card,
-)
-from slmstack.skills.base import Skill, check_texts
+from slmstack.data.readers import read_examples
+from slmstack.data.validation import drop_duplicates
+from slmstack.errors import ArtifactError, BackendError, ConfigError, DataError
+from slmstack.models.catalog import known_models
+from slmstack.skills.base import Skill, Tensors
+from slmstack.skills.params import Check, Interval
 from slmstack.types import Example, Prediction, Usage
 
-_NAME = "slmstack.Summarizer.v1"
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9#])")
 _TOKENS_PER_SENTENCE = 40  # generous for support-ticket prose; bounds max_tokens
+_ADAPTER_DIR = "adapter"  # where save puts the adapter, relative to the skill folder
 
 SUPPORT_TICKET_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -84,7 +82,16 @@ def join_outputs(outputs: Mapping[str, Prediction | str]) -> str:
     return "\n".join(lines)
 
 
-@registry.skills.register(_NAME)
+def _max_tokens_check(value: Any) -> str | None:
+    ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+    return None if ok else "None or an int >= 1"
+
+
+def _schema_check(value: Any) -> str | None:
+    ok = value is None or (isinstance(value, Mapping) and bool(value.get("properties")))
+    return None if ok else "None or a JSON schema object with 'properties'"
+
+
 class Summarizer(Skill):
     """Summarise texts with a local generator (or any :class:`Backend`).
 
@@ -96,18 +103,29 @@ class Summarizer(Skill):
         'The customer received a broken order and wants a replacement.'
     """
 
-    skill_name = _NAME
+    skill_name = "slmstack.Summarizer.v1"
+    produces = frozenset({"text", "data"})
+    trains_on_nothing = True
+    fitted_attribute = "backend_"
+    constraints: ClassVar[Mapping[str, Check]] = {
+        "max_sentences": Interval(int, 1, None),
+        "few_shot": Interval(int, 0, None),
+        "max_input_tokens": Interval(int, 16, None),
+        "max_tokens": _max_tokens_check,
+        "schema": _schema_check,
+        "temperature": Interval(float, 0, None),
+    }
 
     def __init__(
         self,
         *,
-        model: str | Backend = "smollm2",
-        runtime: str = "llama_cpp",
-        max_sentences: int = 3,
-        schema: Mapping[str, Any] | None = None,
-        instructions: str = "",
-        few_shot: int = 0,
-        adapter: str | Path | None = None,
+        model: str | Backend = "smollm2",  # generator alias, GGUF file, folder or a Backend
+        runtime: str = "llama_cpp",  # 'transformers' runs LoRA adapters; llama.cpp is faster
+        max_sentences: int = 3,  # upper bound on the summary; longer outputs are cut
+        schema: Mapping[str, Any] | None = None,  # JSON schema: fill a record, not prose
+        instructions: str = "",  # appended to the system prompt
+        few_shot: int = 0,  # fit examples kept as in-context demonstrations
+        adapter: str | Path | None = None,  # LoRA adapter folder (runtime='transformers')
         max_input_tokens: int = 1536,  # leaves room for the answer in a 2,048-token window
         max_tokens: int | None = None,  # default: about 40 tokens per allowed sentence
         temperature: float = 0.0,  # greedy: the same input gives the same summary
@@ -125,38 +143,32 @@ class Summarizer(Skill):
         self.temperature = temperature
         self.seed = seed
 
-    _PARAMS = (
-        "model", "runtime", "max_sentences", "schema", "instructions", "few_shot",
-        "adapter", "max_input_tokens", "max_tokens", "temperature", "seed",
-    )  # fmt: skip
-
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as passed to ``__init__``."""
-        return {k: getattr(self, k) for k in self._PARAMS}
-
     def _check_params(self) -> None:
-        def bad(name: str, allowed: str) -> ConfigError:
-            return ConfigError(
-                f"The {name!r} parameter of Summarizer must be {allowed}. "
-                f"Got {getattr(self, name)!r} instead."
+        super()._check_params()
+        if self.adapter is not None and self.runtime != "transformers":
+            raise ConfigError(
+                "The 'runtime' parameter of Summarizer must be 'transformers' when an adapter "
+                f"is set (llama.cpp runs no LoRA). Got {self.runtime!r} instead."
+            )
+        if isinstance(self.model, Backend) and self.adapter is not None:
+            raise ConfigError(
+                "The 'adapter' parameter of Summarizer must be None when model is a Backend "
+                f"object. Got {self.adapter!r} instead."
             )
 
-        if not isinstance(self.max_sentences, int) or self.max_sentences < 1:
-            raise bad("max_sentences", "an int >= 1")
-        if not isinstance(self.few_shot, int) or self.few_shot < 0:
-            raise bad("few_shot", "an int >= 0")
-        if not isinstance(self.max_input_tokens, int) or self.max_input_tokens < 16:
-            raise bad("max_input_tokens", "an int >= 16")
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise bad("max_tokens", "None or an int >= 1")
-        if self.schema is not None and (
-            not isinstance(self.schema, Mapping) or not self.schema.get("properties")
-        ):
-            raise bad("schema", "None or a JSON schema object with 'properties'")
-        if self.adapter is not None and self.runtime != "transformers":
-            raise bad("runtime", "'transformers' when an adapter is set (llama.cpp runs no LoRA)")
-        if isinstance(self.model, Backend) and self.adapter is not None:
-            raise bad("adapter", "None when model is a Backend object")
+    @classmethod
+    def read_training_data(
+        cls, path: Path, *, text_column: str = "text", label_column: str = "summary"
+    ) -> list[Example]:
+        """Demonstrations: texts and reference summaries, from CSV, TSV or JSONL."""
+        return read_examples(path, text_column=text_column, label_column=label_column,
+                             validate=False)  # fmt: skip
+
+    def evaluate(self, data: Path, **options: Any) -> dict[str, Any]:
+        """ROUGE-1/2/L against reference summaries, abstentions and speed."""
+        from slmstack.evaluation.summaries import evaluate_summarizer
+
+        return evaluate_summarizer(self, data, **options)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, examples: Sequence[Example] = ()) -> Self:
@@ -166,18 +178,39 @@ class Summarizer(Skill):
         reference summary (or, in structured mode, the reference JSON).
         """
         self._check_params()
+        start = time.perf_counter()
         if isinstance(examples, str):
             raise ConfigError("fit() takes a list of Example(text, summary), not a string")
         for i, ex in enumerate(examples):
             if not isinstance(ex, Example) or not ex.text.strip() or not ex.label.strip():
                 raise DataError(f"example #{i} must be an Example with a text and a summary")
-        self.shots_: list[tuple[str, str]] = [(ex.text, ex.label) for ex in examples][
-            : self.few_shot
-        ]
-        self.data_sha256_ = data_hash((ex.text, ex.label) for ex in examples)
+        examples, dropped = drop_duplicates(examples)
+        self.shots_ = [(ex.text, ex.label) for ex in examples[: self.few_shot]]
         self.backend_ = self._make_backend(self.adapter)
-        self.model_sha256_ = self.backend_.model_sha256
+        self.provenance_ = self._provenance(
+            base=self._base_record(), data_sha256=data_hash((ex.text, ex.label) for ex in examples),
+            rows=len(examples), duplicates_dropped=dropped, seconds=time.perf_counter() - start,
+        )  # fmt: skip
+        self.provenance_.versions.update(library_versions(["llama-cpp-python", "peft"]))
         return self
+
+    def _base_record(self) -> dict[str, Any]:
+        """The generator (and adapter) this skill runs on, for provenance and drift checks."""
+        sha = self.backend_.model_sha256
+        if isinstance(self.model, Backend):
+            name, runtime = getattr(self.model, "name", type(self.model).__name__), "object"
+        else:
+            name, runtime = str(self.model), self.runtime
+        known = known_models().get(name)
+        # 'ref' only with a hash: a saved base reference must be verifiable on load.
+        record: dict[str, Any] = {"ref" if isinstance(sha, str) else "model": name,
+                                  "runtime": runtime, "sha256": sha,
+                                  "licence": known.licence if known else "unknown"}  # fmt: skip
+        if self.adapter is not None:
+            from slmstack.training.adapters import read_adapter_meta
+
+            record["adapter_sha256"] = read_adapter_meta(self.adapter)["weights_sha256"]
+        return record
 
     def _make_backend(self, adapter: str | Path | None) -> Backend:
         if isinstance(self.model, Backend):
@@ -198,13 +231,6 @@ class Summarizer(Skill):
         return base.with_adapter(name)
 
     # ------------------------------------------------------------------ predicting
-    def _require_fitted(self) -> None:
-        if not hasattr(self, "backend_"):
-            raise NotFittedError(
-                "This Summarizer is not fitted yet. Call fit([]) (or fit(examples) for "
-                "few-shot demonstrations) or Summarizer.load(folder) first."
-            )
-
     def _budget(self) -> int:
         if self.max_tokens is not None:
             return self.max_tokens
@@ -257,21 +283,15 @@ class Summarizer(Skill):
         # llama.cpp grammars may stop after the required keys only; ask for all of them.
         return {**self.schema, "required": list(self.schema["properties"])}
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    def _predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One summary (``text``) or record (``data``) per input text."""
-        self._require_fitted()
-        check_texts(texts)
-        return [self._one(i, t) for i, t in enumerate(texts)]
+        return [self._one(t) for t in texts]
 
     def predict_outputs(self, outputs: Mapping[str, Prediction | str]) -> Prediction:
         """Summarise the outputs of earlier skills (see :func:`join_outputs`)."""
         return self.predict([join_outputs(outputs)])[0]
 
-    def _one(self, i: int, text: str) -> Prediction:
-        if not isinstance(text, str):
-            raise DataError(f"text #{i} is {type(text).__name__}, expected str")
-        if not text.strip():
-            return Prediction(abstained="empty_input")
+    def _one(self, text: str) -> Prediction:
         start = time.perf_counter()
         body, warning = self._fit_input(text)
         warnings = [warning] if warning else []
@@ -306,72 +326,51 @@ class Summarizer(Skill):
         return Prediction(text=summary, usage=usage, warnings=tuple(warnings))
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write config, demonstrations and (when set) the LoRA adapter to ``path``."""
-        self._require_fitted()
+    def _saved_params(self) -> dict[str, Any]:
+        # The adapter is saved inside the skill folder (a relative path there), and the
+        # schema as a plain JSON object.
+        return {
+            **self.get_params(),
+            "adapter": None if self.adapter is None else _ADAPTER_DIR,
+            "schema": None if self.schema is None else dict(self.schema),
+        }
+
+    def _state(self) -> tuple[dict[str, Any], Tensors]:
         if isinstance(self.model, Backend):
             raise ConfigError(
                 f"this Summarizer runs on a {type(self.model).__name__} object, which cannot be "
                 "saved. Build it with a model alias or path (model='smollm2') to save it."
             )
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        files: list[str] = []
-        params = self.get_params()
-        if self.adapter is not None:
-            target = folder / "adapter"
-            if Path(self.adapter).resolve() != target.resolve():
-                shutil.copytree(self.adapter, target, dirs_exist_ok=True)
-            files = [f"adapter/{p.name}" for p in sorted(target.iterdir()) if p.is_file()]
-            params["adapter"] = "adapter"  # relative to the skill folder
-        config = {
-            "skill": _NAME,
-            "params": params,
-            "shots": [list(s) for s in self.shots_],
-            "model_sha256": self.model_sha256_,
-            "data": {"sha256": self.data_sha256_},
-            "versions": library_versions(["llama-cpp-python", "peft"]),
-        }
-        write_config(folder, config, files)
-        write_model_card(
-            folder,
-            "Summarizer" + (" (structured)" if self.schema else ""),
-            {
-                "Generator": {
-                    "model": self.model,
-                    "runtime": self.runtime,
-                    "sha256": self.model_sha256_,
-                },
-                "Output": (
-                    f"JSON with {', '.join(self.schema['properties'])}"
-                    if self.schema
-                    else f"at most {self.max_sentences} sentences"
-                ),
-                "Demonstrations": len(self.shots_),
-                "LoRA adapter": "adapter/" if self.adapter else "none",
-                "Library versions": library_versions(["llama-cpp-python", "peft"]),
-            },
-        )
-        return folder
+        return {"shots": [list(s) for s in self.shots_]}, {}
 
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Rebuild a summarizer saved with :meth:`save` (adapter files verified by sha256)."""
-        folder = Path(path)
-        config = read_verified_config(folder, _NAME, "Summarizer")
-        params = dict(config["params"])
-        if params.get("adapter") is not None:
-            params["adapter"] = str(folder / params["adapter"])
-        self = cls(**params)
-        self._check_params()
+    def _write_extra(self, folder: Path) -> None:
+        if self.adapter is not None:
+            shutil.copytree(self.adapter, folder / _ADAPTER_DIR)
+
+    def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
+        if self.adapter is not None:
+            self.adapter = str(folder / _ADAPTER_DIR)
         self.shots_ = [(str(a), str(b)) for a, b in config["shots"]]
-        self.data_sha256_ = str(config["data"]["sha256"])
         self.backend_ = self._make_backend(self.adapter)
-        self.model_sha256_ = self.backend_.model_sha256
-        saved = config.get("model_sha256")
-        if saved and self.model_sha256_ and saved != self.model_sha256_:
+        saved = self.provenance_.base.get("sha256")
+        now = self.backend_.model_sha256
+        if saved is not None and saved != now:
             raise ArtifactError(
                 f"{folder} was saved with generator {self.model!r} of sha256 {saved}, but that "
-                f"reference now resolves to {self.model_sha256_}. Install the original model."
+                f"reference now resolves to {now}. Install the original model."
             )
-        return self
+
+    def _card(self) -> dict[str, Any]:
+        verified = (
+            "its sha256 (under Base model) is checked on load"
+            if self.provenance_.base.get("sha256")
+            else "no sha256 (a remote or unhashed model), so it is not verified on load"
+        )
+        return {
+            "Generator": f"{self.model} ({self.runtime} runtime); {verified}",
+            "Output": (f"JSON with {', '.join(self.schema['properties'])}" if self.schema
+                       else f"at most {self.max_sentences} sentences"),
+            "Demonstrations": len(self.shots_),
+            "LoRA adapter": f"{_ADAPTER_DIR}/ (files hashed in config.json)" if self.adapter
+            else "none",
+        }  # fmt: skip

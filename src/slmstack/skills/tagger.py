@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import torch
@@ -34,9 +34,9 @@ from slmstack.artifacts import data_hash
 from slmstack.data.tagging import TaggedExample, read_tagged
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning
+from slmstack.evaluation.metrics import tagger_metrics
 from slmstack.models.encoder import autocast, load_encoder, load_tokenizer, model_window
 from slmstack.models.resolve import ModelSource, resolve
-from slmstack.evaluation.metrics import tagger_metrics
 from slmstack.skills._token_net import IGNORE, TokenNet, make_batch, special_ids
 from slmstack.skills._tokens import (
     Encoded,
@@ -48,7 +48,7 @@ from slmstack.skills._tokens import (
     word_tags,
 )
 from slmstack.skills.base import Skill, Tensors
-from slmstack.skills.params import Interval
+from slmstack.skills.params import Check, Interval
 from slmstack.training.calibration import fit_temperature, softmax
 from slmstack.training.loop import LoopConfig, train_loop
 from slmstack.types import Prediction, Span, Usage
@@ -75,8 +75,9 @@ class EntityTagger(Skill):
     skill_name = "slmstack.EntityTagger.v1"
     produces = frozenset({"spans"})
     fitted_attribute = "tags_"
-    saved_defaults = {"case_input": False}  # taggers saved before input casing had none
-    constraints = {
+    # Taggers saved before input casing existed had none.
+    saved_defaults: ClassVar[Mapping[str, Any]] = {"case_input": False}
+    constraints: ClassVar[Mapping[str, Check]] = {
         **dict.fromkeys(("epochs", "batch_size", "patience"), Interval(int, 1, None)),
         "max_length": Interval(int, 8, None),
         "stride": _stride_check,

@@ -16,34 +16,30 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
-from slmstack import registry
+from slmstack.artifacts import data_hash
 from slmstack.backends.base import Backend, CompletionRequest
-from slmstack.errors import ArtifactError, ConfigError, DataError, NotFittedError
-from slmstack.retrieval.chunking import Chunk, Document, chunk_documents
+from slmstack.errors import ArtifactError, ConfigError, DataError
+from slmstack.models.resolve import ModelSource, resolve
+from slmstack.retrieval.chunking import Chunk, Document, chunk_documents, read_documents
 from slmstack.retrieval.encoder import SentenceEncoder
 from slmstack.retrieval.index import Hit, VectorIndex
 from slmstack.skills._grounding import build_messages, parse_steps, says_not_in_sources
-from slmstack.artifacts import (
-    data_hash,
-    library_versions,
-    read_verified_config,
-    write_config,
-    write_model_card,
-)
-from slmstack.skills.base import Skill, check_texts
-from slmstack.skills.faq_io import base_provenance, load_encoder_ref
+from slmstack.skills.base import Skill, Tensors, check_texts
+from slmstack.skills.params import Check, Interval
 from slmstack.types import Prediction, Usage
 
-_NAME = "slmstack.Troubleshooter.v1"
+
+def _model_name(value: Any) -> str | None:
+    ok = isinstance(value, str) and bool(value.strip())
+    return None if ok else "a model name such as 'smollm2'"
 
 
-@registry.skills.register(_NAME)
 class Troubleshooter(Skill):
     """Retrieve passages, write grounded numbered steps, cite them; abstain when none fits.
 
@@ -57,21 +53,30 @@ class Troubleshooter(Skill):
         'manuals/printer.md'
     """
 
-    skill_name = _NAME
+    skill_name = "slmstack.Troubleshooter.v1"
+    produces = frozenset({"text", "data"})
+    constraints: ClassVar[Mapping[str, Check]] = {
+        **dict.fromkeys(("top_k", "max_tokens", "batch_size"), Interval(int, 1, None)),
+        "generator": _model_name,
+        "min_similarity": Interval(float, -1, 1, note="(a cosine)"),
+        "min_support": Interval(float, 0, 1),
+        "max_chars": Interval(int, 50, None),
+        "max_length": Interval(int, 8, None),
+    }
 
     def __init__(
         self,
         *,
-        base: str = "minilm",
-        generator: str = "smollm2",
-        runtime: str = "llama_cpp",
-        generator_options: dict[str, Any] | None = None,
+        base: str = "minilm",  # retrieval encoder: alias, local folder or hub id
+        generator: str = "smollm2",  # generator alias or GGUF file, loaded on first predict
+        runtime: str = "llama_cpp",  # llama_cpp, transformers or openai
+        generator_options: dict[str, Any] | None = None,  # extra arguments of the backend
         top_k: int = 3,  # passages shown to the generator; small models lose track of more
         min_similarity: float = 0.35,  # cosine below which a passage is not relevant
         min_support: float = 0.5,  # share of a step's content words found in the sources
         max_chars: int = 800,  # chunk size; ~180 tokens, inside MiniLM's 256-token window
-        max_tokens: int = 256,
-        max_length: int = 256,
+        max_tokens: int = 256,  # generated tokens per answer; a cut last step is dropped
+        max_length: int = 256,  # encoder window; holds a whole 800-character chunk
         batch_size: int = 64,
         precision: Literal["fp32", "bf16"] = "fp32",
         allow_pickle: bool = False,
@@ -90,32 +95,18 @@ class Troubleshooter(Skill):
         self.precision = precision
         self.allow_pickle = allow_pickle
 
-    _PARAMS = (
-        "base", "generator", "runtime", "generator_options", "top_k", "min_similarity",
-        "min_support", "max_chars", "max_tokens", "max_length", "batch_size", "precision",
-        "allow_pickle",
-    )  # fmt: skip
+    @classmethod
+    def read_training_data(
+        cls, path: Path, *, text_field: str = "text", title_field: str = "title"
+    ) -> list[Document]:
+        """Manuals and past tickets: Markdown, text and JSONL files, or a folder of them."""
+        return read_documents(path, text_field=text_field, title_field=title_field)
 
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters as passed to ``__init__``."""
-        return {k: getattr(self, k) for k in self._PARAMS}
+    def evaluate(self, data: Path, **options: Any) -> dict[str, Any]:
+        """Retrieval and citation hit rates of the expected source, abstention, tokens."""
+        from slmstack.evaluation.retrieval import evaluate_troubleshooter
 
-    def _check_params(self) -> None:
-        def bad(name: str, allowed: str) -> ConfigError:
-            return ConfigError(
-                f"The {name!r} parameter of Troubleshooter must be {allowed}. "
-                f"Got {getattr(self, name)!r} instead."
-            )
-
-        for name in ("top_k", "max_tokens", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise bad(name, "an int >= 1")
-        if not -1.0 <= self.min_similarity <= 1.0:
-            raise bad("min_similarity", "a cosine in [-1, 1]")
-        if not 0.0 <= self.min_support <= 1.0:
-            raise bad("min_support", "a float in [0, 1]")
-        if not isinstance(self.generator, str) or not self.generator:
-            raise bad("generator", "a model name such as 'smollm2'")
+        return evaluate_troubleshooter(self, data, **options)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, documents: Sequence[Document]) -> Self:
@@ -132,13 +123,7 @@ class Troubleshooter(Skill):
         chunks = chunk_documents(documents, max_chars=self.max_chars)
         if not chunks:
             raise DataError(f"the {len(documents)} documents hold no text to retrieve from")
-        self.encoder_ = SentenceEncoder.from_ref(
-            self.base,
-            allow_pickle=self.allow_pickle,
-            max_length=self.max_length,
-            batch_size=self.batch_size,
-            precision=self.precision,
-        )
+        self.encoder_ = self._encoder(resolve(self.base, allow_pickle=self.allow_pickle))
         encoded = self.encoder_.encode(
             [c.embed_text for c in chunks], desc="embed chunks" if len(chunks) > 256 else None
         )
@@ -146,18 +131,19 @@ class Troubleshooter(Skill):
         self.index_.add([c.id for c in chunks], [c.text for c in chunks], encoded.vectors)
         self.chunks_: dict[str, Chunk] = {c.id: c for c in chunks}
         self.n_documents_ = len(documents)
-        self.data_sha256_ = data_hash((d.source, d.text) for d in documents)
-        self.train_seconds_ = time.perf_counter() - start
+        self.provenance_ = self._provenance(
+            base=self.encoder_.source.describe(),
+            data_sha256=data_hash((d.source, d.text) for d in documents),
+            rows=len(documents),
+            seconds=time.perf_counter() - start,
+        )
         return self
 
-    # ------------------------------------------------------------------ predicting
-    def _require_fitted(self) -> None:
-        if not hasattr(self, "index_"):
-            raise NotFittedError(
-                "This Troubleshooter is not fitted yet. Call fit(documents) or "
-                "Troubleshooter.load(folder) first."
-            )
+    def _encoder(self, source: ModelSource) -> SentenceEncoder:
+        return SentenceEncoder(source, max_length=self.max_length, batch_size=self.batch_size,
+                               precision=self.precision)  # fmt: skip
 
+    # ------------------------------------------------------------------ predicting
     @property
     def backend(self) -> Backend:
         """The generator, loaded (and shared between skills) on first use."""
@@ -179,10 +165,8 @@ class Troubleshooter(Skill):
         hits = self.index_.search(vectors, self.top_k)
         return [[h for h in row if h.score >= self.min_similarity] for row in hits]
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+    def _predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Numbered, cited steps per problem, or an abstention with its reason."""
-        self._require_fitted()
-        check_texts(texts)
         out = []
         for text, hits in zip(texts, self.retrieve(texts), strict=True):
             out.append(self._answer(text, hits))
@@ -256,65 +240,41 @@ class Troubleshooter(Skill):
         return {**c.to_dict(), "score": round(hit.score, 6)}
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Write chunks (JSONL), their vectors (safetensors) and config to ``path``."""
-        self._require_fitted()
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
+    def _state(self) -> tuple[dict[str, Any], Tensors]:
+        return {"documents": self.n_documents_, "chunks": len(self.chunks_)}, {}
+
+    def _write_extra(self, folder: Path) -> None:
         with (folder / "chunks.jsonl").open("w", encoding="utf-8") as fh:
             for c in self.chunks_.values():
                 fh.write(json.dumps(c.to_dict(), ensure_ascii=False) + "\n")
-        files = ["chunks.jsonl", *self.index_.save(folder)]
-        provenance = base_provenance(self.encoder_.source)
-        sources = sorted({c.source for c in self.chunks_.values()})
-        config = {
-            "skill": _NAME,
-            "params": self.get_params(),
-            "base": provenance,
-            "finetuned": False,
-            "documents": self.n_documents_,
-            "chunks": len(self.chunks_),
-            "data": {"sha256": self.data_sha256_},
-            "train_seconds": self.train_seconds_,
-            "versions": library_versions(),
-        }
-        write_config(folder, config, files)
-        write_model_card(
-            folder,
-            "Troubleshooter",
-            {
-                "Retrieval encoder": provenance,
-                "Generator": {"model": self.generator, "runtime": self.runtime},
-                "Sources": {
-                    "documents": self.n_documents_,
-                    "chunks": len(self.chunks_),
-                    "sha256": self.data_sha256_,
-                    "first sources": ", ".join(sources[:5]),
-                },
-                "Grounding": {
-                    "passages per answer": self.top_k,
-                    "abstains below cosine": self.min_similarity,
-                    "minimum step support": self.min_support,
-                },
-                "Library versions": library_versions(),
-            },
-        )
-        return folder
+        self.index_.save(folder)
 
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Rebuild a troubleshooter saved with :meth:`save` (files verified by sha256)."""
-        folder = Path(path)
-        config = read_verified_config(folder, _NAME, "Troubleshooter")
-        self = cls(**config["params"])
-        self.encoder_ = load_encoder_ref(folder, config)
+    def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
+        self.encoder_ = self._encoder(
+            resolve(self.base, allow_pickle=self.allow_pickle,
+                    expect_sha256=self.provenance_.base.get("sha256"))
+        )  # fmt: skip
         self.index_ = VectorIndex.load(folder)
+        if self.index_.dim != self.encoder_.dim:
+            raise ArtifactError(f"{folder}: index vectors have size {self.index_.dim} but the "
+                                f"encoder gives {self.encoder_.dim}")  # fmt: skip
         lines = (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
-        chunks = [Chunk.from_dict(json.loads(line)) for line in lines if line.strip()]
+        try:
+            chunks = [Chunk.from_dict(json.loads(line)) for line in lines if line.strip()]
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise ArtifactError(f"{folder}/chunks.jsonl is damaged: {exc}") from exc
         self.chunks_ = {c.id: c for c in chunks}
         if set(self.chunks_) != set(self.index_.keys):
             raise ArtifactError(f"{folder}: chunks.jsonl and the index hold different chunks")
         self.n_documents_ = int(config["documents"])
-        self.data_sha256_ = str(config["data"]["sha256"])
-        self.train_seconds_ = float(config["train_seconds"])
-        return self
+
+    def _card(self) -> dict[str, Any]:
+        sources = sorted({c.source for c in self.chunks_.values()})
+        return {
+            "Generator": {"model": self.generator, "runtime": self.runtime},
+            "Sources": {"documents": self.n_documents_, "chunks": len(self.chunks_),
+                        "first sources": ", ".join(sources[:5])},
+            "Grounding": {"passages per answer": self.top_k,
+                          "abstains below cosine": self.min_similarity,
+                          "minimum step support": self.min_support},
+        }  # fmt: skip

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from slmstack.artifacts import data_hash, library_versions
 from slmstack.data.readers import read_records
 from slmstack.errors import ConfigError, DataError, MissingDependencyError
 from slmstack.progress import progress
-from slmstack.artifacts import data_hash, library_versions
 from slmstack.training.adapters import write_adapter_meta
 
 IGNORE = -100  # label value that the cross-entropy loss skips (prompt and padding)

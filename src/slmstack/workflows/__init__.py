@@ -7,9 +7,9 @@ Example:
     >>> result.status, result.answer, result.route  # doctest: +SKIP
 """
 
+from slmstack.errors import WorkflowError
 from slmstack.workflows.base import Shape, SkillLike, Step, step_kinds
 from slmstack.workflows.batch import BatchSummary, run_batch
-from slmstack.errors import WorkflowError
 from slmstack.workflows.engine import Workflow
 from slmstack.workflows.inbox import Inbox, Packet
 from slmstack.workflows.loader import load_workflow

@@ -263,7 +263,11 @@ class StepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-StepField = Annotated[Any, WithJsonSchema({"$ref": "#/$defs/step"})]
+# pydantic refuses a $ref to a definition it does not know, so the field is marked, and
+# slmstack.workflows.schema puts the reference to its `step` definition in its place.
+STEP_MARK = {"$comment": "slmstack: a step"}
+
+StepField = Annotated[Any, WithJsonSchema(STEP_MARK)]
 """A child step inside a Spec. Any YAML value passes here: the loader builds and checks
 each child itself, so that its errors carry the child's own path and line. The JSON
 Schema (``slmstack schema workflow``) still describes it as a step."""

@@ -5,7 +5,9 @@ finds the rows already written, checks they belong to this input, drops a last l
 that was cut off mid-write, and continues with the first missing row, so no row is done
 twice or lost. Escalations are filed with a key made of the output file, the row and
 the text, so a row that escalated just before the interruption does not file a second
-packet when it is run again.
+packet when it is run again. The output file is locked while a run writes it
+(``flock``, on POSIX systems): a second run on the same file refuses at once instead of
+appending the same rows again.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from slmstack.errors import DataError
 from slmstack.progress import progress
@@ -25,7 +30,10 @@ from slmstack.workflows.engine import Workflow
 
 @dataclass(frozen=True)
 class BatchSummary:
-    """What a batch run did."""
+    """What a batch run did.
+
+    ``escalated`` counts every hand-off; ``packets`` those filed in the inbox for a person.
+    """
 
     total: int
     already_done: int
@@ -33,6 +41,7 @@ class BatchSummary:
     escalated: int
     seconds: float
     output: Path
+    packets: int = 0
 
 
 def read_inputs(path: Path, text_field: str = "text") -> list[str]:
@@ -119,6 +128,30 @@ def _done_rows(output: Path, texts: list[str]) -> set[int]:
     return done
 
 
+@contextmanager
+def _locked(output: Path) -> Iterator[TextIO]:
+    """``output`` open for appending, with an exclusive lock that closing releases."""
+    if output.is_dir():
+        raise DataError("is a folder; pass a file for the results, such as out.jsonl", path=output)
+    folder = next((p for p in output.parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise DataError(f"{folder} is a file, not a folder; pass another output path", path=output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("a", encoding="utf-8") as fh:
+        if sys.platform != "win32":  # Windows has no flock; its runs are not guarded
+            import fcntl
+
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DataError(
+                    "locked: another process (a second `slmstack run`?) is writing results "
+                    "to this file; wait for it to finish, or pass another --output",
+                    path=output,
+                ) from None
+        yield fh
+
+
 def run_batch(
     workflow: Workflow,
     input_path: str | Path,
@@ -138,29 +171,36 @@ def run_batch(
         trace: include each row's full trace.
         restart: start over, discarding ``output_path``.
 
+    Raises:
+        DataError: an input row is unusable, ``output_path`` holds results of another
+            input, or another process is writing ``output_path`` (it is locked).
+
     Example:
         >>> run_batch(load_workflow("wf.yaml"), "in.jsonl", "out.jsonl")  # doctest: +SKIP
     """
     start = time.perf_counter()
     texts = read_inputs(Path(input_path), text_field)
     output = Path(output_path)
-    if restart and output.exists():
-        output.unlink()
-    done = _done_rows(output, texts)
-    todo = [i for i in range(len(texts)) if i not in done]
-    escalated = 0
-    output.parent.mkdir(parents=True, exist_ok=True)
-    prefix = str(output.resolve())
-    with output.open("a", encoding="utf-8") as fh, progress() as bar:
-        task = bar.add_task(workflow.name, total=len(texts), completed=len(done), info="")
-        for i in todo:
-            digest = hashlib.sha256(texts[i].encode("utf-8")).hexdigest()[:16]
-            result = workflow.run(texts[i], key=f"{prefix}#{i}:{digest}")
-            row: dict[str, Any] = {"row": i, **result.to_dict(trace=trace)}
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            fh.flush()  # a crash loses at most the row being written
-            escalated += result.status == "escalated"
-            bar.update(task, advance=1, info=f"{escalated} escalated")
+    escalated = packets = 0
+    # Locked before anything is read, so that two runs never both see row k as missing.
+    with _locked(output) as fh:
+        if restart:
+            fh.truncate(0)
+        done = _done_rows(output, texts)
+        todo = [i for i in range(len(texts)) if i not in done]
+        prefix = str(output.resolve())
+        with progress() as bar:
+            task = bar.add_task(workflow.name, total=len(texts), completed=len(done), info="")
+            for i in todo:
+                digest = hashlib.sha256(texts[i].encode("utf-8")).hexdigest()[:16]
+                result = workflow.run(texts[i], key=f"{prefix}#{i}:{digest}")
+                row: dict[str, Any] = {"row": i, **result.to_dict(trace=trace)}
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.flush()  # a crash loses at most the row being written
+                escalated += result.status == "escalated"
+                filed = result.escalation is not None and result.escalation.packet_id is not None
+                packets += filed
+                bar.update(task, advance=1, info=f"{escalated} escalated")
         os.fsync(fh.fileno())
     return BatchSummary(
         total=len(texts),
@@ -169,4 +209,5 @@ def run_batch(
         escalated=escalated,
         seconds=time.perf_counter() - start,
         output=output,
+        packets=packets,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kinds)
-from slmstack.errors import WorkflowError, ConfigError, DataError
+from slmstack.errors import ConfigError, DataError, WorkflowError
 from slmstack.types import Prediction
 from slmstack.workflows.base import CheckEnv, RunContext, Runtime, SkillLike, Step
 from slmstack.workflows.steps.sequence import check_steps, run_steps
@@ -87,7 +87,7 @@ class Workflow:
         self._inbox: Inbox | None = None
         self._inbox_lock = threading.Lock()
         self.validate()
-        self._runtime = Runtime(name, self.skills, self.backends, self.blocks, None)
+        self._runtime = Runtime(name, self.skills, self.backends, self.blocks)
 
     # ------------------------------------------------------------------ validation
     def _where(self, path: str) -> str:
@@ -130,6 +130,14 @@ class Workflow:
         if not isinstance(text, str):
             raise DataError(f"a workflow runs on a text (str); got {type(text).__name__}")
         start = time.perf_counter()
+        if not text.strip():
+            # Nothing to classify or hand off: escalate to the caller, and file no packet.
+            why = "the input text is empty; no step ran and no inbox packet was filed"
+            return Result(
+                input=text, output=Prediction(abstained="empty_input"), outputs={},
+                status="escalated", escalation=Escalation("caller", "empty_input", why),
+                trace=[], latency_ms=(time.perf_counter() - start) * 1000,
+            )  # fmt: skip
         ctx = RunContext(text, self._runtime)
         traces = run_steps(self.steps, ctx, "steps")
         escalation = None

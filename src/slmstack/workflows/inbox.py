@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from slmstack.errors import ConfigError, MissingDependencyError
+from slmstack.errors import ConfigError, InboxError, MissingDependencyError
 
 PacketStatus = Literal["open", "claimed", "resolved"]
 _ENV = "SLMSTACK_INBOX_URL"
@@ -28,6 +28,19 @@ _DEFAULT = "sqlite:///slmstack-inbox.db"
 def default_url() -> str:
     """``$SLMSTACK_INBOX_URL``, else ``sqlite:///slmstack-inbox.db`` in the working folder."""
     return os.environ.get(_ENV) or _DEFAULT
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password masked, for messages and terminal output."""
+    try:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+    except ImportError:
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL at all: Inbox() reports that, not the printer
+        return url
 
 
 @dataclass(frozen=True)
@@ -75,16 +88,33 @@ class Packet:
 
 
 class Inbox:
-    """A queue of hand-off packets behind one database URL."""
+    """A queue of hand-off packets behind one database URL.
 
-    def __init__(self, url: str):
+    Args:
+        url: ``sqlite:///PATH`` or ``postgresql+psycopg://USER@HOST/DB``.
+        create: make the SQLite file, its folder and the table when missing (what a
+            workflow does when it first escalates). Readers such as ``slmstack inbox
+            list`` pass ``False``, so that a mistyped path is an error, not a new empty
+            inbox.
+
+    Raises:
+        InboxError: the database cannot be opened, is not a SQLite database, or (with
+            ``create=False``) does not exist or holds no inbox.
+    """
+
+    def __init__(self, url: str, *, create: bool = True):
         try:
             import sqlalchemy as sa
         except ImportError as exc:
             raise MissingDependencyError("sqlalchemy", "workflows", "The escalation inbox") from exc
         self.url = url
+        file = None
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            file = Path(url.removeprefix("sqlite:///"))
+            if create:
+                file.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                _check_exists(file)
         try:
             self._engine = sa.create_engine(url)
         except sa.exc.ArgumentError as exc:
@@ -119,7 +149,26 @@ class Inbox:
             sa.Column("resolved_at", sa.DateTime(timezone=True)),
             sa.Column("resolution", sa.Text),
         )
-        meta.create_all(self._engine)
+        try:
+            if create:
+                meta.create_all(self._engine)
+            elif not sa.inspect(self._engine).has_table(self._table.name):
+                raise InboxError(
+                    f"{shown_url(url)} is a database but not an slmstack inbox (it has no "
+                    f"{self._table.name!r} table); pass the inbox a workflow writes to "
+                    "(its `inbox:` entry)"
+                )
+        except sa.exc.OperationalError as exc:
+            raise InboxError(
+                f"cannot open the inbox {shown_url(url)}: {exc.orig}; check the path (or "
+                "server), and that you may read and write it"
+            ) from None
+        except sa.exc.DatabaseError as exc:
+            what = f"{file}" if file is not None else shown_url(url)
+            raise InboxError(
+                f"{what} is not an inbox database ({exc.orig}); pass the SQLite file a "
+                "workflow writes its escalations to (its `inbox:` entry)"
+            ) from None
 
     def add(self, packet: Packet) -> int:
         """Store ``packet`` as open and return its id (the existing id for a known key)."""
@@ -215,8 +264,22 @@ class Inbox:
             )
         return self.get(packet_id)
 
-    def resolve(self, packet_id: int, resolution: str, *, who: str | None = None) -> Packet:
-        """Close an open or claimed packet with a note of what was done."""
+    def resolve(
+        self, packet_id: int, resolution: str, *, who: str | None = None, force: bool = False
+    ) -> Packet:
+        """Close an open or claimed packet with a note of what was done.
+
+        Args:
+            packet_id: the packet.
+            resolution: what was done.
+            who: who resolved it; recorded as ``claimed_by``. Without it the packet keeps
+                its claimant.
+            force: resolve a packet that someone other than ``who`` has claimed.
+
+        Raises:
+            InboxError: the packet is claimed by someone other than ``who`` and ``force``
+                is not set.
+        """
         import sqlalchemy as sa
 
         t = self._table
@@ -227,11 +290,33 @@ class Inbox:
         }
         if who is not None:
             values["claimed_by"] = who
+        where = [t.c.id == packet_id, t.c.status != "resolved"]
+        if who is not None and not force:
+            # One conditional UPDATE: a claim taken meanwhile by someone else is not overrun.
+            where.append(sa.or_(t.c.claimed_by.is_(None), t.c.claimed_by == who))
         with self._engine.begin() as conn:
-            done = conn.execute(
-                sa.update(t).where(t.c.id == packet_id, t.c.status != "resolved").values(**values)
-            ).rowcount
+            done = conn.execute(sa.update(t).where(*where).values(**values)).rowcount
         if not done:
-            self.get(packet_id)  # raises when it does not exist
-            raise ConfigError(f"packet {packet_id} is already resolved")
+            current = self.get(packet_id)  # raises when it does not exist
+            if current.status == "resolved":
+                raise ConfigError(f"packet {packet_id} is already resolved")
+            raise InboxError(
+                f"packet {packet_id} is claimed by {current.claimed_by!r}, not {who!r}; "
+                "resolve it anyway with --force (force=True in Python), or leave it to them"
+            )
         return self.get(packet_id)
+
+
+def _check_exists(file: Path) -> None:
+    """Readers open an existing SQLite inbox only; a typo must not create a new one."""
+    if not file.parent.is_dir():
+        raise InboxError(
+            f"inbox folder {file.parent} does not exist (from {file}); check the path, or "
+            "pass --workflow FILE to read the inbox that workflow writes to"
+        )
+    if not file.is_file():
+        what = "is a folder, not a file" if file.is_dir() else "does not exist"
+        raise InboxError(
+            f"inbox {file} {what}; check the path (nothing has escalated to it yet if it is "
+            "right), or pass --workflow FILE to read the inbox that workflow writes to"
+        )

@@ -56,17 +56,9 @@ class BackendSpec(BaseModel):
 
 
 # A `skills:` entry: a folder, or a spec that the loader validates itself (for its path).
-SkillEntry = Annotated[
-    Any,
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "description": "a saved skill folder, relative to the file"},
-                {"$ref": "#/$defs/skill-entry"},
-            ]
-        }
-    ),
-]
+# Marked like StepField; slmstack.workflows.schema puts the real schema in its place.
+SKILL_MARK = {"$comment": "slmstack: a skill entry"}
+SkillEntry = Annotated[Any, WithJsonSchema(SKILL_MARK)]
 
 
 class WorkflowSpec(BaseModel):
@@ -277,11 +269,11 @@ def load_workflow(
             skill_specs[key] = value
             continue
         try:
-            skill_specs[key] = SkillSpec.model_validate(value)
+            skill_specs[key] = long_form = SkillSpec.model_validate(value)
         except ValidationError as exc:
             build.problems.extend(pydantic_problems(exc, f"skills.{key}", SkillSpec))
             continue
-        build.problems.extend(check_skill_spec(key, skill_specs[key]))
+        build.problems.extend(check_skill_spec(key, long_form))
     if build.problems:
         raise fail(build.problems)
     cache = Path(cache_dir) if cache_dir is not None else source.parent / ".slmstack-cache"

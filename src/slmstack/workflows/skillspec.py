@@ -32,6 +32,7 @@ from slmstack.errors import ConfigError
 from slmstack.models.hashing import sha256_file
 from slmstack.workflows.base import SkillLike, did_you_mean
 
+
 class SkillSpec(BaseModel):
     """One entry of ``skills:`` in its long form."""
 
@@ -100,7 +101,9 @@ def _build(name: str, spec: SkillSpec, base: Path, cache: Path) -> SkillLike:
     if not data.exists():
         raise ConfigError(f"skills.{name}.train: {data} does not exist")
     digest = hashlib.sha256(
-        json.dumps([spec.kind, spec.params, _data_digest(data), FORMAT_VERSION], sort_keys=True).encode()
+        json.dumps(
+            [spec.kind, spec.params, _data_digest(data), FORMAT_VERSION], sort_keys=True
+        ).encode()
     ).hexdigest()[:16]
     folder = cache / f"{name}-{digest}"
     if (folder / "config.json").is_file():

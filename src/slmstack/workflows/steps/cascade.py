@@ -31,6 +31,7 @@ from slmstack.workflows.base import (
     RunContext,
     Shape,
     Step,
+    StepField,
     StepSpec,
     meet,
     step_kinds,
@@ -41,7 +42,7 @@ from slmstack.workflows.trace import Decision, StepTrace, add_usage
 class CascadeSpec(StepSpec):
     """YAML body of a ``cascade`` step."""
 
-    tiers: list[Any] = Field(min_length=2)
+    tiers: list[StepField] = Field(min_length=2)
     threshold: float | list[float]
     id: str | None = None
 

@@ -31,6 +31,7 @@ from slmstack.workflows.base import (
     RunContext,
     Shape,
     Step,
+    StepField,
     StepSpec,
     step_kinds,
 )
@@ -40,7 +41,7 @@ from slmstack.workflows.trace import StepTrace, add_usage
 class ParallelSpec(StepSpec):
     """YAML body of a ``parallel`` step (a bare list is accepted too)."""
 
-    steps: list[Any] = Field(min_length=2)
+    steps: list[StepField] = Field(min_length=2)
     id: str | None = None
     max_workers: int | None = Field(default=None, ge=1)  # default: one thread per branch
 

@@ -28,6 +28,7 @@ from slmstack.workflows.base import (
     RunContext,
     Shape,
     Step,
+    StepField,
     StepSpec,
     did_you_mean,
     meet,
@@ -43,8 +44,8 @@ class RouteSpec(StepSpec):
 
     on: str | None = None
     skill: str | None = None
-    branches: dict[str, Any]
-    default: Any  # required: a label outside the branches must still go somewhere
+    branches: dict[str, StepField]
+    default: StepField  # required: a label outside the branches must still go somewhere
     id: str | None = None
 
 

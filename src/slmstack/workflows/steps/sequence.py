@@ -22,6 +22,7 @@ from slmstack.workflows.base import (
     RunContext,
     Shape,
     Step,
+    StepField,
     StepSpec,
     step_kinds,
 )
@@ -31,7 +32,7 @@ from slmstack.workflows.trace import StepTrace, add_usage
 class SequenceSpec(StepSpec):
     """YAML body of a ``sequence`` step (a bare list is accepted too)."""
 
-    steps: list[Any] = Field(min_length=1)
+    steps: list[StepField] = Field(min_length=1)
     id: str | None = None
 
 

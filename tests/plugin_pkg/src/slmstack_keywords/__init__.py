@@ -12,14 +12,14 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
 from slmstack.artifacts import data_hash
 from slmstack.data.readers import read_examples
 from slmstack.skills.base import Skill, Tensors
-from slmstack.skills.params import Interval
+from slmstack.skills.params import Check, Interval
 from slmstack.types import Example, Prediction
 
 _WORD = re.compile(r"[a-z]+")
@@ -31,7 +31,7 @@ class KeywordClassifier(Skill):
     skill_name = "keywords.KeywordClassifier.v1"
     produces = frozenset({"label"})
     fitted_attribute = "classes_"
-    constraints = {"words_per_label": Interval(int, 1, None)}
+    constraints: ClassVar[Mapping[str, Check]] = {"words_per_label": Interval(int, 1, None)}
 
     def __init__(self, *, words_per_label: int = 20):  # keywords kept for each label
         self.words_per_label = words_per_label
@@ -69,8 +69,12 @@ class KeywordClassifier(Skill):
             score = self.weights_ @ x
             best = int(score.argmax())
             total = float(score.sum())
-            out.append(Prediction(label=self.classes_[best],
-                                  confidence=float(score[best]) / total if total else 0.0))
+            out.append(
+                Prediction(
+                    label=self.classes_[best],
+                    confidence=float(score[best]) / total if total else 0.0,
+                )
+            )
         return out
 
     def _state(self) -> tuple[dict[str, Any], Tensors]:

@@ -1,0 +1,142 @@
+"""The CLI's one error handler: `error: ...` on stderr, exit 2, no traceback unless --debug."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib.metadata import version
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from slmstack.cli.app import _Root, app
+
+runner = CliRunner()
+
+ESCALATE = """\
+inbox: sqlite:///inbox.db
+steps:
+  - escalate: {reason: needs a person}
+"""
+
+
+def one_error_line(result, *needles):
+    """Exit 2, a single `error:` line on stderr naming every needle, and no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert isinstance(result.exception, SystemExit), result.exception  # handled, not raised
+    lines = [x for x in result.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"slmstack {version('slmstack')}"
+
+
+def test_inbox_db_that_is_not_a_database(tmp_path):
+    bad = tmp_path / "notes.db"
+    bad.write_text("these are my notes, not a database\n" * 100)
+    line = one_error_line(
+        runner.invoke(app, ["inbox", "list", "--db", str(bad)]), str(bad), "not an inbox"
+    )
+    assert "`inbox:` entry" in line  # the fix
+    assert bad.read_text().startswith("these are my notes")  # left alone
+
+
+def test_workflow_with_a_typo(tmp_path):
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("steps:\n  - templat: hello\n")
+    one_error_line(
+        runner.invoke(app, ["run", str(wf), "hi"]),
+        f"{wf}:2",
+        "unknown step kind 'templat' (did you mean 'template'?)",
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "{tmp}/no-such.yaml", "hi"],
+        ["inbox", "list", "--workflow", "{tmp}/no-such.yaml"],
+        ["inbox", "list", "--db", "{tmp}/no-such-folder/inbox.db"],
+        ["inbox", "show", "1", "--db", "sqlite:///{tmp}/no-such-folder/inbox.db"],
+    ],
+)
+def test_unknown_path(tmp_path, args):
+    args = [a.format(tmp=tmp_path) for a in args]
+    one_error_line(runner.invoke(app, args), "no-such")
+    assert not (tmp_path / "no-such-folder").exists()  # nothing created on the way
+
+
+def test_os_errors_are_one_line(tmp_path):
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(ESCALATE)
+    texts = tmp_path / "in.txt"
+    texts.write_text("one\ntwo\n")
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "a-folder").mkdir()
+    for output, needle in [
+        ("a-file/out.jsonl", "is a file, not a folder"),
+        ("a-folder", "is a folder"),
+    ]:
+        args = ["run", str(wf), "--input", str(texts), "--output", str(tmp_path / output)]
+        one_error_line(runner.invoke(app, args), needle)
+
+
+def test_debug_shows_the_traceback_instead(tmp_path):
+    missing = str(tmp_path / "no-such.yaml")
+    result = runner.invoke(app, ["--debug", "run", missing, "hi"])
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+def _root_app(error: Exception) -> typer.Typer:
+    """A root like slmstack's with one command that raises ``error``."""
+    bug = typer.Typer(cls=_Root)
+
+    @bug.callback()
+    def root(debug: bool = typer.Option(False, "--debug")) -> None:
+        pass
+
+    @bug.command()
+    def boom() -> None:
+        raise error
+
+    return bug
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "needle"),
+    [
+        (FileExistsError(17, "File exists", "out"), 2, "error: out: File exists"),
+        (NotADirectoryError(20, "Not a directory", "x/y"), 2, "error: x/y: Not a directory"),
+        (RuntimeError("boom"), 1, "error: unexpected RuntimeError: boom. This is a bug"),
+    ],
+)
+def test_errors_outside_commands_wrappers(error, code, needle):
+    result = runner.invoke(_root_app(error), ["boom"])
+    assert result.exit_code == code and isinstance(result.exception, SystemExit)
+    assert result.stderr.startswith(needle) and "Traceback" not in result.output
+    debug = runner.invoke(_root_app(error), ["--debug", "boom"])
+    assert debug.exit_code == code and "Traceback" in debug.stderr
+
+
+def test_real_process_prints_no_traceback(tmp_path):
+    bad = tmp_path / "inbox.db"
+    bad.write_bytes(b"\x00garbage" * 50)
+    main = "from slmstack.cli.app import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", main, "inbox", "list", "--db", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
