@@ -270,6 +270,15 @@ def read_verified_config(folder: Path, skill_name: str, kind: str) -> dict[str, 
     return config
 
 
+def read_jsonl(path: Path, parse: Callable[[dict[str, Any]], Any]) -> list[Any]:
+    """The records of a JSONL file inside a skill folder, or an :class:`ArtifactError`."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        return [parse(json.loads(line)) for line in lines if line.strip()]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path} is damaged: {exc}") from exc
+
+
 def json_value(config: Mapping[str, Any], key: str, folder: Path) -> Any:
     """``config[key]``, or an :class:`ArtifactError` that names the missing entry."""
     try:

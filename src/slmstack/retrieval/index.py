@@ -181,8 +181,8 @@ class VectorIndex:
         return [f"{name}.safetensors", f"{name}.json"]
 
     @classmethod
-    def load(cls, folder: Path, name: str = "index") -> VectorIndex:
-        """Read an index written by :meth:`save`."""
+    def load(cls, folder: Path, name: str = "index", *, dim: int | None = None) -> VectorIndex:
+        """Read an index written by :meth:`save`; ``dim`` is the size the encoder gives."""
         try:
             meta = json.loads((folder / f"{name}.json").read_text())
             vectors = load_file(str(folder / f"{name}.safetensors"))["vectors"]
@@ -192,6 +192,10 @@ class VectorIndex:
             raise ArtifactError(
                 f"{folder}: {name}.safetensors has shape {vectors.shape}, but {name}.json lists "
                 f"{len(meta['keys'])} rows of size {meta['dim']}; the index is inconsistent"
+            )
+        if dim is not None and int(meta["dim"]) != dim:
+            raise ArtifactError(
+                f"{folder}: index vectors have size {meta['dim']} but the encoder gives {dim}"
             )
         index = cls(int(meta["dim"]))
         index._vectors = vectors.astype(np.float32)

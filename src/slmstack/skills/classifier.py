@@ -29,7 +29,6 @@ from numpy.typing import NDArray
 from torch import nn
 
 from slmstack.artifacts import data_hash
-from slmstack.data.readers import read_examples
 from slmstack.data.splits import stratified_split
 from slmstack.data.validation import drop_duplicates, validate_examples
 from slmstack.errors import ArtifactError, DataError
@@ -51,6 +50,7 @@ from slmstack.skills._classifier_training import (
 )
 from slmstack.skills._scope import ScopeModel, fit_scope, scope_card, warn_small_scope
 from slmstack.skills.base import Skill, Tensors
+from slmstack.skills.kinds import LabelledTexts
 from slmstack.skills.params import Check, Interval
 from slmstack.training.calibration import fit_temperature, softmax
 from slmstack.training.loop import LoopConfig, LoopResult
@@ -61,7 +61,7 @@ _POSITIVE = Interval(float, 0, None, closed="neither")
 _FRACTION = Interval(float, 0, 1, closed="left")
 
 
-class TextClassifier(Skill):
+class TextClassifier(LabelledTexts, Skill):
     """Single-label text classifier on a pretrained encoder.
 
     Example:
@@ -132,19 +132,6 @@ class TextClassifier(Skill):
         self.scope_alpha = scope_alpha
         self.seed = seed
         self.allow_pickle = allow_pickle
-
-    @classmethod
-    def read_training_data(
-        cls, path: Path, *, text_column: str = "text", label_column: str = "label"
-    ) -> list[Example]:
-        """Labelled texts from CSV, TSV or JSONL (``text`` and ``label`` columns)."""
-        return read_examples(path, text_column=text_column, label_column=label_column)
-
-    def evaluate(self, data: Path, **options: Any) -> dict[str, Any]:
-        """Accuracy, macro-F1, per-class report, confusion matrix, latency and memory."""
-        from slmstack.evaluation.classification import evaluate_classifier
-
-        return evaluate_classifier(self, data, **options)
 
     # ------------------------------------------------------------------ encoding
     def _setup_base(self) -> None:

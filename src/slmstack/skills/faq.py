@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Literal, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from slmstack.artifacts import data_hash
+from slmstack.artifacts import data_hash, read_jsonl
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning
 from slmstack.models.resolve import ModelSource, resolve
@@ -340,15 +340,8 @@ class FAQAnswerer(Skill):
                 self.base, allow_pickle=self.allow_pickle, expect_sha256=base.get("sha256")
             )
         self.encoder_ = self._encoder(source)
-        self.index_ = VectorIndex.load(folder)
-        if self.index_.dim != self.encoder_.dim:
-            raise ArtifactError(f"{folder}: index vectors have size {self.index_.dim} but the "
-                                f"encoder gives {self.encoder_.dim}")  # fmt: skip
-        lines = (folder / "kb.jsonl").read_text(encoding="utf-8").splitlines()
-        try:
-            entries = [KBEntry.from_dict(json.loads(line)) for line in lines if line.strip()]
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise ArtifactError(f"{folder}/kb.jsonl is damaged: {exc}") from exc
+        self.index_ = VectorIndex.load(folder, dim=self.encoder_.dim)
+        entries = read_jsonl(folder / "kb.jsonl", KBEntry.from_dict)
         self.entries_ = {e.id: e for e in entries}
         if set(self.entries_) != set(self.index_.keys):
             raise ArtifactError(f"{folder}: kb.jsonl and the index hold different entry ids")

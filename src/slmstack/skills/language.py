@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from slmstack.artifacts import data_hash
-from slmstack.data.readers import read_examples
 from slmstack.data.validation import drop_duplicates, validate_examples
 from slmstack.errors import ArtifactError, DataError, MissingDependencyError
 from slmstack.skills.base import Skill, Tensors
+from slmstack.skills.kinds import LabelledTexts
 from slmstack.skills.params import Check, Interval
 from slmstack.types import Example, LabelScore, Prediction, Usage
 
@@ -51,7 +51,7 @@ def _full_model() -> Any:
         return _base
 
 
-class LanguageDetector(Skill):
+class LanguageDetector(LabelledTexts, Skill):
     """Language identification restricted to the languages of the training labels."""
 
     skill_name = "slmstack.LanguageDetector.v1"
@@ -61,19 +61,6 @@ class LanguageDetector(Skill):
 
     def __init__(self, *, top_k: int = 3):  # languages listed in each prediction's scores
         self.top_k = top_k
-
-    @classmethod
-    def read_training_data(
-        cls, path: Path, *, text_column: str = "text", label_column: str = "label"
-    ) -> list[Example]:
-        """Texts labelled with ISO 639-1 codes, from CSV, TSV or JSONL."""
-        return read_examples(path, text_column=text_column, label_column=label_column)
-
-    def evaluate(self, data: Path, **options: Any) -> dict[str, Any]:
-        """Accuracy, macro-F1, per-language report, confusion matrix and speed."""
-        from slmstack.evaluation.classification import evaluate_classifier
-
-        return evaluate_classifier(self, data, **options)
 
     def _identifier(self, languages: Sequence[str]) -> Any:
         from langid.langid import LanguageIdentifier

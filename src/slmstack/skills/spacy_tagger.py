@@ -17,14 +17,15 @@ import time
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self
 
 from slmstack.artifacts import data_hash, library_versions
-from slmstack.data.tagging import TaggedExample, read_tagged
+from slmstack.data.tagging import TaggedExample
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import ArtifactError, ConfigError, MissingDependencyError
 from slmstack.models.hashing import sha256_file
 from slmstack.skills.base import Skill, Tensors
+from slmstack.skills.kinds import TaggedTexts
 from slmstack.skills.params import Check, Interval
 from slmstack.types import Prediction, Span, Usage
 
@@ -45,7 +46,7 @@ def _label_map_check(value: Any) -> str | None:
     return None if ok else "None or a mapping of spaCy labels to output labels (str to str)"
 
 
-class SpacyTagger(Skill):
+class SpacyTagger(TaggedTexts, Skill):
     """Pretrained spaCy NER, untrained here, returning the same spans as EntityTagger.
 
     Example:
@@ -73,19 +74,6 @@ class SpacyTagger(Skill):
         self.pipeline = pipeline
         self.label_map = label_map
         self.batch_size = batch_size
-
-    @classmethod
-    def read_training_data(
-        cls, path: Path, *, scheme: Literal["auto", "iob1", "iob2"] = "auto"
-    ) -> list[TaggedExample]:
-        """CoNLL (IOB1/IOB2, ``.conll``/``.txt``) or span JSONL; only its labels are used."""
-        return read_tagged(path, scheme=scheme)
-
-    def evaluate(self, data: Path, **options: Any) -> dict[str, Any]:
-        """Entity precision, recall and F1 (seqeval), overall and per type, and speed."""
-        from slmstack.evaluation.tagging import evaluate_tagger
-
-        return evaluate_tagger(self, data, **options)
 
     def _load_nlp(self) -> Any:
         try:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from slmstack.artifacts import data_hash
-from slmstack.data.tagging import TaggedExample, read_tagged
+from slmstack.data.tagging import TaggedExample
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning
 from slmstack.evaluation.metrics import tagger_metrics
@@ -48,6 +48,7 @@ from slmstack.skills._tokens import (
     word_tags,
 )
 from slmstack.skills.base import Skill, Tensors
+from slmstack.skills.kinds import TaggedTexts
 from slmstack.skills.params import Check, Interval
 from slmstack.training.calibration import fit_temperature, softmax
 from slmstack.training.loop import LoopConfig, train_loop
@@ -60,7 +61,7 @@ def _stride_check(value: Any) -> str | None:
     return None if isinstance(value, int) and value >= 0 else "an int >= 0"
 
 
-class EntityTagger(Skill):
+class EntityTagger(TaggedTexts, Skill):
     """Fine-tuned token classifier that returns entity spans with character offsets.
 
     Example:
@@ -132,19 +133,6 @@ class EntityTagger(Skill):
                 f"The 'stride' parameter of EntityTagger must be an int in [0, max_length/2) = "
                 f"[0, {self.max_length // 2}). Got {self.stride!r} instead."
             )
-
-    @classmethod
-    def read_training_data(
-        cls, path: Path, *, scheme: Literal["auto", "iob1", "iob2"] = "auto"
-    ) -> list[TaggedExample]:
-        """CoNLL (IOB1/IOB2, ``.conll``/``.txt``) or span JSONL."""
-        return read_tagged(path, scheme=scheme)
-
-    def evaluate(self, data: Path, **options: Any) -> dict[str, Any]:
-        """Entity precision, recall and F1 (seqeval), overall and per type, and speed."""
-        from slmstack.evaluation.tagging import evaluate_tagger
-
-        return evaluate_tagger(self, data, **options)
 
     # ------------------------------------------------------------------ model plumbing
     def _build(self, source: ModelSource, encoder_dir: Path, n_tags: int) -> None:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
-from slmstack.artifacts import data_hash
+from slmstack.artifacts import data_hash, read_jsonl
 from slmstack.backends.base import Backend, CompletionRequest
 from slmstack.errors import ArtifactError, ConfigError, DataError
 from slmstack.models.resolve import ModelSource, resolve
@@ -254,15 +254,8 @@ class Troubleshooter(Skill):
             resolve(self.base, allow_pickle=self.allow_pickle,
                     expect_sha256=self.provenance_.base.get("sha256"))
         )  # fmt: skip
-        self.index_ = VectorIndex.load(folder)
-        if self.index_.dim != self.encoder_.dim:
-            raise ArtifactError(f"{folder}: index vectors have size {self.index_.dim} but the "
-                                f"encoder gives {self.encoder_.dim}")  # fmt: skip
-        lines = (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
-        try:
-            chunks = [Chunk.from_dict(json.loads(line)) for line in lines if line.strip()]
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise ArtifactError(f"{folder}/chunks.jsonl is damaged: {exc}") from exc
+        self.index_ = VectorIndex.load(folder, dim=self.encoder_.dim)
+        chunks = read_jsonl(folder / "chunks.jsonl", Chunk.from_dict)
         self.chunks_ = {c.id: c for c in chunks}
         if set(self.chunks_) != set(self.index_.keys):
             raise ArtifactError(f"{folder}: chunks.jsonl and the index hold different chunks")
