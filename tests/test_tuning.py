@@ -1,0 +1,114 @@
+"""Cascade tuning: exact simulation, the cheapest setting that meets the target, YAML kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from slmstack.errors import ConfigError
+from slmstack.workflows.tuning import TierMeasure, pareto_front, simulate, sweep, write_thresholds
+
+
+def tier(name, correct, confidence, cost, abstained=None):
+    n = len(correct)
+    return TierMeasure(
+        name,
+        np.array(correct, dtype=bool),
+        np.array(confidence, dtype=float),
+        np.zeros(n, dtype=bool) if abstained is None else np.array(abstained, dtype=bool),
+        np.array(cost, dtype=np.int64),
+    )
+
+
+# The small model is right when it is confident; the LLM is always right and costs 1000x.
+SMALL = tier("small", [1, 1, 1, 0, 0, 1], [0.9, 0.8, 0.7, 0.4, 0.3, 0.6], [1] * 6)
+LLM = tier("llm", [1] * 6, [1.0] * 6, [1000] * 6)
+
+
+def test_simulation_counts_every_visited_tier():
+    point = simulate([SMALL, LLM], [0.5])
+    # texts 3 and 4 (confidence 0.4, 0.3) go on to the LLM; all answers are right
+    assert point.quality == 1.0
+    assert point.mean_cost_micro_usd == pytest.approx((6 * 1 + 2 * 1000) / 6)
+    assert point.share_answered_by == pytest.approx((4 / 6, 2 / 6))
+
+
+def test_threshold_exactly_at_confidence_accepts():
+    assert simulate([SMALL, LLM], [0.6]).share_answered_by[0] == pytest.approx(4 / 6)
+
+
+def test_abstentions_never_accept():
+    small = tier("small", [1, 1], [0.99, 0.99], [1, 1], abstained=[True, False])
+    llm = tier("llm", [1, 1], [1, 1], [10, 10])
+    assert simulate([small, llm], [0.0]).share_answered_by == (0.5, 0.5)
+
+
+def test_sweep_picks_the_cheapest_setting_meeting_the_target():
+    result = sweep([SMALL, LLM], target=1.0)
+    assert result.chosen is not None and result.chosen.quality == 1.0
+    # the cheapest perfect setting sends only the two unsure texts to the LLM
+    assert result.chosen.mean_cost_micro_usd == pytest.approx((6 + 2000) / 6)
+    relaxed = sweep([SMALL, LLM], target=0.8)
+    assert relaxed.chosen.mean_cost_micro_usd < result.chosen.mean_cost_micro_usd
+
+
+def test_relative_target_is_a_share_of_the_best_tier():
+    result = sweep([SMALL, LLM], target=0.8, relative=True)
+    assert result.target == pytest.approx(0.8)
+    assert result.chosen.quality >= 0.8
+
+
+def test_three_tiers_search_every_combination():
+    mid = tier("mid", [1, 1, 1, 1, 0, 1], [0.95, 0.9, 0.9, 0.8, 0.2, 0.7], [50] * 6)
+    result = sweep([SMALL, mid, LLM], target=1.0)
+    best = result.chosen
+    assert best is not None and best.quality == 1.0
+    # small answers 4, mid answers text 3 (0.8), only text 4 reaches the LLM
+    assert best.mean_cost_micro_usd == pytest.approx((6 + 2 * 50 + 1000) / 6)
+
+
+def test_unreachable_target_chooses_nothing():
+    weak = tier("weak", [0, 0], [0.9, 0.9], [1, 1])
+    weak2 = tier("weak2", [0, 1], [0.9, 0.9], [2, 2])
+    assert sweep([weak, weak2], target=0.9).chosen is None
+
+
+def test_pareto_front_is_monotone():
+    front = pareto_front(sweep([SMALL, LLM], target=0.5).points)
+    costs = [p.mean_cost_micro_usd for p in front]
+    qualities = [p.quality for p in front]
+    assert costs == sorted(costs) and qualities == sorted(qualities)
+
+
+def test_bad_inputs():
+    with pytest.raises(ConfigError, match="at least 2 tiers"):
+        sweep([SMALL], target=0.9)
+    with pytest.raises(ConfigError, match=r"target must be in \(0, 1\]"):
+        sweep([SMALL, LLM], target=1.5)
+
+
+WORKFLOW = """\
+# Support desk: the thresholds below are tuned by `slmstack tune cascade`.
+name: desk
+skills:
+  intent: runs/intent   # the small model
+steps:
+  - cascade:
+      id: triage
+      threshold: 0.5    # hand-picked, to be tuned
+      tiers:
+        - skill: intent
+        - escalate: {reason: unsure}
+"""
+
+
+def test_thresholds_are_written_into_the_yaml_keeping_comments(tmp_path):
+    path = tmp_path / "wf.yaml"
+    path.write_text(WORKFLOW)
+    where = write_thresholds(path, "triage", [0.7312])
+    text = path.read_text()
+    assert where == "steps[0].cascade"
+    assert "threshold: [0.7312]" in text
+    assert "# Support desk: the thresholds below" in text and "# the small model" in text
+    with pytest.raises(ConfigError, match="expected one cascade with id 'nope'"):
+        write_thresholds(path, "nope", [0.5])
