@@ -29,7 +29,7 @@ def test_simulation_counts_every_visited_tier():
     point = simulate([SMALL, LLM], [0.5])
     # texts 3 and 4 (confidence 0.4, 0.3) go on to the LLM; all answers are right
     assert point.quality == 1.0
-    assert point.mean_cost_micro_usd == pytest.approx((6 * 1 + 2 * 1000) / 6)
+    assert point.mean_cost_nano_usd == pytest.approx((6 * 1 + 2 * 1000) / 6)
     assert point.share_answered_by == pytest.approx((4 / 6, 2 / 6))
 
 
@@ -47,9 +47,9 @@ def test_sweep_picks_the_cheapest_setting_meeting_the_target():
     result = sweep([SMALL, LLM], target=1.0)
     assert result.chosen is not None and result.chosen.quality == 1.0
     # the cheapest perfect setting sends only the two unsure texts to the LLM
-    assert result.chosen.mean_cost_micro_usd == pytest.approx((6 + 2000) / 6)
+    assert result.chosen.mean_cost_nano_usd == pytest.approx((6 + 2000) / 6)
     relaxed = sweep([SMALL, LLM], target=0.8)
-    assert relaxed.chosen.mean_cost_micro_usd < result.chosen.mean_cost_micro_usd
+    assert relaxed.chosen.mean_cost_nano_usd < result.chosen.mean_cost_nano_usd
 
 
 def test_relative_target_is_a_share_of_the_best_tier():
@@ -64,7 +64,7 @@ def test_three_tiers_search_every_combination():
     best = result.chosen
     assert best is not None and best.quality == 1.0
     # small answers 4, mid answers text 3 (0.8), only text 4 reaches the LLM
-    assert best.mean_cost_micro_usd == pytest.approx((6 + 2 * 50 + 1000) / 6)
+    assert best.mean_cost_nano_usd == pytest.approx((6 + 2 * 50 + 1000) / 6)
 
 
 def test_unreachable_target_chooses_nothing():
@@ -75,7 +75,7 @@ def test_unreachable_target_chooses_nothing():
 
 def test_pareto_front_is_monotone():
     front = pareto_front(sweep([SMALL, LLM], target=0.5).points)
-    costs = [p.mean_cost_micro_usd for p in front]
+    costs = [p.mean_cost_nano_usd for p in front]
     qualities = [p.quality for p in front]
     assert costs == sorted(costs) and qualities == sorted(qualities)
 

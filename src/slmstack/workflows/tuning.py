@@ -40,18 +40,19 @@ class TierMeasure:
         correct: whether the tier's answer is right.
         confidence: the tier's confidence in its answer.
         abstained: whether the tier declined to answer (it never accepts then).
-        cost_micro_usd: what running the tier on each text cost, in integer micro-dollars.
+        cost_nano_usd: what running the tier on each text cost, in integer nano-dollars
+            (a local skill call costs well under a micro-dollar).
     """
 
     name: str
     correct: NDArray[np.bool_]
     confidence: NDArray[np.float64]
     abstained: NDArray[np.bool_]
-    cost_micro_usd: NDArray[np.int64]
+    cost_nano_usd: NDArray[np.int64]
 
     def __post_init__(self) -> None:
         n = len(self.correct)
-        for arr in (self.confidence, self.abstained, self.cost_micro_usd):
+        for arr in (self.confidence, self.abstained, self.cost_nano_usd):
             if len(arr) != n:
                 raise DataError(f"tier {self.name!r}: measurements of different lengths")
 
@@ -62,8 +63,8 @@ class TierMeasure:
 
     @property
     def mean_cost(self) -> float:
-        """Mean micro-dollars per text when this tier answers every text alone."""
-        return float(self.cost_micro_usd.mean()) if len(self.cost_micro_usd) else 0.0
+        """Mean nano-dollars per text when this tier answers every text alone."""
+        return float(self.cost_nano_usd.mean()) if len(self.cost_nano_usd) else 0.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Point:
 
     thresholds: tuple[float, ...]
     quality: float
-    mean_cost_micro_usd: float
+    mean_cost_nano_usd: float
     share_answered_by: tuple[float, ...]  # per tier, the share of texts it answered
 
 
@@ -97,7 +98,7 @@ def simulate(tiers: Sequence[TierMeasure], thresholds: Sequence[float]) -> Point
     cost = np.zeros(n, dtype=np.int64)
     answered = []
     for i, tier in enumerate(tiers):
-        cost[pending] += tier.cost_micro_usd[pending]
+        cost[pending] += tier.cost_nano_usd[pending]
         if i == len(tiers) - 1:
             accept = pending.copy()
         else:
@@ -108,7 +109,7 @@ def simulate(tiers: Sequence[TierMeasure], thresholds: Sequence[float]) -> Point
     return Point(
         thresholds=tuple(float(t) for t in thresholds),
         quality=float(correct.mean()) if n else 0.0,
-        mean_cost_micro_usd=float(cost.mean()) if n else 0.0,
+        mean_cost_nano_usd=float(cost.mean()) if n else 0.0,
         share_answered_by=tuple(answered),
     )
 
@@ -137,14 +138,14 @@ def sweep(
     grids = [threshold_grid(t, grid) for t in tiers[:-1]]
     points = [simulate(tiers, combo) for combo in itertools.product(*grids)]
     feasible = [p for p in points if p.quality >= goal - 1e-12]
-    chosen = min(feasible, key=lambda p: (p.mean_cost_micro_usd, -p.quality), default=None)
+    chosen = min(feasible, key=lambda p: (p.mean_cost_nano_usd, -p.quality), default=None)
     return Sweep(list(tiers), points, goal, chosen, pareto_front(points))
 
 
 def pareto_front(points: Sequence[Point]) -> list[Point]:
     """The settings no other setting beats on both cost and quality, cheapest first."""
     front: list[Point] = []
-    for p in sorted(points, key=lambda p: (p.mean_cost_micro_usd, -p.quality)):
+    for p in sorted(points, key=lambda p: (p.mean_cost_nano_usd, -p.quality)):
         if not front or p.quality > front[-1].quality + 1e-12:
             front.append(p)
     return front
