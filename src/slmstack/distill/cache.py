@@ -1,0 +1,92 @@
+"""The teacher's labels, cached on disk so that nothing is paid for twice.
+
+A JSONL file, one line per labelled text, keyed by the sha256 of the teacher's identity
+and the text. Lines are appended and flushed as each batch finishes, so an interrupted
+run loses at most the batch in flight and resumes where it stopped; a torn last line (a
+crash mid-write) is ignored and relabelled. The teacher's identity is its registered
+kind and parameters, so changing the teacher's model or prompt never reuses stale labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from slmstack.errors import DataError
+
+
+@dataclass(frozen=True)
+class TeacherLabel:
+    """What the teacher said about one text, and what it cost."""
+
+    key: str
+    label: str | None  # None when the teacher abstained
+    confidence: float
+    tokens_in: int
+    tokens_out: int
+    cost_nano_usd: int
+    abstained: str | None = None
+
+
+def teacher_id(kind: str, params: Mapping[str, Any]) -> str:
+    """A stable identity for a teacher: its kind and parameters."""
+    return json.dumps([kind, dict(params)], sort_keys=True, default=str)
+
+
+def text_key(teacher: str, text: str) -> str:
+    """The cache key of ``text`` labelled by ``teacher``."""
+    return hashlib.sha256(f"{teacher}\0{text}".encode()).hexdigest()
+
+
+class TeacherCache:
+    """Append-only labels of one teacher, read back on resume."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._labels: dict[str, TeacherLabel] = {}
+        if self.path.exists():
+            self._read()
+
+    def _read(self) -> None:
+        lines = self.path.read_text(encoding="utf-8").split("\n")
+        for i, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                label = TeacherLabel(**json.loads(line))
+            except (json.JSONDecodeError, TypeError) as exc:
+                if i == len(lines) or (i == len(lines) - 1 and not lines[-1]):
+                    continue  # a torn last line from an interrupted run: relabel it
+                raise DataError(
+                    f"the teacher cache is damaged ({exc}); delete the line or the file "
+                    "(its labels will be bought again)",
+                    path=self.path,
+                    row=i,
+                ) from exc
+            self._labels[label.key] = label
+
+    def get(self, key: str) -> TeacherLabel | None:
+        """The cached label for ``key``, if any."""
+        return self._labels.get(key)
+
+    def add(self, labels: Iterable[TeacherLabel]) -> None:
+        """Append ``labels`` and flush them to disk."""
+        batch = [label for label in labels if label.key not in self._labels]
+        if not batch:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            for label in batch:
+                f.write(json.dumps(asdict(label), ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        for label in batch:
+            self._labels[label.key] = label
+
+    def __len__(self) -> int:
+        return len(self._labels)

@@ -1,0 +1,167 @@
+"""Distillation: an LLM teacher labels unlabelled texts, a small student learns them.
+
+Method. The texts are split once, with a fixed seed, into a training part and a held-out
+part. The teacher (any skill that predicts labels: an :class:`LLMClassifier` on a local or
+hosted LLM, or a bigger SLM) labels both parts in batches, through the
+:class:`~slmstack.distill.cache.TeacherCache`, and each call is costed from the price
+table. The student (any classifier kind) is trained on the teacher's labels of the
+training part; texts the teacher abstained on, or labelled below ``min_confidence``, are
+left out (a soft form of confidence weighting that works with every student). The
+report says how often the student agrees with the teacher on the held-out part, how
+accurate both are against gold labels where the data has them, and what the teacher cost
+(all of it, and what this run paid, which is zero for a resumed run).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from slmstack.distill.cache import TeacherCache, TeacherLabel, text_key
+from slmstack.errors import DataError
+from slmstack.progress import progress
+from slmstack.skills.base import Skill
+from slmstack.types import Example, Prediction
+
+CostOf = Callable[[Prediction, float], int]
+"""Nano-dollars of one teacher prediction, given the batch seconds spent on it."""
+
+
+@dataclass
+class DistillReport:
+    """What a distillation run did and measured."""
+
+    texts: int
+    train_texts: int
+    held_out_texts: int
+    teacher_labels_bought: int  # labelled by this run (the rest came from the cache)
+    teacher_abstained: int
+    dropped_low_confidence: int
+    agreement_with_teacher: float  # student = teacher on the held-out part
+    student_gold_accuracy: float | None  # where the data has gold labels
+    teacher_gold_accuracy: float | None
+    teacher_cost_usd: Decimal  # all teacher labels used, cached or not
+    teacher_cost_this_run_usd: Decimal
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-safe view (money as strings, exact)."""
+        out = dict(self.__dict__)
+        out["teacher_cost_usd"] = str(self.teacher_cost_usd)
+        out["teacher_cost_this_run_usd"] = str(self.teacher_cost_this_run_usd)
+        return out
+
+
+def label_with_teacher(
+    teacher: Skill,
+    texts: Sequence[str],
+    cache: TeacherCache,
+    *,
+    identity: str,
+    cost_of: CostOf,
+    batch_size: int = 16,
+) -> tuple[list[TeacherLabel], int]:
+    """Labels of every text (cached ones reused) and how many this call bought."""
+    import time
+
+    keys = [text_key(identity, t) for t in texts]
+    first: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    todo = [i for k, i in first.items() if cache.get(k) is None]  # each text bought once
+    with progress() as bar:
+        task = bar.add_task("teacher labels", total=len(first), completed=len(first) - len(todo))
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            began = time.perf_counter()
+            preds = teacher.predict([texts[i] for i in chunk])
+            per_item = (time.perf_counter() - began) / max(1, len(chunk))
+            cache.add(
+                TeacherLabel(
+                    key=keys[i],
+                    label=p.label if p.abstained is None else None,
+                    confidence=float(p.confidence),
+                    tokens_in=p.usage.input_tokens,
+                    tokens_out=p.usage.output_tokens,
+                    cost_nano_usd=cost_of(p, per_item),
+                    abstained=p.abstained,
+                )
+                for i, p in zip(chunk, preds, strict=True)
+            )
+            bar.advance(task, len(chunk))
+    labels = []
+    for k in keys:
+        label = cache.get(k)
+        if label is None:  # the teacher returned fewer predictions than texts
+            raise DataError("the teacher did not label every text; see its warnings")
+        labels.append(label)
+    return labels, len(todo)
+
+
+def distill(
+    teacher: Skill,
+    student: Skill,
+    texts: Sequence[str],
+    *,
+    cache: TeacherCache,
+    identity: str,
+    cost_of: CostOf,
+    gold: Sequence[str | None] | None = None,
+    held_out: float = 0.2,
+    min_confidence: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> DistillReport:
+    """Label ``texts`` with ``teacher``, train ``student`` on the labels, and measure it."""
+    if len(texts) < 10:
+        raise DataError(f"distillation needs at least 10 texts; got {len(texts)}")
+    if gold is not None and len(gold) != len(texts):
+        raise DataError(f"{len(gold)} gold labels for {len(texts)} texts")
+    if not 0.0 < held_out < 1.0:
+        raise DataError(f"held_out must be in (0, 1); got {held_out}")
+    unique = {text_key(identity, t) for t in texts}
+    spent_before = sum((cache.get(k) or _ZERO).cost_nano_usd for k in unique)
+    labels, bought = label_with_teacher(
+        teacher, texts, cache, identity=identity, cost_of=cost_of, batch_size=batch_size
+    )
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    n_held = max(1, round(held_out * len(texts)))
+    held, train = sorted(order[:n_held]), sorted(order[n_held:])
+    usable = [i for i in train if labels[i].label is not None]
+    kept = [i for i in usable if labels[i].confidence >= min_confidence]
+    if len({labels[i].label for i in kept}) < 2:
+        raise DataError(
+            f"the teacher gave fewer than two distinct labels to the {len(kept)} usable "
+            "training texts; check the teacher or lower min_confidence"
+        )
+    student.fit([Example(texts[i], str(labels[i].label)) for i in kept])
+    preds = student.predict([texts[i] for i in held])
+    agree = sum(p.label == labels[i].label for p, i in zip(preds, held, strict=True))
+    student_gold = teacher_gold = None
+    if gold is not None:
+        scored = [(p, i) for p, i in zip(preds, held, strict=True) if gold[i]]
+        if scored:
+            student_gold = sum(p.label == gold[i] for p, i in scored) / len(scored)
+            teacher_gold = sum(labels[i].label == gold[i] for _, i in scored) / len(scored)
+    total = sum({label.key: label.cost_nano_usd for label in labels}.values())
+    return DistillReport(
+        texts=len(texts),
+        train_texts=len(kept),
+        held_out_texts=len(held),
+        teacher_labels_bought=bought,
+        teacher_abstained=sum(1 for label in labels if label.label is None),
+        dropped_low_confidence=len(usable) - len(kept),
+        agreement_with_teacher=agree / len(held),
+        student_gold_accuracy=student_gold,
+        teacher_gold_accuracy=teacher_gold,
+        teacher_cost_usd=Decimal(total).scaleb(-9),
+        teacher_cost_this_run_usd=Decimal(total - spent_before).scaleb(-9),
+    )
+
+
+_ZERO = TeacherLabel(key="", label=None, confidence=0.0, tokens_in=0, tokens_out=0,
+                     cost_nano_usd=0)  # fmt: skip

@@ -1,0 +1,129 @@
+"""Distillation: labels bought once, resumed after a crash, costed exactly, student measured."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Self
+
+import pytest
+
+from fixtures import INTENTS
+from slmstack import TextClassifier
+from slmstack.distill import TeacherCache, distill, teacher_id, text_key
+from slmstack.errors import DataError, DataWarning
+from slmstack.skills.base import Skill, Tensors
+from slmstack.types import Prediction, Usage
+
+TEXTS = [t for texts in INTENTS.values() for t in texts] * 2  # 48 texts
+GOLD = [label for label, texts in INTENTS.items() for _ in texts] * 2
+
+
+class KeywordTeacher(Skill):
+    """A stand-in LLM: right on keywords, abstains on nothing, 100 tokens in, 3 out."""
+
+    skill_name = "tests.KeywordTeacher.v1"
+    produces = frozenset({"label"})
+
+    def __init__(self, *, fail_after: int = -1):
+        self.fail_after = fail_after
+
+    def fit(self, examples: Sequence[Any]) -> Self:
+        self.provenance_ = self._provenance()
+        self.calls = 0
+        return self
+
+    def _predict(self, texts: Sequence[str]) -> list[Prediction]:
+        if self.fail_after >= 0 and self.calls >= self.fail_after:
+            raise ConnectionError("the LLM went away")
+        self.calls += 1
+        out = []
+        for t in texts:
+            label = (
+                "card" if "card" in t else "refund" if "refund" in t or "money" in t else "password"
+            )
+            out.append(Prediction(label=label, confidence=0.9,
+                                  usage=Usage(input_tokens=100, output_tokens=3)))  # fmt: skip
+        return out
+
+    def _state(self) -> tuple[dict[str, Any], Tensors]:
+        return {}, {}
+
+    def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
+        pass
+
+
+def cost_of(pred: Prediction, seconds: float) -> int:
+    # gpt-4 list prices: $0.03 / 1k in, $0.06 / 1k out, in nano-dollars
+    return pred.usage.input_tokens * 30_000 + pred.usage.output_tokens * 60_000
+
+
+def student() -> TextClassifier:
+    return TextClassifier(strategy="head", scope_alpha=0.0)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        yield
+
+
+def test_distill_reports_agreement_gold_accuracy_and_exact_cost(tmp_path):
+    cache = TeacherCache(tmp_path / "labels.jsonl")
+    teacher = KeywordTeacher().fit([])
+    ident = teacher_id(teacher.skill_name, teacher.get_params())
+    report = distill(teacher, student(), TEXTS, cache=cache, identity=ident, cost_of=cost_of,
+                     gold=GOLD, batch_size=8)  # fmt: skip
+    per_call = Decimal("0.00318")  # 100 × 0.03/1000 + 3 × 0.06/1000
+    assert report.teacher_cost_usd == per_call * len(set(TEXTS))  # a repeated text is paid once
+    assert report.teacher_cost_this_run_usd == report.teacher_cost_usd
+    assert report.teacher_labels_bought == len(set(TEXTS))
+    assert report.held_out_texts + report.train_texts == len(TEXTS)
+    assert 0.0 <= report.agreement_with_teacher <= 1.0
+    assert report.teacher_gold_accuracy is not None and report.student_gold_accuracy is not None
+
+    again = KeywordTeacher().fit([])
+    second = distill(again, student(), TEXTS, cache=TeacherCache(tmp_path / "labels.jsonl"),
+                     identity=ident, cost_of=cost_of, gold=GOLD)  # fmt: skip
+    assert again.calls == 0 and second.teacher_labels_bought == 0
+    assert second.teacher_cost_this_run_usd == 0
+    assert second.teacher_cost_usd == report.teacher_cost_usd
+
+
+def test_an_interrupted_run_resumes_and_pays_only_for_the_rest(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    teacher = KeywordTeacher(fail_after=2).fit([])
+    ident = teacher_id(teacher.skill_name, {})
+    with pytest.raises(ConnectionError):
+        distill(teacher, student(), TEXTS, cache=TeacherCache(path), identity=ident,
+                cost_of=cost_of, batch_size=8)  # fmt: skip
+    assert len(TeacherCache(path)) == 16  # two batches were written before the failure
+    with path.open("a") as f:
+        f.write('{"key": "torn')  # a crash in the middle of a line
+    resumed = KeywordTeacher().fit([])
+    report = distill(resumed, student(), TEXTS, cache=TeacherCache(path), identity=ident,
+                     cost_of=cost_of, batch_size=8)  # fmt: skip
+    assert report.teacher_labels_bought == len(set(TEXTS)) - 16
+
+
+def test_another_teacher_never_reuses_labels(tmp_path):
+    a = text_key(teacher_id("x.Teacher.v1", {"model": "gpt-4"}), "hello")
+    b = text_key(teacher_id("x.Teacher.v1", {"model": "gpt-4o"}), "hello")
+    assert a != b
+
+
+def test_too_little_data_is_refused(tmp_path):
+    with pytest.raises(DataError, match="at least 10 texts"):
+        distill(KeywordTeacher().fit([]), student(), TEXTS[:3],
+                cache=TeacherCache(tmp_path / "c.jsonl"), identity="t", cost_of=cost_of)  # fmt: skip
+
+
+def test_a_damaged_cache_line_names_the_file_and_row(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    path.write_text('not json\n{"key": "k", "label": "a", "confidence": 1, "tokens_in": 1, '
+                    '"tokens_out": 1, "cost_nano_usd": 1}\n')  # fmt: skip
+    with pytest.raises(DataError, match=r"labels.jsonl:1: the teacher cache is damaged"):
+        TeacherCache(path)
