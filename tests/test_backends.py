@@ -100,6 +100,35 @@ def test_prompt_longer_than_window_is_a_backend_error(backend):
         backend.complete(ask("word " * 9000, max_tokens=10))
 
 
+def test_every_backend_counts_tokens():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import slmstack.backends as package
+
+    classes = set()
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"slmstack.backends.{info.name}")
+        classes |= {
+            cls
+            for _, cls in inspect.getmembers(module, inspect.isclass)
+            if issubclass(cls, Backend) and cls is not Backend and cls.__module__ == module.__name__
+        }
+    names = {cls.__name__ for cls in classes}
+    assert {"FakeBackend", "LlamaCppBackend", "TransformersBackend", "OpenAICompatBackend"} <= names
+    assert not [c.__name__ for c in classes if c.count_tokens is Backend.count_tokens]
+
+    class NoCount(Backend):
+        name = "third-party"
+
+        def complete(self, request):
+            raise AssertionError("not called")
+
+    with pytest.raises(BackendError, match="NoCount does not implement count_tokens"):
+        NoCount().count_tokens("hello")
+
+
 @needs_llama
 def test_load_backend_shares_loaded_models():
     assert load_backend("smollm2") is load_backend("smollm2")

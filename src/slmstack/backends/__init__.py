@@ -5,6 +5,7 @@ from slmstack.backends.base import (
     ChatMessage,
     Completion,
     CompletionRequest,
+    TokenLogprob,
     parse_json_output,
 )
 from slmstack.backends.factory import load_backend, runtimes
@@ -17,6 +18,7 @@ __all__ = [
     "Completion",
     "CompletionRequest",
     "FakeBackend",
+    "TokenLogprob",
     "gguf_path",
     "load_backend",
     "parse_json_output",

@@ -4,6 +4,13 @@ A backend is anything that turns chat messages into text: llama.cpp, a transform
 causal LM, or a remote OpenAI-compatible API. Skills (summaries, troubleshooting),
 workflow escalation steps and distillation teachers all talk to this interface only,
 so they never care which runtime is underneath.
+
+Every backend implements two methods: :meth:`Backend.complete` and
+:meth:`Backend.count_tokens` (a skill cuts its input to a window, and a ledger prices a
+call, with the backend's own tokenizer). A :class:`Completion` says which model and
+endpoint answered, where its token usage came from and, when the request asked for them
+and the backend gives them, each generated token's log-probability with its likeliest
+alternatives (:class:`TokenLogprob`): a classifier reads label probabilities from those.
 """
 
 from __future__ import annotations
@@ -30,6 +37,28 @@ class ChatMessage:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's log-probability, and the likeliest tokens at its position.
+
+    Attributes:
+        token: the generated token, as text.
+        logprob: its natural-log probability.
+        top: ``(token, logprob)`` of the likeliest tokens at this position, likeliest
+            first, as many as :attr:`CompletionRequest.logprobs` asked for (the generated
+            token is usually among them).
+
+    Example:
+        >>> tok = TokenLogprob("yes", -0.1, (("yes", -0.1), ("no", -2.4)))
+        >>> dict(tok.top)["no"]
+        -2.4
+    """
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class CompletionRequest:
     """What to generate.
 
@@ -40,6 +69,11 @@ class CompletionRequest:
         stop: generation ends before any of these strings.
         json_schema: when set, the output is constrained to JSON matching this schema.
         seed: sampling seed when ``temperature > 0``.
+        logprobs: ask for each generated token's log-probability and its ``logprobs``
+            likeliest alternatives (0 to 20; 0 gives the generated tokens' only). ``None``
+            asks for none. A backend that cannot give them (llama.cpp in-process, a server
+            that ignores the option) returns ``Completion.logprobs=None``, so the caller
+            knows to use another confidence (self-consistency) and can say which it used.
     """
 
     messages: Sequence[ChatMessage]
@@ -48,20 +82,47 @@ class CompletionRequest:
     stop: Sequence[str] = ()
     json_schema: Mapping[str, Any] | None = None
     seed: int = 0
+    logprobs: int | None = None
 
 
 @dataclass(frozen=True)
 class Completion:
-    """Generated text with its token usage and why generation stopped."""
+    """Generated text with its token usage and why generation stopped.
+
+    Attributes:
+        text: the generated text.
+        model: the model that answered: for a remote backend with fallbacks, the name
+            configured for the endpoint that answered (the name a price table knows).
+        usage: tokens in and out, and wall time of the whole call (retries included).
+        finish_reason: ``"length"`` when ``max_tokens`` cut the text.
+        logprobs: per generated token, when the request asked and the backend gave them;
+            otherwise ``None`` (see :attr:`CompletionRequest.logprobs`).
+        endpoint: the base URL that answered (remote backends); ``None`` for local ones.
+        failed_over: what went wrong with each endpoint that failed before this one
+            answered, in order (``"gpt-4o at https://... answered HTTP 503: ... (3
+            attempts)"``); empty when the first choice answered.
+        usage_source: ``"backend"`` when the runtime or server counted the tokens,
+            ``"tokenizer"`` when the server reported none and they were counted with the
+            model's tokenizer over the message texts (chat-template tokens not included).
+    """
 
     text: str
     model: str
     usage: Usage = field(default_factory=Usage)
     finish_reason: Literal["stop", "length"] = "stop"
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    endpoint: str | None = None
+    failed_over: tuple[str, ...] = ()
+    usage_source: Literal["backend", "tokenizer"] = "backend"
 
 
 class Backend(ABC):
-    """A text generator. Implementations: llama.cpp, transformers, OpenAI-compatible HTTP."""
+    """A text generator. Implementations: llama.cpp, transformers, OpenAI-compatible HTTP.
+
+    The contract: :meth:`complete` and :meth:`count_tokens`. Every backend of slmstack
+    implements both (a contract test checks it); a third-party backend that does not
+    count tokens fails on the first count with a message that says so.
+    """
 
     name: str
     # sha256 of the weights when the backend runs a local file (provenance for skills)
@@ -76,8 +137,12 @@ class Backend(ABC):
         return await asyncio.to_thread(self.complete, request)
 
     def count_tokens(self, text: str) -> int:
-        """Number of tokens of ``text`` for this backend's tokenizer."""
-        raise NotImplementedError(f"{type(self).__name__} cannot count tokens")
+        """Number of tokens of ``text`` for this backend's tokenizer (no special tokens)."""
+        raise BackendError(
+            f"{type(self).__name__} does not implement count_tokens(text) -> int, which the "
+            "Backend contract requires (skills cut inputs and ledgers price calls with it). "
+            "Implement it with the model's tokenizer."
+        )
 
 
 def parse_json_output(completion: Completion, request: CompletionRequest) -> Any:

@@ -36,13 +36,20 @@ def load_backend(
             GGUF dequantized, or any causal LM; needed for LoRA adapters) or ``"openai"``
             (a remote OpenAI-compatible API; needs ``base_url=...``).
         shared: reuse an already loaded backend with the same model and options.
-        options: passed to the runtime (``n_ctx``, ``n_threads``, ``adapters``, ...).
+        options: passed to the runtime unchanged: ``n_ctx``, ``n_threads`` (llama_cpp),
+            ``adapters`` (transformers), or for ``"openai"`` ``base_url``, ``api_key_env``,
+            ``timeout_s``, ``retries``, ``fallbacks``, ``max_concurrency``, ``tokenizer``,
+            ``json_format`` (see :class:`~slmstack.backends.openai_compat.OpenAICompatBackend`).
+            A workflow's ``backends: {NAME: {model, runtime, options}}`` and a skill's
+            ``backend_options`` / ``generator_options`` arrive here.
 
     Example:
         >>> from slmstack.backends import load_backend
         >>> llm = load_backend("smollm2")  # doctest: +SKIP
         >>> llm is load_backend("smollm2")  # doctest: +SKIP
         True
+        >>> local = load_backend("smollm2", runtime="openai", base_url="http://127.0.0.1:8080/v1",
+        ...                      api_key_env=None, tokenizer="smollm2")  # doctest: +SKIP
     """
     factory = runtimes.get(runtime)
     if not shared:

@@ -23,12 +23,14 @@ class FakeBackend(Backend):
 
     Tokens are whitespace-separated words, so usage and ``count_tokens`` are predictable.
     ``stop`` sequences and ``max_tokens`` are applied like a real backend would.
+    A response may also be a whole :class:`Completion` (to script log-probabilities,
+    a fallback endpoint or a cut answer); it is returned as it is.
     Every request is kept in :attr:`requests` for assertions.
     """
 
     def __init__(
         self,
-        responses: Sequence[str] | Callable[[CompletionRequest], str],
+        responses: Sequence[str | Completion] | Callable[[CompletionRequest], str | Completion],
         *,
         name: str = "fake",
     ):
@@ -49,6 +51,8 @@ class FakeBackend(Backend):
             text = self.responses(request)
         else:
             text = self.responses[min(len(self.requests), len(self.responses)) - 1]
+        if isinstance(text, Completion):
+            return text
         for stop in request.stop:
             if stop in text:
                 text = text[: text.index(stop)]

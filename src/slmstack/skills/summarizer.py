@@ -101,6 +101,9 @@ class Summarizer(Skill):
         >>> s.predict(["My order 123 arrived broken. I want a replacement."])[0].text
         ... # doctest: +SKIP
         'The customer received a broken order and wants a replacement.'
+        >>> served = Summarizer(model="smollm2", runtime="openai", backend_options={
+        ...     "base_url": "http://127.0.0.1:8080/v1", "api_key_env": None,
+        ...     "tokenizer": "smollm2"})  # any OpenAI-compatible server  # doctest: +SKIP
     """
 
     skill_name = "slmstack.Summarizer.v1"
@@ -120,7 +123,8 @@ class Summarizer(Skill):
         self,
         *,
         model: str | Backend = "smollm2",  # generator alias, GGUF file, folder or a Backend
-        runtime: str = "llama_cpp",  # 'transformers' runs LoRA adapters; llama.cpp is faster
+        runtime: str = "llama_cpp",  # 'transformers' runs LoRA adapters; 'openai': any API
+        backend_options: dict[str, Any] | None = None,  # for load_backend: base_url, tokenizer, ...
         max_sentences: int = 3,  # upper bound on the summary; longer outputs are cut
         schema: Mapping[str, Any] | None = None,  # JSON schema: fill a record, not prose
         instructions: str = "",  # appended to the system prompt
@@ -133,6 +137,7 @@ class Summarizer(Skill):
     ):
         self.model = model
         self.runtime = runtime
+        self.backend_options = backend_options
         self.max_sentences = max_sentences
         self.schema = schema
         self.instructions = instructions
@@ -150,11 +155,12 @@ class Summarizer(Skill):
                 "The 'runtime' parameter of Summarizer must be 'transformers' when an adapter "
                 f"is set (llama.cpp runs no LoRA). Got {self.runtime!r} instead."
             )
-        if isinstance(self.model, Backend) and self.adapter is not None:
-            raise ConfigError(
-                "The 'adapter' parameter of Summarizer must be None when model is a Backend "
-                f"object. Got {self.adapter!r} instead."
-            )
+        for name in ("adapter", "backend_options"):
+            if isinstance(self.model, Backend) and getattr(self, name):
+                raise ConfigError(
+                    f"The {name!r} parameter of Summarizer must be None when model is a Backend "
+                    f"object. Got {getattr(self, name)!r} instead."
+                )
 
     @classmethod
     def read_training_data(
@@ -187,6 +193,7 @@ class Summarizer(Skill):
         examples, dropped = drop_duplicates(examples)
         self.shots_ = [(ex.text, ex.label) for ex in examples[: self.few_shot]]
         self.backend_ = self._make_backend(self.adapter)
+        self.backend_.count_tokens("")  # every input is measured: fail now if it cannot count
         self.provenance_ = self._provenance(
             base=self._base_record(), data_sha256=data_hash((ex.text, ex.label) for ex in examples),
             rows=len(examples), duplicates_dropped=dropped, seconds=time.perf_counter() - start,
@@ -215,14 +222,15 @@ class Summarizer(Skill):
     def _make_backend(self, adapter: str | Path | None) -> Backend:
         if isinstance(self.model, Backend):
             return self.model
+        options = self.backend_options or {}
         if adapter is None:
-            return load_backend(self.model, runtime=self.runtime)
+            return load_backend(self.model, runtime=self.runtime, **options)
         from slmstack.backends.transformers_lm import TransformersBackend
         from slmstack.training.adapters import read_adapter_meta
 
         # Adapters are named by their weights' hash, so skills that use the same adapter
         # share it, and several adapters share one base model in memory.
-        base = load_backend(self.model, runtime="transformers")
+        base = load_backend(self.model, runtime="transformers", **options)
         if not isinstance(base, TransformersBackend):
             raise ConfigError(f"runtime 'transformers' gave a {type(base).__name__}")
         name = "a" + str(read_adapter_meta(adapter)["weights_sha256"])[:12]

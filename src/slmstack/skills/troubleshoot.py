@@ -10,6 +10,9 @@ source chunks in ``Prediction.data["citations"]``.
 The generator is any :class:`~slmstack.backends.Backend`, loaded by name through
 :func:`slmstack.backends.load_backend` (``generator="smollm2"``, ``runtime="llama_cpp"``)
 the first time it is needed, so a saved troubleshooter records only which model to use.
+``generator_options`` go to ``load_backend`` unchanged: with ``runtime="openai"`` they name
+the server (``base_url``, ``api_key_env``, ``fallbacks``...), from YAML ``params`` or from
+``slmstack train slmstack.Troubleshooter.v1 --set generator_options='{base_url: ...}'``.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class Troubleshooter(Skill):
         base: str = "minilm",  # retrieval encoder: alias, local folder or hub id
         generator: str = "smollm2",  # generator alias or GGUF file, loaded on first predict
         runtime: str = "llama_cpp",  # llama_cpp, transformers or openai
-        generator_options: dict[str, Any] | None = None,  # extra arguments of the backend
+        generator_options: dict[str, Any] | None = None,  # for load_backend: base_url, ...
         top_k: int = 3,  # passages shown to the generator; small models lose track of more
         min_similarity: float = 0.35,  # cosine below which a passage is not relevant
         min_support: float = 0.5,  # share of a step's content words found in the sources
