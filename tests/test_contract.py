@@ -109,6 +109,26 @@ def _language(_: Path) -> Case:
     return Case(LanguageDetector, TRAIN, TEXTS)
 
 
+def _llm_classifier(encoder: Path) -> Case:
+    from fixtures import QUERIES, TRAIN
+    from slmstack import LLMClassifier
+    from test_llm_skills import ScriptedLLM  # noqa: F401  (registers the test-llm runtime)
+
+    return Case(lambda: LLMClassifier(model="classify", runtime="test-llm", k=3,
+                                      encoder=str(encoder)), TRAIN, QUERIES)  # fmt: skip
+
+
+def _llm_extractor(_: Path) -> Case:
+    from extract_fixtures import toy_receipts
+    from slmstack import LLMExtractor
+    from test_fields import SCHEMA, record_key
+    from test_llm_skills import ScriptedLLM  # noqa: F401  (registers the test-llm runtime)
+
+    texts = [r.text for r in toy_receipts(40)[32:35]] + ["", "no fields in here"]
+    return Case(lambda: LLMExtractor(schema=SCHEMA, model="receipts", runtime="test-llm"),
+                toy_receipts(30), texts, compare=record_key)  # fmt: skip
+
+
 CASES: dict[str, Callable[[Path], Case]] = {
     "slmstack.TextClassifier.v1": _classifier,
     "slmstack.EntityTagger.v1": _tagger,
@@ -119,6 +139,8 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "slmstack.FieldExtractor.v1": _fields,
     "slmstack.ClauseFinder.v1": _clauses,
     "slmstack.LanguageDetector.v1": _language,
+    "slmstack.LLMClassifier.v1": _llm_classifier,
+    "slmstack.LLMExtractor.v1": _llm_extractor,
 }
 KINDS = [name for name in registry.skills.names() if name.startswith("slmstack.")]
 

@@ -18,6 +18,8 @@ _LAZY = {
     "FAQAnswerer": "slmstack.skills.faq",
     "FieldExtractor": "slmstack.skills.fields",
     "LanguageDetector": "slmstack.skills.language",
+    "LLMClassifier": "slmstack.skills.llm_classifier",
+    "LLMExtractor": "slmstack.skills.llm_extractor",
     "SpacyTagger": "slmstack.skills.spacy_tagger",
     "Summarizer": "slmstack.skills.summarizer",
     "TextClassifier": "slmstack.skills.classifier",
@@ -29,6 +31,8 @@ __all__ = [
     "EntityTagger",
     "FAQAnswerer",
     "FieldExtractor",
+    "LLMClassifier",
+    "LLMExtractor",
     "LanguageDetector",
     "Skill",
     "SpacyTagger",
@@ -52,6 +56,8 @@ if TYPE_CHECKING:
     from slmstack.skills.faq import FAQAnswerer
     from slmstack.skills.fields import FieldExtractor
     from slmstack.skills.language import LanguageDetector
+    from slmstack.skills.llm_classifier import LLMClassifier
+    from slmstack.skills.llm_extractor import LLMExtractor
     from slmstack.skills.spacy_tagger import SpacyTagger
     from slmstack.skills.summarizer import Summarizer
     from slmstack.skills.tagger import EntityTagger
