@@ -4,7 +4,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false SLMSTACK_PROGRESS=0
+# PostgreSQL, for the inbox and ledger suites: a throwaway cluster on a free loopback port,
+# stopped on exit (unless SLMSTACK_TEST_PG_URL already names a server to use).
+if [ -z "${SLMSTACK_TEST_PG_URL:-}" ]; then
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$PG_BIN" ] && ! command -v initdb >/dev/null; then
+    SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+    $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  export PATH="${PG_BIN:+$PG_BIN:}$PATH"
+  PG_DIR=$(mktemp -d) AS_PG=()
+  if [ "$(id -u)" = 0 ]; then  # initdb refuses to run as root
+    id -u postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    chown postgres "$PG_DIR" && AS_PG=(runuser -u postgres --)
+  fi
+  PG_PORT=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  (cd "$PG_DIR" && "${AS_PG[@]}" initdb -D data -U postgres -A trust --no-sync >/dev/null \
+    && "${AS_PG[@]}" pg_ctl -D data -l log -w -o "-h 127.0.0.1 -p $PG_PORT -k $PG_DIR -F" start >/dev/null)
+  trap '(cd "$PG_DIR" && "${AS_PG[@]}" pg_ctl -D data -m immediate stop >/dev/null); rm -rf "$PG_DIR"' EXIT
+  export SLMSTACK_TEST_PG_URL="postgresql+psycopg://postgres@127.0.0.1:$PG_PORT/postgres"
+fi
 .venv/bin/ruff check src tests bench examples
 .venv/bin/ruff format --check src
 .venv/bin/mypy
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# A real OpenAI-compatible server for the LLM backend tests (llama.cpp's own with SmolLM2, one
+# thread, a free loopback port), up while pytest runs: see tests/llm_server.py.
+.venv/bin/python tests/llm_server.py run -- .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from databases import db_url  # noqa: F401  (SQLite and PostgreSQL)
 from slmstack import ConfigError
 from slmstack.errors import InboxError
 from slmstack.workflows import Inbox, Packet
@@ -18,8 +19,8 @@ def packet(**kw):
 
 
 @pytest.fixture
-def inbox(tmp_path):
-    return Inbox(f"sqlite:///{tmp_path / 'sub' / 'inbox.db'}")
+def inbox(db_url):  # noqa: F811
+    return Inbox(db_url)
 
 
 def test_lifecycle(inbox):

@@ -55,6 +55,8 @@ _LAZY: dict[str, str] = {
     "known_models": "slmstack.models.catalog",
     "LabelScore": "slmstack.types",
     "LanguageDetector": "slmstack.skills.language",
+    "LLMClassifier": "slmstack.skills.llm_classifier",
+    "LLMExtractor": "slmstack.skills.llm_extractor",
     "load": "slmstack.skills.base",
     "load_backend": "slmstack.backends.factory",
     "load_workflow": "slmstack.workflows.loader",
@@ -106,6 +108,8 @@ __all__ = [
     "InboxError",
     "IntegrityError",
     "KBEntry",
+    "LLMClassifier",
+    "LLMExtractor",
     "LabelScore",
     "LanguageDetector",
     "MissingDependencyError",
@@ -179,6 +183,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from slmstack.skills.faq import FAQAnswerer
     from slmstack.skills.fields import FieldExtractor
     from slmstack.skills.language import LanguageDetector
+    from slmstack.skills.llm_classifier import LLMClassifier
+    from slmstack.skills.llm_extractor import LLMExtractor
     from slmstack.skills.spacy_tagger import SpacyTagger
     from slmstack.skills.summarizer import Summarizer
     from slmstack.skills.tagger import EntityTagger

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from slmstack.cli import evaluate, models, predict, train
+from slmstack.cli import cost, evaluate, models, predict, train
 from slmstack.cli import inbox as inbox_cli
 from slmstack.cli import run as run_cli
 from slmstack.cli import schema as schema_cli
@@ -105,6 +105,7 @@ app.command("models")(models.models)
 app.command("run")(run_cli.run)
 app.add_typer(inbox_cli.app, name="inbox")
 app.add_typer(schema_cli.app, name="schema")
+app.add_typer(cost.app, name="cost")
 
 
 def main() -> None:

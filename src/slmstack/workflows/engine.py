@@ -13,12 +13,15 @@ import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kind
 from slmstack.errors import ConfigError, DataError, WorkflowError
 from slmstack.types import Prediction
 from slmstack.workflows.base import CheckEnv, RunContext, Runtime, SkillLike, Step
+from slmstack.workflows.metering import meter_for
 from slmstack.workflows.steps.sequence import check_steps, run_steps
 from slmstack.workflows.trace import Escalation, Result
 
 if TYPE_CHECKING:
     from slmstack.backends.base import Backend
+    from slmstack.costs.ledger import Ledger
     from slmstack.workflows.inbox import Inbox
+    from slmstack.workflows.metering import PricesArg
 
 
 def locate(source: Path, lines: Mapping[str, int], path: str) -> str:
@@ -45,6 +48,12 @@ class Workflow:
             ``$SLMSTACK_INBOX_URL`` or ``sqlite:///slmstack-inbox.db``, opened on first use.
         source: the YAML file it came from, and ``lines`` the line of each path in it,
             so that errors point into the file.
+        ledger: a :class:`~slmstack.costs.Ledger` or database URL where each run and step
+            is appended with its tokens, time and cost; none by default.
+        prices: a price table, or a YAML file or mapping over the packaged one
+            (:func:`slmstack.costs.load_prices`). A remote LLM with no price in it is an
+            error here, ledger or not.
+        machine: the priced machine local steps run on (default: the table's).
 
     Example:
         >>> from slmstack.workflows import Workflow, SkillStep, RouteStep, TemplateStep
@@ -67,6 +76,9 @@ class Workflow:
         inbox: Inbox | str | None = None,
         source: Path | None = None,
         lines: Mapping[str, int] | None = None,
+        ledger: Ledger | str | None = None,
+        prices: PricesArg = None,
+        machine: str | None = None,
     ):
         if not steps:
             raise ConfigError(f"workflow {name!r} has no steps; add at least one under `steps:`")
@@ -88,6 +100,10 @@ class Workflow:
         self._inbox_lock = threading.Lock()
         self.validate()
         self._runtime = Runtime(name, self.skills, self.backends, self.blocks)
+        self._meter = meter_for(
+            name, skills=self.skills, backends=self.backends, ledger=ledger, prices=prices,
+            machine=machine,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ validation
     def _where(self, path: str) -> str:
@@ -118,15 +134,27 @@ class Workflow:
                 self._inbox = arg if isinstance(arg, Inbox) else Inbox(arg or default_url())
             return self._inbox
 
+    @property
+    def ledger(self) -> Ledger | None:
+        """The cost ledger runs are appended to (opened on first use), or ``None``."""
+        return None if self._meter is None else self._meter.ledger
+
     # ------------------------------------------------------------------ running
     def run(self, text: str, *, key: str | None = None) -> Result:
         """Run the workflow on one text.
 
         Args:
             text: the input.
-            key: an idempotency key for the escalation packet: running again with the same
-                key (for example after an interrupted batch) does not file a second packet.
+            key: an idempotency key for the escalation packet and the ledger's request id:
+                running again with the same key (for example after an interrupted batch)
+                files no second packet and no second ledger rows.
         """
+        result = self._run(text, key)
+        if self._meter is not None:
+            self._meter.record(result, key)
+        return result
+
+    def _run(self, text: str, key: str | None) -> Result:
         if not isinstance(text, str):
             raise DataError(f"a workflow runs on a text (str); got {type(text).__name__}")
         start = time.perf_counter()

@@ -4,6 +4,9 @@ A workflow file::
 
     name: support-desk
     inbox: sqlite:///inbox.db            # optional; see Workflow
+    ledger: sqlite:///ledger.db          # optional: every run and step, with its cost
+    prices: prices.yaml                  # optional: your prices over the packaged table
+    machine: cpu-4vcpu                   # optional: the machine local steps are priced on
     backends:                            # LLMs an escalation may call, never implicit
       big: {model: qwen2.5-0.5b, runtime: llama_cpp}
     skills:
@@ -41,6 +44,7 @@ from slmstack.workflows.base import (
     step_kinds,
 )
 from slmstack.workflows.engine import Workflow, locate
+from slmstack.workflows.metering import spec_prices
 from slmstack.workflows.skillspec import SkillSpec, check_skill_spec, resolve_skills
 from slmstack.workflows.steps.sequence import SequenceStep
 from slmstack.workflows.steps.skill import SkillStep
@@ -68,6 +72,11 @@ class WorkflowSpec(BaseModel):
     name: str | None = None  # defaults to the file name
     description: str = ""
     inbox: str | None = None  # database URL; a relative sqlite path is relative to the file
+    # Cost ledger URL (relative sqlite paths as for inbox); none by default, nothing recorded.
+    ledger: str | None = None
+    # A price table file (relative to this file) or an inline one, over the packaged table.
+    prices: str | dict[str, Any] | None = None
+    machine: str | None = None  # priced machine of local steps; the table's default_machine
     skills: dict[str, SkillEntry] = Field(default_factory=dict)
     backends: dict[str, BackendSpec] = Field(default_factory=dict)
     blocks: dict[str, list[StepField]] = Field(default_factory=dict)
@@ -226,6 +235,7 @@ def load_workflow(
     backends: Mapping[str, Any] | None = None,
     inbox: Any = None,
     cache_dir: str | Path | None = None,
+    ledger: Any = None,
 ) -> Workflow:
     """Load and validate a workflow file; nothing runs until ``Workflow.run``.
 
@@ -238,6 +248,11 @@ def load_workflow(
         inbox: an :class:`~slmstack.workflows.inbox.Inbox` or URL overriding ``inbox:``.
         cache_dir: where skills the file trains from data are saved and reused; by
             default ``.slmstack-cache`` next to the file.
+        ledger: a :class:`~slmstack.costs.Ledger` or URL overriding ``ledger:``.
+
+    Raises:
+        WorkflowError: the file is invalid, for example a backend outside ``llama_cpp``
+            and ``transformers`` calls a model with no price in the price table.
 
     Example:
         >>> wf = load_workflow("examples/support-desk/workflow.yaml")  # doctest: +SKIP
@@ -274,6 +289,8 @@ def load_workflow(
             build.problems.extend(pydantic_problems(exc, f"skills.{key}", SkillSpec))
             continue
         build.problems.extend(check_skill_spec(key, long_form))
+    prices, price_problems = spec_prices(spec, source.parent)
+    build.problems.extend(price_problems)
     if build.problems:
         raise fail(build.problems)
     cache = Path(cache_dir) if cache_dir is not None else source.parent / ".slmstack-cache"
@@ -297,6 +314,8 @@ def load_workflow(
         inbox=inbox_arg,
         source=source,
         lines=lines,
+        ledger=ledger if ledger is not None else _inbox_url(spec.ledger, source.parent),
+        prices=prices,
     )
 
 

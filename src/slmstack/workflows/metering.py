@@ -1,0 +1,255 @@
+"""Metering: cost each run of a workflow from its trace and append it to the ledger.
+
+The method: when a workflow is built, every skill and LLM backend it may call is given a
+way to be costed, so that a missing price fails then, never at run time and never as a
+silent $0:
+
+- a **remote API** (a backend with a ``base_url``, or a skill holding one as ``backend_``,
+  ``backend`` or ``model``) is priced per token from the price table, under the backend's
+  model name; a model the table prices with ``machine:`` (one you serve yourself) costs
+  its calls' wall time on that machine;
+- anything else runs **locally** (small models, llama.cpp, transformers) and costs its
+  wall time × the hourly price of the workflow's machine (``machine:``, by default the
+  table's ``default_machine``). Wall time, not CPU time: a machine serving one request at
+  a time is paid for while it waits, too.
+
+After each run the trace becomes ledger rows: one per step that did work (a trace node
+without children) or decided something (a route), and one for the run. A step's tokens
+and time are its own, less its children's, so the step rows add up to the run. Parallel
+branches overlap in time; each is priced in full, which overstates their machine time
+rather than hiding it. Rows go through the ledger's buffer (see ``costs/ledger.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from slmstack.costs.ledger import RUN, Ledger, LedgerRow
+from slmstack.costs.prices import PriceTable, load_prices, to_nano, with_default_machine
+from slmstack.errors import ConfigError
+from slmstack.workflows.trace import Result, StepTrace
+
+# Runtimes that run in this process, on this machine; any other runtime (``openai``, or a
+# plug-in) is treated as a paid API and must have a price.
+LOCAL_RUNTIMES = frozenset({"llama_cpp", "transformers"})
+
+PricesArg = PriceTable | str | Path | Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class _Pricing:
+    """How one skill or backend is costed: per token (``machine is None``) or by time."""
+
+    model: str
+    per_token: bool
+    machine: str | None
+
+
+def remote_models(obj: object) -> list[str]:
+    """The remote models ``obj`` may call (a backend, or a skill holding one).
+
+    The first choice first, then its ``fallbacks``; empty for anything local.
+    """
+    for candidate in (obj, *(getattr(obj, a, None) for a in ("backend_", "backend", "model"))):
+        if candidate is not None and isinstance(getattr(candidate, "base_url", None), str):
+            fallbacks = getattr(candidate, "fallbacks", None) or []
+            return [str(getattr(b, "name", "")) for b in (candidate, *fallbacks)]
+    return []
+
+
+def spec_prices(spec: Any, base: Path) -> tuple[PriceTable | None, list[tuple[str, str]]]:
+    """The price table a workflow file needs, and ``(path, message)`` problems.
+
+    ``spec`` is the validated file (``prices``, ``machine``, ``ledger``, ``backends``). The
+    table is loaded only when the file keeps a ledger, names prices or a machine, or
+    declares a backend outside :data:`LOCAL_RUNTIMES`; each such backend's model must
+    have a price.
+    """
+    remote = {k: b for k, b in spec.backends.items() if b.runtime not in LOCAL_RUNTIMES}
+    if not (remote or spec.ledger or spec.prices is not None or spec.machine):
+        return None, []
+    try:
+        table = load_prices(spec.prices, base=base)
+    except ConfigError as exc:
+        return None, [("prices", str(exc))]
+    problems = []
+    try:
+        table = with_default_machine(table, spec.machine)
+    except ConfigError as exc:
+        problems.append(("machine", str(exc)))
+    for key, backend in remote.items():
+        fallbacks = backend.options.get("fallbacks") or []
+        models = [(f"backends.{key}.model", backend.model)] + [
+            (f"backends.{key}.options.fallbacks[{i}]", f.get("model"))
+            for i, f in enumerate(fallbacks)
+            if isinstance(f, Mapping)
+        ]
+        for path, model in models:
+            if isinstance(model, str) and model not in table.models:
+                try:
+                    table.model(model)
+                except ConfigError as exc:
+                    why = f"backend {key!r} (runtime {backend.runtime!r}) calls a paid API: {exc}"
+                    problems.append((path, why))
+    return table, problems
+
+
+class Meter:
+    """Costs a workflow's runs and appends them to its ledger.
+
+    Args:
+        workflow: the workflow's name.
+        skills, backends: what the workflow may call (each is resolved to a price now).
+        ledger: a :class:`~slmstack.costs.Ledger` or a database URL (opened on first run);
+            ``None`` checks prices only and records nothing.
+        prices: a price table, a YAML file or a mapping over the packaged table.
+        machine: the machine local steps run on (default: the table's).
+
+    Raises:
+        ConfigError: a remote model or the machine has no price.
+    """
+
+    def __init__(
+        self,
+        workflow: str,
+        *,
+        skills: Mapping[str, object],
+        backends: Mapping[str, object],
+        ledger: Ledger | str | None = None,
+        prices: PricesArg = None,
+        machine: str | None = None,
+    ):
+        table = prices if isinstance(prices, PriceTable) else load_prices(prices)
+        self.prices = with_default_machine(table, machine)
+        self.machine = self.prices.machine(self.prices.default_machine).machine
+        self.workflow = workflow
+        self._by_model: dict[str, _Pricing] = {}  # every remote model, fallbacks included
+        self._skills = {k: self._resolve(f"skill {k!r}", s, k) for k, s in skills.items()}
+        self._backends = {
+            k: self._resolve(f"backend {k!r}", b, str(getattr(b, "name", k)))
+            for k, b in backends.items()
+        }
+        self._ledger_arg = ledger
+        self._ledger: Ledger | None = ledger if isinstance(ledger, Ledger) else None
+        self._lock = threading.Lock()
+
+    def _resolve(self, what: str, obj: object, local_name: str) -> _Pricing:
+        models = remote_models(obj)
+        if not models:
+            return _Pricing(local_name, False, self.machine)
+        for model in models:
+            try:
+                price = self.prices.model(model)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{what} of workflow {self.workflow!r} calls a paid API: {exc}"
+                ) from None
+            self._by_model[model] = _Pricing(model, price.machine is None, price.machine)
+        return self._by_model[models[0]]
+
+    @property
+    def ledger(self) -> Ledger | None:
+        """The ledger, opened on first use; ``None`` when the workflow keeps none."""
+        with self._lock:
+            if self._ledger is None and isinstance(self._ledger_arg, str):
+                self._ledger = Ledger(self._ledger_arg)
+            return self._ledger
+
+    def record(self, result: Result, request_id: str | None = None) -> None:
+        """Append ``result``'s run and step rows (a new id when ``request_id`` is None)."""
+        ledger = self.ledger
+        if ledger is not None:
+            ledger.append(self.rows(result, request_id or uuid.uuid4().hex, datetime.now(UTC)))
+
+    # ------------------------------------------------------------------ rows
+    def rows(self, result: Result, request_id: str, at: datetime) -> list[LedgerRow]:
+        """The ledger rows of one run: its steps, then the run."""
+        steps = [self._row(node, request_id, at) for node in _worked(result.trace)]
+        escalation = result.escalation
+        run = LedgerRow(
+            request_id=request_id, path="", workflow=self.workflow, step="", kind=RUN, at=at,
+            tokens_in=sum(r.tokens_in for r in steps),
+            tokens_out=sum(r.tokens_out for r in steps),
+            latency_ms=result.latency_ms,
+            compute_s=sum(r.compute_s for r in steps),
+            cost_nusd=sum(r.cost_nusd for r in steps),
+            decision=result.status,
+            reason=None if escalation is None else f"{escalation.reason}: {escalation.why}",
+        )  # fmt: skip
+        return [*steps, run]
+
+    def _pricing(self, node: StepTrace) -> _Pricing:
+        """How ``node`` is costed (``model`` is what its row shows)."""
+        if node.kind == "skill":
+            key = node.name
+            if key not in self._skills and key.endswith(")") and " (" in key:
+                key = key[key.rindex(" (") + 2 : -1]  # SkillStep names "id (skill)"
+            pricing = self._skills.get(key)
+            if pricing is not None:
+                return pricing
+        elif node.kind == "escalate" and node.output is not None:
+            target = str(node.output.data.get("escalated_to", ""))
+            pricing = self._backends.get(target)
+            answered = self._by_model.get(str(node.output.data.get("model")))
+            if pricing is not None and pricing.model in self._by_model and answered is not None:
+                return answered  # a fallback may have answered: its own price
+            if pricing is not None:
+                return pricing
+        return _Pricing("", False, self.machine)
+
+    def _row(self, node: StepTrace, request_id: str, at: datetime) -> LedgerRow:
+        kids = node.children
+        tokens_in = max(0, node.usage.input_tokens - sum(c.usage.input_tokens for c in kids))
+        tokens_out = max(0, node.usage.output_tokens - sum(c.usage.output_tokens for c in kids))
+        latency = max(0.0, node.latency_ms - sum(c.latency_ms for c in kids))
+        pricing = self._pricing(node)
+        machine, seconds = None, 0.0
+        if pricing.per_token:
+            cost = self.prices.token_cost(pricing.model, tokens_in, tokens_out)
+        else:
+            machine, seconds = pricing.machine or self.machine, latency / 1000
+            cost = self.prices.compute_cost(machine, seconds)
+        decision = node.decision
+        return LedgerRow(
+            request_id=request_id, path=node.path, workflow=self.workflow, step=node.name,
+            kind=node.kind, at=at, model=pricing.model, machine=machine, tokens_in=tokens_in,
+            tokens_out=tokens_out, latency_ms=latency, compute_s=seconds,
+            cost_nusd=to_nano(cost),
+            decision=None if decision is None else decision.taken,
+            reason=None if decision is None else decision.why,
+        )  # fmt: skip
+
+
+def _worked(trace: list[StepTrace]) -> Iterator[StepTrace]:
+    """The nodes that did work (no children) or decided something, depth first."""
+    for root in trace:
+        for node in root.walk():
+            if not node.children or node.decision is not None:
+                yield node
+
+
+def meter_for(
+    workflow: str,
+    *,
+    skills: Mapping[str, object],
+    backends: Mapping[str, object],
+    ledger: Ledger | str | None,
+    prices: PricesArg,
+    machine: str | None,
+) -> Meter | None:
+    """A :class:`Meter`, or ``None`` when there is nothing to record or to price."""
+    remote = any(remote_models(o) for o in (*skills.values(), *backends.values()))
+    if ledger is None and prices is None and machine is None and not remote:
+        return None
+    return Meter(
+        workflow, skills=skills, backends=backends, ledger=ledger, prices=prices, machine=machine
+    )
+
+
+__all__ = ["LOCAL_RUNTIMES", "Meter", "meter_for", "remote_models", "spec_prices"]

@@ -1,0 +1,151 @@
+"""Measure each tier of a workflow's cascade once, on labelled validation data.
+
+Every ``skill`` tier predicts all the texts in batches (one call per batch, as a served
+workflow would); its answers are compared with the gold labels, and each prediction is
+costed by ``cost_of`` (tokens for a priced API, measured seconds × the machine's hourly
+price for a local model). An ``escalate`` tier that hands off to a person has no answer
+to score: it counts as correct at the per-item cost the caller names (``human_cost``),
+since a person's time is the price of that tier. The measurements are cached in a JSON
+file keyed by the tier's skill, its parameters and the data, so re-tuning with another
+target costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slmstack.errors import ConfigError
+from slmstack.types import Prediction
+from slmstack.workflows.base import Step
+from slmstack.workflows.engine import Workflow
+from slmstack.workflows.steps.cascade import CascadeStep
+from slmstack.workflows.steps.escalate import EscalateStep
+from slmstack.workflows.steps.skill import SkillStep
+from slmstack.workflows.tuning import TierMeasure
+
+CostOf = Callable[[str, Prediction, float], int]
+"""Nano-dollars of one prediction of the named skill, given its share of batch seconds."""
+
+
+def find_cascade(workflow: Workflow, cascade_id: str | None) -> CascadeStep:
+    """The cascade with ``cascade_id`` (or the only one) among the workflow's steps."""
+    found: list[CascadeStep] = []
+
+    def walk(node: Step) -> None:
+        if isinstance(node, CascadeStep):
+            found.append(node)
+        for value in vars(node).values():  # a step holds its sub-steps as attributes
+            items = value.values() if isinstance(value, dict) else value
+            for child in items if isinstance(items, list | tuple | type({}.values())) else [value]:
+                if isinstance(child, Step):
+                    walk(child)
+
+    for step in [*workflow.steps, *(s for block in workflow.blocks.values() for s in block)]:
+        walk(step)
+    if cascade_id is not None:
+        found = [c for c in found if c.id == cascade_id]
+    if len(found) != 1:
+        what = f"with id {cascade_id!r}" if cascade_id else "(name one with --cascade ID)"
+        raise ConfigError(f"workflow {workflow.name!r}: expected one cascade {what}; "
+                          f"found {len(found)}")  # fmt: skip
+    return found[0]
+
+
+def measure_tiers(
+    workflow: Workflow,
+    cascade: CascadeStep,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    *,
+    cost_of: CostOf,
+    human_cost_nano_usd: int | None = None,
+    cache: Path | None = None,
+    batch_size: int = 64,
+) -> list[TierMeasure]:
+    """One :class:`TierMeasure` per tier of ``cascade`` on ``texts`` with gold ``labels``."""
+    out = []
+    for i, tier in enumerate(cascade.tiers):
+        if isinstance(tier, SkillStep):
+            out.append(_measure_skill(workflow, tier.use, texts, labels, cost_of, cache,
+                                      batch_size))  # fmt: skip
+        elif isinstance(tier, EscalateStep) and i == len(cascade.tiers) - 1:
+            if human_cost_nano_usd is None:
+                raise ConfigError(
+                    "the cascade's last tier hands off to a person; say what a hand-off costs "
+                    "(--human-cost DOLLARS), since it is that tier's price"
+                )
+            n = len(texts)
+            out.append(TierMeasure(f"escalate ({tier.name})", np.ones(n, bool),
+                                   np.ones(n), np.zeros(n, bool),
+                                   np.full(n, human_cost_nano_usd, dtype=np.int64)))  # fmt: skip
+        else:
+            raise ConfigError(
+                f"tier {i} of cascade {cascade.id!r} is a {tier.kind!r} step; tuning measures "
+                "skill tiers (and a final hand-off to a person)"
+            )
+    return out
+
+
+def _measure_skill(
+    workflow: Workflow, name: str, texts: Sequence[str], labels: Sequence[str],
+    cost_of: CostOf, cache: Path | None, batch_size: int,
+) -> TierMeasure:  # fmt: skip
+    skill = workflow.skills[name]
+    params: dict[str, Any] = getattr(skill, "get_params", dict)()
+    key = hashlib.sha256(
+        json.dumps([name, type(skill).__name__, params, list(texts), list(labels)],
+                   sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]  # fmt: skip
+    cached = _read_cache(cache, key)
+    if cached is not None:
+        return cached
+    preds: list[Prediction] = []
+    seconds: list[float] = []
+    for start in range(0, len(texts), batch_size):
+        chunk = list(texts[start : start + batch_size])
+        began = time.perf_counter()
+        got = skill.predict(chunk)
+        per_item = (time.perf_counter() - began) / len(chunk)
+        preds.extend(got)
+        seconds.extend([per_item] * len(chunk))
+    measure = TierMeasure(
+        name,
+        np.array([p.label == gold for p, gold in zip(preds, labels, strict=True)]),
+        np.array([p.confidence for p in preds], dtype=float),
+        np.array([p.abstained is not None for p in preds]),
+        np.array([cost_of(name, p, s) for p, s in zip(preds, seconds, strict=True)],
+                 dtype=np.int64),
+    )  # fmt: skip
+    _write_cache(cache, key, measure)
+    return measure
+
+
+def _read_cache(cache: Path | None, key: str) -> TierMeasure | None:
+    if cache is None or not cache.is_file():
+        return None
+    entry = json.loads(cache.read_text()).get(key)
+    if entry is None:
+        return None
+    return TierMeasure(entry["name"], np.array(entry["correct"], bool),
+                       np.array(entry["confidence"], float), np.array(entry["abstained"], bool),
+                       np.array(entry["cost"], np.int64))  # fmt: skip
+
+
+def _write_cache(cache: Path | None, key: str, m: TierMeasure) -> None:
+    if cache is None:
+        return
+    body = json.loads(cache.read_text()) if cache.is_file() else {}
+    body[key] = {"name": m.name, "correct": m.correct.tolist(),
+                 "confidence": m.confidence.tolist(), "abstained": m.abstained.tolist(),
+                 "cost": m.cost_nano_usd.tolist()}  # fmt: skip
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps(body))
+    tmp.replace(cache)

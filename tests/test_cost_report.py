@@ -1,0 +1,174 @@
+"""Spend reports: grouping, periods, the all-to-the-LLM counterfactual, HTML and the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from typer.testing import CliRunner
+
+from slmstack.cli.app import app
+from slmstack.costs import Ledger, LedgerRow, report_html, spend_report
+from slmstack.errors import ConfigError
+
+
+def at(day: int) -> datetime:
+    return datetime(2025, 5, day, 12, 0, tzinfo=UTC)
+
+
+# (request, path, workflow, step, model, day, tokens in, tokens out, nano-dollars)
+ROWS = [
+    ("r1", "s0", "desk", "intent", "intent", 1, 10, 0, 300),
+    ("r1", "s1", "desk", "escalate → big", "gpt-4o", 1, 100, 50, 750_000),
+    ("r2", "s0", "desk", "intent", "intent", 2, 20, 0, 400),
+    ("r3", "s0", "invoices", "fields", "fields", 2, 500, 0, 9_000),
+    ("r4", "s0", "invoices", "fields", "fields", 3, 400, 0, 8_000),
+]
+
+
+@pytest.fixture(autouse=True)
+def _no_env_prices(monkeypatch):
+    monkeypatch.delenv("SLMSTACK_PRICES", raising=False)
+
+
+@pytest.fixture
+def ledger_file(tmp_path):
+    path = tmp_path / "ledger.db"
+    with Ledger(f"sqlite:///{path}") as ledger:
+        for req, p, wf, step, model, day, t_in, t_out, nano in ROWS:
+            ledger.append([
+                LedgerRow(req, p, wf, step, "skill", at(day), model=model, tokens_in=t_in,
+                          tokens_out=t_out, cost_nusd=nano),
+                LedgerRow(req, "", wf, "", "run", at(day), tokens_in=999, cost_nusd=10**12),
+            ])  # fmt: skip
+    return path
+
+
+def gpt4(t_in: int, t_out: int) -> Decimal:
+    return (t_in * Decimal("0.03") + t_out * Decimal("0.06")) / 1000
+
+
+def test_spend_grouped_by_each_key_with_the_counterfactual(ledger_file):
+    ledger = Ledger(f"sqlite:///{ledger_file}", create=False)
+    by_wf = spend_report(ledger, by="workflow")
+    assert [(r.key, r.requests, r.steps, r.cost) for r in by_wf.rows] == [
+        ("desk", 2, 3, Decimal("0.000750700")),
+        ("invoices", 2, 2, Decimal("0.000017000")),
+    ]  # run rows (with their huge cost here) are not counted again
+    assert by_wf.rows[0].llm_cost == gpt4(130, 50)
+    assert by_wf.total.cost == Decimal("0.0007677") and by_wf.total.requests == 4
+    assert by_wf.total.llm_cost == gpt4(1030, 50)
+    by_step = spend_report(ledger, by="step", compare_to=None)
+    assert [r.key for r in by_step.rows] == [
+        "desk: escalate → big",
+        "desk: intent",
+        "invoices: fields",
+    ]
+    assert by_step.rows[0].llm_cost is None
+    by_model = spend_report(ledger, by="model", compare_to="gpt-4o-mini")
+    assert {r.key: r.tokens_in for r in by_model.rows} == {
+        "fields": 900,
+        "gpt-4o": 100,
+        "intent": 30,
+    }
+    assert by_model.rows[0].llm_cost == 900 * Decimal("0.00015") / 1000
+    by_day = spend_report(ledger, by="day", since=date(2025, 5, 2), until=date(2025, 5, 2))
+    assert [(r.key, r.requests, r.cost) for r in by_day.rows] == [
+        ("2025-05-02", 2, Decimal("0.0000094"))
+    ]
+    assert by_day.total.requests == 2
+    ledger.close()
+
+
+def test_bad_report_arguments(ledger_file):
+    ledger = Ledger(f"sqlite:///{ledger_file}", create=False)
+    with pytest.raises(ConfigError, match=r"ends \(2025-05-01\) before it starts \(2025-05-03\)"):
+        spend_report(ledger, since=date(2025, 5, 3), until=date(2025, 5, 1))
+    with pytest.raises(ConfigError, match="cannot group spend by 'hour'"):
+        spend_report(ledger, by="hour")
+    with pytest.raises(ConfigError, match=r"model 'gpt-5-ultra' has no price"):
+        spend_report(ledger, compare_to="gpt-5-ultra")
+    ledger.close()
+
+
+def test_the_html_page_is_self_contained(ledger_file):
+    with Ledger(f"sqlite:///{ledger_file}", create=False) as ledger:
+        page = report_html(spend_report(ledger, by="model"))
+    assert page.startswith("<!DOCTYPE html>") and "<td>gpt-4o</td>" in page
+    assert (
+        len(re.findall(r'<img alt="[^"]+" src="data:image/png;base64,[A-Za-z0-9+/=]{500,}">', page))
+        == 2
+    )
+    assert "http" not in page.lower()  # no external script, style, font or image
+    assert "all to gpt-4" in page and "$0.000768" in page
+
+
+def test_html_without_matplotlib_names_the_extra(ledger_file):
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from slmstack.costs import Ledger, report_html, spend_report\n"
+        f"ledger = Ledger('sqlite:///{ledger_file}', create=False)\n"
+        "try:\n    report_html(spend_report(ledger))\n"
+        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "MissingDependencyError" in out.stdout and "pip install 'slmstack[report]'" in out.stdout
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def cli(*args):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_prints_the_table_writes_html_and_json(ledger_file, tmp_path):
+    page = tmp_path / "spend.html"
+    res = cli("cost", "report", "--ledger", str(ledger_file), "--by", "day", "--html", str(page))
+    assert res.exit_code == 0, res.output
+    assert (
+        "2025-05-01" in res.stdout
+        and "all to gpt-4" in res.stdout
+        and "prices: slmstack 20" in res.stdout
+    )
+    assert page.read_text().startswith("<!DOCTYPE html>")
+    res = cli(
+        "cost", "report", "--ledger", f"sqlite:///{ledger_file}", "--json", "--since", "2025-05-03"
+    )
+    data = json.loads(res.stdout)
+    assert data["rows"] == [
+        {
+            "key": "invoices",
+            "requests": 1,
+            "steps": 1,
+            "tokens_in": 400,
+            "tokens_out": 0,
+            "cost_usd": "0.000008000",
+            "compute_s": 0.0,
+            "llm_cost_usd": "0.012",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "May 1"], "--since must be a date as YYYY-MM-DD; got 'May 1'"),
+        (["--by", "hour"], "--by must be one of workflow, step, model, day; got 'hour'"),
+        (["--compare-to", "gpt4"], "model 'gpt4' has no price"),
+    ],
+)
+def test_cli_errors_are_one_line(ledger_file, args, message):
+    res = cli("cost", "report", "--ledger", str(ledger_file), *args)
+    assert res.exit_code == 2 and message in res.stderr
+
+
+def test_cli_never_creates_a_ledger(tmp_path):
+    res = cli("cost", "report", "--ledger", str(tmp_path / "typo.db"))
+    assert res.exit_code == 2 and "typo.db does not exist" in res.stderr
+    assert not (tmp_path / "typo.db").exists()

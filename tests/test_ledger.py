@@ -1,0 +1,243 @@
+"""The cost ledger, on SQLite and PostgreSQL: exact money, idempotent ids, batched writes."""
+
+from __future__ import annotations
+
+import gc
+import random
+from datetime import UTC, datetime
+from decimal import Decimal, localcontext
+
+import pytest
+
+from databases import db_url  # noqa: F401  (SQLite and PostgreSQL)
+from slmstack.backends.fake import FakeBackend
+from slmstack.costs import Ledger, LedgerRow, load_prices, to_nano
+from slmstack.errors import ConfigError
+from slmstack.workflows import CascadeStep, EscalateStep, SkillStep, Workflow, load_workflow
+from workflow_doubles import KeywordClassifier
+
+AT = datetime(2025, 5, 2, 9, 30, tzinfo=UTC)
+
+
+class RemoteFake(FakeBackend):
+    """A scripted backend that looks like a remote API (it has a base_url): priced per token."""
+
+    def __init__(self, model: str):
+        super().__init__(["Here is what to do."], name=model)
+        self.base_url = "https://api.example.invalid/v1"
+
+
+@pytest.fixture(autouse=True)
+def _no_env_prices(monkeypatch):
+    monkeypatch.delenv("SLMSTACK_PRICES", raising=False)
+
+
+def row(request_id: str, path: str, cost_nusd: int = 1, **kw) -> LedgerRow:
+    return LedgerRow(request_id, path, "desk", path or "", "skill", AT, cost_nusd=cost_nusd, **kw)
+
+
+# ---------------------------------------------------------------- money is exact
+
+PRICES = {
+    "models": {
+        "a": {"input_per_1k": "0.03", "output_per_1k": "0.06"},
+        "b": {"input_per_1k": "0.00015", "output_per_1k": "0.0006"},
+        "c": {"input_per_1k": "0.0000375", "output_per_1k": "0.00015"},  # not whole nano-dollars
+        "d": {"input_per_1k": "0.0025", "output_per_1k": "0.01"},
+    },
+    "machines": {"cpu": {"per_hour": "0.08925"}, "gpu": {"per_hour": "4.096575"}},
+}
+
+
+def test_10k_requests_with_mixed_prices_are_exact_to_the_cent(db_url):  # noqa: F811
+    table = load_prices(PRICES)
+    rnd = random.Random(12)
+    exact: dict[str, Decimal] = {}
+    rows = 0
+    with Ledger(db_url) as ledger, localcontext() as ctx:
+        ctx.prec = 60
+        for i in range(10_000):
+            steps = []
+            for j in range(rnd.randint(1, 3)):
+                if rnd.random() < 0.6:
+                    model, t_in, t_out = (
+                        rnd.choice("abcd"),
+                        rnd.randint(1, 4000),
+                        rnd.randint(0, 800),
+                    )
+                    price = PRICES["models"][model]
+                    cost = (
+                        t_in * Decimal(price["input_per_1k"])
+                        + t_out * Decimal(price["output_per_1k"])
+                    ) / 1000
+                    nano = to_nano(table.token_cost(model, t_in, t_out))
+                    steps.append(
+                        row(f"r{i}", f"s{j}", nano, model=model, tokens_in=t_in, tokens_out=t_out)
+                    )
+                else:
+                    model, seconds = rnd.choice(["cpu", "gpu"]), rnd.uniform(0.0005, 2.0)
+                    cost = Decimal(seconds) * Decimal(PRICES["machines"][model]["per_hour"]) / 3600
+                    nano = to_nano(table.compute_cost(model, seconds))
+                    steps.append(row(f"r{i}", f"s{j}", nano, model=model, compute_s=seconds))
+                exact[model] = exact.get(model, Decimal(0)) + cost
+            rows += len(steps)
+            run = LedgerRow(
+                f"r{i}", "", "desk", "", "run", AT, cost_nusd=sum(s.cost_nusd for s in steps)
+            )
+            ledger.append([*steps, run])
+        total = ledger.total()
+        by_model = {s.key: s.cost for s in ledger.spend("model")}
+    want = sum(exact.values(), Decimal(0))
+    cent = Decimal("0.01")
+    assert (total.requests, total.steps) == (10_000, rows)  # run rows are not counted twice
+    assert total.cost.quantize(cent) == want.quantize(cent)
+    assert abs(total.cost - want) <= rows * Decimal("0.5e-9")  # one rounding per row, at most
+    assert total.cost > 100  # a real sum, not an empty ledger
+    for model, cost in exact.items():
+        assert by_model[model].quantize(cent) == cost.quantize(cent), model
+
+
+# ---------------------------------------------------------------- idempotent, batched
+
+
+def test_the_same_request_and_step_is_stored_once(db_url):  # noqa: F811
+    with Ledger(db_url) as ledger:
+        ledger.append([row("r1", "a", 5), row("r1", "a", 7), row("r1", "b", 1)])
+        ledger.flush()
+        ledger.append([row("r1", "a", 9), row("r2", "a", 2)])  # r1/a again, after a flush
+        stored = [(r.request_id, r.path, r.cost_nusd) for r in ledger.rows()]
+    assert stored == [("r1", "a", 5), ("r1", "b", 1), ("r2", "a", 2)]  # the first write wins
+
+
+def test_rows_wait_in_a_buffer_until_it_is_full_flushed_or_dropped(db_url):  # noqa: F811
+    writer = Ledger(db_url, batch_size=3, flush_every_s=3600)
+    reader = Ledger(db_url, create=False)
+    writer.append([row("r1", "a"), row("r1", "b")])
+    assert reader.total().steps == 0
+    writer.append([row("r1", "c")])  # the third row fills the batch
+    assert reader.total().steps == 3
+    writer.append([row("r2", "a")])
+    assert writer.flush() == 1 and reader.total().steps == 4
+    writer.append([row("r3", "a")])
+    del writer  # dropped with a row buffered (or at exit): the row is still written
+    gc.collect()
+    assert reader.total().steps == 5
+    stale = Ledger(db_url, batch_size=100, flush_every_s=0.0)
+    stale.append([row("r4", "a")])  # older than flush_every_s: written at once
+    assert reader.total().steps == 6
+    stale.close()
+    reader.close()
+
+
+def test_a_failed_write_keeps_the_rows_and_says_so(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = Ledger(url, batch_size=100)
+    ledger.append([row("r1", "a")])
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE slmstack_ledger"))
+    with pytest.raises(ConfigError, match=r"cannot write 1 rows to the ledger .*stay buffered"):
+        ledger.flush()
+    Ledger(url).close()  # the table is back
+    assert ledger.flush() == 1 and [r.path for r in ledger.rows()] == ["a"]
+    ledger.close()
+    engine.dispose()
+
+
+def test_readers_never_create_a_ledger(tmp_path):
+    with pytest.raises(ConfigError, match=r"ledger .*nope.db does not exist"):
+        Ledger(f"sqlite:///{tmp_path / 'nope.db'}", create=False)
+    assert not (tmp_path / "nope.db").exists()
+    import sqlite3
+
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("create table users (id integer)")
+    with pytest.raises(ConfigError, match="not an slmstack ledger"):
+        Ledger(f"sqlite:///{other}", create=False)
+    with pytest.raises(ConfigError, match="is not a database URL"):
+        Ledger("not a url")
+
+
+# ---------------------------------------------------------------- workflow runs
+
+
+def desk(ledger, prices=None):
+    return Workflow(
+        [CascadeStep([SkillStep("intent"), EscalateStep("hard", to="big")], threshold=0.8)],
+        skills={"intent": KeywordClassifier({"refund": 0.9})},
+        backends={"big": RemoteFake("big-llm")},
+        name="desk",
+        ledger=ledger,
+        prices=prices or {"models": {"big-llm": {"input_per_1k": "0.01", "output_per_1k": "0.03"}}},
+    )
+
+
+def test_each_run_appends_its_steps_and_itself_with_their_costs(db_url):  # noqa: F811
+    wf = desk(Ledger(db_url))
+    plain = desk(None)
+    for text in ("refund please", "something odd"):
+        with_ledger, without = wf.run(text, key=text), plain.run(text, key=text)
+        assert (with_ledger.route, with_ledger.answer, with_ledger.status) == (
+            without.route, without.answer, without.status
+        )  # fmt: skip
+    ledger = wf.ledger
+    assert ledger is not None
+    skill, llm, run = ledger.rows(request_id="something odd")
+    assert (skill.kind, skill.model, skill.machine, skill.decision) == (
+        "skill",
+        "intent",
+        "cpu-2vcpu",
+        "next",
+    )
+    assert skill.reason == "intent confidence 0.200 < threshold 0.8"
+    assert skill.tokens_in == 3 and skill.compute_s > 0
+    assert skill.cost_nusd == to_nano(load_prices().compute_cost("cpu-2vcpu", skill.compute_s))
+    assert (llm.kind, llm.model, llm.machine, llm.decision) == ("escalate", "big-llm", None, "big")
+    assert (llm.tokens_in, llm.tokens_out) == (2, 5)  # the fake counts words
+    assert llm.cost == (2 * Decimal("0.01") + 5 * Decimal("0.03")) / 1000
+    assert (run.kind, run.path, run.decision) == ("run", "", "escalated")
+    assert run.cost_nusd == skill.cost_nusd + llm.cost_nusd and run.tokens_in == 5
+    assert run.reason is not None and run.reason.startswith("hard: intent confidence")
+    accepted = ledger.rows(request_id="refund please")
+    assert [(r.kind, r.decision) for r in accepted] == [("skill", "accept"), ("run", "completed")]
+    wf.run("something odd", key="something odd")  # a resumed batch: the same request again
+    assert len(ledger.rows()) == 5
+    wf.run("something odd")  # no key: a new request id
+    assert len(ledger.rows()) == 8
+    ledger.close()
+
+
+def test_a_workflow_file_keeps_its_ledger_next_to_it(tmp_path, monkeypatch):
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    wf = flows / "desk.yaml"
+    wf.write_text(
+        "name: desk\nledger: sqlite:///books/ledger.db\nmachine: gpu-l4\nsteps: [intent]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    workflow = load_workflow(wf, skills={"intent": KeywordClassifier({"refund": 0.9})})
+    workflow.run("refund please", key="k1")
+    assert workflow.ledger is not None
+    workflow.ledger.close()
+    with Ledger(f"sqlite:///{flows / 'books' / 'ledger.db'}", create=False) as reader:
+        assert [(r.step, r.machine) for r in reader.rows()] == [("intent", "gpu-l4"), ("", None)]
+
+
+def test_a_skill_calling_a_paid_api_is_priced_per_token(db_url):  # noqa: F811
+    class LLMSkill(KeywordClassifier):
+        backend_ = RemoteFake("acme-3")  # as LLMClassifier holds its backend
+
+    prices = {"models": {"acme-3": {"input_per_1k": "0.5", "output_per_1k": "1"}}}
+    wf = Workflow(
+        [SkillStep("intent")], skills={"intent": LLMSkill({"refund": 0.9})}, name="desk",
+        ledger=db_url, prices=prices,
+    )  # fmt: skip
+    wf.run("refund please", key="k")
+    assert wf.ledger is not None
+    step, run = wf.ledger.rows()
+    assert (step.model, step.machine, step.compute_s) == ("acme-3", None, 0.0)
+    assert step.cost == 3 * Decimal("0.5") / 1000 == run.cost  # 3 input tokens
+    wf.ledger.close()
