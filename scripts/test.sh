@@ -4,6 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false SLMSTACK_PROGRESS=0
+# The test command starts PostgreSQL and an LLM server itself, so tests that need them fail
+# (rather than skip) if they are missing.
+export CI=1
 # PostgreSQL, for the inbox and ledger suites: a throwaway cluster on a free loopback port,
 # stopped on exit (unless SLMSTACK_TEST_PG_URL already names a server to use).
 if [ -z "${SLMSTACK_TEST_PG_URL:-}" ]; then

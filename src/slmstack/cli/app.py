@@ -19,6 +19,7 @@ from slmstack.cli import cost, evaluate, models, predict, train
 from slmstack.cli import inbox as inbox_cli
 from slmstack.cli import run as run_cli
 from slmstack.cli import schema as schema_cli
+from slmstack.cli import tune as tune_cli
 from slmstack.cli.common import err
 from slmstack.errors import SlmstackError
 
@@ -105,6 +106,7 @@ app.command("models")(models.models)
 app.command("run")(run_cli.run)
 app.add_typer(inbox_cli.app, name="inbox")
 app.add_typer(schema_cli.app, name="schema")
+app.add_typer(tune_cli.app, name="tune")
 app.add_typer(cost.app, name="cost")
 
 

@@ -19,17 +19,16 @@ Example:
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from slmstack.costs.html import CSS, new_figure, png_base64
 from slmstack.costs.ledger import Ledger, SpendSums
 from slmstack.costs.prices import PriceTable, load_prices
-from slmstack.errors import ConfigError, MissingDependencyError
+from slmstack.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -165,16 +164,6 @@ def ratio(report_row: SpendRow) -> str:
 
 
 # ---------------------------------------------------------------------- HTML
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:980px;color:#222}
-table{border-collapse:collapse;width:100%;margin:1em 0}
-th,td{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:right}
-th:first-child,td:first-child{text-align:left}
-tfoot td{font-weight:bold;border-top:2px solid #888}
-.note{color:#666;font-size:12px} img{max-width:100%}
-"""
-
-
 def report_html(report: SpendReport) -> str:
     """The report as one self-contained HTML page (inline styles, plots as base64 PNG).
 
@@ -213,7 +202,7 @@ def report_html(report: SpendReport) -> str:
         versus = f"· all to {html.escape(llm)}: {html.escape(money(report.total.llm_cost))}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>slmstack spend by {html.escape(report.by)}</title><style>{_CSS}</style></head>
+<title>slmstack spend by {html.escape(report.by)}</title><style>{CSS}</style></head>
 <body>
 <h1>Spend by {html.escape(report.by)}</h1>
 <p>{html.escape(period)} (UTC days) · {report.total.requests:,} requests ·
@@ -232,10 +221,6 @@ total {html.escape(money(report.total.cost))}
 
 def _plots(report: SpendReport) -> list[tuple[str, str]]:
     """(title, base64 PNG) of spend per group and spend per day, against the LLM's."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise MissingDependencyError("matplotlib", "report", "The HTML cost report") from exc
     out = []
     charts = [(f"Spend by {report.by}", report.rows)]
     if report.by != "day":
@@ -243,7 +228,8 @@ def _plots(report: SpendReport) -> list[tuple[str, str]]:
     for title, rows in charts:
         if not rows:
             continue
-        fig = Figure(figsize=(9, 0.45 * len(rows) + 1.6) if report.by != "day" else (9, 3.5))
+        size = (9, 0.45 * len(rows) + 1.6) if report.by != "day" else (9, 3.5)
+        fig = new_figure(size, "The HTML cost report")
         ax = fig.add_subplot()
         keys = [r.key for r in rows]
         # float only for drawing: the page's figures come from the exact Decimals.
@@ -273,11 +259,7 @@ def _plots(report: SpendReport) -> list[tuple[str, str]]:
             if log:
                 ax.set_xscale("log")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        fig.tight_layout()
-        buf = io.BytesIO()
-        # No metadata: matplotlib would write its own URL into the PNG.
-        fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-        out.append((title, base64.b64encode(buf.getvalue()).decode("ascii")))
+        out.append((title, png_base64(fig)))
     return out
 
 

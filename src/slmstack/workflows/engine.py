@@ -13,7 +13,7 @@ import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kind
 from slmstack.errors import ConfigError, DataError, WorkflowError
 from slmstack.types import Prediction
 from slmstack.workflows.base import CheckEnv, RunContext, Runtime, SkillLike, Step
-from slmstack.workflows.metering import meter_for
+from slmstack.workflows.metering import Meter, meter_for
 from slmstack.workflows.steps.sequence import check_steps, run_steps
 from slmstack.workflows.trace import Escalation, Result
 
@@ -138,6 +138,12 @@ class Workflow:
     def ledger(self) -> Ledger | None:
         """The cost ledger runs are appended to (opened on first use), or ``None``."""
         return None if self._meter is None else self._meter.ledger
+
+    def meter(self) -> Meter:
+        """How this workflow's calls are priced (its own meter, or one on default prices)."""
+        if self._meter is not None:
+            return self._meter
+        return Meter(self.name, skills=self.skills, backends=self.backends)
 
     # ------------------------------------------------------------------ running
     def run(self, text: str, *, key: str | None = None) -> Result:

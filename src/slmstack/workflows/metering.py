@@ -203,6 +203,13 @@ class Meter:
                 return pricing
         return _Pricing("", False, self.machine)
 
+    def skill_cost(self, skill: str, tokens_in: int, tokens_out: int, seconds: float) -> int:
+        """Nano-dollars of one call to ``skill``, priced as its ledger rows are."""
+        pricing = self._skills[skill]
+        if pricing.per_token:
+            return to_nano(self.prices.token_cost(pricing.model, tokens_in, tokens_out))
+        return to_nano(self.prices.compute_cost(pricing.machine or self.machine, seconds))
+
     def _row(self, node: StepTrace, request_id: str, at: datetime) -> LedgerRow:
         kids = node.children
         tokens_in = max(0, node.usage.input_tokens - sum(c.usage.input_tokens for c in kids))

@@ -1,0 +1,65 @@
+"""``slmstack tune cascade`` on a real workflow: measured tiers, a chosen setting, YAML kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fixtures import INTENTS
+from slmstack.cli.app import app
+
+runner = CliRunner()
+
+WORKFLOW = """\
+# Intent triage; the cascade's thresholds are tuned by slmstack tune cascade.
+name: triage
+skills:
+  small: {kind: slmstack.TextClassifier.v1, params: {strategy: head, scope_alpha: 0}, train: intents.csv}
+steps:
+  - cascade:
+      id: intent
+      threshold: 0.9   # hand-picked
+      tiers:
+        - skill: small
+        - escalate: {reason: unsure}
+"""
+
+
+@pytest.fixture
+def workflow(tmp_path):
+    rows = ["text,label"] + [f"{t},{label}" for label, texts in INTENTS.items() for t in texts]
+    (tmp_path / "intents.csv").write_text("\n".join(rows) + "\n")
+    val = ["text,label", "my card still has not come,card", "refund my money please,refund",
+           "reset the password for me,password", "where is the card I ordered,card",
+           "I want my money back,refund", "forgot my login password,password"]  # fmt: skip
+    (tmp_path / "val.csv").write_text("\n".join(val) + "\n")
+    path = tmp_path / "workflow.yaml"
+    path.write_text(WORKFLOW)
+    return path
+
+
+def test_tune_chooses_writes_and_draws(workflow, tmp_path):
+    html = tmp_path / "curve.html"
+    result = runner.invoke(app, [
+        "tune", "cascade", str(workflow), "--data", str(tmp_path / "val.csv"), "--target", "0.99",
+        "--human-cost", "0.50", "--html", str(html), "--write", "--json",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{") :])
+    chosen = summary["chosen"]
+    assert chosen["accuracy"] >= 0.99
+    assert [t["tier"] for t in summary["tiers"]] == ["small", "escalate (escalate → human)"]
+    text = workflow.read_text()
+    assert f"threshold: [{chosen['thresholds'][0]}]" in text
+    assert "# Intent triage" in text and "# hand-picked" in text  # comments kept
+    page = html.read_text()
+    assert "data:image/png;base64," in page and "http" not in page.replace("http-equiv", "")
+
+
+def test_a_person_tier_needs_its_price(workflow, tmp_path):
+    result = runner.invoke(app, ["tune", "cascade", str(workflow), "--data",
+                                 str(tmp_path / "val.csv"), "--target", "0.9"])  # fmt: skip
+    assert result.exit_code == 2
+    assert "--human-cost" in result.output
