@@ -127,3 +127,35 @@ def test_a_damaged_cache_line_names_the_file_and_row(tmp_path):
                     '"tokens_out": 1, "cost_nano_usd": 1}\n')  # fmt: skip
     with pytest.raises(DataError, match=r"labels.jsonl:1: the teacher cache is damaged"):
         TeacherCache(path)
+
+
+def test_cli_distills_from_a_saved_llm_teacher(tmp_path):
+    """End to end: an LLMClassifier on a scripted backend teaches a TextClassifier."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from slmstack.cli.app import app
+    from slmstack.skills.llm_classifier import LLMClassifier
+    from slmstack.types import Example
+    from test_llm_skills import ScriptedLLM  # noqa: F401  (registers the runtime test-llm)
+
+    seed = [("my card is missing", "card"), ("card not here", "card"), ("refund please", "refund"),
+            ("money back", "refund"), ("reset password", "password"),
+            ("forgot password", "password")]  # fmt: skip
+    teacher = LLMClassifier(model="classify", runtime="test-llm", retriever="tfidf", k=2,
+                            n_samples=2)  # fmt: skip
+    teacher.fit([Example(t, lab) for t, lab in seed])
+    teacher.save(tmp_path / "teacher")
+    rows = ["text,gold"] + [f"{t},{g}" for t, g in zip(TEXTS, GOLD, strict=True)]
+    (tmp_path / "texts.csv").write_text("\n".join(rows) + "\n")
+    result = CliRunner().invoke(app, [
+        "distill", str(tmp_path / "texts.csv"), "--teacher", str(tmp_path / "teacher"),
+        "--out", str(tmp_path / "student"), "--gold-column", "gold", "--set", "scope_alpha=0",
+        "--json",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = _json.loads(result.output[result.output.index("{") :])
+    assert report["teacher_labels_bought"] == len(set(TEXTS))
+    assert (tmp_path / "student" / "config.json").is_file()
+    assert Decimal(report["teacher_cost_usd"]) >= 0

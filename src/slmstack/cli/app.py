@@ -21,6 +21,7 @@ from slmstack.cli import run as run_cli
 from slmstack.cli import schema as schema_cli
 from slmstack.cli import tune as tune_cli
 from slmstack.cli.common import err
+from slmstack.cli.distill import distill_command
 from slmstack.errors import SlmstackError
 
 
@@ -107,6 +108,7 @@ app.command("run")(run_cli.run)
 app.add_typer(inbox_cli.app, name="inbox")
 app.add_typer(schema_cli.app, name="schema")
 app.add_typer(tune_cli.app, name="tune")
+app.command("distill")(distill_command)
 app.add_typer(cost.app, name="cost")
 
 
