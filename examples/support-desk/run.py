@@ -15,6 +15,8 @@ import argparse
 import json
 import os
 import sys
+import time
+from decimal import Decimal
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,7 +24,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from rich.console import Console
 
-from slmstack.workflows import Result, load_workflow
+from slmstack.workflows import Result, Workflow, load_workflow
 from slmstack.workflows.render import trace_tree
 
 HERE = Path(__file__).resolve().parent
@@ -45,6 +47,35 @@ def summary(result: Result) -> dict[str, object]:
     }
 
 
+def print_cost(console: Console, workflow: Workflow, stamp: str) -> None:
+    """What this run cost, from the ledger, beside the same traffic at GPT-4's prices."""
+    from slmstack.costs.compare import break_even
+    from slmstack.costs.report import money
+
+    book = workflow.ledger
+    if book is None:
+        return
+    rows = [r for r in book.rows() if r.request_id.startswith(stamp)]
+    runs = [r for r in rows if r.kind == "run"]
+    prices = workflow.meter().prices
+    seconds = sum(r.compute_s for r in runs)
+    be = break_even(rows, workflow=workflow.name, prices=prices, llm="gpt-4",
+                    requests_per_day=10_000, training=Decimal(0))  # fmt: skip
+    stack = sum((r.cost for r in runs), Decimal(0))
+    llm = be.llm_per_request * len(runs)
+    console.print(
+        f"\n[bold]Cost of this run[/] (from the ledger): {len(runs)} requests, "
+        f"{money(stack)} of compute ({seconds:.2f} s on {prices.default_machine}); "
+        f"{be.escalation_rate:.0%} escalated to a person.\n"
+        f"The same traffic sent to GPT-4 ({be.prompt_tokens} prompt + {be.completion_tokens} "
+        f"answer tokens a request at $0.03/$0.06 per 1k): {money(llm)}, "
+        f"{be.times_cheaper:,.0f}x more. Per 1M requests: {money(be.stack_per_million)} "
+        f"against {money(be.llm_per_million)}.\n"
+        f"Prices: {prices.version}. Explore: slmstack cost report --ledger {book.url} "
+        f"--by step"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("texts", nargs="*", help="queries (default: data/queries.jsonl)")
@@ -65,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         if line.strip()
     ]
     got = []
-    for text in texts:
-        result = workflow.run(text)
+    stamp = f"demo-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    for i, text in enumerate(texts):
+        result = workflow.run(text, key=f"{stamp}#{i}")
         got.append(summary(result))
         route = " → ".join(result.route)
         console.print(f"\n[bold]{text}[/]\n  route: {route}\n  answer: {result.answer}")
@@ -75,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"  escalated: {e.reason} ({e.why}), packet {e.packet_id}")
         if not args.no_trace:
             console.print(trace_tree(result))
+    print_cost(console, workflow, stamp)
     if not args.check:
         return 0
     expected = [

@@ -11,6 +11,7 @@ from rich import box
 from rich.table import Table
 
 from slmstack.cli.common import cli_command, out, print_json
+from slmstack.cli.cost_compare import compare
 from slmstack.errors import ConfigError
 
 app = typer.Typer(help="What workflows cost, from the ledger.", no_args_is_help=True)
@@ -101,3 +102,6 @@ def report(
     )  # fmt: skip
     if html is not None:
         out.print(f"wrote {html}", highlight=False, markup=False)
+
+
+app.command("compare")(compare)

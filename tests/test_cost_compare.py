@@ -1,0 +1,52 @@
+"""The break-even report: exact per-request costs, the measured escalation rate, break-even."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from slmstack.costs import load_prices
+from slmstack.costs.compare import break_even
+from slmstack.costs.ledger import RUN, LedgerRow
+from slmstack.errors import DataError
+
+AT = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def rows(n_runs: int, escalated: int, cost_nusd: int, text_tokens: int) -> list[LedgerRow]:
+    out = []
+    for i in range(n_runs):
+        rid = f"r{i}"
+        out.append(LedgerRow(rid, "steps[0]", "desk", "intent", "skill", AT,
+                             tokens_in=text_tokens, cost_nusd=cost_nusd))  # fmt: skip
+        out.append(LedgerRow(rid, "", "desk", "", RUN, AT, tokens_in=text_tokens,
+                             cost_nusd=cost_nusd,
+                             decision="escalated" if i < escalated else "completed"))  # fmt: skip
+    return out
+
+
+def test_break_even_figures_are_exact():
+    prices = load_prices()
+    r = break_even(rows(10, 2, 1_000, 20), workflow="desk", prices=prices, llm="gpt-4",
+                   requests_per_day=1_000, training=Decimal("3.00"))  # fmt: skip
+    # 20 text tokens + 150 overhead in, 50 out, at $0.03 / $0.06 per 1k
+    assert r.llm_per_request == Decimal("0.0081")
+    assert r.stack_per_request == Decimal("0.000001")
+    assert r.escalation_rate == 0.2
+    assert r.llm_monthly == Decimal("0.0081") * 1_000 * 30
+    assert r.break_even_requests == 371  # ceil(3.00 / 0.008099)
+    assert r.times_cheaper == Decimal(8100)
+
+
+def test_a_stack_dearer_than_the_llm_never_breaks_even():
+    r = break_even(rows(3, 0, 10**9, 5), workflow="desk", prices=load_prices(), llm="gpt-4",
+                   requests_per_day=10, training=Decimal(1))  # fmt: skip
+    assert r.break_even_requests is None
+
+
+def test_no_runs_of_the_workflow_is_an_error():
+    with pytest.raises(DataError, match="no runs of workflow 'other'"):
+        break_even(rows(3, 0, 1, 5), workflow="other", prices=load_prices(), llm="gpt-4",
+                   requests_per_day=10, training=Decimal(0))  # fmt: skip
