@@ -159,3 +159,20 @@ def test_cli_distills_from_a_saved_llm_teacher(tmp_path):
     assert report["teacher_labels_bought"] == len(set(TEXTS))
     assert (tmp_path / "student" / "config.json").is_file()
     assert Decimal(report["teacher_cost_usd"]) >= 0
+
+
+def test_the_teacher_identity_ignores_the_connection_but_not_the_demonstrations():
+    a = teacher_id("k", {"model": "qwen", "backend_options": {"base_url": "http://a:1/v1"}}, "d1")
+    b = teacher_id("k", {"model": "qwen", "backend_options": {"base_url": "http://a:2/v1"}}, "d1")
+    c = teacher_id("k", {"model": "qwen", "backend_options": {"base_url": "http://a:1/v1"}}, "d2")
+    assert a == b and a != c
+
+
+def test_gold_seed_examples_join_the_teacher_labels(tmp_path):
+    from slmstack.types import Example
+
+    clf = student()
+    distill(KeywordTeacher().fit([]), clf, TEXTS, cache=TeacherCache(tmp_path / "c.jsonl"),
+            identity="t", cost_of=cost_of, labelled=[Example("lost my pin code", "pin"),
+                                                     Example("pin blocked", "pin")])  # fmt: skip
+    assert "pin" in clf.classes_

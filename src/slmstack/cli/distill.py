@@ -42,6 +42,9 @@ def distill_command(
     gold_column: Annotated[
         str | None, typer.Option(help="Gold labels, where the data has some, to score both.")
     ] = None,
+    labelled: Annotated[
+        Path | None, typer.Option(help="Gold examples the student also learns from (text,label).")
+    ] = None,
     cache: Annotated[
         Path | None, typer.Option(help="Teacher label cache (default: beside --out).")
     ] = None,
@@ -75,14 +78,16 @@ def distill_command(
     teacher_skill = load(teacher, allow_pickle=allow_pickle)
     meter = Meter("distill", skills={"teacher": teacher_skill}, backends={},
                   prices=prices, machine=machine)  # fmt: skip
-    identity = teacher_id(teacher_skill.skill_name, teacher_skill.get_params())
+    identity = teacher_id(teacher_skill.skill_name, teacher_skill.get_params(),
+                          teacher_skill.provenance_.data_sha256)  # fmt: skip
     cache_path = cache or out_dir.with_name(out_dir.name + ".teacher-labels.jsonl")
+    seed_set = cls.read_training_data(labelled) if labelled is not None else []
     student_skill = cls(**params)
     report = distill(
         teacher_skill, student_skill, texts, cache=TeacherCache(cache_path), identity=identity,
         cost_of=lambda p, s: meter.skill_cost(
             "teacher", p.usage.input_tokens, p.usage.output_tokens, s),
-        gold=gold, held_out=held_out, min_confidence=min_confidence,
+        gold=gold, held_out=held_out, min_confidence=min_confidence, labelled=seed_set,
     )  # fmt: skip
     student_skill.save(out_dir)
     summary: dict[str, Any] = {"student": str(out_dir), "cache": str(cache_path),

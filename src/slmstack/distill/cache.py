@@ -33,9 +33,24 @@ class TeacherLabel:
     abstained: str | None = None
 
 
-def teacher_id(kind: str, params: Mapping[str, Any]) -> str:
-    """A stable identity for a teacher: its kind and parameters."""
-    return json.dumps([kind, dict(params)], sort_keys=True, default=str)
+# How a backend is reached, not what it answers: a server restarted on another port keeps
+# its labels.
+_CONNECTION = frozenset({"base_url", "api_key_env", "timeout_s", "retries", "backoff_s",
+                         "max_wait_s", "max_concurrency", "fallbacks"})  # fmt: skip
+
+
+def teacher_id(kind: str, params: Mapping[str, Any], data_sha256: str = "") -> str:
+    """A stable identity for a teacher: its kind, what it answers with, what it learned from.
+
+    Connection options (URL, key variable, timeouts) are left out, so the same model on a
+    restarted server reuses its labels; ``data_sha256`` (the teacher's provenance) is in,
+    so a teacher refitted on other demonstrations never reuses stale labels.
+    """
+    kept = dict(params)
+    options = kept.get("backend_options")
+    if isinstance(options, Mapping):
+        kept["backend_options"] = {k: v for k, v in options.items() if k not in _CONNECTION}
+    return json.dumps([kind, kept, data_sha256], sort_keys=True, default=str)
 
 
 def text_key(teacher: str, text: str) -> str:

@@ -114,8 +114,14 @@ def distill(
     min_confidence: float = 0.0,
     seed: int = 0,
     batch_size: int = 16,
+    labelled: Sequence[Example] = (),
 ) -> DistillReport:
-    """Label ``texts`` with ``teacher``, train ``student`` on the labels, and measure it."""
+    """Label ``texts`` with ``teacher``, train ``student`` on the labels, and measure it.
+
+    ``labelled`` are gold examples the student also trains on (the seed set the teacher
+    was shown): with many labels, a few hundred teacher labels leave some labels with one
+    example or none, which a classifier cannot learn.
+    """
     if len(texts) < 10:
         raise DataError(f"distillation needs at least 10 texts; got {len(texts)}")
     if gold is not None and len(gold) != len(texts):
@@ -138,7 +144,7 @@ def distill(
             f"the teacher gave fewer than two distinct labels to the {len(kept)} usable "
             "training texts; check the teacher or lower min_confidence"
         )
-    student.fit([Example(texts[i], str(labels[i].label)) for i in kept])
+    student.fit([*labelled, *(Example(texts[i], str(labels[i].label)) for i in kept)])
     preds = student.predict([texts[i] for i in held])
     agree = sum(p.label == labels[i].label for p, i in zip(preds, held, strict=True))
     student_gold = teacher_gold = None
