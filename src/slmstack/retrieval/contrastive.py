@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from slmstack.errors import ConfigError, DataError
 from slmstack.models.encoder import pad_batch
+from slmstack.models.shared import private_copy
 from slmstack.retrieval.encoder import SentenceEncoder
 from slmstack.retrieval.knowledge import normalize_question
 from slmstack.training.loop import LoopConfig, LoopResult, train_loop
@@ -79,6 +80,9 @@ def finetune_on_pairs(
 ) -> LoopResult:
     """Fine-tune ``encoder`` in place on ``(query, paraphrase)`` pairs; keep the best epoch.
 
+    A shared module (:mod:`slmstack.models.shared`) is first replaced by a private copy,
+    so other skills on the same base are unaffected.
+
     A seeded ``val_fraction`` of the pairs is held out; the validation metric is how
     often a held-out ``a``'s nearest ``b`` (among all distinct ``b`` texts) belongs to
     its own group of paraphrases. ``history`` in the result starts with the pretrained
@@ -94,6 +98,8 @@ def finetune_on_pairs(
         )
     if cfg.batch_size < 2:
         raise ConfigError(f"batch_size must be >= 2 for in-batch negatives, got {cfg.batch_size}")
+    # A shared base (SentenceEncoder(shared=True)) is never trained: swap in a copy.
+    encoder.model = private_copy(encoder.model)
     groups = _group_ids(pairs)
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(pairs))

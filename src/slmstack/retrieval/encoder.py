@@ -30,6 +30,7 @@ from slmstack.models.encoder import (
     tokenize,
 )
 from slmstack.models.resolve import ModelSource, resolve
+from slmstack.models.shared import shared_encoder, shared_tokenizer
 from slmstack.progress import progress
 
 Precision = Literal["fp32", "bf16"]
@@ -46,6 +47,11 @@ class Encoded:
 class SentenceEncoder:
     """A transformer encoder that turns texts into normalised sentence vectors.
 
+    With ``shared=True`` the module is the process-wide frozen copy of these weights
+    (:mod:`slmstack.models.shared`), for encoders that only encode; the default loads a
+    copy of its own. :func:`~slmstack.retrieval.contrastive.finetune_on_pairs` trains a
+    private copy either way.
+
     Example:
         >>> enc = SentenceEncoder.from_ref("minilm")  # doctest: +SKIP
         >>> enc.encode(["reset my password"]).vectors.shape  # doctest: +SKIP
@@ -59,6 +65,7 @@ class SentenceEncoder:
         max_length: int = 256,
         batch_size: int = 64,
         precision: Precision = "fp32",
+        shared: bool = False,
     ):
         if precision not in ("fp32", "bf16"):
             raise ConfigError(f"precision must be 'fp32' or 'bf16'. Got {precision!r} instead.")
@@ -67,8 +74,12 @@ class SentenceEncoder:
                 f"batch_size must be >= 1 and max_length >= 8. Got {batch_size}, {max_length}."
             )
         self.source = source
-        self.tokenizer: Any = load_tokenizer(source.path)
-        self.model: nn.Module = load_encoder(source)
+        self.tokenizer: Any
+        self.model: nn.Module
+        if shared:  # one frozen module per process and weights; see models/shared.py
+            self.tokenizer, self.model = shared_tokenizer(source.path), shared_encoder(source)
+        else:
+            self.tokenizer, self.model = load_tokenizer(source.path), load_encoder(source)
         self.window = model_window(self.tokenizer, self.model, max_length)
         self.batch_size = batch_size
         self.precision = precision

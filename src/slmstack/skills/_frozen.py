@@ -16,14 +16,13 @@ from numpy.typing import NDArray
 
 from slmstack.models.encoder import (
     length_batches,
-    load_encoder,
-    load_tokenizer,
     mean_pool,
     model_window,
     pad_batch,
     tokenize,
 )
 from slmstack.models.resolve import resolve
+from slmstack.models.shared import shared_encoder, shared_tokenizer
 from slmstack.progress import progress
 
 _MAX_CACHED = 200_000
@@ -42,8 +41,9 @@ class FrozenEncoder:
         expect_sha256: str | None = None,
     ):
         self.source = resolve(base, allow_pickle=allow_pickle, expect_sha256=expect_sha256)
-        self.tokenizer = load_tokenizer(self.source.path)
-        self.model = load_encoder(self.source)
+        # Shared with every other skill on the same weights (never trained here).
+        self.tokenizer = shared_tokenizer(self.source.path)
+        self.model = shared_encoder(self.source)
         self.window = model_window(self.tokenizer, self.model, max_length)
         self.batch_size = batch_size
         self.dim = int(self.model.config.hidden_size)  # type: ignore[union-attr,arg-type]

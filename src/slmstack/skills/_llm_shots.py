@@ -71,7 +71,7 @@ class ShotPool:
 
         source = resolve(self.encoder_ref, allow_pickle=self.allow_pickle,
                          expect_sha256=expect_sha256)  # fmt: skip
-        self.encoder = SentenceEncoder(source, max_length=128)
+        self.encoder = SentenceEncoder(source, max_length=128, shared=True)
         if vectors is None:
             desc = "embed demonstrations" if len(self.texts) > 256 else None
             vectors = self.encoder.encode(self.texts, desc=desc).vectors

@@ -35,11 +35,11 @@ from slmstack.errors import ArtifactError, DataError
 from slmstack.models.encoder import (
     Tokenized,
     load_encoder,
-    load_tokenizer,
     model_window,
     tokenize,
 )
 from slmstack.models.resolve import ModelSource, resolve
+from slmstack.models.shared import private_copy, shared_encoder, shared_tokenizer
 from slmstack.skills._classifier_training import (
     ClassifierNet,
     finetune,
@@ -136,8 +136,10 @@ class TextClassifier(LabelledTexts, Skill):
     # ------------------------------------------------------------------ encoding
     def _setup_base(self) -> None:
         self.source_: ModelSource = resolve(self.base, allow_pickle=self.allow_pickle)
-        self.tokenizer_ = load_tokenizer(self.source_.path)
-        encoder = load_encoder(self.source_)
+        self.tokenizer_ = shared_tokenizer(self.source_.path)
+        # A head never changes the encoder, so it uses the process-wide frozen copy.
+        frozen = self.strategy == "head"
+        encoder = shared_encoder(self.source_) if frozen else load_encoder(self.source_)
         self.window_ = model_window(self.tokenizer_, encoder, self.max_length)
         self.net_ = ClassifierNet(encoder, 1, normalize=self.normalize, dropout=self.dropout)
 
@@ -212,6 +214,8 @@ class TextClassifier(LabelledTexts, Skill):
                 stacklevel=3,
             )
         warn_small_scope(len(val), self.scope_alpha)
+        if self.strategy == "finetune":  # resuming a loaded skill: never train a shared base
+            self.net_.encoder = private_copy(self.net_.encoder)
         for param in self.net_.encoder.parameters():
             param.requires_grad = self.strategy == "finetune"
         x_train = None
@@ -364,12 +368,12 @@ class TextClassifier(LabelledTexts, Skill):
             self.source_ = resolve(
                 self.base, allow_pickle=self.allow_pickle, expect_sha256=base.get("sha256")
             )
-        self.tokenizer_ = load_tokenizer(self.source_.path)
+        self.tokenizer_ = shared_tokenizer(self.source_.path)
         labels = config["labels"]
         if not isinstance(labels, list) or not labels:
             raise ArtifactError(f"{folder}/config.json: 'labels' must be a non-empty list")
         self.classes_ = [str(x) for x in labels]
-        self.net_ = ClassifierNet(load_encoder(self.source_), len(self.classes_),
+        self.net_ = ClassifierNet(shared_encoder(self.source_), len(self.classes_),
                                   normalize=self.normalize, dropout=self.dropout)  # fmt: skip
         self.net_.head.load_state_dict(tensors["head"])
         self.net_.eval()

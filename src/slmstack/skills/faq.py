@@ -205,7 +205,7 @@ class FAQAnswerer(Skill):
 
     def _encoder(self, source: ModelSource) -> SentenceEncoder:
         return SentenceEncoder(source, max_length=self.max_length, batch_size=self.batch_size,
-                               precision=self.precision)  # fmt: skip
+                               precision=self.precision, shared=True)  # fmt: skip
 
     def _index_entries(self, entries: Sequence[KBEntry]) -> None:
         keys = [e.id for e in entries for _ in e.questions]

@@ -35,8 +35,9 @@ from slmstack.data.tagging import TaggedExample
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning
 from slmstack.evaluation.metrics import tagger_metrics
-from slmstack.models.encoder import autocast, load_encoder, load_tokenizer, model_window
+from slmstack.models.encoder import autocast, load_encoder, model_window
 from slmstack.models.resolve import ModelSource, resolve
+from slmstack.models.shared import shared_encoder, shared_tokenizer
 from slmstack.skills._token_net import IGNORE, TokenNet, make_batch, special_ids
 from slmstack.skills._tokens import (
     Encoded,
@@ -135,10 +136,13 @@ class EntityTagger(TaggedTexts, Skill):
             )
 
     # ------------------------------------------------------------------ model plumbing
-    def _build(self, source: ModelSource, encoder_dir: Path, n_tags: int) -> None:
+    def _build(
+        self, source: ModelSource, encoder_dir: Path, n_tags: int, *, frozen: bool = False
+    ) -> None:
         self.source_ = source
-        self.tokenizer_ = load_tokenizer(encoder_dir)
-        encoder = load_encoder(source)
+        self.tokenizer_ = shared_tokenizer(encoder_dir)
+        # fit() trains its own copy; a loaded tagger shares its weights with equal ones.
+        encoder = shared_encoder(source) if frozen else load_encoder(source)
         # Two positions go to [CLS] and [SEP].
         self.window_ = model_window(self.tokenizer_, encoder, self.max_length) - 2
         self.net_ = TokenNet(
@@ -208,7 +212,7 @@ class EntityTagger(TaggedTexts, Skill):
         start = time.perf_counter()
         self.tags_: list[str] = ["O", *(f"{p}-{lab}" for lab in labels for p in ("B", "I"))]
         source = resolve(self.base, allow_pickle=self.allow_pickle)
-        self._build(source, source.path, len(self.tags_))
+        self._build(source, source.path, len(self.tags_), frozen=False)
         train, val = list(examples), list(validation or [])
         if validation is None:
             order = np.random.default_rng(self.seed).permutation(len(train))
@@ -362,7 +366,7 @@ class EntityTagger(TaggedTexts, Skill):
     def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
         source = resolve(str(folder / "encoder")).with_provenance(self.provenance_.base)
         self.tags_ = [str(t) for t in config["tags"]]
-        self._build(source, folder / "encoder", len(self.tags_))
+        self._build(source, folder / "encoder", len(self.tags_), frozen=True)
         missing, unexpected = self.net_.load_state_dict(tensors["head"], strict=False)
         if unexpected or any(not k.startswith("encoder.") for k in missing):
             raise ArtifactError(

@@ -144,7 +144,7 @@ class Troubleshooter(Skill):
 
     def _encoder(self, source: ModelSource) -> SentenceEncoder:
         return SentenceEncoder(source, max_length=self.max_length, batch_size=self.batch_size,
-                               precision=self.precision)  # fmt: skip
+                               precision=self.precision, shared=True)  # fmt: skip
 
     # ------------------------------------------------------------------ predicting
     @property
