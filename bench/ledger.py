@@ -561,8 +561,8 @@ def render(res: dict[str, Any]) -> str:
         f"`{FLAGS_CMD}`: {' '.join(info['flags'])}), Python {info['python']}, SQLAlchemy "
         f"{info['sqlalchemy']}, SQLite {info['sqlite']}, PostgreSQL "
         f"{info.get('postgresql') or 'not run'}. The cores are "
-        "shared: another engineer's LLM benchmark ran niced, outside the lock; the load "
-        "average (1, 5, 15 min) is given beside each timing.", "",
+        "shared with other engineers' jobs (an LLM benchmark runs niced, outside the lock); "
+        "the load average (1, 5, 15 min) is given beside each timing.", "",
         f"**Part 1, exactness.** {p1[0]['requests']:,} simulated requests of three workflows "
         "(support-desk on cpu-2vcpu, contracts on gpu-a100, receipts on cpu-4vcpu), metered by "
         "the library's `Meter.rows` (what `Workflow.run` records) into a real `Ledger`. Steps "
@@ -686,11 +686,21 @@ def caveats(res: dict[str, Any]) -> list[str]:
     if not any(p["database"] == "postgresql" for p in res["exactness"]):
         out.append("PostgreSQL was not run (no `--postgres`, or no server could be started): "
                    "SQLite only.")  # fmt: skip
+    p2 = res.get("overhead")
+    if p2:
+        direct = ", ".join(f"{d['ledger_us_per_request']:.0f} µs on {k}"
+                           for k, d in p2["direct"].items())  # fmt: skip
+        out += [
+            "The ledger costs a roughly fixed time per request (here " + direct + ": building "
+            "the rows, and one multi-row insert per 512 rows or 5 s, made inside the request "
+            "that fills the buffer), so its share depends on how fast the workflow is: with "
+            f"requests of {p2['conditions']['none']['p50_ms']:.1f} ms p50 it is the share shown; "
+            "on a contended machine, where the skills slow down far more than the ledger, it "
+            "reads smaller. Compare each ledger row with the A/A control (two identical "
+            "no-ledger workflows), which shows how much a difference of nothing reads as here; "
+            "the intervals resample texts and do not cover bursts of load that span a block.",
+        ]
     out += [
-        "Part 2's overhead is small beside the noise of two shared cores: compare each ledger "
-        "row with the A/A control (two identical no-ledger workflows), which shows how much a "
-        "difference of nothing reads as here. The direct timing of the metering is the "
-        "steadier figure.",
         "SQLite writes to a file in the system temporary folder with SQLite's default "
         "durability (a sync per flushed batch); PostgreSQL is a throwaway local cluster "
         "started with `-F` (no fsync) by scripts/test.sh's block, on loopback: a remote or "
