@@ -9,8 +9,9 @@ served by llama-cpp-python's OpenAI-compatible server (niced) and reached throug
 ``LLMClassifier(runtime="openai")``: the 150 intents in the system prompt (658 Qwen
 tokens, so CLINC150 fits the 4,096-token window with any ``k`` tried here), the ``k``
 seed examples nearest to the text (MiniLM cosine) as earlier chat turns, the answer
-constrained to the labels, confidence from the label's log-probability (one call per
-text). ``k`` is chosen on a VALIDATION sample of further training texts (never the test
+constrained to the labels, one greedy call per text (``confidence_method="greedy"``:
+no log-probabilities, which cost about half of each call on llama-cpp-python, so the
+student is not confidence-weighted). ``k`` is chosen on a VALIDATION sample of further training texts (never the test
 split).
 
 Labels go through :class:`slmstack.distill.TeacherCache` (``bench/out/distill/``), each
@@ -209,7 +210,7 @@ class Teacher:
                         "json_format": "json_object", "timeout_s": 600.0, "retries": 1}  # fmt: skip
         start = time.perf_counter()
         self.clf = LLMClassifier(model=model, runtime="openai", backend_options=self.options,
-                                 k=8, retriever="embedding", confidence_method="logprobs")  # fmt: skip
+                                 k=8, retriever="embedding", confidence_method="greedy")  # fmt: skip
         self.clf.fit(seed_examples)
         self.fit_s = time.perf_counter() - start
         # The served model is priced by its wall time on the machine, as a ledger row is.
@@ -463,7 +464,7 @@ def write_section(r: dict[str, Any]) -> None:
                  "per label measured on validation")  # fmt: skip
     section = f"""{SECTION}
 
-The setting distillation is for: a team has a few labelled examples, many unlabelled texts and an LLM. CLINC150 in-scope ({m["n_labels"]} intents; the label list is 658 Qwen tokens, so it fits the teacher's 4,096-token window with retrieved examples, and CLINC150 was chosen over BANKING77). SEED: {sz["seed"]} training texts ({r["meta"]["args"]["seed_per_label"]} per intent, fixed seed); POOL: {sz["pool"]} further training texts ({pool_note}), their gold labels hidden from every system trained on teacher labels; VALIDATION: {sz["validation"]} further training texts; TEST: {sz["test_sample"]} test texts sampled with seed {r["meta"]["args"]["seed"] + 3}, of which the first {n_sub} drawn score the teacher (for time). The teacher is `LLMClassifier(model="{m["teacher_model"]}", runtime="openai")` against `python -m llama_cpp.server` (niced, 2 threads, n_ctx 4096): label list, the `k` nearest seed examples (MiniLM) as chat turns, the answer constrained to the labels, confidence from the label's log-probability (one call per text). `k` was chosen on validation: {val}; chosen k={k}. Labels go through `TeacherCache` and are costed by `Meter.skill_cost`; the student is `TextClassifier(strategy="head")` on MiniLM, trained by `slmstack.distill.distill` on the teacher's labels of {100 - round(100 * r["meta"]["args"]["held_out"])} % of the pool (the other {rep["held_out_texts"]} pool texts measure agreement) plus the seed set's gold labels: with {m["n_labels"]} intents and a few hundred pool texts many intents get fewer than two teacher labels, which `TextClassifier` rejects, and the team has the seed set anyway. Its peer gets the seed set plus the *gold* labels of exactly the same pool texts. Every student uses the same recipe (the defaults, including a 10 % per-label validation split for calibration, taken from its training texts).
+The setting distillation is for: a team has a few labelled examples, many unlabelled texts and an LLM. CLINC150 in-scope ({m["n_labels"]} intents; the label list is 658 Qwen tokens, so it fits the teacher's 4,096-token window with retrieved examples, and CLINC150 was chosen over BANKING77). SEED: {sz["seed"]} training texts ({r["meta"]["args"]["seed_per_label"]} per intent, fixed seed); POOL: {sz["pool"]} further training texts ({pool_note}), their gold labels hidden from every system trained on teacher labels; VALIDATION: {sz["validation"]} further training texts; TEST: {sz["test_sample"]} test texts sampled with seed {r["meta"]["args"]["seed"] + 3}, of which the first {n_sub} drawn score the teacher (for time). The teacher is `LLMClassifier(model="{m["teacher_model"]}", runtime="openai")` against `python -m llama_cpp.server` (niced, 2 threads, n_ctx 4096): label list, the `k` nearest seed examples (MiniLM) as chat turns, the answer constrained to the labels, one greedy call per text without log-probabilities (they cost about half of each call on llama-cpp-python), so the student is not confidence-weighted. `k` was chosen on validation: {val}; chosen k={k}. Labels go through `TeacherCache` and are costed by `Meter.skill_cost`; the student is `TextClassifier(strategy="head")` on MiniLM, trained by `slmstack.distill.distill` on the teacher's labels of {100 - round(100 * r["meta"]["args"]["held_out"])} % of the pool (the other {rep["held_out_texts"]} pool texts measure agreement) plus the seed set's gold labels: with {m["n_labels"]} intents and a few hundred pool texts many intents get fewer than two teacher labels, which `TextClassifier` rejects, and the team has the seed set anyway. Its peer gets the seed set plus the *gold* labels of exactly the same pool texts. Every student uses the same recipe (the defaults, including a 10 % per-label validation split for calibration, taken from its training texts).
 
 Measured {m["started"]} to {m["finished"]}: {m["machine"]["cpu_count"]} CPU cores, {m["machine"]["model_name"]} ({m["machine"]["cpu_flags"]}); students trained holding the shared CPU lock, 1-minute load average {min(x[0] for x in lo):.1f}–{max(x[1] for x in lo):.1f} during training; labelling ran niced without the lock beside other jobs (load averages per batch in `bench/results/distill.json`).
 

@@ -358,3 +358,18 @@ def test_smollm2_fills_the_schema_with_normalised_values():
                 assert doc.text[f["start"] : f["end"]]  # every value is located in the text
         date = p.data["fields"]["date"]["value"]
         assert date is None or re.fullmatch(r"\d{4}-\d{2}-\d{2}", date)
+
+
+def test_greedy_is_one_call_without_logprobs_and_says_so():
+    backend = ScriptedLLM(logprobs=True)
+    clf = classifier(model=backend, confidence_method="greedy", n_samples=5).fit(TRAIN)
+    p = clf.predict(["where is my card"])[0]
+    assert p.label == "card" and p.data["confidence_method"] == "greedy"
+    assert p.confidence == 1.0
+    assert [(r.logprobs, r.temperature) for r in backend.requests] == [(None, 0.0)]
+
+
+def test_greedy_with_an_answer_outside_the_labels_abstains():
+    clf = classifier(model=ScriptedLLM(rogue=True), confidence_method="greedy").fit(TRAIN)
+    p = clf.predict(["where is my card"])[0]
+    assert p.abstained == "invalid_output" and p.confidence == 0.0

@@ -111,7 +111,7 @@ class LLMClassifier(LabelledTexts, Skill):
         k: int = 8,  # retrieved demonstrations; 8 fit a 2,048-token window with 77 labels
         retriever: Retriever = "embedding",  # how demonstrations are found; tfidf needs no torch
         encoder: str = "minilm",  # sentence encoder of the embedding retriever
-        confidence_method: ConfidenceMethod = "auto",  # logprobs when given, else sampling
+        confidence_method: ConfidenceMethod = "auto",  # logprobs if given, else sampling; greedy
         n_samples: int = 5,  # self-consistency calls per text: 5 votes, steps of 0.2
         sample_temperature: float = 0.7,  # diverse enough to disagree when unsure
         max_tokens: int | None = None,  # default: enough for the longest label in JSON

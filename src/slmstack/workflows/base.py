@@ -1,9 +1,12 @@
 """The step contract, the run context and the validation environment.
 
 A step kind is a class with a pydantic ``Spec`` (its YAML body, ``extra="forbid"``), a
-``from_spec`` constructor, ``check`` (static validation, before anything runs) and
-``execute`` (one run). Kinds register themselves in :data:`step_kinds` under the key
-used in YAML (``skill``, ``route``, ...), so new kinds plug in without touching the engine.
+``from_spec`` constructor, ``check`` (static validation, before anything runs),
+``execute`` (one run) and ``execute_batch`` (one call for a batch of runs, so that a
+skill predicts once per group instead of once per text). Kinds register themselves in
+:data:`step_kinds` under the key used in YAML (``skill``, ``route``, ...), so new kinds
+plug in without touching the engine; a kind without its own ``execute_batch`` runs
+``execute`` on each text of the batch.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, runtime_ch
 
 from pydantic import BaseModel, ConfigDict, WithJsonSchema
 
+from slmstack.errors import ConfigError
 from slmstack.registry import Registry
 from slmstack.types import Prediction
 from slmstack.workflows.trace import Decision, StepTrace
@@ -202,6 +206,9 @@ class Step(ABC):
     # How the step was written in YAML, so that paths in errors and traces match the file:
     # "full" (`route: {...}`), "short" (`skill: intent`) or "bare" (a string or a list).
     yaml_form: str = "full"
+    # Whether the step's children run at the same time (parallel branches): then a text's
+    # latency in a batch is the longest of its children's, not their sum.
+    concurrent: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
@@ -215,6 +222,14 @@ class Step(ABC):
     @abstractmethod
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Run once; return a trace whose ``output`` is the step's output."""
+
+    def execute_batch(self, ctxs: Sequence[RunContext], path: str) -> list[StepTrace]:
+        """Run once per context, as ``execute`` would, and return one trace each, in order.
+
+        Built-in kinds override this to call each skill once for the whole batch; this
+        fallback (for plug-in kinds) runs ``execute`` on each context in turn.
+        """
+        return [self.execute(ctx, path) for ctx in ctxs]
 
     @property
     def name(self) -> str:
@@ -234,11 +249,48 @@ class Step(ABC):
             ctx.outputs[self.id] = trace.output
         return trace
 
+    def run_batch(self, ctxs: Sequence[RunContext], path: str) -> list[StepTrace]:
+        """Execute on a batch, share out its time, and publish each output under ``id``.
+
+        A batch has one wall time, so each trace gets a share of it: a step without
+        children (a skill) gets an equal share; a step with children gets their latencies
+        (summed, or the longest when they run at the same time, see ``concurrent``) plus
+        an equal share of its own overhead. Each step's latencies over the batch thus add
+        up to its wall time, and each text's trace adds up as in ``run``.
+        """
+        if not ctxs:
+            return []
+        start = time.perf_counter()
+        traces = self.execute_batch(ctxs, path)
+        if len(traces) != len(ctxs):
+            raise ConfigError(
+                f"step {self.name!r} ({type(self).__name__}) returned {len(traces)} traces "
+                f"for {len(ctxs)} texts; its execute_batch must return one per context"
+            )
+        share_latency(traces, (time.perf_counter() - start) * 1000, concurrent=self.concurrent)
+        for ctx, trace in zip(ctxs, traces, strict=True):
+            if self.id is not None and trace.output is not None:
+                ctx.outputs[self.id] = trace.output
+        return traces
+
     def define(self, env: CheckEnv, shape: Shape) -> Shape:
         """Record this step's id as defined with ``shape`` (used at the end of ``check``)."""
         if self.id is not None:
             env.defined[self.id] = shape
         return shape
+
+
+def share_latency(traces: Sequence[StepTrace], batch_ms: float, *, concurrent: bool) -> None:
+    """Set each trace's ``latency_ms`` to its share of ``batch_ms`` (see ``Step.run_batch``)."""
+    own = [
+        max((c.latency_ms for c in t.children), default=0.0)
+        if concurrent
+        else sum(c.latency_ms for c in t.children)
+        for t in traces
+    ]
+    overhead = max(0.0, batch_ms - sum(own)) / len(traces)
+    for trace, children_ms in zip(traces, own, strict=True):
+        trace.latency_ms = children_ms + overhead
 
 
 Builder = Callable[[Any, str], Step]

@@ -1,4 +1,7 @@
-"""``Workflow``: a validated graph of steps over named skills, and ``run(text) -> Result``."""
+"""``Workflow``: a validated graph of steps over named skills, and ``run(text) -> Result``.
+
+``run_batch(texts)`` runs each step once per batch instead (see ``batching.py``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kind
 from slmstack.errors import ConfigError, DataError, WorkflowError
 from slmstack.types import Prediction
 from slmstack.workflows.base import CheckEnv, RunContext, Runtime, SkillLike, Step
+from slmstack.workflows.batching import Run, check_batch, run_texts, share_run_latency
 from slmstack.workflows.metering import Meter, meter_for
 from slmstack.workflows.steps.sequence import check_steps, run_steps
 from slmstack.workflows.trace import Escalation, Result
@@ -164,16 +168,24 @@ class Workflow:
         if not isinstance(text, str):
             raise DataError(f"a workflow runs on a text (str); got {type(text).__name__}")
         start = time.perf_counter()
-        if not text.strip():
+        run = None
+        if text.strip():
+            ctx = RunContext(text, self._runtime)
+            run = (ctx, run_steps(self.steps, ctx, "steps"))
+        result = self._result(text, run, key)
+        return replace(result, latency_ms=(time.perf_counter() - start) * 1000)
+
+    def _result(self, text: str, run: Run | None, key: str | None) -> Result:
+        """The result of one text's run (``None``: the text was empty); files its packet."""
+        if run is None:
             # Nothing to classify or hand off: escalate to the caller, and file no packet.
             why = "the input text is empty; no step ran and no inbox packet was filed"
             return Result(
                 input=text, output=Prediction(abstained="empty_input"), outputs={},
                 status="escalated", escalation=Escalation("caller", "empty_input", why),
-                trace=[], latency_ms=(time.perf_counter() - start) * 1000,
+                trace=[], latency_ms=0.0,
             )  # fmt: skip
-        ctx = RunContext(text, self._runtime)
-        traces = run_steps(self.steps, ctx, "steps")
+        ctx, traces = run
         escalation = None
         hand_off = ctx.hand_off
         if hand_off is not None:
@@ -190,8 +202,38 @@ class Workflow:
             status="escalated" if escalation else "completed",
             escalation=escalation,
             trace=traces,
-            latency_ms=(time.perf_counter() - start) * 1000,
+            latency_ms=0.0,
         )
+
+    def run_batch(
+        self, texts: Sequence[str], *, keys: Sequence[str | None] | None = None
+    ) -> list[Result]:
+        """Run the workflow on a batch of texts, each step once for the batch.
+
+        Each skill's ``predict`` is called once per group of texts that reach it (a route
+        splits the batch by branch, a cascade sends on only the texts its tier did not
+        settle), and each result equals ``run(text, key=key)``: the same outputs,
+        decisions, escalations, inbox packets (filed in input order) and ledger rows.
+        Latencies differ: a skill step's latency is each text's share of the batch's
+        time (see :mod:`slmstack.workflows.batching`).
+
+        Args:
+            texts: the inputs.
+            keys: one idempotency key (or ``None``) per text, as in :meth:`run`.
+
+        Example:
+            >>> results = wf.run_batch(["where is my parcel?", "I want a refund"])  # doctest: +SKIP
+            >>> [r.status for r in results]  # doctest: +SKIP
+        """
+        start = time.perf_counter()
+        keys = check_batch(texts, keys)
+        runs = run_texts(self.steps, self._runtime, texts)
+        results = [self._result(t, r, k) for t, r, k in zip(texts, runs, keys, strict=True)]
+        results = share_run_latency(results, (time.perf_counter() - start) * 1000)
+        if self._meter is not None:
+            for result, key in zip(results, keys, strict=True):
+                self._meter.record(result, key)
+        return results
 
     def run_many(self, texts: Sequence[str]) -> list[Result]:
         """Run on each text in turn (see :func:`slmstack.workflows.run_batch` for files)."""

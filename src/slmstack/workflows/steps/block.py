@@ -14,6 +14,7 @@ when the workflow is loaded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from slmstack.workflows.base import (
@@ -27,7 +28,7 @@ from slmstack.workflows.base import (
     did_you_mean,
     step_kinds,
 )
-from slmstack.workflows.steps.sequence import check_steps, run_steps
+from slmstack.workflows.steps.sequence import check_steps, run_steps, run_steps_batch
 from slmstack.workflows.trace import StepTrace, add_usage
 
 
@@ -79,7 +80,17 @@ class BlockStep(Step):
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Run the block's steps."""
-        children = run_steps(ctx.runtime.blocks[self.use], ctx, f"blocks.{self.use}")
+        return self._trace(path, run_steps(ctx.runtime.blocks[self.use], ctx, f"blocks.{self.use}"))
+
+    def execute_batch(self, ctxs: Sequence[RunContext], path: str) -> list[StepTrace]:
+        """Run the block's steps once for the batch (see :func:`run_steps_batch`)."""
+        if not ctxs:
+            return []
+        steps = ctxs[0].runtime.blocks[self.use]
+        runs = run_steps_batch(steps, ctxs, f"blocks.{self.use}")
+        return [self._trace(path, children) for children in runs]
+
+    def _trace(self, path: str, children: list[StepTrace]) -> StepTrace:
         return StepTrace(
             path,
             self.kind,

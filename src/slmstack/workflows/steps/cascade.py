@@ -116,37 +116,52 @@ class CascadeStep(Step):
             trace = tier.run(ctx, f"{self.at(path, 'tiers')}[{i}]")
             children.append(trace)
             output = trace.output or Prediction()
-            if ctx.hand_off is not None or i == len(self.tiers) - 1:
+            if not self._goes_on(i, tier, ctx, trace):
                 break
-            threshold = self.thresholds[i]
-            if output.abstained is not None:
-                trace.decision = Decision(
-                    "next",
-                    f"{tier.name} abstained ({output.abstained})",
-                    label=output.label,
-                    confidence=output.confidence,
-                    threshold=threshold,
-                )
-            elif output.confidence >= threshold:
-                trace.decision = Decision(
-                    "accept",
-                    f"confidence {output.confidence:.3f} ≥ threshold {threshold}",
-                    label=output.label,
-                    confidence=output.confidence,
-                    threshold=threshold,
-                )
-                ctx.rejection = None
-                ctx.decision = trace.decision
+        return self._trace(path, output, children)
+
+    def execute_batch(self, ctxs: Sequence[RunContext], path: str) -> list[StepTrace]:
+        """Run each tier once, on the texts the tiers before it did not settle."""
+        children: list[list[StepTrace]] = [[] for _ in ctxs]
+        outputs = [Prediction() for _ in ctxs]
+        live = list(range(len(ctxs)))
+        for i, tier in enumerate(self.tiers):
+            if not live:
                 break
-            else:
-                trace.decision = Decision(
-                    "next",
-                    f"{tier.name} confidence {output.confidence:.3f} < threshold {threshold}",
-                    label=output.label,
-                    confidence=output.confidence,
-                    threshold=threshold,
-                )
-            ctx.rejection = ctx.decision = trace.decision
+            traces = tier.run_batch([ctxs[j] for j in live], f"{self.at(path, 'tiers')}[{i}]")
+            going_on = []
+            for j, trace in zip(live, traces, strict=True):
+                children[j].append(trace)
+                outputs[j] = trace.output or Prediction()
+                if self._goes_on(i, tier, ctxs[j], trace):
+                    going_on.append(j)
+            live = going_on
+        return [self._trace(path, o, c) for o, c in zip(outputs, children, strict=True)]
+
+    def _goes_on(self, i: int, tier: Step, ctx: RunContext, trace: StepTrace) -> bool:
+        """Judge tier ``i``'s output: record the decision and say whether the next tier runs."""
+        if ctx.hand_off is not None or i == len(self.tiers) - 1:
+            return False
+        output = trace.output or Prediction()
+        threshold = self.thresholds[i]
+        if output.abstained is not None:
+            taken, why = "next", f"{tier.name} abstained ({output.abstained})"
+        elif output.confidence >= threshold:
+            taken, why = "accept", f"confidence {output.confidence:.3f} ≥ threshold {threshold}"
+        else:
+            taken = "next"
+            why = f"{tier.name} confidence {output.confidence:.3f} < threshold {threshold}"
+        trace.decision = Decision(
+            taken, why, label=output.label, confidence=output.confidence, threshold=threshold
+        )
+        if taken == "accept":
+            ctx.rejection = None
+            ctx.decision = trace.decision
+            return False
+        ctx.rejection = ctx.decision = trace.decision
+        return True
+
+    def _trace(self, path: str, output: Prediction, children: list[StepTrace]) -> StepTrace:
         return StepTrace(
             path,
             self.kind,

@@ -17,6 +17,7 @@ does not name.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from slmstack.backends.base import ChatMessage, CompletionRequest
@@ -197,3 +198,11 @@ class EscalateStep(Step):
         return StepTrace(
             path, self.kind, self.name, output=output, decision=decision, usage=completion.usage
         )
+
+    def execute_batch(self, ctxs: Sequence[RunContext], path: str) -> list[StepTrace]:
+        """Hand off each text, in input order, as ``execute`` does.
+
+        A packet each (the engine files them after the batch), or one LLM request each,
+        since a backend completes one request at a time.
+        """
+        return [self.execute(ctx, path) for ctx in ctxs]

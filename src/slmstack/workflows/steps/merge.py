@@ -15,7 +15,7 @@ the steps it reads, so a cascade on a merge is only as sure as its least sure in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import Field
@@ -80,3 +80,7 @@ class MergeStep(Step):
         confidences = [ctx.outputs[s].confidence for s in sources if s in ctx.outputs]
         output = Prediction(confidence=min(confidences, default=1.0), data=record)
         return StepTrace(path, self.kind, self.name, output=output)
+
+    def execute_batch(self, ctxs: Sequence[RunContext], path: str) -> list[StepTrace]:
+        """Merge for each text: the work is per text and calls no model, so nothing is shared."""
+        return [self.execute(ctx, path) for ctx in ctxs]

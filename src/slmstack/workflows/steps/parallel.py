@@ -53,6 +53,7 @@ class ParallelStep(Step):
     kind = "parallel"
     Spec = ParallelSpec
     shorthand = "steps"
+    concurrent = True  # in a batch, a text's latency is its slowest branch's
 
     def __init__(
         self, steps: Sequence[Step], *, id: str | None = None, max_workers: int | None = None
@@ -109,7 +110,28 @@ class ParallelStep(Step):
             self._executor().submit(step.run, fork, f"{self.at(path, 'steps')}[{i}]")
             for i, (step, fork) in enumerate(zip(self.steps, forks, strict=True))
         ]
-        children = [f.result() for f in futures]
+        return self._join(ctx, forks, [f.result() for f in futures], path)
+
+    def execute_batch(self, ctxs: Sequence[RunContext], path: str) -> list[StepTrace]:
+        """Each branch runs once, on its own thread, over the whole batch; then each text joins.
+
+        As in ``execute``, each branch of each text works on a fork of its context.
+        """
+        forks = [[ctx.fork() for ctx in ctxs] for _ in self.steps]  # [branch][text]
+        futures = [
+            self._executor().submit(step.run_batch, branch, f"{self.at(path, 'steps')}[{i}]")
+            for i, (step, branch) in enumerate(zip(self.steps, forks, strict=True))
+        ]
+        traces = [f.result() for f in futures]  # [branch][text]
+        return [
+            self._join(ctx, [b[j] for b in forks], [t[j] for t in traces], path)
+            for j, ctx in enumerate(ctxs)
+        ]
+
+    def _join(
+        self, ctx: RunContext, forks: list[RunContext], children: list[StepTrace], path: str
+    ) -> StepTrace:
+        """Merge the branches' outputs and decisions into ``ctx``, in branch order."""
         joined: dict[str, Any] = {}
         for step, fork, trace in zip(self.steps, forks, children, strict=True):
             ctx.outputs.update(fork.outputs)

@@ -16,10 +16,11 @@ written as a list is a sequence; a bare string is a skill.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from slmstack.errors import ConfigError
+from slmstack.errors import ConfigError, SkillError
 from slmstack.types import Prediction
 from slmstack.workflows.base import (
     At,
@@ -152,38 +153,76 @@ class RouteStep(Step):
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Pick the branch for the label and run it."""
-        children: list[StepTrace] = []
+        return self.execute_batch([ctx], path)[0]
+
+    def execute_batch(self, ctxs: Sequence[RunContext], path: str) -> list[StepTrace]:
+        """Label the batch (one ``predict`` for ``skill:``), split it by branch, run each part.
+
+        Each branch runs once, on the texts that took it, in the order the branches are
+        declared (``default`` last).
+        """
+        if not ctxs:
+            return []
+        first: list[list[StepTrace]] = [[] for _ in ctxs]
         if self.skill is not None:
-            pred = ctx.runtime.skills[self.skill].predict([ctx.input])[0]
-            children.append(
+            start = time.perf_counter()
+            preds = ctxs[0].runtime.skills[self.skill].predict([c.input for c in ctxs])
+            share = (time.perf_counter() - start) * 1000 / len(ctxs)  # per-item share
+            if len(preds) != len(ctxs):
+                raise SkillError(
+                    f"skill {self.skill!r} returned {len(preds)} predictions for {len(ctxs)} "
+                    f"{'text' if len(ctxs) == 1 else 'texts'}; a skill's predict must return "
+                    "exactly one Prediction per input"
+                )
+            for ctx, pred, children in zip(ctxs, preds, first, strict=True):
+                where = self.at(path, "skill")
+                children.append(
+                    StepTrace(
+                        where, "skill", self.skill, output=pred, latency_ms=share, usage=pred.usage
+                    )
+                )
+                ctx.outputs[self.skill] = pred
+        else:
+            preds = [c.outputs.get(self.on or "", Prediction()) for c in ctxs]
+        # None is the default branch (a branch may be labelled "default", too).
+        groups: dict[str | None, list[int]] = {key: [] for key in [*self.branches, None]}
+        decisions = []
+        for j, (ctx, pred) in enumerate(zip(ctxs, preds, strict=True)):
+            key, decision = self._decide(pred)
+            ctx.decision = decision
+            decisions.append(decision)
+            groups[key].append(j)
+        branches: dict[int, StepTrace] = {}
+        for key, members in groups.items():
+            step = self.default if key is None else self.branches[key]
+            where = self._where(path, "default" if key is None else key)
+            traces = step.run_batch([ctxs[j] for j in members], where)
+            branches.update(zip(members, traces, strict=True))
+        out = []
+        for j, decision in enumerate(decisions):
+            children = [*first[j], branches[j]]
+            out.append(
                 StepTrace(
-                    self.at(path, "skill"), "skill", self.skill, output=pred, usage=pred.usage
+                    path,
+                    self.kind,
+                    self.name,
+                    output=branches[j].output,
+                    decision=decision,
+                    usage=add_usage([c.usage for c in children]),
+                    children=children,
                 )
             )
-            ctx.outputs[self.skill] = pred
-        else:
-            pred = ctx.outputs.get(self.on or "", Prediction())
+        return out
+
+    def _decide(self, pred: Prediction) -> tuple[str | None, Decision]:
+        """The branch ``pred``'s label takes (``None``: the default), and the decision."""
         label = pred.label
         if label is not None and label in self.branches:
-            taken, step, where = label, self.branches[label], self._where(path, label)
             why = f"label {label!r} → branch {label!r}"
-        else:
-            taken, step, where = "default", self.default, self._where(path, "default")
-            why = (
-                f"label {label!r} has no branch → default"
-                if label is not None
-                else f"no label (abstained: {pred.abstained}) → default"
-            )
-        decision = Decision(taken, why, label=label, confidence=pred.confidence)
-        ctx.decision = decision
-        branch = step.run(ctx, where)
-        children.append(branch)
-        return StepTrace(
-            path,
-            self.kind,
-            self.name,
-            output=branch.output,
-            decision=decision,
-            usage=add_usage([c.usage for c in children]),
-            children=children,
+            return label, Decision(label, why, label=label, confidence=pred.confidence)
+        why = (
+            f"label {label!r} has no branch → default"
+            if label is not None
+            else f"no label (abstained: {pred.abstained}) → default"
         )
+        return None, Decision("default", why, label=label, confidence=pred.confidence)

@@ -57,6 +57,22 @@ def run_steps(steps: Sequence[Step], ctx: RunContext, path: str) -> list[StepTra
     return traces
 
 
+def run_steps_batch(
+    steps: Sequence[Step], ctxs: Sequence[RunContext], path: str
+) -> list[list[StepTrace]]:
+    """``run_steps`` for a batch: each step runs once on the texts that have not handed off."""
+    traces: list[list[StepTrace]] = [[] for _ in ctxs]
+    live = list(range(len(ctxs)))
+    for i, step in enumerate(steps):
+        if not live:
+            break
+        got = step.run_batch([ctxs[j] for j in live], f"{path}[{i}]")
+        for j, trace in zip(live, got, strict=True):
+            traces[j].append(trace)
+        live = [j for j in live if ctxs[j].hand_off is None]
+    return traces
+
+
 @step_kinds.register("sequence")
 class SequenceStep(Step):
     """Steps in order; stops early when one escalates."""
@@ -81,7 +97,14 @@ class SequenceStep(Step):
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Run the steps; the output is the last one's."""
-        children = run_steps(self.steps, ctx, self.at(path, "steps"))
+        return self._trace(path, run_steps(self.steps, ctx, self.at(path, "steps")))
+
+    def execute_batch(self, ctxs: Sequence[RunContext], path: str) -> list[StepTrace]:
+        """Run each step once for the texts still running (see :func:`run_steps_batch`)."""
+        runs = run_steps_batch(self.steps, ctxs, self.at(path, "steps"))
+        return [self._trace(path, children) for children in runs]
+
+    def _trace(self, path: str, children: list[StepTrace]) -> StepTrace:
         last = children[-1].output if children else None
         return StepTrace(
             path,

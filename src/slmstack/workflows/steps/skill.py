@@ -8,6 +8,7 @@ YAML::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from slmstack.errors import SkillError
@@ -74,15 +75,24 @@ class SkillStep(Step):
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Predict on the input (or the rendered template)."""
-        skill = ctx.runtime.skills[self.use]
-        text = ctx.input
-        if self._parts is not None:
-            text = templates.render(self._parts, ctx.input, ctx.outputs)
-        preds = skill.predict([text])
-        if len(preds) != 1:
+        return self.execute_batch([ctx], path)[0]
+
+    def execute_batch(self, ctxs: Sequence[RunContext], path: str) -> list[StepTrace]:
+        """One ``predict`` call with every text of the batch (inputs or rendered templates)."""
+        if not ctxs:
+            return []
+        skill = ctxs[0].runtime.skills[self.use]
+        texts = [self._text(ctx) for ctx in ctxs]
+        preds = skill.predict(texts)
+        if len(preds) != len(texts):
             raise SkillError(
-                f"skill {self.use!r} returned {len(preds)} predictions for 1 text; a skill's "
-                "predict must return exactly one Prediction per input"
+                f"skill {self.use!r} returned {len(preds)} predictions for {len(texts)} "
+                f"{'text' if len(texts) == 1 else 'texts'}; a skill's predict must return "
+                "exactly one Prediction per input"
             )
-        pred = preds[0]
-        return StepTrace(path, self.kind, self.name, output=pred, usage=pred.usage)
+        return [StepTrace(path, self.kind, self.name, output=p, usage=p.usage) for p in preds]
+
+    def _text(self, ctx: RunContext) -> str:
+        if self._parts is None:
+            return ctx.input
+        return templates.render(self._parts, ctx.input, ctx.outputs)

@@ -17,6 +17,7 @@ ones it did; when nothing is missing, ``complete`` is rendered instead of ``text
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ConfigDict, Field
@@ -145,3 +146,7 @@ class TemplateStep(Step):
         text = templates.render(parts, ctx.input, outputs)
         output = Prediction(text=text, confidence=1.0, data=data)
         return StepTrace(path, self.kind, self.name, output=output, decision=decision)
+
+    def execute_batch(self, ctxs: Sequence[RunContext], path: str) -> list[StepTrace]:
+        """Render for each text: the work is per text and calls no model, so nothing is shared."""
+        return [self.execute(ctx, path) for ctx in ctxs]

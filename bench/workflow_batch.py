@@ -1,0 +1,334 @@
+"""Benchmark ``Workflow.run_batch`` against ``Workflow.run``, one text at a time.
+
+The workflow is ``examples/support-desk/workflow.yaml`` as shipped, on the example's
+trained skills (``.slmstack-cache``, trained once by ``examples/support-desk/run.py``),
+with a temporary inbox and ledger (the YAML declares both, so both modes file packets
+and record ledger rows). The texts are the example's English queries that stay on the
+small models (language detector → intent cascade → FAQ answerer, or entities and a
+template, or the inbox), repeated to 640 texts. The two English queries that reach a
+generator (the troubleshooter and the complaint summary) are left out: SmolLM2 writes
+one text at a time either way, and it would dominate both timings; their skills are
+replaced by stand-ins that fail if called, so the measured workflow is otherwise the
+shipped one.
+
+Each round times the 640 texts one at a time (``run``) and in batches of 64
+(``run_batch``), alternating which goes first; the figure is the median round. Before
+timing, the results of both modes are compared (status, route, answer) and every
+``predict`` call is counted.
+
+Run (heavy: wrap it in the shared CPU lock)::
+
+    flock /tmp/slmstack-cpu.lock .venv/bin/python bench/workflow_batch.py --write-results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("SLMSTACK_PROGRESS", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+DESK = REPO / "examples" / "support-desk"
+RESULTS = REPO / "bench" / "RESULTS.md"
+JSON_OUT = REPO / "bench" / "results" / "workflow_batch.json"
+SECTION = "## Workflow batches: `run_batch` against `run` (`bench/workflow_batch.py`)"
+COMMAND = "flock /tmp/slmstack-cpu.lock .venv/bin/python bench/workflow_batch.py --write-results"
+TARGET = 5.0  # batch 64 against one at a time, texts/s (issue 13)
+
+
+class Counting:
+    """Wraps a skill and counts its ``predict`` calls, texts and seconds."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.calls = 0
+        self.texts = 0
+        self.seconds = 0.0
+        for attr in ("produces", "classes_"):
+            if hasattr(inner, attr):
+                setattr(self, attr, getattr(inner, attr))
+
+    def predict(self, texts: Sequence[str]) -> list[Any]:
+        self.calls += 1
+        self.texts += len(texts)
+        t0 = time.perf_counter()
+        out = self.inner.predict(texts)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+class NotCalled:
+    """Stands in for a generator skill that the benchmark's texts never reach."""
+
+    produces: ClassVar[frozenset[str]] = frozenset({"text", "label", "data"})
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def predict(self, texts: Sequence[str]) -> list[Any]:
+        raise RuntimeError(f"the benchmark's texts should not reach {self.name!r}: {texts[:1]}")
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def cpu_info() -> dict[str, Any]:
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor(),
+    )  # fmt: skip
+    flags = subprocess.run(
+        "grep -o 'avx512[a-z_]*\\|amx[a-z_]*\\|avx2' /proc/cpuinfo | sort -u",
+        shell=True, capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    return {"cpu": model, "flags": flags, "cores": os.cpu_count()}
+
+
+def english_small_model_queries() -> list[str]:
+    """The example's English queries whose expected route reaches no generator."""
+    lines = (DESK / "expected.jsonl").read_text(encoding="utf-8").splitlines()
+    expected = [json.loads(x) for x in lines if x.strip()]
+    # Troubleshooting and complaints generate, unless the intent cascade escalates first.
+    generates = {"troubleshooting", "complaint"}
+    return [
+        e["text"]
+        for e in expected
+        if e["language"] == "en"
+        and (e["intent"] not in generates or e["reason"] == "intent unclear")
+    ]
+
+
+def build(folder: Path, tag: str) -> tuple[Any, dict[str, Counting]]:
+    from slmstack.workflows import Workflow, load_workflow
+
+    stand_ins = {name: NotCalled(name) for name in ("troubleshooter", "summarizer")}
+    loaded = load_workflow(
+        DESK / "workflow.yaml", skills=stand_ins, cache_dir=DESK / ".slmstack-cache"
+    )
+    counted = {k: Counting(v) for k, v in loaded.skills.items()}
+    wf = Workflow(
+        loaded.steps, skills=counted, name=loaded.name, backends=loaded.backends,
+        blocks=loaded.blocks, inbox=f"sqlite:///{folder / f'inbox-{tag}.db'}",
+        ledger=f"sqlite:///{folder / f'ledger-{tag}.db'}", prices=loaded.meter().prices,
+    )  # fmt: skip
+    return wf, counted
+
+
+def one_at_a_time(wf: Any, texts: list[str]) -> tuple[float, list[Any]]:
+    t0 = time.perf_counter()
+    results = [wf.run(t) for t in texts]
+    return time.perf_counter() - t0, results
+
+
+def batched(wf: Any, texts: list[str], size: int) -> tuple[float, list[Any]]:
+    t0 = time.perf_counter()
+    results = []
+    for at in range(0, len(texts), size):
+        results += wf.run_batch(texts[at : at + size])
+    return time.perf_counter() - t0, results
+
+
+def skill_ceilings(
+    counts: dict[str, Counting], texts: list[str], used: dict[str, int]
+) -> dict[str, dict[str, float]]:
+    """Each skill's own ``predict``: ms per text alone and in one batch (best of 3)."""
+    out = {}
+    for name in used:
+        skill = counts[name].inner
+        alone, together = [], []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for text in texts:
+                skill.predict([text])
+            alone.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            skill.predict(texts)
+            together.append(time.perf_counter() - t0)
+        a, b = min(alone) * 1000 / len(texts), min(together) * 1000 / len(texts)
+        out[name] = {"alone_ms": round(a, 3), "batched_ms": round(b, 3), "ratio": round(a / b, 2)}
+    return out
+
+
+def measure(n: int, size: int, rounds: int) -> dict[str, Any]:
+    import torch
+
+    queries = english_small_model_queries()
+    texts = [queries[i % len(queries)] for i in range(n)]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        single_wf, single_counts = build(folder, "single")
+        batch_wf, batch_counts = build(folder, "batch")
+        # Warm-up, untimed: both modes once on a few texts (first calls allocate).
+        one_at_a_time(single_wf, texts[:16])
+        batched(batch_wf, texts[:size], size)
+        for counts in (single_counts, batch_counts):
+            for c in counts.values():
+                c.calls = c.texts = 0
+                c.seconds = 0.0
+        load_before = load()
+        t_single: list[float] = []
+        t_batch: list[float] = []
+        same = True
+        for r in range(rounds):
+            order = ("single", "batch") if r % 2 == 0 else ("batch", "single")
+            got: dict[str, list[Any]] = {}
+            for mode in order:
+                if mode == "single":
+                    secs, got[mode] = one_at_a_time(single_wf, texts)
+                    t_single.append(secs)
+                else:
+                    secs, got[mode] = batched(batch_wf, texts, size)
+                    t_batch.append(secs)
+            views = {m: [(x.status, x.route, x.answer) for x in v] for m, v in got.items()}
+            same = same and views["single"] == views["batch"]
+            if r == 0:
+                calls = {
+                    "single": {k: c.calls for k, c in single_counts.items() if c.calls},
+                    "batch": {k: c.calls for k, c in batch_counts.items() if c.calls},
+                }
+                predict_s = {
+                    "single": round(sum(c.seconds for c in single_counts.values()), 3),
+                    "batch": round(sum(c.seconds for c in batch_counts.values()), 3),
+                }
+                round_s = {"single": t_single[-1], "batch": t_batch[-1]}
+                routes = sorted({" → ".join(x.route) for x in got["single"]})
+                escalated = sum(x.status == "escalated" for x in got["single"])
+        ceilings = skill_ceilings(batch_counts, texts[:size], calls["single"])
+        load_after = load()
+        for wf in (single_wf, batch_wf):
+            if wf.ledger is not None:
+                wf.ledger.close()
+    single_s, batch_s = statistics.median(t_single), statistics.median(t_batch)
+    return {
+        "texts": n, "distinct_texts": len(queries), "batch_size": size, "rounds": rounds,
+        "one_at_a_time_s": [round(x, 3) for x in t_single],
+        "batched_s": [round(x, 3) for x in t_batch],
+        "one_at_a_time_texts_per_s": round(n / single_s, 1),
+        "batched_texts_per_s": round(n / batch_s, 1),
+        "speedup": round(single_s / batch_s, 2),
+        "results_identical": same, "predict_calls_first_round": calls,
+        "predict_s_first_round": predict_s,
+        "round_s_first_round": {k: round(v, 3) for k, v in round_s.items()},
+        "skill_ceilings": ceilings,
+        "escalated_per_round": escalated, "routes": routes,
+        "torch_threads": torch.get_num_threads(),
+        "load_before": load_before, "load_after": load_after,
+    }  # fmt: skip
+
+
+def render(res: dict[str, Any]) -> str:
+    info = res["machine"]
+    calls = res["predict_calls_first_round"]
+    pred, rnd = res["predict_s_first_round"], res["round_s_first_round"]
+    n_single, n_batch = sum(calls["single"].values()), sum(calls["batch"].values())
+    per_skill = ", ".join(
+        f"{k} {calls['single'][k]:,} → {calls['batch'].get(k, 0)}" for k in calls["single"]
+    )
+    lines = [
+        SECTION, "",
+        f"Command: `{COMMAND}`", "",
+        f"Measured {res['when']} on {info['cores']} CPU cores ({info['cpu']}; flags: "
+        f"{' '.join(info['flags']) or 'none of avx2/avx512/amx'}; the grep stops at digits, "
+        "so `avx512_bf` is avx512_bf16), torch with "
+        f"{res['torch_threads']} threads, under the shared CPU lock while other (niced) "
+        f"benchmarks ran: load average {res['load_before']} before, {res['load_after']} after.",
+        "",
+        f"The shipped `examples/support-desk/workflow.yaml` on the example's trained skills, "
+        f"with a temporary inbox and ledger (both modes file packets and ledger rows). "
+        f"Texts: the example's {res['distinct_texts']} English queries that stay on the small "
+        f"models, repeated to {res['texts']}; {res['escalated_per_round']} of them escalate "
+        f"to the inbox per round. Each of {res['rounds']} rounds times all texts one at a "
+        f"time (`run`) and in batches of {res['batch_size']} (`run_batch`), alternating "
+        "which goes first; the median round is reported.", "",
+        "| mode | texts/s | seconds per round (each round) | `predict` calls per round |",
+        "|---|---|---|---|",
+        f"| one at a time (`run`) | {res['one_at_a_time_texts_per_s']:,} | "
+        f"{', '.join(map(str, res['one_at_a_time_s']))} | {n_single:,} |",
+        f"| batches of {res['batch_size']} (`run_batch`) | {res['batched_texts_per_s']:,} | "
+        f"{', '.join(map(str, res['batched_s']))} | {n_batch:,} |",
+        f"| **speed-up** | **{res['speedup']}×** (target ≥ {TARGET:g}×) | | |", "",
+        f"`predict` calls per skill, one at a time → batched: {per_skill}. Results of the "
+        f"two modes (status, route, answer per text) identical: "
+        f"{'yes' if res['results_identical'] else 'NO'}.", "",
+        "Where the time goes (first round): inside the skills' `predict` "
+        f"{pred['single']:.2f} s of {rnd['single']:.2f} s one at a time, {pred['batch']:.2f} s "
+        f"of {rnd['batch']:.2f} s batched; the rest (the engine, {res['escalated_per_round']} "
+        f"inbox packets, {res['texts']} runs' ledger rows) is {rnd['single'] - pred['single']:.2f}"
+        f" s and {rnd['batch'] - pred['batch']:.2f} s. Each skill's own `predict` on "
+        f"{res['batch_size']} of these texts, alone and in one batch (best of 3):", "",
+        "| skill | ms per text alone | ms per text in a batch | ratio |",
+        "|---|---|---|---|",
+        *[f"| {k} | {v['alone_ms']:.2f} | {v['batched_ms']:.2f} | {v['ratio']:.1f}× |"
+          for k, v in res["skill_ceilings"].items()],
+        "",
+        "The encoders (MiniLM-L6, fp32) are compute-bound once batched: the batch saves the "
+        "per-call cost (tokeniser, Python, torch dispatch, matrix-vector products) but not "
+        "the multiply-adds, so no skill here gains 5× on its own and the workflow cannot "
+        "either. What would: fewer multiply-adds per text (bf16 or the int8 ONNX path of the "
+        "speed issue), and one encoder pass shared by the skills on the same frozen base "
+        "(`intent` and `faq_en` both run MiniLM over every FAQ query).", "",
+        "### Caveats", "",
+        "- The troubleshooting and complaint queries are left out: they generate with SmolLM2 "
+        "(llama.cpp), one text at a time in both modes, so with them in the mix the speed-up "
+        "shrinks towards 1× as the generated share grows.",
+        "- The texts are a few queries repeated: the same padding in every batch of 64. A "
+        "batch of texts of very different lengths pads more; an encoder batch is as slow as "
+        "its longest text.",
+        "- Each escalated text still files one inbox packet (one SQLite transaction, about "
+        "2 ms) and every text its ledger rows, one by one in both modes, as `run` does; "
+        "that share is in the \"rest\" above.",
+        "- Two cores shared with other benchmarks (see the load average): the rounds show "
+        "the spread.",
+    ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def write_results(res: dict[str, Any]) -> None:
+    JSON_OUT.parent.mkdir(parents=True, exist_ok=True)
+    JSON_OUT.write_text(json.dumps(res, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    block = render(res)
+    # Re-read right before writing: other benchmarks append sections to the same file.
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+    start = text.find(SECTION)
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + block
+    else:
+        end = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + block + ("" if end == -1 else text[end:])
+    RESULTS.write_text(text, encoding="utf-8")
+    print(f"wrote {RESULTS} and {JSON_OUT}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--texts", type=int, default=640)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--write-results", action="store_true")
+    args = parser.parse_args(argv)
+    res = measure(args.texts, args.batch_size, args.rounds)
+    res["machine"] = cpu_info()
+    res["when"] = time.strftime("%Y-%m-%d %H:%M %Z")
+    res["python"] = sys.version.split()[0]
+    print(render(res))
+    if args.write_results:
+        write_results(res)
+    return 0 if res["results_identical"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
