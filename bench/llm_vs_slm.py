@@ -8,8 +8,8 @@ turns, most similar last, and the answer constrained by a JSON schema whose ``la
 an enum of the 77 labels, one greedy call per query (``confidence_method="greedy"``: no
 log-probabilities, which llama-cpp-python computes over Qwen's 152k-token vocabulary in
 Python, about half of each call's time in an earlier run). The prompt variant and ``k``
-are chosen on a validation sample held out of the *training* set (and out of the demonstration pool); the test sample is
-scored once, with the chosen setting.
+are chosen on a validation sample held out of the *training* set (and out of the
+demonstration pool); the test sample is scored once, with the chosen setting.
 
 The SLMs are ``TextClassifier(strategy="finetune")`` and ``TextClassifier(strategy="head")``
 on all-MiniLM-L6-v2, trained on the full training set. Trivial baselines (majority class,
