@@ -740,7 +740,8 @@ def section(r: dict[str, Any]) -> str:
         "constrained to the 77 labels by a JSON-schema enum (llama.cpp grammar), one greedy "
         "call per query (`confidence_method=\"greedy\"`: no log-probabilities, which "
         "llama-cpp-python computes in Python over Qwen's 152k-token vocabulary, about half of "
-        f"each call's time in an earlier try). Demonstration pool: {m['n_pool']} training texts (the "
+        "each call's time in an earlier try). "
+        f"Demonstration pool: {m['n_pool']} training texts (the "
         f"training set less {r['data']['train'] - m['n_pool']} queries held out for "
         "validation).",
         f"- **Chosen on validation** ({r['meta']['args']['n_val']} of those held-out training "
