@@ -13,10 +13,18 @@ Every error says what happened, the offending value, and how to fix it. Catch
     │   └── UnsafeWeightsError     pickled weights without an explicit opt-in
     ├── SkillError
     │   ├── NotFittedError         predict/save before fit
-    │   └── ArtifactError          a saved skill folder is missing or inconsistent
+    │   ├── ArtifactError          a saved skill folder is missing or inconsistent
+    │   └── NotStreamableError     the skill's output cannot be streamed token by token
     ├── MissingDependencyError     an optional extra is not installed
     ├── BackendError               a generator or remote LLM call failed
-    └── InboxError                 the escalation inbox cannot be opened or an action is refused
+    ├── InboxError                 the escalation inbox cannot be opened or an action is refused
+    └── ServeError                 the HTTP server refused a request (mapped to a 4xx/5xx status)
+        ├── Unauthorized               no API key, or an unknown one (401)
+        ├── Overloaded                 the queue is full; retry after ``retry_after_s`` (429)
+        ├── DeadlineExceeded           the request's deadline passed before it was answered (504)
+        ├── PayloadTooLarge            the request body is over the size limit (413)
+        ├── NotServed                  no skill or workflow of that name is served (404)
+        └── ShuttingDown               the server is draining and takes no new work (503)
 """
 
 from __future__ import annotations
@@ -111,19 +119,63 @@ class InboxError(SlmstackError):
     """The escalation inbox cannot be opened, or an action on a packet is refused."""
 
 
+class ServeError(SlmstackError):
+    """The HTTP server refused a request; each subclass maps to one HTTP status."""
+
+
+class Unauthorized(ServeError):
+    """The request carries no API key, or one the server does not know (HTTP 401)."""
+
+
+class Overloaded(ServeError):
+    """A bounded queue is full (HTTP 429); ``retry_after_s`` estimates when it has room."""
+
+    def __init__(self, message: str, *, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(ServeError, TimeoutError):
+    """The request's deadline passed before its answer was ready (HTTP 504)."""
+
+
+class PayloadTooLarge(ServeError):
+    """The request body is larger than the server's ``limits.max_body_bytes`` (HTTP 413)."""
+
+
+class NotServed(ServeError, LookupError):
+    """No skill or workflow of the requested name is served (HTTP 404); lists those served."""
+
+
+class ShuttingDown(ServeError):
+    """The server is draining: it finishes queued work but takes no new work (HTTP 503)."""
+
+
+class NotStreamableError(SkillError):
+    """The skill post-processes its generated text, so it cannot stream it token by token."""
+
+
 __all__ = [
     "ArtifactError",
     "BackendError",
     "ConfigError",
     "DataError",
+    "DeadlineExceeded",
     "InboxError",
     "IntegrityError",
     "MissingDependencyError",
     "ModelError",
     "ModelNotFoundError",
     "NotFittedError",
+    "NotServed",
+    "NotStreamableError",
+    "Overloaded",
+    "PayloadTooLarge",
+    "ServeError",
+    "ShuttingDown",
     "SkillError",
     "SlmstackError",
+    "Unauthorized",
     "UnsafeWeightsError",
     "WorkflowError",
 ]

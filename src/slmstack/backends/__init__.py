@@ -9,7 +9,6 @@ from slmstack.backends.base import (
     parse_json_output,
 )
 from slmstack.backends.factory import load_backend, runtimes
-from slmstack.backends.fake import FakeBackend
 from slmstack.models.gguf import gguf_path
 
 __all__ = [
@@ -17,7 +16,6 @@ __all__ = [
     "ChatMessage",
     "Completion",
     "CompletionRequest",
-    "FakeBackend",
     "TokenLogprob",
     "gguf_path",
     "load_backend",

@@ -7,7 +7,10 @@ so they never care which runtime is underneath.
 
 Every backend implements two methods: :meth:`Backend.complete` and
 :meth:`Backend.count_tokens` (a skill cuts its input to a window, and a ledger prices a
-call, with the backend's own tokenizer). A :class:`Completion` says which model and
+call, with the backend's own tokenizer). :meth:`Backend.stream` yields the same text in
+pieces as it is generated (an HTTP server streams it to its client); llama.cpp, the
+transformers runtime and OpenAI-compatible servers stream token by token, and a backend
+that cannot yields the whole text as one piece. A :class:`Completion` says which model and
 endpoint answered, where its token usage came from and, when the request asked for them
 and the backend gives them, each generated token's log-probability with its likeliest
 alternatives (:class:`TokenLogprob`): a classifier reads label probabilities from those.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -132,6 +135,25 @@ class Backend(ABC):
     def complete(self, request: CompletionRequest) -> Completion:
         """Generate one completion for ``request``."""
 
+    def stream(self, request: CompletionRequest) -> Iterator[str]:
+        """Generate ``request``'s completion in pieces, as they are generated.
+
+        The pieces joined are the text :meth:`complete` returns for the same request
+        (with greedy decoding). Stop the generation early by closing the iterator
+        (``close()``, or leaving a ``with contextlib.closing(...)`` block): a backend
+        that streams stops generating then. This default yields :meth:`complete`'s text
+        as one piece; backends that generate token by token override it.
+
+        Example:
+            >>> from slmstack.backends import load_backend
+            >>> llm = load_backend("smollm2")  # doctest: +SKIP
+            >>> ask = CompletionRequest([ChatMessage("user", "Say hi")])
+            >>> for piece in llm.stream(ask):  # doctest: +SKIP
+            ...     print(piece, end="", flush=True)
+            Hi!
+        """
+        yield self.complete(request).text
+
     async def acomplete(self, request: CompletionRequest) -> Completion:
         """Async :meth:`complete`; local backends run it in a worker thread."""
         return await asyncio.to_thread(self.complete, request)
@@ -163,3 +185,32 @@ def parse_json_output(completion: Completion, request: CompletionRequest) -> Any
             f"{completion.model} returned invalid JSON under a schema constraint ({exc.msg}: "
             f"{completion.text[:80]!r}): {cause}."
         ) from exc
+
+
+def cut_at_stops(pieces: Iterable[str], stops: Sequence[str]) -> Iterator[str]:
+    r"""Stream ``pieces`` up to the first stop string, holding back a possible stop prefix.
+
+    For runtimes that stop *after* generating a stop string: the text before it is
+    yielded as soon as it cannot be the start of one, the stop string never is.
+
+    Example:
+        >>> list(cut_at_stops(["Hel", "lo\n", "\nBye"], ["\n\n"]))
+        ['Hel', 'lo']
+    """
+    if not stops:
+        yield from pieces
+        return
+    held = ""
+    for piece in pieces:
+        held += piece
+        cuts = [i for i in (held.find(s) for s in stops) if i >= 0]
+        if cuts:
+            if min(cuts):
+                yield held[: min(cuts)]
+            return
+        keep = max((n for s in stops for n in range(1, len(s)) if held.endswith(s[:n])), default=0)
+        if len(held) > keep:
+            yield held[: len(held) - keep]
+            held = held[len(held) - keep :]
+    if held:
+        yield held

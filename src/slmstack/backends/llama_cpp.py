@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,7 @@ class LlamaCppBackend(Backend):
         """Tokens of ``text`` without the BOS token."""
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def complete(self, request: CompletionRequest) -> Completion:
-        """Generate one chat completion."""
+    def _kwargs(self, request: CompletionRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "max_tokens": request.max_tokens,
@@ -101,6 +101,19 @@ class LlamaCppBackend(Backend):
         }
         if request.json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
+        return kwargs
+
+    def _failed(self, exc: ValueError, request: CompletionRequest) -> BackendError:
+        # llama.cpp raises ValueError for prompts beyond the window and for schemas it
+        # cannot compile to a grammar.
+        return BackendError(
+            f"llama.cpp failed on {self.name}: {exc}. Shorten the prompt, lower "
+            f"max_tokens ({request.max_tokens}) or raise n_ctx ({self.n_ctx})."
+        )
+
+    def complete(self, request: CompletionRequest) -> Completion:
+        """Generate one chat completion."""
+        kwargs = self._kwargs(request)
         start = time.perf_counter()
         with self._lock:
             if not self.reuse_prompt_cache:
@@ -108,12 +121,7 @@ class LlamaCppBackend(Backend):
             try:
                 out = self._llm.create_chat_completion(**kwargs)
             except ValueError as exc:
-                # llama.cpp raises ValueError for prompts beyond the window and for schemas
-                # it cannot compile to a grammar.
-                raise BackendError(
-                    f"llama.cpp failed on {self.name}: {exc}. Shorten the prompt, lower "
-                    f"max_tokens ({request.max_tokens}) or raise n_ctx ({self.n_ctx})."
-                ) from exc
+                raise self._failed(exc, request) from exc
         latency = (time.perf_counter() - start) * 1000
         choice = out["choices"][0]
         usage = out.get("usage") or {}
@@ -127,3 +135,25 @@ class LlamaCppBackend(Backend):
             ),
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
         )
+
+    def stream(self, request: CompletionRequest) -> Iterator[str]:
+        """Generate one chat completion token by token.
+
+        The model is held (other calls wait) until the iterator is exhausted or closed;
+        closing it stops the generation.
+        """
+        kwargs = self._kwargs(request)
+        with self._lock:
+            if not self.reuse_prompt_cache:
+                self._llm.reset()
+            try:
+                chunks = self._llm.create_chat_completion(**kwargs, stream=True)
+                try:
+                    for chunk in chunks:
+                        piece = chunk["choices"][0]["delta"].get("content")
+                        if piece:
+                            yield piece
+                finally:
+                    chunks.close()  # stops llama.cpp's generation loop when closed early
+            except ValueError as exc:
+                raise self._failed(exc, request) from exc

@@ -16,7 +16,9 @@ this module adds what a workflow leans on:
 * a **concurrency limit**: a semaphore shared by all threads that use the backend;
 * **usage** from the response, else counted with the model's tokenizer (``tokenizer=``),
   else an error: never a silent zero. ``count_tokens`` uses the same tokenizer;
-* **JSON schema** output (``response_format``) and **log-probabilities**.
+* **JSON schema** output (``response_format``) and **log-probabilities**;
+* **streaming** (:meth:`OpenAICompatBackend.stream`), retried and failed over until the
+  first piece arrives.
 
 The API key is read from an environment variable (``OPENAI_API_KEY`` unless
 ``api_key_env`` says otherwise; ``None`` for local servers sends no key at all). Tests
@@ -28,18 +30,19 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, TypeVar
 
-from slmstack.backends.base import Backend, Completion, CompletionRequest, TokenLogprob
+from slmstack.backends.base import Backend, Completion, CompletionRequest
+from slmstack.backends.openai_response import MAX_BODY_IN_ERROR, EndpointDown, parse_completion
 from slmstack.backends.retry import RETRYABLE_STATUS, RetryPolicy, retry_after_s
 from slmstack.backends.token_count import TokenCounter, load_token_counter
 from slmstack.errors import BackendError, ConfigError, MissingDependencyError
-from slmstack.types import Usage
 
-_MAX_BODY_IN_ERROR = 300
+_T = TypeVar("_T")
 _FALLBACK_KEYS = frozenset({
     "model", "base_url", "api_key_env", "timeout_s", "retries", "backoff_s", "max_wait_s",
     "max_concurrency", "tokenizer", "json_format",
@@ -54,10 +57,6 @@ _HINTS = {
     422: "the server refused the request's fields (for llama-cpp-python's server, "
     "use json_format='json_object')",
 }
-
-
-class _EndpointDown(BackendError):
-    """An endpoint is still unavailable after its retries: the next fallback may answer."""
 
 
 def _import_openai() -> Any:
@@ -162,7 +161,7 @@ class OpenAICompatBackend(Backend):
             if max_concurrency is None
             else threading.BoundedSemaphore(max_concurrency)
         )
-        self._openai = openai
+        self._openai, self._httpx = openai, httpx2
         self._count: TokenCounter | None = (
             load_token_counter(tokenizer) if isinstance(tokenizer, str) else tokenizer
         )
@@ -232,21 +231,63 @@ class OpenAICompatBackend(Backend):
         """One chat completion, from this endpoint or, when it is down, the next fallback."""
         start = time.perf_counter()
         failures: list[str] = []
-        last: _EndpointDown | None = None
+        last: EndpointDown | None = None
         for endpoint in (self, *self.fallbacks):
             try:
                 done = endpoint._complete_here(request)
-            except _EndpointDown as exc:
+            except EndpointDown as exc:
                 failures.append(str(exc))
                 last = exc
                 continue
             usage = replace(done.usage, latency_ms=(time.perf_counter() - start) * 1000)
             return replace(done, usage=usage, failed_over=tuple(failures))
-        if len(failures) == 1:
-            raise BackendError(failures[0]) from last
-        raise BackendError(
-            f"all {len(failures)} endpoints failed:\n  " + "\n  ".join(failures)
-        ) from last
+        raise _all_failed(failures) from last
+
+    def stream(self, request: CompletionRequest) -> Iterator[str]:
+        """One chat completion, streamed as the server generates it (``stream=True``).
+
+        Retries and fallbacks apply until the server starts answering; a failure after
+        the first piece is raised as a :class:`BackendError` (retrying would repeat text
+        already streamed). The endpoint's concurrency slot is held until the iterator is
+        exhausted or closed.
+        """
+        failures: list[str] = []
+        last: EndpointDown | None = None
+        for endpoint in (self, *self.fallbacks):
+            params = {**endpoint._params(request), "stream": True}
+            try:
+                events = endpoint._retrying(partial(endpoint._open_stream, params), params)
+            except EndpointDown as exc:
+                failures.append(str(exc))
+                last = exc
+                continue
+            try:
+                yield from endpoint._pieces(events)
+            finally:
+                events.close()
+                endpoint._slots.__exit__(None, None, None)
+            return
+        raise _all_failed(failures) from last
+
+    def _open_stream(self, params: dict[str, Any]) -> Any:
+        """Open a stream and keep this endpoint's slot (released when the stream ends)."""
+        self._slots.__enter__()
+        try:
+            return self._client.chat.completions.create(**params)
+        except BaseException:
+            self._slots.__exit__(None, None, None)
+            raise
+
+    def _pieces(self, events: Any) -> Iterator[str]:
+        try:
+            for chunk in events:
+                choices = getattr(chunk, "choices", None)
+                if choices:  # a usage-only chunk has none
+                    piece = getattr(choices[0].delta, "content", None)
+                    if piece:
+                        yield piece
+        except (self._openai.APIError, self._httpx.HTTPError) as exc:
+            raise BackendError(f"{self.where} failed in the middle of a stream: {exc}") from exc
 
     def _params(self, request: CompletionRequest) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -272,16 +313,25 @@ class OpenAICompatBackend(Backend):
         return params
 
     def _complete_here(self, request: CompletionRequest) -> Completion:
-        """Ask this endpoint alone, with retries; :class:`_EndpointDown` when it stays down."""
-        openai = self._openai
+        """Ask this endpoint alone, with retries; :class:`EndpointDown` when it stays down."""
         params = self._params(request)
+        raw = self._retrying(partial(self._create_raw, params), params)
+        return parse_completion(raw, request, model=self.name, endpoint=self.base_url,
+                                count=self._count)  # fmt: skip
+
+    def _create_raw(self, params: dict[str, Any]) -> Any:
+        with self._slots:
+            return self._client.chat.completions.with_raw_response.create(**params)
+
+    def _retrying(self, call: Callable[[], _T], params: dict[str, Any]) -> _T:
+        """``call()`` with retries; :class:`EndpointDown` when this endpoint stays down."""
+        openai = self._openai
         url = f"{self.base_url}/chat/completions"
         attempts = self.policy.retries + 1
         for attempt in range(attempts):
             retry_after: float | None = None
             try:
-                with self._slots:
-                    raw = self._client.chat.completions.with_raw_response.create(**params)
+                return call()
             except openai.APITimeoutError as exc:
                 problem = f"timed out after {self.timeout_s:g} s; raise timeout_s"
                 cause: Exception = exc
@@ -292,7 +342,7 @@ class OpenAICompatBackend(Backend):
                 )
                 cause = exc
             except openai.APIStatusError as exc:
-                status, body = exc.status_code, exc.response.text[:_MAX_BODY_IN_ERROR]
+                status, body = exc.status_code, exc.response.text[:MAX_BODY_IN_ERROR]
                 if status not in RETRYABLE_STATUS:
                     hint = _HINTS.get(status, "see the response body")
                     hint = hint.format(key=self.api_key_env, model=self.name)
@@ -302,8 +352,6 @@ class OpenAICompatBackend(Backend):
                     problem += " (this server wants json_format='json_object')"
                 retry_after = retry_after_s(exc.response.headers, self._clock())
                 cause = exc
-            else:
-                return self._parse(raw, request, url)
             if attempt + 1 == attempts:
                 break
             wait = self.policy.wait_s(attempt, retry_after)
@@ -316,53 +364,7 @@ class OpenAICompatBackend(Backend):
                 break
             self._sleep(wait)
         tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
-        raise _EndpointDown(f"{self.where} {problem} ({tries})") from cause
-
-    def _parse(self, raw: Any, request: CompletionRequest, url: str) -> Completion:
-        """Check the parsed body and build the Completion (usage, logprobs)."""
-        data = raw.parse()
-        choices = getattr(data, "choices", None)
-        choice: Any = choices[0] if isinstance(choices, list) and choices else None
-        message = getattr(choice, "message", None)
-        text = getattr(message, "content", None)
-        if message is None or not isinstance(text, str | None):
-            raw_text = raw.http_response.text[:_MAX_BODY_IN_ERROR]
-            raise _EndpointDown(
-                f"{url} returned a body that is not an OpenAI chat completion (no "
-                f"choices[0].message.content): {raw_text!r}. Check that base_url is the "
-                "API root of an OpenAI-compatible server (it usually ends in /v1)."
-            )
-        if text is None and getattr(message, "refusal", None):
-            raise BackendError(f"{self.where} refused to answer: {message.refusal}")
-        text = text or ""
-        reported = getattr(data, "usage", None)
-        prompt = getattr(reported, "prompt_tokens", None)
-        completion = getattr(reported, "completion_tokens", None)
-        source: Literal["backend", "tokenizer"] = "backend"
-        if isinstance(prompt, int) and isinstance(completion, int):
-            usage = Usage(prompt, completion)
-        else:
-            usage, source = self._counted(request, text, url), "tokenizer"
-        return Completion(
-            text=text,
-            model=self.name,
-            usage=usage,
-            finish_reason="length" if choice.finish_reason == "length" else "stop",
-            logprobs=_logprobs(choice) if request.logprobs is not None else None,
-            endpoint=self.base_url,
-            usage_source=source,
-        )
-
-    def _counted(self, request: CompletionRequest, text: str, url: str) -> Usage:
-        """Usage counted with the tokenizer, for a server that reported none."""
-        if self._count is None:
-            raise BackendError(
-                f"{url} reported no token usage and OpenAICompatBackend({self.name!r}) has no "
-                "tokenizer to count it with; the call cannot be costed. Pass tokenizer=... "
-                "(the served model's GGUF alias or tokenizer folder) in the backend options."
-            )
-        prompt_tokens = sum(self.count_tokens(m.content) for m in request.messages)
-        return Usage(prompt_tokens, self.count_tokens(text))
+        raise EndpointDown(f"{self.where} {problem} ({tries})") from cause
 
     def close(self) -> None:
         """Close the HTTP connection pools (this endpoint's and the fallbacks')."""
@@ -371,15 +373,7 @@ class OpenAICompatBackend(Backend):
             fallback.close()
 
 
-def _logprobs(choice: Any) -> tuple[TokenLogprob, ...] | None:
-    content = getattr(getattr(choice, "logprobs", None), "content", None)
-    if not isinstance(content, list):
-        return None  # the server ignored the request for them
-    return tuple(
-        TokenLogprob(
-            token=str(item.token),
-            logprob=float(item.logprob),
-            top=tuple((str(t.token), float(t.logprob)) for t in (item.top_logprobs or ())),
-        )
-        for item in content
-    )
+def _all_failed(failures: list[str]) -> BackendError:
+    if len(failures) == 1:
+        return BackendError(failures[0])
+    return BackendError(f"all {len(failures)} endpoints failed:\n  " + "\n  ".join(failures))

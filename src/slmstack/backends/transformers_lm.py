@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from slmstack.backends.base import Backend, ChatMessage, Completion, CompletionRequest
+from slmstack.backends.base import (
+    Backend,
+    ChatMessage,
+    Completion,
+    CompletionRequest,
+    cut_at_stops,
+)
 from slmstack.backends.json_decoding import generate_json
 from slmstack.errors import ArtifactError, BackendError, ConfigError, ModelError
 from slmstack.models.causal_lm import load_causal_lm
@@ -136,12 +142,7 @@ class TransformersBackend(Backend):
         return self._complete(request, adapter=None)
 
     def _complete(self, request: CompletionRequest, *, adapter: str | None) -> Completion:
-        ids = self.prompt_ids(tuple(request.messages))
-        if len(ids) + request.max_tokens > self.window:
-            raise BackendError(
-                f"{self.name}: prompt of {len(ids)} tokens plus max_tokens={request.max_tokens} "
-                f"exceeds the {self.window}-token window. Shorten the prompt or lower max_tokens."
-            )
+        ids = self._checked_ids(request)
         start = time.perf_counter()
         with self._lock, self._adapter_context(adapter):
             if request.json_schema is not None:
@@ -164,7 +165,61 @@ class TransformersBackend(Backend):
             finish_reason=finish,  # type: ignore[arg-type]
         )
 
-    def _generate(self, ids: list[int], request: CompletionRequest) -> tuple[str, int, str]:
+    def stream(self, request: CompletionRequest) -> Iterator[str]:
+        """Generate one chat completion with the base model, token by token.
+
+        Generation runs in a thread and feeds a ``TextIteratorStreamer``; closing the
+        iterator stops it after the current token. A ``json_schema`` request is decoded
+        by :func:`~slmstack.backends.json_decoding.generate_json`, which does not stream:
+        its text comes as one piece.
+        """
+        return self._stream(request, adapter=None)
+
+    def _stream(self, request: CompletionRequest, *, adapter: str | None) -> Iterator[str]:
+        if request.json_schema is not None:
+            yield self._complete(request, adapter=adapter).text
+            return
+        ids = self._checked_ids(request)
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        class _Cancelled(StoppingCriteria):  # type: ignore[misc]
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                return stop.is_set()
+
+        stop = threading.Event()
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = {**self._generate_kwargs(request), "streamer": streamer,
+                  "stopping_criteria": StoppingCriteriaList([_Cancelled()])}  # fmt: skip
+        failed: list[BaseException] = []
+
+        def generate() -> None:
+            try:
+                with self._lock, self._adapter_context(adapter), torch.inference_mode():
+                    self.model.generate(torch.tensor([ids]), **kwargs)
+            except BaseException as exc:  # handed to the consumer below
+                failed.append(exc)
+                streamer.end()  # unblocks the consumer
+
+        worker = threading.Thread(target=generate, name=f"stream-{self.name}", daemon=True)
+        worker.start()
+        try:
+            yield from cut_at_stops((p for p in streamer if p), request.stop)
+        finally:
+            stop.set()  # ends the generation after its current token
+            worker.join()
+        if failed:
+            raise BackendError(f"{self.name} failed while streaming: {failed[0]}") from failed[0]
+
+    def _checked_ids(self, request: CompletionRequest) -> list[int]:
+        ids = self.prompt_ids(tuple(request.messages))
+        if len(ids) + request.max_tokens > self.window:
+            raise BackendError(
+                f"{self.name}: prompt of {len(ids)} tokens plus max_tokens={request.max_tokens} "
+                f"exceeds the {self.window}-token window. Shorten the prompt or lower max_tokens."
+            )
+        return ids
+
+    def _generate_kwargs(self, request: CompletionRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_new_tokens": request.max_tokens,
             "do_sample": request.temperature > 0,
@@ -176,6 +231,10 @@ class TransformersBackend(Backend):
         if request.stop:
             kwargs["stop_strings"] = list(request.stop)
             kwargs["tokenizer"] = self.tokenizer
+        return kwargs
+
+    def _generate(self, ids: list[int], request: CompletionRequest) -> tuple[str, int, str]:
+        kwargs = self._generate_kwargs(request)
         with torch.inference_mode():
             out = self.model.generate(torch.tensor([ids]), **kwargs)
         new = out[0, len(ids) :].tolist()
@@ -199,6 +258,9 @@ class _AdapterView(Backend):
 
     def complete(self, request: CompletionRequest) -> Completion:
         return self.parent._complete(request, adapter=self.adapter)
+
+    def stream(self, request: CompletionRequest) -> Iterator[str]:
+        return self.parent._stream(request, adapter=self.adapter)
 
     def count_tokens(self, text: str) -> int:
         return self.parent.count_tokens(text)

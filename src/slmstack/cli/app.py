@@ -19,6 +19,7 @@ from slmstack.cli import cost, evaluate, models, predict, train
 from slmstack.cli import inbox as inbox_cli
 from slmstack.cli import run as run_cli
 from slmstack.cli import schema as schema_cli
+from slmstack.cli import serve as serve_cli
 from slmstack.cli import tune as tune_cli
 from slmstack.cli.common import err
 from slmstack.cli.distill import distill_command
@@ -110,6 +111,7 @@ app.add_typer(schema_cli.app, name="schema")
 app.add_typer(tune_cli.app, name="tune")
 app.command("distill")(distill_command)
 app.add_typer(cost.app, name="cost")
+app.command("serve")(serve_cli.serve)
 
 
 def main() -> None:

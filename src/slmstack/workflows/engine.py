@@ -150,7 +150,7 @@ class Workflow:
         return Meter(self.name, skills=self.skills, backends=self.backends)
 
     # ------------------------------------------------------------------ running
-    def run(self, text: str, *, key: str | None = None) -> Result:
+    def run(self, text: str, *, key: str | None = None, caller: str | None = None) -> Result:
         """Run the workflow on one text.
 
         Args:
@@ -158,10 +158,11 @@ class Workflow:
             key: an idempotency key for the escalation packet and the ledger's request id:
                 running again with the same key (for example after an interrupted batch)
                 files no second packet and no second ledger rows.
+            caller: who asked (a server's API key name), stored with the ledger rows.
         """
         result = self._run(text, key)
         if self._meter is not None:
-            self._meter.record(result, key)
+            self._meter.record(result, key, caller=caller)
         return result
 
     def _run(self, text: str, key: str | None) -> Result:
@@ -206,7 +207,11 @@ class Workflow:
         )
 
     def run_batch(
-        self, texts: Sequence[str], *, keys: Sequence[str | None] | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        keys: Sequence[str | None] | None = None,
+        callers: Sequence[str | None] | None = None,
     ) -> list[Result]:
         """Run the workflow on a batch of texts, each step once for the batch.
 
@@ -220,6 +225,7 @@ class Workflow:
         Args:
             texts: the inputs.
             keys: one idempotency key (or ``None``) per text, as in :meth:`run`.
+            callers: one caller (or ``None``) per text, as in :meth:`run`.
 
         Example:
             >>> results = wf.run_batch(["where is my parcel?", "I want a refund"])  # doctest: +SKIP
@@ -227,12 +233,13 @@ class Workflow:
         """
         start = time.perf_counter()
         keys = check_batch(texts, keys)
+        who = check_batch(texts, callers)
         runs = run_texts(self.steps, self._runtime, texts)
         results = [self._result(t, r, k) for t, r, k in zip(texts, runs, keys, strict=True)]
         results = share_run_latency(results, (time.perf_counter() - start) * 1000)
         if self._meter is not None:
-            for result, key in zip(results, keys, strict=True):
-                self._meter.record(result, key)
+            for result, key, caller in zip(results, keys, who, strict=True):
+                self._meter.record(result, key, caller=caller)
         return results
 
     def run_many(self, texts: Sequence[str]) -> list[Result]:

@@ -161,16 +161,25 @@ class Meter:
                 self._ledger = Ledger(self._ledger_arg)
             return self._ledger
 
-    def record(self, result: Result, request_id: str | None = None) -> None:
-        """Append ``result``'s run and step rows (a new id when ``request_id`` is None)."""
+    def record(
+        self, result: Result, request_id: str | None = None, *, caller: str | None = None
+    ) -> None:
+        """Append ``result``'s run and step rows (a new id when ``request_id`` is None).
+
+        ``caller`` (the API key's name, when a server knows it) goes in every row's
+        ``api_key_id``, so that spend can be summed per key.
+        """
         ledger = self.ledger
         if ledger is not None:
-            ledger.append(self.rows(result, request_id or uuid.uuid4().hex, datetime.now(UTC)))
+            at = datetime.now(UTC)
+            ledger.append(self.rows(result, request_id or uuid.uuid4().hex, at, caller=caller))
 
     # ------------------------------------------------------------------ rows
-    def rows(self, result: Result, request_id: str, at: datetime) -> list[LedgerRow]:
-        """The ledger rows of one run: its steps, then the run."""
-        steps = [self._row(node, request_id, at) for node in _worked(result.trace)]
+    def rows(
+        self, result: Result, request_id: str, at: datetime, *, caller: str | None = None
+    ) -> list[LedgerRow]:
+        """The ledger rows of one run: its steps, then the run (``caller``: see ``record``)."""
+        steps = [self._row(node, request_id, at, caller) for node in _worked(result.trace)]
         escalation = result.escalation
         run = LedgerRow(
             request_id=request_id, path="", workflow=self.workflow, step="", kind=RUN, at=at,
@@ -181,6 +190,7 @@ class Meter:
             cost_nusd=sum(r.cost_nusd for r in steps),
             decision=result.status,
             reason=None if escalation is None else f"{escalation.reason}: {escalation.why}",
+            api_key_id=caller,
         )  # fmt: skip
         return [*steps, run]
 
@@ -210,7 +220,7 @@ class Meter:
             return to_nano(self.prices.token_cost(pricing.model, tokens_in, tokens_out))
         return to_nano(self.prices.compute_cost(pricing.machine or self.machine, seconds))
 
-    def _row(self, node: StepTrace, request_id: str, at: datetime) -> LedgerRow:
+    def _row(self, node: StepTrace, request_id: str, at: datetime, caller: str | None) -> LedgerRow:
         kids = node.children
         tokens_in = max(0, node.usage.input_tokens - sum(c.usage.input_tokens for c in kids))
         tokens_out = max(0, node.usage.output_tokens - sum(c.usage.output_tokens for c in kids))
@@ -229,7 +239,7 @@ class Meter:
             tokens_out=tokens_out, latency_ms=latency, compute_s=seconds,
             cost_nusd=to_nano(cost),
             decision=None if decision is None else decision.taken,
-            reason=None if decision is None else decision.why,
+            reason=None if decision is None else decision.why, api_key_id=caller,
         )  # fmt: skip
 
 

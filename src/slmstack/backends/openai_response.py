@@ -1,0 +1,102 @@
+"""Reading one OpenAI chat-completion response into a :class:`Completion`.
+
+The body is checked before it is trusted: a server that is not OpenAI-compatible (a
+wrong ``base_url`` answering HTML or another JSON) counts as a failed endpoint
+(:class:`EndpointDown`, so a fallback may answer), a refusal is an error, and usage is
+the server's, else counted with the model's tokenizer, else an error: never a silent
+zero, since the ledger prices calls by it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from slmstack.backends.base import Completion, CompletionRequest, TokenLogprob
+from slmstack.backends.token_count import TokenCounter
+from slmstack.errors import BackendError
+from slmstack.types import Usage
+
+MAX_BODY_IN_ERROR = 300  # characters of a response body quoted in an error
+
+
+class EndpointDown(BackendError):
+    """An endpoint is still unavailable after its retries: the next fallback may answer."""
+
+
+def parse_completion(
+    raw: Any, request: CompletionRequest, *, model: str, endpoint: str, count: TokenCounter | None
+) -> Completion:
+    """The :class:`Completion` of ``raw`` (the client's raw response) to ``request``.
+
+    Args:
+        raw: the ``openai`` client's ``with_raw_response`` result.
+        request: what was asked (for counted usage and log-probabilities).
+        model: the name the endpoint was called with.
+        endpoint: its base URL.
+        count: the model's tokenizer, for a server that reports no usage.
+
+    Raises:
+        EndpointDown: the body is not a chat completion.
+        BackendError: the model refused, or usage can be neither read nor counted.
+    """
+    url = f"{endpoint}/chat/completions"
+    data = raw.parse()
+    choices = getattr(data, "choices", None)
+    choice: Any = choices[0] if isinstance(choices, list) and choices else None
+    message = getattr(choice, "message", None)
+    text = getattr(message, "content", None)
+    if message is None or not isinstance(text, str | None):
+        raw_text = raw.http_response.text[:MAX_BODY_IN_ERROR]
+        raise EndpointDown(
+            f"{url} returned a body that is not an OpenAI chat completion (no "
+            f"choices[0].message.content): {raw_text!r}. Check that base_url is the "
+            "API root of an OpenAI-compatible server (it usually ends in /v1)."
+        )
+    if text is None and getattr(message, "refusal", None):
+        raise BackendError(f"{model} at {endpoint} refused to answer: {message.refusal}")
+    text = text or ""
+    reported = getattr(data, "usage", None)
+    prompt = getattr(reported, "prompt_tokens", None)
+    completion = getattr(reported, "completion_tokens", None)
+    source: Literal["backend", "tokenizer"] = "backend"
+    if isinstance(prompt, int) and isinstance(completion, int):
+        usage = Usage(prompt, completion)
+    else:
+        usage, source = _counted(request, text, url, model, count), "tokenizer"
+    return Completion(
+        text=text,
+        model=model,
+        usage=usage,
+        finish_reason="length" if choice.finish_reason == "length" else "stop",
+        logprobs=_logprobs(choice) if request.logprobs is not None else None,
+        endpoint=endpoint,
+        usage_source=source,
+    )
+
+
+def _counted(
+    request: CompletionRequest, text: str, url: str, model: str, count: TokenCounter | None
+) -> Usage:
+    """Usage counted with the tokenizer, for a server that reported none."""
+    if count is None:
+        raise BackendError(
+            f"{url} reported no token usage and OpenAICompatBackend({model!r}) has no "
+            "tokenizer to count it with; the call cannot be costed. Pass tokenizer=... "
+            "(the served model's GGUF alias or tokenizer folder) in the backend options."
+        )
+    prompt_tokens = sum(int(count(m.content)) for m in request.messages)
+    return Usage(prompt_tokens, int(count(text)))
+
+
+def _logprobs(choice: Any) -> tuple[TokenLogprob, ...] | None:
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not isinstance(content, list):
+        return None  # the server ignored the request for them
+    return tuple(
+        TokenLogprob(
+            token=str(item.token),
+            logprob=float(item.logprob),
+            top=tuple((str(t.token), float(t.logprob)) for t in (item.top_logprobs or ())),
+        )
+        for item in content
+    )

@@ -1,0 +1,68 @@
+"""``slmstack serve CONFIG [--host H] [--port P] [--workers N]``, or ``--openapi FILE``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slmstack.cli.common import cli_command, out
+from slmstack.errors import ConfigError, MissingDependencyError
+
+
+@cli_command
+def serve(
+    config: Annotated[
+        Path | None, typer.Argument(help="The serve config YAML (skills, workflows, keys).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes; each loads every model.")
+    ] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    openapi: Annotated[
+        Path | None,
+        typer.Option(help="Write the OpenAPI spec to this file and exit (needs no CONFIG)."),
+    ] = None,
+) -> None:
+    """Serve every skill and workflow of CONFIG over HTTP (FastAPI on uvicorn)."""
+    try:
+        import uvicorn
+
+        from slmstack.serve.app import CONFIG_ENV, WORKERS_ENV, create_app, openapi_document
+        from slmstack.serve.config import load_config
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "fastapi", "serve", "slmstack serve") from exc
+
+    if openapi is not None:
+        openapi.parent.mkdir(parents=True, exist_ok=True)
+        openapi.write_text(json.dumps(openapi_document(), indent=2) + "\n", encoding="utf-8")
+        out.print(f"wrote the OpenAPI spec to {openapi}", highlight=False)
+        return
+    if config is None:
+        raise ConfigError("pass the serve config: slmstack serve serve.yaml")
+    settings = load_config(config)  # every config error now, with its line
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "timeout_graceful_shutdown": settings.shutdown.drain_timeout_s,
+        "lifespan": "on",  # a model that fails to load fails the start
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
+        return
+    # Each worker process builds its own app: uvicorn imports the factory there, and the
+    # factory reads the config's path from the environment the workers inherit.
+    os.environ[CONFIG_ENV] = str(config.resolve())
+    os.environ[WORKERS_ENV] = str(workers)
+    uvicorn.run(
+        "slmstack.serve.app:app_from_env",
+        factory=True,
+        workers=workers,
+        **options,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,237 @@
+"""The ASGI app: ``create_app(config)`` builds the FastAPI app of ``slmstack serve``.
+
+The method:
+
+- **Start.** The app's lifespan loads every skill and workflow (in a thread, so the event
+  loop stays free), starts one micro-batcher per target, and only then turns ``/readyz``
+  true. A model that fails to load fails the start: uvicorn exits non-zero with the error,
+  rather than serving half of the config.
+- **Every request** passes, from the outside in: metrics (so refusals are counted too),
+  auth (every route but those in ``auth.public``), the body limit (413), then the router.
+  Input is checked by the routes (422), the queue and the deadline by the batchers
+  (429, 504). Every error the library raises on purpose maps to one status here, with its
+  message as ``{"detail": ...}``; bad input is never a 500.
+- **Shutdown** (SIGTERM): readiness turns false at once and, ``shutdown.grace_s``
+  later, uvicorn stops accepting connections and lets the requests in flight finish
+  (within ``shutdown.drain_timeout_s``); then the lifespan closes the batchers (queued
+  work finishes) and writes what the ledger still buffers. Inbox packets are written
+  when filed, so none wait in memory.
+
+Example:
+    >>> from slmstack.serve import create_app
+    >>> app = create_app("serve.yaml")  # doctest: +SKIP
+    >>> # uvicorn.run(app, port=8000)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Collection
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.types import Scope
+
+from slmstack.errors import (
+    BackendError,
+    ConfigError,
+    DataError,
+    DeadlineExceeded,
+    NotServed,
+    Overloaded,
+    PayloadTooLarge,
+    ShuttingDown,
+    SlmstackError,
+    Unauthorized,
+)
+from slmstack.serve.auth import AuthMiddleware, bearer_security
+from slmstack.serve.config import ServeConfig, load_config
+from slmstack.serve.limits import BodyLimitMiddleware
+from slmstack.serve.metrics import MetricsMiddleware
+from slmstack.serve.routes import health, inbox, metrics, openai_compat, skills, workflows
+from slmstack.serve.state import ServeState
+
+CONFIG_ENV = "SLMSTACK_SERVE_CONFIG"  # the config of each worker process (--workers > 1)
+WORKERS_ENV = "SLMSTACK_SERVE_WORKERS"  # how many workers share the cores
+DEFAULT_PUBLIC = ("/livez", "/readyz")  # what the committed spec documents as public
+API_VERSION = "1.0"  # of the HTTP API, not of the package: the spec changes with it only
+LEDGER_FLUSH_S = 1.0  # how often buffered ledger rows are written
+
+_log = logging.getLogger("slmstack.serve")
+
+# The status of each error the library raises on purpose; the first match wins.
+_STATUS: tuple[tuple[type[SlmstackError], int], ...] = (
+    (NotServed, 404),
+    (PayloadTooLarge, 413),
+    (Unauthorized, 401),
+    (Overloaded, 429),
+    (DeadlineExceeded, 504),
+    (ShuttingDown, 503),
+    (DataError, 422),
+    (ConfigError, 422),
+    (BackendError, 502),
+)
+
+_DESCRIPTION = """\
+Small task-specific models and workflows over HTTP: predict with a skill, run a workflow,
+chat through the OpenAI-compatible endpoint, work the escalation inbox. Every request to
+a model is batched with concurrent ones; every result carries its trace and its cost.
+"""
+
+
+def create_app(config: ServeConfig | str | Path, *, workers: int = 1) -> FastAPI:
+    """The FastAPI app serving ``config`` (a :class:`ServeConfig` or its YAML file).
+
+    Models load when the app starts (its lifespan), not here; the API keys are read
+    here, so a missing key variable fails at once.
+
+    Args:
+        config: the validated config, or the path of its YAML file.
+        workers: how many server processes share this machine's cores (thread counts).
+
+    Raises:
+        ConfigError: the config file is invalid, or its keys cannot be read.
+    """
+    if not isinstance(config, ServeConfig):
+        config = load_config(config)
+    app = _build(auth=config.auth is not None, public=config.public_routes)
+    app.state.serve = ServeState.create(config, workers=workers)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process: the config named by ``$SLMSTACK_SERVE_CONFIG``.
+
+    ``slmstack serve --workers N`` hands uvicorn ``slmstack.serve.app:app_from_env`` as
+    a factory, since each worker process builds its own app.
+    """
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError(
+            f"${CONFIG_ENV} is not set; start the server with `slmstack serve CONFIG`, or "
+            f"set {CONFIG_ENV} to the serve config file"
+        )
+    return create_app(path, workers=int(os.environ.get(WORKERS_ENV, "1")))
+
+
+def openapi_document(*, public: Collection[str] = DEFAULT_PUBLIC) -> dict[str, Any]:
+    """The OpenAPI spec of the server with auth on and ``public`` routes open.
+
+    It does not depend on what a config serves (names are path parameters), so it is
+    committed as ``docs/openapi.json``: ``slmstack serve --openapi docs/openapi.json``.
+    """
+    return _build(auth=True, public=frozenset(public)).openapi()
+
+
+# ---------------------------------------------------------------------- building
+def _build(*, auth: bool, public: Collection[str]) -> FastAPI:
+    app = FastAPI(
+        title="slmstack",
+        version=API_VERSION,
+        description=_DESCRIPTION,
+        lifespan=_lifespan,
+        redoc_url=None,
+    )
+    for router in (health.router, skills.router, workflows.router, openai_compat.router,
+                   inbox.router, metrics.router):  # fmt: skip
+        app.include_router(router)
+    # Added innermost first: a request meets metrics, then auth, then the body limit.
+    app.add_middleware(BodyLimitMiddleware, limit=_body_limit)
+    app.add_middleware(AuthMiddleware)
+    app.add_middleware(MetricsMiddleware)
+    app.add_exception_handler(SlmstackError, _error)  # type: ignore[arg-type]
+
+    def spec() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            )  # fmt: skip
+            app.openapi_schema = bearer_security(schema, public) if auth else schema
+        return app.openapi_schema
+
+    app.openapi = spec  # type: ignore[method-assign]
+    return app
+
+
+def _body_limit(scope: Scope) -> int:
+    state: ServeState = scope["app"].state.serve
+    return state.config.limits.max_body_bytes
+
+
+async def _error(request: Request, exc: SlmstackError) -> JSONResponse:
+    """``{"detail": message}`` with the status of the error's class (see ``_STATUS``)."""
+    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+    headers = {}
+    if isinstance(exc, Overloaded):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if status == 500:
+        _log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: ServeState = app.state.serve
+    await asyncio.to_thread(state.load)
+    await state.start()
+    _drain_on_sigterm(state, asyncio.get_running_loop())
+    _log.info("ready: %d skills, %d workflows", len(state.skills), len(state.workflows))
+    flusher = asyncio.create_task(_flush_every(state, LEDGER_FLUSH_S), name="ledger-flush")
+    try:
+        yield
+    finally:
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        await state.close()
+        _log.info("stopped: batchers drained, ledger written")
+
+
+def _drain_on_sigterm(state: ServeState, loop: asyncio.AbstractEventLoop) -> None:
+    """Turn readiness false on SIGTERM, ``shutdown.grace_s`` before the server stops.
+
+    The server (uvicorn) has installed its own SIGTERM handler by now, which stops
+    accepting connections and drains; this wraps it, so the app needs no server
+    subclass and works the same with ``--workers N``. Only in the main thread (where
+    signals are delivered), and only over a handler a server installed: with the
+    default handler in place nothing is changed, so SIGTERM still ends the process.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    server_handler = signal.getsignal(signal.SIGTERM)
+    if not callable(server_handler):
+        return
+    grace = state.config.shutdown.grace_s
+
+    def on_sigterm(sig: int, frame: FrameType | None) -> None:
+        first = not state.draining
+        state.draining = True
+        if first and grace > 0:
+            _log.info("SIGTERM: not ready; stopping in %.1f s", grace)
+            loop.call_soon_threadsafe(loop.call_later, grace, server_handler, sig, frame)
+        else:
+            server_handler(sig, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+async def _flush_every(state: ServeState, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(state.flush)
+
+
+__all__ = ["CONFIG_ENV", "WORKERS_ENV", "app_from_env", "create_app", "openapi_document"]

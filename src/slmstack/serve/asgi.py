@@ -1,0 +1,71 @@
+"""ASGI helpers shared by the server's middleware: which route template a request hits.
+
+Metrics label requests by their route *template* (``/v1/skills/{name}/predict``), never
+the raw path, so that a client cannot grow the number of series by sending new paths;
+auth decides whether a request is public by the same template. Both run as middleware,
+before the router, so the template is found here the way the router finds its route: the
+first route whose pattern matches, a method mismatch (the router's 405) counting as a
+match. It is matched once per request and cached in the scope.
+
+Since FastAPI 0.137, ``include_router`` no longer copies a router's routes into
+``app.routes``; the routes are reached through ``fastapi.routing.iter_route_contexts``,
+which gives each its full path, prefix included. (``scope["route"]`` is no help: it is
+the router's own route, whose path lacks the prefix.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from starlette.routing import Match
+from starlette.types import Scope
+
+_route_contexts: Callable[[Any], Iterator[Any]] | None
+try:
+    from fastapi.routing import iter_route_contexts as _route_contexts
+except ImportError:  # FastAPI < 0.137 copied every included route into app.routes
+    _route_contexts = None
+
+UNMATCHED = "unmatched"  # the label of requests that match no route (404s)
+_CACHE = "slmstack.route_template"
+
+
+def _routes(app: Any) -> Iterator[Any]:
+    routes = app.routes
+    yield from routes if _route_contexts is None else _route_contexts(routes)
+
+
+def route_table(app: Any) -> list[tuple[str, frozenset[str]]]:
+    """Every route of ``app`` as ``(template, methods)``, in routing order.
+
+    Routes without methods (a mount) get ``{"GET"}``: what a probe of them would send.
+    """
+    out = []
+    for route in _routes(app):
+        path = getattr(route, "path", None)
+        if isinstance(path, str):
+            out.append((path, frozenset(getattr(route, "methods", None) or {"GET"})))
+    return out
+
+
+def route_template(scope: Scope) -> str | None:
+    """The template of the route ``scope`` will be routed to; ``None`` when none matches.
+
+    Call it before the router runs (the router rewrites the scope); the answer is cached
+    in the scope, so the metrics and auth middlewares match once between them.
+    """
+    if _CACHE in scope:
+        return scope[_CACHE]  # type: ignore[no-any-return]
+    found: str | None = None
+    partial: str | None = None
+    for route in _routes(scope["app"]):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            found = getattr(route, "path", None)
+            break
+        if match is Match.PARTIAL and partial is None:
+            partial = getattr(route, "path", None)
+    found = found or partial
+    scope[_CACHE] = found
+    return found

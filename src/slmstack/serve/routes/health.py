@@ -1,0 +1,59 @@
+"""``GET /livez``, ``GET /readyz`` and ``GET /v1/models``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from slmstack.serve.routes import serve_state
+from slmstack.serve.schemas import Liveness, ModelCard, ModelList, Readiness
+
+router = APIRouter()
+
+
+@router.get("/livez", response_model=Liveness, tags=["operations"], summary="Liveness")
+async def livez() -> Liveness:
+    """200 while the process answers: restart it when this fails."""
+    return Liveness()
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    tags=["operations"],
+    summary="Readiness",
+    responses={503: {"model": Readiness, "description": "Loading, or shutting down."}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """200 once every skill and workflow is loaded.
+
+    503 while loading, and once a shutdown has begun (SIGTERM), so that a load balancer
+    sends no new requests.
+    """
+    state = serve_state(request)
+    ready = state.ready and not state.draining
+    body = Readiness(ready=ready, draining=state.draining)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+
+
+@router.get("/v1/models", response_model=ModelList, tags=["models"], summary="List models")
+async def models(request: Request) -> ModelList:
+    """Every served skill and workflow.
+
+    Its ``id`` is the name to call it by, and the ``model`` of a chat completion.
+    """
+    state = serve_state(request)
+    cards = [
+        ModelCard(
+            id=name,
+            kind="skill",
+            type=str(getattr(skill, "skill_name", type(skill).__name__)),
+            produces=sorted(getattr(skill, "produces", ())),
+        )
+        for name, skill in sorted(state.skills.items())
+    ]
+    cards += [
+        ModelCard(id=name, kind="workflow", type="workflow", produces=["text"])
+        for name in sorted(state.workflows)
+    ]
+    return ModelList(data=cards)

@@ -1,0 +1,40 @@
+"""``POST /v1/skills/{name}/predict``: one text or a batch, through the skill's batcher."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from slmstack.serve.limits import texts_of
+from slmstack.serve.routes import caller, cost, serve_state
+from slmstack.serve.schemas import ERRORS, PredictRequest, PredictResponse
+from slmstack.serve.state import SkillAnswer
+
+router = APIRouter(tags=["skills"])
+
+
+@router.post(
+    "/v1/skills/{name}/predict",
+    response_model=PredictResponse,
+    responses=ERRORS,
+    summary="Predict with a skill",
+)
+async def predict(name: str, body: PredictRequest, request: Request) -> JSONResponse:
+    """Run skill ``name`` on ``text`` or on each of ``texts``.
+
+    Concurrent requests to one skill are batched together (``batching:`` in the config),
+    so a batch here and many single requests cost about the same per text. Each text's
+    prediction comes with its share of the batch's time and its cost, as recorded in the
+    ledger under request id ``{request_id}:{index}``.
+    """
+    state = serve_state(request)
+    batcher = state.batcher("skill", name)
+    texts = texts_of(body.text, body.texts, max_items=state.config.limits.max_items)
+    request_id, calls = state.calls(texts, caller(request))
+    answers: list[SkillAnswer] = await state.submit(batcher, calls)
+    results = []
+    for answer in answers:
+        usage = answer.prediction.usage
+        spent = cost(usage.input_tokens, usage.output_tokens, answer.latency_ms, answer.cost_nusd)
+        results.append({"prediction": answer.prediction.to_dict(), "cost": spent})
+    return JSONResponse({"skill": name, "request_id": request_id, "results": results})

@@ -1,0 +1,44 @@
+"""``POST /v1/workflows/{name}/run``: one text or a batch, through ``Workflow.run_batch``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from slmstack.serve.limits import texts_of
+from slmstack.serve.routes import caller, cost, serve_state
+from slmstack.serve.schemas import ERRORS, RunRequest, RunResponse
+from slmstack.serve.state import WorkflowAnswer
+
+router = APIRouter(tags=["workflows"])
+
+
+@router.post(
+    "/v1/workflows/{name}/run",
+    response_model=RunResponse,
+    responses=ERRORS,
+    summary="Run a workflow",
+)
+async def run(name: str, body: RunRequest, request: Request) -> JSONResponse:
+    """Run workflow ``name`` on ``text`` or on each of ``texts``.
+
+    Concurrent requests are gathered into one ``Workflow.run_batch``, so each step runs
+    once per batch; each result equals what ``Workflow.run`` gives for its text: the same
+    answer, decisions, escalation (and inbox packet) and trace. Its cost is its ledger
+    run row's, recorded under request id ``{request_id}:{index}`` with the caller's key.
+    """
+    state = serve_state(request)
+    batcher = state.batcher("workflow", name)
+    texts = texts_of(body.text, body.texts, max_items=state.config.limits.max_items)
+    request_id, calls = state.calls(texts, caller(request))
+    answers: list[WorkflowAnswer] = await state.submit(batcher, calls)
+    results = []
+    for answer in answers:
+        result = answer.result
+        usage = result.usage
+        out = result.to_dict(trace=body.trace)
+        out["cost"] = cost(
+            usage.input_tokens, usage.output_tokens, result.latency_ms, answer.cost_nusd
+        )
+        results.append(out)
+    return JSONResponse({"workflow": name, "request_id": request_id, "results": results})
