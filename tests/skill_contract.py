@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from slmstack import NotFittedError, Prediction, Skill, load
+from slmstack import ConfigError, NotFittedError, Prediction, Skill, load
 
 
 def default_key(p: Prediction) -> tuple[Any, ...]:
@@ -87,7 +87,7 @@ def check_skill_contract(
     )
 
     # a single string instead of a list is refused with a hint
-    with pytest.raises(Exception, match=r"list"):
+    with pytest.raises(ConfigError, match=r"takes a list of texts.*predict\(\[text\]\)"):
         skill.predict(texts[0])  # type: ignore[arg-type]
 
     if check_determinism:

@@ -11,8 +11,8 @@ import pytest
 from slmstack.backends import (
     Backend,
     ChatMessage,
+    Completion,
     CompletionRequest,
-    FakeBackend,
     gguf_path,
     load_backend,
     parse_json_output,
@@ -116,7 +116,8 @@ def test_every_backend_counts_tokens():
             if issubclass(cls, Backend) and cls is not Backend and cls.__module__ == module.__name__
         }
     names = {cls.__name__ for cls in classes}
-    assert {"FakeBackend", "LlamaCppBackend", "TransformersBackend", "OpenAICompatBackend"} <= names
+    assert {"LlamaCppBackend", "TransformersBackend", "OpenAICompatBackend"} <= names
+    assert "FakeBackend" not in names and not hasattr(package, "FakeBackend")  # a test double
     assert not [c.__name__ for c in classes if c.count_tokens is Backend.count_tokens]
 
     class NoCount(Backend):
@@ -155,10 +156,14 @@ def test_gguf_path_accepts_file_and_single_file_folder(tmp_path):
 
 
 def test_parse_json_output_explains_truncation():
-    fake = FakeBackend(['{"a": "unfinished'])
     req = ask("x", max_tokens=1, json_schema={"type": "object"})
+    assert parse_json_output(Completion('{"a": 1}', "m"), req) == {"a": 1}
+    cut = Completion('{"a": "unfinished', "m", finish_reason="length")
     with pytest.raises(BackendError, match="max_tokens=1; raise it"):
-        parse_json_output(fake.complete(req), req)
+        parse_json_output(cut, req)
+    ignored = Completion("not json", "m", finish_reason="stop")
+    with pytest.raises(BackendError, match="m returned invalid JSON.*did not honour the schema"):
+        parse_json_output(ignored, req)
 
 
 def test_join_parts_verifies_and_is_atomic(tmp_path):
@@ -180,12 +185,6 @@ def test_joined_folder_is_none_when_a_part_is_missing(tmp_path, monkeypatch):
     assert locate() is None
 
 
-def test_fake_backend_applies_stop_and_records_requests():
-    fake = FakeBackend(lambda r: json.dumps({"n": len(r.messages)}) + " END more")
-    out = fake.complete(ask("hi", stop=[" END"]))
-    assert out.text == '{"n": 1}' and fake.requests[0].messages[0].content == "hi"
-
-
 def test_dequantized_cache_is_verified(tmp_path):
     from slmstack.models.causal_lm import _CACHE_META, _cache_is_valid
 
@@ -202,7 +201,34 @@ def test_dequantized_cache_is_verified(tmp_path):
 
 def test_acomplete_runs_the_backend_off_the_event_loop():
     import asyncio
+    import threading
 
-    fake = FakeBackend(["async answer"])
-    out = asyncio.run(fake.acomplete(ask("hi")))
-    assert out.text == "async answer" and len(fake.requests) == 1
+    class Blocking(Backend):
+        """Blocks until the event loop has run another task: only possible off the loop."""
+
+        name = "blocking"
+
+        def __init__(self) -> None:
+            self.loop_ran = threading.Event()
+            self.threads: list[int] = []
+
+        def count_tokens(self, text: str) -> int:
+            return len(text.split())
+
+        def complete(self, request: CompletionRequest) -> Completion:
+            self.threads.append(threading.get_ident())
+            if not self.loop_ran.wait(timeout=5):
+                raise AssertionError("complete() blocked the event loop")
+            return Completion("async answer", self.name)
+
+    backend = Blocking()
+
+    async def other_task() -> None:
+        backend.loop_ran.set()
+
+    async def main() -> Completion:
+        answer, _ = await asyncio.gather(backend.acomplete(ask("hi")), other_task())
+        return answer
+
+    assert asyncio.run(main()).text == "async answer"
+    assert backend.threads and backend.threads[0] != threading.get_ident()

@@ -1,9 +1,14 @@
 import numpy as np
 import pytest
+import torch
 
 from fixtures import QUERIES, TRAIN
 from skill_contract import check_skill_contract
 from slmstack import ArtifactError, ConfigError, DataError, Example, TextClassifier, load
+from slmstack.data.splits import stratified_split
+from slmstack.models.encoder import load_encoder
+from slmstack.models.resolve import resolve
+from slmstack.training.calibration import expected_calibration_error, softmax
 
 
 def test_head_strategy_labels_and_confidences():
@@ -28,20 +33,57 @@ def test_finetune_strategy_contract(tmp_path):
 
 
 def test_finetune_changes_the_encoder_and_probe_does_not():
+    pristine = load_encoder(resolve("minilm")).state_dict()  # a private copy, never trained
     head = TextClassifier(strategy="head").fit(TRAIN)
+    after_probe = head.net_.encoder.state_dict()
+    assert after_probe.keys() == pristine.keys()
+    changed = [k for k, w in pristine.items() if not torch.equal(w, after_probe[k])]
+    assert not changed, f"the probe changed encoder weights: {changed[:5]}"
     ft = TextClassifier(strategy="finetune", epochs=1, batch_size=8).fit(TRAIN)
-    w_head = head.net_.encoder.embeddings.word_embeddings.weight
-    w_ft = ft.net_.encoder.embeddings.word_embeddings.weight
-    assert not np.allclose(w_head.detach().numpy(), w_ft.detach().numpy())
+    w_ft = ft.net_.encoder.embeddings.word_embeddings.weight.detach()
+    assert not torch.allclose(pristine["embeddings.word_embeddings.weight"], w_ft)
+    # fine-tuning trains a copy: the frozen encoder the probe shares is left as it was
+    assert all(torch.equal(w, head.net_.encoder.state_dict()[k]) for k, w in pristine.items())
 
 
-def test_calibration_metrics_recorded():
-    clf = TextClassifier().fit(TRAIN)
-    for key in ("val_accuracy", "val_macro_f1", "val_ece", "val_ece_before_calibration"):
-        assert key in clf.metrics_
-    assert clf.temperature_ > 0
+def raw_logits(clf: TextClassifier, texts: list[str]) -> np.ndarray:
+    """The network's logits before any temperature, computed here rather than by the skill."""
+    batch = clf.tokenizer_(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        return clf.net_.eval()(batch["input_ids"], batch["attention_mask"]).numpy()
+
+
+def test_calibration_fits_the_temperature_on_validation_and_applies_it():
+    # Every 4th text carries the next label, so validation has errors and the best
+    # temperature is a proper minimum (on clean data the NLL falls as T -> 0).
+    labels = ["card", "password", "refund"]
+    noisy = [
+        Example(ex.text, labels[(labels.index(ex.label) + 1) % 3] if i % 4 == 3 else ex.label)
+        for i, ex in enumerate(TRAIN)
+    ]
+    clf = TextClassifier(val_fraction=0.5).fit(noisy)
+    _, val = stratified_split(noisy, [ex.label for ex in noisy], fraction=0.5, seed=clf.seed)
+    assert clf.metrics_["n_val"] == len(val) and clf.metrics_["val_accuracy"] < 1.0
+    logits = raw_logits(clf, [ex.text for ex in val])
+    y = np.array([clf.classes_.index(ex.label) for ex in val])
+
+    def nll(t: float) -> float:
+        return float(-np.log(softmax(logits, t)[np.arange(len(y)), y]).mean())
+
+    t = clf.temperature_
+    assert abs(np.log(t)) > 0.1, f"temperature {t} is (nearly) the identity"
+    assert nll(t) < nll(1.0) and nll(t) <= nll(t * 1.2) and nll(t) <= nll(t / 1.2)
+    assert clf.metrics_["temperature"] == t
+    assert clf.metrics_["val_ece"] == pytest.approx(
+        expected_calibration_error(softmax(logits, t), y)
+    )
+    before = expected_calibration_error(softmax(logits, 1.0), y)
+    assert clf.metrics_["val_ece_before_calibration"] == pytest.approx(before)
     proba = clf.predict_proba(QUERIES)
     assert proba.shape == (4, 3) and np.allclose(proba.sum(axis=1), 1.0)
+    assert np.allclose(proba, softmax(raw_logits(clf, QUERIES), t), atol=1e-5)
+    confidences = [p.confidence for p in clf.predict(QUERIES[:3])]
+    assert np.allclose(confidences, proba[:3].max(axis=1), atol=1e-5)
 
 
 def test_long_input_is_reported_not_silently_truncated():

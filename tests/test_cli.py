@@ -4,6 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fixtures import TRAIN, write_csv
+from slmstack import Example, load
 from slmstack.cli.app import app
 
 runner = CliRunner()
@@ -16,17 +17,40 @@ def trained(tmp_path_factory):
     out = tmp / "skill"
     result = runner.invoke(app, ["train", "classify", str(data), "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
-    return tmp, data, out
+    return tmp, data, out, json.loads(result.stdout)
+
+
+# Texts none of the training rows contain: eval must measure what the skill learned.
+HELD_OUT = [
+    Example("the new card is still not here", "card"),
+    Example("my debit card never got delivered", "card"),
+    Example("when does my card arrive", "card"),
+    Example("I would like my money returned", "refund"),
+    Example("please pay me back for the order", "refund"),
+    Example("refund my purchase", "refund"),
+    Example("I cannot log in, I forgot my password", "password"),
+    Example("reset the password on my account", "password"),
+    Example("my password is not accepted any more", "password"),
+    Example("where is my replacement card", "refund"),  # mislabelled: a right report is < 1
+]
 
 
 def test_train_reports_metrics(trained):
-    _, _, out = trained
+    _, _, out, summary = trained
     assert (out / "config.json").is_file()
     assert (out / "head.safetensors").is_file()
+    saved = load(out)
+    assert summary["out"] == str(out) and summary["labels"] == len(saved.classes_) == 3
+    assert summary["n_train"] + summary["n_val"] == len(TRAIN) and summary["n_val"] >= 3
+    for key in ("val_accuracy", "val_macro_f1", "val_ece", "val_ece_before_calibration"):
+        assert summary[key] == round(saved.metrics_[key], 4), key
+        assert 0.0 <= summary[key] <= 1.0, key
+    assert summary["temperature"] == round(saved.temperature_, 4) > 0
+    assert summary["train_seconds"] > 0 and summary["duplicates_dropped"] == 0
 
 
 def test_predict_text_and_json(trained):
-    _, _, out = trained
+    _, _, out, _ = trained
     result = runner.invoke(app, ["predict", str(out), "money back please", "--json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
@@ -36,7 +60,7 @@ def test_predict_text_and_json(trained):
 
 
 def test_predict_input_file_jsonl_output(trained, tmp_path):
-    _, _, out = trained
+    _, _, out, _ = trained
     inputs = tmp_path / "q.txt"
     inputs.write_text("where is my card\nI forgot my password\n")
     result = runner.invoke(app, ["predict", str(out), "--input", str(inputs), "--json"])
@@ -45,14 +69,20 @@ def test_predict_input_file_jsonl_output(trained, tmp_path):
     assert [x["label"] for x in lines] == ["card", "password"]
 
 
-def test_eval_json_report(trained):
-    _, data, out = trained
+def test_eval_json_report(trained, tmp_path):
+    _, _, out, _ = trained
+    data = write_csv(tmp_path / "held_out.csv", HELD_OUT)
     result = runner.invoke(app, ["eval", str(out), str(data), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["n"] == len(TRAIN) and report["accuracy"] > 0.9
+    predicted = [p.label for p in load(out).predict([ex.text for ex in HELD_OUT])]
+    right = sum(p == ex.label for p, ex in zip(predicted, HELD_OUT, strict=True))
+    assert report["n"] == len(HELD_OUT) and report["accuracy"] == right / len(HELD_OUT)
+    assert 0.8 <= report["accuracy"] < 1.0
     assert set(report["per_class"]) == {"card", "refund", "password"}
-    assert len(report["confusion_matrix"]["matrix"]) == 3
+    matrix = report["confusion_matrix"]["matrix"]
+    assert len(matrix) == 3 and sum(map(sum, matrix)) == len(HELD_OUT)
+    assert sum(matrix[i][i] for i in range(3)) == right
     for key in ("latency_p50_ms", "latency_p95_ms", "throughput_per_s", "peak_rss_mb"):
         assert report["speed"][key] > 0
     human = runner.invoke(app, ["eval", str(out), str(data)])
@@ -76,7 +106,7 @@ def _one_line_error(result):
 
 
 def test_bad_inputs_exit_nonzero_with_reason(trained, tmp_path):
-    _, data, out = trained
+    _, data, out, _ = trained
     bad = tmp_path / "bad.csv"
     bad.write_text("query,label\na,x\nb,y\n")
     msg = _one_line_error(
@@ -104,7 +134,7 @@ def test_bad_inputs_exit_nonzero_with_reason(trained, tmp_path):
 
 
 def test_resume_via_cli_requires_flag_for_new_labels(trained, tmp_path):
-    _, _, out = trained
+    _, _, out, _ = trained
     more = tmp_path / "more.csv"
     more.write_text(
         "text,label\nfreeze my card,lost\nmy card was stolen,lost\nwhere is my card,card\ncard not here,card\n"

@@ -10,7 +10,7 @@ from decimal import Decimal, localcontext
 import pytest
 
 from databases import db_url  # noqa: F401  (SQLite and PostgreSQL)
-from slmstack.backends.fake import FakeBackend
+from fakes import FakeBackend
 from slmstack.costs import Ledger, LedgerRow, load_prices, to_nano
 from slmstack.errors import ConfigError
 from slmstack.workflows import CascadeStep, EscalateStep, SkillStep, Workflow, load_workflow

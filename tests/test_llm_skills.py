@@ -14,9 +14,10 @@ import re
 
 import pytest
 
+from fakes import FakeBackend
 from fixtures import QUERIES, TRAIN, write_csv
 from slmstack import BackendError, ConfigError, DataError, Example, FieldExample, load
-from slmstack.backends import Backend, Completion, CompletionRequest, FakeBackend, runtimes
+from slmstack.backends import Backend, Completion, CompletionRequest, runtimes
 from slmstack.backends.base import TokenLogprob
 from slmstack.skills._llm_prompts import span_probability, value_probability, value_spans
 from slmstack.skills.llm_classifier import LLMClassifier

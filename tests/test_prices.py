@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from fakes import FakeBackend
 from slmstack.backends import runtimes
-from slmstack.backends.fake import FakeBackend
 from slmstack.costs import PriceTable, from_nano, load_prices, packaged_prices, to_nano
 from slmstack.errors import ConfigError, ModelNotFoundError, WorkflowError
 from slmstack.workflows import SkillStep, Workflow, load_workflow

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fixtures import TRAIN
-from slmstack import Example, TextClassifier
+from slmstack import ConfigError, Example, TextClassifier
 from slmstack.skills._scope import ScopeModel
 
 
@@ -74,7 +74,9 @@ def test_classifier_flags_out_of_scope_text_and_round_trips(tmp_path):
 
 
 def test_bad_scope_alpha_is_named():
-    with pytest.raises(Exception, match="scope_alpha"):
+    with pytest.raises(
+        ConfigError, match=r"'scope_alpha' parameter of TextClassifier must be .* Got 1\.5"
+    ):
         TextClassifier(scope_alpha=1.5).fit(TRAIN)
 
 

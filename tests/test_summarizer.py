@@ -8,6 +8,7 @@ import json
 import pytest
 from sklearn.base import clone
 
+from fakes import FakeBackend
 from slmstack import (
     ArtifactError,
     ConfigError,
@@ -17,7 +18,6 @@ from slmstack import (
     Summarizer,
     load,
 )
-from slmstack.backends import FakeBackend
 from slmstack.evaluation.summaries import rouge_scores
 from slmstack.skills.summarizer import SUPPORT_TICKET_SCHEMA, join_outputs, split_sentences
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from extract_fixtures import tiny_encoder, toy_sentences
-from slmstack import ConfigError, DataError, NotFittedError, load
+from slmstack import ArtifactError, ConfigError, DataError, NotFittedError, load
 from slmstack.data.tagging import (
     TaggedExample,
     read_conll,
@@ -252,7 +252,7 @@ def test_tampered_weights_are_refused(tagger, tmp_path):
     folder = tagger.save(tmp_path / "t")
     with (folder / "head.safetensors").open("ab") as fh:
         fh.write(b"x")
-    with pytest.raises(Exception, match="sha256"):
+    with pytest.raises(ArtifactError, match=r"head\.safetensors does not match the sha256"):
         load(folder)
 
 

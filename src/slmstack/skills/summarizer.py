@@ -14,77 +14,66 @@ with ``slmstack train lora`` can be attached with ``adapter=DIR`` (transformers 
 ``save`` copies it into the skill folder, where its files are hashed and verified on
 load like every other file. Inputs longer than ``max_input_tokens`` are cut and reported
 in ``Prediction.warnings``, never silently.
+
+A summary that repeats its input is not a summary: a free-text summary that copies its
+input (:mod:`._copying`) is retried once with a stricter prompt (:mod:`.summary_text`),
+then the skill abstains with ``"copied_input"`` and the evidence in ``warnings`` and
+``data``, which a workflow trace shows. ``data`` holds ``copied_share`` and ``attempts``.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from slmstack.artifacts import data_hash, library_versions
 from slmstack.backends.base import (
     Backend,
-    ChatMessage,
+    Completion,
     CompletionRequest,
     parse_json_output,
 )
 from slmstack.backends.factory import load_backend
 from slmstack.data.readers import read_examples
 from slmstack.data.validation import drop_duplicates
-from slmstack.errors import ArtifactError, BackendError, ConfigError, DataError
+from slmstack.errors import ArtifactError, BackendError, ConfigError, DataError, NotStreamableError
 from slmstack.models.catalog import known_models
-from slmstack.skills.base import Skill, Tensors
+from slmstack.skills._copying import check_copy
+from slmstack.skills._streaming import bounded_pieces
+from slmstack.skills.base import Skill, Tensors, check_texts
 from slmstack.skills.params import Check, Interval
+from slmstack.skills.summary_text import (
+    SUPPORT_TICKET_SCHEMA,
+    join_outputs,
+    split_sentences,
+    strict_shots,
+    summary_messages,
+)
 from slmstack.types import Example, Prediction, Usage
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9#])")
+__all__ = ["SUPPORT_TICKET_SCHEMA", "Summarizer", "join_outputs", "split_sentences"]
+
 _TOKENS_PER_SENTENCE = 40  # generous for support-ticket prose; bounds max_tokens
 _ADAPTER_DIR = "adapter"  # where save puts the adapter, relative to the skill folder
 
-SUPPORT_TICKET_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "issue": {"type": "string", "description": "what went wrong, in a few words"},
-        "product": {"type": "string", "description": "the product or service concerned"},
-        "sentiment": {"enum": ["positive", "neutral", "negative"]},
-        "requested_action": {"type": "string", "description": "what the customer asks for"},
-    },
-    "required": ["issue", "product", "sentiment", "requested_action"],
-}
 
-
-def split_sentences(text: str) -> list[str]:
-    """Split prose into sentences at ``.``/``!``/``?`` followed by a capital or digit."""
-    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
-
-
-def join_outputs(outputs: Mapping[str, Prediction | str]) -> str:
-    """Render earlier skills' outputs as one text to summarise (``name: result`` lines)."""
-    lines = []
-    for name, out in outputs.items():
-        if isinstance(out, str):
-            value = out
-        elif out.abstained:
-            value = f"(no answer: {out.abstained})"
-        elif out.text is not None:
-            value = out.text
-        elif out.data:
-            value = "; ".join(f"{k}={v}" for k, v in out.data.items())
-        elif out.label is not None:
-            value = f"{out.label} (confidence {out.confidence:.2f})"
-        else:
-            value = ", ".join(f"{s.label}: {s.text}" for s in out.spans) or "(empty)"
-        lines.append(f"{name}: {value}")
-    return "\n".join(lines)
+def _total(parts: Sequence[Usage], start: float) -> Usage:
+    """Tokens of every generation call, and the wall time since ``start``."""
+    return Usage(sum(u.input_tokens for u in parts), sum(u.output_tokens for u in parts),
+                 (time.perf_counter() - start) * 1000)  # fmt: skip
 
 
 def _max_tokens_check(value: Any) -> str | None:
     ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
     return None if ok else "None or an int >= 1"
+
+
+def _share_check(value: Any) -> str | None:
+    ok = value is None or (Interval(float, 0, 1, closed="right").allows(value))
+    return None if ok else "None or a float in (0, 1]"
 
 
 def _schema_check(value: Any) -> str | None:
@@ -117,6 +106,7 @@ class Summarizer(Skill):
         "max_tokens": _max_tokens_check,
         "schema": _schema_check,
         "temperature": Interval(float, 0, None),
+        "max_copied": _share_check,
     }
 
     def __init__(
@@ -133,6 +123,7 @@ class Summarizer(Skill):
         max_input_tokens: int = 1536,  # leaves room for the answer in a 2,048-token window
         max_tokens: int | None = None,  # default: about 40 tokens per allowed sentence
         temperature: float = 0.0,  # greedy: the same input gives the same summary
+        max_copied: float | None = 0.8,  # copied share that makes a copy; None: no check
         seed: int = 0,
     ):
         self.model = model
@@ -146,6 +137,7 @@ class Summarizer(Skill):
         self.max_input_tokens = max_input_tokens
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.max_copied = max_copied
         self.seed = seed
 
     def _check_params(self) -> None:
@@ -260,31 +252,6 @@ class Summarizer(Skill):
             f"{self.max_input_tokens}; only the beginning was summarised"
         )
 
-    def _messages(self, text: str) -> list[ChatMessage]:
-        if self.schema is None:
-            n = self.max_sentences
-            bound = "one sentence" if n == 1 else f"at most {n} sentences"
-            system = (
-                f"You summarise texts. Write {bound}. Use only facts stated in the text; "
-                "do not add greetings, opinions or advice."
-            )
-            ask = f"Summarise this text in {bound}:\n\n"
-        else:
-            fields = ", ".join(self.schema["properties"])
-            system = (
-                "You extract information from texts as JSON. Use only facts stated in the "
-                "text; write 'unknown' when the text does not say."
-            )
-            ask = f"Extract {fields} from this text:\n\n"
-        if self.instructions:
-            system += " " + self.instructions
-        messages = [ChatMessage("system", system)]
-        for shot_text, shot_summary in self.shots_:
-            messages.append(ChatMessage("user", ask + shot_text))
-            messages.append(ChatMessage("assistant", shot_summary))
-        messages.append(ChatMessage("user", ask + text))
-        return messages
-
     def _request_schema(self) -> dict[str, Any] | None:
         if self.schema is None:
             return None
@@ -303,35 +270,84 @@ class Summarizer(Skill):
         start = time.perf_counter()
         body, warning = self._fit_input(text)
         warnings = [warning] if warning else []
-        request = CompletionRequest(
-            messages=self._messages(body),
-            max_tokens=self._budget(),
-            temperature=self.temperature,
-            json_schema=self._request_schema(),
-            seed=self.seed,
-        )
-        completion = self.backend_.complete(request)
-        usage = Usage(
-            completion.usage.input_tokens,
-            completion.usage.output_tokens,
-            (time.perf_counter() - start) * 1000,
-        )
+        request, completion = self._generate(body)
+        usages = [completion.usage]
         if self.schema is not None:
             try:
                 record = parse_json_output(completion, request)
             except BackendError as exc:
-                return Prediction(abstained="invalid_output", usage=usage, warnings=(str(exc),))
-            return Prediction(data=record, usage=usage, warnings=tuple(warnings))
+                return Prediction(abstained="invalid_output", usage=_total(usages, start),
+                                  warnings=(str(exc),))  # fmt: skip
+            return Prediction(data=record, usage=_total(usages, start), warnings=tuple(warnings))
+        summary = self._shorten(completion, request.max_tokens, warnings)
+        check = check_copy(summary, body, limit=self.max_copied)
+        if check.copied:
+            # A copy is not a summary: ask once more, forbidding it, then abstain.
+            warnings.append(f"the summary repeated its input ({check.why}); retried with a "
+                            "stricter prompt")  # fmt: skip
+            request, completion = self._generate(body, strict=True)
+            usages.append(completion.usage)
+            summary = self._shorten(completion, request.max_tokens, warnings)
+            # Copying a demonstration of the stricter prompt is no better.
+            shown = "\n".join([body, *(f"{a}\n{b}" for a, b in strict_shots(self.shots_))])
+            check = check_copy(summary, shown, limit=self.max_copied)
+            if check.copied or not summary:
+                warnings.append(f"the retry repeated its input too ({check.why})" if summary
+                                else "the retry was empty")  # fmt: skip
+                data = {**check.to_dict(), "attempts": 2, "rejected": summary}
+                usage = _total(usages, start)
+                return Prediction(abstained="copied_input", data=data, usage=usage,
+                                  warnings=tuple(warnings))  # fmt: skip
+        usage = _total(usages, start)
+        if not summary:
+            return Prediction(abstained="empty_output", usage=usage, warnings=tuple(warnings))
+        data = {"copied_share": check.share, "attempts": len(usages)}
+        return Prediction(text=summary, data=data, usage=usage, warnings=tuple(warnings))
+
+    def _generate(self, body: str, *, strict: bool = False) -> tuple[CompletionRequest, Completion]:
+        request = self._request(body, strict=strict)
+        return request, self.backend_.complete(request)
+
+    def _request(self, body: str, *, strict: bool = False) -> CompletionRequest:
+        messages = summary_messages(
+            body, max_sentences=self.max_sentences, schema=self.schema,
+            instructions=self.instructions, shots=self.shots_, strict=strict,
+        )  # fmt: skip
+        return CompletionRequest(
+            messages=messages, max_tokens=self._budget(),
+            temperature=self.temperature, json_schema=self._request_schema(), seed=self.seed,
+        )  # fmt: skip
+
+    def stream(self, text: str) -> Iterator[str]:
+        """The summary of one text in pieces, as generated: ``predict``'s text (greedy).
+
+        Raises:
+            NotStreamableError: with ``schema`` (a JSON record, parsed once generated) or
+                ``max_copied`` set (a copy shows only in the whole summary).
+        """
+        self._require_fitted()
+        if self.schema is not None or self.max_copied is not None:
+            why = "fills a JSON record" if self.schema else "checks its summary for copies"
+            raise NotStreamableError(
+                f"this Summarizer {why} once it is generated, so it cannot stream it. Call "
+                "predict(), or build it with schema=None and max_copied=None to stream."
+            )
+        check_texts([text])
+        if not text.strip():
+            return iter(())
+        raw = self.backend_.stream(self._request(self._fit_input(text)[0]))
+        return bounded_pieces(raw, max_sentences=self.max_sentences, split=split_sentences)
+
+    def _shorten(self, completion: Completion, max_tokens: int, warnings: list[str]) -> str:
+        """The completion on one line, cut to ``max_sentences`` (reported in ``warnings``)."""
         summary = " ".join(completion.text.split())
         sentences = split_sentences(summary)
         if len(sentences) > self.max_sentences:
             summary = " ".join(sentences[: self.max_sentences])
             warnings.append(f"summary cut from {len(sentences)} to {self.max_sentences} sentences")
         elif completion.finish_reason == "length":
-            warnings.append(f"generation stopped at max_tokens={request.max_tokens}")
-        if not summary:
-            return Prediction(abstained="empty_output", usage=usage, warnings=tuple(warnings))
-        return Prediction(text=summary, usage=usage, warnings=tuple(warnings))
+            warnings.append(f"generation stopped at max_tokens={max_tokens}")
+        return summary
 
     # ------------------------------------------------------------------ persistence
     def _saved_params(self) -> dict[str, Any]:

@@ -4,8 +4,13 @@
 chunks. For each problem, ``predict`` retrieves the most similar chunks; when none
 reaches ``min_similarity`` it abstains with ``"no_relevant_source"`` *without calling
 the generator*. Otherwise the generator is asked for numbered steps using only those
-passages; each step is checked against them (see :mod:`._grounding`) and cites its
-source chunks in ``Prediction.data["citations"]``.
+passages. Each step must be supported by the passage it cites (see :mod:`._support`);
+unsupported steps are dropped and listed, with their support, in
+``Prediction.data["dropped_steps"]``; the kept ones, with theirs, in ``data["steps"]``.
+When no step is left, the answer quotes the sentences of the best-ranked manual passage
+(a past ticket only when no manual passage was retrieved) with its citation, and
+``data["quoted"]`` is true; with ``fallback="abstain"`` it abstains with
+``"unsupported_answer"`` instead. Cited source chunks are in ``data["citations"]``.
 
 The generator is any :class:`~slmstack.backends.Backend`, loaded by name through
 :func:`slmstack.backends.load_backend` (``generator="smollm2"``, ``runtime="llama_cpp"``)
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -27,15 +32,28 @@ import numpy as np
 
 from slmstack.artifacts import data_hash, read_jsonl
 from slmstack.backends.base import Backend, CompletionRequest
-from slmstack.errors import ArtifactError, ConfigError, DataError
+from slmstack.errors import ArtifactError, ConfigError, DataError, NotStreamableError
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.retrieval.chunking import Chunk, Document, chunk_documents, read_documents
 from slmstack.retrieval.encoder import SentenceEncoder
 from slmstack.retrieval.index import Hit, VectorIndex
-from slmstack.skills._grounding import build_messages, parse_steps, says_not_in_sources
+from slmstack.skills._grounding import (
+    Step,
+    build_messages,
+    manual_passage,
+    parse_steps,
+    quote_steps,
+    says_not_in_sources,
+)
 from slmstack.skills.base import Skill, Tensors, check_texts
 from slmstack.skills.params import Check, Interval
 from slmstack.types import Prediction, Usage
+
+
+def _step_data(step: Step, chunks: Sequence[Chunk]) -> dict[str, Any]:
+    """A step as ``Prediction.data`` shows it: text, cited chunk ids, support."""
+    sources = [chunks[n - 1].id for n in step.cited]
+    return {"text": step.text, "sources": sources, "support": round(step.support, 4)}
 
 
 def _model_name(value: Any) -> str | None:
@@ -76,7 +94,8 @@ class Troubleshooter(Skill):
         generator_options: dict[str, Any] | None = None,  # for load_backend: base_url, ...
         top_k: int = 3,  # passages shown to the generator; small models lose track of more
         min_similarity: float = 0.35,  # cosine below which a passage is not relevant
-        min_support: float = 0.5,  # share of a step's content words found in the sources
+        min_support: float = 0.5,  # share of a step's words in phrases of its cited passage
+        fallback: Literal["quote", "abstain"] = "quote",  # when no step is supported
         max_chars: int = 800,  # chunk size; ~180 tokens, inside MiniLM's 256-token window
         max_tokens: int = 256,  # generated tokens per answer; a cut last step is dropped
         max_length: int = 256,  # encoder window; holds a whole 800-character chunk
@@ -91,6 +110,7 @@ class Troubleshooter(Skill):
         self.top_k = top_k
         self.min_similarity = min_similarity
         self.min_support = min_support
+        self.fallback = fallback
         self.max_chars = max_chars
         self.max_tokens = max_tokens
         self.max_length = max_length
@@ -175,6 +195,19 @@ class Troubleshooter(Skill):
             out.append(self._answer(text, hits))
         return out
 
+    def stream(self, text: str) -> Iterator[str]:
+        """Always raises :class:`NotStreamableError`: a Troubleshooter's answer is checked.
+
+        Each generated step is kept only if its cited passage supports it, and the kept
+        steps are renumbered (or replaced by a quote), so no text is final before the
+        generation ends. The chat endpoint sends such an answer in one piece.
+        """
+        raise NotStreamableError(
+            "a Troubleshooter cannot stream its answer: each generated step is checked "
+            "against its cited passage after generation, and unsupported steps are dropped. "
+            "Call predict() (the chat endpoint sends the checked answer in one piece)."
+        )
+
     def _answer(self, query: str, hits: list[Hit]) -> Prediction:
         start = time.perf_counter()
         retrieved = [self._citation(h) for h in hits]
@@ -208,10 +241,22 @@ class Troubleshooter(Skill):
                 abstained="not_in_sources", confidence=confidence, data=base, usage=usage
             )
         kept = [s for s in steps if s.support >= self.min_support]
-        if len(kept) < len(steps):
+        dropped = [s for s in steps if s.support < self.min_support]
+        base["dropped_steps"] = [_step_data(s, chunks) for s in dropped]
+        if dropped:
             warnings.append(
-                f"{len(steps) - len(kept)} of {len(steps)} generated steps were dropped: less "
-                f"than {self.min_support:.0%} of their content words occur in the sources"
+                f"{len(dropped)} of {len(steps)} generated steps were dropped: less than "
+                f"{self.min_support:.0%} of their content words are in phrases of the passage "
+                "they cite"
+            )
+        quoted = not kept and self.fallback == "quote"
+        if quoted:
+            # Nothing the generator wrote is traceable: the manual's own words are.
+            n = manual_passage(chunks, query)
+            kept = quote_steps(chunks[n - 1], n)
+            warnings.append(
+                "no generated step was supported by its source; the answer quotes the "
+                f"passage '{chunks[n - 1].title}' of {chunks[n - 1].source} instead"
             )
         if not kept:
             return Prediction(
@@ -222,18 +267,12 @@ class Troubleshooter(Skill):
                 warnings=tuple(warnings),
             )
         cited = sorted({n for s in kept for n in s.cited})
-        steps_data = [
-            {
-                "text": s.text,
-                "sources": [chunks[n - 1].id for n in s.cited],
-                "support": round(s.support, 4),
-            }
-            for s in kept
-        ]
+        steps_data = [_step_data(s, chunks) for s in kept]
+        citations = [retrieved[n - 1] for n in cited]
         return Prediction(
             text="\n".join(f"{i}. {s.text}" for i, s in enumerate(kept, 1)),
             confidence=confidence,
-            data={**base, "steps": steps_data, "citations": [retrieved[n - 1] for n in cited]},
+            data={**base, "steps": steps_data, "quoted": quoted, "citations": citations},
             usage=usage,
             warnings=tuple(warnings),
         )
@@ -272,5 +311,6 @@ class Troubleshooter(Skill):
                         "first sources": ", ".join(sources[:5])},
             "Grounding": {"passages per answer": self.top_k,
                           "abstains below cosine": self.min_similarity,
-                          "minimum step support": self.min_support},
+                          "minimum step support": self.min_support,
+                          "no supported step": self.fallback},
         }  # fmt: skip

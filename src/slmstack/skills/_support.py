@@ -1,0 +1,118 @@
+"""Is a written step supported by the passage it cites? Shared two-word phrases.
+
+A step's *support* is the share of its content words (lower-cased, lightly stemmed, no
+function words) that the cited passage contains **inside a shared phrase**: the same two
+content words, in the same order, next to each other in one sentence once function words
+are removed.
+A step of one content word is supported when the passage has that word.
+
+Why phrases and not a bag of words: a small generator recombines the words of a
+passage into instructions it never gave. SmolLM2-135M answered the blinking-red-light
+question with "The speaker keeps blinking red, unplugging it again, and then unplugging
+it again": every content word occurs in the manual's passage, so bag-of-words support is
+1.0, but only "keeps blinking red" is a phrase of the passage, so phrase support is 3/8.
+"The speaker should be unplugged from the router" scores 0 (the manual says "unplug the
+speaker", and says nothing about the router there). Faithful short paraphrases keep
+high support, because dropping function words makes "Unplug the speaker for 30 seconds"
+and "unplug speaker 30 seconds" the same phrase. The price: a faithful step that
+reorders the passage ("the speaker must be unplugged") loses support, so the measure
+errs towards dropping, and the troubleshooter then quotes the manual instead. On the
+judged support-desk set (``bench/troubleshoot.py``), 74% of SmolLM2's steps pass at 0.5,
+against 90% under bag-of-words support. What it cannot see: a step made of two real
+phrases from different sentences ("remove Brightlane Earbuds" + "earbuds in the case"),
+and a supported step that answers another question than the one asked.
+
+Entailment with an NLI model would judge meaning rather than wording, but no NLI
+weights are available offline here, and it would cost a model call per step; this costs
+microseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from itertools import pairwise
+
+_WORD = re.compile(r"[a-z0-9]+")
+_SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n")
+# Function words carry no content: a step is supported by what it *says*, not by "the".
+STOP = frozenset(
+    {
+        "a", "about", "after", "an", "and", "are", "as", "at", "be", "been", "but", "by",
+        "can", "could", "do", "does", "for", "from", "has", "have", "how", "i", "if", "in",
+        "into", "is", "it", "its", "may", "me", "might", "must", "my", "no", "not", "of",
+        "on", "once", "or", "our", "should", "so", "such", "than", "that", "the", "their",
+        "them", "then", "there", "these", "they", "this", "to", "up", "was", "we", "were",
+        "what", "when", "where", "which", "while", "will", "with", "you", "your", "yours",
+        "step", "steps", "first", "next", "finally", "also", "any", "all",
+    }
+)  # fmt: skip
+_KEEP_DOUBLE = frozenset("lsz")  # "install", "press", "buzz" keep their double letter
+
+
+def stem(word: str) -> str:
+    """A light English stemmer: plural, -ing, -ed and a final -e removed.
+
+    Enough to match "unplugging", "unplugged" and "unplug", or "batteries" and
+    "battery"; it never shortens a word below three letters.
+    """
+    w = word
+    if len(w) > 4 and w.endswith("ies"):
+        w = w[:-3] + "y"
+    elif len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us")):
+        w = w[:-1]
+    for suffix in ("ing", "ed"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            w = w[: -len(suffix)]
+            if len(w) > 3 and w[-1] == w[-2] and w[-1] not in _KEEP_DOUBLE | set("aeiou"):
+                w = w[:-1]  # "unplugg" -> "unplug"
+            break
+    if len(w) > 3 and w.endswith("e"):
+        w = w[:-1]
+    return w
+
+
+def content_sequence(text: str) -> list[str]:
+    """Stemmed content words of ``text``, in order (words of 2+ characters, no stop words)."""
+    return [stem(w) for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in STOP]
+
+
+def content_words(text: str) -> set[str]:
+    """The set of :func:`content_sequence`."""
+    return set(content_sequence(text))
+
+
+def phrases(texts: Iterable[str]) -> tuple[set[str], set[tuple[str, str]]]:
+    """Content words of the passages, and their ordered adjacent pairs within a sentence."""
+    vocab: set[str] = set()
+    pairs: set[tuple[str, str]] = set()
+    for text in texts:
+        for sentence in _SENTENCE.split(text):  # a phrase does not run across sentences
+            seq = content_sequence(sentence)
+            vocab.update(seq)
+            pairs.update(pairwise(seq))
+    return vocab, pairs
+
+
+def support(step: str, passages: Iterable[str]) -> float:
+    """Share of ``step``'s content words inside a content-word pair that a passage has.
+
+    Example:
+        >>> support("Unplug the speaker for 30 seconds.",
+        ...         ["Unplug the speaker for 30 seconds and plug it in again."])
+        1.0
+        >>> support("The speaker should be unplugged from the router.",
+        ...         ["Unplug the speaker for 30 seconds and plug it in again."])
+        0.0
+    """
+    seq = content_sequence(step)
+    if not seq:
+        return 0.0
+    vocab, pairs = phrases(passages)
+    if len(seq) == 1:
+        return 1.0 if seq[0] in vocab else 0.0
+    covered = [False] * len(seq)
+    for i, pair in enumerate(pairwise(seq)):
+        if pair in pairs:
+            covered[i] = covered[i + 1] = True
+    return sum(covered) / len(seq)

@@ -1,0 +1,113 @@
+"""What goes into a summary and what comes out: prompts, inputs, sentences, the schema.
+
+:func:`summary_messages` builds the prompt: the plain one, and the stricter one used after
+a copy. The stricter prompt forbids copying in the system message and shows one worked
+demonstration in which labelled input lines become a third-person sentence. The rule alone
+does not stop SmolLM2-135M from handing a support-desk complaint back verbatim, labels
+included; with the demonstration it writes "The customer ..." sentences (checked on the
+support-desk complaints), though a model that small still invents details ("a charge of
+10 cents" for "charged twice"): the check stops echoes, not errors. The demonstration
+is only added when the skill has no demonstrations of its own (``few_shot``), which
+teach the format better.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from slmstack.backends.base import ChatMessage
+from slmstack.types import Prediction
+
+__all__ = ["SUPPORT_TICKET_SCHEMA", "join_outputs", "split_sentences", "summary_messages"]
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9#])")
+
+SUPPORT_TICKET_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "issue": {"type": "string", "description": "what went wrong, in a few words"},
+        "product": {"type": "string", "description": "the product or service concerned"},
+        "sentiment": {"enum": ["positive", "neutral", "negative"]},
+        "requested_action": {"type": "string", "description": "what the customer asks for"},
+    },
+    "required": ["issue", "product", "sentiment", "requested_action"],
+}
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split prose into sentences at ``.``/``!``/``?`` followed by a capital or digit."""
+    return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def join_outputs(outputs: Mapping[str, Prediction | str]) -> str:
+    """Render earlier skills' outputs as one text to summarise (``name: result`` lines)."""
+    lines = []
+    for name, out in outputs.items():
+        if isinstance(out, str):
+            value = out
+        elif out.abstained:
+            value = f"(no answer: {out.abstained})"
+        elif out.text is not None:
+            value = out.text
+        elif out.data:
+            value = "; ".join(f"{k}={v}" for k, v in out.data.items())
+        elif out.label is not None:
+            value = f"{out.label} (confidence {out.confidence:.2f})"
+        else:
+            value = ", ".join(f"{s.label}: {s.text}" for s in out.spans) or "(empty)"
+        lines.append(f"{name}: {value}")
+    return "\n".join(lines)
+
+
+_NO_COPY = " Do not copy sentences or labels from the text: say in your own words what it is about."
+# Labelled lines (as workflow templates write them) turned into one reported sentence.
+_DEMO = (
+    "Message: Hello, the lamp I ordered came with a broken switch. Can you send me a new "
+    "one?\nMood: negative",
+    "The customer received a lamp with a faulty switch and asks for a replacement.",
+)
+
+
+def strict_shots(shots: Sequence[tuple[str, str]]) -> Sequence[tuple[str, str]]:
+    """The demonstrations of the stricter prompt: the skill's own, else the built-in one."""
+    return shots or [_DEMO]
+
+
+def summary_messages(
+    text: str,
+    *,
+    max_sentences: int,
+    schema: Mapping[str, Any] | None,
+    instructions: str,
+    shots: Sequence[tuple[str, str]],
+    strict: bool = False,
+) -> list[ChatMessage]:
+    """System prompt, demonstrations, then the text; ``strict`` forbids copying."""
+    if schema is None:
+        bound = "one sentence" if max_sentences == 1 else f"at most {max_sentences} sentences"
+        system = (
+            f"You summarise texts. Write {bound}. Use only facts stated in the text; "
+            "do not add greetings, opinions or advice."
+        )
+        ask = f"Summarise this text in {bound}:\n\n"
+        if strict:
+            system += _NO_COPY
+            ask = f"Summarise this text in {bound}, in your own words:\n\n"
+            shots = strict_shots(shots)
+    else:
+        fields = ", ".join(schema["properties"])
+        system = (
+            "You extract information from texts as JSON. Use only facts stated in the "
+            "text; write 'unknown' when the text does not say."
+        )
+        ask = f"Extract {fields} from this text:\n\n"
+    if instructions:
+        system += " " + instructions
+    messages = [ChatMessage("system", system)]
+    for shot_text, shot_summary in shots:
+        messages.append(ChatMessage("user", ask + shot_text))
+        messages.append(ChatMessage("assistant", shot_summary))
+    messages.append(ChatMessage("user", ask + text))
+    return messages
