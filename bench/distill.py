@@ -46,22 +46,19 @@ and first end to end on a tiny configuration (SmolLM2-135M as the teacher)::
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
-import platform
 import random
-import re
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from _machine import cpu_lock, machine
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -70,7 +67,6 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "datasets" / "clinc150" / "data_full.json"
 JSON_OUT = REPO / "bench" / "results" / "distill.json"
 RESULTS_MD = REPO / "bench" / "RESULTS.md"
-LOCK = Path("/tmp/slmstack-cpu.lock")
 MACHINE = "cpu-2vcpu"
 SECTION = "## Distillation from a local LLM teacher (`bench/distill.py`)"
 
@@ -97,28 +93,6 @@ def split(train: list[tuple[str, str]], args: argparse.Namespace) -> dict[str, l
     rest = sorted(set(rest) - set(val))
     order = random.Random(args.seed + 2).sample(rest, len(rest))
     return {"seed": seed, "val": val, "pool": order[: args.n_pool]}
-
-
-def machine() -> dict[str, Any]:
-    info = Path("/proc/cpuinfo").read_text()
-    model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-    flags = sorted(set(re.findall(r"avx512[a-z_]*|amx[a-z_]*|avx2", info)))
-    return {"cpu_count": os.cpu_count(), "model_name": model.group(1) if model else "?",
-            "cpu_flags": " ".join(flags), "machine": platform.machine(),
-            "python": platform.python_version()}  # fmt: skip
-
-
-@contextmanager
-def cpu_lock() -> Iterator[float]:
-    """Hold the shared CPU lock (as ``flock /tmp/slmstack-cpu.lock`` does); yields the wait."""
-    with open(LOCK, "a") as fh:
-        print(f"waiting for {LOCK} ...", flush=True)
-        start = time.monotonic()
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield time.monotonic() - start
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def wait_for_other_server(model: str) -> float:

@@ -40,10 +40,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import fcntl
 import json
 import os
-import platform
 import random
 import re
 import resource
@@ -52,12 +50,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from _machine import LOCK, cpu_lock, machine
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -66,7 +65,6 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "datasets" / "banking77"
 OUT = REPO / "bench" / "out" / "llm_vs_slm"
 JSON_OUT = REPO / "bench" / "results" / "llm_vs_slm.json"
-LOCK = Path("/tmp/slmstack-cpu.lock")
 MODEL = "qwen2.5-1.5b"
 ENV_PREFIX = "HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 SLMSTACK_PROGRESS=0"
 # No cross-run recipe for BANKING77 is documented as chosen on validation in
@@ -215,15 +213,6 @@ def read_split(split: str) -> list[tuple[str, str]]:
         return [(r["text"], r["category"]) for r in csv.DictReader(fh)]
 
 
-def machine() -> dict[str, Any]:
-    info = Path("/proc/cpuinfo").read_text()
-    model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-    flags = sorted(set(re.findall(r"avx512[a-z_]*|amx[a-z_]*|avx2", info)))
-    return {"cpu_count": os.cpu_count(), "model_name": model.group(1) if model else "?",
-            "cpu_flags": " ".join(flags), "machine": platform.machine(),
-            "python": platform.python_version()}  # fmt: skip
-
-
 def lock_held_by_other() -> bool:
     """Whether a process holds the shared CPU lock now (read from /proc/locks; passive)."""
     try:
@@ -233,19 +222,6 @@ def lock_held_by_other() -> bool:
         return False
     return any("->" not in ln and "FLOCK" in ln and ln.split()[5].endswith(":" + inode)
                for ln in lines)  # fmt: skip
-
-
-@contextmanager
-def cpu_lock() -> Iterator[float]:
-    """Hold the shared CPU lock (as ``flock /tmp/slmstack-cpu.lock`` does); yields the wait."""
-    with open(LOCK, "a") as fh:
-        print(f"waiting for {LOCK} ...", flush=True)
-        start = time.monotonic()
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield time.monotonic() - start
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -30,7 +30,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -42,6 +41,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from _machine import machine as cpu_machine
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets" / "banking77"
 SETTINGS = (("1 shared", 1, False), ("10 shared", 10, False), ("10 private", 10, True))
@@ -49,15 +50,10 @@ TARGET = 1.3
 
 
 def machine() -> dict[str, Any]:
-    """CPU model and vector flags, as ``grep -o 'avx512[a-z_]*|amx[a-z_]*|avx2' /proc/cpuinfo``."""
-    info = Path("/proc/cpuinfo").read_text()
-    model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-    flags = sorted(set(re.findall(r"avx512[a-z_]*|amx[a-z_]*|avx2", info)))
+    """The CPU (see :mod:`_machine`), with torch's version and thread count."""
     import torch
 
-    return {"cpu_count": os.cpu_count(), "model_name": model.group(1) if model else "?",
-            "cpu_flags": " ".join(flags), "machine": platform.machine(),
-            "python": platform.python_version(), "torch": torch.__version__,
+    return {**cpu_machine(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads()}  # fmt: skip
 
 

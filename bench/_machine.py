@@ -1,0 +1,44 @@
+"""What the benchmarks share about the machine: its CPU, and the lock that keeps timings apart.
+
+Every benchmark reports the CPU model and its vector flags beside its timings (our machines
+differ: AVX2 only, or AVX-512 with VNNI and bf16), and takes ``/tmp/slmstack-cpu.lock``
+around anything it times, as ``flock /tmp/slmstack-cpu.lock CMD`` does, so that two timed
+jobs never share the cores.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import platform
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+LOCK = Path("/tmp/slmstack-cpu.lock")
+
+
+def machine() -> dict[str, Any]:
+    """CPU model and vector flags, as ``grep -o 'avx512[a-z_]*|amx[a-z_]*|avx2' /proc/cpuinfo``."""
+    info = Path("/proc/cpuinfo").read_text()
+    model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags = sorted(set(re.findall(r"avx512[a-z_]*|amx[a-z_]*|avx2", info)))
+    return {"cpu_count": os.cpu_count(), "model_name": model.group(1) if model else "?",
+            "cpu_flags": " ".join(flags), "machine": platform.machine(),
+            "python": platform.python_version()}  # fmt: skip
+
+
+@contextmanager
+def cpu_lock() -> Iterator[float]:
+    """Hold the shared CPU lock (as ``flock /tmp/slmstack-cpu.lock`` does); yields the wait."""
+    with open(LOCK, "a") as fh:
+        print(f"waiting for {LOCK} ...", flush=True)
+        start = time.monotonic()
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield time.monotonic() - start
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
