@@ -22,10 +22,10 @@ LOCK = Path("/tmp/slmstack-cpu.lock")
 
 
 def machine() -> dict[str, Any]:
-    """CPU model and vector flags, as ``grep -o 'avx512[a-z_]*|amx[a-z_]*|avx2' /proc/cpuinfo``."""
+    """CPU model and vector flags, as ``grep -o 'avx512[a-z_0-9]*|amx[a-z_0-9]*|avx2' /proc/cpuinfo``."""
     info = Path("/proc/cpuinfo").read_text()
     model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-    flags = sorted(set(re.findall(r"avx512[a-z_]*|amx[a-z_]*|avx2", info)))
+    flags = sorted(set(re.findall(r"avx512[a-z_0-9]*|amx[a-z_0-9]*|avx2", info)))
     return {"cpu_count": os.cpu_count(), "model_name": model.group(1) if model else "?",
             "cpu_flags": " ".join(flags), "machine": platform.machine(),
             "python": platform.python_version()}  # fmt: skip
