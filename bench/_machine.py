@@ -22,7 +22,7 @@ LOCK = Path("/tmp/slmstack-cpu.lock")
 
 
 def machine() -> dict[str, Any]:
-    """CPU model and vector flags, as ``grep -o 'avx512[a-z_0-9]*|amx[a-z_0-9]*|avx2' /proc/cpuinfo``."""
+    """CPU model and vector flags (avx2, avx512*, amx*) from /proc/cpuinfo."""
     info = Path("/proc/cpuinfo").read_text()
     model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
     flags = sorted(set(re.findall(r"avx512[a-z_0-9]*|amx[a-z_0-9]*|avx2", info)))
