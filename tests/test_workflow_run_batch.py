@@ -30,7 +30,15 @@ from slmstack.workflows import (
     Workflow,
     run_batch,
 )
-from workflow_doubles import Echo, FakeBackend, Fixed, KeywordClassifier, Raising, Tagger
+from workflow_doubles import (
+    Echo,
+    FakeBackend,
+    Fixed,
+    KeywordClassifier,
+    Raising,
+    Tagger,
+    account_and_complaint,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -138,28 +146,7 @@ def everything(skills: dict[str, Counting], backend: FakeBackend, tmp: Path, tag
         RouteStep(
             {
                 "faq": answer,
-                "account": SequenceStep(
-                    [
-                        SkillStep("entities"),
-                        TemplateStep(
-                            "Please send {missing}.",
-                            complete="Thanks, we have {found}.",
-                            require_from="entities",
-                            require={"ORDER": "your order number", "EMAIL": "your e-mail"},
-                        ),
-                    ]
-                ),
-                "complaint": SequenceStep(
-                    [
-                        ParallelStep([SkillStep("sentiment"), SkillStep("entities")]),
-                        SkillStep(
-                            "summarizer",
-                            id="summary",
-                            input="{input} | {sentiment.label} | {entities.spans}",
-                        ),
-                        EscalateStep("complaint", message="A colleague will call you."),
-                    ]
-                ),
+                **account_and_complaint(),
                 "refund": SequenceStep(
                     [
                         SkillStep("entities"),

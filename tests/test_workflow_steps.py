@@ -15,13 +15,19 @@ from slmstack.workflows import (
     MergeStep,
     ParallelStep,
     RouteStep,
-    SequenceStep,
     SkillStep,
     TemplateStep,
     Workflow,
     WorkflowError,
 )
-from workflow_doubles import Echo, FakeBackend, Fixed, KeywordClassifier, Tagger
+from workflow_doubles import (
+    Echo,
+    FakeBackend,
+    Fixed,
+    KeywordClassifier,
+    Tagger,
+    account_and_complaint,
+)
 
 
 @pytest.fixture
@@ -48,28 +54,7 @@ def desk(inbox, threshold=0.5, skills=None):
             RouteStep(
                 {
                     "faq": TemplateStep("FAQ answer for: {input}", id="answer"),
-                    "account": SequenceStep(
-                        [
-                            SkillStep("entities"),
-                            TemplateStep(
-                                "Please send {missing}.",
-                                complete="Thanks, we have {found}.",
-                                require_from="entities",
-                                require={"ORDER": "your order number", "EMAIL": "your e-mail"},
-                            ),
-                        ]
-                    ),
-                    "complaint": SequenceStep(
-                        [
-                            ParallelStep([SkillStep("sentiment"), SkillStep("entities")]),
-                            SkillStep(
-                                "summarizer",
-                                id="summary",
-                                input="{input} | {sentiment.label} | {entities.spans}",
-                            ),
-                            EscalateStep("complaint", message="A colleague will call you."),
-                        ]
-                    ),
+                    **account_and_complaint(),
                 },
                 EscalateStep("no route"),
                 on="intent",

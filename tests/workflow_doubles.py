@@ -9,6 +9,14 @@ from typing import ClassVar
 
 from slmstack.backends.base import Backend, Completion, CompletionRequest
 from slmstack.types import Prediction, Span, Usage
+from slmstack.workflows import (
+    EscalateStep,
+    ParallelStep,
+    SequenceStep,
+    SkillStep,
+    Step,
+    TemplateStep,
+)
 
 
 class KeywordClassifier:
@@ -109,3 +117,31 @@ class FakeBackend(Backend):
     def complete(self, request: CompletionRequest) -> Completion:
         self.requests.append(request)
         return Completion(self.answer, "fake-llm", Usage(input_tokens=11, output_tokens=4))
+
+
+def account_and_complaint() -> dict[str, Step]:
+    """The desk's ``account`` and ``complaint`` branches, shared by the workflow tests."""
+    return {
+        "account": SequenceStep(
+            [
+                SkillStep("entities"),
+                TemplateStep(
+                    "Please send {missing}.",
+                    complete="Thanks, we have {found}.",
+                    require_from="entities",
+                    require={"ORDER": "your order number", "EMAIL": "your e-mail"},
+                ),
+            ]
+        ),
+        "complaint": SequenceStep(
+            [
+                ParallelStep([SkillStep("sentiment"), SkillStep("entities")]),
+                SkillStep(
+                    "summarizer",
+                    id="summary",
+                    input="{input} | {sentiment.label} | {entities.spans}",
+                ),
+                EscalateStep("complaint", message="A colleague will call you."),
+            ]
+        ),
+    }
