@@ -28,6 +28,14 @@ if [ -z "${SLMSTACK_TEST_PG_URL:-}" ]; then
   trap '(cd "$PG_DIR" && "${AS_PG[@]}" pg_ctl -D data -m immediate stop >/dev/null); rm -rf "$PG_DIR"' EXIT
   export SLMSTACK_TEST_PG_URL="postgresql+psycopg://postgres@127.0.0.1:$PG_PORT/postgres"
 fi
+# The light install: exported (ONNX) skills, workflows and the server without torch, in a
+# virtualenv of its own (about 30 s from the package index); tests/test_onnx_export.py uses it.
+LIGHT_DIR=${SLMSTACK_LIGHT_VENV:-$(mktemp -d)/light}
+LIGHT_PY=${PYTHON:-python3.11}
+command -v "$LIGHT_PY" >/dev/null || LIGHT_PY=python3
+[ -x "$LIGHT_DIR/bin/python" ] || "$LIGHT_PY" -m venv "$LIGHT_DIR"
+"$LIGHT_DIR/bin/python" -m pip install --disable-pip-version-check -q ".[onnx,serve,workflows]"
+export SLMSTACK_LIGHT_PYTHON="$LIGHT_DIR/bin/python"
 .venv/bin/ruff check src tests bench examples
 .venv/bin/ruff format --check src
 .venv/bin/mypy

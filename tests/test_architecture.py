@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     "training": 2, "evaluation": 2,
     "backends": 3, "retrieval": 3,
     "skills": 4,
-    "workflows": 5, "distill": 5,
+    "workflows": 5, "distill": 5, "export": 5,
     "serve": 6,
     "cli": 7,
 }  # fmt: skip

@@ -99,6 +99,10 @@ class ArtifactError(SkillError):
     """A saved skill folder is missing files or is inconsistent."""
 
 
+class ExportRefused(SkillError):
+    """An export failed its parity check or its accuracy gate; nothing was written."""
+
+
 class MissingDependencyError(SlmstackError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 

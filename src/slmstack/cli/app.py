@@ -23,6 +23,7 @@ from slmstack.cli import serve as serve_cli
 from slmstack.cli import tune as tune_cli
 from slmstack.cli.common import err
 from slmstack.cli.distill import distill_command
+from slmstack.cli.export import export as export_command
 from slmstack.errors import SlmstackError
 
 
@@ -110,6 +111,7 @@ app.add_typer(inbox_cli.app, name="inbox")
 app.add_typer(schema_cli.app, name="schema")
 app.add_typer(tune_cli.app, name="tune")
 app.command("distill")(distill_command)
+app.command("export")(export_command)
 app.add_typer(cost.app, name="cost")
 app.command("serve")(serve_cli.serve)
 

@@ -6,9 +6,10 @@ The method: :meth:`ServeState.create` does what must not fail later (keys, metri
 :class:`~slmstack.serve.batcher.MicroBatcher`, and every batcher runs its model calls in
 one shared executor, so the threads that compute are bounded by the config.
 
-Threads: by default the executor has one thread and torch gets this process's share of
-the cores (cores / workers), so that batches of different targets queue for the cores
-instead of fighting over them (two concurrent torch calls on the same cores slow both).
+Threads: by default the executor has one thread and torch (or onnxruntime, for exported
+skills) gets this process's share of the cores (cores / workers), so that batches of
+different targets queue for the cores instead of fighting over them (two concurrent
+torch calls on the same cores slow both).
 With ``threads.executor: E``, torch gets cores / (workers × E).
 
 Spend: each call's rows go to the ledger from the executor thread, with the caller's
@@ -33,6 +34,7 @@ from typing import Any
 
 from slmstack.costs.ledger import RUN, Ledger, LedgerRow
 from slmstack.errors import ConfigError, NotServed
+from slmstack.models.onnx_runtime import THREADS_ENV as ONNX_THREADS_ENV
 from slmstack.serve.auth import ApiKeys
 from slmstack.serve.batcher import MicroBatcher
 from slmstack.serve.config import ServeConfig
@@ -159,6 +161,10 @@ class ServeState:
         if config.ledger is not None:
             self.ledger = Ledger(config.ledger, batch_size=_LEDGER_BUFFER, flush_every_s=math.inf)
         self.inbox = self._open_inbox()
+        executor_threads, torch_threads = thread_counts(config, self.workers)
+        # Exported (ONNX) skills size their sessions from this when they load: the same
+        # share of the cores as torch gets, unless the operator set it.
+        os.environ.setdefault(ONNX_THREADS_ENV, str(torch_threads))
         for name, folder in config.skills.items():
             _log.info("loading skill %s from %s", name, folder)
             self.skills[name] = load_skill(folder)
@@ -171,7 +177,6 @@ class ServeState:
             "serve", skills=self.skills, backends={}, prices=config.prices,
             machine=config.machine,
         )  # fmt: skip
-        executor_threads, torch_threads = thread_counts(config, self.workers)
         _set_torch_threads(torch_threads)
         # Set again in each model thread: OpenMP keeps the count per thread.
         self._executor = concurrent.futures.ThreadPoolExecutor(

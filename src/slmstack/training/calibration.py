@@ -11,12 +11,13 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
 
 def fit_temperature(logits: NDArray[np.float32], labels: NDArray[np.int64]) -> float:
     """The temperature T > 0 minimising the NLL of ``softmax(logits / T)``."""
+    import torch  # training only: prediction (``softmax``) stays torch-free
+
     x = torch.as_tensor(logits, dtype=torch.float64)
     y = torch.as_tensor(labels, dtype=torch.long)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)

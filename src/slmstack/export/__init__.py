@@ -1,0 +1,24 @@
+"""Export trained skills to faster runtimes: ONNX fp32 and int8, checked before written.
+
+``export_classifier`` traces a :class:`~slmstack.skills.classifier.TextClassifier` into
+one ONNX graph, checks it against the torch skill (parity), optionally quantizes it to
+int8 with the fastest recipe that passes an accuracy gate, and writes an
+:class:`~slmstack.skills.onnx_classifier.OnnxTextClassifier` folder that predicts
+without torch.
+"""
+
+from slmstack.export.checks import GateReport, ParityLimits, ParityReport
+from slmstack.export.classifier import Candidate, ExportResult, export_classifier
+from slmstack.export.quantize import RECIPES, QuantRecipe, recipe
+
+__all__ = [
+    "RECIPES",
+    "Candidate",
+    "ExportResult",
+    "GateReport",
+    "ParityLimits",
+    "ParityReport",
+    "QuantRecipe",
+    "export_classifier",
+    "recipe",
+]

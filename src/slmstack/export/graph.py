@@ -1,0 +1,141 @@
+"""Trace a :class:`TextClassifier` into one ONNX graph: token ids in, logits and scope out.
+
+The graph holds everything between the tokenizer and the softmax, so prediction needs no
+numpy linear algebra (a numpy matmul wakes the BLAS thread pool, whose spinning threads
+slow the next graph call on a 2-core machine):
+
+* encoder → mean pooling over the attention mask → L2 normalisation (when the skill
+  normalises) → linear head: ``logits`` (float32);
+* the out-of-scope typicality, in float64 as the torch skill computes it: the pooled
+  vector is whitened with the Cholesky factor of the inverse shrunk covariance, and the
+  score is minus the squared distance to the nearest class mean (labels without data
+  never match): ``scope_score``. The conformal p-value is then a ``searchsorted`` over
+  the saved validation reference, outside the graph.
+
+The TorchScript-based exporter (``dynamo=False``) is used: it writes one self-contained
+file (the dynamo exporter writes the weights beside it) in about 3 s for MiniLM. The
+encoder is traced with eager attention, whose pattern onnxruntime's transformer optimizer
+recognises: it then fuses each layer's attention, the embeddings' LayerNorm, the skip
+LayerNorms and the GELUs into single kernels (measured on MiniLM, 2 cores: batch-1 p50
+of the int8 graph 1.6-1.8 ms fused against 2.3-2.9 ms unfused; throughput unchanged).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slmstack.errors import ArtifactError
+from slmstack.models.encoder import mean_pool
+from slmstack.skills._scope import SHRINKAGE, ScopeModel
+from slmstack.skills.classifier import TextClassifier
+
+OPSET = 17
+
+
+class _ScopeScore(nn.Module):
+    """Minus the squared Mahalanobis distance to the nearest class mean (float64)."""
+
+    whiten: torch.Tensor
+    centres_t: torch.Tensor
+    centre_norms: torch.Tensor
+
+    def __init__(self, scope: ScopeModel):
+        super().__init__()
+        dim = scope.scatter.shape[0]
+        cov = scope.scatter / max(scope.scatter_n, 1.0)
+        cov = cov + SHRINKAGE * max(float(np.trace(cov)) / dim, 1e-6) * np.eye(dim)
+        whiten = np.linalg.cholesky(np.linalg.inv(cov))
+        centres = scope.means @ whiten
+        empty = np.where(scope.counts == 0, 1e300, 0.0)
+        self.register_buffer("whiten", torch.from_numpy(whiten))
+        self.register_buffer("centres_t", torch.from_numpy(np.ascontiguousarray(centres.T)))
+        self.register_buffer("centre_norms", torch.from_numpy((centres**2).sum(1) + empty))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The typicality score of each pooled vector."""
+        z = x.double() @ self.whiten
+        dist = (z * z).sum(1, keepdim=True) - 2.0 * (z @ self.centres_t) + self.centre_norms
+        return -dist.min(dim=1).values
+
+
+class ExportNet(nn.Module):
+    """The classifier's forward pass as one module: (ids, mask) → (logits, scope)."""
+
+    def __init__(self, skill: TextClassifier):
+        super().__init__()
+        self.net = skill.net_
+        self.normalize = skill.normalize
+        self.scope = None if skill.scope_ is None else _ScopeScore(skill.scope_)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+        """``logits``, or ``(logits, scope_score)`` when the skill has a scope model."""
+        encoder: Any = self.net.encoder
+        hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = mean_pool(hidden, attention_mask)
+        x = F.normalize(pooled, dim=-1) if self.normalize else pooled
+        head: Any = self.net.head
+        logits = head(x.float())
+        if self.scope is None:
+            return logits
+        return logits, self.scope(x.float())
+
+
+def export_graph(skill: TextClassifier, path: Path) -> dict[str, int]:
+    """Write ``skill``'s fused graph to ``path``; return the fused operator counts."""
+    raw = path.with_name(path.stem + "-traced.onnx")
+    encoder: Any = skill.net_.encoder
+    previous = encoder.config._attn_implementation
+    encoder.set_attn_implementation("eager")  # the attention pattern the fuser knows
+    try:
+        _trace(skill, raw)
+    finally:
+        encoder.set_attn_implementation(previous)
+    config = encoder.config
+    try:
+        return fuse(raw, path, heads=int(config.num_attention_heads),
+                    hidden=int(config.hidden_size))  # fmt: skip
+    finally:
+        raw.unlink(missing_ok=True)
+
+
+def fuse(source: Path, target: Path, *, heads: int, hidden: int) -> dict[str, int]:
+    """Apply onnxruntime's offline BERT fusions to ``source``; return the fused op counts."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = optimize_model(str(source), model_type="bert", num_heads=heads,
+                                   hidden_size=hidden, opt_level=1)  # fmt: skip
+    except Exception as exc:  # the optimizer raises many unrelated types
+        raise ArtifactError(f"onnxruntime could not optimise the exported graph: {exc}") from exc
+    model.save_model_to_file(str(target))
+    stats = model.get_fused_operator_statistics()
+    return {k: int(v) for k, v in stats.items() if v}
+
+
+def _trace(skill: TextClassifier, path: Path) -> list[str]:
+    """Trace the classifier to ``path`` (unfused); return its output names."""
+    model = ExportNet(skill).eval()
+    outputs = ["logits"] if model.scope is None else ["logits", "scope_score"]
+    ids = torch.ones((2, 8), dtype=torch.long)
+    mask = torch.ones((2, 8), dtype=torch.long)
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+    axes.update({name: {0: "batch"} for name in outputs})
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes about Python ints in shapes
+            torch.onnx.export(
+                model, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
+                output_names=outputs, dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+            )  # fmt: skip
+    except Exception as exc:  # the exporter raises many unrelated types
+        raise ArtifactError(f"cannot export the classifier to ONNX: {exc}") from exc
+    return outputs

@@ -1,0 +1,209 @@
+"""``OnnxTextClassifier``: a :class:`TextClassifier` exported to ONNX, run without torch.
+
+Made by ``slmstack export DIR --format onnx [--int8]`` (:mod:`slmstack.export`), never
+trained directly. The folder holds one graph (``encoder.onnx``: tokens in, calibrated-
+ready logits and the out-of-scope typicality score out), the ``tokenizer.json`` and the
+labels; it is a normal skill folder, every file hashed. Loading and predicting import
+onnxruntime, ``tokenizers`` and numpy only, so a server of exported skills needs neither
+torch nor transformers (``pip install 'slmstack[onnx]'``).
+
+Predictions follow the torch skill's contract exactly: label, temperature-calibrated
+confidence, top-k scores, an ``"out_of_scope"`` abstention when the conformal p-value
+of the text is below ``scope_alpha``, and a warning for truncated texts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+from numpy.typing import NDArray
+
+from slmstack.artifacts import Provenance
+from slmstack.errors import ArtifactError, SkillError
+from slmstack.models.onnx_runtime import OnnxEncoder
+from slmstack.skills.base import Skill, Tensors
+from slmstack.skills.kinds import LabelledTexts
+from slmstack.skills.params import Check, Interval
+from slmstack.training.calibration import softmax
+from slmstack.types import LabelScore, Prediction, Usage
+
+GRAPH = "encoder.onnx"
+TOKENIZER = "tokenizer.json"
+
+
+class OnnxTextClassifier(LabelledTexts, Skill):
+    """An exported text classifier: onnxruntime + ``tokenizers``, no torch.
+
+    Example:
+        >>> skill = slmstack.load("runs/intent-int8")  # doctest: +SKIP
+        >>> skill.predict(["where is my card?"])[0].label  # doctest: +SKIP
+        'card_arrival'
+    """
+
+    skill_name = "slmstack.OnnxTextClassifier.v1"
+    produces = frozenset({"label", "confidence", "scores"})
+    fitted_attribute = "classes_"
+    constraints: ClassVar[Mapping[str, Check]] = {
+        "top_k": Interval(int, 1, None),
+        "batch_size": Interval(int, 1, None),
+        "scope_alpha": Interval(float, 0, 1, closed="left",
+                                note="(0 turns out-of-scope flags off)"),
+    }  # fmt: skip
+
+    def __init__(self, *, top_k: int = 3, scope_alpha: float = 0.01, batch_size: int = 64):
+        self.top_k = top_k
+        self.scope_alpha = scope_alpha
+        self.batch_size = batch_size  # texts per graph call; batches are sorted by length
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_graph(
+        cls,
+        graph: Path,
+        tokenizer: Path,
+        *,
+        labels: Sequence[str],
+        temperature: float,
+        window: int,
+        sep_id: int | None,
+        pad_id: int,
+        scope_reference: NDArray[np.float64] | None,
+        export: Mapping[str, Any],
+        provenance: Provenance,
+        top_k: int = 3,
+        scope_alpha: float = 0.01,
+    ) -> Self:
+        """A skill over an exported graph (used by the exporter, before it is saved)."""
+        self = cls(top_k=top_k, scope_alpha=scope_alpha)
+        self._setup(graph, tokenizer, window=window, sep_id=sep_id, pad_id=pad_id)
+        self.classes_ = [str(x) for x in labels]
+        self.temperature_ = float(temperature)
+        self.scope_reference_ = scope_reference
+        self.export_ = dict(export)
+        self.provenance_ = provenance
+        self._check_outputs()
+        return self
+
+    def _setup(self, graph: Path, tokenizer: Path, *, window: int,
+               sep_id: int | None, pad_id: int) -> None:  # fmt: skip
+        self.encoder_ = OnnxEncoder(graph, tokenizer, window=window, sep_id=sep_id, pad_id=pad_id)
+        self.window_ = window
+        self.sep_id_ = sep_id
+        self.pad_id_ = pad_id
+
+    def _check_outputs(self) -> None:
+        outputs = set(self.encoder_.outputs)
+        if "logits" not in outputs:
+            raise ArtifactError(f"{self.encoder_.graph} has no 'logits' output; export it again")
+        if (self.scope_reference_ is None) != ("scope_score" not in outputs):
+            raise ArtifactError(
+                f"{self.encoder_.graph}: the graph's scope output and the saved scope "
+                "reference disagree; export the skill again"
+            )
+
+    def fit(self, examples: Sequence[Any]) -> Self:
+        """Refused: an exported skill is inference-only."""
+        raise SkillError(
+            "an exported ONNX skill cannot be trained: train or resume the torch skill "
+            "(slmstack train classify), then export it again (slmstack export)."
+        )
+
+    # ------------------------------------------------------------------ predicting
+    def _outputs(self, texts: Sequence[str]) -> tuple[Any, dict[str, NDArray[Any]]]:
+        tok = self.encoder_.tokenize(texts)
+        return tok, self.encoder_.run(tok, batch_size=self.batch_size)
+
+    def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        """Calibrated class probabilities, one row per text, columns in ``classes_`` order."""
+        self._require_fitted()
+        if any(not t.strip() for t in texts):
+            raise SkillError("predict_proba() got an empty text; use predict(), which abstains")
+        _, out = self._outputs(texts)
+        return softmax(out["logits"], self.temperature_)
+
+    def _p_values(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:
+        ref = self.scope_reference_
+        assert ref is not None
+        rank = np.searchsorted(ref, scores, side="right")
+        p: NDArray[np.float64] = ((rank + 1.0) / (len(ref) + 1.0)).astype(np.float64)
+        return p
+
+    def _predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """Label, calibrated confidence and top-k scores for each text."""
+        start = time.perf_counter()
+        tok, out = self._outputs(texts)
+        probs = softmax(out["logits"], self.temperature_)
+        in_scope = None
+        if self.scope_reference_ is not None:
+            in_scope = self._p_values(out["scope_score"].astype(np.float64))
+        per_item_ms = (time.perf_counter() - start) * 1000 / len(texts)
+        k = min(self.top_k, len(self.classes_))
+        preds = []
+        for i, row in enumerate(probs):
+            top = np.argsort(-row, kind="stable")[:k]
+            warning = tok.truncation_warning(i)
+            p = None if in_scope is None else float(in_scope[i])
+            preds.append(
+                Prediction(
+                    label=self.classes_[int(top[0])],
+                    confidence=float(row[top[0]]),
+                    scores=tuple(LabelScore(self.classes_[int(j)], float(row[j])) for j in top),
+                    usage=Usage(input_tokens=len(tok.input_ids[i]), latency_ms=per_item_ms),
+                    warnings=(warning,) if warning else (),
+                    data={} if p is None else {"in_scope_p": round(p, 6)},
+                    abstained="out_of_scope" if p is not None and p < self.scope_alpha else None,
+                )
+            )
+        return preds
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> tuple[dict[str, Any], Tensors]:
+        tensors: Tensors = {}
+        if self.scope_reference_ is not None:
+            tensors["scope"] = {"reference": np.ascontiguousarray(self.scope_reference_)}
+        config = {
+            "labels": self.classes_,
+            "temperature": self.temperature_,
+            "window": self.window_,
+            "sep_id": self.sep_id_,
+            "pad_id": self.pad_id_,
+            "export": self.export_,
+        }
+        return config, tensors
+
+    def _write_extra(self, folder: Path) -> None:
+        (folder / "labels.json").write_text(json.dumps(self.classes_, indent=1) + "\n")
+        shutil.copyfile(self.encoder_.graph, folder / GRAPH)
+        shutil.copyfile(self.encoder_.tokenizer_path, folder / TOKENIZER)
+
+    def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
+        labels = config["labels"]
+        if not isinstance(labels, list) or not labels:
+            raise ArtifactError(f"{folder}/config.json: 'labels' must be a non-empty list")
+        self.classes_ = [str(x) for x in labels]
+        sep = config["sep_id"]
+        sep_id = None if sep is None else int(sep)
+        window, pad_id = int(config["window"]), int(config["pad_id"])
+        self._setup(folder / GRAPH, folder / TOKENIZER, window=window, sep_id=sep_id, pad_id=pad_id)
+        self.temperature_ = float(config["temperature"])
+        scope = tensors.get("scope")
+        self.scope_reference_ = None if scope is None else scope["reference"].astype(np.float64)
+        self.export_ = dict(config["export"])
+        self.metrics_ = dict(self.provenance_.metrics)
+        self._check_outputs()
+
+    def _card(self) -> dict[str, Any]:
+        return {
+            "Runtime": "onnxruntime + tokenizers (no torch)",
+            "Precision": self.export_.get("precision", "?"),
+            "Exported from": self.export_.get("source", {}),
+            "Parity with the torch skill": self.export_.get("parity", {}),
+            "Accuracy gate": self.export_.get("gate", {}),
+            "Labels": ", ".join(self.classes_),
+        }
