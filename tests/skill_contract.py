@@ -48,6 +48,21 @@ def check_skill_contract(
 
     skill = make()
     assert skill.fit(train) is skill, "fit must return self"
+    preds = check_fitted_contract(skill, texts, tmp_path, compare=compare)
+    if check_determinism:
+        again = make().fit(train)
+        assert [compare(p) for p in again.predict(list(texts))] == [compare(p) for p in preds]
+    return skill
+
+
+def check_fitted_contract(
+    skill: Skill,
+    texts: Sequence[str],
+    tmp_path: Path,
+    *,
+    compare: Callable[[Prediction], Any] = default_key,
+) -> list[Prediction]:
+    """The contract of a fitted skill (also for skills made otherwise, e.g. exported)."""
     preds = skill.predict(list(texts))
     assert len(preds) == len(texts)
     assert all(isinstance(p, Prediction) for p in preds)
@@ -89,8 +104,4 @@ def check_skill_contract(
     # a single string instead of a list is refused with a hint
     with pytest.raises(ConfigError, match=r"takes a list of texts.*predict\(\[text\]\)"):
         skill.predict(texts[0])  # type: ignore[arg-type]
-
-    if check_determinism:
-        again = make().fit(train)
-        assert [compare(p) for p in again.predict(list(texts))] == [compare(p) for p in preds]
-    return skill
+    return preds

@@ -7,6 +7,7 @@ model's window so that callers can attach a warning to its prediction.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,8 +109,32 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
 
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` flags)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no way to tell, so no bf16
+        return False
+    flags = set(next((x for x in info.splitlines() if x.startswith("flags")), "").split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(precision: str) -> str:
+    """``"auto"`` → ``"bf16"`` on CPUs with native bf16, else ``"fp32"``; others unchanged.
+
+    Measured on BANKING77 (``bench/classify.py``): bf16 doubles ``head`` throughput on an
+    AMD EPYC with ``avx512_bf16`` (1,016 against 508 texts/s, accuracy 92.89 against
+    92.92), and is 2-5x *slower* than fp32 on an AVX2-only EPYC, so the choice follows the
+    CPU's flags rather than a flag the user must remember.
+    """
+    if precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return precision
+
+
 def autocast(precision: str) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CPU (about 2x throughput on AMX/AVX-512 cores), or nothing."""
-    if precision == "bf16":
+    """bf16 autocast on CPU (``"bf16"``, or ``"auto"`` on native-bf16 CPUs), or nothing."""
+    if resolve_precision(precision) == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -146,12 +146,16 @@ class OnnxEncoder:
         return TokenBatch(ids, lengths, self.window)
 
     def run(self, tok: TokenBatch, *, batch_size: int) -> dict[str, NDArray[Any]]:
-        """Every graph output for every text, in input order (batches sorted by length)."""
+        """Every graph output for every text, in input order (batches sorted by length).
+
+        Outputs must have one row per text (pooled vectors, logits, scores): a per-token
+        output differs in width from batch to batch; pool it inside the graph.
+        """
         n = len(tok.input_ids)
         out: dict[str, NDArray[Any]] = {}
-        for idx in _length_batches(tok.lengths, batch_size):
+        for idx in length_batches(tok.lengths, batch_size):
             rows = [tok.input_ids[i] for i in idx]
-            feed = self._feed(rows)
+            feed = self.feed(rows)
             values = self.session.run(self.outputs, feed)
             for name, value in zip(self.outputs, values, strict=True):
                 if name not in out:
@@ -159,7 +163,8 @@ class OnnxEncoder:
                 out[name][idx] = value
         return out
 
-    def _feed(self, rows: Sequence[Sequence[int]]) -> dict[str, NDArray[np.int64]]:
+    def feed(self, rows: Sequence[Sequence[int]]) -> dict[str, NDArray[np.int64]]:
+        """The graph's inputs for token rows, right-padded to the longest row."""
         width = max(len(r) for r in rows)
         ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -172,7 +177,8 @@ class OnnxEncoder:
         return feed
 
 
-def _length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+def length_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Indices grouped into batches of similar length (less padding, same results)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
