@@ -1,14 +1,16 @@
 """Single-request latency of a classifier skill: in process, and over HTTP on loopback.
 
-Trains a ``TextClassifier(strategy="head")`` on MiniLM on a few dozen intents, then times
-200 sequential one-text requests three ways: ``skill.predict([text])`` in this process,
-and ``POST /v1/skills/intent/predict`` to ``slmstack serve`` (uvicorn, 1 worker) with the
-default ``batching.max_wait_ms`` (2 ms) and with 0 ms. The three are interleaved request by
+Trains a ``TextClassifier(strategy="head")`` on MiniLM on a few dozen intents, exports it
+to ONNX int8 (``slmstack export --int8``), then times 200 sequential one-text requests for
+each runtime (torch, int8): ``skill.predict([text])`` in this process, and ``POST
+/v1/skills/intent/predict`` to ``slmstack serve`` (uvicorn, 1 worker) with the default
+``batching.max_wait_ms`` (2 ms) and with 0 ms. All ways are interleaved request by
 request, so that each sees the same load from the rest of the machine. The client is one
 keep-alive ``httpx.Client`` per server; each server is a separate process, as in
-production. Torch threads: ``$TORCH_THREADS`` (1 by default) here and in the servers.
+production. Model threads: ``$TORCH_THREADS`` (1 by default) here and in the servers
+(torch, and onnxruntime's intra-op threads).
 
-    flock /tmp/slmstack-cpu.lock nice -n 5 .venv/bin/python bench/serve_latency.py
+    flock /tmp/slmstack-cpu.lock nice -n 5 .venv/bin/python bench/serve_latency.py [--write-results]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import TRAIN
 from slmstack import TextClassifier
 
@@ -52,10 +55,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(folder: Path, max_wait_ms: float, threads: int) -> tuple[subprocess.Popen, str]:
-    config = folder / f"serve-{max_wait_ms:g}.yaml"
+def start_server(
+    folder: Path, skill: str, max_wait_ms: float, threads: int
+) -> tuple[subprocess.Popen, str]:
+    config = folder / f"serve-{skill}-{max_wait_ms:g}.yaml"
     config.write_text(
-        f"skills: {{intent: {folder / 'intent'}}}\n"
+        f"skills: {{intent: {folder / skill}}}\n"
         f"batching: {{max_wait_ms: {max_wait_ms}}}\nthreads: {{torch: {threads}}}\n"
     )
     port = free_port()
@@ -84,23 +89,31 @@ def main() -> None:
 
     threads = int(os.environ.get("TORCH_THREADS", "1"))
     torch.set_num_threads(threads)
+    os.environ["SLMSTACK_ONNX_THREADS"] = str(threads)
     folder = Path(tempfile.mkdtemp(prefix="serve-latency-"))
-    TextClassifier(strategy="head").fit(TRAIN).save(folder / "intent")
+    clf = TextClassifier(strategy="head").fit(TRAIN)
+    clf.save(folder / "torch")
+    from slmstack.export import export_classifier
     from slmstack.skills.base import load
 
-    skill = load(folder / "intent")
-    servers = {f"http_max_wait_{w:g}ms": start_server(folder, w, threads) for w in (2.0, 0.0)}
+    export_classifier(clf, folder / "int8", TRAIN, int8=True)
+    skills = {kind: load(folder / kind) for kind in ("torch", "int8")}
+    servers = {f"{kind}_http_max_wait_{w:g}ms": start_server(folder, kind, w, threads)
+               for kind in skills for w in (2.0, 0.0)}  # fmt: skip
     clients = {name: httpx.Client(base_url=url, timeout=30) for name, (_, url) in servers.items()}
     try:
         for client in clients.values():
             wait_ready(client)
-        ms: dict[str, list[float]] = {"in_process": [], **{name: [] for name in clients}}
+        ms: dict[str, list[float]] = {f"{kind}_in_process": [] for kind in skills}
+        ms.update({name: [] for name in clients})
         # Interleaved, so that every way sees the same load from the rest of the machine.
         for i in range(N + 20):
             text = TEXTS[i % 4]
-            start = time.perf_counter()
-            skill.predict([text])
-            took = {"in_process": (time.perf_counter() - start) * 1000}
+            took = {}
+            for kind, skill in skills.items():
+                start = time.perf_counter()
+                skill.predict([text])
+                took[f"{kind}_in_process"] = (time.perf_counter() - start) * 1000
             for name, client in clients.items():
                 start = time.perf_counter()
                 client.post("/v1/skills/intent/predict", json={"text": text}).raise_for_status()
@@ -115,8 +128,23 @@ def main() -> None:
             proc.terminate()
             proc.wait(30)
     results: dict[str, object] = {name: summary(values) for name, values in ms.items()}
-    results.update(requests=N, torch_threads=threads, cores=len(os.sched_getaffinity(0)))
+    for kind in skills:
+        base = ms[f"{kind}_in_process"]
+        http = ms[f"{kind}_http_max_wait_2ms"]
+        results[f"{kind}_http_overhead_p50_ms"] = round(
+            statistics.median(http) - statistics.median(base), 3
+        )
+    from _machine import machine
+
+    results.update(requests=N, model_threads=threads, cores=len(os.sched_getaffinity(0)),
+                   torch_precision=clf.precision, machine=machine(),
+                   command="flock /tmp/slmstack-cpu.lock nice -n 5 .venv/bin/python "
+                           "bench/serve_latency.py --write-results")  # fmt: skip
     print(json.dumps(results, indent=2))
+    if "--write-results" in sys.argv:
+        out = Path(__file__).parent / "results" / "serve_latency.json"
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

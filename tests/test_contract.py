@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from skill_contract import check_skill_contract, default_key
-from slmstack import registry
+from skill_contract import check_fitted_contract, check_skill_contract, default_key
+from slmstack import SkillError, load, registry
 
 
 @dataclass
@@ -129,6 +129,13 @@ def _llm_extractor(_: Path) -> Case:
                 toy_receipts(30), texts, compare=record_key)  # fmt: skip
 
 
+def _static(encoder: Path) -> Case:
+    from fixtures import QUERIES, TRAIN
+    from slmstack.skills.static_classifier import StaticTextClassifier
+
+    return Case(lambda: StaticTextClassifier(base=str(encoder), dims=16), TRAIN, QUERIES)
+
+
 CASES: dict[str, Callable[[Path], Case]] = {
     "slmstack.TextClassifier.v1": _classifier,
     "slmstack.EntityTagger.v1": _tagger,
@@ -141,8 +148,25 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "slmstack.LanguageDetector.v1": _language,
     "slmstack.LLMClassifier.v1": _llm_classifier,
     "slmstack.LLMExtractor.v1": _llm_extractor,
+    "slmstack.StaticTextClassifier.v1": _static,
 }
 KINDS = [name for name in registry.skills.names() if name.startswith("slmstack.")]
+
+
+def _exported_classifier(encoder: Path, folder: Path) -> Any:
+    from fixtures import TRAIN
+    from slmstack import TextClassifier
+    from slmstack.export import export_classifier
+
+    clf = TextClassifier(base=str(encoder), strategy="head", seed=0).fit(TRAIN)
+    export_classifier(clf, folder, TRAIN)
+    return load(folder)
+
+
+# Skills made from another skill rather than trained: the contract of a fitted skill.
+EXPORTED: dict[str, Callable[[Path, Path], Any]] = {
+    "slmstack.OnnxTextClassifier.v1": _exported_classifier,
+}
 
 
 @pytest.fixture(scope="module")
@@ -154,11 +178,22 @@ def encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_registered_skill_has_a_case():
     assert KINDS, "no skills registered: is slmstack installed (pip install -e .)?"
-    missing = sorted(set(KINDS) - set(CASES))
+    missing = sorted(set(KINDS) - set(CASES) - set(EXPORTED))
     assert not missing, f"add a contract case for {missing}"
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", sorted(EXPORTED))
+def test_exported_contract(kind: str, encoder_dir: Path, tmp_path: Path):
+    from fixtures import QUERIES, TRAIN
+
+    skill = EXPORTED[kind](encoder_dir, tmp_path / "exported")
+    assert type(skill) is registry.skills.get(kind)
+    check_fitted_contract(skill, QUERIES, tmp_path)
+    with pytest.raises(SkillError, match="cannot be trained"):
+        skill.fit(TRAIN)
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k not in EXPORTED])
 def test_contract(kind: str, encoder_dir: Path, tmp_path: Path):
     case = CASES[kind](encoder_dir)
     skill = check_skill_contract(case.make, case.train, case.texts, tmp_path,

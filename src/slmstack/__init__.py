@@ -77,6 +77,8 @@ _LAZY: dict[str, str] = {
     "run_batch": "slmstack.workflows.batch",
     "Skill": "slmstack.skills.base",
     "SpacyTagger": "slmstack.skills.spacy_tagger",
+    "StaticTextClassifier": "slmstack.skills.static_classifier",
+    "OnnxTextClassifier": "slmstack.skills.onnx_classifier",
     "Span": "slmstack.types",
     "Summarizer": "slmstack.skills.summarizer",
     "TaggedExample": "slmstack.data.tagging",
@@ -117,6 +119,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelSource",
     "NotFittedError",
+    "OnnxTextClassifier",
     "Prediction",
     "Provenance",
     "Result",
@@ -125,6 +128,7 @@ __all__ = [
     "SlmstackError",
     "SpacyTagger",
     "Span",
+    "StaticTextClassifier",
     "Summarizer",
     "TaggedExample",
     "TextClassifier",
@@ -185,7 +189,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from slmstack.skills.language import LanguageDetector
     from slmstack.skills.llm_classifier import LLMClassifier
     from slmstack.skills.llm_extractor import LLMExtractor
+    from slmstack.skills.onnx_classifier import OnnxTextClassifier
     from slmstack.skills.spacy_tagger import SpacyTagger
+    from slmstack.skills.static_classifier import StaticTextClassifier
     from slmstack.skills.summarizer import Summarizer
     from slmstack.skills.tagger import EntityTagger
     from slmstack.skills.troubleshoot import Troubleshooter

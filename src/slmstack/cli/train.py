@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from slmstack.cli import lora, retrieval, train_extract
 from slmstack.cli.common import cli_command, out, prepare_out, print_json
 from slmstack.cli.train_generic import TrainGroup
+
+if TYPE_CHECKING:
+    from slmstack.skills.static_classifier import StaticTextClassifier
 
 app = typer.Typer(cls=TrainGroup, help="Train a skill from a data file.", no_args_is_help=True)
 
@@ -19,7 +22,13 @@ app = typer.Typer(cls=TrainGroup, help="Train a skill from a data file.", no_arg
 def classify(
     data: Annotated[Path, typer.Argument(help="CSV, TSV or JSONL file of labelled texts.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the skill to.")],
-    base: Annotated[str, typer.Option(help="Alias, local folder or Hugging Face id.")] = "minilm",
+    base: Annotated[
+        str,
+        typer.Option(
+            help="Alias, local folder or Hugging Face id; 'static' or 'static:<encoder>' "
+            "trains on static embeddings distilled from the encoder (predicts without torch)."
+        ),
+    ] = "minilm",
     strategy: Annotated[str, typer.Option(help="'head' (seconds) or 'finetune'.")] = "head",
     text_column: Annotated[str, typer.Option()] = "text",
     label_column: Annotated[str, typer.Option()] = "label",
@@ -28,7 +37,9 @@ def classify(
     batch_size: Annotated[int, typer.Option()] = 32,
     max_length: Annotated[int, typer.Option(help="Token window; longer texts are reported.")] = 128,
     val_fraction: Annotated[float, typer.Option()] = 0.1,
-    precision: Annotated[str, typer.Option(help="fp32 or bf16 (faster on AMX CPUs).")] = "fp32",
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 if the CPU has native bf16, else fp32), fp32, bf16.")
+    ] = "auto",
     scope_alpha: Annotated[
         float,
         typer.Option(
@@ -53,11 +64,17 @@ def classify(
 
     if resume is not None and out_dir.resolve() == resume.resolve():
         raise ConfigError("--out must differ from --resume, so the original is kept")
+    static = None
+    if base == "static" or base.startswith("static:"):
+        static = _static_classifier(base, strategy, resume, val_fraction, seed, allow_pickle)
     prepare_out(out_dir, force)
     examples = TextClassifier.read_training_data(
         data, text_column=text_column, label_column=label_column
     )
-    if resume is not None:
+    skill: TextClassifier | StaticTextClassifier
+    if static is not None:
+        skill = static.fit(examples)
+    elif resume is not None:
         skill = TextClassifier.load(resume, allow_pickle=allow_pickle)
         skill.set_params(
             epochs=epochs, learning_rate=learning_rate, seed=seed, scope_alpha=scope_alpha
@@ -95,6 +112,34 @@ def classify(
         f"validation accuracy {summary['val_accuracy']:.4f}  macro-F1 "
         f"{summary['val_macro_f1']:.4f}  ECE {summary['val_ece_before_calibration']:.4f} → "
         f"{summary['val_ece']:.4f} after calibration (T={summary['temperature']:.3f})"
+    )
+
+
+def _static_classifier(
+    base: str,
+    strategy: str,
+    resume: Path | None,
+    val_fraction: float,
+    seed: int,
+    allow_pickle: bool,
+) -> StaticTextClassifier:
+    """A ``StaticTextClassifier`` for ``--base static[:<encoder>]``."""
+    from slmstack.errors import ConfigError
+    from slmstack.skills.static_classifier import StaticTextClassifier
+
+    if strategy != "head":
+        raise ConfigError(
+            f"--base {base} trains a linear head on static embeddings; --strategy {strategy} "
+            "needs a transformer. Use --strategy head, or a transformer --base such as minilm."
+        )
+    if resume is not None:
+        raise ConfigError(
+            f"--base {base} cannot --resume (a static classifier retrains in seconds); "
+            "train it again on the old and new data together."
+        )
+    encoder = base.partition(":")[2] or "minilm"
+    return StaticTextClassifier(
+        base=encoder, val_fraction=val_fraction, seed=seed, allow_pickle=allow_pickle
     )
 
 

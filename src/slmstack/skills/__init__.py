@@ -21,6 +21,8 @@ _LAZY = {
     "LLMClassifier": "slmstack.skills.llm_classifier",
     "LLMExtractor": "slmstack.skills.llm_extractor",
     "SpacyTagger": "slmstack.skills.spacy_tagger",
+    "StaticTextClassifier": "slmstack.skills.static_classifier",
+    "OnnxTextClassifier": "slmstack.skills.onnx_classifier",
     "Summarizer": "slmstack.skills.summarizer",
     "TextClassifier": "slmstack.skills.classifier",
     "Troubleshooter": "slmstack.skills.troubleshoot",
@@ -34,8 +36,10 @@ __all__ = [
     "LLMClassifier",
     "LLMExtractor",
     "LanguageDetector",
+    "OnnxTextClassifier",
     "Skill",
     "SpacyTagger",
+    "StaticTextClassifier",
     "Summarizer",
     "TextClassifier",
     "Troubleshooter",
@@ -58,7 +62,9 @@ if TYPE_CHECKING:
     from slmstack.skills.language import LanguageDetector
     from slmstack.skills.llm_classifier import LLMClassifier
     from slmstack.skills.llm_extractor import LLMExtractor
+    from slmstack.skills.onnx_classifier import OnnxTextClassifier
     from slmstack.skills.spacy_tagger import SpacyTagger
+    from slmstack.skills.static_classifier import StaticTextClassifier
     from slmstack.skills.summarizer import Summarizer
     from slmstack.skills.tagger import EntityTagger
     from slmstack.skills.troubleshoot import Troubleshooter
