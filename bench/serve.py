@@ -5,8 +5,10 @@ Both servers answer one short text per request with the same classifier: a
 served by ``slmstack serve`` (uvicorn, 1 worker, micro-batching at its defaults), against
 ``bench/serve_baseline_app.py``: FastAPI + sentence-transformers ``all-MiniLM-L6-v2`` (the
 same local folder ``resolve("minilm")`` gives) + a scikit-learn ``LogisticRegression``
-fitted on the same texts, one request at a time (uvicorn, 1 worker). Each is a separate
-process on a free loopback port; torch threads are ``$TORCH_THREADS`` (1 by default) in both.
+fitted on the same texts, one request at a time (uvicorn, 1 worker). A third server serves
+the same skill exported with ``slmstack export --int8`` (onnxruntime, no torch in its
+predictions). Each is a separate process on a free loopback port; model threads (torch, or
+onnxruntime intra-op) are ``$TORCH_THREADS`` (1 by default) in all three.
 
 The load generator is async httpx in this process (one client per 16 connections):
 ``$CONCURRENCY`` (64) requests in flight, ``$REQUESTS`` (2000) in all, texts taken from
@@ -123,12 +125,19 @@ def peak_rss_mib(pid: int) -> float:
 def main() -> None:
     threads = int(os.environ.get("TORCH_THREADS", "1"))
     folder = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    TextClassifier(strategy="head").fit(TRAIN).save(folder / "intent")
+    clf = TextClassifier(strategy="head").fit(TRAIN)
+    clf.save(folder / "torch")
+    from slmstack.export import export_classifier
+
+    export_classifier(clf, folder / "int8", TRAIN, int8=True)  # gate: on TRAIN (tiny)
+    os.environ["SLMSTACK_ONNX_THREADS"] = str(threads)  # inherited by the int8 server
     servers = {
-        "slmstack": start_server(folder, 2.0, threads),
+        "slmstack": start_server(folder, "torch", 2.0, threads),
+        "slmstack-int8": start_server(folder, "int8", 2.0, threads),
         "baseline": start_baseline(folder, threads),
     }
-    routes = {"slmstack": "/v1/skills/intent/predict", "baseline": "/predict"}
+    route = "/v1/skills/intent/predict"
+    routes = {"slmstack": route, "slmstack-int8": route, "baseline": "/predict"}
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
     try:
         for name, (_, url) in servers.items():
@@ -138,9 +147,10 @@ def main() -> None:
                     client.post(routes[name], json={"text": text}).raise_for_status()
         for i in range(ROUNDS):
             for name, (_, url) in servers.items():
-                before = batch_totals(url) if name == "slmstack" else (0.0, 0.0)
+                ours = name.startswith("slmstack")
+                before = batch_totals(url) if ours else (0.0, 0.0)
                 result = asyncio.run(load(url, routes[name], "text"))
-                if name == "slmstack":
+                if ours:
                     after = batch_totals(url)
                     items, batches = after[0] - before[0], after[1] - before[1]
                     result["mean_batch_size"] = items / batches if batches else 0.0
@@ -163,6 +173,8 @@ def main() -> None:
         "rounds": rounds,
         "median_rps": median,
         "speedup": median["slmstack"] / median["baseline"],
+        "speedup_int8": median["slmstack-int8"] / median["baseline"],
+        "torch_precision": clf.precision,
         "peak_rss_mib": rss,
         "target": "slmstack throughput >= 3x the baseline",
         "command": f"flock /tmp/slmstack-cpu.lock nice -n 5 env TORCH_THREADS={threads} "
@@ -172,17 +184,19 @@ def main() -> None:
     out = HERE / "results" / "serve.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    batch = statistics.median(r["mean_batch_size"] for r in rounds["slmstack"])
+    batch = {name: statistics.median(r["mean_batch_size"] for r in rounds[name])
+             for name in servers if name.startswith("slmstack")}  # fmt: skip
     print(f"\n{results['machine']['model_name']}; torch threads {threads} on both sides; "
           f"{REQUESTS} requests x {ROUNDS} rounds, {CONCURRENCY} in flight\n")  # fmt: skip
     print("| server | req/s (median) | rounds | mean batch | peak RSS MiB | failed |")
     print("|---|---|---|---|---|---|")
     for name in servers:
         rs = ", ".join(f"{r['rps']:.0f}" for r in rounds[name])
-        mb = f"{batch:.1f}" if name == "slmstack" else "1 (none)"
+        mb = f"{batch[name]:.1f}" if name in batch else "1 (none)"
         failed = int(sum(r["failed"] for r in rounds[name]))
         print(f"| {name} | {median[name]:.1f} | {rs} | {mb} | {rss[name]:.0f} | {failed} |")
-    print(f"\nspeedup {results['speedup']:.2f}x (target >= 3x); wrote {out}")
+    print(f"\nspeedup {results['speedup']:.2f}x, int8 {results['speedup_int8']:.2f}x "
+          f"(target >= 3x); wrote {out}")  # fmt: skip
     print(f"command: {results['command']}")
 
 
