@@ -21,7 +21,7 @@ LAYERS: dict[str, int] = {
     "backends": 3, "retrieval": 3,
     "skills": 4,
     "workflows": 5, "distill": 5, "export": 5,
-    "serve": 6,
+    "serve": 6, "batchjob": 6,
     "cli": 7,
 }  # fmt: skip
 

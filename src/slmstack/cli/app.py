@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from slmstack.cli import batch as batch_cli
 from slmstack.cli import cost, evaluate, models, predict, train
 from slmstack.cli import inbox as inbox_cli
 from slmstack.cli import run as run_cli
@@ -107,6 +108,7 @@ app.command("predict")(predict.predict)
 app.command("eval")(evaluate.evaluate)
 app.command("models")(models.models)
 app.command("run")(run_cli.run)
+app.command("batch")(batch_cli.batch)
 app.add_typer(inbox_cli.app, name="inbox")
 app.add_typer(schema_cli.app, name="schema")
 app.add_typer(tune_cli.app, name="tune")

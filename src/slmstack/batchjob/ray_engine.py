@@ -1,0 +1,155 @@
+"""The ``ray`` engine: Ray Data ``map_batches`` over a pool of actors.
+
+The method: the rows still to do become a Ray dataset (one block per batch), mapped by a
+stateful callable class, :class:`_WorkflowActor`, in an actor pool of ``workers`` actors:
+each actor loads the workflow once in its constructor and then runs batch after batch
+through ``Workflow.run_batch``, as a local worker process does. Ray Data streams the
+outcomes back to the driver, which writes them as they come. Ray restarts an actor that
+dies and runs its batch again (Ray Data's defaults for actor pools: ``max_restarts=-1``,
+``max_task_retries=-1``); the rows are keyed, so the batch files nothing twice.
+
+Ray is imported only here, when the engine starts: ``pip install slmstack`` stays light.
+Without ``--ray-address`` the engine starts a Ray instance for this job, bound to
+127.0.0.1 with no dashboard (Ray's dashboard and job API run code for whoever can reach
+them), and stops it at the end. With an address it connects to that cluster: every node
+then needs slmstack installed and the workflow file, its skill folders and its SQLite
+inbox and ledger at the same paths (a shared file system), or a PostgreSQL inbox and
+ledger that every node can reach.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from slmstack.batchjob.base import Engine, engines
+from slmstack.batchjob.inputs import Row
+from slmstack.batchjob.runner import JobSpec, RowRunner
+from slmstack.batchjob.sink import Outcome
+from slmstack.errors import ConfigError, MissingDependencyError, SlmstackError
+
+
+class _WorkflowActor:
+    """The stateful callable Ray Data runs in each actor: one workflow per actor."""
+
+    def __init__(self, spec: JobSpec):
+        self.runner = RowRunner(spec)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        rows = [
+            Row(str(i), str(t), str(e))
+            for i, t, e in zip(batch["id"], batch["text"], batch["error"], strict=True)
+        ]
+        outcomes = self.runner(rows)
+        return {
+            "id": np.array([o.id for o in outcomes], dtype=object),
+            "ok": np.array([o.ok for o in outcomes], dtype=bool),
+            "line": np.array([o.line for o in outcomes], dtype=object),
+        }
+
+
+def _block(rows: Sequence[Row]) -> Any:
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            "id": [r.id for r in rows],
+            "text": [r.text for r in rows],
+            "error": [r.error for r in rows],
+        }
+    )
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data  # Ray Data is a separate extra of ray
+    except ImportError as exc:
+        raise MissingDependencyError("ray[data]", "ray", "--engine ray") from exc
+    return ray
+
+
+class RayEngine:
+    """Batches on an actor pool of ``workers`` Ray actors.
+
+    Args:
+        workers: actors in the pool, each with its own copy of the models.
+        address: a Ray cluster (``ray://HOST:10001`` or ``HOST:6379``); ``None`` starts a
+            local instance on 127.0.0.1 for the job. A Ray instance already started in
+            this process (``ray.init``) is used as it is.
+
+    Each actor reserves ``spec.threads`` CPUs (one when unset), the torch threads it runs.
+    """
+
+    def __init__(self, *, workers: int = 1, address: str | None = None):
+        if workers < 1:
+            raise ConfigError(f"--workers must be at least 1; got {workers}")
+        self.workers = workers
+        self.address = address
+        self._ray = _ray()  # fail now, before the inputs are read and the models loaded
+
+    def map(self, spec: JobSpec, rows: Sequence[Row], batch_size: int) -> Iterator[list[Outcome]]:
+        """Yield each batch's outcomes as Ray Data streams them back."""
+        if not rows:
+            return
+        ray = self._ray
+        cpus = spec.threads or 1
+        started = self._connect(ray, cpus)
+        try:
+            context = ray.data.DataContext.get_current()
+            context.enable_progress_bars = False  # the job shows its own
+            context.print_on_execution_start = False
+            # One block per batch, cut where the local engine cuts: each actor call then
+            # gets the same rows as a local worker's, so padding, and so every float of
+            # the outputs, is the same on both engines.
+            blocks = [_block(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
+            dataset = ray.data.from_arrow(blocks).map_batches(
+                _WorkflowActor,
+                fn_constructor_args=(spec,),
+                batch_size=batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=self.workers),
+                num_cpus=cpus,
+            )
+            try:
+                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                    yield [
+                        Outcome(str(i), bool(ok), str(line))
+                        for i, ok, line in zip(batch["id"], batch["ok"], batch["line"], strict=True)
+                    ]
+            except ray.exceptions.RayError as exc:
+                raise SlmstackError(
+                    f"the Ray job failed: {exc}\nRun the same command again to resume; rows "
+                    "already written are skipped"
+                ) from exc
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _connect(self, ray: Any, cpus_per_worker: int) -> bool:
+        """Start or join Ray unless this process already did; whether it started here."""
+        if ray.is_initialized():
+            return False
+        quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
+        if self.address is not None:
+            ray.init(address=self.address, **quiet)
+        else:
+            cpus = max(os.cpu_count() or 1, self.workers * cpus_per_worker)
+            ray.init(
+                num_cpus=cpus,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",  # loopback only: see the module docstring
+                **quiet,
+            )
+        return True
+
+
+def _ray_engine(*, workers: int, address: str | None) -> Engine:
+    return RayEngine(workers=workers, address=address)
+
+
+engines.register("ray")(_ray_engine)

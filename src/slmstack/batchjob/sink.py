@@ -1,0 +1,177 @@
+"""Where a batch job writes: the output JSONL and the errors JSONL, locked, resumable.
+
+Each finished row is one line in exactly one of the two files, keyed by its row id. On a
+rerun the files are read back: every complete line marks its row as done, a last line cut
+off mid-write (the job was killed) is truncated away so that its row runs again, and a
+line whose input differs from the row of that id now means the file belongs to another
+input, which is refused rather than mixed. Both files are locked (``flock``, POSIX) while
+a job writes them, so that a second job on the same output refuses at once instead of
+writing the same rows twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from slmstack.errors import DataError
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One finished row: its id, whether it ran (``ok``), and its JSON line (no newline)."""
+
+    id: str
+    ok: bool
+    line: str
+
+
+def errors_path_for(output: Path) -> Path:
+    """``out.errors.jsonl`` beside ``out.jsonl``: the default errors file."""
+    stem = output.name.removesuffix(".jsonl") if output.name.endswith(".jsonl") else output.name
+    return output.with_name(f"{stem}.errors.jsonl")
+
+
+class Sink:
+    """The output and errors files of one job, open for appending and locked.
+
+    Use as a context manager; :attr:`done` holds the ids of rows already written.
+
+    Args:
+        output: the results JSONL.
+        errors: the errors JSONL.
+        inputs: row id → text of every input row (to check a resumed file matches).
+        restart: empty both files first.
+        retry_errors: empty the errors file first, so that its rows run again.
+    """
+
+    def __init__(
+        self,
+        output: Path,
+        errors: Path,
+        inputs: Mapping[str, str],
+        *,
+        restart: bool = False,
+        retry_errors: bool = False,
+    ):
+        if output.resolve() == errors.resolve():
+            raise DataError("the errors file must differ from --output; pass another --errors")
+        self.output = output
+        self.errors = errors
+        self._inputs = inputs
+        self._restart = restart
+        self._retry_errors = retry_errors
+        self._stack = ExitStack()
+        self._out: TextIO | None = None
+        self._err: TextIO | None = None
+        self.done: set[str] = set()
+        self.written = 0
+        self.failed = 0
+
+    def __enter__(self) -> Sink:
+        try:
+            self._out = self._stack.enter_context(_open_locked(self.output))
+            self._err = self._stack.enter_context(_open_locked(self.errors))
+            if self._restart:
+                self._out.truncate(0)
+            if self._restart or self._retry_errors:
+                self._err.truncate(0)
+            self.done = _done_ids(self.output, self._inputs) | _done_ids(self.errors, self._inputs)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fh in (self._out, self._err):
+            if fh is not None and not fh.closed:
+                fh.flush()
+                os.fsync(fh.fileno())
+        self._stack.close()
+
+    def write(self, outcomes: Iterable[Outcome]) -> int:
+        """Append each outcome not written yet to its file and flush; the number written.
+
+        A row written before (a retried batch that did finish once) is skipped, so each
+        row is written once whatever the engine retried.
+        """
+        assert self._out is not None and self._err is not None, "use Sink as a context manager"
+        n = 0
+        for outcome in outcomes:
+            if outcome.id in self.done:
+                continue
+            self.done.add(outcome.id)
+            (self._out if outcome.ok else self._err).write(outcome.line + "\n")
+            self.written += outcome.ok
+            self.failed += not outcome.ok
+            n += 1
+        # A kill loses at most the batch being written; its rows run again on resume.
+        self._out.flush()
+        self._err.flush()
+        return n
+
+
+def _open_locked(path: Path) -> TextIO:
+    """``path`` open for appending, with an exclusive lock that closing releases."""
+    if path.is_dir():
+        raise DataError("is a folder; pass a file such as out.jsonl", path=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = path.open("a", encoding="utf-8")
+    if sys.platform != "win32":  # Windows has no flock; its jobs are not guarded
+        import fcntl
+
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise DataError(
+                "locked: another job (a second `slmstack batch`?) is writing this file; "
+                "wait for it to finish, or pass another --output",
+                path=path,
+            ) from None
+    return fh
+
+
+def _done_ids(path: Path, inputs: Mapping[str, str]) -> set[str]:
+    """Ids of the complete lines of ``path``; truncates a half-written last line."""
+    raw = path.read_bytes()
+    done: set[str] = set()
+    good_end = pos = 0
+    for line_no, line in enumerate(raw.split(b"\n"), start=1):
+        end = pos + len(line) + 1
+        complete = end <= len(raw)  # the line ends with a newline
+        pos = end
+        if not complete:
+            break
+        if not line.strip():
+            good_end = end
+            continue
+        try:
+            obj = json.loads(line)
+            rid, text = obj["id"], obj["input"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(
+                f"line is not a batch result ({exc}); is this the output of `slmstack batch`? "
+                "Pass another --output, or --restart to overwrite it",
+                path=path,
+                row=line_no,
+            ) from exc
+        if inputs.get(rid) != text:
+            raise DataError(
+                f"row {rid!r} was written for another input; this file belongs to another "
+                "job. Pass a new --output, or --restart to overwrite it",
+                path=path,
+                row=line_no,
+            )
+        done.add(rid)
+        good_end = end
+    if good_end < len(raw):
+        with path.open("r+b") as fh:
+            fh.truncate(good_end)
+    return done

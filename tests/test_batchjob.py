@@ -1,0 +1,387 @@
+"""Batch jobs (`slmstack batch`): inputs, resume, errors, and the local and Ray engines.
+
+The workflow is a LanguageDetector (a registered skill, so Ray workers and spawned
+processes find it) routing German to an escalation (an inbox packet) and the rest to a
+template; it runs in milliseconds. One local Ray instance serves every Ray test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from slmstack.batchjob import (
+    JobSpec,
+    LocalEngine,
+    RayEngine,
+    Row,
+    RowRunner,
+    Sink,
+    read_rows,
+    row_key,
+    run_job,
+)
+from slmstack.cli.app import app
+from slmstack.errors import ConfigError, DataError, MissingDependencyError
+from slmstack.workflows import SkillStep, TemplateStep, Workflow
+from workflow_doubles import KeywordClassifier
+
+LANGS = "text,label\n" + "\n".join(
+    [
+        "where is my parcel,en",
+        "I want a refund for my order,en",
+        "the router does not work,en",
+        "how do I reset my password,en",
+        "wo ist mein Paket,de",
+        "ich möchte mein Geld zurück,de",
+        "der Router funktioniert nicht,de",
+        "wie setze ich mein Passwort zurück,de",
+    ]
+)
+EN = ["where is my parcel {}", "my order {} never arrived", "please reset my password now {}"]
+DE = ["wo ist mein Paket {}", "meine Bestellung {} ist nicht angekommen"]
+
+
+def texts(n: int) -> list[str]:
+    return [(DE if i % 4 == 0 else EN)[i % 2].format(i) for i in range(n)]
+
+
+@pytest.fixture
+def job(tmp_path):
+    """A workflow file (inbox and ledger in tmp_path) and a JSONL input of 40 rows."""
+    (tmp_path / "langs.csv").write_text(LANGS, encoding="utf-8")
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        textwrap.dedent(
+            """\
+            name: desk
+            inbox: sqlite:///inbox.db
+            ledger: sqlite:///ledger.db
+            skills:
+              lang: {kind: slmstack.LanguageDetector.v1, train: langs.csv}
+            steps:
+              - route:
+                  skill: lang
+                  branches:
+                    de:
+                      - escalate: {reason: german, message: Danke!}
+                  default:
+                    - template: "answer: {input}"
+            """
+        )
+    )
+    data = tmp_path / "in.jsonl"
+    lines = [json.dumps({"text": t}) for t in texts(40)]
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return wf, data
+
+
+def results(path: Path) -> dict[str, dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    out = {r["id"]: r for r in rows}
+    assert len(out) == len(rows), "a row was written twice"
+    return out
+
+
+def comparable(value):
+    """A result without what differs run to run: latencies and inbox packet ids."""
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items() if k not in ("latency_ms", "packet_id")}
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    return value
+
+
+def count(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def assert_exactly_once(folder: Path, ids: set[str], n_german: int) -> None:
+    keys = [k for (k,) in count(folder / "inbox.db", "select key from slmstack_packets")]
+    assert len(keys) == len(set(keys)) == n_german
+    runs = count(folder / "ledger.db", "select request_id from slmstack_ledger where kind='run'")
+    assert len(runs) == len({r for (r,) in runs}) == len(ids)
+
+
+# ---------------------------------------------------------------------------- inputs
+def test_inputs_give_stable_ids_and_bad_rows_become_errors(tmp_path):
+    (tmp_path / "docs" / "sub").mkdir(parents=True)
+    (tmp_path / "docs" / "a.txt").write_text("first document")
+    (tmp_path / "docs" / "sub" / "b.md").write_text("second document")
+    (tmp_path / "docs" / ".hidden").write_text("skipped")
+    (tmp_path / "docs" / "bad.txt").write_bytes(b"caf\xe9")
+    (tmp_path / "docs" / "t.jsonl").write_text('{"text": "one"}\n\n"two"\nnot json\n{"x": 1}\n')
+    (tmp_path / "docs" / "t.csv").write_text('text,n\nhello,1\n"multi\nline",2\nshort\n')
+    rows = {r.id: r for r in read_rows(tmp_path / "docs")}
+    assert {k: v.text for k, v in rows.items() if not v.error} == {
+        "a.txt": "first document",
+        "sub/b.md": "second document",
+        "t.jsonl:1": "one",
+        "t.jsonl:3": "two",
+        "t.csv:2": "hello",
+        "t.csv:3": "multi\nline",
+    }
+    assert "not valid JSON" in rows["t.jsonl:4"].error
+    assert "'text'" in rows["t.jsonl:5"].error
+    assert "1 fields" in rows["t.csv:5"].error
+    assert "not UTF-8" in rows["bad.txt"].error
+    # A glob names files relative to its fixed part.
+    assert [r.id for r in read_rows(str(tmp_path / "docs" / "**" / "*.md"))] == ["sub/b.md"]
+
+
+def test_inputs_parquet_and_whole_file_problems(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"body": ["x", None, "z"]}), tmp_path / "t.parquet")
+    rows = read_rows(tmp_path / "t.parquet", text_field="body")
+    assert [(r.id, r.text, bool(r.error)) for r in rows] == [
+        ("t.parquet:1", "x", False),
+        ("t.parquet:2", "", True),
+        ("t.parquet:3", "z", False),
+    ]
+    with pytest.raises(DataError, match="no column 'text'.*--text-field"):
+        read_rows(tmp_path / "t.parquet")
+    with pytest.raises(DataError, match="no such file, folder or glob"):
+        read_rows(tmp_path / "missing.jsonl")
+    with pytest.raises(DataError, match="matches no files"):
+        read_rows(str(tmp_path / "*.nothing"))
+
+
+def test_long_ids_still_give_short_keys():
+    key = row_key("j", Row("d/" * 200, "text"))
+    assert len(key) <= 200
+    assert key != row_key("j", Row("d/" * 201, "text"))
+    assert row_key("j", Row("a", "x")) != row_key("j", Row("a", "y"))
+
+
+# ---------------------------------------------------------------------------- runner
+class Boom(KeywordClassifier):
+    def predict(self, texts):
+        if any("boom" in t for t in texts):
+            raise ValueError("cannot read 'boom'")
+        return super().predict(texts)
+
+
+def test_a_bad_row_fails_alone_and_the_batch_goes_on(tmp_path):
+    wf = Workflow(
+        [SkillStep("intent"), TemplateStep("ok")],
+        skills={"intent": Boom({"faq": 0.9})},
+        ledger=f"sqlite:///{tmp_path / 'ledger.db'}",
+    )
+    runner = RowRunner(JobSpec(tmp_path / "unused.yaml", job="j"), load=lambda: wf)
+    rows = [Row("f:1", "faq one"), Row("f:2", "boom"), Row("f:3", "raw", "not valid JSON")]
+    outcomes = runner(rows)
+    assert [(o.id, o.ok) for o in outcomes] == [("f:1", True), ("f:2", False), ("f:3", False)]
+    failed = json.loads(outcomes[1].line)
+    assert failed == {
+        "id": "f:2",
+        "input": "boom",
+        "stage": "workflow",
+        "error": "ValueError: cannot read 'boom'",
+    }
+    assert json.loads(outcomes[2].line)["stage"] == "input"
+    # The ledger is flushed before the rows are handed back: one run row, already stored.
+    assert count(
+        tmp_path / "ledger.db", "select count(*) from slmstack_ledger where kind='run'"
+    ) == [(1,)]
+
+
+def test_sink_resumes_truncates_a_torn_line_and_refuses_another_input(tmp_path):
+    out, err = tmp_path / "out.jsonl", tmp_path / "out.errors.jsonl"
+    out.write_text('{"id": "a", "input": "x"}\n{"id": "b", "inp')
+    err.write_text('{"id": "c", "input": "z", "error": "bad"}\n')
+    inputs = {"a": "x", "b": "y", "c": "z"}
+    with Sink(out, err, inputs) as sink:
+        assert sink.done == {"a", "c"}
+    assert out.read_text() == '{"id": "a", "input": "x"}\n'
+    with Sink(out, err, inputs, retry_errors=True) as sink:
+        assert sink.done == {"a"}
+    with pytest.raises(DataError, match="another input.*--restart"):
+        Sink(out, err, {"a": "other"}).__enter__()
+    with Sink(out, err, inputs), pytest.raises(DataError, match="locked"):
+        Sink(out, err, inputs).__enter__()
+
+
+# ---------------------------------------------------------------------------- local engine
+def test_local_job_writes_every_row_once_and_resumes(job, tmp_path):
+    wf, data = job
+    with data.open("a") as fh:
+        fh.write("not json\n")
+    out = tmp_path / "out.jsonl"
+    summary = run_job(wf, data, out, workers=2, batch_size=8)
+    assert (summary.total, summary.processed, summary.failed) == (41, 41, 1)
+    got = results(out)
+    assert len(got) == 40
+    assert got["in.jsonl:1"]["status"] == "escalated"  # German
+    assert got["in.jsonl:2"]["answer"] == "answer: my order 1 never arrived"
+    errors = results(tmp_path / "out.errors.jsonl")
+    assert list(errors) == ["in.jsonl:41"]
+    assert_exactly_once(tmp_path, set(got), n_german=10)
+    again = run_job(wf, data, out, workers=1)
+    assert (again.already_done, again.processed) == (41, 0)
+
+
+def _batch_cli(wf: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-c", "from slmstack.cli.app import main; main()",
+        "batch", str(wf), "--input", str(data), "--output", str(out), *extra,
+    ]  # fmt: skip
+
+
+def test_a_killed_job_resumes_with_no_duplicates_and_no_gaps(job, tmp_path):
+    wf, data = job
+    lines = [json.dumps({"text": t}) for t in texts(400)]
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    cmd = _batch_cli(wf, data, out, "--workers", "2", "--batch-size", "4")
+    env = {**os.environ, "SLMSTACK_PROGRESS": "0"}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and out.read_text().count("\n") >= 40:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-job
+    proc.wait()
+    written = out.read_text().count("\n")
+    assert 0 < written < 400
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    assert "already done" in done.stdout
+    got = results(out)  # fails on a duplicate
+    assert set(got) == {f"in.jsonl:{i}" for i in range(1, 401)}
+    assert_exactly_once(tmp_path, set(got), n_german=100)
+
+
+def test_a_killed_local_worker_is_replaced(job, tmp_path):
+    wf, data = job
+    data.write_text("\n".join(json.dumps({"text": t}) for t in texts(400)) + "\n")
+    out = tmp_path / "out.jsonl"
+    killed = _kill_one_worker_when(out, lambda p: "spawn_main" in " ".join(p.cmdline()))
+    summary = run_job(wf, data, out, workers=2, batch_size=4)
+    assert killed.is_set(), "no worker was killed"
+    assert summary.processed == 400 and summary.failed == 0
+    assert len(results(out)) == 400
+    assert_exactly_once(tmp_path, set(results(out)), n_german=100)
+
+
+def _kill_one_worker_when(out: Path, is_worker) -> threading.Event:
+    """Kill one child process matching ``is_worker`` once ``out`` has some rows."""
+    import psutil
+
+    killed = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed.is_set():
+            if out.exists() and out.read_text().count("\n") >= 20:
+                for child in psutil.Process().children(recursive=True):
+                    try:
+                        if is_worker(child):
+                            child.kill()
+                            killed.set()
+                            return
+                    except psutil.Error:
+                        continue
+            time.sleep(0.02)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return killed
+
+
+def test_cli_batch_reports_and_refuses_bad_options(job, tmp_path):
+    wf, data = job
+    out = tmp_path / "out.jsonl"
+    runner = CliRunner()
+    res = runner.invoke(app, ["batch", str(wf), "--input", str(data), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "40 rows run" in res.output
+    res = runner.invoke(
+        app, ["batch", str(wf), "--input", str(data), "--output", str(out), "--engine", "spark"]
+    )
+    assert res.exit_code == 2
+    assert "unknown batch engine 'spark'" in res.output
+    res = runner.invoke(
+        app,
+        ["batch", str(wf), "--input", str(data), "--output", str(out), "--ray-address", "x:1"],
+    )
+    assert res.exit_code == 2
+    assert "--ray-address goes with --engine ray" in res.output
+
+
+# ---------------------------------------------------------------------------- ray engine
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_and_local_engines_give_identical_outputs(ray_instance, job, tmp_path):
+    wf, data = job
+    local, remote = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    run_job(wf, data, local, workers=2, batch_size=8, inbox=f"sqlite:///{tmp_path / 'i1.db'}")
+    summary = run_job(
+        wf, data, remote, engine="ray", workers=2, batch_size=8,
+        inbox=f"sqlite:///{tmp_path / 'i2.db'}",
+    )  # fmt: skip
+    assert summary.processed == 40
+    a, b = results(local), results(remote)
+    assert set(a) == set(b)
+    assert {k: comparable(v) for k, v in a.items()} == {k: comparable(v) for k, v in b.items()}
+    assert count(tmp_path / "i2.db", "select count(*) from slmstack_packets") == [(10,)]
+
+
+def test_a_killed_ray_actor_is_restarted_and_the_job_completes(ray_instance, job, tmp_path):
+    wf, data = job
+    data.write_text("\n".join(json.dumps({"text": t}) for t in texts(400)) + "\n")
+    out = tmp_path / "out.jsonl"
+    killed = _kill_one_worker_when(
+        out, lambda p: "_WorkflowActor" in " ".join(p.cmdline()) or "MapWorker" in p.name()
+    )
+    summary = run_job(wf, data, out, engine="ray", workers=2, batch_size=4)
+    assert killed.is_set(), "no actor was killed"
+    assert summary.processed == 400 and summary.failed == 0
+    got = results(out)
+    assert len(got) == 400
+    assert_exactly_once(tmp_path, set(got), n_german=100)
+
+
+def test_ray_engine_without_ray_names_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if `ray` were not installed
+    with pytest.raises(MissingDependencyError, match=r"slmstack\[ray\]"):
+        RayEngine(workers=1)
+    with pytest.raises(ConfigError, match="--workers must be at least 1; got 0"):
+        RayEngine(workers=0)
+    with pytest.raises(ConfigError, match="--workers must be at least 1; got 0"):
+        LocalEngine(workers=0)
+
+
+def test_cli_joins_a_cluster_by_address_and_resumes(ray_instance, job, tmp_path):
+    wf, data = job
+    out = tmp_path / "out.jsonl"
+    done = [json.dumps({"id": f"in.jsonl:{i + 1}", "input": t}) for i, t in enumerate(texts(10))]
+    out.write_text("\n".join(done) + '\n{"id": "in.jsonl:11", "inp')  # killed mid-write
+    address = ray_instance.get_runtime_context().gcs_address
+    cmd = _batch_cli(wf, data, out, "--engine", "ray", "--workers", "2", "--ray-address", address)
+    env = {**os.environ, "SLMSTACK_PROGRESS": "0"}
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "30 rows run" in res.stdout and "10 already done" in res.stdout
+    got = results(out)
+    assert set(got) == {f"in.jsonl:{i}" for i in range(1, 41)}
+    assert got["in.jsonl:11"]["status"] == "completed"
