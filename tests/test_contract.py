@@ -136,6 +136,13 @@ def _static(encoder: Path) -> Case:
     return Case(lambda: StaticTextClassifier(base=str(encoder), dims=16), TRAIN, QUERIES)
 
 
+def _recommender(encoder: Path) -> Case:
+    from test_recommender import make, training_log
+
+    texts = ["g0 g1", "s2", "l3 l1 l0", "unknown ids only", ""]
+    return Case(lambda: make(encoder, epochs=4), training_log(), texts)
+
+
 CASES: dict[str, Callable[[Path], Case]] = {
     "slmstack.TextClassifier.v1": _classifier,
     "slmstack.EntityTagger.v1": _tagger,
@@ -149,6 +156,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "slmstack.LLMClassifier.v1": _llm_classifier,
     "slmstack.LLMExtractor.v1": _llm_extractor,
     "slmstack.StaticTextClassifier.v1": _static,
+    "slmstack.Recommender.v1": _recommender,
 }
 KINDS = [name for name in registry.skills.names() if name.startswith("slmstack.")]
 

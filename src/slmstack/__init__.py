@@ -79,6 +79,7 @@ _LAZY: dict[str, str] = {
     "SpacyTagger": "slmstack.skills.spacy_tagger",
     "StaticTextClassifier": "slmstack.skills.static_classifier",
     "OnnxTextClassifier": "slmstack.skills.onnx_classifier",
+    "Recommender": "slmstack.skills.recommender",
     "Span": "slmstack.types",
     "Summarizer": "slmstack.skills.summarizer",
     "TaggedExample": "slmstack.data.tagging",
@@ -122,6 +123,7 @@ __all__ = [
     "OnnxTextClassifier",
     "Prediction",
     "Provenance",
+    "Recommender",
     "Result",
     "Skill",
     "SkillError",
@@ -190,6 +192,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from slmstack.skills.llm_classifier import LLMClassifier
     from slmstack.skills.llm_extractor import LLMExtractor
     from slmstack.skills.onnx_classifier import OnnxTextClassifier
+    from slmstack.skills.recommender import Recommender
     from slmstack.skills.spacy_tagger import SpacyTagger
     from slmstack.skills.static_classifier import StaticTextClassifier
     from slmstack.skills.summarizer import Summarizer

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from slmstack.cli import lora, retrieval, train_extract
+from slmstack.cli import lora, retrieval, train_extract, train_recommend
 from slmstack.cli.common import cli_command, out, prepare_out, print_json
 from slmstack.cli.train_generic import TrainGroup
 
@@ -149,3 +149,4 @@ app.command("troubleshoot")(retrieval.train_troubleshoot)
 app.command("tag")(train_extract.tag)
 app.command("fields")(train_extract.fields)
 app.command("clauses")(train_extract.clauses)
+app.command("recommend")(train_recommend.recommend)

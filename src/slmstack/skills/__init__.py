@@ -23,6 +23,7 @@ _LAZY = {
     "SpacyTagger": "slmstack.skills.spacy_tagger",
     "StaticTextClassifier": "slmstack.skills.static_classifier",
     "OnnxTextClassifier": "slmstack.skills.onnx_classifier",
+    "Recommender": "slmstack.skills.recommender",
     "Summarizer": "slmstack.skills.summarizer",
     "TextClassifier": "slmstack.skills.classifier",
     "Troubleshooter": "slmstack.skills.troubleshoot",
@@ -37,6 +38,7 @@ __all__ = [
     "LLMExtractor",
     "LanguageDetector",
     "OnnxTextClassifier",
+    "Recommender",
     "Skill",
     "SpacyTagger",
     "StaticTextClassifier",
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
     from slmstack.skills.llm_classifier import LLMClassifier
     from slmstack.skills.llm_extractor import LLMExtractor
     from slmstack.skills.onnx_classifier import OnnxTextClassifier
+    from slmstack.skills.recommender import Recommender
     from slmstack.skills.spacy_tagger import SpacyTagger
     from slmstack.skills.static_classifier import StaticTextClassifier
     from slmstack.skills.summarizer import Summarizer

@@ -1,0 +1,397 @@
+"""Interaction logs and item text, for recommenders.
+
+An interaction log says which user touched which item, and in which order: a CSV, TSV
+or JSONL file with one interaction per row (``user``, ``item`` and an optional ``time``
+column; without one, file order is the order), or a RecBole atomic ``.inter`` file as
+UniSRec and RecBole ship their splits (``user_id:token``, ``item_id_list:token_seq``,
+``item_id:token``: one row per (history, next item); the longest row of a user is their
+whole sequence). Item ids in a ``.inter`` file are often row numbers of a
+``<dataset>.item2index`` file next to it; when that file exists they are mapped back to
+the real ids, so they match the item text.
+
+Item text comes from a CSV, TSV or JSONL file with an id column and one or more text
+columns (``title``, ``category``, ``description`` by default; the present ones are
+joined with ``". "``), or from a RecBole ``.text`` file (``item_id:token``,
+``text:token_seq``).
+
+Every problem is a :class:`~slmstack.errors.DataError` with the file and line, and says
+how to fix it.
+
+Example:
+    >>> log = read_interaction_log("clicks.csv", items="products.jsonl")  # doctest: +SKIP
+    >>> log[0].user, log[0].items[-3:]  # doctest: +SKIP
+    ('u17', ('B001', 'B007', 'B002'))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import overload
+
+from slmstack.data.readers import read_records
+from slmstack.errors import DataError
+
+__all__ = [
+    "DEFAULT_TEXT_COLUMNS",
+    "InteractionLog",
+    "UserHistory",
+    "format_history",
+    "parse_history",
+    "read_interaction_log",
+    "read_interactions",
+    "read_items",
+]
+
+DEFAULT_TEXT_COLUMNS = ("title", "category", "description")
+_ATOMIC = (".inter", ".text", ".item")
+
+
+@dataclass(frozen=True)
+class UserHistory:
+    """One user's items, oldest first; ``source`` is ``file:line`` of their first row."""
+
+    user: str
+    items: tuple[str, ...]
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class InteractionLog(Sequence[UserHistory]):
+    """User histories plus the text of every item: what a recommender trains on.
+
+    A sequence of :class:`UserHistory`; ``items`` maps item id → text and may hold
+    items nobody interacted with yet (they can still be recommended from their text).
+    """
+
+    histories: tuple[UserHistory, ...]
+    items: Mapping[str, str] = field(default_factory=dict)
+
+    @overload
+    def __getitem__(self, index: int) -> UserHistory: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[UserHistory]: ...
+    def __getitem__(self, index: int | slice) -> UserHistory | Sequence[UserHistory]:
+        return self.histories[index]
+
+    def __len__(self) -> int:
+        return len(self.histories)
+
+    def __iter__(self) -> Iterator[UserHistory]:
+        return iter(self.histories)
+
+
+def parse_history(text: str) -> list[str]:
+    """Item ids of a history text: ids separated by spaces or commas, oldest first."""
+    return [t for t in text.replace(",", " ").split() if t]
+
+
+def format_history(items: Sequence[str]) -> str:
+    """The history text of ``items`` (the input format of ``Recommender.predict``)."""
+    return " ".join(items)
+
+
+def _check_id(value: str, what: str, path: Path, line: int) -> str:
+    item = value.strip()
+    if not item:
+        raise DataError(f"empty {what}; every row needs one", path=path, row=line)
+    if any(c.isspace() or c == "," for c in item):
+        raise DataError(
+            f"{what} {item!r} contains a space or comma; histories are written as ids "
+            "separated by spaces, so ids cannot contain them. Replace them (e.g. with '_').",
+            path=path,
+            row=line,
+        )
+    return item
+
+
+def _atomic_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header names (``:type`` suffixes removed) and tab-split rows of a RecBole file."""
+    if not path.is_file():
+        raise DataError("no such file; check the path", path=path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 ({exc.reason}); re-save it as UTF-8", path=path) from exc
+    if not lines:
+        raise DataError("file is empty; it needs a header row", path=path, row=1)
+    header = [h.strip().split(":")[0] for h in lines[0].split("\t")]
+    rows = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) != len(header):
+            raise DataError(
+                f"row has {len(cells)} tab-separated fields, the header has {len(header)} "
+                f"({', '.join(header)}); RecBole atomic files are tab-separated with no quoting.",
+                path=path,
+                row=lineno,
+            )
+        rows.append((lineno, cells))
+    return header, rows
+
+
+def _need(header: list[str], names: Sequence[str], path: Path, fix: str) -> list[int]:
+    missing = [n for n in names if n not in header]
+    if missing:
+        raise DataError(
+            f"missing column(s) {missing}; the file has {header}. {fix}", path=path, row=1
+        )
+    return [header.index(n) for n in names]
+
+
+def _item_index(path: Path) -> dict[str, str] | None:
+    """Row number → item id from ``<dataset>.item2index`` next to a ``.inter`` file."""
+    index = path.parent / f"{path.name.split('.')[0]}.item2index"
+    if not index.is_file():
+        return None
+    mapping: dict[str, str] = {}
+    for lineno, line in enumerate(index.read_text(encoding="utf-8").splitlines(), start=1):
+        parts = line.split("\t")
+        if len(parts) != 2:
+            raise DataError("expected 'item_id<TAB>index'", path=index, row=lineno)
+        mapping[parts[1].strip()] = parts[0].strip()
+    return mapping
+
+
+def _read_inter(path: Path) -> list[UserHistory]:
+    header, rows = _atomic_rows(path)
+    index = _item_index(path)
+
+    def real(value: str, line: int) -> str:
+        item = _check_id(value, "item id", path, line)
+        if index is None:
+            return item
+        if item not in index:
+            raise DataError(
+                f"item {item!r} is not in {path.name.split('.')[0]}.item2index next to the "
+                "file; the two files come from different datasets. Use matching files.",
+                path=path,
+                row=line,
+            )
+        return index[item]
+
+    if "item_id_list" in header:  # (history, next item) rows: keep each user's longest
+        u, h, t = _need(
+            header,
+            ["user_id", "item_id_list", "item_id"],
+            path,
+            "Expected user_id, item_id_list and item_id.",
+        )
+        longest: dict[str, tuple[tuple[str, ...], int]] = {}
+        for line, cells in rows:
+            user = _check_id(cells[u], "user id", path, line)
+            seq = (*(real(x, line) for x in cells[h].split()), real(cells[t], line))
+            if len(seq) > len(longest.get(user, ((), 0))[0]):
+                longest[user] = (seq, longest.get(user, ((), line))[1])
+        return [UserHistory(user, seq, f"{path}:{line}") for user, (seq, line) in longest.items()]
+    u, i = _need(header, ["user_id", "item_id"], path, "Expected user_id and item_id.")
+    ts = header.index("timestamp") if "timestamp" in header else None
+    events = [
+        (
+            _check_id(c[u], "user id", path, line),
+            real(c[i], line),
+            _time(c[ts], path, line) if ts is not None else float(n),
+            line,
+        )
+        for n, (line, c) in enumerate(rows)
+    ]
+    return _group(events, path)
+
+
+def _time(value: str, path: Path, line: int) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value.strip()).timestamp()
+    except ValueError:
+        raise DataError(
+            f"time {value!r} is neither a number nor an ISO date (2024-05-01T10:00); "
+            "fix the value or drop the time column to use file order.",
+            path=path,
+            row=line,
+        ) from None
+
+
+def _group(events: list[tuple[str, str, float, int]], path: Path) -> list[UserHistory]:
+    """Histories in order of first appearance, each sorted by (time, file order)."""
+    by_user: dict[str, list[tuple[float, int, str]]] = {}
+    first: dict[str, int] = {}
+    for n, (user, item, time, line) in enumerate(events):
+        by_user.setdefault(user, []).append((time, n, item))
+        first.setdefault(user, line)
+    return [
+        UserHistory(user, tuple(item for _, _, item in sorted(rows)), f"{path}:{first[user]}")
+        for user, rows in by_user.items()
+    ]
+
+
+def read_interactions(
+    path: str | Path,
+    *,
+    user_column: str = "user",
+    item_column: str = "item",
+    time_column: str | None = "time",
+) -> list[UserHistory]:
+    """User histories from an interaction log (CSV/TSV/JSONL, or RecBole ``.inter``).
+
+    Args:
+        path: the log file.
+        user_column: the user id column (CSV/TSV/JSONL).
+        item_column: the item id column (CSV/TSV/JSONL).
+        time_column: a number or ISO date that orders each user's items; when the file
+            has no such column, file order is used. Ties keep file order.
+    """
+    p = Path(path)
+    if p.suffix.lower() in _ATOMIC:
+        histories = _read_inter(p)
+    else:
+        records = read_records(p)
+        if not records:
+            raise DataError("file has no rows", path=p)
+        columns = list(records[0].fields)
+        for name, flag in ((user_column, "user_column"), (item_column, "item_column")):
+            if name not in columns:
+                raise DataError(
+                    f"missing column {name!r}; the file has {columns}. Rename the column, or "
+                    f"pass {flag}=NAME (CLI: --read {flag}=NAME).",
+                    path=p,
+                    row=_header_line(p, records[0].line),
+                )
+        has_time = time_column is not None and time_column in columns
+        events = []
+        for n, r in enumerate(records):
+            user = _check_id(str(r.fields.get(user_column) or ""), "user id", p, r.line)
+            item = _check_id(str(r.fields.get(item_column) or ""), "item id", p, r.line)
+            raw = r.fields.get(time_column) if has_time else None  # type: ignore[arg-type]
+            when = _time(str(raw), p, r.line) if raw not in (None, "") else float(n)
+            if has_time and raw in (None, ""):
+                raise DataError(
+                    f"empty {time_column!r}; give every row a time, or none (file order).",
+                    path=p,
+                    row=r.line,
+                )
+            events.append((user, item, when, r.line))
+        histories = _group(events, p)
+    if not histories:
+        raise DataError("file has no interactions", path=p)
+    return histories
+
+
+def read_items(
+    path: str | Path,
+    *,
+    id_column: str = "item",
+    text_columns: Sequence[str] | str = DEFAULT_TEXT_COLUMNS,
+) -> dict[str, str]:
+    """Item id → text, from CSV/TSV/JSONL (text columns joined) or a RecBole ``.text`` file.
+
+    Args:
+        path: the item file.
+        id_column: the item id column (CSV/TSV/JSONL).
+        text_columns: the columns whose non-empty values make the item text, in order;
+            a comma-separated string is accepted (``--read text_columns=title,brand``).
+            Columns missing from the file are skipped, but at least one must exist.
+    """
+    p = Path(path)
+    names = (
+        [c.strip() for c in text_columns.split(",")]
+        if isinstance(text_columns, str)
+        else list(text_columns)
+    )
+    rows: list[tuple[int, str, list[str]]] = []
+    if p.suffix.lower() in _ATOMIC:
+        header, atomic = _atomic_rows(p)
+        i, t = _need(header, ["item_id", "text"], p, "A RecBole .text file has item_id and text.")
+        rows = [(line, c[i], [c[t]]) for line, c in atomic]
+    else:
+        records = read_records(p)
+        if not records:
+            raise DataError("file has no rows", path=p)
+        columns = list(records[0].fields)
+        present = [c for c in names if c in columns]
+        if id_column not in columns or not present:
+            raise DataError(
+                f"needs an id column {id_column!r} and at least one text column of {names}; "
+                f"the file has {columns}. Pass id_column=NAME / text_columns=a,b "
+                "(CLI: --read text_columns=a,b).",
+                path=p,
+                row=_header_line(p, records[0].line),
+            )
+        rows = [
+            (
+                r.line,
+                str(r.fields.get(id_column) or ""),
+                [str(r.fields.get(c) or "") for c in present],
+            )
+            for r in records
+        ]
+    items: dict[str, str] = {}
+    for line, raw_id, parts in rows:
+        item = _check_id(raw_id, "item id", p, line)
+        text = ". ".join(s.strip().rstrip(".") for s in parts if s.strip())
+        if not text:
+            raise DataError(
+                f"item {item!r} has no text; give it a title or description", path=p, row=line
+            )
+        if item in items:
+            raise DataError(f"item {item!r} appears twice; keep one row per item", path=p, row=line)
+        items[item] = text
+    if not items:
+        raise DataError("file has no items", path=p)
+    return items
+
+
+def _header_line(path: Path, first: int) -> int:
+    """Where a column problem is: the header of a CSV/TSV file, else the first record."""
+    return 1 if path.suffix.lower() in (".csv", ".tsv") else first
+
+
+def _sibling_text(path: Path) -> Path | None:
+    candidate = path.parent / f"{path.name.split('.')[0]}.text"
+    return candidate if path.suffix.lower() == ".inter" and candidate.is_file() else None
+
+
+def read_interaction_log(
+    path: str | Path,
+    *,
+    items: str | Path | None = None,
+    user_column: str = "user",
+    item_column: str = "item",
+    time_column: str | None = "time",
+    id_column: str = "item",
+    text_columns: Sequence[str] | str = DEFAULT_TEXT_COLUMNS,
+) -> InteractionLog:
+    """An :class:`InteractionLog`: the histories of ``path`` and the item text of ``items``.
+
+    ``items`` may be left out only for a RecBole ``.inter`` file with a ``<dataset>.text``
+    file next to it. Every item in the log must have text.
+    """
+    p = Path(path)
+    item_file = Path(items) if items is not None else _sibling_text(p)
+    if item_file is None:
+        raise DataError(
+            "no item text given; pass the item file (CLI: --items FILE, or --read "
+            "items=FILE), a CSV/TSV/JSONL with an id column and title/category/description.",
+            path=p,
+        )
+    histories = read_interactions(
+        p, user_column=user_column, item_column=item_column, time_column=time_column
+    )
+    texts = read_items(item_file, id_column=id_column, text_columns=text_columns)
+    missing = sorted({i for h in histories for i in h.items if i not in texts})
+    if missing:
+        first = next(h for h in histories if any(i in missing for i in h.items))
+        raise DataError(
+            f"{len(missing)} item(s) of the log have no text in {item_file}, e.g. "
+            f"{missing[:5]} (first used at {first.source}). Add them to the item file or "
+            "drop their interactions.",
+            path=p,
+        )
+    return InteractionLog(tuple(histories), texts)
