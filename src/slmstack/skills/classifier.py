@@ -48,13 +48,14 @@ from slmstack.skills._classifier_training import (
     grow_head,
     validation_metrics,
 )
+from slmstack.skills._ranked import ranked_predictions
 from slmstack.skills._scope import ScopeModel, fit_scope, scope_card, warn_small_scope
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.kinds import LabelledTexts
 from slmstack.skills.params import Check, Interval
 from slmstack.training.calibration import fit_temperature, softmax
 from slmstack.training.loop import LoopConfig, LoopResult
-from slmstack.types import Example, LabelScore, Prediction, Usage
+from slmstack.types import Example, Prediction
 
 Strategy = Literal["head", "finetune"]
 _POSITIVE = Interval(float, 0, None, closed="neither")
@@ -320,24 +321,11 @@ class TextClassifier(LabelledTexts, Skill):
         probs = softmax(self._logits(x), self.temperature_)
         in_scope = self.scope_.p_values(x) if self.scope_ is not None else None
         per_item_ms = (time.perf_counter() - start) * 1000 / len(texts)
-        k = min(self.top_k, len(self.classes_))
-        out = []
-        for i, row in enumerate(probs):
-            top = np.argsort(-row, kind="stable")[:k]
-            warning = tok.truncation_warning(i)
-            p = None if in_scope is None else float(in_scope[i])
-            out.append(
-                Prediction(
-                    label=self.classes_[int(top[0])],
-                    confidence=float(row[top[0]]),
-                    scores=tuple(LabelScore(self.classes_[int(j)], float(row[j])) for j in top),
-                    usage=Usage(input_tokens=len(tok.input_ids[i]), latency_ms=per_item_ms),
-                    warnings=(warning,) if warning else (),
-                    data={} if p is None else {"in_scope_p": round(p, 6)},
-                    abstained="out_of_scope" if p is not None and p < self.scope_alpha else None,
-                )
-            )
-        return out
+        return ranked_predictions(
+            probs, self.classes_, self.top_k, input_tokens=[len(ids) for ids in tok.input_ids],
+            latency_ms=per_item_ms, warnings=[tok.truncation_warning(i) for i in range(len(texts))],
+            in_scope=in_scope, scope_alpha=self.scope_alpha,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> tuple[dict[str, Any], Tensors]:

@@ -27,11 +27,12 @@ from numpy.typing import NDArray
 from slmstack.artifacts import Provenance
 from slmstack.errors import ArtifactError, SkillError
 from slmstack.models.onnx_runtime import OnnxEncoder
+from slmstack.skills._ranked import ranked_predictions
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.kinds import LabelledTexts
 from slmstack.skills.params import Check, Interval
 from slmstack.training.calibration import softmax
-from slmstack.types import LabelScore, Prediction, Usage
+from slmstack.types import Prediction
 
 GRAPH = "encoder.onnx"
 TOKENIZER = "tokenizer.json"
@@ -143,24 +144,11 @@ class OnnxTextClassifier(LabelledTexts, Skill):
         if self.scope_reference_ is not None:
             in_scope = self._p_values(out["scope_score"].astype(np.float64))
         per_item_ms = (time.perf_counter() - start) * 1000 / len(texts)
-        k = min(self.top_k, len(self.classes_))
-        preds = []
-        for i, row in enumerate(probs):
-            top = np.argsort(-row, kind="stable")[:k]
-            warning = tok.truncation_warning(i)
-            p = None if in_scope is None else float(in_scope[i])
-            preds.append(
-                Prediction(
-                    label=self.classes_[int(top[0])],
-                    confidence=float(row[top[0]]),
-                    scores=tuple(LabelScore(self.classes_[int(j)], float(row[j])) for j in top),
-                    usage=Usage(input_tokens=len(tok.input_ids[i]), latency_ms=per_item_ms),
-                    warnings=(warning,) if warning else (),
-                    data={} if p is None else {"in_scope_p": round(p, 6)},
-                    abstained="out_of_scope" if p is not None and p < self.scope_alpha else None,
-                )
-            )
-        return preds
+        return ranked_predictions(
+            probs, self.classes_, self.top_k, input_tokens=[len(ids) for ids in tok.input_ids],
+            latency_ms=per_item_ms, warnings=[tok.truncation_warning(i) for i in range(len(texts))],
+            in_scope=in_scope, scope_alpha=self.scope_alpha,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> tuple[dict[str, Any], Tensors]:

@@ -35,11 +35,12 @@ from slmstack.data.validation import drop_duplicates, validate_examples
 from slmstack.errors import ArtifactError, DataError, MissingDependencyError
 from slmstack.models.resolve import resolve
 from slmstack.models.static import StaticEmbeddings, load_or_distill
+from slmstack.skills._ranked import ranked_predictions
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.kinds import LabelledTexts
 from slmstack.skills.params import Check, Interval
 from slmstack.training.calibration import softmax
-from slmstack.types import Example, LabelScore, Prediction, Usage
+from slmstack.types import Example, Prediction
 
 _TOKENIZER = "tokenizer.json"
 _NO_KNOWN_TOKENS = "no token of the text is in the static vocabulary; the answer is the label prior"
@@ -154,25 +155,12 @@ class StaticTextClassifier(LabelledTexts, Skill):
         start = time.perf_counter()
         enc = self.static_.encode_counted(texts)
         probs = softmax(self._logits(enc.vectors), self.temperature_)
-        k = min(self.top_k, len(self.classes_))
-        top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        # Python lists, not numpy scalars: building the predictions is the cost here.
-        top_p = np.take_along_axis(probs, top, axis=1).tolist()
-        n_tokens, n_known = enc.n_tokens.tolist(), enc.n_known.tolist()
         per_item_ms = (time.perf_counter() - start) * 1000 / len(texts)
-        classes = self.classes_
-        out = []
-        for best, ps, n, known in zip(top.tolist(), top_p, n_tokens, n_known, strict=True):
-            out.append(
-                Prediction(
-                    label=classes[best[0]],
-                    confidence=ps[0],
-                    scores=tuple(LabelScore(classes[j], p) for j, p in zip(best, ps, strict=True)),
-                    usage=Usage(input_tokens=n, latency_ms=per_item_ms),
-                    warnings=() if known else (_NO_KNOWN_TOKENS,),
-                )
-            )
-        return out
+        return ranked_predictions(
+            probs, self.classes_, self.top_k, input_tokens=enc.n_tokens.tolist(),
+            latency_ms=per_item_ms,
+            warnings=[None if known else _NO_KNOWN_TOKENS for known in enc.n_known.tolist()],
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> tuple[dict[str, Any], Tensors]:
