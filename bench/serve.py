@@ -125,7 +125,7 @@ def peak_rss_mib(pid: int) -> float:
 def main() -> None:
     threads = int(os.environ.get("TORCH_THREADS", "1"))
     folder = Path(tempfile.mkdtemp(prefix="serve-bench-"))
-    clf = TextClassifier(strategy="head").fit(TRAIN)
+    clf = TextClassifier(strategy="head", precision="auto").fit(TRAIN)
     clf.save(folder / "torch")
     from slmstack.export import export_classifier
 

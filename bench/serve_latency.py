@@ -91,7 +91,7 @@ def main() -> None:
     torch.set_num_threads(threads)
     os.environ["SLMSTACK_ONNX_THREADS"] = str(threads)
     folder = Path(tempfile.mkdtemp(prefix="serve-latency-"))
-    clf = TextClassifier(strategy="head").fit(TRAIN)
+    clf = TextClassifier(strategy="head", precision="auto").fit(TRAIN)
     clf.save(folder / "torch")
     from slmstack.export import export_classifier
     from slmstack.skills.base import load

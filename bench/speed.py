@@ -346,7 +346,7 @@ def main() -> None:
         info["peaks"] = matmul_peaks()
         print("peaks", info["peaks"], flush=True)
         t0 = time.perf_counter()
-        head = TextClassifier(strategy="head").fit(train)
+        head = TextClassifier(strategy="head", precision="auto").fit(train)
         head.save(OUT / "torch")
         info["head_train_s"] = round(time.perf_counter() - t0, 1)
         exports = {}

@@ -38,8 +38,8 @@ def classify(
     max_length: Annotated[int, typer.Option(help="Token window; longer texts are reported.")] = 128,
     val_fraction: Annotated[float, typer.Option()] = 0.1,
     precision: Annotated[
-        str, typer.Option(help="auto (bf16 if the CPU has native bf16, else fp32), fp32, bf16.")
-    ] = "auto",
+        str, typer.Option(help="fp32, bf16, or auto (bf16 if the CPU has it natively).")
+    ] = "fp32",
     scope_alpha: Annotated[
         float,
         typer.Option(
