@@ -8,11 +8,27 @@ the top-k scores, token usage and latency, warnings, and the out-of-scope absten
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from slmstack.types import LabelScore, Prediction, Usage
+
+
+class TokenCounts(Protocol):
+    """Token ids per text and a truncation message per text (torch and ONNX batches)."""
+
+    @property
+    def input_ids(self) -> list[list[int]]: ...
+
+    def truncation_warning(self, i: int) -> str | None: ...
+
+
+def token_facts(tok: TokenCounts) -> tuple[list[int], list[str | None]]:
+    """``(input tokens, truncation warning)`` per text, for :func:`ranked_predictions`."""
+    counts = [len(ids) for ids in tok.input_ids]
+    return counts, [tok.truncation_warning(i) for i in range(len(counts))]
 
 
 def ranked_predictions(

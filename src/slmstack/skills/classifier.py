@@ -48,7 +48,7 @@ from slmstack.skills._classifier_training import (
     grow_head,
     validation_metrics,
 )
-from slmstack.skills._ranked import ranked_predictions
+from slmstack.skills._ranked import ranked_predictions, token_facts
 from slmstack.skills._scope import ScopeModel, fit_scope, scope_card, warn_small_scope
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.kinds import LabelledTexts
@@ -323,10 +323,10 @@ class TextClassifier(LabelledTexts, Skill):
         probs = softmax(self._logits(x), self.temperature_)
         in_scope = self.scope_.p_values(x) if self.scope_ is not None else None
         per_item_ms = (time.perf_counter() - start) * 1000 / len(texts)
+        tokens, warnings = token_facts(tok)
         return ranked_predictions(
-            probs, self.classes_, self.top_k, input_tokens=[len(ids) for ids in tok.input_ids],
-            latency_ms=per_item_ms, warnings=[tok.truncation_warning(i) for i in range(len(texts))],
-            in_scope=in_scope, scope_alpha=self.scope_alpha,
+            probs, self.classes_, self.top_k, input_tokens=tokens, latency_ms=per_item_ms,
+            warnings=warnings, in_scope=in_scope, scope_alpha=self.scope_alpha,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ persistence

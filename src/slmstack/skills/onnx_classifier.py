@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from slmstack.artifacts import Provenance
 from slmstack.errors import ArtifactError, SkillError
 from slmstack.models.onnx_runtime import OnnxEncoder
-from slmstack.skills._ranked import ranked_predictions
+from slmstack.skills._ranked import ranked_predictions, token_facts
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.kinds import LabelledTexts
 from slmstack.skills.params import Check, Interval
@@ -144,10 +144,10 @@ class OnnxTextClassifier(LabelledTexts, Skill):
         if self.scope_reference_ is not None:
             in_scope = self._p_values(out["scope_score"].astype(np.float64))
         per_item_ms = (time.perf_counter() - start) * 1000 / len(texts)
+        tokens, warnings = token_facts(tok)
         return ranked_predictions(
-            probs, self.classes_, self.top_k, input_tokens=[len(ids) for ids in tok.input_ids],
-            latency_ms=per_item_ms, warnings=[tok.truncation_warning(i) for i in range(len(texts))],
-            in_scope=in_scope, scope_alpha=self.scope_alpha,
+            probs, self.classes_, self.top_k, input_tokens=tokens, latency_ms=per_item_ms,
+            warnings=warnings, in_scope=in_scope, scope_alpha=self.scope_alpha,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ persistence
