@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -14,11 +14,17 @@ from slmstack.errors import ConfigError
 
 @cli_command
 def export(
-    skill_dir: Annotated[Path, typer.Argument(help="A saved TextClassifier folder.")],
+    skill_dir: Annotated[
+        Path,
+        typer.Argument(help="A saved TextClassifier or EntityTagger folder."),
+    ],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the exported skill.")],
     validation: Annotated[
         Path,
-        typer.Option(help="Labelled CSV/TSV/JSONL for the parity check and the accuracy gate."),
+        typer.Option(
+            help="Validation data for the parity check and the accuracy gate: labelled "
+            "CSV/TSV/JSONL (classifier), CoNLL or span JSONL (tagger)."
+        ),
     ],
     fmt: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
     int8: Annotated[bool, typer.Option("--int8", help="Quantize to int8 (dynamic).")] = False,
@@ -37,35 +43,26 @@ def export(
     label_column: Annotated[str, typer.Option()] = "label",
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Export a classifier to ONNX (fp32 or int8), checked against the torch skill first."""
+    """Export an encoder skill to ONNX (fp32 or int8), checked against the torch skill first."""
     from slmstack.skills.base import load
-    from slmstack.skills.classifier import TextClassifier
 
     if fmt != "onnx":
         raise ConfigError(f"--format {fmt!r} is not supported; the only format is 'onnx'")
     if recipe != "auto" and not int8:
         raise ConfigError("--recipe only applies with --int8")
-    from slmstack.export import RECIPES, export_classifier
+    from slmstack.export import RECIPES
     from slmstack.export import recipe as find_recipe
 
     recipes = RECIPES if recipe == "auto" else (find_recipe(recipe),)
     prepare_out(out_dir, overwrite)
     skill = load(skill_dir)
-    if not isinstance(skill, TextClassifier):
-        raise ConfigError(
-            f"{skill_dir} holds a {type(skill).__name__}; only TextClassifier skills can be "
-            "exported to ONNX so far."
-        )
-    data = TextClassifier.read_training_data(
-        validation, text_column=text_column, label_column=label_column
-    )
-    result = export_classifier(
-        skill, out_dir, data, int8=int8, recipes=recipes, margin=margin, force=force
-    )
+    options = {"int8": int8, "recipes": recipes, "margin": margin, "force": force}
+    result = _export(skill, skill_dir, out_dir, validation, text_column, label_column, options)
     if json_out:
         print_json(result.to_json())
         return
-    table = Table("graph", "label agreement", "max Δp", "accuracy", "Δ points", "texts/s",
+    metric = result.chosen.gate.metric
+    table = Table("graph", "label agreement", "max Δp", metric, "Δ points", "texts/s",
                   "MB", "gate")  # fmt: skip
     for c in result.candidates:
         name = c.precision + ("" if c.recipe is None else f" {c.recipe.name}")
@@ -78,3 +75,33 @@ def export(
     out.print(table)
     note = " (forced past the accuracy gate)" if result.forced else ""
     out.print(f"wrote {out_dir}{note} in {result.seconds:.0f} s")
+
+
+def _export(
+    skill: Any,
+    skill_dir: Path,
+    out_dir: Path,
+    validation: Path,
+    text_column: str,
+    label_column: str,
+    options: dict[str, Any],
+) -> Any:
+    """Dispatch on the skill's kind; the validation file is read the way that kind reads it."""
+    from slmstack.skills.classifier import TextClassifier
+    from slmstack.skills.tagger import EntityTagger
+
+    if isinstance(skill, TextClassifier):
+        from slmstack.export import export_classifier
+
+        data = TextClassifier.read_training_data(
+            validation, text_column=text_column, label_column=label_column
+        )
+        return export_classifier(skill, out_dir, data, **options)
+    if isinstance(skill, EntityTagger):
+        from slmstack.export import export_tagger
+
+        return export_tagger(skill, out_dir, EntityTagger.read_training_data(validation), **options)
+    raise ConfigError(
+        f"{skill_dir} holds a {type(skill).__name__}; ONNX export supports TextClassifier "
+        "and EntityTagger skills so far."
+    )

@@ -4,12 +4,16 @@
 one ONNX graph, checks it against the torch skill (parity), optionally quantizes it to
 int8 with the fastest recipe that passes an accuracy gate, and writes an
 :class:`~slmstack.skills.onnx_classifier.OnnxTextClassifier` folder that predicts
-without torch.
+without torch. ``export_tagger`` does the same for an
+:class:`~slmstack.skills.tagger.EntityTagger` (gate: entity F1), writing an
+:class:`~slmstack.skills.onnx_tagger.OnnxEntityTagger`.
 """
 
+from slmstack.export.candidates import Candidate, ExportResult
 from slmstack.export.checks import GateReport, ParityLimits, ParityReport
-from slmstack.export.classifier import Candidate, ExportResult, export_classifier
+from slmstack.export.classifier import export_classifier
 from slmstack.export.quantize import RECIPES, QuantRecipe, recipe
+from slmstack.export.tagger import export_tagger
 
 __all__ = [
     "RECIPES",
@@ -20,5 +24,6 @@ __all__ = [
     "ParityReport",
     "QuantRecipe",
     "export_classifier",
+    "export_tagger",
     "recipe",
 ]

@@ -82,12 +82,17 @@ def parity(
 
 @dataclass(frozen=True)
 class GateReport:
-    """Validation accuracy of the torch and the exported skill, in points."""
+    """Validation score of the torch and the exported skill, in points.
+
+    The score is accuracy for classifiers and entity micro-F1 for taggers (``metric``);
+    the fields keep the name ``accuracy`` for both.
+    """
 
     n: int
     reference_accuracy: float
     exported_accuracy: float
     margin: float
+    metric: str = "accuracy"
 
     @property
     def drop(self) -> float:
@@ -104,7 +109,7 @@ class GateReport:
         return {"n": self.n, "reference_accuracy": round(self.reference_accuracy, 3),
                 "exported_accuracy": round(self.exported_accuracy, 3),
                 "drop_points": round(self.drop, 3), "margin_points": self.margin,
-                "passed": self.passed}  # fmt: skip
+                "metric": self.metric, "passed": self.passed}  # fmt: skip
 
 
 def accuracy(probs: NDArray[np.float64], labels: Sequence[str], classes: Sequence[str]) -> float:

@@ -35,6 +35,7 @@ from slmstack.errors import ArtifactError
 from slmstack.models.encoder import mean_pool
 from slmstack.skills._scope import SHRINKAGE, ScopeModel
 from slmstack.skills.classifier import TextClassifier
+from slmstack.skills.tagger import EntityTagger
 
 OPSET = 17
 
@@ -87,14 +88,50 @@ class ExportNet(nn.Module):
         return logits, self.scope(x.float())
 
 
+class TaggerExportNet(nn.Module):
+    """The tagger's forward pass: (ids, mask, casing) → per-sub-word tag logits."""
+
+    def __init__(self, skill: EntityTagger):
+        super().__init__()
+        self.net = skill.net_
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, case_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """Tag logits, one row per sub-word (the torch skill's eval forward)."""
+        logits: torch.Tensor = self.net(input_ids, attention_mask, case_ids)
+        return logits
+
+
 def export_graph(skill: TextClassifier, path: Path) -> dict[str, int]:
     """Write ``skill``'s fused graph to ``path``; return the fused operator counts."""
+    model = ExportNet(skill).eval()
+    outputs = ["logits"] if model.scope is None else ["logits", "scope_score"]
+    return export_encoder_graph(skill.net_.encoder, model, path, outputs=outputs)
+
+
+def export_tagger_graph(skill: EntityTagger, path: Path) -> dict[str, int]:
+    """Write the tagger's fused graph (per-token ``logits``) to ``path``."""
+    model = TaggerExportNet(skill).eval()
+    return export_encoder_graph(skill.net_.encoder, model, path, outputs=["logits"],
+                                extra_inputs=("case_ids",), per_token=True)  # fmt: skip
+
+
+def export_encoder_graph(
+    encoder: Any,
+    model: nn.Module,
+    path: Path,
+    *,
+    outputs: list[str],
+    extra_inputs: tuple[str, ...] = (),
+    per_token: bool = False,
+) -> dict[str, int]:
+    """Trace ``model`` (built on ``encoder``) to ``path``, fused; return the fused op counts."""
     raw = path.with_name(path.stem + "-traced.onnx")
-    encoder: Any = skill.net_.encoder
     previous = encoder.config._attn_implementation
     encoder.set_attn_implementation("eager")  # the attention pattern the fuser knows
     try:
-        _trace(skill, raw)
+        _trace(model, raw, outputs, extra_inputs, per_token)
     finally:
         encoder.set_attn_implementation(previous)
     config = encoder.config
@@ -121,21 +158,20 @@ def fuse(source: Path, target: Path, *, heads: int, hidden: int) -> dict[str, in
     return {k: int(v) for k, v in stats.items() if v}
 
 
-def _trace(skill: TextClassifier, path: Path) -> list[str]:
-    """Trace the classifier to ``path`` (unfused); return its output names."""
-    model = ExportNet(skill).eval()
-    outputs = ["logits"] if model.scope is None else ["logits", "scope_score"]
-    ids = torch.ones((2, 8), dtype=torch.long)
-    mask = torch.ones((2, 8), dtype=torch.long)
-    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
-    axes.update({name: {0: "batch"} for name in outputs})
+def _trace(
+    model: nn.Module, path: Path, outputs: list[str], extra_inputs: tuple[str, ...], per_token: bool
+) -> None:
+    """Trace ``model`` to ``path`` (unfused) with dynamic batch and token axes."""
+    names = ["input_ids", "attention_mask", *extra_inputs]
+    args = tuple(torch.ones((2, 8), dtype=torch.long) for _ in names)
+    axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "tokens"} for n in names}
+    axes.update({o: {0: "batch", 1: "tokens"} if per_token else {0: "batch"} for o in outputs})
     try:
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes about Python ints in shapes
             torch.onnx.export(
-                model, (ids, mask), str(path), input_names=["input_ids", "attention_mask"],
-                output_names=outputs, dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+                model, args, str(path), input_names=names, output_names=outputs,
+                dynamic_axes=axes, opset_version=OPSET, dynamo=False,
             )  # fmt: skip
     except Exception as exc:  # the exporter raises many unrelated types
-        raise ArtifactError(f"cannot export the classifier to ONNX: {exc}") from exc
-    return outputs
+        raise ArtifactError(f"cannot export the model to ONNX: {exc}") from exc

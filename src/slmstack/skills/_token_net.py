@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from slmstack.errors import ConfigError
-from slmstack.skills._tokens import CASE_CLASSES, Encoded
+from slmstack.skills._tokens import CASE_CLASSES, Encoded, window_arrays
 
 IGNORE = -100  # label of sub-words that are not the first of a word
 
@@ -78,18 +78,10 @@ def make_batch(
     labels: Sequence[Sequence[int]] | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Padded (ids, mask, casing, labels) of the windows ``(text index, start)``."""
-    cls, sep, pad = special
-    rows = [(i, s, min(len(encs[i].ids), s + window)) for i, s in chunks]
-    width = max(e - s for _, s, e in rows) + 2
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    case = torch.zeros((len(rows), width), dtype=torch.long)
-    y = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    for r, (i, s, e) in enumerate(rows):
-        n = e - s
-        ids[r, : n + 2] = torch.tensor([cls, *encs[i].ids[s:e], sep])
-        mask[r, : n + 2] = 1
-        case[r, 1 : n + 1] = torch.tensor(encs[i].case[s:e])
-        if labels is not None:
-            y[r, 1 : n + 1] = torch.tensor(labels[i][s:e])
+    ids, mask, case = (torch.from_numpy(a) for a in window_arrays(encs, chunks, window, special))
+    y = torch.full(ids.shape, IGNORE, dtype=torch.long)
+    if labels is not None:
+        for r, (i, s) in enumerate(chunks):
+            e = min(len(encs[i].ids), s + window)
+            y[r, 1 : e - s + 1] = torch.tensor(labels[i][s:e])
     return ids, mask, case, y

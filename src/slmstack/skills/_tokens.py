@@ -54,30 +54,42 @@ class Encoded:
 
 
 def encode(tokenizer: Any, texts: Sequence[str]) -> list[Encoded]:
-    """Tokenize texts with character offsets and group sub-words into words."""
-    enc = tokenizer(
-        list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=False
-    )
-    out = []
-    for i, text in enumerate(texts):
-        ids = list(enc["input_ids"][i])
-        offsets = enc["offset_mapping"][i]
-        word_ids = enc.word_ids(i)
-        word_first: list[int] = []
-        word_spans: list[tuple[int, int]] = []
-        sub_word: list[int] = []
-        last: int | None = None
-        for pos, (wid, (a, b)) in enumerate(zip(word_ids, offsets, strict=True)):
-            if wid != last or not word_first:
-                word_first.append(pos)
-                word_spans.append((int(a), int(b)))
-                last = wid
-            else:
-                word_spans[-1] = (word_spans[-1][0], int(b))
-            sub_word.append(len(word_first) - 1)
-        word_case = [casing(text[a:b]) for a, b in word_spans]
-        out.append(Encoded(ids, [word_case[w] for w in sub_word], word_first, word_spans))
-    return out
+    """Tokenize texts with character offsets and group sub-words into words.
+
+    ``tokenizer`` is a Hugging Face fast tokenizer (the torch skill) or a Rust
+    ``tokenizers.Tokenizer`` (the exported skill): both give the same ids, offsets and
+    word ids, so an exported tagger sees exactly the words its torch skill saw.
+    """
+    if hasattr(tokenizer, "encode_batch"):  # tokenizers.Tokenizer, padding/truncation off
+        batch = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        rows = [(list(e.ids), list(e.offsets), list(e.word_ids)) for e in batch]
+    else:
+        enc = tokenizer(
+            list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=False
+        )
+        rows = [(list(enc["input_ids"][i]), list(enc["offset_mapping"][i]), enc.word_ids(i))
+                for i in range(len(texts))]  # fmt: skip
+    return [_group(text, *row) for text, row in zip(texts, rows, strict=True)]
+
+
+def _group(
+    text: str, ids: list[int], offsets: Sequence[Any], word_ids: Sequence[int | None]
+) -> Encoded:
+    """Sub-words grouped into words, with each word's character span and casing."""
+    word_first: list[int] = []
+    word_spans: list[tuple[int, int]] = []
+    sub_word: list[int] = []
+    last: int | None = None
+    for pos, (wid, (a, b)) in enumerate(zip(word_ids, offsets, strict=True)):
+        if wid != last or not word_first:
+            word_first.append(pos)
+            word_spans.append((int(a), int(b)))
+            last = wid
+        else:
+            word_spans[-1] = (word_spans[-1][0], int(b))
+        sub_word.append(len(word_first) - 1)
+    word_case = [casing(text[a:b]) for a, b in word_spans]
+    return Encoded(ids, [word_case[w] for w in sub_word], word_first, word_spans)
 
 
 def windows(n: int, size: int, stride: int) -> list[int]:
@@ -92,6 +104,55 @@ def windows(n: int, size: int, stride: int) -> list[int]:
     starts = list(range(0, n - size, step))
     starts.append(n - size)
     return starts
+
+
+def window_chunks(encs: Sequence[Encoded], size: int, stride: int) -> list[tuple[int, int]]:
+    """(text index, window start) of every window of every text."""
+    return [(i, s) for i, e in enumerate(encs) for s in windows(len(e.ids), size, stride)]
+
+
+def window_arrays(
+    encs: Sequence[Encoded],
+    chunks: Sequence[tuple[int, int]],
+    size: int,
+    special: tuple[int, int, int],
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """Padded (ids, mask, casing) of the windows ``chunks``, [CLS] and [SEP] around each."""
+    cls, sep, pad = special
+    rows = [(i, s, min(len(encs[i].ids), s + size)) for i, s in chunks]
+    width = max(e - s for _, s, e in rows) + 2
+    ids = np.full((len(rows), width), pad, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    case = np.zeros((len(rows), width), dtype=np.int64)
+    for r, (i, s, e) in enumerate(rows):
+        n = e - s
+        ids[r, : n + 2] = [cls, *encs[i].ids[s:e], sep]
+        mask[r, : n + 2] = 1
+        case[r, 1 : n + 1] = encs[i].case[s:e]
+    return ids, mask, case
+
+
+def merge_windows(
+    encs: Sequence[Encoded],
+    window_logits: dict[tuple[int, int], NDArray[np.float32]],
+    size: int,
+    stride: int,
+    n_tags: int,
+) -> list[NDArray[np.float32]]:
+    """Each word's logits (its first sub-word), from the window with the most context.
+
+    ``window_logits[(i, start)]`` holds the logits of window ``start`` of text ``i``,
+    one row per sub-word after [CLS].
+    """
+    out = []
+    for i, enc in enumerate(encs):
+        starts = windows(len(enc.ids), size, stride)
+        rows = np.zeros((len(enc.word_first), n_tags), dtype=np.float32)
+        for w, pos in enumerate(enc.word_first):
+            k = best_window(pos, starts, size)
+            rows[w] = window_logits[(i, starts[k])][pos - starts[k]]
+        out.append(rows)
+    return out
 
 
 def best_window(pos: int, starts: Sequence[int], size: int) -> int:

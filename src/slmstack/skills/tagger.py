@@ -41,11 +41,11 @@ from slmstack.models.shared import shared_encoder, shared_tokenizer
 from slmstack.skills._token_net import IGNORE, TokenNet, make_batch, special_ids
 from slmstack.skills._tokens import (
     Encoded,
-    best_window,
     decode_spans,
     encode,
+    merge_windows,
     transition_mask,
-    windows,
+    window_chunks,
     word_tags,
 )
 from slmstack.skills.base import Skill, Tensors
@@ -152,11 +152,7 @@ class EntityTagger(TaggedTexts, Skill):
 
     def _chunks(self, encs: Sequence[Encoded]) -> list[tuple[int, int]]:
         """(example index, window start) of every window of every text."""
-        return [
-            (i, s)
-            for i, e in enumerate(encs)
-            for s in windows(len(e.ids), self.window_, self.stride)
-        ]
+        return window_chunks(encs, self.window_, self.stride)
 
     def _batch(
         self, encs: Sequence[Encoded], chunks: Sequence[tuple[int, int]],
@@ -180,15 +176,7 @@ class EntityTagger(TaggedTexts, Skill):
                     logits = self.net_(ids, mask, case).float().numpy()
                 for row, key in enumerate(sel):
                     window_logits[key] = logits[row, 1:]
-        out = []
-        for i, enc in enumerate(encs):
-            starts = windows(len(enc.ids), self.window_, self.stride)
-            rows = np.zeros((len(enc.word_first), len(self.tags_)), dtype=np.float32)
-            for w, pos in enumerate(enc.word_first):
-                k = best_window(pos, starts, self.window_)
-                rows[w] = window_logits[(i, starts[k])][pos - starts[k]]
-            out.append(rows)
-        return out
+        return merge_windows(encs, window_logits, self.window_, self.stride, len(self.tags_))
 
     # ------------------------------------------------------------------ fitting
     def fit(

@@ -1,0 +1,132 @@
+"""What every export shares: the candidates tried, the timing race, and the choice.
+
+An export traces one fp32 graph and, with ``--int8``, one graph per quantization recipe;
+each is a :class:`Candidate` with its parity report, its accuracy gate and its measured
+speed. :func:`race` times them in interleaved rounds, :func:`choose` keeps the fastest
+that passes the gate (near-ties go to the more accurate one).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slmstack.errors import ExportRefused
+from slmstack.export.checks import GateReport, ParityReport, throughput
+from slmstack.export.quantize import QuantRecipe
+
+SPEED_SAMPLE = 512  # validation texts timed per candidate
+RACE_ROUNDS = 3  # interleaved timing rounds per candidate
+# Recipes closer in speed than this are treated as equally fast, and the more accurate one
+# wins: on MiniLM the recipes differ by under 10% in speed, while per-tensor weights lose
+# 0.4-1.2 points that the per-channel ones keep (bench/speed.py, three runs).
+TIE = 0.10
+
+
+@dataclass
+class Candidate:
+    """One graph tried: its precision, recipe and measurements."""
+
+    precision: str
+    recipe: QuantRecipe | None
+    parity: ParityReport
+    gate: GateReport
+    texts_per_s: float
+    size_mb: float
+
+    @property
+    def passed(self) -> bool:
+        """Parity and gate both passed."""
+        return self.parity.passed and self.gate.passed
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (config, CLI output)."""
+        return {"precision": self.precision,
+                "recipe": None if self.recipe is None else self.recipe.describe(),
+                "parity": self.parity.to_json(), "gate": self.gate.to_json(),
+                "texts_per_s": round(self.texts_per_s, 1), "size_mb": round(self.size_mb, 1),
+                "passed": self.passed}  # fmt: skip
+
+
+@dataclass
+class ExportResult:
+    """What was written (or would have been) and every candidate measured."""
+
+    folder: Path
+    chosen: Candidate
+    candidates: list[Candidate] = field(default_factory=list)
+    forced: bool = False
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form for the CLI."""
+        return {"folder": str(self.folder), "chosen": self.chosen.to_json(),
+                "candidates": [c.to_json() for c in self.candidates],
+                "forced": self.forced, "seconds": round(self.seconds, 1)}  # fmt: skip
+
+
+def race(
+    candidates: list[Candidate],
+    runners: Sequence[Callable[[Sequence[str]], Any]],
+    texts: Sequence[str],
+) -> None:
+    """Each candidate's texts/s: rounds interleaved, best round kept.
+
+    Interleaving makes every candidate see the same background load, so a burst of
+    other work on a shared machine does not decide the recipe.
+    """
+    best = [float("inf")] * len(runners)
+    for runner in runners:
+        runner(texts[:16])  # warm-up
+    for _ in range(RACE_ROUNDS):
+        for i, runner in enumerate(runners):
+            best[i] = min(best[i], 1.0 / throughput(runner, texts, repeats=1))
+    for cand, seconds_per_text in zip(candidates, best, strict=True):
+        cand.texts_per_s = 1.0 / seconds_per_text
+
+
+def choose(
+    candidates: list[Candidate], *, int8: bool, force: bool, margin: float
+) -> tuple[Candidate, bool]:
+    """The fastest int8 candidate that passed (or the fp32 graph without ``int8``)."""
+    if not int8:
+        return candidates[0], False
+    quantized = [c for c in candidates if c.precision == "int8"]
+    passed = [c for c in quantized if c.passed]
+    if passed:  # speeds within TIE of the fastest are noise: then the most accurate wins
+        fastest = max(c.texts_per_s for c in passed)
+        near = [c for c in passed if c.texts_per_s >= (1 - TIE) * fastest]
+        return max(near, key=lambda c: (c.gate.exported_accuracy, c.texts_per_s)), False
+    lines = "; ".join(
+        f"{c.recipe.name if c.recipe else '?'}: {c.gate.drop:+.2f} points, "
+        f"label agreement {c.parity.agreement:.1%}"
+        for c in quantized
+    )
+    if not force:
+        raise ExportRefused(
+            f"every int8 recipe loses more than {margin} {quantized[0].gate.metric} points on the "
+            "validation "
+            f"data ({lines}). Nothing was written. Export without --int8, raise --margin, "
+            "or pass --force to write the most accurate one anyway."
+        )
+    return max(quantized, key=lambda c: c.gate.exported_accuracy), True
+
+
+def machine() -> dict[str, Any]:
+    """The CPU the measurements were taken on (the speed ranking depends on it)."""
+    import onnxruntime
+
+    flags: list[str] = []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                wanted = ("avx2", "avx512", "amx")
+                flags = sorted({f for f in line.split() if f.startswith(wanted)})
+                break
+    except OSError:
+        pass
+    return {"cpu": platform.processor() or platform.machine(), "flags": flags,
+            "onnxruntime": onnxruntime.__version__}  # fmt: skip

@@ -1,0 +1,173 @@
+"""Export an :class:`EntityTagger` to an :class:`OnnxEntityTagger` folder.
+
+The same steps as the classifier's export (:mod:`slmstack.export.classifier`), on tagged
+validation texts:
+
+1. trace the tagger (encoder with its casing input, casing features, tag head) into one
+   fp32 graph with per-sub-word logits, and copy its tokenizer;
+2. **parity** on words: the share of words whose most probable tag is the same as the
+   torch skill's, and the largest difference of any tag probability (fp32 must agree
+   almost exactly, or the export is refused as a bug);
+3. with ``int8``: every recipe, each scored by entity micro-F1 on the validation texts;
+   the fastest that loses at most ``margin`` F1 points is written (none: nothing is
+   written, unless ``force``);
+4. a normal hashed skill folder, every measurement in its config and model card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from slmstack.data.tagging import TaggedExample
+from slmstack.errors import ConfigError, ExportRefused
+from slmstack.evaluation.metrics import tagger_metrics
+from slmstack.export.candidates import SPEED_SAMPLE, Candidate, ExportResult, choose, machine, race
+from slmstack.export.checks import FP32_PARITY, INT8_PARITY, GateReport, parity
+from slmstack.export.graph import export_tagger_graph
+from slmstack.export.quantize import RECIPES, QuantRecipe
+from slmstack.progress import progress
+from slmstack.skills._token_net import special_ids
+from slmstack.skills._tokens import encode
+from slmstack.skills.onnx_tagger import OnnxEntityTagger
+from slmstack.skills.tagger import EntityTagger
+from slmstack.training.calibration import softmax
+
+
+def export_tagger(
+    skill: EntityTagger,
+    out: Path,
+    validation: Sequence[TaggedExample],
+    *,
+    int8: bool = False,
+    recipes: Sequence[QuantRecipe] = RECIPES,
+    margin: float = 0.5,
+    force: bool = False,
+) -> ExportResult:
+    """Export ``skill`` to ``out`` after the parity check and the F1 gate."""
+    skill._require_fitted()
+    if not validation:
+        raise ConfigError("the export needs tagged validation texts for parity and the gate")
+    if margin < 0:
+        raise ConfigError(f"margin={margin}: expected F1 points >= 0 (default 0.5)")
+    if int8 and not recipes:
+        raise ConfigError("int8 export needs at least one quantization recipe")
+    start = time.perf_counter()
+    texts = [ex.text for ex in validation]
+    with tempfile.TemporaryDirectory(prefix="slmstack-export-") as tmp_s:
+        tmp = Path(tmp_s)
+        tokenizer = tmp / "tokenizer.json"
+        skill.tokenizer_.backend_tokenizer.save(str(tokenizer))
+        with progress() as bar:
+            task = bar.add_task("export", total=1 + (len(recipes) if int8 else 0), info="fp32")
+            reference = _reference(skill, texts)
+            ref_f1 = _f1(skill, validation)
+            fp32_path = tmp / "fp32.onnx"
+            fused = export_tagger_graph(skill, fp32_path)
+            fp32, runner = _measure(skill, fp32_path, tokenizer, "fp32", None, reference,
+                                    ref_f1, validation, margin)  # fmt: skip
+            bar.update(task, advance=1)
+            if not fp32.parity.passed:
+                raise ExportRefused(
+                    f"the fp32 ONNX graph does not reproduce the torch tagger: "
+                    f"{fp32.parity.problem().replace('texts', 'words')}. This is an export "
+                    "bug, not a precision trade-off; report it with the skill's config.json."
+                )
+            candidates, runners, paths = [fp32], [runner], {id(fp32): fp32_path}
+            for r in recipes if int8 else ():
+                bar.update(task, info=r.name)
+                path = tmp / f"int8-{r.name}.onnx"
+                r.apply(fp32_path, path)
+                cand, runner = _measure(skill, path, tokenizer, "int8", r, reference, ref_f1,
+                                        validation, margin)  # fmt: skip
+                candidates.append(cand)
+                runners.append(runner)
+                paths[id(cand)] = path
+                bar.update(task, advance=1)
+            bar.update(task, info="timing")
+            race(candidates, [r.predict for r in runners], texts[:SPEED_SAMPLE])
+            del runners
+        chosen, forced = choose(candidates, int8=int8, force=force, margin=margin)
+        final = _skill(skill, paths[id(chosen)], tokenizer, chosen, candidates, forced)
+        final.export_["fused_operators"] = fused
+        final.save(out)
+    return ExportResult(out, chosen, candidates, forced, time.perf_counter() - start)
+
+
+def _reference(skill: EntityTagger, texts: Sequence[str]) -> NDArray[np.float64]:
+    """The torch tagger's calibrated tag probabilities of every word, in fp32."""
+    precision = skill.precision
+    skill.precision = "fp32"
+    try:
+        logits = skill._word_logits(encode(skill.tokenizer_, texts))
+    finally:
+        skill.precision = precision
+    return _stack([softmax(lg, skill.temperature_) for lg in logits], len(skill.tags_))
+
+
+def _stack(rows: Sequence[NDArray[np.float64]], n_tags: int) -> NDArray[np.float64]:
+    return np.concatenate(rows) if rows else np.zeros((0, n_tags))
+
+
+def _f1(tagger: Any, data: Sequence[TaggedExample]) -> float:
+    """Entity micro-F1 in points of ``tagger`` on ``data``."""
+    predicted = [p.spans for p in tagger.predict([ex.text for ex in data])]
+    return 100.0 * float(tagger_metrics(data, predicted)["f1"])
+
+
+def _measure(
+    skill: EntityTagger,
+    graph: Path,
+    tokenizer: Path,
+    precision: str,
+    recipe: QuantRecipe | None,
+    reference: NDArray[np.float64],
+    reference_f1: float,
+    validation: Sequence[TaggedExample],
+    margin: float,
+) -> tuple[Candidate, OnnxEntityTagger]:
+    """Parity and gate of one graph (its speed is measured later, beside the others)."""
+    onnx_skill = _skill(skill, graph, tokenizer, None, [], False)
+    texts = [ex.text for ex in validation]
+    probs = _stack(onnx_skill.word_probabilities(texts), len(skill.tags_))
+    limits = FP32_PARITY if precision == "fp32" else INT8_PARITY
+    report = GateReport(len(validation), reference_f1, _f1(onnx_skill, validation), margin,
+                        metric="entity F1")  # fmt: skip
+    candidate = Candidate(precision, recipe, parity(reference, probs, limits), report, 0.0,
+                          graph.stat().st_size / 1e6)  # fmt: skip
+    return candidate, onnx_skill
+
+
+def _skill(
+    skill: EntityTagger,
+    graph: Path,
+    tokenizer: Path,
+    chosen: Candidate | None,
+    candidates: list[Candidate],
+    forced: bool,
+) -> OnnxEntityTagger:
+    source = skill.provenance_
+    export: dict[str, Any] = {"format": "onnx", "source": {"skill": skill.skill_name,
+                              "base": source.base}}  # fmt: skip
+    metrics = dict(source.metrics)
+    if chosen is not None:
+        export.update(
+            precision=chosen.precision,
+            recipe=None if chosen.recipe is None else chosen.recipe.describe(),
+            parity=chosen.parity.to_json(), gate=chosen.gate.to_json(), forced=forced,
+            candidates=[c.to_json() for c in candidates], machine=machine(),
+        )  # fmt: skip
+        metrics["gate_exported_f1"] = chosen.gate.exported_accuracy
+    return OnnxEntityTagger.from_graph(
+        graph, tokenizer, tags=skill.tags_, temperature=skill.temperature_,
+        window=skill.window_, stride=skill.stride,
+        special=special_ids(skill.tokenizer_, skill.base), export=export,
+        provenance=dataclasses.replace(source, metrics=metrics),
+    )  # fmt: skip
