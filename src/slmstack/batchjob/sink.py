@@ -11,16 +11,15 @@ writing the same rows twice.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from slmstack.errors import DataError
+from slmstack.workflows.resume import done_rows, open_locked
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,8 @@ class Sink:
 
     def __enter__(self) -> Sink:
         try:
-            self._out = self._stack.enter_context(_open_locked(self.output))
-            self._err = self._stack.enter_context(_open_locked(self.errors))
+            self._out = self._stack.enter_context(open_locked(self.output, "slmstack batch"))
+            self._err = self._stack.enter_context(open_locked(self.errors, "slmstack batch"))
             if self._restart:
                 self._out.truncate(0)
             if self._restart or self._retry_errors:
@@ -117,61 +116,10 @@ class Sink:
         return n
 
 
-def _open_locked(path: Path) -> TextIO:
-    """``path`` open for appending, with an exclusive lock that closing releases."""
-    if path.is_dir():
-        raise DataError("is a folder; pass a file such as out.jsonl", path=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh = path.open("a", encoding="utf-8")
-    if sys.platform != "win32":  # Windows has no flock; its jobs are not guarded
-        import fcntl
-
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise DataError(
-                "locked: another job (a second `slmstack batch`?) is writing this file; "
-                "wait for it to finish, or pass another --output",
-                path=path,
-            ) from None
-    return fh
-
-
 def _done_ids(path: Path, inputs: Mapping[str, str]) -> set[str]:
     """Ids of the complete lines of ``path``; truncates a half-written last line."""
-    raw = path.read_bytes()
-    done: set[str] = set()
-    good_end = pos = 0
-    for line_no, line in enumerate(raw.split(b"\n"), start=1):
-        end = pos + len(line) + 1
-        complete = end <= len(raw)  # the line ends with a newline
-        pos = end
-        if not complete:
-            break
-        if not line.strip():
-            good_end = end
-            continue
-        try:
-            obj = json.loads(line)
-            rid, text = obj["id"], obj["input"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(
-                f"line is not a batch result ({exc}); is this the output of `slmstack batch`? "
-                "Pass another --output, or --restart to overwrite it",
-                path=path,
-                row=line_no,
-            ) from exc
-        if inputs.get(rid) != text:
-            raise DataError(
-                f"row {rid!r} was written for another input; this file belongs to another "
-                "job. Pass a new --output, or --restart to overwrite it",
-                path=path,
-                row=line_no,
-            )
-        done.add(rid)
-        good_end = end
-    if good_end < len(raw):
-        with path.open("r+b") as fh:
-            fh.truncate(good_end)
-    return done
+
+    def row_of(obj: dict[str, Any]) -> tuple[str, str]:
+        return obj["id"], obj["input"]
+
+    return done_rows(path, row_of, inputs.get, writer="slmstack batch")

@@ -18,17 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from slmstack.errors import ConfigError, DataError
 from slmstack.progress import progress
 from slmstack.workflows.engine import Workflow
+from slmstack.workflows.resume import done_rows, open_locked
 
 
 @dataclass(frozen=True)
@@ -95,69 +93,14 @@ def read_inputs(path: Path, text_field: str = "text") -> list[str]:
 
 def _done_rows(output: Path, texts: list[str]) -> set[int]:
     """Rows already in ``output``; cuts off a half-written last line."""
-    if not output.exists():
-        return set()
-    raw = output.read_bytes()
-    done: set[int] = set()
-    good_end = 0
-    pos = 0
-    for line_no, line in enumerate(raw.split(b"\n"), start=1):
-        end = pos + len(line) + 1
-        complete = end <= len(raw)  # the line ends with a newline
-        pos = end
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            row = int(obj["row"])
-            text = obj["input"]
-        except (ValueError, KeyError, TypeError) as exc:
-            if not complete:  # interrupted mid-write: redo that row
-                break
-            raise DataError(
-                f"line is not a result row ({exc}); is this the output of `slmstack run`?",
-                path=output,
-                row=line_no,
-            ) from exc
-        if not complete:
-            break
-        if row >= len(texts) or texts[row] != text:
-            raise DataError(
-                f"row {row} was written for another input ({text[:40]!r}); this output file "
-                "belongs to a different input file. Pass a new --output, or --restart",
-                path=output,
-                row=line_no,
-            )
-        done.add(row)
-        good_end = end
-    if good_end < len(raw):
-        with output.open("r+b") as fh:
-            fh.truncate(good_end)
-    return done
 
+    def row_of(obj: dict[str, Any]) -> tuple[int, str]:
+        return int(obj["row"]), obj["input"]
 
-@contextmanager
-def _locked(output: Path) -> Iterator[TextIO]:
-    """``output`` open for appending, with an exclusive lock that closing releases."""
-    if output.is_dir():
-        raise DataError("is a folder; pass a file for the results, such as out.jsonl", path=output)
-    folder = next((p for p in output.parents if p.exists()), None)
-    if folder is not None and not folder.is_dir():
-        raise DataError(f"{folder} is a file, not a folder; pass another output path", path=output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with output.open("a", encoding="utf-8") as fh:
-        if sys.platform != "win32":  # Windows has no flock; its runs are not guarded
-            import fcntl
+    def expected(row: int) -> str | None:
+        return texts[row] if 0 <= row < len(texts) else None
 
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DataError(
-                    "locked: another process (a second `slmstack run`?) is writing results "
-                    "to this file; wait for it to finish, or pass another --output",
-                    path=output,
-                ) from None
-        yield fh
+    return done_rows(output, row_of, expected, writer="slmstack run")
 
 
 def run_batch(
@@ -197,7 +140,7 @@ def run_batch(
     output = Path(output_path)
     escalated = packets = 0
     # Locked before anything is read, so that two runs never both see row k as missing.
-    with _locked(output) as fh:
+    with open_locked(output, "slmstack run") as fh:
         if restart:
             fh.truncate(0)
         done = _done_rows(output, texts)

@@ -1,0 +1,100 @@
+"""Resumable JSONL result files: an exclusive lock, and the rows a killed run finished.
+
+Shared by ``slmstack run --output`` (:mod:`slmstack.workflows.batch`) and ``slmstack
+batch`` (:mod:`slmstack.batchjob.sink`): every finished row is one complete JSON line; on
+a rerun the file is read back, every complete line marks its row as done, a last line
+cut off mid-write (the run was killed) is truncated away so that its row runs again, and
+a line written for another input means the file belongs to another job, which is refused
+rather than mixed. The file is locked (``flock``, POSIX) while a run writes it, so a
+second run on the same file refuses at once instead of writing the same rows twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+from slmstack.errors import DataError
+
+K = TypeVar("K", bound=Hashable)
+
+
+def open_locked(path: Path, writer: str) -> TextIO:
+    """``path`` open for appending, with an exclusive lock that closing it releases.
+
+    ``writer`` names the command in the error (``slmstack run``, ``slmstack batch``).
+    """
+    if path.is_dir():
+        raise DataError("is a folder; pass a file for the results, such as out.jsonl", path=path)
+    folder = next((p for p in path.parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise DataError(f"{folder} is a file, not a folder; pass another output path", path=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = path.open("a", encoding="utf-8")
+    if sys.platform != "win32":  # Windows has no flock; its runs are not guarded
+        import fcntl
+
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise DataError(
+                f"locked: another process (a second `{writer}`?) is writing this file; "
+                "wait for it to finish, or pass another --output",
+                path=path,
+            ) from None
+    return fh
+
+
+def done_rows(
+    path: Path,
+    row_of: Callable[[dict[str, Any]], tuple[K, str]],
+    expected_text: Callable[[K], str | None],
+    *,
+    writer: str,
+) -> set[K]:
+    """The rows whose complete lines ``path`` holds; truncates a half-written last line.
+
+    ``row_of`` reads a line's row key and input text (raising ``KeyError``/``ValueError``/
+    ``TypeError`` on a line that is not a result); ``expected_text`` gives the input text
+    of a row key now (``None``: no such row).
+    """
+    if not path.exists():
+        return set()
+    raw = path.read_bytes()
+    done: set[K] = set()
+    good_end = pos = 0
+    for line_no, line in enumerate(raw.split(b"\n"), start=1):
+        end = pos + len(line) + 1
+        pos = end
+        if end > len(raw):  # no newline: the last line was cut off mid-write
+            break
+        if not line.strip():
+            good_end = end
+            continue
+        try:
+            row, text = row_of(json.loads(line))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(
+                f"line is not a result row ({exc}); is this the output of `{writer}`? Pass "
+                "another --output, or --restart to overwrite it",
+                path=path,
+                row=line_no,
+            ) from exc
+        if expected_text(row) != text:
+            raise DataError(
+                f"row {row!r} was written for another input ({text[:40]!r}); this file "
+                "belongs to a different input file or job. Pass a new --output, or --restart "
+                "to overwrite it",
+                path=path,
+                row=line_no,
+            )
+        done.add(row)
+        good_end = end
+    if good_end < len(raw):
+        with path.open("r+b") as fh:
+            fh.truncate(good_end)
+    return done
