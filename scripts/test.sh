@@ -28,6 +28,14 @@ if [ -z "${SLMSTACK_TEST_PG_URL:-}" ]; then
   trap '(cd "$PG_DIR" && "${AS_PG[@]}" pg_ctl -D data -m immediate stop >/dev/null); rm -rf "$PG_DIR"' EXIT
   export SLMSTACK_TEST_PG_URL="postgresql+psycopg://postgres@127.0.0.1:$PG_PORT/postgres"
 fi
+# Headless Chromium and its driver from Debian's packages, for the console's browser tests
+# (tests/test_console_browser.py drives them with Selenium; nothing is downloaded at run time).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+# The console's browser tests save their screenshots here (never into the repository).
+export SLMSTACK_TEST_ARTIFACTS=${SLMSTACK_TEST_ARTIFACTS:-$(mktemp -d)}
 # The light install: exported (ONNX) skills, workflows and the server without torch, in a
 # virtualenv of its own (about 30 s from the package index); tests/test_onnx_export.py uses it.
 LIGHT_DIR=${SLMSTACK_LIGHT_VENV:-$(mktemp -d)/light}

@@ -19,9 +19,9 @@ LAYERS: dict[str, int] = {
     "models": 1, "data": 1, "artifacts": 1, "costs": 1,
     "training": 2, "evaluation": 2,
     "backends": 3, "retrieval": 3,
-    "skills": 4,
+    "skills": 4, "compliance": 4,
     "workflows": 5, "distill": 5, "export": 5,
-    "serve": 6, "batchjob": 6,
+    "serve": 6, "batchjob": 6, "proxy": 6,
     "cli": 7,
 }  # fmt: skip
 

@@ -323,12 +323,7 @@ def test_cli_batch_reports_and_refuses_bad_options(job, tmp_path):
 
 
 # ---------------------------------------------------------------------------- ray engine
-@pytest.fixture(scope="module")
-def ray_instance():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
-    yield ray
-    ray.shutdown()
+# `ray_instance` (conftest.py): one local Ray for the session, shared with the serve tests.
 
 
 def test_ray_and_local_engines_give_identical_outputs(ray_instance, job, tmp_path):

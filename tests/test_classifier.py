@@ -126,7 +126,8 @@ def test_resume_on_same_labels_keeps_label_set():
 def test_bad_parameters_are_named():
     with pytest.raises(
         ConfigError,
-        match=r"'strategy' parameter of TextClassifier must be 'head' or 'finetune'\. Got 'lora'",
+        match=r"'strategy' parameter of TextClassifier must be 'head', 'finetune', 'fewshot' "
+        r"or 'auto'\. Got 'lora'",
     ):
         TextClassifier(strategy="lora").fit(TRAIN)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"'val_fraction'.*Got 1.5"):

@@ -92,7 +92,7 @@ def test_generic_train_refuses_a_typo_before_training(data, tmp_path):
               "--set", "strategy=heads"],
     )  # fmt: skip
     _no_traceback(bad)
-    assert "must be 'head' or 'finetune'. Got 'heads'" in bad.output
+    assert "must be 'head', 'finetune', 'fewshot' or 'auto'. Got 'heads'" in bad.output
 
 
 def test_train_lists_every_kind():

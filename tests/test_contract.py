@@ -143,6 +143,17 @@ def _recommender(encoder: Path) -> Case:
     return Case(lambda: make(encoder, epochs=4), training_log(), texts)
 
 
+def _compliance(encoder: Path) -> Case:
+    from slmstack.compliance.checker import ComplianceChecker
+    from test_compliance import PACK, nda, training
+
+    pack = encoder.parent / "tiny-pack.yaml"
+    pack.write_text(PACK)
+    texts = [nda(50, "E", "C").text, nda(51, "N", "E").text, ""]
+    return Case(lambda: ComplianceChecker(base=str(encoder), pack=str(pack), val_fraction=0.25),
+                training(), texts)  # fmt: skip
+
+
 CASES: dict[str, Callable[[Path], Case]] = {
     "slmstack.TextClassifier.v1": _classifier,
     "slmstack.EntityTagger.v1": _tagger,
@@ -157,6 +168,7 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "slmstack.LLMExtractor.v1": _llm_extractor,
     "slmstack.StaticTextClassifier.v1": _static,
     "slmstack.Recommender.v1": _recommender,
+    "slmstack.ComplianceChecker.v1": _compliance,
 }
 KINDS = [name for name in registry.skills.names() if name.startswith("slmstack.")]
 
@@ -171,9 +183,20 @@ def _exported_classifier(encoder: Path, folder: Path) -> Any:
     return load(folder)
 
 
+def _exported_tagger(encoder: Path, folder: Path) -> Any:
+    from extract_fixtures import toy_sentences
+    from slmstack.export import export_tagger
+    from test_tagger import make_tagger
+
+    export_tagger(make_tagger(encoder, case_input=True).fit(toy_sentences()), folder,
+                  toy_sentences(8))  # fmt: skip
+    return load(folder)
+
+
 # Skills made from another skill rather than trained: the contract of a fitted skill.
 EXPORTED: dict[str, Callable[[Path, Path], Any]] = {
     "slmstack.OnnxTextClassifier.v1": _exported_classifier,
+    "slmstack.OnnxEntityTagger.v1": _exported_tagger,
 }
 
 

@@ -5,7 +5,8 @@ Every error says what happened, the offending value, and how to fix it. Catch
 
     SlmstackError
     ├── ConfigError            invalid parameters, workflow or skill configuration
-    │   └── WorkflowError          a workflow file failed validation (every problem, with lines)
+    │   ├── WorkflowError          a workflow file failed validation (every problem, with lines)
+    │   └── RulePackError          a compliance rule pack failed validation (same, with lines)
     ├── DataError              an input file or record is unusable (carries path and row)
     ├── ModelError
     │   ├── ModelNotFoundError     a base model could not be resolved
@@ -46,6 +47,17 @@ class WorkflowError(ConfigError):
     def __init__(self, name: str, problems: list[tuple[str, str, str]]):
         lines = [f"{where}{path}: {message}" for where, path, message in problems]
         head = lines[0] if len(lines) == 1 else f"workflow {name!r} has {len(lines)} errors:"
+        body = "" if len(lines) == 1 else "\n  " + "\n  ".join(lines)
+        super().__init__(head + body)
+        self.problems = problems
+
+
+class RulePackError(ConfigError):
+    """A compliance rule pack failed validation; ``problems`` lists ``(where, path, message)``."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str, str]]):
+        lines = [f"{where}{path}: {message}" for where, path, message in problems]
+        head = lines[0] if len(lines) == 1 else f"rule pack {source} has {len(lines)} errors:"
         body = "" if len(lines) == 1 else "\n  " + "\n  ".join(lines)
         super().__init__(head + body)
         self.problems = problems
@@ -175,6 +187,7 @@ __all__ = [
     "NotStreamableError",
     "Overloaded",
     "PayloadTooLarge",
+    "RulePackError",
     "ServeError",
     "ShuttingDown",
     "SkillError",

@@ -16,13 +16,16 @@ import typer
 from typer.core import TyperGroup
 
 from slmstack.cli import batch as batch_cli
-from slmstack.cli import cost, evaluate, models, predict, train
+from slmstack.cli import cost, evaluate, inbox_examples, models, predict, train
 from slmstack.cli import inbox as inbox_cli
+from slmstack.cli import proxy as proxy_cli
 from slmstack.cli import run as run_cli
 from slmstack.cli import schema as schema_cli
 from slmstack.cli import serve as serve_cli
 from slmstack.cli import tune as tune_cli
 from slmstack.cli.common import err
+from slmstack.cli.comply import comply as comply_command
+from slmstack.cli.discover import discover as discover_command
 from slmstack.cli.distill import distill_command
 from slmstack.cli.export import export as export_command
 from slmstack.errors import SlmstackError
@@ -110,12 +113,17 @@ app.command("models")(models.models)
 app.command("run")(run_cli.run)
 app.command("batch")(batch_cli.batch)
 app.add_typer(inbox_cli.app, name="inbox")
+inbox_cli.app.command("export-examples")(inbox_examples.export_examples)
 app.add_typer(schema_cli.app, name="schema")
 app.add_typer(tune_cli.app, name="tune")
 app.command("distill")(distill_command)
 app.command("export")(export_command)
 app.add_typer(cost.app, name="cost")
 app.command("serve")(serve_cli.serve)
+app.add_typer(proxy_cli.app, name="proxy")
+app.command("discover")(discover_command)
+app.command("promote")(proxy_cli.promote)
+app.command("comply")(comply_command)
 
 
 def main() -> None:

@@ -1,4 +1,7 @@
-"""``slmstack serve CONFIG [--host H] [--port P] [--workers N]``, or ``--openapi FILE``."""
+"""``slmstack serve CONFIG [--host H] [--port P] [--workers N] [--engine local|ray]``.
+
+Or ``--openapi FILE``.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +31,13 @@ def serve(
         Path | None,
         typer.Option(help="Write the OpenAPI spec to this file and exit (needs no CONFIG)."),
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="local: uvicorn here; ray: Ray Serve deployments (`ray:`).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to deploy on (HOST:6379); default: a local Ray."),
+    ] = None,
 ) -> None:
     """Serve every skill and workflow of CONFIG over HTTP (FastAPI on uvicorn)."""
     try:
@@ -46,6 +56,17 @@ def serve(
     if config is None:
         raise ConfigError("pass the serve config: slmstack serve serve.yaml")
     settings = load_config(config)  # every config error now, with its line
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine must be local or ray; got {engine!r}")
+    if engine == "ray":
+        if workers != 1:
+            raise ConfigError("--workers is for --engine local; on Ray set `ray.ingress` replicas")
+        from slmstack.serve.ray_engine import serve_on_ray
+
+        serve_on_ray(settings, host=host, port=port, address=ray_address)
+        return
+    if ray_address is not None:
+        raise ConfigError("--ray-address goes with --engine ray")
     options = {
         "host": host,
         "port": port,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from slmstack.cli import lora, retrieval, train_extract, train_recommend
 from slmstack.cli.common import cli_command, out, prepare_out, print_json
+from slmstack.cli.comply import train_comply
 from slmstack.cli.train_generic import TrainGroup
 
 if TYPE_CHECKING:
@@ -29,11 +30,21 @@ def classify(
             "trains on static embeddings distilled from the encoder (predicts without torch)."
         ),
     ] = "minilm",
-    strategy: Annotated[str, typer.Option(help="'head' (seconds) or 'finetune'.")] = "head",
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="'head' (seconds), 'finetune', 'fewshot' (tens of examples per label: "
+            "contrastive pair tuning, then the head) or 'auto' (fewshot when the median "
+            "label has fewer than 5 examples, else head)."
+        ),
+    ] = "head",
     text_column: Annotated[str, typer.Option()] = "text",
     label_column: Annotated[str, typer.Option()] = "label",
     epochs: Annotated[int, typer.Option(help="Maximum epochs for finetune.")] = 5,
-    learning_rate: Annotated[float, typer.Option("--lr")] = 5e-5,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option("--lr", help="Encoder learning rate (default 5e-5; fewshot 1e-4)."),
+    ] = None,
     batch_size: Annotated[int, typer.Option()] = 32,
     max_length: Annotated[int, typer.Option(help="Token window; longer texts are reported.")] = 128,
     val_fraction: Annotated[float, typer.Option()] = 0.1,
@@ -76,16 +87,18 @@ def classify(
         skill = static.fit(examples)
     elif resume is not None:
         skill = TextClassifier.load(resume, allow_pickle=allow_pickle)
-        skill.set_params(
-            epochs=epochs, learning_rate=learning_rate, seed=seed, scope_alpha=scope_alpha
-        )
+        rate = {} if learning_rate is None else {_rate_param(skill.strategy_): learning_rate}
+        skill.set_params(epochs=epochs, seed=seed, scope_alpha=scope_alpha, **rate)
         skill.resume(examples, allow_new_labels=allow_new_labels)
     else:
+        rates: dict[str, Any] = {}
+        if learning_rate is not None:
+            rates[_rate_param(strategy)] = learning_rate
         skill = TextClassifier(
             base=base,
             strategy=strategy,  # type: ignore[arg-type]
             epochs=epochs,
-            learning_rate=learning_rate,
+            **rates,
             batch_size=batch_size,
             max_length=max_length,
             val_fraction=val_fraction,
@@ -113,6 +126,11 @@ def classify(
         f"{summary['val_macro_f1']:.4f}  ECE {summary['val_ece_before_calibration']:.4f} → "
         f"{summary['val_ece']:.4f} after calibration (T={summary['temperature']:.3f})"
     )
+
+
+def _rate_param(strategy: str) -> str:
+    """The parameter ``--lr`` sets: ``fewshot`` tunes the encoder at its own pair rate."""
+    return "pair_learning_rate" if strategy in ("fewshot", "auto") else "learning_rate"
 
 
 def _static_classifier(
@@ -150,3 +168,4 @@ app.command("tag")(train_extract.tag)
 app.command("fields")(train_extract.fields)
 app.command("clauses")(train_extract.clauses)
 app.command("recommend")(train_recommend.recommend)
+app.command("comply")(train_comply)

@@ -54,6 +54,7 @@ from slmstack.errors import (
     SlmstackError,
     Unauthorized,
 )
+from slmstack.serve import console
 from slmstack.serve.auth import AuthMiddleware, bearer_security
 from slmstack.serve.config import ServeConfig, load_config
 from slmstack.serve.limits import BodyLimitMiddleware
@@ -89,7 +90,9 @@ a model is batched with concurrent ones; every result carries its trace and its 
 """
 
 
-def create_app(config: ServeConfig | str | Path, *, workers: int = 1) -> FastAPI:
+def create_app(
+    config: ServeConfig | str | Path, *, workers: int = 1, state: ServeState | None = None
+) -> FastAPI:
     """The FastAPI app serving ``config`` (a :class:`ServeConfig` or its YAML file).
 
     Models load when the app starts (its lifespan), not here; the API keys are read
@@ -98,6 +101,8 @@ def create_app(config: ServeConfig | str | Path, *, workers: int = 1) -> FastAPI
     Args:
         config: the validated config, or the path of its YAML file.
         workers: how many server processes share this machine's cores (thread counts).
+        state: the state to serve; default ``ServeState.create(config)``. The Ray
+            engine passes its own (its skills are deployments, its keys read once).
 
     Raises:
         ConfigError: the config file is invalid, or its keys cannot be read.
@@ -105,7 +110,7 @@ def create_app(config: ServeConfig | str | Path, *, workers: int = 1) -> FastAPI
     if not isinstance(config, ServeConfig):
         config = load_config(config)
     app = _build(auth=config.auth is not None, public=config.public_routes)
-    app.state.serve = ServeState.create(config, workers=workers)
+    app.state.serve = state if state is not None else ServeState.create(config, workers=workers)
     return app
 
 
@@ -143,11 +148,13 @@ def _build(*, auth: bool, public: Collection[str]) -> FastAPI:
         redoc_url=None,
     )
     for router in (health.router, skills.router, workflows.router, openai_compat.router,
-                   inbox.router, metrics.router):  # fmt: skip
+                   inbox.router, metrics.router, console.router):  # fmt: skip
         app.include_router(router)
-    # Added innermost first: a request meets metrics, then auth, then the body limit.
+    # Added innermost first: a request meets metrics, the console's sign-in (its cookie
+    # becomes the Bearer key of /console requests), auth, then the body limit.
     app.add_middleware(BodyLimitMiddleware, limit=_body_limit)
     app.add_middleware(AuthMiddleware)
+    app.add_middleware(console.ConsoleGate)
     app.add_middleware(MetricsMiddleware)
     app.add_exception_handler(SlmstackError, _error)  # type: ignore[arg-type]
 

@@ -17,6 +17,7 @@
     inbox: sqlite:///inbox.db        # default: each workflow's own inbox
     threads: {torch: 1, executor: 1}
     shutdown: {grace_s: 0.0, drain_timeout_s: 30.0}
+    console: {reports: reports/, compare_to: gpt-4}  # /console: CLI reports listed, LLM line
 
 The file is validated once, here, with ``extra="forbid"`` everywhere: every problem is
 reported at once with its line (``serve.yaml:4: skills.intent: ...``), as workflow files
@@ -42,6 +43,7 @@ from pydantic import (
 )
 
 from slmstack.errors import ConfigError
+from slmstack.serve.ray_config import RayConfig
 from slmstack.workflows.base import did_you_mean
 from slmstack.workflows.engine import locate
 
@@ -168,6 +170,15 @@ class ShutdownConfig(_Section):
     drain_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class ConsoleConfig(_Section):
+    """The browser console at ``/console`` (see :mod:`slmstack.serve.console`)."""
+
+    # A folder of reports the CLI wrote (`slmstack eval`, `slmstack cost report --html`,
+    # `slmstack cost compare --html`); the console lists its .html, .json and .md files.
+    reports: File | None = None
+    compare_to: str = "gpt-4"  # the LLM of the reports' "all to the LLM" line
+
+
 class ServeConfig(_Section):
     """The validated config of ``slmstack serve`` (see the module docstring)."""
 
@@ -183,6 +194,8 @@ class ServeConfig(_Section):
     machine: str | None = None
     threads: ThreadsConfig = Field(default_factory=ThreadsConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)  # read by `--engine ray` only
 
     @model_validator(mode="after")
     def _names_once(self) -> ServeConfig:
@@ -253,7 +266,8 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     """``(path, message)`` pairs; an unknown key gets a did-you-mean over its section."""
     sections: dict[str, type[BaseModel]] = {
         "auth": AuthConfig, "limits": LimitsConfig, "batching": BatchingConfig,
-        "threads": ThreadsConfig, "shutdown": ShutdownConfig,
+        "threads": ThreadsConfig, "shutdown": ShutdownConfig, "console": ConsoleConfig,
+        "ray": RayConfig,
     }  # fmt: skip
     out = []
     for err in exc.errors():
@@ -263,6 +277,7 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         if err["type"] == "extra_forbidden":
             model = sections.get(str(loc[0]), ServeConfig) if len(loc) > 1 else ServeConfig
+            model = _inner(model, loc[1:-1])  # a section in a section (ray.ingress)
             key = str(loc[-1])
             message = f"unknown key {key!r}{did_you_mean(key, list(model.model_fields))}"
         elif err["type"] == "missing":
@@ -274,6 +289,17 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
             message = f"{err['msg']} (got {err.get('input')!r})"
         out.append((path, message))
     return out
+
+
+def _inner(model: type[BaseModel], parts: tuple[int | str, ...]) -> type[BaseModel]:
+    """The section model reached from ``model`` through the keys ``parts``."""
+    for part in parts:
+        field = model.model_fields.get(str(part))
+        kind = None if field is None else field.annotation
+        if not (isinstance(kind, type) and issubclass(kind, BaseModel)):
+            break
+        model = kind
+    return model
 
 
 def _line_map(node: yaml.Node, path: str, out: dict[str, int]) -> None:
@@ -291,6 +317,7 @@ def _line_map(node: yaml.Node, path: str, out: dict[str, int]) -> None:
 __all__ = [
     "AuthConfig",
     "BatchingConfig",
+    "ConsoleConfig",
     "LimitsConfig",
     "ServeConfig",
     "ShutdownConfig",

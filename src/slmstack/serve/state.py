@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from slmstack.costs.ledger import RUN, Ledger, LedgerRow
@@ -154,9 +155,6 @@ class ServeState:
 
         Blocking (seconds for real models); the app runs it before ``/readyz`` is true.
         """
-        from slmstack.skills.base import load as load_skill
-        from slmstack.workflows.loader import load_workflow
-
         config = self.config
         if config.ledger is not None:
             self.ledger = Ledger(config.ledger, batch_size=_LEDGER_BUFFER, flush_every_s=math.inf)
@@ -167,10 +165,10 @@ class ServeState:
         os.environ.setdefault(ONNX_THREADS_ENV, str(torch_threads))
         for name, folder in config.skills.items():
             _log.info("loading skill %s from %s", name, folder)
-            self.skills[name] = load_skill(folder)
+            self.skills[name] = self._load_skill(folder)
         for name, path in config.workflows.items():
             _log.info("loading workflow %s from %s", name, path)
-            workflow = load_workflow(path, inbox=self.inbox, ledger=self.ledger)
+            workflow = self._load_workflow(path)
             self.workflows[name] = workflow
             self._meters[name] = workflow.meter()
         self._skill_meter = Meter(
@@ -194,6 +192,18 @@ class ServeState:
                     queue_size=limits.queue_size, executor=self._executor,
                     on_batch=self.metrics.batch_observer(target),
                 )  # fmt: skip
+
+    def _load_skill(self, folder: Path) -> Any:
+        """One served skill, loaded here (the Ray engine's state returns a handle instead)."""
+        from slmstack.skills.base import load
+
+        return load(folder)
+
+    def _load_workflow(self, path: Path) -> Workflow:
+        """One served workflow, its skills loaded here (the Ray engine's call deployments)."""
+        from slmstack.workflows.loader import load_workflow
+
+        return load_workflow(path, inbox=self.inbox, ledger=self.ledger)
 
     def _open_inbox(self) -> Inbox | None:
         """The config's inbox; else the one every workflow files to, when they agree.

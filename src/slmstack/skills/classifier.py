@@ -1,6 +1,6 @@
 """``TextClassifier``: one label per text (intent, sentiment, complaint or not, ...).
 
-Two strategies:
+Strategies:
 
 * ``head``: the encoder stays frozen; a multinomial logistic-regression head is fitted
   on its sentence vectors. Trains in seconds and keeps the base model shareable.
@@ -8,6 +8,9 @@ Two strategies:
   validation split, early stopping and the best epoch kept. The head starts from the
   ``head`` solution (linear probing, then fine-tuning), which converges faster and
   forgets less of the pretrained features than a random head.
+* ``fewshot``: few examples per label. SetFit's contrastive tuning of the encoder on pairs
+  of examples, then the ``head`` probe on the tuned vectors (``_fewshot.py``).
+* ``auto``: ``fewshot`` below ``FEWSHOT_BELOW`` examples per label, else ``head`` (``strategy_``).
 
 Either way the confidence is calibrated by temperature scaling on the validation split,
 and a scope model (``_scope.py``) flags texts unlike the training data: their prediction
@@ -20,6 +23,7 @@ import json
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -48,6 +52,7 @@ from slmstack.skills._classifier_training import (
     grow_head,
     validation_metrics,
 )
+from slmstack.skills._fewshot import Pairing, auto_strategy, fewshot_tune
 from slmstack.skills._ranked import ranked_predictions, token_facts
 from slmstack.skills._scope import ScopeModel, fit_scope, scope_card, warn_small_scope
 from slmstack.skills.base import Skill, Tensors
@@ -57,7 +62,7 @@ from slmstack.training.calibration import fit_temperature, softmax
 from slmstack.training.loop import LoopConfig, LoopResult
 from slmstack.types import Example, Prediction
 
-Strategy = Literal["head", "finetune"]
+Strategy = Literal["head", "finetune", "fewshot", "auto"]
 _POSITIVE = Interval(float, 0, None, closed="neither")
 _FRACTION = Interval(float, 0, 1, closed="left")
 
@@ -78,9 +83,10 @@ class TextClassifier(LabelledTexts, Skill):
     produces = frozenset({"label", "confidence", "scores"})
     fitted_attribute = "classes_"
     constraints: ClassVar[Mapping[str, Check]] = {
-        **dict.fromkeys(("epochs", "batch_size", "top_k", "max_length", "patience"),
-                        Interval(int, 1, None)),
-        **dict.fromkeys(("learning_rate", "head_learning_rate", "head_c"), _POSITIVE),
+        **dict.fromkeys(("epochs", "batch_size", "top_k", "max_length", "patience",
+                         "pair_iterations"), Interval(int, 1, None)),
+        **dict.fromkeys(("learning_rate", "head_learning_rate", "head_c", "pair_learning_rate"),
+                        _POSITIVE),
         "val_fraction": Interval(float, 0, 1, closed="neither"),
         "warmup_ratio": _FRACTION, "label_smoothing": _FRACTION, "dropout": _FRACTION,
         "scope_alpha": Interval(float, 0, 1, closed="left",
@@ -102,6 +108,10 @@ class TextClassifier(LabelledTexts, Skill):
         dropout: float = 0.1,
         label_smoothing: float = 0.0,
         patience: int = 2,
+        # fewshot (bench/fewshot.py): pairs in a batch or sampled, passes per epoch, the rate
+        pairing: Pairing = "in_batch",
+        pair_iterations: int = 2,
+        pair_learning_rate: float = 1e-4,
         val_fraction: float = 0.1,
         metric: Literal["accuracy", "macro_f1"] = "accuracy",
         head_c: float = 10.0,  # inverse L2 strength of the probe; 10 is best on BANKING77
@@ -127,6 +137,9 @@ class TextClassifier(LabelledTexts, Skill):
         self.dropout = dropout
         self.label_smoothing = label_smoothing
         self.patience = patience
+        self.pairing = pairing
+        self.pair_iterations = pair_iterations
+        self.pair_learning_rate = pair_learning_rate
         self.val_fraction = val_fraction
         self.metric = metric
         self.head_c = head_c
@@ -142,7 +155,7 @@ class TextClassifier(LabelledTexts, Skill):
         self.source_: ModelSource = resolve(self.base, allow_pickle=self.allow_pickle)
         self.tokenizer_ = shared_tokenizer(self.source_.path)
         # A head never changes the encoder, so it uses the process-wide frozen copy.
-        frozen = self.strategy == "head"
+        frozen = self.strategy_ == "head"
         encoder = shared_encoder(self.source_) if frozen else load_encoder(self.source_)
         self.window_ = model_window(self.tokenizer_, encoder, self.max_length)
         self.net_ = ClassifierNet(encoder, 1, normalize=self.normalize, dropout=self.dropout)
@@ -169,6 +182,9 @@ class TextClassifier(LabelledTexts, Skill):
         examples, self.duplicates_dropped_ = drop_duplicates(examples)
         validate_examples(examples)
         torch.manual_seed(self.seed)
+        self.strategy_: str = self.strategy
+        if self.strategy == "auto":
+            self.strategy_ = auto_strategy([ex.label for ex in examples])
         self._setup_base()
         self.classes_: list[str] = sorted({ex.label for ex in examples})
         self.net_.head = nn.Linear(self.net_.head.in_features, len(self.classes_))
@@ -218,33 +234,34 @@ class TextClassifier(LabelledTexts, Skill):
                 stacklevel=3,
             )
         warn_small_scope(len(val), self.scope_alpha)
-        if self.strategy == "finetune":  # resuming a loaded skill: never train a shared base
+        tuned = self.strategy_ != "head"
+        if tuned:  # resuming a loaded skill: never train a shared base
             self.net_.encoder = private_copy(self.net_.encoder)
         for param in self.net_.encoder.parameters():
-            param.requires_grad = self.strategy == "finetune"
+            param.requires_grad = tuned
         x_train = None
-        if self.strategy == "head" or not resumed:
+        if self.strategy_ == "head" or (self.strategy_ == "finetune" and not resumed):
             x_train = self._fit_probe(tok_train, y_train, warm=resumed)
-        history: list[dict[str, float]] = []
-        best_epoch = 0
-        if self.strategy == "finetune":
-            result = self._finetune(tok_train, y_train, tok_val, y_val, resumed=resumed)
-            history, best_epoch = result.history, result.best_epoch
+        result = self._tune(tok_train, y_train, tok_val, y_val, resumed=resumed) if tuned else None
+        self.history_, self.best_epoch_ = (result.history, result.best_epoch) if result else ([], 0)
         for param in self.net_.encoder.parameters():
             param.requires_grad = False
         x_val = self._forward_all(tok_val, what="embed", desc="validate")
-        val_logits = self._logits(x_val)
-        if x_train is None or self.strategy == "finetune":  # the encoder has changed
+        if x_train is None or tuned:  # the encoder has changed
             x_train = self._forward_all(tok_train, what="embed", desc="scope statistics")
+        if self.strategy_ == "fewshot":  # the head is fitted on the tuned vectors
+            fit_probe(self.net_.head, x_train, y_train, c=self.head_c, seed=self.seed, warm=resumed)
+        val_logits = self._logits(x_val)
         self._fit_scope(x_train, y_train, x_val, resumed=resumed)
         self.temperature_ = fit_temperature(val_logits, y_val)
+        if self.strategy_ == "fewshot":  # every example counts; T stays the train-only head's
+            x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
+            fit_probe(self.net_.head, x_all, y_all, c=self.head_c, seed=self.seed, warm=resumed)
         self.metrics_: dict[str, float] = {
             **validation_metrics(val_logits, y_val, self.temperature_),
             "n_train": float(len(train)),
             "n_val": float(len(val)),
         }
-        self.history_ = history
-        self.best_epoch_ = best_epoch
         self.provenance_ = self._provenance(
             base=self.source_.describe(),
             data_sha256=data_hash([(ex.text, ex.label) for ex in examples]),
@@ -264,17 +281,13 @@ class TextClassifier(LabelledTexts, Skill):
         return x
 
     def _fit_scope(
-        self,
-        x_train: NDArray[np.float32],
-        y_train: NDArray[np.int64],
-        x_val: NDArray[np.float32],
-        *,
-        resumed: bool,
-    ) -> None:
+        self, x_train: NDArray[np.float32], y_train: NDArray[np.int64],
+        x_val: NDArray[np.float32], *, resumed: bool,
+    ) -> None:  # fmt: skip
         """Fit (or, on resume, update) the out-of-scope model."""
         old: ScopeModel | None = getattr(self, "scope_", None) if resumed else None
         self.scope_: ScopeModel | None = fit_scope(
-            old, x_train, y_train, x_val, self.classes_, same_encoder=self.strategy == "head"
+            old, x_train, y_train, x_val, self.classes_, same_encoder=self.strategy_ == "head"
         )
 
     def _logits(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -282,15 +295,20 @@ class TextClassifier(LabelledTexts, Skill):
             out: NDArray[np.float32] = self.net_.head(torch.from_numpy(x)).numpy()
         return out
 
-    def _finetune(
-        self,
-        tok_train: Tokenized,
-        y_train: NDArray[np.int64],
-        tok_val: Tokenized,
-        y_val: NDArray[np.int64],
-        *,
-        resumed: bool,
-    ) -> LoopResult:
+    def _tune(
+        self, tok_train: Tokenized, y_train: NDArray[np.int64], tok_val: Tokenized,
+        y_val: NDArray[np.int64], *, resumed: bool,
+    ) -> LoopResult:  # fmt: skip
+        """Train the encoder: with the head (``finetune``), or on pairs before it (``fewshot``)."""
+        again = "resume " if resumed else ""
+        if self.strategy_ == "fewshot":
+            return fewshot_tune(
+                self.net_, tok_train.input_ids, y_train, tok_val.input_ids, y_val,
+                cfg=replace(LoopConfig.of(self), learning_rate=self.pair_learning_rate),
+                pair_iterations=self.pair_iterations, batch_size=self.batch_size, seed=self.seed,
+                pad_id=self._pad_id(), head_c=self.head_c, metric=self.metric,
+                pairing=self.pairing, description=f"{again}few-shot pairs")  # fmt: skip
+
         def evaluate() -> float:
             pred = self._forward_all(tok_val, what="logits").argmax(axis=1)
             if self.metric == "macro_f1":
@@ -302,8 +320,7 @@ class TextClassifier(LabelledTexts, Skill):
         return finetune(
             self.net_, tok_train.input_ids, y_train, evaluate=evaluate, cfg=LoopConfig.of(self),
             batch_size=self.batch_size, pad_id=self._pad_id(), seed=self.seed,
-            label_smoothing=self.label_smoothing,
-            description="resume fine-tune" if resumed else "fine-tune",
+            label_smoothing=self.label_smoothing, description=f"{again}fine-tune",
         )  # fmt: skip
 
     # ------------------------------------------------------------------ predicting
@@ -340,19 +357,21 @@ class TextClassifier(LabelledTexts, Skill):
             "window": self.window_,
             "history": self.history_,
             "best_epoch": self.best_epoch_,
+            "strategy": self.strategy_,
         }
         return config, tensors
 
     def _write_extra(self, folder: Path) -> None:
         (folder / "labels.json").write_text(json.dumps(self.classes_, indent=1) + "\n")
-        if self.strategy == "finetune":  # the skill carries its own encoder
+        if self.strategy_ != "head":  # the skill carries its own encoder
             encoder: Any = self.net_.encoder
             encoder.save_pretrained(str(folder / "encoder"), safe_serialization=True)
             self.tokenizer_.save_pretrained(str(folder / "encoder"))
 
     def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
         base = self.provenance_.base
-        if self.strategy == "finetune":
+        self.strategy_ = str(config.get("strategy", self.strategy))  # older saves lack it
+        if self.strategy_ != "head":
             local = resolve(str(folder / "encoder"))
             self.source_ = local.with_provenance(base)
         else:
@@ -372,11 +391,10 @@ class TextClassifier(LabelledTexts, Skill):
         self.window_ = int(config["window"])
         self.temperature_ = float(config["temperature"])
         self.metrics_ = dict(self.provenance_.metrics)
-        self.history_ = list(config["history"])
-        self.best_epoch_ = int(config["best_epoch"])
+        self.history_, self.best_epoch_ = list(config["history"]), int(config["best_epoch"])
         self.duplicates_dropped_ = self.provenance_.duplicates_dropped
 
     def _card(self) -> dict[str, Any]:
         scope = scope_card(self.scope_, self.scope_alpha)
-        return {"Strategy": self.strategy, "Labels": ", ".join(self.classes_),
+        return {"Strategy": self.strategy_, "Labels": ", ".join(self.classes_),
                 "Best epoch": self.best_epoch_, "Out-of-scope flag": scope}  # fmt: skip

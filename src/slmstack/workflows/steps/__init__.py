@@ -2,6 +2,7 @@
 
 from slmstack.workflows.steps.block import BlockStep
 from slmstack.workflows.steps.cascade import CascadeStep
+from slmstack.workflows.steps.comply import ComplyStep
 from slmstack.workflows.steps.escalate import EscalateStep
 from slmstack.workflows.steps.merge import MergeStep
 from slmstack.workflows.steps.parallel import ParallelStep
@@ -13,6 +14,7 @@ from slmstack.workflows.steps.template import TemplateStep
 __all__ = [
     "BlockStep",
     "CascadeStep",
+    "ComplyStep",
     "EscalateStep",
     "MergeStep",
     "ParallelStep",

@@ -1,0 +1,169 @@
+"""``slmstack comply DOC... --pack PACK --out DIR`` and ``slmstack train comply DATA --out DIR``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from slmstack.cli.common import cli_command, out, prepare_out, print_json
+from slmstack.errors import ConfigError, DataError
+
+
+@cli_command
+def train_comply(
+    data: Annotated[Path, typer.Argument(help="ContractNLI-format JSON (documents, labels).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the checker to.")],
+    pack: Annotated[
+        str, typer.Option(help="Default pack of the checker: a shipped name or a YAML file.")
+    ] = "nda",
+    base: Annotated[
+        str, typer.Option(help="Sentence encoder (alias, folder or hub id).")
+    ] = "minilm",
+    sets: Annotated[
+        list[str] | None, typer.Option("--set", help="Another parameter, key=value (c=0.5).")
+    ] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    allow_pickle: Annotated[bool, typer.Option(help="Accept pickled base weights.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing skill in --out.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
+) -> None:
+    """Train a compliance checker (evidence + NLI) from annotated contracts."""
+    from slmstack.cli.train_generic import parse_assignments
+    from slmstack.compliance.checker import ComplianceChecker
+    from slmstack.compliance.rules import load_pack
+
+    params: dict[str, Any] = {
+        "pack": pack,
+        "base": base,
+        "seed": seed,
+        "allow_pickle": allow_pickle,
+        **parse_assignments(ComplianceChecker, tuple(sets or ())),
+    }
+    ComplianceChecker.check_params(params)
+    load_pack(pack)  # a bad pack is reported before training, not after
+    prepare_out(out_dir, force)
+    docs = ComplianceChecker.read_training_data(data)
+    skill = ComplianceChecker(**params).fit(docs)
+    skill.save(out_dir)
+    summary: dict[str, Any] = {"out": str(out_dir), "documents": len(docs),
+               "train_seconds": round(skill.provenance_.seconds, 2),
+               **{k: round(v, 4) for k, v in skill.metrics_.items()}}  # fmt: skip
+    if json_out:
+        print_json(summary)
+        return
+    out.print(f"[green]saved[/] {out_dir}  ({len(docs)} documents, {summary['train_seconds']} s)")
+    out.print(
+        f"validation ({int(summary['n_val_docs'])} documents): accuracy "
+        f"{summary['val_accuracy']:.3f}  F1 entailed {summary['val_f1_entailed']:.3f}  "
+        f"F1 contradicted {summary['val_f1_contradicted']:.3f}  review below "
+        f"{summary['chosen_threshold']:.2f}"
+    )
+
+
+def _read_document(path: Path) -> str:
+    if not path.exists():
+        raise ConfigError(f"document {path} does not exist; pass text files (.txt, .md)")
+    if path.is_dir():
+        raise ConfigError(f"document {path} is a folder; pass the text files inside it")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(
+            "is not UTF-8 text; convert it first (PDF: `pdftotext FILE.pdf`, Word: save as .txt)",
+            path=path,
+        ) from None
+    if not text.strip():
+        raise DataError("is empty; there is nothing to check", path=path)
+    return text
+
+
+@cli_command
+def comply(
+    documents: Annotated[list[Path], typer.Argument(help="Text files to check (.txt, .md).")],
+    pack: Annotated[
+        str, typer.Option(help="Rule pack: a YAML file, or nda, gdpr-art28, payment-terms.")
+    ],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.json and report.html.")],
+    model: Annotated[
+        Path | None,
+        typer.Option(help="A ComplianceChecker folder (`slmstack train comply`), for text rules."),
+    ] = None,
+    fields_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--fields", help="A FieldExtractor folder (`slmstack train fields`), for field rules."
+        ),
+    ] = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            help="Exit 1 when a document's worst flag is this or worse "
+            "(violated, missing, needs_review)."
+        ),
+    ] = None,
+    allow_pickle: Annotated[bool, typer.Option(help="Accept pickled base weights.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check documents against a rule pack; write a JSON and an HTML report with evidence."""
+    from slmstack.compliance.fields import check_fields, combine
+    from slmstack.compliance.report import render_html, result_record
+    from slmstack.compliance.rules import load_pack
+    from slmstack.skills.base import load
+
+    order = ("violated", "missing", "needs_review")
+    if fail_on is not None and fail_on not in order:
+        raise ConfigError(f"--fail-on must be one of {', '.join(order)}; got {fail_on!r}")
+    rules = load_pack(pack)
+    if rules.nli_rules and model is None:
+        raise ConfigError(
+            f"pack {rules.name!r} has {len(rules.nli_rules)} text rules, which need a trained "
+            "checker: pass --model DIR (train one with `slmstack train comply DATA.json --out DIR`)"
+        )
+    if rules.field_rules and fields_model is None:
+        raise ConfigError(
+            f"pack {rules.name!r} has {len(rules.field_rules)} field rules, which read an "
+            "extractor's fields: pass --fields DIR (a FieldExtractor from `slmstack train fields`)"
+        )
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; pass a folder for the reports")
+    texts = [_read_document(p) for p in documents]
+    text_preds: list[Any] = [None] * len(texts)
+    if rules.nli_rules and model is not None:
+        checker = load(model, allow_pickle=allow_pickle)
+        if getattr(checker, "skill_name", "") != "slmstack.ComplianceChecker.v1":
+            raise ConfigError(
+                f"--model {model} is a {type(checker).__name__}, not a ComplianceChecker; "
+                "train one with `slmstack train comply`"
+            )
+        text_preds = checker.predict(texts, pack=rules)  # type: ignore[call-arg]
+    records: list[dict[str, Any]] = [{} for _ in texts]
+    if rules.field_rules and fields_model is not None:
+        extractor = load(fields_model, allow_pickle=allow_pickle)
+        records = [dict(p.data.get("fields", {})) for p in extractor.predict(texts)]
+    results = [combine(rules, tp, check_fields(rules, rec))
+               for tp, rec in zip(text_preds, records, strict=True)]  # fmt: skip
+    out_dir.mkdir(parents=True, exist_ok=True)
+    triples = [(str(p), t, r.to_dict()) for p, t, r in zip(documents, texts, results, strict=True)]
+    records = [result_record(*x) for x in triples]
+    report = {"pack": rules.name, "documents": records}
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    page = render_html(triples, pack=rules.name)
+    (out_dir / "report.html").write_text(page, encoding="utf-8")
+    if json_out:
+        print_json(report)
+    else:
+        table = Table("document", "flag", "violated", "missing", "review", "ok")
+        for rec in records:
+            c = rec["counts"]
+            table.add_row(rec["document"], rec["flag"], *(str(c.get(k, 0)) for k in
+                          ("violated", "missing", "needs_review", "ok")))  # fmt: skip
+        out.print(table)
+        out.print(f"[green]wrote[/] {out_dir / 'report.json'} and {out_dir / 'report.html'}")
+    if fail_on is not None:
+        worst = order[: order.index(fail_on) + 1]
+        if any(r.label in worst for r in results):
+            raise typer.Exit(1)

@@ -1,0 +1,146 @@
+"""Documents for compliance checking: ContractNLI-format training data, and segmentation.
+
+ContractNLI (Koreeda & Manning, 2021) gives each contract its ``spans`` (sentences and
+list items, as character offsets) and, per hypothesis, a verdict and the indices of its
+evidence spans. New documents come without spans, so :func:`segment` cuts them the same
+way: at line breaks and at sentence ends. A segment longer than the encoder's window is
+cut again into windows by :func:`windows`, so nothing is ever truncated away.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slmstack.compliance.rules import Verdict
+from slmstack.errors import DataError
+
+_VERDICTS: Mapping[str, Verdict] = {
+    "Entailment": "entailed",
+    "Contradiction": "contradicted",
+    "NotMentioned": "not_mentioned",
+}
+# A sentence ends at . ; ! ? after a letter or a closing bracket or quote, followed by
+# space and a capital, digit, quote or bracket. Numbering ("1. Definitions") is not an
+# end; "e.g." and "Inc." style abbreviations are rare enough in contracts to accept the cut.
+_SENTENCE_END = re.compile(r"(?<=[A-Za-z)\]\"'”][.;!?])\s+(?=[\"'“(\[A-Z0-9])")
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """The verdict on one hypothesis, and the indices of its evidence spans."""
+
+    verdict: Verdict
+    evidence: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContractDoc:
+    """A contract, its spans (character offsets) and its annotations by hypothesis text."""
+
+    id: str
+    text: str
+    spans: tuple[tuple[int, int], ...]
+    labels: Mapping[str, Annotation] = field(default_factory=dict)
+
+
+def read_contractnli(path: str | Path) -> list[ContractDoc]:
+    """Read a ContractNLI JSON file (``documents`` and ``labels``), hypotheses as text.
+
+    Raises:
+        DataError: the file is not ContractNLI JSON, with what is missing.
+    """
+    source = Path(path)
+    try:
+        raw = json.loads(source.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"not JSON ({exc}); expected a ContractNLI file", path=source) from None
+    if not isinstance(raw, dict) or "documents" not in raw or "labels" not in raw:
+        raise DataError(
+            "expected ContractNLI JSON: an object with `documents` and `labels` "
+            "(https://stanfordnlp.github.io/contract-nli/)",
+            path=source,
+        )
+    hypotheses = {key: str(v["hypothesis"]) for key, v in raw["labels"].items()}
+    return [_document(d, i, hypotheses, source) for i, d in enumerate(raw["documents"])]
+
+
+def _document(d: Any, i: int, hypotheses: Mapping[str, str], source: Path) -> ContractDoc:
+    try:
+        text = str(d["text"])
+        spans = tuple((int(a), int(b)) for a, b in d["spans"])
+        notes = d["annotation_sets"][0]["annotations"]
+        labels = {
+            hypotheses[key]: Annotation(_VERDICTS[a["choice"]], tuple(int(s) for s in a["spans"]))
+            for key, a in notes.items()
+        }
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise DataError(
+            f"document #{i} is not in ContractNLI form ({type(exc).__name__}: {exc}); each "
+            "needs text, spans and annotation_sets[0].annotations",
+            path=source,
+        ) from None
+    for a, b in spans:
+        if not 0 <= a < b <= len(text):
+            raise DataError(f"document #{i}: span ({a}, {b}) is outside the text", path=source)
+    return ContractDoc(str(d.get("id", i)), text, spans, labels)
+
+
+def segment(text: str) -> list[tuple[int, int]]:
+    """Sentences and list items of ``text`` as ``(start, end)``, whitespace trimmed."""
+    out: list[tuple[int, int]] = []
+    for line in re.finditer(r"[^\n]+", text):
+        start = line.start()
+        pieces = _SENTENCE_END.split(line.group())
+        offset = 0
+        for piece in pieces:
+            at = line.group().index(piece, offset)
+            offset = at + len(piece)
+            a, b = _trim(text, start + at, start + at + len(piece))
+            if b > a:
+                out.append((a, b))
+    return out
+
+
+def _trim(text: str, a: int, b: int) -> tuple[int, int]:
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return a, b
+
+
+def windows(
+    text: str,
+    bounds: Sequence[tuple[int, int]],
+    offsets: Callable[[str], list[tuple[int, int]]],
+    max_tokens: int,
+) -> list[tuple[int, int, int]]:
+    """Cut each segment longer than ``max_tokens`` into windows of at most that many.
+
+    ``offsets(piece)`` gives the character offsets of the piece's tokens (without special
+    tokens). Returns ``(start, end, segment index)``: a window keeps the index of the
+    segment it came from, so a score can be carried back to the whole segment.
+    Consecutive windows of a segment overlap by a quarter, so no clause is cut in two
+    without also being seen whole.
+    """
+    out: list[tuple[int, int, int]] = []
+    stride = max(1, max_tokens - max_tokens // 4)
+    for k, (a, b) in enumerate(bounds):
+        toks = offsets(text[a:b])
+        if len(toks) <= max_tokens:
+            out.append((a, b, k))
+            continue
+        for first in range(0, len(toks), stride):
+            last = min(first + max_tokens, len(toks)) - 1
+            out.append((a + toks[first][0], a + toks[last][1], k))
+            if last == len(toks) - 1:
+                break
+    return out
+
+
+__all__ = ["Annotation", "ContractDoc", "read_contractnli", "segment", "windows"]

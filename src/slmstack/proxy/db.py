@@ -1,0 +1,98 @@
+"""The proxy's tables share one database with the cost ledger, opened the ledger's way.
+
+SQLite by default (``sqlite:///PATH``: the folder is made for a writer, the file must
+exist for a reader), PostgreSQL by URL (``postgresql+psycopg://USER@HOST/DB``); anything
+else, or a database that cannot be opened, is a :class:`~slmstack.errors.ConfigError`
+that says what to pass instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from slmstack.costs.ledger import shown_url
+from slmstack.errors import ConfigError, MissingDependencyError
+
+_DIALECTS = ("sqlite", "postgresql")
+
+
+def open_tables(url: str, define: Callable[[Any], Any], *, create: bool, what: str) -> Any:
+    """An engine on ``url`` whose tables (``define(metadata)``) exist.
+
+    Args:
+        url: the database URL.
+        define: adds the tables to a ``sqlalchemy.MetaData`` and returns the main one.
+        create: make the SQLite file and the tables when missing (a writer); a reader
+            passes ``False`` and gets an error when the main table is missing.
+        what: what the tables hold, for messages ("recorded traffic").
+
+    Returns:
+        ``(engine, table)``.
+    """
+    try:
+        import sqlalchemy as sa
+    except ImportError as exc:
+        raise MissingDependencyError("sqlalchemy", "proxy", f"The {what}") from exc
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        file = Path(url.removeprefix("sqlite:///"))
+        if create:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        elif not file.is_file():
+            raise ConfigError(
+                f"database {file} does not exist; pass the --ledger `slmstack proxy` records "
+                "to (sqlite:///PATH or a PostgreSQL URL)"
+            )
+    try:
+        engine = sa.create_engine(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(
+            f"{url!r} is not a database URL ({exc}); use sqlite:///PATH or "
+            "postgresql+psycopg://USER@HOST/DB"
+        ) from exc
+    except ModuleNotFoundError as exc:
+        raise MissingDependencyError(
+            exc.name or "a database driver", "postgres", f"The {what} at {url!r}"
+        ) from exc
+    if engine.dialect.name not in _DIALECTS:
+        raise ConfigError(
+            f"the {what} lives in SQLite or PostgreSQL; {shown_url(url)} is {engine.dialect.name}"
+        )
+    table = define(sa.MetaData())
+    try:
+        if create:
+            table.metadata.create_all(engine)
+        elif not sa.inspect(engine).has_table(table.name):
+            raise ConfigError(
+                f"{shown_url(url)} holds no {what} (no {table.name!r} table); pass the "
+                "--ledger URL that `slmstack proxy` recorded to"
+            )
+    except sa.exc.DatabaseError as exc:
+        raise ConfigError(
+            f"cannot open {shown_url(url)}: {exc.orig}; check the path or server"
+        ) from None
+    return engine, table
+
+
+def insert_new(engine: Any, table: Any, values: list[dict[str, Any]], key: list[str]) -> int:
+    """One multi-row ``INSERT ... ON CONFLICT (key) DO NOTHING``; the rows sent."""
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    if not values:
+        return 0
+    dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
+    stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=key)
+    try:
+        with engine.begin() as conn:
+            conn.execute(stmt, values)
+    except sa.exc.DatabaseError as exc:
+        raise ConfigError(
+            f"cannot write {len(values)} rows to {table.name} in {shown_url(str(engine.url))}: "
+            f"{exc.orig}"
+        ) from None
+    return len(values)
+
+
+__all__ = ["insert_new", "open_tables"]

@@ -1,0 +1,204 @@
+"""The recorder: exchanges go to the database off the request path, in batches.
+
+The request path only puts the captured bytes on a queue (:meth:`Recorder.submit`, a
+few microseconds, never blocking). One thread takes them off in batches of up to
+``batch_size`` (or whatever arrived within ``flush_every_s``), parses, masks and prices
+them (:func:`~slmstack.proxy.recording.build_rows`), and writes each batch as one insert
+into the traffic table and one into the ledger. Why a thread and not the event loop:
+masking (an entity tagger, Fernet) and database writes are CPU and blocking I/O that
+would sit between two clients' requests; in the thread they release the GIL for most
+of their time.
+
+What is not written is said, never hidden: a queue that is full (the database cannot
+keep up) drops the exchange and counts it in :attr:`Recorder.dropped`, logging an error;
+a batch that cannot be masked is dropped (rather than stored unmasked) and counted in
+:attr:`Recorder.failed`; a batch the database refuses is kept and retried with the next.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+
+from slmstack.costs.ledger import Ledger, LedgerRow
+from slmstack.errors import ConfigError, SlmstackError
+from slmstack.proxy.exchange import Exchange
+from slmstack.proxy.masking import Masker
+from slmstack.proxy.promote import ShadowStore
+from slmstack.proxy.recording import Pricing, build_rows
+from slmstack.proxy.shadow import Shadow, ShadowRow
+from slmstack.proxy.traffic import TrafficRow, TrafficStore
+
+_log = logging.getLogger("slmstack.proxy")
+_STOP = object()
+
+
+class Recorder:
+    """Records exchanges to ``store`` and ``ledger`` from a thread of its own.
+
+    Args:
+        store: the traffic table.
+        ledger: the cost ledger (the same database, or another).
+        pricing: the price table and how to use it.
+        masker: masks personal data before anything is written; ``None``: no masking.
+        shadow, shadow_store: students to compare with the LLM on their tasks' calls, and
+            where their comparisons go (both or neither).
+        batch_size: exchanges written per insert, at most.
+        flush_every_s: how long the thread waits for a batch to fill.
+        max_queue: exchanges waiting at most; beyond, new ones are dropped (and counted).
+    """
+
+    def __init__(
+        self,
+        store: TrafficStore,
+        ledger: Ledger,
+        *,
+        pricing: Pricing,
+        masker: Masker | None = None,
+        shadow: Shadow | None = None,
+        shadow_store: ShadowStore | None = None,
+        batch_size: int = 256,
+        flush_every_s: float = 0.2,
+        max_queue: int = 100_000,
+    ):
+        self.store = store
+        self.ledger = ledger
+        self.pricing = pricing
+        self.masker = masker
+        if (shadow is None) != (shadow_store is None):
+            raise ConfigError("a shadow needs a shadow store to write to, and the reverse")
+        self.shadow = shadow
+        self.shadow_store = shadow_store
+        self._pending_shadow: list[ShadowRow] = []
+        self.batch_size = batch_size
+        self.flush_every_s = flush_every_s
+        self.max_queue = max_queue
+        self.recorded = 0
+        self.dropped = 0
+        self.failed = 0
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._pending: list[tuple[TrafficRow, LedgerRow]] = []
+        self._warned: set[str] = set()
+        self._state = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ the request path
+    def submit(self, exchange: Exchange) -> None:
+        """Queue ``exchange`` for recording; never blocks (drops, counted, when full)."""
+        if self._queue.qsize() >= self.max_queue:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                _log.error(
+                    "the recorder's queue is full (%d exchanges): %d not recorded so far; the "
+                    "database is too slow for this traffic", self.max_queue, self.dropped,
+                )  # fmt: skip
+            return
+        with self._state:  # so that the thread cannot call the queue idle in between
+            self._idle.clear()
+            self._queue.put(exchange)
+
+    # ------------------------------------------------------------------ the thread
+    def start(self) -> None:
+        """Start the recording thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="proxy-recorder", daemon=True)
+            self._thread.start()
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Wait until everything submitted so far is written (tests, benchmarks)."""
+        return self._idle.wait(timeout_s)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Record what is queued, then stop the thread and flush the ledger."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout_s)
+            self._thread = None
+        else:
+            self._drain_now()
+        self.ledger.flush()
+
+    def _drain_now(self) -> None:
+        batch: list[Exchange] = []
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, Exchange):
+                batch.append(item)
+        if batch:
+            self._record(batch)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            try:
+                first = self._queue.get(timeout=self.flush_every_s)
+            except queue.Empty:
+                if self._pending:
+                    self._write()
+                continue
+            batch: list[Exchange] = []
+            item: object = first
+            while True:
+                if item is _STOP:
+                    stopping = True
+                elif isinstance(item, Exchange):
+                    batch.append(item)
+                if len(batch) >= self.batch_size:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._record(batch)
+            with self._state:
+                if self._queue.empty() and not self._pending:
+                    self._idle.set()
+
+    def _record(self, batch: Sequence[Exchange]) -> None:
+        if batch:
+            try:
+                recorded = build_rows(batch, pricing=self.pricing, masker=self.masker,
+                                      shadow=self.shadow)  # fmt: skip
+            except Exception as exc:  # never store what could not be masked
+                self.failed += len(batch)
+                _log.error("%d exchanges not recorded: %s: %s", len(batch), type(exc).__name__, exc)
+                return
+            self._warn_unpriced(recorded.rows)
+            self._pending.extend(recorded.rows)
+            self._pending_shadow.extend(recorded.shadow)
+        self._write()
+
+    def _write(self) -> None:
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        try:
+            self.store.insert(t for t, _ in rows)
+            self.ledger.append(ledger for _, ledger in rows)
+            self.ledger.flush()
+            if self.shadow_store is not None and self._pending_shadow:
+                self.shadow_store.insert(self._pending_shadow)
+                self._pending_shadow = []
+        except SlmstackError as exc:
+            keep = rows[-self.max_queue :]
+            self.dropped += len(rows) - len(keep)
+            self._pending = keep
+            _log.error("cannot record %d exchanges (kept, retried): %s", len(keep), exc)
+            time.sleep(min(1.0, self.flush_every_s))
+            return
+        self.recorded += len(rows)
+
+    def _warn_unpriced(self, rows: Sequence[tuple[TrafficRow, LedgerRow]]) -> None:
+        for traffic, ledger in rows:
+            if traffic.cost_status != "priced" and traffic.model not in self._warned:
+                self._warned.add(traffic.model)
+                _log.warning("calls to %r are recorded as %s: %s", traffic.model,
+                             traffic.cost_status, ledger.reason)  # fmt: skip
+
+
+__all__ = ["Recorder"]

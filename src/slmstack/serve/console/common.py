@@ -1,0 +1,104 @@
+"""What the console's routes share: the router, form parsing, CSRF, who is acting."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+
+from slmstack.errors import DataError
+from slmstack.serve.console.gate import CSRF_FIELD, csrf_ok
+
+if TYPE_CHECKING:
+    from slmstack.workflows.inbox import Inbox
+    from slmstack.workflows.inbox_feedback import InboxFeedback
+
+# Not in the OpenAPI spec: the console is pages for people, not part of the HTTP API.
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+MAX_FORM_BYTES = 200_000
+
+
+class FormError(DataError):
+    """A console form that cannot be accepted; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 422):
+        super().__init__(message)
+        self.status = status
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The URL-encoded form of a POST, checked for its CSRF token.
+
+    Raises:
+        FormError: a body over ``MAX_FORM_BYTES`` (413), or a missing or wrong CSRF
+            token from a browser (403).
+    """
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise FormError(
+            f"the form holds {len(body):,} bytes, more than {MAX_FORM_BYTES:,}; shorten the text",
+            413,
+        )
+    pairs = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    form = {key: values[0] for key, values in pairs.items()}
+    if getattr(request.state, "console_browser", True) and not csrf_ok(
+        request.scope, form.get(CSRF_FIELD)
+    ):
+        raise FormError(
+            "this form had expired (or was sent from another site); reload the page and "
+            "send it again",
+            403,
+        )
+    return form
+
+
+def acting(request: Request, form: dict[str, str]) -> str:
+    """Who acts: the key's name when the server has keys, else the form's ``who``.
+
+    Raises:
+        FormError: no keys and no name given.
+    """
+    name: str | None = getattr(request.state, "api_key", None)
+    if name:
+        return name
+    given = form.get("who", "").strip()
+    if not given:
+        raise FormError("enter your name under “Your name”, so that others see who did this")
+    if len(given) > 200:
+        raise FormError("your name is over 200 characters; shorten it")
+    return given
+
+
+def inbox_of(request: Request) -> Inbox | None:
+    """The server's inbox, or ``None`` when it has none."""
+    inbox: Inbox | None = request.app.state.serve.inbox
+    return inbox
+
+
+def feedback_of(request: Request) -> InboxFeedback | None:
+    """Replies and examples in the server's inbox database (opened once per app)."""
+    from slmstack.workflows.inbox_feedback import InboxFeedback
+
+    inbox = inbox_of(request)
+    if inbox is None:
+        return None
+    cache: dict[int, Any] | None = getattr(request.app.state, "console_feedback", None)
+    if cache is None:
+        cache = request.app.state.console_feedback = {}
+    if id(inbox) not in cache:
+        cache[id(inbox)] = InboxFeedback(inbox)
+    found: InboxFeedback = cache[id(inbox)]
+    return found
+
+
+def known_labels(request: Request) -> list[str]:
+    """Labels the served classifiers know, for the corrected-label picker."""
+    labels: set[str] = set()
+    for skill in getattr(request.app.state.serve, "skills", {}).values():
+        labels.update(str(c) for c in getattr(skill, "classes_", ()) or ())
+    return sorted(labels)
+
+
+__all__ = ["FormError", "acting", "feedback_of", "inbox_of", "known_labels", "read_form", "router"]

@@ -1,0 +1,123 @@
+"""Which Ray Serve deployment hosts which skill: one deployment per base model.
+
+The method: every skill folder the config serves, named under ``skills:`` or by path in
+a served workflow's ``skills:``, is grouped by the base model its ``config.json``
+records (``provenance.base``: the weights' sha256, else their reference). Each group is
+one deployment (:class:`~slmstack.serve.ray_deployments.SkillHost`) whose replicas load
+every skill of the group: skills on one base share one copy of its weights in a process
+(:mod:`slmstack.models.shared`), so ten classifier heads on MiniLM cost one MiniLM per
+replica, and their batches queue for the same cores instead of fighting over them. A
+skill with no base (a static or keyword model) gets a deployment of its own.
+
+Skills a workflow trains from data (``train:`` without ``path:``) are not planned: they
+are built inside the ingress replicas, as the local server builds them.
+
+Nothing here imports Ray or a model: planning reads JSON and YAML only, so it runs (and
+is tested) without the ``ray`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slmstack.errors import ConfigError
+from slmstack.serve.config import ServeConfig
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """One skill deployment: its name, the base model it shares, the skill folders."""
+
+    name: str
+    base: str  # "minilm@1a2b3c4d" ("" when the skill has no base model)
+    folders: tuple[Path, ...]
+
+
+def workflow_skill_folders(path: Path) -> dict[str, Path]:
+    """The saved skill folders a workflow file names by path, by its skill key.
+
+    A plain string (``intent: models/intent``) or a long form with ``path:``; both are
+    relative to the workflow file, as the workflow loader reads them.
+
+    Raises:
+        ConfigError: the file is not YAML, or a named folder is not a saved skill.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"workflow file {path} cannot be read: {exc}") from None
+    skills = raw.get("skills") if isinstance(raw, dict) else None
+    out: dict[str, Path] = {}
+    for key, spec in (skills or {}).items() if isinstance(skills, dict) else ():
+        rel = spec if isinstance(spec, str) else (spec or {}).get("path")
+        if not isinstance(rel, str):
+            continue  # trained from data by the loader, in the ingress
+        folder = (path.parent / rel).resolve()
+        if not (folder / "config.json").is_file():
+            raise ConfigError(
+                f"{path}: skills.{key}: {folder} is not a saved skill folder; train and save "
+                "the skill there, or fix the path (relative to the workflow file)"
+            )
+        out[str(key)] = folder
+    return out
+
+
+def plan_hosts(config: ServeConfig) -> list[HostPlan]:
+    """The skill deployments of ``config``: one per base model, in a stable order.
+
+    Raises:
+        ConfigError: a skill folder's ``config.json`` cannot be read, or a workflow's
+            skill folder is missing.
+    """
+    folders = list(config.skills.values())
+    for path in config.workflows.values():
+        folders += workflow_skill_folders(path).values()
+    groups: dict[str, list[Path]] = {}
+    labels: dict[str, str] = {}
+    for folder in dict.fromkeys(folders):  # each folder once, in config order
+        key, label = _base_of(folder)
+        key = key or f"folder:{folder}"  # no base: a deployment of its own
+        groups.setdefault(key, []).append(folder)
+        labels[key] = label
+    plans, taken = [], set()
+    for key, members in groups.items():
+        label = labels[key]
+        stem = f"base-{_slug(label)}" if label else f"skill-{_slug(members[0].name)}"
+        name, n = stem, 2
+        while name in taken:
+            name, n = f"{stem}-{n}", n + 1
+        taken.add(name)
+        plans.append(HostPlan(name, label, tuple(members)))
+    return plans
+
+
+def _base_of(folder: Path) -> tuple[str, str]:
+    """``(grouping key, label)`` of the base model a saved skill records; empty: none."""
+    try:
+        config: Any = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{folder}/config.json cannot be read: {exc}; re-save the skill"
+        ) from None
+    base = (config.get("provenance") or {}).get("base") or {}
+    if not isinstance(base, dict):
+        return "", ""
+    sha, ref = str(base.get("sha256") or ""), str(base.get("ref") or "")
+    if not sha and not ref:
+        return "", ""
+    label = f"{ref or 'base'}@{sha[:8]}" if sha else ref
+    return (f"sha256:{sha}" if sha else f"ref:{ref}"), label
+
+
+def _slug(text: str) -> str:
+    """A deployment-name-safe form of ``text`` (letters, digits, ``-``)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "x"
+
+
+__all__ = ["HostPlan", "plan_hosts", "workflow_skill_folders"]

@@ -1,0 +1,343 @@
+"""The agent's side of the escalation inbox: search, replies, and labelled examples.
+
+The method: two more tables in the inbox's own database, ``slmstack_replies`` (what an
+agent wrote back) and ``slmstack_examples`` (the label an agent says a packet's text
+should have had, per task), so that a packet, what was said about it and its corrected
+label live in one place and one export reads them. A packet holds at most one example
+per task: labelling it again replaces the label (the last agent's word wins, and a
+mislabel is mended by labelling again, not by editing the database).
+
+This closes the loop from real traffic to training: :meth:`InboxFeedback.export` writes
+the examples of a task as ``text,label`` JSONL, which ``slmstack train classify DATA
+--resume SKILL`` continues training on (optionally mixed with a sample of the original
+training data, so the model does not drift away from it).
+
+Search reads the packets table by reflection rather than through :class:`Inbox`, whose
+table is its own: filters (status, workflow, a substring of the text, reason or summary)
+and paging run in SQL, newest first, so a long inbox is never loaded whole.
+
+Example:
+    >>> feedback = InboxFeedback(Inbox("sqlite:///inbox.db"))  # doctest: +SKIP
+    >>> feedback.save_example(3, "refund", who="ana")  # doctest: +SKIP
+    >>> feedback.export("examples.jsonl")  # doctest: +SKIP
+    1
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from slmstack.errors import ConfigError, DataError, InboxError
+from slmstack.workflows.inbox import Inbox, Packet, PacketStatus
+
+TASK = re.compile(r"^[a-z][a-z0-9_]{0,39}$")  # intent, sentiment, faq, ...
+DEFAULT_TASK = "intent"
+_PACKETS = "slmstack_packets"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What an agent wrote back to the customer about a packet."""
+
+    id: int
+    packet_id: int
+    who: str
+    text: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LabelledExample:
+    """A packet's text with the label an agent gave it, for one ``task``."""
+
+    id: int
+    packet_id: int
+    task: str
+    text: str
+    label: str
+    who: str
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSONL row of the training export: ``text`` and ``label`` first."""
+        return {
+            "text": self.text,
+            "label": self.label,
+            "task": self.task,
+            "packet_id": self.packet_id,
+            "labelled_by": self.who,
+            "labelled_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class PacketPage:
+    """One page of a search: the packets, and how many match in all."""
+
+    packets: list[Packet]
+    total: int
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite drops the time zone; every time here was written in UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def check_task(task: str) -> str:
+    """``task`` when it is a task name (``intent``, ``faq``); else a ConfigError."""
+    if not TASK.match(task):
+        raise ConfigError(
+            f"{task!r} is not a task name; use lower-case letters, digits and _ "
+            f"(e.g. {DEFAULT_TASK}, sentiment, faq)"
+        )
+    return task
+
+
+def _text(value: str, what: str, limit: int) -> str:
+    if not value.strip():
+        raise DataError(f"the {what} is empty; write something")
+    if len(value) > limit:
+        raise DataError(f"the {what} has {len(value)} characters; keep it under {limit}")
+    if "\x00" in value:
+        raise DataError(f"the {what} holds a NUL character; remove it")
+    return value
+
+
+class InboxFeedback:
+    """Search, replies and labelled examples, in the database of ``inbox``.
+
+    Args:
+        inbox: the inbox whose packets these are; its database gets the two tables.
+
+    Raises:
+        InboxError: the database cannot be opened or written.
+    """
+
+    def __init__(self, inbox: Inbox):
+        import sqlalchemy as sa
+
+        self.inbox = inbox
+        if inbox.url == "sqlite:///:memory:":
+            raise ConfigError(
+                "an in-memory inbox cannot hold replies and examples (each connection sees "
+                "its own database); use a file, sqlite:///inbox.db"
+            )
+        self._engine = sa.create_engine(inbox.url)
+        meta = sa.MetaData()
+        self._replies = sa.Table(
+            "slmstack_replies",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("packet_id", sa.Integer, nullable=False, index=True),
+            sa.Column("who", sa.String(200), nullable=False),
+            sa.Column("text", sa.Text, nullable=False),
+            sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        )
+        self._examples = sa.Table(
+            "slmstack_examples",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("packet_id", sa.Integer, nullable=False),
+            sa.Column("task", sa.String(40), nullable=False),
+            sa.Column("text", sa.Text, nullable=False),
+            sa.Column("label", sa.String(200), nullable=False),
+            sa.Column("who", sa.String(200), nullable=False),
+            sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+            sa.UniqueConstraint("packet_id", "task", name="slmstack_examples_packet_task"),
+        )
+        try:
+            meta.create_all(self._engine)
+            self._packets = sa.Table(_PACKETS, sa.MetaData(), autoload_with=self._engine)
+        except sa.exc.DatabaseError as exc:
+            raise InboxError(
+                f"cannot open the replies and examples of {inbox.url}: {exc.orig}; check "
+                "that the inbox database may be written"
+            ) from None
+
+    # ------------------------------------------------------------------ search
+    def search(
+        self,
+        *,
+        status: PacketStatus | None = None,
+        workflow: str | None = None,
+        query: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> PacketPage:
+        """Packets newest first, filtered; ``query`` is a case-insensitive substring.
+
+        It is matched against the text, the reason, the summary and the intent.
+        """
+        import sqlalchemy as sa
+
+        t = self._packets.c
+        where: list[Any] = []
+        if status is not None:
+            where.append(t.status == status)
+        if workflow:
+            where.append(t.workflow == workflow)
+        if query and query.strip():
+            like = "%" + query.strip().lower().replace("\\", "\\\\").replace("%", "\\%") + "%"
+            like = like.replace("_", "\\_")
+            where.append(
+                sa.or_(*(sa.func.lower(c).like(like, escape="\\")
+                         for c in (t.text, t.reason, t.summary, t.intent)))
+            )  # fmt: skip
+        select = sa.select(t.id).where(*where).order_by(t.id.desc()).limit(limit).offset(offset)
+        count = sa.select(sa.func.count()).select_from(self._packets).where(*where)
+        with self._engine.connect() as conn:
+            ids = [int(i) for i in conn.execute(select).scalars()]
+            total = int(conn.execute(count).scalar() or 0)
+        return PacketPage([self.inbox.get(i) for i in ids], total)
+
+    def counts(self) -> dict[str, int]:
+        """How many packets of each status (every status present, zero included)."""
+        import sqlalchemy as sa
+
+        t = self._packets.c
+        found = {"open": 0, "claimed": 0, "resolved": 0}
+        query = sa.select(t.status, sa.func.count()).group_by(t.status)
+        with self._engine.connect() as conn:
+            for status, n in conn.execute(query):
+                found[str(status)] = int(n)
+        return found
+
+    def workflows(self) -> list[str]:
+        """The workflows that have filed packets, sorted."""
+        import sqlalchemy as sa
+
+        t = self._packets.c
+        with self._engine.connect() as conn:
+            return sorted(str(w) for w in conn.execute(sa.select(t.workflow).distinct()).scalars())
+
+    # ------------------------------------------------------------------ replies
+    def reply(self, packet_id: int, text: str, *, who: str) -> Reply:
+        """Record what ``who`` wrote back about packet ``packet_id``.
+
+        Raises:
+            ConfigError: no such packet. DataError: an empty or oversized reply.
+        """
+        import sqlalchemy as sa
+
+        self.inbox.get(packet_id)  # raises for an unknown id
+        text = _text(text, "reply", 20_000)
+        now = datetime.now(UTC)
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                sa.insert(self._replies).values(
+                    packet_id=packet_id, who=who, text=text, created_at=now
+                )
+            )
+            new_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        return Reply(new_id, packet_id, who, text, now)
+
+    def replies(self, packet_id: int) -> list[Reply]:
+        """The replies to a packet, oldest first."""
+        import sqlalchemy as sa
+
+        t = self._replies
+        query = sa.select(t).where(t.c.packet_id == packet_id).order_by(t.c.id)
+        with self._engine.connect() as conn:
+            return [
+                Reply(r.id, r.packet_id, r.who, r.text, _utc(r.created_at))
+                for r in conn.execute(query)
+            ]
+
+    # ------------------------------------------------------------------ examples
+    def save_example(
+        self, packet_id: int, label: str, *, who: str, task: str = DEFAULT_TASK
+    ) -> LabelledExample:
+        """Save packet ``packet_id``'s text with ``label`` for ``task``; replaces an earlier one.
+
+        Raises:
+            ConfigError: no such packet, or a bad task name. DataError: an empty label.
+        """
+        import sqlalchemy as sa
+
+        check_task(task)
+        label = _text(label, "label", 200).strip()
+        packet = self.inbox.get(packet_id)
+        now = datetime.now(UTC)
+        t = self._examples
+        values = {"text": packet.text, "label": label, "who": who, "created_at": now}
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                sa.update(t).where(t.c.packet_id == packet_id, t.c.task == task).values(**values)
+            ).rowcount
+            if not done:
+                conn.execute(sa.insert(t).values(packet_id=packet_id, task=task, **values))
+        return next(e for e in self.examples(packet_id=packet_id) if e.task == task)
+
+    def examples(
+        self, *, task: str | None = None, packet_id: int | None = None
+    ) -> list[LabelledExample]:
+        """Labelled examples in the order they were first saved, optionally of one task."""
+        import sqlalchemy as sa
+
+        t = self._examples
+        query = sa.select(t).order_by(t.c.id)
+        if task is not None:
+            query = query.where(t.c.task == check_task(task))
+        if packet_id is not None:
+            query = query.where(t.c.packet_id == packet_id)
+        with self._engine.connect() as conn:
+            return [
+                LabelledExample(
+                    r.id, r.packet_id, r.task, r.text, r.label, r.who, _utc(r.created_at)
+                )
+                for r in conn.execute(query)
+            ]
+
+    def export(
+        self, path: str | Path, *, task: str = DEFAULT_TASK, mix_with: str | Path | None = None
+    ) -> int:
+        """Write the examples of ``task`` as JSONL (``text``, ``label``, provenance).
+
+        Args:
+            path: the file to write (replaced).
+            task: which examples (``intent`` by default).
+            mix_with: a labelled CSV, TSV or JSONL file (the skill's original training
+                data, or a sample of it) whose rows are written after the examples, so
+                that resumed training keeps what the skill knew.
+
+        Returns:
+            The rows written.
+
+        Raises:
+            DataError: no examples of ``task`` yet, or ``mix_with`` is unreadable.
+        """
+        from slmstack.data.readers import read_examples
+
+        found = self.examples(task=task)
+        if not found:
+            tasks = sorted({e.task for e in self.examples()})
+            saved = f"; examples exist for: {', '.join(tasks)}" if tasks else ""
+            raise DataError(
+                f"no labelled {task!r} examples in {self.inbox.url} yet{saved}. Resolve "
+                "packets with a corrected label in the console (or pass --task)"
+            )
+        rows = [e.to_dict() for e in found]
+        if mix_with is not None:
+            old = read_examples(mix_with, validate=False)
+            rows += [{"text": ex.text, "label": ex.label, "source": ex.source} for ex in old]
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return len(rows)
+
+
+__all__ = [
+    "DEFAULT_TASK",
+    "InboxFeedback",
+    "LabelledExample",
+    "PacketPage",
+    "Reply",
+    "check_task",
+]

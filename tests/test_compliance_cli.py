@@ -1,0 +1,115 @@
+"""``slmstack train comply`` and ``slmstack comply``: reports, and one clear error each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from extract_fixtures import tiny_encoder
+from slmstack.cli.app import app
+from test_compliance import PACK, nda, training
+
+runner = CliRunner()
+CHOICE = {
+    "entailed": "Entailment",
+    "contradicted": "Contradiction",
+    "not_mentioned": "NotMentioned",
+}
+
+
+def contractnli_json(path: Path) -> Path:
+    docs = training()
+    hyps = sorted({h for d in docs for h in d.labels})
+    keys = {h: f"h-{i}" for i, h in enumerate(hyps)}
+    body = {
+        "labels": {keys[h]: {"hypothesis": h, "short_description": h[:20]} for h in hyps},
+        "documents": [
+            {"id": i, "text": d.text, "spans": [list(s) for s in d.spans],
+             "annotation_sets": [{"annotations": {
+                 keys[h]: {"choice": CHOICE[a.verdict], "spans": list(a.evidence)}
+                 for h, a in d.labels.items()}}]}
+            for i, d in enumerate(docs)
+        ],
+    }  # fmt: skip
+    path.write_text(json.dumps(body))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("comply")
+    encoder = tiny_encoder(root / "encoder")
+    pack = root / "tiny.yaml"
+    pack.write_text(PACK)
+    data = contractnli_json(root / "train.json")
+    result = runner.invoke(app, ["train", "comply", str(data), "--out", str(root / "model"),
+                                 "--pack", str(pack), "--base", str(encoder),
+                                 "--set", "val_fraction=0.25", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["documents"] == len(training()) and "val_accuracy" in summary
+    return root / "model", pack
+
+
+def test_comply_writes_json_and_self_contained_html(trained, tmp_path: Path):
+    model, pack = trained
+    docs = []
+    for i, (use, share) in enumerate(["CE", "EN"]):
+        path = tmp_path / f"nda{i}.txt"
+        path.write_text(nda(200 + i, use, share).text)
+        docs.append(path)
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["comply", *map(str, docs), "--pack", str(pack),
+                                 "--model", str(model), "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["pack"] == "tiny-nda" and len(report["documents"]) == 2
+    first = report["documents"][0]
+    use = next(r for r in first["rules"] if r["id"] == "limited-use")
+    assert use["verdict"] in ("entailed", "contradicted", "not_mentioned")
+    assert use["flag"] in ("ok", "missing", "violated", "needs_review")
+    assert {r["id"] for r in first["rules"]} == {"limited-use", "employees"}
+    text = docs[0].read_text()
+    for rule in first["rules"]:
+        for e in rule["evidence"]:
+            assert text[e["start"] : e["end"]] == e["text"]
+    page = (out / "report.html").read_text()
+    assert "<mark" in page and "limited-use" in page
+    assert "<script" not in page and "http" not in page  # no CDN, nothing loaded
+    failing = runner.invoke(app, ["comply", str(docs[0]), "--pack", str(pack), "--model",
+                                  str(model), "--out", str(out), "--fail-on", "needs_review"])  # fmt: skip
+    assert failing.exit_code == 1
+
+
+def test_bad_inputs_are_one_clear_error(trained, tmp_path: Path):
+    model, pack = trained
+    doc = tmp_path / "a.txt"
+    doc.write_text(nda(1, "E", "E").text)
+    out = str(tmp_path / "o")
+    cases = [
+        (["comply", str(doc), "--pack", str(pack), "--out", out], "need a trained checker: pass --model"),
+        (["comply", str(tmp_path / "missing.txt"), "--pack", str(pack), "--model", str(model),
+          "--out", out], "missing.txt does not exist"),
+        (["comply", str(doc), "--pack", "payment-terms", "--out", out], "pass --fields DIR"),
+        (["comply", str(doc), "--pack", str(tmp_path / "nope.yaml"), "--out", out], "shipped pack"),
+        (["comply", str(doc), "--pack", str(pack), "--model", str(model), "--out", out,
+          "--fail-on", "bad"], "--fail-on must be one of"),
+    ]  # fmt: skip
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    cases.append((["comply", str(empty), "--pack", str(pack), "--model", str(model), "--out", out],
+                  "is empty"))  # fmt: skip
+    bad_pack = tmp_path / "bad.yaml"
+    bad_pack.write_text(
+        "name: x\nrules:\n  - id: a\n    hypothesis: abc\n    require: maybe\n    source: s\n"
+    )
+    cases.append((["comply", str(doc), "--pack", str(bad_pack), "--model", str(model), "--out", out],
+                  "bad.yaml:5: rules[0].require: 'maybe' is not allowed"))  # fmt: skip
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in " ".join(result.output.split()), (message, result.output)
+        assert result.output.count("error:") == 1

@@ -1,0 +1,254 @@
+"""``slmstack proxy``: requests forwarded unchanged, answers passed back, calls recorded.
+
+The upstream is :class:`proxy_doubles.FakeUpstream`, an in-process ASGI app reached
+through ``httpx.ASGITransport``; one test runs both on loopback ports with uvicorn and
+the official ``openai`` client, streaming included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from llm_server import free_port
+from proxy_doubles import FakeUpstream, client, make_proxy
+from slmstack.costs import Ledger, load_prices, to_nano
+from slmstack.errors import ConfigError
+from slmstack.proxy import ProxyConfig, TrafficStore, create_proxy_app
+
+BODY = {"model": "gpt-4o-mini", "temperature": 0,
+        "messages": [{"role": "system", "content": "You classify banking queries."},
+                     {"role": "user", "content": "Query: where is my new card\nIntent:"}]}  # fmt: skip
+
+
+def run(coro_fn):
+    return asyncio.run(coro_fn())
+
+
+def test_forwards_body_and_headers_unchanged_and_records_the_call(tmp_path):
+    upstream = FakeUpstream()
+    raw = json.dumps(BODY, indent=1).encode()  # odd spacing: must reach upstream byte for byte
+
+    async def main():
+        async with make_proxy(tmp_path, upstream) as proxy, client(proxy) as http:
+            r = await http.post("/v1/chat/completions?trace=1", content=raw,
+                                headers={"authorization": "Bearer sk-client", "x-app": "desk",
+                                         "content-type": "application/json"})  # fmt: skip
+            assert proxy.recorder.wait_idle()
+            return r
+
+    r = run(main)
+    assert r.status_code == 200
+    [seen] = upstream.received
+    assert seen["body"] == raw
+    assert seen["path"] == "/v1/chat/completions" and seen["query"] == b"trace=1"
+    assert seen["headers"][b"authorization"] == b"Bearer sk-client"
+    assert seen["headers"][b"x-app"] == b"desk"
+    assert r.content == upstream.sent[0]  # the answer, byte for byte
+    assert r.headers["x-upstream"] == "fake"
+
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    [row] = TrafficStore(url, create=False).rows()
+    assert row.model == "gpt-4o-mini" and row.status == 200 and not row.stream
+    assert row.system == "You classify banking queries."
+    assert row.user == "Query: where is my new card\nIntent:"
+    assert row.response == "card_arrival" and row.finish_reason == "stop"
+    assert (row.tokens_in, row.tokens_out, row.tokens_source) == (21, 2, "upstream")
+    assert json.loads(row.params) == {"temperature": 0}
+    assert row.api_key_id is not None and "sk-client" not in row.api_key_id
+    assert row.latency_ms > 0 and not row.masked
+    want = to_nano(load_prices().token_cost("gpt-4o-mini", 21, 2))
+    assert row.cost_nusd == want > 0 and row.cost_status == "priced"
+    [ledger_row] = Ledger(url, create=False).rows()
+    assert ledger_row.request_id == row.request_id
+    assert (ledger_row.workflow, ledger_row.kind, ledger_row.model) == (
+        "proxy",
+        "llm",
+        "gpt-4o-mini",
+    )
+    assert ledger_row.cost_nusd == want and ledger_row.decision == "priced"
+
+
+def test_stream_passes_through_byte_equal_and_records_usage_from_the_final_chunk(tmp_path):
+    upstream = FakeUpstream(lambda text: "your card is on its way")
+    body = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
+
+    async def main():
+        async with make_proxy(tmp_path, upstream) as proxy, client(proxy) as http:
+            async with http.stream("POST", "/v1/chat/completions", json=body) as r:
+                got = b"".join([c async for c in r.aiter_raw()])
+                kind = r.headers["content-type"]
+            assert proxy.recorder.wait_idle()
+            return got, kind
+
+    got, kind = run(main)
+    assert kind.startswith("text/event-stream")
+    assert got == upstream.sent[0]
+    [row] = TrafficStore(f"sqlite:///{tmp_path / 'proxy.db'}").rows()
+    assert row.stream and row.response == "your card is on its way"
+    assert (row.tokens_in, row.tokens_out, row.tokens_source) == (21, 2, "upstream")
+    assert row.cost_status == "priced" and row.cost_nusd > 0
+
+
+def test_stream_without_usage_is_counted_or_flagged_never_free(tmp_path):
+    upstream = FakeUpstream(lambda text: "your card is on its way")
+    body = {**BODY, "stream": True}
+
+    async def send(proxy):
+        async with client(proxy) as http:
+            r = await http.post("/v1/chat/completions", json=body)
+            assert r.status_code == 200
+        assert proxy.recorder.wait_idle()
+
+    async def main():
+        async with make_proxy(tmp_path / "a", upstream) as proxy:
+            await send(proxy)
+        counted = make_proxy(tmp_path / "b", upstream, count_tokens=lambda t: len(t.split()))
+        async with counted as proxy:
+            await send(proxy)
+
+    run(main)
+    [missing] = TrafficStore(f"sqlite:///{tmp_path / 'a' / 'proxy.db'}").rows()
+    assert (missing.tokens_source, missing.cost_status, missing.cost_nusd) == (
+        "missing",
+        "no_usage",
+        0,
+    )
+    [ledger_row] = Ledger(f"sqlite:///{tmp_path / 'a' / 'proxy.db'}").rows()
+    assert "include_usage" in (ledger_row.reason or "")
+    [counted] = TrafficStore(f"sqlite:///{tmp_path / 'b' / 'proxy.db'}").rows()
+    assert (counted.tokens_in, counted.tokens_out, counted.tokens_source) == (11, 6, "counted")
+    assert counted.cost_status == "priced" and counted.cost_nusd > 0
+
+
+def test_unknown_model_is_recorded_unpriced_and_price_as_prices_it(tmp_path):
+    upstream = FakeUpstream()
+    body = {**BODY, "model": "qwen-local"}
+
+    async def main(folder, **kw):
+        async with make_proxy(folder, upstream, **kw) as proxy, client(proxy) as http:
+            await http.post("/v1/chat/completions", json=body)
+            assert proxy.recorder.wait_idle()
+
+    run(lambda: main(tmp_path / "a"))
+    run(lambda: main(tmp_path / "b", price_as="gpt-4"))
+    [unpriced] = TrafficStore(f"sqlite:///{tmp_path / 'a' / 'proxy.db'}").rows()
+    assert (unpriced.cost_status, unpriced.cost_nusd) == ("unpriced", 0)
+    [row] = Ledger(f"sqlite:///{tmp_path / 'a' / 'proxy.db'}").rows()
+    assert "qwen-local" in row.reason and "--price-as" in row.reason
+    [priced] = TrafficStore(f"sqlite:///{tmp_path / 'b' / 'proxy.db'}").rows()
+    assert priced.cost_nusd == to_nano(load_prices().token_cost("gpt-4", 21, 2))
+
+
+def test_models_and_errors_are_forwarded_and_only_chat_is_recorded(tmp_path):
+    upstream = FakeUpstream(status=429)
+
+    async def main():
+        async with make_proxy(tmp_path, upstream) as proxy, client(proxy) as http:
+            models = await http.get("/v1/models")
+            refused = await http.post("/v1/chat/completions", json=BODY)
+            missing = await http.get("/other")
+            health = await http.get("/healthz")
+            assert proxy.recorder.wait_idle()
+            return models, refused, missing, health
+
+    models, refused, missing, health = run(main)
+    assert models.json()["data"][0]["id"] == "gpt-4o-mini"
+    assert refused.status_code == 429 and refused.json()["error"]["message"] == "rate limited"
+    assert missing.status_code == 404 and "/v1/" in missing.json()["error"]["message"]
+    assert health.json()["status"] == "ok"
+    [row] = TrafficStore(f"sqlite:///{tmp_path / 'proxy.db'}").rows()
+    assert (row.status, row.cost_status, row.cost_nusd) == (429, "failed", 0)
+
+
+def test_unreachable_upstream_is_a_502_with_the_reason_and_is_recorded(tmp_path):
+    def refuse(request):
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async def main():
+        proxy = make_proxy(tmp_path, FakeUpstream(), transport=httpx.MockTransport(refuse))
+        async with proxy, client(proxy) as http:
+            r = await http.post("/v1/chat/completions", json=BODY)
+            assert proxy.recorder.wait_idle()
+            return r
+
+    r = run(main)
+    assert r.status_code == 502
+    assert "did not answer" in r.json()["error"]["message"]
+    [row] = TrafficStore(f"sqlite:///{tmp_path / 'proxy.db'}").rows()
+    assert row.status == 0 and row.cost_status == "failed" and "refused" in row.problem
+
+
+def test_upstream_key_replaces_the_clients_and_a_missing_one_fails_at_start(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    with pytest.raises(ConfigError, match=r"\$UPSTREAM_KEY.*not set"):
+        create_proxy_app(
+            ProxyConfig(upstream="http://x/v1", ledger=url, upstream_key_env="UPSTREAM_KEY")
+        )
+    with pytest.raises(ConfigError, match="gpt-4o-minii.*did you mean 'gpt-4o-mini'"):
+        create_proxy_app(ProxyConfig(upstream="http://x/v1", ledger=url, price_as="gpt-4o-minii"))
+    with pytest.raises(ValueError, match="http"):
+        ProxyConfig(upstream="api.openai.com/v1")
+
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-operator")
+    upstream = FakeUpstream()
+
+    async def main():
+        proxy = make_proxy(tmp_path, upstream, upstream_key_env="UPSTREAM_KEY")
+        async with proxy, client(proxy) as http:
+            await http.post(
+                "/v1/chat/completions", json=BODY, headers={"authorization": "Bearer sk-client"}
+            )
+            assert proxy.recorder.wait_idle()
+
+    run(main)
+    assert upstream.received[0]["headers"][b"authorization"] == b"Bearer sk-operator"
+
+
+def test_openai_client_through_the_proxy_on_loopback(tmp_path):
+    """Real sockets: uvicorn serves the fake upstream and the proxy; the openai client streams."""
+    openai = pytest.importorskip("openai")
+    upstream = FakeUpstream(lambda text: "one two three")
+    up_port, proxy_port = free_port(), free_port()
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    proxy = create_proxy_app(ProxyConfig(upstream=f"http://127.0.0.1:{up_port}/v1", ledger=url,
+                                         flush_every_s=0.01))  # fmt: skip
+    servers = [uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+               for app, port in ((upstream, up_port), (proxy, proxy_port))]  # fmt: skip
+    threads = [threading.Thread(target=s.run, daemon=True) for s in servers]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not all(s.started for s in servers):
+            assert time.monotonic() < deadline, "servers did not start"
+            time.sleep(0.02)
+        llm = openai.OpenAI(base_url=f"http://127.0.0.1:{proxy_port}/v1", api_key="sk-test")
+        answer = llm.chat.completions.create(model="gpt-4o-mini", messages=BODY["messages"])
+        assert answer.choices[0].message.content == "one two three"
+        stream = llm.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=BODY["messages"],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        pieces = [
+            c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
+        ]
+        assert "".join(pieces) == "one two three"
+    finally:
+        for s in servers:
+            s.should_exit = True
+        for t in threads:
+            t.join(10)
+    rows = TrafficStore(url, create=False).rows()  # the lifespan's shutdown wrote them
+    assert [(r.stream, r.response, r.tokens_source) for r in rows] == [
+        (False, "one two three", "upstream"),
+        (True, "one two three", "upstream"),
+    ]

@@ -1,0 +1,187 @@
+"""Shadow mode and the promotion gate: students compared with the LLM, a bound not a guess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from proxy_doubles import FakeUpstream, client, make_proxy
+from slmstack.cli.app import app
+from slmstack.errors import ConfigError
+from slmstack.proxy import Masker, generate_key, strip_tokens
+from slmstack.proxy.promote import ShadowStore, promote, wilson_lower
+from slmstack.proxy.shadow import Shadow, ShadowTask, agreement, load_shadow
+from slmstack.types import Prediction
+
+PREFIX, SUFFIX = "Classify: card_arrival, refund.\nQuery: ", "\nIntent:"
+
+
+class Student:
+    """Says card_arrival, except "refund" for queries that mention money."""
+
+    def __init__(self):
+        self.seen: list[str] = []
+
+    def predict(self, texts):
+        self.seen += texts
+        return [
+            Prediction(label="refund" if "money" in t else "card_arrival", confidence=0.8)
+            for t in texts
+        ]
+
+
+def test_wilson_lower_bound():
+    assert wilson_lower(0, 0) == 0.0
+    assert wilson_lower(19, 20) < 0.9 < wilson_lower(187, 200)
+    assert wilson_lower(186, 200) < 0.9
+    assert wilson_lower(50, 50) < 1.0
+    with pytest.raises(ConfigError, match="within 0..n"):
+        wilson_lower(5, 3)
+
+
+def test_agreement_fits_the_task_kind():
+    assert agreement("classification", " Card_Arrival.", Prediction(label="card_arrival")) == (
+        1.0,
+        True,
+    )
+    assert agreement("classification", "refund", Prediction(label="card_arrival"))[1] is False
+    score, agree = agreement(
+        "extraction",
+        '{"total": "9.00", "date": "01/02/2018"}',
+        Prediction(data={"total": "9.00", "date": "02/02/2018"}),
+    )
+    assert (score, agree) == (0.5, False)
+    assert agreement(
+        "generation", "the card is on its way", Prediction(text="the card is on its way")
+    )[1]
+    assert not agreement("generation", "the card is on its way", Prediction(text="refund issued"))[
+        1
+    ]
+
+
+def test_shadowed_calls_are_compared_stored_masked_and_gated(tmp_path):
+    student = Student()
+    shadow = Shadow([ShadowTask("t-bank", "classification", "", PREFIX, SUFFIX, student)])
+    upstream = FakeUpstream(lambda text: "card_arrival")  # the LLM never says refund
+    key = generate_key()
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    store = ShadowStore(url)
+
+    async def main():
+        proxy = make_proxy(
+            tmp_path, upstream, masker=Masker(key), shadow=shadow, shadow_store=store
+        )
+        async with proxy, client(proxy) as http:
+            for i in range(40):
+                query = (
+                    f"where is my card {i}, mail me at a{i}@example.com"
+                    if i % 10
+                    else "send my money back"
+                )
+                body = {
+                    "model": "gpt-4o-mini",
+                    "messages": [{"role": "user", "content": PREFIX + query + SUFFIX}],
+                }
+                assert (await http.post("/v1/chat/completions", json=body)).status_code == 200
+            other = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
+            await http.post("/v1/chat/completions", json=other)  # not the task's: not shadowed
+            assert proxy.recorder.wait_idle()
+
+    asyncio.run(main())
+    assert (
+        len(student.seen) == 40
+        and student.seen[1] == "where is my card 1, mail me at a1@example.com"
+    )
+    agreed = store.agreements("t-bank", window=100)
+    assert (len(agreed), sum(agreed)) == (40, 36)
+    import sqlalchemy as sa
+
+    with sa.create_engine(url).connect() as conn:
+        answers = [r[0] for r in conn.execute(sa.text("select llm_answer from slmstack_shadow"))]
+    assert answers.count("card_arrival") == 40
+
+    too_few = promote(store, "t-bank", min_n=100, min_agreement=0.5)
+    assert not too_few.promoted and "fewer than the 100" in too_few.reason
+    strict = promote(store, "t-bank", min_n=20, min_agreement=0.9)  # 36/40 = 0.9, bound < 0.9
+    assert not strict.promoted and strict.lower_bound < 0.9
+    ok = promote(store, "t-bank", min_n=20, min_agreement=0.75)
+    assert ok.promoted and store.promoted("t-bank")
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "promote",
+            "--task",
+            "t-bank",
+            "--ledger",
+            url,
+            "--min-n",
+            "20",
+            "--min-agreement",
+            "0.9",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 1 and json.loads(result.output)["promoted"] is False
+    assert not store.promoted("t-bank")  # the latest decision wins
+
+
+def test_stored_comparisons_are_masked(tmp_path):
+    class Echo:
+        def predict(self, texts):
+            return [Prediction(text=t) for t in texts]
+
+    shadow = Shadow([ShadowTask("t-sum", "generation", "", "Summarize: ", "", Echo())])
+    upstream = FakeUpstream(lambda text: text.removeprefix("Summarize: "))
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    store = ShadowStore(url)
+
+    async def main():
+        proxy = make_proxy(
+            tmp_path, upstream, masker=Masker(generate_key()), shadow=shadow, shadow_store=store
+        )
+        async with proxy, client(proxy) as http:
+            body = {
+                "model": "gpt-4o-mini",
+                "messages": [
+                    {"role": "user", "content": "Summarize: call Ana at +44 20 7946 0958"}
+                ],
+            }
+            await http.post("/v1/chat/completions", json=body)
+            assert proxy.recorder.wait_idle()
+
+    asyncio.run(main())
+    import sqlalchemy as sa
+
+    with sa.create_engine(url).connect() as conn:
+        [(llm, student, agree)] = list(
+            conn.execute(sa.text("select llm_answer, student_answer, agree from slmstack_shadow"))
+        )
+    assert agree and "7946" not in llm + student
+    assert strip_tokens(student) == "call Ana at <PHONE>"
+
+
+def test_load_shadow_checks_the_tasks_file(tmp_path):
+    tasks = tmp_path / "tasks.json"
+    with pytest.raises(ConfigError, match="slmstack discover --json"):
+        load_shadow(tasks, {"t-1": tmp_path})
+    tasks.write_text(
+        json.dumps(
+            {
+                "tasks": [
+                    {
+                        "task_id": "t-2",
+                        "kind": "generation",
+                        "system": "",
+                        "prefix": "",
+                        "suffix": "",
+                    }
+                ]
+            }
+        )
+    )
+    with pytest.raises(ConfigError, match="'t-1' is not in"):
+        load_shadow(tasks, {"t-1": tmp_path})
