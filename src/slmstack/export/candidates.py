@@ -9,14 +9,17 @@ that passes the gate (near-ties go to the more accurate one).
 from __future__ import annotations
 
 import platform
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmstack.errors import ExportRefused
+from slmstack.errors import ConfigError, ExportRefused
 from slmstack.export.checks import GateReport, ParityReport, throughput
 from slmstack.export.quantize import QuantRecipe
+from slmstack.progress import progress
 
 SPEED_SAMPLE = 512  # validation texts timed per candidate
 RACE_ROUNDS = 3  # interleaved timing rounds per candidate
@@ -130,3 +133,87 @@ def machine() -> dict[str, Any]:
         pass
     return {"cpu": platform.processor() or platform.machine(), "flags": flags,
             "onnxruntime": onnxruntime.__version__}  # fmt: skip
+
+
+@dataclass
+class ExportPlan:
+    """What one kind of skill brings to :func:`run_export`.
+
+    Attributes:
+        kind: the skill's kind in messages ("skill", "tagger").
+        texts: the validation texts (timed in the race).
+        save_tokenizer: writes the skill's ``tokenizer.json`` to a path.
+        trace: writes the fused fp32 graph to a path; returns the fused operator counts.
+        measure: parity and gate of a graph (path, tokenizer, precision, recipe), and a
+            predict function of it for the race.
+        build: the exported skill over the chosen graph (path, tokenizer, chosen,
+            candidates, forced), with the attribute ``export_``, ready to save.
+    """
+
+    kind: str
+    texts: Sequence[str]
+    save_tokenizer: Callable[[Path], None]
+    trace: Callable[[Path], dict[str, int]]
+    measure: Callable[
+        [Path, Path, str, QuantRecipe | None],
+        tuple[Candidate, Callable[[Sequence[str]], Any]],
+    ]
+    build: Callable[[Path, Path, Candidate, list[Candidate], bool], Any]
+
+
+def check_options(validation: Sequence[Any], margin: float, int8: bool,
+                  recipes: Sequence[QuantRecipe]) -> None:  # fmt: skip
+    """The export's arguments, checked before any work."""
+    if not validation:
+        raise ConfigError("the export needs validation data for the parity check and the gate")
+    if margin < 0:
+        raise ConfigError(f"margin={margin}: expected points >= 0 (default 0.5)")
+    if int8 and not recipes:
+        raise ConfigError("int8 export needs at least one quantization recipe")
+
+
+def run_export(
+    plan: ExportPlan,
+    out: Path,
+    *,
+    int8: bool,
+    recipes: Sequence[QuantRecipe],
+    margin: float,
+    force: bool,
+) -> ExportResult:
+    """Trace, check parity, quantize, race, choose and save: every export's steps."""
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="slmstack-export-") as tmp_s:
+        tmp = Path(tmp_s)
+        tokenizer = tmp / "tokenizer.json"
+        plan.save_tokenizer(tokenizer)
+        with progress() as bar:
+            task = bar.add_task("export", total=1 + (len(recipes) if int8 else 0), info="fp32")
+            fp32_path = tmp / "fp32.onnx"
+            fused = plan.trace(fp32_path)
+            fp32, runner = plan.measure(fp32_path, tokenizer, "fp32", None)
+            bar.update(task, advance=1)
+            if not fp32.parity.passed:
+                raise ExportRefused(
+                    f"the fp32 ONNX graph does not reproduce the torch {plan.kind}: "
+                    f"{fp32.parity.problem()}. This is an export bug, not a precision "
+                    "trade-off; report it with the skill's config.json."
+                )
+            candidates, runners, paths = [fp32], [runner], {id(fp32): fp32_path}
+            for r in recipes if int8 else ():
+                bar.update(task, info=r.name)
+                path = tmp / f"int8-{r.name}.onnx"
+                r.apply(fp32_path, path)
+                cand, runner = plan.measure(path, tokenizer, "int8", r)
+                candidates.append(cand)
+                runners.append(runner)
+                paths[id(cand)] = path
+                bar.update(task, advance=1)
+            bar.update(task, info="timing")
+            race(candidates, runners, plan.texts[:SPEED_SAMPLE])
+            del runners
+        chosen, forced = choose(candidates, int8=int8, force=force, margin=margin)
+        final = plan.build(paths[id(chosen)], tokenizer, chosen, candidates, forced)
+        final.export_["fused_operators"] = fused
+        final.save(out)
+    return ExportResult(out, chosen, candidates, forced, time.perf_counter() - start)

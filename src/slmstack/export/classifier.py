@@ -16,8 +16,6 @@ Steps, each on the labelled validation data the caller passes:
 from __future__ import annotations
 
 import dataclasses
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,19 +23,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from slmstack.errors import ConfigError, ExportRefused
 from slmstack.export.candidates import (
-    SPEED_SAMPLE,
     Candidate,
+    ExportPlan,
     ExportResult,
-    choose,
+    check_options,
     machine,
-    race,
+    run_export,
 )
 from slmstack.export.checks import FP32_PARITY, INT8_PARITY, gate, parity
 from slmstack.export.graph import export_graph
 from slmstack.export.quantize import RECIPES, QuantRecipe
-from slmstack.progress import progress
 from slmstack.skills.classifier import TextClassifier
 from slmstack.skills.onnx_classifier import OnnxTextClassifier
 from slmstack.types import Example
@@ -55,53 +51,23 @@ def export_classifier(
 ) -> ExportResult:
     """Export ``skill`` to ``out`` after the parity check and the accuracy gate."""
     skill._require_fitted()
-    if not validation:
-        raise ConfigError("the export needs labelled validation texts for parity and the gate")
-    if margin < 0:
-        raise ConfigError(f"margin={margin}: expected points >= 0 (default 0.5)")
-    if int8 and not recipes:
-        raise ConfigError("int8 export needs at least one quantization recipe")
-    start = time.perf_counter()
+    check_options(validation, margin, int8, recipes)
     texts = [ex.text for ex in validation]
-    with tempfile.TemporaryDirectory(prefix="slmstack-export-") as tmp_s:
-        tmp = Path(tmp_s)
-        tokenizer = tmp / "tokenizer.json"
-        skill.tokenizer_.backend_tokenizer.save(str(tokenizer))
-        with progress() as bar:
-            task = bar.add_task("export", total=1 + (len(recipes) if int8 else 0), info="fp32")
-            reference = _fp32_proba(skill, texts)
-            fp32_path = tmp / "fp32.onnx"
-            fused = export_graph(skill, fp32_path)
-            fp32, runner = _measure(skill, fp32_path, tokenizer, "fp32", None, reference,
-                                    validation, margin)  # fmt: skip
-            bar.update(task, advance=1)
-            if not fp32.parity.passed:
-                raise ExportRefused(
-                    f"the fp32 ONNX graph does not reproduce the torch skill: "
-                    f"{fp32.parity.problem()}. This is an export bug, not a precision "
-                    "trade-off; report it with the skill's config.json."
-                )
-            candidates = [fp32]
-            paths = {id(fp32): fp32_path}
-            runners = [runner]
-            for r in recipes if int8 else ():
-                bar.update(task, info=r.name)
-                path = tmp / f"int8-{r.name}.onnx"
-                r.apply(fp32_path, path)
-                cand, runner = _measure(skill, path, tokenizer, "int8", r, reference,
-                                        validation, margin)  # fmt: skip
-                candidates.append(cand)
-                runners.append(runner)
-                paths[id(cand)] = path
-                bar.update(task, advance=1)
-            bar.update(task, info="timing")
-            race(candidates, [r.predict_proba for r in runners], texts[:SPEED_SAMPLE])
-            del runners
-        chosen, forced = choose(candidates, int8=int8, force=force, margin=margin)
-        final = _skill(skill, paths[id(chosen)], tokenizer, chosen, candidates, forced)
-        final.export_["fused_operators"] = fused
-        final.save(out)
-    return ExportResult(out, chosen, candidates, forced, time.perf_counter() - start)
+    reference = _fp32_proba(skill, texts)
+
+    def measure(graph: Path, tokenizer: Path, precision: str,
+                recipe: QuantRecipe | None) -> tuple[Candidate, Any]:  # fmt: skip
+        cand, runner = _measure(skill, graph, tokenizer, precision, recipe, reference,
+                                validation, margin)  # fmt: skip
+        return cand, runner.predict_proba
+
+    plan = ExportPlan(
+        "skill", texts, lambda p: skill.tokenizer_.backend_tokenizer.save(str(p)),
+        lambda p: export_graph(skill, p), measure,
+        lambda graph, tok, chosen, cands, forced: _skill(skill, graph, tok, chosen, cands,
+                                                         forced),
+    )  # fmt: skip
+    return run_export(plan, out, int8=int8, recipes=recipes, margin=margin, force=force)
 
 
 def _fp32_proba(skill: TextClassifier, texts: Sequence[str]) -> NDArray[np.float64]:
