@@ -34,6 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from slmstack.data.yaml_lines import line_map
 from slmstack.errors import ConfigError, RulePackError
 
 Verdict = Literal["entailed", "contradicted", "not_mentioned"]
@@ -150,8 +151,7 @@ def parse_pack(text: str, source: str) -> RulePack:
         raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
     if not isinstance(raw, dict) or node is None:
         raise ConfigError(f"{source}: a rule pack is a mapping with `name:` and `rules:`")
-    lines: dict[str, int] = {}
-    _line_map(node, "", lines, source)
+    lines = line_map(node, source)
     problems: list[tuple[str, str]] = []
     try:
         spec = _PackSpec.model_validate(raw)
@@ -215,24 +215,6 @@ def _problems(exc: ValidationError, base: str, model: type[BaseModel]) -> list[t
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
         out.append((path, message))
     return out
-
-
-def _line_map(node: yaml.Node, path: str, out: dict[str, int], source: str) -> None:
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value in node.value:
-            key = str(key_node.value)
-            if key in seen:
-                raise ConfigError(
-                    f"{source}:{key_node.start_mark.line + 1}: {path or 'top level'}: "
-                    f"duplicate key {key!r}; YAML would silently keep only the last one"
-                )
-            seen.add(key)
-            _line_map(value, f"{path}.{key}" if path else key, out, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_map(item, f"{path}[{i}]", out, source)
 
 
 def _error(source: str, lines: Mapping[str, int], problems: Sequence[tuple[str, str]]) -> Exception:

@@ -42,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from slmstack.data.yaml_lines import line_map
 from slmstack.errors import ConfigError
 from slmstack.serve.ray_config import RayConfig
 from slmstack.workflows.base import did_you_mean
@@ -239,9 +240,7 @@ def load_config(path: str | Path) -> ServeConfig:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping (skills:, workflows:, ...)")
-    lines: dict[str, int] = {}
-    if node is not None:
-        _line_map(node, "", lines)
+    lines = line_map(node, source) if node is not None else {}
     base = source.resolve().parent
     try:
         return ServeConfig.model_validate(raw, context={"base": base})
@@ -300,18 +299,6 @@ def _inner(model: type[BaseModel], parts: tuple[int | str, ...]) -> type[BaseMod
             break
         model = kind
     return model
-
-
-def _line_map(node: yaml.Node, path: str, out: dict[str, int]) -> None:
-    """The line of every path in the file, for error messages."""
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value in node.value:
-            key = str(key_node.value)
-            _line_map(value, f"{path}.{key}" if path else key, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_map(item, f"{path}[{i}]", out)
 
 
 __all__ = [

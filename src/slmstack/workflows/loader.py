@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kinds)
+from slmstack.data.yaml_lines import line_map
 from slmstack.errors import ConfigError, WorkflowError
 from slmstack.workflows.base import (
     SkillLike,
@@ -96,24 +97,6 @@ _Loader.add_implicit_resolver(
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
-
-
-def _line_map(node: yaml.Node, path: str, out: dict[str, int], source: Path) -> None:
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value in node.value:
-            key = str(key_node.value)
-            if key in seen:
-                raise ConfigError(
-                    f"{source}:{key_node.start_mark.line + 1}: {path or 'top level'}: "
-                    f"duplicate key {key!r}; YAML would silently keep only the last one"
-                )
-            seen.add(key)
-            _line_map(value, f"{path}.{key}" if path else key, out, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_map(item, f"{path}[{i}]", out, source)
 
 
 def _loc(base: str, loc: tuple[int | str, ...]) -> str:
@@ -261,8 +244,7 @@ def load_workflow(
     """
     source = Path(path)
     raw, node = _read(source)
-    lines: dict[str, int] = {}
-    _line_map(node, "", lines, source)
+    lines = line_map(node, source)
     name = str(raw.get("name") or source.stem)
 
     def fail(problems: list[tuple[str, str]]) -> WorkflowError:
