@@ -329,9 +329,10 @@ def test_cli_batch_reports_and_refuses_bad_options(job, tmp_path):
 def test_ray_and_local_engines_give_identical_outputs(ray_instance, job, tmp_path):
     wf, data = job
     local, remote = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
-    run_job(wf, data, local, workers=2, batch_size=8, inbox=f"sqlite:///{tmp_path / 'i1.db'}")
+    # batch 2: 20 batches, so Ray Data blocks of 2 batches each (see _batches_per_block)
+    run_job(wf, data, local, workers=2, batch_size=2, inbox=f"sqlite:///{tmp_path / 'i1.db'}")
     summary = run_job(
-        wf, data, remote, engine="ray", workers=2, batch_size=8,
+        wf, data, remote, engine="ray", workers=2, batch_size=2,
         inbox=f"sqlite:///{tmp_path / 'i2.db'}",
     )  # fmt: skip
     assert summary.processed == 40
@@ -354,6 +355,15 @@ def test_a_killed_ray_actor_is_restarted_and_the_job_completes(ray_instance, job
     got = results(out)
     assert len(got) == 400
     assert_exactly_once(tmp_path, set(got), n_german=100)
+
+
+def test_ray_blocks_hold_whole_batches_and_keep_every_actor_busy():
+    from slmstack.batchjob.ray_engine import _batches_per_block
+
+    assert _batches_per_block(40, 2, 2) == 2  # 20 batches, at least 4 blocks per worker
+    assert _batches_per_block(20_000, 64, 2) == 8  # capped at 8 batches per block
+    assert _batches_per_block(40, 8, 2) == 1  # too few batches to group
+    assert _batches_per_block(0, 64, 1) == 1
 
 
 def test_ray_engine_without_ray_names_the_extra(monkeypatch, tmp_path):
