@@ -12,9 +12,11 @@ import pytest
 from extract_fixtures import tiny_encoder
 from slmstack import ConfigError, DataError, NotFittedError
 from slmstack.compliance import ContractDoc, load_pack, parse_pack, read_contractnli, segment
+from slmstack.compliance._nli import Hypothesis, Pair, head_features, shift
+from slmstack.compliance._training import BIASES, choose_bias
 from slmstack.compliance.checker import ComplianceChecker
 from slmstack.compliance.data import Annotation, windows
-from slmstack.compliance.metrics import average_precision, threshold_for
+from slmstack.compliance.metrics import Judged, average_precision, nli_report, threshold_for
 
 USE = "Receiving Party shall not use any Confidential Information for any purpose other than the Purpose."
 SHARE = "Receiving Party may share Confidential Information with its employees."
@@ -215,3 +217,76 @@ def test_metrics():
 def test_parse_pack_roundtrip():
     pack = parse_pack(PACK, "inline")
     assert [r.id for r in pack.nli_rules] == ["limited-use", "employees"]
+
+
+def test_f1_of_a_verdict_a_hypothesis_never_has_is_left_out():
+    items = [
+        Judged("a", "contradicted", "contradicted"),
+        Judged("a", "entailed", "entailed"),
+        Judged("b", "entailed", "entailed"),
+        Judged("b", "not_mentioned", "contradicted"),  # b is never contradicted
+    ]
+    r = nli_report(items)
+    assert r["f1_contradicted"] == 1.0  # b's F1 is undefined, not 0 (as the paper's code)
+    assert r["accuracy"] == 0.75  # b's false alarm still costs accuracy ...
+    assert r["micro_f1_contradicted"] == pytest.approx(2 / 3)  # ... and micro F1
+    assert r["f1_entailed"] == 1.0
+    assert "f1_contradicted" not in nli_report([Judged("a", "entailed", "entailed")])
+
+
+def test_shift_moves_probability_to_contradiction_and_keeps_rows_normalised():
+    probs = np.array([[0.6, 0.1, 0.3], [0.2, 0.2, 0.6]])
+    assert np.allclose(shift(probs, 0.0), probs)
+    up = shift(probs, 1.0)
+    assert np.allclose(up.sum(axis=1), 1.0)
+    assert (up[:, 1] > probs[:, 1]).all() and (up[:, [0, 2]] < probs[:, [0, 2]]).all()
+    # the other two verdicts keep their ratio: only the contradiction prior moved
+    assert np.allclose(up[:, 0] / up[:, 2], probs[:, 0] / probs[:, 2])
+
+
+def _rare_contradiction(seed: int = 0) -> tuple[np.ndarray, list[Pair]]:
+    """One feature: entailed near 0, not mentioned near 4, rare contradictions near 1.5."""
+    rng = np.random.default_rng(seed)
+    verdicts = [0] * 60 + [2] * 60 + [1] * 15
+    centre = {0: 0.0, 2: 4.0, 1: 1.5}
+    x = np.array([[centre[v] + rng.normal(0, 0.6 if v == 1 else 1.0)] for v in verdicts])
+    order = rng.permutation(len(verdicts))
+    pairs = [Pair(int(i) % 30, "h", verdicts[i], frozenset()) for i in order]
+    return x[order].astype(np.float32), pairs
+
+
+def test_choose_bias_raises_a_rare_contradiction_and_leaves_a_balanced_head_near_zero():
+    x, pairs = _rare_contradiction()
+    plain = choose_bias(x, pairs, c=1.0, balanced=False, folds=3, seed=0)
+    assert plain > 0  # an unweighted head under-predicts the rare verdict; the rule corrects it
+    assert plain in BIASES
+    balanced = choose_bias(x, pairs, c=1.0, balanced=True, folds=3, seed=0)
+    assert balanced < plain
+
+
+def test_per_hypothesis_head_features_fall_back_to_shared_ones_for_a_new_hypothesis():
+    vec = np.ones(4, dtype=np.float32)
+    known = ("h1", "h2")
+    p_ev, p_c = np.array([0.9, 0.2, 0.1]), np.array([0.8, 0.1, 0.5])
+    seen = head_features(p_ev, p_c, Hypothesis(vec, None, None, "h2"), known)
+    new = head_features(p_ev, p_c, Hypothesis(vec, None, None, "other"), known)
+    shared = head_features(p_ev, p_c, Hypothesis(vec, None, None, "h2"))
+    n = len(shared)
+    assert len(seen) == len(new) == n + 2 + 2 * (n - 4)  # one-hot, facts per hypothesis
+    assert np.array_equal(seen[:n], shared) and np.array_equal(new[:n], shared)
+    assert seen[n : n + 2].tolist() == [0.0, 1.0] and not new[n:].any()
+    assert np.array_equal(seen[n + 2 + (n - 4) :], shared[: n - 4])  # h2's block holds the facts
+
+
+def test_saved_checker_keeps_its_head_and_bias(checker: ComplianceChecker, tmp_path: Path):
+    checker.save(tmp_path / "c")
+    back = ComplianceChecker.load(tmp_path / "c")
+    assert back.models_.head.hypotheses == checker.models_.head.hypotheses == (SHARE, USE)
+    assert back.models_.head.contradiction_bias == checker.models_.head.contradiction_bias
+    text = nda(9, "C", "E").text
+
+    def seen(c: ComplianceChecker) -> list[tuple[str, str, str, float]]:
+        rules = c.predict([text])[0].data["rules"]
+        return [(r["id"], r["verdict"], r["flag"], round(r["confidence"], 4)) for r in rules]
+
+    assert seen(back) == seen(checker)

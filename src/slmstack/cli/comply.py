@@ -59,7 +59,7 @@ def train_comply(
     out.print(
         f"validation ({int(summary['n_val_docs'])} documents): accuracy "
         f"{summary['val_accuracy']:.3f}  F1 entailed {summary['val_f1_entailed']:.3f}  "
-        f"F1 contradicted {summary['val_f1_contradicted']:.3f}  review below "
+        f"F1 contradicted {summary.get('val_f1_contradicted', float('nan')):.3f}  review below "
         f"{summary['chosen_threshold']:.2f}"
     )
 
