@@ -6,15 +6,24 @@ each runtime (torch, int8): ``skill.predict([text])`` in this process, and ``POS
 /v1/skills/intent/predict`` to ``slmstack serve`` (uvicorn, 1 worker) with the default
 ``batching.max_wait_ms`` (2 ms) and with 0 ms. All ways are interleaved request by
 request, so that each sees the same load from the rest of the machine. The client is one
-keep-alive ``httpx.Client`` per server; each server is a separate process, as in
-production. Model threads: ``$TORCH_THREADS`` (1 by default) here and in the servers
-(torch, and onnxruntime's intra-op threads).
+keep-alive ``httpx.Client`` per server (what the ``openai`` client uses); to show the
+client's own share, the 2 ms servers also get each request from the standard library's
+``http.client``. Each server is a separate process, as in production. Model threads:
+``$TORCH_THREADS`` (1 by default) here and in the servers (torch, and onnxruntime's
+intra-op threads).
 
-    flock /tmp/slmstack-cpu.lock nice -n 5 .venv/bin/python bench/serve_latency.py [--write-results]
+It also times what a shared per-key rate limit (``--workers N``, see
+``slmstack.serve.rates``) adds to a request: the limiter's check on a SQLite store, as the
+auth middleware awaits it (in a thread, off the event loop), over 1,000 checks.
+
+It takes the shared CPU lock itself (``bench/_machine.cpu_lock``: do not wrap it in flock)::
+
+    nice -n 5 .venv/bin/python bench/serve_latency.py [--write-results]
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -47,6 +56,16 @@ def summary(ms: list[float]) -> dict[str, float]:
         "p99_ms": round(pct(ms, 0.99), 3),
         "mean_ms": round(statistics.fmean(ms), 3),
     }
+
+
+def raw_post(conn: http.client.HTTPConnection, text: str) -> None:
+    """One keep-alive request with the standard library's client (no httpx)."""
+    body = json.dumps({"text": text}).encode()
+    conn.request("POST", "/v1/skills/intent/predict", body, {"content-type": "application/json"})
+    response = conn.getresponse()
+    response.read()
+    if response.status != 200:
+        raise SystemExit(f"the server answered {response.status}")
 
 
 def free_port() -> int:
@@ -84,7 +103,47 @@ def wait_ready(client: httpx.Client) -> None:
     raise SystemExit(f"{client.base_url} did not get ready")
 
 
+def rate_check_cost(folder: Path, n: int = 1000) -> dict[str, float]:
+    """Microseconds a shared rate-limit check adds to a request (p50, p99), as awaited."""
+    import asyncio
+
+    from slmstack.serve.rates import SharedRateLimiter
+
+    limiter = SharedRateLimiter(f"sqlite:///{folder / 'rates.db'}", 1e9)
+
+    async def timed() -> list[float]:
+        out = []
+        for i in range(n + 50):
+            start = time.perf_counter()
+            await asyncio.to_thread(limiter.check, f"key{i % 4}")
+            if i >= 50:
+                out.append((time.perf_counter() - start) * 1e6)
+        return out
+
+    us = asyncio.run(timed())
+    bare = []
+    for i in range(n):
+        start = time.perf_counter()
+        limiter.check(f"key{i % 4}")
+        bare.append((time.perf_counter() - start) * 1e6)
+    limiter.close()
+    return {
+        "awaited_p50_us": round(statistics.median(us), 1),
+        "awaited_p99_us": round(pct(us, 0.99), 1),
+        "check_p50_us": round(statistics.median(bare), 1),
+    }
+
+
 def main() -> None:
+    from contextlib import nullcontext
+
+    from _machine import cpu_lock
+
+    with nullcontext() if "--no-lock" in sys.argv else cpu_lock():  # --no-lock: caller holds it
+        measure()
+
+
+def measure() -> None:
     import torch
 
     threads = int(os.environ.get("TORCH_THREADS", "1"))
@@ -101,11 +160,14 @@ def main() -> None:
     servers = {f"{kind}_http_max_wait_{w:g}ms": start_server(folder, kind, w, threads)
                for kind in skills for w in (2.0, 0.0)}  # fmt: skip
     clients = {name: httpx.Client(base_url=url, timeout=30) for name, (_, url) in servers.items()}
+    ports = {k: int(servers[f"{k}_http_max_wait_2ms"][1].rsplit(":", 1)[1]) for k in skills}
+    plain = {k: http.client.HTTPConnection("127.0.0.1", p, timeout=30) for k, p in ports.items()}
     try:
         for client in clients.values():
             wait_ready(client)
         ms: dict[str, list[float]] = {f"{kind}_in_process": [] for kind in skills}
         ms.update({name: [] for name in clients})
+        ms.update({f"{kind}_http_client_max_wait_2ms": [] for kind in skills})
         # Interleaved, so that every way sees the same load from the rest of the machine.
         for i in range(N + 20):
             text = TEXTS[i % 4]
@@ -118,28 +180,39 @@ def main() -> None:
                 start = time.perf_counter()
                 client.post("/v1/skills/intent/predict", json={"text": text}).raise_for_status()
                 took[name] = (time.perf_counter() - start) * 1000
+            for kind in skills:  # the same request from a lean client: the client's share
+                start = time.perf_counter()
+                raw_post(plain[kind], text)
+                took[f"{kind}_http_client_max_wait_2ms"] = (time.perf_counter() - start) * 1000
             if i >= 20:  # after a warm-up
                 for name, value in took.items():
                     ms[name].append(value)
     finally:
         for client in clients.values():
             client.close()
+        for conn in plain.values():
+            conn.close()
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait(30)
     results: dict[str, object] = {name: summary(values) for name, values in ms.items()}
     for kind in skills:
         base = ms[f"{kind}_in_process"]
-        http = ms[f"{kind}_http_max_wait_2ms"]
+        over_http = ms[f"{kind}_http_max_wait_2ms"]
         results[f"{kind}_http_overhead_p50_ms"] = round(
-            statistics.median(http) - statistics.median(base), 3
+            statistics.median(over_http) - statistics.median(base), 3
+        )
+        lean = ms[f"{kind}_http_client_max_wait_2ms"]
+        results[f"{kind}_http_client_overhead_p50_ms"] = round(
+            statistics.median(lean) - statistics.median(base), 3
         )
     from _machine import machine
 
+    results["shared_rate_limit_sqlite"] = rate_check_cost(folder)
     results.update(requests=N, model_threads=threads, cores=len(os.sched_getaffinity(0)),
                    torch_precision=clf.precision, machine=machine(),
-                   command="flock /tmp/slmstack-cpu.lock nice -n 5 .venv/bin/python "
-                           "bench/serve_latency.py --write-results")  # fmt: skip
+                   command="nice -n 5 .venv/bin/python bench/serve_latency.py --write-results"
+                   )  # fmt: skip
     print(json.dumps(results, indent=2))
     if "--write-results" in sys.argv:
         out = Path(__file__).parent / "results" / "serve_latency.json"

@@ -59,6 +59,7 @@ from slmstack.serve.auth import AuthMiddleware, bearer_security
 from slmstack.serve.config import ServeConfig, load_config
 from slmstack.serve.limits import BodyLimitMiddleware
 from slmstack.serve.metrics import MetricsMiddleware
+from slmstack.serve.rates import SharedRateLimiter, store_url
 from slmstack.serve.routes import health, inbox, metrics, openai_compat, skills, workflows
 from slmstack.serve.state import ServeState
 
@@ -105,13 +106,28 @@ def create_app(
             engine passes its own (its skills are deployments, its keys read once).
 
     Raises:
-        ConfigError: the config file is invalid, or its keys cannot be read.
+        ConfigError: the config file is invalid, its keys cannot be read, or several
+            workers have a rate limit and no store to share it in.
     """
     if not isinstance(config, ServeConfig):
         config = load_config(config)
     app = _build(auth=config.auth is not None, public=config.public_routes)
     app.state.serve = state if state is not None else ServeState.create(config, workers=workers)
+    app.state.rate_limiter = _shared_limiter(config, workers)
     return app
+
+
+def _shared_limiter(config: ServeConfig, workers: int) -> SharedRateLimiter | None:
+    """The rate limiter the worker processes share, or ``None`` (in-process buckets).
+
+    See :mod:`slmstack.serve.rates`: with several workers (or an explicit
+    ``auth.rate_store``) a key's bucket lives in a database they all write.
+    """
+    auth = config.auth
+    if auth is None or auth.rate_per_minute is None:
+        return None
+    url = store_url(auth.rate_store, config.ledger, workers)
+    return None if url is None else SharedRateLimiter(url, auth.rate_per_minute)
 
 
 def app_from_env() -> FastAPI:

@@ -5,7 +5,10 @@ the raw path, so that a client cannot grow the number of series by sending new p
 auth decides whether a request is public by the same template. Both run as middleware,
 before the router, so the template is found here the way the router finds its route: the
 first route whose pattern matches, a method mismatch (the router's 405) counting as a
-match. It is matched once per request and cached in the scope.
+match. It is matched once per request and cached in the scope, and remembered per app
+by (method, root path, path), so that a repeated path costs one dict lookup instead of a
+walk over the routes (about 20 µs on the server's 31 routes). The memory is bounded
+(:data:`MEMO_SIZE` paths, emptied when full), since a client may send any path.
 
 Since FastAPI 0.137, ``include_router`` no longer copies a router's routes into
 ``app.routes``; the routes are reached through ``fastapi.routing.iter_route_contexts``,
@@ -15,6 +18,7 @@ the router's own route, whose path lacks the prefix.)
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,7 +32,12 @@ except ImportError:  # FastAPI < 0.137 copied every included route into app.rout
     _route_contexts = None
 
 UNMATCHED = "unmatched"  # the label of requests that match no route (404s)
+MEMO_SIZE = 4096  # paths remembered per app: the API's, with room for many names
 _CACHE = "slmstack.route_template"
+# app -> {(type, method, root_path, path): template}; weak, so a dropped app is freed.
+_MEMO: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str, str], str | None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _routes(app: Any) -> Iterator[Any]:
@@ -57,15 +66,30 @@ def route_template(scope: Scope) -> str | None:
     """
     if _CACHE in scope:
         return scope[_CACHE]  # type: ignore[no-any-return]
+    app = scope["app"]
+    memo = _MEMO.get(app)
+    if memo is None:
+        memo = _MEMO.setdefault(app, {})
+    key = (scope["type"], scope.get("method", ""), scope.get("root_path", ""), scope["path"])
+    if key in memo:
+        scope[_CACHE] = memo[key]
+        return memo[key]
+    found = _match(app, scope)
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    memo[key] = scope[_CACHE] = found
+    return found
+
+
+def _match(app: Any, scope: Scope) -> str | None:
+    """The template of the first route matching ``scope`` (a method mismatch counts)."""
     found: str | None = None
     partial: str | None = None
-    for route in _routes(scope["app"]):
+    for route in _routes(app):
         match, _ = route.matches(scope)
         if match is Match.FULL:
             found = getattr(route, "path", None)
             break
         if match is Match.PARTIAL and partial is None:
             partial = getattr(route, "path", None)
-    found = found or partial
-    scope[_CACHE] = found
-    return found
+    return found or partial

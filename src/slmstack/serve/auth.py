@@ -14,9 +14,10 @@ The method:
   dependency would leave whatever a developer forgot to decorate open.
 - **Rate limits per key** (:class:`RateLimiter`): a token bucket that holds one minute's
   allowance and refills continuously, so a client may burst and then keeps the rate. Above
-  it: 429 with ``Retry-After``, the seconds until the next request would pass. The buckets
-  live in the process: with ``--workers N`` each worker grants the rate, so N times it in
-  all; put a shared limiter (the gateway) in front when that matters.
+  it: 429 with ``Retry-After``, the seconds until the next request would pass. With one
+  worker the buckets live in the process; with ``--workers N`` the app puts a
+  :class:`~slmstack.serve.rates.SharedRateLimiter` at ``app.state.rate_limiter`` (the same
+  bucket, kept in a database the workers share), so a key gets its rate once in all.
 
 The key's *name* (never the key) is put on ``request.state.api_key`` for the routes, which
 pass it on so the ledger records each key's spend.
@@ -29,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -275,8 +277,12 @@ class AuthMiddleware:
             challenge = 'Bearer error="invalid_token"' if header else "Bearer"
             await _reply(send, 401, str(exc), {"www-authenticate": challenge})
             return
-        limiter = self._limiter_for(auth.rate_per_minute)
-        wait = None if limiter is None else limiter.check(name)
+        shared = getattr(scope["app"].state, "rate_limiter", None)
+        if shared is not None:  # a database statement: off the event loop
+            wait = await asyncio.to_thread(shared.check, name)
+        else:
+            limiter = self._limiter_for(auth.rate_per_minute)
+            wait = None if limiter is None else limiter.check(name)
         if wait is not None:
             seconds = max(1, math.ceil(wait))
             await _reply(

@@ -120,6 +120,8 @@ class AuthConfig(_Section):
     # probes need `/livez` and `/readyz` listed.
     public: tuple[str, ...] = ()
     rate_per_minute: int | None = Field(default=None, ge=1)  # per key; None: no rate limit
+    # Where --workers N share the limits (see serve/rates.py); default: the ledger's database.
+    rate_store: DatabaseUrl | None = None
 
     @model_validator(mode="after")
     def _some_keys(self) -> AuthConfig:

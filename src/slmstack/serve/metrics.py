@@ -40,7 +40,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -118,14 +118,26 @@ class Metrics:
             "slmstack_cost_dollars", "Spend in US dollars, from the ledger's nano-dollars.",
             ["target"], registry=reg,
         )  # fmt: skip
+        # The children of the request series by (route, method, status): bounded, as the
+        # labels are (route templates, known methods, statuses).
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._usage_series: dict[str, tuple[Any, Any, Any]] = {}  # by target (config-bound)
         if self.multiprocess_dir is None:
             ProcessCollector(registry=reg)  # memory and CPU of this process
 
     # ------------------------------------------------------------------ observing
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """One answered request; ``route`` is the template, never the raw path."""
-        self._requests.labels(route, method, str(status)).inc()
-        self._latency.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        series = self._request_series.get(key)
+        if series is None:  # labels() validates and locks: once per series, not per request
+            series = (
+                self._requests.labels(route, method, str(status)),
+                self._latency.labels(route, method),
+            )
+            self._request_series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def observe_step(self, workflow: str, step: str, seconds: float) -> None:
         """One step of one workflow run."""
@@ -159,9 +171,17 @@ class Metrics:
                 f"usage of {target!r} must not be negative; got tokens_in={tokens_in}, "
                 f"tokens_out={tokens_out}, cost_nano={cost_nano}"
             )
-        self._tokens.labels(target, "in").inc(tokens_in)
-        self._tokens.labels(target, "out").inc(tokens_out)
-        self._cost.labels(target).inc(cost_nano / 1e9)
+        series = self._usage_series.get(target)
+        if series is None:  # once per target (see observe_request)
+            series = (
+                self._tokens.labels(target, "in"),
+                self._tokens.labels(target, "out"),
+                self._cost.labels(target),
+            )
+            self._usage_series[target] = series
+        series[0].inc(tokens_in)
+        series[1].inc(tokens_out)
+        series[2].inc(cost_nano / 1e9)
 
     def observe_run(self, workflow: str, result: Result, *, cost_nano: int = 0) -> None:
         """Everything one workflow run shows: each step's time, its escalation, its usage.

@@ -7,7 +7,8 @@ each branch once on the texts that took it; a cascade sends on only the texts it
 did not settle; parallel branches each run once on the whole (sub)batch; a text that
 hands off stops, as it would alone. The per-text decisions are made by the same code as
 in ``run``, so a batch gives each text the outputs, decisions and escalations it would
-get alone. The engine then files the inbox packets and ledger rows in input order.
+get alone. The engine then files the inbox packets (in one transaction) and ledger rows
+in input order.
 
 Why: a small encoder's cost is mostly fixed per call (Python, tokeniser and torch
 dispatch), so one forward pass over 64 texts costs far less than 64 passes over one

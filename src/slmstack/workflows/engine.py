@@ -24,7 +24,7 @@ from slmstack.workflows.trace import Escalation, Result
 if TYPE_CHECKING:
     from slmstack.backends.base import Backend
     from slmstack.costs.ledger import Ledger
-    from slmstack.workflows.inbox import Inbox
+    from slmstack.workflows.inbox import Inbox, Packet
     from slmstack.workflows.metering import PricesArg
 
 
@@ -178,6 +178,24 @@ class Workflow:
 
     def _result(self, text: str, run: Run | None, key: str | None) -> Result:
         """The result of one text's run (``None``: the text was empty); files its packet."""
+        packet = self._packet(run, key)
+        packet_id = None if packet is None else self.inbox.add(packet)
+        return self._finish(text, run, packet_id)
+
+    @staticmethod
+    def _packet(run: Run | None, key: str | None) -> Packet | None:
+        """The inbox packet a run hands off, with its trace and key, or ``None``."""
+        if run is None:
+            return None
+        ctx, traces = run
+        hand_off = ctx.hand_off
+        if hand_off is None or hand_off.packet is None:
+            return None
+        return replace(hand_off.packet, trace=[t.to_dict() for t in traces], key=key)
+
+    @staticmethod
+    def _finish(text: str, run: Run | None, packet_id: int | None) -> Result:
+        """The result of one text's run, its packet (if any) filed as ``packet_id``."""
         if run is None:
             # Nothing to classify or hand off: escalate to the caller, and file no packet.
             why = "the input text is empty; no step ran and no inbox packet was filed"
@@ -190,10 +208,6 @@ class Workflow:
         escalation = None
         hand_off = ctx.hand_off
         if hand_off is not None:
-            packet_id = None
-            if hand_off.packet is not None:
-                packet = replace(hand_off.packet, trace=[t.to_dict() for t in traces], key=key)
-                packet_id = self.inbox.add(packet)
             escalation = Escalation(hand_off.to, hand_off.reason, hand_off.why, packet_id)
         output = traces[-1].output if traces and traces[-1].output else Prediction()
         return Result(
@@ -235,7 +249,14 @@ class Workflow:
         keys = check_batch(texts, keys)
         who = check_batch(texts, callers)
         runs = run_texts(self.steps, self._runtime, texts)
-        results = [self._result(t, r, k) for t, r, k in zip(texts, runs, keys, strict=True)]
+        # The batch's packets go to the inbox in one transaction, in input order.
+        packets = [self._packet(r, k) for r, k in zip(runs, keys, strict=True)]
+        filed = [p for p in packets if p is not None]
+        filed_ids = iter(self.inbox.add_many(filed) if filed else [])
+        results = [
+            self._finish(t, r, None if p is None else next(filed_ids))
+            for t, r, p in zip(texts, runs, packets, strict=True)
+        ]
         results = share_run_latency(results, (time.perf_counter() - start) * 1000)
         if self._meter is not None:
             for result, key, caller in zip(results, keys, who, strict=True):

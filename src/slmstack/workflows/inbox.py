@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,6 +192,53 @@ class Inbox:
             if existing is None:
                 raise
             return existing
+
+    def add_many(self, packets: Sequence[Packet]) -> list[int]:
+        """Store ``packets`` in one transaction and return their ids, in order.
+
+        The same as ``[add(p) for p in packets]`` (known keys keep their ids), but one
+        commit for the lot: a workflow batch files its escalations at once instead of
+        paying a commit (about 1 ms on SQLite) per packet.
+        """
+        import sqlalchemy as sa
+
+        if not packets:
+            return []
+        now = datetime.now(UTC)
+        keys = [p.key for p in packets if p.key is not None]
+        try:
+            with self._engine.begin() as conn:
+                known = self._ids_for_keys(conn, keys)
+                ids = []
+                for packet in packets:
+                    if packet.key is not None and packet.key in known:
+                        ids.append(known[packet.key])
+                        continue
+                    row = packet.to_dict()
+                    for key in ("id", "claimed_by", "claimed_at", "resolved_at", "resolution"):
+                        row.pop(key)
+                    row.update(status="open", created_at=now)
+                    result = conn.execute(sa.insert(self._table).values(**row))
+                    ids.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
+                    if packet.key is not None:
+                        known[packet.key] = ids[-1]  # the same key twice: one packet
+                return ids
+        except sa.exc.IntegrityError:
+            # Another process filed one of the keys meanwhile: nothing was committed, so
+            # file one by one, where each known key returns its existing id.
+            return [self.add(p) for p in packets]
+
+    def _ids_for_keys(self, conn: Any, keys: Sequence[str]) -> dict[str, int]:
+        import sqlalchemy as sa
+
+        found: dict[str, int] = {}
+        for at in range(0, len(keys), 500):  # stay under SQLite's bound-parameter limit
+            chunk = keys[at : at + 500]
+            query = sa.select(self._table.c.key, self._table.c.id).where(
+                self._table.c.key.in_(chunk)
+            )
+            found.update({str(k): int(i) for k, i in conn.execute(query)})
+        return found
 
     def _id_for_key(self, key: str | None) -> int | None:
         import sqlalchemy as sa
