@@ -163,6 +163,7 @@ def make_proxy(
     transport=None,
     shadow=None,
     shadow_store=None,
+    serving=None,
     **config: Any,
 ) -> ProxyApp:
     """A proxy recording to a SQLite file in ``tmp_path``, forwarding to ``upstream`` in process."""
@@ -177,7 +178,8 @@ def make_proxy(
         shadow_store=shadow_store,
         flush_every_s=0.01,
     )
-    return ProxyApp(cfg, recorder, transport=transport or httpx.ASGITransport(app=upstream))
+    transport = transport or httpx.ASGITransport(app=upstream)
+    return ProxyApp(cfg, recorder, serving=serving, transport=transport)
 
 
 def client(proxy: ProxyApp) -> httpx.AsyncClient:

@@ -42,6 +42,34 @@ def test_wilson_lower_bound():
         wilson_lower(5, 3)
 
 
+def test_extraction_agreement_reads_field_extractor_records_and_normalises_values():
+    from slmstack.data.fields import parse_schema
+    from slmstack.proxy.shadow import student_text
+
+    specs = parse_schema({"date": {"type": "date", "order": "DMY"}, "total": "amount",
+                          "company": "text"})  # fmt: skip
+    record = {
+        "date": {"value": "2018-01-15", "confidence": 0.9},
+        "total": {"value": "12.50", "currency": None, "confidence": 0.8},
+        "company": {"value": None, "missing": True, "confidence": 0.1},
+    }
+    pred = Prediction(data={"fields": record, "missing": ["company"]}, confidence=0.1)
+    llm = '{"date": "15/01/2018", "total": "RM 12.5", "company": "ACME SDN BHD"}'
+    score, agree = agreement("extraction", llm, pred, specs)
+    assert (round(score, 3), agree) == (0.667, False)  # company missing: the one miss
+    assert agreement("extraction", '{"date": "15/01/2018", "total": "12.50"}', pred, specs) == (
+        1.0,
+        True,
+    )
+    assert agreement("extraction", '{"date": "not a date"}', pred, specs) == (0.0, False)
+    # what a served extraction answers: the flat fields, as the LLM would
+    assert json.loads(student_text("extraction", pred)) == {
+        "company": None,
+        "date": "2018-01-15",
+        "total": "12.50",
+    }
+
+
 def test_agreement_fits_the_task_kind():
     assert agreement("classification", " Card_Arrival.", Prediction(label="card_arrival")) == (
         1.0,
@@ -107,7 +135,7 @@ def test_shadowed_calls_are_compared_stored_masked_and_gated(tmp_path):
     assert not too_few.promoted and "fewer than the 100" in too_few.reason
     strict = promote(store, "t-bank", min_n=20, min_agreement=0.9)  # 36/40 = 0.9, bound < 0.9
     assert not strict.promoted and strict.lower_bound < 0.9
-    ok = promote(store, "t-bank", min_n=20, min_agreement=0.75)
+    ok = promote(store, "t-bank", min_n=20, min_n_above=20, min_agreement=0.75)
     assert ok.promoted and store.promoted("t-bank")
 
     result = CliRunner().invoke(

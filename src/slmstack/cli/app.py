@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 from slmstack.cli import batch as batch_cli
 from slmstack.cli import cost, evaluate, inbox_examples, models, predict, train
 from slmstack.cli import inbox as inbox_cli
+from slmstack.cli import migration as migration_cli
 from slmstack.cli import proxy as proxy_cli
 from slmstack.cli import run as run_cli
 from slmstack.cli import schema as schema_cli
@@ -123,6 +124,7 @@ app.command("serve")(serve_cli.serve)
 app.add_typer(proxy_cli.app, name="proxy")
 app.command("discover")(discover_command)
 app.command("promote")(proxy_cli.promote)
+app.add_typer(migration_cli.app, name="migration")
 app.command("comply")(comply_command)
 
 

@@ -1,4 +1,9 @@
-"""``slmstack distill``: an LLM teacher labels texts, a small student learns from it."""
+"""``slmstack distill``: an LLM teacher labels texts, a small student learns from it.
+
+Two sources of labels: a teacher skill run on DATA (``--teacher``), or the answers the
+LLM already gave to a discovered task's recorded calls (``--task T --tasks tasks.json
+--ledger URL``: nothing is bought).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from slmstack.cli.common import cli_command, out, prepare_out, print_json
-from slmstack.errors import DataError
+from slmstack.errors import ConfigError, DataError
 
 
 def _read(
@@ -31,10 +36,35 @@ def _read(
 
 @cli_command
 def distill_command(
-    data: Annotated[Path, typer.Argument(help="Texts to label (CSV, TSV or JSONL).")],
-    teacher: Annotated[Path, typer.Option(help="A saved teacher skill (e.g. an LLMClassifier).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the student to.")],
-    student: Annotated[str, typer.Option(help="The student's skill kind.")] = "TextClassifier",
+    data: Annotated[
+        Path | None, typer.Argument(help="Texts to label (CSV, TSV or JSONL); not with --task.")
+    ] = None,
+    teacher: Annotated[
+        Path | None, typer.Option(help="A saved teacher skill (e.g. an LLMClassifier).")
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(help="Learn this discovered task from its recorded LLM answers instead."),
+    ] = None,
+    ledger: Annotated[
+        str, typer.Option(help="With --task: the proxy's database (URL or SQLite file).")
+    ] = "sqlite:///slmstack-proxy.db",
+    tasks: Annotated[
+        Path | None, typer.Option(help="With --task: the output of `slmstack discover --json`.")
+    ] = None,
+    mask_key_env: Annotated[
+        str | None,
+        typer.Option(help="With --task: unmask masked calls with the key in this variable."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="With --task: seed of the held-out split.")] = 0,
+    student: Annotated[
+        str | None,
+        typer.Option(
+            help="The student's skill kind (default: TextClassifier; with --task "
+            "FieldExtractor for an extraction)."
+        ),
+    ] = None,
     sets: Annotated[
         list[str] | None, typer.Option("--set", help="A student parameter, key=value.")
     ] = None,
@@ -62,8 +92,27 @@ def distill_command(
 ) -> None:
     """Label DATA with the teacher (cached, costed), train the student, and measure it.
 
-    Labels are cached, so nothing is paid for twice and an interrupted run resumes.
+    Labels are cached, so nothing is paid for twice and an interrupted run resumes. With
+    --task, the labels are the LLM's recorded answers to the task's calls instead.
     """
+    if task is not None:
+        given = [flag for flag, value in (("DATA", data), ("--teacher", teacher),
+                 ("--gold-column", gold_column), ("--labelled", labelled), ("--cache", cache),
+                 ("--prices", prices), ("--machine", machine)) if value is not None]  # fmt: skip
+        if given or min_confidence:
+            raise ConfigError(
+                f"{', '.join(given) or '--min-confidence'} does not apply to --task (the "
+                "labels are the recorded answers); leave it out, or drop --task to label DATA "
+                "with --teacher"
+            )
+        _distill_task(task, ledger, tasks, out_dir, student, tuple(sets or ()), held_out, seed,
+                      mask_key_env, force, json_out)  # fmt: skip
+        return
+    if data is None or teacher is None:
+        raise ConfigError(
+            "pass DATA and --teacher (a teacher labels the texts), or --task T --tasks "
+            "tasks.json --ledger URL (the LLM's recorded answers are the labels)"
+        )
     from slmstack import registry
     from slmstack.cli.train_generic import parse_assignments
     from slmstack.distill import TeacherCache, distill, teacher_id
@@ -71,7 +120,7 @@ def distill_command(
     from slmstack.workflows.metering import Meter
 
     prepare_out(out_dir, force)
-    cls = registry.skills.get(registry.skills.resolve_name(student))
+    cls = registry.skills.get(registry.skills.resolve_name(student or "TextClassifier"))
     params = parse_assignments(cls, tuple(sets or ()))
     cls.check_params(params)
     texts, gold = _read(data, text_column, gold_column)
@@ -106,3 +155,75 @@ def distill_command(
         f"${report.teacher_cost_this_run_usd}, {report.teacher_labels_bought} labels bought; "
         f"prices {meter.prices.version})"
     )
+
+
+def _distill_task(
+    task_id: str,
+    ledger: str,
+    tasks: Path | None,
+    out_dir: Path,
+    student: str | None,
+    sets: tuple[str, ...],
+    held_out: float,
+    seed: int,
+    mask_key_env: str | None,
+    force: bool,
+    json_out: bool,
+) -> None:
+    """``--task``: the student of a discovered task, from its recorded calls."""
+    import json
+
+    from slmstack import registry
+    from slmstack.cli.train_generic import parse_assignments
+    from slmstack.proxy import TrafficStore, key_from_env
+    from slmstack.proxy.taskdata import read_task, task_data
+    from slmstack.proxy.taskdistill import distill_task, student_for
+
+    if tasks is None:
+        raise ConfigError(
+            "--task needs the tasks' templates: slmstack discover --ledger URL --json > "
+            "tasks.json, then pass --tasks tasks.json"
+        )
+    prepare_out(out_dir, force)
+    recorded = read_task(tasks, task_id)
+    default = "TextClassifier" if recorded.kind == "classification" else "FieldExtractor"
+    cls = registry.skills.get(registry.skills.resolve_name(student or default))
+    params = parse_assignments(cls, sets)
+    key = key_from_env(mask_key_env) if mask_key_env else None
+    url = ledger if "://" in ledger else f"sqlite:///{ledger}"
+    store = TrafficStore(url, create=False)
+    try:
+        rows = store.rows()
+    finally:
+        store.close()
+    data = task_data(rows, recorded, key=key)
+    skill = student_for(recorded.kind, student, params, data)
+    report = distill_task(data, skill, held_out=held_out, seed=seed)
+    skill.save(out_dir)
+    report_path = out_dir.with_name(out_dir.name + ".distill-report.json")
+    summary: dict[str, Any] = {"student": str(out_dir), "skill": skill.skill_name,
+                               "report": str(report_path), **report.to_json()}  # fmt: skip
+    report_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    if json_out:
+        print_json(summary)
+        return
+    extra = report.extra
+    out.print(f"[green]saved[/] {out_dir}  ({skill.skill_name}, trained on "
+              f"{report.train_texts} of {extra['calls']} recorded calls of {task_id})")  # fmt: skip
+    dropped = ", ".join(f"{n} {why}" for why, n in extra["dropped"].items() if n)
+    if dropped:
+        out.print(f"left out: {dropped}", highlight=False)
+    rare = extra.get("rare_labels_left_out") or {}
+    if rare.get("labels"):
+        shown = f"{rare['labels']} labels the LLM gave once ({rare['texts']} texts)"
+        out.print(f"{shown} were left out of training: record more traffic to learn them")
+    if data.masking == "tokens":
+        out.print("[yellow]the calls are masked: trained on the masked text (<KIND> for each "
+                  "value); pass --mask-key-env to train on the original text[/]")  # fmt: skip
+    out.print(f"agreement with the LLM on {report.held_out_texts} held-out texts: "
+              f"{report.agreement_with_teacher:.4f}")  # fmt: skip
+    if "fields" in extra:
+        out.print(f"field-level F1 against the LLM: {extra['fields']['micro_f1']:.4f}")
+    unpriced = f" (+{data.unpriced} unpriced calls)" if data.unpriced else ""
+    out.print(f"teacher cost (the recorded calls): ${report.teacher_cost_usd}{unpriced}")
+    out.print(f"report: {report_path}", highlight=False)

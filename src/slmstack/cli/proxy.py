@@ -71,12 +71,31 @@ def proxy(
             "(the LLM still answers); repeat for more tasks."
         ),
     ] = None,
+    audit_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of a promoted task's student answers also checked with the LLM.",
+        ),
+    ] = 0.05,
+    refresh_s: Annotated[
+        float, typer.Option(min=0.001, help="Seconds between reads of the promotion decisions.")
+    ] = 5.0,
+    demote_window: Annotated[
+        int, typer.Option(min=1, help="A promoted task's latest audits weighed for demotion.")
+    ] = 200,
+    demote_min_n: Annotated[
+        int, typer.Option(min=1, help="Audits needed before a task can be demoted.")
+    ] = 30,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
 ) -> None:
     """Forward /v1/... to --upstream unchanged; record each chat call in the ledger.
 
     Point the app's OpenAI client at http://HOST:PORT/v1. Each chat completion (streamed
-    or not) is recorded, off the request path: prompt, answer, tokens, latency, cost.
+    or not) is recorded, off the request path: prompt, answer, tokens, latency, cost. A
+    task promoted with `slmstack promote` (and shadowed with --shadow) is answered by its
+    student when it is confident enough, audited, and demoted when the audits disagree.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -94,7 +113,8 @@ def proxy(
         upstream=upstream, ledger=ledger if "://" in ledger else f"sqlite:///{ledger}",
         upstream_key_env=upstream_key_env, mask=mask, mask_key_env=mask_key_env,
         mask_tagger=mask_tagger, prices=prices, price_as=price_as, tokenizer=tokenizer,
-        tasks=tasks, shadow=_pairs(shadow or []),
+        tasks=tasks, shadow=_pairs(shadow or []), audit_rate=audit_rate, refresh_s=refresh_s,
+        demote_window=demote_window, demote_min_n=demote_min_n,
     )  # fmt: skip
     proxy_app = create_proxy_app(config)  # every config error now, before listening
     masking = f", masking with ${mask_key_env}" if mask else ""
@@ -103,6 +123,11 @@ def proxy(
         f"{_shown(config.ledger)}{masking}",
         highlight=False,
     )
+    if proxy_app.serving is not None:
+        served = ", ".join(
+            f"{t} (confidence >= {v:.3f})" for t, v in proxy_app.serving.served().items()
+        )
+        err.print(f"served by students: {served or 'none yet'}", highlight=False)
     uvicorn.run(proxy_app, host=host, port=port, log_level=log_level, lifespan="on")
 
 
@@ -171,33 +196,45 @@ def promote(
         str, typer.Option(help="The proxy's database (URL or SQLite file).")
     ] = "sqlite:///slmstack-proxy.db",
     min_n: Annotated[int, typer.Option(min=1, help="Shadowed calls the gate needs.")] = 200,
+    min_n_above: Annotated[
+        int, typer.Option(min=1, help="Shadowed calls the gate needs above the threshold.")
+    ] = 50,
     min_agreement: Annotated[
         float, typer.Option(help="The agreement the lower bound must reach.")
     ] = 0.9,
     confidence: Annotated[float, typer.Option(help="One-sided confidence of the bound.")] = 0.95,
     window: Annotated[int, typer.Option(help="The latest shadowed calls weighed.")] = 2000,
+    demote: Annotated[
+        bool, typer.Option("--demote", help="Send the task back to the LLM (and shadowing).")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
 ) -> None:
-    """Move a task to its student when shadow agreement passes a confidence-bound gate."""
+    """Move a task to its student when shadow agreement passes a confidence-bound gate.
+
+    The cascade threshold is tuned too: the student answers the calls it is at least that
+    confident on, the LLM the rest. A running proxy reads the decision within --refresh-s.
+    """
     from slmstack.proxy.promote import ShadowStore
+    from slmstack.proxy.promote import demote as send_back
     from slmstack.proxy.promote import promote as decide
 
     url = ledger if "://" in ledger else f"sqlite:///{ledger}"
     store = ShadowStore(url, create=False)
-    decision = decide(
-        store,
-        task,
-        min_n=min_n,
-        min_agreement=min_agreement,
-        confidence=confidence,
-        window=window,
-    )
+    if demote:
+        decision = send_back(store, task, "by the operator (slmstack promote --demote)")
+    else:
+        decision = decide(store, task, min_n=min_n, min_n_above=min_n_above,
+                          min_agreement=min_agreement, confidence=confidence,
+                          window=window)  # fmt: skip
     if json_out:
         shown = asdict(decision)
         shown["at"] = decision.at.isoformat()
         print_json(shown)
     else:
         verdict = "promoted" if decision.promoted else "not promoted"
+        if decision.promoted:
+            verdict += (f" (threshold {decision.threshold:.3f}, coverage "
+                        f"{decision.coverage:.1%})")  # fmt: skip
         err.print(f"{task}: {verdict}: {decision.reason}", highlight=False)
-    if not decision.promoted:
+    if not decision.promoted and not demote:
         raise typer.Exit(1)

@@ -14,6 +14,10 @@ chunk by chunk as it arrives, so the first token is not delayed.
 parsed, masked, priced and written by its thread, never on the request path.
 ``GET /healthz`` answers the recorder's counts.
 
+A call of a task promoted to its student is answered by the student when it is
+confident enough (:mod:`slmstack.proxy.serving`); every proxied answer says who answered
+in its ``x-slmstack-answered-by`` header (``llm`` or ``student``).
+
 Example:
     >>> from slmstack.proxy import ProxyConfig, create_proxy_app
     >>> app = create_proxy_app(ProxyConfig(upstream="http://127.0.0.1:8081/v1"))
@@ -33,12 +37,15 @@ from slmstack.errors import ConfigError, MissingDependencyError
 from slmstack.proxy.config import ProxyConfig
 from slmstack.proxy.exchange import Exchange
 from slmstack.proxy.recorder import Recorder
+from slmstack.proxy.recording import Route
+from slmstack.proxy.serving import HEADER, Serving, build_serving
 
 _log = logging.getLogger("slmstack.proxy")
 _HOP = frozenset({b"host", b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
                   b"transfer-encoding", b"upgrade", b"proxy-authorization", b"content-length",
                   b"accept-encoding"})  # fmt: skip
 _RECORDED = "/chat/completions"
+_LLM = (HEADER, b"llm")
 
 Scope = dict[str, Any]
 
@@ -49,16 +56,22 @@ class ProxyApp:
     Args:
         config: the settings.
         recorder: where exchanges are recorded (see :func:`build_recorder`).
+        serving: the promoted tasks' students (see :func:`~slmstack.proxy.serving.build_serving`);
+            ``None``: every call goes to the upstream.
         transport: the httpx transport to the upstream (tests inject an ASGI app).
     """
 
-    def __init__(self, config: ProxyConfig, recorder: Recorder, *, transport: Any = None):
+    def __init__(self, config: ProxyConfig, recorder: Recorder, *,
+                 serving: Serving | None = None, transport: Any = None):  # fmt: skip
         try:
             import httpx
         except ImportError as exc:
             raise MissingDependencyError("httpx", "proxy", "slmstack proxy") from exc
         self.config = config
         self.recorder = recorder
+        self.serving = serving
+        if serving is not None:
+            recorder.listen(serving.audited)
         self._upstream_auth: bytes | None = None
         if config.upstream_key_env:
             key = os.environ.get(config.upstream_key_env, "").strip()
@@ -79,11 +92,15 @@ class ProxyApp:
 
     # ------------------------------------------------------------------ life
     async def start(self) -> None:
-        """Start recording."""
+        """Start recording (and serving the promoted tasks)."""
         self.recorder.start()
+        if self.serving is not None:
+            await self.serving.start(self._fetch, self.recorder.submit)
 
     async def close(self) -> None:
-        """Close the upstream connections, then record what is queued."""
+        """Finish the audits, close the upstream connections, then record what is queued."""
+        if self.serving is not None:
+            await self.serving.close()
         await self._client.aclose()
         self.recorder.close()
 
@@ -120,8 +137,10 @@ class ProxyApp:
         if not path.startswith("/v1/"):
             if path == "/healthz":
                 r = self.recorder
-                stats = {"status": "ok", "recorded": r.recorded, "dropped": r.dropped,
-                         "failed": r.failed}  # fmt: skip
+                stats: dict[str, Any] = {"status": "ok", "recorded": r.recorded,
+                                         "dropped": r.dropped, "failed": r.failed}  # fmt: skip
+                if self.serving is not None:
+                    stats["serving"] = self.serving.stats()
                 await _json(send, 200, stats)
             else:
                 hint = f"{path} is not proxied; the proxy forwards /v1/... to the upstream"
@@ -133,6 +152,12 @@ class ProxyApp:
             url += "?" + scope["query_string"].decode("latin-1")
         headers, authorization = self._headers(scope["headers"])
         recorded = scope["method"] == "POST" and path.endswith(_RECORDED)
+        route: Route | None = None
+        if recorded and self.serving is not None and self.serving.active:
+            route = await self.serving.answer(path, body, headers, authorization, started, t0,
+                                              send)  # fmt: skip
+            if route is not None and route.role == "student":
+                return
         request = self._client.build_request(scope["method"], url, headers=headers, content=body)
         try:
             response = await self._client.send(request, stream=True)
@@ -142,13 +167,14 @@ class ProxyApp:
                 f"the upstream {self.config.upstream} did not answer: {type(exc).__name__}: "
                 f"{exc}; check that it runs and --upstream"
             )
-            await _json(send, status, _error(message, "upstream_unreachable", status))
+            await _json(send, status, _error(message, "upstream_unreachable", status), _LLM)
             if recorded:
                 ms = (time.perf_counter() - t0) * 1000
                 self.recorder.submit(Exchange(path, body, b"", 0, "", "", authorization,
-                                              started, ms, ms, message))  # fmt: skip
+                                              started, ms, ms, message), route)  # fmt: skip
             return
         out = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP]
+        out.append(_LLM)
         content_type = response.headers.get("content-type", "")
         encoding = response.headers.get("content-encoding", "")
         chunks: list[bytes] = []
@@ -182,7 +208,18 @@ class ProxyApp:
             self.recorder.submit(Exchange(
                 path, body, b"".join(chunks), response.status_code, content_type, encoding,
                 authorization, started, (time.perf_counter() - t0) * 1000, ttfb, error,
-            ))  # fmt: skip
+            ), route)  # fmt: skip
+
+    async def _fetch(self, path: str, headers: list[tuple[bytes, bytes]],
+                     body: bytes) -> tuple[int, str, bytes, str | None]:  # fmt: skip
+        """POST ``body`` upstream (an audit): ``(status, content type, body, error)``."""
+        url = self.config.upstream + path[3:]
+        try:
+            response = await self._client.post(url, headers=headers, content=body)
+        except self._httpx.HTTPError as exc:
+            return 0, "", b"", f"the upstream did not answer: {type(exc).__name__}: {exc}"
+        kind = response.headers.get("content-type", "")
+        return response.status_code, kind, response.content, None
 
     def _headers(self, raw: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], Any]:
         """The headers to send upstream, and the client's Authorization (for its fingerprint)."""
@@ -218,9 +255,10 @@ def _error(message: str, kind: str, code: int) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "code": code}}
 
 
-async def _json(send: Any, status: int, data: dict[str, Any]) -> None:
+async def _json(send: Any, status: int, data: dict[str, Any], *extra: tuple[bytes, bytes]) -> None:
     body = json.dumps(data).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               *extra]  # fmt: skip
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -278,9 +316,11 @@ def create_proxy_app(config: ProxyConfig, *, transport: Any = None) -> ProxyApp:
 
     Raises:
         ConfigError: a key variable is unset, the masking key is malformed, ``price_as``
-            has no price, or the ledger URL cannot be opened.
+            has no price, the ledger URL cannot be opened, or a task is promoted in it
+            without a student (``--shadow``).
     """
-    return ProxyApp(config, build_recorder(config), transport=transport)
+    recorder = build_recorder(config)
+    return ProxyApp(config, recorder, serving=build_serving(config, recorder), transport=transport)
 
 
 __all__ = ["ProxyApp", "build_recorder", "create_proxy_app"]

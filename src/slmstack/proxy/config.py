@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_LEDGER = "sqlite:///slmstack-proxy.db"
 DEFAULT_KEY_ENV = "SLMSTACK_MASK_KEY"
@@ -37,6 +37,18 @@ class ProxyConfig(BaseModel):
     # `tasks` (what `slmstack discover --json` prints).
     shadow: dict[str, Path] = Field(default_factory=dict)
     tasks: Path | None = None
+    # Serving a promoted task (see slmstack.proxy.serving). The share of the student's
+    # answers also sent to the LLM afterwards and compared: 5% of a task's traffic costs
+    # little and fills a 200-call audit window in 4,000 requests.
+    audit_rate: float = Field(default=0.05, ge=0, le=1)
+    # How often the latest promotion decisions are read: `slmstack promote` in another
+    # process takes effect within this many seconds, at one small query per period.
+    refresh_s: float = Field(default=5.0, gt=0)
+    # Demotion weighs the task's last `demote_window` audits since its promotion, once
+    # there are `demote_min_n` of them (fewer cannot push the upper bound under a 0.9 bar
+    # unless the student is badly wrong).
+    demote_window: int = Field(default=200, ge=1)
+    demote_min_n: int = Field(default=30, ge=1)
     timeout_s: float = Field(default=600.0, gt=0)  # an LLM answer can take minutes
     max_connections: int = Field(default=256, ge=1)  # pooled connections to the upstream
     batch_size: int = Field(default=256, ge=1)  # exchanges per database write
@@ -52,6 +64,15 @@ class ProxyConfig(BaseModel):
                 f"got {value!r}"
             )
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _demotion(self) -> ProxyConfig:
+        if self.demote_min_n > self.demote_window:
+            raise ValueError(
+                f"demote_min_n ({self.demote_min_n}) must not exceed demote_window "
+                f"({self.demote_window}); lower --demote-min-n or raise --demote-window"
+            )
+        return self
 
 
 __all__ = ["DEFAULT_KEY_ENV", "DEFAULT_LEDGER", "ProxyConfig"]

@@ -3,11 +3,14 @@
 SQLite by default (``sqlite:///PATH``: the folder is made for a writer, the file must
 exist for a reader), PostgreSQL by URL (``postgresql+psycopg://USER@HOST/DB``); anything
 else, or a database that cannot be opened, is a :class:`~slmstack.errors.ConfigError`
-that says what to pass instead.
+that says what to pass instead. A table written by an older version gains the columns
+added since (each nullable or with a default, so the old rows stay valid) with ``ALTER
+TABLE ... ADD COLUMN`` when it is opened; a missing column without either is an error.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from slmstack.costs.ledger import shown_url
 from slmstack.errors import ConfigError, MissingDependencyError
 
 _DIALECTS = ("sqlite", "postgresql")
+_log = logging.getLogger("slmstack.proxy")
 
 
 def open_tables(url: str, define: Callable[[Any], Any], *, create: bool, what: str) -> Any:
@@ -68,11 +72,40 @@ def open_tables(url: str, define: Callable[[Any], Any], *, create: bool, what: s
                 f"{shown_url(url)} holds no {what} (no {table.name!r} table); pass the "
                 "--ledger URL that `slmstack proxy` recorded to"
             )
+        _add_columns(engine, table.metadata)
     except sa.exc.DatabaseError as exc:
         raise ConfigError(
             f"cannot open {shown_url(url)}: {exc.orig}; check the path or server"
         ) from None
     return engine, table
+
+
+def _add_columns(engine: Any, meta: Any) -> None:
+    """Add the columns an older version's tables lack (see the module)."""
+    import sqlalchemy as sa
+
+    inspector = sa.inspect(engine)
+    for table in meta.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        missing = [c for c in table.columns if c.name not in have]
+        if not missing:
+            continue
+        for column in missing:
+            if not column.nullable and column.server_default is None:
+                raise ConfigError(
+                    f"table {table.name} in {shown_url(str(engine.url))} has no column "
+                    f"{column.name!r}, which cannot be added to the rows it holds; record to a "
+                    "new --ledger database"
+                )
+        with engine.begin() as conn:
+            for column in missing:
+                ddl = sa.schema.CreateColumn(column).compile(dialect=engine.dialect)
+                name = engine.dialect.identifier_preparer.quote(table.name)
+                conn.execute(sa.text(f"ALTER TABLE {name} ADD COLUMN {ddl}"))
+        _log.warning("table %s upgraded: added %s", table.name,
+                     ", ".join(c.name for c in missing))  # fmt: skip
 
 
 def insert_new(engine: Any, table: Any, values: list[dict[str, Any]], key: list[str]) -> int:

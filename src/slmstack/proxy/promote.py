@@ -1,25 +1,35 @@
 """Promotion: a task moves to its student only when agreement is proven, not just observed.
 
-The gate: over the last ``window`` shadowed calls of the task (at least ``min_n`` of
-them), ``k`` of ``n`` agreed with the LLM. The task is promoted when the Wilson score
-interval's lower bound on the agreement rate, at one-sided ``confidence``, reaches
-``min_agreement``. A point estimate would promote a student that agreed on 19 calls of
-20 (95%) at a 0.9 bar; the lower bound (0.80 at 95% confidence) says 20 calls do not show
-it yet, while 187 agreeing calls in 200 (93.5%) do. Why Wilson rather than the normal
-approximation: it stays inside [0, 1] and keeps its coverage near k = n, which is where
-a good student is; it is close to the exact Clopper-Pearson bound at these sizes and
-needs no beta quantile (no scipy in the core).
+The gate weighs the task's last ``window`` shadowed calls (at least ``min_n`` of them),
+each with the student's confidence and whether it agreed with the LLM. It looks for the
+cascade threshold ``t``: the student answers the calls it is at least ``t`` confident
+on, the LLM the rest. For each candidate ``t`` (each confidence seen), the ``n`` calls at
+or above it of which ``k`` agreed give the Wilson score interval's lower bound on the
+agreement rate, at one-sided ``confidence``; the lowest ``t`` (the most calls answered
+locally) whose bound reaches ``min_agreement`` with at least ``min_n_above`` calls above
+it wins, and the task is promoted with that threshold and its coverage (the share of
+shadowed calls at or above it). None: not promoted.
 
-Each decision is one row of ``slmstack_promotions`` (promoted or not, with n, k and the
-bound), so the history of a task says when and on what evidence it changed hands.
-Serving the promoted task from the student (with the cascade back to the LLM and the
-automatic demotion) is not done here: this is the decision, recorded.
+Why a bound and not the point estimate: a student that agreed on 19 calls of 20 (95%)
+at a 0.9 bar has a lower bound of 0.80 at 95% confidence, so 20 calls do not show it yet,
+while 187 agreeing calls in 200 (93.5%) do. Why Wilson rather than the normal
+approximation: it stays inside [0, 1] and keeps its coverage near k = n, which is where a
+good student is; it is close to the exact Clopper-Pearson bound at these sizes and needs
+no beta quantile (no scipy in the core). Why ``min_n_above``: a threshold with a handful
+of calls above it would pass on luck. What it costs: choosing the best of many
+thresholds makes the bound a little optimistic (the best of several tries), which is one
+reason the served task stays audited (:mod:`slmstack.proxy.serving` demotes it when the
+audits' *upper* bound falls under the bar).
+
+Each decision is one row of ``slmstack_promotions`` (promoted or not, with n, k, the
+bound, and the threshold and coverage when promoted), so the history of a task says when
+and on what evidence it changed hands; the proxy serves the latest one.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from statistics import NormalDist
@@ -33,6 +43,15 @@ SHADOW = "slmstack_shadow"
 PROMOTIONS = "slmstack_promotions"
 
 
+def _z(confidence: float) -> float:
+    return NormalDist().inv_cdf(confidence)
+
+
+def _check_k(k: int, n: int) -> None:
+    if not 0 <= k <= n:
+        raise ConfigError(f"successes must be within 0..n; got k={k}, n={n}")
+
+
 def wilson_lower(k: int, n: int, confidence: float = 0.95) -> float:
     """The lower bound of the Wilson score interval for ``k`` successes in ``n`` (one-sided).
 
@@ -42,18 +61,38 @@ def wilson_lower(k: int, n: int, confidence: float = 0.95) -> float:
     """
     if n <= 0:
         return 0.0
-    if not 0 <= k <= n:
-        raise ConfigError(f"successes must be within 0..n; got k={k}, n={n}")
-    z = NormalDist().inv_cdf(confidence)
+    _check_k(k, n)
+    z = _z(confidence)
     p = k / n
     centre = p + z * z / (2 * n)
     margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, (centre - margin) / (1 + z * z / n))
 
 
+def wilson_upper(k: int, n: int, confidence: float = 0.95) -> float:
+    """The upper bound of the Wilson score interval for ``k`` successes in ``n`` (one-sided).
+
+    Example:
+        >>> round(wilson_upper(1, 20), 3)
+        0.196
+    """
+    if n <= 0:
+        return 1.0
+    _check_k(k, n)
+    return 1.0 - wilson_lower(n - k, n, confidence)  # the interval is symmetric in k, n - k
+
+
 @dataclass(frozen=True)
 class Promotion:
-    """One gate decision for a task."""
+    """One gate decision for a task.
+
+    Attributes:
+        n, agreed, lower_bound: the evidence: the calls weighed (at or above the
+            threshold, when promoted), how many agreed, and the bound on their agreement.
+        threshold: the student answers calls it is at least this confident on (the rest
+            go to the LLM); ``None`` when not promoted.
+        coverage: the share of shadowed calls at or above ``threshold``.
+    """
 
     task_id: str
     at: datetime
@@ -64,6 +103,8 @@ class Promotion:
     min_agreement: float
     confidence: float
     reason: str
+    threshold: float | None = None
+    coverage: float | None = None
 
 
 class ShadowStore:
@@ -81,7 +122,7 @@ class ShadowStore:
         return insert_new(self._engine, self._shadow, values, ["request_id", "task_id"])
 
     def agreements(self, task_id: str, *, window: int) -> list[bool]:
-        """The agreement of the task's last ``window`` shadowed calls, oldest first."""
+        """The agreement of the task's last ``window`` compared calls (any kind), oldest first."""
         import sqlalchemy as sa
 
         t = self._shadow.c
@@ -90,21 +131,104 @@ class ShadowStore:
         with self._engine.connect() as conn:
             return [bool(r[0]) for r in conn.execute(query)][::-1]
 
+    def calls(
+        self, task_id: str, *, window: int, kind: str = "shadow", since: datetime | None = None
+    ) -> list[tuple[float, bool]]:
+        """``(student confidence, agreed)`` of the task's last ``window`` rows of ``kind``.
+
+        Args:
+            task_id: the task.
+            window: how many of its latest rows, at most (oldest first).
+            kind: ``shadow`` (the LLM answered, the student was asked beside it),
+                ``cascade`` (a served task's call under its threshold) or ``audit`` (a
+                student's answer checked with the LLM afterwards).
+            since: only calls that arrived at or after this time.
+        """
+        import sqlalchemy as sa
+
+        t = self._shadow.c
+        query = (sa.select(t.student_confidence, t.agree).where(t.task_id == task_id)
+                 .where(t.kind == kind).order_by(t.id.desc()).limit(window))  # fmt: skip
+        if since is not None:
+            query = query.where(t.at >= since)
+        with self._engine.connect() as conn:
+            return [(float(r[0]), bool(r[1])) for r in conn.execute(query)][::-1]
+
     def record(self, decision: Promotion) -> None:
         """Store a decision."""
         values = {f.name: getattr(decision, f.name) for f in fields(Promotion)}
         with self._engine.begin() as conn:
             conn.execute(self._promotions.insert(), [values])
 
-    def promoted(self, task_id: str) -> bool:
-        """Whether the task's latest decision promoted it."""
+    def latest(self) -> dict[str, Promotion]:
+        """Each task's latest decision, by task id."""
         import sqlalchemy as sa
 
         t = self._promotions.c
-        query = sa.select(t.promoted).where(t.task_id == task_id).order_by(t.id.desc()).limit(1)
+        last = sa.select(sa.func.max(t.id)).group_by(t.task_id).scalar_subquery()
+        query = sa.select(self._promotions).where(t.id.in_(last))
+        names = [f.name for f in fields(Promotion)]
         with self._engine.connect() as conn:
-            row = conn.execute(query).first()
-        return bool(row[0]) if row is not None else False
+            rows = [{k: r._mapping[k] for k in names} for r in conn.execute(query)]
+        for row in rows:
+            if row["at"].tzinfo is None:  # SQLite drops the zone; every time is UTC
+                row["at"] = row["at"].replace(tzinfo=UTC)
+        return {row["task_id"]: Promotion(**row) for row in rows}
+
+    def promoted(self, task_id: str) -> bool:
+        """Whether the task's latest decision promoted it."""
+        decision = self.latest().get(task_id)
+        return decision is not None and decision.promoted
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A cascade threshold the gate accepts, and its evidence."""
+
+    threshold: float
+    n: int  # calls at or above it
+    agreed: int
+    lower_bound: float
+    coverage: float
+
+
+def choose_threshold(
+    calls: Sequence[tuple[float, bool]],
+    *,
+    min_agreement: float,
+    confidence: float = 0.95,
+    min_n_above: int = 50,
+) -> tuple[Threshold | None, Threshold | None]:
+    """``(chosen, best)``: the lowest accepted threshold, and the candidate with the best bound.
+
+    Each confidence in ``calls`` is a candidate; the calls at or above it must number
+    ``min_n_above`` or more, and the lower bound of their agreement must reach
+    ``min_agreement`` (see the module). ``chosen`` is ``None`` when no candidate passes;
+    ``best`` (for the reason of a refusal) is ``None`` when none has enough calls.
+
+    Example:
+        >>> calls = [(0.9, True)] * 60 + [(0.3, False)] * 40
+        >>> choose_threshold(calls, min_agreement=0.9)[0].threshold
+        0.9
+    """
+    ranked = sorted(calls, key=lambda c: -c[0])
+    total = len(ranked)
+    chosen = best = None
+    k = 0
+    for i, (conf, agree) in enumerate(ranked):
+        k += agree
+        n = i + 1
+        if n < total and ranked[n][0] == conf:
+            continue  # a threshold takes every call of its confidence
+        if n < min_n_above:
+            continue
+        bound = wilson_lower(k, n, confidence)
+        here = Threshold(conf, n, k, bound, n / total)
+        if best is None or bound > best.lower_bound:
+            best = here
+        if bound >= min_agreement:
+            chosen = here  # later candidates are lower thresholds: the last one passing wins
+    return chosen, best
 
 
 def promote(
@@ -112,11 +236,15 @@ def promote(
     task_id: str,
     *,
     min_n: int = 200,
+    min_n_above: int = 50,
     min_agreement: float = 0.9,
     confidence: float = 0.95,
     window: int = 2000,
 ) -> Promotion:
-    """Decide (and record) whether ``task_id`` moves to its student (see the module).
+    """Decide (and record) whether ``task_id`` moves to its student, and its threshold.
+
+    Only ``shadow`` rows are weighed: the calls of a served task that went to the LLM
+    (``cascade``) are the ones its student was unsure of, a biased sample.
 
     Raises:
         ConfigError: a parameter is out of range.
@@ -128,20 +256,50 @@ def promote(
         )
     if min_n < 1 or window < min_n:
         raise ConfigError(f"need 1 <= min_n <= window; got min_n={min_n}, window={window}")
-    seen = store.agreements(task_id, window=window)
-    n, k = len(seen), sum(seen)
+    if not 1 <= min_n_above <= window:
+        raise ConfigError(f"min_n_above must be within 1..window ({window}); got {min_n_above}")
+    seen = store.calls(task_id, window=window)
+    n, k = len(seen), sum(a for _, a in seen)
     bound = wilson_lower(k, n, confidence)
+    at = datetime.now(UTC)
+    chosen, best = choose_threshold(seen, min_agreement=min_agreement, confidence=confidence,
+                                    min_n_above=min_n_above)  # fmt: skip
     if n < min_n:
-        ok, reason = False, (f"{n} shadowed calls, fewer than the {min_n} the gate needs; keep "
-                             "the proxy shadowing this task")  # fmt: skip
-    elif bound < min_agreement:
-        ok, reason = False, (f"agreement {k}/{n}: its lower bound {bound:.3f} at {confidence:.0%} "
-                             f"is under {min_agreement}")  # fmt: skip
+        reason = (f"{n} shadowed calls, fewer than the {min_n} the gate needs; keep the proxy "
+                  "shadowing this task")  # fmt: skip
+    elif chosen is None:
+        if best is None:
+            reason = (f"{n} shadowed calls, fewer than the {min_n_above} the gate needs above "
+                      "a threshold (min_n_above)")  # fmt: skip
+        else:
+            reason = (f"agreement {k}/{n}: no threshold reaches {min_agreement}; the best, "
+                      f"confidence >= {best.threshold:.3f}, has {best.agreed}/{best.n} whose "
+                      f"lower bound {best.lower_bound:.3f} at {confidence:.0%} is under "
+                      "it")  # fmt: skip
     else:
-        ok, reason = True, (f"agreement {k}/{n}: its lower bound {bound:.3f} at {confidence:.0%} "
-                            f"reaches {min_agreement}")  # fmt: skip
-    decision = Promotion(task_id, datetime.now(UTC), ok, n, k, bound, min_agreement, confidence,
-                         reason)  # fmt: skip
+        decision = Promotion(
+            task_id, at, True, chosen.n, chosen.agreed, chosen.lower_bound, min_agreement,
+            confidence,
+            f"at confidence >= {chosen.threshold:.3f} ({chosen.coverage:.0%} of {n} calls), "
+            f"agreement {chosen.agreed}/{chosen.n}: its lower bound {chosen.lower_bound:.3f} at "
+            f"{confidence:.0%} reaches {min_agreement}",
+            chosen.threshold, chosen.coverage,
+        )  # fmt: skip
+        store.record(decision)
+        return decision
+    decision = Promotion(task_id, at, False, n, k, bound, min_agreement, confidence, reason)
+    store.record(decision)
+    return decision
+
+
+def demote(store: ShadowStore, task_id: str, reason: str) -> Promotion:
+    """Record that ``task_id`` goes back to the LLM (and shadowing), for ``reason``."""
+    last = store.latest().get(task_id)
+    decision = Promotion(
+        task_id, datetime.now(UTC), False, 0, 0, 0.0,
+        last.min_agreement if last else 0.0, last.confidence if last else 0.0,
+        f"demoted: {reason}",
+    )  # fmt: skip
     store.record(decision)
     return decision
 
@@ -162,6 +320,8 @@ def _define(meta: Any) -> Any:
         sa.Column("min_agreement", sa.Float, nullable=False),
         sa.Column("confidence", sa.Float, nullable=False),
         sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("threshold", sa.Float),  # added with serving: older rows have none
+        sa.Column("coverage", sa.Float),
     )  # fmt: skip
     return sa.Table(
         SHADOW, meta,
@@ -175,9 +335,14 @@ def _define(meta: Any) -> Any:
         sa.Column("student_answer", sa.Text, nullable=False),
         sa.Column("student_confidence", sa.Float, nullable=False),
         sa.Column("student_ms", sa.Float, nullable=False),
+        # shadow | cascade | audit; rows older than serving were all shadow rows
+        sa.Column("kind", sa.String(8), nullable=False, server_default="shadow"),
         sa.UniqueConstraint("request_id", "task_id", name="uq_slmstack_shadow_request_task"),
         sa.Index("ix_slmstack_shadow_task", "task_id", "id"),
     )  # fmt: skip
 
 
-__all__ = ["PROMOTIONS", "SHADOW", "Promotion", "ShadowStore", "promote", "wilson_lower"]
+__all__ = [
+    "PROMOTIONS", "SHADOW", "Promotion", "ShadowStore", "Threshold", "choose_threshold",
+    "demote", "promote", "wilson_lower", "wilson_upper",
+]  # fmt: skip

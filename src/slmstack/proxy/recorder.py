@@ -13,6 +13,10 @@ What is not written is said, never hidden: a queue that is full (the database ca
 keep up) drops the exchange and counts it in :attr:`Recorder.dropped`, logging an error;
 a batch that cannot be masked is dropped (rather than stored unmasked) and counted in
 :attr:`Recorder.failed`; a batch the database refuses is kept and retried with the next.
+
+Listeners (:meth:`Recorder.listen`) hear of each batch of shadow rows once it is stored,
+in the recorder's thread: the proxy's serving checks its audits there, off the request
+path.
 """
 
 from __future__ import annotations
@@ -21,19 +25,20 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from slmstack.costs.ledger import Ledger, LedgerRow
 from slmstack.errors import ConfigError, SlmstackError
 from slmstack.proxy.exchange import Exchange
 from slmstack.proxy.masking import Masker
 from slmstack.proxy.promote import ShadowStore
-from slmstack.proxy.recording import Pricing, build_rows
+from slmstack.proxy.recording import Pricing, Route, build_rows
 from slmstack.proxy.shadow import Shadow, ShadowRow
 from slmstack.proxy.traffic import TrafficRow, TrafficStore
 
 _log = logging.getLogger("slmstack.proxy")
 _STOP = object()
+_Item = tuple[Exchange, Route | None]
 
 
 class Recorder:
@@ -73,6 +78,7 @@ class Recorder:
         self.shadow = shadow
         self.shadow_store = shadow_store
         self._pending_shadow: list[ShadowRow] = []
+        self._listeners: list[Callable[[Sequence[ShadowRow]], None]] = []
         self.batch_size = batch_size
         self.flush_every_s = flush_every_s
         self.max_queue = max_queue
@@ -80,7 +86,7 @@ class Recorder:
         self.dropped = 0
         self.failed = 0
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._pending: list[tuple[TrafficRow, LedgerRow]] = []
+        self._pending: list[tuple[TrafficRow | None, LedgerRow]] = []
         self._warned: set[str] = set()
         self._state = threading.Lock()
         self._idle = threading.Event()
@@ -88,8 +94,12 @@ class Recorder:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ the request path
-    def submit(self, exchange: Exchange) -> None:
-        """Queue ``exchange`` for recording; never blocks (drops, counted, when full)."""
+    def submit(self, exchange: Exchange, route: Route | None = None) -> None:
+        """Queue ``exchange`` for recording; never blocks (drops, counted, when full).
+
+        ``route``: how a served task's call was answered (see
+        :class:`~slmstack.proxy.recording.Route`).
+        """
         if self._queue.qsize() >= self.max_queue:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
@@ -100,7 +110,11 @@ class Recorder:
             return
         with self._state:  # so that the thread cannot call the queue idle in between
             self._idle.clear()
-            self._queue.put(exchange)
+            self._queue.put((exchange, route))
+
+    def listen(self, callback: Callable[[Sequence[ShadowRow]], None]) -> None:
+        """Call ``callback`` with each batch of shadow rows once stored (in the thread)."""
+        self._listeners.append(callback)
 
     # ------------------------------------------------------------------ the thread
     def start(self) -> None:
@@ -124,10 +138,10 @@ class Recorder:
         self.ledger.flush()
 
     def _drain_now(self) -> None:
-        batch: list[Exchange] = []
+        batch: list[_Item] = []
         while not self._queue.empty():
             item = self._queue.get_nowait()
-            if isinstance(item, Exchange):
+            if isinstance(item, tuple):
                 batch.append(item)
         if batch:
             self._record(batch)
@@ -141,12 +155,12 @@ class Recorder:
                 if self._pending:
                     self._write()
                 continue
-            batch: list[Exchange] = []
+            batch: list[_Item] = []
             item: object = first
             while True:
                 if item is _STOP:
                     stopping = True
-                elif isinstance(item, Exchange):
+                elif isinstance(item, tuple):
                     batch.append(item)
                 if len(batch) >= self.batch_size:
                     break
@@ -159,11 +173,12 @@ class Recorder:
                 if self._queue.empty() and not self._pending:
                     self._idle.set()
 
-    def _record(self, batch: Sequence[Exchange]) -> None:
+    def _record(self, batch: Sequence[_Item]) -> None:
         if batch:
             try:
-                recorded = build_rows(batch, pricing=self.pricing, masker=self.masker,
-                                      shadow=self.shadow)  # fmt: skip
+                recorded = build_rows([ex for ex, _ in batch], pricing=self.pricing,
+                                      masker=self.masker, shadow=self.shadow,
+                                      routes=[route for _, route in batch])  # fmt: skip
             except Exception as exc:  # never store what could not be masked
                 self.failed += len(batch)
                 _log.error("%d exchanges not recorded: %s: %s", len(batch), type(exc).__name__, exc)
@@ -178,12 +193,13 @@ class Recorder:
             return
         rows, self._pending = self._pending, []
         try:
-            self.store.insert(t for t, _ in rows)
+            self.store.insert(t for t, _ in rows if t is not None)
             self.ledger.append(ledger for _, ledger in rows)
             self.ledger.flush()
+            shadowed: list[ShadowRow] = []
             if self.shadow_store is not None and self._pending_shadow:
                 self.shadow_store.insert(self._pending_shadow)
-                self._pending_shadow = []
+                shadowed, self._pending_shadow = self._pending_shadow, []
         except SlmstackError as exc:
             keep = rows[-self.max_queue :]
             self.dropped += len(rows) - len(keep)
@@ -192,13 +208,21 @@ class Recorder:
             time.sleep(min(1.0, self.flush_every_s))
             return
         self.recorded += len(rows)
+        for listener in self._listeners if shadowed else ():
+            try:
+                listener(shadowed)
+            except Exception as exc:  # a listener's failure must not stop the recording
+                _log.error("a listener of shadow rows failed: %s: %s", type(exc).__name__, exc)
 
-    def _warn_unpriced(self, rows: Sequence[tuple[TrafficRow, LedgerRow]]) -> None:
+    def _warn_unpriced(self, rows: Sequence[tuple[TrafficRow | None, LedgerRow]]) -> None:
         for traffic, ledger in rows:
-            if traffic.cost_status != "priced" and traffic.model not in self._warned:
-                self._warned.add(traffic.model)
-                _log.warning("calls to %r are recorded as %s: %s", traffic.model,
-                             traffic.cost_status, ledger.reason)  # fmt: skip
+            status = ledger.decision or ""
+            model = traffic.model if traffic is not None else ledger.model
+            if status in ("priced", "student") or model in self._warned:
+                continue
+            self._warned.add(model)
+            _log.warning("calls to %r are recorded as %s: %s", model, status,
+                         ledger.reason)  # fmt: skip
 
 
 __all__ = ["Recorder"]

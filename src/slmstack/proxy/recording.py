@@ -7,6 +7,14 @@ the messages' texts, which leaves out the chat template's few tokens); otherwise
 ``unpriced``: both are recorded as such, with the reason, never as a silent $0. A model
 priced by machine time (``{my-llm: {machine: gpu-l4}}``) costs its latency on that
 machine.
+
+A call of a served task carries its :class:`Route`. A student's answer is a traffic row
+like any other (``answered_by="student"``, the LLM cost 0, tokens counted by the
+proxy's tokenizer or missing) and a ledger row of kind ``student``; a call the student
+was unsure of went to the LLM (``cascade``) and its ledger reason says why; the LLM call
+that audits a student's answer is spend (a ledger row, path ``audit``) but not a
+request of the app, so it has no traffic row. Calls of served tasks are compared with
+the prediction made on the request path (the student is not asked twice).
 """
 
 from __future__ import annotations
@@ -17,14 +25,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from slmstack.costs.ledger import LedgerRow
 from slmstack.costs.prices import PriceTable, to_nano
 from slmstack.errors import ConfigError
 from slmstack.proxy.exchange import Exchange, Parsed, message_text, parse
 from slmstack.proxy.masking import Masker
-from slmstack.proxy.shadow import Shadow, ShadowRow
+from slmstack.proxy.shadow import Known, Shadow, ShadowRow
 from slmstack.proxy.traffic import TrafficRow
 
 WORKFLOW = "proxy"  # the ledger's workflow column for proxied calls
@@ -34,6 +42,31 @@ _NO_USAGE = (
     "proxy with --tokenizer to count tokens"
 )
 KIND = "llm"  # the ledger's step kind (not "run": the spend reports count step rows)
+STUDENT = "student"  # the ledger's path and kind of a student's answer
+AUDIT = "audit"  # the ledger's path of an audit's LLM call
+
+
+@dataclass(frozen=True)
+class Route:
+    """How the proxy answered a call of a served task (see :mod:`slmstack.proxy.serving`).
+
+    Attributes:
+        role: ``student`` (the student answered), ``cascade`` (it was unsure: the LLM
+            answered) or ``audit`` (the LLM asked afterwards about a student's answer).
+        request_id: the call's id; an audit's is the id of the answer it checks.
+        task_id: the served task.
+        prediction: the student's, or ``None`` when it failed (the call then cascades).
+        student_ms: the student's time on the call.
+        why: the decision, for the ledger's reason
+            (``confidence 0.412 < threshold 0.800``).
+    """
+
+    role: Literal["student", "cascade", "audit"]
+    request_id: str
+    task_id: str
+    prediction: Any
+    student_ms: float
+    why: str
 
 
 @dataclass(frozen=True)
@@ -123,32 +156,67 @@ def _tokens(p: Parsed, pricing: Pricing) -> tuple[int, int, str]:
 
 
 class Recorded(NamedTuple):
-    """What one batch of exchanges writes: traffic and ledger rows, and shadow comparisons."""
+    """What one batch of exchanges writes: traffic and ledger rows, and shadow comparisons.
 
-    rows: list[tuple[TrafficRow, LedgerRow]]
+    An audit has no traffic row (``None``): it is spend, not a request of the app.
+    """
+
+    rows: list[tuple[TrafficRow | None, LedgerRow]]
     shadow: list[ShadowRow]
 
 
-def _system_and_user(p: Parsed) -> tuple[str, str]:
+def system_and_user(p: Parsed) -> tuple[str, str]:
+    """The system prompt(s) of a call, joined, and its last user message."""
     system = "\n".join(message_text(m) for m in p.messages if m.get("role") in _SYSTEM)
     user = next((message_text(m) for m in reversed(p.messages) if m.get("role") == "user"), "")
     return system, user
 
 
+def _known(route: Route | None) -> Known | None:
+    if route is None or route.prediction is None:
+        return None
+    return Known(route.task_id, route.prediction, route.student_ms, route.role)
+
+
 def _compared(
     exchanges: Sequence[Exchange], parsed: Sequence[Parsed], ids: Sequence[str],
-    shadow: Shadow, masker: Masker | None,
+    routes: Sequence[Route | None], shadow: Shadow, masker: Masker | None,
 ) -> list[ShadowRow]:  # fmt: skip
     """The students' comparisons, on the clear text, then masked like the traffic."""
-    calls = [(rid, datetime.fromtimestamp(ex.started, UTC), *_system_and_user(p), p.response_text)
-             for ex, p, rid in zip(exchanges, parsed, ids, strict=True)
-             if ex.status == 200 and p.problem is None]  # fmt: skip
-    rows = shadow.compare(calls)
+    calls, known = [], []
+    for ex, p, rid, route in zip(exchanges, parsed, ids, routes, strict=True):
+        if ex.status != 200 or p.problem is not None:
+            continue
+        if route is not None and (route.role == "student" or route.prediction is None):
+            continue  # the student's own answer, or a student that failed: nothing to compare
+        calls.append((rid, datetime.fromtimestamp(ex.started, UTC), *system_and_user(p),
+                      p.response_text))  # fmt: skip
+        known.append(_known(route))
+    rows = shadow.compare(calls, known)
     if masker is None or not rows:
         return rows
     texts = masker.mask_many([t for r in rows for t in (r.llm_answer, r.student_answer)])
     return [replace(r, llm_answer=texts[2 * i], student_answer=texts[2 * i + 1])
             for i, r in enumerate(rows)]  # fmt: skip
+
+
+def _cost(
+    ex: Exchange, p: Parsed, route: Route | None, pricing: Pricing, tokens: tuple[int, int, str]
+) -> tuple[int, str, str | None]:
+    """``(nano-dollars, cost_status, reason)`` of one call, as :func:`build_rows` records it."""
+    t_in, t_out, source = tokens
+    if route is not None and route.role == "student":
+        return 0, "priced", route.why  # no LLM was called: its cost is known, and nil
+    if ex.status != 200:  # refused or unreachable: nothing was generated, nothing is billed
+        nusd, status, reason = 0, "failed", ex.error or p.problem
+    elif source == "missing":
+        nusd, status, reason = 0, "no_usage", _NO_USAGE
+    else:
+        nusd, status, reason = price(pricing, p, t_in, t_out, ex.latency_ms)
+    if route is not None:
+        why = f"{route.role} of task {route.task_id}: {route.why}"
+        reason = f"{why}; {reason}" if reason else why
+    return nusd, status, reason
 
 
 def build_rows(
@@ -157,29 +225,45 @@ def build_rows(
     pricing: Pricing,
     masker: Masker | None = None,
     shadow: Shadow | None = None,
+    routes: Sequence[Route | None] | None = None,
 ) -> Recorded:
     """The traffic and ledger rows of each exchange, and the shadow's comparisons.
 
     Everything stored is masked when ``masker`` is set; the ``shadow`` students see the
-    clear text, as they would in production.
+    clear text, as they would in production. ``routes``: each exchange's :class:`Route`
+    when it is a served task's call (see the module), else ``None``.
     """
+    routes = list(routes) if routes is not None else [None] * len(exchanges)
     parsed = [parse(ex) for ex in exchanges]
-    ids = [uuid.uuid4().hex for _ in exchanges]
-    compared = [] if shadow is None else _compared(exchanges, parsed, ids, shadow, masker)
+    ids = [r.request_id if r is not None else uuid.uuid4().hex for r in routes]
+    compared = [] if shadow is None else _compared(exchanges, parsed, ids, routes, shadow, masker)
+    tasks = {r.request_id: r.task_id for r in compared}
     _masked_texts(parsed, masker)
-    out = []
-    for ex, p, request_id in zip(exchanges, parsed, ids, strict=True):
+    out: list[tuple[TrafficRow | None, LedgerRow]] = []
+    for ex, p, request_id, route in zip(exchanges, parsed, ids, routes, strict=True):
         at = datetime.fromtimestamp(ex.started, UTC)
         problem = ex.error or p.problem
         t_in, t_out, source = _tokens(p, pricing)
-        if ex.status != 200:  # refused or unreachable: nothing was generated, nothing is billed
-            nusd, status, reason = 0, "failed", problem
-        elif source == "missing":
-            nusd, status, reason = 0, "no_usage", _NO_USAGE
-        else:
-            nusd, status, reason = price(pricing, p, t_in, t_out, ex.latency_ms)
-        system, user = _system_and_user(p)
+        by_student = route is not None and route.role == "student"
+        if by_student and source == "upstream":
+            source = "counted"  # the usage the proxy wrote into its own answer
+        nusd, status, reason = _cost(ex, p, route, pricing, (t_in, t_out, source))
         fingerprint = key_fingerprint(ex.authorization)
+        path, kind, model = KIND, KIND, pricing.price_as or p.model
+        if route is not None and route.role == "student":
+            path, kind, model = STUDENT, STUDENT, f"student:{route.task_id}"
+        elif route is not None and route.role == "audit":
+            path = AUDIT
+        ledger = LedgerRow(
+            request_id=request_id, path=path, workflow=WORKFLOW, step=ex.path, kind=kind, at=at,
+            model=model, tokens_in=t_in, tokens_out=t_out, latency_ms=ex.latency_ms,
+            cost_nusd=nusd, decision=STUDENT if by_student else status,
+            reason=reason if reason else problem, api_key_id=fingerprint,
+        )  # fmt: skip
+        if route is not None and route.role == "audit":
+            out.append((None, ledger))
+            continue
+        system, user = system_and_user(p)
         traffic = TrafficRow(
             request_id=request_id, at=at, model=p.model, status=ex.status, stream=p.stream,
             system=system, user=user, messages=json.dumps(p.messages, ensure_ascii=False),
@@ -188,16 +272,14 @@ def build_rows(
             latency_ms=ex.latency_ms, ttfb_ms=ex.ttfb_ms, cost_nusd=nusd, cost_status=status,
             masked=masker is not None, response_model=p.response_model,
             finish_reason=p.finish_reason, upstream_id=p.upstream_id, api_key_id=fingerprint,
-            problem=problem,
-        )  # fmt: skip
-        ledger = LedgerRow(
-            request_id=request_id, path=KIND, workflow=WORKFLOW, step=ex.path, kind=KIND, at=at,
-            model=pricing.price_as or p.model, tokens_in=t_in, tokens_out=t_out,
-            latency_ms=ex.latency_ms, cost_nusd=nusd, decision=status,
-            reason=reason if reason else problem, api_key_id=fingerprint,
+            problem=problem, answered_by=STUDENT if by_student else "llm",
+            task_id=route.task_id if route is not None else tasks.get(request_id),
         )  # fmt: skip
         out.append((traffic, ledger))
     return Recorded(out, compared)
 
 
-__all__ = ["KIND", "WORKFLOW", "Pricing", "Recorded", "build_rows", "key_fingerprint", "price"]
+__all__ = [
+    "AUDIT", "KIND", "STUDENT", "WORKFLOW", "Pricing", "Recorded", "Route", "build_rows",
+    "key_fingerprint", "price", "system_and_user",
+]  # fmt: skip

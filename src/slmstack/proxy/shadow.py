@@ -14,12 +14,17 @@ and scores agreement the way the task needs:
 
 Nothing reaches the client from the student: the shadow costs no latency on the request
 path, only recorder time. Each comparison is one row of ``slmstack_shadow`` (in the
-proxy's database), masked as the traffic is, which ``slmstack promote`` reads.
+proxy's database), masked as the traffic is, which ``slmstack promote`` reads. Once a task
+is promoted and served (:mod:`slmstack.proxy.serving`), the student has already answered
+on the request path: its prediction comes with the call (``known``), the row's ``kind``
+says ``cascade`` (under the threshold, the LLM answered) or ``audit`` (the student
+answered, the LLM was asked afterwards), and the student is not asked twice.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -28,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from slmstack.errors import ConfigError
+from slmstack.errors import ConfigError, SlmstackError
 from slmstack.proxy.answers import TaskKind, json_object, label_of
 
 AGREE_F1 = 0.5  # token F1 at which two generated texts count as agreeing
@@ -53,6 +58,11 @@ class ShadowTask:
             return None
         return user[len(self.prefix) : len(user) - len(self.suffix)]
 
+    def specs(self) -> Sequence[Any]:
+        """The student's field specs, when it is a field extractor (else empty)."""
+        skill = getattr(self.student, "skill", self.student)  # unwrap _OneAtATime
+        return tuple(getattr(skill, "specs_", ()) or ())
+
 
 @dataclass(frozen=True)
 class ShadowRow:
@@ -67,14 +77,48 @@ class ShadowRow:
     student_answer: str
     student_confidence: float
     student_ms: float
+    kind: str = "shadow"  # shadow | cascade | audit (see the module)
 
 
-def _student_text(kind: TaskKind, prediction: Any) -> str:
+def student_text(kind: TaskKind, prediction: Any) -> str:
+    """The student's answer as the LLM would give it: the label, the JSON object, the text."""
     if kind == "classification":
         return str(prediction.label or "")
     if kind == "extraction":
-        return json.dumps(dict(prediction.data), ensure_ascii=False, sort_keys=True)
+        return json.dumps(student_fields(prediction), ensure_ascii=False, sort_keys=True)
     return str(prediction.text or "")
+
+
+def student_fields(prediction: Any) -> dict[str, Any]:
+    """An extraction student's fields as flat ``{name: value}`` (``None``: not found).
+
+    A :class:`~slmstack.skills.fields.FieldExtractor` gives ``data["fields"][name]`` records
+    with the normalised ``value``; any other extractor is taken as flat already.
+    """
+    data = dict(prediction.data)
+    fields = data.get("fields")
+    if isinstance(fields, Mapping) and all(isinstance(r, Mapping) for r in fields.values()):
+        return {name: record.get("value") for name, record in fields.items()}
+    return data
+
+
+def _same_field(spec: Any, llm_value: Any, got: Any) -> bool:
+    """Whether the LLM's raw value and the student's normalised one are the same value.
+
+    With the student's field spec, the LLM's value is normalised as the extractor
+    normalises gold values (ISO dates, decimal amounts, folded text); a value that does
+    not parse as its type disagrees. Without a spec, the trimmed strings are compared.
+    """
+    if got is None or llm_value is None:
+        return got is None and llm_value in (None, "")
+    if spec is None:
+        return str(got).strip() == str(llm_value).strip()
+    from slmstack.data.fields import gold_value, same_value
+
+    try:
+        return same_value(spec, gold_value(spec, str(llm_value)), str(got))
+    except (SlmstackError, ValueError, ArithmeticError):
+        return False
 
 
 def _f1(a: str, b: str) -> float:
@@ -86,17 +130,25 @@ def _f1(a: str, b: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def agreement(kind: TaskKind, llm: str, prediction: Any) -> tuple[float, bool]:
-    """``(score, agrees)`` of the student's ``prediction`` against the LLM's answer."""
+def agreement(
+    kind: TaskKind, llm: str, prediction: Any, specs: Sequence[Any] = ()
+) -> tuple[float, bool]:
+    """``(score, agrees)`` of the student's ``prediction`` against the LLM's answer.
+
+    ``specs``: the extraction student's field specs (``FieldExtractor.specs_``), so that
+    values compare as the extractor normalises them (a date the LLM wrote as 15/01/2018
+    equals the student's 2018-01-15).
+    """
     if kind == "classification":
         same = label_of(llm) == label_of(str(prediction.label or ""))
         return float(same), same
     if kind == "extraction":
         want = json_object(llm) or {}
-        got = dict(prediction.data)
+        got = student_fields(prediction)
         if not want:
             return 0.0, False
-        hits = sum(1 for k, v in want.items() if str(got.get(k, "")).strip() == str(v).strip())
+        by_name = {getattr(s, "name", None): s for s in specs}
+        hits = sum(_same_field(by_name.get(k), v, got.get(k)) for k, v in want.items())
         return hits / len(want), hits == len(want)
     score = _f1(llm, str(prediction.text or ""))
     return score, score >= AGREE_F1
@@ -108,26 +160,70 @@ class Shadow:
     def __init__(self, tasks: Sequence[ShadowTask]):
         self.tasks = list(tasks)
 
-    def compare(self, calls: Sequence[tuple[str, datetime, str, str, str]]) -> list[ShadowRow]:
+    def compare(
+        self,
+        calls: Sequence[tuple[str, datetime, str, str, str]],
+        known: Sequence[Known | None] | None = None,
+    ) -> list[ShadowRow]:
         """Rows for the calls that belong to a shadowed task.
 
         Args:
             calls: ``(request_id, at, system, user, llm_answer)`` of each call, unmasked.
+            known: for each call, the student's prediction already made on the request
+                path (a served task's), or ``None`` to ask the student now.
         """
         out = []
+        byid = {t.task_id: t for t in self.tasks}
+        for i, (rid, at, _, _, llm) in enumerate(calls):
+            seen = known[i] if known is not None else None
+            if seen is not None and seen.task_id in byid:
+                task = byid[seen.task_id]
+                score, agree = agreement(task.kind, llm, seen.prediction, task.specs())
+                out.append(ShadowRow(rid, task.task_id, at, score, agree, llm,
+                                     student_text(task.kind, seen.prediction),
+                                     float(seen.prediction.confidence), seen.student_ms,
+                                     seen.kind))  # fmt: skip
+        fresh = [c for i, c in enumerate(calls) if known is None or known[i] is None]
         for task in self.tasks:
-            mine = [(c, v) for c in calls if (v := task.variable(c[2], c[3])) is not None]
+            mine = [(c, v) for c in fresh if (v := task.variable(c[2], c[3])) is not None]
             if not mine:
                 continue
             start = time.perf_counter()
             predictions = task.student.predict([v for _, v in mine])
             each_ms = (time.perf_counter() - start) * 1000 / len(mine)
             for ((rid, at, _, _, llm), _), pred in zip(mine, predictions, strict=True):
-                score, agree = agreement(task.kind, llm, pred)
+                score, agree = agreement(task.kind, llm, pred, task.specs())
                 out.append(ShadowRow(rid, task.task_id, at, score, agree, llm,
-                                     _student_text(task.kind, pred), float(pred.confidence),
+                                     student_text(task.kind, pred), float(pred.confidence),
                                      each_ms))  # fmt: skip
         return out
+
+
+@dataclass(frozen=True)
+class Known:
+    """A student's prediction made on the request path, for a call of a served task."""
+
+    task_id: str
+    prediction: Any
+    student_ms: float
+    kind: str  # the row's kind: cascade or audit
+
+
+class _OneAtATime:
+    """A skill whose ``predict`` runs in one thread at a time.
+
+    The recorder's thread (shadowing) and the proxy's student thread (serving) may ask
+    the same skill at once, and a Hugging Face fast tokenizer refuses to be used from two
+    threads together ("Already borrowed").
+    """
+
+    def __init__(self, skill: Any):
+        self.skill = skill
+        self._lock = threading.Lock()
+
+    def predict(self, texts: list[str]) -> Any:
+        with self._lock:
+            return self.skill.predict(texts)
 
 
 def load_shadow(tasks_file: Path, students: Mapping[str, Path]) -> Shadow:
@@ -156,8 +252,12 @@ def load_shadow(tasks_file: Path, students: Mapping[str, Path]) -> Shadow:
                 "run `slmstack discover --json` again, or check the id"
             )
         shadowed.append(ShadowTask(task_id, task["kind"], task["system"], task["prefix"],
-                                   task["suffix"], load(folder)))  # fmt: skip
+                                   task["suffix"], _OneAtATime(load(folder))))  # fmt: skip
     return Shadow(shadowed)
 
 
-__all__ = ["AGREE_F1", "Shadow", "ShadowRow", "ShadowTask", "agreement", "load_shadow"]
+__all__ = [
+    "AGREE_F1", "Known", "Shadow", "ShadowRow", "ShadowTask", "agreement", "load_shadow",
+    "student_fields",
+    "student_text",
+]  # fmt: skip

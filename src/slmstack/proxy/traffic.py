@@ -46,6 +46,9 @@ class TrafficRow:
         masked: whether personal data was masked before storage.
         api_key_id: a fingerprint of the client's key (never the key).
         problem: what could not be read from the exchange, if anything.
+        answered_by: ``llm`` (forwarded upstream) or ``student`` (a promoted task's
+            student answered on the proxy: no LLM cost).
+        task_id: the shadowed or served task the call belongs to, when it is one's.
     """
 
     request_id: str
@@ -71,6 +74,8 @@ class TrafficRow:
     upstream_id: str = ""
     api_key_id: str | None = None
     problem: str | None = None
+    answered_by: str = "llm"
+    task_id: str | None = None
 
 
 _FIELDS = tuple(f.name for f in fields(TrafficRow))
@@ -159,6 +164,9 @@ def _define(meta: Any) -> Any:
         sa.Column("upstream_id", sa.String(200), nullable=False),
         sa.Column("api_key_id", sa.String(64)),
         sa.Column("problem", sa.Text),
+        # added with serving; older rows were all forwarded to the LLM
+        sa.Column("answered_by", sa.String(16), nullable=False, server_default="llm"),
+        sa.Column("task_id", sa.String(64)),
         sa.Index("ix_slmstack_traffic_day", "day"),
         sa.Index("ix_slmstack_traffic_model_day", "model", "day"),
     )
