@@ -16,18 +16,21 @@ from slmstack.errors import ConfigError
 def export(
     skill_dir: Annotated[
         Path,
-        typer.Argument(help="A saved TextClassifier or EntityTagger folder."),
+        typer.Argument(help="A saved TextClassifier, EntityTagger or FAQAnswerer folder."),
     ],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the exported skill.")],
     validation: Annotated[
         Path,
         typer.Option(
             help="Validation data for the parity check and the accuracy gate: labelled "
-            "CSV/TSV/JSONL (classifier), CoNLL or span JSONL (tagger)."
+            "CSV/TSV/JSONL (classifier), CoNLL or span JSONL (tagger), queries labelled "
+            "with an entry id, empty or 'oos' to decline (FAQ)."
         ),
     ],
     fmt: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
-    int8: Annotated[bool, typer.Option("--int8", help="Quantize to int8 (dynamic).")] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Quantize to int8 (the fastest recipe that passes).")
+    ] = False,
     recipe: Annotated[
         str,
         typer.Option(help="int8 recipe: 'auto' (the fastest that passes the gate) or a name."),
@@ -88,6 +91,7 @@ def _export(
 ) -> Any:
     """Dispatch on the skill's kind; the validation file is read the way that kind reads it."""
     from slmstack.skills.classifier import TextClassifier
+    from slmstack.skills.faq import FAQAnswerer
     from slmstack.skills.tagger import EntityTagger
 
     if isinstance(skill, TextClassifier):
@@ -101,7 +105,12 @@ def _export(
         from slmstack.export import export_tagger
 
         return export_tagger(skill, out_dir, EntityTagger.read_training_data(validation), **options)
+    if isinstance(skill, FAQAnswerer):
+        from slmstack.export import export_faq, read_faq_queries
+
+        queries = read_faq_queries(validation, text_column=text_column, label_column=label_column)
+        return export_faq(skill, out_dir, queries, **options)
     raise ConfigError(
-        f"{skill_dir} holds a {type(skill).__name__}; ONNX export supports TextClassifier "
-        "and EntityTagger skills so far."
+        f"{skill_dir} holds a {type(skill).__name__}; ONNX export supports TextClassifier, "
+        "EntityTagger and FAQAnswerer skills so far."
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 from slmstack.errors import ConfigError, ExportRefused
 from slmstack.export.checks import GateReport, ParityReport, throughput
-from slmstack.export.quantize import QuantRecipe
+from slmstack.export.quantize import Feed, QuantRecipe, StaticRecipe
 from slmstack.progress import progress
 
 SPEED_SAMPLE = 512  # validation texts timed per candidate
@@ -148,6 +148,9 @@ class ExportPlan:
             predict function of it for the race.
         build: the exported skill over the chosen graph (path, tokenizer, chosen,
             candidates, forced), with the attribute ``export_``, ready to save.
+        calibration: sample inputs of the fp32 graph (path, tokenizer), fed as the
+            exported skill feeds them, for the static int8 recipes; ``None`` when the
+            export offers none (a static recipe is then refused, naming the fix).
     """
 
     kind: str
@@ -159,6 +162,7 @@ class ExportPlan:
         tuple[Candidate, Callable[[Sequence[str]], Any]],
     ]
     build: Callable[[Path, Path, Candidate, list[Candidate], bool], Any]
+    calibration: Callable[[Path, Path], list[Feed]] | None = None
 
 
 def check_options(validation: Sequence[Any], margin: float, int8: bool,
@@ -200,10 +204,16 @@ def run_export(
                     "trade-off; report it with the skill's config.json."
                 )
             candidates, runners, paths = [fp32], [runner], {id(fp32): fp32_path}
+            feeds: list[Feed] | None = None
             for r in recipes if int8 else ():
                 bar.update(task, info=r.name)
                 path = tmp / f"int8-{r.name}.onnx"
-                r.apply(fp32_path, path)
+                if isinstance(r, StaticRecipe):
+                    if feeds is None:
+                        feeds = _calibration(plan, r, fp32_path, tokenizer)
+                    r.apply(fp32_path, path, calibration=feeds)
+                else:
+                    r.apply(fp32_path, path)
                 cand, runner = plan.measure(path, tokenizer, "int8", r)
                 candidates.append(cand)
                 runners.append(runner)
@@ -217,3 +227,13 @@ def run_export(
         final.export_["fused_operators"] = fused
         final.save(out)
     return ExportResult(out, chosen, candidates, forced, time.perf_counter() - start)
+
+
+def _calibration(plan: ExportPlan, r: StaticRecipe, graph: Path, tokenizer: Path) -> list[Feed]:
+    """The plan's calibration feeds, or a refusal naming the recipe to drop."""
+    if plan.calibration is None:
+        raise ConfigError(
+            f"the static int8 recipe {r.name!r} needs calibration inputs, which the "
+            f"{plan.kind} export does not provide; choose a dynamic recipe (--recipe)"
+        )
+    return plan.calibration(graph, tokenizer)

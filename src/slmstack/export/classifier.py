@@ -33,7 +33,8 @@ from slmstack.export.candidates import (
 )
 from slmstack.export.checks import FP32_PARITY, INT8_PARITY, gate, parity
 from slmstack.export.graph import export_graph
-from slmstack.export.quantize import RECIPES, QuantRecipe
+from slmstack.export.quantize import RECIPES, QuantRecipe, encoder_feeds
+from slmstack.models.onnx_runtime import OnnxEncoder
 from slmstack.skills.classifier import TextClassifier
 from slmstack.skills.onnx_classifier import OnnxTextClassifier
 from slmstack.types import Example
@@ -66,6 +67,9 @@ def export_classifier(
         lambda p: export_graph(skill, p), measure,
         lambda graph, tok, chosen, cands, forced: _skill(skill, graph, tok, chosen, cands,
                                                          forced),
+        lambda graph, tok: encoder_feeds(OnnxEncoder(
+            graph, tok, window=skill.window_, sep_id=skill.tokenizer_.sep_token_id,
+            pad_id=int(skill.tokenizer_.pad_token_id or 0)), texts),
     )  # fmt: skip
     return run_export(plan, out, int8=int8, recipes=recipes, margin=margin, force=force)
 

@@ -36,10 +36,16 @@ from slmstack.export.candidates import (
 )
 from slmstack.export.checks import FP32_PARITY, INT8_PARITY, GateReport, parity
 from slmstack.export.graph import export_tagger_graph
-from slmstack.export.quantize import RECIPES, QuantRecipe
+from slmstack.export.quantize import (
+    CALIBRATION_BATCH,
+    CALIBRATION_TEXTS,
+    RECIPES,
+    Feed,
+    QuantRecipe,
+)
 from slmstack.skills._token_net import special_ids
-from slmstack.skills._tokens import encode
-from slmstack.skills.onnx_tagger import OnnxEntityTagger
+from slmstack.skills._tokens import encode, window_arrays, window_chunks
+from slmstack.skills.onnx_tagger import INPUTS, OnnxEntityTagger
 from slmstack.skills.tagger import EntityTagger
 from slmstack.training.calibration import softmax
 
@@ -71,8 +77,19 @@ def export_tagger(
         lambda p: export_tagger_graph(skill, p), measure,
         lambda graph, tok, chosen, cands, forced: _skill(skill, graph, tok, chosen, cands,
                                                          forced),
+        lambda graph, tok: _feeds(skill, texts),
     )  # fmt: skip
     return run_export(plan, out, int8=int8, recipes=recipes, margin=margin, force=force)
+
+
+def _feeds(skill: EntityTagger, texts: Sequence[str]) -> list[Feed]:
+    """Static-int8 calibration feeds: windows of sample texts, as the exported tagger feeds them."""
+    encs = encode(skill.tokenizer_, list(texts[:CALIBRATION_TEXTS]))
+    chunks = window_chunks(encs, skill.window_, skill.stride)
+    special = special_ids(skill.tokenizer_, skill.base)
+    return [dict(zip(INPUTS, window_arrays(encs, chunks[b : b + CALIBRATION_BATCH], skill.window_,
+                                           special), strict=True))
+            for b in range(0, len(chunks), CALIBRATION_BATCH)]  # fmt: skip
 
 
 def _reference(skill: EntityTagger, texts: Sequence[str]) -> NDArray[np.float64]:

@@ -1,20 +1,23 @@
-"""Sentence vectors for retrieval: the encoder from ``models/``, mean pooling, unit norm.
+"""Sentence vectors for retrieval on torch: the encoder from ``models/``, mean pooling, unit norm.
 
 Vectors are L2-normalised, so a dot product is the cosine similarity. Texts longer
 than the window are cut, and :class:`Encoded` says which, so callers can warn.
+
+This is the torch runtime of :class:`~slmstack.retrieval.base.TextEncoder`, the only
+module of :mod:`slmstack.retrieval` that imports torch at import time (with
+:mod:`~slmstack.retrieval.contrastive`, which trains it); an exported skill encodes with
+:class:`~slmstack.retrieval.onnx_encoder.OnnxSentenceEncoder` instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numpy.typing import NDArray
 from torch import nn
 
 from slmstack.errors import ConfigError
@@ -32,16 +35,11 @@ from slmstack.models.encoder import (
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.models.shared import shared_encoder, shared_tokenizer
 from slmstack.progress import progress
+from slmstack.retrieval.base import Encoded
 
 Precision = Literal["fp32", "bf16"]
 
-
-@dataclass(frozen=True)
-class Encoded:
-    """Unit-norm vectors (one row per text) and the tokenization, for truncation warnings."""
-
-    vectors: NDArray[np.float32]
-    tokens: Tokenized
+__all__ = ["Encoded", "Precision", "SentenceEncoder"]
 
 
 class SentenceEncoder:

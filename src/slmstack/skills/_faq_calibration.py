@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from slmstack.errors import DataError
+from slmstack.retrieval.base import TextEncoder
 from slmstack.retrieval.calibration import (
     MatchCalibrator,
     choose_threshold,
@@ -21,7 +22,6 @@ from slmstack.retrieval.calibration import (
     leave_one_out_set,
     top_two,
 )
-from slmstack.retrieval.encoder import SentenceEncoder
 from slmstack.retrieval.index import VectorIndex
 from slmstack.training.calibration import expected_calibration_error
 
@@ -40,7 +40,7 @@ class Calibrated:
 
 def calibrate(
     index: VectorIndex,
-    encoder: SentenceEncoder,
+    encoder: TextEncoder,
     calibration: Calibration | None,
     *,
     entry_ids: Collection[str],
@@ -84,7 +84,7 @@ def calibrate(
 
 def held_out_features(
     index: VectorIndex,
-    encoder: SentenceEncoder,
+    encoder: TextEncoder,
     calibration: Calibration,
     entry_ids: Collection[str],
 ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_]]:

@@ -18,7 +18,9 @@ encoder to the domain's wording.
 A saved answerer holds ``kb.jsonl`` (one entry per line), ``index.safetensors`` and
 ``index.json`` (the question vectors, their entry ids and texts), and ``encoder/`` only
 when the encoder was fine-tuned; a pretrained encoder is referenced by its alias and
-sha256, not copied.
+sha256, not copied. An exported answerer (``slmstack export``, :mod:`slmstack.export.faq`)
+is the same skill with ``encoder.onnx`` and ``tokenizer.json`` instead: it loads, answers
+and takes KB updates with onnxruntime and ``tokenizers`` only, without torch.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import time
 import warnings
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,15 +39,18 @@ from slmstack.artifacts import data_hash, read_jsonl
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning
 from slmstack.models.resolve import ModelSource, resolve
+from slmstack.retrieval.base import Encoded, TextEncoder
 from slmstack.retrieval.calibration import MatchCalibrator
-from slmstack.retrieval.contrastive import PairTraining, finetune_on_pairs
-from slmstack.retrieval.encoder import Encoded, SentenceEncoder
 from slmstack.retrieval.index import VectorIndex
 from slmstack.retrieval.knowledge import KBEntry, read_kb, validate_kb
+from slmstack.retrieval.onnx_encoder import OnnxSentenceEncoder
 from slmstack.skills._faq_calibration import Calibration, calibrate
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.params import Check, Interval
 from slmstack.types import LabelScore, Prediction, Usage
+
+if TYPE_CHECKING:
+    from slmstack.retrieval.encoder import SentenceEncoder
 
 
 def _optional(interval: Interval) -> Check:
@@ -171,10 +176,14 @@ class FAQAnswerer(Skill):
         start = time.perf_counter()
         kept, dropped = drop_duplicates(kb)
         entries = validate_kb(kept)
-        self.encoder_ = self._encoder(resolve(self.base, allow_pickle=self.allow_pickle))
+        encoder = self._encoder(resolve(self.base, allow_pickle=self.allow_pickle))
+        self.encoder_: TextEncoder = encoder
+        self.export_: dict[str, Any] | None = None  # fitting always gives the torch skill
         self.history_: list[dict[str, float]] = []
         self.finetuned_ = bool(pairs)
         if pairs:
+            from slmstack.retrieval.contrastive import PairTraining, finetune_on_pairs
+
             cfg = PairTraining(
                 epochs=self.epochs,
                 learning_rate=self.learning_rate,
@@ -182,7 +191,7 @@ class FAQAnswerer(Skill):
                 val_fraction=self.val_fraction,
                 seed=self.seed,
             )
-            self.history_ = finetune_on_pairs(self.encoder_, pairs, cfg).history
+            self.history_ = finetune_on_pairs(encoder, pairs, cfg).history
         self.n_pairs_ = len(pairs)
         self.entries_: dict[str, KBEntry] = {}
         self.index_ = VectorIndex(self.encoder_.dim)
@@ -197,15 +206,31 @@ class FAQAnswerer(Skill):
         self.threshold_ = fitted.threshold
         self.metrics_: dict[str, Any] = fitted.metrics
         self.provenance_ = self._provenance(
-            base=self.encoder_.source.describe(), data_sha256=data_hash(_kb_rows(entries)),
+            base=encoder.source.describe(), data_sha256=data_hash(_kb_rows(entries)),
             rows=len(entries), duplicates_dropped=dropped,
             seconds=time.perf_counter() - start, metrics=self.metrics_,
         )  # fmt: skip
         return self
 
     def _encoder(self, source: ModelSource) -> SentenceEncoder:
+        from slmstack.retrieval.encoder import SentenceEncoder  # the torch runtime
+
         return SentenceEncoder(source, max_length=self.max_length, batch_size=self.batch_size,
                                precision=self.precision, shared=True)  # fmt: skip
+
+    def exported(self, encoder: OnnxSentenceEncoder, export: Mapping[str, Any]) -> Self:
+        """A copy encoding with ``encoder`` (:mod:`slmstack.export.faq`), its KB embedded again."""
+        self._require_fitted()
+        other = type(self)(**self.get_params())
+        other.encoder_, other.export_ = encoder, dict(export)
+        other.entries_, other.index_ = {}, VectorIndex(encoder.dim)
+        other._index_entries(list(self.entries_.values()))
+        # Calibration and threshold are kept: the exporter's accuracy gate checks they hold.
+        other.calibrator_, other.threshold_ = self.calibrator_, self.threshold_
+        other.provenance_ = self.provenance_
+        other.metrics_, other.history_ = dict(self.metrics_), list(self.history_)
+        other.finetuned_, other.n_pairs_ = self.finetuned_, self.n_pairs_
+        return other
 
     def _index_entries(self, entries: Sequence[KBEntry]) -> None:
         keys = [e.id for e in entries for _ in e.questions]
@@ -320,6 +345,8 @@ class FAQAnswerer(Skill):
             "n_pairs": self.n_pairs_,
             "kb": self._kb_summary(),
         }
+        if isinstance(self.encoder_, OnnxSentenceEncoder):
+            config.update(export=self.export_ or {}, onnx_encoder=self.encoder_.settings())
         return config, {}
 
     def _write_extra(self, folder: Path) -> None:
@@ -327,19 +354,25 @@ class FAQAnswerer(Skill):
             for e in self.entries_.values():
                 fh.write(json.dumps(e.to_dict(), ensure_ascii=False) + "\n")
         self.index_.save(folder)
-        if self.finetuned_:  # the skill carries its own encoder
-            self.encoder_.save(folder / "encoder")
+        if isinstance(self.encoder_, OnnxSentenceEncoder):  # exported: encoder.onnx
+            self.encoder_.save(folder)
+        elif self.finetuned_:  # the skill carries its own encoder
+            self.encoder_.save(folder / "encoder")  # type: ignore[attr-defined]
 
     def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
         base = self.provenance_.base
         self.finetuned_ = bool(config["finetuned"])
-        if self.finetuned_:
-            source = resolve(str(folder / "encoder")).with_provenance(base)
-        else:
-            source = resolve(
-                self.base, allow_pickle=self.allow_pickle, expect_sha256=base.get("sha256")
+        self.export_ = config.get("export")  # absent: a torch skill
+        if self.export_ is not None:
+            self.encoder_ = OnnxSentenceEncoder.from_folder(
+                folder, config["onnx_encoder"], batch_size=self.batch_size
             )
-        self.encoder_ = self._encoder(source)
+        else:
+            source = (
+                resolve(str(folder / "encoder")).with_provenance(base) if self.finetuned_ else
+                resolve(self.base, allow_pickle=self.allow_pickle, expect_sha256=base.get("sha256"))
+            )  # fmt: skip
+            self.encoder_ = self._encoder(source)
         self.index_ = VectorIndex.load(folder, dim=self.encoder_.dim)
         entries = read_jsonl(folder / "kb.jsonl", KBEntry.from_dict)
         self.entries_ = {e.id: e for e in entries}
@@ -355,7 +388,10 @@ class FAQAnswerer(Skill):
         return {
             "Knowledge base": self._kb_summary(),
             "Encoder": {"fine-tuned on paraphrase pairs": self.n_pairs_,
-                        "saved in the folder": self.finetuned_},
+                        "saved in the folder": self.finetuned_ or self.export_ is not None,
+                        "runtime": "torch" if self.export_ is None else
+                        f"onnxruntime {self.export_.get('precision', '?')} (no torch)"},
+            **({} if self.export_ is None else {"Export": self.export_}),
             "How it answers": "Returns the stored answer of the nearest entry, never generated "
             "text; abstains with 'no_match' when the calibrated confidence is below the "
             f"threshold ({self.threshold_:.4f}).",
