@@ -25,7 +25,6 @@ and "shadow".
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,7 +39,7 @@ from slmstack.errors import ConfigError
 from slmstack.proxy.db import open_tables
 from slmstack.proxy.promote import PROMOTIONS, SHADOW, wilson_lower
 from slmstack.proxy.recording import AUDIT, WORKFLOW
-from slmstack.proxy.shadow import ShadowTask
+from slmstack.proxy.shadow import ShadowTask, read_tasks
 from slmstack.proxy.traffic import TABLE as TRAFFIC
 
 MONTH = timedelta(days=30)
@@ -190,13 +189,13 @@ def read_tables(url: str) -> dict[str, list[dict[str, Any]]]:
 def _templates(tasks_file: Path | None) -> list[tuple[ShadowTask, str]]:
     if tasks_file is None:
         return []
+    tasks = read_tasks(tasks_file)
     try:
-        tasks = json.loads(tasks_file.read_text())["tasks"]
         return [(ShadowTask(t["task_id"], t["kind"], t["system"], t["prefix"], t["suffix"], None),
-                 t.get("template") or "") for t in tasks]  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+                 t.get("template") or "") for t in tasks.values()]  # fmt: skip
+    except KeyError as exc:
         raise ConfigError(
-            f"cannot read the tasks of {tasks_file} ({exc}); write it with "
+            f"a task in {tasks_file} lacks {exc}; write the file with "
             "`slmstack discover --json > tasks.json`"
         ) from None
 

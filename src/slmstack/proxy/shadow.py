@@ -226,6 +226,22 @@ class _OneAtATime:
             return self.skill.predict(texts)
 
 
+def read_tasks(tasks_file: Path) -> dict[str, dict[str, Any]]:
+    """The tasks of ``tasks_file`` (what ``slmstack discover --json`` prints), by task id.
+
+    Raises:
+        ConfigError: the file is unreadable or not such a file.
+    """
+    try:
+        tasks = json.loads(tasks_file.read_text())["tasks"]
+        return {str(t["task_id"]): dict(t) for t in tasks}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"cannot read the tasks of {tasks_file} ({exc}); write it with "
+            "`slmstack discover --json > tasks.json`"
+        ) from None
+
+
 def load_shadow(tasks_file: Path, students: Mapping[str, Path]) -> Shadow:
     """The shadow of ``students`` (task id → skill folder), templates from ``tasks_file``.
 
@@ -236,13 +252,7 @@ def load_shadow(tasks_file: Path, students: Mapping[str, Path]) -> Shadow:
     """
     from slmstack.skills.base import load
 
-    try:
-        tasks = {t["task_id"]: t for t in json.loads(tasks_file.read_text())["tasks"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(
-            f"cannot read the tasks of {tasks_file} ({exc}); write it with "
-            "`slmstack discover --json > tasks.json`"
-        ) from None
+    tasks = read_tasks(tasks_file)
     shadowed = []
     for task_id, folder in students.items():
         task = tasks.get(task_id)
@@ -258,6 +268,7 @@ def load_shadow(tasks_file: Path, students: Mapping[str, Path]) -> Shadow:
 
 __all__ = [
     "AGREE_F1", "Known", "Shadow", "ShadowRow", "ShadowTask", "agreement", "load_shadow",
+    "read_tasks",
     "student_fields",
     "student_text",
 ]  # fmt: skip

@@ -37,7 +37,7 @@ from typing import Any, Literal
 from slmstack.errors import ConfigError, DataError
 from slmstack.proxy.answers import TaskKind, json_object, label_of
 from slmstack.proxy.masking import strip_tokens, unmask
-from slmstack.proxy.shadow import ShadowTask
+from slmstack.proxy.shadow import ShadowTask, read_tasks
 from slmstack.proxy.traffic import TrafficRow
 
 Masking = Literal["none", "unmasked", "tokens"]
@@ -69,13 +69,7 @@ def read_task(tasks_file: Path, task_id: str) -> RecordedTask:
     Raises:
         ConfigError: the file is unreadable, or has no such task.
     """
-    try:
-        tasks = {t["task_id"]: t for t in json.loads(tasks_file.read_text())["tasks"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(
-            f"cannot read the tasks of {tasks_file} ({exc}); write it with "
-            "`slmstack discover --json > tasks.json`"
-        ) from None
+    tasks = read_tasks(tasks_file)
     task = tasks.get(task_id)
     if task is None:
         raise ConfigError(

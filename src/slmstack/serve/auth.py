@@ -48,6 +48,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from slmstack.errors import ConfigError, Unauthorized
 from slmstack.serve._key_sources import MAKE_KEY, check_pair, parse_env, parse_file
 from slmstack.serve.asgi import route_template
+from slmstack.serve.rates import rate_and_burst
 
 _SCHEME = re.compile(r"[A-Za-z]{1,10}")  # Basic, Digest, Token: shorter than any key
 
@@ -207,12 +208,7 @@ class RateLimiter:
         burst: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
-        if not rate_per_minute > 0:
-            raise ConfigError(f"auth.rate_per_minute must be > 0; got {rate_per_minute!r}")
-        self.rate_per_minute = float(rate_per_minute)
-        self.burst = float(burst if burst is not None else max(1.0, rate_per_minute))
-        if self.burst < 1:
-            raise ConfigError(f"a rate limiter's burst must be >= 1; got {burst!r}")
+        self.rate_per_minute, self.burst = rate_and_burst(rate_per_minute, burst)
         self._per_second = self.rate_per_minute / 60.0
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, at)

@@ -62,6 +62,20 @@ from slmstack.errors import ConfigError, MissingDependencyError
 _TABLE = "slmstack_rate_limits"
 
 
+def rate_and_burst(rate_per_minute: float, burst: float | None) -> tuple[float, float]:
+    """A limit's checked rate and burst (one minute's worth of requests when unset).
+
+    Raises:
+        ConfigError: a rate that is not positive, or a burst under one request.
+    """
+    if not rate_per_minute > 0:
+        raise ConfigError(f"auth.rate_per_minute must be > 0; got {rate_per_minute!r}")
+    size = float(burst if burst is not None else max(1.0, rate_per_minute))
+    if size < 1:
+        raise ConfigError(f"a rate limiter's burst must be >= 1; got {burst!r}")
+    return float(rate_per_minute), size
+
+
 class Limiter(Protocol):
     """What the auth middleware asks of a rate limiter."""
 
@@ -93,12 +107,7 @@ class SharedRateLimiter:
         burst: float | None = None,
         clock: Callable[[], float] = time.time,
     ):
-        if not rate_per_minute > 0:
-            raise ConfigError(f"auth.rate_per_minute must be > 0; got {rate_per_minute!r}")
-        self.rate_per_minute = float(rate_per_minute)
-        self.burst = float(burst if burst is not None else max(1.0, rate_per_minute))
-        if self.burst < 1:
-            raise ConfigError(f"a rate limiter's burst must be >= 1; got {burst!r}")
+        self.rate_per_minute, self.burst = rate_and_burst(rate_per_minute, burst)
         self.url = url
         self._t = 60.0 / self.rate_per_minute
         self._clock = clock
