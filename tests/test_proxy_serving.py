@@ -384,3 +384,17 @@ def test_tables_of_an_older_version_gain_the_new_columns(tmp_path):
     TrafficStore(url, create=False)
     columns = {c["name"] for c in sa.inspect(sa.create_engine(url)).get_columns("slmstack_traffic")}
     assert {"answered_by", "task_id"} <= columns
+
+
+def test_audit_sampling_takes_the_configured_share_and_is_the_same_for_an_id(tmp_path):
+    store = ShadowStore(f"sqlite:///{tmp_path / 'proxy.db'}")
+    task = ShadowTask("t-bank", "classification", "", PREFIX, SUFFIX, None)
+    ids = [f"req-{i}" for i in range(4000)]
+    for rate in (0.05, 0.3):
+        served = Serving([task], store, audit_rate=rate)
+        picked = [served._sampled(i) for i in ids]
+        assert abs(sum(picked) / len(ids) - rate) < 0.025  # binomial sd at 4000: <= 0.0073
+        assert picked == [served._sampled(i) for i in ids]  # a retry is audited, or not, again
+    # a larger rate audits a superset: raising the rate never drops a call that was audited
+    low, high = Serving([task], store, audit_rate=0.05), Serving([task], store, audit_rate=0.3)
+    assert all(high._sampled(i) for i in ids if low._sampled(i))
