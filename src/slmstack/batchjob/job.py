@@ -45,8 +45,11 @@ class JobSummary:
         failed: rows of this job written to the errors file.
         seconds: wall time of the whole job; ``startup_seconds`` of it passed before the
             first batch was written (reading, loading, starting workers), and
-            ``first_batch`` rows came with that batch: ``(processed - first_batch) /
-            (seconds - startup_seconds)`` is the throughput once the workers run.
+            ``first_batch`` rows came with that batch. ``(processed - first_batch) /
+            (seconds - startup_seconds)`` approximates the throughput once the workers run
+            on the local engine; on the ray engine it overstates it, because Ray Data hands
+            each block to the driver about one block late (``bench/batch.py`` measures it
+            from the ledger's time stamps, which the workers write).
         output: the results file; ``errors`` the errors file.
         inbox: where escalation packets were filed.
     """
