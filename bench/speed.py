@@ -11,9 +11,14 @@ Systems (all classify the 77 intents; all trained on the same training texts):
   of head, as a reference;
 * ``static``: the static-embedding tier (``StaticTextClassifier``).
 
-Plus the three-tier cascade static → MiniLM int8 → the ``finetune`` skill, thresholds
-chosen on the validation split to keep accuracy within 0.3 points of the ``finetune``
-skill at the highest estimated throughput, then run once on the test split.
+Plus ``finetune-int8``, the ``finetune`` skill exported the same way, and two three-tier
+cascades, static → MiniLM int8 → the ``finetune`` skill (torch, or its int8 export),
+thresholds chosen on the validation split to keep accuracy within 0.3 points of the torch
+``finetune`` skill at the highest estimated throughput, then run once on the test split.
+
+The targets' ratios (int8 against the baseline, each cascade against ``finetune``) come
+from paired rounds (:func:`paired_rounds`): the systems timed back to back, a ratio per
+round, the median over rounds, because this machine's speed drifts within a run.
 
 Protocol: the training texts are split once (stratified, 5%, seed 0, the same split the
 ``finetune`` skill of ``bench/llm_vs_slm.py`` validated on); every choice (int8 recipe,
@@ -306,6 +311,51 @@ def run_cascade(systems: list[Any], t1: float, t2: float, texts: list[str]) -> t
     return preds, time.perf_counter() - start
 
 
+PAIRED_ROUNDS = 3
+
+
+def paired_rounds(systems: dict[str, Any], runners: dict[str, Callable[[], tuple[list, float]]],
+                  texts: list[str], rounds: int) -> dict[str, Any]:  # fmt: skip
+    """The targets' ratios, each from runs timed back to back, in ``rounds`` rounds.
+
+    The table above times each system once, minutes apart, and this machine's speed
+    drifts within a run (the matmul peaks at its start and end differ by up to 20%), so
+    a ratio of two rows mixes two speeds of the machine. Here each round times, one after
+    the other on all test texts: the baseline, the int8 skill, the ``finetune`` skill and
+    each cascade (the order rotates each round); a ratio is taken within a round, and the
+    median over rounds is reported.
+    """
+    jobs: dict[str, Callable[[], float]] = {
+        "st-fp32": lambda: _time_proba(systems["st-fp32"].predict_proba, texts),
+        "onnx-int8": lambda: _time_proba(systems["onnx-int8"].predict_proba, texts),
+        "finetune": lambda: _time_proba(systems["finetune"].predict_proba, texts),
+        **{name: (lambda run=run: run()[1]) for name, run in runners.items()},
+    }
+    names = list(jobs)
+    seconds: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            seconds[name].append(jobs[name]())
+
+    def over(fast: str, slow: str) -> list[float]:
+        return [b / a for a, b in zip(seconds[fast], seconds[slow], strict=True)]
+
+    ratios = {"onnx-int8 / st-fp32": over("onnx-int8", "st-fp32")}
+    ratios.update({f"{name} / finetune": over(name, "finetune") for name in runners})
+    return {
+        "rounds": rounds,
+        "texts_per_s": {n: [round(len(texts) / s, 1) for s in v] for n, v in seconds.items()},
+        "ratios": {k: [round(x, 2) for x in v] for k, v in ratios.items()},
+        "median_ratios": {k: round(float(np.median(v)), 2) for k, v in ratios.items()},
+    }
+
+
+def _time_proba(fn: Proba, texts: list[str]) -> float:
+    start = time.perf_counter()
+    fn(texts)
+    return time.perf_counter() - start
+
+
 # --------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -353,6 +403,10 @@ def main() -> None:
         for name, int8 in (("onnx-fp32", False), ("onnx-int8", True)):
             res = export_classifier(head, OUT / name, val, int8=int8, margin=0.5)
             exports[name] = res.to_json()
+        # The cascade's last tier, exported the same way (its recipe chosen on validation).
+        res = export_classifier(slmstack.load(FINETUNE), OUT / "finetune-int8", val, int8=True,
+                                margin=0.5)  # fmt: skip
+        exports["finetune-int8"] = res.to_json()
         t0 = time.perf_counter()
         static = StaticTextClassifier().fit(train)
         static.save(OUT / "static")
@@ -365,20 +419,22 @@ def main() -> None:
             "prebuilt-int8": Prebuilt(train),
             "static": slmstack.load(OUT / "static"),
             "finetune": slmstack.load(FINETUNE),
+            "finetune-int8": slmstack.load(OUT / "finetune-int8"),
         }
         sizes = {"st-fp32": base_mb, "torch": base_mb + folder_mb(OUT / "torch"),
                  "onnx-fp32": folder_mb(OUT / "onnx-fp32"),
                  "onnx-int8": folder_mb(OUT / "onnx-int8"),
                  "prebuilt-int8": round(systems["prebuilt-int8"].size / 1e6, 1),
                  "static": folder_mb(OUT / "static"),
-                 "finetune": folder_mb(FINETUNE)}  # fmt: skip
+                 "finetune": folder_mb(FINETUNE),
+                 "finetune-int8": folder_mb(OUT / "finetune-int8")}  # fmt: skip
         rows = []
         lengths = [len(x) for x in head.tokenizer_(texts)["input_ids"]]
         flops = flops_per_batch([min(n, 128) for n in lengths], 64)
         for name, system in systems.items():
             row = measure(name, system, texts, labels, args.n_single)
             row["size_mb"] = sizes[name]
-            if name != "finetune":
+            if name not in ("finetune", "finetune-int8"):
                 row["peak_rss_mib"] = peak_rss(name) if name != "torch" else None
             if name != "static":
                 kind = "int8" if "int8" in name else "fp32"
@@ -397,25 +453,41 @@ def main() -> None:
                 row["share_of_peak"] = round(row["achieved_gflops"] / peak, 3)
         # our torch path's RSS: a fresh process loading the saved head skill
         next(r for r in rows if r["system"] == "torch")["peak_rss_mib"] = peak_rss("torch")
-        # the cascade, chosen on validation
-        tiers = []
-        for name in ("static", "onnx-int8", "finetune"):
+        # the cascades, chosen on validation: the last tier is the finetune skill (torch),
+        # or the same skill exported to int8; the accuracy bar is always the torch skill's.
+        val_proba = {}
+        val_cost = {}
+        for name in ("static", "onnx-int8", "finetune", "finetune-int8"):
             start = time.perf_counter()
-            p = systems[name].predict_proba(val_texts)
-            tiers.append((p, (time.perf_counter() - start) / len(val_texts)))
+            val_proba[name] = systems[name].predict_proba(val_texts)
+            val_cost[name] = (time.perf_counter() - start) / len(val_texts)
         classes = list(systems["finetune"].classes_)
-        assert all(list(systems[n].classes_) == classes for n in ("static", "onnx-int8"))
-        ft_val = accuracy(tiers[2][0], classes, val_labels)
-        choice = cascade_choice(tiers, classes, val_labels, target=ft_val - 0.3)
-        tier_systems = [systems[n] for n in ("static", "onnx-int8", "finetune")]
-        run_cascade(tier_systems, choice["t1"], choice["t2"], texts[:64])  # warm-up
-        preds, seconds = run_cascade(tier_systems, choice["t1"], choice["t2"], texts)
-        cascade = {**choice, "finetune_val_accuracy": round(ft_val, 2),
-                   "test_accuracy": round(100.0 * float(np.mean(
-                       [p == y for p, y in zip(preds, labels, strict=True)])), 2),
-                   "test_texts_per_s": round(len(texts) / seconds, 1)}  # fmt: skip
-        print("cascade", json.dumps(cascade), flush=True)
+        assert all(list(systems[n].classes_) == classes for n in val_proba)
+        ft_val = accuracy(val_proba["finetune"], classes, val_labels)
+        cascades: dict[str, Any] = {}
+        runners: dict[str, Callable[[], tuple[list, float]]] = {}
+        for last in ("finetune", "finetune-int8"):
+            tiers = [(val_proba[n], val_cost[n]) for n in ("static", "onnx-int8", last)]
+            choice = cascade_choice(tiers, classes, val_labels, target=ft_val - 0.3)
+            tier_systems = [systems[n] for n in ("static", "onnx-int8", last)]
+            run_cascade(tier_systems, choice["t1"], choice["t2"], texts[:64])  # warm-up
+            preds, seconds = run_cascade(tier_systems, choice["t1"], choice["t2"], texts)
+            cascades[last] = {**choice, "last_tier": last,
+                              "last_tier_val_accuracy": round(accuracy(
+                                  val_proba[last], classes, val_labels), 2),
+                              "finetune_val_accuracy": round(ft_val, 2),
+                              "test_accuracy": round(100.0 * float(np.mean(
+                                  [p == y for p, y in zip(preds, labels, strict=True)])), 2),
+                              "test_texts_per_s": round(len(texts) / seconds, 1)}  # fmt: skip
+            print("cascade", json.dumps(cascades[last]), flush=True)
+            runners[f"cascade-{last}"] = lambda ts=tier_systems, c=choice: run_cascade(
+                ts, c["t1"], c["t2"], texts
+            )
+        cascade = cascades["finetune"]
+        paired = paired_rounds(systems, runners, texts, PAIRED_ROUNDS)
+        print("paired", json.dumps(paired), flush=True)
     result = {"info": info, "rows": rows, "exports": exports, "cascade": cascade,
+              "cascade_int8_last_tier": cascades["finetune-int8"], "paired": paired,
               "n_test": len(texts), "n_val": len(val), "n_train": len(train),
               "command": "HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 SLMSTACK_PROGRESS=0 "
                          ".venv/bin/python bench/speed.py --write-results"}  # fmt: skip
