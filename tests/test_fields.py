@@ -171,3 +171,37 @@ def test_thresholds_are_tuned_on_held_out_documents():
     answer, extend = tune_thresholds(spec, docs, gold, 0.5)
     assert answer <= 0.3 and extend == 0.5
     assert tune_thresholds(spec, docs[:3], gold[:3], 0.5) == (0.5, 0.5)
+
+
+def receipts_with_code_beside_name(n: int) -> list[FieldExample]:
+    """The toy receipts with the registration number on the name's own line."""
+    out = []
+    for i, doc in enumerate(toy_receipts(n)):
+        lines = doc.text.splitlines()
+        lines[0:2] = [f"{lines[0]} ({200000 + i}-K)"]
+        values = {k: doc.values[k] for k in ("company", "total")}
+        out.append(FieldExample("\n".join(lines), values, doc.source))
+    return out
+
+
+def test_a_registration_number_beside_the_name_is_not_part_of_the_value(encoder_dir):
+    from slmstack.data.fields import parse_schema
+    from slmstack.skills._field_features import candidates, label_candidates, split_lines
+
+    doc = receipts_with_code_beside_name(1)[0]
+    lines = split_lines(doc.text)
+    [keep, whole] = parse_schema(
+        {"company": "text", "address": {"type": "text", "drop_code": False}}
+    )
+    name = candidates(keep, lines)[0]
+    assert name.value == doc.values["company"]
+    assert doc.text[name.start : name.end] == doc.values["company"]  # the span is trimmed
+    assert label_candidates(keep, candidates(keep, lines), lines, doc.values["company"], "")[0]
+    assert candidates(whole, lines)[0].value == lines[0].text  # drop_code off: whole line
+    # Trained on such receipts, the extractor answers the name people write.
+    schema = {"company": "text", "total": {"type": "amount", "currency": "MYR"}}
+    docs = receipts_with_code_beside_name(34)
+    fitted = FieldExtractor(schema=schema, base=str(encoder_dir)).fit(docs[:30])
+    for doc in docs[30:]:
+        [pred] = fitted.predict([doc.text])
+        assert pred.data["fields"]["company"]["value"] == doc.values["company"]

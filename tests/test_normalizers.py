@@ -85,3 +85,21 @@ def test_amount_default_currency_and_errors():
 
 def test_normalize_text():
     assert normalize_text("  ACME\tTrading   SDN BHD ") == "acme trading sdn bhd"
+
+
+@pytest.mark.parametrize(
+    ("line", "kept"),
+    [
+        ("AEON CO. (M) BHD (126926-H)", "AEON CO. (M) BHD"),
+        ("GARDENIA BAKERIES (KL) SDN BHD (139386 X)", "GARDENIA BAKERIES (KL) SDN BHD"),
+        ("ABC SDN BHD (CO. NO. 123456-A)", "ABC SDN BHD"),
+        ("SEGI CASH & CARRY (KL)", "SEGI CASH & CARRY (KL)"),  # letters only: part of the name
+        ("UNIT 5 (BUILDING 12)", "UNIT 5 (BUILDING 12)"),  # a word, not a code
+        ("(519537-X)", "(519537-X)"),  # a code alone on its line stays what it is
+        ("NO 12, JALAN MERDEKA", "NO 12, JALAN MERDEKA"),
+    ],
+)
+def test_drop_trailing_code_removes_only_a_registration_number_at_the_end(line, kept):
+    from slmstack.data.normalizers import drop_trailing_code
+
+    assert drop_trailing_code(line) == kept

@@ -33,6 +33,10 @@ class FieldSpec(BaseModel):
         currency: ISO 4217 code used when the document shows no currency for an amount.
         required: a required field that is missing is flagged in the prediction's
             warnings (it is still reported as missing, never guessed).
+        drop_code: ``text`` fields only: a bracketed registration number at the end of a
+            line is not part of the value (``ACME SDN BHD (12345-X)`` gives ``ACME SDN
+            BHD``), as receipts and invoices print it beside the name. ``False`` keeps
+            whole lines.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -42,6 +46,7 @@ class FieldSpec(BaseModel):
     order: Literal["DMY", "MDY", "YMD"] = "DMY"  # most of the world writes day first
     currency: str | None = None
     required: bool = False
+    drop_code: bool = True
 
 
 @dataclass(frozen=True)

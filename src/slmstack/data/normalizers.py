@@ -215,3 +215,28 @@ def parse_amount(text: str, *, default_currency: str | None = None) -> Money:
 def normalize_text(text: str) -> str:
     """Case-folded with runs of whitespace collapsed: how text fields are compared."""
     return " ".join(text.split()).casefold()
+
+
+# A company registration number in brackets at the end of a line: (126926-H), (519537-X),
+# (139386 X), (1234567-A), (CO. NO. 123456-A). Letters-only brackets, (M) or (KL), stay.
+_TRAILING_CODE = re.compile(
+    r"\s*\(\s*(?:(?:CO|COMPANY|REG)\.?\s*(?:NO)?\.?\s*:?\s*)?"
+    r"[A-Z]{0,3}\d[\dA-Z]*(?:[\s-]+[\dA-Z]+)?\s*\)\s*$",
+    re.IGNORECASE,
+)
+
+
+def drop_trailing_code(text: str) -> str:
+    """``text`` without a bracketed registration number at its end.
+
+    Receipts print a company's registration number on the same line as its name
+    (``AEON CO. (M) BHD (126926-H)``); the name people write, and annotate, leaves it out.
+
+    Example:
+        >>> drop_trailing_code("AEON CO. (M) BHD (126926-H)")
+        'AEON CO. (M) BHD'
+        >>> drop_trailing_code("SEGI CASH & CARRY (KL)")
+        'SEGI CASH & CARRY (KL)'
+    """
+    kept = _TRAILING_CODE.sub("", text)
+    return kept if kept.strip() else text

@@ -28,7 +28,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from slmstack.data.fields import FieldSpec, gold_value, same_value
-from slmstack.data.normalizers import Money, find_amounts, find_dates, normalize_text
+from slmstack.data.normalizers import (
+    Money,
+    drop_trailing_code,
+    find_amounts,
+    find_dates,
+    normalize_text,
+)
 from slmstack.errors import DataError
 
 HASH_FEATURES = 2**14
@@ -74,7 +80,8 @@ def candidates(spec: FieldSpec, lines: Sequence[Line]) -> list[Candidate]:
     out: list[Candidate] = []
     for k, line in enumerate(lines):
         if spec.type == "text":
-            out.append(Candidate(k, line.start, line.end, line.text))
+            value = drop_trailing_code(line.text) if spec.drop_code else line.text
+            out.append(Candidate(k, line.start, line.start + len(value), value))
         elif spec.type == "date":
             for s, e, date in find_dates(line.text, order=spec.order):
                 out.append(Candidate(k, line.start + s, line.start + e, date.isoformat()))
@@ -117,7 +124,7 @@ def label_candidates(
             f"{spec.type}: {exc}"
         ) from None
     if spec.type == "text":
-        return [int(line_in_value(lines[c.line].text, gold)) for c in cands]
+        return [int(line_in_value(c.value, gold)) for c in cands]
     return [int(same_value(spec, c.value, gold)) for c in cands]
 
 

@@ -113,7 +113,12 @@ class FieldExtractor(Skill):
         params = self.get_params()
         schema = self.schema
         if isinstance(schema, list | tuple) and all(isinstance(s, FieldSpec) for s in schema):
-            params["schema"] = {s.name: s.model_dump(exclude={"name"}) for s in schema}
+            # drop_code means something for text fields only
+            text_only = {"drop_code"}
+            params["schema"] = {
+                s.name: s.model_dump(exclude={"name"} | (set() if s.type == "text" else text_only))
+                for s in schema
+            }
         return params
 
     @classmethod
