@@ -326,9 +326,9 @@ def paired_rounds(systems: dict[str, Any], runners: dict[str, Callable[[], tuple
     median over rounds is reported.
     """
     jobs: dict[str, Callable[[], float]] = {
-        "st-fp32": lambda: _time_proba(systems["st-fp32"].predict_proba, texts),
-        "onnx-int8": lambda: _time_proba(systems["onnx-int8"].predict_proba, texts),
-        "finetune": lambda: _time_proba(systems["finetune"].predict_proba, texts),
+        "st-fp32": lambda: _timed(lambda: systems["st-fp32"].predict_proba(texts)),
+        "onnx-int8": lambda: _timed(lambda: systems["onnx-int8"].predict_proba(texts)),
+        "finetune": lambda: _timed(lambda: systems["finetune"].predict_proba(texts)),
         **{name: (lambda run=run: run()[1]) for name, run in runners.items()},
     }
     names = list(jobs)
@@ -348,12 +348,6 @@ def paired_rounds(systems: dict[str, Any], runners: dict[str, Callable[[], tuple
         "ratios": {k: [round(x, 2) for x in v] for k, v in ratios.items()},
         "median_ratios": {k: round(float(np.median(v)), 2) for k, v in ratios.items()},
     }
-
-
-def _time_proba(fn: Proba, texts: list[str]) -> float:
-    start = time.perf_counter()
-    fn(texts)
-    return time.perf_counter() - start
 
 
 # --------------------------------------------------------------------------- main

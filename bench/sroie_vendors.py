@@ -115,7 +115,7 @@ def table(m: dict) -> dict[str, float]:
     return f
 
 
-def run_split(docs: list[FieldExample], rescans: list[str], seed: int, share: float) -> dict:
+def run_split(docs: list[FieldExample], seed: int, share: float) -> dict:
     """One vendor split: train on it, score the test side; the result as a dict."""
     specs = parse_schema(SCHEMA)
     train_all, test = vendor_split(docs, share, seed)
@@ -181,7 +181,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     docs, rescans = drop_rescans(load(Path(args.data_dir)))
     print(f"{len(docs) + len(rescans)} receipts, {len(rescans)} re-scans dropped ({rescans})")
-    splits = [run_split(docs, rescans, int(s), args.test_share) for s in args.seeds.split(",")]
+    splits = [run_split(docs, int(s), args.test_share) for s in args.seeds.split(",")]
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for name in splits[0]["systems"]:
         summary[name] = {}
