@@ -106,6 +106,8 @@ def test_schema_errors():
         parse_schema({"total": {"type": "amount", "currency": "euro"}})
     with pytest.raises(ConfigError, match="declares no fields"):
         parse_schema({})
+    with pytest.raises(ConfigError, match="field 'total': drop_code applies to text fields only"):
+        parse_schema({"total": {"type": "amount", "drop_code": False}})
     with pytest.raises(ConfigError, match="unknown type"):
         FieldExtractor(schema={"x": "blob"}).fit(toy_receipts(4))
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from slmstack.data.normalizers import normalize_text, parse_amount, parse_date
 from slmstack.errors import ConfigError
@@ -47,6 +47,14 @@ class FieldSpec(BaseModel):
     currency: str | None = None
     required: bool = False
     drop_code: bool = True
+
+    @model_validator(mode="after")
+    def _drop_code_on_text_only(self) -> FieldSpec:
+        if "drop_code" in self.model_fields_set and self.type != "text":
+            raise ValueError(
+                f"drop_code applies to text fields only; remove it from this {self.type} field"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -84,9 +92,10 @@ def parse_schema(schema: Mapping[str, Any] | Sequence[FieldSpec]) -> list[FieldS
                 specs.append(FieldSpec(name=str(name), **body))
             except ValidationError as exc:
                 first = exc.errors()[0]
-                where = ".".join(str(x) for x in first["loc"])
+                where = "".join(f"{x}: " for x in first["loc"][:1])
+                msg = first["msg"].removeprefix("Value error, ")
                 raise ConfigError(
-                    f"field {name!r}: {where}: {first['msg']} (got {first.get('input')!r})"
+                    f"field {name!r}: {where}{msg} (got {first.get('input')!r})"
                 ) from None
     names = [s.name for s in specs]
     dupes = sorted({n for n in names if names.count(n) > 1})
