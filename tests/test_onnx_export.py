@@ -66,6 +66,29 @@ def test_fp32_round_trip_matches_the_torch_skill(clf, exported):
     assert {GRAPH, TOKENIZER} <= set(config["files"])  # hashed like every skill file
 
 
+def test_residual_layernorms_stay_unfused_in_the_file_and_at_load(exported, tmp_path):
+    # The fused SkipLayerNormalization kernel is slower on CPU (see export/graph.py): the
+    # exporter leaves Add + LayerNormalization apart, and onnxruntime must not refuse them
+    # at load time. A misspelt optimizer name would be ignored silently, so check the
+    # graph onnxruntime actually runs.
+    import onnxruntime as ort
+
+    from slmstack.models.onnx_runtime import DISABLED_FUSIONS
+
+    ops = {n.op_type for n in onnx.load(str(exported / GRAPH)).graph.node}
+    assert "LayerNormalization" in ops and "SkipLayerNormalization" not in ops
+
+    def optimised_ops(disabled: list[str]) -> set[str]:
+        opts = ort.SessionOptions()
+        opts.optimized_model_filepath = str(tmp_path / f"opt{len(disabled)}.onnx")
+        ort.InferenceSession(str(exported / GRAPH), opts, providers=["CPUExecutionProvider"],
+                             disabled_optimizers=disabled)  # fmt: skip
+        return {n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node}
+
+    assert "SkipLayerNormalization" in optimised_ops([])  # what onnxruntime would do
+    assert "SkipLayerNormalization" not in optimised_ops(list(DISABLED_FUSIONS))
+
+
 def test_exported_skill_refuses_training_and_tampering(exported, tmp_path):
     skill = load(exported)
     with pytest.raises(SkillError, match="export it again"):

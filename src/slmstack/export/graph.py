@@ -15,9 +15,17 @@ slow the next graph call on a 2-core machine):
 The TorchScript-based exporter (``dynamo=False``) is used: it writes one self-contained
 file (the dynamo exporter writes the weights beside it) in about 3 s for MiniLM. The
 encoder is traced with eager attention, whose pattern onnxruntime's transformer optimizer
-recognises: it then fuses each layer's attention, the embeddings' LayerNorm, the skip
-LayerNorms and the GELUs into single kernels (measured on MiniLM, 2 cores: batch-1 p50
-of the int8 graph 1.6-1.8 ms fused against 2.3-2.9 ms unfused; throughput unchanged).
+recognises: it then fuses each layer's attention, the embeddings' LayerNorm and the
+GELUs into single kernels (measured on MiniLM, 2 cores: batch-1 p50 of the int8 graph
+1.6-1.8 ms fused against 2.3-2.9 ms unfused; throughput unchanged).
+
+The residual additions stay apart from their LayerNorm (``Add`` + ``LayerNormalization``,
+not the fused ``SkipLayerNormalization``), here and at load time
+(:data:`slmstack.models.onnx_runtime.DISABLED_FUSIONS`): onnxruntime 1.32's CPU kernel
+for the fused operator is about 4x slower than the pair it replaces (one operator on a
+64 x 20 x 384 batch, 2 threads: 1.55-1.62 ms against 0.35-0.43 ms), which cost the int8
+MiniLM graph 15-20% of its batch-64 throughput (BANKING77 test, 6 alternating rounds:
+1,082 against 881 texts/s; another run 1,012 against 893) and 0.2 ms at batch 1.
 """
 
 from __future__ import annotations
@@ -144,13 +152,18 @@ def export_encoder_graph(
 
 def fuse(source: Path, target: Path, *, heads: int, hidden: int) -> dict[str, int]:
     """Apply onnxruntime's offline BERT fusions to ``source``; return the fused op counts."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    options = FusionOptions("bert")
+    options.enable_skip_layer_norm = False  # slower than Add + LayerNorm: see the module notes
+    options.enable_bias_skip_layer_norm = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = optimize_model(str(source), model_type="bert", num_heads=heads,
-                                   hidden_size=hidden, opt_level=1)  # fmt: skip
+                                   hidden_size=hidden, opt_level=1,
+                                   optimization_options=options)  # fmt: skip
     except Exception as exc:  # the optimizer raises many unrelated types
         raise ArtifactError(f"onnxruntime could not optimise the exported graph: {exc}") from exc
     model.save_model_to_file(str(target))

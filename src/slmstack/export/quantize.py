@@ -158,7 +158,7 @@ def _infer_types(source: Path, target: Path) -> None:
     """Write ``source`` with the types of every tensor, contrib operators' outputs included.
 
     The static quantizer only quantizes activations whose type it knows; ONNX's own shape
-    inference does not know the fused operators (``SkipLayerNormalization``, ``BiasGelu``)
+    inference does not know the fused operators (``BiasGelu``, ``Attention``)
     that feed every ``MatMul``, and without this pass the quantizer silently keeps all
     activations in float (weight-only int8: measured 2x slower than the dynamic recipes).
     """

@@ -38,6 +38,11 @@ from slmstack.errors import ArtifactError, ConfigError, MissingDependencyError
 
 THREADS_ENV = "SLMSTACK_ONNX_THREADS"
 
+DISABLED_FUSIONS = ("SkipLayerNormFusion",)
+"""onnxruntime's load-time fusions switched off: the fused ``SkipLayerNormalization`` CPU
+kernel is slower than the ``Add`` + ``LayerNormalization`` it would replace (measured in
+:mod:`slmstack.export.graph`, which leaves them apart in the exported graph too)."""
+
 
 def default_threads() -> int:
     """Intra-op threads: ``SLMSTACK_ONNX_THREADS`` or the cores this process may run on."""
@@ -73,7 +78,8 @@ def open_session(path: Path, *, threads: int | None = None) -> Any:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # warnings about unused initialisers are noise here
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=list(DISABLED_FUSIONS))  # fmt: skip
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ArtifactError(f"onnxruntime cannot load {path}: {exc}") from exc
 
