@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import shutil
 
 import pytest
@@ -108,3 +109,22 @@ def test_bad_data_and_settings(tmp_path):
         read_pairs(data)
     with pytest.raises(ConfigError, match="LoRA rank must be >= 1, got 0"):
         LoraSettings(rank=0).check()
+
+
+def test_explicit_validation_pairs_choose_the_epoch_and_all_pairs_train(tmp_path):
+    from slmstack.training.lora import train_lora
+
+    pairs = [(f"What is the secret code for order {i}?", "PINEAPPLE.") for i in range(12)]
+    held = [("What is the secret code for order 99?", "PINEAPPLE.")]
+    settings = LoraSettings(
+        epochs=2, batch_size=6, learning_rate=0.005, val_fraction=0.5, bf16=True
+    )
+    result = train_lora(pairs, tmp_path / "a", settings=settings, val_pairs=held)
+    assert (result.n_train, result.n_val) == (12, 1)  # val_fraction is ignored
+    assert len(result.val_loss) == 2 and result.val_loss_before is not None
+    assert result.best_epoch == 1 + result.val_loss.index(min(result.val_loss))
+    meta = json.loads((tmp_path / "a" / "slmstack_adapter.json").read_text())
+    assert meta["data"]["val_sha256"] and meta["n_val"] == 1 and meta["settings"]["bf16"]
+    assert all(math.isfinite(s["loss"]) for s in result.steps)  # bf16 autocast trains
+    with pytest.raises(DataError, match="val_pairs is empty"):
+        train_lora(pairs, tmp_path / "b", settings=settings, val_pairs=[])

@@ -25,6 +25,10 @@ def lora(
     batch_size: Annotated[int, typer.Option()] = 8,
     max_length: Annotated[int, typer.Option(help="Prompt + response tokens per pair.")] = 256,
     val_fraction: Annotated[float, typer.Option()] = 0.1,
+    val_data: Annotated[
+        Path | None, typer.Option("--val", help="Validation pairs (instead of --val-fraction).")
+    ] = None,
+    bf16: Annotated[bool, typer.Option(help="bfloat16 autocast (AVX512-BF16/AMX CPUs).")] = False,
     system_prompt: Annotated[str, typer.Option(help="System message for every pair.")] = "",
     seed: Annotated[int, typer.Option()] = 0,
     json_out: Annotated[
@@ -46,8 +50,12 @@ def lora(
         val_fraction=val_fraction,
         system_prompt=system_prompt,
         seed=seed,
+        bf16=bf16,
     )
-    result = train_lora(pairs, out_dir, base=base, settings=settings)
+    val_pairs = None
+    if val_data is not None:
+        val_pairs = read_pairs(val_data, prompt_field=prompt_field, response_field=response_field)
+    result = train_lora(pairs, out_dir, base=base, settings=settings, val_pairs=val_pairs)
     summary = {
         "out": str(out_dir),
         "pairs": len(pairs),

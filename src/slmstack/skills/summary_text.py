@@ -20,7 +20,13 @@ from typing import Any
 from slmstack.backends.base import ChatMessage
 from slmstack.types import Prediction
 
-__all__ = ["SUPPORT_TICKET_SCHEMA", "join_outputs", "split_sentences", "summary_messages"]
+__all__ = [
+    "SUPPORT_TICKET_SCHEMA",
+    "join_outputs",
+    "lora_pairs",
+    "split_sentences",
+    "summary_messages",
+]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9#])")
 
@@ -111,3 +117,25 @@ def summary_messages(
         messages.append(ChatMessage("assistant", shot_summary))
     messages.append(ChatMessage("user", ask + text))
     return messages
+
+
+def lora_pairs(
+    pairs: Sequence[tuple[str, str]], *, max_sentences: int, instructions: str = ""
+) -> tuple[str, list[tuple[str, str]]]:
+    """``(system_prompt, [(user message, summary)])`` to train a ``Summarizer`` adapter on.
+
+    An adapter learns the prompt it was trained with, so the (text, summary) pairs are put
+    in the exact messages that ``Summarizer(max_sentences=..., instructions=...)`` sends
+    (no demonstrations). Pass them to ``train_lora(pairs,
+    settings=LoraSettings(system_prompt=system_prompt))`` and serve the adapter with the
+    same ``max_sentences`` and ``instructions``.
+    """
+    system = ""
+    out = []
+    for text, summary in pairs:
+        head, user = summary_messages(
+            text, max_sentences=max_sentences, schema=None, instructions=instructions, shots=()
+        )
+        system = head.content
+        out.append((user.content, summary))
+    return system, out

@@ -49,6 +49,8 @@ class LoraSettings:
         val_fraction: pairs held out to pick the best epoch (0 disables validation).
         system_prompt: system message put before every prompt (use the same at run time).
         seed: shuffling and initialisation seed.
+        bf16: run the forward passes under bfloat16 autocast (the adapter stays fp32);
+            about 1.6x faster on CPUs with AVX512-BF16 or AMX, slower on others.
     """
 
     rank: int = 8
@@ -64,6 +66,7 @@ class LoraSettings:
     val_fraction: float = 0.1
     system_prompt: str = ""
     seed: int = 0
+    bf16: bool = False
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for out-of-range values."""
@@ -154,10 +157,12 @@ def _batch(rows: Sequence[tuple[list[int], list[int]]], pad: int) -> dict[str, t
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def _mean_loss(model: Any, rows: list[tuple[list[int], list[int]]], pad: int, bs: int) -> float:
+def _mean_loss(
+    model: Any, rows: list[tuple[list[int], list[int]]], pad: int, bs: int, *, bf16: bool = False
+) -> float:
     """Token-weighted mean loss over ``rows``."""
     total, tokens = 0.0, 0
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(bf16):
         for s in range(0, len(rows), bs):
             batch = _batch(rows[s : s + bs], pad)
             n = int((batch["labels"][:, 1:] != IGNORE).sum())
@@ -166,14 +171,23 @@ def _mean_loss(model: Any, rows: list[tuple[list[int], list[int]]], pad: int, bs
     return total / max(1, tokens)
 
 
+def _autocast(bf16: bool) -> torch.autocast:
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+
 def train_lora(
     pairs: Sequence[tuple[str, str]],
     out: str | Path,
     *,
     base: str = "smollm2",
     settings: LoraSettings | None = None,
+    val_pairs: Sequence[tuple[str, str]] | None = None,
 ) -> LoraResult:
     """Train a LoRA adapter on ``pairs`` over ``base`` and save it to ``out``.
+
+    The best epoch is chosen by the mean token loss on validation pairs: ``val_pairs``
+    when given (then every one of ``pairs`` trains and ``val_fraction`` is ignored), else
+    a seeded ``val_fraction`` of ``pairs``.
 
     Example:
         >>> pairs = [("Say hi", "Hello from ACME!"), ("Greet me", "Hello from ACME!")]
@@ -184,6 +198,8 @@ def train_lora(
     cfg.check()
     if len(pairs) < 2:
         raise DataError(f"LoRA needs at least 2 prompt/response pairs, got {len(pairs)}")
+    if val_pairs is not None and not val_pairs:
+        raise DataError("val_pairs is empty; pass None to hold out val_fraction of pairs instead")
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:
@@ -199,9 +215,16 @@ def train_lora(
     ]
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(encoded)).tolist()
-    n_val = int(len(encoded) * cfg.val_fraction) if len(encoded) >= 10 else 0
-    val = [encoded[i][:2] for i in order[:n_val]]
-    train = [encoded[i][:2] for i in order[n_val:]]
+    if val_pairs is None:
+        n_val = int(len(encoded) * cfg.val_fraction) if len(encoded) >= 10 else 0
+        val = [encoded[i][:2] for i in order[:n_val]]
+        train = [encoded[i][:2] for i in order[n_val:]]
+    else:
+        held = [encode_pair(tokenizer, p, r, system_prompt=cfg.system_prompt,
+                            max_length=cfg.max_length) for p, r in val_pairs]  # fmt: skip
+        val = [e[:2] for e in held]
+        train = [encoded[i][:2] for i in order]
+        encoded += held  # counted in truncated_pairs below
     result = LoraResult(out=Path(out), n_train=len(train), n_val=len(val))
     result.truncated_pairs = sum(1 for e in encoded if e[2])
 
@@ -215,7 +238,7 @@ def train_lora(
     model = get_peft_model(model, peft_config)
     pad = int(tokenizer.pad_token_id)
     if val:
-        result.val_loss_before = _mean_loss(model, val, pad, cfg.batch_size)
+        result.val_loss_before = _mean_loss(model, val, pad, cfg.batch_size, bf16=cfg.bf16)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=0.0)
     per_epoch = math.ceil(len(train) / cfg.batch_size)
@@ -236,7 +259,10 @@ def train_lora(
             for s in range(0, len(train), cfg.batch_size):
                 if step >= total:
                     break
-                loss = model(**_batch([train[i] for i in perm[s : s + cfg.batch_size]], pad)).loss
+                with _autocast(cfg.bf16):
+                    loss = model(
+                        **_batch([train[i] for i in perm[s : s + cfg.batch_size]], pad)
+                    ).loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -250,7 +276,7 @@ def train_lora(
                 bar.update(task, advance=1, info=f"loss {float(loss.detach()):.4f}")
             model.eval()
             if val:
-                current = _mean_loss(model, val, pad, cfg.batch_size)
+                current = _mean_loss(model, val, pad, cfg.batch_size, bf16=cfg.bf16)
                 result.val_loss.append(current)
                 if current < best_val:
                     best_val, result.best_epoch = current, epoch + 1
@@ -279,7 +305,11 @@ def train_lora(
             "base": base,
             "base_sha256": base_sha,
             "settings": {**asdict(cfg), "target_modules": list(cfg.target_modules)},
-            "data": {"sha256": data_hash(pairs), "pairs": len(pairs)},
+            "data": {
+                "sha256": data_hash(pairs),
+                "pairs": len(pairs),
+                "val_sha256": data_hash(val_pairs) if val_pairs else None,
+            },
             "n_train": result.n_train,
             "n_val": result.n_val,
             "truncated_pairs": result.truncated_pairs,
