@@ -42,3 +42,17 @@ def cpu_lock() -> Iterator[float]:
             yield time.monotonic() - start
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def replace_section(path: Path, heading: str, block: str) -> None:
+    """Put ``block`` in ``path`` in place of the section that starts with ``heading``.
+
+    The section runs to the next ``## `` heading; a missing one is appended at the end.
+    """
+    current = path.read_text()
+    start = current.find(heading)
+    if start >= 0:
+        end = current.find("\n## ", start + len(heading))
+        path.write_text(current[:start] + block + (current[end + 1 :] if end >= 0 else ""))
+    else:
+        path.write_text(current.rstrip("\n") + "\n\n" + block)

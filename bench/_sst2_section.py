@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from _machine import replace_section
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## SST-2 sentiment, dev accuracy (`bench/sst2.py`)"
 NAMES = {
@@ -128,13 +130,5 @@ def write_results(data: dict[str, Any], path: Path = RESULTS) -> None:
               "flock /tmp/slmstack-cpu.lock nice -n 5 env HF_HUB_OFFLINE=1 "
               f"TRANSFORMERS_OFFLINE=1 SLMSTACK_PROGRESS=0 .venv/bin/{data['command']}",
               "```", ""]  # fmt: skip
-    block = "\n".join(lines)
-    current = path.read_text()
-    start = current.find(SECTION)
-    if start >= 0:
-        end = current.find("\n## ", start + len(SECTION))
-        current = current[:start] + block + (current[end + 1 :] if end >= 0 else "")
-        path.write_text(current)
-    else:
-        path.write_text(current.rstrip("\n") + "\n\n" + block)
+    replace_section(path, SECTION, "\n".join(lines))
     print(json.dumps({"wrote": str(path), "section": SECTION}))

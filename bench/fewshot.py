@@ -46,7 +46,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _machine import cpu_lock, machine
+from _machine import cpu_lock, machine, replace_section
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "datasets" / "banking77"
@@ -315,15 +315,7 @@ def write_results(data: dict[str, Any], command: str, path: Path = RESULTS) -> N
     lines += ["", "Command (from the repository root):", "", "```",
               f"HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 {lock}.venv/bin/{command}",
               "```", ""]  # fmt: skip
-    block = "\n".join(lines)
-    current = path.read_text()
-    start = current.find(SECTION)
-    if start >= 0:
-        end = current.find("\n## ", start + len(SECTION))
-        current = current[:start] + block + (current[end + 1 :] if end >= 0 else "")
-        path.write_text(current)
-    else:
-        path.write_text(current.rstrip("\n") + "\n\n" + block)
+    replace_section(path, SECTION, "\n".join(lines))
 
 
 if __name__ == "__main__":
