@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import replace_section
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_MD = REPO / "bench" / "RESULTS.md"
 JSON_OUT = REPO / "bench" / "results" / "dialogsum_lora.json"
@@ -137,21 +139,7 @@ def render(r: dict[str, Any]) -> str:
 
 def write_section(r: dict[str, Any]) -> None:
     """Put the section after the generators section, replacing an earlier copy of it."""
-    text = RESULTS_MD.read_text()
-    section = render(r)
-    if TITLE in text:
-        start = text.index(TITLE)
-        nxt = text.find("\n## ", start + len(TITLE))
-        end = len(text) if nxt < 0 else nxt + 1
-        text = text[:start] + section + "\n" + text[end:]
-    elif AFTER in text:
-        at = text.index(AFTER)
-        nxt = text.find("\n## ", at + len(AFTER))
-        end = len(text) if nxt < 0 else nxt + 1
-        text = text[:end] + section + "\n" + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS_MD.write_text(text)
+    replace_section(RESULTS_MD, TITLE, render(r) + "\n", after=AFTER)
 
 
 if __name__ == "__main__":

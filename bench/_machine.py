@@ -44,15 +44,23 @@ def cpu_lock() -> Iterator[float]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def replace_section(path: Path, heading: str, block: str) -> None:
+def replace_section(path: Path, heading: str, block: str, *, after: str | None = None) -> None:
     """Put ``block`` in ``path`` in place of the section that starts with ``heading``.
 
-    The section runs to the next ``## `` heading; a missing one is appended at the end.
+    A section runs to the next ``## `` heading. A missing one goes after the section that
+    starts with ``after`` when given and present, else at the end of the file.
     """
     current = path.read_text()
+
+    def end_of(start: int, title: str) -> int:
+        nxt = current.find("\n## ", start + len(title))
+        return len(current) if nxt < 0 else nxt + 1
+
     start = current.find(heading)
     if start >= 0:
-        end = current.find("\n## ", start + len(heading))
-        path.write_text(current[:start] + block + (current[end + 1 :] if end >= 0 else ""))
+        path.write_text(current[:start] + block + current[end_of(start, heading) :])
+    elif after is not None and after in current:
+        at = end_of(current.index(after), after)
+        path.write_text(current[:at] + block + current[at:])
     else:
         path.write_text(current.rstrip("\n") + "\n\n" + block)
