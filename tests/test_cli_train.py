@@ -122,3 +122,25 @@ def test_a_pickled_base_is_blocked_with_the_opt_in_named(data, tmp_path):
     )
     _no_traceback(result)
     assert "--allow-pickle" in result.output
+
+
+def test_a_finetune_student_learns_from_a_saved_teacher(data, tmp_path):
+    teacher = tmp_path / "teacher"
+    result = runner.invoke(app, ["train", "classify", str(data), "--out", str(teacher)])
+    assert result.exit_code == 0, result.output
+    student = tmp_path / "student"
+    args = ["train", "classify", str(data), "--out", str(student), "--strategy", "finetune",
+            "--epochs", "1", "--teacher", str(teacher), "--distill-weight", "0.7"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((student / "config.json").read_text())
+    assert config["teacher"] == {"skill": "TextClassifier", "base": "minilm", "weight": 0.7,
+                                 "temperature": 2.0}  # fmt: skip
+
+
+def test_a_teacher_with_the_head_strategy_is_refused_before_training(data, tmp_path):
+    result = runner.invoke(app, ["train", "classify", str(data), "--out", str(tmp_path / "s"),
+                                 "--teacher", str(tmp_path)])  # fmt: skip
+    _no_traceback(result)
+    assert "--teacher trains a new --strategy finetune skill" in result.output
+    assert not (tmp_path / "s").exists()

@@ -13,6 +13,7 @@ from slmstack.cli.comply import train_comply
 from slmstack.cli.train_generic import TrainGroup
 
 if TYPE_CHECKING:
+    from slmstack.skills.classifier import TextClassifier
     from slmstack.skills.static_classifier import StaticTextClassifier
 
 app = typer.Typer(cls=TrainGroup, help="Train a skill from a data file.", no_args_is_help=True)
@@ -62,6 +63,19 @@ def classify(
     resume: Annotated[
         Path | None, typer.Option(help="Continue training this saved skill with DATA.")
     ] = None,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            help="A saved classifier over the same labels (often a larger encoder) whose "
+            "soft labels the finetune student also learns from."
+        ),
+    ] = None,
+    distill_weight: Annotated[
+        float, typer.Option(help="With --teacher: share of the soft labels in the loss.")
+    ] = 0.5,
+    distill_temperature: Annotated[
+        float, typer.Option(help="With --teacher: temperature that softens its labels.")
+    ] = 2.0,
     allow_new_labels: Annotated[
         bool, typer.Option(help="With --resume: accept labels the skill has not seen.")
     ] = False,
@@ -75,6 +89,8 @@ def classify(
 
     if resume is not None and out_dir.resolve() == resume.resolve():
         raise ConfigError("--out must differ from --resume, so the original is kept")
+    if teacher is not None and (resume is not None or strategy != "finetune"):
+        raise ConfigError("--teacher trains a new --strategy finetune skill; drop --resume")
     static = None
     if base == "static" or base.startswith("static:"):
         static = _static_classifier(base, strategy, resume, val_fraction, seed, allow_pickle)
@@ -106,7 +122,9 @@ def classify(
             scope_alpha=scope_alpha,
             seed=seed,
             allow_pickle=allow_pickle,
-        ).fit(examples)
+            distill_weight=distill_weight,
+            distill_temperature=distill_temperature,
+        ).fit(examples, teacher=_teacher(teacher, allow_pickle))
     skill.save(out_dir)
     summary = {
         "out": str(out_dir),
@@ -126,6 +144,23 @@ def classify(
         f"{summary['val_macro_f1']:.4f}  ECE {summary['val_ece_before_calibration']:.4f} → "
         f"{summary['val_ece']:.4f} after calibration (T={summary['temperature']:.3f})"
     )
+
+
+def _teacher(folder: Path | None, allow_pickle: bool) -> TextClassifier | None:
+    """The saved classifier whose soft labels a student learns from, if any."""
+    from slmstack import load
+    from slmstack.errors import ConfigError
+    from slmstack.skills.classifier import TextClassifier
+
+    if folder is None:
+        return None
+    skill = load(folder, allow_pickle=allow_pickle)
+    if not isinstance(skill, TextClassifier):
+        raise ConfigError(
+            f"--teacher {folder} is a {type(skill).__name__}; a teacher must be a text "
+            "classifier saved by 'slmstack train classify' over the same labels."
+        )
+    return skill
 
 
 def _rate_param(strategy: str) -> str:

@@ -9,7 +9,8 @@ the skill so the public class stays small.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -22,7 +23,63 @@ from slmstack.progress import progress
 from slmstack.training.batching import bucketed_batches
 from slmstack.training.loop import LoopConfig, LoopResult, train_loop
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SoftTargets:
+    """A teacher's class distributions for the training texts, softened by ``temperature``."""
+
+    probs: NDArray[np.float32]  # (n_texts, n_labels), rows sum to 1, student label order
+    weight: float  # share of the distillation term in the loss
+    temperature: float
+
+    def describe(self, teacher: object) -> dict[str, Any]:
+        """What the student's config records about its teacher."""
+        return {"skill": type(teacher).__name__, "base": str(getattr(teacher, "base", "")),
+                "weight": self.weight, "temperature": self.temperature}  # fmt: skip
+
+
+class SoftTeacher(Protocol):
+    """What distillation needs of a teacher: its labels and class probabilities."""
+
+    @property
+    def classes_(self) -> Sequence[str]: ...
+
+    def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]: ...
+
+
+def soft_targets(
+    teacher: SoftTeacher, texts: Sequence[str], classes: Sequence[str], *,
+    weight: float, temperature: float,
+) -> SoftTargets:  # fmt: skip
+    """The teacher's probabilities for ``texts``, columns in ``classes`` order, softened.
+
+    ``p ** (1 / T)`` renormalised equals ``softmax(logits / T)`` for the teacher's logits.
+    Labels the teacher lacks are an error: the student would learn they never occur.
+    """
+    from slmstack.errors import DataError
+
+    have = {str(c): i for i, c in enumerate(teacher.classes_)}
+    missing = [c for c in classes if c not in have]
+    if missing:
+        shown = ", ".join(repr(c) for c in missing[:5])
+        raise DataError(
+            f"the teacher does not know {len(missing)} of the data's labels ({shown}); "
+            "train the teacher on the same label set, or drop those rows."
+        )
+    probs = np.asarray(teacher.predict_proba(list(texts)), dtype=np.float64)
+    if probs.shape != (len(texts), len(have)):
+        raise DataError(
+            f"the teacher returned probabilities of shape {probs.shape}, expected "
+            f"({len(texts)}, {len(have)}); it is not a single-label classifier."
+        )
+    probs = probs[:, [have[c] for c in classes]]
+    logp = np.log(np.clip(probs, 1e-12, None)) / temperature
+    logp -= logp.max(axis=1, keepdims=True)
+    soft = np.exp(logp)
+    soft /= soft.sum(axis=1, keepdims=True)
+    return SoftTargets(soft.astype(np.float32), weight, temperature)
 
 
 class ClassifierNet(nn.Module):
@@ -113,23 +170,35 @@ def finetune(
     seed: int,
     label_smoothing: float,
     description: str,
+    soft: SoftTargets | None = None,
 ) -> LoopResult:
     """Fine-tune the whole network (encoder and head) on token ids and label indices.
 
     Batches group texts of similar length (:func:`bucketed_batches`), reshuffled each
-    epoch from ``seed + epoch``, so runs are reproducible.
+    epoch from ``seed + epoch``, so runs are reproducible. With ``soft`` (a teacher's
+    targets, one row per training text) the loss is knowledge distillation (Hinton et al.,
+    2015): ``(1 - weight) * CE(gold) + weight * T² * KL(teacher_T || student_T)``.
     """
     lengths = [len(x) for x in train_ids]
     steps = (len(train_ids) + batch_size - 1) // batch_size
+    targets = torch.from_numpy(soft.probs) if soft is not None else None
 
     def make_batches(epoch: int) -> Iterator[Batch]:
         for idx in bucketed_batches(lengths, batch_size, seed=seed + epoch):
             ids, mask = pad_batch([train_ids[i] for i in idx], pad_id)
-            yield ids, mask, torch.from_numpy(y_train[idx])
+            rows = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+            yield ids, mask, torch.from_numpy(y_train[idx]), rows
 
     def loss_fn(batch: Batch) -> torch.Tensor:
-        ids, mask, y = batch
-        return F.cross_entropy(net(ids, mask), y, label_smoothing=label_smoothing)
+        ids, mask, y, rows = batch
+        logits = net(ids, mask)
+        gold = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        if soft is None or targets is None:
+            return gold
+        t = soft.temperature
+        student = F.log_softmax(logits / t, dim=-1)
+        kd = F.kl_div(student, targets[rows], reduction="batchmean") * (t * t)
+        return (1.0 - soft.weight) * gold + soft.weight * kd
 
     return train_loop(
         net,

@@ -19,7 +19,6 @@ abstains with ``"out_of_scope"`` when their p-value is below ``scope_alpha``.
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -35,7 +34,7 @@ from torch import nn
 from slmstack.artifacts import data_hash
 from slmstack.data.splits import stratified_split
 from slmstack.data.validation import drop_duplicates, validate_examples
-from slmstack.errors import ArtifactError, DataError
+from slmstack.errors import ConfigError, DataError
 from slmstack.models.encoder import (
     Tokenized,
     load_encoder,
@@ -44,12 +43,20 @@ from slmstack.models.encoder import (
 )
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.models.shared import private_copy, shared_encoder, shared_tokenizer
+from slmstack.skills._classifier_io import (
+    classifier_state,
+    restore_classifier,
+    write_classifier_files,
+)
 from slmstack.skills._classifier_training import (
     ClassifierNet,
+    SoftTargets,
+    SoftTeacher,
     finetune,
     fit_probe,
     forward_all,
     grow_head,
+    soft_targets,
     validation_metrics,
 )
 from slmstack.skills._fewshot import Pairing, auto_strategy, fewshot_tune
@@ -89,6 +96,7 @@ class TextClassifier(LabelledTexts, Skill):
                         _POSITIVE),
         "val_fraction": Interval(float, 0, 1, closed="neither"),
         "warmup_ratio": _FRACTION, "label_smoothing": _FRACTION, "dropout": _FRACTION,
+        "distill_weight": Interval(float, 0, 1), "distill_temperature": _POSITIVE,
         "scope_alpha": Interval(float, 0, 1, closed="left",
                                 note="(0 turns out-of-scope flags off)"),
     }  # fmt: skip
@@ -112,6 +120,9 @@ class TextClassifier(LabelledTexts, Skill):
         pairing: Pairing = "in_batch",
         pair_iterations: int = 2,
         pair_learning_rate: float = 1e-4,
+        # fit(teacher=...): share of the teacher's soft labels in the loss, their temperature
+        distill_weight: float = 0.5,
+        distill_temperature: float = 2.0,
         val_fraction: float = 0.1,
         metric: Literal["accuracy", "macro_f1"] = "accuracy",
         head_c: float = 10.0,  # inverse L2 strength of the probe; 10 is best on BANKING77
@@ -140,6 +151,8 @@ class TextClassifier(LabelledTexts, Skill):
         self.pairing = pairing
         self.pair_iterations = pair_iterations
         self.pair_learning_rate = pair_learning_rate
+        self.distill_weight = distill_weight
+        self.distill_temperature = distill_temperature
         self.val_fraction = val_fraction
         self.metric = metric
         self.head_c = head_c
@@ -176,9 +189,19 @@ class TextClassifier(LabelledTexts, Skill):
         return int(self.tokenizer_.pad_token_id or 0)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, examples: Sequence[Example]) -> Self:
-        """Train from scratch on ``examples`` (a validation split is held out)."""
+    def fit(self, examples: Sequence[Example], *, teacher: SoftTeacher | None = None) -> Self:
+        """Train from scratch on ``examples`` (a validation split is held out).
+
+        ``teacher`` (``finetune`` only): a fitted classifier over the same labels, usually a
+        larger encoder; the encoder then learns from its soft labels together with the gold
+        labels (``distill_weight``, ``distill_temperature``).
+        """
         self._check_params()
+        if teacher is not None and self.strategy != "finetune":
+            raise ConfigError(
+                f"a teacher's soft labels train the encoder, and strategy={self.strategy!r} "
+                "does not; use strategy='finetune', or fit without a teacher."
+            )
         examples, self.duplicates_dropped_ = drop_duplicates(examples)
         validate_examples(examples)
         torch.manual_seed(self.seed)
@@ -188,7 +211,7 @@ class TextClassifier(LabelledTexts, Skill):
         self._setup_base()
         self.classes_: list[str] = sorted({ex.label for ex in examples})
         self.net_.head = nn.Linear(self.net_.head.in_features, len(self.classes_))
-        self._train(list(examples), resumed=False)
+        self._train(list(examples), resumed=False, teacher=teacher)
         return self
 
     def resume(self, examples: Sequence[Example], *, allow_new_labels: bool = False) -> Self:
@@ -216,7 +239,9 @@ class TextClassifier(LabelledTexts, Skill):
         self._train(list(examples), resumed=True)
         return self
 
-    def _train(self, examples: list[Example], *, resumed: bool) -> None:
+    def _train(
+        self, examples: list[Example], *, resumed: bool, teacher: SoftTeacher | None = None
+    ) -> None:
         start = time.perf_counter()
         index = {c: i for i, c in enumerate(self.classes_)}
         train, val = stratified_split(
@@ -242,7 +267,15 @@ class TextClassifier(LabelledTexts, Skill):
         x_train = None
         if self.strategy_ == "head" or (self.strategy_ == "finetune" and not resumed):
             x_train = self._fit_probe(tok_train, y_train, warm=resumed)
-        result = self._tune(tok_train, y_train, tok_val, y_val, resumed=resumed) if tuned else None
+        soft = None if teacher is None else soft_targets(
+            teacher, [ex.text for ex in train], self.classes_,
+            weight=self.distill_weight, temperature=self.distill_temperature,
+        )  # fmt: skip
+        self.teacher_: dict[str, Any] | None = soft.describe(teacher) if soft else None
+        result = (
+            self._tune(tok_train, y_train, tok_val, y_val, resumed=resumed, soft=soft)
+            if tuned else None
+        )  # fmt: skip
         self.history_, self.best_epoch_ = (result.history, result.best_epoch) if result else ([], 0)
         for param in self.net_.encoder.parameters():
             param.requires_grad = False
@@ -297,7 +330,7 @@ class TextClassifier(LabelledTexts, Skill):
 
     def _tune(
         self, tok_train: Tokenized, y_train: NDArray[np.int64], tok_val: Tokenized,
-        y_val: NDArray[np.int64], *, resumed: bool,
+        y_val: NDArray[np.int64], *, resumed: bool, soft: SoftTargets | None = None,
     ) -> LoopResult:  # fmt: skip
         """Train the encoder: with the head (``finetune``), or on pairs before it (``fewshot``)."""
         again = "resume " if resumed else ""
@@ -320,7 +353,8 @@ class TextClassifier(LabelledTexts, Skill):
         return finetune(
             self.net_, tok_train.input_ids, y_train, evaluate=evaluate, cfg=LoopConfig.of(self),
             batch_size=self.batch_size, pad_id=self._pad_id(), seed=self.seed,
-            label_smoothing=self.label_smoothing, description=f"{again}fine-tune",
+            label_smoothing=self.label_smoothing, soft=soft,
+            description=f"{again}distil" if soft else f"{again}fine-tune",
         )  # fmt: skip
 
     # ------------------------------------------------------------------ predicting
@@ -348,51 +382,13 @@ class TextClassifier(LabelledTexts, Skill):
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> tuple[dict[str, Any], Tensors]:
-        tensors: Tensors = {"head": dict(self.net_.head.state_dict())}
-        if self.scope_ is not None:
-            tensors["scope"] = self.scope_.tensors()
-        config = {
-            "labels": self.classes_,
-            "temperature": self.temperature_,
-            "window": self.window_,
-            "history": self.history_,
-            "best_epoch": self.best_epoch_,
-            "strategy": self.strategy_,
-        }
-        return config, tensors
+        return classifier_state(self)
 
     def _write_extra(self, folder: Path) -> None:
-        (folder / "labels.json").write_text(json.dumps(self.classes_, indent=1) + "\n")
-        if self.strategy_ != "head":  # the skill carries its own encoder
-            encoder: Any = self.net_.encoder
-            encoder.save_pretrained(str(folder / "encoder"), safe_serialization=True)
-            self.tokenizer_.save_pretrained(str(folder / "encoder"))
+        write_classifier_files(self, folder)
 
     def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
-        base = self.provenance_.base
-        self.strategy_ = str(config.get("strategy", self.strategy))  # older saves lack it
-        if self.strategy_ != "head":
-            local = resolve(str(folder / "encoder"))
-            self.source_ = local.with_provenance(base)
-        else:
-            self.source_ = resolve(
-                self.base, allow_pickle=self.allow_pickle, expect_sha256=base.get("sha256")
-            )
-        self.tokenizer_ = shared_tokenizer(self.source_.path)
-        labels = config["labels"]
-        if not isinstance(labels, list) or not labels:
-            raise ArtifactError(f"{folder}/config.json: 'labels' must be a non-empty list")
-        self.classes_ = [str(x) for x in labels]
-        self.net_ = ClassifierNet(shared_encoder(self.source_), len(self.classes_),
-                                  normalize=self.normalize, dropout=self.dropout)  # fmt: skip
-        self.net_.head.load_state_dict(tensors["head"])
-        self.net_.eval()
-        self.scope_ = ScopeModel.from_tensors(tensors["scope"]) if "scope" in tensors else None
-        self.window_ = int(config["window"])
-        self.temperature_ = float(config["temperature"])
-        self.metrics_ = dict(self.provenance_.metrics)
-        self.history_, self.best_epoch_ = list(config["history"]), int(config["best_epoch"])
-        self.duplicates_dropped_ = self.provenance_.duplicates_dropped
+        restore_classifier(self, config, tensors, folder)
 
     def _card(self) -> dict[str, Any]:
         scope = scope_card(self.scope_, self.scope_alpha)
