@@ -112,7 +112,8 @@ def train_system(name: str, params: dict[str, Any], rows: list[Any], val: list[A
     row = {"params": params, "train_s": round(seconds, 1), "train_cpu_s": round(cpu, 1),
            "best_epoch": skill.best_epoch_, "history": skill.history_,
            "params_m": params_m(skill), "val_accuracy": accuracy(skill, val),
-           "test_accuracy": accuracy(skill, test), "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
+           "test_accuracy": accuracy(skill, test),
+           "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
     print(name, json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
     return row
 
@@ -126,22 +127,27 @@ def baselines(rows: list[Any], val: list[Any], test: list[Any]) -> dict[str, Any
     train, _ = stratified_split(rows, [r.label for r in rows], fraction=VAL_FRACTION, seed=SEED)
     labels = [r.label for r in train]
     majority = max(set(labels), key=labels.count)
-    out: dict[str, Any] = {"majority": {
-        "val_accuracy": round(100.0 * float(np.mean([r.label == majority for r in val])), 2),
-        "test_accuracy": round(100.0 * float(np.mean([r.label == majority for r in test])), 2)}}  # fmt: skip
+
+    def share(rows: list[Any]) -> float:
+        return round(100.0 * float(np.mean([r.label == majority for r in rows])), 2)
+
+    out: dict[str, Any] = {"majority": {"val_accuracy": share(val), "test_accuracy": share(test)}}
     vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
     x_train = vec.fit_transform([r.text for r in train])
     grid = {}
     for c in (1.0, 4.0, 16.0, 64.0):
         lr = LogisticRegression(C=c, max_iter=3000).fit(x_train, labels)
         pred = lr.predict(vec.transform([r.text for r in val]))
-        grid[c] = round(100.0 * float(np.mean([p == r.label for p, r in zip(pred, val, strict=True)])), 2)
+        grid[c] = round(
+            100.0 * float(np.mean([p == r.label for p, r in zip(pred, val, strict=True)])), 2
+        )
     best = max(grid, key=lambda c: grid[c])
     lr = LogisticRegression(C=best, max_iter=3000).fit(x_train, labels)
     pred = lr.predict(vec.transform([r.text for r in test]))
+    hits = [p == r.label for p, r in zip(pred, test, strict=True)]
     out["tfidf_lr"] = {"C": best, "val_by_C": {str(k): v for k, v in grid.items()},
-                       "val_accuracy": grid[best], "test_accuracy": round(100.0 * float(np.mean(
-                           [p == r.label for p, r in zip(pred, test, strict=True)])), 2)}  # fmt: skip
+                       "val_accuracy": grid[best],
+                       "test_accuracy": round(100.0 * float(np.mean(hits)), 2)}  # fmt: skip
     print("baselines", json.dumps(out), flush=True)
     return out
 
@@ -155,8 +161,8 @@ def main() -> None:
     results = load_results(RESULT_FILE)
     results.setdefault("machine", machine())
     rows, val, test = examples()
-    results["data"] = {"train_rows": len(rows), "validation_rows": len(val),
-                       "test_rows": len(test), "val_fraction": VAL_FRACTION, "seed": SEED}  # fmt: skip
+    results["data"] = {"train_rows": len(rows), "validation_rows": len(val), "seed": SEED,
+                       "test_rows": len(test), "val_fraction": VAL_FRACTION}  # fmt: skip
     systems = results["systems"]
     if args.phase == "teacher":
         if "baselines" not in results:
