@@ -156,7 +156,11 @@ def main() -> int:
     )
     ap.add_argument("--max-length", type=int, default=128, help="tagger window (sub-words)")
     ap.add_argument("--out", default="/tmp/slmstack-conll-tagger")
-    ap.add_argument("--json", default="/tmp/bench_conll.json")
+    ap.add_argument(
+        "--json",
+        default=str(Path(__file__).resolve().parent / "results" / "conll.json"),
+        help="result file (committed with bench/RESULTS.md)",
+    )
     args = ap.parse_args()
     import torch
 

@@ -109,7 +109,11 @@ def main() -> int:
     ap.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is faster on a busy machine)"
     )
-    ap.add_argument("--json", default="/tmp/bench_cuad.json")
+    ap.add_argument(
+        "--json",
+        default=str(Path(__file__).resolve().parent / "results" / "cuad.json"),
+        help="result file (committed with bench/RESULTS.md)",
+    )
     args = ap.parse_args()
     import torch
 

@@ -194,7 +194,12 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=Path("../shared/datasets"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-finetune", action="store_true")
-    ap.add_argument("--json", type=Path, default=None, help="also write results here")
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results" / "faq.json",
+        help="result file (committed with bench/RESULTS.md)",
+    )
     args = ap.parse_args()
     kb, cal, test, _ = load_data(args.data_dir, args.seed)
     n_q = sum(len(e.questions) for e in kb)
