@@ -146,6 +146,8 @@ def main() -> int:
         "--threads", type=int, default=1, help="torch threads (1 is faster on a busy machine)"
     )
     ap.add_argument("--json", default="bench/results/sroie.json")
+    ap.add_argument("--text-decode", choices=("spans", "lines"), default="spans")
+    ap.add_argument("--group-by", default="company", help="'' for none")
     args = ap.parse_args()
     import torch
 
@@ -178,7 +180,8 @@ def main() -> int:
     }
 
     start = time.perf_counter()
-    fx = FieldExtractor(schema=SCHEMA).fit(train)
+    params = {"text_decode": args.text_decode, "group_by": args.group_by or None}
+    fx = FieldExtractor(schema=SCHEMA, **params).fit(train)
     train_s = time.perf_counter() - start
     fx.save("/tmp/slmstack-sroie-fields")
     fx = FieldExtractor.load("/tmp/slmstack-sroie-fields")  # cold cache: honest speed
@@ -199,7 +202,7 @@ def main() -> int:
     # The same extractor keeping whole lines for text fields (drop_code off: the behaviour
     # before registration numbers were dropped), to show what that change does.
     whole = {k: ({"type": v, "drop_code": False} if v == "text" else v) for k, v in SCHEMA.items()}
-    fx_whole = FieldExtractor(schema=whole).fit(train)
+    fx_whole = FieldExtractor(schema=whole, **params).fit(train)
     preds_whole = fx_whole.predict(texts)
     name_whole = "FieldExtractor, whole lines (drop_code off)"
     rows.append((name_whole, field_metrics(specs, test, preds_whole)))
@@ -247,6 +250,7 @@ def main() -> int:
                 "lenient": lenient,
                 "speed": speed,
                 "val": fx.metrics_,
+                "extractor_params": params,
                 "predictions": errors,
             },
             indent=1,

@@ -22,7 +22,9 @@ each shop's layout. Here:
   by several points, so every split is reported, with the mean and standard deviation.
 
 Nothing is chosen on the test receipts: ``FieldExtractor`` tunes its thresholds on a
-held-out 20% of the training receipts, and its settings are the defaults.
+held-out 20% of the training receipts, and its settings (``--text-decode``,
+``--group-by``) are the ones ``bench/sroie_select.py`` chose on inner vendor splits of
+receipts that are on the training side of all three splits.
 
 Run (heavy: wrap it in the shared CPU lock)::
 
@@ -115,7 +117,7 @@ def table(m: dict) -> dict[str, float]:
     return f
 
 
-def run_split(docs: list[FieldExample], seed: int, share: float) -> dict:
+def run_split(docs: list[FieldExample], seed: int, share: float, params: dict) -> dict:
     """One vendor split: train on it, score the test side; the result as a dict."""
     specs = parse_schema(SCHEMA)
     train_all, test = vendor_split(docs, share, seed)
@@ -135,7 +137,7 @@ def run_split(docs: list[FieldExample], seed: int, share: float) -> dict:
     texts = [ex.text for ex in test]
     systems: dict[str, list[Prediction]] = {"rules (no training)": [rules(t) for t in texts]}
     start = time.perf_counter()
-    fx = FieldExtractor(schema=SCHEMA).fit(train)
+    fx = FieldExtractor(schema=SCHEMA, **params).fit(train)
     train_s = time.perf_counter() - start
     systems["FieldExtractor (MiniLM lines + LR)"] = fx.predict(texts)
     result = {
@@ -145,6 +147,7 @@ def run_split(docs: list[FieldExample], seed: int, share: float) -> dict:
         "test": len(test),
         "overlap": overlap,
         "train_seconds": round(train_s, 1),
+        "extractor_params": params,
         "systems": {
             name: {
                 "normalised": table(field_metrics(specs, test, preds)),
@@ -172,6 +175,8 @@ def main() -> int:
     ap.add_argument("--test-share", type=float, default=0.2)
     ap.add_argument("--seeds", default="0,1,2", help="one vendor split per seed")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--text-decode", choices=("spans", "lines"), default="spans")
+    ap.add_argument("--group-by", default="company", help="'' for none")
     ap.add_argument("--json", default="bench/results/sroie_vendors.json")
     args = ap.parse_args()
     import statistics
@@ -181,7 +186,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     docs, rescans = drop_rescans(load(Path(args.data_dir)))
     print(f"{len(docs) + len(rescans)} receipts, {len(rescans)} re-scans dropped ({rescans})")
-    splits = [run_split(docs, int(s), args.test_share) for s in args.seeds.split(",")]
+    params = {"text_decode": args.text_decode, "group_by": args.group_by or None}
+    splits = [run_split(docs, int(s), args.test_share, params) for s in args.seeds.split(",")]
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for name in splits[0]["systems"]:
         summary[name] = {}
@@ -198,7 +204,9 @@ def main() -> int:
         "test_share": args.test_share,
         "splits": splits,
         "micro_f1_over_splits": summary,
-        "command": "flock /tmp/slmstack-cpu.lock nice -n 5 .venv/bin/python bench/sroie_vendors.py",
+        "extractor_params": params,
+        "command": "flock /tmp/slmstack-cpu.lock nice -n 5 .venv/bin/python bench/sroie_vendors.py "
+        + " ".join(sys.argv[1:]),
     }
     Path(args.json).write_text(json.dumps(result, indent=1, default=str) + "\n")
     return 0

@@ -207,3 +207,91 @@ def test_a_registration_number_beside_the_name_is_not_part_of_the_value(encoder_
     for doc in docs[30:]:
         [pred] = fitted.predict([doc.text])
         assert pred.data["fields"]["company"]["value"] == doc.values["company"]
+
+
+STREETS_2 = ["NO 290, JALAN AIR PANAS,", "LOT 5, JALAN BUNGA RAYA,", "22, JALAN TUN RAZAK,",
+             "NO 3, LORONG MAWAR 2,", "NO 88, JALAN PUDU,", "7, JALAN SAGU 18,"]  # fmt: skip
+AREAS = ["SETAPAK,", "TAMAN MALURI,", "CHERAS,", "BANDAR BARU,"]
+TOWNS_2 = ["53200 KUALA LUMPUR", "81100 JOHOR BAHRU", "10200 PENANG", "80000 MELAKA", "SELANGOR"]
+NAMES_2 = [("GOLDEN LEAF", "TRADING SDN BHD"), ("SUNRISE BAKERY",), ("PASAR MINI", "JAYA ENTERPRISE"),
+           ("BLUE OCEAN MART",), ("URBAN HARDWARE",), ("HAPPY PETS", "SUPPLIES SDN BHD")]  # fmt: skip
+
+
+def multi_line_receipts(n: int) -> list[FieldExample]:
+    """Names over one or two lines; addresses over two to four lines, a short one inside."""
+    out = []
+    for i in range(n):
+        name = NAMES_2[i % len(NAMES_2)]
+        address = [STREETS_2[i % 6]] + [AREAS[i % 4]] * (i % 3 > 0) + [TOWNS_2[i % 5]]
+        if i % 4 == 3:
+            address.insert(1, "BLOCK A, LEVEL 2,")
+        total = f"{10 + i % 17}.{(i * 7) % 100:02d}"
+        lines = [*name, f"(REG {300000 + i}-X)", *address, f"TEL: 03-{4000 + i} 5678",
+                 f"GST ID: 000{800000 + i}", f"DATE: {1 + i % 28:02d}/0{1 + i % 9}/2018",
+                 f"ITEM   {total}", f"TOTAL   {total}", "THANK YOU"]  # fmt: skip
+        values = {"company": " ".join(name), "address": " ".join(address), "total": total}
+        out.append(FieldExample("\n".join(lines), values, f"multi:{i}"))
+    return out
+
+
+def test_multi_line_names_and_addresses_are_read_whole(encoder_dir):
+    schema = {"company": "text", "address": "text", "total": "amount"}
+    docs = multi_line_receipts(48)
+    fx = FieldExtractor(schema=schema, base=str(encoder_dir), group_by="company").fit(docs[:36])
+    assert set(fx.span_weights_) == {"company", "address"}
+    right = 0
+    for doc, pred in zip(docs[36:], fx.predict([d.text for d in docs[36:]]), strict=True):
+        f = pred.data["fields"]
+        right += f["company"]["value"] == doc.values["company"].casefold()
+        right += f["address"]["value"] == doc.values["address"].casefold()
+        lines = doc.values["address"].count(",") + 1
+        if f["address"]["value"] == doc.values["address"].casefold():
+            # the evidence is the lines the value spans, and the span covers them all
+            assert f["address"]["evidence"].count(" / ") + 1 == lines
+            assert doc.text[f["address"]["start"] : f["address"]["end"]].count("\n") + 1 == lines
+    assert right >= 22  # of 24 values, each spanning one to four lines
+
+
+def test_span_candidates_and_their_labels():
+    from slmstack.skills._field_features import candidates, split_lines
+    from slmstack.skills._field_spans import label_spans, spans
+
+    [spec] = parse_schema({"address": "text"})
+    text = "SHOP\nNO 290, JALAN AIR PANAS,\nSETAPAK,\n53200 KUALA LUMPUR\nTEL: 03-111"
+    lines = split_lines(text)
+    runs = spans(candidates(spec, lines), max_lines=3)
+    assert len(runs) == 3 + 3 + 3 + 2 + 1  # runs of up to 3 lines from each line
+    [whole] = [r for r in runs if r.line == 1 and r.n_lines == 3]
+    assert text[whole.start : whole.end] == "NO 290, JALAN AIR PANAS,\nSETAPAK,\n53200 KUALA LUMPUR"
+    gold = "NO 290, JALAN AIR PANAS, SETAPAK, 53200 KUALA LUMPUR"
+    assert [r for r, y in zip(runs, label_spans(spec, runs, gold, ""), strict=True) if y] == [whole]
+    # the annotator wrote a full stop where the OCR read a comma: the closest span stands in
+    slip = gold.replace("PANAS,", "PANAS.")
+    assert [r for r, y in zip(runs, label_spans(spec, runs, slip, ""), strict=True) if y] == [whole]
+    assert sum(label_spans(spec, runs, "SOMEWHERE ELSE ENTIRELY, 99999", "")) == 0
+    assert sum(label_spans(spec, runs, None, "")) == 0
+
+
+def test_groups_stay_on_one_side_of_the_held_out_split_and_the_folds(encoder_dir):
+    from slmstack.skills._field_fit import held_out
+    from slmstack.skills._field_spans import fold_of
+
+    groups = [f"vendor{i % 5}" for i in range(40)]
+    va = held_out(groups, 8, seed=0)
+    assert len(va) >= 8 and len({groups[i] for i in va}) < 5
+    assert not {groups[i] for i in va} & {g for i, g in enumerate(groups) if i not in va}
+    fold = fold_of(groups, 3, seed=0)
+    assert fold is not None and all(
+        len({fold[i] for i in range(40) if groups[i] == g}) == 1 for g in set(groups)
+    )
+    assert fold_of(groups[:2], 3, seed=0) is None  # two groups cannot fill three folds
+    with pytest.raises(ConfigError, match="group_by='vendor' is not a field of the schema"):
+        FieldExtractor(schema=SCHEMA, base=str(encoder_dir), group_by="vendor").fit(
+            toy_receipts(12)
+        )
+    few = multi_line_receipts(12)[:2] * 3  # two vendors only
+    fx = FieldExtractor(schema={"company": "text"}, base=str(encoder_dir), group_by="company")
+    with pytest.raises(DataError, match="span scoring needs documents from at least 3 groups"):
+        fx.fit([FieldExample(d.text + f"\n#{i}", d.values) for i, d in enumerate(few)])
+    lines = FieldExtractor(schema={"company": "text"}, base=str(encoder_dir), text_decode="lines")
+    assert lines.fit(few).span_weights_ == {}  # the line decoding needs no groups

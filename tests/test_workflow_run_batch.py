@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from example_skills import needs_lora, quick_desk_summarizer
 from slmstack import ConfigError, DataError, Prediction
 from slmstack.costs import Ledger
 from slmstack.errors import SkillError
@@ -471,9 +472,16 @@ def test_run_batch_equals_run_on_the_examples(example, tmp_path):
         pytest.importorskip("llama_cpp", reason="this example generates with SmolLM2")
     from slmstack.workflows import load_workflow
 
-    # The example's own cache: trained once (as run.py does), then loaded.
+    # The example's own cache: trained once (as run.py does), then loaded; the support
+    # desk's LoRA summarizer is trained for seconds instead (tests/example_skills.py).
+    given = {}
+    if example == "support-desk":
+        needs_lora()
+        given["summarizer"] = quick_desk_summarizer()
     loaded = load_workflow(
-        EXAMPLES / example / "workflow.yaml", cache_dir=EXAMPLES / example / ".slmstack-cache"
+        EXAMPLES / example / "workflow.yaml",
+        cache_dir=EXAMPLES / example / ".slmstack-cache",
+        skills=given,
     )
 
     def make(tag: str) -> Workflow:

@@ -45,9 +45,14 @@ def decode_field(
     cands: Sequence[Candidate],
     p: NDArray[np.float64],
     answer: float,
-    extend: float,
+    extend: float | None,
 ) -> tuple[dict[str, Any], Span | None]:
-    """The field's record (value or missing, confidence, evidence) and its span."""
+    """The field's record (value or missing, confidence, evidence) and its span.
+
+    ``extend``: for text fields scored line by line, the probability an adjacent line
+    needs to join the value; ``None`` takes the best candidate alone (a span of lines
+    already, or a date or amount).
+    """
     if spec.type != "text" and len(p):
         p = pool_by_value(cands, p)
     if not cands or p.max() < answer:
@@ -55,7 +60,7 @@ def decode_field(
         return {"value": None, "missing": True, "confidence": 1.0 - best}, None
     k = int(p.argmax())
     first = last = k
-    if spec.type == "text":  # grow over adjacent lines that also belong
+    if spec.type == "text" and extend is not None:  # grow over adjacent lines that belong
         while first > 0 and p[first - 1] >= extend:
             first -= 1
         while last + 1 < len(cands) and p[last + 1] >= extend:
@@ -69,7 +74,9 @@ def decode_field(
         "line": lines[cands[first].line].index,
         "start": start,
         "end": end,
-        "evidence": " / ".join(lines[c.line].text for c in chosen),
+        "evidence": " / ".join(
+            lines[k].text for c in chosen for k in range(c.line, c.line + c.n_lines)
+        ),
     }
     if spec.type == "amount":
         record["currency"] = cands[k].currency
@@ -81,12 +88,17 @@ def tune_thresholds(
     docs: Sequence[tuple[str, Sequence[Line], Sequence[Candidate], NDArray[np.float64]]],
     gold: Sequence[str | None],
     default: float,
+    *,
+    grow: bool | None = None,
 ) -> tuple[float, float]:
     """``(answer, extend)`` maximising the field's F1 on held-out documents.
 
-    Ties go to the pair closest to ``default``; with too few documents the default is
-    kept for both.
+    ``grow``: whether a text value grows over adjacent lines (the ``extend`` threshold
+    is tuned then; otherwise it stays at ``default``, unused); by default, for text
+    fields. Ties go to the pair closest to ``default``; with too few documents the
+    default is kept for both.
     """
+    grow = spec.type == "text" if grow is None else grow
     if len(docs) < MIN_TUNING_DOCS:
         return default, default
     truth: list[str | None] = []
@@ -95,13 +107,13 @@ def tune_thresholds(
             truth.append(gold_value(spec, raw) if raw else None)
         except DataError:
             truth.append(None)
-    extends = _GRID if spec.type == "text" else [default]
+    extends = _GRID if grow else [default]
     best, best_key = (default, default), (-1.0, 0.0)
     for answer in _GRID:
         for extend in extends:
             tp = fp = fn = 0
             for (text, lines, cands, p), g in zip(docs, truth, strict=True):
-                rec, _ = decode_field(spec, text, lines, cands, p, answer, extend)
+                rec, _ = decode_field(spec, text, lines, cands, p, answer, extend if grow else None)
                 got = rec["value"]
                 if got is not None and g is not None and same_value(spec, got.casefold(), g):
                     tp += 1

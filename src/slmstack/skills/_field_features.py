@@ -60,6 +60,7 @@ class Candidate:
     end: int
     value: str  # normalised: ISO date, plain decimal, or the line text
     currency: str | None = None
+    n_lines: int = 1  # a span of consecutive lines (text fields), from ``line`` on
 
 
 def split_lines(text: str) -> list[Line]:
@@ -128,8 +129,13 @@ def label_candidates(
     return [int(same_value(spec, c.value, gold)) for c in cands]
 
 
+def word_tokens(text: str) -> list[str]:
+    """Lower-cased words and punctuation marks, digits as ``0`` (``TEL:`` -> tel, :)."""
+    return [re.sub(r"\d", "0", w.lower()) for w in _WORD.findall(text)]
+
+
 def _words(text: str, prefix: str) -> list[str]:
-    return [prefix + re.sub(r"\d", "0", w.lower()) for w in _WORD.findall(text)]
+    return [prefix + w for w in word_tokens(text)]
 
 
 def features(

@@ -6,10 +6,20 @@ or amount found for the others; see :mod:`._field_features`). A logistic regress
 per field, trained on the user's documents and true values, scores each candidate
 from the frozen encoder's vectors of its line and neighbours, hashed keywords, its
 position and value facts. The best candidate wins if its probability clears
-a threshold; otherwise the field is reported as missing, never guessed. A ``text``
-field takes the best line plus the adjacent lines that clear a second threshold
-(addresses span lines). Both thresholds are tuned per field on a held-out split
-(see :mod:`._field_decode`). Every value keeps its evidence: line number and offsets.
+a threshold; otherwise the field is reported as missing, never guessed.
+
+A ``text`` value may span lines (an address, a name printed over two lines). With
+``text_decode="spans"`` (the default) every run of up to ``max_span_lines`` consecutive
+lines is a candidate, scored as a whole by a second regression over the line scores,
+the span's shape and the words at its edges (see :mod:`._field_spans`); it learns from
+out-of-fold line scores, as on unseen documents. ``"lines"`` is the earlier method:
+the best line plus the adjacent lines that clear a second threshold. The thresholds
+are tuned per field on a held-out split (see :mod:`._field_decode`). Every value keeps
+its evidence: line number and offsets.
+
+``group_by`` names a field whose true value groups documents (the company: one
+vendor's receipts), so that the held-out split and the out-of-fold scores keep each
+group on one side: thresholds and span scorer are then tuned as for new vendors.
 
 Training labels come from the true values: a date or amount candidate is positive when
 its normalised value equals the true one; a line is positive for a text field when it
@@ -21,7 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,6 +51,15 @@ from slmstack.skills._field_features import (
     label_candidates,
     split_lines,
 )
+from slmstack.skills._field_fit import (
+    Weights,
+    fit_logistic,
+    held_out,
+    out_of_fold_probabilities,
+    probabilities,
+    span_matrix,
+)
+from slmstack.skills._field_spans import label_spans
 from slmstack.skills._frozen import FrozenEncoder
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.params import Check, Interval
@@ -83,7 +102,10 @@ class FieldExtractor(Skill):
         "val_fraction": Interval(float, 0, 1, closed="left"),
         "max_length": Interval(int, 8, None),
         "batch_size": Interval(int, 1, None),
+        "max_span_lines": Interval(int, 1, 20),
     }
+    # Saved before span decoding existed: such a folder keeps the line decoding.
+    saved_defaults: ClassVar[Mapping[str, Any]] = {"text_decode": "lines"}
 
     def __init__(
         self,
@@ -95,6 +117,9 @@ class FieldExtractor(Skill):
         val_fraction: float = 0.2,  # held out once to report honest field metrics
         max_length: int = 64,  # OCR lines are short; longer ones are cut (reported)
         batch_size: int = 64,
+        text_decode: Literal["spans", "lines"] = "spans",  # how multi-line values are read
+        max_span_lines: int = 5,  # longest run of lines a text value may span
+        group_by: str | None = None,  # field whose true value groups documents (a vendor)
         seed: int = 0,
         allow_pickle: bool = False,
     ):
@@ -105,6 +130,9 @@ class FieldExtractor(Skill):
         self.val_fraction = val_fraction
         self.max_length = max_length
         self.batch_size = batch_size
+        self.text_decode = text_decode
+        self.max_span_lines = max_span_lines
+        self.group_by = group_by
         self.seed = seed
         self.allow_pickle = allow_pickle
 
@@ -149,12 +177,14 @@ class FieldExtractor(Skill):
         x = sparse.hstack([sparse.csr_matrix(np.concatenate(dense)), hash_words(words)])
         return x.tocsr(), per_doc
 
-    def _fit_fields(
-        self, docs: Sequence[list[Line]], examples: Sequence[FieldExample]
-    ) -> dict[str, tuple[NDArray[np.float32], float]]:
-        from sklearn.linear_model import LogisticRegression
+    def _spans_on(self, spec: FieldSpec) -> bool:
+        return spec.type == "text" and self.text_decode == "spans"
 
-        weights = {}
+    def _fit_fields(
+        self, docs: Sequence[list[Line]], examples: Sequence[FieldExample], groups: Sequence[str]
+    ) -> tuple[dict[str, Weights], dict[str, Weights]]:
+        """Each field's line (candidate) scorer, and each text field's span scorer."""
+        weights, span_weights = {}, {}
         for spec in self.specs_:
             x, per_doc = self._matrix(spec, docs)
             y = np.array(
@@ -173,23 +203,36 @@ class FieldExtractor(Skill):
                     f"that the values appear in the texts (type {spec.type!r}, date order "
                     f"{spec.order})."
                 )
-            if y.sum() == len(y):
-                # Every candidate was right (one date per document, say): nothing to rank,
-                # so accept with the Laplace estimate (n + 1) / (n + 2).
-                bias = float(np.float32(np.log1p(len(y))))  # as saved
-                weights[spec.name] = (np.zeros(x.shape[1], np.float32), bias)
+            weights[spec.name] = fit_logistic(x, y, self.c, self.seed)
+            if not self._spans_on(spec):
                 continue
-            # The dual problem is far faster when rows are fewer than hashed features.
-            lr = LogisticRegression(
-                C=self.c, solver="liblinear", dual=x.shape[0] < x.shape[1],
-                random_state=self.seed, max_iter=1000,
-            )  # fmt: skip
-            lr.fit(x, y)
-            weights[spec.name] = (
-                lr.coef_[0].astype(np.float32),
-                float(np.float32(lr.intercept_[0])),
+            bounds = np.cumsum([0, *(len(c) for c in per_doc)])
+            line_p = out_of_fold_probabilities(x, y, bounds, groups, self.c, self.seed)
+            if line_p is None:
+                raise DataError(
+                    f"field {spec.name!r}: span scoring needs documents from at least 3 "
+                    f"groups, and there are {len(set(groups))}; add documents, or pass "
+                    "text_decode='lines'"
+                )
+            xs, runs = span_matrix(per_doc, docs, line_p, self.max_span_lines)
+            ys = np.array(
+                [
+                    v
+                    for ex, r in zip(examples, runs, strict=True)
+                    for v in label_spans(spec, r, ex.values.get(spec.name), ex.source)
+                ]
             )
-        return weights
+            span_weights[spec.name] = fit_logistic(xs, ys, self.c, self.seed)
+        return weights, span_weights
+
+    def _groups(self, examples: Sequence[FieldExample]) -> list[str]:
+        """Each document's group: the normalised ``group_by`` value, else the document."""
+        out = []
+        for i, ex in enumerate(examples):
+            value = ex.values.get(self.group_by) if self.group_by else None
+            out.append("".join(ch for ch in str(value).casefold() if ch.isalnum()) if value
+                       else f"#{i}")  # fmt: skip
+        return out
 
     # ------------------------------------------------------------------ fitting
     def fit(self, examples: Sequence[FieldExample]) -> Self:
@@ -206,7 +249,13 @@ class FieldExtractor(Skill):
                     f"{ex.source or f'document #{i + 1}'}: values for {unknown}, which the "
                     f"schema does not declare (it has {sorted(names)}); add them to the schema"
                 )
+        if self.group_by is not None and self.group_by not in names:
+            raise ConfigError(
+                f"group_by={self.group_by!r} is not a field of the schema "
+                f"({sorted(names)}); name one of them, or leave group_by unset"
+            )
         examples, dropped = drop_duplicates(examples)
+        groups = self._groups(examples)
         start = time.perf_counter()
         self.encoder_ = FrozenEncoder(
             self.base, max_length=self.max_length, batch_size=self.batch_size,
@@ -222,15 +271,17 @@ class FieldExtractor(Skill):
         if n_val >= 1 and len(examples) - n_val >= 2:
             from slmstack.evaluation.extraction import field_metrics
 
-            order = np.random.default_rng(self.seed).permutation(len(examples))
-            tr, va = sorted(order[n_val:]), sorted(order[:n_val])
-            self.weights_ = self._fit_fields([docs[i] for i in tr], [examples[i] for i in tr])
+            va = held_out(groups, n_val, self.seed)
+            tr = sorted(set(range(len(examples))) - set(va))
+            self.weights_, self.span_weights_ = self._fit_fields(
+                [docs[i] for i in tr], [examples[i] for i in tr], [groups[i] for i in tr]
+            )
             self._tune([examples[i] for i in va], [docs[i] for i in va])
             preds = self._predict_docs([examples[i].text for i in va], [docs[i] for i in va])
             report = field_metrics(self.specs_, [examples[i] for i in va], preds)
             self.metrics_ = {"val_micro_f1": report["micro"]["f1"], "n_val": float(n_val)}
             self.metrics_.update({f"val_f1_{k}": v["f1"] for k, v in report["per_field"].items()})
-        self.weights_ = self._fit_fields(docs, examples)
+        self.weights_, self.span_weights_ = self._fit_fields(docs, examples, groups)
         rows = [(ex.text, *(f"{k}={v}" for k, v in sorted(ex.values.items()))) for ex in examples]
         self.provenance_ = self._provenance(
             base=self.encoder_.source.describe(), data_sha256=data_hash(rows), rows=len(rows),
@@ -248,12 +299,15 @@ class FieldExtractor(Skill):
         out: dict[str, list[tuple[list[Candidate], NDArray[np.float64]]]] = {}
         for spec in self.specs_:
             x, per_doc = self._matrix(spec, docs)
-            coef, bias = self.weights_[spec.name]
-            scores = 1.0 / (1.0 + np.exp(-(x @ coef.astype(np.float64) + bias)))
+            scores = probabilities(x, self.weights_[spec.name])
             bounds = np.cumsum([0, *(len(c) for c in per_doc)])
-            out[spec.name] = [
-                (cands, scores[bounds[i] : bounds[i + 1]]) for i, cands in enumerate(per_doc)
-            ]
+            line_p = [scores[bounds[i] : bounds[i + 1]] for i in range(len(per_doc))]
+            if self._spans_on(spec):  # the candidates become runs of lines
+                xs, per_doc = span_matrix(per_doc, docs, line_p, self.max_span_lines)
+                scores = probabilities(xs, self.span_weights_[spec.name])
+                bounds = np.cumsum([0, *(len(c) for c in per_doc)])
+                line_p = [scores[bounds[i] : bounds[i + 1]] for i in range(len(per_doc))]
+            out[spec.name] = list(zip(per_doc, line_p, strict=True))
         return out
 
     def _tune(self, examples: Sequence[FieldExample], docs: Sequence[list[Line]]) -> None:
@@ -264,7 +318,9 @@ class FieldExtractor(Skill):
                 for ex, lines, (cands, p) in zip(examples, docs, scores[spec.name], strict=True)
             ]
             gold = [ex.values.get(spec.name) for ex in examples]
-            self.thresholds_[spec.name] = tune_thresholds(spec, held_out, gold, self.threshold)
+            self.thresholds_[spec.name] = tune_thresholds(
+                spec, held_out, gold, self.threshold, grow=not self._spans_on(spec)
+            )
 
     def _predict_docs(self, texts: Sequence[str], docs: Sequence[list[Line]]) -> list[Prediction]:
         start_t = time.perf_counter()
@@ -273,8 +329,9 @@ class FieldExtractor(Skill):
         for name, per_doc in self._scores(docs).items():
             spec = next(s for s in self.specs_ if s.name == name)
             answer, extend = self.thresholds_[name]
+            grow = extend if spec.type == "text" and not self._spans_on(spec) else None
             for i, (cands, p) in enumerate(per_doc):
-                rec, span = decode_field(spec, texts[i], docs[i], cands, p, answer, extend)
+                rec, span = decode_field(spec, texts[i], docs[i], cands, p, answer, grow)
                 records[i][name] = rec
                 if span is not None:
                     spans[i].append(span)
@@ -308,6 +365,10 @@ class FieldExtractor(Skill):
             coef, bias = self.weights_[spec.name]
             weights[f"{k}.coef"] = coef
             weights[f"{k}.bias"] = np.array([bias], dtype=np.float32)
+            if spec.name in self.span_weights_:
+                coef, bias = self.span_weights_[spec.name]
+                weights[f"{k}.span_coef"] = coef
+                weights[f"{k}.span_bias"] = np.array([bias], dtype=np.float32)
         config = {"thresholds": {k: list(v) for k, v in self.thresholds_.items()}}
         return config, {"fields": weights}
 
@@ -319,6 +380,11 @@ class FieldExtractor(Skill):
             s.name: (weights[f"{k}.coef"], float(weights[f"{k}.bias"][0]))
             for k, s in enumerate(self.specs_)
         }
+        self.span_weights_ = {
+            s.name: (weights[f"{k}.span_coef"], float(weights[f"{k}.span_bias"][0]))
+            for k, s in enumerate(self.specs_)
+            if self._spans_on(s)
+        }
         self.metrics_ = dict(self.provenance_.metrics)
         self.encoder_ = FrozenEncoder(
             self.base, max_length=self.max_length, batch_size=self.batch_size,
@@ -328,7 +394,12 @@ class FieldExtractor(Skill):
     def _card(self) -> dict[str, Any]:
         return {
             "Method": "candidate ranking: one logistic regression per field over "
-            "normaliser candidates (frozen encoder vectors, hashed words, position)",
+            "normaliser candidates (frozen encoder vectors, hashed words, position)"
+            + (
+                "; text values: runs of lines scored by a second regression"
+                if self.text_decode == "spans"
+                else ""
+            ),
             "Fields": {s.name: s.type for s in self.specs_},
             "Thresholds (answer, extend)": {k: list(v) for k, v in self.thresholds_.items()},
         }

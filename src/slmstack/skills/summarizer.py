@@ -8,10 +8,12 @@ Two modes:
   example :data:`SUPPORT_TICKET_SCHEMA` ``{issue, product, sentiment, requested_action}``;
   the record goes to ``Prediction.data``.
 
-``fit`` trains nothing: it captures the configuration and keeps up to ``few_shot``
-(text, reference summary) pairs as in-context demonstrations. A LoRA adapter trained
-with ``slmstack train lora`` can be attached with ``adapter=DIR`` (transformers runtime);
-``save`` copies it into the skill folder, where its files are hashed and verified on
+By default ``fit`` trains nothing: it captures the configuration and keeps up to
+``few_shot`` (text, reference summary) pairs as in-context demonstrations. With
+``tune="lora"`` it trains a LoRA adapter on the pairs instead (:mod:`._summary_lora`,
+transformers runtime; ``lora={...}`` overrides the training settings). An adapter trained
+elsewhere (``slmstack train lora``) is attached with ``adapter=DIR``. Either way ``save``
+copies the adapter into the skill folder, where its files are hashed and verified on
 load like every other file. Inputs longer than ``max_input_tokens`` are cut and reported
 in ``Prediction.warnings``, never silently.
 
@@ -25,9 +27,10 @@ from __future__ import annotations
 
 import shutil
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from slmstack.artifacts import data_hash, library_versions
 from slmstack.backends.base import (
@@ -36,17 +39,23 @@ from slmstack.backends.base import (
     CompletionRequest,
     parse_json_output,
 )
-from slmstack.backends.factory import load_backend
 from slmstack.data.readers import read_examples
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import ArtifactError, BackendError, ConfigError, DataError, NotStreamableError
-from slmstack.models.catalog import known_models
 from slmstack.skills._copying import check_copy
 from slmstack.skills._streaming import bounded_pieces
+from slmstack.skills._summary_lora import (
+    check_lora_overrides,
+    check_tuning,
+    generator_record,
+    serve_backend,
+    train_summary_adapter,
+)
 from slmstack.skills.base import Skill, Tensors, check_texts
 from slmstack.skills.params import Check, Interval
 from slmstack.skills.summary_text import (
     SUPPORT_TICKET_SCHEMA,
+    bound_sentences,
     join_outputs,
     split_sentences,
     strict_shots,
@@ -107,6 +116,7 @@ class Summarizer(Skill):
         "schema": _schema_check,
         "temperature": Interval(float, 0, None),
         "max_copied": _share_check,
+        "lora": check_lora_overrides,
     }
 
     def __init__(
@@ -120,6 +130,8 @@ class Summarizer(Skill):
         instructions: str = "",  # appended to the system prompt
         few_shot: int = 0,  # fit examples kept as in-context demonstrations
         adapter: str | Path | None = None,  # LoRA adapter folder (runtime='transformers')
+        tune: Literal["none", "lora"] = "none",  # 'lora': fit trains an adapter on the examples
+        lora: Mapping[str, Any] | None = None,  # LoraSettings overrides for tune='lora'
         max_input_tokens: int = 1536,  # leaves room for the answer in a 2,048-token window
         max_tokens: int | None = None,  # default: about 40 tokens per allowed sentence
         temperature: float = 0.0,  # greedy: the same input gives the same summary
@@ -134,6 +146,8 @@ class Summarizer(Skill):
         self.instructions = instructions
         self.few_shot = few_shot
         self.adapter = adapter
+        self.tune = tune
+        self.lora = lora
         self.max_input_tokens = max_input_tokens
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -142,17 +156,7 @@ class Summarizer(Skill):
 
     def _check_params(self) -> None:
         super()._check_params()
-        if self.adapter is not None and self.runtime != "transformers":
-            raise ConfigError(
-                "The 'runtime' parameter of Summarizer must be 'transformers' when an adapter "
-                f"is set (llama.cpp runs no LoRA). Got {self.runtime!r} instead."
-            )
-        for name in ("adapter", "backend_options"):
-            if isinstance(self.model, Backend) and getattr(self, name):
-                raise ConfigError(
-                    f"The {name!r} parameter of Summarizer must be None when model is a Backend "
-                    f"object. Got {getattr(self, name)!r} instead."
-                )
+        check_tuning(self.get_params())
 
     @classmethod
     def read_training_data(
@@ -173,7 +177,10 @@ class Summarizer(Skill):
         """Capture the configuration and keep ``few_shot`` (text, summary) demonstrations.
 
         Pass ``[]`` when no demonstrations are wanted. ``Example.label`` holds the
-        reference summary (or, in structured mode, the reference JSON).
+        reference summary (or, in structured mode, the reference JSON). With
+        ``tune='lora'`` a LoRA adapter is trained on the examples (at least 2; a progress
+        bar shows the steps) and attached; its training is recorded in
+        ``provenance_.metrics`` (``lora_*``).
         """
         self._check_params()
         start = time.perf_counter()
@@ -184,51 +191,31 @@ class Summarizer(Skill):
                 raise DataError(f"example #{i} must be an Example with a text and a summary")
         examples, dropped = drop_duplicates(examples)
         self.shots_ = [(ex.text, ex.label) for ex in examples[: self.few_shot]]
-        self.backend_ = self._make_backend(self.adapter)
+        metrics: dict[str, float] = {}
+        self.adapter_: Path | None = None if self.adapter is None else Path(self.adapter)
+        if self.tune == "lora":  # the adapter goes to a temporary folder; save copies it
+            self.adapter_, metrics = train_summary_adapter(
+                str(self.model), [(ex.text, ex.label) for ex in examples],
+                max_sentences=self.max_sentences, instructions=self.instructions,
+                overrides=self.lora, seed=self.seed,
+            )  # fmt: skip
+            weakref.finalize(self, shutil.rmtree, self.adapter_, ignore_errors=True)
+        self.backend_ = self._make_backend(self.adapter_)
         self.backend_.count_tokens("")  # every input is measured: fail now if it cannot count
         self.provenance_ = self._provenance(
-            base=self._base_record(), data_sha256=data_hash((ex.text, ex.label) for ex in examples),
+            base=generator_record(self.model, self.runtime, self.backend_, self.adapter_,
+                                  trained=self.tune == "lora"),
+            data_sha256=data_hash((ex.text, ex.label) for ex in examples),
             rows=len(examples), duplicates_dropped=dropped, seconds=time.perf_counter() - start,
+            metrics=metrics,
         )  # fmt: skip
         self.provenance_.versions.update(library_versions(["llama-cpp-python", "peft"]))
         return self
 
-    def _base_record(self) -> dict[str, Any]:
-        """The generator (and adapter) this skill runs on, for provenance and drift checks."""
-        sha = self.backend_.model_sha256
-        if isinstance(self.model, Backend):
-            name, runtime = getattr(self.model, "name", type(self.model).__name__), "object"
-        else:
-            name, runtime = str(self.model), self.runtime
-        known = known_models().get(name)
-        # 'ref' only with a hash: a saved base reference must be verifiable on load.
-        record: dict[str, Any] = {"ref" if isinstance(sha, str) else "model": name,
-                                  "runtime": runtime, "sha256": sha,
-                                  "licence": known.licence if known else "unknown"}  # fmt: skip
-        if self.adapter is not None:
-            from slmstack.training.adapters import read_adapter_meta
-
-            record["adapter_sha256"] = read_adapter_meta(self.adapter)["weights_sha256"]
-        return record
-
-    def _make_backend(self, adapter: str | Path | None) -> Backend:
+    def _make_backend(self, adapter: Path | None) -> Backend:
         if isinstance(self.model, Backend):
             return self.model
-        options = self.backend_options or {}
-        if adapter is None:
-            return load_backend(self.model, runtime=self.runtime, **options)
-        from slmstack.backends.transformers_lm import TransformersBackend
-        from slmstack.training.adapters import read_adapter_meta
-
-        # Adapters are named by their weights' hash, so skills that use the same adapter
-        # share it, and several adapters share one base model in memory.
-        base = load_backend(self.model, runtime="transformers", **options)
-        if not isinstance(base, TransformersBackend):
-            raise ConfigError(f"runtime 'transformers' gave a {type(base).__name__}")
-        name = "a" + str(read_adapter_meta(adapter)["weights_sha256"])[:12]
-        if name not in base.adapters():
-            base.add_adapter(name, adapter)
-        return base.with_adapter(name)
+        return serve_backend(self.model, self.runtime, self.backend_options or {}, adapter)
 
     # ------------------------------------------------------------------ predicting
     def _budget(self) -> int:
@@ -340,11 +327,9 @@ class Summarizer(Skill):
 
     def _shorten(self, completion: Completion, max_tokens: int, warnings: list[str]) -> str:
         """The completion on one line, cut to ``max_sentences`` (reported in ``warnings``)."""
-        summary = " ".join(completion.text.split())
-        sentences = split_sentences(summary)
-        if len(sentences) > self.max_sentences:
-            summary = " ".join(sentences[: self.max_sentences])
-            warnings.append(f"summary cut from {len(sentences)} to {self.max_sentences} sentences")
+        summary, cut = bound_sentences(completion.text, self.max_sentences)
+        if cut:
+            warnings.append(cut)
         elif completion.finish_reason == "length":
             warnings.append(f"generation stopped at max_tokens={max_tokens}")
         return summary
@@ -352,11 +337,12 @@ class Summarizer(Skill):
     # ------------------------------------------------------------------ persistence
     def _saved_params(self) -> dict[str, Any]:
         # The adapter is saved inside the skill folder (a relative path there), and the
-        # schema as a plain JSON object.
+        # schema and LoRA settings as plain JSON objects.
         return {
             **self.get_params(),
             "adapter": None if self.adapter is None else _ADAPTER_DIR,
             "schema": None if self.schema is None else dict(self.schema),
+            "lora": None if self.lora is None else dict(self.lora),
         }
 
     def _state(self) -> tuple[dict[str, Any], Tensors]:
@@ -368,14 +354,16 @@ class Summarizer(Skill):
         return {"shots": [list(s) for s in self.shots_]}, {}
 
     def _write_extra(self, folder: Path) -> None:
-        if self.adapter is not None:
-            shutil.copytree(self.adapter, folder / _ADAPTER_DIR)
+        if self.adapter_ is not None:
+            shutil.copytree(self.adapter_, folder / _ADAPTER_DIR)
 
     def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
         if self.adapter is not None:
             self.adapter = str(folder / _ADAPTER_DIR)
+        tuned = self.adapter is not None or self.tune == "lora"
+        self.adapter_ = folder / _ADAPTER_DIR if tuned else None
         self.shots_ = [(str(a), str(b)) for a, b in config["shots"]]
-        self.backend_ = self._make_backend(self.adapter)
+        self.backend_ = self._make_backend(self.adapter_)
         saved = self.provenance_.base.get("sha256")
         now = self.backend_.model_sha256
         if saved is not None and saved != now:
@@ -395,6 +383,8 @@ class Summarizer(Skill):
             "Output": (f"JSON with {', '.join(self.schema['properties'])}" if self.schema
                        else f"at most {self.max_sentences} sentences"),
             "Demonstrations": len(self.shots_),
-            "LoRA adapter": f"{_ADAPTER_DIR}/ (files hashed in config.json)" if self.adapter
-            else "none",
+            "LoRA adapter": "none" if self.adapter_ is None else
+            f"{_ADAPTER_DIR}/ (files hashed in config.json)" + (
+                f", trained by fit on {self.provenance_.rows} examples" if self.tune == "lora"
+                else ""),
         }  # fmt: skip

@@ -22,6 +22,7 @@ from slmstack.types import Prediction
 
 __all__ = [
     "SUPPORT_TICKET_SCHEMA",
+    "bound_sentences",
     "join_outputs",
     "lora_pairs",
     "split_sentences",
@@ -45,6 +46,16 @@ SUPPORT_TICKET_SCHEMA: dict[str, Any] = {
 def split_sentences(text: str) -> list[str]:
     """Split prose into sentences at ``.``/``!``/``?`` followed by a capital or digit."""
     return [s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def bound_sentences(text: str, max_sentences: int) -> tuple[str, str | None]:
+    """``text`` on one line, cut to ``max_sentences``; and a warning when it was cut."""
+    summary = " ".join(text.split())
+    sentences = split_sentences(summary)
+    if len(sentences) <= max_sentences:
+        return summary, None
+    cut = " ".join(sentences[:max_sentences])
+    return cut, f"summary cut from {len(sentences)} to {max_sentences} sentences"
 
 
 def join_outputs(outputs: Mapping[str, Prediction | str]) -> str:

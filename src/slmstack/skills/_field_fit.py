@@ -1,0 +1,104 @@
+"""Fitting the field extractor's scorers: one per field, plus a span scorer per text field.
+
+Kept apart from :mod:`.fields` (the skill's API, persistence and decoding) so that each
+file reads on its own. Everything here is plain numpy / scikit-learn on feature
+matrices already built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from slmstack.skills._field_features import Candidate, Line, hash_words
+from slmstack.skills._field_spans import fold_of, span_features, spans
+
+Weights = tuple[NDArray[np.float32], float]
+SPAN_FOLDS = 3  # folds of the out-of-fold line probabilities the span scorer learns from
+
+
+def fit_logistic(x: Any, y: NDArray[np.int_], c: float, seed: int) -> Weights:
+    """L2 logistic regression weights and bias (float32, as saved).
+
+    When every row is positive (one date per document, say) there is nothing to rank:
+    zero weights and the Laplace estimate (n + 1) / (n + 2) as the bias.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    if y.sum() == len(y):
+        return np.zeros(x.shape[1], np.float32), float(np.float32(np.log1p(len(y))))
+    if y.sum() == 0:  # the caller reports a field nothing can be learned for
+        return np.zeros(x.shape[1], np.float32), float(np.float32(-np.log1p(len(y))))
+    # The dual problem is far faster when rows are fewer than hashed features.
+    lr = LogisticRegression(
+        C=c, solver="liblinear", dual=x.shape[0] < x.shape[1], random_state=seed, max_iter=1000
+    )
+    lr.fit(x, y)
+    return lr.coef_[0].astype(np.float32), float(np.float32(lr.intercept_[0]))
+
+
+def probabilities(x: Any, w: Weights) -> NDArray[np.float64]:
+    """The logistic scorer's probability of each row of ``x``."""
+    coef, bias = w
+    z = np.asarray(x @ coef.astype(np.float64), dtype=np.float64) + bias
+    return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
+
+
+def span_matrix(
+    per_doc: Sequence[Sequence[Candidate]],
+    docs: Sequence[Sequence[Line]],
+    line_p: Sequence[NDArray[np.float64]],
+    max_lines: int,
+) -> tuple[Any, list[list[Candidate]]]:
+    """Span candidates of each document and their feature matrix (dense + hashed words)."""
+    from scipy import sparse
+
+    runs = [spans(cands, max_lines) for cands in per_doc]
+    dense, words = [], []
+    for r, lines, p in zip(runs, docs, line_p, strict=True):
+        d, w = span_features(r, lines, p, max_lines)
+        dense.append(d)
+        words += w
+    x = sparse.hstack([sparse.csr_matrix(np.concatenate(dense)), hash_words(words)])
+    return x.tocsr(), runs
+
+
+def out_of_fold_probabilities(
+    x: Any,
+    y: NDArray[np.int_],
+    bounds: NDArray[np.intp],
+    groups: Sequence[str],
+    c: float,
+    seed: int,
+) -> list[NDArray[np.float64]] | None:
+    """Each document's line probabilities from a line scorer that never saw its group.
+
+    ``bounds[d]:bounds[d + 1]`` are document ``d``'s rows of ``x``. ``None`` when there
+    are fewer groups than :data:`SPAN_FOLDS`.
+    """
+    fold = fold_of(groups, SPAN_FOLDS, seed)
+    if fold is None:
+        return None
+    row_fold = np.repeat(fold, np.diff(bounds))
+    p = np.zeros(x.shape[0])
+    for f in range(SPAN_FOLDS):
+        train, held = row_fold != f, row_fold == f
+        p[held] = probabilities(x[held], fit_logistic(x[train], y[train], c, seed))
+    return [p[bounds[d] : bounds[d + 1]] for d in range(len(bounds) - 1)]
+
+
+def held_out(groups: Sequence[str], n_val: int, seed: int) -> list[int]:
+    """Documents held out for tuning: whole groups, in random order, until ``n_val``."""
+    keys = sorted(set(groups))
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    out: list[int] = []
+    for k in np.random.default_rng(seed).permutation(len(keys)):
+        if len(out) >= n_val:
+            break
+        out += members[keys[k]]
+    return sorted(out)
