@@ -146,7 +146,7 @@ def main() -> int:
         "--threads", type=int, default=1, help="torch threads (1 is faster on a busy machine)"
     )
     ap.add_argument("--json", default="bench/results/sroie.json")
-    ap.add_argument("--text-decode", choices=("spans", "lines"), default="spans")
+    ap.add_argument("--text-decode", choices=("spans", "lines"), default="lines")
     ap.add_argument("--group-by", default="company", help="'' for none")
     args = ap.parse_args()
     import torch

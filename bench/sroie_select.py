@@ -89,7 +89,11 @@ def score(variant: dict[str, Any], pool: list[FieldExample]) -> list[dict[str, f
     rows = []
     for seed in INNER_SEEDS:
         train, val = vendor_split(pool, 0.25, seed)
-        train = [ex for ex in train if readable(ex, specs)]
+        train = [
+            FieldExample(ex.text, {k: ex.values.get(k) for k in FIELDS}, ex.source)
+            for ex in train
+            if readable(ex, specs)
+        ]
         start = time.perf_counter()
         fx = FieldExtractor(schema=schema, **variant).fit(train)
         fit_s = time.perf_counter() - start

@@ -175,7 +175,7 @@ def main() -> int:
     ap.add_argument("--test-share", type=float, default=0.2)
     ap.add_argument("--seeds", default="0,1,2", help="one vendor split per seed")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--text-decode", choices=("spans", "lines"), default="spans")
+    ap.add_argument("--text-decode", choices=("spans", "lines"), default="lines")
     ap.add_argument("--group-by", default="company", help="'' for none")
     ap.add_argument("--json", default="bench/results/sroie_vendors.json")
     args = ap.parse_args()

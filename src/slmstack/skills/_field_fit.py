@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from slmstack.data.fields import FieldExample
 from slmstack.skills._field_features import Candidate, Line, hash_words
 from slmstack.skills._field_spans import fold_of, span_features, spans
 
@@ -102,3 +103,16 @@ def held_out(groups: Sequence[str], n_val: int, seed: int) -> list[int]:
             break
         out += members[keys[k]]
     return sorted(out)
+
+
+def groups_of(examples: Sequence[FieldExample], group_by: str | None) -> list[str]:
+    """Each document's group: its ``group_by`` value (letters and digits, case-folded).
+
+    A document without one (or with ``group_by`` unset) is a group of its own.
+    """
+    out = []
+    for i, ex in enumerate(examples):
+        value = ex.values.get(group_by) if group_by else None
+        key = "".join(ch for ch in str(value).casefold() if ch.isalnum()) if value else ""
+        out.append(key or f"#{i}")
+    return out

@@ -9,12 +9,14 @@ position and value facts. The best candidate wins if its probability clears
 a threshold; otherwise the field is reported as missing, never guessed.
 
 A ``text`` value may span lines (an address, a name printed over two lines). With
-``text_decode="spans"`` (the default) every run of up to ``max_span_lines`` consecutive
-lines is a candidate, scored as a whole by a second regression over the line scores,
-the span's shape and the words at its edges (see :mod:`._field_spans`); it learns from
-out-of-fold line scores, as on unseen documents. ``"lines"`` is the earlier method:
-the best line plus the adjacent lines that clear a second threshold. The thresholds
-are tuned per field on a held-out split (see :mod:`._field_decode`). Every value keeps
+``text_decode="lines"`` (the default) it is the best line plus the adjacent lines that
+clear a second threshold. With ``"spans"`` every run of up to ``max_span_lines``
+consecutive lines is a candidate, scored as a whole by a second regression over the
+line scores, the span's shape and the words at its edges (see :mod:`._field_spans`);
+it learns from out-of-fold line scores, as on unseen documents. On SROIE receipts of
+unseen vendors it did not beat the line decoding on inner validation
+(``bench/sroie_select.py``), so it is an option, not the default. The thresholds are
+tuned per field on a held-out split (see :mod:`._field_decode`). Every value keeps
 its evidence: line number and offsets.
 
 ``group_by`` names a field whose true value groups documents (the company: one
@@ -54,6 +56,7 @@ from slmstack.skills._field_features import (
 from slmstack.skills._field_fit import (
     Weights,
     fit_logistic,
+    groups_of,
     held_out,
     out_of_fold_probabilities,
     probabilities,
@@ -104,8 +107,6 @@ class FieldExtractor(Skill):
         "batch_size": Interval(int, 1, None),
         "max_span_lines": Interval(int, 1, 20),
     }
-    # Saved before span decoding existed: such a folder keeps the line decoding.
-    saved_defaults: ClassVar[Mapping[str, Any]] = {"text_decode": "lines"}
 
     def __init__(
         self,
@@ -117,7 +118,7 @@ class FieldExtractor(Skill):
         val_fraction: float = 0.2,  # held out once to report honest field metrics
         max_length: int = 64,  # OCR lines are short; longer ones are cut (reported)
         batch_size: int = 64,
-        text_decode: Literal["spans", "lines"] = "spans",  # how multi-line values are read
+        text_decode: Literal["spans", "lines"] = "lines",  # how multi-line values are read
         max_span_lines: int = 5,  # longest run of lines a text value may span
         group_by: str | None = None,  # field whose true value groups documents (a vendor)
         seed: int = 0,
@@ -185,7 +186,8 @@ class FieldExtractor(Skill):
     ) -> tuple[dict[str, Weights], dict[str, Weights]]:
         """Each field's line (candidate) scorer, and each text field's span scorer."""
         weights, span_weights = {}, {}
-        for spec in self.specs_:
+        labelled = []
+        for spec in self.specs_:  # every field's labels are read before anything is fitted
             x, per_doc = self._matrix(spec, docs)
             y = np.array(
                 [
@@ -203,6 +205,8 @@ class FieldExtractor(Skill):
                     f"that the values appear in the texts (type {spec.type!r}, date order "
                     f"{spec.order})."
                 )
+            labelled.append((spec, x, y, per_doc))
+        for spec, x, y, per_doc in labelled:
             weights[spec.name] = fit_logistic(x, y, self.c, self.seed)
             if not self._spans_on(spec):
                 continue
@@ -225,15 +229,6 @@ class FieldExtractor(Skill):
             span_weights[spec.name] = fit_logistic(xs, ys, self.c, self.seed)
         return weights, span_weights
 
-    def _groups(self, examples: Sequence[FieldExample]) -> list[str]:
-        """Each document's group: the normalised ``group_by`` value, else the document."""
-        out = []
-        for i, ex in enumerate(examples):
-            value = ex.values.get(self.group_by) if self.group_by else None
-            out.append("".join(ch for ch in str(value).casefold() if ch.isalnum()) if value
-                       else f"#{i}")  # fmt: skip
-        return out
-
     # ------------------------------------------------------------------ fitting
     def fit(self, examples: Sequence[FieldExample]) -> Self:
         """Learn each field's scorer from documents and their true values."""
@@ -255,7 +250,7 @@ class FieldExtractor(Skill):
                 f"({sorted(names)}); name one of them, or leave group_by unset"
             )
         examples, dropped = drop_duplicates(examples)
-        groups = self._groups(examples)
+        groups = groups_of(examples, self.group_by)
         start = time.perf_counter()
         self.encoder_ = FrozenEncoder(
             self.base, max_length=self.max_length, batch_size=self.batch_size,
