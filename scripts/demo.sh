@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up, then run the main job: the support-desk stack end to end. The first run trains
-# every skill from examples/support-desk/data (a few minutes on 2 cores, cached after),
+# every skill from examples/support-desk/data (a few minutes on 2 cores, plus about 4 for
+# the complaint summariser's LoRA adapter; cached after),
 # then prints each query's route, answer and decision trace, and ends with what the run
 # cost (from the ledger) beside the same traffic at GPT-4's prices.
 #

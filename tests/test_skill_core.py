@@ -259,7 +259,7 @@ def test_config_cannot_allow_pickles(head_skill, tmp_path, monkeypatch):
         seen.append(kw.get("allow_pickle"))
         return real(ref, **kw)
 
-    monkeypatch.setattr("slmstack.skills.classifier.resolve", spy)
+    monkeypatch.setattr("slmstack.skills._classifier_io.resolve", spy)
     skill = load(folder)
     assert seen == [False] and skill.allow_pickle is False
     load(folder, allow_pickle=True)

@@ -40,7 +40,7 @@ def test_tune_lora_needs_the_transformers_runtime():
 
 def test_lora_settings_are_checked_before_training():
     lora_args = {"model": "smollm2", "runtime": "transformers", "tune": "lora"}
-    with pytest.raises(ConfigError, match="'lora' parameter .* unknown: \\['epoch'\\]"):
+    with pytest.raises(ConfigError, match="'lora' parameter .*\\(unknown: \\['epoch'\\]\\)"):
         Summarizer(**lora_args, lora={"epoch": 2}).fit(PAIRS)
     with pytest.raises(ConfigError, match="'lora' parameter .*LoRA rank must be >= 1"):
         Summarizer(**lora_args, lora={"rank": 0}).fit(PAIRS)
@@ -72,7 +72,13 @@ def test_a_workflow_spec_may_train_a_summarizer_from_a_file():
 # ---------------------------------------------------------------- training (SmolLM2)
 @pytest.fixture(scope="module")
 def tuned() -> Summarizer:
-    settings = {"max_steps": 8, "learning_rate": 0.005, "batch_size": 3, "val_fraction": 0.0}
+    settings = {
+        "max_steps": 8,
+        "epochs": 10,
+        "learning_rate": 0.005,
+        "batch_size": 3,
+        "val_fraction": 0.0,
+    }
     skill = Summarizer(model="smollm2", runtime="transformers", tune="lora", lora=settings,
                        max_sentences=1, instructions=INSTRUCTIONS, max_tokens=12)  # fmt: skip
     return skill.fit(PAIRS)

@@ -8,16 +8,17 @@ adapter is trained on them over the skill's own base generator with
 seeded ``val_fraction`` of the examples (10% by default), so nothing outside the fit
 examples makes a choice.
 
-Why: prompting alone does not make a 135M generator write support-desk summaries. On the
-support desk's 30 held-out complaints (``bench/complaint_summary.py``, see RESULTS.md)
-prompted SmolLM2 apologises, refuses or hands the complaint back, while the same model
-with an adapter trained on 100 written summaries writes "The customer ..." sentences that
-keep the order number and the amount. Demonstrations (``few_shot``) teach the format
-too, but they cost their length on every call and a model this small still copies them.
+Why: prompting alone does not make a 135M generator write support-desk summaries: on the
+desk's complaints prompted SmolLM2 apologises ("I'm sorry for your loss, but I'm unable
+to provide a response in this format...") or hands the complaint back, while with a LoRA
+adapter (one trained on DialogSum, in a trial) it writes "The customer wants a
+replacement of the blender." ``bench/complaint_summary.py`` measures both on 30 held-out
+complaints (RESULTS.md). Demonstrations (``few_shot``) teach the format too, but they
+cost their length on every call and a model this small copies them.
 
-Cost: a few minutes of training on two CPU cores for a hundred short examples (the
-figure is in RESULTS.md), an adapter of a few MB saved in the skill folder, and
-inference on the transformers runtime, slower per token than llama.cpp.
+Cost: minutes of training on two CPU cores for a hundred short examples (measured in
+RESULTS.md), an adapter of a few MB saved in the skill folder, and inference on the
+transformers runtime, slower per token than llama.cpp.
 """
 
 from __future__ import annotations
