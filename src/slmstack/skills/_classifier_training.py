@@ -181,7 +181,7 @@ def finetune(
     """
     lengths = [len(x) for x in train_ids]
     steps = (len(train_ids) + batch_size - 1) // batch_size
-    targets = torch.from_numpy(soft.probs) if soft is not None else None
+    targets = torch.from_numpy(soft.probs) if soft is not None else torch.empty(0)
 
     def make_batches(epoch: int) -> Iterator[Batch]:
         for idx in bucketed_batches(lengths, batch_size, seed=seed + epoch):
@@ -193,7 +193,7 @@ def finetune(
         ids, mask, y, rows = batch
         logits = net(ids, mask)
         gold = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-        if soft is None or targets is None:
+        if soft is None:
             return gold
         t = soft.temperature
         student = F.log_softmax(logits / t, dim=-1)
