@@ -63,6 +63,8 @@ class Skill(ABC):
     produces: ClassVar[frozenset[str]] = frozenset()
     constraints: ClassVar[Mapping[str, Check]] = {}
     trains_on_nothing: ClassVar[bool] = False  # fit([]) is a full fit (ready-made skills)
+    # A ready-made skill whose fit can also use data (Summarizer: demonstrations, LoRA pairs).
+    also_trains_on_data: ClassVar[bool] = False
     fitted_attribute: ClassVar[str] = "provenance_"
     # Values of parameters that older saves lack (they predate the parameter).
     saved_defaults: ClassVar[Mapping[str, Any]] = {}

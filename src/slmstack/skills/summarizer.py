@@ -107,6 +107,7 @@ class Summarizer(Skill):
     skill_name = "slmstack.Summarizer.v1"
     produces = frozenset({"text", "data"})
     trains_on_nothing = True
+    also_trains_on_data = True  # few_shot demonstrations, or tune="lora" pairs
     fitted_attribute = "backend_"
     constraints: ClassVar[Mapping[str, Check]] = {
         "max_sentences": Interval(int, 1, None),

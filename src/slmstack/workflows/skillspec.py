@@ -66,17 +66,9 @@ def check_skill_spec(name: str, spec: SkillSpec) -> list[tuple[str, str]]:
             cls.check_params({key: value})
         except ConfigError as exc:
             problems.append((f"skills.{name}.params.{key}", str(exc)))
-    if spec.train is not None and not _reads_training_data(cls):
+    if spec.train is not None and cls.trains_on_nothing and not cls.also_trains_on_data:
         problems.append((f"skills.{name}.train", f"{spec.kind} is not trained from a file"))
     return problems
-
-
-def _reads_training_data(cls: Any) -> bool:
-    """Whether ``cls`` reads a training file: ready-made skills may (Summarizer's demos)."""
-    from slmstack.skills.base import Skill
-
-    own = getattr(getattr(cls, "read_training_data", None), "__func__", None)
-    return own is not None and own is not getattr(Skill.read_training_data, "__func__", None)
 
 
 def _load_folder(folder: Path, name: str) -> SkillLike:
