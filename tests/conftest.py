@@ -17,9 +17,13 @@ def ray_instance():
     """One local Ray for every Ray test (batch and serve): 2 CPUs, loopback, no dashboard.
 
     Started by the first test that asks for it (Ray takes seconds to start), stopped at
-    the end of the session; skips the test when Ray is not installed.
+    the end of the session; skips the test when Ray is not installed. Worker and raylet
+    logs are not streamed to this process: Ray prints them from a thread for as long as
+    it runs, into whatever ``sys.stdout`` is at that moment, and a raylet warning (disk
+    over 95% full on a CI machine) once landed inside a later CLI test's ``--json``
+    output.
     """
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     yield ray
     ray.shutdown()
