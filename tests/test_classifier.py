@@ -2,12 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures import QUERIES, TRAIN
+from fixtures import INTENTS, QUERIES, TRAIN
 from skill_contract import check_skill_contract
 from slmstack import ArtifactError, ConfigError, DataError, Example, TextClassifier, load
 from slmstack.data.splits import stratified_split
 from slmstack.models.encoder import load_encoder
 from slmstack.models.resolve import resolve
+from slmstack.skills._classifier_training import fit_probe
 from slmstack.training.calibration import expected_calibration_error, softmax
 
 
@@ -53,6 +54,16 @@ def raw_logits(clf: TextClassifier, texts: list[str]) -> np.ndarray:
         return clf.net_.eval()(batch["input_ids"], batch["attention_mask"]).numpy()
 
 
+def train_only_logits(clf: TextClassifier, train: list[Example], texts: list[str]) -> np.ndarray:
+    """Logits of ``texts`` under a head fitted here on ``train`` alone (no held-out text)."""
+    head = torch.nn.Linear(clf.net_.head.in_features, len(clf.classes_))
+    x = clf._forward_all(clf._tokenize([ex.text for ex in train]), what="embed")
+    y = np.array([clf.classes_.index(ex.label) for ex in train])
+    fit_probe(head, x, y, c=clf.head_c, seed=clf.seed, warm=False)
+    with torch.inference_mode():
+        return head(torch.from_numpy(clf._forward_all(clf._tokenize(texts), what="embed"))).numpy()
+
+
 def test_calibration_fits_the_temperature_on_validation_and_applies_it():
     # Every 4th text carries the next label, so validation has errors and the best
     # temperature is a proper minimum (on clean data the NLL falls as T -> 0).
@@ -62,10 +73,13 @@ def test_calibration_fits_the_temperature_on_validation_and_applies_it():
         for i, ex in enumerate(TRAIN)
     ]
     clf = TextClassifier(val_fraction=0.5, precision="fp32").fit(noisy)  # logits checked in fp32
-    _, val = stratified_split(noisy, [ex.label for ex in noisy], fraction=0.5, seed=clf.seed)
+    train, val = stratified_split(noisy, [ex.label for ex in noisy], fraction=0.5, seed=clf.seed)
     assert clf.metrics_["n_val"] == len(val) and clf.metrics_["val_accuracy"] < 1.0
-    logits = raw_logits(clf, [ex.text for ex in val])
+    # The temperature is fitted on the validation logits of the train-only head; the head
+    # the skill keeps is then refitted on every example (see the next test).
+    logits = train_only_logits(clf, train, [ex.text for ex in val])
     y = np.array([clf.classes_.index(ex.label) for ex in val])
+    assert clf.metrics_["val_accuracy"] == pytest.approx((logits.argmax(axis=1) == y).mean())
 
     def nll(t: float) -> float:
         return float(-np.log(softmax(logits, t)[np.arange(len(y)), y]).mean())
@@ -84,6 +98,25 @@ def test_calibration_fits_the_temperature_on_validation_and_applies_it():
     assert np.allclose(proba, softmax(raw_logits(clf, QUERIES), t), atol=1e-5)
     confidences = [p.confidence for p in clf.predict(QUERIES[:3])]
     assert np.allclose(confidences, proba[:3].max(axis=1), atol=1e-5)
+
+
+def test_head_is_refitted_on_every_example_including_validation(tmp_path):
+    # One example per intent relabelled "odd": stratified_split holds at least one "odd"
+    # text out, and that text reads like its old intent, so only a head that was fitted on
+    # it predicts "odd". A train-only head would not (the held-out text is asserted below).
+    odd = {texts[0] for texts in INTENTS.values()}
+    data = [Example(ex.text, "odd" if ex.text in odd else ex.label) for ex in TRAIN]
+    clf = TextClassifier(strategy="head", seed=0, head_c=100.0, precision="fp32").fit(data)
+    train, val = stratified_split(data, [ex.label for ex in data], fraction=0.1, seed=0)
+    held_out = [ex.text for ex in val if ex.label == "odd"]
+    assert held_out and clf.metrics_["n_val"] == len(val)
+    assert [p.label for p in clf.predict(held_out)] == ["odd"] * len(held_out)
+    before = train_only_logits(clf, train, held_out).argmax(axis=1)
+    assert "odd" not in {clf.classes_[i] for i in before}, "the test no longer tells them apart"
+    # the refit saw every example: all of them are learned, not only the training split
+    assert [p.label for p in clf.predict([ex.text for ex in data])] == [ex.label for ex in data]
+    card = (clf.save(tmp_path / "clf") / "model_card.md").read_text()
+    assert f"all {len(data)} examples, after calibration" in card
 
 
 def test_long_input_is_reported_not_silently_truncated():

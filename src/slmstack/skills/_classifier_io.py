@@ -36,8 +36,21 @@ def classifier_state(skill: TextClassifier) -> tuple[dict[str, Any], Tensors]:
         "best_epoch": skill.best_epoch_,
         "strategy": skill.strategy_,
         "teacher": skill.teacher_,
+        "head_refit": skill.head_refit_,
     }
     return config, tensors
+
+
+def head_card(skill: TextClassifier) -> str:
+    """Which examples the head was fitted on, and which head the calibration saw."""
+    n_train, n_val = int(skill.metrics_["n_train"]), int(skill.metrics_["n_val"])
+    if skill.head_refit_ is None:  # saved before the config recorded it
+        return "not recorded"
+    if skill.head_refit_:
+        return (f"all {n_train + n_val} examples, after calibration; the temperature, the "
+                f"scope model and the val_ metrics come from the head fitted on the "
+                f"{n_train} training examples, scored on the {n_val} held out")  # fmt: skip
+    return f"the {n_train} training examples ({n_val} held out for validation)"
 
 
 def write_classifier_files(skill: TextClassifier, folder: Path) -> None:
@@ -77,4 +90,5 @@ def restore_classifier(
     skill.metrics_ = dict(skill.provenance_.metrics)
     skill.history_, skill.best_epoch_ = list(config["history"]), int(config["best_epoch"])
     skill.teacher_ = config.get("teacher")  # saves before distillation lack it
+    skill.head_refit_ = config.get("head_refit")  # older saves lack it: "not recorded"
     skill.duplicates_dropped_ = skill.provenance_.duplicates_dropped

@@ -14,7 +14,9 @@ Strategies:
 
 Either way the confidence is calibrated by temperature scaling on the validation split,
 and a scope model (``_scope.py``) flags texts unlike the training data: their prediction
-abstains with ``"out_of_scope"`` when their p-value is below ``scope_alpha``.
+abstains with ``"out_of_scope"`` when their p-value is below ``scope_alpha``. ``head``
+and ``fewshot`` then refit the head on all examples (at 5 per label, the held-out fifth);
+temperature, scope and ``val_*`` metrics stay those of the train-only head.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from slmstack.models.resolve import ModelSource, resolve
 from slmstack.models.shared import private_copy, shared_encoder, shared_tokenizer
 from slmstack.skills._classifier_io import (
     classifier_state,
+    head_card,
     restore_classifier,
     write_classifier_files,
 )
@@ -287,7 +290,8 @@ class TextClassifier(LabelledTexts, Skill):
         val_logits = self._logits(x_val)
         self._fit_scope(x_train, y_train, x_val, resumed=resumed)
         self.temperature_ = fit_temperature(val_logits, y_val)
-        if self.strategy_ == "fewshot":  # every example counts; T stays the train-only head's
+        self.head_refit_: bool | None = self.strategy_ in ("head", "fewshot")
+        if self.head_refit_:  # every example counts; T and scope stay the train-only head's
             x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
             fit_probe(self.net_.head, x_all, y_all, c=self.head_c, seed=self.seed, warm=resumed)
         self.metrics_: dict[str, float] = {
@@ -393,4 +397,5 @@ class TextClassifier(LabelledTexts, Skill):
     def _card(self) -> dict[str, Any]:
         scope = scope_card(self.scope_, self.scope_alpha)
         return {"Strategy": self.strategy_, "Labels": ", ".join(self.classes_),
-                "Best epoch": self.best_epoch_, "Out-of-scope flag": scope}  # fmt: skip
+                "Head fitted on": head_card(self), "Best epoch": self.best_epoch_,
+                "Out-of-scope flag": scope}  # fmt: skip
