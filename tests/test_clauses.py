@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from extract_fixtures import tiny_encoder
 from slmstack import ClauseExample, ClauseFinder, ConfigError, DataError, load
 from slmstack.cli.app import app
-from slmstack.data.clauses import label_clauses, locate, split_clauses
+from slmstack.data.clauses import document_of, label_clauses, locate, split_clauses
 from slmstack.data.documents import read_clause_examples
 
 LAW = "This Agreement shall be governed by and construed in accordance with the laws of {}."
@@ -99,6 +99,26 @@ def test_bad_input(finder, encoder_dir):
     assert empty.spans == () and empty.abstained == "empty_input"
     with pytest.raises(DataError, match="has nothing to learn"):
         ClauseFinder(base=None).fit([ClauseExample("some clause text")] * 3)
+
+
+def test_thresholds_are_tuned_on_whole_held_out_contracts():
+    def labelled(n: int, source: bool) -> list[ClauseExample]:
+        out: list[ClauseExample] = []
+        for i in range(n):
+            ann = {"Governing Law": [LAW.format(PLACES[i % 6])]}
+            out += label_clauses(contract(i), ann, source=f"c{i}.txt" if source else "")[0]
+        return out
+
+    finder = ClauseFinder(base=None, val_fraction=0.3)
+    examples = labelled(10, source=True)
+    tr, va = finder._held_out(examples)
+    docs = [document_of(ex) for ex in examples]
+    assert {docs[i] for i in tr}.isdisjoint(docs[i] for i in va)
+    assert len({docs[i] for i in va}) == 3 and len(tr) + len(va) == len(examples)
+    # too few documents, or none named: clauses at random, so a contract is split
+    for few in (labelled(4, source=True), labelled(10, source=False)):
+        tr, va = finder._held_out(few)
+        assert len(va) == int(0.3 * len(few)) and len(tr) + len(va) == len(few)
 
 
 @pytest.mark.parametrize("text", ["", "  \n\t "])

@@ -19,6 +19,15 @@ class ClauseExample:
     source: str = ""
 
 
+def document_of(example: ClauseExample) -> str:
+    """The document a clause came from.
+
+    Its ``source`` before the ``@offset`` that :func:`label_clauses` appends (the whole
+    ``source`` when there is none).
+    """
+    return example.source.rsplit("@", 1)[0]
+
+
 def split_clauses(
     text: str, *, min_chars: int = 40, max_chars: int = 1500
 ) -> list[tuple[int, int]]:
