@@ -14,36 +14,22 @@ autocast, ``sys.argv[1]`` epochs, default 1). Its vectors then join TF-IDF the w
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import micro_macro, probs, split, tfidf, thresholds
 from scipy import sparse
 
-from cuad import load
-from slmstack.data.clauses import label_clauses
 from slmstack.models.encoder import autocast, length_batches, mean_pool, pad_batch, tokenize
 from slmstack.models.resolve import resolve
 from slmstack.models.shared import private_copy, shared_encoder, shared_tokenizer
-from slmstack.skills.clauses import ClauseFinder
 
 torch.set_num_threads(2)
 torch.manual_seed(0)
 EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else 1
 ML = 128
-contracts, cats = load(Path(__file__).resolve().parents[3] / "shared" / "datasets" / "cuad", 150)
-fit, val = [], []
-for i, (name, text, ann) in enumerate(contracts):
-    if i % 5 == 0:
-        continue
-    clauses, _ = label_clauses(text, ann, source=name)
-    (val if i % 5 == 1 else fit).extend(clauses)
-types = sorted({lab for ex in fit for lab in ex.labels})
-yf = np.array([[t in ex.labels for t in types] for ex in fit], dtype=np.float32)
-yv = np.array([[t in ex.labels for t in types] for ex in val], dtype=np.int64)
+fit, val, types, yf, yv = split()
 src = resolve("minilm")
 tokz = shared_tokenizer(src.path)
 enc = private_copy(shared_encoder(src))
@@ -51,7 +37,6 @@ head = torch.nn.Linear(384, len(types))
 tf = tokenize(tokz, [e.text for e in fit], ML)
 tv = tokenize(tokz, [e.text for e in val], ML)
 pad = tokz.pad_token_id or 0
-params = list(enc.parameters()) + list(head.parameters())
 opt = torch.optim.AdamW(
     [{"params": enc.parameters(), "lr": 5e-5}, {"params": head.parameters(), "lr": 1e-3}],
     weight_decay=0.01,
@@ -89,7 +74,7 @@ for ep in range(EPOCHS):
             v = mean_pool(enc(input_ids=ids, attention_mask=m).last_hidden_state, m)
             logits = head(F.normalize(v.float(), dim=-1) * 10)
         loss = F.binary_cross_entropy_with_logits(
-            logits.float(), torch.from_numpy(yf[idx]), pos_weight=posw
+            logits.float(), torch.from_numpy(yf[idx].astype(np.float32)), pos_weight=posw
         )
         opt.zero_grad()
         loss.backward()
@@ -100,63 +85,29 @@ for ep in range(EPOCHS):
     print("epoch", ep, time.time() - t0, flush=True)
 df, dv = embed(tf), embed(tv)
 np.savez(f"/tmp/cuad_ft_{EPOCHS}.npz", f=df, v=dv)
-with torch.inference_mode():
-    pv_head = torch.sigmoid(head(torch.from_numpy(dv) * 10)).numpy()
-cf = ClauseFinder(base=None)
-cf.tfidf_ = cf._vectorizer().fit([e.text for e in fit])
-xf_t = cf.tfidf_.transform([e.text for e in fit]).tocsr()
-xv_t = cf.tfidf_.transform([e.text for e in val]).tocsr()
-yfi = yf.astype(np.int64)
+xf_t, xv_t = tfidf(fit, val)
 
 
-def thr_fit(c, xf, xv):
-    order = np.random.default_rng(0).permutation(xf.shape[0])
-    n = int(0.2 * xf.shape[0])
-    tr, ho = np.sort(order[n:]), np.sort(order[:n])
-    f = ClauseFinder(base=None, c=c)
-    coef, bias = f._fit_lr(xf[tr], yfi[tr])
-    p_ho = f._proba(xf[ho], coef, bias)
-    thr = np.array([f._best_threshold(p_ho[:, j], yfi[ho, j]) for j in range(len(types))])
-    coef, bias = f._fit_lr(xf, yfi)
-    return f._proba(xv, coef, bias), p_ho, thr, ho
+def scored(c, xf, xv):
+    p_ho, p_val = probs(c, xf, xv, yf)
+    return p_val, p_ho, thresholds(p_ho, yf)
 
 
-def mm(p, thr, y):
-    pred = p >= thr
-    tp = (pred & (y == 1)).sum(0)
-    fp = (pred & (y == 0)).sum(0)
-    fn = (~pred & (y == 1)).sum(0)
-    has = y.sum(0) > 0
-    f1 = 2 * tp / np.maximum(1, 2 * tp + fp + fn)
-    return round(100 * 2 * tp.sum() / max(1, 2 * tp.sum() + fp.sum() + fn.sum()), 1), round(
-        100 * f1[has].mean(), 1
-    )
-
-
-p_t, pho_t, thr_t, ho = thr_fit(4.0, xf_t, xv_t)
-print("tfidf C4", mm(p_t, thr_t, yv), flush=True)
-p_t16, pho_t16, thr_t16, _ = thr_fit(16.0, xf_t, xv_t)
-print("tfidf C16", mm(p_t16, thr_t16, yv), flush=True)
+p_t, pho_t, thr_t = scored(4.0, xf_t, xv_t)
+print("tfidf C4", micro_macro(p_t, thr_t, yv), flush=True)
+p_t16, pho_t16, thr_t16 = scored(16.0, xf_t, xv_t)
+print("tfidf C16", micro_macro(p_t16, thr_t16, yv), flush=True)
 for c in (4.0, 32.0):
-    p_d, pho_d, thr_d, _ = thr_fit(c, sparse.csr_matrix(df), sparse.csr_matrix(dv))
-    print("tuned dense C", c, mm(p_d, thr_d, yv), flush=True)
+    p_d, pho_d, thr_d = scored(c, sparse.csr_matrix(df), sparse.csr_matrix(dv))
+    print("tuned dense C", c, micro_macro(p_d, thr_d, yv), flush=True)
     for a in (0.3, 0.5, 0.7):
         for name, pt, phot in (("C4", p_t, pho_t), ("C16", p_t16, pho_t16)):
-            pho = a * phot + (1 - a) * pho_d
-            thr = np.array([cf._best_threshold(pho[:, j], yfi[ho, j]) for j in range(len(types))])
-            print(
-                "late tfidf",
-                name,
-                "dense C",
-                c,
-                "a",
-                a,
-                mm(a * pt + (1 - a) * p_d, thr, yv),
-                flush=True,
-            )
+            thr = thresholds(a * phot + (1 - a) * pho_d, yf)
+            score = micro_macro(a * pt + (1 - a) * p_d, thr, yv)
+            print("late tfidf", name, "dense C", c, "a", a, score, flush=True)
 for w in (0.5, 1.0, 2.0):
     for c in (4.0, 16.0):
         xf = sparse.hstack([xf_t, sparse.csr_matrix(w * df)]).tocsr()
         xv = sparse.hstack([xv_t, sparse.csr_matrix(w * dv)]).tocsr()
-        p, _, thr, _ = thr_fit(c, xf, xv)
-        print("concat w", w, "C", c, mm(p, thr, yv), flush=True)
+        p, _, thr = scored(c, xf, xv)
+        print("concat w", w, "C", c, micro_macro(p, thr, yv), flush=True)
