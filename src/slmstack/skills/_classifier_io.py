@@ -16,7 +16,7 @@ from slmstack.errors import ArtifactError
 from slmstack.models.resolve import resolve
 from slmstack.models.shared import shared_encoder, shared_tokenizer
 from slmstack.skills._classifier_training import ClassifierNet
-from slmstack.skills._scope import ScopeModel
+from slmstack.skills._scope import ScopeModel, scope_card
 from slmstack.skills.base import Tensors
 
 if TYPE_CHECKING:
@@ -39,6 +39,17 @@ def classifier_state(skill: TextClassifier) -> tuple[dict[str, Any], Tensors]:
         "head_refit": skill.head_refit_,
     }
     return config, tensors
+
+
+def classifier_card(skill: TextClassifier) -> dict[str, Any]:
+    """The model card entries of a fitted classifier."""
+    return {
+        "Strategy": skill.strategy_,
+        "Labels": ", ".join(skill.classes_),
+        "Head fitted on": head_card(skill),
+        "Best epoch": skill.best_epoch_,
+        "Out-of-scope flag": scope_card(skill.scope_, skill.scope_alpha),
+    }
 
 
 def head_card(skill: TextClassifier) -> str:

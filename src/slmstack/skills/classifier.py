@@ -46,8 +46,8 @@ from slmstack.models.encoder import (
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.models.shared import private_copy, shared_encoder, shared_tokenizer
 from slmstack.skills._classifier_io import (
+    classifier_card,
     classifier_state,
-    head_card,
     restore_classifier,
     write_classifier_files,
 )
@@ -64,7 +64,7 @@ from slmstack.skills._classifier_training import (
 )
 from slmstack.skills._fewshot import Pairing, auto_strategy, fewshot_tune
 from slmstack.skills._ranked import ranked_predictions, token_facts
-from slmstack.skills._scope import ScopeModel, fit_scope, scope_card, warn_small_scope
+from slmstack.skills._scope import ScopeModel, fit_scope, warn_small_scope
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.kinds import LabelledTexts
 from slmstack.skills.params import Check, Interval
@@ -395,7 +395,4 @@ class TextClassifier(LabelledTexts, Skill):
         restore_classifier(self, config, tensors, folder)
 
     def _card(self) -> dict[str, Any]:
-        scope = scope_card(self.scope_, self.scope_alpha)
-        return {"Strategy": self.strategy_, "Labels": ", ".join(self.classes_),
-                "Head fitted on": head_card(self), "Best epoch": self.best_epoch_,
-                "Out-of-scope flag": scope}  # fmt: skip
+        return classifier_card(self)
