@@ -176,6 +176,9 @@ def test_invalid_training_data_is_refused():
         TextClassifier().fit(
             [Example("", "x"), Example("b", "x"), Example("c", "y"), Example("d", "y")]
         )
+    # (text, label) tuples instead of Examples: named, with the fix, not an AttributeError
+    with pytest.raises(DataError, match=r"row 1 is a tuple .*Example\(text, label\)"):
+        TextClassifier().fit([("a", "x"), ("b", "x"), ("c", "y"), ("d", "y")])  # type: ignore[list-item]
 
 
 def test_tampered_artifact_is_refused(tmp_path):

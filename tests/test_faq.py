@@ -203,3 +203,13 @@ def test_saved_config_records_provenance_and_exact_duplicates_are_dropped(tmp_pa
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ArtifactError, match="no 'calibrator' entry"):
         load(folder)
+
+
+def test_precision_auto_is_accepted_saved_and_keeps_the_answers(faq, tmp_path):
+    skill = FAQAnswerer(seed=0, precision="auto").fit(KB, calibration=CALIBRATION)
+    assert [p.label for p in skill.predict(IN_SCOPE)] == [p.label for p in faq.predict(IN_SCOPE)]
+    skill.save(tmp_path / "auto")
+    saved = json.loads((tmp_path / "auto" / "config.json").read_text())
+    assert saved["params"]["precision"] == "auto"
+    with pytest.raises(ConfigError, match="'precision' parameter of FAQAnswerer"):
+        FAQAnswerer(precision="fp16").fit(KB)  # type: ignore[arg-type]

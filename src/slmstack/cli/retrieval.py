@@ -77,7 +77,9 @@ def train_faq(
     epochs: Annotated[int, typer.Option(help="Contrastive fine-tuning epochs.")] = 1,
     learning_rate: Annotated[float, typer.Option("--lr")] = 2e-5,
     batch_size: Annotated[int, typer.Option(help="Pairs per fine-tuning batch.")] = 32,
-    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 where the CPU has it natively), fp32 or bf16.")
+    ] = "fp32",
     seed: Annotated[int, typer.Option()] = 0,
     force: Annotated[bool, typer.Option(help="Replace an existing skill in --out.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,

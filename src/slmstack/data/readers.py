@@ -182,7 +182,8 @@ def _column(
         available = ", ".join(repr(c) for c in record.fields)
         raise DataError(
             f"missing {role} column {column!r}; the file has {available}. "
-            f"Pass --{role}-column NAME." + _delimiter_hint(list(record.fields), delimiter),
+            f"Name the column: {role}_column=NAME (CLI: --{role}-column NAME)."
+            + _delimiter_hint(list(record.fields), delimiter),
             path=path,
             row=record.line,
         )

@@ -37,6 +37,13 @@ def refuse_unusable_rows(
         slmstack.errors.DataError: d.csv:3: empty text; remove the row or fill in the text
     """
     for i, ex in enumerate(examples, start=1):
+        if not isinstance(ex, Example):
+            raise DataError(
+                f"row {i} is a {type(ex).__name__} ({ex!r:.60}), not an slmstack.Example; "
+                "build each row as Example(text, label), or read a file with "
+                "slmstack.read_examples(path)",
+                path=path,
+            )
         if not ex.text.strip():
             raise DataError(
                 "empty text; remove the row or fill in the text",

@@ -37,7 +37,7 @@ from slmstack.models.shared import shared_encoder, shared_tokenizer
 from slmstack.progress import progress
 from slmstack.retrieval.base import Encoded
 
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16"]  # "auto": bf16 where the CPU has it natively
 
 __all__ = ["Encoded", "Precision", "SentenceEncoder"]
 
@@ -65,8 +65,10 @@ class SentenceEncoder:
         precision: Precision = "fp32",
         shared: bool = False,
     ):
-        if precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision must be 'fp32' or 'bf16'. Got {precision!r} instead.")
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(
+                f"precision must be 'auto', 'fp32' or 'bf16'. Got {precision!r} instead."
+            )
         if batch_size < 1 or max_length < 8:
             raise ConfigError(
                 f"batch_size must be >= 1 and max_length >= 8. Got {batch_size}, {max_length}."

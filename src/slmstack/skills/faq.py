@@ -103,7 +103,7 @@ class FAQAnswerer(Skill):
         max_wrong_abstain: float | None = None,  # cap on right answers withheld (held-out)
         max_length: int = 128,  # questions are short; longer ones are reported
         batch_size: int = 64,
-        precision: Literal["fp32", "bf16"] = "fp32",
+        precision: Literal["auto", "fp32", "bf16"] = "fp32",
         epochs: int = 1,  # contrastive fine-tuning epochs (only when pairs are given)
         learning_rate: float = 2e-5,  # low, so fine-tuning refines rather than erases
         train_batch_size: int = 32,  # more in-batch negatives help, memory permitting

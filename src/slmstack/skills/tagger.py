@@ -105,7 +105,7 @@ class EntityTagger(TaggedTexts, Skill):
         case_input: bool = True,  # casing also added to the encoder's input embeddings
         patience: int = 2,
         val_fraction: float = 0.1,
-        precision: Literal["fp32", "bf16"] = "fp32",
+        precision: Literal["auto", "fp32", "bf16"] = "fp32",
         seed: int = 0,
         allow_pickle: bool = False,
     ):

@@ -100,7 +100,7 @@ class Troubleshooter(Skill):
         max_tokens: int = 256,  # generated tokens per answer; a cut last step is dropped
         max_length: int = 256,  # encoder window; holds a whole 800-character chunk
         batch_size: int = 64,
-        precision: Literal["fp32", "bf16"] = "fp32",
+        precision: Literal["auto", "fp32", "bf16"] = "fp32",
         allow_pickle: bool = False,
     ):
         self.base = base
