@@ -6,7 +6,7 @@ import pytest
 from slmstack import DataError, DataWarning, read_examples
 from slmstack.data import drop_duplicates, read_records
 from slmstack.data.fields import FieldExample
-from slmstack.data.splits import stratified_split
+from slmstack.data.splits import shuffled_groups, stratified_split
 from slmstack.data.tagging import TaggedExample
 from slmstack.types import Example, Span
 
@@ -108,6 +108,21 @@ def test_duplicates_and_conflicts_warn_with_counts(tmp_path):
     messages = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
     assert any("2 duplicate rows" in m for m in messages)
     assert any("1 texts appear with conflicting labels" in m for m in messages)
+
+
+def test_shuffled_groups_keep_each_group_whole_and_depend_only_on_keys_and_seed():
+    groups = ["acme", "zeta", "acme", "beta", "zeta", "acme", "gamma"]
+    order = shuffled_groups(groups, seed=3)
+    assert sorted(i for rows in order for i in rows) == list(range(len(groups)))
+    assert all(len({groups[i] for i in rows}) == 1 for rows in order)  # one key per group
+    assert len(order) == 4  # every row of a key in one group: a split never cuts one
+    assert order == shuffled_groups(groups, seed=3)
+    # The same keys in another row order: the same order of keys.
+    keys = [groups[rows[0]] for rows in order]
+    again = shuffled_groups(list(reversed(groups)), seed=3)
+    assert [list(reversed(groups))[rows[0]] for rows in again] == keys
+    orders = {tuple(groups[r[0]] for r in shuffled_groups(groups, seed=s)) for s in range(8)}
+    assert len(orders) > 1  # the seed matters
 
 
 def test_stratified_split_keeps_every_class_on_both_sides():

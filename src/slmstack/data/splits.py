@@ -1,4 +1,4 @@
-"""Deterministic stratified train/validation split."""
+"""Deterministic train/validation splits: stratified by label, or by whole groups."""
 
 from __future__ import annotations
 
@@ -38,3 +38,20 @@ def stratified_split(
     train = [items[i] for i in range(len(items)) if i not in val_set]
     val = [items[i] for i in sorted(val_set)]
     return train, val
+
+
+def shuffled_groups(groups: Sequence[str], seed: int) -> list[list[int]]:
+    """Row indices of each group (rows with the same key), the groups in a seeded order.
+
+    A held-out split takes whole groups from the front (documents, vendors), so that no
+    group has rows on both sides; the order depends only on the set of keys and ``seed``.
+
+    Example:
+        >>> shuffled_groups(["a", "b", "a", "c"], seed=0)
+        [[3], [0, 2], [1]]
+    """
+    keys = sorted(set(groups))
+    members: dict[str, list[int]] = {k: [] for k in keys}
+    for i, key in enumerate(groups):
+        members[key].append(i)
+    return [members[keys[k]] for k in np.random.default_rng(seed).permutation(len(keys))]

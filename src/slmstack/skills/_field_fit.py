@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from slmstack.data.fields import FieldExample
+from slmstack.data.splits import shuffled_groups
 from slmstack.skills._field_features import Candidate, Line, hash_words
 from slmstack.skills._field_spans import fold_of, span_features, spans
 
@@ -93,15 +94,11 @@ def out_of_fold_probabilities(
 
 def held_out(groups: Sequence[str], n_val: int, seed: int) -> list[int]:
     """Documents held out for tuning: whole groups, in random order, until ``n_val``."""
-    keys = sorted(set(groups))
-    members: dict[str, list[int]] = {}
-    for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
     out: list[int] = []
-    for k in np.random.default_rng(seed).permutation(len(keys)):
+    for rows in shuffled_groups(groups, seed):
         if len(out) >= n_val:
             break
-        out += members[keys[k]]
+        out += rows
     return sorted(out)
 
 

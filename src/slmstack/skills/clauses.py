@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from slmstack.artifacts import data_hash
 from slmstack.data.clauses import ClauseExample, document_of, split_clauses
 from slmstack.data.documents import read_clause_examples
+from slmstack.data.splits import shuffled_groups
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import ConfigError, DataError
 from slmstack.skills._frozen import FrozenEncoder
@@ -186,15 +187,14 @@ class ClauseFinder(Skill):
         so a clause-level split lets the thresholds see contracts the model was fitted
         on, which flatters the encoder's vectors most. Otherwise clauses at random.
         """
-        rng = np.random.default_rng(self.seed)
         docs = [document_of(ex) for ex in examples]
-        sources = sorted(set(docs))
-        if len(sources) >= 5 and all(docs):
-            order = rng.permutation(len(sources))
-            held = {sources[i] for i in order[: max(1, round(self.val_fraction * len(sources)))]}
-            is_val = np.array([d in held for d in docs])
+        if len(set(docs)) >= 5 and all(docs):
+            ordered = shuffled_groups(docs, self.seed)
+            is_val = np.zeros(len(docs), dtype=bool)
+            for rows in ordered[: max(1, round(self.val_fraction * len(ordered)))]:
+                is_val[rows] = True
             return np.flatnonzero(~is_val), np.flatnonzero(is_val)
-        order = rng.permutation(len(examples))
+        order = np.random.default_rng(self.seed).permutation(len(examples))
         n_val = max(1, int(self.val_fraction * len(examples)))
         return np.sort(order[n_val:]), np.sort(order[:n_val])
 
