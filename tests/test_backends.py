@@ -232,3 +232,30 @@ def test_acomplete_runs_the_backend_off_the_event_loop():
 
     assert asyncio.run(main()).text == "async answer"
     assert backend.threads and backend.threads[0] != threading.get_ident()
+
+
+def test_llama_models_still_referenced_are_freed_at_exit():
+    """A shared backend lives until exit; it is freed before llama_cpp's globals go."""
+    import gc
+    import weakref
+
+    from slmstack.backends import llama_cpp as module
+
+    class Model:  # stands in for llama_cpp.Llama: close() frees it
+        def __init__(self, fails: bool = False) -> None:
+            self.closed, self.fails = 0, fails
+
+        def close(self) -> None:
+            self.closed += 1
+            if self.fails:
+                raise RuntimeError("this one cannot be freed")
+
+    broken, kept = Model(fails=True), Model()
+    assert module.track(broken) is broken and module.track(kept) is kept
+    module._free_open_models()  # what atexit runs
+    assert broken.closed == 1 and kept.closed == 1  # one failure does not stop the rest
+    dropped = Model()
+    gone = weakref.ref(module.track(dropped))
+    del dropped
+    gc.collect()
+    assert gone() is None  # the registry does not keep a model alive

@@ -7,8 +7,11 @@ reproducible; the shared prefix of successive prompts is cached automatically.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,26 @@ from slmstack.backends.base import Backend, Completion, CompletionRequest
 from slmstack.errors import BackendError, ConfigError, MissingDependencyError
 from slmstack.models.hashing import sha256_file
 from slmstack.types import Usage
+
+_OPEN: weakref.WeakSet[Any] = weakref.WeakSet()  # llama.cpp models not yet freed
+
+
+def track(llm: Any) -> Any:
+    """Register a ``llama_cpp.Llama`` to be freed at interpreter exit; returns it.
+
+    A model still referenced at exit (a shared backend, a token counter) would otherwise
+    be freed by ``Llama.__del__`` after the interpreter has torn ``llama_cpp``'s module
+    globals down, which prints an ignored ``TypeError`` on every run.
+    """
+    _OPEN.add(llm)
+    return llm
+
+
+@atexit.register
+def _free_open_models() -> None:
+    for llm in list(_OPEN):
+        with contextlib.suppress(Exception):  # exiting anyway; one failure must not stop the rest
+            llm.close()
 
 
 def _import_llama() -> Any:
@@ -77,8 +100,10 @@ class LlamaCppBackend(Backend):
         self.model_sha256 = sha256_file(path)  # memoised; resolve() already hashed aliases
         start = time.perf_counter()
         try:
-            self._llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
+            self._llm = track(
+                llama_cpp.Llama(
+                    model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
+                )
             )
         except (ValueError, RuntimeError) as exc:
             raise BackendError(f"llama.cpp could not load {path}: {exc}") from exc

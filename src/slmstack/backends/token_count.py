@@ -51,7 +51,9 @@ def _gguf_counter(path: Path) -> TokenCounter:
             f"counting tokens with the GGUF tokenizer of {path} needs llama-cpp-python. "
             "Install it with: pip install 'slmstack[llama]'"
         ) from exc
-    vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+    from slmstack.backends.llama_cpp import track
+
+    vocab = track(llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False))
     lock = threading.Lock()  # one llama.cpp object; keep tokenize calls from interleaving
 
     def count(text: str) -> int:
