@@ -10,10 +10,12 @@ request, so that each sees the same load from the rest of the machine. The clien
 keep-alive ``httpx.Client`` per server (what the ``openai`` client uses); to show the
 client's own share, the 2 ms servers also get each request from the standard library's
 ``http.client``. An overhead is a round's p50 over HTTP less its p50 in process; the
-median over rounds is reported, beside each round's. Each server is a separate process,
-as in production. Model threads:
-``$TORCH_THREADS`` (1 by default) here and in the servers (torch, and onnxruntime's
-intra-op threads).
+median over rounds is reported, beside each round's. The same is then measured in blocks
+(``in_blocks``): each way gets 25 requests back to back (after 5 untimed), the ways taking
+turns, so that each server is warm, as under a steady stream of requests; interleaved
+request by request, every server wakes cold from the others' turns. Each server is a
+separate process, as in production. Model threads: ``$TORCH_THREADS`` (1 by default)
+here and in the servers (torch, and onnxruntime's intra-op threads).
 
 It also times what a shared per-key rate limit (``--workers N``, see
 ``slmstack.serve.rates``) adds to a request: the limiter's check on a SQLite store, as the
@@ -36,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -46,6 +49,7 @@ from slmstack import TextClassifier
 
 N = 200  # requests per way per round
 ROUNDS = int(os.environ.get("ROUNDS", "3"))  # the overheads: median over rounds
+BLOCK = 25  # requests per way per turn in the blocked order
 TEXTS = ["where is my new card", "I want a refund", "how do I reset my password", "hello"]
 
 
@@ -138,6 +142,26 @@ def rate_check_cost(folder: Path, n: int = 1000) -> dict[str, float]:
     }
 
 
+def overheads(rounds: list[dict[str, list[float]]], kinds: list[str]) -> dict[str, Any]:
+    """Pooled latency summaries, and each overhead: the median over rounds of a round's
+    HTTP p50 less its in-process p50 (each round's value beside it)."""
+    names = list(rounds[0])
+    pooled = {n: [v for r in rounds for v in r[n]] for n in names}
+    results: dict[str, Any] = {name: summary(values) for name, values in pooled.items()}
+    for kind in kinds:
+        for way, key in (
+            ("http", "http_max_wait_2ms"),
+            ("http_client", "http_client_max_wait_2ms"),
+        ):
+            per_round = [
+                statistics.median(r[f"{kind}_{key}"]) - statistics.median(r[f"{kind}_in_process"])
+                for r in rounds
+            ]
+            results[f"{kind}_{way}_overhead_p50_ms"] = round(statistics.median(per_round), 3)
+            results[f"{kind}_{way}_overhead_p50_ms_per_round"] = [round(x, 3) for x in per_round]
+    return results
+
+
 def main() -> None:
     from contextlib import nullcontext
 
@@ -169,29 +193,40 @@ def measure() -> None:
     try:
         for client in clients.values():
             wait_ready(client)
-        names = [f"{kind}_in_process" for kind in skills] + list(clients)
-        names += [f"{kind}_http_client_max_wait_2ms" for kind in skills]
+        ways: dict[str, Any] = {}
+        for kind, skill in skills.items():
+            ways[f"{kind}_in_process"] = lambda text, s=skill: s.predict([text])
+        for name, client in clients.items():
+            ways[name] = lambda text, c=client: c.post(
+                "/v1/skills/intent/predict", json={"text": text}
+            ).raise_for_status()
+        for kind in skills:  # the same request from a lean client: the client's share
+            ways[f"{kind}_http_client_max_wait_2ms"] = lambda text, k=kind: raw_post(plain[k], text)
+        names = list(ways)
+
+        def timed(name: str, text: str) -> float:
+            start = time.perf_counter()
+            ways[name](text)
+            return (time.perf_counter() - start) * 1000
+
         rounds: list[dict[str, list[float]]] = [{n: [] for n in names} for _ in range(ROUNDS)]
         # Interleaved, so that every way sees the same load from the rest of the machine.
         for i in range(ROUNDS * (N + 20)):
-            ms = rounds[i // (N + 20)]
-            text = TEXTS[i % 4]
-            took = {}
-            for kind, skill in skills.items():
-                start = time.perf_counter()
-                skill.predict([text])
-                took[f"{kind}_in_process"] = (time.perf_counter() - start) * 1000
-            for name, client in clients.items():
-                start = time.perf_counter()
-                client.post("/v1/skills/intent/predict", json={"text": text}).raise_for_status()
-                took[name] = (time.perf_counter() - start) * 1000
-            for kind in skills:  # the same request from a lean client: the client's share
-                start = time.perf_counter()
-                raw_post(plain[kind], text)
-                took[f"{kind}_http_client_max_wait_2ms"] = (time.perf_counter() - start) * 1000
+            took = {name: timed(name, TEXTS[i % 4]) for name in names}
             if i % (N + 20) >= 20:  # after each round's warm-up
                 for name, value in took.items():
-                    ms[name].append(value)
+                    rounds[i // (N + 20)][name].append(value)
+        # In blocks: each way gets BLOCK requests back to back (after 5 untimed), the ways
+        # taking turns, so that a server is warm as under a steady stream of requests.
+        blocks: list[dict[str, list[float]]] = [{n: [] for n in names} for _ in range(ROUNDS)]
+        for r in range(ROUNDS):
+            for b in range(N // BLOCK):
+                turn = names[b % len(names) :] + names[: b % len(names)]
+                for name in turn:
+                    for i in range(BLOCK + 5):
+                        value = timed(name, TEXTS[i % 4])
+                        if i >= 5:
+                            blocks[r][name].append(value)
     finally:
         for client in clients.values():
             client.close()
@@ -200,20 +235,8 @@ def measure() -> None:
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait(30)
-    pooled = {n: [v for r in rounds for v in r[n]] for n in names}
-    results: dict[str, object] = {name: summary(values) for name, values in pooled.items()}
-    for kind in skills:
-        for way, key in (
-            ("http", "http_max_wait_2ms"),
-            ("http_client", "http_client_max_wait_2ms"),
-        ):
-            per_round = [
-                statistics.median(r[f"{kind}_{key}"]) - statistics.median(r[f"{kind}_in_process"])
-                for r in rounds
-            ]
-            # The target's figure: each round's p50 difference, the median over rounds.
-            results[f"{kind}_{way}_overhead_p50_ms"] = round(statistics.median(per_round), 3)
-            results[f"{kind}_{way}_overhead_p50_ms_per_round"] = [round(x, 3) for x in per_round]
+    results = overheads(rounds, list(skills))
+    results["in_blocks"] = {"block": BLOCK, **overheads(blocks, list(skills))}
     from _machine import machine
 
     results["shared_rate_limit_sqlite"] = rate_check_cost(folder)
