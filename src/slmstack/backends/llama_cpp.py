@@ -12,7 +12,7 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,16 @@ def track(llm: Any) -> Any:
     return llm
 
 
+def _free(models: Iterable[Any]) -> None:
+    """Close each model; a failure is skipped so that the rest are still freed."""
+    for llm in list(models):
+        with contextlib.suppress(Exception):  # exiting anyway
+            llm.close()
+
+
 @atexit.register
 def _free_open_models() -> None:
-    for llm in list(_OPEN):
-        with contextlib.suppress(Exception):  # exiting anyway; one failure must not stop the rest
-            llm.close()
+    _free(_OPEN)
 
 
 def _import_llama() -> Any:
