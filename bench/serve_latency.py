@@ -162,6 +162,16 @@ def overheads(rounds: list[dict[str, list[float]]], kinds: list[str]) -> dict[st
     return results
 
 
+def make_skills(folder: Path) -> TextClassifier:
+    """The measured skill, saved as ``folder/torch`` and exported as ``folder/int8``."""
+    from slmstack.export import export_classifier
+
+    clf = TextClassifier(strategy="head", precision="auto").fit(TRAIN)
+    clf.save(folder / "torch")
+    export_classifier(clf, folder / "int8", TRAIN, int8=True)
+    return clf
+
+
 def main() -> None:
     from contextlib import nullcontext
 
@@ -178,12 +188,9 @@ def measure() -> None:
     torch.set_num_threads(threads)
     os.environ["SLMSTACK_ONNX_THREADS"] = str(threads)
     folder = Path(tempfile.mkdtemp(prefix="serve-latency-"))
-    clf = TextClassifier(strategy="head", precision="auto").fit(TRAIN)
-    clf.save(folder / "torch")
-    from slmstack.export import export_classifier
+    clf = make_skills(folder)
     from slmstack.skills.base import load
 
-    export_classifier(clf, folder / "int8", TRAIN, int8=True)
     skills = {kind: load(folder / kind) for kind in ("torch", "int8")}
     servers = {f"{kind}_http_max_wait_{w:g}ms": start_server(folder, kind, w, threads)
                for kind in skills for w in (2.0, 0.0)}  # fmt: skip

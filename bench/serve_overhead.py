@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 OUT = Path(__file__).resolve().parent / "results" / "serve_overhead.json"
-TEXTS = ["where is my new card", "I want a refund", "how do I reset my password", "hello"]
 BODY = b'{"label":"card","confidence":0.9}'
 
 
@@ -58,7 +57,7 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def floor(n: int = 3000) -> dict[str, float]:
     import httpx
 
-    from serve_latency import free_port
+    from serve_latency import free_port, wait_ready
 
     port = free_port()
     code = f"import uvicorn, serve_overhead as m; uvicorn.run(m.bare_app, port={port}, "
@@ -66,18 +65,9 @@ def floor(n: int = 3000) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
     try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as probe:
+            wait_ready(probe)  # the bare app answers any path, /readyz included
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                conn.request("GET", "/")
-                conn.getresponse().read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         plain, lib = [], []
         with httpx.Client() as client:
             for _ in range(n):
@@ -101,6 +91,7 @@ def phases(folder: Path, kind: str, n: int = 1500) -> dict[str, float]:
     """The app in process, split into phases (see the module docstring)."""
     import uvloop
 
+    from serve_latency import TEXTS
     from slmstack.serve import batcher as batcher_module
     from slmstack.serve.app import create_app
     from slmstack.skills.base import load
@@ -167,7 +158,7 @@ def phases(folder: Path, kind: str, n: int = 1500) -> dict[str, float]:
         async def run() -> None:
             async with app.router.lifespan_context(app):
                 for i in range(n):
-                    text = TEXTS[i % 4]
+                    text = TEXTS[i % len(TEXTS)]
                     t0 = time.perf_counter()
                     skill.predict([text])
                     alone = time.perf_counter() - t0
@@ -196,17 +187,13 @@ def main() -> None:
     import torch
 
     from _machine import cpu_lock, machine
-    from fixtures import TRAIN
-    from slmstack import TextClassifier
-    from slmstack.export import export_classifier
+    from serve_latency import make_skills
 
     torch.set_num_threads(1)
     os.environ["SLMSTACK_ONNX_THREADS"] = "1"
     with cpu_lock():
         folder = Path(tempfile.mkdtemp(prefix="serve-overhead-"))
-        clf = TextClassifier(strategy="head", precision="auto").fit(TRAIN)
-        clf.save(folder / "torch")
-        export_classifier(clf, folder / "int8", TRAIN, int8=True)
+        make_skills(folder)
         result: dict[str, Any] = {"floor_bare_uvicorn": floor()}
         for kind in ("int8", "torch"):
             result[f"app_in_process_{kind}"] = phases(folder, kind)
