@@ -10,6 +10,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("SLMSTACK_PROGRESS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One pytest process starts hundreds of servers and workflows: freezing each one's objects
+# would keep every test's cycles alive. tests/test_heap.py turns it on where it is tested.
+os.environ.setdefault("SLMSTACK_GC_FREEZE", "0")
 
 
 @pytest.fixture(scope="session")

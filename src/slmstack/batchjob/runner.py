@@ -22,6 +22,7 @@ from typing import Any
 
 from slmstack.batchjob.inputs import Row
 from slmstack.batchjob.sink import Outcome
+from slmstack.heap import freeze_loaded
 from slmstack.workflows import Workflow, load_workflow
 
 # The ledger's request_id column holds 200 characters (see slmstack.costs.ledger).
@@ -49,8 +50,10 @@ class JobSpec:
     threads: int | None = None
 
     def load(self) -> Workflow:
-        """The workflow, with the job's inbox and ledger."""
-        return load_workflow(self.workflow, inbox=self.inbox, ledger=self.ledger)
+        """The workflow, with the job's inbox and ledger (then ``gc.freeze``, see heap)."""
+        workflow = load_workflow(self.workflow, inbox=self.inbox, ledger=self.ledger)
+        freeze_loaded()
+        return workflow
 
 
 def job_id(output: Path) -> str:

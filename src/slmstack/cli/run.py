@@ -38,6 +38,7 @@ def run(
     ] = None,
 ) -> None:
     """Run a workflow on texts, or on a file with a progress bar and resume."""
+    from slmstack.heap import freeze_loaded
     from slmstack.workflows import load_workflow, run_batch
     from slmstack.workflows.render import trace_tree
 
@@ -46,6 +47,7 @@ def run(
     if input_file is not None and output is None:
         raise ConfigError("--input needs --output OUT.jsonl, where results are written")
     wf = load_workflow(workflow, inbox=inbox)
+    freeze_loaded()
     if input_file is not None:
         assert output is not None
         try:

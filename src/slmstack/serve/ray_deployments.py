@@ -77,11 +77,13 @@ class SkillHost:
         threads: int,
         imports: tuple[str, ...] = (),
     ):
+        from slmstack.heap import freeze_loaded
         from slmstack.skills.base import load
 
         import_all(imports)
         os.environ.setdefault(ONNX_THREADS_ENV, str(threads))
         self.skills = {folder: load(Path(folder)) for folder in folders}
+        freeze_loaded()  # this replica's process: see slmstack.heap
         _set_torch_threads(threads)
         # One model thread: two batches at once would share the same cores (see batcher).
         self._executor = concurrent.futures.ThreadPoolExecutor(

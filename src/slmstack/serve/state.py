@@ -35,6 +35,7 @@ from typing import Any
 
 from slmstack.costs.ledger import RUN, Ledger, LedgerRow
 from slmstack.errors import ConfigError, NotServed
+from slmstack.heap import freeze_loaded
 from slmstack.models.onnx_runtime import THREADS_ENV as ONNX_THREADS_ENV
 from slmstack.serve.auth import ApiKeys
 from slmstack.serve.batcher import MicroBatcher
@@ -192,6 +193,7 @@ class ServeState:
                     queue_size=limits.queue_size, executor=self._executor,
                     on_batch=self.metrics.batch_observer(target),
                 )  # fmt: skip
+        freeze_loaded()  # no full collection walks the loaded models mid-request
 
     def _load_skill(self, folder: Path) -> Any:
         """One served skill, loaded here (the Ray engine's state returns a handle instead)."""
