@@ -175,16 +175,13 @@ class Inbox:
         """Store ``packet`` as open and return its id (the existing id for a known key)."""
         import sqlalchemy as sa
 
-        row = packet.to_dict()
-        for key in ("id", "claimed_by", "claimed_at", "resolved_at", "resolution"):
-            row.pop(key)
-        row.update(status="open", created_at=datetime.now(UTC))
+        row = self._new_row(packet, datetime.now(UTC))
         existing = self._id_for_key(packet.key)
         if existing is not None:
             return existing
         try:
             with self._engine.begin() as conn:
-                result = conn.execute(sa.insert(self._table).values(**row))
+                result = conn.execute(sa.insert(self._table), row)  # a cached compiled INSERT
                 return int(result.inserted_primary_key[0])  # type: ignore[index]
         except sa.exc.IntegrityError:
             # Another process filed the same key between our check and insert.
@@ -209,24 +206,41 @@ class Inbox:
         try:
             with self._engine.begin() as conn:
                 known = self._ids_for_keys(conn, keys)
-                ids = []
-                for packet in packets:
-                    if packet.key is not None and packet.key in known:
-                        ids.append(known[packet.key])
-                        continue
-                    row = packet.to_dict()
-                    for key in ("id", "claimed_by", "claimed_at", "resolved_at", "resolution"):
-                        row.pop(key)
-                    row.update(status="open", created_at=now)
-                    result = conn.execute(sa.insert(self._table).values(**row))
-                    ids.append(int(result.inserted_primary_key[0]))  # type: ignore[index]
-                    if packet.key is not None:
-                        known[packet.key] = ids[-1]  # the same key twice: one packet
-                return ids
+                # New packets in input order; a key seen twice in the batch is filed once.
+                new: list[int] = []
+                first: dict[str, int] = {}
+                for i, packet in enumerate(packets):
+                    if packet.key is None or (packet.key not in known and packet.key not in first):
+                        new.append(i)
+                        if packet.key is not None:
+                            first[packet.key] = i
+                rows = [self._new_row(packets[i], now) for i in new]
+                # One INSERT ... RETURNING for the lot, ids in the rows' order (SQLAlchemy's
+                # "insertmanyvalues": a few statements, not one per packet).
+                filed: dict[int, int] = {}
+                if rows:
+                    stmt = sa.insert(self._table).returning(
+                        self._table.c.id, sort_by_parameter_order=True
+                    )
+                    returned = conn.execute(stmt, rows).scalars().all()
+                    filed = {i: int(pk) for i, pk in zip(new, returned, strict=True)}
+                known.update({key: filed[i] for key, i in first.items()})
+                return [
+                    filed[i] if i in filed else known[str(p.key)] for i, p in enumerate(packets)
+                ]
         except sa.exc.IntegrityError:
             # Another process filed one of the keys meanwhile: nothing was committed, so
             # file one by one, where each known key returns its existing id.
             return [self.add(p) for p in packets]
+
+    @staticmethod
+    def _new_row(packet: Packet, now: datetime) -> dict[str, Any]:
+        """The columns of ``packet`` filed now as open."""
+        row = packet.to_dict()
+        for key in ("id", "claimed_by", "claimed_at", "resolved_at", "resolution"):
+            row.pop(key)
+        row.update(status="open", created_at=now)
+        return row
 
     def _ids_for_keys(self, conn: Any, keys: Sequence[str]) -> dict[str, int]:
         import sqlalchemy as sa
