@@ -313,6 +313,7 @@ def render(res: dict[str, Any]) -> str:
         f"| batches of {res['batch_size']} (`run_batch`) | {res['batched_texts_per_s']:,} | "
         f"{', '.join(map(str, res['batched_s']))} | {n_batch:,} |",
         f"| **speed-up** | **{res['speedup']}×** (target ≥ {TARGET:g}×) | | |", "",
+        *_history(res),
         f"`predict` calls per skill, one at a time → batched: {per_skill}. Results of the "
         f"two modes (status, route, answer per text) identical: "
         f"{'yes' if res['results_identical'] else 'NO'}.", "",
@@ -354,6 +355,17 @@ def render(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _history(res: dict[str, Any]) -> list[str]:
+    runs = [r for r in res.get("previous", []) if r.get("speedup") is not None]
+    if not runs:
+        return []
+    earlier = "; ".join(f"{r['when']}: {r['speedup']}×" for r in runs)
+    return [f"Earlier runs of this benchmark (from the result file, newest first): {earlier}. "
+            "Each ran the code of its time; runs of the same code have differed by up to 1.3 "
+            "(4.55× to 5.88× on 2026-12-02), so one run's ratio is good to about half a "
+            "point.", ""]  # fmt: skip
+
+
 def _gc_line(res: dict[str, Any]) -> str:
     frozen, gc_s = res.get("gc_frozen_objects"), res.get("gc_pause_s")
     if frozen is None or gc_s is None:
@@ -386,6 +398,15 @@ def _control(res: dict[str, Any]) -> list[str]:
         f"{res['one_at_a_time_texts_per_s'] / ctl['one_at_a_time_texts_per_s']:.2f}× one at "
         "a time.",
     ]
+
+
+def previous_runs() -> list[dict[str, Any]]:
+    """The committed result file's run and the runs it recorded as earlier (newest first)."""
+    if not JSON_OUT.exists():
+        return []
+    old = json.loads(JSON_OUT.read_text(encoding="utf-8"))
+    mine = {"when": old.get("when"), "speedup": old.get("speedup")}
+    return [mine, *old.get("previous", [])][:5]
 
 
 def write_results(res: dict[str, Any]) -> None:
@@ -422,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     res["machine"] = cpu_info()
     res["when"] = time.strftime("%Y-%m-%d %H:%M %Z")
     res["python"] = sys.version.split()[0]
+    res["previous"] = previous_runs()
     print(render(res))
     if args.write_results:
         write_results(res)
