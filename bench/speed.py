@@ -93,33 +93,29 @@ def matmul_peaks() -> dict[str, float]:
     a16, b16 = a.bfloat16(), b.bfloat16()
     best = min(_timed(lambda: a16 @ b16) for _ in range(10))
     bf16 = 2 * n**3 / best / 1e9
-    graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["A", "B"], ["Y"])], "mm",
-        [helper.make_tensor_value_info("A", TensorProto.UINT8, [n, n]),
-         helper.make_tensor_value_info("B", TensorProto.INT8, [n, n])],
-        [helper.make_tensor_value_info("Y", TensorProto.INT32, [n, n])],
-    )  # fmt: skip
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = len(os.sched_getaffinity(0))
+    T = TensorProto
 
-    def ort_best(graph: Any, feed: dict[str, np.ndarray]) -> float:
+    def ort_gflops(op: str, types: tuple[int, int, int], feed: dict[str, np.ndarray]) -> float:
+        """GFLOP/s of onnxruntime's best of 10 ``op`` products (A, B → Y of ``types``)."""
+        graph = helper.make_graph(
+            [helper.make_node(op, ["A", "B"], ["Y"])], "mm",
+            [helper.make_tensor_value_info("A", types[0], [n, n]),
+             helper.make_tensor_value_info("B", types[1], [n, n])],
+            [helper.make_tensor_value_info("Y", types[2], [n, n])],
+        )  # fmt: skip
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         sess = ort.InferenceSession(model.SerializeToString(), opts,
                                     providers=["CPUExecutionProvider"])  # fmt: skip
-        return min(_timed(lambda: sess.run(None, feed)) for _ in range(10))
+        return 2 * n**3 / min(_timed(lambda: sess.run(None, feed)) for _ in range(10)) / 1e9
 
-    int8 = 2 * n**3 / ort_best(graph, {
+    int8 = ort_gflops("MatMulInteger", (T.UINT8, T.INT8, T.INT32), {
         "A": np.random.randint(0, 255, (n, n), dtype=np.uint8),
-        "B": np.random.randint(-127, 127, (n, n), dtype=np.int8)}) / 1e9  # fmt: skip
+        "B": np.random.randint(-127, 127, (n, n), dtype=np.int8)})  # fmt: skip
     # fp32 also through onnxruntime's own GEMM (MLAS): on some CPUs it beats torch's, and
     # the ONNX fp32 path runs on it; the peak is the faster of the two.
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["A", "B"], ["Y"])], "mm32",
-        [helper.make_tensor_value_info("A", TensorProto.FLOAT, [n, n]),
-         helper.make_tensor_value_info("B", TensorProto.FLOAT, [n, n])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [n, n])],
-    )  # fmt: skip
-    fp32_ort = 2 * n**3 / ort_best(graph, {"A": a.numpy(), "B": b.numpy()}) / 1e9
+    fp32_ort = ort_gflops("MatMul", (T.FLOAT, T.FLOAT, T.FLOAT), {"A": a.numpy(), "B": b.numpy()})
     del onnx
     return {"fp32_gflops": round(max(fp32, fp32_ort), 1), "fp32_torch_gflops": round(fp32, 1),
             "fp32_onnxruntime_gflops": round(fp32_ort, 1), "bf16_gflops": round(bf16, 1),
