@@ -231,6 +231,30 @@ def pct(values: list[float], q: float) -> float:
 
 
 # ---------------------------------------------------------------- the SLMs (under the lock)
+def trained_slm(name: str, params: dict[str, Any], examples: list[Any]) -> tuple[Any, dict]:
+    """The SLM ``name`` saved under ``OUT`` (trained on ``examples`` first when missing).
+
+    ``bench/speed.py`` takes its ``finetune`` skill from here too. The caller holds the lock.
+    """
+    from slmstack.skills.classifier import TextClassifier
+
+    folder, info_file = OUT / name, OUT / f"{name}-train.json"
+    if info_file.exists():
+        return TextClassifier.load(folder), json.loads(info_file.read_text())
+    print(f"training {name} {params} on {len(examples)} texts", flush=True)
+    load0, cpu0 = os.getloadavg()[0], time.process_time()
+    start = time.perf_counter()
+    skill = TextClassifier(**params).fit(examples)
+    info = {"train_s": time.perf_counter() - start, "train_cpu_s": time.process_time() - cpu0,
+            "load_before": load0, "load_after": os.getloadavg()[0],
+            "params": {k: v for k, v in skill.get_params().items() if k != "allow_pickle"},
+            "best_epoch": skill.best_epoch_, "history": skill.history_,
+            "val_metrics": skill.metrics_}  # fmt: skip
+    skill.save(folder)
+    info_file.write_text(json.dumps(info, indent=1))
+    return skill, info
+
+
 def slm_phase(train: list[tuple[str, str]], test: list[tuple[str, str]],
               sample: list[int]) -> dict[str, Any]:  # fmt: skip
     cache = OUT / "slm.json"
@@ -239,7 +263,6 @@ def slm_phase(train: list[tuple[str, str]], test: list[tuple[str, str]],
         return dict(json.loads(cache.read_text()))
     import torch
 
-    from slmstack.skills.classifier import TextClassifier
     from slmstack.types import Example
 
     torch.set_num_threads(2)
@@ -249,25 +272,7 @@ def slm_phase(train: list[tuple[str, str]], test: list[tuple[str, str]],
     with cpu_lock() as waited:
         out["lock_wait_s"] = waited
         for name, params in (("head", HEAD), ("finetune", FINETUNE)):
-            folder = OUT / name
-            info_file = OUT / f"{name}-train.json"
-            if info_file.exists():
-                skill = TextClassifier.load(folder)
-                info = json.loads(info_file.read_text())
-            else:
-                print(f"training {name} {params} on {len(examples)} texts", flush=True)
-                load0, cpu0 = os.getloadavg()[0], time.process_time()
-                start = time.perf_counter()
-                skill = TextClassifier(**params).fit(examples)
-                info = {"train_s": time.perf_counter() - start,
-                        "train_cpu_s": time.process_time() - cpu0,
-                        "load_before": load0, "load_after": os.getloadavg()[0],
-                        "params": {k: v for k, v in skill.get_params().items()
-                                   if k != "allow_pickle"},
-                        "best_epoch": skill.best_epoch_, "history": skill.history_,
-                        "val_metrics": skill.metrics_}  # fmt: skip
-                skill.save(folder)
-                info_file.write_text(json.dumps(info, indent=1))
+            skill, info = trained_slm(name, params, examples)
             print(f"scoring {name} on {len(texts)} test texts", flush=True)
             start = time.perf_counter()
             probs = skill.predict_proba(texts)

@@ -53,7 +53,7 @@ from _machine import cpu_lock, machine
 
 HERE = Path(__file__).parent
 DATA = HERE.parent.parent / "shared" / "datasets" / "banking77"
-FINETUNE = HERE / "out" / "llm_vs_slm" / "finetune"  # trained by bench/llm_vs_slm.py
+FINETUNE = HERE / "out" / "llm_vs_slm" / "finetune"  # bench/llm_vs_slm.py's (trained if missing)
 OUT = HERE / "out" / "speed"
 RESULTS = HERE / "results" / "speed.json"
 H, FFN, LAYERS = 384, 1536, 6  # all-MiniLM-L6-v2
@@ -373,13 +373,10 @@ def main() -> None:
     if args.rss:
         rss_child(args.rss)
         return
-    if not (FINETUNE / "config.json").is_file():
-        sys.exit(f"{FINETUNE} is missing: run bench/llm_vs_slm.py first (it trains the "
-                 "finetune skill this benchmark uses as the cascade's last tier)")  # fmt: skip
     import torch
 
     import slmstack
-    from slmstack import TextClassifier
+    from slmstack import Example, TextClassifier
     from slmstack.export import export_classifier
     from slmstack.models.encoder import resolve_precision
     from slmstack.models.resolve import resolve
@@ -409,6 +406,12 @@ def main() -> None:
         for name, int8 in (("onnx-fp32", False), ("onnx-int8", True)):
             res = export_classifier(head, OUT / name, val, int8=int8, margin=0.5)
             exports[name] = res.to_json()
+        if not (FINETUNE / "config.json").is_file():  # fresh checkout: train it as that bench does
+            from llm_vs_slm import FINETUNE as FINETUNE_PARAMS
+            from llm_vs_slm import read_split, trained_slm
+
+            examples = [Example(t, y) for t, y in read_split("train")]
+            trained_slm("finetune", FINETUNE_PARAMS, examples)
         # The cascade's last tier, exported the same way (its recipe chosen on validation).
         res = export_classifier(slmstack.load(FINETUNE), OUT / "finetune-int8", val, int8=True,
                                 margin=0.5)  # fmt: skip
