@@ -168,6 +168,41 @@ def test_fit_predict_save_load_round_trip(encoder: Path, tmp_path: Path):
     np.testing.assert_allclose(proba.max(axis=1), [p.confidence for p in preds])
 
 
+def test_word_ngram_rows_equal_scikit_learns_tfidf():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from slmstack.skills._word_ngrams import WordNgrams
+
+    train = ["Where is my card?", "my card, my card never came", "card arrival time",
+             "Überweisung fehlgeschlagen heute", "top up failed", "top up my card"]  # fmt: skip
+    texts = [*train, "is my card arriving", "nothing known here", "", "card card card"]
+    grams = WordNgrams.fit(train, n=2, min_df=1)
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1).fit(train)
+    np.testing.assert_allclose(grams.matrix(texts).toarray(), vec.transform(texts).toarray(),
+                               rtol=1e-6, atol=1e-7)  # fmt: skip
+    assert grams.columns() == vec.get_feature_names_out().tolist()
+
+
+def test_word_order_reaches_the_head_through_bigrams(encoder: Path, tmp_path: Path):
+    """Same words, two orders, two labels: the static vector alone cannot tell them apart."""
+    from slmstack import Example
+
+    ends = ["today", "again", "twice", "now", "here", "once"]
+    data = [Example(f"money transfer failed {e}", "transfer") for e in ends] + [
+        Example(f"failed money transfer {e}", "money") for e in ends
+    ]
+    queries = ["money transfer failed later", "failed money transfer later"]
+    plain = StaticTextClassifier(base=str(encoder), dims=16, word_ngrams=0).fit(data)
+    p = plain.predict_proba(queries)
+    np.testing.assert_allclose(p[0], p[1], atol=1e-6)  # a bag of the same tokens
+    assert not (plain.save(tmp_path / "plain") / "ngrams.json").exists()
+    skill = StaticTextClassifier(base=str(encoder), dims=16, val_fraction=0.34).fit(data)
+    assert [x.label for x in skill.predict(queries)] == ["transfer", "money"]
+    folder = skill.save(tmp_path / "grams")
+    assert "transfer failed" in json.loads((folder / "ngrams.json").read_text())
+    np.testing.assert_allclose(load(folder).predict_proba(queries), skill.predict_proba(queries))
+
+
 def test_a_second_fit_does_not_distil_again(encoder: Path):
     StaticTextClassifier(base=str(encoder), dims=16).fit(TRAIN)
     second = StaticTextClassifier(base=str(encoder), dims=16, seed=1).fit(TRAIN)
@@ -188,6 +223,8 @@ def test_unknown_only_text_is_flagged(encoder: Path):
         ({"head_c": -1.0}, r"'head_c' parameter .* must be a float > 0"),
         ({"val_fraction": 1.0}, r"'val_fraction' parameter"),
         ({"dims": 64}, r"Pass dims <= 32"),
+        ({"word_ngrams": -1}, r"'word_ngrams' parameter .* must be an int >= 0"),
+        ({"ngram_scale": 0.0}, r"'ngram_scale' parameter .* must be a float > 0"),
     ],
 )
 def test_bad_params_are_clear_errors(encoder: Path, params, message):
@@ -200,7 +237,7 @@ import importlib.abc, json, sys
 
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"torch", "transformers", "sklearn"}:
+        if name.split(".")[0] in {"torch", "transformers", "sklearn", "scipy"}:
             raise ImportError(f"blocked: {name}")
         return None
 
@@ -320,3 +357,12 @@ def test_cli_classify_base_static(encoder: Path, data: Path, tmp_path: Path):
               "--base", f"static:{encoder}"],
     )  # fmt: skip
     assert wide.exit_code == 2 and "Pass dims <= 32" in wide.output
+
+
+def test_a_folder_missing_its_ngrams_names_the_file(encoder: Path, tmp_path: Path):
+    from slmstack.errors import ArtifactError
+
+    folder = StaticTextClassifier(base=str(encoder), dims=16).fit(TRAIN).save(tmp_path / "s")
+    (folder / "ngrams.json").unlink()
+    with pytest.raises(ArtifactError, match=r"ngrams\.json"):
+        load(folder)

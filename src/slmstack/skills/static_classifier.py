@@ -36,6 +36,7 @@ from slmstack.errors import ArtifactError, DataError, MissingDependencyError
 from slmstack.models.resolve import resolve
 from slmstack.models.static import StaticEmbeddings, load_or_distill
 from slmstack.skills._ranked import ranked_predictions
+from slmstack.skills._word_ngrams import WordNgrams
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.kinds import LabelledTexts
 from slmstack.skills.params import Check, Interval
@@ -43,6 +44,8 @@ from slmstack.training.calibration import softmax
 from slmstack.types import Example, Prediction
 
 _TOKENIZER = "tokenizer.json"
+_NGRAMS = "ngrams.json"  # the word n-grams, in the head's column order
+_MIN_DF = 2  # an n-gram must occur in two training texts to become a feature
 _NO_KNOWN_TOKENS = "no token of the text is in the static vocabulary; the answer is the label prior"
 
 
@@ -67,6 +70,8 @@ class StaticTextClassifier(LabelledTexts, Skill):
         "top_k": Interval(int, 1, None),
         "head_c": Interval(float, 0, None, closed="neither"),
         "val_fraction": Interval(float, 0, 1, closed="neither"),
+        "word_ngrams": Interval(int, 0, None),
+        "ngram_scale": Interval(float, 0, None, closed="neither"),
     }
 
     def __init__(
@@ -77,10 +82,14 @@ class StaticTextClassifier(LabelledTexts, Skill):
         head_c: float = 30.0,  # inverse L2 strength; static vectors need less shrinkage
         val_fraction: float = 0.1,
         top_k: int = 3,
+        word_ngrams: int = 2,  # TF-IDF of word 1..n grams joined to the vector; 0: none
+        ngram_scale: float = 0.5,  # their weight beside the static vector (validation)
         seed: int = 0,
         allow_pickle: bool = False,
     ):
         self.base = base
+        self.word_ngrams = word_ngrams
+        self.ngram_scale = ngram_scale
         self.dims = dims
         self.head_c = head_c
         self.val_fraction = val_fraction
@@ -112,13 +121,27 @@ class StaticTextClassifier(LabelledTexts, Skill):
             list(examples), [ex.label for ex in examples], fraction=self.val_fraction,
             seed=self.seed,
         )  # fmt: skip
-        x_train = self.static_.encode([ex.text for ex in train])
-        x_val = self.static_.encode([ex.text for ex in val])
+        texts_train, texts_val = [ex.text for ex in train], [ex.text for ex in val]
+        x_train = self.static_.encode(texts_train)
         y_train = np.array([index[ex.label] for ex in train], dtype=np.int64)
         y_val = np.array([index[ex.label] for ex in val], dtype=np.int64)
-        self.coef_, self.intercept_ = _fit_head(x_train, y_train, len(classes),
-                                                c=self.head_c, seed=self.seed)  # fmt: skip
-        val_logits = self._logits(x_val)
+        grams = (
+            WordNgrams.fit(texts_train, n=self.word_ngrams, min_df=_MIN_DF)
+            if self.word_ngrams
+            else None
+        )
+        # None when off, or when no n-gram occurs in two training texts (tiny data).
+        self.ngrams_ = grams if grams is not None and len(grams) else None
+        self.coef_, self.intercept_ = _fit_head(
+            self._features(x_train, texts_train), y_train, len(classes), c=self.head_c,
+            seed=self.seed,
+        )  # fmt: skip
+        self.ngram_coef_ = None
+        if self.ngrams_ is not None:  # the head's n-gram columns, scaled as the features were
+            dims = x_train.shape[1]
+            self.ngram_coef_ = self.coef_[:, dims:] * np.float32(self.ngram_scale)
+            self.coef_ = np.ascontiguousarray(self.coef_[:, :dims])
+        val_logits = self._text_logits(texts_val)
         self.temperature_ = fit_temperature(val_logits, y_val)
         self.metrics_: dict[str, float] = {
             **validation_metrics(val_logits, y_val, self.temperature_),
@@ -138,9 +161,23 @@ class StaticTextClassifier(LabelledTexts, Skill):
         self.classes_: list[str] = classes
         return self
 
-    def _logits(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+    def _features(self, x: NDArray[np.float32], texts: Sequence[str]) -> Any:
+        """The head's input: the static vectors, joined to the scaled n-gram TF-IDF."""
+        if self.ngrams_ is None:
+            return x
+        from scipy import sparse
+
+        grams = self.ngrams_.matrix(texts) * self.ngram_scale
+        return sparse.hstack([sparse.csr_matrix(x), grams]).tocsr()
+
+    def _logits(self, x: NDArray[np.float32], texts: Sequence[str]) -> NDArray[np.float32]:
         out: NDArray[np.float32] = x @ self.coef_.T + self.intercept_
+        if self.ngrams_ is not None and self.ngram_coef_ is not None:
+            out += self.ngrams_.scores(texts, self.ngram_coef_)
         return out
+
+    def _text_logits(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        return self._logits(self.static_.encode(texts), texts)
 
     # ------------------------------------------------------------------ predicting
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
@@ -148,13 +185,13 @@ class StaticTextClassifier(LabelledTexts, Skill):
         self._require_fitted()
         if any(not t.strip() for t in texts):
             raise DataError("predict_proba() got an empty text; use predict(), which abstains")
-        return softmax(self._logits(self.static_.encode(texts)), self.temperature_)
+        return softmax(self._text_logits(texts), self.temperature_)
 
     def _predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Label, calibrated confidence and top-k scores for each text."""
         start = time.perf_counter()
         enc = self.static_.encode_counted(texts)
-        probs = softmax(self._logits(enc.vectors), self.temperature_)
+        probs = softmax(self._logits(enc.vectors, texts), self.temperature_)
         per_item_ms = (time.perf_counter() - start) * 1000 / len(texts)
         return ranked_predictions(
             probs, self.classes_, self.top_k, input_tokens=enc.n_tokens.tolist(),
@@ -168,16 +205,22 @@ class StaticTextClassifier(LabelledTexts, Skill):
             "head": {"weight": self.coef_, "bias": self.intercept_},
             "static": {"vectors": self.static_.vectors},
         }
+        if self.ngrams_ is not None and self.ngram_coef_ is not None:
+            tensors["ngrams"] = {"weight": self.ngram_coef_, "idf": self.ngrams_.idf}
         config = {
             "labels": self.classes_,
             "temperature": self.temperature_,
             "distillation": self.distillation_,
+            "word_ngrams": None if self.ngrams_ is None else self.ngrams_.n,
         }
         return config, tensors
 
     def _write_extra(self, folder: Path) -> None:
         (folder / _TOKENIZER).write_text(self.static_.tokenizer_json, encoding="utf-8")
         (folder / "labels.json").write_text(json.dumps(self.classes_, indent=1) + "\n")
+        if self.ngrams_ is not None:
+            grams = json.dumps(self.ngrams_.columns(), ensure_ascii=False)
+            (folder / _NGRAMS).write_text(grams + "\n", encoding="utf-8")
 
     def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
         labels = config["labels"]
@@ -202,6 +245,7 @@ class StaticTextClassifier(LabelledTexts, Skill):
         )
         self.temperature_ = float(config["temperature"])
         self.metrics_ = dict(self.provenance_.metrics)
+        self.ngrams_, self.ngram_coef_ = _restore_ngrams(config, tensors, folder, len(labels))
 
     def _card(self) -> dict[str, Any]:
         return {"Labels": ", ".join(self.classes_),
@@ -232,3 +276,24 @@ def _fit_head(
         coef[present] = lr.coef_
         bias[present] = lr.intercept_
     return coef, bias
+
+
+def _restore_ngrams(
+    config: Mapping[str, Any], tensors: Tensors, folder: Path, n_labels: int
+) -> tuple[WordNgrams | None, NDArray[np.float32] | None]:
+    """The saved n-gram features and their head columns (``None`` when the skill has none)."""
+    n = config.get("word_ngrams")
+    if not n:  # none, or a skill saved before the static tier had them
+        return None, None
+    path = folder / _NGRAMS
+    if not path.is_file() or "ngrams" not in tensors:
+        raise ArtifactError(f"{folder}: word_ngrams={n} but {_NGRAMS} or its tensors are missing")
+    columns = json.loads(path.read_text(encoding="utf-8"))
+    weight = np.asarray(tensors["ngrams"]["weight"], dtype=np.float32)
+    idf = np.asarray(tensors["ngrams"]["idf"], dtype=np.float32)
+    if weight.shape != (n_labels, len(columns)) or idf.shape != (len(columns),):
+        raise ArtifactError(
+            f"{folder}: {len(columns)} n-grams in {_NGRAMS} against weights {weight.shape} "
+            f"and idf {idf.shape}; the folder is inconsistent. Re-save the skill."
+        )
+    return WordNgrams({g: i for i, g in enumerate(columns)}, idf, int(n)), weight
