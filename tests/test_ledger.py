@@ -146,6 +146,26 @@ def test_a_failed_write_keeps_the_rows_and_says_so(tmp_path):
     engine.dispose()
 
 
+def test_rows_that_cannot_be_written_at_drop_are_logged_and_close_raises(tmp_path, caplog):
+    import logging
+
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = Ledger(url, batch_size=100)
+    ledger.append([row("r1", "a")])
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE slmstack_ledger"))
+    with pytest.raises(ConfigError, match=r"cannot write 1 rows"):
+        ledger.close()  # the caller hears of it, and the row stays buffered
+    with caplog.at_level(logging.ERROR, logger="slmstack.costs.ledger"):
+        del ledger
+        gc.collect()  # dropped: the finalizer tries once more, and logs instead of raising
+    assert any("cannot write 1 rows" in r.getMessage() for r in caplog.records)
+    engine.dispose()
+
+
 def test_readers_never_create_a_ledger(tmp_path):
     with pytest.raises(ConfigError, match=r"ledger .*nope.db does not exist"):
         Ledger(f"sqlite:///{tmp_path / 'nope.db'}", create=False)

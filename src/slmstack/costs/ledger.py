@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -172,9 +173,9 @@ class Ledger:
         self._buffer: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._oldest = 0.0
-        # Rows still buffered when the ledger is dropped, or at exit, are written then.
+        # Rows still buffered are written when the ledger is dropped or at exit (errors logged).
         self._finalizer = weakref.finalize(
-            self, _write, self._engine, self._table, self._buffer, self._lock, url
+            self, _write_or_log, self._engine, self._table, self._buffer, self._lock, url
         )
 
     def _open(self, create: bool) -> None:
@@ -213,8 +214,9 @@ class Ledger:
         return _write(self._engine, self._table, self._buffer, self._lock, self.url)
 
     def close(self) -> None:
-        """Flush and release the database connections."""
-        self._finalizer()
+        """Flush and release the database connections (a failed flush raises, rows kept)."""
+        self.flush()
+        self._finalizer.detach()
         self._engine.dispose()
 
     def __enter__(self) -> Ledger:
@@ -317,6 +319,13 @@ def _values(row: LedgerRow) -> dict[str, Any]:
     values = {name: getattr(row, name) for name in _FIELDS}
     values["day"] = row.at.astimezone(UTC).date()
     return values
+
+
+def _write_or_log(engine: Any, table: Any, buffer: dict[Any, Any], lock: Any, url: str) -> None:
+    try:
+        _write(engine, table, buffer, lock, url)
+    except ConfigError as exc:
+        logging.getLogger(__name__).error("%s (the ledger was dropped or the process ended)", exc)
 
 
 def _write(engine: Any, table: Any, buffer: dict[Any, Any], lock: threading.Lock, url: str) -> int:
