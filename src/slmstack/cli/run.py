@@ -47,9 +47,9 @@ def run(
     if input_file is not None and output is None:
         raise ConfigError("--input needs --output OUT.jsonl, where results are written")
     wf = load_workflow(workflow, inbox=inbox)
-    freeze_loaded()
     if input_file is not None:
         assert output is not None
+        freeze_loaded()  # a file run is long: no full collection over the models midway
         try:
             summary = run_batch(
                 wf, input_file, output, text_field=text_field, trace=trace, restart=restart

@@ -63,34 +63,56 @@ class WordNgrams:
             out += [" ".join(tokens[i : i + k]) for i in range(len(tokens) - k + 1)]
         return out
 
+    def _batch(
+        self, texts: Sequence[str]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]:
+        """Every text's known n-gram columns and TF-IDF values, concatenated, and counts.
+
+        These are the rows of a CSR matrix, computed with a few array calls per batch.
+        """
+        cols: list[int] = []
+        tfs: list[int] = []
+        sizes = np.zeros(len(texts), dtype=np.int64)
+        vocabulary = self.vocabulary
+        for i, text in enumerate(texts):
+            counts = Counter(g for g in self.grams(text) if g in vocabulary)
+            cols += [vocabulary[g] for g in counts]
+            tfs += counts.values()
+            sizes[i] = len(counts)
+        col = np.asarray(cols, dtype=np.int64)
+        tf = np.asarray(tfs, dtype=np.float32)
+        values: NDArray[np.float32] = (np.float32(1.0) + np.log(tf)) * self.idf[col]
+        starts = np.cumsum(sizes) - sizes
+        nonempty = sizes > 0
+        norms = np.ones(len(texts), dtype=np.float32)
+        if len(col):
+            squares = np.add.reduceat(values * values, starts[nonempty])
+            norms[nonempty] = np.sqrt(squares).astype(np.float32)
+        normed: NDArray[np.float32] = np.divide(values, np.repeat(norms, sizes), dtype=np.float32)
+        return col, normed, sizes
+
     def rows(self, texts: Sequence[str]) -> list[Row]:
         """Each text's TF-IDF row (sparse): known n-grams only, L2-normalised."""
-        out: list[Row] = []
-        for text in texts:
-            counts = Counter(g for g in self.grams(text) if g in self.vocabulary)
-            cols = np.fromiter((self.vocabulary[g] for g in counts), np.int64, len(counts))
-            tf = np.fromiter(counts.values(), np.float32, len(counts))
-            values: NDArray[np.float32] = (np.float32(1.0) + np.log(tf)) * self.idf[cols]
-            norm = np.float32(np.sqrt(np.dot(values, values)))
-            out.append((cols, values / norm if norm > 0 else values))
-        return out
+        col, values, sizes = self._batch(texts)
+        bounds = np.cumsum(sizes)
+        return [(col[b - n : b], values[b - n : b]) for n, b in zip(sizes, bounds, strict=True)]
 
     def matrix(self, texts: Sequence[str]) -> Any:
         """The rows as a ``scipy.sparse.csr_matrix`` (for fitting; scipy comes with sklearn)."""
         from scipy import sparse
 
-        rows = self.rows(texts)
-        indptr = np.cumsum([0, *(len(c) for c, _ in rows)])
-        cols = np.concatenate([c for c, _ in rows]) if rows else np.zeros(0, np.int64)
-        vals = np.concatenate([v for _, v in rows]) if rows else np.zeros(0, np.float32)
-        return sparse.csr_matrix((vals, cols, indptr), shape=(len(rows), len(self)))
+        col, values, sizes = self._batch(texts)
+        indptr = np.concatenate([[0], np.cumsum(sizes)])
+        return sparse.csr_matrix((values, col, indptr), shape=(len(texts), len(self)))
 
     def scores(self, texts: Sequence[str], weight: NDArray[np.float32]) -> NDArray[np.float32]:
         """``rows @ weight.T``: one score per text and class (``weight``: classes x n-grams)."""
         out = np.zeros((len(texts), weight.shape[0]), dtype=np.float32)
-        for i, (cols, values) in enumerate(self.rows(texts)):
-            if len(cols):
-                out[i] = weight[:, cols] @ values
+        col, values, sizes = self._batch(texts)
+        if len(col):
+            nonempty = sizes > 0
+            starts = (np.cumsum(sizes) - sizes)[nonempty]
+            out[nonempty] = np.add.reduceat(weight[:, col] * values, starts, axis=1).T
         return out
 
     def columns(self) -> list[str]:
