@@ -182,7 +182,7 @@ def test_word_ngram_rows_equal_scikit_learns_tfidf():
                                rtol=1e-6, atol=1e-7)  # fmt: skip
     assert grams.columns() == vec.get_feature_names_out().tolist()
     weight = np.random.default_rng(0).normal(size=(3, len(grams))).astype(np.float32)
-    np.testing.assert_allclose(grams.scores(texts, weight),
+    np.testing.assert_allclose(grams.scores(texts, np.ascontiguousarray(weight.T)),
                                vec.transform(texts).toarray() @ weight.T, rtol=1e-5, atol=1e-6)  # fmt: skip
     assert [len(c) for c, _ in grams.rows(texts)][-3:] == [0, 0, 1]  # unknown, empty, "card"
 

@@ -105,14 +105,18 @@ class WordNgrams:
         indptr = np.concatenate([[0], np.cumsum(sizes)])
         return sparse.csr_matrix((values, col, indptr), shape=(len(texts), len(self)))
 
-    def scores(self, texts: Sequence[str], weight: NDArray[np.float32]) -> NDArray[np.float32]:
-        """``rows @ weight.T``: one score per text and class (``weight``: classes x n-grams)."""
-        out = np.zeros((len(texts), weight.shape[0]), dtype=np.float32)
+    def scores(self, texts: Sequence[str], weight_t: NDArray[np.float32]) -> NDArray[np.float32]:
+        """``rows @ weight_t``: one score per text and class.
+
+        ``weight_t`` is n-grams x classes, C-contiguous: an n-gram's class weights are one
+        row, so the batch's n-grams are one gather.
+        """
+        out = np.zeros((len(texts), weight_t.shape[1]), dtype=np.float32)
         col, values, sizes = self._batch(texts)
         if len(col):
             nonempty = sizes > 0
             starts = (np.cumsum(sizes) - sizes)[nonempty]
-            out[nonempty] = np.add.reduceat(weight[:, col] * values, starts, axis=1).T
+            out[nonempty] = np.add.reduceat(weight_t[col] * values[:, None], starts, axis=0)
         return out
 
     def columns(self) -> list[str]:

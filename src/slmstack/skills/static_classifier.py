@@ -136,11 +136,12 @@ class StaticTextClassifier(LabelledTexts, Skill):
             self._features(x_train, texts_train), y_train, len(classes), c=self.head_c,
             seed=self.seed,
         )  # fmt: skip
-        self.ngram_coef_ = None
+        self.ngram_coef_: NDArray[np.float32] | None = None
         if self.ngrams_ is not None:  # the head's n-gram columns, scaled as the features were
             dims = x_train.shape[1]
             self.ngram_coef_ = self.coef_[:, dims:] * np.float32(self.ngram_scale)
             self.coef_ = np.ascontiguousarray(self.coef_[:, :dims])
+        self._ngram_coef_t = _transposed(self.ngram_coef_)
         val_logits = self._text_logits(texts_val)
         self.temperature_ = fit_temperature(val_logits, y_val)
         self.metrics_: dict[str, float] = {
@@ -172,8 +173,8 @@ class StaticTextClassifier(LabelledTexts, Skill):
 
     def _logits(self, x: NDArray[np.float32], texts: Sequence[str]) -> NDArray[np.float32]:
         out: NDArray[np.float32] = x @ self.coef_.T + self.intercept_
-        if self.ngrams_ is not None and self.ngram_coef_ is not None:
-            out += self.ngrams_.scores(texts, self.ngram_coef_)
+        if self.ngrams_ is not None and self._ngram_coef_t is not None:
+            out += self.ngrams_.scores(texts, self._ngram_coef_t)
         return out
 
     def _text_logits(self, texts: Sequence[str]) -> NDArray[np.float32]:
@@ -246,6 +247,7 @@ class StaticTextClassifier(LabelledTexts, Skill):
         self.temperature_ = float(config["temperature"])
         self.metrics_ = dict(self.provenance_.metrics)
         self.ngrams_, self.ngram_coef_ = _restore_ngrams(config, tensors, folder, len(labels))
+        self._ngram_coef_t = _transposed(self.ngram_coef_)
 
     def _card(self) -> dict[str, Any]:
         return {"Labels": ", ".join(self.classes_),
@@ -297,3 +299,8 @@ def _restore_ngrams(
             f"and idf {idf.shape}; the folder is inconsistent. Re-save the skill."
         )
     return WordNgrams({g: i for i, g in enumerate(columns)}, idf, int(n)), weight
+
+
+def _transposed(coef: NDArray[np.float32] | None) -> NDArray[np.float32] | None:
+    """Classes x n-grams -> n-grams x classes, C-contiguous (see ``WordNgrams.scores``)."""
+    return None if coef is None else np.ascontiguousarray(coef.T)
