@@ -129,15 +129,21 @@ def test_rows_wait_in_a_buffer_until_it_is_full_flushed_or_dropped(db_url):  # n
     reader.close()
 
 
-def test_a_failed_write_keeps_the_rows_and_says_so(tmp_path):
+def _a_row_whose_table_is_gone(tmp_path):
+    """A ledger with one buffered row, its table dropped behind its back; and the engine."""
+    import sqlalchemy as sa
+
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     ledger = Ledger(url, batch_size=100)
     ledger.append([row("r1", "a")])
-    import sqlalchemy as sa
-
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE slmstack_ledger"))
+    return url, ledger, engine
+
+
+def test_a_failed_write_keeps_the_rows_and_says_so(tmp_path):
+    url, ledger, engine = _a_row_whose_table_is_gone(tmp_path)
     with pytest.raises(ConfigError, match=r"cannot write 1 rows to the ledger .*stay buffered"):
         ledger.flush()
     Ledger(url).close()  # the table is back
@@ -149,14 +155,7 @@ def test_a_failed_write_keeps_the_rows_and_says_so(tmp_path):
 def test_rows_that_cannot_be_written_at_drop_are_logged_and_close_raises(tmp_path, caplog):
     import logging
 
-    import sqlalchemy as sa
-
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    ledger = Ledger(url, batch_size=100)
-    ledger.append([row("r1", "a")])
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE slmstack_ledger"))
+    _, ledger, engine = _a_row_whose_table_is_gone(tmp_path)
     with pytest.raises(ConfigError, match=r"cannot write 1 rows"):
         ledger.close()  # the caller hears of it, and the row stays buffered
     with caplog.at_level(logging.ERROR, logger="slmstack.costs.ledger"):
