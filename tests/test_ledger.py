@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import random
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
 
@@ -163,6 +164,70 @@ def test_rows_that_cannot_be_written_at_drop_are_logged_and_close_raises(tmp_pat
         gc.collect()  # dropped: the finalizer tries once more, and logs instead of raising
     assert any("cannot write 1 rows" in r.getMessage() for r in caplog.records)
     engine.dispose()
+
+
+def _blocked_writes(ledger, fail: bool = False):
+    """Hold each INSERT until ``release`` is set (then fail it when ``fail``); and undo."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("INSERT"):
+            entered.set()
+            assert release.wait(10)
+            if fail:
+                raise sqlite3.OperationalError("disk I/O error (from the test)")
+
+    sa.event.listen(ledger._engine, "before_cursor_execute", hold)
+    return entered, release, lambda: sa.event.remove(ledger._engine, "before_cursor_execute", hold)
+
+
+def test_an_append_never_waits_for_a_write_in_progress(tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", batch_size=100)
+    ledger.append([row("r1", "a")])
+    entered, release, _ = _blocked_writes(ledger)
+    writer = threading.Thread(target=ledger.flush)
+    writer.start()
+    assert entered.wait(10)  # the write holds the database now
+    appender = threading.Thread(target=ledger.append, args=([row("r2", "a")],))
+    appender.start()
+    appender.join(2)
+    returned = not appender.is_alive()  # while the write is still held
+    release.set()
+    writer.join(10)
+    assert returned
+    assert ledger.flush() == 1  # the row that came during the write, after it
+    assert [r.request_id for r in ledger.rows()] == ["r1", "r2"]
+    ledger.close()
+
+
+def test_rows_of_a_failed_write_go_back_ahead_of_newer_ones(tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", batch_size=100)
+    ledger.append([row("r1", "a", 5)])
+    entered, release, undo = _blocked_writes(ledger, fail=True)
+    failures = []
+
+    def flush():
+        try:
+            ledger.flush()
+        except ConfigError as exc:
+            failures.append(str(exc))
+
+    writer = threading.Thread(target=flush)
+    writer.start()
+    assert entered.wait(10)
+    ledger.append([row("r1", "a", 9), row("r2", "a", 2)])  # r1/a again, while it is taken
+    release.set()
+    writer.join(10)
+    assert failures and "cannot write 1 rows" in failures[0]
+    undo()
+    assert ledger.flush() == 2
+    stored = [(r.request_id, r.cost_nusd) for r in ledger.rows()]
+    assert stored == [("r1", 5), ("r2", 2)]  # the first write of r1/a still wins
+    ledger.close()
 
 
 def test_readers_never_create_a_ledger(tmp_path):

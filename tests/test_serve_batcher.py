@@ -369,3 +369,78 @@ def test_misuse_is_reported_with_the_fix():
         await batcher.close(1.0)
 
     run(main)
+
+
+# ---------------------------------------------------------------- a lone fast call inline
+
+
+def test_a_lone_fast_call_runs_on_the_loop_once_measured_and_nothing_else_runs():
+    from slmstack.serve._inline import InlinePolicy
+
+    fn = Recorder()
+    policy = InlinePolicy(max_ms=1000)
+
+    async def main():
+        batcher = MicroBatcher("t", fn, max_wait_ms=0, inline=policy)
+        await batcher.start()
+        first = await batcher.submit(["a"])  # not yet measured: in the thread
+        after_first = set(fn.threads)
+        second = await batcher.submit(["b"])  # lone, measured fast, idle: on the loop
+        several = await asyncio.gather(*(batcher.submit([c]) for c in "xyz"))  # a batch of 3
+        await batcher.close(1.0)
+        return threading.get_ident(), after_first, first + second, several
+
+    loop_thread, after_first, outs, several = run(main)
+    assert outs == ["A", "B"] and several == [["X"], ["Y"], ["Z"]]
+    assert loop_thread not in after_first
+    assert loop_thread in fn.threads  # "b" ran on the loop
+    assert policy.inline_runs == 1  # and only "b": the batch of three went to the thread
+    assert fn.batches == [["a"], ["b"], ["x", "y", "z"]]
+
+
+def test_no_call_runs_on_the_loop_when_slow_off_or_another_batch_is_running():
+    from slmstack.serve._inline import InlinePolicy, Slot
+
+    slot = Slot()
+    slow = InlinePolicy(max_ms=0.001, slot=slot)  # every call is measured slower than this
+    off = InlinePolicy(max_ms=0)
+    busy = InlinePolicy(max_ms=1000, slot=slot)
+    blocker = Recorder()
+    fn = Recorder()
+
+    async def main():
+        batchers = {
+            "slow": MicroBatcher("slow", lambda b: (time.sleep(0.002), b)[1], inline=slow),
+            "off": MicroBatcher("off", fn, inline=off),
+            "busy": MicroBatcher("busy", fn, inline=busy),
+            "other": MicroBatcher("other", blocker, inline=InlinePolicy(0, slot)),
+        }
+        for b in batchers.values():
+            await b.start()
+        for name in ("slow", "off", "busy"):
+            for text in ("a", "b", "c"):
+                await batchers[name].submit([text])
+        blocker.release.clear()  # another target's batch holds the shared slot
+        held = asyncio.ensure_future(batchers["other"].submit(["held"]))
+        await until(blocker.started.is_set)
+        assert slot.running == 1
+        await batchers["busy"].submit(["d"])  # lone and fast, but the slot is busy
+        blocker.release.set()
+        await held
+        for b in batchers.values():
+            await b.close(1.0)
+        return threading.get_ident()
+
+    loop_thread = run(main)
+    assert slow.inline_runs == 0 and off.inline_runs == 0
+    assert busy.inline_runs == 2  # "b" and "c"; "a" was the first, "d" found the slot busy
+    assert slot.running == 0
+    assert loop_thread in fn.threads
+
+
+@pytest.mark.parametrize("bad", [-1, float("inf"), "5", True])
+def test_a_bad_inline_bound_is_a_config_error(bad):
+    from slmstack.serve._inline import InlinePolicy
+
+    with pytest.raises(ConfigError, match=r"inline_max_ms must be a number of milliseconds"):
+        InlinePolicy(bad)

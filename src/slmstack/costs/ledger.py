@@ -31,8 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 import weakref
 from collections.abc import Iterable
@@ -42,6 +40,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from slmstack.costs._ledger_buffer import RowBuffer, write_or_log
 from slmstack.costs.prices import from_nano
 from slmstack.errors import ConfigError, MissingDependencyError
 
@@ -170,12 +169,10 @@ class Ledger:
             )
         self._table = _define(sa.MetaData())
         self._open(create)
-        self._buffer: dict[tuple[str, str], dict[str, Any]] = {}
-        self._lock = threading.Lock()
-        self._oldest = 0.0
+        self._buffer = RowBuffer()
         # Rows still buffered are written when the ledger is dropped or at exit (errors logged).
         self._finalizer = weakref.finalize(
-            self, _write_or_log, self._engine, self._table, self._buffer, self._lock, url
+            self, write_or_log, self._buffer, self._engine, self._table, url
         )
 
     def _open(self, create: bool) -> None:
@@ -199,19 +196,13 @@ class Ledger:
     def append(self, rows: Iterable[LedgerRow]) -> None:
         """Buffer ``rows``; write the buffer once it is full or old (see the class)."""
         now = time.monotonic()
-        with self._lock:
-            if not self._buffer:
-                self._oldest = now
-            for row in rows:
-                # The first write of a key wins, as ON CONFLICT DO NOTHING does in the database.
-                self._buffer.setdefault((row.request_id, row.path), _values(row))
-            due = len(self._buffer) >= self.batch_size or now - self._oldest >= self.flush_every_s
-        if due:
+        waiting = self._buffer.add((((r.request_id, r.path), _values(r)) for r in rows), now)
+        if waiting >= self.batch_size or now - self._buffer.oldest >= self.flush_every_s:
             self.flush()
 
     def flush(self) -> int:
         """Write the buffered rows now; the number sent (rows already stored are skipped)."""
-        return _write(self._engine, self._table, self._buffer, self._lock, self.url)
+        return self._buffer.write(self._engine, self._table, self.url)
 
     def close(self) -> None:
         """Flush and release the database connections (a failed flush raises, rows kept)."""
@@ -319,37 +310,6 @@ def _values(row: LedgerRow) -> dict[str, Any]:
     values = {name: getattr(row, name) for name in _FIELDS}
     values["day"] = row.at.astimezone(UTC).date()
     return values
-
-
-def _write_or_log(engine: Any, table: Any, buffer: dict[Any, Any], lock: Any, url: str) -> None:
-    try:
-        _write(engine, table, buffer, lock, url)
-    except ConfigError as exc:
-        logging.getLogger(__name__).error("%s (the ledger was dropped or the process ended)", exc)
-
-
-def _write(engine: Any, table: Any, buffer: dict[Any, Any], lock: threading.Lock, url: str) -> int:
-    """One multi-row ``INSERT ... ON CONFLICT DO NOTHING`` of the buffer; rows kept on error."""
-    import sqlalchemy as sa
-
-    with lock:
-        if not buffer:
-            return 0
-        rows = list(buffer.values())
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
-        stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=["request_id", "path"])
-        try:
-            with engine.begin() as conn:
-                conn.execute(stmt, rows)
-        except sa.exc.DatabaseError as exc:
-            raise ConfigError(
-                f"cannot write {len(rows)} rows to the ledger {shown_url(url)}: {exc.orig}; "
-                "they stay buffered: fix the database, then call flush() again"
-            ) from None
-        buffer.clear()
-        return len(rows)
 
 
 def _define(meta: Any) -> Any:
