@@ -172,27 +172,6 @@ def test_concurrent_requests_share_one_batch(tmp_path):
     assert Keywords.batches == [1, 6]  # six requests queued behind the first: one call
 
 
-def test_lone_requests_to_an_idle_local_skill_run_on_the_loop_and_never_a_workflow(tmp_path):
-    def inline_runs(config: Path) -> tuple[int, int, list[str]]:
-        with TestClient(create_app(config)) as client:
-            labels = []
-            for text in TEXTS:
-                r = client.post("/v1/skills/intent/predict", json={"text": text})
-                labels.append(r.json()["results"][0]["prediction"]["label"])
-                client.post("/v1/workflows/desk/run", json={"text": text}).raise_for_status()
-            batchers = client.app.state.serve.batchers
-            skill, workflow = batchers["skill:intent"].inline, batchers["workflow:desk"].inline
-        return skill.inline_runs, workflow.inline_runs, labels
-
-    (tmp_path / "on").mkdir()
-    (tmp_path / "off").mkdir()
-    on = inline_runs(write_server(tmp_path / "on"))
-    off = inline_runs(write_server(tmp_path / "off", "batching: {inline_max_ms: 0}\n"))
-    assert on[:2] == (2, 0)  # every lone call after the first (measured in the thread)
-    assert off[:2] == (0, 0)
-    assert on[2] == off[2] == ["card", "refund", "card"]  # the same answers either way
-
-
 def test_close_finishes_queued_work_and_writes_the_ledger(tmp_path):
     config = load_config(write_server(tmp_path, sleep_ms=50))
 

@@ -11,13 +11,10 @@ entries only, so the queue limit and the batch bounds see what will really run.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from slmstack.errors import ConfigError
 
 QUEUED, TAKEN, DROPPED = 0, 1, 2
 
@@ -131,19 +128,3 @@ def by_submission(batch: list[Entry]) -> list[list[Entry]]:
     for entry in batch:
         groups.setdefault(id(entry.sub), []).append(entry)
     return list(groups.values())
-
-
-def check_bounds(name: str, *, max_wait_ms: float, **counts: int) -> None:
-    """Raise ``ConfigError`` unless each count is an int >= 1 and the wait is finite >= 0."""
-    for key, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(
-                f"The {key!r} parameter of MicroBatcher {name!r} must be an int >= 1. "
-                f"Got {value!r} instead."
-            )
-    wait_ok = isinstance(max_wait_ms, int | float) and 0 <= max_wait_ms < math.inf
-    if isinstance(max_wait_ms, bool) or not wait_ok:
-        raise ConfigError(
-            f"The 'max_wait_ms' parameter of MicroBatcher {name!r} must be a number of "
-            f"milliseconds >= 0. Got {max_wait_ms!r} instead."
-        )

@@ -3,37 +3,45 @@
 The method: every :meth:`MicroBatcher.submit` appends its items to one FIFO queue per
 target (a skill or a workflow). One worker task per batcher takes batches from the head
 of the queue, at most ``max_batch`` items and ``max_tokens`` (summed by ``size_of``)
-each, and runs ``fn`` on them in an executor thread (a lone fast call on an idle server
-may run on the event loop, when the owner opts in: :mod:`slmstack.serve._inline`).
+each, and runs ``fn`` on them in an executor thread, never on the event loop.
 
 Gathering policy (work-conserving). Batches of one target run one at a time, and the
 worker never sits idle while items wait: when no batch is running it yields the event
 loop one turn, so that submissions made in that same turn (a ``gather``, the requests
 read off one socket poll) join, and dispatches. It lingers for more only while each
-turn keeps bringing new items, and never past ``max_wait_ms`` after the head item was
-queued nor past a bound. So a lone request pays one loop turn, not ``max_wait_ms``.
-While a batch runs, new items queue behind it and the next batch takes them all (up to
-the bounds), so the batch size grows with the load. One at a time: the model call
-already uses the cores it is given (torch's threads).
+turn keeps bringing new items (a burst still arriving), and never past ``max_wait_ms``
+after the head item was queued nor past a bound; the first quiet turn dispatches. So a
+lone request pays one loop turn, not ``max_wait_ms``. While a batch runs, new items
+queue behind it and the next batch takes them all (up to the bounds) as soon as it
+ends, so the batch size grows with the load by itself: an idle server answers at once,
+a busy one runs full batches. One at a time because the model call already uses the
+cores it is given (torch's threads); two concurrent batches of one model would share
+those cores and double each other's latency.
 
 Limits. The queue is bounded (``queue_size`` items): a submit that does not fit raises
 :class:`~slmstack.errors.Overloaded` at once, with ``retry_after_s`` estimated from the
-measured batch times, never an unbounded wait. A submit with a ``deadline`` (a
-:func:`time.monotonic` value) raises :class:`~slmstack.errors.DeadlineExceeded` when it
-passes; an item whose deadline passed before its batch is formed is not run, and the
-result of one already running is discarded. :meth:`close` stops taking new work
-(:class:`~slmstack.errors.ShuttingDown`) and finishes the queued work within the drain
-timeout; what is still queued after it fails with ``ShuttingDown``.
+measured batch times (the time to run the items ahead of it), never an unbounded wait.
+A submit with a ``deadline`` (a :func:`time.monotonic` value) raises
+:class:`~slmstack.errors.DeadlineExceeded` when it passes; an item whose deadline has
+passed before its batch is formed is not run (its result would be thrown away), and the
+result of one that was already running is discarded. :meth:`close` stops taking new
+work (:class:`~slmstack.errors.ShuttingDown`) and finishes the queued work within the
+drain timeout; what is still queued after it fails with ``ShuttingDown``.
 
-Splitting. A caller's items may be split over two batches (cut at ``max_batch``); its
-results come back in its order. An item larger than ``max_tokens`` runs alone.
-Failures: an exception raised by ``fn`` reaches every caller with items in that batch,
-and no other. A :class:`~slmstack.errors.DataError` (a skill refusing a bad input) from
-a batch of several callers re-runs ``fn`` once per caller, so one bad request fails
-alone; any other exception goes to the whole batch rather than repeating N times.
+Splitting. A caller's items may be split over two batches (a batch is cut at
+``max_batch``); its results come back reassembled in its order. An item larger than
+``max_tokens`` runs alone in a batch of its own rather than never.
 
-Cost (``bench/serve_batcher.py``): about 8 µs per item with 64 concurrent one-item
-callers on 2 busy cores, against 29 µs for one executor hop per item without it.
+Failures. An exception raised by ``fn`` reaches every caller with items in that batch,
+and no other. One exception is isolated: a :class:`~slmstack.errors.DataError` (the way a
+skill refuses a bad input) from a batch holding items of several callers re-runs ``fn``
+once per caller, so one bad request fails alone and the others get their results. Any
+other exception (the model failed, memory ran out) is delivered to the whole batch at
+once: re-running it per caller would repeat an expensive failure N times.
+
+Cost: about 8 µs per item with 64 concurrent one-item callers (10,000 items in 157
+batches, on 2 busy cores), against 29 µs for one executor hop per item without it
+(``bench/serve_batcher.py``).
 
 Example:
     >>> import asyncio
@@ -59,20 +67,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 from slmstack.errors import (
+    ConfigError,
     DataError,
     DeadlineExceeded,
     Overloaded,
     ServeError,
     ShuttingDown,
 )
-from slmstack.serve._batch_queue import (
-    BatchQueue,
-    Entry,
-    Submission,
-    by_submission,
-    check_bounds,
-)
-from slmstack.serve._inline import InlinePolicy
+from slmstack.serve._batch_queue import BatchQueue, Entry, Submission, by_submission
 
 ItemT = TypeVar("ItemT")
 OutT = TypeVar("OutT")
@@ -104,7 +106,6 @@ class MicroBatcher(Generic[ItemT, OutT]):
         executor: where ``fn`` runs; default: a private one-thread pool, shut down by
             :meth:`close`.
         on_batch: called with (batch size, seconds) after each batch (metrics).
-        inline: when a lone fast batch may run on the event loop; default never.
 
     Use it from one event loop: :meth:`start` binds it to the running loop.
     """
@@ -121,10 +122,20 @@ class MicroBatcher(Generic[ItemT, OutT]):
         queue_size: int = 1024,
         executor: concurrent.futures.Executor | None = None,
         on_batch: Callable[[int, float], None] | None = None,
-        inline: InlinePolicy | None = None,
     ):
-        check_bounds(name, max_batch=max_batch, max_tokens=max_tokens, queue_size=queue_size,
-                     max_wait_ms=max_wait_ms)  # fmt: skip
+        counts = {"max_batch": max_batch, "max_tokens": max_tokens, "queue_size": queue_size}
+        for key, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"The {key!r} parameter of MicroBatcher {name!r} must be an int >= 1. "
+                    f"Got {value!r} instead."
+                )
+        wait_ok = isinstance(max_wait_ms, int | float) and 0 <= max_wait_ms < math.inf
+        if isinstance(max_wait_ms, bool) or not wait_ok:
+            raise ConfigError(
+                f"The 'max_wait_ms' parameter of MicroBatcher {name!r} must be a number of "
+                f"milliseconds >= 0. Got {max_wait_ms!r} instead."
+            )
         self.name = name
         self.fn = fn
         self.max_batch = max_batch
@@ -133,7 +144,6 @@ class MicroBatcher(Generic[ItemT, OutT]):
         self.size_of = size_of
         self.queue_size = queue_size
         self.on_batch = on_batch
-        self.inline = inline if inline is not None else InlinePolicy()
         self._own_executor = executor is None
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"batch-{name}"
@@ -293,8 +303,10 @@ class MicroBatcher(Generic[ItemT, OutT]):
                     await self._arrived.wait()
                     continue
                 await self._fill(head)
-                now = time.monotonic()
-                if batch := self._queue.take(self.max_batch, self.max_tokens, now, self._expire):
+                batch = self._queue.take(
+                    self.max_batch, self.max_tokens, time.monotonic(), self._expire
+                )
+                if batch:
                     await self._run(batch)
         except asyncio.CancelledError:
             raise
@@ -320,7 +332,7 @@ class MicroBatcher(Generic[ItemT, OutT]):
                 return
 
     def _call(self, items: list[Any]) -> Sequence[Any]:
-        """Run ``fn`` and check it returned one output per item."""
+        """Run ``fn`` (in the executor) and check it returned one output per item."""
         outputs = self.fn(items)
         if not isinstance(outputs, Sequence) or len(outputs) != len(items):
             got = f"{len(outputs)} outputs" if isinstance(outputs, Sequence) else repr(outputs)
@@ -330,26 +342,12 @@ class MicroBatcher(Generic[ItemT, OutT]):
             )
         return outputs
 
-    async def _in_thread(self, items: list[Any]) -> Sequence[Any]:
-        """``_call`` in the executor, counted as running on the shared slot."""
-        slot = self.inline.slot
-        slot.running += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._call, items
-            )
-        finally:
-            slot.running -= 1
-
     async def _run(self, batch: list[Entry]) -> None:
+        loop = asyncio.get_running_loop()
         start = time.perf_counter()
-        items = [e.item for e in batch]
         try:
-            if self.inline.allows(len(items), self._queue.depth):
-                self.inline.inline_runs += 1
-                outputs = self._call(items)  # on the loop: lone, fast, nothing else running
-            else:
-                outputs = await self._in_thread(items)
+            outputs = await loop.run_in_executor(self._executor, self._call,
+                                                 [e.item for e in batch])  # fmt: skip
         except asyncio.CancelledError:
             stopped = ShuttingDown(f"{self.name} was stopped while this request's batch ran")
             for entry in batch:
@@ -371,11 +369,13 @@ class MicroBatcher(Generic[ItemT, OutT]):
 
     async def _isolate(self, groups: list[list[Entry]]) -> None:
         """Run each caller's items alone, so that one caller's bad input fails it only."""
+        loop = asyncio.get_running_loop()
         for group in groups:
             if group[0].sub.future.done():
                 continue
             try:
-                outputs = await self._in_thread([e.item for e in group])
+                outputs = await loop.run_in_executor(self._executor, self._call,
+                                                     [e.item for e in group])  # fmt: skip
             except Exception as exc:
                 self._finish(group[0].sub, exc)
             else:
@@ -383,7 +383,6 @@ class MicroBatcher(Generic[ItemT, OutT]):
 
     def _measured(self, size: int, seconds: float) -> None:
         self.batches_run += 1
-        self.inline.measured(size, seconds)
         if self._batch_s is None:
             self._batch_s, self._batch_n = seconds, float(size)
         else:

@@ -12,7 +12,7 @@
       public: [/livez, /readyz]      # routes served without a key, named explicitly
       rate_per_minute: 600           # per key; 429 + Retry-After above it
     limits: {max_body_bytes: 1048576, max_items: 256, deadline_s: 10.0, queue_size: 1024}
-    batching: {max_batch: 64, max_wait_ms: 2.0, max_tokens: 16384, inline_max_ms: 10}
+    batching: {max_batch: 64, max_wait_ms: 2.0, max_tokens: 16384}
     ledger: sqlite:///ledger.db      # spend per request, step and key; all workflows share it
     inbox: sqlite:///inbox.db        # default: each workflow's own inbox
     threads: {torch: 1, executor: 1}
@@ -148,9 +148,6 @@ class BatchingConfig(_Section):
     max_batch: int = Field(default=64, ge=1)  # a small encoder's 64 cost ~ a few single calls
     max_wait_ms: float = Field(default=2.0, ge=0)  # the most a lone request pays for batching
     max_tokens: int = Field(default=16_384, ge=1)  # bounds a batch's padded size (4 chars/token)
-    # A lone request to an idle server runs on the event loop, skipping two thread hops,
-    # when that local skill's lone calls take less than this on average (0: never).
-    inline_max_ms: float = Field(default=10.0, ge=0)
 
 
 class ThreadsConfig(_Section):

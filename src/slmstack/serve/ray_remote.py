@@ -23,7 +23,7 @@ import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from slmstack.errors import ConfigError, DeadlineExceeded, Overloaded, ServeError
 from slmstack.serve.ray_plan import workflow_skill_folders
@@ -177,8 +177,6 @@ class RayServeState(ServeState):
         hosts: skill folder → the handle of the deployment that loaded it.
         retry_after_s: the Retry-After of calls shed by a host's queue limit.
     """
-
-    local_skills: ClassVar[bool] = False  # every call goes to another process
 
     hosts: Mapping[str, Any] = field(default_factory=dict)
     retry_after_s: float = 1.0

@@ -31,13 +31,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from slmstack.costs.ledger import RUN, Ledger, LedgerRow
 from slmstack.errors import ConfigError, NotServed
 from slmstack.heap import freeze_loaded
 from slmstack.models.onnx_runtime import THREADS_ENV as ONNX_THREADS_ENV
-from slmstack.serve._inline import InlinePolicy, Slot
 from slmstack.serve.auth import ApiKeys
 from slmstack.serve.batcher import MicroBatcher
 from slmstack.serve.config import ServeConfig
@@ -118,11 +117,7 @@ class ServeState:
         ledger, inbox: the config's shared ledger and inbox, when it names them.
         ready: every model is loaded and every batcher started (``/readyz``).
         draining: a shutdown has begun; readiness is false from then on.
-        local_skills: skills run in this process, so a fast one may run on the event
-            loop (``batching.inline_max_ms``); false where they are remote handles.
     """
-
-    local_skills: ClassVar[bool] = True
 
     config: ServeConfig
     metrics: Metrics
@@ -138,7 +133,6 @@ class ServeState:
     _meters: dict[str, Meter] = field(default_factory=dict)
     _skill_meter: Meter | None = None
     _executor: concurrent.futures.ThreadPoolExecutor | None = None
-    _torch_threads: int = 1
 
     @classmethod
     def create(cls, config: ServeConfig, *, workers: int = 1) -> ServeState:
@@ -183,29 +177,21 @@ class ServeState:
             machine=config.machine,
         )  # fmt: skip
         _set_torch_threads(torch_threads)
-        self._torch_threads = torch_threads
         # Set again in each model thread: OpenMP keeps the count per thread.
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=executor_threads, thread_name_prefix="slmstack-model",
             initializer=_set_torch_threads, initargs=(torch_threads,),
         )  # fmt: skip
         batching, limits = config.batching, config.limits
-        slot = Slot()  # the batches running on the shared executor
         for kind, names in (("skill", self.skills), ("workflow", self.workflows)):
             for name in names:
                 target = f"{kind}:{name}"
                 fn = self._skill_fn(name) if kind == "skill" else self._workflow_fn(name)
-                # Only a local skill may run on the loop: a workflow's step or a remote
-                # model may wait on the network.
-                local = (
-                    kind == "skill" and self.local_skills and not remote_models(self.skills[name])
-                )
-                inline = InlinePolicy(batching.inline_max_ms if local else 0.0, slot)
                 self.batchers[target] = MicroBatcher(
                     target, fn, max_batch=batching.max_batch, max_wait_ms=batching.max_wait_ms,
                     max_tokens=batching.max_tokens, size_of=size_of,
                     queue_size=limits.queue_size, executor=self._executor,
-                    on_batch=self.metrics.batch_observer(target), inline=inline,
+                    on_batch=self.metrics.batch_observer(target),
                 )  # fmt: skip
         freeze_loaded()  # no full collection walks the loaded models mid-request
 
@@ -245,9 +231,6 @@ class ServeState:
 
     async def start(self) -> None:
         """Start every batcher on the running loop; the server is ready after this."""
-        # A lone fast call may run on this thread (batching.inline_max_ms): the same
-        # torch thread count as the model threads (OpenMP keeps it per thread).
-        _set_torch_threads(self._torch_threads)
         for batcher in self.batchers.values():
             await batcher.start()
         self.ready = True
