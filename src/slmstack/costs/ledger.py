@@ -17,7 +17,8 @@ Why these choices:
 - **Batched**: rows wait in a buffer and go to the database as one multi-row insert every
   ``batch_size`` rows, every ``flush_every_s`` seconds (checked on append), on
   :meth:`Ledger.flush` or :meth:`Ledger.close`, and at interpreter exit. One transaction
-  per row would cost a run more than its small models do.
+  per row would cost a run more than its small models do. An append never waits for a
+  write in progress (:mod:`slmstack.costs._ledger_buffer`).
 - **Indexes** for the report's questions: spend by day, and by workflow, step or model over
   a period of days. A ``day`` column (UTC) keeps the grouping portable across databases.
 
@@ -43,6 +44,7 @@ from typing import Any, Literal
 from slmstack.costs._ledger_buffer import RowBuffer, write_or_log
 from slmstack.costs.prices import from_nano
 from slmstack.errors import ConfigError, MissingDependencyError
+from slmstack.sqlite_files import use_wal
 
 GroupBy = Literal["workflow", "step", "model", "day"]
 GROUPS: tuple[GroupBy, ...] = ("workflow", "step", "model", "day")
@@ -153,6 +155,7 @@ class Ledger:
             _check_file(Path(url.removeprefix("sqlite:///")), create)
         try:
             self._engine = sa.create_engine(url)
+            use_wal(self._engine)
         except sa.exc.ArgumentError as exc:
             raise ConfigError(
                 f"ledger URL {url!r} is not a database URL ({exc}); use sqlite:///PATH or "

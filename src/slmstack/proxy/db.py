@@ -17,6 +17,7 @@ from typing import Any
 
 from slmstack.costs.ledger import shown_url
 from slmstack.errors import ConfigError, MissingDependencyError
+from slmstack.sqlite_files import use_wal
 
 _DIALECTS = ("sqlite", "postgresql")
 _log = logging.getLogger("slmstack.proxy")
@@ -50,6 +51,7 @@ def open_tables(url: str, define: Callable[[Any], Any], *, create: bool, what: s
             )
     try:
         engine = sa.create_engine(url)
+        use_wal(engine)
     except sa.exc.ArgumentError as exc:
         raise ConfigError(
             f"{url!r} is not a database URL ({exc}); use sqlite:///PATH or "

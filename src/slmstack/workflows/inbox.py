@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from slmstack.errors import ConfigError, InboxError, MissingDependencyError
+from slmstack.sqlite_files import use_wal
 
 PacketStatus = Literal["open", "claimed", "resolved"]
 _ENV = "SLMSTACK_INBOX_URL"
@@ -118,6 +119,7 @@ class Inbox:
                 _check_exists(file)
         try:
             self._engine = sa.create_engine(url)
+            use_wal(self._engine)
         except sa.exc.ArgumentError as exc:
             raise ConfigError(
                 f"inbox URL {url!r} is not a database URL ({exc}); use sqlite:///PATH or "

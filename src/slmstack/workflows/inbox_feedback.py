@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from slmstack.errors import ConfigError, DataError, InboxError
+from slmstack.sqlite_files import use_wal
 from slmstack.workflows.inbox import Inbox, Packet, PacketStatus
 
 TASK = re.compile(r"^[a-z][a-z0-9_]{0,39}$")  # intent, sentiment, faq, ...
@@ -128,6 +129,7 @@ class InboxFeedback:
                 "its own database); use a file, sqlite:///inbox.db"
             )
         self._engine = sa.create_engine(inbox.url)
+        use_wal(self._engine)
         meta = sa.MetaData()
         self._replies = sa.Table(
             "slmstack_replies",
