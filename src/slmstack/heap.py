@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 
-from slmstack.errors import ConfigError
+from slmstack.switches import env_switch
 
 FREEZE_ENV = "SLMSTACK_GC_FREEZE"
 
@@ -30,12 +29,7 @@ _log = logging.getLogger(__name__)
 
 def freeze_enabled() -> bool:
     """Whether :func:`freeze_loaded` freezes (``SLMSTACK_GC_FREEZE``, default on)."""
-    raw = os.environ.get(FREEZE_ENV, "1").strip().lower()
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{FREEZE_ENV}={raw!r}: expected 1 (freeze, the default) or 0 (do not)")
+    return env_switch(FREEZE_ENV, on_means="freeze")
 
 
 def freeze_loaded() -> int:

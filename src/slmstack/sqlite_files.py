@@ -26,11 +26,10 @@ one host); any other value than 1 or 0 is a ``ConfigError``.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 from typing import Any
 
-from slmstack.errors import ConfigError
+from slmstack.switches import env_switch
 
 WAL_ENV = "SLMSTACK_SQLITE_WAL"
 
@@ -43,12 +42,7 @@ def wal_enabled() -> bool:
     Raises:
         ConfigError: any other value.
     """
-    raw = os.environ.get(WAL_ENV, "1").strip().lower()
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{WAL_ENV}={raw!r}: expected 1 (write-ahead log, the default) or 0")
+    return env_switch(WAL_ENV, on_means="write-ahead log")
 
 
 def use_wal(engine: Any) -> None:
