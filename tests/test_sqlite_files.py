@@ -87,3 +87,14 @@ def test_the_switch_turns_it_off_and_a_bad_value_is_a_config_error(tmp_path, mon
     monkeypatch.setenv("SLMSTACK_SQLITE_WAL", "maybe")
     with pytest.raises(ConfigError, match=r"SLMSTACK_SQLITE_WAL='maybe': expected 1"):
         Ledger(f"sqlite:///{tmp_path / 'other.db'}")
+
+
+@pytest.mark.parametrize(("switch", "mode"), [("1", "wal"), ("0", "delete")])
+def test_the_shared_rate_store_follows_the_switch(tmp_path, monkeypatch, switch, mode):
+    from slmstack.serve.rates import SharedRateLimiter
+
+    monkeypatch.setenv("SLMSTACK_SQLITE_WAL", switch)
+    limiter = SharedRateLimiter(f"sqlite:///{tmp_path / 'rates.db'}", 60)
+    limiter.check("ops")
+    limiter.close()
+    assert journal_mode(tmp_path / "rates.db") == mode

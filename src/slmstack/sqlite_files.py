@@ -18,6 +18,8 @@ logged as a warning naming the file, never silent. ``sqlite:///:memory:`` and ot
 databases are left as they are. The two side files (``NAME-wal``, ``NAME-shm``) live
 beside the database and go away when the last connection closes cleanly.
 
+The shared rate store of ``slmstack serve --workers N`` (``slmstack.serve.rates``) sets
+its own pragmas (soft rows, no fsync per commit) and follows the same switch.
 ``SLMSTACK_SQLITE_WAL=0`` leaves new files in the rollback journal, for a file that
 processes on *several hosts* share over a network mount (WAL's shared memory is local to
 one host); any other value than 1 or 0 is a ``ConfigError``.

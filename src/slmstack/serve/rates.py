@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from slmstack.errors import ConfigError, MissingDependencyError
+from slmstack.sqlite_files import wal_enabled
 
 _TABLE = "slmstack_rate_limits"
 
@@ -156,12 +157,14 @@ def _engine(url: str) -> Any:
             "postgresql+psycopg://USER@HOST/DB (pip install 'slmstack[postgres]')"
         ) from exc
     if engine.dialect.name == "sqlite":
+        wal = wal_enabled()  # SLMSTACK_SQLITE_WAL, as for every slmstack SQLite file
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA busy_timeout=5000")  # another worker's statement: wait
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
+            if wal:
+                cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
             cursor.execute("PRAGMA synchronous=NORMAL")  # no fsync per commit: rows are soft
             cursor.close()
 
