@@ -19,8 +19,8 @@ logged as a warning naming the file, never silent. ``sqlite:///:memory:`` and ot
 databases are left as they are. The two side files (``NAME-wal``, ``NAME-shm``) live
 beside the database and go away when the last connection closes cleanly.
 
-The shared rate store of ``slmstack serve --workers N`` (``slmstack.serve.rates``) sets
-its own pragmas (soft rows, no fsync per commit) and follows the same switch.
+The shared rate store of ``slmstack serve --workers N`` (``slmstack.serve.rates``) uses
+the same function with ``synchronous=NORMAL`` (soft rows, no fsync per commit).
 ``SLMSTACK_SQLITE_WAL=0`` leaves new files in the rollback journal, for a file that
 processes on *several hosts* share over a network mount (WAL's shared memory is local to
 one host); any other value than 1 or 0 is a ``ConfigError``.
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Any
+from typing import Any, Literal
 
 from slmstack.switches import env_switch
 
@@ -48,10 +48,12 @@ def wal_enabled() -> bool:
     return env_switch(WAL_ENV, on_means="write-ahead log")
 
 
-def use_wal(engine: Any) -> None:
-    """Make every connection of ``engine`` use WAL with full sync, if it is a SQLite file.
+def use_wal(engine: Any, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> None:
+    """Make every connection of ``engine`` use WAL, if it is a SQLite file.
 
     Call it right after ``sqlalchemy.create_engine``, before the first connection.
+    ``synchronous="NORMAL"`` skips the fsync per commit: for rows that need no
+    durability (the rate store's buckets), never for the ledger or the inbox.
     """
     if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
         return
@@ -66,7 +68,7 @@ def use_wal(engine: Any) -> None:
         cursor = dbapi_conn.cursor()
         try:
             mode = str(cursor.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
-            cursor.execute("PRAGMA synchronous=FULL")  # durable commits, as with the journal
+            cursor.execute(f"PRAGMA synchronous={synchronous}")  # FULL: as with the journal
         except sqlite3.OperationalError as exc:  # read-only, or locked by another process
             _log.warning(
                 "SQLite file %s could not switch to write-ahead logging (%s); this connection "

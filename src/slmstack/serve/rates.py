@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from slmstack.errors import ConfigError, MissingDependencyError
-from slmstack.sqlite_files import wal_enabled
+from slmstack.sqlite_files import use_wal
 
 _TABLE = "slmstack_rate_limits"
 
@@ -157,16 +157,14 @@ def _engine(url: str) -> Any:
             "postgresql+psycopg://USER@HOST/DB (pip install 'slmstack[postgres]')"
         ) from exc
     if engine.dialect.name == "sqlite":
-        wal = wal_enabled()  # SLMSTACK_SQLITE_WAL, as for every slmstack SQLite file
 
         @sa.event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        def _busy_timeout(dbapi_conn: Any, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA busy_timeout=5000")  # another worker's statement: wait
-            if wal:
-                cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer
-            cursor.execute("PRAGMA synchronous=NORMAL")  # no fsync per commit: rows are soft
             cursor.close()
+
+        use_wal(engine, synchronous="NORMAL")  # no fsync per commit: the rows are soft
 
     elif engine.dialect.name != "postgresql":
         raise ConfigError(
