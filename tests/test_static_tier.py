@@ -207,6 +207,29 @@ def test_word_order_reaches_the_head_through_bigrams(encoder: Path, tmp_path: Pa
     np.testing.assert_allclose(load(folder).predict_proba(queries), skill.predict_proba(queries))
 
 
+def test_long_inputs_are_predicted_in_chunks_with_the_same_answers(
+    encoder: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Slices keep the temporaries small; an answer must not depend on its neighbours."""
+    from slmstack.skills import static_classifier
+
+    skill = StaticTextClassifier(base=str(encoder), dims=16).fit(TRAIN)
+    texts = [ex.text for ex in TRAIN] + list(QUERIES) + ["🙂"]
+    one_by_one = [skill.predict([t])[0] for t in texts]
+    proba_one = np.vstack([skill.predict_proba([t]) for t in texts])
+    monkeypatch.setattr(static_classifier, "_CHUNK", 4)
+    chunked = skill.predict(texts)
+    assert len(chunked) == len(texts) > 4 and len(texts) % 4 != 0
+    assert [p.label for p in chunked] == [p.label for p in one_by_one]
+    np.testing.assert_allclose(  # float32 sums differ in the last bits with the batch shape
+        [p.confidence for p in chunked], [p.confidence for p in one_by_one], rtol=1e-5
+    )
+    assert [p.warnings for p in chunked] == [p.warnings for p in one_by_one]
+    assert [p.usage.input_tokens for p in chunked] == [p.usage.input_tokens for p in one_by_one]
+    np.testing.assert_allclose(skill.predict_proba(texts), proba_one, rtol=1e-5)
+    assert skill.predict_proba([]).shape == (0, len(INTENTS))
+
+
 def test_a_second_fit_does_not_distil_again(encoder: Path):
     StaticTextClassifier(base=str(encoder), dims=16).fit(TRAIN)
     second = StaticTextClassifier(base=str(encoder), dims=16, seed=1).fit(TRAIN)

@@ -47,6 +47,10 @@ _TOKENIZER = "tokenizer.json"
 _NGRAMS = "ngrams.json"  # the word n-grams, in the head's column order
 _MIN_DF = 2  # an n-gram must occur in two training texts to become a feature
 _NO_KNOWN_TOKENS = "no token of the text is in the static vocabulary; the answer is the label prior"
+# Texts per pass of the vectorised path. Its temporaries (the gathered token rows and
+# n-gram weights) then stay in cache: on BANKING77's 3,080 test texts, one pass over all
+# of them ran 8-23k texts/s, passes of 64 ran 43-49k (passes of 128-1,024: 31-42k).
+_CHUNK = 64
 
 
 class StaticTextClassifier(LabelledTexts, Skill):
@@ -122,7 +126,7 @@ class StaticTextClassifier(LabelledTexts, Skill):
             seed=self.seed,
         )  # fmt: skip
         texts_train, texts_val = [ex.text for ex in train], [ex.text for ex in val]
-        x_train = self.static_.encode(texts_train)
+        x_train = np.concatenate([self.static_.encode(c) for c in _chunks(texts_train)])
         y_train = np.array([index[ex.label] for ex in train], dtype=np.int64)
         y_val = np.array([index[ex.label] for ex in val], dtype=np.int64)
         grams = (
@@ -178,7 +182,8 @@ class StaticTextClassifier(LabelledTexts, Skill):
         return out
 
     def _text_logits(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        return self._logits(self.static_.encode(texts), texts)
+        parts = [self._logits(self.static_.encode(chunk), chunk) for chunk in _chunks(texts)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.coef_)), np.float32)
 
     # ------------------------------------------------------------------ predicting
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:
@@ -190,15 +195,18 @@ class StaticTextClassifier(LabelledTexts, Skill):
 
     def _predict(self, texts: Sequence[str]) -> list[Prediction]:
         """Label, calibrated confidence and top-k scores for each text."""
-        start = time.perf_counter()
-        enc = self.static_.encode_counted(texts)
-        probs = softmax(self._logits(enc.vectors, texts), self.temperature_)
-        per_item_ms = (time.perf_counter() - start) * 1000 / len(texts)
-        return ranked_predictions(
-            probs, self.classes_, self.top_k, input_tokens=enc.n_tokens.tolist(),
-            latency_ms=per_item_ms,
-            warnings=[None if known else _NO_KNOWN_TOKENS for known in enc.n_known.tolist()],
-        )  # fmt: skip
+        out: list[Prediction] = []
+        for chunk in _chunks(texts):
+            start = time.perf_counter()
+            enc = self.static_.encode_counted(chunk)
+            probs = softmax(self._logits(enc.vectors, chunk), self.temperature_)
+            per_item_ms = (time.perf_counter() - start) * 1000 / len(chunk)
+            out += ranked_predictions(
+                probs, self.classes_, self.top_k, input_tokens=enc.n_tokens.tolist(),
+                latency_ms=per_item_ms,
+                warnings=[None if known else _NO_KNOWN_TOKENS for known in enc.n_known.tolist()],
+            )  # fmt: skip
+        return out
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> tuple[dict[str, Any], Tensors]:
@@ -299,6 +307,11 @@ def _restore_ngrams(
             f"and idf {idf.shape}; the folder is inconsistent. Re-save the skill."
         )
     return WordNgrams({g: i for i, g in enumerate(columns)}, idf, int(n)), weight
+
+
+def _chunks(texts: Sequence[str]) -> list[Sequence[str]]:
+    """``texts`` in consecutive slices of ``_CHUNK``."""
+    return [texts[i : i + _CHUNK] for i in range(0, len(texts), _CHUNK)]
 
 
 def _transposed(coef: NDArray[np.float32] | None) -> NDArray[np.float32] | None:
