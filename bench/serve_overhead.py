@@ -8,7 +8,12 @@ its ``slmstack export --int8``), model threads 1:
    returns a constant JSON body, 3,000 sequential keep-alive requests from the standard
    library's ``http.client`` and from ``httpx``: what the socket, uvicorn and the client
    cost before our app runs at all.
-2. **The app in process.** ``slmstack serve``'s FastAPI app called through ASGI (no
+2. **The client's own cost.** ``slmstack serve`` with the int8 skill (1 worker, model
+   threads 1), the same request from ``http.client`` and from ``httpx`` in blocks of 300
+   (3 rounds, the clients taking turns): wall p50, the client process's CPU time per
+   request (``time.process_time``) and the Python calls it makes per request (counted
+   with ``sys.setprofile`` over 100 more requests, untimed).
+3. **The app in process.** ``slmstack serve``'s FastAPI app called through ASGI (no
    sockets) on uvloop, 1,400 timed requests per skill after 100 warm-ups, each followed
    by the same ``skill.predict([text])`` in process. The batcher's ``submit`` and its
    model call are timed (by wrapping them), so each request splits into: ``pre``
@@ -84,6 +89,69 @@ def floor(n: int = 3000) -> dict[str, float]:
     return {
         "http_client_p50_ms": round(statistics.median(plain[100:]), 3),
         "httpx_p50_ms": round(statistics.median(lib[100:]), 3),
+    }
+
+
+def clients(folder: Path, rounds: int = 3, n: int = 300) -> dict[str, Any]:
+    """Wall p50, client CPU ms and Python calls per request, per client (see docstring)."""
+    import httpx
+
+    from serve_latency import TEXTS, start_server, wait_ready
+
+    proc, url = start_server(folder, "int8", 2.0, 1)
+    port = int(url.rsplit(":", 1)[1])
+    path = "/v1/skills/intent/predict"
+    try:
+        client = httpx.Client(base_url=url, timeout=30)
+        wait_ready(client)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+        def plain(text: str) -> None:
+            body = json.dumps({"text": text}).encode()
+            conn.request("POST", path, body, {"content-type": "application/json"})
+            conn.getresponse().read()
+
+        ways = {
+            "http_client": plain,
+            "httpx": lambda text: client.post(path, json={"text": text}).raise_for_status(),
+        }
+        walls: dict[str, list[float]] = {k: [] for k in ways}
+        cpu: dict[str, list[float]] = {k: [] for k in ways}
+        for _ in range(rounds):
+            for name, way in ways.items():
+                for i in range(30):
+                    way(TEXTS[i % len(TEXTS)])
+                cpu0 = time.process_time()
+                for i in range(n):
+                    t0 = time.perf_counter()
+                    way(TEXTS[i % len(TEXTS)])
+                    walls[name].append((time.perf_counter() - t0) * 1000)
+                cpu[name].append((time.process_time() - cpu0) * 1000 / n)
+        calls: dict[str, float] = {}
+        for name, way in ways.items():
+            count = [0]
+
+            def hook(frame: Any, event: str, arg: Any, count: list[int] = count) -> None:
+                if event in ("call", "c_call"):
+                    count[0] += 1
+
+            sys.setprofile(hook)
+            for i in range(100):
+                way(TEXTS[i % len(TEXTS)])
+            sys.setprofile(None)
+            calls[name] = count[0] / 100
+        client.close()
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return {
+        name: {
+            "p50_ms": round(statistics.median(walls[name]), 3),
+            "client_cpu_ms_per_request": [round(c, 3) for c in cpu[name]],
+            "python_calls_per_request": round(calls[name]),
+        }
+        for name in ways
     }
 
 
@@ -195,6 +263,7 @@ def main() -> None:
         folder = Path(tempfile.mkdtemp(prefix="serve-overhead-"))
         make_skills(folder)
         result: dict[str, Any] = {"floor_bare_uvicorn": floor()}
+        result["clients_against_serve_int8"] = clients(folder)
         for kind in ("int8", "torch"):
             result[f"app_in_process_{kind}"] = phases(folder, kind)
     result.update(machine=machine(), model_threads=1,
