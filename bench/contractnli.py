@@ -238,7 +238,7 @@ def llm_phase() -> dict[str, Any]:
     import urllib.request
 
     sys.path.insert(0, str(REPO / "bench"))
-    from llm_vs_slm import free_port, wait_ready
+    from _llm_vs_slm_llm import free_port, wait_ready
     from slmstack.models import resolve
 
     busy = subprocess.run(["pgrep", "-f", "llama_cpp.server"], capture_output=True, text=True)
@@ -250,11 +250,12 @@ def llm_phase() -> dict[str, Any]:
     cmd = ["nice", "-n", "10", sys.executable, "-m", "llama_cpp.server", "--model",
            str(resolve(MODEL).weights), "--model_alias", MODEL, "--n_ctx", "4096",
            "--n_threads", "2", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    log = open("/tmp/contractnli-llm-server.log", "ab")  # noqa: SIM115
+    log_path = Path("/tmp/contractnli-llm-server.log")
+    log = log_path.open("ab")
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     seconds = []
     try:
-        wait_ready(url, server)
+        wait_ready(url, server, log_path)
         for it in items:
             spans = "\n".join(f"- {s}" for s in it["spans"])
             body = {
