@@ -14,23 +14,10 @@ from typing import Any
 from _distill_common import (
     MACHINE,
 )
+from _llm_process import cpu_seconds, free_port, stop, wait_ready
 
 
 # ---------------------------------------------------------------- the teacher (niced)
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Server:
     """``python -m llama_cpp.server`` for one model, niced to 10, on a free loopback port."""
 
@@ -48,32 +35,10 @@ class Server:
                "--port", str(port)]  # fmt: skip
         print(" ".join(cmd), flush=True)
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        self._wait_ready()
-
-    def _wait_ready(self, timeout_s: float = 600.0) -> None:
-        import urllib.error
-        import urllib.request
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/models", timeout=2) as response:
-                    json.load(response)
-                    return
-            except (urllib.error.URLError, OSError, ValueError):
-                pass
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the LLM server exited with code {self.proc.returncode}; "
-                                 f"see {self.out / 'server.log'}")  # fmt: skip
-            time.sleep(0.5)
-        raise SystemExit(f"the LLM server at {self.url} did not answer within {timeout_s:g} s")
+        wait_ready(self.url, self.proc, out / "server.log")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop(self.proc)
         self.log.close()
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _llm_process import cpu_seconds, free_port, stop, wait_ready
 from _llm_vs_slm_common import (
     MODEL,
     PROMPTS,
@@ -25,41 +26,6 @@ from _machine import cpu_lock
 
 
 # ---------------------------------------------------------------- the LLM (niced, no lock)
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(
-    url: str, server: subprocess.Popen[bytes], log: Path, timeout_s: float = 600.0
-) -> None:
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
-                json.load(response)
-                return
-        except (urllib.error.URLError, OSError, ValueError):
-            pass
-        if server.poll() is not None:
-            raise SystemExit(f"the LLM server exited with code {server.returncode}; "
-                             f"see {log}")  # fmt: skip
-        time.sleep(0.5)
-    raise SystemExit(f"the LLM server at {url} did not answer within {timeout_s:g} s")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def llama_timings(log: Path, offset: int) -> dict[str, float | None]:
     """llama.cpp's own timing of the request logged after ``offset`` (its compute alone)."""
     with log.open("rb") as fh:
@@ -133,11 +99,7 @@ class LLMRun:
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.terminate()
-            try:
-                self.server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
+            stop(self.server)
             self.server = None
         if self.log is not None:
             self.log.close()

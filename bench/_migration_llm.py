@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,8 @@ from typing import Any
 
 import httpx
 
+from _llm_process import free_port, stop, wait_ready
+
 ALIAS = "qwen2.5-1.5b"
 # The RAM cache's budget counts only llama.cpp's state (about 13 MB for a banking prompt),
 # but llama-cpp-python's LlamaState also copies the logits buffer (n_batch x 151,936 vocab
@@ -38,12 +39,6 @@ ALIAS = "qwen2.5-1.5b"
 # plenty, since every banking state carries the 420-token label prefix and the receipts'
 # fixed prefix is short (120 tokens) and cheap to recompute when evicted.
 CACHE_BYTES = 100_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def body_key(body: dict[str, Any]) -> str:
@@ -77,26 +72,12 @@ class LLMServer:
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.url = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(
-                    f"llama_cpp.server exited ({self.proc.returncode}); see {self.log_path}"
-                )
-            try:
-                httpx.get(f"{self.url}/models", timeout=2).raise_for_status()
-                return self.url
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        raise SystemExit(f"llama_cpp.server did not answer within 300 s; see {self.log_path}")
+        wait_ready(self.url, self.proc, self.log_path, timeout_s=300)
+        return self.url
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+            stop(self.proc)
             self.proc = None
 
 

@@ -26,9 +26,10 @@ from typing import Any
 
 import httpx
 
+from _llm_process import free_port
 from _machine import LOCK
 from _migration_app import Request
-from _migration_llm import Shim, free_port
+from _migration_llm import Shim
 
 _HELD: list[Any] = []  # the open lock file while the replay holds the lock
 

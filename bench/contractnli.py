@@ -238,7 +238,7 @@ def llm_phase() -> dict[str, Any]:
     import urllib.request
 
     sys.path.insert(0, str(REPO / "bench"))
-    from _llm_vs_slm_llm import free_port, wait_ready
+    from _llm_process import free_port, stop, wait_ready
     from slmstack.models import resolve
 
     busy = subprocess.run(["pgrep", "-f", "llama_cpp.server"], capture_output=True, text=True)
@@ -280,8 +280,7 @@ def llm_phase() -> dict[str, Any]:
             it["llm"] = ("contradicted" if word.startswith("contra") else
                          "entailed" if word.startswith("entail") else "not_mentioned")  # fmt: skip
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        stop(server)
         log.close()
     SAMPLE.write_text(json.dumps(items, indent=1, ensure_ascii=False))
     return {
