@@ -171,3 +171,34 @@ def test_tfidf_only_and_cli(tmp_path):
     bad.write_text(json.dumps({"text": "abc", "clauses": {"X": ["not in text"]}}) + "\n")
     with pytest.raises(DataError, match="do not occur in the contract text"):
         read_clause_examples(bad)
+
+
+def test_each_type_keeps_the_encoder_only_where_the_held_out_split_says_so(
+    encoder_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import numpy as np
+
+    from slmstack.skills import clauses
+
+    data = training()
+    texts = [ex.text for ex in data]
+    chosen = ClauseFinder(base=str(encoder_dir), min_df=1).fit(data)
+    n_words = len(chosen.tfidf_.vocabulary_)
+    assert chosen.metrics_["types_using_encoder"] == chosen.uses_encoder_.sum()
+    off = ~chosen.uses_encoder_
+    assert not chosen.coef_[off, n_words:].any(), "a type without the encoder has vector weights"
+    again = load(chosen.save(tmp_path / "finder"))
+    assert list(again.uses_encoder_) == list(chosen.uses_encoder_)
+    np.testing.assert_allclose(again.predict_clauses(texts), chosen.predict_clauses(texts))
+
+    # The TF-IDF-only regression wins every held-out comparison (it is scored first, the
+    # joined one second): then the finder must be exactly its TF-IDF peer.
+    calls = iter(range(10_000))
+    monkeypatch.setattr(clauses, "_f1", lambda pred, y: 1.0 if next(calls) % 2 == 0 else 0.0)
+    dropped = ClauseFinder(base=str(encoder_dir), min_df=1).fit(data)
+    peer = ClauseFinder(base=None, min_df=1).fit(data)
+    assert not dropped.uses_encoder_.any() and not dropped.coef_[:, n_words:].any()
+    np.testing.assert_array_equal(dropped.thresholds_, peer.thresholds_)
+    np.testing.assert_allclose(dropped.predict_clauses(texts), peer.predict_clauses(texts), atol=1e-6)
+    assert ClauseFinder(base=None, min_df=1).fit(data).uses_encoder_.sum() == 0
+    assert "none" in str(peer._card())

@@ -7,6 +7,13 @@ the laws of") joined with the frozen encoder's vector of the clause (paraphrases
 type has its own decision threshold, chosen on a held-out split to maximise that type's
 F1, since types range from common (Governing Law) to rare (Joint IP Ownership). The split
 holds out whole contracts when the clauses say which contract they come from.
+
+With an encoder, each type also chooses on that held-out split whether to use the
+encoder's vector at all: a regression over the TF-IDF columns alone is fitted beside the
+joined one, and the type keeps the encoder only when its held-out F1 is at least as good
+(ties keep it). On CUAD the vector helped rare, paraphrase-heavy types (Non-Compete,
+Rofr/Rofo/Rofn) and cost precision on common, formulaic ones (Audit Rights, License
+Grant), where the TF-IDF-only regression then decides.
 """
 
 from __future__ import annotations
@@ -32,6 +39,13 @@ from slmstack.skills.params import Check, Interval
 from slmstack.types import Prediction, Span, Usage
 
 _GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+def _f1(pred: NDArray[np.bool_], y: NDArray[np.int64]) -> float:
+    """F1 of ``pred`` against ``y`` (1.0 when both are empty)."""
+    tp = int((pred & (y == 1)).sum())
+    wrong = int((pred & (y == 0)).sum()) + int((~pred & (y == 1)).sum())
+    return 2 * tp / (2 * tp + wrong) if tp + wrong else 1.0
 
 
 class ClauseFinder(Skill):
@@ -160,6 +174,18 @@ class ClauseFinder(Skill):
         self.thresholds_ = np.array(
             [self._best_threshold(p_val[:, j], y[va, j]) for j in range(len(types))]
         )
+        self.uses_encoder_ = np.full(len(types), self.encoder_ is not None)
+        words = x[:, : len(self.tfidf_.vocabulary_)]
+        if self.encoder_ is not None:  # per type: keep the encoder only where it helps
+            coef_w, bias_w = self._fit_lr(words[tr], y[tr])
+            p_words = self._proba(words[va], coef_w, bias_w)
+            for j in range(len(types)):
+                t_words = self._best_threshold(p_words[:, j], y[va, j])
+                if _f1(p_words[:, j] >= t_words, y[va, j]) > _f1(
+                    p_val[:, j] >= self.thresholds_[j], y[va, j]
+                ):
+                    self.uses_encoder_[j] = False
+                    p_val[:, j], self.thresholds_[j] = p_words[:, j], t_words
         pred = p_val >= self.thresholds_
         tp = int((pred & (y[va] == 1)).sum())
         fp, fn = int((pred & (y[va] == 0)).sum()), int((~pred & (y[va] == 1)).sum())
@@ -167,8 +193,15 @@ class ClauseFinder(Skill):
             "val_micro_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
             "n_train": float(len(tr)),
             "n_val": float(len(va)),
+            "types_using_encoder": float(self.uses_encoder_.sum()),
         }
         self.coef_, self.bias_ = self._fit_lr(x, y)
+        if not self.uses_encoder_.all():  # those types: the TF-IDF-only regression, refitted
+            off = ~self.uses_encoder_
+            coef_w, bias_w = self._fit_lr(words, y, only=off)
+            self.coef_[off] = 0.0
+            self.coef_[off, : words.shape[1]] = coef_w[off]
+            self.bias_[off] = bias_w[off]
         rows = [(ex.text, *ex.labels) for ex in examples]
         self.provenance_ = self._provenance(
             base=self.encoder_.source.describe() if self.encoder_ else {},
@@ -199,14 +232,15 @@ class ClauseFinder(Skill):
         return np.sort(order[n_val:]), np.sort(order[:n_val])
 
     def _fit_lr(
-        self, x: Any, y: NDArray[np.int64]
+        self, x: Any, y: NDArray[np.int64], *, only: NDArray[np.bool_] | None = None
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """One regression per type (``only``: just those types; the others stay unfitted)."""
         from sklearn.linear_model import LogisticRegression
 
         coef = np.zeros((y.shape[1], x.shape[1]), dtype=np.float32)
         bias = np.full(y.shape[1], -20.0, dtype=np.float32)  # a type never seen: never fires
         for j in range(y.shape[1]):
-            if 0 < y[:, j].sum() < len(y):
+            if (only is None or only[j]) and 0 < y[:, j].sum() < len(y):
                 lr = LogisticRegression(
                     C=self.c, solver="liblinear", dual=x.shape[0] < x.shape[1],
                     random_state=self.seed, max_iter=1000,
@@ -307,6 +341,7 @@ class ClauseFinder(Skill):
         config = {
             "types": self.types_,
             "thresholds": dict(zip(self.types_, map(float, self.thresholds_), strict=True)),
+            "uses_encoder": dict(zip(self.types_, map(bool, self.uses_encoder_), strict=True)),
         }
         tensors: Tensors = {
             "clauses": {
@@ -325,6 +360,8 @@ class ClauseFinder(Skill):
         self.types_ = [str(t) for t in config["types"]]
         thresholds = config["thresholds"]
         self.thresholds_ = np.array([float(thresholds[t]) for t in self.types_])
+        uses = config.get("uses_encoder") or {}  # absent in skills saved before the choice
+        self.uses_encoder_ = np.array([bool(uses.get(t, self.base)) for t in self.types_])
         weights = tensors["clauses"]
         self.coef_, self.bias_ = weights["coef"], weights["bias"]
         vocab = json.loads((folder / "vocabulary.json").read_text())
@@ -340,4 +377,8 @@ class ClauseFinder(Skill):
             + "; per-type thresholds tuned on a held-out split",
             "Clause types": ", ".join(self.types_),
             "Thresholds": dict(zip(self.types_, map(float, self.thresholds_), strict=True)),
+            "Types using the encoder (chosen on the held-out split)": ", ".join(
+                t for t, used in zip(self.types_, self.uses_encoder_, strict=True) if used
+            )
+            or "none",
         }
