@@ -175,7 +175,7 @@ class ClauseFinder(Skill):
             [self._best_threshold(p_val[:, j], y[va, j]) for j in range(len(types))]
         )
         self.uses_encoder_ = np.full(len(types), self.encoder_ is not None)
-        words = x[:, : len(self.tfidf_.vocabulary_)]
+        words = x[:, : len(self.tfidf_.vocabulary_)] if self.encoder_ is not None else x
         if self.encoder_ is not None:  # per type: keep the encoder only where it helps
             coef_w, bias_w = self._fit_lr(words[tr], y[tr])
             p_words = self._proba(words[va], coef_w, bias_w)
@@ -196,7 +196,7 @@ class ClauseFinder(Skill):
             "types_using_encoder": float(self.uses_encoder_.sum()),
         }
         self.coef_, self.bias_ = self._fit_lr(x, y)
-        if not self.uses_encoder_.all():  # those types: the TF-IDF-only regression, refitted
+        if self.encoder_ is not None and not self.uses_encoder_.all():  # TF-IDF-only refit
             off = ~self.uses_encoder_
             coef_w, bias_w = self._fit_lr(words, y, only=off)
             self.coef_[off] = 0.0
