@@ -186,16 +186,14 @@ class ClauseFinder(Skill):
                 ):
                     self.uses_encoder_[j] = False
                     p_val[:, j], self.thresholds_[j] = p_words[:, j], t_words
-        pred = p_val >= self.thresholds_
-        tp = int((pred & (y[va] == 1)).sum())
-        fp, fn = int((pred & (y[va] == 0)).sum()), int((~pred & (y[va] == 1)).sum())
         self.metrics_: dict[str, float] = {
-            "val_micro_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0,
+            "val_micro_f1": _f1(p_val >= self.thresholds_, y[va]),
             "n_train": float(len(tr)),
             "n_val": float(len(va)),
             "types_using_encoder": float(self.uses_encoder_.sum()),
         }
-        self.coef_, self.bias_ = self._fit_lr(x, y)
+        joined = self.uses_encoder_ if self.encoder_ is not None else None  # None: every type
+        self.coef_, self.bias_ = self._fit_lr(x, y, only=joined)
         if self.encoder_ is not None and not self.uses_encoder_.all():  # TF-IDF-only refit
             off = ~self.uses_encoder_
             coef_w, bias_w = self._fit_lr(words, y, only=off)

@@ -49,7 +49,7 @@ _MIN_DF = 2  # an n-gram must occur in two training texts to become a feature
 _NO_KNOWN_TOKENS = "no token of the text is in the static vocabulary; the answer is the label prior"
 # Texts per pass of the vectorised path. Its temporaries (the gathered token rows and
 # n-gram weights) then stay in cache: on BANKING77's 3,080 test texts, one pass over all
-# of them ran 8-23k texts/s, passes of 64 ran 43-49k (passes of 128-1,024: 31-42k).
+# of them ran 8-23k texts/s, passes of 64 ran 41-49k (passes of 128-1,024: 26-47k).
 _CHUNK = 64
 
 
