@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sklearn.base import clone
 from typer.testing import CliRunner
@@ -12,6 +13,7 @@ from slmstack import ClauseExample, ClauseFinder, ConfigError, DataError, load
 from slmstack.cli.app import app
 from slmstack.data.clauses import document_of, label_clauses, locate, split_clauses
 from slmstack.data.documents import read_clause_examples
+from slmstack.data.validation import drop_duplicates
 
 LAW = "This Agreement shall be governed by and construed in accordance with the laws of {}."
 TERM = "Either party may terminate this Agreement for convenience upon {} days written notice."
@@ -109,16 +111,27 @@ def test_thresholds_are_tuned_on_whole_held_out_contracts():
             out += label_clauses(contract(i), ann, source=f"c{i}.txt" if source else "")[0]
         return out
 
-    finder = ClauseFinder(base=None, val_fraction=0.3)
+    finder = ClauseFinder(base=None, val_fraction=0.3, val_folds=1)
     examples = labelled(10, source=True)
-    tr, va = finder._held_out(examples)
+    [(tr, va)] = finder._held_out(examples)
     docs = [document_of(ex) for ex in examples]
     assert {docs[i] for i in tr}.isdisjoint(docs[i] for i in va)
     assert len({docs[i] for i in va}) == 3 and len(tr) + len(va) == len(examples)
     # too few documents, or none named: clauses at random, so a contract is split
     for few in (labelled(4, source=True), labelled(10, source=False)):
-        tr, va = finder._held_out(few)
+        [(tr, va)] = finder._held_out(few)
         assert len(va) == int(0.3 * len(few)) and len(tr) + len(va) == len(few)
+    # cross-fitting: every contract held out exactly once, never beside its own clauses
+    folds = ClauseFinder(base=None, val_folds=5)._held_out(examples)
+    assert len(folds) == 5
+    held = np.concatenate([va for _, va in folds])
+    assert sorted(held.tolist()) == list(range(len(examples)))
+    for tr, va in folds:
+        assert {docs[i] for i in tr}.isdisjoint(docs[i] for i in va)
+        assert len({docs[i] for i in va}) == 2 and len(tr) + len(va) == len(examples)
+    fitted = ClauseFinder(base=None, val_folds=5).fit(examples)
+    unique = len(drop_duplicates(examples)[0])  # fit drops repeated clauses first
+    assert fitted.metrics_["n_val"] == unique and fitted.metrics_["val_folds"] == 5
 
 
 @pytest.mark.parametrize("text", ["", "  \n\t "])
@@ -199,6 +212,24 @@ def test_each_type_keeps_the_encoder_only_where_the_held_out_split_says_so(
     peer = ClauseFinder(base=None, min_df=1).fit(data)
     assert not dropped.uses_encoder_.any() and not dropped.coef_[:, n_words:].any()
     np.testing.assert_array_equal(dropped.thresholds_, peer.thresholds_)
-    np.testing.assert_allclose(dropped.predict_clauses(texts), peer.predict_clauses(texts), atol=1e-6)
+    np.testing.assert_allclose(
+        dropped.predict_clauses(texts), peer.predict_clauses(texts), atol=1e-6
+    )
     assert ClauseFinder(base=None, min_df=1).fit(data).uses_encoder_.sum() == 0
     assert "none" in str(peer._card())
+
+
+def test_encoder_weight_scales_the_vector_columns_and_is_saved(encoder_dir: Path, tmp_path: Path):
+    data = training()
+    texts = [ex.text for ex in data]
+    one = ClauseFinder(base=str(encoder_dir), min_df=1, encoder_weight=1.0).fit(data)
+    half = ClauseFinder(base=str(encoder_dir), min_df=1, encoder_weight=0.5).fit(data)
+    n_words = len(one.tfidf_.vocabulary_)
+    full_cols = one._features(texts)[:, n_words:].toarray()
+    np.testing.assert_allclose(half._features(texts)[:, n_words:].toarray(), 0.5 * full_cols)
+    assert np.abs(full_cols).sum() > 0
+    again = load(half.save(tmp_path / "half"))
+    assert again.encoder_weight == 0.5
+    np.testing.assert_allclose(again.predict_clauses(texts), half.predict_clauses(texts))
+    with pytest.raises(ConfigError, match="encoder_weight"):
+        ClauseFinder(base=None, encoder_weight=0.0).fit(data)
