@@ -275,13 +275,20 @@ def test_span_candidates_and_their_labels():
 
 
 def test_groups_stay_on_one_side_of_the_held_out_split_and_the_folds(encoder_dir):
-    from slmstack.skills._field_fit import held_out
+    from slmstack.skills._field_fit import tuning_folds
     from slmstack.skills._field_spans import fold_of
 
     groups = [f"vendor{i % 5}" for i in range(40)]
-    va = held_out(groups, 8, seed=0)
+    [va] = tuning_folds(groups, 1, 0.2, seed=0)
     assert len(va) >= 8 and len({groups[i] for i in va}) < 5
     assert not {groups[i] for i in va} & {g for i, g in enumerate(groups) if i not in va}
+    # cross-fitting: every document held out once, its vendor's other receipts with it
+    folds = tuning_folds(groups, 3, 0.2, seed=0)
+    assert len(folds) == 3 and sorted(i for va in folds for i in va) == list(range(40))
+    for va in folds:
+        assert not {groups[i] for i in va} & {g for i, g in enumerate(groups) if i not in va}
+    assert len(tuning_folds(groups, 9, 0.2, seed=0)) == 5  # no more folds than vendors
+    assert tuning_folds(groups[:1], 3, 0.2, seed=0) == []
     fold = fold_of(groups, 3, seed=0)
     assert fold is not None and all(
         len({fold[i] for i in range(40) if groups[i] == g}) == 1 for g in set(groups)
@@ -302,3 +309,21 @@ def test_groups_stay_on_one_side_of_the_held_out_split_and_the_folds(encoder_dir
         fx.fit(few)
     lines = FieldExtractor(schema={"company": "text"}, base=str(encoder_dir), text_decode="lines")
     assert lines.fit(few).span_weights_ == {}  # the line decoding needs no groups
+
+
+def test_cross_fitted_thresholds_score_every_receipt_once_and_still_read_new_ones(encoder_dir):
+    schema = {"company": "text", "address": "text", "total": "amount"}
+    docs = multi_line_receipts(48)
+    fx = FieldExtractor(
+        schema=schema, base=str(encoder_dir), group_by="company", val_folds=4
+    ).fit(docs[:36])
+    assert fx.metrics_["val_folds"] == 4 and fx.metrics_["n_val"] == 36
+    assert 0 < fx.metrics_["val_micro_f1"] <= 1
+    one = FieldExtractor(schema=schema, base=str(encoder_dir), group_by="company").fit(docs[:36])
+    assert one.metrics_["val_folds"] == 1 and one.metrics_["n_val"] < 36
+    right = sum(
+        pred.data["fields"][k]["value"] == doc.values[k]
+        for doc, pred in zip(docs[36:], fx.predict([d.text for d in docs[36:]]), strict=True)
+        for k in ("total",)
+    )
+    assert right == 12

@@ -92,14 +92,32 @@ def out_of_fold_probabilities(
     return [p[bounds[d] : bounds[d + 1]] for d in range(len(bounds) - 1)]
 
 
-def held_out(groups: Sequence[str], n_val: int, seed: int) -> list[int]:
-    """Documents held out for tuning: whole groups, in random order, until ``n_val``."""
+def tuning_folds(groups: Sequence[str], k: int, val_fraction: float, seed: int) -> list[list[int]]:
+    """The documents each tuning fit holds out: whole groups, in a seeded random order.
+
+    ``k == 1``: one fold, groups taken until ``val_fraction`` of the documents are held
+    out; none when that leaves fewer than 1 held out or 2 to fit on. ``k > 1``: the groups
+    dealt into ``k`` folds (as many as there are groups, when fewer), so that every
+    document is held out once; none with fewer than 2 groups.
+
+    Example:
+        >>> tuning_folds(["a", "a", "b", "c"], 2, 0.2, seed=0)
+        [[2, 3], [0, 1]]
+    """
+    if k > 1:
+        fold = fold_of(groups, min(k, len(set(groups))), seed)
+        if fold is None or len(set(groups)) < 2:
+            return []
+        return [np.flatnonzero(fold == f).tolist() for f in range(int(fold.max()) + 1)]
+    n_val = int(val_fraction * len(groups))
+    if n_val < 1 or len(groups) - n_val < 2:
+        return []
     out: list[int] = []
     for rows in shuffled_groups(groups, seed):
         if len(out) >= n_val:
             break
         out += rows
-    return sorted(out)
+    return [sorted(out)]
 
 
 def groups_of(examples: Sequence[FieldExample], group_by: str | None) -> list[str]:

@@ -47,22 +47,13 @@ from slmstack.skills._field_decode import decode_field, tune_thresholds
 from slmstack.skills._field_features import (
     Candidate,
     Line,
-    candidates,
-    features,
-    hash_words,
-    label_candidates,
     split_lines,
 )
 from slmstack.skills._field_fit import (
-    Weights,
-    fit_logistic,
     groups_of,
-    held_out,
-    out_of_fold_probabilities,
-    probabilities,
-    span_matrix,
+    tuning_folds,
 )
-from slmstack.skills._field_spans import label_spans
+from slmstack.skills._field_scoring import FieldScorer
 from slmstack.skills._frozen import FrozenEncoder
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.params import Check, Interval
@@ -78,7 +69,7 @@ def _schema_problem(value: Any) -> str | None:
     return None
 
 
-class FieldExtractor(Skill):
+class FieldExtractor(FieldScorer, Skill):
     r"""Extract declared fields (text, ISO dates, amounts with currency) with evidence.
 
     ``predict`` gives one record per document: ``data["fields"][name]`` and
@@ -104,7 +95,7 @@ class FieldExtractor(Skill):
         "threshold": Interval(float, 0, 1, closed="neither"),
         "val_fraction": Interval(float, 0, 1, closed="left"),
         "max_length": Interval(int, 8, None),
-        "batch_size": Interval(int, 1, None),
+        **dict.fromkeys(("batch_size", "val_folds"), Interval(int, 1, None)),
         "max_span_lines": Interval(int, 1, 20),
     }
 
@@ -115,7 +106,8 @@ class FieldExtractor(Skill):
         base: str = "minilm",  # frozen encoder of each line and its neighbours
         c: float = 1.0,  # inverse L2 strength of each field's logistic regression
         threshold: float = 0.5,  # default of both thresholds, kept with < 10 held-out docs
-        val_fraction: float = 0.2,  # held out once to report honest field metrics
+        val_fraction: float = 0.2,  # held out to tune the thresholds (val_folds=1)
+        val_folds: int = 1,  # >1: every document held out once, by one of this many fits
         max_length: int = 64,  # OCR lines are short; longer ones are cut (reported)
         batch_size: int = 64,
         text_decode: Literal["spans", "lines"] = "lines",  # how multi-line values are read
@@ -129,6 +121,7 @@ class FieldExtractor(Skill):
         self.c = c
         self.threshold = threshold
         self.val_fraction = val_fraction
+        self.val_folds = val_folds
         self.max_length = max_length
         self.batch_size = batch_size
         self.text_decode = text_decode
@@ -163,72 +156,6 @@ class FieldExtractor(Skill):
 
         return evaluate_fields(self, data, **options)
 
-    # ------------------------------------------------------------------ features
-    def _matrix(
-        self, spec: FieldSpec, docs: Sequence[list[Line]]
-    ) -> tuple[Any, list[list[Candidate]]]:
-        from scipy import sparse
-
-        per_doc = [candidates(spec, lines) for lines in docs]
-        dense, words = [], []
-        for cands, lines in zip(per_doc, docs, strict=True):
-            d, w = features(spec, cands, lines, self.encoder_.vector, self.encoder_.dim)
-            dense.append(d)
-            words += w
-        x = sparse.hstack([sparse.csr_matrix(np.concatenate(dense)), hash_words(words)])
-        return x.tocsr(), per_doc
-
-    def _spans_on(self, spec: FieldSpec) -> bool:
-        return spec.type == "text" and self.text_decode == "spans"
-
-    def _fit_fields(
-        self, docs: Sequence[list[Line]], examples: Sequence[FieldExample], groups: Sequence[str]
-    ) -> tuple[dict[str, Weights], dict[str, Weights]]:
-        """Each field's line (candidate) scorer, and each text field's span scorer."""
-        weights, span_weights = {}, {}
-        labelled = []
-        for spec in self.specs_:  # every field's labels are read before anything is fitted
-            x, per_doc = self._matrix(spec, docs)
-            y = np.array(
-                [
-                    v
-                    for ex, cands, lines in zip(examples, per_doc, docs, strict=True)
-                    for v in label_candidates(
-                        spec, cands, lines, ex.values.get(spec.name), ex.source
-                    )
-                ]
-            )
-            if y.sum() == 0:
-                raise DataError(
-                    f"field {spec.name!r}: no candidate in the {len(examples)} training "
-                    "documents matches the true values, so nothing can be learned. Check "
-                    f"that the values appear in the texts (type {spec.type!r}, date order "
-                    f"{spec.order})."
-                )
-            labelled.append((spec, x, y, per_doc))
-        for spec, x, y, per_doc in labelled:
-            weights[spec.name] = fit_logistic(x, y, self.c, self.seed)
-            if not self._spans_on(spec):
-                continue
-            bounds = np.cumsum([0, *(len(c) for c in per_doc)])
-            line_p = out_of_fold_probabilities(x, y, bounds, groups, self.c, self.seed)
-            if line_p is None:
-                raise DataError(
-                    f"field {spec.name!r}: span scoring needs documents from at least 3 "
-                    f"groups, and there are {len(set(groups))}; add documents, or pass "
-                    "text_decode='lines'"
-                )
-            xs, runs = span_matrix(per_doc, docs, line_p, self.max_span_lines)
-            ys = np.array(
-                [
-                    v
-                    for ex, r in zip(examples, runs, strict=True)
-                    for v in label_spans(spec, r, ex.values.get(spec.name), ex.source)
-                ]
-            )
-            span_weights[spec.name] = fit_logistic(xs, ys, self.c, self.seed)
-        return weights, span_weights
-
     # ------------------------------------------------------------------ fitting
     def fit(self, examples: Sequence[FieldExample]) -> Self:
         """Learn each field's scorer from documents and their true values."""
@@ -262,20 +189,9 @@ class FieldExtractor(Skill):
         self.thresholds_: dict[str, tuple[float, float]] = {
             s.name: (self.threshold, self.threshold) for s in self.specs_
         }
-        n_val = int(self.val_fraction * len(examples))
-        if n_val >= 1 and len(examples) - n_val >= 2:
-            from slmstack.evaluation.extraction import field_metrics
-
-            va = held_out(groups, n_val, self.seed)
-            tr = sorted(set(range(len(examples))) - set(va))
-            self.weights_, self.span_weights_ = self._fit_fields(
-                [docs[i] for i in tr], [examples[i] for i in tr], [groups[i] for i in tr]
-            )
-            self._tune([examples[i] for i in va], [docs[i] for i in va])
-            preds = self._predict_docs([examples[i].text for i in va], [docs[i] for i in va])
-            report = field_metrics(self.specs_, [examples[i] for i in va], preds)
-            self.metrics_ = {"val_micro_f1": report["micro"]["f1"], "n_val": float(n_val)}
-            self.metrics_.update({f"val_f1_{k}": v["f1"] for k, v in report["per_field"].items()})
+        folds = tuning_folds(groups, self.val_folds, self.val_fraction, self.seed)
+        if folds:
+            self._cross_tune(examples, docs, groups, folds)
         self.weights_, self.span_weights_ = self._fit_fields(docs, examples, groups)
         rows = [(ex.text, *(f"{k}={v}" for k, v in sorted(ex.values.items()))) for ex in examples]
         self.provenance_ = self._provenance(
@@ -286,27 +202,30 @@ class FieldExtractor(Skill):
         return self
 
     # ------------------------------------------------------------------ predicting
-    def _scores(
-        self, docs: Sequence[list[Line]]
-    ) -> dict[str, list[tuple[list[Candidate], NDArray[np.float64]]]]:
-        """Each field's candidates and their probabilities, per document."""
-        self.encoder_.cache([ln.text for lines in docs for ln in lines])
-        out: dict[str, list[tuple[list[Candidate], NDArray[np.float64]]]] = {}
-        for spec in self.specs_:
-            x, per_doc = self._matrix(spec, docs)
-            scores = probabilities(x, self.weights_[spec.name])
-            bounds = np.cumsum([0, *(len(c) for c in per_doc)])
-            line_p = [scores[bounds[i] : bounds[i + 1]] for i in range(len(per_doc))]
-            if self._spans_on(spec):  # the candidates become runs of lines
-                xs, per_doc = span_matrix(per_doc, docs, line_p, self.max_span_lines)
-                scores = probabilities(xs, self.span_weights_[spec.name])
-                bounds = np.cumsum([0, *(len(c) for c in per_doc)])
-                line_p = [scores[bounds[i] : bounds[i + 1]] for i in range(len(per_doc))]
-            out[spec.name] = list(zip(per_doc, line_p, strict=True))
-        return out
+    def _cross_tune(
+        self,
+        examples: Sequence[FieldExample],
+        docs: Sequence[list[Line]],
+        groups: Sequence[str],
+        folds: list[list[int]],
+    ) -> None:
+        """Tune the thresholds on held-out documents; report the held-out F1.
 
-    def _tune(self, examples: Sequence[FieldExample], docs: Sequence[list[Line]]) -> None:
-        scores = self._scores(docs)
+        Each held-out document is scored by a fit that did not see it: one fold, or, with
+        ``val_folds`` > 1, every document once.
+        """
+        from slmstack.evaluation.extraction import field_metrics
+
+        held = [i for va in folds for i in va]
+        scores: dict[str, list[tuple[list[Candidate], NDArray[np.float64]]]] = {}
+        for va in folds:
+            tr = sorted(set(range(len(examples))) - set(va))
+            self.weights_, self.span_weights_ = self._fit_fields(
+                [docs[i] for i in tr], [examples[i] for i in tr], [groups[i] for i in tr]
+            )
+            for name, per_doc in self._scores([docs[i] for i in va]).items():
+                scores.setdefault(name, []).extend(per_doc)
+        examples, docs = [examples[i] for i in held], [docs[i] for i in held]
         for spec in self.specs_:
             held_out = [
                 (ex.text, lines, cands, p)
@@ -316,12 +235,22 @@ class FieldExtractor(Skill):
             self.thresholds_[spec.name] = tune_thresholds(
                 spec, held_out, gold, self.threshold, grow=not self._spans_on(spec)
             )
+        preds = self._predict_docs([ex.text for ex in examples], docs, scores)
+        report = field_metrics(self.specs_, examples, preds)
+        self.metrics_ = {"val_micro_f1": report["micro"]["f1"], "n_val": float(len(held)),
+                         "val_folds": float(len(folds))}  # fmt: skip
+        self.metrics_.update({f"val_f1_{k}": v["f1"] for k, v in report["per_field"].items()})
 
-    def _predict_docs(self, texts: Sequence[str], docs: Sequence[list[Line]]) -> list[Prediction]:
+    def _predict_docs(
+        self,
+        texts: Sequence[str],
+        docs: Sequence[list[Line]],
+        scores: Mapping[str, list[tuple[list[Candidate], NDArray[np.float64]]]] | None = None,
+    ) -> list[Prediction]:
         start_t = time.perf_counter()
         records: list[dict[str, Any]] = [{} for _ in texts]
         spans: list[list[Span]] = [[] for _ in texts]
-        for name, per_doc in self._scores(docs).items():
+        for name, per_doc in (self._scores(docs) if scores is None else scores).items():
             spec = next(s for s in self.specs_ if s.name == name)
             answer, extend = self.thresholds_[name]
             grow = extend if spec.type == "text" and not self._spans_on(spec) else None
