@@ -177,6 +177,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--text-decode", choices=("spans", "lines"), default="lines")
     ap.add_argument("--group-by", default="company", help="'' for none")
+    ap.add_argument("--val-folds", type=int, default=1,
+                    help="thresholds: 1 held-out fifth, or this many cross-fits")  # fmt: skip
     ap.add_argument("--json", default="bench/results/sroie_vendors.json")
     args = ap.parse_args()
     import statistics
@@ -186,7 +188,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     docs, rescans = drop_rescans(load(Path(args.data_dir)))
     print(f"{len(docs) + len(rescans)} receipts, {len(rescans)} re-scans dropped ({rescans})")
-    params = {"text_decode": args.text_decode, "group_by": args.group_by or None}
+    params = {"text_decode": args.text_decode, "group_by": args.group_by or None,
+              "val_folds": args.val_folds}  # fmt: skip
     splits = [run_split(docs, int(s), args.test_share, params) for s in args.seeds.split(",")]
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for name in splits[0]["systems"]:

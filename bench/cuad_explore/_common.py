@@ -7,12 +7,14 @@ follow ``ClauseFinder.fit`` as it was when the study ran: tuned on a random 20% 
 fit clauses, then the regressions refitted on all of them.
 """
 
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _machine import machine
 from cuad import load
 from slmstack.data.clauses import ClauseExample, label_clauses
 from slmstack.skills.clauses import ClauseFinder
@@ -81,3 +83,34 @@ def micro_macro(p, thr, y):
     f1 = 2 * tp / np.maximum(1, 2 * tp + fp + fn)
     micro = 100 * 2 * tp.sum() / max(1, 2 * tp.sum() + fp.sum() + fn.sum())
     return round(float(micro), 1), round(float(100 * f1[has].mean()), 1)
+
+
+def scored(finder, val, types, yv, seconds):
+    """A fitted finder's row: validation micro/macro F1, its own held-out (or out-of-fold)
+    micro F1, the types that use the encoder, and the fitting time."""
+    p = finder.predict_clauses([e.text for e in val])
+    cols = [finder.types_.index(t) for t in types]
+    micro, macro = micro_macro(p[:, cols], finder.thresholds_[cols], yv)
+    return {
+        "validation_micro_f1": round(float(micro), 2),
+        "validation_macro_f1": round(float(macro), 2),
+        "held_out_micro_f1": round(100 * finder.metrics_["val_micro_f1"], 2),
+        "types_using_encoder": [
+            t for t, u in zip(finder.types_, finder.uses_encoder_, strict=True) if u
+        ],
+        "train_s": round(seconds, 1),
+    }
+
+
+SPLIT = "validation: 30 train contracts with index % 5 == 1 (test contracts not read)"
+
+
+def write(name, rows, *, args="", **extra):
+    """Write ``bench/results/{name}.json``: the rows, the split, the machine, the command."""
+    out = Path(__file__).resolve().parents[1] / "results" / f"{name}.json"
+    script = Path(sys.argv[0]).name
+    command = f"flock /tmp/slmstack-cpu.lock .venv/bin/python bench/cuad_explore/{script}"
+    result = {"split": SPLIT, **extra, "rows": rows, "machine": machine(),
+              "command": f"{command} {args}".strip()}  # fmt: skip
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")

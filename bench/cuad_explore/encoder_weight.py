@@ -22,15 +22,13 @@ import time
 from pathlib import Path
 
 import torch
-from _common import micro_macro, split
+from _common import scored, split, write
 
 from slmstack.skills.clauses import ClauseFinder
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _machine import machine
-
 OUT = Path(__file__).resolve().parents[1] / "results" / "cuad_encoder_weight.json"
 WEIGHTS = tuple(float(w) for w in sys.argv[1:]) or (1.0, 0.5, 0.25)
+SLOW = "train_s (the first encoder fit encodes; the others reuse its vectors)"
 torch.set_num_threads(1)
 fit, val, types, yf, yv = split()
 print(len(fit), len(val), flush=True)
@@ -55,29 +53,8 @@ systems = [("TF-IDF + LR (peer)", {"base": None})] + [
 for name, params in systems:
     start = time.perf_counter()
     finder = ClauseFinder(max_length=64, val_folds=5, **params).fit(fit)
-    p = finder.predict_clauses([e.text for e in val])
-    cols = [finder.types_.index(t) for t in types]
-    micro, macro = micro_macro(p[:, cols], finder.thresholds_[cols], yv)
-    used = [t for t, u in zip(finder.types_, finder.uses_encoder_, strict=True) if u]
-    rows[name] = {
-        **params,
-        "validation_micro_f1": round(float(micro), 2),
-        "validation_macro_f1": round(float(macro), 2),
-        "held_out_micro_f1": round(100 * finder.metrics_["val_micro_f1"], 2),
-        "types_using_encoder": used,
-        "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "train_s (the first encoder fit encodes; the others reuse its vectors)": round(
-            time.perf_counter() - start, 1
-        ),
-    }
+    row = scored(finder, val, types, yv, time.perf_counter() - start)
+    row[SLOW] = row.pop("train_s")
+    rows[name] = {**params, **row, "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     print(name, json.dumps(rows[name]), flush=True)
-result = {
-    "split": "validation: 30 train contracts with index % 5 == 1 (test contracts not read)",
-    "val_folds": 5,
-    "rows": rows,
-    "machine": machine(),
-    "command": "flock /tmp/slmstack-cpu.lock .venv/bin/python bench/cuad_explore/encoder_weight.py "
-    + " ".join(sys.argv[1:]),
-}
-OUT.write_text(json.dumps(result, indent=1) + "\n")
-print(f"wrote {OUT}")
+write("cuad_encoder_weight", rows, args=" ".join(sys.argv[1:]), val_folds=5)

@@ -14,20 +14,14 @@ Writes ``bench/results/cuad_per_type_encoder.json`` (about 8 minutes on 2 cores)
 """
 
 import json
-import sys
 import time
-from pathlib import Path
 
 import torch
-from _common import micro_macro, split
+from _common import scored, split, write
 
 from slmstack.skills import clauses
 from slmstack.skills.clauses import ClauseFinder
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _machine import machine
-
-OUT = Path(__file__).resolve().parents[1] / "results" / "cuad_per_type_encoder.json"
 torch.set_num_threads(1)
 fit, val, types, yf, yv = split()
 print(len(fit), len(val), flush=True)
@@ -50,26 +44,8 @@ for name, base, f1 in (
 ):
     clauses._f1 = f1
     start = time.perf_counter()
-    finder = ClauseFinder(base=base, max_length=64).fit(fit)
-    p = finder.predict_clauses([e.text for e in val])
-    cols = [finder.types_.index(t) for t in types]
-    micro, macro = micro_macro(p[:, cols], finder.thresholds_[cols], yv)
-    used = [t for t, u in zip(finder.types_, finder.uses_encoder_, strict=True) if u]
-    rows[name] = {
-        "validation_micro_f1": round(float(micro), 2),
-        "validation_macro_f1": round(float(macro), 2),
-        "held_out_micro_f1": round(100 * finder.metrics_["val_micro_f1"], 2),
-        "types_using_encoder": used,
-        "train_s": round(time.perf_counter() - start, 1),
-    }
+    finder = ClauseFinder(base=base, max_length=64, val_folds=1, encoder_weight=1.0).fit(fit)
+    rows[name] = scored(finder, val, types, yv, time.perf_counter() - start)
     print(name, json.dumps(rows[name]), flush=True)
 clauses._f1 = real_f1
-result = {
-    "split": "validation: 30 train contracts with index % 5 == 1 (test contracts not read)",
-    "rows": rows,
-    "machine": machine(),
-    "command": "flock /tmp/slmstack-cpu.lock .venv/bin/python "
-    "bench/cuad_explore/per_type_encoder.py",
-}
-OUT.write_text(json.dumps(result, indent=1) + "\n")
-print(f"wrote {OUT}")
+write("cuad_per_type_encoder", rows)
