@@ -11,7 +11,7 @@ Tests that need the server take the :func:`llm_url` fixture: without the variabl
 skip, except under ``CI=1``, where a missing server is a failure, so CI cannot pass by
 skipping them. By hand::
 
-    .venv/bin/python tests/llm_server.py run -- .venv/bin/python -m pytest tests/test_openai_backend.py
+    .venv/bin/python tests/llm_server.py run -- .venv/bin/python -m pytest tests/test_openai_backend_server.py
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from slmstack.backends import ChatMessage, CompletionRequest
 
 ENV = "SLMSTACK_TEST_LLM_URL"
 MODEL = "smollm2"  # the --model_alias the server is started with
@@ -117,3 +120,8 @@ if __name__ == "__main__":
     if len(sys.argv) < 4 or sys.argv[1:3] != ["run", "--"]:
         raise SystemExit("usage: python tests/llm_server.py run -- COMMAND [ARGS...]")
     sys.exit(run(sys.argv[3:]))
+
+
+def ask(text: str = "x", **kw: Any) -> CompletionRequest:
+    """A one-message chat request (``kw``: the request's other fields)."""
+    return CompletionRequest([ChatMessage("user", text)], **kw)
