@@ -52,10 +52,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit asks for it
 os.environ.setdefault("SLMSTACK_PROGRESS", "0")
 
 import numpy as np
-from scipy import sparse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine
+from _recommend_peers import als, item_knn, popularity, text_knn
 from slmstack.data.interactions import read_interaction_log, read_interactions
 from slmstack.evaluation.ranking import rank_metrics, ranks_from_scores
 
@@ -104,70 +104,7 @@ def metrics(scores: np.ndarray, cases: list[tuple[list[int], int]], exclude: boo
     return {k: round(v, 4) for k, v in rank_metrics(ranks, KS).items()}
 
 
-# ---------------------------------------------------------------- peers
-def popularity(split: Split, cases) -> np.ndarray:
-    counts = np.bincount([i for s in split.train for i in s], minlength=len(split.items))
-    return np.tile(counts.astype(np.float32), (len(cases), 1))
-
-
-def user_item(rows: list[list[int]], n_items: int) -> sparse.csr_matrix:
-    data, r, c = [], [], []
-    for u, seq in enumerate(rows):
-        for i in set(seq):
-            r.append(u), c.append(i), data.append(1.0)
-    return sparse.csr_matrix((data, (r, c)), shape=(len(rows), n_items), dtype=np.float32)
-
-
-def item_knn(split: Split, neighbours: int | None):
-    x = user_item(split.train, len(split.items))
-    co = (x.T @ x).toarray().astype(np.float32)
-    deg = np.sqrt(np.diag(co)) + 1e-9
-    sim = co / deg[:, None] / deg[None, :]
-    np.fill_diagonal(sim, 0.0)
-    if neighbours is not None:
-        cut = np.partition(sim, -neighbours, axis=1)[:, -neighbours][:, None]
-        sim = np.where(sim >= cut, sim, 0.0)
-
-    def score(cases):
-        h = user_item([h for h, _ in cases], len(split.items))
-        return np.asarray(h @ sim)
-
-    return score
-
-
-def text_knn(vectors: np.ndarray, mode: str):
-    def score(cases):
-        if mode == "last":
-            users = vectors[[h[-1] for h, _ in cases]]
-        else:
-            users = np.stack([vectors[h].mean(axis=0) for h, _ in cases])
-        return users @ vectors.T
-
-    return score
-
-
-def als(split: Split, factors: int, reg: float, alpha: float):
-    from implicit.cpu.als import AlternatingLeastSquares
-
-    model = AlternatingLeastSquares(
-        factors=factors,
-        regularization=reg,
-        alpha=alpha,
-        iterations=20,
-        random_state=0,
-        num_threads=2,
-    )
-    model.fit(user_item(split.train, len(split.items)), show_progress=False)
-    item_f = np.asarray(model.item_factors)
-
-    def score(cases):
-        h = user_item([h for h, _ in cases], len(split.items))
-        users = np.asarray(model.recalculate_user(np.arange(h.shape[0]), h))
-        return users @ item_f.T
-
-    return score
-
-
+# ---------------------------------------------------------------- choosing
 def choose(name: str, grid: dict[str, Any], split: Split) -> dict[str, Any]:
     """Each setting of ``grid`` scored on valid; the best one scored on test once."""
     rows, best = [], None
