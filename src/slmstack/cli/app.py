@@ -24,6 +24,7 @@ from slmstack.cli import run as run_cli
 from slmstack.cli import schema as schema_cli
 from slmstack.cli import serve as serve_cli
 from slmstack.cli import tune as tune_cli
+from slmstack.cli.augment import augment_command
 from slmstack.cli.common import err
 from slmstack.cli.comply import comply as comply_command
 from slmstack.cli.discover import discover as discover_command
@@ -118,6 +119,7 @@ inbox_cli.app.command("export-examples")(inbox_examples.export_examples)
 app.add_typer(schema_cli.app, name="schema")
 app.add_typer(tune_cli.app, name="tune")
 app.command("distill")(distill_command)
+app.command("augment")(augment_command)
 app.command("export")(export_command)
 app.add_typer(cost.app, name="cost")
 app.command("serve")(serve_cli.serve)

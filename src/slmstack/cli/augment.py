@@ -1,0 +1,119 @@
+"""``slmstack augment``: a generator rewrites each labelled example.
+
+The originals and the rewrites are written as JSONL that a training command reads as it
+is. The output is written as it goes, one example and its rewrites at a time, so an
+interrupted run keeps what it made; run the same command again and it goes on from the
+first example not yet in the file (``--force`` starts over).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from slmstack.cli.common import cli_command, out, print_json
+from slmstack.errors import ConfigError, DataError
+
+
+def _options(items: list[str] | None) -> dict[str, Any]:
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"--option {item!r} is not key=value; write e.g. --option n_ctx=2048 or "
+                "--option base_url=http://127.0.0.1:8080/v1"
+            )
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
+def _done(path: Path) -> set[str]:
+    """The sources of the originals already written to ``path`` (to resume)."""
+    done = set()
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"line {n} is not JSON ({exc.msg}); it is not a file this command wrote. "
+                "Pass another --out, or --force to overwrite it",
+                path=path,
+            ) from None
+        if row.get("augmented_from") is None:
+            done.add(str(row.get("source")))
+    return done
+
+
+@cli_command
+def augment_command(
+    data: Annotated[Path, typer.Argument(help="Labelled examples (CSV, TSV or JSONL).")],
+    out_path: Annotated[Path, typer.Option("--out", help="JSONL to write (or go on with).")],
+    model: Annotated[str, typer.Option(help="The generator: an alias, GGUF file or name.")] = (
+        "qwen2.5-0.5b"
+    ),
+    runtime: Annotated[
+        str, typer.Option(help="llama_cpp, transformers, or openai (with --option base_url=...)")
+    ] = "llama_cpp",
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="A backend option, key=value (YAML).")
+    ] = None,
+    per_example: Annotated[int, typer.Option(help="Rewrites asked of each example.")] = 3,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.7,
+    seed: Annotated[int, typer.Option()] = 0,
+    text_column: Annotated[str, typer.Option()] = "text",
+    label_column: Annotated[str, typer.Option()] = "label",
+    force: Annotated[bool, typer.Option(help="Overwrite --out instead of going on.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Rewrite each example PER-EXAMPLE ways with a generator, keeping its label.
+
+    Copies of the original, empty rewrites and run-away ones are dropped and counted.
+    Rewrites carry ``augmented_from`` (the original's source); train on the file as it
+    is, and compare with the originals alone before you keep it: a small generator's
+    rewrites can change the intent.
+    """
+    from slmstack.backends import load_backend
+    from slmstack.data.augment import augment
+    from slmstack.data.readers import read_examples
+
+    examples = read_examples(data, text_column=text_column, label_column=label_column)
+    done = _done(out_path) if out_path.exists() and not force else set()
+    todo = [ex for ex in examples if ex.source not in done]
+    backend = load_backend(model, runtime=runtime, **_options(option))
+    counts: Counter[str] = Counter()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with out_path.open("w" if force or not done else "a", encoding="utf-8") as f:
+        for ex, rewrites, dropped in augment(
+            todo, backend, per_example, temperature=temperature, seed=seed
+        ):
+            rows = [{"text": ex.text, "label": ex.label, "source": ex.source,
+                     "augmented_from": None}]  # fmt: skip
+            rows += [{"text": r.text, "label": r.label, "source": r.source,
+                      "augmented_from": ex.source} for r in rewrites]  # fmt: skip
+            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            f.flush()
+            counts["examples"] += 1
+            counts["rewrites_kept"] += len(rewrites)
+            counts.update({f"dropped_{k}": v for k, v in dropped.items()})
+    summary = {"out": str(out_path), "model": model, "already_done": len(examples) - len(todo),
+               **dict(sorted(counts.items()))}  # fmt: skip
+    if json_out:
+        print_json(summary)
+        return
+    out.print(
+        f"[green]wrote[/] {out_path}: {counts['examples']} examples, "
+        f"{counts['rewrites_kept']} rewrites kept"
+        + (f" ({len(examples) - len(todo)} examples were already there)" if done else "")
+    )
+    drops = {k[8:]: v for k, v in counts.items() if k.startswith("dropped_")}
+    if drops:
+        out.print("dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(drops.items())))

@@ -1,0 +1,111 @@
+"""Paraphrase augmentation (``slmstack.data.augment`` and ``slmstack augment``) against a
+scripted generator: what is kept, what is dropped and counted, and a run that resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fakes import FakeBackend
+from slmstack.backends import Completion
+from slmstack.backends.factory import runtimes
+from slmstack.cli.app import app
+from slmstack.data.augment import augment, keep_rewrites
+from slmstack.errors import BackendError, ConfigError
+from slmstack.types import Example, Usage
+
+EXAMPLES = [Example("where is my new card?", "card_arrival", "a:2"),
+            Example("how do I top up by cheque?", "top_up", "a:3")]  # fmt: skip
+
+
+def rewrites(*texts: str) -> str:
+    return json.dumps({"rewrites": list(texts)})
+
+
+def test_copies_empty_and_run_away_rewrites_are_dropped_and_counted():
+    kept, dropped = keep_rewrites(
+        "Where is my card?",
+        ["where is my card", "My card has not arrived.", "  ", "my card has NOT arrived!",
+         "word " * 40, "Has my card been sent?"],
+    )  # fmt: skip
+    assert kept == ["My card has not arrived.", "Has my card been sent?"]
+    assert dropped == {"copy": 2, "empty": 1, "too_long": 1}
+
+
+def test_each_example_gets_its_rewrites_under_its_label_and_the_schema_is_asked():
+    fake = FakeBackend([rewrites("Has my card shipped?", "where is my new card"),
+                        rewrites("Can I add money with a cheque?")])  # fmt: skip
+    out = list(augment(EXAMPLES, fake, 2, seed=7))
+    assert [(ex.text, [r.text for r in kept], d) for ex, kept, d in out] == [
+        ("where is my new card?", ["Has my card shipped?"], {"copy": 1}),
+        ("how do I top up by cheque?", ["Can I add money with a cheque?"], {}),
+    ]
+    assert {r.label for r in out[0][1]} == {"card_arrival"} and out[0][1][
+        0
+    ].source == "augmented:a:2"
+    first = fake.requests[0]
+    assert (
+        first.json_schema is not None
+        and first.json_schema["properties"]["rewrites"]["maxItems"] == 2
+    )
+    assert "where is my new card?" in first.messages[0].content and first.temperature > 0
+    assert [r.seed for r in fake.requests] == [7, 8]
+
+
+def test_a_cut_generation_is_counted_and_a_broken_one_raises():
+    cut = Completion(text='{"rewrites": ["Has my ca', model="fake", usage=Usage(5, 5),
+                     finish_reason="length")  # fmt: skip
+    [(_, kept, dropped)] = list(augment(EXAMPLES[:1], FakeBackend([cut]), 2))
+    assert kept == [] and dropped == {"cut": 1}
+    with pytest.raises(BackendError, match="did not honour the schema"):
+        list(augment(EXAMPLES[:1], FakeBackend(["not json at all"]), 2))
+    with pytest.raises(ConfigError, match="per_example must be an int >= 1"):
+        list(augment(EXAMPLES, FakeBackend(["{}"]), 0))
+
+
+class Scripted(FakeBackend):
+    """Fails on the third example (an interrupted run), answers everything else."""
+
+    calls = 0
+
+    def __init__(self, model: str, **options: object):
+        super().__init__(self.answer, name=model)
+
+    def answer(self, request):  # type: ignore[no-untyped-def]
+        Scripted.calls += 1
+        if Scripted.calls == 3:
+            raise BackendError("the generator went away")
+        text = request.messages[0].content.rsplit("Message: ", 1)[1]
+        return rewrites(f"{text} (please)", text)
+
+
+runtimes.register("test-augment")(lambda model, **kw: Scripted(model, **kw))
+
+
+def test_cli_writes_as_it_goes_and_an_interrupted_run_goes_on(tmp_path: Path):
+    data = tmp_path / "intents.csv"
+    data.write_text("text,label\n" + "".join(f"query number {i},intent{i % 2}\n" for i in range(4)))
+    out = tmp_path / "aug.jsonl"
+    args = ["augment", str(data), "--out", str(out), "--model", "m", "--runtime",
+            "test-augment", "--per-example", "2", "--json"]  # fmt: skip
+    Scripted.calls = 0
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code != 0 and "the generator went away" in first.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["query number 0", "query number 0 (please)",
+                                          "query number 1", "query number 1 (please)"]  # fmt: skip
+    assert rows[1]["augmented_from"] == rows[0]["source"] and rows[1]["label"] == "intent0"
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    summary = json.loads(again.output)
+    assert summary["already_done"] == 2 and summary["examples"] == 2
+    assert summary["rewrites_kept"] == 2 and summary["dropped_copy"] == 2
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["text"] for r in rows if r["augmented_from"] is None] == [
+        f"query number {i}" for i in range(4)
+    ]
+    bad = CliRunner().invoke(app, [*args, "--option", "no-equals-sign"])
+    assert bad.exit_code == 2 and "is not key=value" in bad.output
