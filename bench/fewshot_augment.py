@@ -3,7 +3,7 @@ the few examples help the classifier? Validation only (the test split is not rea
 
 For each draw of ``--shots`` examples per intent (the draws and validation samples of
 ``bench/fewshot.py``), a local generator (``--model``, default Qwen2.5-0.5B through
-llama.cpp) rewrites every example ``--per-example`` ways (``slmstack.data.augment``:
+llama.cpp) rewrites every example ``--per-example`` ways (``slmstack.distill.augment``:
 copies, empty and run-away rewrites dropped); then two systems are trained on the
 originals alone and on originals plus rewrites, and scored on the draw's validation
 sample: the frozen MiniLM + logistic regression baseline, and ``TextClassifier(strategy=
@@ -37,7 +37,7 @@ OUT = REPO / "bench" / "results" / "fewshot_augment.json"
 def rewrites(xs: list[str], ys: list[str], args: argparse.Namespace, seed: int) -> list[Any]:
     """The kept rewrites of each example (cached as JSONL, one line per example)."""
     from slmstack.backends import load_backend
-    from slmstack.data.augment import augment
+    from slmstack.distill.augment import augment
     from slmstack.types import Example
 
     path = CACHE / f"{args.model}-{args.shots}shot-draw{seed}-x{args.per_example}.jsonl"

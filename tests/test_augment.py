@@ -1,4 +1,4 @@
-"""Paraphrase augmentation (``slmstack.data.augment`` and ``slmstack augment``) against a
+"""Paraphrase augmentation (``slmstack.distill.augment`` and ``slmstack augment``) against a
 scripted generator: what is kept, what is dropped and counted, and a run that resumes."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from fakes import FakeBackend
 from slmstack.backends import Completion
 from slmstack.backends.factory import runtimes
 from slmstack.cli.app import app
-from slmstack.data.augment import augment, keep_rewrites
+from slmstack.distill.augment import augment, keep_rewrites
 from slmstack.errors import BackendError, ConfigError
 from slmstack.types import Example, Usage
 

@@ -82,8 +82,8 @@ def augment_command(
     rewrites can change the intent.
     """
     from slmstack.backends import load_backend
-    from slmstack.data.augment import augment
     from slmstack.data.readers import read_examples
+    from slmstack.distill.augment import augment
 
     examples = read_examples(data, text_column=text_column, label_column=label_column)
     done = _done(out_path) if out_path.exists() and not force else set()
