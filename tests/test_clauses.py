@@ -231,5 +231,13 @@ def test_encoder_weight_scales_the_vector_columns_and_is_saved(encoder_dir: Path
     again = load(half.save(tmp_path / "half"))
     assert again.encoder_weight == 0.5
     np.testing.assert_allclose(again.predict_clauses(texts), half.predict_clauses(texts))
+    # a finder saved before the parameter existed was fitted at full weight, and loads so
+    folder = one.save(tmp_path / "before")
+    config = json.loads((folder / "config.json").read_text())
+    del config["params"]["encoder_weight"], config["params"]["val_folds"]
+    (folder / "config.json").write_text(json.dumps(config))
+    old = load(folder)
+    assert (old.encoder_weight, old.val_folds) == (1.0, 1)
+    np.testing.assert_allclose(old.predict_clauses(texts), one.predict_clauses(texts))
     with pytest.raises(ConfigError, match="encoder_weight"):
         ClauseFinder(base=None, encoder_weight=0.0).fit(data)

@@ -70,6 +70,8 @@ class ClauseFinder(Skill):
     skill_name = "slmstack.ClauseFinder.v1"
     produces = frozenset({"spans", "data"})
     fitted_attribute = "coef_"
+    # A finder saved before these parameters existed was fitted this way.
+    saved_defaults: ClassVar[Mapping[str, Any]] = {"encoder_weight": 1.0, "val_folds": 1}
     constraints: ClassVar[Mapping[str, Check]] = {
         **dict.fromkeys(("c", "encoder_weight"), Interval(float, 0, None, closed="neither")),
         **dict.fromkeys(("max_features", "min_df", "min_chars", "batch_size", "val_folds"),
