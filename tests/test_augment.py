@@ -109,3 +109,8 @@ def test_cli_writes_as_it_goes_and_an_interrupted_run_goes_on(tmp_path: Path):
     ]
     bad = CliRunner().invoke(app, [*args, "--option", "no-equals-sign"])
     assert bad.exit_code == 2 and "is not key=value" in bad.output
+    other = tmp_path / "someone_elses.jsonl"  # never appended to, never overwritten
+    other.write_text('{"text": "mine", "label": "x"}\n')
+    res = CliRunner().invoke(app, [*args[:3], str(other), *args[4:]])
+    assert res.exit_code == 2 and "not a file `slmstack augment` wrote" in res.output
+    assert other.read_text() == '{"text": "mine", "label": "x"}\n'

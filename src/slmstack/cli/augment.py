@@ -34,6 +34,9 @@ def _options(items: list[str] | None) -> dict[str, Any]:
     return options
 
 
+_ROW_KEYS = {"text", "label", "source", "augmented_from"}
+
+
 def _done(path: Path) -> set[str]:
     """The sources of the originals already written to ``path`` (to resume)."""
     done = set()
@@ -43,12 +46,16 @@ def _done(path: Path) -> set[str]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
+            row, why = None, f"is not JSON ({exc.msg})"
+        else:
+            why = "lacks the text, label, source and augmented_from keys"
+        if not isinstance(row, dict) or not row.keys() >= _ROW_KEYS:
             raise DataError(
-                f"line {n} is not JSON ({exc.msg}); it is not a file this command wrote. "
-                "Pass another --out, or --force to overwrite it",
+                f"line {n} {why}: this is not a file `slmstack augment` wrote, so it is "
+                "neither resumed nor overwritten. Pass another --out, or --force to overwrite it",
                 path=path,
-            ) from None
-        if row.get("augmented_from") is None:
+            )
+        if row["augmented_from"] is None:
             done.add(str(row.get("source")))
     return done
 
