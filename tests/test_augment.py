@@ -109,6 +109,14 @@ def test_cli_writes_as_it_goes_and_an_interrupted_run_goes_on(tmp_path: Path):
     ]
     bad = CliRunner().invoke(app, [*args, "--option", "no-equals-sign"])
     assert bad.exit_code == 2 and "is not key=value" in bad.output
+    one_each = tmp_path / "one_each.csv"  # one example per label is what it is for
+    one_each.write_text("text,label\nquery one,a\nquery two,b\n")
+    res = CliRunner().invoke(app, ["augment", str(one_each), *args[2:], "--force"])
+    assert res.exit_code == 0, res.output
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n,a\nquery two,b\n")
+    res = CliRunner().invoke(app, ["augment", str(empty), *args[2:], "--force"])
+    assert res.exit_code == 2 and "empty text" in res.output
     other = tmp_path / "someone_elses.jsonl"  # never appended to, never overwritten
     other.write_text('{"text": "mine", "label": "x"}\n')
     res = CliRunner().invoke(app, [*args[:3], str(other), *args[4:]])

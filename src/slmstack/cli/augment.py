@@ -90,9 +90,14 @@ def augment_command(
     """
     from slmstack.backends import load_backend
     from slmstack.data.readers import read_examples
+    from slmstack.data.validation import refuse_unusable_rows
     from slmstack.distill.augment import augment
 
-    examples = read_examples(data, text_column=text_column, label_column=label_column)
+    # Empty texts and labels are refused; one example per label is fine (the point of it).
+    examples = read_examples(
+        data, text_column=text_column, label_column=label_column, validate=False
+    )
+    refuse_unusable_rows(examples, path=data)
     done = _done(out_path) if out_path.exists() and not force else set()
     todo = [ex for ex in examples if ex.source not in done]
     backend = load_backend(model, runtime=runtime, **_options(option))
