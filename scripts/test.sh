@@ -7,6 +7,16 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false SLMS
 # The test command starts PostgreSQL and an LLM server itself, so tests that need them fail
 # (rather than skip) if they are missing.
 export CI=1
+# What this script makes under /tmp goes when it exits (a 320 MB light virtualenv left per run
+# once filled the CI disk); only the screenshots folder (kilobytes) stays, to be looked at.
+TMP_DIRS=() PG_DIR="" AS_PG=()
+cleanup() {
+  if [ -n "$PG_DIR" ]; then
+    (cd "$PG_DIR" && "${AS_PG[@]}" pg_ctl -D data -m immediate stop >/dev/null) || true
+  fi
+  [ ${#TMP_DIRS[@]} -eq 0 ] || rm -rf "${TMP_DIRS[@]}"
+}
+trap cleanup EXIT
 # PostgreSQL, for the inbox and ledger suites: a throwaway cluster on a free loopback port,
 # stopped on exit (unless SLMSTACK_TEST_PG_URL already names a server to use).
 if [ -z "${SLMSTACK_TEST_PG_URL:-}" ]; then
@@ -18,6 +28,7 @@ if [ -z "${SLMSTACK_TEST_PG_URL:-}" ]; then
   fi
   export PATH="${PG_BIN:+$PG_BIN:}$PATH"
   PG_DIR=$(mktemp -d) AS_PG=()
+  TMP_DIRS+=("$PG_DIR")
   if [ "$(id -u)" = 0 ]; then  # initdb refuses to run as root
     id -u postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
     chown postgres "$PG_DIR" && AS_PG=(runuser -u postgres --)
@@ -25,7 +36,6 @@ if [ -z "${SLMSTACK_TEST_PG_URL:-}" ]; then
   PG_PORT=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   (cd "$PG_DIR" && "${AS_PG[@]}" initdb -D data -U postgres -A trust --no-sync >/dev/null \
     && "${AS_PG[@]}" pg_ctl -D data -l log -w -o "-h 127.0.0.1 -p $PG_PORT -k $PG_DIR -F" start >/dev/null)
-  trap '(cd "$PG_DIR" && "${AS_PG[@]}" pg_ctl -D data -m immediate stop >/dev/null); rm -rf "$PG_DIR"' EXIT
   export SLMSTACK_TEST_PG_URL="postgresql+psycopg://postgres@127.0.0.1:$PG_PORT/postgres"
 fi
 # Headless Chromium and its driver from Debian's packages, for the console's browser tests
@@ -38,7 +48,11 @@ fi
 export SLMSTACK_TEST_ARTIFACTS=${SLMSTACK_TEST_ARTIFACTS:-$(mktemp -d)}
 # The light install: exported (ONNX) skills, workflows and the server without torch, in a
 # virtualenv of its own (about 30 s from the package index); tests/test_onnx_export.py uses it.
-LIGHT_DIR=${SLMSTACK_LIGHT_VENV:-$(mktemp -d)/light}
+if [ -n "${SLMSTACK_LIGHT_VENV:-}" ]; then
+  LIGHT_DIR=$SLMSTACK_LIGHT_VENV
+else
+  LIGHT_DIR=$(mktemp -d) && TMP_DIRS+=("$LIGHT_DIR") && LIGHT_DIR=$LIGHT_DIR/light
+fi
 LIGHT_PY=${PYTHON:-python3.11}
 command -v "$LIGHT_PY" >/dev/null || LIGHT_PY=python3
 [ -x "$LIGHT_DIR/bin/python" ] || "$LIGHT_PY" -m venv "$LIGHT_DIR"
@@ -49,4 +63,6 @@ export SLMSTACK_LIGHT_PYTHON="$LIGHT_DIR/bin/python"
 .venv/bin/mypy
 # A real OpenAI-compatible server for the LLM backend tests (llama.cpp's own with SmolLM2, one
 # thread, a free loopback port), up while pytest runs: see tests/llm_server.py.
-.venv/bin/python tests/llm_server.py run -- .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+PYTEST_TMP=$(mktemp -d) && TMP_DIRS+=("$PYTEST_TMP")
+.venv/bin/python tests/llm_server.py run -- .venv/bin/python -m pytest -q -p no:cacheprovider \
+  --basetemp "$PYTEST_TMP/t" "$@"
