@@ -68,9 +68,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -80,6 +78,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine
 from _routellm_data import (
     DEFAULT_DATA,
     MAX_LENGTH,
@@ -248,33 +247,10 @@ def run_transfer(
 # ---------------------------------------------------------------- main
 
 
-def _machine(torch_threads: int) -> dict[str, Any]:
+def _machine_info(torch_threads: int) -> dict[str, Any]:
     import torch
 
-    flags = subprocess.run(
-        "grep -o 'avx512[a-z_]*\\|amx[a-z_]*\\|avx2' /proc/cpuinfo | sort -u",
-        shell=True,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    name = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return {
-        "cpu_count": os.cpu_count(),
-        "model_name": name,
-        "cpu_flags": " ".join(flags),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch_threads,
-    }
+    return {**machine(), "torch": torch.__version__, "torch_threads": torch_threads}
 
 
 def _subsample(task: Task, limit: int) -> Task:
@@ -390,7 +366,7 @@ def main() -> int:
         "/tmp/slmstack-cpu.lock .venv/bin/python bench/routellm.py " + " ".join(sys.argv[1:]),
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": {
-            **_machine(args.threads),
+            **_machine_info(args.threads),
             "load_before": load_before,
             "load_after": os.getloadavg()[0],
         },
