@@ -197,9 +197,10 @@ def test_each_type_keeps_the_encoder_only_where_the_held_out_split_says_so(
     texts = [ex.text for ex in data]
     chosen = ClauseFinder(base=str(encoder_dir), min_df=1).fit(data)
     n_words = len(chosen.tfidf_.vocabulary_)
+    vector = slice(n_words, n_words + chosen.encoder_.dim)  # then the position columns
     assert chosen.metrics_["types_using_encoder"] == chosen.uses_encoder_.sum()
     off = ~chosen.uses_encoder_
-    assert not chosen.coef_[off, n_words:].any(), "a type without the encoder has vector weights"
+    assert not chosen.coef_[off, vector].any(), "a type without the encoder has vector weights"
     again = load(chosen.save(tmp_path / "finder"))
     assert list(again.uses_encoder_) == list(chosen.uses_encoder_)
     np.testing.assert_allclose(again.predict_clauses(texts), chosen.predict_clauses(texts))
@@ -210,7 +211,8 @@ def test_each_type_keeps_the_encoder_only_where_the_held_out_split_says_so(
     monkeypatch.setattr(clauses, "_f1", lambda pred, y: 1.0 if next(calls) % 2 == 0 else 0.0)
     dropped = ClauseFinder(base=str(encoder_dir), min_df=1).fit(data)
     peer = ClauseFinder(base=None, min_df=1).fit(data)
-    assert not dropped.uses_encoder_.any() and not dropped.coef_[:, n_words:].any()
+    assert not dropped.uses_encoder_.any() and not dropped.coef_[:, vector].any()
+    assert dropped.coef_[:, vector.stop :].any(), "the TF-IDF-only refit lost the position"
     np.testing.assert_array_equal(dropped.thresholds_, peer.thresholds_)
     np.testing.assert_allclose(
         dropped.predict_clauses(texts), peer.predict_clauses(texts), atol=1e-6
@@ -222,11 +224,13 @@ def test_each_type_keeps_the_encoder_only_where_the_held_out_split_says_so(
 def test_encoder_weight_scales_the_vector_columns_and_is_saved(encoder_dir: Path, tmp_path: Path):
     data = training()
     texts = [ex.text for ex in data]
-    one = ClauseFinder(base=str(encoder_dir), min_df=1, encoder_weight=1.0).fit(data)
+    one = ClauseFinder(base=str(encoder_dir), min_df=1, encoder_weight=1.0, position_weight=0.0)
+    one.fit(data)
     half = ClauseFinder(base=str(encoder_dir), min_df=1, encoder_weight=0.5).fit(data)
     n_words = len(one.tfidf_.vocabulary_)
-    full_cols = one._features(texts)[:, n_words:].toarray()
-    np.testing.assert_allclose(half._features(texts)[:, n_words:].toarray(), 0.5 * full_cols)
+    vector = slice(n_words, n_words + one.encoder_.dim)
+    full_cols = one._features(texts)[:, vector].toarray()
+    np.testing.assert_allclose(half._features(texts)[:, vector].toarray(), 0.5 * full_cols)
     assert np.abs(full_cols).sum() > 0
     again = load(half.save(tmp_path / "half"))
     assert again.encoder_weight == 0.5
@@ -234,10 +238,74 @@ def test_encoder_weight_scales_the_vector_columns_and_is_saved(encoder_dir: Path
     # a finder saved before the parameter existed was fitted at full weight, and loads so
     folder = one.save(tmp_path / "before")
     config = json.loads((folder / "config.json").read_text())
-    del config["params"]["encoder_weight"], config["params"]["val_folds"]
+    for name in ("encoder_weight", "val_folds", "position_weight"):
+        del config["params"][name]
     (folder / "config.json").write_text(json.dumps(config))
     old = load(folder)
-    assert (old.encoder_weight, old.val_folds) == (1.0, 1)
+    assert (old.encoder_weight, old.val_folds, old.position_weight) == (1.0, 1, 0.0)
     np.testing.assert_allclose(old.predict_clauses(texts), one.predict_clauses(texts))
     with pytest.raises(ConfigError, match="encoder_weight"):
         ClauseFinder(base=None, encoder_weight=0.0).fit(data)
+
+
+PARTIES = "This Agreement is made between the parties named below, each a party to it."
+
+
+def positioned(i: int) -> tuple[str, dict[str, list[str]]]:
+    """A contract that opens with PARTIES (labelled) and repeats it, word for word, in the
+    middle (not labelled): only the clause's place tells the two apart."""
+    parts = [PARTIES, OTHER[i % 3].format(PLACES[i % 6]), PARTIES, LAW.format(PLACES[i % 6])]
+    text = "\n\n".join(parts)
+    return text, {"Parties": [PARTIES], "Governing Law": [LAW.format(PLACES[i % 6])]}
+
+
+def test_clause_position_columns_and_label_clauses_records_them():
+    text, _ = positioned(0)
+    clauses, _ = label_clauses(text, {"Parties": [PARTIES]}, source="c.txt")
+    assert [ex.position for ex in clauses] == [(0, 4), (1, 4), (2, 4), (3, 4)]
+    # the snippet occurs twice; locate finds the first, so only the opening clause is labelled
+    assert [ex.labels for ex in clauses] == [("Parties",), (), (), ()]
+    from slmstack.skills._clause_fit import position_block
+
+    block = position_block([(0, 20), (2, 20), (19, 20), (10, 20), None], 0.5)
+    assert block.shape == (5, 14) and not block[4].any()
+    assert block[0, [0, 4]].tolist() == [0.5, 0.5] and block[0].sum() == 1.0  # first, bin 0
+    assert block[1, [2, 5]].tolist() == [0.5, 0.5]  # third clause, bin 1
+    assert block[2, [3, 13]].tolist() == [0.5, 0.5]  # among the last three, bin 9
+    assert block[3, 9] == 0.5 and block[3].sum() == 0.5  # the middle: bin 5 only
+    with pytest.raises(DataError, match="0 <= index < count"):
+        position_block([(4, 4)], 1.0)
+
+
+def test_a_clause_is_told_apart_by_its_place_in_the_contract(tmp_path: Path):
+    data: list[ClauseExample] = []
+    for i in range(12):
+        text, ann = positioned(i)
+        data += label_clauses(text, ann, source=f"c{i}.txt")[0]
+    assert data[0].labels == ("Parties",) and data[2].labels == ()  # same text, other place
+    text, _ = positioned(40)
+    for weight, expect in ((0.5, [PARTIES]), (1.0, [PARTIES]), (0.0, None)):
+        finder = ClauseFinder(base=None, min_df=1, position_weight=weight).fit(data)
+        [pred] = finder.predict([text], types=["Parties"])
+        found = [s.text for s in pred.spans]
+        if expect is None:  # without positions the two copies must be judged alike
+            assert found in ([], [PARTIES, PARTIES]), found
+        else:
+            assert found == expect and pred.spans[0].start == 0, found
+    assert finder.metrics_["clauses_with_position"] == 0  # position_weight 0: not used
+    on = ClauseFinder(base=None, min_df=1).fit(data)
+    assert on.metrics_["clauses_with_position"] == len(drop_duplicates(data)[0])
+    again = load(on.save(tmp_path / "finder"))
+    assert again.position_weight == 1.0
+    assert [s.start for s in again.predict([text])[0].spans if s.label == "Parties"] == [0]
+    # ready-split clauses: the place is given, or judged on the text alone
+    p = on.predict_clauses([PARTIES, PARTIES], positions=[(0, 4), (2, 4)])
+    col = on.types_.index("Parties")
+    assert p[0, col] > on.thresholds_[col] > p[1, col]
+    assert on.predict_clauses([PARTIES])[0, col] == pytest.approx(
+        on.predict_clauses([PARTIES], positions=[None])[0, col]
+    )
+    with pytest.raises(ConfigError, match="1 positions for 2 clauses"):
+        on.predict_clauses([PARTIES, PARTIES], positions=[(0, 4)])
+    with pytest.raises(ConfigError, match="position_weight"):
+        ClauseFinder(base=None, position_weight=-1.0).fit(data)

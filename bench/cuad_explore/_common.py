@@ -88,7 +88,7 @@ def micro_macro(p, thr, y):
 def scored(finder, val, types, yv, seconds):
     """A fitted finder's row: validation micro/macro F1, its own held-out (or out-of-fold)
     micro F1, the types that use the encoder, and the fitting time."""
-    p = finder.predict_clauses([e.text for e in val])
+    p = finder.predict_clauses([e.text for e in val], positions=[e.position for e in val])
     cols = [finder.types_.index(t) for t in types]
     micro, macro = micro_macro(p[:, cols], finder.thresholds_[cols], yv)
     return {

@@ -12,11 +12,16 @@ _SENTENCE_END = re.compile(r"(?<=[.;:])\s+(?=[A-Z(\"“0-9])")
 
 @dataclass(frozen=True)
 class ClauseExample:
-    """A clause (or paragraph) and the clause types it expresses (possibly none)."""
+    """A clause (or paragraph) and the clause types it expresses (possibly none).
+
+    ``position`` is ``(index, count)``: the clause is number ``index`` (from 0) of the
+    ``count`` clauses of its contract, when known (:func:`label_clauses` records it).
+    """
 
     text: str
     labels: tuple[str, ...] = ()
     source: str = ""
+    position: tuple[int, int] | None = None
 
 
 def document_of(example: ClauseExample) -> str:
@@ -116,7 +121,8 @@ def label_clauses(
     """Split a contract and label each clause with the types whose snippets overlap it.
 
     ``annotations`` maps a clause type to the exact text snippets that express it (the
-    CUAD format). Returns the labelled clauses and how many snippets were not found.
+    CUAD format). Returns the labelled clauses, in order and with their positions, and
+    how many snippets were not found.
     """
     spans = split_clauses(text)
     labels: list[set[str]] = [set() for _ in spans]
@@ -132,7 +138,7 @@ def label_clauses(
                 if a < e and s < b:
                     labels[k].add(label)
     examples = [
-        ClauseExample(text[a:b], tuple(sorted(lab)), f"{source}@{a}")
-        for (a, b), lab in zip(spans, labels, strict=True)
+        ClauseExample(text[a:b], tuple(sorted(lab)), f"{source}@{a}", (k, len(spans)))
+        for k, ((a, b), lab) in enumerate(zip(spans, labels, strict=True))
     ]
     return examples, missing

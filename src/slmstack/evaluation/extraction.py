@@ -92,7 +92,9 @@ def evaluate_clauses(skill: Predictor, data: Path, **_: Any) -> dict[str, Any]:
 
     examples = read_clause_examples(data)
     start = time.perf_counter()
-    probs = skill.predict_clauses([ex.text for ex in examples])  # type: ignore[attr-defined]
+    probs = skill.predict_clauses(  # type: ignore[attr-defined]
+        [ex.text for ex in examples], positions=[ex.position for ex in examples]
+    )
     seconds = time.perf_counter() - start
     types, thresholds = skill.types_, skill.thresholds_  # type: ignore[attr-defined]
     per_type: dict[str, dict[str, float]] = {}

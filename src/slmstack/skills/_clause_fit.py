@@ -1,7 +1,7 @@
 """How :class:`~slmstack.skills.clauses.ClauseFinder` fits.
 
-The folds that tune its thresholds, one regression per clause type, and the threshold
-that maximises a type's F1.
+The folds that tune its thresholds, one regression per clause type, the threshold that
+maximises a type's F1, and the columns that say where a clause sits in its contract.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from slmstack.data.splits import shuffled_groups
+from slmstack.errors import DataError
 
 GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)  # the thresholds a type may take
 Fold = tuple[NDArray[np.int64], NDArray[np.int64]]
@@ -95,3 +96,39 @@ def best_threshold(p: NDArray[np.float64], y: NDArray[np.int64]) -> float:
 
 
 __all__ = ["GRID", "Fold", "best_threshold", "fit_per_type", "folds", "proba"]
+
+
+POSITION_COLUMNS = 14
+
+
+def position_block(
+    positions: Sequence[tuple[int, int] | None], weight: float
+) -> NDArray[np.float32]:
+    """Where each clause sits in its contract, as ``POSITION_COLUMNS`` columns times ``weight``.
+
+    One-hot "first", "second", "third" and "among the last three" clause, and the place
+    ``index / count`` in ten equal bins. Document Name, Parties and Agreement Date open a
+    contract, signatures close it; a clause read alone does not say so. An unknown position
+    (``None``) is a row of zeros: the regression then decides on the text alone.
+
+    Example:
+        >>> position_block([(0, 4), None], 1.0)[:, [0, 3, 4]].tolist()
+        [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]
+    """
+    out = np.zeros((len(positions), POSITION_COLUMNS), dtype=np.float32)
+    for row, pos in enumerate(positions):
+        if pos is None:
+            continue
+        index, count = pos
+        if not 0 <= index < count:
+            raise DataError(
+                f"clause position {pos!r} is not (index, count) with 0 <= index < count; "
+                "pass each clause's number in its contract (from 0) and the contract's "
+                "clause count, or None when unknown"
+            )
+        if index < 3:
+            out[row, index] = 1.0
+        if index >= count - 3:
+            out[row, 3] = 1.0
+        out[row, 4 + min(9, 10 * index // count)] = 1.0
+    return out * np.float32(weight)
