@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -296,7 +297,7 @@ def test_a_clause_is_told_apart_by_its_place_in_the_contract(tmp_path: Path):
     on = ClauseFinder(base=None, min_df=1).fit(data)
     assert on.metrics_["clauses_with_position"] == len(drop_duplicates(data)[0])
     again = load(on.save(tmp_path / "finder"))
-    assert again.position_weight == 1.0
+    assert again.position_weight == 0.5
     assert [s.start for s in again.predict([text])[0].spans if s.label == "Parties"] == [0]
     # ready-split clauses: the place is given, or judged on the text alone
     p = on.predict_clauses([PARTIES, PARTIES], positions=[(0, 4), (2, 4)])
@@ -309,3 +310,21 @@ def test_a_clause_is_told_apart_by_its_place_in_the_contract(tmp_path: Path):
         on.predict_clauses([PARTIES, PARTIES], positions=[(0, 4)])
     with pytest.raises(ConfigError, match="position_weight"):
         ClauseFinder(base=None, position_weight=-1.0).fit(data)
+
+
+def test_a_copy_at_another_place_is_still_a_duplicate():
+    text, ann = positioned(0)
+    first = label_clauses(text, ann, source="a.txt")[0]
+    refiled = label_clauses("EXHIBIT 10.1\n\n" + text, ann, source="a(1).txt")[0]
+    assert [ex.position for ex in refiled][:2] == [(0, 4), (1, 4)]  # the heading joins clause 0
+    copy = label_clauses(text + "\n\n" + OTHER[2].format("Paris"), ann, source="b.txt")[0]
+    assert copy[1].position == (1, 5) and first[1].position == (1, 4)
+    more = [ex for i in range(1, 8) for ex in label_clauses(*positioned(i), source=f"c{i}")[0]]
+    finder = ClauseFinder(base=None, min_df=1).fit(first + copy + more)
+    # the 4 clauses of b.txt that a.txt already has, at other places, are dropped (the first
+    # copy's place kept), as are the repeats inside the contracts (PARTIES twice each)
+    placeless = [replace(ex, position=None) for ex in first + copy + more]
+    assert finder.provenance_.duplicates_dropped == len(placeless) - len(
+        drop_duplicates(placeless)[0]
+    )
+    assert finder.metrics_["clauses_with_position"] == len(drop_duplicates(placeless)[0])
