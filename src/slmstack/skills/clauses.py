@@ -386,7 +386,8 @@ class ClauseFinder(Skill):
             "Method": "one-vs-rest logistic regression over TF-IDF 1-2 grams"
             + (" and frozen encoder vectors" if self.encoder_ else "")
             + (" and the clause's position in its contract" if self.position_weight else "")
-            + "; per-type thresholds tuned on a held-out split",
+            + "; per-type thresholds tuned on clauses of held-out contracts"
+            + (f" ({self.val_folds}-fold cross-fitting)" if self.val_folds > 1 else ""),
             "Clause types": ", ".join(self.types_),
             "Thresholds": dict(zip(self.types_, map(float, self.thresholds_), strict=True)),
             "Types using the encoder (chosen on the held-out split)": ", ".join(
