@@ -102,6 +102,20 @@ def scored(finder, val, types, yv, seconds):
     }
 
 
+def share_encoders():
+    """Make every ``ClauseFinder`` of one base share one encoder, so its vector cache
+    encodes each clause once for all the fits of a study."""
+    make = ClauseFinder._encoder
+    shared = {}
+
+    def shared_encoder(self, expect_sha256=None):
+        if self.base not in shared:
+            shared[self.base] = make(self, expect_sha256)
+        return shared[self.base]
+
+    ClauseFinder._encoder = shared_encoder
+
+
 SPLIT = "validation: 30 train contracts with index % 5 == 1 (test contracts not read)"
 
 

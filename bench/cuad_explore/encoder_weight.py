@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import scored, split, write
+from _common import scored, share_encoders, split, write
 
 from slmstack.skills.clauses import ClauseFinder
 
@@ -33,18 +33,7 @@ torch.set_num_threads(1)
 fit, val, types, yf, yv = split()
 print(len(fit), len(val), flush=True)
 
-_make_encoder = ClauseFinder._encoder
-_shared = {}
-
-
-def shared_encoder(self, expect_sha256=None):
-    """One encoder (and its vector cache) for every fit of the same base."""
-    if self.base not in _shared:
-        _shared[self.base] = _make_encoder(self, expect_sha256)
-    return _shared[self.base]
-
-
-ClauseFinder._encoder = shared_encoder
+share_encoders()
 rows = json.loads(OUT.read_text())["rows"] if OUT.exists() else {}
 systems = [("TF-IDF + LR (peer)", {"base": None})] + [
     (f"ClauseFinder, encoder weight {w:g}", {"base": "minilm", "encoder_weight": w})

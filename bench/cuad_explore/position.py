@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from _common import scored, split, write
+from _common import scored, share_encoders, split, write
 
 from slmstack.skills.clauses import ClauseFinder
 
@@ -31,18 +31,7 @@ torch.set_num_threads(1)
 fit, val, types, yf, yv = split()
 
 
-_make_encoder = ClauseFinder._encoder
-_shared = {}
-
-
-def shared_encoder(self, expect_sha256=None):
-    """One encoder (and its vector cache) for every fit of the same base."""
-    if self.base not in _shared:
-        _shared[self.base] = _make_encoder(self, expect_sha256)
-    return _shared[self.base]
-
-
-ClauseFinder._encoder = shared_encoder
+share_encoders()
 rows = json.loads(OUT.read_text())["rows"] if OUT.exists() else {}
 systems = [("TF-IDF + LR (peer)", {"base": None}, 0.0)]
 systems += [(f"TF-IDF + LR, position weight {w:g}", {"base": None}, w) for w in WEIGHTS]
