@@ -12,7 +12,8 @@ score the 30 with index % 5 == 1; the test contracts are not read.
 
     flock /tmp/slmstack-cpu.lock .venv/bin/python bench/cuad_explore/position.py [WEIGHT ...]
 
-Weights default to 0.5 and 1. Writes ``bench/results/cuad_position.json``.
+Weights default to 0.5 and 1. Writes ``bench/results/cuad_position.json``, or
+``bench/results/NAME.json`` with ``--out=NAME``.
 """
 
 import json
@@ -25,8 +26,10 @@ from _common import scored, share_encoders, split, write
 
 from slmstack.skills.clauses import ClauseFinder
 
-OUT = Path(__file__).resolve().parents[1] / "results" / "cuad_position.json"
-WEIGHTS = tuple(float(w) for w in sys.argv[1:]) or (0.5, 1.0)
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--out=")]
+NAME = next((a[6:] for a in sys.argv[1:] if a.startswith("--out=")), "cuad_position")
+OUT = Path(__file__).resolve().parents[1] / "results" / f"{NAME}.json"
+WEIGHTS = tuple(float(w) for w in ARGS) or (0.5, 1.0)
 torch.set_num_threads(1)
 fit, val, types, yf, yv = split()
 
@@ -46,4 +49,4 @@ for name, params, w in systems:
                   **scored(finder, val, types, yv, time.perf_counter() - start)}  # fmt: skip
     print(name, json.dumps({k: v for k, v in rows[name].items() if k != "types_using_encoder"}),
           flush=True)  # fmt: skip
-    write("cuad_position", rows, args=" ".join(sys.argv[1:]), val_folds=5)
+    write(NAME, rows, args=" ".join(sys.argv[1:]), val_folds=5)
