@@ -192,7 +192,7 @@ def test_each_type_keeps_the_encoder_only_where_the_held_out_split_says_so(
 ):
     import numpy as np
 
-    from slmstack.skills import _clause_fit
+    from slmstack.skills import clauses
 
     data = training()
     texts = [ex.text for ex in data]
@@ -202,20 +202,18 @@ def test_each_type_keeps_the_encoder_only_where_the_held_out_split_says_so(
     assert chosen.metrics_["types_using_encoder"] == chosen.uses_encoder_.sum()
     off = ~chosen.uses_encoder_
     assert not chosen.coef_[off, vector].any(), "a type without the encoder has vector weights"
-    assert chosen.coef_.shape[1] == vector.stop + 14  # then the position columns
-    unplaced = ~chosen.uses_position_
-    assert not chosen.coef_[unplaced, vector.stop :].any(), "a type without position has some"
     again = load(chosen.save(tmp_path / "finder"))
     assert list(again.uses_encoder_) == list(chosen.uses_encoder_)
     np.testing.assert_allclose(again.predict_clauses(texts), chosen.predict_clauses(texts))
 
-    # The TF-IDF-only regression wins every held-out comparison (the joined one is scored
-    # first, it second): then the finder must be exactly its TF-IDF peer.
+    # The TF-IDF-only regression wins every held-out comparison (it is scored first, the
+    # joined one second): then the finder must be exactly its TF-IDF peer.
     calls = iter(range(10_000))
-    monkeypatch.setattr(_clause_fit, "f1_score", lambda p, y: float(next(calls) % 2))
-    dropped = ClauseFinder(base=str(encoder_dir), min_df=1, position_weight=0.0).fit(data)
-    peer = ClauseFinder(base=None, min_df=1, position_weight=0.0).fit(data)
-    assert not dropped.uses_encoder_.any() and not dropped.coef_[:, n_words:].any()
+    monkeypatch.setattr(clauses, "_f1", lambda pred, y: 1.0 if next(calls) % 2 == 0 else 0.0)
+    dropped = ClauseFinder(base=str(encoder_dir), min_df=1).fit(data)
+    peer = ClauseFinder(base=None, min_df=1).fit(data)
+    assert not dropped.uses_encoder_.any() and not dropped.coef_[:, vector].any()
+    assert dropped.coef_[:, vector.stop :].any(), "the TF-IDF-only refit lost the position"
     np.testing.assert_array_equal(dropped.thresholds_, peer.thresholds_)
     np.testing.assert_allclose(
         dropped.predict_clauses(texts), peer.predict_clauses(texts), atol=1e-6
@@ -330,32 +328,3 @@ def test_a_copy_at_another_place_is_still_a_duplicate():
         drop_duplicates(placeless)[0]
     )
     assert finder.metrics_["clauses_with_position"] == len(drop_duplicates(placeless)[0])
-
-
-def test_each_type_keeps_the_position_only_where_the_held_out_contracts_say_so(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    from slmstack.skills import _clause_fit
-
-    data: list[ClauseExample] = []
-    for i in range(12):
-        data += label_clauses(*positioned(i), source=f"c{i}.txt")[0]
-    finder = ClauseFinder(base=None, min_df=1).fit(data)
-    parties = finder.types_.index("Parties")
-    assert finder.uses_position_[parties], "Parties is told apart only by its place"
-    assert finder.metrics_["types_using_position"] == finder.uses_position_.sum()
-    again = load(finder.save(tmp_path / "finder"))
-    assert list(again.uses_position_) == list(finder.uses_position_)
-    assert "Parties" in str(finder._card()["Types using the position (chosen on held-out contracts)"])
-    # every type forced to drop the position: exactly the finder without position columns
-    calls = iter(range(10_000))
-    monkeypatch.setattr(_clause_fit, "f1_score", lambda p, y: float(next(calls) % 2))
-    without = ClauseFinder(base=None, min_df=1).fit(data)
-    plain = ClauseFinder(base=None, min_df=1, position_weight=0.0).fit(data)
-    assert not without.uses_position_.any() and not without.coef_[:, -14:].any()
-    np.testing.assert_array_equal(without.thresholds_, plain.thresholds_)
-    texts = [ex.text for ex in data]
-    where = [ex.position for ex in data]
-    np.testing.assert_allclose(
-        without.predict_clauses(texts, positions=where), plain.predict_clauses(texts), atol=1e-6
-    )

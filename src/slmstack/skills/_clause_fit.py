@@ -7,7 +7,6 @@ maximises a type's F1, and the columns that say where a clause sits in its contr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -96,6 +95,9 @@ def best_threshold(p: NDArray[np.float64], y: NDArray[np.int64]) -> float:
     return float(GRID[int(np.argmax(f1))])
 
 
+__all__ = ["GRID", "Fold", "best_threshold", "fit_per_type", "folds", "proba"]
+
+
 POSITION_COLUMNS = 14
 
 
@@ -130,102 +132,3 @@ def position_block(
             out[row, 3] = 1.0
         out[row, 4 + min(9, 10 * index // count)] = 1.0
     return out * np.float32(weight)
-
-
-@dataclass(frozen=True)
-class View:
-    """The columns one candidate regression of a clause type reads."""
-
-    cols: NDArray[np.int64]
-    encoder: bool  # reads the encoder's vector
-    position: bool  # reads the position columns
-
-
-def views(vocab: int, dim: int, positions: int) -> list[View]:
-    """The feature sets a clause type may choose, richest first (ties keep the earlier).
-
-    Every column; then without the encoder's ``dim`` columns, without the ``positions``
-    columns, and TF-IDF's ``vocab`` columns alone (those that exist). The columns run
-    TF-IDF, encoder, position.
-    """
-    enc = np.arange(vocab, vocab + dim)
-    pos = np.arange(vocab + dim, vocab + dim + positions)
-    words = np.arange(vocab)
-    out = [View(np.concatenate([words, enc, pos]), bool(dim), bool(positions))]
-    if dim:
-        out.append(View(np.concatenate([words, pos]), False, bool(positions)))
-    if positions:
-        out.append(View(np.concatenate([words, enc]), bool(dim), False))
-    if dim and positions:
-        out.append(View(words, False, False))
-    return out
-
-
-def choose_views(
-    x: Any,
-    y: NDArray[np.int64],
-    folds_: Sequence[Fold],
-    options: Sequence[View],
-    *,
-    c: float,
-    seed: int,
-) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
-    """Per type, the view whose out-of-fold F1 is best (the first on ties).
-
-    Returns the chosen view of each type, its threshold, the out-of-fold probabilities of
-    the chosen views, and the rows they score (every row held out by some fold).
-    """
-    held = np.unique(np.concatenate([va for _, va in folds_]))
-    scores = []
-    for view in options:
-        xv = x[:, view.cols]
-        p = np.zeros(y.shape)
-        for tr, va in folds_:
-            p[va] = proba(xv[va], *fit_per_type(xv[tr], y[tr], c=c, seed=seed))
-        scores.append(p[held])
-    y_held = y[held]
-    choice = np.zeros(y.shape[1], dtype=np.int64)
-    thresholds = np.zeros(y.shape[1])
-    for j in range(y.shape[1]):
-        best = -1.0
-        for v, p in enumerate(scores):
-            t = best_threshold(p[:, j], y_held[:, j])
-            f1 = f1_score(p[:, j] >= t, y_held[:, j])
-            if f1 > best:
-                best, choice[j], thresholds[j] = f1, v, t
-    chosen = np.stack([scores[v][:, j] for j, v in enumerate(choice)], axis=1)
-    return choice, thresholds, chosen, held
-
-
-def fit_views(
-    x: Any,
-    y: NDArray[np.int64],
-    options: Sequence[View],
-    choice: NDArray[np.int64],
-    *,
-    c: float,
-    seed: int,
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Each type's regression on its chosen view, as weights over all of ``x``'s columns."""
-    coef = np.zeros((y.shape[1], x.shape[1]), dtype=np.float32)
-    bias = np.full(y.shape[1], -20.0, dtype=np.float32)
-    for v, view in enumerate(options):
-        only = choice == v
-        if only.any():
-            cv, bv = fit_per_type(x[:, view.cols], y, c=c, seed=seed, only=only)
-            coef[np.ix_(np.flatnonzero(only), view.cols)] = cv[only]
-            bias[only] = bv[only]
-    return coef, bias
-
-
-def f1_score(pred: NDArray[np.bool_], y: NDArray[np.int64]) -> float:
-    """F1 of ``pred`` against ``y`` (1.0 when both are empty)."""
-    tp = int((pred & (y == 1)).sum())
-    wrong = int((pred & (y == 0)).sum()) + int((~pred & (y == 1)).sum())
-    return 2 * tp / (2 * tp + wrong) if tp + wrong else 1.0
-
-
-__all__ = [
-    "GRID", "POSITION_COLUMNS", "Fold", "View", "best_threshold", "choose_views", "f1_score",
-    "fit_per_type", "fit_views", "folds", "position_block", "proba", "views",
-]  # fmt: skip

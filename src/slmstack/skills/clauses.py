@@ -54,22 +54,24 @@ from slmstack.data.documents import read_clause_examples
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import ConfigError, DataError
 from slmstack.skills._clause_fit import (
-    POSITION_COLUMNS,
     best_threshold,
-    choose_views,
-    f1_score,
     fit_per_type,
-    fit_views,
     folds,
     position_block,
     proba,
-    views,
 )
 from slmstack.skills._clause_output import contract_prediction
 from slmstack.skills._frozen import FrozenEncoder
 from slmstack.skills.base import Skill, Tensors, check_texts
 from slmstack.skills.params import Check, Interval
 from slmstack.types import Prediction, Usage
+
+
+def _f1(pred: NDArray[np.bool_], y: NDArray[np.int64]) -> float:
+    """F1 of ``pred`` against ``y`` (1.0 when both are empty)."""
+    tp = int((pred & (y == 1)).sum())
+    wrong = int((pred & (y == 0)).sum()) + int((~pred & (y == 1)).sum())
+    return 2 * tp / (2 * tp + wrong) if tp + wrong else 1.0
 
 
 class ClauseFinder(Skill):
@@ -222,24 +224,45 @@ class ClauseFinder(Skill):
         self.encoder_ = self._encoder()
         x = self._features(texts, [ex.position for ex in examples])
         folds = self._held_out(examples)
-        width = self.encoder_.dim if self.encoder_ else 0
-        options = views(len(self.tfidf_.vocabulary_), width,
-                        POSITION_COLUMNS if self.position_weight else 0)  # fmt: skip
-        choice, self.thresholds_, p_val, va = choose_views(
-            x, y, folds, options, c=self.c, seed=self.seed
+        vocab = len(self.tfidf_.vocabulary_)  # the columns without the encoder's vector:
+        plain = np.r_[0:vocab, vocab + (self.encoder_.dim if self.encoder_ else 0) : x.shape[1]]
+        words = x[:, plain] if self.encoder_ is not None else x
+        p_all = np.zeros(y.shape)  # each row scored by the fit that did not see its contract
+        p_words_all = np.zeros(y.shape) if self.encoder_ is not None else p_all
+        for tr, va in folds:
+            p_all[va] = self._proba(x[va], *self._fit_lr(x[tr], y[tr]))
+            if self.encoder_ is not None:  # per type: keep the encoder only where it helps
+                p_words_all[va] = self._proba(words[va], *self._fit_lr(words[tr], y[tr]))
+        va = np.unique(np.concatenate([v for _, v in folds]))
+        p_val, p_words, y_va = p_all[va], p_words_all[va], y[va]
+        self.thresholds_ = np.array(
+            [self._best_threshold(p_val[:, j], y_va[:, j]) for j in range(len(types))]
         )
-        self.uses_encoder_ = np.array([options[v].encoder for v in choice])
-        self.uses_position_ = np.array([options[v].position for v in choice])
+        self.uses_encoder_ = np.full(len(types), self.encoder_ is not None)
+        if self.encoder_ is not None:
+            for j in range(len(types)):
+                t_words = self._best_threshold(p_words[:, j], y_va[:, j])
+                if _f1(p_words[:, j] >= t_words, y_va[:, j]) > _f1(
+                    p_val[:, j] >= self.thresholds_[j], y_va[:, j]
+                ):
+                    self.uses_encoder_[j] = False
+                    p_val[:, j], self.thresholds_[j] = p_words[:, j], t_words
         self.metrics_: dict[str, float] = {
-            "val_micro_f1": f1_score(p_val >= self.thresholds_, y[va]),
+            "val_micro_f1": _f1(p_val >= self.thresholds_, y_va),
             "n_train": float(len(examples) - len(folds[0][1])),
             "n_val": float(len(va)),
             "val_folds": float(len(folds)),
             "types_using_encoder": float(self.uses_encoder_.sum()),
-            "types_using_position": float(self.uses_position_.sum()),
             "clauses_with_position": float(sum(ex.position is not None for ex in examples)),
         }
-        self.coef_, self.bias_ = fit_views(x, y, options, choice, c=self.c, seed=self.seed)
+        joined = self.uses_encoder_ if self.encoder_ is not None else None  # None: every type
+        self.coef_, self.bias_ = self._fit_lr(x, y, only=joined)
+        if self.encoder_ is not None and not self.uses_encoder_.all():  # TF-IDF-only refit
+            off = ~self.uses_encoder_
+            coef_w, bias_w = self._fit_lr(words, y, only=off)
+            self.coef_[off] = 0.0
+            self.coef_[np.ix_(np.flatnonzero(off), plain)] = coef_w[off]
+            self.bias_[off] = bias_w[off]
         rows = [(ex.text, *ex.labels) for ex in examples]
         self.provenance_ = self._provenance(
             base=self.encoder_.source.describe() if self.encoder_ else {},
@@ -330,7 +353,6 @@ class ClauseFinder(Skill):
             "types": self.types_,
             "thresholds": dict(zip(self.types_, map(float, self.thresholds_), strict=True)),
             "uses_encoder": dict(zip(self.types_, map(bool, self.uses_encoder_), strict=True)),
-            "uses_position": dict(zip(self.types_, map(bool, self.uses_position_), strict=True)),
         }
         tensors: Tensors = {
             "clauses": {
@@ -351,10 +373,6 @@ class ClauseFinder(Skill):
         self.thresholds_ = np.array([float(thresholds[t]) for t in self.types_])
         uses = config.get("uses_encoder") or {}  # absent in skills saved before the choice
         self.uses_encoder_ = np.array([bool(uses.get(t, self.base)) for t in self.types_])
-        placed = config.get("uses_position") or {}  # absent before the per-type choice
-        self.uses_position_ = np.array(
-            [bool(placed.get(t, self.position_weight)) for t in self.types_]
-        )
         weights = tensors["clauses"]
         self.coef_, self.bias_ = weights["coef"], weights["bias"]
         vocab = json.loads((folder / "vocabulary.json").read_text())
@@ -372,13 +390,8 @@ class ClauseFinder(Skill):
             + (f" ({self.val_folds}-fold cross-fitting)" if self.val_folds > 1 else ""),
             "Clause types": ", ".join(self.types_),
             "Thresholds": dict(zip(self.types_, map(float, self.thresholds_), strict=True)),
-            "Types using the encoder (chosen on held-out contracts)": self._which(
-                self.uses_encoder_
-            ),
-            "Types using the position (chosen on held-out contracts)": self._which(
-                self.uses_position_
-            ),
+            "Types using the encoder (chosen on the held-out split)": ", ".join(
+                t for t, used in zip(self.types_, self.uses_encoder_, strict=True) if used
+            )
+            or "none",
         }
-
-    def _which(self, used: NDArray[np.bool_]) -> str:
-        return ", ".join(t for t, u in zip(self.types_, used, strict=True) if u) or "none"
