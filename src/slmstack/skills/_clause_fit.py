@@ -95,9 +95,6 @@ def best_threshold(p: NDArray[np.float64], y: NDArray[np.int64]) -> float:
     return float(GRID[int(np.argmax(f1))])
 
 
-__all__ = ["GRID", "Fold", "best_threshold", "fit_per_type", "folds", "proba"]
-
-
 POSITION_COLUMNS = 14
 
 
@@ -112,7 +109,7 @@ def position_block(
     (``None``) is a row of zeros: the regression then decides on the text alone.
 
     Example:
-        >>> position_block([(0, 4), None], 1.0)[:, [0, 3, 4]].tolist()
+        >>> position_block([(0, 3), None], 1.0)[:, [0, 3, 4]].tolist()
         [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]
     """
     out = np.zeros((len(positions), POSITION_COLUMNS), dtype=np.float32)
@@ -132,3 +129,9 @@ def position_block(
             out[row, 3] = 1.0
         out[row, 4 + min(9, 10 * index // count)] = 1.0
     return out * np.float32(weight)
+
+
+__all__ = [
+    "GRID", "POSITION_COLUMNS", "Fold", "best_threshold", "fit_per_type", "folds",
+    "position_block", "proba",
+]  # fmt: skip

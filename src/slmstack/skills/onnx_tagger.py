@@ -52,8 +52,9 @@ class OnnxEntityTagger(TaggedTexts, Skill):
 
     Example:
         >>> tagger = slmstack.load("runs/ner-int8")  # doctest: +SKIP
-        >>> [(s.label, s.text) for s in tagger.predict(["Anna flew to Rome"])[0].spans]
-        [('PER', 'Anna'), ('LOC', 'Rome')]  # doctest: +SKIP
+        >>> spans = tagger.predict(["Anna flew to Rome"])[0].spans  # doctest: +SKIP
+        >>> [(s.label, s.text) for s in spans]  # doctest: +SKIP
+        [('PER', 'Anna'), ('LOC', 'Rome')]
     """
 
     skill_name = "slmstack.OnnxEntityTagger.v1"
