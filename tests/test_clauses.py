@@ -328,3 +328,19 @@ def test_a_copy_at_another_place_is_still_a_duplicate():
         drop_duplicates(placeless)[0]
     )
     assert finder.metrics_["clauses_with_position"] == len(drop_duplicates(placeless)[0])
+
+
+def test_labelled_clause_rows_may_say_where_the_clause_sits(tmp_path: Path):
+    path = tmp_path / "clauses.jsonl"
+    rows = [
+        {"text": PARTIES, "labels": ["Parties"], "position": [0, 4]},
+        {"text": PARTIES, "labels": []},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    first, second = read_clause_examples(path)
+    assert first.position == (0, 4) and second.position is None
+    for bad in ([4, 4], [-1, 3], [1], ["0", "3"], [True, 3], "0/3"):
+        path.write_text(json.dumps({"text": PARTIES, "labels": [], "position": bad}) + "\n")
+        with pytest.raises(DataError, match=r"'position' must be \[index, count\]") as err:
+            read_clause_examples(path)
+        assert "row 1" in str(err.value) or ":1" in str(err.value), str(err.value)

@@ -43,7 +43,9 @@ def read_field_examples(
 def read_clause_examples(path: str | Path) -> list[ClauseExample]:
     """Read labelled clauses from JSONL, one of two line shapes (mixing is fine).
 
-    * a clause: ``{"text": "...", "labels": ["Governing Law"]}`` (``[]`` for none);
+    * a clause: ``{"text": "...", "labels": ["Governing Law"]}`` (``[]`` for none), with
+      ``"position": [index, count]`` when known (clause ``index``, from 0, of the ``count``
+      clauses of its contract: the finder reads where a clause sits);
     * a whole contract, CUAD style: ``{"text": "...", "clauses": {"Governing Law":
       ["This Agreement shall be governed by ..."]}}``; it is split into clauses and each
       is labelled with the types whose snippets overlap it.
@@ -77,7 +79,28 @@ def read_clause_examples(path: str | Path) -> list[ClauseExample]:
         labels = rec.fields.get("labels", [])
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise DataError("'labels' must be a list of strings", path=p, row=rec.line)
-        out.append(ClauseExample(text, tuple(sorted(set(labels))), f"{p}:{rec.line}"))
+        position = rec.fields.get("position")
+        if position is not None and not (
+            isinstance(position, list)
+            and len(position) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in position)
+            and 0 <= position[0] < position[1]
+        ):
+            raise DataError(
+                f"'position' must be [index, count] with 0 <= index < count (the clause's "
+                f"number in its contract, from 0, and the contract's clause count); got "
+                f"{position!r}. Leave it out when unknown",
+                path=p,
+                row=rec.line,
+            )
+        out.append(
+            ClauseExample(
+                text,
+                tuple(sorted(set(labels))),
+                f"{p}:{rec.line}",
+                (position[0], position[1]) if position is not None else None,
+            )
+        )
     if not out:
         raise DataError("file has no rows", path=p)
     return out
