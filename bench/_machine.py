@@ -1,4 +1,5 @@
-"""What the benchmarks share about the machine: its CPU, and the lock that keeps timings apart.
+"""What the benchmarks share about the machine: its CPU, the lock that keeps timings apart,
+and scratch folders that go when the run ends.
 
 Every benchmark reports the CPU model and its vector flags beside its timings (our machines
 differ: AVX2 only, or AVX-512 with VNNI and bf16), and takes ``/tmp/slmstack-cpu.lock``
@@ -8,10 +9,13 @@ jobs never share the cores.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
 import platform
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +23,14 @@ from pathlib import Path
 from typing import Any
 
 LOCK = Path("/tmp/slmstack-cpu.lock")
+
+
+def scratch(prefix: str) -> Path:
+    """A new folder under the system's temporary folder, removed when the process exits
+    (trained skills and exports run to tens of MB a benchmark run)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def machine() -> dict[str, Any]:

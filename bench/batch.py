@@ -32,7 +32,6 @@ import json
 import os
 import sqlite3
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _batch_report import TARGET, medians, render, scaling
-from _machine import cpu_lock, machine
+from _machine import cpu_lock, machine, scratch
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path("/work/shared/datasets")
@@ -280,7 +279,7 @@ def measure(n: int, size: int, per_intent: int, rounds: int) -> dict[str, Any]:
 
     from slmstack.workflows import load_workflow
 
-    folder = Path(tempfile.mkdtemp(prefix="slmstack-bench-batch-"))
+    folder = scratch("slmstack-bench-batch-")
     wf, data = prepare(folder, n, per_intent)
     t0 = time.perf_counter()
     load_workflow(wf)  # trains and caches the head once, outside the timings

@@ -23,9 +23,10 @@ import csv
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _machine import scratch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -87,7 +88,7 @@ def main() -> None:
         system_prompt=SYSTEM,
         seed=args.seed,
     )
-    out = Path(tempfile.mkdtemp(prefix="slmstack-lora-"))
+    out = scratch("slmstack-lora-")
     result = train_lora(train, out, base="smollm2", settings=settings)
     size_kb = (out / "adapter_model.safetensors").stat().st_size / 1024
 

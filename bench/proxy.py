@@ -22,7 +22,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -147,7 +146,9 @@ def wait_ready(url: str) -> None:
 
 
 def main() -> None:
-    folder = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
+    from _machine import scratch
+
+    folder = scratch("proxy-bench-")
     up_port = free_port()
     procs = [subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(up_port)])]
     env = dict(os.environ)

@@ -22,12 +22,13 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+
+from _machine import scratch
 
 PREFIX, SUFFIX = "Classify this banking query: card_arrival, pin_blocked.\nQuery: ", "\nIntent:"
 QUERY = "my new card has not arrived yet"
@@ -125,7 +126,7 @@ def main() -> None:
 
         uvicorn.run(floor_app, host="127.0.0.1", port=args.serve_floor, log_level="warning")
         return
-    folder = Path(tempfile.mkdtemp(prefix="proxy-serving-bench-"))
+    folder = scratch("proxy-serving-bench-")
     students = {"fake": FakeStudent()}
     procs, targets = [], {}
     port = free_port()

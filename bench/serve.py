@@ -31,13 +31,12 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from _machine import machine
+from _machine import machine, scratch
 from serve_latency import free_port, start_server, wait_ready
 from slmstack import TextClassifier
 from slmstack.models import resolve
@@ -124,7 +123,7 @@ def peak_rss_mib(pid: int) -> float:
 
 def main() -> None:
     threads = int(os.environ.get("TORCH_THREADS", "1"))
-    folder = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    folder = scratch("serve-bench-")
     clf = TextClassifier(strategy="head", precision="auto").fit(TRAIN)
     clf.save(folder / "torch")
     from slmstack.export import export_classifier

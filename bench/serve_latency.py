@@ -35,7 +35,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -187,7 +186,9 @@ def measure() -> None:
     threads = int(os.environ.get("TORCH_THREADS", "1"))
     torch.set_num_threads(threads)
     os.environ["SLMSTACK_ONNX_THREADS"] = str(threads)
-    folder = Path(tempfile.mkdtemp(prefix="serve-latency-"))
+    from _machine import scratch
+
+    folder = scratch("serve-latency-")
     clf = make_skills(folder)
     from slmstack.skills.base import load
 

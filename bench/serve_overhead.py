@@ -36,7 +36,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -254,13 +253,13 @@ def phases(folder: Path, kind: str, n: int = 1500) -> dict[str, float]:
 def main() -> None:
     import torch
 
-    from _machine import cpu_lock, machine
+    from _machine import cpu_lock, machine, scratch
     from serve_latency import make_skills
 
     torch.set_num_threads(1)
     os.environ["SLMSTACK_ONNX_THREADS"] = "1"
     with cpu_lock():
-        folder = Path(tempfile.mkdtemp(prefix="serve-overhead-"))
+        folder = scratch("serve-overhead-")
         make_skills(folder)
         result: dict[str, Any] = {"floor_bare_uvicorn": floor()}
         result["clients_against_serve_int8"] = clients(folder)

@@ -29,7 +29,6 @@ import pickle
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -175,7 +174,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    folder = Path(tempfile.mkdtemp(prefix="serve-ray-"))
+    from _machine import scratch
+
+    folder = scratch("serve-ray-")
     config = write_config(folder)
     proc, local_url = start_local(config)
     try:

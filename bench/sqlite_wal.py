@@ -25,7 +25,6 @@ import os
 import sqlite3
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -128,9 +127,9 @@ def filesystem(folder: Path) -> str:
 
 
 def main() -> None:
-    from _machine import machine
+    from _machine import machine, scratch
 
-    folder = Path(tempfile.mkdtemp(prefix="sqlite-wal-"))
+    folder = scratch("sqlite-wal-")
     result = {
         "filing_one_packet": filing(folder),
         "read_while_a_writer_holds_the_file": reading(folder),

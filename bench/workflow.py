@@ -37,6 +37,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from _machine import scratch
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("SLMSTACK_PROGRESS", "0")
@@ -154,7 +156,7 @@ def main() -> int:
             test_y[: args.limit],
             oos_test[: args.limit],
         )
-    work = Path(tempfile.mkdtemp(prefix="slmstack-wf-bench-"))
+    work = scratch("slmstack-wf-bench-")
     yaml_path = work / "workflow.yaml"
     yaml_path.write_text(
         workflow_yaml(folder, list(clf.classes_), threshold, f"sqlite:///{work / 'engine.db'}")
