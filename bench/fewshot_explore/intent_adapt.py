@@ -10,7 +10,7 @@ fitted with logistic regression (C=10) on the frozen, L2-normalised vectors, and
 each draw's validation sample (5 texts per intent from train outside the draw). The test
 split is not read.
 
-Measured 2026-12-03 14:40-15:10 UTC (AMD EPYC, 2 cores, beside a CI run, so the 1,002 s of
+Measured 2026-12-03 14:33-14:52 UTC (AMD EPYC, 2 cores, beside a CI run, so the 1,002 s of
 tuning are slow): MiniLM tuned 400 steps (64 intents x 2 queries a step, lr 2e-5) scored
 77.92 (5 per intent, mean of draws 74.81 / 76.10 / 82.86) and 83.64 (10 per intent,
 82.34 / 83.12 / 85.45) against 79.05 and 83.98 frozen: no gain, so nothing went further.
