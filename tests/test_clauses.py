@@ -294,6 +294,8 @@ def test_a_clause_is_told_apart_by_its_place_in_the_contract(tmp_path: Path):
         else:
             assert found == expect and pred.spans[0].start == 0, found
     assert finder.metrics_["clauses_with_position"] == 0  # position_weight 0: not used
+    with pytest.raises(ConfigError, match="1 positions for 2 clauses"):  # checked all the same
+        finder.predict_clauses([PARTIES, PARTIES], positions=[(0, 4)])
     on = ClauseFinder(base=None, min_df=1).fit(data)
     assert on.metrics_["clauses_with_position"] == len(drop_duplicates(data)[0])
     again = load(on.save(tmp_path / "finder"))

@@ -179,6 +179,11 @@ class ClauseFinder(Skill):
         """TF-IDF, then the encoder's vectors (if any), then the position columns (if on)."""
         from scipy import sparse
 
+        if positions is not None and len(positions) != len(texts):
+            raise ConfigError(
+                f"{len(positions)} positions for {len(texts)} clauses; pass one "
+                "(index, count) or None per clause"
+            )
         blocks = [self.tfidf_.transform(list(texts))]
         if self.encoder_ is not None:
             self.encoder_.cache(texts, desc="encode clauses")
@@ -188,11 +193,6 @@ class ClauseFinder(Skill):
                 np.stack(dense) * self.encoder_weight if dense else np.zeros((0, width))
             ))  # fmt: skip
         if self.position_weight:
-            if positions is not None and len(positions) != len(texts):
-                raise ConfigError(
-                    f"{len(positions)} positions for {len(texts)} clauses; pass one "
-                    "(index, count) or None per clause"
-                )
             where = positions if positions is not None else [None] * len(texts)
             blocks.append(sparse.csr_matrix(position_block(where, self.position_weight)))
         return sparse.hstack(blocks).tocsr() if len(blocks) > 1 else blocks[0].tocsr()
