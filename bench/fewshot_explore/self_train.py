@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-BENCH = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _machine import machine
 from fewshot import draw, read
 
+BENCH = Path(__file__).resolve().parents[1]
 OUT = BENCH / "results" / "fewshot_self_train.json"
 CACHE = Path("/tmp/slmstack-banking-vectors")
 C = 10.0
