@@ -45,9 +45,7 @@ def _same_text(got: str, want: str, tol: float) -> bool:
     if _NUMBER.split(got) != _NUMBER.split(want):
         return False
     pairs = zip(_NUMBER.findall(got), _NUMBER.findall(want), strict=True)
-    return all(
-        abs(float(g) - float(w)) <= tol + 10.0 ** -len(w.split(".")[1]) for g, w in pairs
-    )
+    return all(abs(float(g) - float(w)) <= tol + 10.0 ** -len(w.split(".")[1]) for g, w in pairs)
 
 
 def assert_close(got: Any, want: Any, where: str = "", tol: float = FP32_TOL) -> None:
