@@ -65,11 +65,26 @@ def summary(ms: list[float]) -> dict[str, float]:
     }
 
 
+RECONNECTS = [0]  # stale keep-alive connections reopened by raw_post
+
+
 def raw_post(conn: http.client.HTTPConnection, text: str) -> None:
-    """One keep-alive request with the standard library's client (no httpx)."""
+    """One keep-alive request with the standard library's client (no httpx).
+
+    uvicorn closes a connection idle for 5 s, which a way waiting for its next block can
+    be on a slow machine; like httpx, the request is then sent again on a new connection
+    (counted in ``RECONNECTS``; in blocks this happens in a block's untimed first requests).
+    """
     body = json.dumps({"text": text}).encode()
-    conn.request("POST", "/v1/skills/intent/predict", body, {"content-type": "application/json"})
-    response = conn.getresponse()
+    headers = {"content-type": "application/json"}
+    try:
+        conn.request("POST", "/v1/skills/intent/predict", body, headers)
+        response = conn.getresponse()
+    except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+        RECONNECTS[0] += 1
+        conn.close()
+        conn.request("POST", "/v1/skills/intent/predict", body, headers)
+        response = conn.getresponse()
     response.read()
     if response.status != 200:
         raise SystemExit(f"the server answered {response.status}")
@@ -249,6 +264,7 @@ def measure() -> None:
 
     results["shared_rate_limit_sqlite"] = rate_check_cost(folder)
     results.update(requests=N, rounds=ROUNDS, model_threads=threads,
+                   http_client_reconnects=RECONNECTS[0],
                    cores=len(os.sched_getaffinity(0)),
                    torch_precision=clf.precision, machine=machine(),
                    command="nice -n 5 .venv/bin/python bench/serve_latency.py --write-results"
