@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slmstack.errors import ConfigError
+from slmstack.models.bf16 import inference_module
 from slmstack.models.encoder import (
     Tokenized,
     autocast,
@@ -104,9 +105,12 @@ class SentenceEncoder:
         """Token ids cut to the window (cuts recorded)."""
         return tokenize(self.tokenizer, texts, self.window)
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Differentiable unit-norm sentence vectors of a padded batch."""
-        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+    def forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, model: nn.Module | None = None
+    ) -> torch.Tensor:
+        """Differentiable unit-norm sentence vectors of a padded batch (``model``: a stand-in)."""
+        run = self.model if model is None else model
+        hidden = run(input_ids=ids, attention_mask=mask).last_hidden_state
         return F.normalize(mean_pool(hidden, mask).float(), dim=-1)
 
     def encode(self, texts: Sequence[str], *, desc: str | None = None) -> Encoded:
@@ -118,12 +122,13 @@ class SentenceEncoder:
         lengths = [len(x) for x in tok.input_ids]
         was_training = self.model.training
         self.model.eval()
+        model = inference_module(self.model, self.precision)
         with progress() as bar, torch.inference_mode():
             task = bar.add_task(desc or "encode", total=len(texts), info="", visible=bool(desc))
             for idx in length_batches(lengths, self.batch_size):
                 ids, mask = pad_batch([tok.input_ids[i] for i in idx], self.pad_id)
                 with autocast(self.precision):
-                    vec = self.forward(ids, mask)
+                    vec = self.forward(ids, mask, model)
                 out[idx] = vec.float().numpy()
                 bar.update(task, advance=len(idx))
         self.model.train(was_training)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import nn
 
+from slmstack.models.bf16 import inference_module
 from slmstack.models.encoder import autocast, length_batches, mean_pool, pad_batch
 from slmstack.progress import progress
 from slmstack.training.batching import bucketed_batches
@@ -93,9 +94,12 @@ class ClassifierNet(nn.Module):
         hidden = int(encoder.config.hidden_size)  # type: ignore[union-attr,arg-type]
         self.head = nn.Linear(hidden, n_labels)
 
-    def embed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Pooled (and normalised) sentence vectors."""
-        hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    def embed(
+        self, ids: torch.Tensor, mask: torch.Tensor, encoder: nn.Module | None = None
+    ) -> torch.Tensor:
+        """Pooled (and normalised) sentence vectors (``encoder``: a stand-in, e.g. bf16 twin)."""
+        run = self.encoder if encoder is None else encoder
+        hidden = run(input_ids=ids, attention_mask=mask).last_hidden_state
         pooled = mean_pool(hidden, mask)
         out: torch.Tensor = F.normalize(pooled, dim=-1) if self.normalize else pooled
         return out
@@ -229,12 +233,13 @@ def forward_all(
     out: list[NDArray[np.float32]] = [np.empty(0, np.float32)] * len(input_ids)
     lengths = [len(x) for x in input_ids]
     net.eval()
+    encoder = inference_module(net.encoder, precision)
     with progress() as bar, torch.inference_mode():
         task = bar.add_task(desc, total=len(lengths), info="") if desc else None
         for idx in length_batches(lengths, batch_size):
             ids, mask = pad_batch([input_ids[i] for i in idx], pad_id)
             with autocast(precision):
-                vec = net.embed(ids, mask)
+                vec = net.embed(ids, mask, encoder)
                 if what == "logits":
                     vec = net.head(vec.float())
             arr = vec.float().numpy()

@@ -35,6 +35,7 @@ from slmstack.data.tagging import TaggedExample
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning
 from slmstack.evaluation.metrics import tagger_metrics
+from slmstack.models.bf16 import inference_module
 from slmstack.models.encoder import autocast, load_encoder, model_window
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.models.shared import shared_encoder, shared_tokenizer
@@ -168,12 +169,13 @@ class EntityTagger(TaggedTexts, Skill):
         order = sorted(range(len(chunks)), key=lambda k: len(encs[chunks[k][0]].ids))
         batch = max(self.batch_size, 32)
         self.net_.eval()
+        net = inference_module(self.net_, self.precision)
         with torch.inference_mode():
             for b in range(0, len(order), batch):
                 sel = [chunks[k] for k in order[b : b + batch]]
                 ids, mask, case, _ = self._batch(encs, sel)
                 with autocast(self.precision):
-                    logits = self.net_(ids, mask, case).float().numpy()
+                    logits = net(ids, mask, case).float().numpy()
                 for row, key in enumerate(sel):
                     window_logits[key] = logits[row, 1:]
         return merge_windows(encs, window_logits, self.window_, self.stride, len(self.tags_))
