@@ -63,3 +63,20 @@ def test_bf16_twin_follows_weights_changed_in_place_or_replaced():
     replaced = inference_module(model, "bf16")
     assert replaced is not changed
     assert torch.equal(_run(replaced, ids, mask), _run(model, ids, mask))
+
+
+def test_skills_on_one_shared_base_share_one_bf16_twin(monkeypatch):
+    from fixtures import QUERIES, TRAIN
+    from slmstack import TextClassifier
+
+    a = TextClassifier(strategy="head", precision="bf16").fit(TRAIN)
+    b = TextClassifier(strategy="head", precision="bf16", head_c=1.0).fit(TRAIN)
+    assert a.net_.encoder is b.net_.encoder  # the frozen base, loaded once
+    twin = inference_module(a.net_.encoder, "bf16")
+    assert inference_module(b.net_.encoder, "bf16") is twin  # and its bf16 twin made once
+    # The skills' bf16 answers are autocast's on the fp32 base, to the bit.
+    with_twin = a.predict_proba(QUERIES)
+    import slmstack.skills._classifier_training as training
+
+    monkeypatch.setattr(training, "inference_module", lambda module, _precision: module)
+    assert (a.predict_proba(QUERIES) == with_twin).all()
