@@ -12,7 +12,7 @@ way as the per-call cast, so results are identical to autocast on the fp32 weigh
 
 The twin is made once per module and kept while the module lives (a shared encoder has
 one twin for all the skills on it). It is rebuilt when a linear weight of the original
-changes: trained in place (its version counter moves) or replaced (its storage moves).
+changes: trained in place (its version counter moves) or replaced by another tensor.
 """
 
 from __future__ import annotations
@@ -21,30 +21,34 @@ import copy
 import itertools
 import threading
 import weakref
+from typing import Any
 
 import torch
 from torch import nn
 
 from slmstack.models.encoder import resolve_precision
 
-_Key = tuple[tuple[int, int], ...]
-_TWINS: weakref.WeakKeyDictionary[nn.Module, tuple[_Key, nn.Module]] = weakref.WeakKeyDictionary()
+# For each linear weight of the original: its module's parameter table, its name there, the
+# tensor, and the tensor's version counter when the twin was made. Checked on every call,
+# so it reads only these (walking the module tree costs about 0.1 ms on MiniLM).
+_Watch = list[tuple[dict[str, Any], str, torch.Tensor, int]]
+_TWINS: weakref.WeakKeyDictionary[nn.Module, tuple[_Watch, nn.Module]] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
-def _linear_tensors(module: nn.Module) -> list[torch.Tensor]:
+def _watch(module: nn.Module) -> _Watch:
     return [
-        t
+        (m._parameters, name, t, int(t._version))
         for m in module.modules()
         if isinstance(m, nn.Linear)
-        for t in (m.weight, m.bias)
+        for name, t in m._parameters.items()
         if t is not None
     ]
 
 
-def _key(module: nn.Module) -> _Key:
-    """Where each linear weight lives and how often it was changed in place."""
-    return tuple((t.data_ptr(), int(t._version)) for t in _linear_tensors(module))
+def _unchanged(watch: _Watch) -> bool:
+    """No linear weight replaced (table entry) or changed in place (version counter)."""
+    return all(table.get(name) is t and t._version == v for table, name, t, v in watch)
 
 
 def _bf16_twin(module: nn.Module) -> nn.Module:
@@ -66,11 +70,13 @@ def inference_module(module: nn.Module, precision: str) -> nn.Module:
     """
     if resolve_precision(precision) != "bf16":
         return module
-    key = _key(module)
+    hit = _TWINS.get(module)
+    if hit is not None and _unchanged(hit[0]):
+        return hit[1]
     with _LOCK:
         hit = _TWINS.get(module)
-        if hit is not None and hit[0] == key:
+        if hit is not None and _unchanged(hit[0]):
             return hit[1]
-        twin = _bf16_twin(module)
-        _TWINS[module] = (key, twin)
+        watch, twin = _watch(module), _bf16_twin(module)
+        _TWINS[module] = (watch, twin)
         return twin
