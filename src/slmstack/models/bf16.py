@@ -2,13 +2,14 @@
 
 Under ``torch.autocast`` a linear layer casts its fp32 weight to bf16 each time it runs,
 and the cast is forgotten when the autocast block ends. For one short text that cast is
-most of the work: on an Intel Xeon with AMX, MiniLM answered one text in 18.8 ms in bf16
-against 13.8 in fp32, and in 11.3 ms once its linear weights were kept in bf16 (one
-thread; batches of 64: 1.53 against 1.26 ms per text). :func:`inference_module` gives,
-for a module that is to run in bf16, a twin whose linear weights are stored in bf16 and
-whose other parameters (embeddings, layer norms) are the original's own tensors. It runs
-under the same autocast, which casts a bf16 weight to bf16 as a no-op and rounds the same
-way as the per-call cast, so results are identical to autocast on the fp32 weights.
+most of the work: on an Intel Xeon with AMX, MiniLM answered one text in 18.6 ms in bf16
+against 15.0 in fp32, and in 11.7 ms once its linear weights were kept in bf16 (one
+thread; batches of 64: 3.37 against 2.58 ms per text; ``bench/bf16_weights.py``).
+:func:`inference_module` gives, for a module that is to run in bf16, a twin whose linear
+weights are stored in bf16 and whose other parameters (embeddings, layer norms) are the
+original's own tensors. It runs under the same autocast, which casts a bf16 weight to bf16
+as a no-op and rounds the same way as the per-call cast, so results are identical to
+autocast on the fp32 weights.
 
 The twin is made once per module and kept while the module lives (a shared encoder has
 one twin for all the skills on it). It is rebuilt when a linear weight of the original
