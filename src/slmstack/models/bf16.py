@@ -2,9 +2,9 @@
 
 Under ``torch.autocast`` a linear layer casts its fp32 weight to bf16 each time it runs,
 and the cast is forgotten when the autocast block ends. For one short text that cast is
-most of the work: on an Intel Xeon with AMX, MiniLM answered one text in 18.6 ms in bf16
-against 15.0 in fp32, and in 11.7 ms once its linear weights were kept in bf16 (one
-thread; batches of 64: 3.37 against 2.58 ms per text; ``bench/bf16_weights.py``).
+most of the work: on an Intel Xeon with AMX, MiniLM answered one text in 15.2 ms in bf16
+against 12.3 in fp32, and in 8.95 ms once its linear weights were kept in bf16 (one
+thread; batches of 64: 2.80 against 2.14 ms per text; ``bench/bf16_weights.py``).
 :func:`inference_module` gives, for a module that is to run in bf16, a twin whose linear
 weights are stored in bf16 and whose other parameters (embeddings, layer norms) are the
 original's own tensors. It runs under the same autocast, which casts a bf16 weight to bf16
