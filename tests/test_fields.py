@@ -168,7 +168,8 @@ def test_thresholds_are_tuned_on_held_out_documents():
         lines = split_lines(text)
         cands = candidates(spec, lines)
         # the right value is ranked first but with a low probability
-        docs.append((text, lines, cands, np.array([0.3, 0.1])))
+        p = np.array([0.3, 0.1])
+        docs.append((text, lines, cands, p, p))
         gold.append(f"{i + 1}.00")
     answer, extend = tune_thresholds(spec, docs, gold, 0.5)
     assert answer <= 0.3 and extend == 0.5

@@ -171,7 +171,7 @@ def test_skill_spec_needs_path_or_kind(tmp_path):
 
 
 @pytest.mark.slow
-def test_skill_folder_used_twice_is_loaded_once_and_spec_is_cached(tmp_path):
+def test_skill_folder_used_twice_is_loaded_once_and_spec_is_cached(tmp_path, monkeypatch):
     data = tmp_path / "lang.csv"
     data.write_text(
         "text,label\n"
@@ -192,6 +192,13 @@ def test_skill_folder_used_twice_is_loaded_once_and_spec_is_cached(tmp_path):
     assert wf.run("I forgot my password").answer == "english"
     cached = list((tmp_path / ".slmstack-cache").iterdir())
     assert len(cached) == 1 and cached[0].name.startswith("lang-")
+    # a skill whose saved state changes meaning is trained again, not loaded from the cache
+    from slmstack.skills.language import LanguageDetector
+
+    monkeypatch.setattr(LanguageDetector, "state_version", LanguageDetector.state_version + 1)
+    load_workflow(write(tmp_path, body))
+    assert len(list((tmp_path / ".slmstack-cache").iterdir())) == 2
+    monkeypatch.undo()
     # the saved folder is reused, and two names on one folder share one object
     body2 = f"skills:\n  a: {cached[0]}\n  b: {{path: {cached[0]}}}\nsteps: [a, b]\n"
     wf2 = load_workflow(write(tmp_path, body2))

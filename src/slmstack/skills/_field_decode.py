@@ -46,12 +46,14 @@ def decode_field(
     p: NDArray[np.float64],
     answer: float,
     extend: float | None,
+    grow_p: NDArray[np.float64] | None = None,
 ) -> tuple[dict[str, Any], Span | None]:
     """The field's record (value or missing, confidence, evidence) and its span.
 
     ``extend``: for text fields scored line by line, the probability an adjacent line
     needs to join the value; ``None`` takes the best candidate alone (a span of lines
-    already, or a date or amount).
+    already, or a date or amount). ``grow_p``: the probabilities that decide whether an
+    adjacent line joins (a scorer of the line alone); by default ``p``.
     """
     if spec.type != "text" and len(p):
         p = pool_by_value(cands, p)
@@ -61,9 +63,10 @@ def decode_field(
     k = int(p.argmax())
     first = last = k
     if spec.type == "text" and extend is not None:  # grow over adjacent lines that belong
-        while first > 0 and p[first - 1] >= extend:
+        q = p if grow_p is None else grow_p
+        while first > 0 and q[first - 1] >= extend:
             first -= 1
-        while last + 1 < len(cands) and p[last + 1] >= extend:
+        while last + 1 < len(cands) and q[last + 1] >= extend:
             last += 1
     start, end = cands[first].start, cands[last].end
     conf = float(np.mean(p[first : last + 1]))
@@ -85,13 +88,18 @@ def decode_field(
 
 def tune_thresholds(
     spec: FieldSpec,
-    docs: Sequence[tuple[str, Sequence[Line], Sequence[Candidate], NDArray[np.float64]]],
+    docs: Sequence[
+        tuple[str, Sequence[Line], Sequence[Candidate], NDArray[np.float64], NDArray[np.float64]]
+    ],
     gold: Sequence[str | None],
     default: float,
     *,
     grow: bool | None = None,
 ) -> tuple[float, float]:
     """``(answer, extend)`` maximising the field's F1 on held-out documents.
+
+    Each document comes as ``(text, lines, candidates, p, grow_p)`` (see
+    :func:`decode_field`).
 
     ``grow``: whether a text value grows over adjacent lines (the ``extend`` threshold
     is tuned then; otherwise it stays at ``default``, unused); by default, for text
@@ -112,8 +120,10 @@ def tune_thresholds(
     for answer in _GRID:
         for extend in extends:
             tp = fp = fn = 0
-            for (text, lines, cands, p), g in zip(docs, truth, strict=True):
-                rec, _ = decode_field(spec, text, lines, cands, p, answer, extend if grow else None)
+            for (text, lines, cands, p, q), g in zip(docs, truth, strict=True):
+                rec, _ = decode_field(
+                    spec, text, lines, cands, p, answer, extend if grow else None, q
+                )
                 got = rec["value"]
                 if got is not None and g is not None and same_value(spec, got.casefold(), g):
                     tp += 1

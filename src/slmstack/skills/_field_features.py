@@ -10,7 +10,7 @@ A candidate is described by the encoder vectors of its line and of the lines jus
 before and after (where "TOTAL" or "Date:" labels usually sit), hashed words of those
 three lines (exact keywords the vectors blur: ``TOTAL`` against ``SUBTOTAL``), its
 position in the document, and value facts (is it the largest amount, how often does it
-occur, which date is it in order).
+occur, which date is it in order; for amounts, :class:`MoneyRelations`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import difflib
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -129,6 +129,41 @@ def label_candidates(
     return [int(same_value(spec, c.value, gold)) for c in cands]
 
 
+class MoneyRelations:
+    """How an amount relates to the document's other sums of money (vendor-independent).
+
+    A receipt's total is usually the sum of two other printed sums (net + tax, subtotal +
+    rounding) and the largest sum printed before what was tendered. Only amounts written
+    with decimals count as money here, so quantities, phone and invoice numbers do not
+    make false sums. Facts: is the amount the sum of two such amounts, is it the largest,
+    its rank among them, and is it what remains of a larger one after another (tendered
+    minus change).
+
+    Example:
+        >>> MoneyRelations(["73.52", "20.67", "94.19", "100.00", "5.81", "3"]).facts(
+        ...     Decimal("94.19"))
+        [1.0, 0.0, 0.2, 1.0]
+    """
+
+    N_FACTS = 4
+
+    def __init__(self, values: Iterable[str]):
+        self.money = sorted({Decimal(v) for v in values if "." in v}, reverse=True)
+        self._set = set(self.money)
+
+    def facts(self, value: Decimal) -> list[float]:
+        if value not in self._set:
+            return [0.0, 0.0, 1.0, 0.0]
+        is_sum = any(0 < a < value and (value - a) in self._set for a in self.money)
+        is_rest = any(a > value and (a - value) in self._set for a in self.money)
+        rank = self.money.index(value) / max(1, len(self.money))
+        return [float(is_sum), float(rank == 0), rank, float(is_rest)]
+
+
+N_FACTS = 16 + MoneyRelations.N_FACTS  # position and value facts per candidate
+FEATURE_LAYOUT = 2  # saved with each model; 2: money facts added (models of 1 must retrain)
+
+
 def word_tokens(text: str) -> list[str]:
     """Lower-cased words and punctuation marks, digits as ``0`` (``TEL:`` -> tel, :)."""
     return [re.sub(r"\d", "0", w.lower()) for w in _WORD.findall(text)]
@@ -151,6 +186,7 @@ def features(
     amounts = [Decimal(c.value) for c in cands] if spec.type == "amount" else []
     counts = Counter(c.value for c in cands)
     ranks = {v: r for r, v in enumerate(sorted(set(amounts), reverse=True))}
+    money = MoneyRelations(c.value for c in cands if spec.type == "amount")
     dense, words = [], []
     for order, c in enumerate(cands):
         line = lines[c.line].text
@@ -178,9 +214,10 @@ def features(
                 ranks[value] / max(1, len(ranks)),
                 float("." in c.value or "," in c.value),
                 float(c.currency is not None),
+                *money.facts(value),
             ]
         else:
-            facts += [0.0, 0.0, 0.0, 0.0]
+            facts += [0.0] * (4 + MoneyRelations.N_FACTS)
         dense.append(
             np.concatenate(
                 [
@@ -192,7 +229,7 @@ def features(
             )
         )
         words.append(_words(line, "") + _words(prev, "p:") + _words(nxt, "n:"))
-    width = 3 * dim + 16
+    width = 3 * dim + N_FACTS
     matrix = np.stack(dense) if dense else np.zeros((0, width), dtype=np.float32)
     return matrix.astype(np.float32), words
 

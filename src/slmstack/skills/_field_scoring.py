@@ -34,6 +34,37 @@ from slmstack.skills._field_fit import (
 from slmstack.skills._field_spans import label_spans
 from slmstack.skills._frozen import FrozenEncoder
 
+# A field's candidates in one document, their probabilities, and the probabilities that
+# decide whether an adjacent line joins a text value.
+Scored = tuple[list[Candidate], NDArray[np.float64], NDArray[np.float64]]
+
+
+def growth_probabilities(
+    line_p: dict[str, list[NDArray[np.float64]]],
+) -> dict[str, list[NDArray[np.float64]]]:
+    """Per text field, its line probabilities where no other text field claims the line more.
+
+    A line that reads more like another field's value (the company name above an
+    address) does not join this field's value: its growth probability becomes 0. The
+    fields given are the text fields decoded line by line, one candidate per line.
+
+    Example:
+        >>> import numpy as np
+        >>> p = {"company": [np.array([0.9, 0.6, 0.1])],
+        ...      "address": [np.array([0.7, 0.8, 0.9])]}
+        >>> [q.tolist() for q in growth_probabilities(p)["address"]]
+        [[0.0, 0.8, 0.9]]
+    """
+    out = {}
+    for name, per_doc in line_p.items():
+        rivals = [other for key, other in line_p.items() if key != name]
+        grow = []
+        for i, p in enumerate(per_doc):
+            best_rival = np.max([r[i] for r in rivals], axis=0) if rivals else np.zeros_like(p)
+            grow.append(np.where(p >= best_rival, p, 0.0))
+        out[name] = grow
+    return out
+
 
 class FieldScorer:
     """The scoring half of :class:`~slmstack.skills.fields.FieldExtractor` (a mixin)."""
@@ -112,12 +143,14 @@ class FieldScorer:
             span_weights[spec.name] = fit_logistic(xs, ys, self.c, self.seed)
         return weights, span_weights
 
-    def _scores(
-        self, docs: Sequence[list[Line]]
-    ) -> dict[str, list[tuple[list[Candidate], NDArray[np.float64]]]]:
-        """Each field's candidates and their probabilities, per document."""
+    def _scores(self, docs: Sequence[list[Line]]) -> dict[str, list[Scored]]:
+        """Each field's candidates, their probabilities and growth probabilities, per document.
+
+        Growth probabilities: for text fields read line by line, see
+        :func:`growth_probabilities`; otherwise the probabilities themselves.
+        """
         self.encoder_.cache([ln.text for lines in docs for ln in lines])
-        out: dict[str, list[tuple[list[Candidate], NDArray[np.float64]]]] = {}
+        found: dict[str, tuple[list[list[Candidate]], list[NDArray[np.float64]]]] = {}
         for spec in self.specs_:
             x, per_doc = self._matrix(spec, docs)
             scores = probabilities(x, self.weights_[spec.name])
@@ -128,8 +161,17 @@ class FieldScorer:
                 scores = probabilities(xs, self.span_weights_[spec.name])
                 bounds = np.cumsum([0, *(len(c) for c in per_doc)])
                 line_p = [scores[bounds[i] : bounds[i + 1]] for i in range(len(per_doc))]
-            out[spec.name] = list(zip(per_doc, line_p, strict=True))
-        return out
+            found[spec.name] = (per_doc, line_p)
+        by_line = {
+            s.name: found[s.name][1]
+            for s in self.specs_
+            if s.type == "text" and not self._spans_on(s)
+        }
+        grow = growth_probabilities(by_line)
+        return {
+            name: list(zip(per_doc, p, grow.get(name, p), strict=True))
+            for name, (per_doc, p) in found.items()
+        }
 
 
-__all__ = ["FieldScorer"]
+__all__ = ["FieldScorer", "Scored", "growth_probabilities"]

@@ -102,7 +102,8 @@ def _build(name: str, spec: SkillSpec, base: Path, cache: Path) -> SkillLike:
         raise ConfigError(f"skills.{name}.train: {data} does not exist")
     digest = hashlib.sha256(
         json.dumps(
-            [spec.kind, spec.params, _data_digest(data), FORMAT_VERSION], sort_keys=True
+            [spec.kind, spec.params, _data_digest(data), FORMAT_VERSION, cls.state_version],
+            sort_keys=True,
         ).encode()
     ).hexdigest()[:16]
     folder = cache / f"{name}-{digest}"
