@@ -22,7 +22,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("SLMSTACK_PROGRESS", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from slmstack.data.fields import FieldExample, gold_value, parse_schema, same_value
+from slmstack.data.fields import gold_value, parse_schema, same_value
+from slmstack.errors import DataError
 from slmstack.evaluation.extraction import field_metrics
 from slmstack.skills.fields import FieldExtractor
 from sroie import SCHEMA, load, readable
@@ -60,7 +61,7 @@ def main() -> int:
                 got = pred.data["fields"][spec.name]
                 try:
                     gold = gold_value(spec, raw) if raw else None
-                except Exception:  # noqa: BLE001 - unreadable truth, counted as a miss
+                except DataError:  # an unreadable truth counts as a miss
                     gold = None
                 ok = (got["value"] is not None and gold is not None
                       and same_value(spec, str(got["value"]).casefold(), gold))  # fmt: skip

@@ -13,9 +13,10 @@ a threshold; otherwise the field is reported as missing, never guessed.
 A ``text`` value may span lines (an address, a name printed over two lines). With
 ``text_decode="lines"`` (the default) it is the best line plus the adjacent lines that
 clear a second threshold, except a line that another text field scores higher (the
-company's name above the address does not join the address). With ``"spans"`` every run of up to ``max_span_lines``
-consecutive lines is a candidate, scored as a whole by a second regression over the
-line scores, the span's shape and the words at its edges (see :mod:`._field_spans`);
+company's name above the address does not join the address). With ``"spans"`` every
+run of up to ``max_span_lines`` consecutive lines is a candidate, scored as a whole by
+a second regression over the line scores, the span's shape and the words at its edges
+(see :mod:`._field_spans`);
 it learns from out-of-fold line scores, as on unseen documents. On SROIE receipts of
 unseen vendors it did not beat the line decoding on inner validation
 (``bench/sroie_select.py``), so it is an option, not the default. The thresholds are
