@@ -119,7 +119,10 @@ def test_training_data_errors(encoder_dir):
     with pytest.raises(DataError, match="no training documents"):
         fx.fit([])
     bad = [FieldExample("ACME\nTOTAL 5.00", {"company": "ACME", "date": "soon"}, "d.jsonl:3")]
-    with pytest.raises(DataError, match=r"d.jsonl:3: the true value of 'date' cannot be read"):
+    with pytest.raises(
+        DataError, match=r"1 true value\(s\) cannot be read .*d.jsonl:3: the true value of "
+        r"'date', 'soon': .*--skip-invalid"
+    ):  # fmt: skip
         FieldExtractor(schema={"company": "text", "date": "date"}, base=str(encoder_dir)).fit(bad)
     never = [FieldExample("ACME\nTOTAL 5.00", {"total": "7.00"})] * 3
     with pytest.raises(DataError, match="field 'total': no candidate .* matches the true values"):
@@ -315,9 +318,9 @@ def test_groups_stay_on_one_side_of_the_held_out_split_and_the_folds(encoder_dir
 def test_cross_fitted_thresholds_score_every_receipt_once_and_still_read_new_ones(encoder_dir):
     schema = {"company": "text", "address": "text", "total": "amount"}
     docs = multi_line_receipts(48)
-    fx = FieldExtractor(
-        schema=schema, base=str(encoder_dir), group_by="company", val_folds=4
-    ).fit(docs[:36])
+    fx = FieldExtractor(schema=schema, base=str(encoder_dir), group_by="company", val_folds=4).fit(
+        docs[:36]
+    )
     assert fx.metrics_["val_folds"] == 4 and fx.metrics_["n_val"] == 36
     assert 0 < fx.metrics_["val_micro_f1"] <= 1
     one = FieldExtractor(schema=schema, base=str(encoder_dir), group_by="company").fit(docs[:36])
@@ -328,3 +331,33 @@ def test_cross_fitted_thresholds_score_every_receipt_once_and_still_read_new_one
         for k in ("total",)
     )
     assert right == 12
+
+
+def test_unreadable_values_are_all_named_and_skip_invalid_drops_and_lists_them(
+    encoder_dir, tmp_path
+):
+    docs = toy_receipts(24)
+    rows = [{"text": r.text, "values": dict(r.values)} for r in docs]
+    rows[3]["values"]["date"] = "12/28/2019"  # month first under DMY
+    rows[9]["values"]["total"] = "n/a"
+    data = tmp_path / "receipts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("company: text\naddress: text\ndate: {type: date, order: DMY}\n"
+                      "total: amount\n")  # fmt: skip
+    runner = CliRunner()
+    args = ["train", "fields", str(data), "--schema", str(schema), "--base", str(encoder_dir)]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert res.exit_code != 0
+    assert "2 true value(s) cannot be read" in res.output  # both named at once
+    assert f"{data}:4: the true value of 'date', '12/28/2019'" in res.output
+    assert f"{data}:10: the true value of 'total', 'n/a'" in res.output
+    assert "--skip-invalid" in res.output and not (tmp_path / "a").exists()
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--skip-invalid", "--json",
+                              "--group-by", "company", "--val-folds", "3"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["documents"] == 22 and summary["val_folds"] == 3
+    assert [u.split(": the")[0] for u in summary["skipped_invalid"]] == [f"{data}:4", f"{data}:10"]
+    assert "skipped" in res.stderr and (tmp_path / "b" / "config.json").is_file()
+    assert len(read_field_examples(data)) == 24  # the file is left as it was

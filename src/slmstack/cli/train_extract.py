@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from slmstack.cli.common import cli_command, out, prepare_out, print_json
+from slmstack.cli.common import cli_command, err, out, prepare_out, print_json
 
 
 @cli_command
@@ -124,28 +124,59 @@ def fields(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the skill to.")],
     base: Annotated[str, typer.Option(help="Alias, local folder or Hugging Face id.")] = "minilm",
     threshold: Annotated[float, typer.Option(help="Below it a field is reported missing.")] = 0.5,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            help="Field whose value groups documents (the vendor): thresholds are "
+            "tuned on whole groups, as for new vendors."
+        ),
+    ] = None,
+    val_folds: Annotated[
+        int, typer.Option(help="Tune thresholds on every document once, by this many fits.")
+    ] = 1,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            help="Drop documents whose true values cannot be read (a month-first "
+            "date under DMY) and list them, instead of stopping."
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option()] = 0,
     allow_pickle: Annotated[bool, typer.Option(help="Accept pickled base weights.")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing skill in --out.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """Train a field extractor (invoices, receipts) from documents and their values."""
+    from slmstack.data.fields import UnreadableValue, drop_unreadable, parse_schema
+    from slmstack.errors import DataError
     from slmstack.skills.fields import FieldExtractor
 
     prepare_out(out_dir, force)
     skill = FieldExtractor(schema=_read_schema(schema), base=base, threshold=threshold,
-                           seed=seed, allow_pickle=allow_pickle)  # fmt: skip
+                           group_by=group_by, val_folds=val_folds, seed=seed,
+                           allow_pickle=allow_pickle)  # fmt: skip
     FieldExtractor.check_params(skill.get_params())  # a bad schema: before reading data
-    skill.fit(FieldExtractor.read_training_data(data))
+    examples = FieldExtractor.read_training_data(data)
+    skipped: list[UnreadableValue] = []
+    if skip_invalid:
+        examples, skipped = drop_unreadable(parse_schema(skill.schema), examples)
+        if not examples:
+            raise DataError(f"every document of {data} has a value that cannot be read")
+        for u in skipped:
+            err.print(f"[yellow]skipped[/] {u}", soft_wrap=True, markup=True, highlight=False)
+    skill.fit(examples)
     skill.save(out_dir)
     summary = {"out": str(out_dir), "train_seconds": round(skill.provenance_.seconds, 2),
+               "documents": len(examples), "skipped_invalid": [str(u) for u in skipped],
                "duplicates_dropped": skill.provenance_.duplicates_dropped,
                **{k: round(v, 4) for k, v in skill.metrics_.items()}}  # fmt: skip
     if json_out:
         print_json(summary)
         return
+    note = f", {len(skipped)} unreadable value(s) skipped" if skipped else ""
     out.print(
-        f"[green]saved[/] {out_dir}  ({len(skill.specs_)} fields, {summary['train_seconds']} s)"
+        f"[green]saved[/] {out_dir}  ({len(skill.specs_)} fields, {len(examples)} documents"
+        f"{note}, {summary['train_seconds']} s)"
     )
     scores = [f"{k[7:]} {v:.3f}" for k, v in skill.metrics_.items() if k.startswith("val_f1_")]
     if scores:

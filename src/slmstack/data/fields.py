@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from slmstack.data.normalizers import normalize_text, parse_amount, parse_date
-from slmstack.errors import ConfigError
+from slmstack.errors import ConfigError, DataError
 
 FIELD_TYPES = ("text", "date", "amount")
 
@@ -128,3 +128,61 @@ def same_value(spec: FieldSpec, a: str, b: str) -> bool:
     if spec.type == "text":
         return a.replace(" ", "") == b.replace(" ", "")
     return a == b
+
+
+@dataclass(frozen=True)
+class UnreadableValue:
+    """A true value the field's normaliser cannot read, and where it is."""
+
+    source: str  # the document's source (``file.jsonl:line``), or its position
+    field: str
+    value: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: the true value of {self.field!r}, {self.value!r}: {self.problem}"
+
+
+def unreadable_values(
+    specs: Sequence[FieldSpec], examples: Sequence[FieldExample]
+) -> list[UnreadableValue]:
+    """Every true value in ``examples`` that its field's normaliser cannot read.
+
+    A month-first ``12/28/2017`` under ``order: DMY``, ``20180304``, an amount with no
+    digits: values that cannot be compared with what the extractor finds.
+
+    Example:
+        >>> specs = parse_schema({"date": {"type": "date", "order": "DMY"}})
+        >>> [str(u) for u in unreadable_values(specs, [
+        ...     FieldExample("x", {"date": "28/12/2017"}, "a.jsonl:1"),
+        ...     FieldExample("y", {"date": "12/28/2017"}, "a.jsonl:2")])]  # doctest: +ELLIPSIS
+        ["a.jsonl:2: the true value of 'date', '12/28/2017': ..."]
+    """
+    out = []
+    for i, ex in enumerate(examples):
+        for spec in specs:
+            raw = ex.values.get(spec.name)
+            if raw is None or not str(raw).strip():
+                continue
+            try:
+                gold_value(spec, str(raw))
+            except DataError as exc:
+                out.append(UnreadableValue(ex.source or f"document #{i + 1}", spec.name,
+                                           str(raw), str(exc)))  # fmt: skip
+    return out
+
+
+def drop_unreadable(
+    specs: Sequence[FieldSpec], examples: Sequence[FieldExample]
+) -> tuple[list[FieldExample], list[UnreadableValue]]:
+    """The documents whose true values can all be read, and what the others held.
+
+    A document with one unreadable value is dropped whole (its other values stay true,
+    but a document half-labelled would teach the extractor that the field is absent).
+    """
+    bad = unreadable_values(specs, examples)
+    dropped = {u.source for u in bad}
+    kept = [
+        ex for i, ex in enumerate(examples) if (ex.source or f"document #{i + 1}") not in dropped
+    ]
+    return kept, bad

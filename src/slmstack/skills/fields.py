@@ -47,7 +47,7 @@ from numpy.typing import NDArray
 
 from slmstack.artifacts import data_hash
 from slmstack.data.documents import read_field_examples
-from slmstack.data.fields import FieldExample, FieldSpec, parse_schema
+from slmstack.data.fields import FieldExample, FieldSpec, parse_schema, unreadable_values
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import ArtifactError, ConfigError, DataError
 from slmstack.skills._field_decode import decode_field, tune_thresholds
@@ -179,6 +179,16 @@ class FieldExtractor(FieldScorer, Skill):
                     f"{ex.source or f'document #{i + 1}'}: values for {unknown}, which the "
                     f"schema does not declare (it has {sorted(names)}); add them to the schema"
                 )
+        bad = unreadable_values(self.specs_, examples)
+        if bad:
+            shown = "; ".join(str(u) for u in bad[:5])
+            more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+            raise DataError(
+                f"{len(bad)} true value(s) cannot be read as their field's type, so nothing "
+                f"can be learned from them: {shown}{more}. Correct them, or drop those "
+                "documents: `slmstack train fields --skip-invalid`, or in Python "
+                "`slmstack.data.fields.drop_unreadable(specs, examples)`"
+            )
         if self.group_by is not None and self.group_by not in names:
             raise ConfigError(
                 f"group_by={self.group_by!r} is not a field of the schema "
