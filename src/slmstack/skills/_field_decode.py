@@ -53,7 +53,8 @@ def decode_field(
     ``extend``: for text fields scored line by line, the probability an adjacent line
     needs to join the value; ``None`` takes the best candidate alone (a span of lines
     already, or a date or amount). ``grow_p``: the probabilities that decide whether an
-    adjacent line joins (a scorer of the line alone); by default ``p``.
+    adjacent line joins (``p`` where no other text field claims the line more: see
+    :func:`~slmstack.skills._field_scoring.growth_probabilities`); by default ``p``.
     """
     if spec.type != "text" and len(p):
         p = pool_by_value(cands, p)
