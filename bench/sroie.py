@@ -6,8 +6,8 @@ line per box in file order; the boxes' coordinates are ignored.
 
 Split: receipts sorted by file name; the first ``--n-train`` (default 500) train, the
 remaining 126 test. Receipts whose true date or total cannot be read by the normalisers
-(5 of 626: month-first ``12/28/2017`` and ``12/13/2016`` under DMY, and undelimited
-``20180304``, ``25032018``, ``20180428``) are left out of training, as
+(2 of 626 since the normalisers read 8-digit dates such as ``20180304``: the month-first
+``12/28/2017`` and ``12/13/2016`` under DMY) are left out of training, as
 ``slmstack train fields --skip-invalid`` would, and count as misses in testing.
 
 Scoring: field-level precision/recall/F1 with exact match after normalisation (ISO

@@ -28,6 +28,10 @@ from slmstack.data.normalizers import (
         ("DATE: 25-DEC-18 10:22", "DMY", "2018-12-25"),
         ("December 25th, 2018", "MDY", "2018-12-25"),
         ("Dec 25, 2018", "DMY", "2018-12-25"),
+        ("20180304", "DMY", "2018-03-04"),  # 8 digits, year first
+        ("DATE/TIME : 20180428/191204", "DMY", "2018-04-28"),
+        ("25032018", "DMY", "2018-03-25"),  # 8 digits, year last: the order decides
+        ("03252018", "MDY", "2018-03-25"),
     ],
 )
 def test_dates(text, order, iso):
@@ -40,6 +44,14 @@ def test_invalid_date_in_declared_order_is_not_swapped():
         parse_date("13/25/2020", order="MDY")
     with pytest.raises(ConfigError, match="date order must be 'DMY', 'MDY' or 'YMD'"):
         find_dates("03/04/2024", order="DDD")  # type: ignore[arg-type]
+
+
+def test_eight_digit_runs_that_are_not_dates_stay_numbers():
+    for text in ["TEL: 03-55423228", "INV 12345678", "TOTAL 20180000", "GST 000381399040"]:
+        assert find_dates(text) == [], text
+    assert find_dates("03252018", order="DMY") == []  # month 25 does not exist
+    assert [m.amount for _, _, m in find_amounts("INV 12345678")] == [Decimal(12345678)]
+    assert find_amounts("20180304") == []  # a date is not an amount
 
 
 def test_date_offsets_point_at_the_text():

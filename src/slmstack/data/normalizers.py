@@ -73,6 +73,8 @@ _DATE_PATTERNS = [
     ("mdy_text", re.compile(
         rf"(?<![\w])({_MONTH_RE})\.?[\s\-/.]*(\d{{1,2}})(?:st|nd|rd|th)?,?[\s\-/.]+(\d{{4}})(?!\d)",
         re.IGNORECASE)),
+    # 20180428 (year first), 25032018 (year last, order decides): 8 digits, years 1990-2099
+    ("compact", re.compile(r"(?<![\w.,])(\d{8})(?![\d.,]\d|\w)")),
 ]  # fmt: skip
 
 _CURRENCY_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR", "₩": "KRW"}
@@ -108,6 +110,23 @@ def _make(y: int, m: int, d: int) -> dt.date | None:
         return None
 
 
+def _compact(digits: str, order: str) -> dt.date | None:
+    """An 8-digit date: year first when it reads as one, else day and month as ``order``.
+
+    Only years 1990-2099 count, so that phone, invoice and amount digits rarely pass.
+    """
+    year_first = int(digits[:4])
+    if 1990 <= year_first <= 2099:
+        date = _make(year_first, int(digits[4:6]), int(digits[6:]))
+        if date is not None:
+            return date
+    year_last = int(digits[4:])
+    if not 1990 <= year_last <= 2099 or order == "YMD":
+        return None
+    a, b = int(digits[:2]), int(digits[2:4])
+    return _make(year_last, b, a) if order == "DMY" else _make(year_last, a, b)
+
+
 def check_order(order: str) -> None:
     """Raise ConfigError unless ``order`` is DMY, MDY or YMD."""
     if order not in ("DMY", "MDY", "YMD"):
@@ -129,6 +148,8 @@ def find_dates(text: str, *, order: DateOrder = "DMY") -> list[tuple[int, int, d
                     date = None
                 else:
                     date = _make(y, b, a) if order == "DMY" else _make(y, a, b)
+            elif kind == "compact":
+                date = _compact(g[0], order)
             elif kind == "dmy_text":
                 date = _make(_year(g[2]), _MONTHS[g[1].lower()], int(g[0]))
             else:
