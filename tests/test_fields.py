@@ -361,3 +361,16 @@ def test_unreadable_values_are_all_named_and_skip_invalid_drops_and_lists_them(
     assert [u.split(": the")[0] for u in summary["skipped_invalid"]] == [f"{data}:4", f"{data}:10"]
     assert "skipped" in res.stderr and (tmp_path / "b" / "config.json").is_file()
     assert len(read_field_examples(data)) == 24  # the file is left as it was
+
+
+def test_drop_unreadable_drops_by_document_not_by_source():
+    from slmstack.data.fields import drop_unreadable
+
+    specs = parse_schema({"date": {"type": "date", "order": "DMY"}, "total": "amount"})
+    docs = [FieldExample("a", {"date": "28/12/2017", "total": "5.00"}),
+            FieldExample("b", {"date": "12/28/2017", "total": "n/a"}),
+            FieldExample("c", {"date": "20180304", "total": None})]  # fmt: skip
+    kept, bad = drop_unreadable(specs, docs)
+    assert [d.text for d in kept] == ["a", "c"]  # the same empty source, only "b" dropped
+    assert [(u.source, u.field) for u in bad] == [("document #2", "date"),
+                                                  ("document #2", "total")]  # fmt: skip

@@ -148,8 +148,8 @@ def unreadable_values(
 ) -> list[UnreadableValue]:
     """Every true value in ``examples`` that its field's normaliser cannot read.
 
-    A month-first ``12/28/2017`` under ``order: DMY``, ``20180304``, an amount with no
-    digits: values that cannot be compared with what the extractor finds.
+    A month-first ``12/28/2017`` under ``order: DMY``, an amount with no digits: values
+    that cannot be compared with what the extractor finds.
 
     Example:
         >>> specs = parse_schema({"date": {"type": "date", "order": "DMY"}})
@@ -158,17 +158,20 @@ def unreadable_values(
         ...     FieldExample("y", {"date": "12/28/2017"}, "a.jsonl:2")])]  # doctest: +ELLIPSIS
         ["a.jsonl:2: the true value of 'date', '12/28/2017': ..."]
     """
+    return [u for i, ex in enumerate(examples) for u in _unreadable(specs, ex, i)]
+
+
+def _unreadable(specs: Sequence[FieldSpec], ex: FieldExample, i: int) -> list[UnreadableValue]:
     out = []
-    for i, ex in enumerate(examples):
-        for spec in specs:
-            raw = ex.values.get(spec.name)
-            if raw is None or not str(raw).strip():
-                continue
-            try:
-                gold_value(spec, str(raw))
-            except DataError as exc:
-                out.append(UnreadableValue(ex.source or f"document #{i + 1}", spec.name,
-                                           str(raw), str(exc)))  # fmt: skip
+    for spec in specs:
+        raw = ex.values.get(spec.name)
+        if raw is None or not str(raw).strip():
+            continue
+        try:
+            gold_value(spec, str(raw))
+        except DataError as exc:
+            out.append(UnreadableValue(ex.source or f"document #{i + 1}", spec.name,
+                                       str(raw), str(exc)))  # fmt: skip
     return out
 
 
@@ -180,9 +183,11 @@ def drop_unreadable(
     A document with one unreadable value is dropped whole (its other values stay true,
     but a document half-labelled would teach the extractor that the field is absent).
     """
-    bad = unreadable_values(specs, examples)
-    dropped = {u.source for u in bad}
-    kept = [
-        ex for i, ex in enumerate(examples) if (ex.source or f"document #{i + 1}") not in dropped
-    ]
+    kept: list[FieldExample] = []
+    bad: list[UnreadableValue] = []
+    for i, ex in enumerate(examples):
+        problems = _unreadable(specs, ex, i)
+        bad += problems
+        if not problems:
+            kept.append(ex)
     return kept, bad
