@@ -67,7 +67,10 @@ GRID: list[dict[str, Any]] = [
     {"pairing": "in_batch", "pair_iterations": 2, "pair_learning_rate": 1e-4},
 ]
 # The probe's inverse L2 strength for `head` on mpnet: the default (10) first, so it wins ties.
-HEAD_GRID: list[dict[str, Any]] = [{"head_c": 10.0}, {"head_c": 1.0}, {"head_c": 100.0}]
+# Last, each label's name as one more example (`name_examples`, added 2026-12-04 after
+# bench/fewshot_explore/label_names.py, validation only).
+HEAD_GRID: list[dict[str, Any]] = [{"head_c": 10.0}, {"head_c": 1.0}, {"head_c": 100.0},
+                                   {"head_c": 10.0, "name_examples": True}]  # fmt: skip
 
 
 def read(split: str) -> tuple[list[str], list[str]]:
@@ -173,14 +176,18 @@ def _key(row: dict[str, Any]) -> str:
                       sort_keys=True)  # fmt: skip
 
 
-def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary(runs: list[dict[str, Any]], chosen: dict[str, Any] | None) -> dict[str, Any]:
+    """Test accuracy per size and system. A configuration chosen before, under an older
+    grid, is kept apart from the chosen one: ``"<system> <config>"``."""
     out: dict[str, Any] = {}
     for row in runs:
         if row["phase"] != "test":
             continue
-        out.setdefault(str(row["shots"]), {}).setdefault(row["system"], []).append(
-            row["test_accuracy"]
-        )
+        system = row["system"]
+        raw = chosen.get("raw", row["config"]) if chosen else row["config"]
+        if chosen and system == chosen["system"] and row["config"] != raw:
+            system = f"{system} {json.dumps(row['config'])}"
+        out.setdefault(str(row["shots"]), {}).setdefault(system, []).append(row["test_accuracy"])
     return {
         shots: {
             system: {
@@ -220,7 +227,7 @@ def main() -> None:
     args = _parse()
     data = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
     if args.report_only:
-        data["summary"] = _summary(data["runs"])
+        data["summary"] = _summary(data["runs"], data.get("chosen"))
         args.out.write_text(json.dumps(data, indent=1) + "\n")
         print(json.dumps(data["summary"], indent=1))
         if args.write_results:
@@ -270,7 +277,7 @@ def main() -> None:
     system, chosen = candidates[-max(scored)[1]]
     shown = {**fixed, **chosen} if system == "fewshot" else {
         "strategy": "head", "base": "mpnet", "precision": args.precision, **chosen}  # fmt: skip
-    data["chosen"] = {"system": system, "config": shown,
+    data["chosen"] = {"system": system, "config": shown, "raw": chosen,
                       "by": "validation accuracy, draw 0, 10-shot"}  # fmt: skip
     _save(args, data)
     if args.grid_only:
@@ -281,7 +288,7 @@ def main() -> None:
         for shots in args.shots:
             run("test", "baseline", shots, seed, {})
             run("test", system, shots, seed, chosen)
-    data["summary"] = _summary(data["runs"])
+    data["summary"] = _summary(data["runs"], data.get("chosen"))
     _save(args, data)
     print(json.dumps(data["summary"], indent=1))
     if args.write_results:
@@ -318,10 +325,15 @@ def write_results(data: dict[str, Any], command: str, path: Path = RESULTS) -> N
              "", "Test accuracy (%), mean ± sd over the draws of the examples (each draw's "
              "value in brackets):", "",
              "| examples per intent | frozen MiniLM + LR (baseline) | fewshot (SetFit method) "
-             "| `head` on frozen mpnet |", "|---|---|---|---|"]  # fmt: skip
+             "| `head` on frozen mpnet (chosen) |"]  # fmt: skip
+    earlier = sorted({s for systems in data["summary"].values() for s in systems}
+                     - {"baseline", "fewshot", "head_mpnet"})  # fmt: skip
+    lines[-1] += "".join(f" {s.replace('head_mpnet', '`head` on mpnet')} (chosen before) |"
+                         for s in earlier)  # fmt: skip
+    lines.append("|---" * (4 + len(earlier)) + "|")
     for shots, systems in data["summary"].items():
-        cells = [_cell(systems.get(s)) for s in ("baseline", "fewshot", "head_mpnet")]
-        lines.append(f"| {shots} | {cells[0]} | {cells[1]} | {cells[2]} |")
+        cells = [_cell(systems.get(s)) for s in ("baseline", "fewshot", "head_mpnet", *earlier)]
+        lines.append(f"| {shots} | " + " | ".join(cells) + " |")
     lines += ["", f"Chosen on {data['chosen']['by']} (a validation sample of "
               "5 texts per intent drawn from train, outside the draw): "
               f"`{json.dumps(data['chosen']['config'])}`. Every configuration tried:", "",

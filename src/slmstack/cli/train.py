@@ -59,6 +59,13 @@ def classify(
             "with 'out_of_scope'); 0 turns the flag off."
         ),
     ] = 0.01,
+    name_examples: Annotated[
+        bool,
+        typer.Option(
+            help="head/fewshot: read each label's name as words ('card_arrival' is 'card "
+            "arrival') and add it to the head's examples; helps at a few examples per label."
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[
         Path | None, typer.Option(help="Continue training this saved skill with DATA.")
@@ -94,6 +101,8 @@ def classify(
     static = None
     if base == "static" or base.startswith("static:"):
         static = _static_classifier(base, strategy, resume, val_fraction, seed, allow_pickle)
+        if name_examples:
+            raise ConfigError(f"--name-examples needs a transformer --base, not {base}; drop it")
     prepare_out(out_dir, force)
     examples = TextClassifier.read_training_data(
         data, text_column=text_column, label_column=label_column
@@ -104,7 +113,8 @@ def classify(
     elif resume is not None:
         skill = TextClassifier.load(resume, allow_pickle=allow_pickle)
         rate = {} if learning_rate is None else {_rate_param(skill.strategy_): learning_rate}
-        skill.set_params(epochs=epochs, seed=seed, scope_alpha=scope_alpha, **rate)
+        names = {"name_examples": True} if name_examples else {}
+        skill.set_params(epochs=epochs, seed=seed, scope_alpha=scope_alpha, **rate, **names)
         skill.resume(examples, allow_new_labels=allow_new_labels)
     else:
         rates: dict[str, Any] = {}
@@ -120,6 +130,7 @@ def classify(
             val_fraction=val_fraction,
             precision=precision,  # type: ignore[arg-type]
             scope_alpha=scope_alpha,
+            name_examples=name_examples,
             seed=seed,
             allow_pickle=allow_pickle,
             distill_weight=distill_weight,

@@ -16,7 +16,9 @@ Either way the confidence is calibrated by temperature scaling on the validation
 and a scope model (``_scope.py``) flags texts unlike the training data: their prediction
 abstains with ``"out_of_scope"`` when their p-value is below ``scope_alpha``. ``head``
 and ``fewshot`` then refit the head on all examples (at 5 per label, the held-out fifth);
-temperature, scope and ``val_*`` metrics stay those of the train-only head.
+temperature, scope and ``val_*`` metrics stay those of the train-only head. With
+``name_examples=True`` every fit of that head also reads each label's name as an example
+(``_label_words.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
@@ -53,23 +54,22 @@ from slmstack.skills._classifier_io import (
 )
 from slmstack.skills._classifier_training import (
     ClassifierNet,
-    SoftTargets,
     SoftTeacher,
-    finetune,
     fit_probe,
     forward_all,
     grow_head,
     soft_targets,
     validation_metrics,
 )
-from slmstack.skills._fewshot import Pairing, auto_strategy, fewshot_tune
+from slmstack.skills._classifier_tune import tune_encoder
+from slmstack.skills._fewshot import Pairing, auto_strategy
+from slmstack.skills._label_words import name_texts
 from slmstack.skills._ranked import ranked_predictions, token_facts
 from slmstack.skills._scope import ScopeModel, fit_scope, warn_small_scope
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.kinds import LabelledTexts
 from slmstack.skills.params import Check, Interval
 from slmstack.training.calibration import fit_temperature, softmax
-from slmstack.training.loop import LoopConfig, LoopResult
 from slmstack.types import Example, Prediction
 
 Strategy = Literal["head", "finetune", "fewshot", "auto"]
@@ -129,6 +129,7 @@ class TextClassifier(LabelledTexts, Skill):
         val_fraction: float = 0.1,
         metric: Literal["accuracy", "macro_f1"] = "accuracy",
         head_c: float = 10.0,  # inverse L2 strength of the probe; 10 is best on BANKING77
+        name_examples: bool = False,  # each label's name, as words, is one more example
         normalize: bool = True,  # all-MiniLM vectors are trained for cosine geometry
         # "auto": bf16 where the CPU computes it natively (2x faster), else fp32. Not the
         # default: bf16 results move with the batch's padding (about 1e-3 in confidence),
@@ -159,6 +160,7 @@ class TextClassifier(LabelledTexts, Skill):
         self.val_fraction = val_fraction
         self.metric = metric
         self.head_c = head_c
+        self.name_examples = name_examples
         self.normalize = normalize
         self.precision = precision
         self.top_k = top_k
@@ -200,6 +202,12 @@ class TextClassifier(LabelledTexts, Skill):
         labels (``distill_weight``, ``distill_temperature``).
         """
         self._check_params()
+        if self.name_examples and self.strategy == "finetune":
+            raise ConfigError(
+                "name_examples=True adds the labels' names to the head's examples, and "
+                "strategy='finetune' trains the head with the encoder; use 'head' or "
+                "'fewshot', or name_examples=False."
+            )
         if teacher is not None and self.strategy != "finetune":
             raise ConfigError(
                 f"a teacher's soft labels train the encoder, and strategy={self.strategy!r} "
@@ -276,7 +284,7 @@ class TextClassifier(LabelledTexts, Skill):
         )  # fmt: skip
         self.teacher_: dict[str, Any] | None = soft.describe(teacher) if soft else None
         result = (
-            self._tune(tok_train, y_train, tok_val, y_val, resumed=resumed, soft=soft)
+            tune_encoder(self, tok_train, y_train, tok_val, y_val, resumed=resumed, soft=soft)
             if tuned else None
         )  # fmt: skip
         self.history_, self.best_epoch_ = (result.history, result.best_epoch) if result else ([], 0)
@@ -286,14 +294,14 @@ class TextClassifier(LabelledTexts, Skill):
         if x_train is None or tuned:  # the encoder has changed
             x_train = self._forward_all(tok_train, what="embed", desc="scope statistics")
         if self.strategy_ == "fewshot":  # the head is fitted on the tuned vectors
-            fit_probe(self.net_.head, x_train, y_train, c=self.head_c, seed=self.seed, warm=resumed)
+            self._fit_head(x_train, y_train, warm=resumed)
         val_logits = self._logits(x_val)
         self._fit_scope(x_train, y_train, x_val, resumed=resumed)
         self.temperature_ = fit_temperature(val_logits, y_val)
         self.head_refit_: bool | None = self.strategy_ in ("head", "fewshot")
         if self.head_refit_:  # every example counts; T and scope stay the train-only head's
             x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
-            fit_probe(self.net_.head, x_all, y_all, c=self.head_c, seed=self.seed, warm=resumed)
+            self._fit_head(x_all, y_all, warm=resumed)
         self.metrics_: dict[str, float] = {
             **validation_metrics(val_logits, y_val, self.temperature_),
             "n_train": float(len(train)),
@@ -314,8 +322,15 @@ class TextClassifier(LabelledTexts, Skill):
     ) -> NDArray[np.float32]:
         """Fit the head as multinomial logistic regression on frozen sentence vectors."""
         x = self._forward_all(tok, what="embed", desc="embed (frozen encoder)")
-        fit_probe(self.net_.head, x, y, c=self.head_c, seed=self.seed, warm=warm)
+        self._fit_head(x, y, warm=warm)
         return x
+
+    def _fit_head(self, x: NDArray[np.float32], y: NDArray[np.int64], *, warm: bool) -> None:
+        """The probe on ``x``, plus each label's name as an example if ``name_examples``."""
+        if self.name_examples:
+            names = self._forward_all(self._tokenize(name_texts(self.classes_)), what="embed")
+            x, y = np.concatenate([x, names]), np.concatenate([y, np.arange(len(names))])
+        fit_probe(self.net_.head, x, y, c=self.head_c, seed=self.seed, warm=warm)
 
     def _fit_scope(
         self, x_train: NDArray[np.float32], y_train: NDArray[np.int64],
@@ -331,35 +346,6 @@ class TextClassifier(LabelledTexts, Skill):
         with torch.inference_mode():
             out: NDArray[np.float32] = self.net_.head(torch.from_numpy(x)).numpy()
         return out
-
-    def _tune(
-        self, tok_train: Tokenized, y_train: NDArray[np.int64], tok_val: Tokenized,
-        y_val: NDArray[np.int64], *, resumed: bool, soft: SoftTargets | None = None,
-    ) -> LoopResult:  # fmt: skip
-        """Train the encoder: with the head (``finetune``), or on pairs before it (``fewshot``)."""
-        again = "resume " if resumed else ""
-        if self.strategy_ == "fewshot":
-            return fewshot_tune(
-                self.net_, tok_train.input_ids, y_train, tok_val.input_ids, y_val,
-                cfg=replace(LoopConfig.of(self), learning_rate=self.pair_learning_rate),
-                pair_iterations=self.pair_iterations, batch_size=self.batch_size, seed=self.seed,
-                pad_id=self._pad_id(), head_c=self.head_c, metric=self.metric,
-                pairing=self.pairing, description=f"{again}few-shot pairs")  # fmt: skip
-
-        def evaluate() -> float:
-            pred = self._forward_all(tok_val, what="logits").argmax(axis=1)
-            if self.metric == "macro_f1":
-                from sklearn.metrics import f1_score
-
-                return float(f1_score(y_val, pred, average="macro", zero_division=0))
-            return float((pred == y_val).mean())
-
-        return finetune(
-            self.net_, tok_train.input_ids, y_train, evaluate=evaluate, cfg=LoopConfig.of(self),
-            batch_size=self.batch_size, pad_id=self._pad_id(), seed=self.seed,
-            label_smoothing=self.label_smoothing, soft=soft,
-            description=f"{again}distil" if soft else f"{again}fine-tune",
-        )  # fmt: skip
 
     # ------------------------------------------------------------------ predicting
     def predict_proba(self, texts: Sequence[str]) -> NDArray[np.float64]:

@@ -1,0 +1,100 @@
+"""Few-shot BANKING77, validation only: do the intents' own names help the frozen head?
+
+A team that labels ten examples per intent also names each intent (``card_arrival``,
+``exchange_rate``). This probe adds each name, read as words ("card arrival"), as one more
+example of its intent (its mpnet vector at weight ``w``), or as a templated question
+("a question about card arrival"), and, separately, mixes the logistic-regression
+probabilities with the cosine to the name's vector. Same vectors, draws and validation
+samples as ``heads.py`` (3 draws, 5 and 10 per intent, 5 validation texts per intent
+outside the draw's 20-shot set; the test split is not read).
+
+    flock /tmp/slmstack-cpu.lock nice -n 5 env HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \\
+        .venv/bin/python bench/fewshot_explore/label_names.py
+
+Writes bench/results/fewshot_label_names.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from heads import softmax
+from self_train import unit, vectors
+
+from _machine import machine
+from fewshot import draw, read
+
+OUT = Path(__file__).resolve().parents[1] / "results" / "fewshot_label_names.json"
+TEMPLATES = {"name": "{}", "question": "a question about {}"}
+
+
+def encode(texts: list[str]) -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    from slmstack.models.resolve import resolve
+
+    model = SentenceTransformer(str(resolve("mpnet").path), device="cpu")
+    return model.encode(texts, batch_size=64, show_progress_bar=False)
+
+
+def main() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    texts, labels = read("train")
+    lab = np.array(labels)
+    vec = vectors("mpnet", texts)
+    classes = np.array(sorted(set(labels)))
+    words = [c.replace("_", " ").lower() for c in classes]
+    named = {t: unit(encode([f.format(w) for w in words])) for t, f in TEMPLATES.items()}
+    scores: dict[tuple[int, str], list[float]] = {}
+    start = time.time()
+
+    def record(k: int, key: str, pred: Any, yv: Any) -> None:
+        scores.setdefault((k, key), []).append(float((pred == yv).mean() * 100))
+
+    for seed in (0, 1, 2):
+        for k in (5, 10):
+            tr, va = draw(texts, labels, k, seed, 5)
+            ys, yv = lab[tr], lab[va]
+            xs, xv = unit(vec[tr]), unit(vec[va])
+            lr = LogisticRegression(C=10, max_iter=3000).fit(xs, ys)
+            assert list(lr.classes_) == list(classes)
+            proba = lr.predict_proba(xv)
+            record(k, "LR C 10 (the head)", classes[proba.argmax(1)], yv)
+            for t, names in named.items():
+                record(k, f"{t} vector alone (zero-shot)", classes[(xv @ names.T).argmax(1)], yv)
+                for w in (1.0, 3.0):
+                    weight = np.concatenate([np.ones(len(ys)), np.full(len(classes), w)])
+                    model = LogisticRegression(C=10, max_iter=3000)
+                    model.fit(np.vstack([xs, names]), np.concatenate([ys, classes]), weight)
+                    record(k, f"{t} as an example, weight {w}", model.predict(xv), yv)
+                for w in (0.1, 0.2):
+                    mixed = (1 - w) * proba + w * softmax((xv @ names.T) * 20)
+                    record(k, f"LR mixed with {t} cosine, w {w}", classes[mixed.argmax(1)], yv)
+    rows = [{"per_intent": k, "head": key, "validation_accuracy_mean": round(float(np.mean(v)), 2),
+             "per_draw": [round(x, 2) for x in v]} for (k, key), v in scores.items()]  # fmt: skip
+    rows.sort(key=lambda r: (r["per_intent"], -r["validation_accuracy_mean"]))
+    for r in rows:
+        print(r["per_intent"], f"{r['validation_accuracy_mean']:6.2f}", r["head"])
+    command = (
+        "flock /tmp/slmstack-cpu.lock nice -n 5 env HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "
+        ".venv/bin/python bench/fewshot_explore/label_names.py"
+    )
+    result = {"machine": machine(), "split": "validation (5 per intent per draw)",
+              "encoder": "mpnet (frozen, L2-normalised)", "draws": [0, 1, 2], "rows": rows,
+              "templates": TEMPLATES, "seconds": round(time.time() - start),
+              "command": command}  # fmt: skip
+    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
