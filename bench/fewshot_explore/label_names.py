@@ -4,7 +4,8 @@ A team that labels ten examples per intent also names each intent (``card_arriva
 ``exchange_rate``). This probe adds each name, read as words ("card arrival"), as one more
 example of its intent (its mpnet vector at weight ``w``), or as a templated question
 ("a question about card arrival"), and, separately, mixes the logistic-regression
-probabilities with the cosine to the name's vector. Same vectors, draws and validation
+probabilities with the cosine to the name's vector; with the head's C at 10 and 30, and
+with both phrasings as examples. Same vectors, draws and validation
 samples as ``heads.py`` (3 draws, 5 and 10 per intent, 5 validation texts per intent
 outside the draw's 20-shot set; the test split is not read).
 
@@ -60,6 +61,7 @@ def main() -> None:
     def record(k: int, key: str, pred: Any, yv: Any) -> None:
         scores.setdefault((k, key), []).append(float((pred == yv).mean() * 100))
 
+    both = np.vstack(list(named.values()))
     for seed in (0, 1, 2):
         for k in (5, 10):
             tr, va = draw(texts, labels, k, seed, 5)
@@ -69,6 +71,10 @@ def main() -> None:
             assert list(lr.classes_) == list(classes)
             proba = lr.predict_proba(xv)
             record(k, "LR C 10 (the head)", classes[proba.argmax(1)], yv)
+            for c in (10.0, 30.0):
+                model = LogisticRegression(C=c, max_iter=5000)
+                model.fit(np.vstack([xs, both]), np.concatenate([ys, classes, classes]))
+                record(k, f"name and question as examples, C {c:g}", model.predict(xv), yv)
             for t, names in named.items():
                 record(k, f"{t} vector alone (zero-shot)", classes[(xv @ names.T).argmax(1)], yv)
                 for w in (1.0, 3.0):
@@ -76,6 +82,10 @@ def main() -> None:
                     model = LogisticRegression(C=10, max_iter=3000)
                     model.fit(np.vstack([xs, names]), np.concatenate([ys, classes]), weight)
                     record(k, f"{t} as an example, weight {w}", model.predict(xv), yv)
+                    for c in (30.0,):
+                        model = LogisticRegression(C=c, max_iter=5000)
+                        model.fit(np.vstack([xs, names]), np.concatenate([ys, classes]), weight)
+                        record(k, f"{t} as an example, weight {w}, C {c:g}", model.predict(xv), yv)
                 for w in (0.1, 0.2):
                     mixed = (1 - w) * proba + w * softmax((xv @ names.T) * 20)
                     record(k, f"LR mixed with {t} cosine, w {w}", classes[mixed.argmax(1)], yv)
