@@ -34,16 +34,16 @@ CONFIGS: list[dict[str, Any]] = [
 ]  # fmt: skip
 
 
-def main() -> None:
+def score_configs(configs: list[dict[str, Any]], k: int, seed: int) -> list[dict[str, Any]]:
+    """Fit ``TextClassifier(**cfg)`` on draw ``seed`` at ``k`` per intent; validation accuracy."""
     from slmstack.skills.classifier import TextClassifier
     from slmstack.types import Example
 
     texts, labels = read("train")
-    k, seed = 10, 0
     tr, va = draw(texts, labels, k, seed, 5)
     examples = [Example(texts[i], labels[i]) for i in tr]
     rows = []
-    for cfg in CONFIGS:
+    for cfg in configs:
         start = time.perf_counter()
         skill = TextClassifier(**cfg).fit(examples)
         got = [p.label for p in skill.predict([texts[i] for i in va])]
@@ -53,14 +53,23 @@ def main() -> None:
                "seconds": round(time.perf_counter() - start)}  # fmt: skip
         rows.append(row)
         print(row, flush=True)
+    return rows
+
+
+def write(out: Path, script: str, rows: list[dict[str, Any]], k: int, seed: int) -> None:
     command = (
         "flock /tmp/slmstack-cpu.lock nice -n 5 env HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "
-        "SLMSTACK_PROGRESS=0 .venv/bin/python bench/fewshot_explore/finetune_probe.py"
+        f"SLMSTACK_PROGRESS=0 .venv/bin/python bench/fewshot_explore/{script}"
     )
-    result = {"machine": machine(), "split": "validation (draw 0, 5 per intent)",
+    result = {"machine": machine(), "split": f"validation (draw {seed}, 5 per intent)",
               "per_intent": k, "draw": seed, "rows": rows, "command": command}  # fmt: skip
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {OUT}")
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    k, seed = 10, 0
+    write(OUT, "finetune_probe.py", score_configs(CONFIGS, k, seed), k, seed)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def main() -> None:
             for c in (30, 100):
                 model = LogisticRegression(C=c, max_iter=5000).fit(xs, ys)
                 record(k, f"LR C {c}", model.predict(xv), yv)
-            record(k, "linear SVM C 1", LinearSVC(C=1).fit(xs, ys).predict(xv), yv)
+            record(k, "linear SVM C 1", LinearSVC(C=1, random_state=0).fit(xs, ys).predict(xv), yv)
             record(k, "ridge alpha 1", RidgeClassifier(alpha=1).fit(xs, ys).predict(xv), yv)
             protos = unit(np.stack([xs[ys == c].mean(0) for c in classes]))
             cosine = xv @ protos.T
@@ -77,6 +77,12 @@ def main() -> None:
             model = LogisticRegression(C=10, max_iter=3000)
             model.fit(np.vstack([xs, *noisy]), np.concatenate([ys] * 6))
             record(k, "LR C 10, noise copies", model.predict(xv), yv)
+    write_rows(OUT, "heads.py", scores, round(time.time() - start))
+
+
+def write_rows(out: Path, script: str, scores: dict[tuple[int, str], list[float]], seconds: int,
+               **extra: Any) -> None:  # fmt: skip
+    """Print and save the mean validation accuracy of each (examples per intent, head)."""
     rows = [{"per_intent": k, "head": key, "validation_accuracy_mean": round(float(np.mean(v)), 2),
              "per_draw": [round(x, 2) for x in v]} for (k, key), v in scores.items()]  # fmt: skip
     rows.sort(key=lambda r: (r["per_intent"], -r["validation_accuracy_mean"]))
@@ -84,13 +90,13 @@ def main() -> None:
         print(r["per_intent"], f"{r['validation_accuracy_mean']:6.2f}", r["head"])
     command = (
         "flock /tmp/slmstack-cpu.lock nice -n 5 env HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "
-        ".venv/bin/python bench/fewshot_explore/heads.py"
+        f".venv/bin/python bench/fewshot_explore/{script}"
     )
     result = {"machine": machine(), "split": "validation (5 per intent per draw)",
               "encoder": "mpnet (frozen, L2-normalised)", "draws": [0, 1, 2], "rows": rows,
-              "seconds": round(time.time() - start), "command": command}  # fmt: skip
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {OUT}")
+              **extra, "seconds": seconds, "command": command}  # fmt: skip
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Writes bench/results/fewshot_label_names.json.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,10 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heads import softmax
+from heads import softmax, write_rows
 from self_train import unit, vectors
 
-from _machine import machine
 from fewshot import draw, read
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "fewshot_label_names.json"
@@ -89,21 +87,7 @@ def main() -> None:
                 for w in (0.1, 0.2):
                     mixed = (1 - w) * proba + w * softmax((xv @ names.T) * 20)
                     record(k, f"LR mixed with {t} cosine, w {w}", classes[mixed.argmax(1)], yv)
-    rows = [{"per_intent": k, "head": key, "validation_accuracy_mean": round(float(np.mean(v)), 2),
-             "per_draw": [round(x, 2) for x in v]} for (k, key), v in scores.items()]  # fmt: skip
-    rows.sort(key=lambda r: (r["per_intent"], -r["validation_accuracy_mean"]))
-    for r in rows:
-        print(r["per_intent"], f"{r['validation_accuracy_mean']:6.2f}", r["head"])
-    command = (
-        "flock /tmp/slmstack-cpu.lock nice -n 5 env HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "
-        ".venv/bin/python bench/fewshot_explore/label_names.py"
-    )
-    result = {"machine": machine(), "split": "validation (5 per intent per draw)",
-              "encoder": "mpnet (frozen, L2-normalised)", "draws": [0, 1, 2], "rows": rows,
-              "templates": TEMPLATES, "seconds": round(time.time() - start),
-              "command": command}  # fmt: skip
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {OUT}")
+    write_rows(OUT, "label_names.py", scores, round(time.time() - start), templates=TEMPLATES)
 
 
 if __name__ == "__main__":

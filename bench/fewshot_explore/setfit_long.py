@@ -15,15 +15,12 @@ Writes bench/results/fewshot_setfit_long.json.
 
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _machine import machine
-from fewshot import draw, read
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from finetune_probe import score_configs, write
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "fewshot_setfit_long.json"
 COMMON = {"strategy": "fewshot", "base": "mpnet", "max_length": 48, "precision": "bf16",
@@ -39,31 +36,8 @@ CONFIGS: list[dict[str, Any]] = [
 
 
 def main() -> None:
-    from slmstack.skills.classifier import TextClassifier
-    from slmstack.types import Example
-
-    texts, labels = read("train")
     k, seed = 10, 0
-    tr, va = draw(texts, labels, k, seed, 5)
-    examples = [Example(texts[i], labels[i]) for i in tr]
-    rows = []
-    for cfg in CONFIGS:
-        start = time.perf_counter()
-        skill = TextClassifier(**cfg).fit(examples)
-        got = [p.label for p in skill.predict([texts[i] for i in va])]
-        acc = sum(g == labels[i] for g, i in zip(got, va, strict=True)) / len(va) * 100
-        row = {"params": cfg, "validation_accuracy": round(acc, 2),
-               "seconds": round(time.perf_counter() - start)}  # fmt: skip
-        rows.append(row)
-        print(row, flush=True)
-    command = (
-        "flock /tmp/slmstack-cpu.lock nice -n 5 env HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 "
-        "SLMSTACK_PROGRESS=0 .venv/bin/python bench/fewshot_explore/setfit_long.py"
-    )
-    result = {"machine": machine(), "split": "validation (draw 0, 5 per intent)",
-              "per_intent": k, "draw": seed, "rows": rows, "command": command}  # fmt: skip
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {OUT}")
+    write(OUT, "setfit_long.py", score_configs(CONFIGS, k, seed), k, seed)
 
 
 if __name__ == "__main__":
