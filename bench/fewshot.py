@@ -15,10 +15,11 @@ Systems, in the same run (the first two on the same all-MiniLM-L6-v2 weights):
   encoder's training to stop it, then fits the head on all ``k``);
 * ``head_mpnet``: ``TextClassifier(strategy="head", base="mpnet")``, the frozen larger
   encoder through the product (it calibrates on a held-out tenth, at least one per
-  intent, then refits its head on all ``k``), for each ``head_c`` of ``--head-grid``.
+  intent, then refits its head on all ``k``), for each parameter set of ``--head-grid``
+  (``head_c``; ``name_examples``: each intent's name as one more example).
 
 Protocol: the fewshot hyper-parameters (learning rate, pair iterations, epochs) and
-the ``head_c`` of ``head_mpnet`` are chosen on a *validation sample drawn from train*:
+the parameters of ``head_mpnet`` are chosen on a *validation sample drawn from train*:
 ``--val-per-label`` texts per intent from the training texts outside the draw (seed
 1000), never the test split. The grid runs on draw 0 of the 10-shot set only (CPU time);
 every configuration is listed with its validation accuracy, and the test split is scored

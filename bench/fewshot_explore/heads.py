@@ -93,8 +93,8 @@ def write_rows(out: Path, script: str, scores: dict[tuple[int, str], list[float]
         f".venv/bin/python bench/fewshot_explore/{script}"
     )
     result = {"machine": machine(), "split": "validation (5 per intent per draw)",
-              "encoder": "mpnet (frozen, L2-normalised)", "draws": [0, 1, 2], "rows": rows,
-              **extra, "seconds": seconds, "command": command}  # fmt: skip
+              "encoder": "mpnet", **extra, "vectors": "frozen, L2-normalised",
+              "draws": [0, 1, 2], "rows": rows, "seconds": seconds, "command": command}  # fmt: skip
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
 

@@ -12,11 +12,12 @@ outside the draw's 20-shot set; the test split is not read).
     flock /tmp/slmstack-cpu.lock nice -n 5 env HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \\
         .venv/bin/python bench/fewshot_explore/label_names.py
 
-Writes bench/results/fewshot_label_names.json.
+Writes bench/results/fewshot_label_names.json (``--encoder minilm``: ``..._minilm.json``).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -35,24 +36,27 @@ OUT = Path(__file__).resolve().parents[1] / "results" / "fewshot_label_names.jso
 TEMPLATES = {"name": "{}", "question": "a question about {}"}
 
 
-def encode(texts: list[str]) -> Any:
+def encode(texts: list[str], encoder: str) -> Any:
     from sentence_transformers import SentenceTransformer
 
     from slmstack.models.resolve import resolve
 
-    model = SentenceTransformer(str(resolve("mpnet").path), device="cpu")
+    model = SentenceTransformer(str(resolve(encoder).path), device="cpu")
     return model.encode(texts, batch_size=64, show_progress_bar=False)
 
 
 def main() -> None:
     from sklearn.linear_model import LogisticRegression
 
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--encoder", default="mpnet", help="mpnet (the few-shot choice) or minilm")
+    encoder = ap.parse_args().encoder
     texts, labels = read("train")
     lab = np.array(labels)
-    vec = vectors("mpnet", texts)
+    vec = vectors(encoder, texts)
     classes = np.array(sorted(set(labels)))
     words = [c.replace("_", " ").lower() for c in classes]
-    named = {t: unit(encode([f.format(w) for w in words])) for t, f in TEMPLATES.items()}
+    named = {t: unit(encode([f.format(w) for w in words], encoder)) for t, f in TEMPLATES.items()}
     scores: dict[tuple[int, str], list[float]] = {}
     start = time.time()
 
@@ -87,7 +91,12 @@ def main() -> None:
                 for w in (0.1, 0.2):
                     mixed = (1 - w) * proba + w * softmax((xv @ names.T) * 20)
                     record(k, f"LR mixed with {t} cosine, w {w}", classes[mixed.argmax(1)], yv)
-    write_rows(OUT, "label_names.py", scores, round(time.time() - start), templates=TEMPLATES)
+    out, script = OUT, "label_names.py"
+    if encoder != "mpnet":
+        out = OUT.with_name(f"{OUT.stem}_{encoder}.json")
+        script += f" --encoder {encoder}"
+    write_rows(out, script, scores, round(time.time() - start), encoder=encoder,
+               templates=TEMPLATES)  # fmt: skip
 
 
 if __name__ == "__main__":
