@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,22 @@ def softmax(z: Any) -> Any:
     return e / e.sum(1, keepdims=True)
 
 
+def draws(
+    texts: list[str], labels: list[str], vec: Any
+) -> Iterator[tuple[int, int, Any, Any, Any, Any]]:
+    """``(draw, k, x_train, y_train, x_val, y_val)`` for the 3 draws at 5 and 10 per intent,
+    with L2-normalised vectors; the validation sample is 5 per intent outside the draw."""
+    for seed in (0, 1, 2):
+        for k in (5, 10):
+            tr, va = draw(texts, labels, k, seed, 5)
+            yield seed, k, unit(vec[tr]), np.array(labels)[tr], unit(vec[va]), np.array(labels)[va]
+
+
 def main() -> None:
     from sklearn.linear_model import LogisticRegression, RidgeClassifier
     from sklearn.svm import LinearSVC
 
     texts, labels = read("train")
-    lab = np.array(labels)
     vec = vectors("mpnet", texts)
     scores: dict[tuple[int, str], list[float]] = {}
     start = time.time()
@@ -52,31 +63,27 @@ def main() -> None:
     def record(k: int, key: str, pred: Any, yv: Any) -> None:
         scores.setdefault((k, key), []).append(float((pred == yv).mean() * 100))
 
-    for seed in (0, 1, 2):
-        for k in (5, 10):
-            tr, va = draw(texts, labels, k, seed, 5)
-            ys, yv = lab[tr], lab[va]
-            xs, xv = unit(vec[tr]), unit(vec[va])
-            lr = LogisticRegression(C=10, max_iter=3000).fit(xs, ys)
-            proba, classes = lr.predict_proba(xv), lr.classes_
-            record(k, "LR C 10 (the head)", classes[proba.argmax(1)], yv)
-            for c in (30, 100):
-                model = LogisticRegression(C=c, max_iter=5000).fit(xs, ys)
-                record(k, f"LR C {c}", model.predict(xv), yv)
-            record(k, "linear SVM C 1", LinearSVC(C=1, random_state=0).fit(xs, ys).predict(xv), yv)
-            record(k, "ridge alpha 1", RidgeClassifier(alpha=1).fit(xs, ys).predict(xv), yv)
-            protos = unit(np.stack([xs[ys == c].mean(0) for c in classes]))
-            cosine = xv @ protos.T
-            record(k, "prototypes", classes[cosine.argmax(1)], yv)
-            for t in (10, 20, 40):
-                for w in (0.3, 0.5):
-                    mixed = (1 - w) * proba + w * softmax(cosine * t)
-                    record(k, f"LR + prototypes t {t} w {w}", classes[mixed.argmax(1)], yv)
-            rng = np.random.default_rng(seed)
-            noisy = [unit(xs + rng.normal(0, 0.02, xs.shape)) for _ in range(5)]
-            model = LogisticRegression(C=10, max_iter=3000)
-            model.fit(np.vstack([xs, *noisy]), np.concatenate([ys] * 6))
-            record(k, "LR C 10, noise copies", model.predict(xv), yv)
+    for seed, k, xs, ys, xv, yv in draws(texts, labels, vec):
+        lr = LogisticRegression(C=10, max_iter=3000).fit(xs, ys)
+        proba, classes = lr.predict_proba(xv), lr.classes_
+        record(k, "LR C 10 (the head)", classes[proba.argmax(1)], yv)
+        for c in (30, 100):
+            model = LogisticRegression(C=c, max_iter=5000).fit(xs, ys)
+            record(k, f"LR C {c}", model.predict(xv), yv)
+        record(k, "linear SVM C 1", LinearSVC(C=1, random_state=0).fit(xs, ys).predict(xv), yv)
+        record(k, "ridge alpha 1", RidgeClassifier(alpha=1).fit(xs, ys).predict(xv), yv)
+        protos = unit(np.stack([xs[ys == c].mean(0) for c in classes]))
+        cosine = xv @ protos.T
+        record(k, "prototypes", classes[cosine.argmax(1)], yv)
+        for t in (10, 20, 40):
+            for w in (0.3, 0.5):
+                mixed = (1 - w) * proba + w * softmax(cosine * t)
+                record(k, f"LR + prototypes t {t} w {w}", classes[mixed.argmax(1)], yv)
+        rng = np.random.default_rng(seed)
+        noisy = [unit(xs + rng.normal(0, 0.02, xs.shape)) for _ in range(5)]
+        model = LogisticRegression(C=10, max_iter=3000)
+        model.fit(np.vstack([xs, *noisy]), np.concatenate([ys] * 6))
+        record(k, "LR C 10, noise copies", model.predict(xv), yv)
     write_rows(OUT, "heads.py", scores, round(time.time() - start))
 
 

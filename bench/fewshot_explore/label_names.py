@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heads import softmax, write_rows
+from heads import draws, softmax, write_rows
 from self_train import unit, vectors
 
-from fewshot import draw, read
+from fewshot import read
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "fewshot_label_names.json"
 TEMPLATES = {"name": "{}", "question": "a question about {}"}
@@ -52,7 +52,6 @@ def main() -> None:
     ap.add_argument("--encoder", default="mpnet", help="mpnet (the few-shot choice) or minilm")
     encoder = ap.parse_args().encoder
     texts, labels = read("train")
-    lab = np.array(labels)
     vec = vectors(encoder, texts)
     classes = np.array(sorted(set(labels)))
     words = [c.replace("_", " ").lower() for c in classes]
@@ -64,33 +63,29 @@ def main() -> None:
         scores.setdefault((k, key), []).append(float((pred == yv).mean() * 100))
 
     both = np.vstack(list(named.values()))
-    for seed in (0, 1, 2):
-        for k in (5, 10):
-            tr, va = draw(texts, labels, k, seed, 5)
-            ys, yv = lab[tr], lab[va]
-            xs, xv = unit(vec[tr]), unit(vec[va])
-            lr = LogisticRegression(C=10, max_iter=3000).fit(xs, ys)
-            assert list(lr.classes_) == list(classes)
-            proba = lr.predict_proba(xv)
-            record(k, "LR C 10 (the head)", classes[proba.argmax(1)], yv)
-            for c in (10.0, 30.0):
-                model = LogisticRegression(C=c, max_iter=5000)
-                model.fit(np.vstack([xs, both]), np.concatenate([ys, classes, classes]))
-                record(k, f"name and question as examples, C {c:g}", model.predict(xv), yv)
-            for t, names in named.items():
-                record(k, f"{t} vector alone (zero-shot)", classes[(xv @ names.T).argmax(1)], yv)
-                for w in (1.0, 3.0):
-                    weight = np.concatenate([np.ones(len(ys)), np.full(len(classes), w)])
-                    model = LogisticRegression(C=10, max_iter=3000)
+    for _, k, xs, ys, xv, yv in draws(texts, labels, vec):
+        lr = LogisticRegression(C=10, max_iter=3000).fit(xs, ys)
+        assert list(lr.classes_) == list(classes)
+        proba = lr.predict_proba(xv)
+        record(k, "LR C 10 (the head)", classes[proba.argmax(1)], yv)
+        for c in (10.0, 30.0):
+            model = LogisticRegression(C=c, max_iter=5000)
+            model.fit(np.vstack([xs, both]), np.concatenate([ys, classes, classes]))
+            record(k, f"name and question as examples, C {c:g}", model.predict(xv), yv)
+        for t, names in named.items():
+            record(k, f"{t} vector alone (zero-shot)", classes[(xv @ names.T).argmax(1)], yv)
+            for w in (1.0, 3.0):
+                weight = np.concatenate([np.ones(len(ys)), np.full(len(classes), w)])
+                model = LogisticRegression(C=10, max_iter=3000)
+                model.fit(np.vstack([xs, names]), np.concatenate([ys, classes]), weight)
+                record(k, f"{t} as an example, weight {w}", model.predict(xv), yv)
+                for c in (30.0,):
+                    model = LogisticRegression(C=c, max_iter=5000)
                     model.fit(np.vstack([xs, names]), np.concatenate([ys, classes]), weight)
-                    record(k, f"{t} as an example, weight {w}", model.predict(xv), yv)
-                    for c in (30.0,):
-                        model = LogisticRegression(C=c, max_iter=5000)
-                        model.fit(np.vstack([xs, names]), np.concatenate([ys, classes]), weight)
-                        record(k, f"{t} as an example, weight {w}, C {c:g}", model.predict(xv), yv)
-                for w in (0.1, 0.2):
-                    mixed = (1 - w) * proba + w * softmax((xv @ names.T) * 20)
-                    record(k, f"LR mixed with {t} cosine, w {w}", classes[mixed.argmax(1)], yv)
+                    record(k, f"{t} as an example, weight {w}, C {c:g}", model.predict(xv), yv)
+            for w in (0.1, 0.2):
+                mixed = (1 - w) * proba + w * softmax((xv @ names.T) * 20)
+                record(k, f"LR mixed with {t} cosine, w {w}", classes[mixed.argmax(1)], yv)
     out, script = OUT, "label_names.py"
     if encoder != "mpnet":
         out = OUT.with_name(f"{OUT.stem}_{encoder}.json")
