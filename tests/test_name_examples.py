@@ -68,3 +68,22 @@ def test_cli_flag_trains_with_names_and_static_base_refuses_it(tmp_path):
     static = runner.invoke(app, [*args, "--force", "--base", "static", "--name-examples"])
     assert static.exit_code != 0
     assert "--name-examples needs a transformer --base" in static.output
+
+
+def test_unreadable_names_are_refused_before_the_encoder_is_tuned(monkeypatch):
+    import slmstack.skills.classifier as classifier
+
+    def never(*args, **kwargs):
+        raise AssertionError("the encoder was tuned before the names were checked")
+
+    monkeypatch.setattr(classifier, "tune_encoder", never)
+    data = [*OPAQUE, *(Example(f"code {i}", "42") for i in range(4))]
+    with pytest.raises(DataError, match="'42'"):
+        TextClassifier(strategy="fewshot", name_examples=True, scope_alpha=0).fit(data)
+
+
+def test_resuming_a_finetuned_skill_with_names_is_refused():
+    tuned = TextClassifier(strategy="finetune", epochs=1, batch_size=8, scope_alpha=0).fit(OPAQUE)
+    tuned.set_params(name_examples=True)
+    with pytest.raises(ConfigError, match="strategy='finetune'"):
+        tuned.resume(OPAQUE)

@@ -202,12 +202,6 @@ class TextClassifier(LabelledTexts, Skill):
         labels (``distill_weight``, ``distill_temperature``).
         """
         self._check_params()
-        if self.name_examples and self.strategy == "finetune":
-            raise ConfigError(
-                "name_examples=True adds the labels' names to the head's examples, and "
-                "strategy='finetune' trains the head with the encoder; use 'head' or "
-                "'fewshot', or name_examples=False."
-            )
         if teacher is not None and self.strategy != "finetune":
             raise ConfigError(
                 f"a teacher's soft labels train the encoder, and strategy={self.strategy!r} "
@@ -254,6 +248,14 @@ class TextClassifier(LabelledTexts, Skill):
         self, examples: list[Example], *, resumed: bool, teacher: SoftTeacher | None = None
     ) -> None:
         start = time.perf_counter()
+        if self.name_examples:  # before any training: a name that reads as nothing is refused
+            if self.strategy_ == "finetune":
+                raise ConfigError(
+                    "name_examples=True adds the labels' names to the head's examples, and "
+                    "strategy='finetune' trains the head with the encoder; use 'head' or "
+                    "'fewshot', or name_examples=False."
+                )
+            name_texts(self.classes_)
         index = {c: i for i, c in enumerate(self.classes_)}
         train, val = stratified_split(
             examples, [ex.label for ex in examples], fraction=self.val_fraction, seed=self.seed
