@@ -32,7 +32,9 @@ Measured (``bench/fewshot.py``, BANKING77, shared 2-core CPU): with the few hund
 this CPU allows (two epochs; SetFit's default is 20 iterations), neither pairing beat the
 frozen encoder + logistic regression on validation data (10 per intent: 81.6 and 81.3
 against 81.8), and on test it lost 1 to 2 points at 5, 10 and 20 per intent. SetFit's own
-regimen is about ten times the steps; see ``bench/RESULTS.md`` and :data:`FEWSHOT_BELOW`.
+regimen (20 iterations, about 1,900 steps) on mpnet did not help either
+(``bench/fewshot_explore/setfit_long.py``: 79.7 sampled, 81.8 in-batch, against 84.7 for
+the frozen head); see ``bench/RESULTS.md`` and :data:`FEWSHOT_BELOW`.
 """
 
 from __future__ import annotations
