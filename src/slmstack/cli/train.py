@@ -35,8 +35,8 @@ def classify(
         str,
         typer.Option(
             help="'head' (seconds), 'finetune', 'fewshot' (tens of examples per label: "
-            "contrastive pair tuning, then the head) or 'auto' (fewshot when the median "
-            "label has fewer than 5 examples, else head)."
+            "contrastive pair tuning, then the head) or 'auto' (the one measured best: "
+            "head at every size tried, 2 to 20 examples per label)."
         ),
     ] = "head",
     text_column: Annotated[str, typer.Option()] = "text",

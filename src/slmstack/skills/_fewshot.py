@@ -34,7 +34,9 @@ frozen encoder + logistic regression on validation data (10 per intent: 81.6 and
 against 81.8), and on test it lost 1 to 2 points at 5, 10 and 20 per intent. SetFit's own
 regimen (20 iterations, about 1,900 steps) on mpnet did not help either
 (``bench/fewshot_explore/setfit_long.py``: 79.7 sampled, 81.8 in-batch, against 84.7 for
-the frozen head); see ``bench/RESULTS.md`` and :data:`FEWSHOT_BELOW`.
+the frozen head), and below 5 per intent it lost at 2 and tied at 3
+(``bench/fewshot_explore/tiny.py``), so ``strategy="auto"`` trains ``head``; see
+``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -53,22 +55,10 @@ from slmstack.skills._classifier_training import ClassifierNet, forward_all
 from slmstack.training.batching import bucketed_batches
 from slmstack.training.loop import LoopConfig, LoopResult, train_loop
 
-# ``strategy="auto"`` trains ``fewshot`` when the median label has fewer examples than
-# this, else ``head``. On BANKING77 (bench/fewshot.py) ``fewshot`` lost to the frozen head
-# at 10 per intent on validation data, and on test at 5, 10 and 20, so ``auto`` keeps
-# ``head`` wherever it was measured; below 5 is SetFit's prior, not a measured win.
-FEWSHOT_BELOW = 5
-
 PairBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Pairing = Literal["sampled", "in_batch"]
 # in_batch: examples of one label that enter a batch together, so that it holds positives.
 _PER_LABEL = 4
-
-
-def auto_strategy(labels: Sequence[str]) -> str:
-    """``"fewshot"`` when the median label has fewer than :data:`FEWSHOT_BELOW` examples."""
-    _, counts = np.unique(np.asarray(labels, dtype=object), return_counts=True)
-    return "fewshot" if float(np.median(counts)) < FEWSHOT_BELOW else "head"
 
 
 def sample_pairs(
