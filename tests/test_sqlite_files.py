@@ -49,9 +49,7 @@ def test_a_reader_reads_the_last_commit_while_a_writer_holds_the_file(tmp_path):
         target=lambda: seen.append([r.request_id for r in Ledger(url, create=False).rows()])
     )
     reader.start()
-    reader.join(
-        3
-    )  # with a rollback journal the reader waits out its busy timeout (5 s), then fails
+    reader.join(3)  # with a rollback journal the reader waits out its busy timeout (5 s), then fails
     answered = not reader.is_alive()
     holder.execute("ROLLBACK")
     holder.close()
