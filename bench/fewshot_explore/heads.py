@@ -45,10 +45,11 @@ def draws(
 ) -> Iterator[tuple[int, int, Any, Any, Any, Any]]:
     """``(draw, k, x_train, y_train, x_val, y_val)`` for the 3 draws at 5 and 10 per intent,
     with L2-normalised vectors; the validation sample is 5 per intent outside the draw."""
+    lab = np.array(labels)
     for seed in (0, 1, 2):
         for k in (5, 10):
             tr, va = draw(texts, labels, k, seed, 5)
-            yield seed, k, unit(vec[tr]), np.array(labels)[tr], unit(vec[va]), np.array(labels)[va]
+            yield seed, k, unit(vec[tr]), lab[tr], unit(vec[va]), lab[va]
 
 
 def main() -> None:

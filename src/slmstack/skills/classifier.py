@@ -212,9 +212,7 @@ class TextClassifier(LabelledTexts, Skill):
         examples, self.duplicates_dropped_ = drop_duplicates(examples)
         validate_examples(examples)
         torch.manual_seed(self.seed)
-        self.strategy_: str = self.strategy
-        if self.strategy == "auto":
-            self.strategy_ = "head"
+        self.strategy_: str = "head" if self.strategy == "auto" else self.strategy
         self._setup_base()
         self.classes_: list[str] = sorted({ex.label for ex in examples})
         self.net_.head = nn.Linear(self.net_.head.in_features, len(self.classes_))
