@@ -153,7 +153,9 @@ def test_self_consistency_votes_and_says_so():
 def test_auto_stops_asking_for_logprobs_once_the_backend_gives_none():
     backend = ScriptedLLM()
     clf = classifier(model=backend, n_samples=3).fit(TRAIN)
-    first, second = clf.predict(["my card", "refund please"])
+    with pytest.warns(UserWarning, match="samples 3 answers per text.*'greedy'") as seen:
+        first, second = clf.predict(["my card", "refund please"])
+    assert len([w for w in seen if "log-probabilities" in str(w.message)]) == 1  # said once
     asked = [(r.logprobs, r.temperature) for r in backend.requests]
     # the first greedy call asks for log-probabilities; without them it is the first vote
     assert asked == [(0, 0.0), (None, 0.7), (None, 0.7), (None, 0.0), (None, 0.7), (None, 0.7)]

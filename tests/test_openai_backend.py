@@ -164,7 +164,7 @@ def test_malformed_body_names_the_endpoint_and_the_fix(response):
 
 
 # ---------------------------------------------------------------------- fallbacks
-def test_fallback_answers_when_the_first_endpoint_stays_down(monkeypatch):
+def test_fallback_answers_when_the_first_endpoint_stays_down(monkeypatch, caplog):
     monkeypatch.setenv("BACKUP_KEY", "sk-backup")
     seen: list[httpx2.Request] = []
 
@@ -183,7 +183,12 @@ def test_fallback_answers_when_the_first_endpoint_stays_down(monkeypatch):
             {"model": "backup-model", "base_url": BACKUP, "api_key_env": "BACKUP_KEY", "retries": 0}
         ],
     )
-    out = llm.complete(ask())
+    with caplog.at_level("WARNING", logger="slmstack.backends.openai_compat"):
+        out = llm.complete(ask())
+    assert [r.getMessage() for r in caplog.records] == [
+        f"fallback backup-model at {BACKUP} answered after: primary-model at "
+        "https://primary.test/v1 answered HTTP 500: down (2 attempts)"
+    ]
     assert (out.text, out.model, out.endpoint) == ("from backup", "backup-model", BACKUP)
     assert out.failed_over == (
         "primary-model at https://primary.test/v1 answered HTTP 500: down (2 attempts)",
@@ -367,3 +372,17 @@ def test_workflow_backends_pass_every_option(tmp_path):
     assert isinstance(big, OpenAICompatBackend)
     assert (big.base_url, big.policy.retries, big.max_concurrency) == (URL, 4, 3)
     assert [f.where for f in big.fallbacks] == [f"b at {BACKUP}"]
+
+
+def test_a_closed_shared_backend_is_not_handed_out_again():
+    from slmstack.backends import load_backend
+
+    transport = httpx2.MockTransport(lambda request: httpx2.Response(200, json=reply("hi")))
+    options = {"base_url": URL, "api_key_env": None, "transport": transport}
+    first = load_backend("closing-model", runtime="openai", **options)
+    assert load_backend("closing-model", runtime="openai", **options) is first
+    first.close()
+    with pytest.raises(BackendError, match="was closed; call load_backend"):
+        first.complete(ask())
+    second = load_backend("closing-model", runtime="openai", **options)
+    assert second is not first and second.complete(ask()).text == "hi"

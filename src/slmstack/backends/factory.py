@@ -63,6 +63,17 @@ def load_backend(
         return backend
 
 
+def forget(backend: Backend) -> None:
+    """Stop sharing ``backend``: the next :func:`load_backend` builds a fresh one.
+
+    A backend that closes its resources calls this, so that a closed backend is never
+    handed to the next skill that asks for the same model.
+    """
+    with _SHARED_LOCK:
+        for key in [k for k, b in _SHARED.items() if b is backend]:
+            del _SHARED[key]
+
+
 @runtimes.register("llama_cpp")
 def _llama_cpp(model: str, **options: Any) -> Backend:
     from slmstack.backends.llama_cpp import LlamaCppBackend

@@ -37,7 +37,13 @@ from functools import partial
 from typing import Any, Literal, TypeVar
 
 from slmstack.backends.base import Backend, Completion, CompletionRequest
-from slmstack.backends.openai_response import MAX_BODY_IN_ERROR, EndpointDown, parse_completion
+from slmstack.backends.openai_response import (
+    MAX_BODY_IN_ERROR,
+    EndpointDown,
+    all_failed,
+    log_failover,
+    parse_completion,
+)
 from slmstack.backends.retry import RETRYABLE_STATUS, RetryPolicy, retry_after_s
 from slmstack.backends.token_count import TokenCounter, load_token_counter
 from slmstack.errors import BackendError, ConfigError, MissingDependencyError
@@ -175,6 +181,7 @@ class OpenAICompatBackend(Backend):
                     f"{self.base_url}). Export it, or pass api_key_env=None for a local "
                     "server that needs no key."
                 )
+        self._closed = False
         self._client = openai.OpenAI(
             api_key=key,
             base_url=self.base_url,
@@ -239,9 +246,11 @@ class OpenAICompatBackend(Backend):
                 failures.append(str(exc))
                 last = exc
                 continue
+            if failures:
+                log_failover(endpoint.where, failures)
             usage = replace(done.usage, latency_ms=(time.perf_counter() - start) * 1000)
             return replace(done, usage=usage, failed_over=tuple(failures))
-        raise _all_failed(failures) from last
+        raise all_failed(failures) from last
 
     def stream(self, request: CompletionRequest) -> Iterator[str]:
         """One chat completion, streamed as the server generates it (``stream=True``).
@@ -261,16 +270,25 @@ class OpenAICompatBackend(Backend):
                 failures.append(str(exc))
                 last = exc
                 continue
+            if failures:
+                log_failover(endpoint.where, failures)
             try:
                 yield from endpoint._pieces(events)
             finally:
                 events.close()
                 endpoint._slots.__exit__(None, None, None)
             return
-        raise _all_failed(failures) from last
+        raise all_failed(failures) from last
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise BackendError(
+                f"{self.where}: this backend was closed; call load_backend() again for a new one"
+            )
 
     def _open_stream(self, params: dict[str, Any]) -> Any:
         """Open a stream and keep this endpoint's slot (released when the stream ends)."""
+        self._refuse_if_closed()
         self._slots.__enter__()
         try:
             return self._client.chat.completions.create(**params)
@@ -314,6 +332,7 @@ class OpenAICompatBackend(Backend):
 
     def _complete_here(self, request: CompletionRequest) -> Completion:
         """Ask this endpoint alone, with retries; :class:`EndpointDown` when it stays down."""
+        self._refuse_if_closed()
         params = self._params(request)
         raw = self._retrying(partial(self._create_raw, params), params)
         return parse_completion(raw, request, model=self.name, endpoint=self.base_url,
@@ -367,13 +386,15 @@ class OpenAICompatBackend(Backend):
         raise EndpointDown(f"{self.where} {problem} ({tries})") from cause
 
     def close(self) -> None:
-        """Close the HTTP connection pools (this endpoint's and the fallbacks')."""
+        """Close the HTTP connection pools (this endpoint's and the fallbacks').
+
+        A closed backend is no longer shared: :func:`~slmstack.backends.load_backend`
+        builds a fresh one next time, and this one refuses further calls.
+        """
+        from slmstack.backends.factory import forget
+
+        forget(self)
+        self._closed = True
         self._client.close()
         for fallback in self.fallbacks:
             fallback.close()
-
-
-def _all_failed(failures: list[str]) -> BackendError:
-    if len(failures) == 1:
-        return BackendError(failures[0])
-    return BackendError(f"all {len(failures)} endpoints failed:\n  " + "\n  ".join(failures))

@@ -4,11 +4,13 @@ The body is checked before it is trusted: a server that is not OpenAI-compatible
 wrong ``base_url`` answering HTML or another JSON) counts as a failed endpoint
 (:class:`EndpointDown`, so a fallback may answer), a refusal is an error, and usage is
 the server's, else counted with the model's tokenizer, else an error: never a silent
-zero, since the ledger prices calls by it.
+zero, since the ledger prices calls by it. Also what a failover says: the warning logged
+each time a fallback answers, and the error when every endpoint failed.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from slmstack.backends.base import Completion, CompletionRequest, TokenLogprob
@@ -17,6 +19,7 @@ from slmstack.errors import BackendError
 from slmstack.types import Usage
 
 MAX_BODY_IN_ERROR = 300  # characters of a response body quoted in an error
+log = logging.getLogger("slmstack.backends.openai_compat")
 
 
 class EndpointDown(BackendError):
@@ -100,3 +103,15 @@ def _logprobs(choice: Any) -> tuple[TokenLogprob, ...] | None:
         )
         for item in content
     )
+
+
+def all_failed(failures: list[str]) -> BackendError:
+    """The error when no endpoint answered: each endpoint's failure, in order."""
+    if len(failures) == 1:
+        return BackendError(failures[0])
+    return BackendError(f"all {len(failures)} endpoints failed:\n  " + "\n  ".join(failures))
+
+
+def log_failover(answered: str, failures: list[str]) -> None:
+    """Say, every time, that a fallback answered: it may be a different (paid) model."""
+    log.warning("fallback %s answered after: %s", answered, "; ".join(failures))

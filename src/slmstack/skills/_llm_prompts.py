@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -246,6 +247,14 @@ class LLMCaller:
                 f"{self.backend.name} returned no log-probabilities, so "
                 "confidence_method='logprobs' cannot be used. Choose 'self_consistency' "
                 "(or 'auto'), or a backend that returns them."
+            )
+        if want and self.method == "auto" and self.n_samples > 1:
+            warnings.warn(
+                f"{self.backend.name} returned no log-probabilities, so confidence_method="
+                f"'auto' samples {self.n_samples} answers per text from now on ({self.n_samples}"
+                "x the calls and tokens); set confidence_method='greedy' for one call per "
+                "text (confidence then 1.0), or use a backend that returns log-probabilities",
+                stacklevel=2,
             )
         self.no_logprobs = self.no_logprobs or want
         samples = [

@@ -51,6 +51,13 @@ class SkillSpec(BaseModel):
         return self
 
 
+PICKLE_REFUSED = (
+    "a workflow file cannot allow pickled weights (the file may come from anyone); save the "
+    "base model as safetensors (`model.save_pretrained(folder, safe_serialization=True)`) "
+    "and name that folder as the base"
+)
+
+
 def check_skill_spec(name: str, spec: SkillSpec) -> list[tuple[str, str]]:
     """``(path, message)`` problems of a spec's kind and params, found before training."""
     if spec.kind is None:
@@ -61,7 +68,11 @@ def check_skill_spec(name: str, spec: SkillSpec) -> list[tuple[str, str]]:
                  f"unknown skill kind {spec.kind!r}{did_you_mean(spec.kind, known)}")]  # fmt: skip
     cls = registry.skills.get(spec.kind)
     problems = []
+    if "allow_pickle" in spec.params:
+        problems.append((f"skills.{name}.params.allow_pickle", PICKLE_REFUSED))
     for key, value in spec.params.items():
+        if key == "allow_pickle":
+            continue
         try:
             cls.check_params({key: value})
         except ConfigError as exc:
@@ -90,6 +101,8 @@ def _build(name: str, spec: SkillSpec, base: Path, cache: Path) -> SkillLike:
             f"skills.{name}: unknown skill kind {spec.kind!r}{did_you_mean(spec.kind, known)}"
         )
     cls = registry.skills.get(spec.kind)
+    if "allow_pickle" in spec.params:
+        raise ConfigError(f"skills.{name}.params.allow_pickle: {PICKLE_REFUSED}")
     if spec.train is None:
         skill = cls(**spec.params)
         if getattr(cls, "trains_on_nothing", False):

@@ -193,7 +193,9 @@ class EscalateStep(Step):
                 "reason": self.reason,
                 "model": completion.model,
                 "finish_reason": completion.finish_reason,
+                "failed_over": list(completion.failed_over),
             },
+            warnings=tuple(f"failed over: {f}" for f in completion.failed_over),
         )
         return StepTrace(
             path, self.kind, self.name, output=output, decision=decision, usage=completion.usage
