@@ -33,7 +33,7 @@ from slmstack.batchjob import (
     run_job,
 )
 from slmstack.cli.app import app
-from slmstack.errors import ConfigError, DataError, MissingDependencyError
+from slmstack.errors import ConfigError, DataError, JobStopped, MissingDependencyError
 from slmstack.workflows import SkillStep, TemplateStep, Workflow
 from workflow_doubles import KeywordClassifier
 
@@ -197,6 +197,31 @@ def test_a_bad_row_fails_alone_and_the_batch_goes_on(tmp_path):
     assert count(
         tmp_path / "ledger.db", "select count(*) from slmstack_ledger where kind='run'"
     ) == [(1,)]
+
+
+def test_rows_that_keep_failing_stop_the_job_and_a_missing_package_stops_it_at_once(
+    tmp_path, monkeypatch
+):
+    import slmstack.batchjob.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "FAILURES_IN_A_ROW", 3)
+    wf = Workflow([SkillStep("intent"), TemplateStep("ok")], skills={"intent": Boom({"faq": 0.9})})
+    runner = RowRunner(JobSpec(tmp_path / "unused.yaml", job="j"), load=lambda: wf)
+    # two failures, then a success resets the count, so this batch goes through
+    rows = [Row("f:1", "boom"), Row("f:2", "boom"), Row("f:3", "faq"), Row("f:4", "boom")]
+    assert [o.ok for o in runner(rows)] == [False, False, True, False]
+    # with the one before, f:5 and f:6 make three in a row: the job stops, naming the last
+    with pytest.raises(JobStopped, match=r"3 rows failed in a row, the last \(f:6\).*resume"):
+        runner([Row("f:5", "boom"), Row("f:6", "boom"), Row("f:7", "faq")])
+
+    class NoPackage(KeywordClassifier):
+        def predict(self, texts):
+            raise MissingDependencyError("spacy", "ner", "Tagging")
+
+    wf = Workflow([SkillStep("intent")], skills={"intent": NoPackage({"faq": 0.9})})
+    runner = RowRunner(JobSpec(tmp_path / "unused.yaml", job="j"), load=lambda: wf)
+    with pytest.raises(MissingDependencyError):
+        runner([Row("f:1", "faq")])
 
 
 def test_sink_resumes_truncates_a_torn_line_and_refuses_another_input(tmp_path):

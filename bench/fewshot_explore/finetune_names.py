@@ -55,7 +55,8 @@ def main() -> None:
     def score(name: str, p: Any, params: Any, seconds: float | None, epoch: Any = None) -> None:
         acc = float((p.argmax(1) == gold).mean() * 100)
         row = {"system": name, "params": params, "validation_accuracy": round(acc, 2),
-               "best_epoch": epoch, "seconds": None if seconds is None else round(seconds)}  # fmt: skip
+               "best_epoch": epoch,
+               "seconds": None if seconds is None else round(seconds)}  # fmt: skip
         rows.append(row)
         print(row, flush=True)
 
@@ -68,7 +69,8 @@ def main() -> None:
         skill = TextClassifier(**cfg).fit(examples + extra)
         assert skill.classes_ == classes
         probs[name] = skill.predict_proba(va_texts)
-        score(name, probs[name], cfg, time.perf_counter() - start, getattr(skill, "best_epoch_", None))
+        epoch = getattr(skill, "best_epoch_", None)
+        score(name, probs[name], cfg, time.perf_counter() - start, epoch)
     for other in ("finetune", "finetune + names as examples"):
         mixed = (probs["head + names (frozen)"] + probs[other]) / 2
         score(f"mean of head + names and {other}", mixed, "probabilities averaged", None)

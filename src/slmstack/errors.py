@@ -15,10 +15,12 @@ Every error says what happened, the offending value, and how to fix it. Catch
     ├── SkillError
     │   ├── NotFittedError         predict/save before fit
     │   ├── ArtifactError          a saved skill folder is missing or inconsistent
+    │   ├── ExportRefused          an export failed its parity check or accuracy gate
     │   └── NotStreamableError     the skill's output cannot be streamed token by token
     ├── MissingDependencyError     an optional extra is not installed
     ├── BackendError               a generator or remote LLM call failed
     ├── InboxError                 the escalation inbox cannot be opened or an action is refused
+    ├── JobStopped                 a batch job stopped: its rows keep failing (done rows are kept)
     └── ServeError                 the HTTP server refused a request (mapped to a 4xx/5xx status)
         ├── Unauthorized               no API key, or an unknown one (401)
         ├── Overloaded                 the queue is full; retry after ``retry_after_s`` (429)
@@ -34,7 +36,24 @@ from pathlib import Path
 
 
 class SlmstackError(Exception):
-    """Base class of every error raised on purpose by slmstack."""
+    """Base class of every error raised on purpose by slmstack.
+
+    Every error pickles with its message and attributes, so one raised in a worker
+    process (a batch job, Ray) reaches the caller whole, whatever its ``__init__`` takes.
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(
+    cls: type[SlmstackError], args: tuple[object, ...], state: dict[str, object]
+) -> SlmstackError:
+    """An error of class ``cls`` with ``args`` and ``state``, without calling its ``__init__``."""
+    error = cls.__new__(cls, *args)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(SlmstackError, ValueError):
@@ -135,6 +154,10 @@ class InboxError(SlmstackError):
     """The escalation inbox cannot be opened, or an action on a packet is refused."""
 
 
+class JobStopped(SlmstackError):
+    """A batch job stopped because its rows keep failing; the rows done so far are kept."""
+
+
 class ServeError(SlmstackError):
     """The HTTP server refused a request; each subclass maps to one HTTP status."""
 
@@ -177,8 +200,10 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DeadlineExceeded",
+    "ExportRefused",
     "InboxError",
     "IntegrityError",
+    "JobStopped",
     "MissingDependencyError",
     "ModelError",
     "ModelNotFoundError",

@@ -3,7 +3,11 @@
 A worker loads the workflow once (:class:`RowRunner`), then runs batch after batch
 through ``Workflow.run_batch``, so that each skill predicts once per batch. A batch that
 raises is run again row by row, so that the one bad row goes to the errors file with its
-reason and the others still run. Each row runs with an idempotency key made of the job
+reason and the others still run. Errors no row causes (a missing package, an inbox that
+cannot be opened) stop the job at once, and so do :data:`FAILURES_IN_A_ROW` failed rows
+with no success between them (a revoked API key, an endpoint that stays down): the job
+stops with the last reason rather than filing every remaining row as an error, and the
+rows done so far are kept for the resumed run. Each row runs with an idempotency key made of the job
 (its output file), the row id and the text's digest: a batch run a second time (a worker
 killed after it filed its packets, a resumed job) files no second inbox packet and no
 second ledger rows. The ledger buffers its rows, so the worker flushes it before it
@@ -22,11 +26,16 @@ from typing import Any
 
 from slmstack.batchjob.inputs import Row
 from slmstack.batchjob.sink import Outcome
+from slmstack.errors import InboxError, JobStopped, MissingDependencyError
 from slmstack.heap import freeze_loaded
 from slmstack.workflows import Workflow, load_workflow
 
 # The ledger's request_id column holds 200 characters (see slmstack.costs.ledger).
 _MAX_KEY = 200
+# Failed rows in a row, with no success between them, after which a worker stops the job.
+FAILURES_IN_A_ROW = 20
+# Errors that say nothing about the row: the job stops on the first.
+_SYSTEMIC = (MissingDependencyError, InboxError)
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,7 @@ class RowRunner:
         self.spec = spec
         self.workflow = (load or spec.load)()
         set_torch_threads(spec.threads)
+        self.failed_in_a_row = 0
 
     def __call__(self, rows: Sequence[Row]) -> list[Outcome]:
         """One outcome per row, in order: its result line, or its error line."""
@@ -104,11 +114,14 @@ class RowRunner:
             keys = [row_key(self.spec.job, r) for r in good]
             try:
                 results = self.workflow.run_batch([r.text for r in good], keys=keys)
+            except _SYSTEMIC:
+                raise
             except Exception:
                 # Some row sank the batch: run each alone, so only that row fails.
                 for row, key in zip(good, keys, strict=True):
                     done[row.id] = self._one(row, key)
             else:
+                self.failed_in_a_row = 0
                 for row, result in zip(good, results, strict=True):
                     done[row.id] = self._ok(row, result.to_dict(trace=self.spec.trace))
         ledger = self.workflow.ledger
@@ -119,8 +132,20 @@ class RowRunner:
     def _one(self, row: Row, key: str) -> Outcome:
         try:
             result = self.workflow.run(row.text, key=key)
+        except _SYSTEMIC:
+            raise
         except Exception as exc:  # reported in the errors file, with its type
-            return self._failed(row, "workflow", f"{type(exc).__name__}: {exc}")
+            why = f"{type(exc).__name__}: {exc}"
+            self.failed_in_a_row += 1
+            if self.failed_in_a_row >= FAILURES_IN_A_ROW:
+                raise JobStopped(
+                    f"{self.failed_in_a_row} rows failed in a row, the last ({row.id}) with "
+                    f"{why}. This looks like a problem with the workflow or a service, not "
+                    "with the rows: fix it and run the same command again to resume (the "
+                    "rows done so far are kept)"
+                ) from exc
+            return self._failed(row, "workflow", why)
+        self.failed_in_a_row = 0
         return self._ok(row, result.to_dict(trace=self.spec.trace))
 
     @staticmethod
