@@ -98,6 +98,8 @@ def test_cli_writes_as_it_goes_and_an_interrupted_run_goes_on(tmp_path: Path):
     assert [r["text"] for r in rows] == ["query number 0", "query number 0 (please)",
                                           "query number 1", "query number 1 (please)"]  # fmt: skip
     assert rows[1]["augmented_from"] == rows[0]["source"] and rows[1]["label"] == "intent0"
+    with out.open("a") as f:
+        f.write('{"text": "query number 2", "la')  # killed in the middle of a line
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     summary = json.loads(again.output)

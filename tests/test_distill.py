@@ -107,6 +107,8 @@ def test_an_interrupted_run_resumes_and_pays_only_for_the_rest(tmp_path):
     report = distill(resumed, student(), TEXTS, cache=TeacherCache(path), identity=ident,
                      cost_of=cost_of, batch_size=8)  # fmt: skip
     assert report.teacher_labels_bought == len(set(TEXTS)) - 16
+    # the torn line was cut off, so the labels bought after it read back, every one
+    assert '"torn' not in path.read_text() and len(TeacherCache(path)) == len(set(TEXTS))
 
 
 def test_another_teacher_never_reuses_labels(tmp_path):

@@ -38,9 +38,17 @@ _ROW_KEYS = {"text", "label", "source", "augmented_from"}
 
 
 def _done(path: Path) -> set[str]:
-    """The sources of the originals already written to ``path`` (to resume)."""
+    """The sources of the originals already written to ``path`` (to resume).
+
+    A last line cut off mid-write (the run was killed) is truncated away first.
+    """
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        with path.open("r+b") as f:
+            f.truncate(raw.rfind(b"\n") + 1)
+        raw = raw[: raw.rfind(b"\n") + 1]
     done = set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:

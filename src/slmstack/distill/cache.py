@@ -3,7 +3,7 @@
 A JSONL file, one line per labelled text, keyed by the sha256 of the teacher's identity
 and the text. Lines are appended and flushed as each batch finishes, so an interrupted
 run loses at most the batch in flight and resumes where it stopped; a torn last line (a
-crash mid-write) is ignored and relabelled. The teacher's identity is its registered
+crash mid-write) is cut off and its text relabelled. The teacher's identity is its registered
 kind and parameters, so changing the teacher's model or prompt never reuses stale labels.
 """
 
@@ -68,15 +68,23 @@ class TeacherCache:
             self._read()
 
     def _read(self) -> None:
-        lines = self.path.read_text(encoding="utf-8").split("\n")
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        last = len(lines) if lines[-1].strip() else len(lines) - 1  # the last line with text
+        offset = 0
         for i, line in enumerate(lines, start=1):
+            start, offset = offset, offset + len(line) + 1
             if not line.strip():
                 continue
             try:
-                label = TeacherLabel(**json.loads(line))
-            except (json.JSONDecodeError, TypeError) as exc:
-                if i == len(lines) or (i == len(lines) - 1 and not lines[-1]):
-                    continue  # a torn last line from an interrupted run: relabel it
+                label = TeacherLabel(**json.loads(line.decode("utf-8")))
+            except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+                if i == last:
+                    # A torn last line from an interrupted run: cut it off, so the next
+                    # append starts on a line of its own, and relabel its text.
+                    with self.path.open("r+b") as f:
+                        f.truncate(start)
+                    return
                 raise DataError(
                     f"the teacher cache is damaged ({exc}); delete the line or the file "
                     "(its labels will be bought again)",
