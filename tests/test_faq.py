@@ -130,6 +130,27 @@ def test_kb_update_without_retraining(faq, tmp_path):
     assert config["kb"]["entries"] == len(KB) + 1
 
 
+def test_a_failed_update_changes_nothing_and_a_running_prediction_keeps_its_index(monkeypatch):
+    faq = FAQAnswerer(seed=0).fit(KB, calibration=CALIBRATION)
+    before = {e.id: e.answer for e in faq.kb}
+    index = faq.index_
+    n_rows = len(index)
+
+    def broken(texts, **kw):
+        raise RuntimeError("encoder went away")
+
+    monkeypatch.setattr(faq.encoder_, "encode", broken)
+    changed = KBEntry(KB[0].id, "a new question", "a new answer")
+    with pytest.raises(RuntimeError, match="went away"):
+        faq.replace([changed])
+    monkeypatch.undo()
+    assert {e.id: e.answer for e in faq.kb} == before and faq.index_ is index
+    # an update builds a new index: the one a prediction already holds is not changed
+    faq.replace([changed])
+    assert faq.index_ is not index and len(index) == n_rows
+    assert KB[0].id in index.keys and faq.kb[0].answer == "a new answer"
+
+
 def test_kb_update_errors(faq):
     with pytest.raises(DataError, match="already exist; use replace"):
         faq.add([KB[0]])

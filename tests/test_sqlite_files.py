@@ -98,3 +98,16 @@ def test_the_shared_rate_store_follows_the_switch(tmp_path, monkeypatch, switch,
     limiter.check("ops")
     limiter.close()
     assert journal_mode(tmp_path / "rates.db") == mode
+
+
+def test_a_folder_that_cannot_be_made_is_an_error_of_the_tree_with_the_fix(tmp_path):
+    from slmstack.errors import ConfigError, InboxError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    url = f"sqlite:///{blocker / 'sub' / 'x.db'}"
+    with pytest.raises(InboxError, match="cannot create the folder of the inbox.*PostgreSQL"):
+        Inbox(url)
+    with pytest.raises(ConfigError, match="cannot create the folder of the ledger"):
+        Ledger(url)
+    assert blocker.read_text() == "not a folder"

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from pathlib import Path
 from typing import Any, Literal
 
 from slmstack.switches import env_switch
@@ -37,6 +38,21 @@ from slmstack.switches import env_switch
 WAL_ENV = "SLMSTACK_SQLITE_WAL"
 
 _log = logging.getLogger("slmstack.sqlite")
+
+
+def make_folder(file: Path, what: str, error: type[Exception]) -> None:
+    """Create the folder of the SQLite ``file``; ``error`` names it and the fix when it can't.
+
+    ``what`` names the database in the message (``"inbox"``, ``"ledger"``); ``error`` is
+    the error class of the caller's part of the tree (an ``InboxError`` for the inbox).
+    """
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise error(
+            f"cannot create the folder of the {what} database {file} ({exc.strerror or exc}); "
+            "use a sqlite:///PATH in a folder this process can write, or a PostgreSQL URL"
+        ) from exc
 
 
 def wal_enabled() -> bool:

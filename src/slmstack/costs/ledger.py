@@ -44,7 +44,7 @@ from typing import Any, Literal
 from slmstack.costs._ledger_buffer import RowBuffer, write_or_log
 from slmstack.costs.prices import from_nano
 from slmstack.errors import ConfigError, MissingDependencyError
-from slmstack.sqlite_files import use_wal
+from slmstack.sqlite_files import make_folder, use_wal
 
 GroupBy = Literal["workflow", "step", "model", "day"]
 GROUPS: tuple[GroupBy, ...] = ("workflow", "step", "model", "day")
@@ -351,7 +351,7 @@ def _define(meta: Any) -> Any:
 def _check_file(file: Path, create: bool) -> None:
     """A writer makes the folder; a reader opens an existing file only."""
     if create:
-        file.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(file, "ledger", ConfigError)
     elif not file.is_file():
         what = "is a folder, not a file" if file.is_dir() else "does not exist"
         raise ConfigError(

@@ -17,7 +17,7 @@ from typing import Any
 
 from slmstack.costs.ledger import shown_url
 from slmstack.errors import ConfigError, MissingDependencyError
-from slmstack.sqlite_files import use_wal
+from slmstack.sqlite_files import make_folder, use_wal
 
 _DIALECTS = ("sqlite", "postgresql")
 _log = logging.getLogger("slmstack.proxy")
@@ -43,7 +43,7 @@ def open_tables(url: str, define: Callable[[Any], Any], *, create: bool, what: s
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         file = Path(url.removeprefix("sqlite:///"))
         if create:
-            file.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(file, what, ConfigError)
         elif not file.is_file():
             raise ConfigError(
                 f"database {file} does not exist; pass the --ledger `slmstack proxy` records "

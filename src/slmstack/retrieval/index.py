@@ -67,6 +67,17 @@ class VectorIndex:
         """Distinct keys, in insertion order."""
         return list(self._groups)
 
+    def copy(self) -> VectorIndex:
+        """An index with the same rows that :meth:`add` and :meth:`remove` change apart."""
+        other = VectorIndex(self.dim)
+        other._vectors, other._keys, other._texts = (
+            self._vectors,
+            list(self._keys),
+            list(self._texts),
+        )
+        other._regroup()
+        return other
+
     def add(self, keys: Sequence[str], texts: Sequence[str], vectors: NDArray[np.float32]) -> None:
         """Append rows; ``vectors`` must be unit-norm, shape ``(len(keys), dim)``."""
         vectors = np.asarray(vectors, dtype=np.float32)

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from slmstack.errors import ConfigError, MissingDependencyError
-from slmstack.sqlite_files import use_wal
+from slmstack.sqlite_files import make_folder, use_wal
 
 _TABLE = "slmstack_rate_limits"
 
@@ -148,7 +148,7 @@ def _engine(url: str) -> Any:
     except ImportError as exc:
         raise MissingDependencyError("sqlalchemy", "serve", "Shared rate limits") from exc
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        make_folder(Path(url.removeprefix("sqlite:///")), "shared rate limits", ConfigError)
     try:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:

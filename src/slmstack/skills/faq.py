@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 
 from slmstack.artifacts import data_hash, read_jsonl
 from slmstack.data.validation import drop_duplicates
-from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning
+from slmstack.errors import ArtifactError, ConfigError, DataWarning
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.retrieval.base import Encoded, TextEncoder
 from slmstack.retrieval.calibration import MatchCalibrator
@@ -45,6 +45,7 @@ from slmstack.retrieval.index import VectorIndex
 from slmstack.retrieval.knowledge import KBEntry, read_kb, validate_kb
 from slmstack.retrieval.onnx_encoder import OnnxSentenceEncoder
 from slmstack.skills._faq_calibration import Calibration, calibrate
+from slmstack.skills._faq_kb import KBUpdates
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.params import Check, Interval
 from slmstack.types import LabelScore, Prediction, Usage
@@ -68,7 +69,7 @@ def _kb_rows(entries: Sequence[KBEntry]) -> list[tuple[str, ...]]:
     return [(e.id, e.question, e.answer, *e.alternates) for e in entries]
 
 
-class FAQAnswerer(Skill):
+class FAQAnswerer(KBUpdates, Skill):
     """Nearest-question answering over a knowledge base, with calibrated abstention.
 
     Example:
@@ -233,84 +234,58 @@ class FAQAnswerer(Skill):
         return other
 
     def _index_entries(self, entries: Sequence[KBEntry]) -> None:
+        keys, texts, vectors = self._encode_entries(entries)
+        self.index_.add(keys, texts, vectors)
+        self.entries_.update((e.id, e) for e in entries)
+
+    def _encode_entries(
+        self, entries: Sequence[KBEntry]
+    ) -> tuple[list[str], list[str], NDArray[np.float32]]:
+        """(entry id, question, vector) of every question of ``entries``, as three lists."""
         keys = [e.id for e in entries for _ in e.questions]
         texts = [q for e in entries for q in e.questions]
         encoded = self.encoder_.encode(texts, desc="embed questions" if len(texts) > 256 else None)
-        self.index_.add(keys, texts, encoded.vectors)
-        self.entries_.update((e.id, e) for e in entries)
         n_cut = sum(1 for i in range(len(texts)) if encoded.tokens.truncation_warning(i))
         if n_cut:
             warnings.warn(
                 f"{n_cut} KB questions are longer than the {self.encoder_.window}-token window "
                 "and were truncated; raise max_length if their end matters.",
                 DataWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
-
-    # ------------------------------------------------------------------ KB updates
-    def add(self, entries: Sequence[KBEntry]) -> Self:
-        """Add entries (embedded now; no retraining). Ids must be new."""
-        self._require_fitted()
-        clash = [e.id for e in entries if e.id in self.entries_]
-        if clash:
-            raise DataError(f"entries {clash[:5]} already exist; use replace() to change them")
-        validate_kb([*self.entries_.values(), *entries])
-        self._index_entries(list(entries))
-        return self
-
-    def remove(self, ids: Collection[str]) -> Self:
-        """Remove entries by id. Unknown ids are an error (typos would pass silently)."""
-        self._require_fitted()
-        unknown = sorted(set(ids) - set(self.entries_))
-        if unknown:
-            raise DataError(
-                f"no entries with ids {unknown[:5]}; known ids include {list(self.entries_)[:5]}"
-            )
-        if len(set(ids)) >= len(self.entries_):
-            raise DataError("removing every entry would leave an empty knowledge base")
-        self.index_.remove(set(ids))
-        for i in ids:
-            self.entries_.pop(i, None)
-        return self
-
-    def replace(self, entries: Sequence[KBEntry]) -> Self:
-        """Replace existing entries (same ids) with new questions and answers."""
-        self._require_fitted()
-        missing = [e.id for e in entries if e.id not in self.entries_]
-        if missing:
-            raise DataError(f"entries {missing[:5]} do not exist; use add() for new entries")
-        ids = {e.id for e in entries}
-        validate_kb([*(e for e in self.entries_.values() if e.id not in ids), *entries])
-        self.index_.remove(ids)
-        self._index_entries(list(entries))
-        return self
-
-    @property
-    def kb(self) -> list[KBEntry]:
-        """The current entries."""
-        self._require_fitted()
-        return list(self.entries_.values())
+        return keys, texts, encoded.vectors
 
     # ------------------------------------------------------------------ predicting
     def _predict(self, texts: Sequence[str]) -> list[Prediction]:
         """The best KB answer per text with its calibrated confidence, or an abstention."""
         start = time.perf_counter()
         encoded = self.encoder_.encode(texts)
-        scores = self.index_.key_scores(encoded.vectors)
+        index = self.index_  # then the entries: see _faq_kb on updates during predictions
+        scores = index.key_scores(encoded.vectors)
+        entries = self.entries_
         per_item_ms = (time.perf_counter() - start) * 1000 / len(texts)
-        return [self._prediction(encoded, scores, i, per_item_ms) for i in range(len(texts))]
+        return [
+            self._prediction(index, entries, encoded, scores, i, per_item_ms)
+            for i in range(len(texts))
+        ]
 
     def _prediction(
-        self, encoded: Encoded, scores: NDArray[np.float32], i: int, ms: float
+        self,
+        index: VectorIndex,
+        entries: Mapping[str, KBEntry],
+        encoded: Encoded,
+        scores: NDArray[np.float32],
+        i: int,
+        ms: float,
     ) -> Prediction:
-        keys = self.index_.keys
+        keys = index.keys
         row = scores[i]
         k = min(self.top_k, len(keys))
         top = np.argsort(-row, kind="stable")[:k]
         best_other = np.where(np.arange(k) == 0, row[top[1]] if k > 1 else 0.0, row[top[0]])
         conf = self.calibrator_(row[top], (row[top] - best_other).astype(np.float32))
-        entry = self.entries_[keys[int(top[0])]]
-        hit = self.index_.search(encoded.vectors[i : i + 1], 1)[0][0]
+        entry = entries[keys[int(top[0])]]
+        hit = index.search(encoded.vectors[i : i + 1], 1)[0][0]
         match = {
             "entry": entry.to_dict(),
             "matched_question": hit.text,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from slmstack.errors import ConfigError, InboxError, MissingDependencyError
-from slmstack.sqlite_files import use_wal
+from slmstack.sqlite_files import make_folder, use_wal
 
 PacketStatus = Literal["open", "claimed", "resolved"]
 _ENV = "SLMSTACK_INBOX_URL"
@@ -114,7 +114,7 @@ class Inbox:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             file = Path(url.removeprefix("sqlite:///"))
             if create:
-                file.parent.mkdir(parents=True, exist_ok=True)
+                make_folder(file, "inbox", InboxError)
             else:
                 _check_exists(file)
         try:
