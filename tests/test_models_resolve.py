@@ -78,3 +78,15 @@ def test_tampered_package_weights_are_refused(tmp_path):
             resolve("test-tampered")
     finally:
         catalog._CATALOG.pop("test-tampered")
+
+
+def test_a_sharded_folder_is_pinned_by_every_shard(tmp_path):
+    for i in (1, 2):
+        save_file({"w": torch.ones(2) * i}, str(tmp_path / f"model-0000{i}-of-00002.safetensors"))
+    before = resolve(tmp_path)
+    assert before.weights is not None and before.weights.name.startswith("model-00001")
+    save_file({"w": torch.ones(2) * 7}, str(tmp_path / "model-00002-of-00002.safetensors"))
+    after = resolve(tmp_path)
+    assert after.sha256 != before.sha256  # the second shard changed, and the digest says so
+    with pytest.raises(IntegrityError):
+        resolve(tmp_path, expect_sha256=before.sha256)

@@ -54,7 +54,7 @@ class Registry(Generic[T]):
         if entry is not None:
             try:
                 obj: Any = entry.load()
-            except ImportError as exc:
+            except (ImportError, AttributeError) as exc:  # no module, or no such name in it
                 raise ConfigError(
                     f"{self.kind} {name!r} is registered by {entry.value!r}, which cannot be "
                     f"imported: {exc}. Reinstall the package that provides it."

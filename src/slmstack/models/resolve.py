@@ -12,6 +12,7 @@ Only safetensors weights are accepted unless ``allow_pickle=True`` is passed, be
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from collections.abc import Mapping
@@ -36,8 +37,10 @@ class ModelSource:
         ref: what the user asked for.
         origin: ``"local"``, ``"package"`` or ``"hub"``.
         path: the folder holding config, tokenizer and weights.
-        weights: the weight file inside ``path`` (``None`` for sharded or GGUF-only folders).
-        sha256: sha256 of ``weights`` (pinned and verified for packages).
+        weights: the weight file inside ``path`` (the first shard of a sharded folder;
+            ``None`` for a GGUF-only folder).
+        sha256: sha256 of ``weights`` (pinned and verified for packages); for a sharded
+            folder, a digest over every shard.
         licence: licence when known, else ``"unknown"``.
         safetensors: whether the weights are safetensors (``False`` only with allow_pickle).
     """
@@ -61,6 +64,23 @@ class ModelSource:
                        origin=str(base.get("origin", self.origin)),
                        sha256=base.get("sha256", self.sha256),
                        licence=str(base.get("licence", self.licence)))  # fmt: skip
+
+
+def _weights_digest(folder: Path, weights: Path | None) -> str | None:
+    """sha256 of the weight file; for a sharded folder, of every shard (names and digests).
+
+    A one-file folder keeps the file's own sha256, so the digests skills saved before
+    still match.
+    """
+    if weights is None:
+        return None
+    shards = sorted(folder.glob(f"*{weights.suffix}"))
+    if len(shards) < 2:
+        return sha256_file(weights)
+    digest = hashlib.sha256()
+    for shard in shards:
+        digest.update(f"{shard.name}\0{sha256_file(shard)}\n".encode())
+    return digest.hexdigest()
 
 
 def _find_weights(folder: Path, *, allow_pickle: bool, ref: str) -> tuple[Path | None, bool]:
@@ -169,7 +189,7 @@ def _resolve(ref_s: str, *, allow_pickle: bool) -> ModelSource:
     path = Path(ref_s).expanduser()
     if path.is_dir():
         weights, safe = _find_weights(path, allow_pickle=allow_pickle, ref=ref_s)
-        digest = sha256_file(weights) if weights is not None else None
+        digest = _weights_digest(path, weights)
         return ModelSource(ref_s, "local", path.resolve(), weights, digest, "unknown", safe)
     if ref_s in catalog:
         known = catalog[ref_s]
@@ -194,5 +214,5 @@ def _resolve(ref_s: str, *, allow_pickle: bool) -> ModelSource:
         raise ModelNotFoundError(f"model {ref_s!r}: no such folder. {_not_found_hint(ref_s)}")
     folder = _resolve_hub(ref_s)
     weights, safe = _find_weights(folder, allow_pickle=allow_pickle, ref=ref_s)
-    digest = sha256_file(weights) if weights is not None else None
+    digest = _weights_digest(folder, weights)
     return ModelSource(ref_s, "hub", folder, weights, digest, "see model card", safe)

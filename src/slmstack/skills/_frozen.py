@@ -6,6 +6,7 @@ is encoded once. Vectors are mean-pooled and L2-normalised, as all-MiniLM was tr
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,9 +51,16 @@ class FrozenEncoder:
         self._vectors: dict[str, NDArray[np.float32]] = {}
         self._tokens: dict[str, int] = {}
         self.truncated = 0
+        # Skills on one base share this object (a compliance pack's checks, parallel steps):
+        # the caches are filled, cleared and read under one lock.
+        self._lock = threading.RLock()
 
     def cache(self, texts: Sequence[str], desc: str = "encode lines") -> None:
         """Encode every text not seen before."""
+        with self._lock:
+            self._cache(texts, desc)
+
+    def _cache(self, texts: Sequence[str], desc: str) -> None:
         todo = sorted({t for t in texts if t not in self._vectors})
         if not todo:
             return
@@ -76,15 +84,17 @@ class FrozenEncoder:
 
     def vector(self, text: str) -> NDArray[np.float32]:
         """The cached vector of ``text`` (encoded now if it was not cached)."""
-        if text not in self._vectors:
-            self.cache([text])
-        return self._vectors[text]
+        with self._lock:
+            if text not in self._vectors:
+                self._cache([text], "encode lines")
+            return self._vectors[text]
 
     def n_tokens(self, text: str) -> int:
         """Untruncated token count of a cached text."""
-        if text not in self._tokens:
-            self.cache([text])
-        return self._tokens[text]
+        with self._lock:
+            if text not in self._tokens:
+                self._cache([text], "encode lines")
+            return self._tokens[text]
 
     def provenance(self) -> dict[str, Any]:
         """Reference, origin, sha256 and licence of the base, for config and card."""
