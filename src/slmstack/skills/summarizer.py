@@ -265,7 +265,7 @@ class Summarizer(Skill):
                 record = parse_json_output(completion, request)
             except BackendError as exc:
                 return Prediction(abstained="invalid_output", usage=_total(usages, start),
-                                  warnings=(str(exc),))  # fmt: skip
+                                  warnings=(*warnings, str(exc)))  # fmt: skip
             return Prediction(data=record, usage=_total(usages, start), warnings=tuple(warnings))
         summary = self._shorten(completion, request.max_tokens, warnings)
         check = check_copy(summary, body, limit=self.max_copied)

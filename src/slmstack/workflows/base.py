@@ -231,6 +231,21 @@ class Step(ABC):
         """
         return [self.execute(ctx, path) for ctx in ctxs]
 
+    def children(self) -> list[Step]:
+        """The steps this one holds (branches, tiers, sub-steps), found in its attributes."""
+        found: list[Step] = []
+        for value in vars(self).values():
+            items = list(value.values()) if isinstance(value, dict) else value
+            for item in items if isinstance(items, list | tuple) else [items]:
+                if isinstance(item, Step):
+                    found.append(item)
+        return found
+
+    def close(self) -> None:
+        """Release what the step holds (a thread pool), and what its children hold."""
+        for child in self.children():
+            child.close()
+
     @property
     def name(self) -> str:
         """How the step is shown in traces."""

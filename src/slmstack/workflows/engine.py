@@ -143,6 +143,27 @@ class Workflow:
         """The cost ledger runs are appended to (opened on first use), or ``None``."""
         return None if self._meter is None else self._meter.ledger
 
+    def close(self) -> None:
+        """Flush the ledger and release what the workflow opened: databases, thread pools.
+
+        An inbox or ledger passed in as an object is left open (its owner closes it). The
+        workflow can run again afterwards; it reopens what it needs.
+        """
+        for step in [*self.steps, *(s for block in self.blocks.values() for s in block)]:
+            step.close()
+        if self._meter is not None:
+            self._meter.close()
+        with self._inbox_lock:
+            inbox, self._inbox = self._inbox, None
+        if inbox is not None and not isinstance(self._inbox_arg, type(inbox)):
+            inbox.close()
+
+    def __enter__(self) -> Workflow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def meter(self) -> Meter:
         """How this workflow's calls are priced (its own meter, or one on default prices)."""
         if self._meter is not None:

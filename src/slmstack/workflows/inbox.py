@@ -173,6 +173,16 @@ class Inbox:
                 "workflow writes its escalations to (its `inbox:` entry)"
             ) from None
 
+    def close(self) -> None:
+        """Release the database connections (packets are committed as they are added)."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Inbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def add(self, packet: Packet) -> int:
         """Store ``packet`` as open and return its id (the existing id for a known key)."""
         import sqlalchemy as sa

@@ -161,6 +161,14 @@ class Meter:
                 self._ledger = Ledger(self._ledger_arg)
             return self._ledger
 
+    def close(self) -> None:
+        """Flush and close the ledger this meter opened from a URL (a given one is left open)."""
+        with self._lock:
+            opened = self._ledger if isinstance(self._ledger_arg, str) else None
+            self._ledger = None if opened is not None else self._ledger
+        if opened is not None:
+            opened.close()
+
     def record(
         self, result: Result, request_id: str | None = None, *, caller: str | None = None
     ) -> None:

@@ -41,11 +41,8 @@ def find_cascade(workflow: Workflow, cascade_id: str | None) -> CascadeStep:
     def walk(node: Step) -> None:
         if isinstance(node, CascadeStep):
             found.append(node)
-        for value in vars(node).values():  # a step holds its sub-steps as attributes
-            items = value.values() if isinstance(value, dict) else value
-            for child in items if isinstance(items, list | tuple | type({}.values())) else [value]:
-                if isinstance(child, Step):
-                    walk(child)
+        for child in node.children():
+            walk(child)
 
     for step in [*workflow.steps, *(s for block in workflow.blocks.values() for s in block)]:
         walk(step)

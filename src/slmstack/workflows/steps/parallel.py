@@ -103,6 +103,14 @@ class ParallelStep(Step):
                 )
             return self._pool
 
+    def close(self) -> None:
+        """Shut the branches' thread pool down (a later run starts a new one)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        super().close()
+
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Fan out, wait for every branch, merge outputs in branch order."""
         forks = [ctx.fork() for _ in self.steps]
