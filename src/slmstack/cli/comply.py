@@ -109,6 +109,7 @@ def comply(
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check documents against a rule pack; write a JSON and an HTML report with evidence."""
+    from slmstack.compliance.checker import ComplianceChecker
     from slmstack.compliance.fields import check_fields, combine
     from slmstack.compliance.report import render_html, result_record
     from slmstack.compliance.rules import load_pack
@@ -134,12 +135,12 @@ def comply(
     text_preds: list[Any] = [None] * len(texts)
     if rules.nli_rules and model is not None:
         checker = load(model, allow_pickle=allow_pickle)
-        if getattr(checker, "skill_name", "") != "slmstack.ComplianceChecker.v1":
+        if not isinstance(checker, ComplianceChecker):
             raise ConfigError(
                 f"--model {model} is a {type(checker).__name__}, not a ComplianceChecker; "
                 "train one with `slmstack train comply`"
             )
-        text_preds = checker.predict(texts, pack=rules)  # type: ignore[call-arg]
+        text_preds = checker.check(texts, rules)
     records: list[dict[str, Any]] = [{} for _ in texts]
     if rules.field_rules and fields_model is not None:
         extractor = load(fields_model, allow_pickle=allow_pickle)

@@ -247,8 +247,12 @@ class ComplianceChecker(Skill):
         :class:`RulePack`). Field rules (``check:``) are listed under ``not_checked``:
         they need an extractor's record (:func:`slmstack.compliance.check_fields`).
         """
+        return self.check(texts, pack or self.pack)
+
+    def check(self, texts: Sequence[str], pack: str | RulePack) -> list[Prediction]:
+        """:meth:`predict` against ``pack`` (a shipped name, a YAML path or a RulePack)."""
         self._require_fitted()
-        rules = pack if isinstance(pack, RulePack) else load_pack(pack or self.pack)
+        rules = pack if isinstance(pack, RulePack) else load_pack(pack)
         return self._guarded(texts, lambda t: self._predict(t, rules))
 
     def _predict(self, texts: Sequence[str], pack: RulePack | None = None) -> list[Prediction]:

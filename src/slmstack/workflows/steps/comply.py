@@ -26,7 +26,7 @@ flag, offsets and text) as the packet's entities.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import Field
 
@@ -47,6 +47,16 @@ from slmstack.workflows.base import (
     step_kinds,
 )
 from slmstack.workflows.trace import Decision, StepTrace
+
+
+@runtime_checkable
+class PackChecker(Protocol):
+    """What the step asks of its skill: a ComplianceChecker's ``check(texts, pack)``."""
+
+    def check(self, texts: Sequence[str], pack: RulePack) -> list[Prediction]:
+        """One result per text against ``pack``'s text rules."""
+        ...
+
 
 FlagName = Literal["violated", "missing", "needs_review"]
 _OUTPUT = frozenset({"label", "confidence", "spans", "text", "data", "abstained"})
@@ -133,7 +143,12 @@ class ComplyStep(Step):
         texts: list[Prediction | None] = [None] * len(ctxs)
         if self.pack.nli_rules and self.use is not None:
             checker = ctxs[0].runtime.skills[self.use]
-            preds = checker.predict([c.input for c in ctxs], pack=self.pack)  # type: ignore[call-arg]
+            if not isinstance(checker, PackChecker):
+                raise SkillError(
+                    f"skill {self.use!r} is a {type(checker).__name__}, not a "
+                    "ComplianceChecker; train one with `slmstack train comply`"
+                )
+            preds = checker.check([c.input for c in ctxs], self.pack)
             if len(preds) != len(ctxs):
                 raise SkillError(f"skill {self.use!r} returned {len(preds)} predictions for "
                                  f"{len(ctxs)} texts")  # fmt: skip
