@@ -124,3 +124,8 @@ def test_cli_writes_as_it_goes_and_an_interrupted_run_goes_on(tmp_path: Path):
     res = CliRunner().invoke(app, [*args[:3], str(other), *args[4:]])
     assert res.exit_code == 2 and "not a file `slmstack augment` wrote" in res.output
     assert other.read_text() == '{"text": "mine", "label": "x"}\n'
+    table = tmp_path / "table.csv"  # not JSON at all, last line without a newline
+    table.write_text("text,label\nhello,a\nlast row,b")
+    res = CliRunner().invoke(app, [*args[:3], str(table), *args[4:]])
+    assert res.exit_code == 2 and "not a file `slmstack augment` wrote" in res.output
+    assert table.read_text() == "text,label\nhello,a\nlast row,b"

@@ -257,6 +257,10 @@ def test_local_job_writes_every_row_once_and_resumes(job, tmp_path):
     assert_exactly_once(tmp_path, set(got), n_german=10)
     again = run_job(wf, data, out, workers=1)
     assert (again.already_done, again.processed) == (41, 0)
+    before = data.read_bytes()
+    with pytest.raises(DataError, match="one of the input files"):
+        run_job(wf, data.parent, data.parent / "in.jsonl", restart=True)
+    assert data.read_bytes() == before
 
 
 def _batch_cli(wf: Path, data: Path, out: Path, *extra: str) -> list[str]:

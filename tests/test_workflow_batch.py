@@ -182,3 +182,17 @@ def test_a_second_writer_of_one_output_is_refused_and_adds_no_rows(tmp_path):
     # Once the first writer is gone, the file is free again.
     res = CliRunner().invoke(app, ["run", str(yaml_wf), "--input", str(src), "--output", str(out)])
     assert res.exit_code == 0 and "0 rows run, 10 already done" in res.stdout
+
+
+def test_a_file_that_holds_no_results_is_never_cut_or_overwritten(tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("hello\n")
+    wf = Workflow([TemplateStep("x")], skills={})
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes, one line without a newline")
+    with pytest.raises(DataError, match="not a result row.*another --output"):
+        run_batch(wf, src, notes)
+    assert notes.read_text() == "my notes, one line without a newline"
+    with pytest.raises(DataError, match="--output is the input file"):
+        run_batch(wf, src, src, restart=True)
+    assert src.read_text() == "hello\n"

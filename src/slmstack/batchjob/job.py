@@ -24,10 +24,10 @@ from pathlib import Path
 import slmstack.batchjob.local
 import slmstack.batchjob.ray_engine  # noqa: F401  (registers the engines)
 from slmstack.batchjob.base import engines
-from slmstack.batchjob.inputs import read_rows
+from slmstack.batchjob.inputs import input_files, read_rows
 from slmstack.batchjob.runner import JobSpec, job_id
 from slmstack.batchjob.sink import Sink, errors_path_for
-from slmstack.errors import ConfigError
+from slmstack.errors import ConfigError, DataError
 from slmstack.progress import progress
 from slmstack.workflows import EscalateStep, Step, load_workflow
 from slmstack.workflows.inbox import default_url
@@ -128,6 +128,12 @@ def run_job(
     runner = make(workers=workers, address=ray_address)
     output = Path(output_path)
     errors = Path(errors_path) if errors_path is not None else errors_path_for(output)
+    if any(f.resolve() in (output.resolve(), errors.resolve()) for f, _ in input_files(input_path)):
+        raise DataError(
+            "the output (or errors) file is one of the input files; pass another --output, "
+            "so that the input is never overwritten",
+            path=output,
+        )
     rows = read_rows(input_path, text_field)
     source = Path(workflow).resolve()
     inbox_url = _absolute(inbox or workflow_inbox_url(source) or default_url())

@@ -43,12 +43,9 @@ def _done(path: Path) -> set[str]:
     A last line cut off mid-write (the run was killed) is truncated away first.
     """
     raw = path.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        with path.open("r+b") as f:
-            f.truncate(raw.rfind(b"\n") + 1)
-        raw = raw[: raw.rfind(b"\n") + 1]
+    cut = raw.rfind(b"\n") + 1 if raw and not raw.endswith(b"\n") else len(raw)
     done = set()
-    for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+    for n, line in enumerate(raw[:cut].decode("utf-8", errors="replace").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -65,6 +62,15 @@ def _done(path: Path) -> set[str]:
             )
         if row["augmented_from"] is None:
             done.add(str(row.get("source")))
+    if cut < len(raw):  # checked above to be this command's file: cut the torn line off
+        if not done or not raw[cut:].startswith(b"{"):
+            raise DataError(
+                "the last line is not a row `slmstack augment` wrote, so the file is neither "
+                "resumed nor overwritten. Pass another --out, or --force to overwrite it",
+                path=path,
+            )
+        with path.open("r+b") as f:
+            f.truncate(cut)
     return done
 
 

@@ -136,8 +136,14 @@ def run_batch(
     start = time.perf_counter()
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be at least 1; got {chunk_size}")
-    texts = read_inputs(Path(input_path), text_field)
     output = Path(output_path)
+    if output.resolve() == Path(input_path).resolve():
+        raise DataError(
+            "--output is the input file; pass another file for the results, so that the "
+            "input is never overwritten",
+            path=output,
+        )
+    texts = read_inputs(Path(input_path), text_field)
     escalated = packets = 0
     # Locked before anything is read, so that two runs never both see row k as missing.
     with open_locked(output, "slmstack run") as fh:

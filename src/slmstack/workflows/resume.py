@@ -95,6 +95,15 @@ def done_rows(
         done.add(row)
         good_end = end
     if good_end < len(raw):
+        # Only the start of a result line after results is a cut-off write; anything else
+        # is not this command's file, and is refused rather than cut.
+        if not done or not raw[good_end:].lstrip().startswith(b"{"):
+            raise DataError(
+                f"the last line is not a result row; is this the output of `{writer}`? "
+                "Pass another --output (a new file), or --restart to overwrite it",
+                path=path,
+                row=raw.count(b"\n", 0, good_end) + 1,
+            )
         with path.open("r+b") as fh:
             fh.truncate(good_end)
     return done
