@@ -60,6 +60,24 @@ def test_workflow_with_a_typo(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("wf.yaml", ["run", "{file}", "hi"]),
+        ("pack.yaml", ["comply", "{tmp}/doc.txt", "--pack", "{file}", "--out", "{tmp}/out"]),
+        ("serve.yaml", ["serve", "{file}"]),
+        ("in.txt", ["run", "{tmp}/ok.yaml", "--input", "{file}", "--output", "{tmp}/o.jsonl"]),
+    ],
+)
+def test_a_file_that_is_not_utf8_is_named_with_its_line_and_the_fix(tmp_path, name, args):
+    (tmp_path / "ok.yaml").write_text("steps:\n  - template: hello\n")
+    (tmp_path / "doc.txt").write_text("A contract.\n")
+    bad = tmp_path / name
+    bad.write_bytes(b"# caf\xe9 latin-1\nsteps: []\n")
+    args = [a.format(tmp=tmp_path, file=bad) for a in args]
+    one_error_line(runner.invoke(app, args), f"{bad}:1", "not UTF-8", "iconv")
+
+
+@pytest.mark.parametrize(
     "args",
     [
         ["run", "{tmp}/no-such.yaml", "hi"],

@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from slmstack.data.utf8 import read_utf8
 from slmstack.errors import DataError, MissingDependencyError
 
 TABLES = {
@@ -211,10 +212,4 @@ def _document(path: Path, name: str) -> Row:
 
 
 def _utf8(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"bytes at {exc.start} are not UTF-8; re-save the file as UTF-8", path=path
-        ) from exc
+    return read_utf8(path)

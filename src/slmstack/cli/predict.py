@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from slmstack.cli.common import cli_command, out, print_json
+from slmstack.data.utf8 import read_utf8
 from slmstack.errors import ConfigError
 
 
@@ -17,7 +18,7 @@ def _read_inputs(path: Path, text_column: str) -> list[str]:
     from slmstack.data.readers import read_records
 
     if path.suffix.lower() == ".txt":
-        return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [line for line in read_utf8(path).splitlines() if line.strip()]
     records = read_records(path)
     texts = []
     for r in records:

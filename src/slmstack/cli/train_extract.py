@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from slmstack.cli.common import cli_command, err, out, prepare_out, print_json
+from slmstack.data.utf8 import read_utf8
 
 
 @cli_command
@@ -104,7 +105,7 @@ def _read_schema(path: Path) -> dict[str, object]:
 
     if not path.is_file():
         raise ConfigError(f"schema file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path)
     try:
         schema = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:

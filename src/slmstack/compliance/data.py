@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from slmstack.compliance.rules import Verdict
+from slmstack.data.utf8 import read_utf8
 from slmstack.errors import DataError
 
 _VERDICTS: Mapping[str, Verdict] = {
@@ -56,7 +57,7 @@ def read_contractnli(path: str | Path) -> list[ContractDoc]:
     """
     source = Path(path)
     try:
-        raw = json.loads(source.read_text(encoding="utf-8"))
+        raw = json.loads(read_utf8(source))
     except json.JSONDecodeError as exc:
         raise DataError(f"not JSON ({exc}); expected a ContractNLI file", path=source) from None
     if not isinstance(raw, dict) or "documents" not in raw or "labels" not in raw:

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from slmstack.data.utf8 import read_utf8
 from slmstack.data.yaml_lines import line_map
 from slmstack.errors import ConfigError, RulePackError
 
@@ -137,7 +138,7 @@ def load_pack(pack: str | Path) -> RulePack:
         raise ConfigError(
             f"rule pack {path} {what}; pass a YAML file or a shipped pack ({', '.join(SHIPPED)})"
         )
-    return parse_pack(path.read_text(encoding="utf-8"), str(path))
+    return parse_pack(read_utf8(path), str(path))
 
 
 def parse_pack(text: str, source: str) -> RulePack:

@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from slmstack.data.utf8 import read_utf8
 from slmstack.errors import ConfigError
 
 ENV = "SLMSTACK_PRICES"
@@ -246,7 +247,7 @@ def _read(path: Path) -> Any:
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise ConfigError(f"price table {path} {what}; check the path (`prices:` or ${ENV})")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(read_utf8(path))
     except yaml.YAMLError as exc:
         raise ConfigError(f"price table {path} is not valid YAML: {exc}") from None
 

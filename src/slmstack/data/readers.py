@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 
+from slmstack.data.utf8 import decode_utf8
 from slmstack.data.validation import validate_examples
 from slmstack.errors import DataError
 from slmstack.types import Example
@@ -63,20 +64,6 @@ def _check_size(path: Path, max_bytes: int | None) -> None:
             "the saved skill with the next part, or sample it.",
             path=path,
         )
-
-
-def _decode(path: Path, raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        bad = raw[exc.start : exc.start + 4]
-        raise DataError(
-            f"bytes {bad!r} at byte {exc.start} are not UTF-8. Re-save the file as UTF-8 "
-            "(for example: iconv -f latin1 -t utf-8 in > out).",
-            path=path,
-            row=line,
-        ) from exc
 
 
 @functools.cache
@@ -134,7 +121,7 @@ def _read_table(p: Path, max_bytes: int | None) -> tuple[list[Record], str | Non
         raise DataError("no such file; check the path", path=p)
     fmt = _detect_format(p)
     _check_size(p, max_bytes)
-    text = _decode(p, p.read_bytes())
+    text = decode_utf8(p, p.read_bytes())
     records: list[Record] = []
     if fmt == "jsonl":
         for lineno, line in enumerate(text.splitlines(), start=1):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from slmstack.data.readers import read_records
+from slmstack.data.utf8 import read_utf8
 from slmstack.errors import DataError, DataWarning
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
@@ -173,7 +174,7 @@ def _read_table(
 
 
 def _read_markdown(path: Path) -> list[KBEntry]:
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path)
     headings = list(_HEADING.finditer(text))
     if not headings:
         raise DataError(

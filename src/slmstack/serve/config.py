@@ -42,6 +42,7 @@ from pydantic import (
     model_validator,
 )
 
+from slmstack.data.utf8 import read_utf8
 from slmstack.data.yaml_lines import line_map
 from slmstack.errors import ConfigError
 from slmstack.serve.ray_config import RayConfig
@@ -232,7 +233,7 @@ def load_config(path: str | Path) -> ServeConfig:
     source = Path(path)
     if not source.is_file():
         raise ConfigError(f"serve config {source} does not exist; pass the YAML file to serve")
-    text = source.read_text(encoding="utf-8")
+    text = read_utf8(source)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)

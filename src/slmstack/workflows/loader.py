@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kinds)
+from slmstack.data.utf8 import read_utf8
 from slmstack.data.yaml_lines import line_map
 from slmstack.errors import ConfigError, WorkflowError
 from slmstack.workflows.base import (
@@ -306,7 +307,7 @@ def _read(source: Path) -> tuple[dict[str, Any], yaml.Node]:
     if not source.is_file():
         what = "is a folder, not a file" if source.is_dir() else "does not exist"
         raise ConfigError(f"workflow file {source} {what}")
-    text = source.read_text(encoding="utf-8")
+    text = read_utf8(source)
     try:
         node = yaml.compose(text, Loader=_Loader)
         raw = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no Python objects
