@@ -226,3 +226,35 @@ def test_llm_escalation_declared_in_yaml(tmp_path):
     bad = body.replace("runtime: llama_cpp", "runtim: llama_cpp")
     with pytest.raises(WorkflowError, match=r"backends.big.runtim: unknown key 'runtim'"):
         load_workflow(write(tmp_path, bad), skills=SKILLS)
+
+
+def test_a_wrong_name_fails_before_any_skill_trains(tmp_path, monkeypatch):
+    import slmstack.workflows.loader as loader
+
+    def never(*args, **kwargs):
+        raise AssertionError("skills were trained or loaded before the graph was checked")
+
+    monkeypatch.setattr(loader, "resolve_skills", never)
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        textwrap.dedent(
+            """\
+            skills:
+              intent: {kind: slmstack.TextClassifier.v1, train: intents.csv}
+              saved: models/faq
+            steps:
+              - skill: intent
+              - route:
+                  on: intnt
+                  branches: {faq: {skill: saved}}
+                  default: {template: "{intent.text}"}
+            """
+        )
+    )
+    with pytest.raises(WorkflowError) as err:
+        load_workflow(wf)
+    message = str(err.value)
+    assert "wf.yaml:7: steps[1].route.on: no earlier step has id 'intnt'" in message
+    assert "(did you mean 'intent'?)" in message
+    # the stand-in knows a TextClassifier produces no text: the template is refused too
+    assert "{intent.text} needs 'text', but step 'intent' produces" in message

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kinds)
 from slmstack.errors import ConfigError, DataError, WorkflowError
@@ -37,6 +37,18 @@ def locate(source: Path, lines: Mapping[str, int], path: str) -> str:
         cut = max(probe.rfind("."), probe.rfind("["))
         probe = probe[:cut] if cut > 0 else ""
     return f"{source}: "
+
+
+def graph_problems(
+    steps: Sequence[Step],
+    skills: Mapping[str, Any],
+    backends: Mapping[str, Any],
+    blocks: Mapping[str, list[Step]],
+) -> list[tuple[str, str]]:
+    """``(path, message)`` of every problem of the graph, each once (a block used twice)."""
+    env = CheckEnv(skills, backends, blocks)
+    check_steps(steps, env, "steps")
+    return list(dict.fromkeys(env.errors))
 
 
 class Workflow:
@@ -115,16 +127,9 @@ class Workflow:
 
     def validate(self) -> None:
         """Check the whole graph before anything runs; raise :class:`WorkflowError`."""
-        env = CheckEnv(self.skills, self.backends, self.blocks)
-        check_steps(self.steps, env, "steps")
-        if env.errors:
-            seen: set[tuple[str, str]] = set()
-            problems = []
-            for path, message in env.errors:
-                if (path, message) not in seen:  # a block used twice reports once
-                    seen.add((path, message))
-                    problems.append((self._where(path), path, message))
-            raise WorkflowError(self.name, problems)
+        problems = graph_problems(self.steps, self.skills, self.backends, self.blocks)
+        if problems:
+            raise WorkflowError(self.name, [(self._where(p), p, m) for p, m in problems])
 
     # ------------------------------------------------------------------ inbox
     @property

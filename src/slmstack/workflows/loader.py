@@ -25,6 +25,7 @@ the kind's body; a bare string is a skill step and a bare list a sequence.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kinds)
+from slmstack import registry
 from slmstack.data.utf8 import read_utf8
 from slmstack.data.yaml_lines import line_map
 from slmstack.errors import ConfigError, WorkflowError
@@ -45,7 +47,7 @@ from slmstack.workflows.base import (
     field_path,
     step_kinds,
 )
-from slmstack.workflows.engine import Workflow, locate
+from slmstack.workflows.engine import Workflow, graph_problems, locate
 from slmstack.workflows.metering import spec_prices
 from slmstack.workflows.skillspec import SkillSpec, check_skill_spec, resolve_skills
 from slmstack.workflows.steps.sequence import SequenceStep
@@ -276,6 +278,12 @@ def load_workflow(
     build.problems.extend(price_problems)
     if build.problems:
         raise fail(build.problems)
+    # The graph on stand-ins first: a wrong name fails now, not after minutes of training.
+    standins = {**{k: _StandIn(v, source.parent) for k, v in skill_specs.items()}, **(skills or {})}
+    names = dict.fromkeys([*spec.backends, *(backends or {})])
+    early = graph_problems(steps, standins, names, blocks)
+    if early:
+        raise fail(early)
     cache = Path(cache_dir) if cache_dir is not None else source.parent / ".slmstack-cache"
     try:
         resolved = resolve_skills(skill_specs, base=source.parent, cache=cache, given=skills)
@@ -300,6 +308,26 @@ def load_workflow(
         ledger=ledger if ledger is not None else _inbox_url(spec.ledger, source.parent),
         prices=prices,
     )
+
+
+class _StandIn:
+    """A declared skill before it is trained or loaded: what its class says it produces.
+
+    The kind comes from the spec, or from a saved folder's ``config.json``; when it cannot
+    be told (no such folder yet: the real load reports that), the outputs are unknown and
+    left unchecked, as they are for a skill that declares none.
+    """
+
+    def __init__(self, spec: SkillSpec | str, base: Path):
+        kind = spec.kind if isinstance(spec, SkillSpec) else None
+        rel = spec if isinstance(spec, str) else spec.path
+        if kind is None and rel is not None:
+            try:
+                kind = json.loads((base / rel / "config.json").read_text(encoding="utf-8"))["skill"]
+            except (OSError, ValueError, KeyError, TypeError):
+                kind = None
+        cls = registry.skills.get(kind) if kind in registry.skills.names() else None
+        self.produces = getattr(cls, "produces", None)
 
 
 def _read(source: Path) -> tuple[dict[str, Any], yaml.Node]:
