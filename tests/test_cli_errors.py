@@ -158,3 +158,21 @@ def test_real_process_prints_no_traceback(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_serve_checks_its_workflows_and_options_before_any_model_loads(tmp_path):
+    (tmp_path / "wf.yaml").write_text("steps:\n  - skill: intnet\n")
+    config = tmp_path / "serve.yaml"
+    config.write_text("workflows:\n  desk: wf.yaml\n")
+    one_error_line(
+        runner.invoke(app, ["serve", str(config)]),
+        "wf.yaml:2: steps[0].skill: unknown skill 'intnet'",
+    )
+    (tmp_path / "wf.yaml").write_text("steps:\n  - template: hello\n")
+    one_error_line(
+        runner.invoke(app, ["serve", str(config), "--log-level", "loud"]),
+        "--log-level must be one of critical, error, warning, info, debug, trace",
+    )
+    bad_port = runner.invoke(app, ["serve", str(config), "--port", "99999"])
+    assert bad_port.exit_code == 2 and "65535" in bad_port.output
+    one_error_line(runner.invoke(app, ["serve", str(tmp_path)]), "is a folder")

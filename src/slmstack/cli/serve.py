@@ -15,6 +15,8 @@ import typer
 from slmstack.cli.common import cli_command, out
 from slmstack.errors import ConfigError, MissingDependencyError
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
 
 @cli_command
 def serve(
@@ -22,11 +24,13 @@ def serve(
         Path | None, typer.Argument(help="The serve config YAML (skills, workflows, keys).")
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
     workers: Annotated[
         int, typer.Option(min=1, help="Server processes; each loads every model.")
     ] = 1,
-    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    log_level: Annotated[
+        str, typer.Option(help=f"uvicorn's log level: {', '.join(LOG_LEVELS)}.")
+    ] = "info",
     openapi: Annotated[
         Path | None,
         typer.Option(help="Write the OpenAPI spec to this file and exit (needs no CONFIG)."),
@@ -55,6 +59,8 @@ def serve(
         return
     if config is None:
         raise ConfigError("pass the serve config: slmstack serve serve.yaml")
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {log_level!r}")
     settings = load_config(config)  # every config error now, with its line
     if engine not in ("local", "ray"):
         raise ConfigError(f"--engine must be local or ray; got {engine!r}")

@@ -232,7 +232,8 @@ def load_config(path: str | Path) -> ServeConfig:
     """
     source = Path(path)
     if not source.is_file():
-        raise ConfigError(f"serve config {source} does not exist; pass the YAML file to serve")
+        what = "is a folder" if source.is_dir() else "does not exist"
+        raise ConfigError(f"serve config {source} {what}; pass the YAML file to serve")
     text = read_utf8(source)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -246,9 +247,15 @@ def load_config(path: str | Path) -> ServeConfig:
     lines = line_map(node, source) if node is not None else {}
     base = source.resolve().parent
     try:
-        return ServeConfig.model_validate(raw, context={"base": base})
+        config = ServeConfig.model_validate(raw, context={"base": base})
     except ValidationError as exc:
         problems = [(locate(source, lines, p), p, m) for p, m in _problems(exc)]
+    else:
+        from slmstack.workflows.loader import check_workflow
+
+        for workflow in config.workflows.values():  # each file's graph, before any model loads
+            check_workflow(workflow)
+        return config
     problems.sort(key=lambda problem: _line_of(problem[0]))  # in file order
     rendered = [f"{where}{p or 'top level'}: {message}" for where, p, message in problems]
     if len(rendered) == 1:

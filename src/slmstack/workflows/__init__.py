@@ -12,7 +12,7 @@ from slmstack.workflows.base import Shape, SkillLike, Step, step_kinds
 from slmstack.workflows.batch import BatchSummary, run_batch
 from slmstack.workflows.engine import Workflow
 from slmstack.workflows.inbox import Inbox, Packet
-from slmstack.workflows.loader import load_workflow
+from slmstack.workflows.loader import check_workflow, load_workflow
 from slmstack.workflows.steps import (
     BlockStep,
     CascadeStep,
@@ -48,6 +48,7 @@ __all__ = [
     "TemplateStep",
     "Workflow",
     "WorkflowError",
+    "check_workflow",
     "load_workflow",
     "run_batch",
     "step_kinds",

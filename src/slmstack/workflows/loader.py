@@ -25,9 +25,9 @@ the kind's body; a bare string is a skill step and a bare list a sequence.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,7 +35,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
 import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kinds)
-from slmstack import registry
 from slmstack.data.utf8 import read_utf8
 from slmstack.data.yaml_lines import line_map
 from slmstack.errors import ConfigError, WorkflowError
@@ -49,7 +48,7 @@ from slmstack.workflows.base import (
 )
 from slmstack.workflows.engine import Workflow, graph_problems, locate
 from slmstack.workflows.metering import spec_prices
-from slmstack.workflows.skillspec import SkillSpec, check_skill_spec, resolve_skills
+from slmstack.workflows.skillspec import SkillSpec, StandIn, check_skill_spec, resolve_skills
 from slmstack.workflows.steps.sequence import SequenceStep
 from slmstack.workflows.steps.skill import SkillStep
 
@@ -246,6 +245,60 @@ def load_workflow(
         'escalated'
     """
     source = Path(path)
+    p = _prepare(source, skills, backends)
+    spec, steps, blocks, skill_specs = p.spec, p.steps, p.blocks, p.skill_specs
+    cache = Path(cache_dir) if cache_dir is not None else source.parent / ".slmstack-cache"
+    try:
+        resolved = resolve_skills(skill_specs, base=source.parent, cache=cache, given=skills)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+    inbox_arg = inbox if inbox is not None else _inbox_url(spec.inbox, source.parent)
+    llms = dict(backends or {})
+    for key, backend in spec.backends.items():
+        if key not in llms:
+            from slmstack.backends.factory import load_backend
+
+            llms[key] = load_backend(backend.model, runtime=backend.runtime, **backend.options)
+    return Workflow(
+        steps,
+        skills=resolved,
+        name=p.name,
+        backends=llms,
+        blocks=blocks,
+        inbox=inbox_arg,
+        source=source,
+        lines=p.lines,
+        ledger=ledger if ledger is not None else _inbox_url(spec.ledger, source.parent),
+        prices=p.prices,
+    )
+
+
+def check_workflow(path: str | Path, *, skills: Mapping[str, SkillLike] | None = None) -> None:
+    """Check a workflow file without training or loading anything; raise WorkflowError.
+
+    Its schema, its skill specs and its graph are checked, each problem with its line.
+    What only the loaded skills can tell (a route's labels against a classifier's classes,
+    a saved folder that is missing) is checked by :func:`load_workflow`.
+    """
+    _prepare(Path(path), skills, None)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A workflow file read and checked up to, not including, its skills and backends."""
+
+    name: str
+    lines: Mapping[str, int]
+    spec: WorkflowSpec
+    steps: list[Step]
+    blocks: dict[str, list[Step]]
+    skill_specs: dict[str, SkillSpec | str]
+    prices: Any
+
+
+def _prepare(
+    source: Path, skills: Mapping[str, SkillLike] | None, backends: Mapping[str, Any] | None
+) -> _Prepared:
     raw, node = _read(source)
     lines = line_map(node, source)
     name = str(raw.get("name") or source.stem)
@@ -279,55 +332,12 @@ def load_workflow(
     if build.problems:
         raise fail(build.problems)
     # The graph on stand-ins first: a wrong name fails now, not after minutes of training.
-    standins = {**{k: _StandIn(v, source.parent) for k, v in skill_specs.items()}, **(skills or {})}
+    standins = {**{k: StandIn(v, source.parent) for k, v in skill_specs.items()}, **(skills or {})}
     names = dict.fromkeys([*spec.backends, *(backends or {})])
     early = graph_problems(steps, standins, names, blocks)
     if early:
         raise fail(early)
-    cache = Path(cache_dir) if cache_dir is not None else source.parent / ".slmstack-cache"
-    try:
-        resolved = resolve_skills(skill_specs, base=source.parent, cache=cache, given=skills)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
-    inbox_arg = inbox if inbox is not None else _inbox_url(spec.inbox, source.parent)
-    llms = dict(backends or {})
-    for key, backend in spec.backends.items():
-        if key not in llms:
-            from slmstack.backends.factory import load_backend
-
-            llms[key] = load_backend(backend.model, runtime=backend.runtime, **backend.options)
-    return Workflow(
-        steps,
-        skills=resolved,
-        name=name,
-        backends=llms,
-        blocks=blocks,
-        inbox=inbox_arg,
-        source=source,
-        lines=lines,
-        ledger=ledger if ledger is not None else _inbox_url(spec.ledger, source.parent),
-        prices=prices,
-    )
-
-
-class _StandIn:
-    """A declared skill before it is trained or loaded: what its class says it produces.
-
-    The kind comes from the spec, or from a saved folder's ``config.json``; when it cannot
-    be told (no such folder yet: the real load reports that), the outputs are unknown and
-    left unchecked, as they are for a skill that declares none.
-    """
-
-    def __init__(self, spec: SkillSpec | str, base: Path):
-        kind = spec.kind if isinstance(spec, SkillSpec) else None
-        rel = spec if isinstance(spec, str) else spec.path
-        if kind is None and rel is not None:
-            try:
-                kind = json.loads((base / rel / "config.json").read_text(encoding="utf-8"))["skill"]
-            except (OSError, ValueError, KeyError, TypeError):
-                kind = None
-        cls = registry.skills.get(kind) if kind in registry.skills.names() else None
-        self.produces = getattr(cls, "produces", None)
+    return _Prepared(name, lines, spec, steps, blocks, skill_specs, prices)
 
 
 def _read(source: Path) -> tuple[dict[str, Any], yaml.Node]:

@@ -162,3 +162,23 @@ def resolve_skills(
             out[name] = _build(name, spec, base, cache)
     out.update(given)
     return out
+
+
+class StandIn:
+    """A declared skill before it is trained or loaded: what its class says it produces.
+
+    The kind comes from the spec, or from a saved folder's ``config.json``; when it cannot
+    be told (no such folder yet: the real load reports that), the outputs are unknown and
+    left unchecked, as they are for a skill that declares none.
+    """
+
+    def __init__(self, spec: SkillSpec | str, base: Path):
+        kind = spec.kind if isinstance(spec, SkillSpec) else None
+        rel = spec if isinstance(spec, str) else spec.path
+        if kind is None and rel is not None:
+            try:
+                kind = json.loads((base / rel / "config.json").read_text(encoding="utf-8"))["skill"]
+            except (OSError, ValueError, KeyError, TypeError):
+                kind = None
+        cls = registry.skills.get(kind) if kind in registry.skills.names() else None
+        self.produces = getattr(cls, "produces", None)
