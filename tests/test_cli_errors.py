@@ -176,3 +176,45 @@ def test_serve_checks_its_workflows_and_options_before_any_model_loads(tmp_path)
     bad_port = runner.invoke(app, ["serve", str(config), "--port", "99999"])
     assert bad_port.exit_code == 2 and "65535" in bad_port.output
     one_error_line(runner.invoke(app, ["serve", str(tmp_path)]), "is a folder")
+
+
+def test_reports_never_overwrite_a_file_that_is_no_report_and_costs_are_checked(tmp_path):
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("steps:\n  - template: hello\n")
+    one_error_line(
+        runner.invoke(
+            app, ["cost", "report", "--ledger", str(tmp_path / "l.db"), "--html", str(wf)]
+        ),
+        "is not an HTML report",
+    )
+    one_error_line(
+        runner.invoke(
+            app,
+            ["tune", "cascade", str(wf), "--data", str(wf), "--target", "0.9", "--html", str(wf)],
+        ),
+        "is not an HTML report",
+    )
+    assert wf.read_text() == "steps:\n  - template: hello\n"
+    for value, needle in (("abc", "a dollar amount"), ("-1", "0 or more dollars")):
+        one_error_line(
+            runner.invoke(
+                app,
+                [
+                    "tune",
+                    "cascade",
+                    str(wf),
+                    "--data",
+                    str(wf),
+                    "--target",
+                    "0.9",
+                    "--human-cost",
+                    value,
+                ],
+            ),
+            f"--human-cost must be {needle}",
+        )
+    report = tmp_path / "old.html"
+    report.write_text("<!DOCTYPE html><html></html>")
+    from slmstack.cli.common import check_html_target
+
+    check_html_target(report)  # an earlier report may be replaced

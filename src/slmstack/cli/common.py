@@ -13,6 +13,8 @@ from typing import Any, ParamSpec, TypeVar
 from rich.console import Console
 from rich.text import Text
 
+from slmstack.errors import DataError
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -49,6 +51,27 @@ def prepare_out(out_dir: Path, force: bool) -> None:
     from slmstack.artifacts import check_output_folder
 
     check_output_folder(out_dir, force=force)
+
+
+def check_html_target(path: Path | None, option: str = "--html") -> None:
+    """Refuse an HTML report path that would overwrite a folder or a file that is no report.
+
+    Called before the work, so a slip (``--html workflow.yaml``) costs nothing and loses
+    nothing; an earlier HTML report at the path is replaced, as asked.
+    """
+    if path is None:
+        return
+    if path.is_dir():
+        raise DataError(f"is a folder; pass a file for {option}, such as report.html", path=path)
+    if path.exists():
+        with path.open("rb") as fh:
+            head = fh.read(64).lstrip().lower()
+        if not head.startswith((b"<!doctype html", b"<html")):
+            raise DataError(
+                f"exists and is not an HTML report, so {option} will not overwrite it; pass "
+                "another path, such as report.html (or move the file away)",
+                path=path,
+            )
 
 
 def print_json(obj: Any) -> None:

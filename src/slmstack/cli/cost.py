@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from slmstack.cli.common import cli_command, out, print_json
+from slmstack.cli.common import check_html_target, cli_command, out, print_json
 from slmstack.cli.cost_compare import compare
 from slmstack.errors import ConfigError
 
@@ -62,6 +62,7 @@ def report(
 
     if by not in GROUPS:
         raise ConfigError(f"--by must be one of {', '.join(GROUPS)}; got {by!r}")
+    check_html_target(html)
     url = ledger if "://" in ledger else f"sqlite:///{ledger}"
     book = Ledger(url, create=False)
     try:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from slmstack.cli.common import cli_command, out, print_json
+from slmstack.cli.common import check_html_target, cli_command, out, print_json
 from slmstack.errors import ConfigError
 
 
@@ -44,6 +44,7 @@ def compare(
     from slmstack.costs.compare import break_even
     from slmstack.workflows import load_workflow
 
+    check_html_target(html_out)
     wf = load_workflow(workflow)
     meter = wf.meter()
     url = ledger or (wf.ledger.url if wf.ledger is not None else None)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from slmstack.cli.common import cli_command, out, print_json
+from slmstack.cli.common import check_html_target, cli_command, out, print_json
 
 app = typer.Typer(help="The migration of an app's LLM traffic to small models, measured.")
 
@@ -48,6 +48,7 @@ def report(
 
     if out_file is None and not json_out:
         raise ConfigError("say where the report goes: --out report.html, or --json to print it")
+    check_html_target(out_file, "--out")
     table = load_prices(prices)
     if price_as is not None:
         table.model(price_as)  # an unknown model: the error names it and the fix, now

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from slmstack.cli.common import cli_command, out, print_json
+from slmstack.cli.common import check_html_target, cli_command, out, print_json
 from slmstack.errors import ConfigError
 
 app = typer.Typer(help="Tune a workflow against labelled data.", no_args_is_help=True)
@@ -60,11 +60,12 @@ def cascade(
     from slmstack.workflows.tuning import sweep, write_thresholds
     from slmstack.workflows.tuning_measure import find_cascade, measure_tiers
 
+    check_html_target(html_out)
+    human = None if human_cost is None else _nano_usd(human_cost, "--human-cost")
     wf = load_workflow(workflow)
     step = find_cascade(wf, cascade_id)
     examples = read_examples(data, text_column=text_column, label_column=label_column)
     meter = wf.meter()
-    human = None if human_cost is None else int(Decimal(human_cost).scaleb(9))
     tiers = measure_tiers(
         wf, step, [e.text for e in examples], [e.label for e in examples],
         cost_of=lambda name, p, s: meter.skill_cost(
@@ -178,3 +179,14 @@ def _curve_page(result: Any, summary: dict[str, Any]) -> str:
         + image("Cost against quality", png_base64(fig))
     )
     return page(f"Cascade {summary['cascade']}: cost against quality", body)
+
+
+def _nano_usd(value: str, option: str) -> int:
+    """A dollar amount given on the command line, in nano-dollars; refused unless ≥ 0."""
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ConfigError(f"{option} must be a dollar amount such as 0.50; got {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ConfigError(f"{option} must be 0 or more dollars; got {value}")
+    return int(amount.scaleb(9))
