@@ -218,3 +218,30 @@ def test_reports_never_overwrite_a_file_that_is_no_report_and_costs_are_checked(
     from slmstack.cli.common import check_html_target
 
     check_html_target(report)  # an earlier report may be replaced
+
+
+def test_lora_and_export_refuse_an_out_they_would_destroy(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"prompt": "p", "response": "r"}\n')
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine")
+    one_error_line(
+        runner.invoke(app, ["train", "lora", str(pairs), "--out", str(notes)]),
+        "not a saved adapter",
+    )
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "slmstack_adapter.json").write_text("{}")
+    one_error_line(
+        runner.invoke(app, ["train", "lora", str(pairs), "--out", str(adapter)]),
+        "already holds an adapter. Pass --force",
+    )
+    assert (notes / "todo.txt").read_text() == "mine"
+    skill = tmp_path / "skill"
+    skill.mkdir()
+    (skill / "config.json").write_text('{"skill": "slmstack.TextClassifier.v1"}')
+    one_error_line(
+        runner.invoke(app, ["export", str(skill), "--out", str(skill), "--validation", str(pairs)]),
+        "Pass --overwrite to replace it",
+    )

@@ -106,11 +106,12 @@ def is_skill_folder(folder: Path) -> bool:
     return isinstance(config, dict) and isinstance(config.get("skill"), str)
 
 
-def check_output_folder(folder: Path, *, force: bool) -> None:
+def check_output_folder(folder: Path, *, force: bool, flag: str = "--force") -> None:
     """Refuse an output folder that a save would destroy, before any training starts.
 
     A file, a non-empty folder that is not a skill, and (unless ``force``) an existing
-    skill are refused; so is a folder whose parent cannot be written.
+    skill are refused; so is a folder whose parent cannot be written. ``flag`` is the
+    command's option that sets ``force``, named in the error.
     """
     if folder.exists() and not folder.is_dir():
         raise ArtifactError(f"--out {folder} is a file; pass a folder path for the skill.")
@@ -122,7 +123,7 @@ def check_output_folder(folder: Path, *, force: bool) -> None:
             )
         if not force:
             raise ArtifactError(
-                f"--out {folder} already holds a saved skill. Pass --force to replace it, "
+                f"--out {folder} already holds a saved skill. Pass {flag} to replace it, "
                 "or choose another folder."
             )
     parent = _existing_parent(folder)
@@ -172,15 +173,18 @@ def save_folder(folder: Path, config: Mapping[str, Any], write: Writer, card: st
         body["files"] = {name: sha256_file(tmp / name) for name in _weight_files(tmp)}
         (tmp / CONFIG).write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
         (tmp / CARD).write_text(card)
-        _swap_in(tmp, folder, tag)
+        swap_in(tmp, folder, tag)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
 
 
-def _swap_in(tmp: Path, folder: Path, tag: str) -> None:
-    """Replace ``folder`` by ``tmp`` with renames, restoring the old folder on failure."""
+def swap_in(tmp: Path, folder: Path, tag: str) -> None:
+    """Replace ``folder`` by ``tmp`` with renames, restoring the old folder on failure.
+
+    ``tag`` names the old folder while it is moved aside (``.NAME.old-TAG``).
+    """
     if not folder.exists():
         tmp.rename(folder)
         return

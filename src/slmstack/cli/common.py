@@ -46,11 +46,11 @@ def cli_command(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def prepare_out(out_dir: Path, force: bool) -> None:
+def prepare_out(out_dir: Path, force: bool, flag: str = "--force") -> None:
     """Refuse an ``--out`` that saving would destroy, before any training starts."""
     from slmstack.artifacts import check_output_folder
 
-    check_output_folder(out_dir, force=force)
+    check_output_folder(out_dir, force=force, flag=flag)
 
 
 def check_html_target(path: Path | None, option: str = "--html") -> None:

@@ -57,7 +57,7 @@ def export(
     from slmstack.export import recipe as find_recipe
 
     recipes = RECIPES if recipe == "auto" else (find_recipe(recipe),)
-    prepare_out(out_dir, overwrite)
+    prepare_out(out_dir, overwrite, "--overwrite")
     skill = load(skill_dir)
     options = {"int8": int8, "recipes": recipes, "margin": margin, "force": force}
     result = _export(skill, skill_dir, out_dir, validation, text_column, label_column, options)

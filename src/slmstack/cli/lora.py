@@ -34,10 +34,13 @@ def lora(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the run summary as JSON.")
     ] = False,
+    force: Annotated[bool, typer.Option(help="Replace an adapter already in --out.")] = False,
 ) -> None:
     """Fine-tune a LoRA adapter for a small generator (CPU, minutes for a few hundred pairs)."""
+    from slmstack.training.adapters import check_adapter_out
     from slmstack.training.lora import LoraSettings, read_pairs, train_lora
 
+    check_adapter_out(out_dir, force=force)
     pairs = read_pairs(data, prompt_field=prompt_field, response_field=response_field)
     settings = LoraSettings(
         rank=rank,

@@ -49,3 +49,24 @@ def write_adapter_meta(folder: Path, meta: dict[str, Any]) -> None:
     """Write ``slmstack_adapter.json`` with the sha256 of the adapter weights."""
     body = {**meta, "weights_sha256": sha256_file(folder / WEIGHTS)}
     (folder / META).write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+
+
+def check_adapter_out(folder: Path, *, force: bool) -> None:
+    """Refuse an ``--out`` that saving an adapter would destroy, before training starts.
+
+    A file and a non-empty folder that holds no adapter are refused; an existing adapter
+    is replaced only with ``force``.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise ArtifactError(f"--out {folder} is a file; pass a folder path for the adapter.")
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / META).is_file():
+            raise ArtifactError(
+                f"--out {folder} is a non-empty folder that is not a saved adapter; refusing "
+                "to replace its files. Pass a new or empty folder."
+            )
+        if not force:
+            raise ArtifactError(
+                f"--out {folder} already holds an adapter. Pass --force to replace it, or "
+                "choose another folder."
+            )

@@ -13,7 +13,9 @@ short run) and keeps the best *adapter* weights only, not a copy of the whole mo
 from __future__ import annotations
 
 import math
+import shutil
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slmstack.artifacts import data_hash, library_versions
+from slmstack.artifacts import data_hash, library_versions, swap_in
 from slmstack.data.readers import read_records
 from slmstack.errors import ConfigError, DataError, MissingDependencyError
 from slmstack.progress import progress
@@ -297,8 +299,28 @@ def train_lora(
     model.eval()
     result.seconds = time.perf_counter() - start
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder), safe_serialization=True)
+    folder.absolute().parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp = folder.with_name(f".{folder.name}.saving-{tag}")
+    try:  # written aside, then swapped in: a failure never leaves half an adapter
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        _write_meta(tmp, base, base_sha, cfg, pairs, val_pairs, result)
+        swap_in(tmp, folder, tag)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return result
+
+
+def _write_meta(
+    folder: Path,
+    base: str,
+    base_sha: str | None,
+    cfg: LoraSettings,
+    pairs: Sequence[tuple[str, str]],
+    val_pairs: Sequence[tuple[str, str]] | None,
+    result: LoraResult,
+) -> None:
     write_adapter_meta(
         folder,
         {
@@ -321,4 +343,3 @@ def train_lora(
             "versions": library_versions(["peft"]),
         },
     )
-    return result
