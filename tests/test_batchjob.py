@@ -349,6 +349,12 @@ def test_cli_batch_reports_and_refuses_bad_options(job, tmp_path):
     )
     assert res.exit_code == 2
     assert "--ray-address goes with --engine ray" in res.output
+    res = runner.invoke(  # every row unusable (wrong field): not a success
+        app,
+        ["batch", str(wf), "--input", str(data), "--output", str(tmp_path / "none.jsonl"),
+         "--text-field", "body"],
+    )  # fmt: skip
+    assert res.exit_code == 1 and "40 rows failed" in res.output
 
 
 # ---------------------------------------------------------------------------- ray engine

@@ -293,3 +293,13 @@ def test_scope_model_that_cannot_flag_is_reported_at_training_time():
 
     with pytest.warns(DataWarning, match="can flag no text as out of scope"):
         TextClassifier(strategy="head").fit(TRAIN)
+
+
+@pytest.mark.parametrize("kind", ["Troubleshooter", "Summarizer", "LLMClassifier", "LLMExtractor"])
+def test_a_generator_runtime_is_checked_before_anything_trains_or_saves(kind):
+    import slmstack
+
+    cls = getattr(slmstack, kind)
+    with pytest.raises(ConfigError, match="'runtime' parameter.*'llama_cpp', 'openai'"):
+        cls.check_params({"runtime": "bogus"})
+    cls.check_params({"runtime": "openai"})

@@ -244,6 +244,8 @@ def test_bad_input_and_params(encoder_dir):
         make_tagger(encoder_dir).fit(no_entities)
     with pytest.raises(DataError, match="no training examples"):
         make_tagger(encoder_dir).fit([])
+    with pytest.raises(DataError, match="at least 2 annotated examples.*got 1"):
+        make_tagger(encoder_dir).fit(toy_sentences(1))
     with pytest.raises(ConfigError, match="'stride' parameter of EntityTagger"):
         make_tagger(encoder_dir, stride=50).fit(toy_sentences(4))
 

@@ -88,3 +88,5 @@ def batch(
             highlight=False,
             soft_wrap=True,
         )
+        if summary.failed == summary.processed:  # not one row of this run went through
+            raise typer.Exit(1)

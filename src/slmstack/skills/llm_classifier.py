@@ -49,7 +49,7 @@ from slmstack.skills._llm_prompts import (
 from slmstack.skills._llm_shots import Retriever, ShotPool
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.kinds import LabelledTexts
-from slmstack.skills.params import Check, Interval
+from slmstack.skills.params import Check, Interval, runtime_check
 from slmstack.types import Example, LabelScore, Prediction, Usage
 
 _ASK = "Text: "
@@ -90,6 +90,7 @@ class LLMClassifier(LabelledTexts, Skill):
     fitted_attribute = "classes_"
     constraints: ClassVar[Mapping[str, Check]] = {
         "model": model_check,
+        "runtime": runtime_check,
         "backend_options": json_object_check,
         "labels": _labels_check,
         "label_descriptions": _descriptions_check,

@@ -55,7 +55,7 @@ from slmstack.skills._llm_prompts import (
 )
 from slmstack.skills._llm_shots import Retriever, ShotPool
 from slmstack.skills.base import Skill, Tensors
-from slmstack.skills.params import Check, Interval
+from slmstack.skills.params import Check, Interval, runtime_check
 from slmstack.types import Prediction, Span, Usage
 
 _ASK = "Document:\n"
@@ -128,6 +128,7 @@ class LLMExtractor(Skill):
     constraints: ClassVar[Mapping[str, Check]] = {
         "schema": _schema_check,
         "model": model_check,
+        "runtime": runtime_check,
         "backend_options": json_object_check,
         "k": Interval(int, 0, None, note="(0 is zero-shot)"),
         "n_samples": Interval(int, 2, None),

@@ -76,6 +76,16 @@ def _num(x: float | None) -> str:
 
 
 Check = Interval | Callable[[Any], str | None]
+
+
+def runtime_check(value: Any) -> str | None:
+    """A generator runtime that :func:`slmstack.backends.load_backend` knows."""
+    from slmstack.backends.factory import runtimes
+
+    names = runtimes.names()
+    return None if value in names else "one of " + ", ".join(repr(n) for n in sorted(names))
+
+
 """A constraint: a range, or a function returning an error text (``None`` when fine)."""
 
 

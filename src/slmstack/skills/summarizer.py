@@ -52,7 +52,7 @@ from slmstack.skills._summary_lora import (
     train_summary_adapter,
 )
 from slmstack.skills.base import Skill, Tensors, check_texts
-from slmstack.skills.params import Check, Interval
+from slmstack.skills.params import Check, Interval, runtime_check
 from slmstack.skills.summary_text import (
     SUPPORT_TICKET_SCHEMA,
     bound_sentences,
@@ -111,6 +111,7 @@ class Summarizer(Skill):
     fitted_attribute = "backend_"
     constraints: ClassVar[Mapping[str, Check]] = {
         "max_sentences": Interval(int, 1, None),
+        "runtime": runtime_check,
         "few_shot": Interval(int, 0, None),
         "max_input_tokens": Interval(int, 16, None),
         "max_tokens": _max_tokens_check,

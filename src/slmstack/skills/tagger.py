@@ -198,6 +198,11 @@ class EntityTagger(TaggedTexts, Skill):
                 f"none of the {len(examples)} training examples has an entity span; the "
                 "tagger has nothing to learn. Check the tag column or the spans key."
             )
+        if validation is None and len(examples) < 2:
+            raise DataError(
+                f"the tagger needs at least 2 annotated examples (some are held out to pick the "
+                f"epoch and calibrate); got {len(examples)}. Add examples, or pass validation="
+            )
         torch.manual_seed(self.seed)
         start = time.perf_counter()
         self.tags_: list[str] = ["O", *(f"{p}-{lab}" for lab in labels for p in ("B", "I"))]

@@ -46,7 +46,7 @@ from slmstack.skills._grounding import (
     says_not_in_sources,
 )
 from slmstack.skills.base import Skill, Tensors, check_texts
-from slmstack.skills.params import Check, Interval
+from slmstack.skills.params import Check, Interval, runtime_check
 from slmstack.types import Prediction, Usage
 
 
@@ -79,6 +79,7 @@ class Troubleshooter(Skill):
     constraints: ClassVar[Mapping[str, Check]] = {
         **dict.fromkeys(("top_k", "max_tokens", "batch_size"), Interval(int, 1, None)),
         "generator": _model_name,
+        "runtime": runtime_check,
         "min_similarity": Interval(float, -1, 1, note="(a cosine)"),
         "min_support": Interval(float, 0, 1),
         "max_chars": Interval(int, 50, None),
