@@ -94,6 +94,8 @@ def test_bad_inputs_are_one_clear_error(trained, tmp_path: Path):
         (["comply", str(tmp_path / "missing.txt"), "--pack", str(pack), "--model", str(model),
           "--out", out], "missing.txt does not exist"),
         (["comply", str(doc), "--pack", "payment-terms", "--out", out], "pass --fields DIR"),
+        (["comply", str(doc), "--pack", "payment-terms", "--fields", str(model), "--out", out],
+         "is a ComplianceChecker, not a FieldExtractor"),
         (["comply", str(doc), "--pack", str(tmp_path / "nope.yaml"), "--out", out], "shipped pack"),
         (["comply", str(doc), "--pack", str(pack), "--model", str(model), "--out", out,
           "--fail-on", "bad"], "--fail-on must be one of"),

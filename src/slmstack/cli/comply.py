@@ -144,6 +144,7 @@ def comply(
     records: list[dict[str, Any]] = [{} for _ in texts]
     if rules.field_rules and fields_model is not None:
         extractor = load(fields_model, allow_pickle=allow_pickle)
+        _check_extractor(extractor, fields_model, rules)
         records = [dict(p.data.get("fields", {})) for p in extractor.predict(texts)]
     results = [combine(rules, tp, check_fields(rules, rec))
                for tp, rec in zip(text_preds, records, strict=True)]  # fmt: skip
@@ -168,3 +169,24 @@ def comply(
         worst = order[: order.index(fail_on) + 1]
         if any(r.label in worst for r in results):
             raise typer.Exit(1)
+
+
+def _check_extractor(extractor: Any, folder: Path, rules: Any) -> None:
+    """--fields must be a FieldExtractor that extracts every field the pack's rules read."""
+    from slmstack.skills.fields import FieldExtractor
+
+    if not isinstance(extractor, FieldExtractor):
+        raise ConfigError(
+            f"--fields {folder} is a {type(extractor).__name__}, not a FieldExtractor; train "
+            "one with `slmstack train fields`"
+        )
+    have = {spec.name for spec in extractor.specs_}
+    for rule in rules.field_rules:
+        wanted = [*rule.fields, *([rule.total] if rule.total else [])]
+        missing = [f for f in wanted if f not in have]
+        if missing:
+            raise ConfigError(
+                f"rule {rule.id!r} of pack {rules.name!r} reads {', '.join(missing)}, which the "
+                f"extractor in {folder} does not extract (it has {', '.join(sorted(have))}); "
+                "train it with those fields in its schema, or use a pack that fits it"
+            )
