@@ -142,5 +142,5 @@ def test_a_teacher_with_the_head_strategy_is_refused_before_training(data, tmp_p
     result = runner.invoke(app, ["train", "classify", str(data), "--out", str(tmp_path / "s"),
                                  "--teacher", str(tmp_path)])  # fmt: skip
     _no_traceback(result)
-    assert "--teacher trains a new --strategy finetune skill" in result.output
+    assert "--teacher distils into a fine-tuned encoder: add --strategy finetune" in result.output
     assert not (tmp_path / "s").exists()

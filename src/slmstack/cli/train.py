@@ -96,8 +96,12 @@ def classify(
 
     if resume is not None and out_dir.resolve() == resume.resolve():
         raise ConfigError("--out must differ from --resume, so the original is kept")
-    if teacher is not None and (resume is not None or strategy != "finetune"):
+    if teacher is not None and resume is not None:
         raise ConfigError("--teacher trains a new --strategy finetune skill; drop --resume")
+    if teacher is not None and strategy != "finetune":
+        raise ConfigError(
+            f"--teacher distils into a fine-tuned encoder: add --strategy finetune (got {strategy})"
+        )
     static = None
     if base == "static" or base.startswith("static:"):
         static = _static_classifier(base, strategy, resume, val_fraction, seed, allow_pickle)

@@ -117,6 +117,8 @@ def read_records(path: str | Path, *, max_bytes: int | None = None) -> list[Reco
 
 def _read_table(p: Path, max_bytes: int | None) -> tuple[list[Record], str | None]:
     """The records and the delimiter they were split on (``None`` for JSONL)."""
+    if p.is_dir():
+        raise DataError("is a folder; pass the data file (CSV, TSV or JSONL) inside it", path=p)
     if not p.is_file():
         raise DataError("no such file; check the path", path=p)
     fmt = _detect_format(p)

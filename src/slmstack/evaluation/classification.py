@@ -39,7 +39,12 @@ def _unseen_labels(
     if mode != "drop" or n == len(examples):
         first = next(ex for ex in examples if ex.label not in known)
         tail = first.source.rsplit(":", 1)[-1]
-        drop = ", or pass unseen_labels='drop' to score the other rows" if n < len(examples) else ""
+        drop = (
+            ", or drop those rows to score the others (--unseen-labels drop; in Python, "
+            "unseen_labels='drop')"
+            if n < len(examples)
+            else ""
+        )
         raise DataError(
             f"{n} of {len(examples)} rows have labels the skill never learned: {shown}{more}. "
             "They would count as errors in macro-F1. Check --label-column and the spelling "
