@@ -210,3 +210,13 @@ def test_inbox_list_shows_a_readable_preview_of_the_text(desk):
     assert preview.startswith("My parcel never arrived and nobody answers the phone.")
     assert len(preview) >= 60 and preview.endswith("…")
     assert "needs a person" in res.stdout
+
+
+def test_an_empty_note_and_a_limit_below_one_are_refused(tmp_path):
+    from slmstack.errors import InboxError
+
+    inbox = Inbox(f"sqlite:///{tmp_path / 'i.db'}")
+    with pytest.raises(InboxError, match="limit must be at least 1"):
+        inbox.list(limit=-1)
+    with pytest.raises(InboxError, match="resolution note is empty"):
+        inbox.resolve(1, "  ")

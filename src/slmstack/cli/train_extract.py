@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -22,7 +22,10 @@ def tag(
     validation: Annotated[
         Path | None, typer.Option(help="Validation file; default: hold out --val-fraction.")
     ] = None,
-    scheme: Annotated[str, typer.Option(help="CoNLL tags: auto, iob1 or iob2 (strict).")] = "auto",
+    scheme: Annotated[
+        Literal["auto", "iob1", "iob2"],
+        typer.Option(help="CoNLL tags: auto, iob1 or iob2 (strict)."),
+    ] = "auto",
     epochs: Annotated[int, typer.Option()] = 4,
     learning_rate: Annotated[float, typer.Option("--lr")] = 5e-5,
     batch_size: Annotated[int, typer.Option()] = 16,
@@ -45,7 +48,7 @@ def tag(
     from slmstack.skills.tagger import EntityTagger
 
     prepare_out(out_dir, force)
-    examples = read_tagged(data, scheme=scheme)  # type: ignore[arg-type]
+    examples = read_tagged(data, scheme=scheme)
     if backend == "spacy":
         labels = {s.label for ex in examples for s in ex.spans}
         mapping = CONLL_MAP if labels and labels <= set(CONLL_MAP.values()) else None
@@ -55,7 +58,7 @@ def tag(
         return
     if backend != "transformer":
         raise ConfigError(f"--backend must be 'transformer' or 'spacy'. Got {backend!r}.")
-    val = read_tagged(validation, scheme=scheme) if validation else None  # type: ignore[arg-type]
+    val = read_tagged(validation, scheme=scheme) if validation else None
     skill = EntityTagger(
         base=base,
         epochs=epochs,

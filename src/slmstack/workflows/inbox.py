@@ -6,8 +6,7 @@ and resolve are single conditional UPDATEs, so two agents cannot claim the same 
 
 Example:
     >>> inbox = Inbox("sqlite:///inbox.db")  # doctest: +SKIP
-    >>> [p.id for p in inbox.list(status="open")]  # doctest: +SKIP
-    >>> inbox.claim(1, "ana")  # doctest: +SKIP
+    >>> inbox.claim(inbox.list(status="open")[0].id, "ana")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -287,8 +286,11 @@ class Inbox:
         return Packet(**data)
 
     def list(self, *, status: PacketStatus | None = None, limit: int = 50) -> list[Packet]:
-        """Packets, oldest first, optionally of one status."""
+        """Packets, oldest first, optionally of one status; at most ``limit`` (≥ 1)."""
         import sqlalchemy as sa
+
+        if limit < 1:
+            raise InboxError(f"limit must be at least 1; got {limit}")
 
         query = sa.select(self._table).order_by(self._table.c.id).limit(limit)
         if status is not None:
@@ -356,6 +358,8 @@ class Inbox:
         """
         import sqlalchemy as sa
 
+        if not resolution.strip():  # a packet closed without a word helps no one later
+            raise InboxError("say what was done: the resolution note is empty")
         t = self._table
         values: dict[str, Any] = {
             "status": "resolved",
