@@ -67,6 +67,13 @@ def test_missing_fields_are_reported_not_invented(extractor):
         "confidence": pred.data["fields"]["date"]["confidence"],
     }
     assert "date" in pred.data["missing"]
+    assert pred.abstained is None  # the date is not required
+    # the total is required: without it the record abstains, so a cascade escalates it
+    no_total = "\n".join(ln for ln in no_date.text.splitlines() if "TOTAL" not in ln.upper())
+    [incomplete] = extractor.predict([no_total])
+    assert incomplete.data["fields"]["total"]["missing"] is True
+    assert incomplete.abstained == "missing_required"
+    assert "required field 'total' not found" in incomplete.warnings
     [empty] = extractor.predict([""])
     assert empty.abstained == "empty_input" and empty.spans == ()
 

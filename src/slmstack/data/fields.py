@@ -31,8 +31,9 @@ class FieldSpec(BaseModel):
             (normalised to ISO 8601) or ``amount`` (``Decimal`` with a currency).
         order: how numeric dates are read (``DMY``: 03/04/2024 is 3 April).
         currency: ISO 4217 code used when the document shows no currency for an amount.
-        required: a required field that is missing is flagged in the prediction's
-            warnings (it is still reported as missing, never guessed).
+        required: a record without this field is incomplete: the prediction abstains with
+            ``"missing_required"`` (a workflow's cascade escalates it) and names the field
+            in its warnings; the field is still reported as missing, never guessed.
         drop_code: ``text`` fields only: a bracketed registration number at the end of a
             line is not part of the value (``ACME SDN BHD (12345-X)`` gives ``ACME SDN
             BHD``), as receipts and invoices print it beside the name. ``False`` keeps

@@ -284,6 +284,8 @@ class FieldExtractor(FieldScorer, Skill):
             required = [s.name for s in self.specs_ if s.required and s.name in missing]
             out.append(
                 Prediction(
+                    # a record without a required field is not a record: a cascade escalates
+                    abstained="missing_required" if required else None,
                     confidence=min(r["confidence"] for r in rec.values()),
                     spans=tuple(sorted(spans[i], key=lambda s: s.start)),
                     data={"fields": rec, "missing": missing},
