@@ -48,10 +48,18 @@ def find_cascade(workflow: Workflow, cascade_id: str | None) -> CascadeStep:
         walk(step)
     if cascade_id is not None:
         found = [c for c in found if c.id == cascade_id]
-    if len(found) != 1:
-        what = f"with id {cascade_id!r}" if cascade_id else "(name one with --cascade ID)"
-        raise ConfigError(f"workflow {workflow.name!r}: expected one cascade {what}; "
-                          f"found {len(found)}")  # fmt: skip
+    if not found:
+        what = f"no cascade with id {cascade_id!r}" if cascade_id else "no cascade step"
+        raise ConfigError(
+            f"workflow {workflow.name!r} has {what}; tuning sets a cascade's thresholds, so "
+            "add a `cascade:` step (or name an existing one with --cascade ID)"
+        )
+    if len(found) > 1:
+        ids = ", ".join(repr(c.id) for c in found)
+        raise ConfigError(
+            f"workflow {workflow.name!r} has {len(found)} cascades ({ids}); name the one to "
+            "tune with --cascade ID"
+        )
     return found[0]
 
 
