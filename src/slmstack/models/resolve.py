@@ -122,10 +122,14 @@ def _offline() -> bool:
 
 
 def _not_found_hint(ref: str) -> str:
-    aliases = ", ".join(f"{m.alias} ({m.install_command})" for m in known_models().values())
+    import difflib
+
+    aliases = sorted(known_models())
+    close = difflib.get_close_matches(ref, aliases, n=1, cutoff=0.6)
+    guess = f"Did you mean {close[0]!r}? " if close else ""
     return (
-        f"Install a model package and use its alias [{aliases}], "
-        "or pass a local folder that holds config.json and *.safetensors."
+        f"{guess}Use a known alias ({', '.join(aliases)}; `slmstack models` says how to "
+        "install each), or pass a local folder that holds config.json and *.safetensors."
     )
 
 
