@@ -119,9 +119,8 @@ def cascade(
 def _print(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(
-        "tier", "accuracy alone", "per 1M requests", title=f"cascade {summary['cascade']}"
-    )
+    name = summary["cascade"] or "(no id)"
+    table = Table("tier", "accuracy alone", "per 1M requests", title=f"cascade {name}")
     for t in summary["tiers"]:
         table.add_row(t["tier"], f"{t['accuracy']:.4f}", t["usd_per_1m"])
     out.print(table)
