@@ -85,7 +85,9 @@ def test_one_deployment_per_base_model_shared_by_its_skills(tmp_path):
     _saved(tmp_path / "tone", {"ref": "e5-small", "sha256": "ff00" * 16})
     _saved(tmp_path / "lang", {})  # no base: a deployment of its own
     (tmp_path / "wf.yaml").write_text(  # a workflow's skill by path joins its base's host
-        "skills:\n  t: {path: topic}\n  l: lang\n  trained: {kind: x, train: d.csv}\nsteps: []\n"
+        "skills:\n  t: {path: topic}\n  l: lang\n"
+        "  trained: {kind: slmstack.TextClassifier.v1, train: d.csv}\n"
+        "steps:\n  - template: hi\n"
     )
     (tmp_path / "serve.yaml").write_text(
         "skills: {intent: intent, tone: tone}\nworkflows: {wf: wf.yaml}\n"
@@ -101,7 +103,7 @@ def test_one_deployment_per_base_model_shared_by_its_skills(tmp_path):
 
 def test_a_workflow_skill_folder_that_is_missing_is_named(tmp_path):
     _saved(tmp_path / "intent", {})
-    (tmp_path / "wf.yaml").write_text("skills: {x: nowhere}\nsteps: []\n")
+    (tmp_path / "wf.yaml").write_text("skills: {x: nowhere}\nsteps:\n  - template: hi\n")
     (tmp_path / "serve.yaml").write_text("skills: {intent: intent}\nworkflows: {wf: wf.yaml}\n")
     with pytest.raises(ConfigError, match=r"wf.yaml: skills.x: .*nowhere is not a saved skill"):
         plan_hosts(load_config(tmp_path / "serve.yaml"))
