@@ -6,8 +6,8 @@ From that one declaration come ``get_params``/``set_params``, the types and help
 ``slmstack train KIND --set key=value``, and the checks: ``Literal`` hints give the
 allowed values, ``int``/``float``/``bool``/``str`` hints the types, and a skill's
 ``constraints`` class attribute adds numeric ranges (:class:`Interval`) or a custom check.
-Messages follow scikit-learn's: ``The 'strategy' parameter of TextClassifier must be
-'head' or 'finetune'. Got 'heads' instead.``
+Messages follow scikit-learn's: ``The 'precision' parameter of TextClassifier must be
+'auto', 'fp32' or 'bf16'. Got 'fp16' instead.``
 """
 
 from __future__ import annotations
