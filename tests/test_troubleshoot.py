@@ -136,10 +136,9 @@ def test_bad_input(docs):
         Troubleshooter().fit([Document("   ", "empty.txt")])
 
 
-def test_unknown_runtime_is_reported_when_first_needed(docs):
-    ts = Troubleshooter(runtime="nope").fit(docs)
-    with pytest.raises(ConfigError, match="unknown backend runtime 'nope'"):
-        ts.predict(["paper jam"])
+def test_unknown_runtime_is_refused_before_anything_is_fitted(docs):
+    with pytest.raises(ConfigError, match="'runtime' parameter of Troubleshooter must be one of"):
+        Troubleshooter(runtime="nope").fit(docs)
 
 
 @pytest.mark.slow
