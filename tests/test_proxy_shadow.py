@@ -213,3 +213,26 @@ def test_load_shadow_checks_the_tasks_file(tmp_path):
     )
     with pytest.raises(ConfigError, match="'t-1' is not in"):
         load_shadow(tasks, {"t-1": tmp_path})
+
+
+def test_a_broken_shadow_student_costs_no_record(tmp_path):
+    class Broken:
+        def predict(self, texts):
+            raise RuntimeError("student crashed")
+
+    shadow = Shadow([ShadowTask("t-bank", "classification", "", PREFIX, SUFFIX, Broken())])
+    upstream = FakeUpstream(lambda text: "card_arrival")
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+
+    async def main():
+        proxy = make_proxy(tmp_path, upstream, shadow=shadow, shadow_store=ShadowStore(url))
+        async with proxy, client(proxy) as http:
+            for content in (PREFIX + "where is my card" + SUFFIX, "hello"):  # the task's, and not
+                body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}
+                assert (await http.post("/v1/chat/completions", json=body)).status_code == 200
+            assert proxy.recorder.wait_idle()
+            return proxy
+
+    proxy = asyncio.run(main())
+    assert (proxy.recorder.recorded, proxy.recorder.failed) == (2, 0)  # both calls kept
+    assert ShadowStore(url).agreements("t-bank", window=10) == []  # nothing compared

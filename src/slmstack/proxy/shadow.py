@@ -24,6 +24,7 @@ answered, the LLM was asked afterwards), and the student is not asked twice.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -35,6 +36,8 @@ from typing import Any
 
 from slmstack.errors import ConfigError, SlmstackError
 from slmstack.proxy.answers import TaskKind, json_object, label_of
+
+_log = logging.getLogger(__name__)
 
 AGREE_F1 = 0.5  # token F1 at which two generated texts count as agreeing
 
@@ -189,7 +192,13 @@ class Shadow:
             if not mine:
                 continue
             start = time.perf_counter()
-            predictions = task.student.predict([v for _, v in mine])
+            try:
+                predictions = task.student.predict([v for _, v in mine])
+            except Exception as exc:  # a broken student must not cost the calls' records
+                _log.error("the shadow student of task %s failed on %d calls, which are "
+                           "recorded without a comparison: %s: %s", task.task_id, len(mine),
+                           type(exc).__name__, exc)  # fmt: skip
+                continue
             each_ms = (time.perf_counter() - start) * 1000 / len(mine)
             for ((rid, at, _, _, llm), _), pred in zip(mine, predictions, strict=True):
                 score, agree = agreement(task.kind, llm, pred, task.specs())
