@@ -151,6 +151,7 @@ def test_cli_prints_the_table_writes_html_and_json(ledger_file, tmp_path):
             "cost_usd": "0.000008000",
             "compute_s": 0.0,
             "llm_cost_usd": "0.012",
+            "unknown_cost_steps": 0,
         }
     ]
 
@@ -172,3 +173,23 @@ def test_cli_never_creates_a_ledger(tmp_path):
     res = cli("cost", "report", "--ledger", str(tmp_path / "typo.db"))
     assert res.exit_code == 2 and "typo.db does not exist" in res.stderr
     assert not (tmp_path / "typo.db").exists()
+
+
+def test_calls_of_unknown_cost_are_counted_and_said_not_hidden_as_zero(tmp_path):
+    path = tmp_path / "proxy.db"
+    with Ledger(f"sqlite:///{path}") as ledger:
+        ledger.append([
+            LedgerRow("p1", "proxy", "proxy", "chat", "proxy", at(1), model="gpt-4o-mini",
+                      tokens_in=10, tokens_out=5, cost_nusd=7_500, decision="priced"),
+            LedgerRow("p2", "proxy", "proxy", "chat", "proxy", at(1), model="my-private-llm",
+                      tokens_in=10, tokens_out=5, cost_nusd=0, decision="unpriced"),
+            LedgerRow("p3", "proxy", "proxy", "chat", "proxy", at(1), model="gpt-4o-mini",
+                      cost_nusd=0, decision="no_usage"),
+        ])  # fmt: skip
+        report = spend_report(ledger, by="model")
+    assert report.total.unknown_cost == 2 and report.total.cost == Decimal("0.0000075")
+    assert {r.key: r.unknown_cost for r in report.rows} == {"gpt-4o-mini": 1, "my-private-llm": 1}
+    assert report.to_dict()["total"]["unknown_cost_steps"] == 2
+    result = CliRunner().invoke(app, ["cost", "report", "--ledger", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "warning: 2 steps of unknown cost" in " ".join(result.output.split())

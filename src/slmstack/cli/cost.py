@@ -10,7 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from slmstack.cli.common import check_html_target, cli_command, out, print_json
+from slmstack.cli.common import check_html_target, cli_command, err, out, print_json
 from slmstack.cli.cost_compare import compare
 from slmstack.errors import ConfigError
 
@@ -101,6 +101,14 @@ def report(
         f"ledger: {shown_url(url)}\nprices: {result.prices_version}",
         highlight=False, markup=False, soft_wrap=True,
     )  # fmt: skip
+    if result.total.unknown_cost:
+        n = result.total.unknown_cost
+        err.print(
+            f"warning: {n} step{'' if n == 1 else 's'} of unknown cost (a model with no price, "
+            "or a response without token usage) are recorded at $0 and not in the costs "
+            "above; add the model's price (--prices FILE) or ask the API for usage",
+            highlight=False, markup=False, soft_wrap=True,
+        )  # fmt: skip
     if html is not None:
         out.print(f"wrote {html}", highlight=False, markup=False)
 

@@ -94,6 +94,11 @@ class LedgerRow:
         return from_nano(self.cost_nusd)
 
 
+# Decisions of rows recorded at $0 because their cost is not known: a model the price
+# table lacks, or a response without token usage (the proxy records both so).
+UNKNOWN_COST = ("unpriced", "no_usage")
+
+
 @dataclass(frozen=True)
 class SpendSums:
     """Totals of the step rows of one group (``key``) over a period."""
@@ -105,6 +110,7 @@ class SpendSums:
     tokens_out: int
     cost_nusd: int
     compute_s: float
+    unknown_cost: int = 0  # step rows whose cost is not known (see UNKNOWN_COST)
 
     @property
     def cost(self) -> Decimal:
@@ -288,20 +294,22 @@ class Ledger:
 
 
 def _sum_columns(c: Any) -> list[Any]:
-    """Requests, steps, tokens in and out, nano-dollars and compute seconds, summed."""
+    """Requests, steps, tokens in and out, nano-dollars, compute seconds, unknown costs."""
     import sqlalchemy as sa
 
     f = sa.func
+    unknown = sa.case((c.decision.in_(UNKNOWN_COST), 1), else_=0)
     return [f.count(sa.distinct(c.request_id)), f.count(), f.sum(c.tokens_in),
-            f.sum(c.tokens_out), f.sum(c.cost_nusd), f.sum(c.compute_s)]  # fmt: skip
+            f.sum(c.tokens_out), f.sum(c.cost_nusd), f.sum(c.compute_s),
+            f.sum(unknown)]  # fmt: skip
 
 
 def _sums(key: str, values: Any) -> SpendSums:
     # PostgreSQL sums a bigint into a numeric (Decimal): back to exact ints here.
-    requests, steps, t_in, t_out, cost, compute = values
+    requests, steps, t_in, t_out, cost, compute, unknown = values
     return SpendSums(
         key, int(requests), int(steps), int(t_in or 0), int(t_out or 0), int(cost or 0),
-        float(compute or 0.0),
+        float(compute or 0.0), int(unknown or 0),
     )  # fmt: skip
 
 

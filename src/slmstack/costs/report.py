@@ -42,6 +42,8 @@ class SpendRow:
         cost: dollars spent, exact.
         compute_s: seconds of machine time priced.
         llm_cost: the same tokens at ``compare_to``'s prices (``None`` without one).
+        unknown_cost: step rows recorded at $0 because their cost is not known (a model
+            without a price, a response without token usage): ``cost`` leaves them out.
     """
 
     key: str
@@ -52,6 +54,7 @@ class SpendRow:
     cost: Decimal
     compute_s: float
     llm_cost: Decimal | None
+    unknown_cost: int = 0
 
     @property
     def saving(self) -> Decimal | None:
@@ -81,6 +84,7 @@ class SpendReport:
                 "tokens_in": r.tokens_in, "tokens_out": r.tokens_out, "cost_usd": str(r.cost),
                 "compute_s": round(r.compute_s, 6),
                 "llm_cost_usd": None if r.llm_cost is None else str(r.llm_cost),
+                "unknown_cost_steps": r.unknown_cost,
             }  # fmt: skip
 
         return {
@@ -128,8 +132,9 @@ def spend_report(
             None if compare_to is None else table.token_cost(compare_to, s.tokens_in, s.tokens_out)
         )
         return SpendRow(
-            s.key, s.requests, s.steps, s.tokens_in, s.tokens_out, s.cost, s.compute_s, llm
-        )
+            s.key, s.requests, s.steps, s.tokens_in, s.tokens_out, s.cost, s.compute_s, llm,
+            s.unknown_cost,
+        )  # fmt: skip
 
     groups = ledger.spend(by, since=since, until=until)  # type: ignore[arg-type]
     daily = groups if by == "day" else ledger.spend("day", since=since, until=until)
