@@ -245,3 +245,10 @@ def test_lora_and_export_refuse_an_out_they_would_destroy(tmp_path):
         runner.invoke(app, ["export", str(skill), "--out", str(skill), "--validation", str(pairs)]),
         "Pass --overwrite to replace it",
     )
+
+
+def test_a_bad_proxy_option_is_named_by_its_flag():
+    one_error_line(
+        runner.invoke(app, ["proxy", "--upstream", "api.openai.com"]),
+        "--upstream: the upstream must be an http(s) URL",
+    )

@@ -127,6 +127,13 @@ def test_promote_stores_threshold_and_coverage_and_the_cli_prints_them(tmp_path)
     result = runner.invoke(app, ["promote", "--task", "t-bank", "--ledger", url, "--demote"])
     assert result.exit_code == 0 and not store.promoted("t-bank")
     assert store.latest()["t-bank"].reason.startswith("demoted: by the operator")
+    typo = runner.invoke(app, ["promote", "--task", "t-bnak", "--ledger", url, "--demote"])
+    assert typo.exit_code == 2 and "no task 't-bnak'" in typo.output
+    assert "did you mean 't-bank'" in typo.output and "t-bnak" not in store.task_ids()
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    ShadowStore(empty)
+    none = runner.invoke(app, ["promote", "--task", "t-bank", "--ledger", empty])
+    assert none.exit_code == 2 and "--shadow t-bank=DIR" in " ".join(none.output.split())
 
 
 def test_a_promoted_task_is_answered_by_its_student_json_and_stream(tmp_path):

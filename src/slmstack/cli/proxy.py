@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -109,13 +110,21 @@ def proxy(
         from slmstack.proxy import ProxyConfig, create_proxy_app
     except ImportError as exc:
         raise MissingDependencyError(exc.name or "uvicorn", "proxy", "slmstack proxy") from exc
-    config = ProxyConfig(
-        upstream=upstream, ledger=ledger if "://" in ledger else f"sqlite:///{ledger}",
-        upstream_key_env=upstream_key_env, mask=mask, mask_key_env=mask_key_env,
-        mask_tagger=mask_tagger, prices=prices, price_as=price_as, tokenizer=tokenizer,
-        tasks=tasks, shadow=_pairs(shadow or []), audit_rate=audit_rate, refresh_s=refresh_s,
-        demote_window=demote_window, demote_min_n=demote_min_n,
-    )  # fmt: skip
+    from pydantic import ValidationError
+
+    try:
+        config = ProxyConfig(
+            upstream=upstream, ledger=ledger if "://" in ledger else f"sqlite:///{ledger}",
+            upstream_key_env=upstream_key_env, mask=mask, mask_key_env=mask_key_env,
+            mask_tagger=mask_tagger, prices=prices, price_as=price_as, tokenizer=tokenizer,
+            tasks=tasks, shadow=_pairs(shadow or []), audit_rate=audit_rate,
+            refresh_s=refresh_s, demote_window=demote_window, demote_min_n=demote_min_n,
+        )  # fmt: skip
+    except ValidationError as exc:  # each bad option, by its flag
+        raise ConfigError("; ".join(
+            f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )) from None  # fmt: skip
     proxy_app = create_proxy_app(config)  # every config error now, before listening
     masking = f", masking with ${mask_key_env}" if mask else ""
     err.print(
@@ -220,6 +229,20 @@ def promote(
 
     url = ledger if "://" in ledger else f"sqlite:///{ledger}"
     store = ShadowStore(url, create=False)
+    known = store.task_ids()
+    if task not in known:
+        if not known:
+            raise ConfigError(
+                f"{ledger} holds no shadow comparisons yet: run the proxy with the task's "
+                "student beside the LLM first (slmstack proxy --tasks tasks.json --shadow "
+                f"{task}=DIR), then promote"
+            )
+        close = difflib.get_close_matches(task, sorted(known), n=1)
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"no task {task!r} was shadowed or promoted in {ledger}{guess}; known tasks: "
+            f"{', '.join(sorted(known))}"
+        )
     if demote:
         decision = send_back(store, task, "by the operator (slmstack promote --demote)")
     else:

@@ -175,6 +175,15 @@ class ShadowStore:
                 row["at"] = row["at"].replace(tzinfo=UTC)
         return {row["task_id"]: Promotion(**row) for row in rows}
 
+    def task_ids(self) -> set[str]:
+        """Every task with a shadow comparison or a promotion decision."""
+        import sqlalchemy as sa
+
+        with self._engine.connect() as conn:
+            shadowed = conn.execute(sa.select(self._shadow.c.task_id).distinct()).scalars()
+            decided = conn.execute(sa.select(self._promotions.c.task_id).distinct()).scalars()
+            return {str(t) for t in [*shadowed, *decided]}
+
     def promoted(self, task_id: str) -> bool:
         """Whether the task's latest decision promoted it."""
         decision = self.latest().get(task_id)
