@@ -205,3 +205,37 @@ def test_cli_keygen_unmask_and_a_missing_upstream(tmp_path, monkeypatch):
         ],
     )
     assert bad.exit_code == 2 and "$NO_SUCH_KEY is not set" in bad.output
+
+
+def test_names_in_any_script_tool_arguments_and_request_fields_are_masked_too(tmp_path):
+    key = generate_key()
+    upstream = FakeUpstream(lambda text: "ok")
+    secrets = ["José Álvarez", "Łukasz Nowak", "carol@example.org", "john.smith@example.com",
+               "jane@example.net"]  # fmt: skip
+    body = {
+        "model": "gpt-4o-mini",
+        "user": "john.smith@example.com",
+        "metadata": {"customer_email": "jane@example.net"},
+        "messages": [
+            {"role": "user", "content": "My name is José Álvarez. Regards, Łukasz Nowak"},
+            {"role": "assistant", "content": None, "tool_calls": [{
+                "id": "c1", "type": "function",
+                "function": {"name": "mail", "arguments": '{"to": "carol@example.org"}'}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sent"},
+        ],
+    }  # fmt: skip
+
+    async def main():
+        async with (
+            make_proxy(tmp_path, upstream, masker=Masker(key)) as proxy,
+            client(proxy) as http,
+        ):
+            assert (await http.post("/v1/chat/completions", json=body)).status_code == 200
+            assert proxy.recorder.wait_idle()
+
+    asyncio.run(main())
+    [row] = TrafficStore(f"sqlite:///{tmp_path / 'proxy.db'}").rows()
+    blob = "\n".join([row.system, row.user, row.messages, row.params, row.response])
+    assert [s for s in secrets if s in blob] == []
+    assert "Álvarez" not in blob and "Łukasz" not in blob
+    assert unmask(row.messages, key).count("carol@example.org") == 1  # the key restores it

@@ -43,7 +43,10 @@ _PHONE = re.compile(
     r"|\(?\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}"  # (212) 555-0187, 212-555-0187
     r")(?![\w])"
 )
-_WORD = r"[A-Z][a-z'’-]+"
+# Names in any Latin, Greek or Cyrillic script (José, Łukasz, Müller), not ASCII alone.
+_UPPER = "".join(re.escape(chr(i)) for i in range(0x530) if chr(i).isupper())
+_LOWER = "".join(re.escape(chr(i)) for i in range(0x530) if chr(i).islower())
+_WORD = rf"[{_UPPER}][{_LOWER}'’-]+"
 _FULL = rf"{_WORD}(?:[ \t]+{_WORD}){{0,2}}"
 _NAME_CUES = (
     re.compile(rf"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?[ \t]+({_FULL})"),

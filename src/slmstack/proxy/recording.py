@@ -136,6 +136,12 @@ def _masked_texts(parsed: Sequence[Parsed], masker: Masker | None) -> None:
                     if isinstance(part, dict) and isinstance(part.get("text"), str):
                         slots.append((part, "text"))
                         texts.append(part["text"])
+            for call in m.get("tool_calls") or []:  # the arguments an assistant sent a tool
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+                    slots.append((function, "arguments"))
+                    texts.append(function["arguments"])
+        _string_leaves(p.params, slots, texts)  # `user`, `metadata` and the like
         slots.append((p, None))
         texts.append(p.response_text)
     for (holder, key), masked in zip(slots, masker.mask_many(texts), strict=True):
@@ -143,6 +149,17 @@ def _masked_texts(parsed: Sequence[Parsed], masker: Masker | None) -> None:
             holder.response_text = masked
         else:
             holder[key] = masked
+
+
+def _string_leaves(value: Any, slots: list[tuple[Any, Any]], texts: list[str]) -> None:
+    """Every string inside ``value`` (dicts and lists, nested), as ``(container, key)``."""
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in list(items):
+        if isinstance(item, str):
+            slots.append((value, key))
+            texts.append(item)
+        elif isinstance(item, dict | list):
+            _string_leaves(item, slots, texts)
 
 
 def _tokens(p: Parsed, pricing: Pricing) -> tuple[int, int, str]:
