@@ -154,17 +154,22 @@ def test_models_and_errors_are_forwarded_and_only_chat_is_recorded(tmp_path):
             models = await http.get("/v1/models")
             refused = await http.post("/v1/chat/completions", json=BODY)
             missing = await http.get("/other")
+            await http.post("/v1/embeddings", json={"model": "m", "input": "x"})
+            await http.post("/v1/embeddings", json={"model": "m", "input": "y"})
+            await http.post("/v1/chat/completions/", json=BODY)  # a trailing slash: recorded
             health = await http.get("/healthz")
             assert proxy.recorder.wait_idle()
+            assert proxy.recorder.recorded == 2  # both chat calls, the slash-ended one too
             return models, refused, missing, health
 
     models, refused, missing, health = run(main)
+    assert health.json()["unrecorded"] == {"/v1/embeddings": 2}
     assert models.json()["data"][0]["id"] == "gpt-4o-mini"
     assert refused.status_code == 429 and refused.json()["error"]["message"] == "rate limited"
     assert missing.status_code == 404 and "/v1/" in missing.json()["error"]["message"]
     assert health.json()["status"] == "ok"
-    [row] = TrafficStore(f"sqlite:///{tmp_path / 'proxy.db'}").rows()
-    assert (row.status, row.cost_status, row.cost_nusd) == (429, "failed", 0)
+    rows = TrafficStore(f"sqlite:///{tmp_path / 'proxy.db'}").rows()
+    assert [(r.status, r.cost_status, r.cost_nusd) for r in rows] == [(429, "failed", 0)] * 2
 
 
 def test_unreachable_upstream_is_a_502_with_the_reason_and_is_recorded(tmp_path):

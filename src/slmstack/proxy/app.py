@@ -70,6 +70,9 @@ class ProxyApp:
         self.config = config
         self.recorder = recorder
         self.serving = serving
+        # POSTs forwarded but not recorded (embeddings, the Responses API): counted, and
+        # each path warned about once, since their spend is not in the ledger.
+        self.unrecorded: dict[str, int] = {}
         if serving is not None:
             recorder.listen(serving.audited)
         self._upstream_auth: bytes | None = None
@@ -138,7 +141,8 @@ class ProxyApp:
             if path == "/healthz":
                 r = self.recorder
                 stats: dict[str, Any] = {"status": "ok", "recorded": r.recorded,
-                                         "dropped": r.dropped, "failed": r.failed}  # fmt: skip
+                                         "dropped": r.dropped, "failed": r.failed,
+                                         "unrecorded": dict(self.unrecorded)}  # fmt: skip
                 if self.serving is not None:
                     stats["serving"] = self.serving.stats()
                 await _json(send, 200, stats)
@@ -151,7 +155,9 @@ class ProxyApp:
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         headers, authorization = self._headers(scope["headers"])
-        recorded = scope["method"] == "POST" and path.endswith(_RECORDED)
+        recorded = scope["method"] == "POST" and path.rstrip("/").endswith(_RECORDED)
+        if scope["method"] == "POST" and not recorded:
+            self._unrecorded(path)
         route: Route | None = None
         if recorded and self.serving is not None and self.serving.active:
             route = await self.serving.answer(path, body, headers, authorization, started, t0,
@@ -209,6 +215,13 @@ class ProxyApp:
                 path, body, b"".join(chunks), response.status_code, content_type, encoding,
                 authorization, started, (time.perf_counter() - t0) * 1000, ttfb, error,
             ), route)  # fmt: skip
+
+    def _unrecorded(self, path: str) -> None:
+        if path not in self.unrecorded:
+            _log.warning("POST %s is forwarded but not recorded (the proxy records chat "
+                         "completions only): its calls and their cost are not in the ledger; "
+                         "/healthz counts them", path)  # fmt: skip
+        self.unrecorded[path] = self.unrecorded.get(path, 0) + 1
 
     async def _fetch(self, path: str, headers: list[tuple[bytes, bytes]],
                      body: bytes) -> tuple[int, str, bytes, str | None]:  # fmt: skip
