@@ -92,6 +92,34 @@ def test_malformed_json_is_422_never_500(client, raw):
     assert response.status_code == 422
 
 
+@pytest.mark.parametrize(
+    "raw", [b'{"text": NaN}', b'{"texts": [Infinity]}', b'{"text": "a", "bogus": 1e999}']
+)
+def test_nan_and_infinity_are_422_and_no_value_is_echoed(client, raw):
+    response = client.post(PREDICT, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    problems = response.json()["detail"]
+    assert problems and all(set(p) == {"loc", "msg", "type"} for p in problems)
+    secret = b'{"text": 5, "note": "my card number is 4111 1111 1111 1111"}'
+    response = client.post(PREDICT, content=secret, headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "4111" not in response.text
+
+
+def test_the_chat_route_answers_validation_errors_as_openai_does(client):
+    raw = b'{"model": "desk", "n": 1e999}'
+    response = client.post(
+        "/v1/chat/completions", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and "messages" in error["message"]
+
+
+def test_a_trailing_slash_is_not_redirected_to_the_clients_host(client):
+    response = client.get("/v1/models/", headers={"host": "evil.example"}, follow_redirects=False)
+    assert response.status_code == 404 and "location" not in response.headers
+
+
 def test_a_lone_surrogate_is_422(client):
     raw = b'{"text": "card \\ud800"}'
     response = client.post(PREDICT, content=raw, headers={"content-type": "application/json"})

@@ -38,6 +38,7 @@ from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.types import Scope
@@ -162,6 +163,8 @@ def _build(*, auth: bool, public: Collection[str]) -> FastAPI:
         description=_DESCRIPTION,
         lifespan=_lifespan,
         redoc_url=None,
+        # No redirect built from the client's Host header: `/v1/models/` is a 404.
+        redirect_slashes=False,
     )
     for router in (health.router, skills.router, workflows.router, openai_compat.router,
                    inbox.router, metrics.router, console.router):  # fmt: skip
@@ -173,6 +176,7 @@ def _build(*, auth: bool, public: Collection[str]) -> FastAPI:
     app.add_middleware(console.ConsoleGate)
     app.add_middleware(MetricsMiddleware)
     app.add_exception_handler(SlmstackError, _error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
 
     def spec() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -203,6 +207,25 @@ async def _error(request: Request, exc: SlmstackError) -> JSONResponse:
     if status == 500:
         _log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
     return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with each problem's place, message and type, and never the value sent.
+
+    FastAPI's own answer echoes the value, which may be large or private, and fails on
+    the NaN and Infinity that Python's JSON reader accepts (a 500). On the chat route the
+    answer also carries OpenAI's ``error`` object, which OpenAI clients show.
+    """
+    problems = [
+        {"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")),
+         "type": str(e.get("type", ""))}
+        for e in exc.errors()
+    ]  # fmt: skip
+    body: dict[str, Any] = {"detail": problems}
+    if request.url.path.endswith("/chat/completions"):
+        message = "; ".join(f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}" for p in problems)
+        body["error"] = {"message": message, "type": "invalid_request_error", "code": 422}
+    return JSONResponse(body, status_code=422)
 
 
 @contextlib.asynccontextmanager

@@ -22,13 +22,15 @@ async def livez() -> Liveness:
     response_model=Readiness,
     tags=["operations"],
     summary="Readiness",
-    responses={503: {"model": Readiness, "description": "Loading, or shutting down."}},
+    responses={503: {"model": Readiness, "description": "Shutting down (or still loading)."}},
 )
 async def readyz(request: Request) -> JSONResponse:
-    """200 once every skill and workflow is loaded.
+    """200 once every skill and workflow is loaded; 503 once a shutdown has begun.
 
-    503 while loading, and once a shutdown has begun (SIGTERM), so that a load balancer
-    sends no new requests.
+    `slmstack serve` opens its port only after every model has loaded, so while it loads
+    a probe's connection is refused (give a Kubernetes pod a startup probe long enough
+    for the models). After SIGTERM it answers 503, so that a load balancer sends no new
+    requests while the requests in flight finish.
     """
     state = serve_state(request)
     ready = state.ready and not state.draining
