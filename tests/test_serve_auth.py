@@ -114,6 +114,11 @@ def test_401_says_what_is_wrong_and_never_echoes_the_key():
     assert basic.status_code == 401 and "'Basic' scheme" in basic.json()["detail"]
     bare = client.get("/whoami", headers={"Authorization": KEY})  # the key without "Bearer"
     assert bare.status_code == 401 and KEY[:6] not in bare.text
+    assert "error" not in missing.json()  # FastAPI's shape off the chat route
+    chat = client.post("/v1/chat/completions", json={})  # OpenAI clients show `error`
+    assert chat.status_code == 401
+    assert chat.json()["error"]["type"] == "invalid_api_key"
+    assert chat.json()["error"]["message"] == chat.json()["detail"]
 
 
 def test_rate_limit_answers_429_with_retry_after_per_key():

@@ -18,6 +18,7 @@ the router's own route, whose path lacks the prefix.)
 
 from __future__ import annotations
 
+import json
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -93,3 +94,19 @@ def _match(app: Any, scope: Scope) -> str | None:
         if match is Match.PARTIAL and partial is None:
             partial = getattr(route, "path", None)
     return found or partial
+
+
+def error_body(scope: Scope, status: int, detail: str) -> bytes:
+    """The JSON of an error a middleware answers: ``{"detail": ...}``, as FastAPI's.
+
+    On the chat route it also carries OpenAI's ``error`` object, which OpenAI clients
+    show (an answer without it reaches the user as a bare status code).
+    """
+    body: dict[str, Any] = {"detail": detail}
+    if str(scope.get("path", "")).endswith("/chat/completions"):
+        body["error"] = {"message": detail, "type": _OPENAI_TYPES.get(status, "api_error"),
+                         "code": status}  # fmt: skip
+    return json.dumps(body).encode()
+
+
+_OPENAI_TYPES = {401: "invalid_api_key", 413: "invalid_request_error", 429: "rate_limit_error"}

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import math
 import os
 import re
@@ -47,7 +46,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from slmstack.errors import ConfigError, Unauthorized
 from slmstack.serve._key_sources import MAKE_KEY, check_pair, parse_env, parse_file
-from slmstack.serve.asgi import route_template
+from slmstack.serve.asgi import error_body, route_template
 from slmstack.serve.rates import rate_and_burst
 
 _SCHEME = re.compile(r"[A-Za-z]{1,10}")  # Basic, Digest, Token: shorter than any key
@@ -271,7 +270,7 @@ class AuthMiddleware:
             name = keys.identify(header)
         except Unauthorized as exc:
             challenge = 'Bearer error="invalid_token"' if header else "Bearer"
-            await _reply(send, 401, str(exc), {"www-authenticate": challenge})
+            await _reply(scope, send, 401, str(exc), {"www-authenticate": challenge})
             return
         shared = getattr(scope["app"].state, "rate_limiter", None)
         if shared is not None:  # a database statement: off the event loop
@@ -282,6 +281,7 @@ class AuthMiddleware:
         if wait is not None:
             seconds = max(1, math.ceil(wait))
             await _reply(
+                scope,
                 send,
                 429,
                 f"key {name!r} is over its rate of {auth.rate_per_minute:g} requests a "
@@ -300,9 +300,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _reply(send: Send, status: int, detail: str, headers: dict[str, str]) -> None:
+async def _reply(
+    scope: Scope, send: Send, status: int, detail: str, headers: dict[str, str]
+) -> None:
     """A JSON ``{"detail": ...}`` answer, the shape FastAPI gives its own errors."""
-    body = json.dumps({"detail": detail}).encode()
+    body = error_body(scope, status, detail)
     raw: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

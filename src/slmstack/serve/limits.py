@@ -19,12 +19,12 @@ by then is answered 504 and its items are not run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slmstack.errors import DataError
+from slmstack.serve.asgi import error_body
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
@@ -50,7 +50,7 @@ class BodyLimitMiddleware:
         limit = self.limit(scope)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _too_large(send, limit, f"its Content-Length is {declared}")
+            await _too_large(scope, send, limit, f"its Content-Length is {declared}")
             return
         chunks: list[bytes] = []
         size = 0
@@ -62,7 +62,7 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _too_large(send, limit, f"more than {limit} bytes were sent")
+                await _too_large(scope, send, limit, f"more than {limit} bytes were sent")
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -89,12 +89,12 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _too_large(send: Send, limit: int, what: str) -> None:
+async def _too_large(scope: Scope, send: Send, limit: int, what: str) -> None:
     detail = (
         f"the request body is too large: {what}, and this server accepts at most {limit} "
         "bytes (limits.max_body_bytes); send fewer texts per request"
     )
-    body = json.dumps({"detail": detail}).encode()
+    body = error_body(scope, 413, detail)
     await send(
         {
             "type": "http.response.start",
