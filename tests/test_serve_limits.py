@@ -105,6 +105,15 @@ def test_nan_and_infinity_are_422_and_no_value_is_echoed(client, raw):
     assert response.status_code == 422 and "4111" not in response.text
 
 
+def test_a_body_that_is_not_utf8_json_says_what_to_send(client):
+    raw = b'{"text": "caf\xe9"}'
+    response = client.post(PREDICT, content=raw, headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "send UTF-8 JSON" in response.json()["detail"]
+    plain = client.post(PREDICT, content=b'{"text": "hi"}', headers={"content-type": "text/plain"})
+    assert plain.status_code == 422
+    assert "Content-Type: application/json" in plain.json()["detail"][0]["msg"]
+
+
 def test_the_chat_route_answers_validation_errors_as_openai_does(client):
     raw = b'{"model": "desk", "n": 1e999}'
     response = client.post(

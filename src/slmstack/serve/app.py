@@ -38,9 +38,11 @@ from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
 from slmstack.errors import (
@@ -177,6 +179,7 @@ def _build(*, auth: bool, public: Collection[str]) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.add_exception_handler(SlmstackError, _error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
 
     def spec() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -221,11 +224,27 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
          "type": str(e.get("type", ""))}
         for e in exc.errors()
     ]  # fmt: skip
+    kind = request.headers.get("content-type", "")
+    if request.method == "POST" and not kind.startswith("application/json"):
+        problems.insert(0, {"loc": ["header", "content-type"], "type": "content_type",
+                            "msg": f"the body must be JSON: send Content-Type: "
+                                   f"application/json (got {kind or 'none'!r})"})  # fmt: skip
     body: dict[str, Any] = {"detail": problems}
     if request.url.path.endswith("/chat/completions"):
         message = "; ".join(f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}" for p in problems)
         body["error"] = {"message": message, "type": "invalid_request_error", "code": 422}
     return JSONResponse(body, status_code=422)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI's answer, except a body it could not read: a 422 that says what to send."""
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        detail = (
+            "the body could not be read as JSON: send UTF-8 JSON, uncompressed, with "
+            "Content-Type: application/json"
+        )
+        return JSONResponse({"detail": detail}, status_code=422)
+    return await http_exception_handler(request, exc)
 
 
 @contextlib.asynccontextmanager
