@@ -208,3 +208,17 @@ def test_after_shutdown_new_work_is_503(tmp_path):
         client.portal.call(app.state.serve.batchers["skill:intent"].close, 1.0)
         response = client.post(PREDICT, json={"text": "card"})
     assert response.status_code == 503 and "shutting down" in response.json()["detail"]
+
+
+def test_chat_takes_null_for_n_and_stream_as_openai_does_but_not_a_string_for_a_bool(client):
+    message = [{"role": "user", "content": "where is my card"}]
+    ok = client.post(
+        "/v1/chat/completions",
+        json={"model": "desk", "messages": message, "n": None, "stream": None},
+    )
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["choices"][0]["message"]["role"] == "assistant"
+    bad = client.post(
+        "/v1/chat/completions", json={"model": "desk", "messages": message, "stream": "yes"}
+    )
+    assert bad.status_code == 422 and "stream" in bad.json()["error"]["message"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from slmstack.serve.schemas import CostOut
 
@@ -48,9 +48,14 @@ class ChatCompletionRequest(_Lenient):
 
     model: str = Field(description="A served workflow, or a skill that generates text.")
     messages: list[ChatMessageIn] = Field(min_length=1)
-    stream: bool = Field(False, description="Answer as Server-Sent Events, OpenAI chunks.")
+    # OpenAI's API takes null for both (its clients may send it): null means the default.
+    stream: StrictBool | None = Field(
+        False, description="Answer as Server-Sent Events, OpenAI chunks (null: false)."
+    )
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1, description="Choices to generate; only 1 is supported.")
+    n: int | None = Field(
+        1, ge=1, le=1, description="Choices to generate; only 1 is supported (null: 1)."
+    )
     user: str | None = None
 
 
