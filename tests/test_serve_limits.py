@@ -144,6 +144,8 @@ def test_texts_of_accepts_one_text_or_a_list():
     assert texts_of(None, ["a", "b"], max_items=2) == ["a", "b"]
     with pytest.raises(DataError, match="at most 1 per request"):
         texts_of(None, ["a", "b"], max_items=1)
+    with pytest.raises(DataError, match=r"texts\[1\] holds a NUL character"):
+        texts_of(None, ["a", "b\x00c"], max_items=2)
 
 
 def test_a_request_past_its_deadline_is_504(tmp_path):

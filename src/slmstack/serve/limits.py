@@ -114,7 +114,7 @@ def texts_of(text: str | None, texts: list[str] | None, *, max_items: int) -> li
 
     Raises:
         DataError: neither or both of ``text`` and ``texts``; no texts; more than
-            ``max_items``; an empty text; a text that is not valid Unicode.
+            ``max_items``; an empty text; a text that is not valid Unicode or holds NUL.
     """
     if (text is None) == (texts is None):
         raise DataError(
@@ -141,6 +141,8 @@ def texts_of(text: str | None, texts: list[str] | None, *, max_items: int) -> li
                 f"{where} is not valid Unicode (it holds a lone surrogate, such as \\ud800); "
                 "send UTF-8 text"
             ) from None
+        if "\x00" in item:  # no database holds it (PostgreSQL refuses it in text)
+            raise DataError(f"{where} holds a NUL character (\\u0000); remove it")
     return items
 
 
