@@ -158,6 +158,10 @@ def test_cli_writes_html_and_json_and_names_missing_pieces(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["saved_per_month_usd"] == "0.648000"
     assert "<svg" in out.read_text()
+    result = runner.invoke(app, ["migration", "report", "--ledger", url, "--out", str(out),
+                                 "--tasks", str(tasks)])  # fmt: skip
+    assert result.exit_code == 0 and "saved per month: $0.648" in " ".join(result.output.split())
+    assert "E-" not in result.output  # money for people, not Decimal's exponent form
     result = runner.invoke(app, ["migration", "report", "--ledger", url])
     assert result.exit_code == 2 and "--out report.html" in result.output
     result = runner.invoke(app, ["migration", "report", "--ledger", str(tmp_path / "no.db"),

@@ -41,7 +41,8 @@ def report(
     Before: every recorded call at the LLM's price; after: what the LLM was paid. Per task:
     the share answered locally, agreement, the latest promotion and latency. HTML with --out.
     """
-    from slmstack.costs.prices import load_prices
+    from slmstack.costs.prices import from_nano, load_prices
+    from slmstack.costs.report import money
     from slmstack.errors import ConfigError
     from slmstack.proxy.report import build_report
     from slmstack.proxy.report_html import render_html
@@ -54,6 +55,11 @@ def report(
         table.model(price_as)  # an unknown model: the error names it and the fix, now
     url = ledger if "://" in ledger else f"sqlite:///{ledger}"
     result = build_report(url, table, tasks_file=tasks, price_as=price_as)
+    if result.calls == 0:
+        raise ConfigError(
+            f"{ledger} holds no recorded calls yet: point the app at `slmstack proxy` (its "
+            "--ledger) and report once it has recorded traffic"
+        )
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(render_html(result), encoding="utf-8")
@@ -61,10 +67,12 @@ def report(
         print_json(result.to_json())
         return
     saved = result.saved_per_month
+    hours = result.span.total_seconds() / 3600
+    basis = f" (scaled from {hours:.1f} h of traffic)" if saved is not None and hours < 24 else ""
     out.print(
-        f"LLM spend before ${result.to_json()['before_usd']}, after "
-        f"${result.to_json()['after_usd']}; {result.student_calls}/{result.calls} calls "
-        f"answered locally; saved per month: {'–' if saved is None else f'${saved}'}",
+        f"LLM spend before {money(from_nano(result.before_nusd))}, after "
+        f"{money(from_nano(result.after_nusd))}; {result.student_calls}/{result.calls} calls "
+        f"answered locally; saved per month: {'–' if saved is None else money(saved)}{basis}",
         highlight=False,
     )
     out.print(f"[green]wrote[/] {out_file}")
