@@ -23,7 +23,9 @@ _DIALECTS = ("sqlite", "postgresql")
 _log = logging.getLogger("slmstack.proxy")
 
 
-def open_tables(url: str, define: Callable[[Any], Any], *, create: bool, what: str) -> Any:
+def open_tables(
+    url: str, define: Callable[[Any], Any], *, create: bool, what: str, hint: str = ""
+) -> Any:
     """An engine on ``url`` whose tables (``define(metadata)``) exist.
 
     Args:
@@ -32,6 +34,7 @@ def open_tables(url: str, define: Callable[[Any], Any], *, create: bool, what: s
         create: make the SQLite file and the tables when missing (a writer); a reader
             passes ``False`` and gets an error when the main table is missing.
         what: what the tables hold, for messages ("recorded traffic").
+        hint: what else to do when the main table is missing, after the usual advice.
 
     Returns:
         ``(engine, table)``.
@@ -72,7 +75,7 @@ def open_tables(url: str, define: Callable[[Any], Any], *, create: bool, what: s
         elif not sa.inspect(engine).has_table(table.name):
             raise ConfigError(
                 f"{shown_url(url)} holds no {what} (no {table.name!r} table); pass the "
-                "--ledger URL that `slmstack proxy` recorded to"
+                f"--ledger URL that `slmstack proxy` recorded to{hint}"
             )
         _add_columns(engine, table.metadata)
     except sa.exc.DatabaseError as exc:

@@ -112,8 +112,12 @@ class ShadowStore:
 
     def __init__(self, url: str, *, create: bool = True):
         self.url = url
-        self._engine, self._shadow = open_tables(url, _define, create=create,
-                                                 what="shadow comparisons")  # fmt: skip
+        self._engine, self._shadow = open_tables(
+            url, _define, create=create, what="shadow comparisons",
+            hint="; if it is that one, no task was shadowed yet: run the proxy with the "
+                 "task's student beside the LLM first (slmstack proxy --tasks tasks.json "
+                 "--shadow TASK=DIR)",
+        )  # fmt: skip
         self._promotions = self._shadow.metadata.tables[PROMOTIONS]
 
     def insert(self, rows: Iterable[ShadowRow]) -> int:
