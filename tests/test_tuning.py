@@ -112,3 +112,9 @@ def test_thresholds_are_written_into_the_yaml_keeping_comments(tmp_path):
     assert "# Support desk: the thresholds below" in text and "# the small model" in text
     with pytest.raises(ConfigError, match="expected one cascade with id 'nope'"):
         write_thresholds(path, "nope", [0.5])
+    write_thresholds(path, "triage", [0.73121])  # rounded up: no text accepted below it
+    assert "threshold: [0.7313]" in path.read_text()
+    before = path.read_text()
+    with pytest.raises(ConfigError, match="never accepts tier 0.*nothing was written"):
+        write_thresholds(path, "triage", [1.000001])
+    assert path.read_text() == before

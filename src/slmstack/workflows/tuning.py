@@ -20,8 +20,10 @@ Quality is accuracy of the answer the cascade returns. The target is absolute
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -177,11 +179,26 @@ def write_thresholds(path: Path, cascade_id: str | None, thresholds: Sequence[fl
             f"{path}: expected one cascade {what}, found {len(found)}. Cascades: {ids or 'none'}"
         )
     where, body = found[0]
-    values = CommentedSeq(round(float(t), 4) for t in thresholds)
+    never = [i for i, t in enumerate(thresholds) if t > 1]
+    if never:
+        raise ConfigError(
+            f"{path}: the tuned choice never accepts tier {never[0]} of {where} (threshold "
+            "above 1): every text goes past it, so it only adds cost. Remove that tier from "
+            "the cascade and tune again; nothing was written"
+        )
+    # Up to 4 places, rounded up: the written cascade never accepts a text the tuning
+    # sent on (rounding down would accept some at a confidence it had rejected).
+    up = [
+        float(Decimal(repr(float(t))).quantize(Decimal("0.0001"), ROUND_CEILING))
+        for t in thresholds
+    ]
+    values = CommentedSeq(up)
     values.fa.set_flow_style()
     body["threshold"] = values
-    with path.open("w", encoding="utf-8") as f:
+    tmp = path.with_name(f".{path.name}.tuning")
+    with tmp.open("w", encoding="utf-8") as f:  # written aside, then put in place
         yaml.dump(tree, f)
+    os.replace(tmp, path)
     return where
 
 
