@@ -77,6 +77,13 @@ def test_half_written_last_line_is_redone_and_packets_not_duplicated(tmp_path):
     assert (summary.already_done, summary.processed) == (3, 7)
     assert [r["row"] for r in rows(out)] == list(range(10))
     assert inbox.count() == 4, "row 3 escalated before the crash; its packet is not filed twice"
+    # --restart is a new run: the same texts file packets of their own (4 more), and
+    # resuming that run files none again
+    run_batch(make(KeywordClassifier({"faq": 0.9}), inbox), src, out, restart=True)
+    assert inbox.count() == 8
+    out.write_text("\n".join(out.read_text().splitlines()[:3]) + "\n")
+    run_batch(make(KeywordClassifier({"faq": 0.9}), inbox), src, out)
+    assert inbox.count() == 8
 
 
 def test_output_of_another_input_is_refused(tmp_path):

@@ -32,6 +32,7 @@ from slmstack.progress import progress
 from slmstack.workflows import EscalateStep, Step, load_workflow
 from slmstack.workflows.inbox import default_url
 from slmstack.workflows.loader import workflow_inbox_url
+from slmstack.workflows.resume import run_tag
 
 
 @dataclass(frozen=True)
@@ -147,17 +148,19 @@ def run_job(
     if wf.ledger is not None:
         wf.ledger.close()
     del wf
-    spec = JobSpec(
-        workflow=source,
-        job=job_id(output),
-        inbox=inbox_url,
-        ledger=ledger_url,
-        trace=trace,
-        threads=threads or max(1, (os.cpu_count() or 1) // workers),
-    )
+    fresh = restart or not output.exists()
     with Sink(
         output, errors, {r.id: r.text for r in rows}, restart=restart, retry_errors=retry_errors
     ) as sink:
+        tag = run_tag(output, fresh=fresh)  # a new run files its own packets and ledger rows
+        spec = JobSpec(
+            workflow=source,
+            job=job_id(output) + (f"-{tag}" if tag else ""),
+            inbox=inbox_url,
+            ledger=ledger_url,
+            trace=trace,
+            threads=threads or max(1, (os.cpu_count() or 1) // workers),
+        )
         todo = [r for r in rows if r.id not in sink.done]
         startup, first_batch = 0.0, 0
         with progress() as bar:

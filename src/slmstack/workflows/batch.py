@@ -27,7 +27,7 @@ from slmstack.data.utf8 import read_utf8
 from slmstack.errors import ConfigError, DataError
 from slmstack.progress import progress
 from slmstack.workflows.engine import Workflow
-from slmstack.workflows.resume import done_rows, open_locked
+from slmstack.workflows.resume import done_rows, open_locked, run_tag
 
 
 @dataclass(frozen=True)
@@ -146,13 +146,15 @@ def run_batch(
         )
     texts = read_inputs(Path(input_path), text_field)
     escalated = packets = 0
+    fresh = restart or not output.exists()
     # Locked before anything is read, so that two runs never both see row k as missing.
     with open_locked(output, "slmstack run") as fh:
         if restart:
             fh.truncate(0)
         done = _done_rows(output, texts)
         todo = [i for i in range(len(texts)) if i not in done]
-        prefix = str(output.resolve())
+        tag = run_tag(output, fresh=fresh)
+        prefix = str(output.resolve()) + (f"@{tag}" if tag else "")
         with progress() as bar:
             task = bar.add_task(workflow.name, total=len(texts), completed=len(done), info="")
             for at in range(0, len(todo), chunk_size):

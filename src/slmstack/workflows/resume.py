@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -107,3 +108,22 @@ def done_rows(
         with path.open("r+b") as fh:
             fh.truncate(good_end)
     return done
+
+
+def run_tag(output: Path, *, fresh: bool) -> str:
+    """The tag of the run that writes ``output``, kept in ``.NAME.run`` beside it.
+
+    It goes in every row's idempotency key, so that a resumed run (``fresh`` False: the
+    output existed) files no second inbox packet and no second ledger rows, while a new
+    run (``--restart``, or an output file that did not exist) files and records its own,
+    even for the same texts. Call it before the output file is opened.
+    """
+    side = output.with_name(f".{output.name}.run")
+    if not fresh and side.is_file():
+        return side.read_text(encoding="utf-8").strip()
+    if not fresh and output.exists():
+        return ""  # an output written before tags existed: its rows keep their keys
+    tag = uuid.uuid4().hex[:12]
+    side.parent.mkdir(parents=True, exist_ok=True)
+    side.write_text(tag + "\n", encoding="utf-8")
+    return tag
