@@ -162,6 +162,21 @@ def test_resume_via_cli_requires_flag_for_new_labels(trained, tmp_path):
     )
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["labels"] == 4
+    # only the flags given change; what the skill is made of cannot change by resuming
+    fixed = runner.invoke(app, ["train", "classify", str(more), "--out", str(tmp_path / "v3"),
+                                "--resume", str(out), "--allow-new-labels",
+                                "--strategy", "finetune", "--max-length", "256"])  # fmt: skip
+    msg = _one_line_error(fixed)
+    assert "--max-length, --strategy cannot change when resuming" in msg
+    from slmstack import load
+
+    before = load(out).get_params()
+    again = runner.invoke(app, ["train", "classify", str(more), "--out", str(tmp_path / "v4"),
+                                "--resume", str(out), "--allow-new-labels", "--seed", "3"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    after = load(tmp_path / "v4").get_params()
+    assert after["seed"] == 3 and after["scope_alpha"] == before["scope_alpha"]
+    assert after["val_fraction"] == before["val_fraction"]
 
 
 def test_models_says_the_qwen_alias_is_the_coder_model():

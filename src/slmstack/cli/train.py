@@ -22,6 +22,7 @@ app = typer.Typer(cls=TrainGroup, help="Train a skill from a data file.", no_arg
 @app.command("classify")
 @cli_command
 def classify(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="CSV, TSV or JSONL file of labelled texts.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the skill to.")],
     base: Annotated[
@@ -116,9 +117,24 @@ def classify(
         skill = static.fit(examples)
     elif resume is not None:
         skill = TextClassifier.load(resume, allow_pickle=allow_pickle)
-        rate = {} if learning_rate is None else {_rate_param(skill.strategy_): learning_rate}
-        names = {"name_examples": True} if name_examples else {}
-        skill.set_params(epochs=epochs, seed=seed, scope_alpha=scope_alpha, **rate, **names)
+        # Only what was given on the command line changes; what the saved skill is made
+        # of (its base, strategy, window and precision) cannot change by resuming.
+        given = _given(ctx)
+        fixed = sorted(given & {"base", "strategy", "max_length", "precision"})
+        if fixed:
+            flags = ", ".join("--" + f.replace("_", "-") for f in fixed)
+            raise ConfigError(
+                f"{flags} cannot change when resuming {resume} (it keeps what it was trained "
+                "with); drop them, or train a new skill without --resume"
+            )
+        kept = {"epochs": epochs, "seed": seed, "scope_alpha": scope_alpha,
+                "batch_size": batch_size, "val_fraction": val_fraction}  # fmt: skip
+        changes = {k: v for k, v in kept.items() if k in given}
+        if "learning_rate" in given and learning_rate is not None:
+            changes[_rate_param(skill.strategy_)] = learning_rate
+        if name_examples:
+            changes["name_examples"] = True
+        skill.set_params(**changes)
         skill.resume(examples, allow_new_labels=allow_new_labels)
     else:
         rates: dict[str, Any] = {}
@@ -159,6 +175,14 @@ def classify(
         f"{summary['val_macro_f1']:.4f}  ECE {summary['val_ece_before_calibration']:.4f} → "
         f"{summary['val_ece']:.4f} after calibration (T={summary['temperature']:.3f})"
     )
+
+
+def _given(ctx: typer.Context) -> set[str]:
+    """The parameters of the running command that were set on its command line."""
+    return {
+        name for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+    }  # fmt: skip
 
 
 def _teacher(folder: Path | None, allow_pickle: bool) -> TextClassifier | None:

@@ -223,8 +223,10 @@ class TextClassifier(LabelledTexts, Skill):
         """Continue training a fitted (or loaded) skill on more data.
 
         Labels not seen before are refused unless ``allow_new_labels=True``; then the
-        head grows one row per new label. Pass the new examples together with a sample
-        of the old ones if the model must not drift away from them.
+        head grows one row per new label. ``finetune`` trains on from the saved encoder;
+        ``head`` refits its logistic-regression head on ``examples`` alone (the fit is
+        convex, so it ends where a fresh fit would), keeping the rows of labels absent
+        from them. So pass the old examples (or a sample of them) with the new ones.
         """
         self._require_fitted()
         self._check_params()
