@@ -198,6 +198,18 @@ def test_cli_export_and_its_errors(clf, tmp_path):
     report = json.loads(res.output)
     assert report["chosen"]["precision"] == "fp32" and report["chosen"]["passed"]
     assert load(tmp_path / "o").predict(["money back please"])[0].label == "refund"
+    # read as `slmstack eval` reads it: a label seen once scores; an unlearned one is refused
+    once = tmp_path / "once.csv"
+    once.write_text(data.read_text() + "what is my balance,balance\n")
+    res = runner.invoke(app, ["export", str(src), "--out", str(tmp_path / "o2"),
+                              "--validation", str(once)])  # fmt: skip
+    assert res.exit_code == 2 and "labels the skill never learned: 'balance'" in res.output
+    single = tmp_path / "single.csv"
+    lines = data.read_text().splitlines()
+    single.write_text("\n".join(lines[:1] + [lines[1]]) + "\n")  # one row: one label once
+    res = runner.invoke(app, ["export", str(src), "--out", str(tmp_path / "o3"),
+                              "--validation", str(single), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
 
 
 NO_TORCH = textwrap.dedent(

@@ -95,11 +95,18 @@ def _export(
     from slmstack.skills.tagger import EntityTagger
 
     if isinstance(skill, TextClassifier):
+        from slmstack.data.readers import read_examples
+        from slmstack.data.validation import refuse_unusable_rows
+        from slmstack.evaluation.classification import split_unseen_labels
         from slmstack.export import export_classifier
 
-        data = TextClassifier.read_training_data(
-            validation, text_column=text_column, label_column=label_column
+        # Read as `slmstack eval` reads it: a label seen once is fine for scoring, and a
+        # label the skill never learned is refused (it could only make the gate lenient).
+        data = read_examples(
+            validation, text_column=text_column, label_column=label_column, validate=False
         )
+        refuse_unusable_rows(data, path=validation)
+        data, _ = split_unseen_labels(data, skill.classes_, validation, "error")
         return export_classifier(skill, out_dir, data, **options)
     if isinstance(skill, EntityTagger):
         from slmstack.export import export_tagger

@@ -19,7 +19,7 @@ from slmstack.types import Example
 _UNSEEN_CHOICES = ("error", "drop")
 
 
-def _unseen_labels(
+def split_unseen_labels(
     examples: list[Example], learned: Sequence[str], data: Path, mode: str
 ) -> tuple[list[Example], dict[str, int]]:
     """Refuse, or with ``mode="drop"`` leave out, rows whose label the skill never learned.
@@ -90,7 +90,7 @@ def evaluate_classifier(
     learned = getattr(skill, "classes_", None)
     unseen: dict[str, int] = {}
     if learned is not None:
-        examples, unseen = _unseen_labels(examples, learned, data, unseen_labels)
+        examples, unseen = split_unseen_labels(examples, learned, data, unseen_labels)
     texts = [ex.text for ex in examples]
     preds = skill.predict(texts)
     report = classification_metrics([ex.label for ex in examples], [p.label or "" for p in preds])
