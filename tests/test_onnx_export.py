@@ -206,7 +206,7 @@ def test_cli_export_and_its_errors(clf, tmp_path):
     assert res.exit_code == 2 and "labels the skill never learned: 'balance'" in res.output
     single = tmp_path / "single.csv"
     lines = data.read_text().splitlines()
-    single.write_text("\n".join(lines[:1] + [lines[1]]) + "\n")  # one row: one label once
+    single.write_text("\n".join(lines[:2]) + "\n")  # the header and one row: a label once
     res = runner.invoke(app, ["export", str(src), "--out", str(tmp_path / "o3"),
                               "--validation", str(single), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
