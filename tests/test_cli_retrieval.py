@@ -52,6 +52,11 @@ def test_train_predict_eval_faq(tmp_path):
     assert report["n_in_scope"] == 2 and report["n_out_of_scope"] == 2
     assert report["top1_accuracy"] == 1.0
     assert report["abstain_recall"] == 1.0 and report["abstain_precision"] == 1.0
+    typo = tmp_path / "typo.csv"
+    typo.write_text(EVAL_CSV.replace(",refund", ",refnud", 1))
+    assert typo.read_text() != EVAL_CSV
+    result = runner.invoke(app, ["eval", str(out), str(typo), "--json"])
+    assert result.exit_code == 2 and "not in the skill's knowledge base: 'refnud'" in result.output
 
 
 def test_train_faq_reports_bad_kb_in_one_line(tmp_path):

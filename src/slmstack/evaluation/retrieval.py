@@ -15,6 +15,7 @@ import numpy as np
 
 from slmstack.data.readers import read_examples
 from slmstack.data.validation import refuse_unusable_rows
+from slmstack.errors import DataError
 from slmstack.evaluation.base import Predictor
 from slmstack.evaluation.speed import measure_speed
 from slmstack.training.calibration import expected_calibration_error
@@ -62,6 +63,15 @@ def evaluate_faq(
 ) -> dict[str, Any]:
     """Top-1 accuracy in scope, wrong answers, abstain precision/recall, ECE, speed."""
     texts, gold = _read(data, text_column, label_column)
+    known = {e.id for e in getattr(skill, "kb", [])}
+    unknown = sorted({g for g in gold if g is not None and known and g not in known})
+    if unknown:  # a typo'd id could never be answered right: a score about the file
+        raise DataError(
+            f"{len(unknown)} entry ids are not in the skill's knowledge base: "
+            f"{', '.join(repr(u) for u in unknown[:10])}; fix them in --label-column (an "
+            "empty label or 'oos' marks a query outside the knowledge base)",
+            path=data,
+        )
     preds = skill.predict(texts)
     report = abstention_metrics(preds, gold)
     in_scope = [i for i, g in enumerate(gold) if g is not None]
