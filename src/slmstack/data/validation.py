@@ -127,8 +127,9 @@ def validate_examples(
     """Raise :class:`DataError` for unusable data; warn about duplicates and conflicts.
 
     Checks, in order: empty texts, empty labels, a single class, labels with fewer than
-    ``min_per_label`` examples. Exact duplicate rows and texts with conflicting labels
-    emit a :class:`DataWarning` with counts.
+    ``min_per_label`` examples. Rows that repeat a text and label but for spaces at its
+    ends (exact copies are dropped by the skills' fit, which reports them) and texts with
+    conflicting labels emit a :class:`DataWarning` with counts.
     """
     if not examples:
         raise DataError("no examples", path=path)
@@ -156,13 +157,18 @@ def validate_examples(
     pair_counts = Counter((ex.text.strip(), ex.label) for ex in examples)
     for text, label in pair_counts:
         by_text[text].add(label)
+    # Exact copies are dropped by every skill's fit, which says so; copies that differ
+    # only in spacing are not, so they are the ones worth a warning here.
+    exact = Counter((ex.text, ex.label) for ex in examples)
     duplicates = sum(n - 1 for n in pair_counts.values() if n > 1)
+    duplicates -= sum(n - 1 for n in exact.values() if n > 1)
     conflicts = sum(1 for labels in by_text.values() if len(labels) > 1)
     where = f"{path}: " if path else ""
     if duplicates:
         warnings.warn(
-            f"{where}{duplicates} duplicate rows (same text and label); they weigh more in "
-            "training. Deduplicate if that is not intended.",
+            f"{where}{duplicates} rows repeat another row's text and label but for spaces at "
+            "the ends; they are kept, so they weigh more in training. Deduplicate if that "
+            "is not intended.",
             DataWarning,
             stacklevel=2,
         )
