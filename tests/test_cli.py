@@ -89,6 +89,19 @@ def test_eval_json_report(trained, tmp_path):
     assert (
         human.exit_code == 0 and "macro_f1" in human.stdout and "confusion matrix" in human.stdout
     )
+    # reliability: every prediction in one confidence bin, accuracy as counted above
+    bins = report["reliability"]
+    assert sum(bins["count"]) == len(HELD_OUT)
+    assert sum(c * a for c, a in zip(bins["count"], bins["accuracy"], strict=True)) == (
+        pytest.approx(right)
+    )
+    page = tmp_path / "report.html"
+    result = runner.invoke(app, ["eval", str(out), str(data), "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and text.count("data:image/png;base64,") == 3
+    assert "Confusion matrix" in text and "Reliability" in text and "http" not in text
+    assert "<td>password</td>" in text  # the per-class table
 
 
 def test_models_lists_minilm_as_installed():

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from slmstack.cli.common import cli_command, out, print_json
+from slmstack.cli.common import check_html_target, cli_command, out, print_json
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -57,15 +57,32 @@ def evaluate(
         str,
         typer.Option(help="Rows whose label the skill never learned: 'error' or 'drop'."),
     ] = "error",
+    html_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Also write the report as one HTML page with plots (per-class F1, confusion "
+            "matrix, reliability of the confidence).",
+        ),
+    ] = None,
 ) -> None:
     """Accuracy, macro-F1, per-class report, confusion matrix, latency, throughput, memory."""
     from slmstack.skills.base import load
 
+    check_html_target(html_out)
     skill = load(skill_dir, allow_pickle=allow_pickle)
     report = skill.evaluate(
         data, text_column=text_column, label_column=label_column, unseen_labels=unseen_labels
     )
+    if html_out is not None:
+        from slmstack.evaluation.html import evaluation_page
+
+        title = f"{skill_dir.name} on {data.name}"
+        html_out.parent.mkdir(parents=True, exist_ok=True)
+        html_out.write_text(evaluation_page(report, title=title), encoding="utf-8")
     if json_out:
         print_json(report)
     else:
         _print_report(report)
+        if html_out is not None:
+            out.print(f"wrote {html_out}", highlight=False, markup=False)

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from slmstack.data.readers import read_examples
 from slmstack.data.validation import refuse_unusable_rows
 from slmstack.errors import ConfigError, DataError, DataWarning
@@ -94,9 +96,43 @@ def evaluate_classifier(
     texts = [ex.text for ex in examples]
     preds = skill.predict(texts)
     report = classification_metrics([ex.label for ex in examples], [p.label or "" for p in preds])
+    report["reliability"] = reliability(
+        [p.confidence for p in preds],
+        [p.label == ex.label for p, ex in zip(preds, examples, strict=True)],
+    )
     if learned is not None and unseen_labels == "drop":
         report["dropped_unseen"] = sum(unseen.values())
         report["unseen_labels"] = unseen
     report["truncated_inputs"] = sum(1 for p in preds if p.warnings)
     report["speed"] = measure_speed(skill.predict, texts, single_queries=single_queries)
     return report
+
+
+def reliability(
+    confidence: Sequence[float], correct: Sequence[bool], bins: int = 10
+) -> dict[str, Any]:
+    """Predictions in ``bins`` equal-width confidence bins: count, mean confidence, accuracy.
+
+    A calibrated skill has accuracy close to confidence in every bin (the reliability
+    diagram of ``slmstack eval --html``); empty bins are left out.
+    """
+    conf = np.clip(np.asarray(confidence, dtype=np.float64), 0.0, 1.0)
+    right = np.asarray(correct, dtype=np.float64)
+    which = np.minimum((conf * bins).astype(int), bins - 1)
+    rows = [
+        (
+            b,
+            int((which == b).sum()),
+            float(conf[which == b].mean()),
+            float(right[which == b].mean()),
+        )
+        for b in range(bins)
+        if (which == b).any()
+    ]
+    return {
+        "bins": bins,
+        "bin": [r[0] for r in rows],
+        "count": [r[1] for r in rows],
+        "confidence": [round(r[2], 4) for r in rows],
+        "accuracy": [round(r[3], 4) for r in rows],
+    }
