@@ -294,6 +294,26 @@ def test_each_run_appends_its_steps_and_itself_with_their_costs(db_url):  # noqa
     ledger.close()
 
 
+def test_a_block_used_twice_keeps_both_of_its_rows(tmp_path):
+    from slmstack.workflows import BlockStep, TemplateStep
+
+    wf = Workflow(
+        [BlockStep("tag"), BlockStep("tag", id="again"), TemplateStep("done")],
+        skills={"intent": KeywordClassifier({"refund": 0.9})},
+        blocks={"tag": [SkillStep("intent")]},
+        ledger=f"sqlite:///{tmp_path / 'l.db'}",
+    )
+    wf.run("refund please", key="r1")
+    ledger = wf.ledger
+    assert ledger is not None
+    rows = ledger.rows(request_id="r1")
+    steps, run = rows[:-1], rows[-1]
+    assert [r.path for r in steps if r.kind == "skill"] == ["blocks.tag[0]", "blocks.tag[0]#2"]
+    assert run.cost_nusd == sum(r.cost_nusd for r in steps)
+    assert run.tokens_in == sum(r.tokens_in for r in steps)
+    ledger.close()
+
+
 def test_a_workflow_file_keeps_its_ledger_next_to_it(tmp_path, monkeypatch):
     flows = tmp_path / "flows"
     flows.mkdir()

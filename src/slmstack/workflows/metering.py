@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,6 +188,13 @@ class Meter:
     ) -> list[LedgerRow]:
         """The ledger rows of one run: its steps, then the run (``caller``: see ``record``)."""
         steps = [self._row(node, request_id, at, caller) for node in _worked(result.trace)]
+        # A block used at two places runs its steps twice under the same paths (the block's
+        # own, as in the file); each repeat gets "#2", "#3"... so no row overwrites another.
+        seen: dict[str, int] = {}
+        for i, row in enumerate(steps):
+            seen[row.path] = seen.get(row.path, 0) + 1
+            if seen[row.path] > 1:
+                steps[i] = replace(row, path=f"{row.path}#{seen[row.path]}")
         escalation = result.escalation
         run = LedgerRow(
             request_id=request_id, path="", workflow=self.workflow, step="", kind=RUN, at=at,
