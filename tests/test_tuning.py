@@ -118,3 +118,19 @@ def test_thresholds_are_written_into_the_yaml_keeping_comments(tmp_path):
     with pytest.raises(ConfigError, match="never accepts tier 0.*nothing was written"):
         write_thresholds(path, "triage", [1.000001])
     assert path.read_text() == before
+
+
+def test_an_llm_tier_is_refused_not_scored_as_a_person():
+    from fakes import FakeBackend
+    from slmstack.workflows import CascadeStep, EscalateStep, SkillStep, Workflow
+    from slmstack.workflows.tuning_measure import find_cascade, measure_tiers
+    from workflow_doubles import KeywordClassifier
+
+    wf = Workflow(
+        [CascadeStep([SkillStep("intent"), EscalateStep("unsure", to="big")], threshold=0.5)],
+        skills={"intent": KeywordClassifier({"refund": 0.9})},
+        backends={"big": FakeBackend(["x"])},
+    )
+    with pytest.raises(ConfigError, match="escalates to the LLM 'big'.*to: human"):
+        measure_tiers(wf, find_cascade(wf, None), ["refund please"], ["refund"],
+                      cost_of=lambda *a: 0, human_cost_nano_usd=10)  # fmt: skip

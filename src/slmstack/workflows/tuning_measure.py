@@ -80,6 +80,14 @@ def measure_tiers(
         if isinstance(tier, SkillStep):
             out.append(_measure_skill(workflow, tier.use, texts, labels, cost_of, cache,
                                       batch_size))  # fmt: skip
+        elif isinstance(tier, EscalateStep) and tier.to != "human":
+            raise ConfigError(
+                f"tier {i} of cascade {cascade.id!r} escalates to the LLM {tier.to!r}; tuning "
+                "cannot score an LLM's answers without calling it on every text (at its price), "
+                "so it measures skill tiers and a final hand-off to a person only. Tune a copy "
+                "of the workflow whose last tier is `escalate: {to: human}`, or make the LLM a "
+                "skill tier"
+            )
         elif isinstance(tier, EscalateStep) and i == len(cascade.tiers) - 1:
             if human_cost_nano_usd is None:
                 raise ConfigError(
