@@ -134,3 +134,29 @@ def test_an_llm_tier_is_refused_not_scored_as_a_person():
     with pytest.raises(ConfigError, match="escalates to the LLM 'big'.*to: human"):
         measure_tiers(wf, find_cascade(wf, None), ["refund please"], ["refund"],
                       cost_of=lambda *a: 0, human_cost_nano_usd=10)  # fmt: skip
+
+
+def test_the_measure_cache_knows_the_skill_it_measured_and_the_prices(tmp_path):
+    from slmstack.workflows import CascadeStep, EscalateStep, SkillStep, Workflow
+    from slmstack.workflows.tuning_measure import find_cascade, measure_tiers
+    from workflow_doubles import KeywordClassifier
+
+    def measured(skill, cost_key="prices v1"):
+        wf = Workflow(
+            [CascadeStep([SkillStep("intent"), EscalateStep("unsure")], threshold=0.5)],
+            skills={"intent": skill},
+        )
+        tiers = measure_tiers(wf, find_cascade(wf, None), ["refund please"], ["refund"],
+                              cost_of=lambda *a: 7, human_cost_nano_usd=10,
+                              cache=tmp_path / "tuning.json", cost_key=cost_key)  # fmt: skip
+        return float(tiers[0].confidence[0])
+
+    retrained = KeywordClassifier({"refund": 0.1})  # the same class, learned elsewhere
+    retrained.provenance_ = "trained on other data"  # type: ignore[attr-defined]
+
+    assert measured(KeywordClassifier({"refund": 0.9})) == 0.9
+    assert measured(KeywordClassifier({"refund": 0.1})) == 0.9  # the same skill: cached
+    assert measured(retrained) == 0.1  # another provenance: measured again
+    before = (tmp_path / "tuning.json").read_text()
+    measured(KeywordClassifier({"refund": 0.9}), cost_key="prices v2")
+    assert (tmp_path / "tuning.json").read_text() != before  # other prices: a new entry

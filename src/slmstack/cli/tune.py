@@ -72,6 +72,7 @@ def cascade(
             name, p.usage.input_tokens, p.usage.output_tokens, s),
         human_cost_nano_usd=human,
         cache=workflow.parent / ".slmstack-cache" / "tuning.json",
+        cost_key=f"{meter.machine} {meter.prices!r}",  # every price, not just the version
     )  # fmt: skip
     result = sweep(tiers, target=target, relative=relative)
     summary: dict[str, Any] = {

@@ -73,13 +73,19 @@ def measure_tiers(
     human_cost_nano_usd: int | None = None,
     cache: Path | None = None,
     batch_size: int = 64,
+    cost_key: str = "",
 ) -> list[TierMeasure]:
-    """One :class:`TierMeasure` per tier of ``cascade`` on ``texts`` with gold ``labels``."""
+    """One :class:`TierMeasure` per tier of ``cascade`` on ``texts`` with gold ``labels``.
+
+    ``cache`` keeps each skill tier's measure, keyed by the skill (its parameters and
+    provenance), the texts and ``cost_key`` (what ``cost_of`` prices by: the price table's
+    version and the machine), so tuning again with another target costs nothing.
+    """
     out = []
     for i, tier in enumerate(cascade.tiers):
         if isinstance(tier, SkillStep):
             out.append(_measure_skill(workflow, tier.use, texts, labels, cost_of, cache,
-                                      batch_size))  # fmt: skip
+                                      batch_size, cost_key))  # fmt: skip
         elif isinstance(tier, EscalateStep) and tier.to != "human":
             raise ConfigError(
                 f"tier {i} of cascade {cascade.id!r} escalates to the LLM {tier.to!r}; tuning "
@@ -108,13 +114,16 @@ def measure_tiers(
 
 def _measure_skill(
     workflow: Workflow, name: str, texts: Sequence[str], labels: Sequence[str],
-    cost_of: CostOf, cache: Path | None, batch_size: int,
+    cost_of: CostOf, cache: Path | None, batch_size: int, cost_key: str,
 ) -> TierMeasure:  # fmt: skip
     skill = workflow.skills[name]
     params: dict[str, Any] = getattr(skill, "get_params", dict)()
+    # What the skill learned (a retrained skill has other provenance) and how calls are
+    # priced are in the key too, so a cached measure is never one of another model or price.
+    learned = getattr(skill, "provenance_", None)
     key = hashlib.sha256(
-        json.dumps([name, type(skill).__name__, params, list(texts), list(labels)],
-                   sort_keys=True, default=str).encode()
+        json.dumps([name, type(skill).__name__, params, learned, cost_key, list(texts),
+                    list(labels)], sort_keys=True, default=repr).encode()
     ).hexdigest()[:16]  # fmt: skip
     cached = _read_cache(cache, key)
     if cached is not None:
