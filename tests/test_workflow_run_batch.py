@@ -341,11 +341,12 @@ def test_file_runs_go_in_chunks_and_resume_after_an_interrupted_chunk(tmp_path):
     assert [r["row"] for r in got] == list(range(10))
     assert [r["input"] for r in got] == FILE_TEXTS
     assert inbox.count() == sum(r["status"] == "escalated" for r in got) == 4
-    # A rerun with --restart files no second packet and no second ledger rows.
+    # --restart is a new run of the same texts: the work is done (and paid) again, so it
+    # files its own packets and ledger rows; only resuming never does anything twice.
     before = ledger.rows()
     assert len({r.request_id for r in before}) == 10
     run_batch(wf, src, out, chunk_size=3, restart=True)
-    assert inbox.count() == 4 and len(ledger.rows()) == len(before)
+    assert inbox.count() == 8 and len(ledger.rows()) == 2 * len(before)
     same = [json.loads(x) for x in out.read_text().splitlines()]
     assert [(r["row"], r["status"], r["answer"]) for r in same] == [
         (r["row"], r["status"], r["answer"]) for r in got

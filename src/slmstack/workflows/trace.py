@@ -137,10 +137,15 @@ class Result:
 
     @property
     def answer(self) -> str:
-        """The output as one readable string (text, else label, else spans, else data)."""
+        """The output as one readable string (text, else label, else spans, else data).
+
+        An escalation without a message of its own reads ``(escalated to human: REASON)``.
+        """
         out = self.output
         if out.text is not None:
             return out.text
+        if self.escalation is not None:
+            return f"(escalated to {self.escalation.to}: {self.escalation.reason})"
         if out.label is not None:
             return out.label
         if out.spans:
