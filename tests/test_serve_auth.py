@@ -138,6 +138,9 @@ def test_rate_limit_answers_429_with_retry_after_per_key():
     assert client.get("/whoami", headers=ops).headers["retry-after"] == "1"
     clock.now += 1.0
     assert client.get("/whoami", headers=ops).status_code == 200
+    # the metrics scrape needs the key but spends none of its rate
+    assert [client.get("/metrics", headers=ops).status_code for _ in range(5)] == [200] * 5
+    assert client.get("/metrics").status_code == 401
 
 
 def test_rate_limiter_refills_continuously_up_to_its_burst():

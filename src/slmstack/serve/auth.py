@@ -65,6 +65,10 @@ class AuthSettings(Protocol):
     def rate_per_minute(self) -> float | None: ...  # noqa: D102
 
 
+# Routes a key reaches without spending its rate: health probes and the metrics scrape,
+# which an operator polls every few seconds and which run no model.
+UNMETERED = frozenset({"/livez", "/readyz", "/metrics"})
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
@@ -271,6 +275,10 @@ class AuthMiddleware:
         except Unauthorized as exc:
             challenge = 'Bearer error="invalid_token"' if header else "Bearer"
             await _reply(scope, send, 401, str(exc), {"www-authenticate": challenge})
+            return
+        if route_template(scope) in UNMETERED:  # probes and scrapes spend no model time
+            state["api_key"] = name
+            await self.app(scope, receive, send)
             return
         shared = getattr(scope["app"].state, "rate_limiter", None)
         if shared is not None:  # a database statement: off the event loop
