@@ -28,7 +28,8 @@ def test_close_flushes_the_ledger_and_releases_the_pool_and_the_inbox(tmp_path):
         assert result.status == "escalated" and pool_threads()
     assert not pool_threads()  # the branches' pool was shut down
     with sqlite3.connect(ledger) as db:  # the buffered rows were written on close
-        assert db.execute("select count(*) from slmstack_ledger where kind='run'").fetchone() == (1,)
+        runs = db.execute("select count(*) from slmstack_ledger where kind='run'").fetchone()
+        assert runs == (1,)
     assert wf.inbox.get(result.escalation.packet_id) is not None  # reopened on use after close
     wf.close()
 
@@ -39,3 +40,26 @@ def test_an_inbox_passed_in_is_left_open(tmp_path):
     packet_id = wf.run("hello").escalation.packet_id
     wf.close()
     assert given.get(packet_id) is not None
+
+
+def test_a_hand_off_inside_a_parallel_branch_carries_what_the_other_branches_found(tmp_path):
+    from slmstack.workflows import CascadeStep
+    from workflow_doubles import KeywordClassifier, Tagger
+
+    check = CascadeStep([SkillStep("cond"), EscalateStep("unsure")], threshold=0.9, id="check")
+    skills = {
+        "intent": KeywordClassifier({"refund": 0.8}),
+        "cond": KeywordClassifier({"refund": 0.2}),
+        "entities": Tagger({"Acme": "ORG"}),
+    }
+    wf = Workflow(
+        [ParallelStep([SkillStep("intent"), check, SkillStep("entities")])],
+        skills=skills,
+        inbox=f"sqlite:///{tmp_path / 'inbox.db'}",
+    )
+    result = wf.run("refund for my Acme order")
+    assert result.status == "escalated" and result.answer == "(escalated to human: unsure)"
+    packet = wf.inbox.get(result.escalation.packet_id)
+    assert packet.intent == "refund" and packet.intent_confidence == 0.8
+    assert packet.entities == ({"label": "ORG", "text": "Acme"},)
+    wf.close()

@@ -69,6 +69,7 @@ class AuthSettings(Protocol):
 # which an operator polls every few seconds and which run no model.
 UNMETERED = frozenset({"/livez", "/readyz", "/metrics"})
 
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 

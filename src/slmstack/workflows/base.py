@@ -145,12 +145,18 @@ def meet(shapes: Sequence[Shape]) -> Shape:
 
 @dataclass
 class HandOff:
-    """An escalation requested by a step; the engine stores it once the run is over."""
+    """An escalation requested by a step; the engine stores it once the run is over.
+
+    ``fill`` reads the packet's fields (intent, sentiment, entities, summary) from step
+    outputs; the engine calls it again on the run's final outputs, so a hand-off inside a
+    ``parallel`` branch also carries what the other branches found.
+    """
 
     to: str
     reason: str
     why: str
     packet: Packet | None = None
+    fill: Callable[[Mapping[str, Prediction]], dict[str, Any]] | None = None
 
 
 @dataclass

@@ -217,7 +217,11 @@ class Workflow:
         hand_off = ctx.hand_off
         if hand_off is None or hand_off.packet is None:
             return None
-        return replace(hand_off.packet, trace=[t.to_dict() for t in traces], key=key)
+        packet = hand_off.packet
+        if hand_off.fill is not None:  # what other parallel branches found, now joined
+            found = hand_off.fill(ctx.outputs)
+            packet = replace(packet, **{k: v for k, v in found.items() if not getattr(packet, k)})
+        return replace(packet, trace=[t.to_dict() for t in traces], key=key)
 
     @staticmethod
     def _finish(text: str, run: Run | None, packet_id: int | None) -> Result:

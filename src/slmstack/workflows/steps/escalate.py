@@ -17,7 +17,7 @@ does not name.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from slmstack.backends.base import ChatMessage, CompletionRequest
@@ -137,6 +137,22 @@ class EscalateStep(Step):
         self.define(env, Shape(frozenset({"text", "data"})))
         return Shape(frozenset({"text", "data"}), ends=True)
 
+    def packet_fields(self, out: Mapping[str, Prediction]) -> dict[str, Any]:
+        """The packet's intent, sentiment, entities and summary, read from step outputs."""
+        intent = out.get(self.fields["intent"])
+        sentiment = out.get(self.fields["sentiment"])
+        entities = out.get(self.fields["entities"])
+        summary = out.get(self.fields["summary"])
+        return {
+            "intent": intent.label if intent else None,
+            "intent_confidence": intent.confidence if intent else None,
+            "sentiment": sentiment.label if sentiment else None,
+            "entities": tuple(
+                {"label": s.label, "text": s.text} for s in (entities.spans if entities else ())
+            ),
+            "summary": summary.text if summary else None,
+        }
+
     def _why(self, ctx: RunContext) -> str:
         if ctx.rejection is not None:
             return ctx.rejection.why
@@ -151,25 +167,14 @@ class EscalateStep(Step):
         if self.to == "human":
             from slmstack.workflows.inbox import Packet
 
-            out = ctx.outputs
-            intent = out.get(self.fields["intent"])
-            sentiment = out.get(self.fields["sentiment"])
-            entities = out.get(self.fields["entities"])
-            summary = out.get(self.fields["summary"])
             packet = Packet(
                 workflow=ctx.runtime.workflow,
                 text=ctx.input,
                 reason=self.reason,
                 why=why,
-                intent=intent.label if intent else None,
-                intent_confidence=intent.confidence if intent else None,
-                sentiment=sentiment.label if sentiment else None,
-                entities=tuple(
-                    {"label": s.label, "text": s.text} for s in (entities.spans if entities else ())
-                ),
-                summary=summary.text if summary else None,
+                **self.packet_fields(ctx.outputs),
             )
-            ctx.hand_off = HandOff("human", self.reason, why, packet)
+            ctx.hand_off = HandOff("human", self.reason, why, packet, fill=self.packet_fields)
             text = None
             if self._message is not None:
                 text = templates.render(self._message, ctx.input, ctx.outputs)
