@@ -258,3 +258,25 @@ def test_a_wrong_name_fails_before_any_skill_trains(tmp_path, monkeypatch):
     assert "(did you mean 'intent'?)" in message
     # the stand-in knows a TextClassifier produces no text: the template is refused too
     assert "{intent.text} needs 'text', but step 'intent' produces" in message
+
+
+@pytest.mark.parametrize("value", ["true", "'0.5'"])
+def test_a_threshold_that_is_not_a_number_is_refused(tmp_path, value):
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(
+        "steps:\n  - cascade:\n      threshold: " + value + "\n"
+        "      tiers: [{template: a}, {escalate: {reason: r}}]\n"
+    )
+    with pytest.raises(WorkflowError, match="threshold"):
+        load_workflow(wf)
+
+
+def test_a_confidence_just_under_the_threshold_does_not_read_as_equal():
+    from slmstack.workflows import CascadeStep, EscalateStep, SkillStep, Workflow
+
+    wf = Workflow(
+        [CascadeStep([SkillStep("intent"), EscalateStep("unsure")], threshold=0.5)],
+        skills={"intent": Fixed(Prediction(label="x", confidence=0.4999))},
+    )
+    reason = wf.run("hello").escalation.why
+    assert "confidence 0.4999 < threshold 0.5" in reason

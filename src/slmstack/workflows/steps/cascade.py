@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, StrictFloat, StrictInt
 
 from slmstack.errors import ConfigError
 from slmstack.types import Prediction
@@ -43,7 +43,8 @@ class CascadeSpec(StepSpec):
     """YAML body of a ``cascade`` step."""
 
     tiers: list[StepField] = Field(min_length=2)
-    threshold: float | list[float]
+    # Strict: `true` or '0.5' is a slip to report, not a threshold to read as 1.0 or 0.5.
+    threshold: StrictFloat | StrictInt | list[StrictFloat | StrictInt]
     id: str | None = None
 
 
@@ -144,13 +145,13 @@ class CascadeStep(Step):
             return False
         output = trace.output or Prediction()
         threshold = self.thresholds[i]
+        shown = _shown(output.confidence, threshold)
         if output.abstained is not None:
             taken, why = "next", f"{tier.name} abstained ({output.abstained})"
         elif output.confidence >= threshold:
-            taken, why = "accept", f"confidence {output.confidence:.3f} ≥ threshold {threshold}"
+            taken, why = "accept", f"confidence {shown} ≥ threshold {threshold}"
         else:
-            taken = "next"
-            why = f"{tier.name} confidence {output.confidence:.3f} < threshold {threshold}"
+            taken, why = "next", f"{tier.name} confidence {shown} < threshold {threshold}"
         trace.decision = Decision(
             taken, why, label=output.label, confidence=output.confidence, threshold=threshold
         )
@@ -170,3 +171,9 @@ class CascadeStep(Step):
             usage=add_usage([c.usage for c in children]),
             children=children,
         )
+
+
+def _shown(confidence: float, threshold: float) -> str:
+    """3 decimals, or as many as it takes not to read equal to the threshold (0.4999)."""
+    short = f"{confidence:.3f}"
+    return short if float(short) != threshold or confidence == threshold else f"{confidence:.6g}"
