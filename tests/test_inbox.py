@@ -35,7 +35,9 @@ def test_lifecycle(inbox):
     assert inbox.claim(pid, "ana").claimed_by == "ana"
     with pytest.raises(ConfigError, match="packet 1 is claimed by 'ana'; only open packets"):
         inbox.claim(pid, "bo")
-    done = inbox.resolve(pid, "refunded")
+    with pytest.raises(InboxError, match="claimed by 'ana', and you did not say who"):
+        inbox.resolve(pid, "refunded")  # anonymous: a claimed packet is its claimant's
+    done = inbox.resolve(pid, "refunded", who="ana")
     assert (done.status, done.resolution) == ("resolved", "refunded")
     with pytest.raises(ConfigError, match="already resolved"):
         inbox.resolve(pid, "again")

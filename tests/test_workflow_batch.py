@@ -150,6 +150,9 @@ def test_cli_run_trace_batch_and_inbox(tmp_path, monkeypatch):
     res = runner.invoke(app, ["inbox", "claim", "1", "--as", "bo", "--db", db])
     assert res.exit_code == 2 and "packet 1 is claimed by 'ana'" in res.output
     res = runner.invoke(app, ["inbox", "resolve", "1", "--note", "replied in German", "--db", db])
+    assert res.exit_code == 2 and "--as NAME" in res.output  # ana's claim is not overrun
+    res = runner.invoke(app, ["inbox", "resolve", "1", "--note", "replied in German", "--as",
+                              "ana", "--db", db])  # fmt: skip
     assert res.exit_code == 0
     res = runner.invoke(app, ["inbox", "show", "1", "--db", db, "--json"])
     shown = json.loads(res.output)

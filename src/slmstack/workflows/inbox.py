@@ -348,8 +348,8 @@ class Inbox:
         Args:
             packet_id: the packet.
             resolution: what was done.
-            who: who resolved it; recorded as ``claimed_by``. Without it the packet keeps
-                its claimant.
+            who: who resolved it; recorded as ``claimed_by``. Without it only an unclaimed
+                packet can be resolved (or any, with ``force``, keeping its claimant).
             force: resolve a packet that someone other than ``who`` has claimed.
 
         Raises:
@@ -369,18 +369,19 @@ class Inbox:
         if who is not None:
             values["claimed_by"] = who
         where = [t.c.id == packet_id, t.c.status != "resolved"]
-        if who is not None and not force:
-            # One conditional UPDATE: a claim taken meanwhile by someone else is not overrun.
-            where.append(sa.or_(t.c.claimed_by.is_(None), t.c.claimed_by == who))
+        if not force:  # one conditional UPDATE: nobody else's claim is overrun, even meanwhile
+            mine = t.c.claimed_by == who if who is not None else sa.false()
+            where.append(sa.or_(t.c.claimed_by.is_(None), mine))
         with self._engine.begin() as conn:
             done = conn.execute(sa.update(t).where(*where).values(**values)).rowcount
         if not done:
             current = self.get(packet_id)  # raises when it does not exist
             if current.status == "resolved":
                 raise ConfigError(f"packet {packet_id} is already resolved")
+            by = f"not {who!r}" if who else "and you did not say who you are"
             raise InboxError(
-                f"packet {packet_id} is claimed by {current.claimed_by!r}, not {who!r}; "
-                "resolve it anyway with --force (force=True in Python), or leave it to them"
+                f"packet {packet_id} is claimed by {current.claimed_by!r}, {by}; resolve it "
+                "as them (--as NAME), anyway with --force (force=True in Python), or leave it"
             )
         return self.get(packet_id)
 
