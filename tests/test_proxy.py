@@ -257,3 +257,35 @@ def test_openai_client_through_the_proxy_on_loopback(tmp_path):
         (False, "one two three", "upstream"),
         (True, "one two three", "upstream"),
     ]
+
+
+def test_rows_the_database_refuses_at_the_stop_go_to_a_file_not_away(tmp_path, monkeypatch):
+    import time as _time
+
+    from slmstack.costs import Ledger, load_prices
+    from slmstack.errors import ConfigError
+    from slmstack.proxy.exchange import Exchange
+    from slmstack.proxy.recorder import Recorder
+    from slmstack.proxy.recording import Pricing
+    from slmstack.proxy.traffic import TrafficStore
+
+    class Down(TrafficStore):
+        def insert(self, rows):
+            list(rows)
+            raise ConfigError("the database is down")
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    recorder = Recorder(Down(url), Ledger(url), pricing=Pricing(load_prices(), None, None),
+                        flush_every_s=0.01)  # fmt: skip
+    recorder.start()
+    body = json.dumps(BODY).encode()
+    answer = json.dumps({"choices": [{"message": {"role": "assistant", "content": "hi"}}],
+                         "model": "gpt-4o-mini",
+                         "usage": {"prompt_tokens": 3, "completion_tokens": 1}}).encode()  # fmt: skip
+    recorder.submit(Exchange("/v1/chat/completions", body, answer, 200, "application/json", "",
+                             None, _time.time(), 5.0, 5.0, None))  # fmt: skip
+    recorder.close()
+    [spilled] = list(tmp_path.glob("slmstack-proxy-unrecorded-*.jsonl"))
+    row = json.loads(spilled.read_text())
+    assert row["traffic"]["model"] == "gpt-4o-mini" and row["ledger"]["tokens_in"] == 3

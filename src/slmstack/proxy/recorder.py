@@ -21,11 +21,14 @@ path.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
 
 from slmstack.costs.ledger import Ledger, LedgerRow
 from slmstack.errors import ConfigError, SlmstackError
@@ -172,6 +175,25 @@ class Recorder:
             with self._state:
                 if self._queue.empty() and not self._pending:
                     self._idle.set()
+        self._spill()
+
+    def _spill(self) -> None:
+        """At the stop, rows the database still refuses go to a JSONL file, not away."""
+        for _ in range(3):
+            if not self._pending:
+                return
+            self._write()
+        if not self._pending:
+            return
+        path = Path(f"slmstack-proxy-unrecorded-{time.strftime('%Y%m%dT%H%M%S')}.jsonl").resolve()
+        with path.open("a", encoding="utf-8") as fh:
+            for traffic, ledger in self._pending:
+                row = {"traffic": None if traffic is None else asdict(traffic),
+                       "ledger": asdict(ledger)}  # fmt: skip
+                fh.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
+        _log.error("the database refused %d recorded exchanges at the stop; they are in %s "
+                   "(masked as stored)", len(self._pending), path)  # fmt: skip
+        self._pending = []
 
     def _record(self, batch: Sequence[_Item]) -> None:
         if batch:
