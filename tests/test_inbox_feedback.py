@@ -88,3 +88,10 @@ def test_export_writes_training_data_the_trainer_reads(feedback, tmp_path):
     ]  # fmt: skip
     with pytest.raises(DataError, match="examples exist for: intent, sentiment"):
         feedback.export(tmp_path / "x.jsonl", task="faq")
+    # the training data is never replaced, nor any file an export did not write
+    with pytest.raises(DataError, match="is also --mix-with"):
+        feedback.export(old, mix_with=old)
+    with pytest.raises(DataError, match="not an examples file this command wrote"):
+        feedback.export(old)
+    assert old.read_text() == "text,label\nwhere is my card,card\nmoney back,refund\n"
+    assert feedback.export(out) == 2  # an earlier export is replaced, as asked

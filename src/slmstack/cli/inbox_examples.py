@@ -19,7 +19,9 @@ from slmstack.cli.inbox import _open as open_inbox
 
 @cli_command
 def export_examples(
-    out_file: Annotated[Path, typer.Option("--out", help="JSONL file to write (replaced).")],
+    out_file: Annotated[
+        Path, typer.Option("--out", help="JSONL file to write (an earlier export is replaced).")
+    ],
     task: Annotated[
         str, typer.Option(help="Which labels: intent (default), or another task agents set.")
     ] = "intent",

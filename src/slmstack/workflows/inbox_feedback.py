@@ -315,6 +315,8 @@ class InboxFeedback:
         """
         from slmstack.data.readers import read_examples
 
+        out = Path(path)
+        _check_export_target(out, mix_with)
         found = self.examples(task=task)
         if not found:
             tasks = sorted({e.task for e in self.examples()})
@@ -327,12 +329,34 @@ class InboxFeedback:
         if mix_with is not None:
             old = read_examples(mix_with, validate=False)
             rows += [{"text": ex.text, "label": ex.label, "source": ex.source} for ex in old]
-        out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        with out.open("w", encoding="utf-8") as fh:
+        tmp = out.with_name(f".{out.name}.writing")
+        with tmp.open("w", encoding="utf-8") as fh:  # written aside, then put in place
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        tmp.replace(out)
         return len(rows)
+
+
+def _check_export_target(out: Path, mix_with: str | Path | None) -> None:
+    """Refuse to replace the training data, or any file an export did not write."""
+    if mix_with is not None and out.resolve() == Path(mix_with).resolve():
+        raise DataError("is also --mix-with; write the examples to another file", path=out)
+    if out.is_dir():
+        raise DataError("is a folder; pass a file such as examples.jsonl", path=out)
+    if out.is_file() and out.stat().st_size:
+        with out.open("rb") as fh:
+            first = fh.readline()
+        try:
+            row = json.loads(first)
+        except ValueError:
+            row = None
+        if not (isinstance(row, dict) and {"text", "label"} <= row.keys()):
+            raise DataError(
+                "exists and is not an examples file this command wrote, so it is not "
+                "replaced; pass another --out",
+                path=out,
+            )
 
 
 __all__ = [
