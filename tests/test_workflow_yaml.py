@@ -280,3 +280,18 @@ def test_a_confidence_just_under_the_threshold_does_not_read_as_equal():
     )
     reason = wf.run("hello").escalation.why
     assert "confidence 0.4999 < threshold 0.5" in reason
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("inbox: inbox.db\nsteps: [{escalate: {reason: r}}]\n", "not a database URL"),
+        ("steps: [{escalate: {reason: ''}}]\n", "reason"),
+        ("steps: [{escalate: {reason: r, max_tokens: -5}}]\n", "max_tokens"),
+    ],
+)
+def test_bad_escalation_values_are_refused_when_the_file_loads(tmp_path, body, needle):
+    wf = tmp_path / "wf.yaml"
+    wf.write_text(body)
+    with pytest.raises(WorkflowError, match=needle):
+        load_workflow(wf)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator
 
 import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kinds)
 from slmstack.data.utf8 import read_utf8
@@ -84,6 +84,17 @@ class WorkflowSpec(BaseModel):
     backends: dict[str, BackendSpec] = Field(default_factory=dict)
     blocks: dict[str, list[StepField]] = Field(default_factory=dict)
     steps: list[StepField] = Field(min_length=1)
+
+    @field_validator("inbox", "ledger")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        """A URL the database layer can read, checked now rather than at the first write."""
+        if value is not None and not re.match(r"^[a-z][a-z0-9+]*://", value):
+            raise ValueError(
+                f"{value!r} is not a database URL; use sqlite:///PATH (relative to this "
+                "file) or postgresql+psycopg://USER@HOST/DB"
+            )
+        return value
 
 
 class _Loader(yaml.SafeLoader):

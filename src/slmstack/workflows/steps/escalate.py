@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import Field
+
 from slmstack.backends.base import ChatMessage, CompletionRequest
 from slmstack.types import Prediction
 from slmstack.workflows import templates
@@ -43,12 +45,12 @@ _PACKET_FIELDS = {"intent": "label", "sentiment": "label", "entities": "spans", 
 class EscalateSpec(StepSpec):
     """YAML body of an ``escalate`` step."""
 
-    reason: str
+    reason: str = Field(min_length=1)  # what the packet or the ledger says it was for
     to: str = "human"
     message: str | None = None  # template: the reply the user gets while a human takes over
     prompt: str = "{input}"  # template: what an LLM target is asked
     system: str | None = None  # system prompt for an LLM target
-    max_tokens: int = 256
+    max_tokens: int = Field(256, ge=1)
     intent: str = "intent"
     sentiment: str = "sentiment"
     entities: str = "entities"
