@@ -93,6 +93,11 @@ def test_spend_before_after_and_savings_per_month_are_exact(tmp_path):
     assert report.saved_per_month == Decimal("0.648000")  # 0.0216 a day x 30
     assert report.calls == 17 and report.student_calls == 8
     assert report.task_of == {"recorded": 13, "shadow": 2, "template": 1, "none": 1}
+    # priced as another model, a call without tokens takes its task's mean tokens at that
+    # model's prices, not the mean cost at the model the app asked for
+    cheaper = build_report(url, load_prices(), tasks_file=tasks, price_as="gpt-4o-mini")
+    assert cheaper.priced_by["task mean tokens"] == 2 and "task mean" not in cheaper.priced_by
+    assert cheaper.before_nusd < report.before_nusd
 
     a, b, none = report.tasks
     assert (a.task_id, b.task_id, none.task_id) == ("t-a", "t-b", "")

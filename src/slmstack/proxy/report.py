@@ -270,6 +270,12 @@ def build_report(
         known = [r for r in llm if r["cost_status"] in _KNOWN_COST]
         paid = [r["cost_nusd"] for r in known if r["status"] == 200]
         mean = round(Decimal(sum(paid)) / len(paid)) if paid else None
+        counted = [r for r in known if r["status"] == 200 and r["tokens_source"] != "missing"]
+        mean_tokens = (
+            (sum(r["tokens_in"] for r in counted) / len(counted),
+             sum(r["tokens_out"] for r in counted) / len(counted))
+            if counted else None
+        )  # fmt: skip
         fig.calls, fig.student_calls = len(rows), len(rows) - len(llm)
         fig.after_nusd = sum(r["cost_nusd"] for r in known)
         fig.before_nusd = fig.after_nusd
@@ -278,7 +284,7 @@ def build_report(
         for r in rows:
             if r["by"] == "llm":
                 continue
-            nusd, how = _as_llm(r, prices, price_as, mean)
+            nusd, how = _as_llm(r, prices, price_as, mean, mean_tokens)
             priced_by[how] += nusd is not None
             unpriced += nusd is None
             fig.before_nusd += nusd or 0
@@ -334,14 +340,26 @@ def _group(rows: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def _as_llm(
-    row: Mapping[str, Any], prices: PriceTable, price_as: str | None, mean: int | None
+    row: Mapping[str, Any],
+    prices: PriceTable,
+    price_as: str | None,
+    mean: int | None,
+    mean_tokens: tuple[float, float] | None,
 ) -> tuple[int | None, str]:
-    """What a student-answered call would have cost the LLM, and how that was found."""
+    """What a student-answered call would have cost the LLM, and how that was found.
+
+    Its own tokens at the model's (or ``price_as``'s) prices; without them, the task's
+    mean tokens of the LLM's calls at ``price_as``'s prices, or else the task's mean
+    recorded cost (the model the app asked for).
+    """
     model = price_as or row["model"]
     entry = prices.models.get(model)
-    tokens = row["tokens_source"] != "missing"
-    if tokens and entry is not None and entry.input_per_1k is not None:
+    per_token = entry is not None and entry.input_per_1k is not None
+    if row["tokens_source"] != "missing" and per_token:
         return to_nano(prices.token_cost(model, row["tokens_in"], row["tokens_out"])), "tokens"
+    if price_as is not None and per_token and mean_tokens is not None:
+        t_in, t_out = mean_tokens
+        return to_nano(prices.token_cost(model, round(t_in), round(t_out))), "task mean tokens"
     if mean is not None:
         return mean, "task mean"
     return None, "unpriced"
