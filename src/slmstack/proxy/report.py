@@ -7,7 +7,8 @@ The figures, all from the proxy's database (traffic, shadow comparisons, promoti
   answered it: the LLM's calls at their recorded cost, and each student-answered call
   priced as a call to the model the app asked for, from its token counts and the price
   table; where its tokens are missing (no tokenizer at the proxy), at its task's mean
-  recorded LLM cost per call. The report counts the calls priced each way, and the calls
+  recorded LLM cost per call (with ``--price-as``, its task's mean tokens at that model's
+  prices). The report counts the calls priced each way, and the calls
   whose cost is unknown (an unpriced model), which are in neither sum, never counted as $0.
 - **Saved per month** is (before − after) over the recorded time span, scaled to 30 days:
   the saving at the volume and the share answered locally that the span shows.
