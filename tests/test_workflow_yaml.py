@@ -271,12 +271,13 @@ def test_a_threshold_that_is_not_a_number_is_refused(tmp_path, value):
         load_workflow(wf)
 
 
-def test_a_confidence_just_under_the_threshold_does_not_read_as_equal():
+def test_a_confidence_just_under_the_threshold_does_not_read_as_equal(tmp_path):
     from slmstack.workflows import CascadeStep, EscalateStep, SkillStep, Workflow
 
     wf = Workflow(
         [CascadeStep([SkillStep("intent"), EscalateStep("unsure")], threshold=0.5)],
         skills={"intent": Fixed(Prediction(label="x", confidence=0.4999))},
+        inbox=f"sqlite:///{tmp_path / 'inbox.db'}",
     )
     reason = wf.run("hello").escalation.why
     assert "confidence 0.4999 < threshold 0.5" in reason
