@@ -266,3 +266,13 @@ def test_spans_inside_words_are_widened_with_a_warning(encoder_dir):
     with pytest.warns(DataWarning, match="1 entity spans do not start or end on a token"):
         tagger = make_tagger(encoder_dir, epochs=1).fit([*toy_sentences(8), odd])
     assert tagger.misaligned_ == 1
+
+
+def test_an_entity_type_left_only_in_validation_is_named(encoder_dir):
+    from slmstack.errors import DataWarning
+
+    org = TaggedExample.from_tokens(["Acme", "hired", "me", "."], ["B-ORG", "O", "O", "O"])
+    examples = [*toy_sentences(6), org]
+    seed = next(s for s in range(100) if np.random.default_rng(s).permutation(7)[0] == 6)
+    with pytest.warns(DataWarning, match=r"entity types \['ORG'\] have no example left"):
+        make_tagger(encoder_dir, seed=seed, val_fraction=0.1, epochs=1).fit(examples)

@@ -214,6 +214,14 @@ class EntityTagger(TaggedTexts, Skill):
             n_val = max(1, round(self.val_fraction * len(train))) if len(train) > 1 else 0
             val = [train[i] for i in order[:n_val]]
             train = [train[i] for i in sorted(order[n_val:])] or val
+        unseen = sorted(set(labels) - {s.label for ex in train for s in ex.spans})
+        if unseen:  # every example of these types went to the validation split
+            warnings.warn(
+                f"entity types {unseen} have no example left for training after the "
+                "validation split, so the tagger cannot learn them; add examples of them",
+                DataWarning,
+                stacklevel=2,
+            )
         enc_train = encode(self.tokenizer_, [ex.text for ex in train])
         enc_val = encode(self.tokenizer_, [ex.text for ex in val])
         y_train, self.misaligned_ = self._sub_labels(enc_train, train)
