@@ -1,12 +1,11 @@
 """The escalation inbox: hand-off packets in SQLite by default, PostgreSQL by URL.
 
-One SQLAlchemy table, so the same code runs on ``sqlite:///inbox.db`` and
-``postgresql+psycopg://user@host/db``. Packets move ``open → claimed → resolved``; claim
-and resolve are single conditional UPDATEs, so two agents cannot claim the same packet.
+One SQLAlchemy table (``sqlite:///inbox.db`` or ``postgresql+psycopg://user@host/db``).
+Packets move ``open → claimed → resolved`` by single conditional UPDATEs, so two agents
+cannot claim the same packet.
 
 Example:
-    >>> inbox = Inbox("sqlite:///inbox.db")  # doctest: +SKIP
-    >>> inbox.claim(inbox.list(status="open")[0].id, "ana")  # doctest: +SKIP
+    >>> Inbox("sqlite:///inbox.db").claim(1, "ana")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -358,7 +357,7 @@ class Inbox:
         """
         import sqlalchemy as sa
 
-        if not resolution.strip():  # a packet closed without a word helps no one later
+        if not resolution.strip():
             raise InboxError("say what was done: the resolution note is empty")
         t = self._table
         values: dict[str, Any] = {
