@@ -250,6 +250,21 @@ def test_parallel_branches_must_write_different_ids():
         Workflow([ParallelStep([SkillStep("a"), SkillStep("a")])], skills=s)
 
 
+def test_a_second_step_may_not_replace_an_earlier_output():
+    s = {"a": Fixed(Prediction(label="x")), "b": Fixed(Prediction(label="y"))}
+    with pytest.raises(WorkflowError, match=r"steps\[1\].*id 'a' is already the output of"):
+        Workflow([SkillStep("a"), SkillStep("b", id="a")], skills=s)
+    after_route = RouteStep({"x": SkillStep("b", id="r")}, SkillStep("b", id="r"), on="a")
+    with pytest.raises(WorkflowError, match="id 'r' is already the output of"):
+        Workflow([SkillStep("a"), after_route, TemplateStep("t", id="r")], skills=s)
+    # Allowed: tiers that answer in turn, a cascade named as its first tier, a block used twice.
+    Workflow(
+        [CascadeStep([SkillStep("a", id="x"), SkillStep("b", id="x")], threshold=0.5, id="x")],
+        skills=s,
+    )
+    Workflow([BlockStep("twice"), BlockStep("twice")], skills=s, blocks={"twice": [SkillStep("a")]})
+
+
 def test_template_asks_only_for_what_is_missing(inbox):
     wf = desk(inbox)
     r = wf.run("account: change e-mail to ana@x.io")

@@ -92,6 +92,8 @@ class CheckEnv:
     defined: dict[str, Shape] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)
     block_stack: tuple[str, ...] = ()
+    # id → (the step that defined it, its path): a second step may not replace an output.
+    owners: dict[str, tuple[Step, str]] = field(default_factory=dict)
 
     def error(self, path: str, message: str) -> None:
         """Record an error at ``path`` (kept, so that all errors are reported at once)."""
@@ -106,7 +108,13 @@ class CheckEnv:
             dict(self.defined),
             self.errors,
             self.block_stack,
+            dict(self.owners),
         )
+
+    def adopt(self, other: CheckEnv) -> None:
+        """Take every id ``other`` (a fork that surely ran) defines."""
+        self.defined.update(other.defined)
+        self.owners.update(other.owners)
 
     def join(self, branches: Sequence[tuple[CheckEnv, Shape]]) -> None:
         """After branches: an id is defined if every branch that goes on defines it."""
@@ -119,6 +127,8 @@ class CheckEnv:
         for key in common:
             shapes = [env.defined[key] for env in going_on]
             self.defined[key] = meet(shapes)
+            if key in going_on[0].owners:
+                self.owners[key] = going_on[0].owners[key]
 
     def check_skill(self, name: str, path: str) -> SkillLike | None:
         """The skill called ``name``, or an error at ``path``."""
@@ -294,11 +304,28 @@ class Step(ABC):
                 ctx.outputs[self.id] = trace.output
         return traces
 
-    def define(self, env: CheckEnv, shape: Shape) -> Shape:
-        """Record this step's id as defined with ``shape`` (used at the end of ``check``)."""
+    def define(self, env: CheckEnv, shape: Shape, path: str) -> Shape:
+        """Record this step's id as defined with ``shape`` (used at the end of ``check``).
+
+        An id an earlier step already defined is an error, unless that step is this one
+        (a block used twice) or one this step holds (a cascade named as its first tier).
+        """
         if self.id is not None:
+            held = env.owners.get(self.id)
+            if held is not None and held[0] is not self and not self.holds(held[0]):
+                env.error(
+                    path,
+                    f"id {self.id!r} is already the output of the step at {held[1]}; this "
+                    "step would replace it, so later steps could no longer read the first. "
+                    "Give one of them another `id:`",
+                )
             env.defined[self.id] = shape
+            env.owners[self.id] = (self, path)
         return shape
+
+    def holds(self, step: Step) -> bool:
+        """Whether ``step`` is one of this step's children, at any depth."""
+        return any(child is step or child.holds(step) for child in self.children())
 
 
 def share_latency(traces: Sequence[StepTrace], batch_ms: float, *, concurrent: bool) -> None:

@@ -76,7 +76,7 @@ class BlockStep(Step):
             shape = check_steps(block, env, f"blocks.{self.use}")
         finally:
             env.block_stack = env.block_stack[:-1]
-        return self.define(env, shape)
+        return self.define(env, shape, path)
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Run the block's steps."""

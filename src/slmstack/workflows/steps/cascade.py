@@ -95,10 +95,13 @@ class CascadeStep(Step):
         """Tier 0 always runs; a later tier sees the ids of the tiers before it."""
         results = []
         walk = env.fork()
+        before = dict(env.owners)
         for i, tier in enumerate(self.tiers):
+            # A later tier may write an earlier tier's id: it answers instead of it.
+            walk.owners = dict(before)
             shape = tier.check(walk, f"{self.at(path, 'tiers')}[{i}]")
             if i == 0:
-                env.defined.update(walk.defined)
+                env.adopt(walk)
             results.append((walk.fork(), shape))
             if shape.ends and i < len(self.tiers) - 1:
                 env.error(
@@ -107,7 +110,7 @@ class CascadeStep(Step):
                     "the last tier",
                 )
         env.join(results)
-        return self.define(env, meet([shape for _, shape in results]))
+        return self.define(env, meet([shape for _, shape in results]), path)
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Run tiers until one is accepted (the last always is)."""

@@ -130,7 +130,7 @@ class ComplyStep(Step):
             elif self.fields not in env.defined:
                 env.error(self.at(path, "fields"), f"no earlier step has id {self.fields!r}"
                           + did_you_mean(self.fields, list(env.defined)))  # fmt: skip
-        return self.define(env, Shape(_OUTPUT))
+        return self.define(env, Shape(_OUTPUT), path)
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Check one input."""

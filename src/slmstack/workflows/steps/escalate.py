@@ -136,7 +136,7 @@ class EscalateStep(Step):
         if self._message is not None:
             templates.check_refs(self._message, env, self.at(path, "message"))
         templates.check_refs(self._prompt, env, self.at(path, "prompt"))
-        self.define(env, Shape(frozenset({"text", "data"})))
+        self.define(env, Shape(frozenset({"text", "data"})), path)
         return Shape(frozenset({"text", "data"}), ends=True)
 
     def packet_fields(self, out: Mapping[str, Prediction]) -> dict[str, Any]:

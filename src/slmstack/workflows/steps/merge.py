@@ -64,7 +64,7 @@ class MergeStep(Step):
         """Every field's template must refer to earlier steps."""
         for key, parts in self._parsed.items():
             templates.check_refs(parts, env, f"{self.at(path, 'fields')}.{key}")
-        return self.define(env, Shape(frozenset({"data"})))
+        return self.define(env, Shape(frozenset({"data"})), path)
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Render each field; a lone placeholder keeps its raw value."""

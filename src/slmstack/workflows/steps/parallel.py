@@ -90,9 +90,9 @@ class ParallelStep(Step):
         # Unlike a route, every branch runs, so the union of their ids is defined.
         for sub, shape in branches:
             if not shape.ends:
-                env.defined.update(sub.defined)
+                env.adopt(sub)
         ends = any(shape.ends for _, shape in branches)
-        return self.define(env, Shape(frozenset({"data", "confidence"}), ends=ends))
+        return self.define(env, Shape(frozenset({"data", "confidence"}), ends=ends), path)
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:

@@ -133,7 +133,7 @@ class RouteStep(Step):
             where = self._where(path, key)
             results.append((sub, step.check(sub, where)))
         env.join(results)
-        return self.define(env, meet([shape for _, shape in results]))
+        return self.define(env, meet([shape for _, shape in results]), path)
 
     def _where(self, path: str, key: str) -> str:
         if key == "default":

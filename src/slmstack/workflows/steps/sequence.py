@@ -93,7 +93,7 @@ class SequenceStep(Step):
 
     def check(self, env: CheckEnv, path: str) -> Shape:
         """Check each step in order."""
-        return self.define(env, check_steps(self.steps, env, self.at(path, "steps")))
+        return self.define(env, check_steps(self.steps, env, self.at(path, "steps")), path)
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Run the steps; the output is the last one's."""

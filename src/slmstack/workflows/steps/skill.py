@@ -70,8 +70,8 @@ class SkillStep(Step):
         if self._parts is not None:
             templates.check_refs(self._parts, env, self.at(path, "input"))
         if skill is None:
-            return self.define(env, Shape(None))
-        return self.define(env, Shape(skill_outputs(skill), labels=skill_labels(skill)))
+            return self.define(env, Shape(None), path)
+        return self.define(env, Shape(skill_outputs(skill), labels=skill_labels(skill)), path)
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Predict on the input (or the rendered template)."""

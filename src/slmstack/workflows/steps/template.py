@@ -121,7 +121,7 @@ class TemplateStep(Step):
                     f"type mismatch: require needs spans, but step {self.require_from!r} "
                     f"produces {', '.join(sorted(shape.fields))}",
                 )
-        return self.define(env, Shape(frozenset({"text", "data"})))
+        return self.define(env, Shape(frozenset({"text", "data"})), path)
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Render ``text`` (or ``complete`` when every required entity was found)."""
