@@ -135,6 +135,18 @@ def test_cycle_between_blocks(tmp_path):
         load_workflow(write(tmp_path, body), skills=SKILLS)
 
 
+def test_a_block_no_step_uses_is_reported_with_its_line(tmp_path):
+    body = """\
+    blocks:
+      used: [{template: x}]
+      spare: [{skill: no_such_skill}]
+    steps:
+      - block: used
+    """
+    with pytest.raises(WorkflowError, match=r"wf.yaml:3: blocks.spare: block 'spare' is never used"):
+        load_workflow(write(tmp_path, body), skills=SKILLS)
+
+
 def test_type_mismatch_in_yaml(tmp_path):
     body = """\
     steps:

@@ -94,6 +94,8 @@ class CheckEnv:
     block_stack: tuple[str, ...] = ()
     # id → (the step that defined it, its path): a second step may not replace an output.
     owners: dict[str, tuple[Step, str]] = field(default_factory=dict)
+    # The blocks some step uses, shared by every fork.
+    used_blocks: set[str] = field(default_factory=set)
 
     def error(self, path: str, message: str) -> None:
         """Record an error at ``path`` (kept, so that all errors are reported at once)."""
@@ -109,6 +111,7 @@ class CheckEnv:
             self.errors,
             self.block_stack,
             dict(self.owners),
+            self.used_blocks,
         )
 
     def adopt(self, other: CheckEnv) -> None:

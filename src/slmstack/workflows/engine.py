@@ -45,9 +45,19 @@ def graph_problems(
     backends: Mapping[str, Any],
     blocks: Mapping[str, list[Step]],
 ) -> list[tuple[str, str]]:
-    """``(path, message)`` of every problem of the graph, each once (a block used twice)."""
+    """``(path, message)`` of every problem of the graph, each once (a block used twice).
+
+    A block no step uses is a problem too: it is never checked, so a typo in it would wait.
+    """
     env = CheckEnv(skills, backends, blocks)
     check_steps(steps, env, "steps")
+    for name in blocks:
+        if name not in env.used_blocks:
+            env.error(
+                f"blocks.{name}",
+                f"block {name!r} is never used; use it in a step (`block: {name}`) or "
+                "remove it",
+            )
     return list(dict.fromkeys(env.errors))
 
 

@@ -63,6 +63,7 @@ class BlockStep(Step):
 
     def check(self, env: CheckEnv, path: str) -> Shape:
         """The block must exist and must not reach itself."""
+        env.used_blocks.add(self.use)
         block = env.blocks.get(self.use)
         if block is None:
             env.error(path, f"unknown block {self.use!r}{did_you_mean(self.use, list(env.blocks))}")
