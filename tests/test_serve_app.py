@@ -58,8 +58,11 @@ def test_readyz_is_false_until_every_model_is_loaded(tmp_path):
     assert before.get("/livez").json() == {"status": "alive"}
     response = before.get("/readyz")
     assert response.status_code == 503 and response.json() == {"ready": False, "draining": False}
+    assert before.head("/readyz").status_code == 503  # a load balancer's HEAD probe
     with TestClient(app) as client:
         assert client.get("/readyz").json() == {"ready": True, "draining": False}
+        assert client.head("/readyz").status_code == 200
+        assert client.head("/livez").status_code == 200
         assert set(app.state.serve.batchers) == {"skill:intent", "workflow:desk"}
     assert app.state.serve.draining  # shut down: not ready again
     assert TestClient(app).get("/readyz").status_code == 503

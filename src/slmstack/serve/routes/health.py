@@ -1,4 +1,7 @@
-"""``GET /livez``, ``GET /readyz`` and ``GET /v1/models``."""
+"""``GET /livez``, ``GET /readyz`` and ``GET /v1/models``.
+
+The probes answer ``HEAD`` too (status only), as some load balancers send it.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +14,14 @@ from slmstack.serve.schemas import Liveness, ModelCard, ModelList, Readiness
 router = APIRouter()
 
 
+@router.head("/livez", include_in_schema=False)
 @router.get("/livez", response_model=Liveness, tags=["operations"], summary="Liveness")
 async def livez() -> Liveness:
     """200 while the process answers: restart it when this fails."""
     return Liveness()
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get(
     "/readyz",
     response_model=Readiness,
