@@ -193,12 +193,7 @@ def _files_packets(steps: Iterable[Step], blocks: Iterable[Iterable[Step]]) -> b
         step = todo.pop()
         if isinstance(step, EscalateStep) and step.to == "human":
             return True
-        for value in vars(step).values():  # a step holds its sub-steps as attributes
-            items = value.values() if isinstance(value, dict) else value
-            if isinstance(items, list | tuple) or isinstance(value, dict):
-                todo.extend(c for c in items if isinstance(c, Step))
-            elif isinstance(value, Step):
-                todo.append(value)
+        todo.extend(step.children())
     return False
 
 
