@@ -58,6 +58,7 @@ from slmstack.errors import (
     Unauthorized,
 )
 from slmstack.serve import console
+from slmstack.serve.asgi import openai_error
 from slmstack.serve.auth import AuthMiddleware, bearer_security
 from slmstack.serve.config import ServeConfig, load_config
 from slmstack.serve.limits import BodyLimitMiddleware
@@ -232,7 +233,7 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     body: dict[str, Any] = {"detail": problems}
     if request.url.path.endswith("/chat/completions"):
         message = "; ".join(f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}" for p in problems)
-        body["error"] = {"message": message, "type": "invalid_request_error", "code": 422}
+        body["error"] = openai_error(422, message)
     return JSONResponse(body, status_code=422)
 
 

@@ -104,9 +104,18 @@ def error_body(scope: Scope, status: int, detail: str) -> bytes:
     """
     body: dict[str, Any] = {"detail": detail}
     if str(scope.get("path", "")).endswith("/chat/completions"):
-        body["error"] = {"message": detail, "type": _OPENAI_TYPES.get(status, "api_error"),
-                         "code": status}  # fmt: skip
+        body["error"] = openai_error(status, detail)
     return json.dumps(body).encode()
 
 
-_OPENAI_TYPES = {401: "invalid_api_key", 413: "invalid_request_error", 429: "rate_limit_error"}
+def openai_error(status: int, message: str, kind: str | None = None) -> dict[str, Any]:
+    """OpenAI's ``error`` object for an answer of ``status``: what OpenAI clients show.
+
+    ``kind`` overrides the type the status implies (the server's own error class).
+    """
+    if kind is None:
+        kind = _OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+    return {"message": message, "type": kind, "code": status}
+
+
+_OPENAI_TYPES = {401: "invalid_api_key", 429: "rate_limit_error"}

@@ -55,8 +55,7 @@ def graph_problems(
         if name not in env.used_blocks:
             env.error(
                 f"blocks.{name}",
-                f"block {name!r} is never used; use it in a step (`block: {name}`) or "
-                "remove it",
+                f"block {name!r} is never used; use it in a step (`block: {name}`) or remove it",
             )
     return list(dict.fromkeys(env.errors))
 

@@ -45,6 +45,7 @@ from slmstack.errors import (
     NotStreamableError,
     SlmstackError,
 )
+from slmstack.serve.asgi import openai_error
 from slmstack.serve.openai_schemas import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -139,7 +140,7 @@ async def _openai_error(request: Request, exc: SlmstackError) -> Response:
     handler = request.app.exception_handlers[SlmstackError]
     plain = await handler(request, exc)
     detail = json.loads(bytes(plain.body))["detail"]
-    error = {"message": detail, "type": type(exc).__name__, "code": plain.status_code}
+    error = openai_error(plain.status_code, detail, type(exc).__name__)
     keep = {k: v for k, v in plain.headers.items() if k in ("retry-after", "www-authenticate")}
     return JSONResponse({"error": error, "detail": detail}, plain.status_code, headers=keep)
 
