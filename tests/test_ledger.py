@@ -241,8 +241,41 @@ def test_readers_never_create_a_ledger(tmp_path):
         conn.execute("create table users (id integer)")
     with pytest.raises(ConfigError, match="not an slmstack ledger"):
         Ledger(f"sqlite:///{other}", create=False)
+    with sqlite3.connect(other) as conn:  # a reader left the other app's file as it was
+        assert conn.execute("pragma journal_mode").fetchone()[0] == "delete"
+    (tmp_path / "empty.db").write_bytes(b"")
+    with pytest.raises(ConfigError, match="empty.db is empty"):
+        Ledger(f"sqlite:///{tmp_path / 'empty.db'}", create=False)
+    assert (tmp_path / "empty.db").stat().st_size == 0
     with pytest.raises(ConfigError, match="is not a database URL"):
         Ledger("not a url")
+    with pytest.raises(ConfigError, match="SQLite or PostgreSQL; mysql://u@h/db is mysql"):
+        Ledger("mysql://u@h/db")  # said before asking for a driver it would not use
+
+
+def test_two_workflows_given_the_same_key_keep_their_own_rows(db_url):  # noqa: F811
+    with Ledger(db_url) as ledger:
+        for workflow in ("desk", "billing"):
+            ledger.append([
+                LedgerRow("ticket-1", "steps[0]", workflow, "intent", "skill", AT, cost_nusd=3),
+                LedgerRow("ticket-1", "", workflow, "", "run", AT, cost_nusd=3),
+            ])  # fmt: skip
+        ledger.flush()
+        stored = sorted((r.workflow, r.path) for r in ledger.rows())
+        total = ledger.total()
+    assert stored == [("billing", ""), ("billing", "steps[0]"), ("desk", ""), ("desk", "steps[0]")]
+    assert (total.requests, total.steps, total.cost_nusd) == (2, 2, 6)
+
+
+def test_a_row_the_driver_cannot_take_does_not_lose_the_others(tmp_path):
+    ledger = Ledger(f"sqlite:///{tmp_path / 'l.db'}", batch_size=100)
+    ledger.append([row("ok", "a", 5), row("big", "a", 2**63)])  # past a 64-bit integer
+    with pytest.raises(OverflowError):
+        ledger.flush()
+    assert ledger._buffer.rows, "the rows of the failed write are back in the buffer"
+    ledger._buffer.rows.pop(("desk", "big", "a"))
+    ledger.flush()
+    assert [r.request_id for r in ledger.rows()] == ["ok"]
 
 
 # ---------------------------------------------------------------- workflow runs

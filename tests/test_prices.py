@@ -115,6 +115,11 @@ def test_a_missing_price_names_the_model_and_the_fix():
             r"models.x.input_per_1k: .*greater than or equal to 0",
         ),
         ("models: {x: {input_per_1k: true, output_per_1k: 1}}", r"not true/false"),
+        (
+            "models: {x: {input_per_1k: 1e400, output_per_1k: 1}}",
+            r"models.x.input_per_1k: .*less than or equal to 1000",
+        ),
+        ("machines: {m: {per_hour: 1e9}}", r"machines.m.per_hour: .*less than or equal"),
         ("models: {x: {input: 1, output: 1}}", r"models.x.input: Extra inputs"),
         ("models: {x: {machine: tpu-9}}", r"priced by machine 'tpu-9', which has no price"),
         ("- a list", r"a price table is a mapping"),

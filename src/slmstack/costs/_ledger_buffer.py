@@ -23,7 +23,7 @@ class RowBuffer:
     """Rows not yet written, keyed ``(request_id, path)``, oldest first."""
 
     def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.rows: dict[tuple[str, ...], dict[str, Any]] = {}
         self.lock = threading.Lock()  # the dict; held for microseconds
         self.writing = threading.Lock()  # one write at a time
         self.oldest = 0.0  # when the oldest waiting row came (time.monotonic)
@@ -31,7 +31,7 @@ class RowBuffer:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, keyed: Iterable[tuple[tuple[str, str], dict[str, Any]]], now: float) -> int:
+    def add(self, keyed: Iterable[tuple[tuple[str, ...], dict[str, Any]]], now: float) -> int:
         """Buffer rows (a key already waiting keeps its row); the rows now waiting."""
         with self.lock:
             if not self.rows:
@@ -49,7 +49,7 @@ class RowBuffer:
         import sqlalchemy as sa
         from sqlalchemy.dialects import postgresql, sqlite
 
-        from slmstack.costs.ledger import shown_url
+        from slmstack.costs.ledger import KEY_COLUMNS, shown_url
 
         with self.writing:
             with self.lock:
@@ -59,18 +59,18 @@ class RowBuffer:
                 self.rows.clear()
             sent = len(taken)
             dialect = sqlite if engine.dialect.name == "sqlite" else postgresql
-            stmt = dialect.insert(table).on_conflict_do_nothing(
-                index_elements=["request_id", "path"]
-            )
+            stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))
             try:
                 with engine.begin() as conn:
                     conn.execute(stmt, list(taken.values()))
-            except sa.exc.DatabaseError as exc:
+            except Exception as exc:
                 with self.lock:  # back in front of what came meanwhile: first write wins
                     for key, values in self.rows.items():
                         taken.setdefault(key, values)
                     self.rows.clear()
                     self.rows.update(taken)
+                if not isinstance(exc, sa.exc.DatabaseError):
+                    raise
                 raise ConfigError(
                     f"cannot write {sent} rows to the ledger {shown_url(url)}: "
                     f"{exc.orig}; they stay buffered: fix the database, then call flush() again"

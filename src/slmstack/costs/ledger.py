@@ -12,8 +12,9 @@ Why these choices:
   round on almost every call, and 100k calls could drift by cents; nano-dollars keep each
   row within half a nano-dollar of the exact Decimal, and token costs of every price with
   up to six decimals per 1k exact.
-- **Idempotent**: ``(request_id, path)`` is unique and inserts are ``ON CONFLICT DO
-  NOTHING``, so a resumed batch that writes the same request again adds nothing.
+- **Idempotent**: ``(workflow, request_id, path)`` is unique and inserts are ``ON CONFLICT
+  DO NOTHING``, so a resumed batch that writes the same request again adds nothing, while
+  two workflows given the same key (a ticket id) keep their own rows.
 - **Batched**: rows wait in a buffer and go to the database as one multi-row insert every
   ``batch_size`` rows, every ``flush_every_s`` seconds (checked on append), on
   :meth:`Ledger.flush` or :meth:`Ledger.close`, and at interpreter exit. One transaction
@@ -51,6 +52,8 @@ GROUPS: tuple[GroupBy, ...] = ("workflow", "step", "model", "day")
 RUN = "run"  # the kind of the one row per run; step rows carry the step's kind
 _TABLE = "slmstack_ledger"
 _DIALECTS = ("sqlite", "postgresql")
+_UNIQUE = "uq_slmstack_ledger_workflow_request_path"
+KEY_COLUMNS = ("workflow", "request_id", "path")  # what makes a row unique
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class LedgerRow:
     """One ledger row: a whole run (``kind == "run"``, ``path == ""``) or one step.
 
     Attributes:
-        request_id: the run's id; with ``path`` the row's unique key.
+        request_id: the run's id; with ``workflow`` and ``path`` the row's unique key.
         path: the step's path in the workflow (``steps[0].cascade.tiers[1]``).
         workflow, step, kind: the workflow's name, the step's name and kind.
         at: when the run started (UTC).
@@ -160,8 +163,15 @@ class Ledger:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             _check_file(Path(url.removeprefix("sqlite:///")), create)
         try:
+            backend = sa.engine.make_url(url).get_backend_name()
+            if backend not in _DIALECTS:
+                raise ConfigError(
+                    f"the ledger runs on SQLite or PostgreSQL; {shown_url(url)} is {backend}: "
+                    "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+                )
             self._engine = sa.create_engine(url)
-            use_wal(self._engine)
+            if create:  # a reader leaves the file's journal mode as it found it
+                use_wal(self._engine)
         except sa.exc.ArgumentError as exc:
             raise ConfigError(
                 f"ledger URL {url!r} is not a database URL ({exc}); use sqlite:///PATH or "
@@ -172,10 +182,6 @@ class Ledger:
                 exc.name or "a database driver", "postgres", f"The ledger at {url!r}"
             ) from exc
         self.dialect = self._engine.dialect.name
-        if self.dialect not in _DIALECTS:
-            raise ConfigError(
-                f"the ledger runs on SQLite or PostgreSQL; {shown_url(url)} is {self.dialect}"
-            )
         self._table = _define(sa.MetaData())
         self._open(create)
         self._buffer = RowBuffer()
@@ -190,6 +196,8 @@ class Ledger:
         try:
             if create:
                 self._table.metadata.create_all(self._engine)
+                unique = next(i for i in self._table.indexes if i.name == _UNIQUE)
+                unique.create(self._engine, checkfirst=True)  # on a ledger made before it
             elif not sa.inspect(self._engine).has_table(_TABLE):
                 raise ConfigError(
                     f"{shown_url(self.url)} is a database but not an slmstack ledger (it has "
@@ -205,7 +213,8 @@ class Ledger:
     def append(self, rows: Iterable[LedgerRow]) -> None:
         """Buffer ``rows``; write the buffer once it is full or old (see the class)."""
         now = time.monotonic()
-        waiting = self._buffer.add((((r.request_id, r.path), _values(r)) for r in rows), now)
+        rows_in = (((r.workflow, r.request_id, r.path), _values(r)) for r in rows)
+        waiting = self._buffer.add(rows_in, now)
         if waiting >= self.batch_size or now - self._buffer.oldest >= self.flush_every_s:
             self.flush()
 
@@ -299,7 +308,8 @@ def _sum_columns(c: Any) -> list[Any]:
 
     f = sa.func
     unknown = sa.case((c.decision.in_(UNKNOWN_COST), 1), else_=0)
-    return [f.count(sa.distinct(c.request_id)), f.count(), f.sum(c.tokens_in),
+    run = c.workflow + "\x1f" + c.request_id  # one request of one workflow
+    return [f.count(sa.distinct(run)), f.count(), f.sum(c.tokens_in),
             f.sum(c.tokens_out), f.sum(c.cost_nusd), f.sum(c.compute_s),
             f.sum(unknown)]  # fmt: skip
 
@@ -348,7 +358,9 @@ def _define(meta: Any) -> Any:
         sa.Column("decision", sa.String(200)),
         sa.Column("reason", sa.Text),
         sa.Column("api_key_id", sa.String(200)),
-        sa.UniqueConstraint("request_id", "path", name="uq_slmstack_ledger_request_path"),
+        # One row per (workflow, request, path): two workflows may get the same key (a
+        # ticket id). Ledgers made before 2026-12-04 also keep (request_id, path) unique.
+        sa.Index(_UNIQUE, "workflow", "request_id", "path", unique=True),
         sa.Index("ix_slmstack_ledger_day", "day"),
         sa.Index("ix_slmstack_ledger_workflow_day", "workflow", "day"),
         sa.Index("ix_slmstack_ledger_step_day", "workflow", "step", "day"),
@@ -360,8 +372,14 @@ def _check_file(file: Path, create: bool) -> None:
     """A writer makes the folder; a reader opens an existing file only."""
     if create:
         make_folder(file, "ledger", ConfigError)
-    elif not file.is_file():
-        what = "is a folder, not a file" if file.is_dir() else "does not exist"
+    elif not file.is_file() or file.stat().st_size == 0:
+        what = (
+            "is a folder, not a file"
+            if file.is_dir()
+            else "is empty"
+            if file.exists()
+            else "does not exist"
+        )
         raise ConfigError(
             f"ledger {file} {what}; check the path (a workflow writes its ledger where its "
             "`ledger:` entry says, once it has run)"

@@ -58,8 +58,10 @@ def _money(value: Any) -> Any:
 
 class _ModelEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    input_per_1k: Decimal | None = Field(default=None, ge=0)  # dollars per 1,000 prompt tokens
-    output_per_1k: Decimal | None = Field(default=None, ge=0)  # per 1,000 generated tokens
+    # Dollars per 1,000 prompt / generated tokens. The bound (1,000 times the dearest API
+    # of 2026) catches a price in the wrong unit before it overflows the ledger's sums.
+    input_per_1k: Decimal | None = Field(default=None, ge=0, le=1000)
+    output_per_1k: Decimal | None = Field(default=None, ge=0, le=1000)
     machine: str | None = None  # self-hosted: priced by the time spent on this machine
     source: str = ""  # where the figure comes from, and when
 
@@ -68,7 +70,7 @@ class _ModelEntry(BaseModel):
 
 class _MachineEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    per_hour: Decimal = Field(ge=0)  # dollars per machine-hour, on demand
+    per_hour: Decimal = Field(ge=0, le=100_000)  # dollars per machine-hour, on demand
     source: str = ""
 
     _money = field_validator("per_hour", mode="before")(_money)
