@@ -50,3 +50,42 @@ def test_no_runs_of_the_workflow_is_an_error():
     with pytest.raises(DataError, match="no runs of workflow 'other'"):
         break_even(rows(3, 0, 1, 5), workflow="other", prices=load_prices(), llm="gpt-4",
                    requests_per_day=10, training=Decimal(0))  # fmt: skip
+
+
+def test_runs_without_steps_and_other_workflows_do_not_count():
+    empty = [LedgerRow(f"e{i}", "", "desk", "", RUN, AT, decision="escalated") for i in range(3)]
+    other = [LedgerRow("r0", "", "billing", "", RUN, AT, cost_nusd=10**9, decision="escalated")]
+    r = break_even(rows(2, 1, 1_000, 20) + empty + other, workflow="desk", prices=load_prices(),
+                   llm="gpt-4", requests_per_day=10, training=Decimal(0))  # fmt: skip
+    assert (r.runs, r.escalation_rate, r.stack_per_request) == (2, 0.5, Decimal("0.000001"))
+
+
+def test_times_are_said_both_ways():
+    from slmstack.costs.report import times
+
+    assert times(Decimal(8100)) == "8,100× cheaper"
+    assert times(Decimal("1.44")) == "1.4× cheaper"
+    assert times(Decimal("0.005")) == "200× dearer"  # not "0×"
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--teacher-cost", "abc", "--teacher-cost must be a number of dollars, 0 or more"),
+        ("--teacher-cost", "NaN", "--teacher-cost must be a number"),
+        ("--teacher-cost", "-5", "--teacher-cost must be a number"),
+        ("--prompt-tokens", "-1000", "--prompt-tokens"),
+    ],
+)
+def test_bad_numbers_are_refused_by_flag(tmp_path, flag, value, message):
+    from typer.testing import CliRunner
+
+    from slmstack.cli.app import app
+
+    wf = tmp_path / "desk.yaml"
+    wf.write_text("steps: [{template: hi}]\nledger: sqlite:///ledger.db\n")
+    res = CliRunner().invoke(
+        app, ["cost", "compare", str(wf), "--requests-per-day", "10", flag, value]
+    )
+    assert res.exit_code != 0
+    assert message in " ".join(res.output.split())

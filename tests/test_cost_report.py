@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from slmstack.cli.app import app
 from slmstack.costs import Ledger, LedgerRow, report_html, spend_report
+from slmstack.costs.ledger import LLM_CALL
 from slmstack.errors import ConfigError
 
 
@@ -150,7 +151,7 @@ def test_cli_prints_the_table_writes_html_and_json(ledger_file, tmp_path):
             "tokens_out": 0,
             "cost_usd": "0.000008000",
             "compute_s": 0.0,
-            "llm_cost_usd": "0.012",
+            "llm_cost_usd": "0.012000000",  # fixed point at one scale
             "unknown_cost_steps": 0,
         }
     ]
@@ -179,17 +180,20 @@ def test_calls_of_unknown_cost_are_counted_and_said_not_hidden_as_zero(tmp_path)
     path = tmp_path / "proxy.db"
     with Ledger(f"sqlite:///{path}") as ledger:
         ledger.append([
-            LedgerRow("p1", "proxy", "proxy", "chat", "proxy", at(1), model="gpt-4o-mini",
+            LedgerRow("p1", "proxy", "proxy", "chat", LLM_CALL, at(1), model="gpt-4o-mini",
                       tokens_in=10, tokens_out=5, cost_nusd=7_500, decision="priced"),
-            LedgerRow("p2", "proxy", "proxy", "chat", "proxy", at(1), model="my-private-llm",
+            LedgerRow("p2", "proxy", "proxy", "chat", LLM_CALL, at(1), model="my-private-llm",
                       tokens_in=10, tokens_out=5, cost_nusd=0, decision="unpriced"),
-            LedgerRow("p3", "proxy", "proxy", "chat", "proxy", at(1), model="gpt-4o-mini",
+            LedgerRow("p3", "proxy", "proxy", "chat", LLM_CALL, at(1), model="gpt-4o-mini",
                       cost_nusd=0, decision="no_usage"),
+            # a workflow's route to a branch named like it: priced, not unknown
+            LedgerRow("w1", "steps[0]", "desk", "route", "route", at(1), cost_nusd=3,
+                      decision="no_usage"),
         ])  # fmt: skip
         report = spend_report(ledger, by="model")
-    assert report.total.unknown_cost == 2 and report.total.cost == Decimal("0.0000075")
-    assert {r.key: r.unknown_cost for r in report.rows} == {"gpt-4o-mini": 1, "my-private-llm": 1}
+    assert report.total.unknown_cost == 2 and report.total.cost == Decimal("0.000007503")
+    assert {r.key: r.unknown_cost for r in report.rows} == {"gpt-4o-mini": 1, "my-private-llm": 1, "": 0}
     assert report.to_dict()["total"]["unknown_cost_steps"] == 2
     result = CliRunner().invoke(app, ["cost", "report", "--ledger", str(path)])
     assert result.exit_code == 0, result.output
-    assert "warning: 2 steps of unknown cost" in " ".join(result.output.split())
+    assert "warning: 2 recorded LLM calls were of unknown cost" in " ".join(result.output.split())

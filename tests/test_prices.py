@@ -215,3 +215,10 @@ def test_workflow_objects_check_prices_of_remote_backends_and_skills():
     table = load_prices({"models": {"acme-3": {"input_per_1k": "1", "output_per_1k": "1"}}})
     assert isinstance(table, PriceTable)
     Workflow(steps, skills={"intent": LLMSkill({"refund": 0.9})}, name="wf", prices=table)
+
+
+def test_a_table_in_another_currency_is_refused_not_summed(tmp_path):
+    eur = tmp_path / "eur.yaml"
+    eur.write_text("currency: EUR\nmodels: {gpt-4: {input_per_1k: '0.03', output_per_1k: '0.06'}}\n")
+    with pytest.raises(ConfigError, match="is in EUR.*does not convert currencies"):
+        load_prices(eur)

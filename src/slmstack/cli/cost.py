@@ -85,11 +85,12 @@ def report(
     # Narrow by design: it fits 80 columns. Compute seconds are in --json and --html.
     table = Table(title=f"spend by {by}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column(by, overflow="fold", min_width=14)
-    for col in ("requests", "tokens in/out", "cost"):
-        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("requests", justify="right", no_wrap=True)
+    table.add_column("tokens in/out", justify="right", overflow="fold")  # wraps first
+    table.add_column("cost", justify="right", no_wrap=True)
     if llm:
         table.add_column(f"all to {llm}", justify="right", no_wrap=True)
-        table.add_column("cheaper", justify="right", no_wrap=True)
+        table.add_column("stack", justify="right", no_wrap=True)
     for row in [*result.rows, result.total]:
         cells = [row.key, f"{row.requests:,}", f"{row.tokens_in:,}/{row.tokens_out:,}",
                  money(row.cost)]  # fmt: skip
@@ -104,9 +105,11 @@ def report(
     if result.total.unknown_cost:
         n = result.total.unknown_cost
         err.print(
-            f"warning: {n} step{'' if n == 1 else 's'} of unknown cost (a model with no price, "
-            "or a response without token usage) are recorded at $0 and not in the costs "
-            "above; add the model's price (--prices FILE) or ask the API for usage",
+            f"warning: {n} recorded LLM call{' was' if n == 1 else 's were'} of unknown cost "
+            "(a model with no price, or a response without token usage): recorded at $0, "
+            "they are not in the costs above, and no price given now can cost them. Price "
+            "the model where the proxy reads its prices (its --prices) so that later calls "
+            "are costed, and ask the API for usage",
             highlight=False, markup=False, soft_wrap=True,
         )  # fmt: skip
     if html is not None:

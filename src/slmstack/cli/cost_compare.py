@@ -15,7 +15,7 @@ from slmstack.errors import ConfigError
 @cli_command
 def compare(
     workflow: Annotated[Path, typer.Argument(help="The workflow YAML (it names its ledger).")],
-    requests_per_day: Annotated[int, typer.Option(help="The traffic to cost, per day.")],
+    requests_per_day: Annotated[int, typer.Option(min=1, help="The traffic to cost, per day.")],
     llm: Annotated[str, typer.Option(help="The LLM every request would go to.")] = "gpt-4",
     ledger: Annotated[
         str | None, typer.Option(help="Ledger URL or SQLite file (default: the workflow's).")
@@ -26,14 +26,17 @@ def compare(
     prompt_tokens: Annotated[
         int | None,
         typer.Option(
+            min=0,
             help="LLM prompt tokens per request (default: measured text "
-            "length + --prompt-overhead)."
+            "length + --prompt-overhead).",
         ),
     ] = None,
     prompt_overhead: Annotated[
-        int, typer.Option(help="Instruction tokens an LLM prompt adds to the text.")
+        int, typer.Option(min=0, help="Instruction tokens an LLM prompt adds to the text.")
     ] = 150,
-    completion_tokens: Annotated[int, typer.Option(help="LLM answer tokens per request.")] = 50,
+    completion_tokens: Annotated[
+        int, typer.Option(min=0, help="LLM answer tokens per request.")
+    ] = 50,
     html_out: Annotated[
         Path | None, typer.Option("--html", help="Write a page with a plot.")
     ] = None,
@@ -45,6 +48,7 @@ def compare(
     from slmstack.workflows import load_workflow
 
     check_html_target(html_out)
+    teacher = _dollars(teacher_cost, "--teacher-cost")
     wf = load_workflow(workflow)
     meter = wf.meter()
     url = ledger or (wf.ledger.url if wf.ledger is not None else None)
@@ -55,11 +59,11 @@ def compare(
     seconds = sum(
         float(getattr(getattr(s, "provenance_", None), "seconds", 0.0)) for s in wf.skills.values()
     )
-    training = meter.prices.compute_cost(meter.machine, seconds) + Decimal(teacher_cost)
+    training = meter.prices.compute_cost(meter.machine, seconds) + teacher
     book = Ledger(url, create=False)
     try:
         result = break_even(
-            book.rows(), workflow=wf.name, prices=meter.prices, llm=llm,
+            book.rows(workflow=wf.name), workflow=wf.name, prices=meter.prices, llm=llm,
             requests_per_day=requests_per_day, training=training,
             prompt_overhead=prompt_overhead, prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
@@ -75,17 +79,34 @@ def compare(
     _print(summary)
 
 
+def _dollars(text: str, flag: str) -> Decimal:
+    """A non-negative, finite number of dollars, or an error that names ``flag``."""
+    from decimal import InvalidOperation
+
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or value < 0:
+        raise ConfigError(
+            f"{flag} must be a number of dollars, 0 or more, written plainly (12.50); got {text!r}"
+        )
+    return value
+
+
 def _summary(r: Any, seconds: float, prices: str) -> dict[str, Any]:
+    from slmstack.costs.report import usd
+
     be = r.break_even_requests
     return {
         "workflow": r.workflow, "runs_in_ledger": r.runs,
         "escalation_rate": round(r.escalation_rate, 4), "llm": r.llm,
         "llm_tokens_per_request": [r.prompt_tokens, r.completion_tokens],
-        "per_request": {"llm": str(r.llm_per_request), "stack": str(r.stack_per_request)},
-        "per_1m_requests": {"llm": str(r.llm_per_million), "stack": str(r.stack_per_million)},
-        "monthly": {"requests_per_day": r.requests_per_day, "llm": str(r.llm_monthly),
-                    "stack": str(r.stack_monthly)},
-        "training": {"usd": str(r.training), "skill_training_seconds": round(seconds, 1)},
+        "per_request": {"llm": usd(r.llm_per_request), "stack": usd(r.stack_per_request)},
+        "per_1m_requests": {"llm": usd(r.llm_per_million), "stack": usd(r.stack_per_million)},
+        "monthly": {"requests_per_day": r.requests_per_day, "llm": usd(r.llm_monthly),
+                    "stack": usd(r.stack_monthly)},
+        "training": {"usd": usd(r.training), "skill_training_seconds": round(seconds, 1)},
         "times_cheaper": None if r.times_cheaper is None else str(round(r.times_cheaper, 1)),
         "break_even_requests": None if be is None else int(be),
         "break_even_days": None if be is None else round(int(be) / r.requests_per_day, 3),
@@ -96,7 +117,7 @@ def _summary(r: Any, seconds: float, prices: str) -> dict[str, Any]:
 def _print(s: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from slmstack.costs.report import money
+    from slmstack.costs.report import money, times
 
     def m(v: str) -> str:
         return money(Decimal(v))
@@ -112,7 +133,15 @@ def _print(s: dict[str, Any]) -> None:
     be = s["break_even_requests"]
     when = ("never: the stack costs more per request" if be is None
             else f"after {be:,} requests ({s['break_even_days']} days at this volume)")  # fmt: skip
-    out.print(f"{s['times_cheaper']}x cheaper per request; break-even {when}; measured "
+    llm, stack = Decimal(s["per_request"]["llm"]), Decimal(s["per_request"]["stack"])
+    versus = (
+        "the stack costs nothing per request"
+        if stack == 0
+        else "the LLM costs nothing per request"
+        if llm == 0
+        else f"{times(llm / stack)} per request"
+    )
+    out.print(f"{versus}; break-even {when}; measured "
               f"escalation rate {s['escalation_rate']:.1%} over {s['runs_in_ledger']} runs. "
               f"Prices: {s['prices']}.", highlight=False)  # fmt: skip
 

@@ -95,7 +95,11 @@ def break_even(
     completion_tokens: int = 50,
 ) -> BreakEven:
     """Compare ``workflow``'s ledger ``rows`` with sending every request to ``llm``."""
-    runs = [r for r in rows if r.kind == RUN and r.workflow == workflow]
+    rows = [r for r in rows if r.workflow == workflow]
+    # A run with no step (an empty input, answered before any skill) is left out, as
+    # the spend report leaves it out: it would count as an escalation that cost nothing.
+    stepped = {r.request_id for r in rows if r.kind != RUN}
+    runs = [r for r in rows if r.kind == RUN and r.request_id in stepped]
     if not runs:
         raise DataError(
             f"the ledger has no runs of workflow {workflow!r}; run it with `ledger:` set "

@@ -98,8 +98,10 @@ class LedgerRow:
 
 
 # Decisions of rows recorded at $0 because their cost is not known: a model the price
-# table lacks, or a response without token usage (the proxy records both so).
+# table lacks, or a response without token usage. The proxy records both so, on rows of
+# kind LLM_CALL; a workflow's own decisions (a route's branch "no_usage") never count.
 UNKNOWN_COST = ("unpriced", "no_usage")
+LLM_CALL = "llm"
 
 
 @dataclass(frozen=True)
@@ -245,9 +247,17 @@ class Ledger:
         return where
 
     def rows(
-        self, *, request_id: str | None = None, since: date | None = None, until: date | None = None
+        self,
+        *,
+        request_id: str | None = None,
+        workflow: str | None = None,
+        since: date | None = None,
+        until: date | None = None,
     ) -> list[LedgerRow]:
-        """Stored rows in the order written (buffered ones are flushed first)."""
+        """Stored rows in the order written (buffered ones are flushed first).
+
+        ``request_id`` and ``workflow`` keep only the rows of one request or workflow.
+        """
         import sqlalchemy as sa
 
         self.flush()
@@ -255,6 +265,8 @@ class Ledger:
         query = sa.select(t).where(*self._where(since, until)).order_by(t.c.id)
         if request_id is not None:
             query = query.where(t.c.request_id == request_id)
+        if workflow is not None:
+            query = query.where(t.c.workflow == workflow)
         with self._engine.connect() as conn:
             out = []
             for r in conn.execute(query):
@@ -307,7 +319,7 @@ def _sum_columns(c: Any) -> list[Any]:
     import sqlalchemy as sa
 
     f = sa.func
-    unknown = sa.case((c.decision.in_(UNKNOWN_COST), 1), else_=0)
+    unknown = sa.case((sa.and_(c.kind == LLM_CALL, c.decision.in_(UNKNOWN_COST)), 1), else_=0)
     run = c.workflow + "\x1f" + c.request_id  # one request of one workflow
     return [f.count(sa.distinct(run)), f.count(), f.sum(c.tokens_in),
             f.sum(c.tokens_out), f.sum(c.cost_nusd), f.sum(c.compute_s),

@@ -175,7 +175,18 @@ class PriceTable:
             return Decimal(seconds) * self.machine(machine).per_hour / _HOUR
 
     def merged(self, other: PriceTable) -> PriceTable:
-        """A table of these entries and ``other``'s, ``other`` winning on equal names."""
+        """A table of these entries and ``other``'s, ``other`` winning on equal names.
+
+        Raises:
+            ConfigError: the two tables are in different currencies (sums would mix them).
+        """
+        if other.currency.upper() != self.currency.upper():
+            raise ConfigError(
+                f"the price table {other.version} is in {other.currency}, the table it adds to "
+                f"({self.version}) in {self.currency}: slmstack does not convert currencies, "
+                f"and costs in both would be summed as one. Give every price in "
+                f"{self.currency} (and `currency: {self.currency}`)"
+            )
         return PriceTable(
             models={**self.models, **other.models},
             machines={**self.machines, **other.machines},

@@ -81,9 +81,9 @@ class SpendReport:
         def row(r: SpendRow) -> dict[str, Any]:
             return {
                 "key": r.key, "requests": r.requests, "steps": r.steps,
-                "tokens_in": r.tokens_in, "tokens_out": r.tokens_out, "cost_usd": str(r.cost),
+                "tokens_in": r.tokens_in, "tokens_out": r.tokens_out, "cost_usd": usd(r.cost),
                 "compute_s": round(r.compute_s, 6),
-                "llm_cost_usd": None if r.llm_cost is None else str(r.llm_cost),
+                "llm_cost_usd": None if r.llm_cost is None else usd(r.llm_cost),
                 "unknown_cost_steps": r.unknown_cost,
             }  # fmt: skip
 
@@ -161,11 +161,33 @@ def money(amount: Decimal) -> str:
     return f"${amount:.2e}"
 
 
+def usd(amount: Decimal) -> str:
+    """Dollars for machines: fixed point to the nano-dollar (``"0.000001092"``).
+
+    Never ``"0E-9"`` or an exponent.
+    """
+    return format(amount.quantize(_NANO), "f")
+
+
+_NANO = Decimal("0.000000001")
+
+
+def times(factor: Decimal) -> str:
+    """``"1,234× cheaper"``, ``"1.4× cheaper"``, or ``"170× dearer"`` below 1."""
+    if factor >= 1:
+        return f"{factor:,.1f}× cheaper" if factor < 10 else f"{factor:,.0f}× cheaper"
+    inverse = 1 / factor
+    return f"{inverse:,.1f}× dearer" if inverse < 10 else f"{inverse:,.0f}× dearer"
+
+
 def ratio(report_row: SpendRow) -> str:
-    """How many times cheaper than the LLM (``"1,234×"``), or ``"–"``."""
-    if report_row.llm_cost is None or report_row.cost == 0:
+    """How the row compares with the LLM (``"1,234× cheaper"``, ``"3.2× dearer"``).
+
+    ``"–"`` when either side costs nothing (or the LLM is not priced).
+    """
+    if not report_row.llm_cost or report_row.cost == 0:
         return "–"
-    return f"{report_row.llm_cost / report_row.cost:,.0f}×"
+    return times(report_row.llm_cost / report_row.cost)
 
 
 # ---------------------------------------------------------------------- HTML
@@ -179,7 +201,7 @@ def report_html(report: SpendReport) -> str:
     llm = report.compare_to
     head = ["", "requests", "steps", "tokens in", "tokens out", "compute s", "cost"]
     if llm:
-        head += [f"all to {llm}", "times cheaper"]
+        head += [f"all to {llm}", "stack"]
 
     def cells(r: SpendRow) -> str:
         values = [r.key, f"{r.requests:,}", f"{r.steps:,}", f"{r.tokens_in:,}",

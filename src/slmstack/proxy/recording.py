@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
-from slmstack.costs.ledger import LedgerRow
+from slmstack.costs.ledger import LLM_CALL, LedgerRow
 from slmstack.costs.prices import PriceTable, to_nano
 from slmstack.errors import ConfigError
 from slmstack.proxy.exchange import Exchange, Parsed, message_text, parse
@@ -41,7 +41,7 @@ _NO_USAGE = (
     "the answer carried no usage; ask for it (stream_options.include_usage) or start the "
     "proxy with --tokenizer to count tokens"
 )
-KIND = "llm"  # the ledger's step kind (not "run": the spend reports count step rows)
+KIND = LLM_CALL  # the ledger's step kind (not "run": the spend reports count step rows)
 STUDENT = "student"  # the ledger's path and kind of a student's answer
 AUDIT = "audit"  # the ledger's path of an audit's LLM call
 
