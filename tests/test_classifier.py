@@ -191,6 +191,17 @@ def test_tampered_artifact_is_refused(tmp_path):
         load(folder)
 
 
+def test_labels_edited_in_the_config_are_refused_not_used(tmp_path):
+    import json
+
+    folder = TextClassifier().fit(TRAIN).save(tmp_path / "clf")
+    config = json.loads((folder / "config.json").read_text())
+    config["labels"] = config["labels"][::-1]  # every prediction would change its name
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="config.json was edited"):
+        load(folder)
+
+
 def test_load_of_non_skill_folder(tmp_path):
     with pytest.raises(ArtifactError, match="no config.json"):
         load(tmp_path)

@@ -240,10 +240,27 @@ def test_lora_and_export_refuse_an_out_they_would_destroy(tmp_path):
     assert (notes / "todo.txt").read_text() == "mine"
     skill = tmp_path / "skill"
     skill.mkdir()
-    (skill / "config.json").write_text('{"skill": "slmstack.TextClassifier.v1"}')
+    (skill / "config.json").write_text('{"skill": "slmstack.TextClassifier.v1", "files": {}}')
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"skill": "slmstack.TextClassifier.v1", "files": {}}')
+    export = ["export", str(skill), "--validation", str(pairs), "--out"]
+    one_error_line(runner.invoke(app, [*export, str(other)]), "Pass --overwrite to replace it")
+    one_error_line(  # the source itself: the only copy that can be resumed
+        runner.invoke(app, [*export, str(skill), "--overwrite"]), "is the skill being exported"
+    )
+    (other / "NOTES.md").write_text("mine")  # a user's own file in a saved skill
     one_error_line(
-        runner.invoke(app, ["export", str(skill), "--out", str(skill), "--validation", str(pairs)]),
-        "Pass --overwrite to replace it",
+        runner.invoke(app, [*export, str(other), "--overwrite"]),
+        "also holds files it did not write (NOTES.md)",
+    )
+    assert (other / "NOTES.md").read_text() == "mine"
+    one_error_line(
+        runner.invoke(app, [*export, str(other / "onnx")]), "lies inside the saved skill"
+    )
+    one_error_line(
+        runner.invoke(app, ["eval", str(other), str(pairs), "--html", str(other / "r.html")]),
+        "lies inside the saved skill",
     )
 
 

@@ -106,6 +106,40 @@ def is_skill_folder(folder: Path) -> bool:
     return isinstance(config, dict) and isinstance(config.get("skill"), str)
 
 
+def foreign_files(folder: Path) -> list[str]:
+    """Files in the skill ``folder`` that its ``config.json`` does not list (a user's own).
+
+    Replacing the skill would delete them, so :func:`check_output_folder` and
+    :func:`save_folder` refuse such a folder. A config without a file list lists nothing.
+    """
+    try:
+        listed = json.loads((folder / CONFIG).read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(listed, dict):
+        return []
+    return [name for name in _weight_files(folder) if name not in listed]
+
+
+def inside_skill(path: Path) -> Path | None:
+    """The saved skill folder that ``path`` lies in (or is), if any."""
+    for folder in [path.absolute(), *path.absolute().parents]:
+        if is_skill_folder(folder):
+            return folder
+    return None
+
+
+def _refuse_foreign(folder: Path, what: str) -> None:
+    extra = foreign_files(folder)
+    if extra:
+        shown = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        raise ArtifactError(
+            f"{what} {folder} is a saved skill that also holds files it did not write "
+            f"({shown}); replacing it would delete them. Move them out, or choose another "
+            "folder."
+        )
+
+
 def check_output_folder(folder: Path, *, force: bool, flag: str = "--force") -> None:
     """Refuse an output folder that a save would destroy, before any training starts.
 
@@ -126,6 +160,13 @@ def check_output_folder(folder: Path, *, force: bool, flag: str = "--force") -> 
                 f"--out {folder} already holds a saved skill. Pass {flag} to replace it, "
                 "or choose another folder."
             )
+        _refuse_foreign(folder, "--out")
+    outer = inside_skill(folder.absolute().parent)
+    if outer is not None:
+        raise ArtifactError(
+            f"--out {folder} lies inside the saved skill {outer}, which would then fail its "
+            "check (a file its config does not list); choose a folder outside it."
+        )
     parent = _existing_parent(folder)
     try:  # a real probe: os.access says yes to root even on a read-only file system
         probe = Path(tempfile.mkdtemp(prefix=".slmstack-probe-", dir=parent))
@@ -162,6 +203,7 @@ def save_folder(folder: Path, config: Mapping[str, Any], write: Writer, card: st
             f"{folder} is a non-empty folder that is not a saved skill; refusing to replace "
             "its files. Save to a new or empty folder."
         )
+    _refuse_foreign(folder, "the folder")
     folder.absolute().parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     tmp = folder.with_name(f".{folder.name}.saving-{tag}")
@@ -210,6 +252,33 @@ def _weight_files(folder: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------- load
+def saved_labels(folder: Path, config: Mapping[str, Any]) -> list[str]:
+    """A classifier's labels: ``config.json``'s, checked against the hashed ``labels.json``.
+
+    ``config.json`` is not hashed, so a hand edit there would relabel every prediction
+    in silence; ``labels.json`` is (a folder saved without it keeps its config's labels).
+
+    Raises:
+        ArtifactError: the labels are missing, not a list, or differ between the files.
+    """
+    labels = config.get("labels")
+    if not isinstance(labels, list) or not labels:
+        raise ArtifactError(f"{folder}/config.json: 'labels' must be a non-empty list")
+    shown = [str(x) for x in labels]
+    hashed = folder / "labels.json"
+    if hashed.is_file():
+        kept = [str(x) for x in json.loads(hashed.read_text(encoding="utf-8"))]
+        if kept != shown:
+            more = "..." if len(shown) > 4 or len(kept) > 4 else ""
+            raise ArtifactError(
+                f"{folder}/config.json lists the labels {shown[:4]}{more}, but the model was "
+                f"saved with {kept[:4]}{more} (labels.json, checked by its sha256): "
+                "config.json was edited. Restore it, "
+                "or retrain to change the labels"
+            )
+    return shown
+
+
 def read_config(folder: Path) -> dict[str, Any]:
     """Read ``config.json`` of a skill folder (not yet verified)."""
     path = folder / CONFIG

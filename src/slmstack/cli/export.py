@@ -57,6 +57,13 @@ def export(
     from slmstack.export import recipe as find_recipe
 
     recipes = RECIPES if recipe == "auto" else (find_recipe(recipe),)
+    source, target = skill_dir.resolve(), out_dir.resolve()
+    if target == source or source in target.parents:
+        where = "" if target == source else " or inside it"
+        raise ConfigError(
+            f"--out {out_dir} is the skill being exported{where}; the export would replace "
+            "the only copy that can be resumed or exported again. Pass another folder"
+        )
     prepare_out(out_dir, overwrite, "--overwrite")
     skill = load(skill_dir)
     options = {"int8": int8, "recipes": recipes, "margin": margin, "force": force}

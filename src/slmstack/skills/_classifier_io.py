@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slmstack.errors import ArtifactError
+from slmstack.artifacts import saved_labels
 from slmstack.models.resolve import resolve
 from slmstack.models.shared import shared_encoder, shared_tokenizer
 from slmstack.skills._classifier_training import ClassifierNet
@@ -87,10 +87,7 @@ def restore_classifier(
             skill.base, allow_pickle=skill.allow_pickle, expect_sha256=base.get("sha256")
         )
     skill.tokenizer_ = shared_tokenizer(skill.source_.path)
-    labels = config["labels"]
-    if not isinstance(labels, list) or not labels:
-        raise ArtifactError(f"{folder}/config.json: 'labels' must be a non-empty list")
-    skill.classes_ = [str(x) for x in labels]
+    skill.classes_ = saved_labels(folder, config)
     skill.net_ = ClassifierNet(shared_encoder(skill.source_), len(skill.classes_),
                                normalize=skill.normalize, dropout=skill.dropout)  # fmt: skip
     skill.net_.head.load_state_dict(tensors["head"])

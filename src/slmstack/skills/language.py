@@ -26,7 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from slmstack.artifacts import data_hash
+from slmstack.artifacts import data_hash, saved_labels
 from slmstack.data.validation import drop_duplicates, validate_examples
 from slmstack.errors import ArtifactError, DataError, MissingDependencyError
 from slmstack.skills.base import Skill, Tensors
@@ -135,7 +135,7 @@ class LanguageDetector(LabelledTexts, Skill):
                 f"{folder} was trained with another langid model (sha256 {recorded}); "
                 "install the langid version in its config, or retrain the skill."
             )
-        self.classes_ = [str(x) for x in config["labels"]]
+        self.classes_ = saved_labels(folder, config)
         self.identifier_ = self._identifier(self.classes_)
         self.metrics_ = dict(self.provenance_.metrics)
 

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from slmstack.artifacts import Provenance
+from slmstack.artifacts import Provenance, saved_labels
 from slmstack.errors import ArtifactError, SkillError
 from slmstack.models.onnx_runtime import OnnxEncoder
 from slmstack.skills._ranked import ranked_predictions, token_facts
@@ -171,10 +171,7 @@ class OnnxTextClassifier(LabelledTexts, Skill):
         shutil.copyfile(self.encoder_.tokenizer_path, folder / TOKENIZER)
 
     def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
-        labels = config["labels"]
-        if not isinstance(labels, list) or not labels:
-            raise ArtifactError(f"{folder}/config.json: 'labels' must be a non-empty list")
-        self.classes_ = [str(x) for x in labels]
+        self.classes_ = saved_labels(folder, config)
         sep = config["sep_id"]
         sep_id = None if sep is None else int(sep)
         window, pad_id = int(config["window"]), int(config["pad_id"])

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from slmstack.artifacts import data_hash
+from slmstack.artifacts import data_hash, saved_labels
 from slmstack.data.splits import stratified_split
 from slmstack.data.validation import drop_duplicates, validate_examples
 from slmstack.errors import ArtifactError, DataError, MissingDependencyError
@@ -232,10 +232,7 @@ class StaticTextClassifier(LabelledTexts, Skill):
             (folder / _NGRAMS).write_text(grams + "\n", encoding="utf-8")
 
     def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
-        labels = config["labels"]
-        if not isinstance(labels, list) or not labels:
-            raise ArtifactError(f"{folder}/config.json: 'labels' must be a non-empty list")
-        self.classes_ = [str(x) for x in labels]
+        self.classes_ = saved_labels(folder, config)
         self.coef_ = np.asarray(tensors["head"]["weight"], dtype=np.float32)
         self.intercept_ = np.asarray(tensors["head"]["bias"], dtype=np.float32)
         if self.coef_.shape[0] != len(self.classes_):
@@ -254,7 +251,9 @@ class StaticTextClassifier(LabelledTexts, Skill):
         )
         self.temperature_ = float(config["temperature"])
         self.metrics_ = dict(self.provenance_.metrics)
-        self.ngrams_, self.ngram_coef_ = _restore_ngrams(config, tensors, folder, len(labels))
+        self.ngrams_, self.ngram_coef_ = _restore_ngrams(
+            config, tensors, folder, len(self.classes_)
+        )
         self._ngram_coef_t = _transposed(self.ngram_coef_)
 
     def _card(self) -> dict[str, Any]:
