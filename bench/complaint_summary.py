@@ -125,8 +125,8 @@ def run_prompted(model: str, params: dict[str, Any], rows: list[dict]) -> dict[s
     return {**out, "runtime": "llama_cpp", "threads": THREADS}
 
 
-def run_lora(params: dict[str, Any], train: Path, rows: list[dict],
-             max_steps: int | None) -> dict[str, Any]:  # fmt: skip
+def run_lora(params: dict[str, Any], train: Path, rows: list[dict], max_steps: int | None,
+             desk: Path = DESK, label: str = "support desk") -> dict[str, Any]:  # fmt: skip
     """Train the desk's summarizer as its workflow loader does (fit, then save), and score it.
 
     The skill is trained into a fresh cache folder, so the time is a first run's; a real
@@ -142,19 +142,19 @@ def run_lora(params: dict[str, Any], train: Path, rows: list[dict],
     torch.set_num_threads(THREADS)
     if max_steps is not None:  # a smoke run only; never written as a result
         params = {**params, "lora": {**(params.get("lora") or {}), "max_steps": max_steps}}
-    spec = SkillSpec(kind=KIND, params=params, train=str(train.relative_to(DESK)))
+    spec = SkillSpec(kind=KIND, params=params, train=str(train.relative_to(desk)))
     with tempfile.TemporaryDirectory(prefix="complaint-summary-") as tmp:
         start = time.perf_counter()
-        skill: Any = resolve_skills({"summarizer": spec}, base=DESK, cache=Path(tmp))["summarizer"]
+        skill: Any = resolve_skills({"summarizer": spec}, base=desk, cache=Path(tmp))["summarizer"]
         train_s = time.perf_counter() - start
         (folder,) = Path(tmp).iterdir()
-        cached = DESK / ".slmstack-cache" / folder.name
+        cached = desk / ".slmstack-cache" / folder.name
         if max_steps is None and not cached.exists():
             shutil.copytree(folder, cached)
             log(f"copied the trained skill to {cached}")
     n_rows, m = skill.provenance_.rows, skill.provenance_.metrics
     log(f"LoRA trained and saved in {train_s:.0f} s on {n_rows} rows: {m}")
-    name = f"{params['model']} + LoRA (support desk, transformers)"
+    name = f"{params['model']} + LoRA ({label}, transformers)"
     out = run_skill(name, skill, rows)
     return {**out, "runtime": "transformers", "threads": THREADS, "params": params,
             "train_rows": n_rows, "train_seconds": train_s, "training": m}  # fmt: skip

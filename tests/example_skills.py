@@ -1,6 +1,6 @@
-"""The support desk's summarizer as its workflow.yaml declares it, trained for a moment.
+"""An example's summarizer as its workflow.yaml declares it, trained for a moment.
 
-The desk trains a LoRA adapter on its complaint summaries on its first run (minutes on two
+The support desk (and the feedback example) trains a LoRA adapter on its complaint summaries on its first run (minutes on two
 cores). The example tests build the same spec from the same data through the same code
 (``tune: lora`` on transformers) but stop training after a few steps on a few rows, and
 pass it to the workflow instead of the declared one (``skills=``): they check the wiring,
@@ -28,11 +28,17 @@ def needs_lora() -> None:
 
 
 @functools.cache
-def quick_desk_summarizer():
-    """The desk's ``summarizer`` spec, with ``QUICK`` LoRA settings, fitted on 8 rows."""
+def quick_summarizer(example: str = "support-desk"):
+    """An example's ``summarizer`` spec, with ``QUICK`` LoRA settings, fitted on 8 rows."""
     from slmstack import Summarizer
 
-    spec = yaml.safe_load((DESK / "workflow.yaml").read_text())["skills"]["summarizer"]
+    folder = DESK.parent / example
+    spec = yaml.safe_load((folder / "workflow.yaml").read_text())["skills"]["summarizer"]
     params = {**spec["params"], "lora": {**spec["params"]["lora"], **QUICK}}
-    rows = Summarizer.read_training_data(DESK / spec["train"])[:8]
+    rows = Summarizer.read_training_data(folder / spec["train"])[:8]
     return Summarizer(**params).fit(rows)
+
+
+def quick_desk_summarizer():
+    """The support desk's summarizer, trained for a moment (see :func:`quick_summarizer`)."""
+    return quick_summarizer("support-desk")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from example_skills import needs_lora, quick_desk_summarizer
+from example_skills import needs_lora, quick_desk_summarizer, quick_summarizer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -77,14 +77,17 @@ def test_support_desk_end_to_end(tmp_path, capsys):
 
 def test_feedback_analysis_end_to_end(tmp_path, capsys):
     needs_generator()
+    needs_lora()
     run = load_script("feedback-analysis")
     out_dir = tmp_path / "out"
-    assert run.main(["--check", "--out", str(out_dir), "--cache", str(tmp_path / "cache")]) == 0
+    skills = {"summarizer": quick_summarizer("feedback-analysis")}  # its LoRA: minutes
+    cache = ["--cache", str(tmp_path / "cache")]
+    assert run.main(["--check", "--out", str(out_dir), *cache], skills=skills) == 0
     rows = [json.loads(x) for x in (out_dir / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and all(r["output"]["data"]["summary"] for r in rows)
     report = json.loads((out_dir / "report.json").read_text())
     assert abs(sum(report["sentiment_share"].values()) - 1) < 0.01  # shares are rounded
     assert report["negative_summary"]
     # a second run resumes: nothing left to do
-    assert run.main(["--out", str(out_dir), "--cache", str(tmp_path / "cache")]) == 0
+    assert run.main(["--out", str(out_dir), *cache], skills=skills) == 0
     assert "0 reviews analysed, 12 already done" in capsys.readouterr().out

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from example_skills import needs_lora, quick_desk_summarizer
+from example_skills import needs_lora, quick_summarizer
 from run_batch_checks import (
     BF16_TOL,
     FP32_TOL,
@@ -62,9 +62,9 @@ def test_run_batch_equals_run_on_the_examples(example, cpu, tmp_path, monkeypatc
     # The example's own cache: trained once (as run.py does), then loaded; the support
     # desk's LoRA summarizer is trained for seconds instead (tests/example_skills.py).
     given = {}
-    if example == "support-desk":
+    if example in ("support-desk", "feedback-analysis"):
         needs_lora()
-        given["summarizer"] = quick_desk_summarizer()
+        given["summarizer"] = quick_summarizer(example)
     loaded = load_workflow(
         EXAMPLES / example / "workflow.yaml",
         cache_dir=EXAMPLES / example / ".slmstack-cache",

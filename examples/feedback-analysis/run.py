@@ -16,13 +16,14 @@ import json
 import os
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from slmstack.data.readers import read_records
-from slmstack.workflows import load_workflow, run_batch
+from slmstack.workflows import SkillLike, load_workflow, run_batch
 
 HERE = Path(__file__).resolve().parent
 
@@ -60,7 +61,8 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, skills: Mapping[str, SkillLike] | None = None) -> int:
+    """Run the batch and the report; ``skills`` is for tests (used instead of trained ones)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reviews", type=Path, default=HERE / "data" / "reviews.csv")
     parser.add_argument("--out", type=Path, default=HERE / "out")
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare with expected.json")
     args = parser.parse_args(argv)
 
-    workflow = load_workflow(HERE / "workflow.yaml", cache_dir=args.cache)
+    workflow = load_workflow(HERE / "workflow.yaml", cache_dir=args.cache, skills=skills)
     results = args.out / "results.jsonl"
     summary = run_batch(workflow, args.reviews, results, restart=args.restart)
     print(f"{summary.processed} reviews analysed, {summary.already_done} already done")
