@@ -67,6 +67,16 @@ def test_predict_input_file_jsonl_output(trained, tmp_path):
     assert result.exit_code == 0, result.output
     lines = [json.loads(x) for x in result.stdout.splitlines()]
     assert [x["label"] for x in lines] == ["card", "password"]
+    # a blank line is an input too (it abstains), so outputs line up with the lines
+    inputs.write_text("where is my card\n\nI forgot my password\n")
+    result = runner.invoke(app, ["predict", str(out), "--input", "-", "--json"],
+                           input=inputs.read_text())  # fmt: skip
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
+    assert [x.get("abstained") for x in lines] == [None, "empty_input", None], result.output
+    nulls = tmp_path / "n.jsonl"
+    nulls.write_text('{"text": null}\n')
+    result = runner.invoke(app, ["predict", str(out), "--input", str(nulls)])
+    assert result.exit_code != 0 and "n.jsonl:1: 'text' is null" in result.output
 
 
 def test_eval_json_report(trained, tmp_path):

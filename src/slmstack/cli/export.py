@@ -45,6 +45,9 @@ def export(
     text_column: Annotated[str, typer.Option()] = "text",
     label_column: Annotated[str, typer.Option()] = "label",
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    allow_pickle: Annotated[
+        bool, typer.Option(help="Allow the skill's pickled base weights (they can run code).")
+    ] = False,
 ) -> None:
     """Export an encoder skill to ONNX (fp32 or int8), checked against the torch skill first."""
     from slmstack.skills.base import load
@@ -65,7 +68,7 @@ def export(
             "the only copy that can be resumed or exported again. Pass another folder"
         )
     prepare_out(out_dir, overwrite, "--overwrite")
-    skill = load(skill_dir)
+    skill = load(skill_dir, allow_pickle=allow_pickle)
     options = {"int8": int8, "recipes": recipes, "margin": margin, "force": force}
     result = _export(skill, skill_dir, out_dir, validation, text_column, label_column, options)
     if json_out:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,10 +16,17 @@ from slmstack.errors import ConfigError
 
 
 def _read_inputs(path: Path, text_column: str) -> list[str]:
+    """One text per input line (``.txt``, or ``-`` for stdin) or row; blank lines stay.
+
+    A blank line is a text (it abstains ``empty_input``), so that the outputs line up
+    with the inputs; a ``null`` text is refused with its line.
+    """
     from slmstack.data.readers import read_records
 
+    if str(path) == "-":
+        return sys.stdin.read().splitlines()
     if path.suffix.lower() == ".txt":
-        return [line for line in read_utf8(path).splitlines() if line.strip()]
+        return read_utf8(path).splitlines()
     records = read_records(path)
     texts = []
     for r in records:
@@ -27,7 +35,13 @@ def _read_inputs(path: Path, text_column: str) -> list[str]:
                 f"{path}:{r.line}: no column {text_column!r}; pass --text-column NAME "
                 f"(the file has {', '.join(map(repr, r.fields))})"
             )
-        texts.append(str(r.fields[text_column]))
+        value = r.fields[text_column]
+        if value is None:
+            raise ConfigError(
+                f"{path}:{r.line}: {text_column!r} is null; give a text (an empty string "
+                "abstains) or remove the row"
+            )
+        texts.append(str(value))
     return texts
 
 
@@ -36,7 +50,8 @@ def predict(
     skill_dir: Annotated[Path, typer.Argument(help="A saved skill folder.")],
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to run on.")] = None,
     input_file: Annotated[
-        Path | None, typer.Option("--input", help=".txt (one per line), CSV, TSV or JSONL.")
+        Path | None,
+        typer.Option("--input", help=".txt (one per line), CSV, TSV or JSONL; - reads stdin."),
     ] = None,
     text_column: Annotated[str, typer.Option()] = "text",
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per input.")] = False,
@@ -52,6 +67,8 @@ def predict(
     if texts and input_file is not None:
         raise ConfigError("pass either texts or --input FILE, not both")
     items = list(texts or []) or _read_inputs(input_file, text_column)  # type: ignore[arg-type]
+    if not items:
+        raise ConfigError(f"nothing to predict: {input_file} holds no text")
     skill = load(skill_dir, allow_pickle=allow_pickle)
     preds = skill.predict(items)
     if json_out:
