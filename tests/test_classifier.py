@@ -202,6 +202,17 @@ def test_labels_edited_in_the_config_are_refused_not_used(tmp_path):
         load(folder)
 
 
+def test_a_relative_base_folder_is_saved_so_it_loads_from_anywhere(tmp_path, monkeypatch):
+    from slmstack.models.resolve import resolve
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "mybase").symlink_to(resolve("minilm").path)
+    monkeypatch.chdir(tmp_path / "train")
+    folder = TextClassifier(base="mybase").fit(TRAIN).save(tmp_path / "clf")
+    monkeypatch.chdir(tmp_path)  # a server started elsewhere
+    assert load(folder).predict([TRAIN[0].text])[0].label is not None
+
+
 def test_load_of_non_skill_folder(tmp_path):
     with pytest.raises(ArtifactError, match="no config.json"):
         load(tmp_path)

@@ -194,7 +194,8 @@ def _resolve(ref_s: str, *, allow_pickle: bool) -> ModelSource:
     if path.is_dir():
         weights, safe = _find_weights(path, allow_pickle=allow_pickle, ref=ref_s)
         digest = _weights_digest(path, weights)
-        return ModelSource(ref_s, "local", path.resolve(), weights, digest, "unknown", safe)
+        return ModelSource(str(path.resolve()), "local", path.resolve(), weights, digest,
+                           "unknown", safe)  # fmt: skip
     if ref_s in catalog:
         known = catalog[ref_s]
         folder = known.locate()

@@ -196,7 +196,7 @@ class Skill(ABC):
         prov: Provenance = self.provenance_
         body = {
             "skill": self.skill_name,
-            "params": self._saved_params(),
+            "params": _absolute_base(self._saved_params()),
             "tensors": {stem: _tensor_kind(t) for stem, t in tensors.items()},
             **config,
             "provenance": prov.to_json(),
@@ -272,6 +272,20 @@ def _provenance(config: Mapping[str, Any], folder: Path) -> Provenance:
         return Provenance.from_json(_entry(config, "provenance", folder))
     except ArtifactError as exc:
         raise ArtifactError(f"{folder}/config.json: {exc}") from exc
+
+
+def _absolute_base(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with a relative local ``base`` folder made absolute.
+
+    Resolved from the folder the skill was trained in, ``"my-base"`` would be looked for
+    in whatever folder loads it (a server, a workflow run elsewhere).
+    """
+    base = params.get("base")
+    if isinstance(base, str) and base.strip():
+        path = Path(base).expanduser()
+        if not path.is_absolute() and path.is_dir():
+            return {**params, "base": str(path.resolve())}
+    return params
 
 
 def _tensor_kind(tensors: Mapping[str, Any]) -> str:
