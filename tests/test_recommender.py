@@ -18,6 +18,7 @@ from slmstack.data.interactions import (
     read_interactions,
     read_items,
 )
+from slmstack.errors import DataWarning
 from slmstack.evaluation.ranking import leave_one_out, rank_metrics, ranks_from_scores
 
 THEMES = {
@@ -134,6 +135,36 @@ def test_recbole_files_map_indices_back_to_ids(tmp_path):
     log = read_interaction_log(tmp_path / "Toy.train.inter")  # .text found next to it
     assert [(h.user, h.items) for h in log] == [("0", ("A1", "B2", "C3")), ("1", ("C3", "A1"))]
     assert log.items["B2"] == "a banana"
+
+
+def test_a_recbole_index_given_twice_is_refused(tmp_path):
+    (tmp_path / "Toy.item2index").write_text("A1\t0\nB2\t1\nC3\t1\n")
+    (tmp_path / "Toy.inter").write_text("user_id:token\titem_id:token\n0\t0\n0\t1\n")
+    with pytest.raises(DataError, match=r"Toy.item2index:3: index 1 is given to 'B2' and to"):
+        read_interactions(tmp_path / "Toy.inter")
+
+
+def test_zero_is_an_id_and_a_log_appended_twice_is_read_once(tmp_path):
+    log = tmp_path / "num.jsonl"
+    rows = [{"user": 0, "item": 0, "time": 1}, {"user": 0, "item": 7, "time": 2}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows * 2))
+    with pytest.warns(DataWarning, match="dropped 2 rows repeating an earlier one"):
+        histories = read_interactions(log)
+    assert [(h.user, h.items) for h in histories] == [("0", ("0", "7"))]
+
+
+def test_a_log_with_nothing_to_learn_is_refused(encoder_dir, tmp_path):
+    from slmstack.data.interactions import InteractionLog, UserHistory
+
+    items = {"a": "an apple", "b": "a banana", "c": "a cherry"}
+    singles = InteractionLog(
+        tuple(UserHistory(u, (i,)) for u, i in zip("uvw", "abc", strict=True)), items
+    )
+    with pytest.raises(DataError, match="no user has two or more items"):
+        make(encoder_dir, epochs=1).fit(singles)
+    pairs = InteractionLog((UserHistory("u", ("a", "b")),), items)
+    with pytest.raises(DataError, match="the validation histories give no case"):
+        make(encoder_dir, epochs=1).fit(pairs, validation=list(singles))
 
 
 @pytest.mark.parametrize(

@@ -25,13 +25,15 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import overload
 
+from slmstack.data._recbole import atomic_rows, item_index, need
 from slmstack.data.readers import read_records
-from slmstack.errors import DataError
+from slmstack.errors import DataError, DataWarning
 
 __all__ = [
     "DEFAULT_TEXT_COLUMNS",
@@ -106,59 +108,14 @@ def _check_id(value: str, what: str, path: Path, line: int) -> str:
     return item
 
 
-def _atomic_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header names (``:type`` suffixes removed) and tab-split rows of a RecBole file."""
-    if not path.is_file():
-        raise DataError("no such file; check the path", path=path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 ({exc.reason}); re-save it as UTF-8", path=path) from exc
-    if not lines:
-        raise DataError("file is empty; it needs a header row", path=path, row=1)
-    header = [h.strip().split(":")[0] for h in lines[0].split("\t")]
-    rows = []
-    for lineno, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        cells = line.split("\t")
-        if len(cells) != len(header):
-            raise DataError(
-                f"row has {len(cells)} tab-separated fields, the header has {len(header)} "
-                f"({', '.join(header)}); RecBole atomic files are tab-separated with no quoting.",
-                path=path,
-                row=lineno,
-            )
-        rows.append((lineno, cells))
-    return header, rows
-
-
-def _need(header: list[str], names: Sequence[str], path: Path, fix: str) -> list[int]:
-    missing = [n for n in names if n not in header]
-    if missing:
-        raise DataError(
-            f"missing column(s) {missing}; the file has {header}. {fix}", path=path, row=1
-        )
-    return [header.index(n) for n in names]
-
-
-def _item_index(path: Path) -> dict[str, str] | None:
-    """Row number → item id from ``<dataset>.item2index`` next to a ``.inter`` file."""
-    index = path.parent / f"{path.name.split('.')[0]}.item2index"
-    if not index.is_file():
-        return None
-    mapping: dict[str, str] = {}
-    for lineno, line in enumerate(index.read_text(encoding="utf-8").splitlines(), start=1):
-        parts = line.split("\t")
-        if len(parts) != 2:
-            raise DataError("expected 'item_id<TAB>index'", path=index, row=lineno)
-        mapping[parts[1].strip()] = parts[0].strip()
-    return mapping
+def _text(value: object) -> str:
+    """A field as text: ``None`` is empty, the number ``0`` is ``"0"`` (an id like any)."""
+    return "" if value is None else str(value)
 
 
 def _read_inter(path: Path) -> list[UserHistory]:
-    header, rows = _atomic_rows(path)
-    index = _item_index(path)
+    header, rows = atomic_rows(path)
+    index = item_index(path)
 
     def real(value: str, line: int) -> str:
         item = _check_id(value, "item id", path, line)
@@ -174,7 +131,7 @@ def _read_inter(path: Path) -> list[UserHistory]:
         return index[item]
 
     if "item_id_list" in header:  # (history, next item) rows: keep each user's longest
-        u, h, t = _need(
+        u, h, t = need(
             header,
             ["user_id", "item_id_list", "item_id"],
             path,
@@ -187,7 +144,7 @@ def _read_inter(path: Path) -> list[UserHistory]:
             if len(seq) > len(longest.get(user, ((), 0))[0]):
                 longest[user] = (seq, longest.get(user, ((), line))[1])
         return [UserHistory(user, seq, f"{path}:{line}") for user, (seq, line) in longest.items()]
-    u, i = _need(header, ["user_id", "item_id"], path, "Expected user_id and item_id.")
+    u, i = need(header, ["user_id", "item_id"], path, "Expected user_id and item_id.")
     ts = header.index("timestamp") if "timestamp" in header else None
     events = [
         (
@@ -219,13 +176,35 @@ def _time(value: str, path: Path, line: int) -> float:
         ) from None
 
 
-def _group(events: list[tuple[str, str, float, int]], path: Path) -> list[UserHistory]:
-    """Histories in order of first appearance, each sorted by (time, file order)."""
+def _group(
+    events: list[tuple[str, str, float, int]], path: Path, *, timed: bool = False
+) -> list[UserHistory]:
+    """Histories in order of first appearance, each sorted by (time, file order).
+
+    With real times (``timed``), a row equal to an earlier one in user, item and time is
+    a copy (a log appended twice), not a second interaction: it is dropped, with a
+    :class:`DataWarning` that counts them. It would otherwise be its own next item, and
+    the held-out next item of a history would be one its history already holds.
+    """
     by_user: dict[str, list[tuple[float, int, str]]] = {}
     first: dict[str, int] = {}
+    seen: set[tuple[str, str, float]] = set()
+    copies = 0
     for n, (user, item, time, line) in enumerate(events):
+        if timed:
+            if (user, item, time) in seen:
+                copies += 1
+                continue
+            seen.add((user, item, time))
         by_user.setdefault(user, []).append((time, n, item))
         first.setdefault(user, line)
+    if copies:
+        warnings.warn(
+            f"{path}: dropped {copies} row{'' if copies == 1 else 's'} repeating an earlier "
+            "one (same user, item and time)",
+            DataWarning,
+            stacklevel=3,
+        )
     return [
         UserHistory(user, tuple(item for _, _, item in sorted(rows)), f"{path}:{first[user]}")
         for user, rows in by_user.items()
@@ -267,8 +246,8 @@ def read_interactions(
         has_time = time_column is not None and time_column in columns
         events = []
         for n, r in enumerate(records):
-            user = _check_id(str(r.fields.get(user_column) or ""), "user id", p, r.line)
-            item = _check_id(str(r.fields.get(item_column) or ""), "item id", p, r.line)
+            user = _check_id(_text(r.fields.get(user_column)), "user id", p, r.line)
+            item = _check_id(_text(r.fields.get(item_column)), "item id", p, r.line)
             raw = r.fields.get(time_column) if has_time else None  # type: ignore[arg-type]
             when = _time(str(raw), p, r.line) if raw not in (None, "") else float(n)
             if has_time and raw in (None, ""):
@@ -278,7 +257,7 @@ def read_interactions(
                     row=r.line,
                 )
             events.append((user, item, when, r.line))
-        histories = _group(events, p)
+        histories = _group(events, p, timed=has_time)
     if not histories:
         raise DataError("file has no interactions", path=p)
     return histories
@@ -307,8 +286,8 @@ def read_items(
     )
     rows: list[tuple[int, str, list[str]]] = []
     if p.suffix.lower() in _ATOMIC:
-        header, atomic = _atomic_rows(p)
-        i, t = _need(header, ["item_id", "text"], p, "A RecBole .text file has item_id and text.")
+        header, atomic = atomic_rows(p)
+        i, t = need(header, ["item_id", "text"], p, "A RecBole .text file has item_id and text.")
         rows = [(line, c[i], [c[t]]) for line, c in atomic]
     else:
         records = read_records(p)
@@ -327,8 +306,8 @@ def read_items(
         rows = [
             (
                 r.line,
-                str(r.fields.get(id_column) or ""),
-                [str(r.fields.get(c) or "") for c in present],
+                _text(r.fields.get(id_column)),
+                [_text(r.fields.get(c)) for c in present],
             )
             for r in records
         ]

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from slmstack.errors import DataError
 from slmstack.evaluation.ranking import rank_metrics, ranks_from_scores
 from slmstack.progress import progress
 from slmstack.skills._recommender_net import Negatives, RecNet, cosine_logits, next_item_loss
@@ -49,9 +50,24 @@ def holdout(
 
     Given ``validation`` sequences, their last item is the target. Otherwise the last item
     of each training sequence of three or more items is held out (and not trained on).
+
+    Raises:
+        DataError: no user has two items (there is no next item to learn from), or the
+            ``validation`` histories hold no case (each needs a history and a target).
     """
+    if not any(len(s) >= 2 for s in sequences):
+        raise DataError(
+            "no user has two or more items, so there is no next item to learn from; give "
+            "each user's interactions in order (a user with one item teaches nothing)"
+        )
     if validation is not None:
-        return sequences, [(s[:-1], s[-1]) for s in validation if len(s) >= 2]
+        cases = [(s[:-1], s[-1]) for s in validation if len(s) >= 2]
+        if not cases:
+            raise DataError(
+                "the validation histories give no case: each needs two or more items (the "
+                "history, then the next item to find); check the validation file"
+            )
+        return sequences, cases
     cases = [(s[:-1], s[-1]) for s in sequences if len(s) >= 3]
     return [s[:-1] if len(s) >= 3 else s for s in sequences], cases
 
