@@ -11,12 +11,13 @@ from __future__ import annotations
 import platform
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from slmstack.errors import ConfigError, ExportRefused
+from slmstack.errors import ConfigError, DataWarning, ExportRefused
 from slmstack.export.checks import GateReport, ParityReport, throughput
 from slmstack.export.quantize import Feed, QuantRecipe, StaticRecipe
 from slmstack.progress import progress
@@ -174,6 +175,20 @@ def check_options(validation: Sequence[Any], margin: float, int8: bool,
         raise ConfigError(f"margin={margin}: expected points >= 0 (default 0.5)")
     if int8 and not recipes:
         raise ConfigError("int8 export needs at least one quantization recipe")
+    if len(validation) < SMALL_VALIDATION:
+        n = len(validation)
+        race = " and the race of int8 recipes" if int8 else ""
+        warnings.warn(
+            f"the parity check, the accuracy gate{race} "
+            f"run on the {n} validation example{'' if n == 1 else 's'} given: one text moves "
+            f"the gate by {100 / n:.1f} points, so their verdict is weak; give "
+            f"{SMALL_VALIDATION} or more",
+            DataWarning,
+            stacklevel=3,
+        )
+
+
+SMALL_VALIDATION = 100  # fewer validation texts than this, and the export warns
 
 
 def run_export(

@@ -142,3 +142,13 @@ def throughput(proba: ProbaFn, texts: Sequence[str], *, repeats: int = 2) -> flo
         proba(texts)
         best = min(best, time.perf_counter() - start)
     return len(texts) / max(best, 1e-9)
+
+
+def source_precision(skill: object) -> dict[str, str]:
+    """What the exported skill's config records of the source's precision.
+
+    The parity check compares with the source run in fp32; a source that served in bf16
+    (``precision: bf16`` or ``auto`` on a CPU with it) gave slightly other outputs, and
+    the export's config says so.
+    """
+    return {"precision": str(getattr(skill, "precision", "fp32")), "parity_against": "fp32"}

@@ -31,7 +31,7 @@ from slmstack.export.candidates import (
     machine,
     run_export,
 )
-from slmstack.export.checks import FP32_PARITY, INT8_PARITY, gate, parity
+from slmstack.export.checks import FP32_PARITY, INT8_PARITY, gate, parity, source_precision
 from slmstack.export.graph import export_graph
 from slmstack.export.quantize import RECIPES, QuantRecipe, encoder_feeds
 from slmstack.models.onnx_runtime import OnnxEncoder
@@ -117,7 +117,8 @@ def _skill(
 ) -> OnnxTextClassifier:
     source = skill.provenance_
     export: dict[str, Any] = {"format": "onnx", "source": {"skill": skill.skill_name,
-                              "strategy": skill.strategy, "base": source.base}}  # fmt: skip
+                              "strategy": skill.strategy, "base": source.base,
+                              **source_precision(skill)}}  # fmt: skip
     if chosen is not None:
         export.update(
             precision=chosen.precision,

@@ -43,7 +43,14 @@ from slmstack.export.candidates import (
     machine,
     run_export,
 )
-from slmstack.export.checks import FP32_PARITY, INT8_PARITY, GateReport, ParityLimits, ParityReport
+from slmstack.export.checks import (
+    FP32_PARITY,
+    INT8_PARITY,
+    GateReport,
+    ParityLimits,
+    ParityReport,
+    source_precision,
+)
 from slmstack.export.graph import export_encoder_graph
 from slmstack.export.quantize import RECIPES, QuantRecipe, encoder_feeds
 from slmstack.models.encoder import mean_pool
@@ -110,7 +117,8 @@ def export_faq(
     def build(graph: Path, tokenizer: Path, chosen: Candidate, cands: list[Candidate],
               forced: bool) -> FAQAnswerer:  # fmt: skip
         export = {
-            "format": "onnx", "source": {"skill": skill.skill_name, "base": skill.base},
+            "format": "onnx",
+            "source": {"skill": skill.skill_name, "base": skill.base, **source_precision(skill)},
             "precision": chosen.precision,
             "recipe": None if chosen.recipe is None else chosen.recipe.describe(),
             "parity": chosen.parity.to_json(), "gate": chosen.gate.to_json(), "forced": forced,

@@ -34,7 +34,7 @@ from slmstack.export.candidates import (
     machine,
     run_export,
 )
-from slmstack.export.checks import FP32_PARITY, INT8_PARITY, GateReport, parity
+from slmstack.export.checks import FP32_PARITY, INT8_PARITY, GateReport, parity, source_precision
 from slmstack.export.graph import export_tagger_graph
 from slmstack.export.quantize import (
     CALIBRATION_BATCH,
@@ -146,7 +146,7 @@ def _skill(
 ) -> OnnxEntityTagger:
     source = skill.provenance_
     export: dict[str, Any] = {"format": "onnx", "source": {"skill": skill.skill_name,
-                              "base": source.base}}  # fmt: skip
+                              "base": source.base, **source_precision(skill)}}  # fmt: skip
     metrics = dict(source.metrics)
     if chosen is not None:
         export.update(
