@@ -290,3 +290,19 @@ def test_saved_checker_keeps_its_head_and_bias(checker: ComplianceChecker, tmp_p
         return [(r["id"], r["verdict"], r["flag"], round(r["confidence"], 4)) for r in rules]
 
     assert seen(back) == seen(checker)
+
+
+def test_a_hypothesis_never_contradicted_in_training_saves_and_loads(
+    encoder: Path, pack_file: Path, tmp_path: Path
+):
+    never = [nda(i, p[0], p[1].replace("C", "E")) for i, p in enumerate(PATTERNS)]
+    fitted = make(encoder, pack_file).fit(never)
+    fitted.save(tmp_path / "c")
+    back = ComplianceChecker.load(tmp_path / "c")  # an empty memory of contradictions
+    text = nda(3, "E", "E").text
+
+    def seen(c: ComplianceChecker) -> list[tuple[str, str, str, float]]:
+        rules = c.predict([text])[0].data["rules"]
+        return [(r["id"], r["verdict"], r["flag"], round(r["confidence"], 4)) for r in rules]
+
+    assert seen(back) == seen(fitted)

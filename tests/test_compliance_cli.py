@@ -59,7 +59,8 @@ def test_comply_writes_json_and_self_contained_html(trained, tmp_path: Path):
     docs = []
     for i, (use, share) in enumerate(["CE", "EN"]):
         path = tmp_path / f"nda{i}.txt"
-        path.write_text(nda(200 + i, use, share).text)
+        # the second file has Windows line ends: offsets count its \r too
+        path.write_bytes(nda(200 + i, use, share).text.replace("\n", "\r\n" if i else "\n").encode())
         docs.append(path)
     out = tmp_path / "report"
     result = runner.invoke(app, ["comply", *map(str, docs), "--pack", str(pack),
@@ -72,10 +73,11 @@ def test_comply_writes_json_and_self_contained_html(trained, tmp_path: Path):
     assert use["verdict"] in ("entailed", "contradicted", "not_mentioned")
     assert use["flag"] in ("ok", "missing", "violated", "needs_review")
     assert {r["id"] for r in first["rules"]} == {"limited-use", "employees"}
-    text = docs[0].read_text()
-    for rule in first["rules"]:
-        for e in rule["evidence"]:
-            assert text[e["start"] : e["end"]] == e["text"]
+    for doc, record in zip(docs, report["documents"], strict=True):
+        text = doc.read_bytes().decode()
+        for rule in record["rules"]:
+            for e in rule["evidence"]:
+                assert text[e["start"] : e["end"]] == e["text"]
     page = (out / "report.html").read_text()
     assert "<mark" in page and "limited-use" in page
     assert "<script" not in page and "http" not in page  # no CDN, nothing loaded
@@ -110,6 +112,13 @@ def test_bad_inputs_are_one_clear_error(trained, tmp_path: Path):
     )
     cases.append((["comply", str(doc), "--pack", str(bad_pack), "--model", str(model), "--out", out],
                   "bad.yaml:5: rules[0].require: 'maybe' is not allowed"))  # fmt: skip
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.json").write_text('{"my": "data"}')
+    cases.append((["comply", str(doc), "--pack", str(pack), "--model", str(model), "--out",
+                   str(mine)], "is not a compliance report, so --out will not overwrite it"))  # fmt: skip
+    cases.append((["comply", str(doc), "--pack", str(pack), "--model", str(model), "--out",
+                   str(model)], "lies inside the saved skill"))  # fmt: skip
     for args, message in cases:
         result = runner.invoke(app, args)
         assert result.exit_code == 2, (args, result.output)

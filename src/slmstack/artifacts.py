@@ -100,7 +100,7 @@ class Provenance:
 def is_skill_folder(folder: Path) -> bool:
     """Whether ``folder`` looks like a saved skill (it has a ``config.json`` naming one)."""
     try:
-        config = json.loads((folder / CONFIG).read_text())
+        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and isinstance(config.get("skill"), str)
@@ -113,7 +113,7 @@ def foreign_files(folder: Path) -> list[str]:
     :func:`save_folder` refuse such a folder. A config without a file list lists nothing.
     """
     try:
-        listed = json.loads((folder / CONFIG).read_text()).get("files")
+        listed = json.loads((folder / CONFIG).read_text(encoding="utf-8")).get("files")
     except (OSError, ValueError, AttributeError):
         return []
     if not isinstance(listed, dict):
@@ -213,8 +213,10 @@ def save_folder(folder: Path, config: Mapping[str, Any], write: Writer, card: st
         body = dict(config)
         body["format_version"] = FORMAT_VERSION
         body["files"] = {name: sha256_file(tmp / name) for name in _weight_files(tmp)}
-        (tmp / CONFIG).write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
-        (tmp / CARD).write_text(card)
+        (tmp / CONFIG).write_text(
+            json.dumps(body, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        (tmp / CARD).write_text(card, encoding="utf-8")
         swap_in(tmp, folder, tag)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -287,7 +289,7 @@ def read_config(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtifactError(f"{folder} has no {CONFIG}; it is not a saved skill.")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(config, dict):
@@ -380,7 +382,7 @@ def render_card(title: str, sections: Mapping[str, Any]) -> str:
 
 def write_model_card(folder: Path, title: str, sections: Mapping[str, Any]) -> None:
     """Write :func:`render_card` to ``folder/model_card.md``."""
-    (folder / CARD).write_text(render_card(title, sections))
+    (folder / CARD).write_text(render_card(title, sections), encoding="utf-8")
 
 
 def json_safe(value: Any) -> Any:

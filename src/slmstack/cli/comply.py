@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from slmstack.cli.common import cli_command, out, prepare_out, print_json
+from slmstack.cli.common import check_html_target, cli_command, out, prepare_out, print_json
 from slmstack.errors import ConfigError, DataError
 
 
@@ -60,8 +60,24 @@ def train_comply(
         f"validation ({int(summary['n_val_docs'])} documents): accuracy "
         f"{summary['val_accuracy']:.3f}  F1 entailed {summary['val_f1_entailed']:.3f}  "
         f"F1 contradicted {summary.get('val_f1_contradicted', float('nan')):.3f}  review below "
-        f"{summary['chosen_threshold']:.2f}"
+        f"{skill.review_threshold_:.2f}"
     )
+
+
+def _check_report_json(path: Path) -> None:
+    """Refuse to replace a ``report.json`` that an earlier ``comply`` did not write."""
+    if not path.exists():
+        return
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = None
+    if not (isinstance(earlier, dict) and {"pack", "documents"} <= set(earlier)):
+        raise DataError(
+            "exists and is not a compliance report, so --out will not overwrite it; pass "
+            "another folder for the reports",
+            path=path,
+        )
 
 
 def _read_document(path: Path) -> str:
@@ -69,8 +85,9 @@ def _read_document(path: Path) -> str:
         raise ConfigError(f"document {path} does not exist; pass text files (.txt, .md)")
     if path.is_dir():
         raise ConfigError(f"document {path} is a folder; pass the text files inside it")
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # newline="": evidence offsets count a CRLF file's characters as they are
+        with path.open(encoding="utf-8", newline="") as fh:
+            text = fh.read()
     except UnicodeDecodeError:
         raise DataError(
             "is not UTF-8 text; convert it first (PDF: `pdftotext FILE.pdf`, Word: save as .txt)",
@@ -131,6 +148,8 @@ def comply(
         )
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file; pass a folder for the reports")
+    check_html_target(out_dir / "report.html", "--out")  # not inside a skill, not a page of theirs
+    _check_report_json(out_dir / "report.json")
     texts = [_read_document(p) for p in documents]
     text_preds: list[Any] = [None] * len(texts)
     if rules.nli_rules and model is not None:
@@ -152,7 +171,9 @@ def comply(
     triples = [(str(p), t, r.to_dict()) for p, t, r in zip(documents, texts, results, strict=True)]
     records = [result_record(*x) for x in triples]
     report = {"pack": rules.name, "documents": records}
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    (out_dir / "report.json").write_text(
+        json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
     page = render_html(triples, pack=rules.name)
     (out_dir / "report.html").write_text(page, encoding="utf-8")
     if json_out:

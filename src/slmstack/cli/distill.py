@@ -203,7 +203,9 @@ def _distill_task(
     report_path = out_dir.with_name(out_dir.name + ".distill-report.json")
     summary: dict[str, Any] = {"student": str(out_dir), "skill": skill.skill_name,
                                "report": str(report_path), **report.to_json()}  # fmt: skip
-    report_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    report_path.write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     if json_out:
         print_json(summary)
         return

@@ -51,6 +51,7 @@ def restore_models(
     config: Mapping[str, Any], t: Mapping[str, NDArray[Any]]
 ) -> tuple[Models, dict[str, Memory], Any]:
     """Inverse of :func:`models_state`: the models, the evidence memory, the TF-IDF."""
+    from scipy import sparse
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     own = {
@@ -69,10 +70,15 @@ def restore_models(
     tfidf.idf_ = t["idf"]
     memory = {}
     row = 0
+    width = len(tfidf.vocabulary)
+
+    def vectors(texts: list[str]) -> Any:  # scikit-learn refuses an empty list
+        return tfidf.transform(texts) if texts else sparse.csr_matrix((0, width), dtype=np.float32)
+
     for h, texts in config["memory"].items():
         ent, con = list(texts["entailed"]), list(texts["contradicted"])
         ev = t["exemplars"][row : row + len(ent)]
         cv = t["exemplars"][row + len(ent) : row + len(ent) + len(con)]
         row += len(ent) + len(con)
-        memory[h] = Memory(ev, cv, tfidf.transform(ent), tfidf.transform(con), ent, con)
+        memory[h] = Memory(ev, cv, vectors(ent), vectors(con), ent, con)
     return Models(spans, head), memory, tfidf

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -34,7 +35,7 @@ from slmstack.compliance._training import fit_models, make_pairs
 from slmstack.compliance.data import ContractDoc, read_contractnli, segment, windows
 from slmstack.compliance.metrics import Judged, flag_counts, nli_report, threshold_for
 from slmstack.compliance.rules import FLAGS, NLIRule, RulePack, load_pack
-from slmstack.errors import ConfigError, DataError
+from slmstack.errors import ConfigError, DataError, DataWarning
 from slmstack.skills._frozen import FrozenEncoder
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.params import Check, Interval
@@ -198,6 +199,15 @@ class ComplianceChecker(Skill):
         self.review_threshold_ = (
             threshold if self.review_threshold is None else self.review_threshold
         )
+        if self.review_threshold_ >= 1.0:
+            warnings.warn(
+                f"no review threshold reaches {self.target_accuracy:.0%} accuracy on the "
+                f"{len(judged)} held-out verdicts (at least 5 must be accepted), so every "
+                "verdict will need review; give more annotated documents, or set "
+                "review_threshold (CLI: --set review_threshold=0.6)",
+                DataWarning,
+                stacklevel=2,
+            )
         self.models_, self.memory_ = self._fit_on(units, docs)
         self.metrics_["contradiction_bias"] = self.models_.head.contradiction_bias
         rows = [(d.text, *(f"{h}={a.verdict}" for h, a in sorted(d.labels.items()))) for d in docs]

@@ -14,7 +14,7 @@ Example:
     >>> from slmstack.costs import Ledger, spend_report, report_html
     >>> report = spend_report(Ledger("sqlite:///ledger.db", create=False), by="day")
     ... # doctest: +SKIP
-    >>> Path("spend.html").write_text(report_html(report))  # doctest: +SKIP
+    >>> Path("spend.html").write_text(report_html(report), encoding="utf-8")  # doctest: +SKIP
 """
 
 from __future__ import annotations

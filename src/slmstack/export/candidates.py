@@ -125,7 +125,7 @@ def machine() -> dict[str, Any]:
 
     flags: list[str] = []
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("flags"):
                 wanted = ("avx2", "avx512", "amx")
                 flags = sorted({f for f in line.split() if f.startswith(wanted)})

@@ -41,7 +41,7 @@ def _save_cache(model: Any, tokenizer: Any, folder: Path, gguf_sha256: str) -> N
     model.save_pretrained(str(tmp), safe_serialization=True)
     tokenizer.save_pretrained(str(tmp))
     meta = {"gguf_sha256": gguf_sha256, "weights_sha256": sha256_file(tmp / "model.safetensors")}
-    (tmp / _CACHE_META).write_text(json.dumps(meta, indent=1) + "\n")
+    (tmp / _CACHE_META).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     if folder.is_dir() and not (folder / _CACHE_META).is_file():
         shutil.rmtree(folder)  # an older or interrupted cache without provenance
     try:
@@ -55,7 +55,7 @@ def _cache_is_valid(folder: Path, gguf_sha256: str) -> bool:
     meta_path, weights = folder / _CACHE_META, folder / "model.safetensors"
     if not meta_path.is_file() or not weights.is_file():
         return False
-    meta = json.loads(meta_path.read_text())
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if meta.get("gguf_sha256") != gguf_sha256 or sha256_file(weights) != meta.get("weights_sha256"):
         raise IntegrityError(
             f"the dequantized cache {folder} does not match its recorded sha256; it was "

@@ -137,7 +137,7 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (``avx512_bf16`` or ``amx_bf16`` flags)."""
     try:
-        info = Path("/proc/cpuinfo").read_text()
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     except OSError:  # not Linux: no way to tell, so no bf16
         return False
     flags = set(next((x for x in info.splitlines() if x.startswith("flags")), "").split())

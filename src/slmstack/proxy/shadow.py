@@ -242,7 +242,7 @@ def read_tasks(tasks_file: Path) -> dict[str, dict[str, Any]]:
         ConfigError: the file is unreadable or not such a file.
     """
     try:
-        tasks = json.loads(tasks_file.read_text())["tasks"]
+        tasks = json.loads(tasks_file.read_text(encoding="utf-8"))["tasks"]
         return {str(t["task_id"]): dict(t) for t in tasks}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(

@@ -197,14 +197,16 @@ class VectorIndex:
             {"vectors": np.ascontiguousarray(self._vectors)}, str(folder / f"{name}.safetensors")
         )
         meta = {"dim": self.dim, "keys": self._keys, "texts": self._texts}
-        (folder / f"{name}.json").write_text(json.dumps(meta, ensure_ascii=False) + "\n")
+        (folder / f"{name}.json").write_text(
+            json.dumps(meta, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         return [f"{name}.safetensors", f"{name}.json"]
 
     @classmethod
     def load(cls, folder: Path, name: str = "index", *, dim: int | None = None) -> VectorIndex:
         """Read an index written by :meth:`save`; ``dim`` is the size the encoder gives."""
         try:
-            meta = json.loads((folder / f"{name}.json").read_text())
+            meta = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
             vectors = load_file(str(folder / f"{name}.safetensors"))["vectors"]
         except (OSError, KeyError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"{folder}: cannot read the {name!r} index: {exc}") from exc

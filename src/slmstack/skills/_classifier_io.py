@@ -66,7 +66,9 @@ def head_card(skill: TextClassifier) -> str:
 
 def write_classifier_files(skill: TextClassifier, folder: Path) -> None:
     """``labels.json``, and the tuned encoder with its tokenizer unless the base is frozen."""
-    (folder / "labels.json").write_text(json.dumps(skill.classes_, indent=1) + "\n")
+    (folder / "labels.json").write_text(
+        json.dumps(skill.classes_, indent=1) + "\n", encoding="utf-8"
+    )
     if skill.strategy_ != "head":  # the skill carries its own encoder
         encoder: Any = skill.net_.encoder
         encoder.save_pretrained(str(folder / "encoder"), safe_serialization=True)

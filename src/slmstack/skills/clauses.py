@@ -365,7 +365,9 @@ class ClauseFinder(Skill):
 
     def _write_extra(self, folder: Path) -> None:
         vocab = {k: int(v) for k, v in self.tfidf_.vocabulary_.items()}
-        (folder / "vocabulary.json").write_text(json.dumps(vocab, ensure_ascii=False))
+        (folder / "vocabulary.json").write_text(
+            json.dumps(vocab, ensure_ascii=False), encoding="utf-8"
+        )
 
     def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
         self.types_ = [str(t) for t in config["types"]]
@@ -375,7 +377,7 @@ class ClauseFinder(Skill):
         self.uses_encoder_ = np.array([bool(uses.get(t, self.base)) for t in self.types_])
         weights = tensors["clauses"]
         self.coef_, self.bias_ = weights["coef"], weights["bias"]
-        vocab = json.loads((folder / "vocabulary.json").read_text())
+        vocab = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
         self.tfidf_ = self._vectorizer(vocab)
         self.tfidf_.idf_ = weights["idf"].astype(np.float64)
         self.metrics_ = dict(self.provenance_.metrics)

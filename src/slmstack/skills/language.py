@@ -126,7 +126,7 @@ class LanguageDetector(LabelledTexts, Skill):
         return {"labels": self.classes_, "langid_version": metadata.version("langid")}, {}
 
     def _write_extra(self, folder: Path) -> None:
-        (folder / "labels.json").write_text(json.dumps(self.classes_) + "\n")
+        (folder / "labels.json").write_text(json.dumps(self.classes_) + "\n", encoding="utf-8")
 
     def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
         recorded = self.provenance_.base.get("sha256")

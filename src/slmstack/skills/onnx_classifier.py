@@ -166,7 +166,9 @@ class OnnxTextClassifier(LabelledTexts, Skill):
         return config, tensors
 
     def _write_extra(self, folder: Path) -> None:
-        (folder / "labels.json").write_text(json.dumps(self.classes_, indent=1) + "\n")
+        (folder / "labels.json").write_text(
+            json.dumps(self.classes_, indent=1) + "\n", encoding="utf-8"
+        )
         shutil.copyfile(self.encoder_.graph, folder / GRAPH)
         shutil.copyfile(self.encoder_.tokenizer_path, folder / TOKENIZER)
 

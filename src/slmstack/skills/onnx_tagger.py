@@ -158,7 +158,7 @@ class OnnxEntityTagger(TaggedTexts, Skill):
         return config, {}
 
     def _write_extra(self, folder: Path) -> None:
-        (folder / "tags.json").write_text(json.dumps(self.tags_, indent=1) + "\n")
+        (folder / "tags.json").write_text(json.dumps(self.tags_, indent=1) + "\n", encoding="utf-8")
         shutil.copyfile(self.graph_, folder / GRAPH)
         shutil.copyfile(self.tokenizer_path_, folder / TOKENIZER)
 

@@ -226,7 +226,9 @@ class StaticTextClassifier(LabelledTexts, Skill):
 
     def _write_extra(self, folder: Path) -> None:
         (folder / _TOKENIZER).write_text(self.static_.tokenizer_json, encoding="utf-8")
-        (folder / "labels.json").write_text(json.dumps(self.classes_, indent=1) + "\n")
+        (folder / "labels.json").write_text(
+            json.dumps(self.classes_, indent=1) + "\n", encoding="utf-8"
+        )
         if self.ngrams_ is not None:
             grams = json.dumps(self.ngrams_.columns(), ensure_ascii=False)
             (folder / _NGRAMS).write_text(grams + "\n", encoding="utf-8")

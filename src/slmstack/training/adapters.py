@@ -31,7 +31,7 @@ def read_adapter_meta(folder: str | Path) -> dict[str, Any]:
             "Train one with `slmstack train lora DATA.jsonl --out DIR`."
         )
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{meta_path} is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict):
@@ -48,7 +48,9 @@ def read_adapter_meta(folder: str | Path) -> dict[str, Any]:
 def write_adapter_meta(folder: Path, meta: dict[str, Any]) -> None:
     """Write ``slmstack_adapter.json`` with the sha256 of the adapter weights."""
     body = {**meta, "weights_sha256": sha256_file(folder / WEIGHTS)}
-    (folder / META).write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+    (folder / META).write_text(
+        json.dumps(body, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
 
 def check_adapter_out(folder: Path, *, force: bool) -> None:

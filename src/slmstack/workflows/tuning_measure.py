@@ -152,7 +152,7 @@ def _measure_skill(
 def _read_cache(cache: Path | None, key: str) -> TierMeasure | None:
     if cache is None or not cache.is_file():
         return None
-    entry = json.loads(cache.read_text()).get(key)
+    entry = json.loads(cache.read_text(encoding="utf-8")).get(key)
     if entry is None:
         return None
     return TierMeasure(entry["name"], np.array(entry["correct"], bool),
@@ -163,11 +163,11 @@ def _read_cache(cache: Path | None, key: str) -> TierMeasure | None:
 def _write_cache(cache: Path | None, key: str, m: TierMeasure) -> None:
     if cache is None:
         return
-    body = json.loads(cache.read_text()) if cache.is_file() else {}
+    body = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
     body[key] = {"name": m.name, "correct": m.correct.tolist(),
                  "confidence": m.confidence.tolist(), "abstained": m.abstained.tolist(),
                  "cost": m.cost_nano_usd.tolist()}  # fmt: skip
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body))
+    tmp.write_text(json.dumps(body), encoding="utf-8")
     tmp.replace(cache)
