@@ -155,8 +155,22 @@ def test_cli_train_predict_eval(encoder_dir, tmp_path):
     res = runner.invoke(app, ["predict", str(out), toy_receipts(30)[27].text, "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)[0]["data"]["fields"]["total"]["value"]
+    receipt = tmp_path / "receipt.txt"  # a document skill reads a .txt file whole
+    receipt.write_text(toy_receipts(30)[27].text)
+    res = runner.invoke(app, ["predict", str(out), "--input", str(receipt), "--json"])
+    assert res.exit_code == 0, res.output
+    assert len(res.stdout.splitlines()) == 1 and json.loads(res.stdout)["data"]["fields"]["total"]
     report = load(out).evaluate(data)
     assert report["micro_f1"] > 0.9 and set(report["per_class"]) == set(SCHEMA)
+    # an empty document counts as every field missing (it abstains, with no record)
+    rows = [json.loads(x) for x in data.read_text().splitlines()]
+    empty = tmp_path / "with-empty.jsonl"
+    empty.write_text("".join(json.dumps(r) + "\n" for r in [*rows, {"text": "", "values": {"total": "5.00"}}]))
+    assert load(out).evaluate(empty)["per_class"]["total"]["support"] == 25
+    typo = tmp_path / "typo.jsonl"
+    typo.write_text(json.dumps({"text": rows[0]["text"], "values": {"totl": "5.00"}}) + "\n")
+    with pytest.raises(DataError, match=r"values for \['totl'\], which the skill's schema"):
+        load(out).evaluate(typo)
     bad = tmp_path / "bad.yaml"
     bad.write_text("total: money\n")
     res = runner.invoke(app, ["train", "fields", str(data), "--schema", str(bad), "--out",

@@ -15,18 +15,22 @@ from slmstack.data.utf8 import read_utf8
 from slmstack.errors import ConfigError
 
 
-def _read_inputs(path: Path, text_column: str) -> list[str]:
+def _read_inputs(path: Path, text_column: str, *, documents: bool = False) -> list[str]:
     """One text per input line (``.txt``, or ``-`` for stdin) or row; blank lines stay.
 
     A blank line is a text (it abstains ``empty_input``), so that the outputs line up
-    with the inputs; a ``null`` text is refused with its line.
+    with the inputs; a ``null`` text is refused with its line. For a skill that reads
+    ``documents`` (fields, clauses, compliance, summaries), a ``.txt`` file or stdin is
+    one document.
     """
     from slmstack.data.readers import read_records
 
     if str(path) == "-":
-        return sys.stdin.read().splitlines()
-    if path.suffix.lower() == ".txt":
-        return read_utf8(path).splitlines()
+        text = sys.stdin.read()
+        return [text] if documents else text.splitlines()
+    if path.suffix.lower() == ".txt":  # a skill that reads documents reads the file whole
+        text = read_utf8(path)
+        return [text] if documents else text.splitlines()
     records = read_records(path)
     texts = []
     for r in records:
@@ -51,7 +55,11 @@ def predict(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to run on.")] = None,
     input_file: Annotated[
         Path | None,
-        typer.Option("--input", help=".txt (one per line), CSV, TSV or JSONL; - reads stdin."),
+        typer.Option(
+            "--input",
+            help=".txt (one text per line; one document for document skills), CSV, TSV or "
+            "JSONL; - reads stdin.",
+        ),
     ] = None,
     text_column: Annotated[str, typer.Option()] = "text",
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per input.")] = False,
@@ -66,10 +74,11 @@ def predict(
         raise ConfigError('nothing to predict: pass texts ("...") or --input FILE')
     if texts and input_file is not None:
         raise ConfigError("pass either texts or --input FILE, not both")
-    items = list(texts or []) or _read_inputs(input_file, text_column)  # type: ignore[arg-type]
+    skill = load(skill_dir, allow_pickle=allow_pickle)
+    documents = bool(getattr(skill, "reads_documents", False))
+    items = list(texts or []) or _read_inputs(input_file, text_column, documents=documents)  # type: ignore[arg-type]
     if not items:
         raise ConfigError(f"nothing to predict: {input_file} holds no text")
-    skill = load(skill_dir, allow_pickle=allow_pickle)
     preds = skill.predict(items)
     if json_out:
         if input_file is not None:

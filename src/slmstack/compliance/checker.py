@@ -66,6 +66,7 @@ class ComplianceChecker(Skill):
 
     skill_name = "slmstack.ComplianceChecker.v1"
     produces = frozenset({"label", "spans", "data"})
+    reads_documents = True
     constraints: ClassVar[Mapping[str, Check]] = {
         **dict.fromkeys(("c", "head_c"), Interval(float, 0, None, closed="neither")),
         "folds": Interval(int, 2, None),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from slmstack.data.fields import FieldExample, FieldSpec, gold_value, same_value
-from slmstack.errors import DataError
+from slmstack.data.fields import FieldExample, FieldSpec, gold_value, same_value, unreadable_values
+from slmstack.errors import DataError, DataWarning
 from slmstack.evaluation.base import Predictor
 from slmstack.evaluation.speed import measure_speed
 from slmstack.types import Prediction
@@ -44,7 +45,8 @@ def field_metrics(
         tp = fp = fn = 0
         for ex, pred in zip(examples, preds, strict=True):
             raw = ex.values.get(spec.name)
-            got = pred.data["fields"][spec.name]["value"]
+            # an abstention (an empty document) has no record: every field is missing
+            got = pred.data.get("fields", {}).get(spec.name, {}).get("value")
             try:
                 gold = gold_value(spec, raw) if raw else None
             except DataError:
@@ -71,6 +73,23 @@ def evaluate_fields(
     from slmstack.data.documents import read_field_examples
 
     examples = read_field_examples(data)
+    specs = skill.specs_  # type: ignore[attr-defined]
+    names = {s.name for s in specs}
+    for i, ex in enumerate(examples):
+        unknown = sorted(set(ex.values) - names)
+        if unknown:  # a typo'd field would score as absent, in silence
+            raise DataError(
+                f"{ex.source or f'document #{i + 1}'}: values for {unknown}, which the skill's "
+                f"schema does not declare (it has {sorted(names)}); fix the field names"
+            )
+    bad = unreadable_values(specs, examples)
+    if bad:
+        warnings.warn(
+            f"{len(bad)} true value(s) cannot be read as their field's type and count as "
+            f"misses: {'; '.join(str(u) for u in bad[:5])}",
+            DataWarning,
+            stacklevel=2,
+        )
     texts = [ex.text for ex in examples]
     preds = skill.predict(texts)
     report = field_metrics(skill.specs_, examples, preds)  # type: ignore[attr-defined]

@@ -66,6 +66,8 @@ class Skill(ABC):
     # A ready-made skill whose fit can also use data (Summarizer: demonstrations, LoRA pairs).
     also_trains_on_data: ClassVar[bool] = False
     fitted_attribute: ClassVar[str] = "provenance_"
+    # Whether a text is a whole document (a receipt, a contract), not one line of a file.
+    reads_documents: ClassVar[bool] = False
     # Raised when what a fitted skill saves changes meaning, so that caches retrain it.
     state_version: ClassVar[int] = 1
     # Values of parameters that older saves lack (they predate the parameter).

@@ -85,6 +85,7 @@ class ClauseFinder(Skill):
 
     skill_name = "slmstack.ClauseFinder.v1"
     produces = frozenset({"spans", "data"})
+    reads_documents = True
     fitted_attribute = "coef_"
     # A finder saved before these parameters existed was fitted this way.
     saved_defaults: ClassVar[Mapping[str, Any]] = {

@@ -95,6 +95,7 @@ class FieldExtractor(FieldScorer, Skill):
 
     skill_name = "slmstack.FieldExtractor.v1"
     produces = frozenset({"data", "spans"})
+    reads_documents = True
     fitted_attribute = "weights_"
     state_version = FEATURE_LAYOUT
     constraints: ClassVar[Mapping[str, Check]] = {

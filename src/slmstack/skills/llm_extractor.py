@@ -124,6 +124,7 @@ class LLMExtractor(Skill):
 
     skill_name = "slmstack.LLMExtractor.v1"
     produces = frozenset({"data", "spans"})
+    reads_documents = True
     fitted_attribute = "specs_"
     constraints: ClassVar[Mapping[str, Check]] = {
         "schema": _schema_check,

@@ -106,6 +106,7 @@ class Summarizer(Skill):
 
     skill_name = "slmstack.Summarizer.v1"
     produces = frozenset({"text", "data"})
+    reads_documents = True
     trains_on_nothing = True
     also_trains_on_data = True  # few_shot demonstrations, or tune="lora" pairs
     fitted_attribute = "backend_"
