@@ -102,6 +102,13 @@ def test_bad_input(finder, encoder_dir):
     assert empty.spans == () and empty.abstained == "empty_input"
     with pytest.raises(DataError, match="has nothing to learn"):
         ClauseFinder(base=None).fit([ClauseExample("some clause text")] * 3)
+    with pytest.raises(DataError, match="too few for the word features.*--set min_df=1"):
+        ClauseFinder(base=None).fit(
+            [ClauseExample("Governing law is Ohio.", ("Law",)), ClauseExample("Fees: ten.")]
+        )
+    every = [ClauseExample(f"Governed by the laws of State {i}.", ("Law",)) for i in range(6)]
+    with pytest.raises(DataError, match="'Law' is on every one of the 6 clauses"):
+        ClauseFinder(base=None).fit(every)
 
 
 def test_thresholds_are_tuned_on_whole_held_out_contracts():

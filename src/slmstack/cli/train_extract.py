@@ -196,17 +196,23 @@ def clauses(
     base: Annotated[
         str, typer.Option(help="Encoder alias/folder/id, or 'none' for TF-IDF only.")
     ] = "minilm",
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Another parameter, key=value (min_df=1, c=4)."),
+    ] = None,
     seed: Annotated[int, typer.Option()] = 0,
     allow_pickle: Annotated[bool, typer.Option(help="Accept pickled base weights.")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing skill in --out.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
 ) -> None:
     """Train a contract clause finder (multi-label clause types)."""
+    from slmstack.cli.train_generic import parse_assignments
     from slmstack.skills.clauses import ClauseFinder
 
+    params = parse_assignments(ClauseFinder, tuple(sets or ()))
     prepare_out(out_dir, force)
     skill = ClauseFinder(
-        base=None if base == "none" else base, seed=seed, allow_pickle=allow_pickle
+        base=None if base == "none" else base, seed=seed, allow_pickle=allow_pickle, **params
     ).fit(ClauseFinder.read_training_data(data))
     skill.save(out_dir)
     summary = {"out": str(out_dir), "types": len(skill.types_),

@@ -131,7 +131,31 @@ def position_block(
     return out * np.float32(weight)
 
 
+def refuse_types_on_every_clause(types: Sequence[str], y: NDArray[np.int64]) -> None:
+    """A type on every training clause has no negative example and could never be found."""
+    on_all = [bool(y[:, j].all()) for j in range(y.shape[1])]
+    always = [t for t, on in zip(types, on_all, strict=True) if on]
+    if always:
+        raise DataError(
+            f"{', '.join(map(repr, always))} is on every one of the {len(y)} clauses, so "
+            "nothing shows what is not it and it could never be found; add the contracts' "
+            "other clauses (with no type, or other types)"
+        )
+
+
+def fit_words(vectorizer: Any, texts: Sequence[str], min_df: int) -> Any:
+    """``vectorizer`` fitted on ``texts``, or an error that says how to get words."""
+    try:
+        return vectorizer.fit(list(texts))
+    except ValueError as exc:  # scikit-learn: no n-gram is in min_df clauses
+        raise DataError(
+            f"{len(texts)} clauses are too few for the word features ({exc}): an n-gram is "
+            f"kept when at least min_df={min_df} clauses have it. Give more clauses, or "
+            "lower min_df (CLI: --set min_df=1)"
+        ) from None
+
+
 __all__ = [
-    "GRID", "POSITION_COLUMNS", "Fold", "best_threshold", "fit_per_type", "folds",
-    "position_block", "proba",
+    "GRID", "POSITION_COLUMNS", "Fold", "best_threshold", "fit_per_type", "fit_words", "folds",
+    "position_block", "proba", "refuse_types_on_every_clause",
 ]  # fmt: skip

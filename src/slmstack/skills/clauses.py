@@ -56,9 +56,11 @@ from slmstack.errors import ConfigError, DataError
 from slmstack.skills._clause_fit import (
     best_threshold,
     fit_per_type,
+    fit_words,
     folds,
     position_block,
     proba,
+    refuse_types_on_every_clause,
 )
 from slmstack.skills._clause_output import contract_prediction
 from slmstack.skills._frozen import FrozenEncoder
@@ -204,9 +206,7 @@ class ClauseFinder(Skill):
         self._check_params()
         if not examples:
             raise DataError("no training clauses; pass ClauseExample(text, labels) items")
-        # A clause's place does not make it another row: the same text and types in a
-        # re-filed copy of a contract (one line more, so another position) is still a copy,
-        # and must not be validated on beside its twin. The first copy keeps its position.
+        # A re-filed copy of a clause (another position) is still a copy: the first is kept.
         placeless = [replace(ex, position=None) for ex in examples]
         kept, dropped = drop_duplicates(placeless)
         row = {id(ex): i for i, ex in enumerate(placeless)}
@@ -221,7 +221,8 @@ class ClauseFinder(Skill):
         self.types_: list[str] = types
         texts = [ex.text for ex in examples]
         y = np.array([[t in ex.labels for t in types] for ex in examples], dtype=np.int64)
-        self.tfidf_ = self._vectorizer().fit(texts)
+        refuse_types_on_every_clause(types, y)
+        self.tfidf_ = fit_words(self._vectorizer(), texts, self.min_df)
         self.encoder_ = self._encoder()
         x = self._features(texts, [ex.position for ex in examples])
         folds = self._held_out(examples)
@@ -385,6 +386,7 @@ class ClauseFinder(Skill):
         self.encoder_ = self._encoder(expect_sha256=self.provenance_.base.get("sha256"))
 
     def _card(self) -> dict[str, Any]:
+        joined = [t for t, used in zip(self.types_, self.uses_encoder_, strict=True) if used]
         return {
             "Method": "one-vs-rest logistic regression over TF-IDF 1-2 grams"
             + (" and frozen encoder vectors" if self.encoder_ else "")
@@ -393,8 +395,5 @@ class ClauseFinder(Skill):
             + (f" ({self.val_folds}-fold cross-fitting)" if self.val_folds > 1 else ""),
             "Clause types": ", ".join(self.types_),
             "Thresholds": dict(zip(self.types_, map(float, self.thresholds_), strict=True)),
-            "Types using the encoder (chosen on the held-out split)": ", ".join(
-                t for t, used in zip(self.types_, self.uses_encoder_, strict=True) if used
-            )
-            or "none",
+            "Types using the encoder (chosen on the held-out split)": ", ".join(joined) or "none",
         }
