@@ -205,6 +205,10 @@ def test_read_contractnli(tmp_path: Path):
     path.write_text(json.dumps({"docs": []}))
     with pytest.raises(DataError, match="ContractNLI"):
         read_contractnli(path)
+    doc["annotation_sets"][0]["annotations"]["nda-1"]["spans"] = [99]
+    path.write_text(json.dumps({"documents": [doc], "labels": {"nda-1": {"hypothesis": "H."}}}))
+    with pytest.raises(DataError, match=r"names span\(s\) \[99\], but the document has 2 spans"):
+        read_contractnli(path)
 
 
 def test_metrics():

@@ -221,3 +221,23 @@ def test_drop_duplicates_without_duplicates_is_silent():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert drop_duplicates(iter(rows)) == (rows, 0)
+
+
+def test_a_misspelt_label_key_is_refused_not_read_as_unlabelled(tmp_path):
+    from slmstack.data.documents import read_clause_examples, read_field_examples
+    from slmstack.data.tagging import read_span_jsonl
+
+    clauses = tmp_path / "c.jsonl"
+    clauses.write_text('{"text": "Venue is Paris.", "label": ["Venue"]}\n')
+    with pytest.raises(DataError, match=r"c.jsonl:1: the row has 'label' but no 'labels'"):
+        read_clause_examples(clauses)
+    fields = tmp_path / "f.jsonl"
+    fields.write_text('{"text": "TOTAL 5.00", "value": {"total": "5.00"}}\n')
+    with pytest.raises(DataError, match="has 'value' but no 'values'"):
+        read_field_examples(fields)
+    spans = tmp_path / "s.jsonl"
+    spans.write_text('{"text": "Ann lives in Paris", "entities": []}\n')
+    with pytest.raises(DataError, match="has 'entities' but no 'spans'"):
+        read_span_jsonl(spans)
+    clauses.write_text('{"text": "Venue is Paris.", "id": 7}\n')  # other keys are fine
+    assert read_clause_examples(clauses)[0].labels == ()

@@ -88,6 +88,15 @@ def _document(d: Any, i: int, hypotheses: Mapping[str, str], source: Path) -> Co
     for a, b in spans:
         if not 0 <= a < b <= len(text):
             raise DataError(f"document #{i}: span ({a}, {b}) is outside the text", path=source)
+    for hypothesis, note in labels.items():
+        wrong = [s for s in note.evidence if not 0 <= s < len(spans)]
+        if wrong:
+            raise DataError(
+                f"document #{i}: the evidence of {hypothesis[:60]!r} names span(s) {wrong}, "
+                f"but the document has {len(spans)} spans (0 to {len(spans) - 1}); fix the "
+                "annotation's span indices",
+                path=source,
+            )
     return ContractDoc(str(d.get("id", i)), text, spans, labels)
 
 

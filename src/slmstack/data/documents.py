@@ -6,7 +6,7 @@ from pathlib import Path
 
 from slmstack.data.clauses import ClauseExample, label_clauses
 from slmstack.data.fields import FieldExample
-from slmstack.data.readers import read_records
+from slmstack.data.readers import check_key, read_records
 from slmstack.errors import DataError
 
 
@@ -22,6 +22,7 @@ def read_field_examples(
     out = []
     for rec in read_records(p):
         text = rec.fields.get(text_key)
+        check_key(rec.fields, values_key, p, rec.line, also=("fields", "labels"))
         values = rec.fields.get(values_key, {})
         if not isinstance(text, str):
             raise DataError(f"no string {text_key!r} key", path=p, row=rec.line)
@@ -76,6 +77,7 @@ def read_clause_examples(path: str | Path) -> list[ClauseExample]:
                 )
             out += clauses
             continue
+        check_key(rec.fields, "labels", p, rec.line, also=("types", "categories"))
         labels = rec.fields.get("labels", [])
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise DataError("'labels' must be a list of strings", path=p, row=rec.line)

@@ -11,6 +11,7 @@ import functools
 import io
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,29 @@ def read_examples(
     if validate:
         validate_examples(examples, path=p)
     return examples
+
+
+def check_key(
+    fields: Mapping[str, Any], key: str, path: Path, line: int, *, also: tuple[str, ...] = ()
+) -> None:
+    """Refuse a row that lacks ``key`` but has a near miss of it (``label`` for ``labels``).
+
+    So is one with a name other tools use for it (``also``: ``entities`` for ``spans``).
+    A missing key reads as "none" (an unlabelled row); a misspelt one would be read so in
+    silence, and train the model that the row has nothing.
+    """
+    if key in fields:
+        return
+    import difflib
+
+    names = [str(k) for k in fields]
+    close = [n for n in names if n in also] or difflib.get_close_matches(
+        key, names, n=1, cutoff=0.75
+    )
+    if close:
+        raise DataError(
+            f"the row has {close[0]!r} but no {key!r}; rename it to {key!r} (without it the "
+            "row reads as having none)",
+            path=path,
+            row=line,
+        )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from slmstack.data.readers import read_records
+from slmstack.data.readers import check_key, read_records
 from slmstack.data.utf8 import read_utf8
 from slmstack.errors import DataError
 from slmstack.types import Span
@@ -212,6 +212,7 @@ def read_span_jsonl(
         text = rec.fields.get(text_key)
         if not isinstance(text, str):
             raise DataError(f"no string {text_key!r} key", path=p, row=rec.line)
+        check_key(rec.fields, spans_key, p, rec.line, also=("entities", "ents", "annotations"))
         raw = rec.fields.get(spans_key, [])
         if not isinstance(raw, list):
             raise DataError(f"{spans_key!r} must be a list", path=p, row=rec.line)
