@@ -161,8 +161,10 @@ def test_pack_override_and_field_rules_not_checked(checker: ComplianceChecker):
     p = checker.predict([nda(5, "E", "E").text], pack="payment-terms")[0]
     assert p.data["rules"] == [] and p.data["not_checked"] == [
         "due-within-30-days", "vat-shown", "totals-consistent"]  # fmt: skip
+    assert p.label == "not_checked" and "nothing was checked" in p.warnings[0]  # not "ok"
     gdpr = checker.predict([nda(5, "E", "E").text], pack="gdpr-art28")[0]
     assert len(gdpr.data["rules"]) == len(load_pack("gdpr-art28").rules)
+    assert "never saw in training" in gdpr.warnings[0]  # an NDA checker on GDPR rules
 
 
 def test_long_document_is_read_in_windows(checker: ComplianceChecker):

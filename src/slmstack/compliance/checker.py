@@ -279,11 +279,20 @@ class ComplianceChecker(Skill):
             results.append(result)
             spans.extend(evidence)
         flags = [r["flag"] for r in results]
-        label = next((f for f in _WORST if f in flags), "ok")
+        # nothing checked is not "ok": a pack of field rules only needs an extractor
+        label = next((f for f in _WORST if f in flags), "ok") if results else "not_checked"
+        unseen = [r.id for r in pack.nli_rules if r.hypothesis not in self.memory_]
+        notes = [
+            f"rules {unseen} ask hypotheses this checker never saw in training; their "
+            "verdicts are guesses (train on documents annotated for them)"
+        ] if unseen else []  # fmt: skip
+        if not results:
+            notes.append(f"pack {pack.name!r} has no text rules: nothing was checked")
         n_tokens = sum(self.encoder_.n_tokens(text[a:b]) for a, b, _ in unit.windows)
         return Prediction(
             label=label,
-            confidence=min((r["confidence"] for r in results), default=1.0),
+            confidence=min((r["confidence"] for r in results), default=0.0),
+            warnings=tuple(notes),
             spans=tuple(sorted(spans, key=lambda s: (s.start, s.label))),
             data={
                 "pack": pack.name,
