@@ -189,7 +189,9 @@ def read_conll(
             _split_tag(tags[-1], "", 0)
         except DataError:
             raise DataError(
-                f"tag {tags[-1]!r} is not IOB (O, B-TYPE or I-TYPE); check --tag-column",
+                f"tag {tags[-1]!r} is not IOB (O, B-TYPE or I-TYPE): the tag must be the "
+                f"line's column {tag_column} (in Python, read_conll(tag_column=N)), and "
+                "BIOES or BILOU tags (S-, E-, L-, U-) must be converted to IOB first",
                 path=p,
                 row=lineno,
             ) from None

@@ -201,7 +201,8 @@ class EntityTagger(TaggedTexts, Skill):
         if validation is None and len(examples) < 2:
             raise DataError(
                 f"the tagger needs at least 2 annotated examples (some are held out to pick the "
-                f"epoch and calibrate); got {len(examples)}. Add examples, or pass validation="
+                f"epoch and calibrate); got {len(examples)}. Add examples, or pass validation "
+                "examples (CLI: --validation FILE)"
             )
         torch.manual_seed(self.seed)
         start = time.perf_counter()
