@@ -151,3 +151,19 @@ def test_step_validation_names_line_and_fix(tmp_path):
     wrong = Fixed(Prediction(label="x"), produces=frozenset({"label"}))
     with pytest.raises(WorkflowError, match="is a Fixed, not a ComplianceChecker"):
         load_workflow(write(tmp_path, NDA), skills={"checker": wrong})
+
+
+def test_a_field_rule_shows_the_fields_it_read_as_evidence():
+    from slmstack.compliance import load_pack
+    from slmstack.compliance.fields import check_fields, field_record
+    from slmstack.types import Span
+
+    text = "Invoice date 2024-03-01. Due 2024-06-15."
+    pred = Prediction(
+        data={"fields": {"date": {"value": "2024-03-01"}, "due_date": {"value": "2024-06-15"}}},
+        spans=(Span("date", 13, 23, text[13:23]), Span("due_date", 29, 39, text[29:39])),
+    )
+    due = check_fields(load_pack("payment-terms"), field_record(pred))[0]
+    assert due["flag"] == "violated"
+    assert [(e["field"], text[e["start"] : e["end"]] == e["text"]) for e in due["evidence"]] == [
+        ("date", True), ("due_date", True)]  # fmt: skip

@@ -127,7 +127,7 @@ def comply(
 ) -> None:
     """Check documents against a rule pack; write a JSON and an HTML report with evidence."""
     from slmstack.compliance.checker import ComplianceChecker
-    from slmstack.compliance.fields import check_fields, combine
+    from slmstack.compliance.fields import check_fields, combine, field_record
     from slmstack.compliance.report import render_html, result_record
     from slmstack.compliance.rules import load_pack
     from slmstack.skills.base import load
@@ -164,7 +164,7 @@ def comply(
     if rules.field_rules and fields_model is not None:
         extractor = load(fields_model, allow_pickle=allow_pickle)
         _check_extractor(extractor, fields_model, rules)
-        records = [dict(p.data.get("fields", {})) for p in extractor.predict(texts)]
+        records = [field_record(p) for p in extractor.predict(texts)]
     results = [combine(rules, tp, check_fields(rules, rec))
                for tp, rec in zip(text_preds, records, strict=True)]  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,32 @@ def _amount(value: Any) -> Decimal | None:
         return None
 
 
+def field_record(prediction: Prediction) -> dict[str, Any]:
+    """A FieldExtractor prediction's record, each found field with its ``span``.
+
+    The span (``start``, ``end``, ``text`` of the document) is the evidence a field rule
+    shows, as the text rules show theirs.
+    """
+    record: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v
+                              for k, v in prediction.data.get("fields", {}).items()}  # fmt: skip
+    for span in prediction.spans:
+        entry = record.get(span.label)
+        if isinstance(entry, dict) and "span" not in entry:
+            entry["span"] = {"start": span.start, "end": span.end, "text": span.text}
+    return record
+
+
+def _evidence(record: Mapping[str, Any], names: Sequence[str]) -> list[dict[str, Any]]:
+    found = []
+    for name in names:
+        raw = record.get(name)
+        span = raw.get("span") if isinstance(raw, Mapping) else None
+        if isinstance(span, Mapping):
+            found.append({"start": span["start"], "end": span["end"], "text": span["text"],
+                          "field": name})  # fmt: skip
+    return sorted(found, key=lambda e: e["start"])
+
+
 def check_field_rule(rule: FieldRule, record: Mapping[str, Any]) -> dict[str, Any]:
     """The result of one field rule on one record (same keys as the NLI rules' results)."""
     names = [*rule.fields, *([rule.total] if rule.total else [])]
@@ -71,7 +97,7 @@ def check_field_rule(rule: FieldRule, record: Mapping[str, Any]) -> dict[str, An
         "id": rule.id, "title": rule.title, "severity": rule.severity, "source": rule.source,
         "check": rule.check,
         "fields": {k: (None if v is None else str(v)) for k, v in values.items()},
-        "confidence": 1.0, "flag": flag, "why": why, "evidence": [],
+        "confidence": 1.0, "flag": flag, "why": why, "evidence": _evidence(record, names),
     }  # fmt: skip
 
 

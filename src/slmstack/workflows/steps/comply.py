@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import Field
 
-from slmstack.compliance.fields import check_fields, combine
+from slmstack.compliance.fields import check_fields, combine, field_record
 from slmstack.compliance.rules import RulePack, load_pack
 from slmstack.errors import SkillError
 from slmstack.types import Prediction
@@ -158,7 +158,7 @@ class ComplyStep(Step):
     def _finish(self, ctx: RunContext, path: str, text_result: Prediction | None) -> StepTrace:
         record: dict[str, Any] = {}
         if self.fields is not None and self.fields in ctx.outputs:
-            record = dict(ctx.outputs[self.fields].data.get("fields", {}))
+            record = field_record(ctx.outputs[self.fields])
         result = combine(self.pack, text_result, check_fields(self.pack, record))
         decision = None
         if result.label in self.escalate_on:
