@@ -192,7 +192,7 @@ def test_calls_of_unknown_cost_are_counted_and_said_not_hidden_as_zero(tmp_path)
         ])  # fmt: skip
         report = spend_report(ledger, by="model")
     assert report.total.unknown_cost == 2 and report.total.cost == Decimal("0.000007503")
-    assert {r.key: r.unknown_cost for r in report.rows} == {"gpt-4o-mini": 1, "my-private-llm": 1, "": 0}
+    assert {r.key: r.unknown_cost for r in report.rows} == {"gpt-4o-mini": 1, "my-private-llm": 1, "(no model: routes, templates)": 0}
     assert report.to_dict()["total"]["unknown_cost_steps"] == 2
     result = CliRunner().invoke(app, ["cost", "report", "--ledger", str(path)])
     assert result.exit_code == 0, result.output

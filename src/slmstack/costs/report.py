@@ -131,8 +131,10 @@ def spend_report(
         llm = (
             None if compare_to is None else table.token_cost(compare_to, s.tokens_in, s.tokens_out)
         )
+        # steps that call no model (routes, templates, merges) have an empty model name
+        key = s.key or (NO_MODEL if by == "model" else s.key)
         return SpendRow(
-            s.key, s.requests, s.steps, s.tokens_in, s.tokens_out, s.cost, s.compute_s, llm,
+            key, s.requests, s.steps, s.tokens_in, s.tokens_out, s.cost, s.compute_s, llm,
             s.unknown_cost,
         )  # fmt: skip
 
@@ -159,6 +161,9 @@ def money(amount: Decimal) -> str:
     if abs(amount) >= Decimal("0.000001"):
         return "$" + f"{amount:.6f}".rstrip("0").rstrip(".")
     return f"${amount:.2e}"
+
+
+NO_MODEL = "(no model: routes, templates)"
 
 
 def usd(amount: Decimal) -> str:
