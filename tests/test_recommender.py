@@ -339,3 +339,10 @@ def test_workflow_escalates_when_the_history_is_unknown(fitted, tmp_path):
     wf = load_workflow(wf_file)
     assert wf.run("g0 g1").answer[0] == "g"
     assert wf.run("nothing known").answer == "ask a person about nothing known"
+
+
+def test_eval_on_items_the_skill_does_not_know_says_so(fitted, tmp_path):
+    log = tmp_path / "t.csv"
+    log.write_text("user,item,time\nu1,zzz1,1\nu1,zzz2,2\nu2,yy,1\nu2,yy2,2\n")
+    with pytest.raises(DataError, match="none of the log's items is in the skill's catalogue"):
+        fitted.evaluate(log)

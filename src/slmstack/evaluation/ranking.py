@@ -129,12 +129,29 @@ def evaluate_recommender(
             "no user has two or more items; leave-one-out needs a history and a target per user",
             path=data,
         )
+    catalogue = set(getattr(skill, "items_", ()))
+    if catalogue:
+        outside = sorted({i for h, t in cases for i in (*h, t)} - catalogue)
+        if outside and len(outside) == len({i for h, t in cases for i in (*h, t)}):
+            raise DataError(
+                f"none of the log's items is in the skill's catalogue (for example "
+                f"{outside[:3]}); evaluate on a log of the items it was trained with",
+                path=data,
+            )
     texts = [format_history(h) for h, _ in cases]
     start = time.perf_counter()
     preds = skill.predict(texts)
     seconds = time.perf_counter() - start
+    answered = [p for p in preds if p.abstained is None]
+    if not answered:
+        reasons = sorted({str(p.abstained) for p in preds})
+        raise DataError(
+            f"the skill abstained on every one of the {len(preds)} histories ({', '.join(reasons)}"
+            "); check that the log's item ids are the skill's",
+            path=data,
+        )
     # The deepest list, not the shortest: a small catalogue can run out of unseen items.
-    depth = max((len(p.scores) for p in preds if p.abstained is None), default=0)
+    depth = max(len(p.scores) for p in answered)
     if depth < max(ks):
         raise ConfigError(
             f"the skill lists {depth} items per prediction but Recall@{max(ks)} needs "
@@ -149,6 +166,8 @@ def evaluate_recommender(
         **rank_metrics(ranks, ks),
         "abstained": sum(p.abstained is not None for p in preds),
         "target_in_history": sum(t in h for h, t in cases),
+        # a target the catalogue lacks can never be found: it counts as a miss
+        "target_not_in_catalogue": sum(t not in catalogue for _, t in cases) if catalogue else 0,
         "predict_seconds": seconds,
     }
     report["speed"] = measure_speed(skill.predict, texts[:2000], single_queries=single_queries)
