@@ -147,6 +147,20 @@ def test_a_block_no_step_uses_is_reported_with_its_line(tmp_path):
         load_workflow(write(tmp_path, body), skills=SKILLS)
 
 
+def test_a_bad_threshold_is_reported_at_its_own_key_once(tmp_path):
+    body = """\
+    steps:
+      - cascade:
+          tiers: [{template: a}, {template: b}, {template: c}]
+          threshold: [0.7]
+    """
+    with pytest.raises(WorkflowError) as info:
+        load_workflow(write(tmp_path, body), skills=SKILLS)
+    message = str(info.value)
+    assert "wf.yaml:4: steps[0].cascade.threshold: 3 tiers need 2 thresholds" in message
+    assert "steps[0]: steps[0]" not in message
+
+
 def test_type_mismatch_in_yaml(tmp_path):
     body = """\
     steps:

@@ -43,6 +43,17 @@ class SkillLike(Protocol):
 ALWAYS = frozenset({"confidence", "abstained"})
 
 
+class SpecError(ConfigError):
+    """A step's YAML is wrong at ``path`` (a key below the step): the file's line of it."""
+
+    def __init__(self, path: str, detail: str):
+        super().__init__(f"{path}: {detail}")
+        self.path, self.detail = path, detail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path, self.detail))
+
+
 def skill_outputs(skill: object) -> frozenset[str] | None:
     """The Prediction fields ``skill`` fills (its class's ``produces``), or ``None``."""
     declared = getattr(skill, "produces", None)

@@ -40,6 +40,7 @@ from slmstack.data.yaml_lines import line_map
 from slmstack.errors import ConfigError, WorkflowError
 from slmstack.workflows.base import (
     SkillLike,
+    SpecError,
     Step,
     StepField,
     did_you_mean,
@@ -192,6 +193,8 @@ class _Builder:
 
         try:
             step = cls.from_spec(spec, self, at)
+        except SpecError as exc:  # at a key below the step: its own line
+            self._fail(exc.path, exc.detail)
         except ConfigError as exc:
             self._fail(path, str(exc))
         step.yaml_form = form

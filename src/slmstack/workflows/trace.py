@@ -139,7 +139,9 @@ class Result:
     def answer(self) -> str:
         """The output as one readable string (text, else label, else spans, else data).
 
-        An escalation without a message of its own reads ``(escalated to human: REASON)``.
+        An escalation without a message of its own reads ``(escalated to human: REASON)``,
+        an abstention ``(abstained: REASON)``; spans read as a template's ``{ID}`` does
+        (``ORG: Acme; DATE: 3 May``) and data as JSON.
         """
         out = self.output
         if out.text is not None:
@@ -149,10 +151,14 @@ class Result:
         if out.label is not None:
             return out.label
         if out.spans:
-            return ", ".join(f"{s.label}: {s.text}" for s in out.spans)
+            return "; ".join(f"{s.label}: {s.text}" for s in out.spans)  # as {ID} renders
         if out.abstained:
             return f"(abstained: {out.abstained})"
-        return str(dict(out.data)) if out.data else ""
+        if not out.data:
+            return ""
+        import json
+
+        return json.dumps(dict(out.data), ensure_ascii=False, default=str)  # not a Python repr
 
     @property
     def usage(self) -> Usage:

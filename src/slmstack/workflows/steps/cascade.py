@@ -30,6 +30,7 @@ from slmstack.workflows.base import (
     CheckEnv,
     RunContext,
     Shape,
+    SpecError,
     Step,
     StepField,
     StepSpec,
@@ -54,13 +55,14 @@ def _thresholds(threshold: float | Sequence[float], n_tiers: int, where: str) ->
     else:
         values = [float(t) for t in threshold]
         if len(values) != n_tiers - 1:
-            raise ConfigError(
-                f"{where}: {n_tiers} tiers need {n_tiers - 1} thresholds (the last tier is "
-                f"the fallback and is always accepted); got {len(values)}: {values}"
+            raise SpecError(
+                where,
+                f"{n_tiers} tiers need {n_tiers - 1} thresholds (the last tier is "
+                f"the fallback and is always accepted); got {len(values)}: {values}",
             )
     for t in values:
         if not 0.0 <= t <= 1.0:
-            raise ConfigError(f"{where}: a threshold must be in [0, 1]; got {t}")
+            raise SpecError(where, f"a threshold must be in [0, 1]; got {t}")
     return values
 
 

@@ -26,6 +26,7 @@ from slmstack.backends.base import ChatMessage, CompletionRequest
 from slmstack.types import Prediction
 from slmstack.workflows import templates
 from slmstack.workflows.base import (
+    ALWAYS,
     At,
     Builder,
     CheckEnv,
@@ -136,7 +137,7 @@ class EscalateStep(Step):
         if self._message is not None:
             templates.check_refs(self._message, env, self.at(path, "message"))
         templates.check_refs(self._prompt, env, self.at(path, "prompt"))
-        self.define(env, Shape(frozenset({"text", "data"})), path)
+        self.define(env, Shape(frozenset({"text", "data"}) | ALWAYS), path)
         return Shape(frozenset({"text", "data"}), ends=True)
 
     def packet_fields(self, out: Mapping[str, Prediction]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from pydantic import Field
 from slmstack.types import Prediction
 from slmstack.workflows import templates
 from slmstack.workflows.base import (
+    ALWAYS,
     At,
     Builder,
     CheckEnv,
@@ -64,7 +65,7 @@ class MergeStep(Step):
         """Every field's template must refer to earlier steps."""
         for key, parts in self._parsed.items():
             templates.check_refs(parts, env, f"{self.at(path, 'fields')}.{key}")
-        return self.define(env, Shape(frozenset({"data"})), path)
+        return self.define(env, Shape(frozenset({"data"}) | ALWAYS), path)
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Render each field; a lone placeholder keeps its raw value."""

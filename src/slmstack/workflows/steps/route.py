@@ -28,6 +28,7 @@ from slmstack.workflows.base import (
     CheckEnv,
     RunContext,
     Shape,
+    SpecError,
     Step,
     StepField,
     StepSpec,
@@ -83,12 +84,13 @@ class RouteStep(Step):
     def from_spec(cls, spec: Any, build: Builder, at: At) -> Step:
         """Build from a :class:`RouteSpec`."""
         if (spec.on is None) == (spec.skill is None):
-            raise ConfigError(
-                f"{at('on')}: a route needs exactly one of `on:` (the id of an earlier step) or "
-                "`skill:` (a skill to run and route on)"
+            raise SpecError(
+                at("on"),
+                "a route needs exactly one of `on:` (the id of an earlier step) or "
+                "`skill:` (a skill to run and route on)",
             )
         if spec.default is None:
-            raise ConfigError(f"{at('default')}: missing default branch; add `default:`")
+            raise SpecError(at("default"), "missing default branch; add `default:`")
         branches = {
             label: build(raw, f"{at('branches')}.{label}") for label, raw in spec.branches.items()
         }

@@ -25,6 +25,7 @@ from pydantic import ConfigDict, Field
 from slmstack.types import Prediction
 from slmstack.workflows import templates
 from slmstack.workflows.base import (
+    ALWAYS,
     At,
     Builder,
     CheckEnv,
@@ -121,7 +122,7 @@ class TemplateStep(Step):
                     f"type mismatch: require needs spans, but step {self.require_from!r} "
                     f"produces {', '.join(sorted(shape.fields))}",
                 )
-        return self.define(env, Shape(frozenset({"text", "data"})), path)
+        return self.define(env, Shape(frozenset({"text", "data"}) | ALWAYS), path)
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Render ``text`` (or ``complete`` when every required entity was found)."""
