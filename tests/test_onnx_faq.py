@@ -178,7 +178,7 @@ def test_cli_exports_a_faq(faq, tmp_path):
     res = CliRunner().invoke(app, ["export", str(src), "--out", str(tmp_path / "o"),
                                    "--validation", str(val), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
-    report = json.loads(res.output)
+    report = json.loads(res.stdout)
     assert report["chosen"]["gate"]["metric"] == "answer accuracy" and report["chosen"]["passed"]
     res = CliRunner().invoke(app, ["eval", str(tmp_path / "o"), str(val), "--json"])
     assert res.exit_code == 0, res.output

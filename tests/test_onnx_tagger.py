@@ -124,7 +124,7 @@ def test_cli_exports_a_tagger(tagger, tmp_path):
     res = CliRunner().invoke(app, ["export", str(src), "--out", str(tmp_path / "o"),
                                    "--validation", str(val), "--json"])  # fmt: skip
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["chosen"]["gate"]["metric"] == "entity F1"
+    assert json.loads(res.stdout)["chosen"]["gate"]["metric"] == "entity F1"
     res = CliRunner().invoke(app, ["eval", str(tmp_path / "o"), str(val), "--json"])
     assert res.exit_code == 0, res.output
 

@@ -263,7 +263,7 @@ def saved_labels(folder: Path, config: Mapping[str, Any]) -> list[str]:
     Raises:
         ArtifactError: the labels are missing, not a list, or differ between the files.
     """
-    labels = config.get("labels")
+    labels = json_value(config, "labels", folder)
     if not isinstance(labels, list) or not labels:
         raise ArtifactError(f"{folder}/config.json: 'labels' must be a non-empty list")
     shown = [str(x) for x in labels]

@@ -370,8 +370,7 @@ def _define(meta: Any) -> Any:
         sa.Column("decision", sa.String(200)),
         sa.Column("reason", sa.Text),
         sa.Column("api_key_id", sa.String(200)),
-        # One row per (workflow, request, path): two workflows may get the same key (a
-        # ticket id). Ledgers made before 2026-12-04 also keep (request_id, path) unique.
+        # Two workflows may get the same key; ledgers before 2026-12-04 keep (request_id, path).
         sa.Index(_UNIQUE, "workflow", "request_id", "path", unique=True),
         sa.Index("ix_slmstack_ledger_day", "day"),
         sa.Index("ix_slmstack_ledger_workflow_day", "workflow", "day"),
