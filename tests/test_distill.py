@@ -123,12 +123,32 @@ def test_too_little_data_is_refused(tmp_path):
                 cache=TeacherCache(tmp_path / "c.jsonl"), identity="t", cost_of=cost_of)  # fmt: skip
 
 
+ROW = ('{"key": "k", "label": "a", "confidence": 1, "tokens_in": 1, "tokens_out": 1, '
+       '"cost_nano_usd": 1}')
+
+
 def test_a_damaged_cache_line_names_the_file_and_row(tmp_path):
     path = tmp_path / "labels.jsonl"
-    path.write_text('not json\n{"key": "k", "label": "a", "confidence": 1, "tokens_in": 1, '
-                    '"tokens_out": 1, "cost_nano_usd": 1}\n')  # fmt: skip
-    with pytest.raises(DataError, match=r"labels.jsonl:1: the teacher cache is damaged"):
+    path.write_text(ROW + "\nnot json\n" + ROW + "\n")
+    with pytest.raises(DataError, match=r"labels.jsonl:2: is damaged"):
         TeacherCache(path)
+    worded = ROW.replace('"confidence": 1', '"confidence": "high"')
+    path.write_text(ROW + "\n" + worded + "\n")
+    with pytest.raises(DataError, match=r"labels.jsonl:2: is damaged .*'confidence' must be"):
+        TeacherCache(path)
+    # a complete last line edited by hand is damage, not a torn write: never cut silently
+    quoted = ROW.replace('"label": "a"', "'label': 'a'")
+    path.write_text(ROW + "\n" + quoted + "\n")
+    with pytest.raises(DataError, match=r"labels.jsonl:2: is damaged"):
+        TeacherCache(path)
+
+
+def test_a_file_that_is_no_cache_is_refused_and_kept(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes about the run")  # no newline: it looks torn, but holds no label
+    with pytest.raises(DataError, match="notes.txt:1: is not a teacher cache"):
+        TeacherCache(notes)
+    assert notes.read_text() == "my notes about the run"
 
 
 def test_cli_distills_from_a_saved_llm_teacher(tmp_path):

@@ -3,7 +3,9 @@
 A JSONL file, one line per labelled text, keyed by the sha256 of the teacher's identity
 and the text. Lines are appended and flushed as each batch finishes, so an interrupted
 run loses at most the batch in flight and resumes where it stopped; a torn last line (a
-crash mid-write) is cut off and its text relabelled. The teacher's identity is its registered
+crash mid-write, with no newline after it) is cut off and its text relabelled; any other
+line that is not a cached label is an error that names it, and a file that holds none is
+never written to. The teacher's identity is its registered
 kind and parameters, so changing the teacher's model or prompt never reuses stale labels.
 """
 
@@ -58,6 +60,20 @@ def text_key(teacher: str, text: str) -> str:
     return hashlib.sha256(f"{teacher}\0{text}".encode()).hexdigest()
 
 
+def _row(obj: Any) -> TeacherLabel:
+    """A cache line as a label; ``TypeError``/``ValueError`` naming what is wrong."""
+    label = TeacherLabel(**obj)
+    if not isinstance(label.key, str) or not isinstance(label.label, str | None):
+        raise TypeError("'key' must be a string and 'label' a string or null")
+    if isinstance(label.confidence, bool) or not isinstance(label.confidence, int | float):
+        raise TypeError(f"'confidence' must be a number; got {label.confidence!r}")
+    for name in ("tokens_in", "tokens_out", "cost_nano_usd"):
+        value = getattr(label, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name!r} must be a whole number >= 0; got {value!r}")
+    return label
+
+
 class TeacherCache:
     """Append-only labels of one teacher, read back on resume."""
 
@@ -71,26 +87,29 @@ class TeacherCache:
         data = self.path.read_bytes()
         lines = data.split(b"\n")
         last = len(lines) if lines[-1].strip() else len(lines) - 1  # the last line with text
+        torn_tail = not data.endswith(b"\n")  # a write cut short leaves no newline
         offset = 0
         for i, line in enumerate(lines, start=1):
             start, offset = offset, offset + len(line) + 1
             if not line.strip():
                 continue
             try:
-                label = TeacherLabel(**json.loads(line.decode("utf-8")))
-            except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
-                if i == last:
+                label = _row(json.loads(line.decode("utf-8")))
+            except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as exc:
+                if i == last and torn_tail and (self._labels or line.startswith(b'{"key"')):
                     # A torn last line from an interrupted run: cut it off, so the next
                     # append starts on a line of its own, and relabel its text.
                     with self.path.open("r+b") as f:
                         f.truncate(start)
                     return
-                raise DataError(
-                    f"the teacher cache is damaged ({exc}); delete the line or the file "
-                    "(its labels will be bought again)",
-                    path=self.path,
-                    row=i,
-                ) from exc
+                what = (
+                    "is not a teacher cache (its first line is no cached label); pass "
+                    "another --cache, or move the file away"
+                    if not self._labels
+                    else f"is damaged ({exc}); correct or delete the line (its label will "
+                    "be bought again)"
+                )
+                raise DataError(what, path=self.path, row=i) from exc
             self._labels[label.key] = label
 
     def get(self, key: str) -> TeacherLabel | None:
