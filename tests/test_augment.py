@@ -109,6 +109,15 @@ def test_cli_writes_as_it_goes_and_an_interrupted_run_goes_on(tmp_path: Path):
     assert [r["text"] for r in rows if r["augmented_from"] is None] == [
         f"query number {i}" for i in range(4)
     ]
+    # the same data spelt another way is the same rows: nothing is bought again
+    respelt = CliRunner().invoke(app, ["augment", str(tmp_path / "." / data.name), *args[2:]])
+    assert json.loads(respelt.output)["already_done"] == 4, respelt.output
+    itself = CliRunner().invoke(app, ["augment", str(out), "--out", str(out), *args[4:]])
+    assert itself.exit_code == 2 and "is the data file itself" in itself.output
+    kept = out.read_text()
+    Scripted.calls = 2  # the next call fails: --force must not have emptied the file yet
+    failed = CliRunner().invoke(app, [*args, "--force"])
+    assert failed.exit_code != 0 and out.read_text() == kept
     bad = CliRunner().invoke(app, [*args, "--option", "no-equals-sign"])
     assert bad.exit_code == 2 and "is not key=value" in bad.output
     one_each = tmp_path / "one_each.csv"  # one example per label is what it is for

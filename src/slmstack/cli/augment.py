@@ -37,6 +37,30 @@ def _options(items: list[str] | None) -> dict[str, Any]:
 _ROW_KEYS = {"text", "label", "source", "augmented_from"}
 
 
+class _LazyFile:
+    """A text file opened (and, in mode ``w``, emptied) only when first written to."""
+
+    def __init__(self, path: Path, mode: str):
+        self.path, self.mode = path, mode
+        self._file: Any = None
+
+    def __enter__(self) -> _LazyFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def write(self, text: str) -> None:
+        if self._file is None:
+            self._file = self.path.open(self.mode, encoding="utf-8")
+        self._file.write(text)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+
 def _done(path: Path) -> set[str]:
     """The sources of the originals already written to ``path`` (to resume).
 
@@ -61,7 +85,7 @@ def _done(path: Path) -> set[str]:
                 path=path,
             )
         if row["augmented_from"] is None:
-            done.add(str(row.get("source")))
+            done.add(_same_file(str(row.get("source"))))
     if cut < len(raw):  # checked above to be this command's file: cut the torn line off
         if not done or not raw[cut:].startswith(b"{"):
             raise DataError(
@@ -72,6 +96,12 @@ def _done(path: Path) -> set[str]:
         with path.open("r+b") as f:
             f.truncate(cut)
     return done
+
+
+def _same_file(source: str) -> str:
+    """``FILE:LINE`` with FILE resolved: ``data.csv:3`` and ``./data.csv:3`` are one row."""
+    file, sep, line = source.rpartition(":")
+    return f"{Path(file).resolve()}:{line}" if sep and file else source
 
 
 @cli_command
@@ -112,12 +142,21 @@ def augment_command(
         data, text_column=text_column, label_column=label_column, validate=False
     )
     refuse_unusable_rows(examples, path=data)
+    if out_path.resolve() == data.resolve():
+        raise ConfigError(
+            f"--out {out_path} is the data file itself; the rewrites would replace the "
+            "examples. Pass another --out"
+        )
+    if not 0 <= temperature <= 2:
+        raise ConfigError(f"--temperature must be between 0 and 2; got {temperature}")
     done = _done(out_path) if out_path.exists() and not force else set()
-    todo = [ex for ex in examples if ex.source not in done]
+    todo = [ex for ex in examples if _same_file(str(ex.source)) not in done]
     backend = load_backend(model, runtime=runtime, **_options(option))
     counts: Counter[str] = Counter()
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with out_path.open("w" if force or not done else "a", encoding="utf-8") as f:
+    # The file is opened at the first row to write: a run that fails before it (a server
+    # that refuses) leaves --out as it was, even with --force.
+    with _LazyFile(out_path, "w" if force or not done else "a") as f:
         for ex, rewrites, dropped in augment(
             todo, backend, per_example, temperature=temperature, seed=seed
         ):
