@@ -63,3 +63,13 @@ def test_a_person_tier_needs_its_price(workflow, tmp_path):
                                  str(tmp_path / "val.csv"), "--target", "0.9"])  # fmt: skip
     assert result.exit_code == 2
     assert "--human-cost" in result.output
+
+
+def test_a_target_in_percent_is_refused_before_any_tier_is_measured(tmp_path):
+    from typer.testing import CliRunner
+
+    from slmstack.cli.app import app
+
+    res = CliRunner().invoke(app, ["tune", "cascade", str(tmp_path / "never-read.yaml"),
+                                   "--data", str(tmp_path / "v.csv"), "--target", "95"])  # fmt: skip
+    assert res.exit_code == 2 and "(for 95%, pass 0.95)" in " ".join(res.output.split())

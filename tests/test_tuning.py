@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -160,3 +162,40 @@ def test_the_measure_cache_knows_the_skill_it_measured_and_the_prices(tmp_path):
     before = (tmp_path / "tuning.json").read_text()
     measured(KeywordClassifier({"refund": 0.9}), cost_key="prices v2")
     assert (tmp_path / "tuning.json").read_text() != before  # other prices: a new entry
+
+
+def test_a_measure_cut_short_goes_on_where_it_stopped_and_a_damaged_cache_is_named(tmp_path):
+    from slmstack.errors import DataError
+    from slmstack.workflows import CascadeStep, EscalateStep, SkillStep, Workflow
+    from slmstack.workflows.tuning_measure import find_cascade, measure_tiers
+    from workflow_doubles import KeywordClassifier
+
+    class Flaky(KeywordClassifier):
+        seen: ClassVar[list[str]] = []
+        fail_at = 3
+
+        def predict(self, texts):
+            if len(Flaky.seen) >= Flaky.fail_at:
+                raise ConnectionError("the paid tier went away")
+            Flaky.seen.extend(texts)
+            return super().predict(texts)
+
+    wf = Workflow([CascadeStep([SkillStep("intent"), EscalateStep("unsure")], threshold=0.5)],
+                  skills={"intent": Flaky({"refund": 0.9})})  # fmt: skip
+    texts = [f"refund {i}" for i in range(6)]
+    cache = tmp_path / "tuning.json"
+
+    def measure():
+        return measure_tiers(wf, find_cascade(wf, None), texts, ["refund"] * 6,
+                             cost_of=lambda *a: 7, human_cost_nano_usd=10, cache=cache,
+                             batch_size=1)  # fmt: skip
+
+    with pytest.raises(ConnectionError):
+        measure()
+    Flaky.fail_at = 99
+    tiers = measure()
+    assert Flaky.seen == texts  # the three measured before the failure were not asked again
+    assert len(tiers[0].correct) == 6
+    cache.write_text('{"broken')
+    with pytest.raises(DataError, match="tuning.json: the tuning cache is damaged.*delete it"):
+        measure()

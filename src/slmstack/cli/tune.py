@@ -61,6 +61,9 @@ def cascade(
     from slmstack.workflows.tuning_measure import find_cascade, measure_tiers
 
     check_html_target(html_out)
+    if not 0.0 < target <= 1.0:  # before any tier is measured (and paid for)
+        hint = f" (for {target:g}%, pass {target / 100:g})" if 1 < target <= 100 else ""
+        raise ConfigError(f"--target must be in (0, 1]; got {target}{hint}")
     human = None if human_cost is None else _nano_usd(human_cost, "--human-cost")
     wf = load_workflow(workflow)
     step = find_cascade(wf, cascade_id)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from slmstack.errors import ConfigError
+from slmstack.errors import ConfigError, DataError
 from slmstack.types import Prediction
 from slmstack.workflows.base import Step
 from slmstack.workflows.engine import Workflow
@@ -126,38 +126,52 @@ def _measure_skill(
                     list(labels)], sort_keys=True, default=repr).encode()
     ).hexdigest()[:16]  # fmt: skip
     cached = _read_cache(cache, key)
-    if cached is not None:
+    if cached is not None and len(cached.correct) == len(texts):
         return cached
-    preds: list[Prediction] = []
-    seconds: list[float] = []
-    for start in range(0, len(texts), batch_size):
+    # A measure cut short (a paid tier that failed half-way) goes on where it stopped:
+    # each batch is written to the cache as it is measured.
+    done = 0 if cached is None else len(cached.correct)
+    correct: list[Any] = [] if cached is None else cached.correct.tolist()
+    confidence: list[Any] = [] if cached is None else cached.confidence.tolist()
+    abstained: list[Any] = [] if cached is None else cached.abstained.tolist()
+    cost: list[Any] = [] if cached is None else cached.cost_nano_usd.tolist()
+    for start in range(done, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
         began = time.perf_counter()
         got = skill.predict(chunk)
         per_item = (time.perf_counter() - began) / len(chunk)
-        preds.extend(got)
-        seconds.extend([per_item] * len(chunk))
-    measure = TierMeasure(
-        name,
-        np.array([p.label == gold for p, gold in zip(preds, labels, strict=True)]),
-        np.array([p.confidence for p in preds], dtype=float),
-        np.array([p.abstained is not None for p in preds]),
-        np.array([cost_of(name, p, s) for p, s in zip(preds, seconds, strict=True)],
-                 dtype=np.int64),
-    )  # fmt: skip
-    _write_cache(cache, key, measure)
-    return measure
+        for p, gold in zip(got, labels[start : start + len(chunk)], strict=True):
+            correct.append(p.label == gold)
+            confidence.append(p.confidence)
+            abstained.append(p.abstained is not None)
+            cost.append(cost_of(name, p, per_item))
+        measure = TierMeasure(name, np.array(correct, bool), np.array(confidence, float),
+                              np.array(abstained, bool), np.array(cost, np.int64))  # fmt: skip
+        _write_cache(cache, key, measure)
+    return TierMeasure(name, np.array(correct, bool), np.array(confidence, float),
+                       np.array(abstained, bool), np.array(cost, np.int64))  # fmt: skip
 
 
 def _read_cache(cache: Path | None, key: str) -> TierMeasure | None:
     if cache is None or not cache.is_file():
         return None
-    entry = json.loads(cache.read_text(encoding="utf-8")).get(key)
-    if entry is None:
-        return None
-    return TierMeasure(entry["name"], np.array(entry["correct"], bool),
-                       np.array(entry["confidence"], float), np.array(entry["abstained"], bool),
-                       np.array(entry["cost"], np.int64))  # fmt: skip
+    try:
+        entry = json.loads(cache.read_text(encoding="utf-8")).get(key)
+        if entry is None:
+            return None
+        measure = TierMeasure(entry["name"], np.array(entry["correct"], bool),
+                              np.array(entry["confidence"], float),
+                              np.array(entry["abstained"], bool),
+                              np.array(entry["cost"], np.int64))  # fmt: skip
+        if len({len(measure.correct), len(measure.confidence), len(measure.abstained),
+                len(measure.cost_nano_usd)}) != 1:  # fmt: skip
+            raise ValueError("its lists differ in length")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(
+            f"the tuning cache is damaged ({exc}); delete it (the tiers will be measured again)",
+            path=cache,
+        ) from None
+    return measure
 
 
 def _write_cache(cache: Path | None, key: str, m: TierMeasure) -> None:
