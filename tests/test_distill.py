@@ -198,3 +198,28 @@ def test_gold_seed_examples_join_the_teacher_labels(tmp_path):
             identity="t", cost_of=cost_of, labelled=[Example("lost my pin code", "pin"),
                                                      Example("pin blocked", "pin")])  # fmt: skip
     assert "pin" in clf.classes_
+
+
+class GarbageTeacher(KeywordTeacher):
+    """A teacher behind a broken server: every answer is unusable."""
+
+    def _predict(self, texts: Sequence[str]) -> list[Prediction]:
+        self.calls += 1
+        return [Prediction(abstained="invalid_output", usage=Usage(input_tokens=100))
+                for _ in texts]  # fmt: skip
+
+
+def test_abstentions_are_explained_and_bought_again_once_the_teacher_is_fixed(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    ident = teacher_id(KeywordTeacher.skill_name, {})
+    with pytest.raises(DataError, match=r"abstained: \d+ invalid_output.*labels.jsonl.*--retry"):
+        distill(GarbageTeacher().fit([]), student(), TEXTS, cache=TeacherCache(path),
+                identity=ident, cost_of=cost_of)  # fmt: skip
+    fixed = KeywordTeacher().fit([])
+    report = distill(fixed, student(), TEXTS, cache=TeacherCache(path), identity=ident,
+                     cost_of=cost_of, retry_abstained=True)  # fmt: skip
+    assert report.teacher_labels_bought == len(set(TEXTS)) and report.train_texts > 0
+    assert all(label.label for label in TeacherCache(path)._labels.values())
+    with pytest.raises(DataError, match=r"min_confidence must be in \[0, 1\]; got 2"):
+        distill(fixed, student(), TEXTS, cache=TeacherCache(path), identity=ident,
+                cost_of=cost_of, min_confidence=2)  # fmt: skip

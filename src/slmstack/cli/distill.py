@@ -22,6 +22,12 @@ def _read(
     from slmstack.data.readers import read_records
 
     records = read_records(path)
+    if gold_column and records and gold_column not in records[0].fields:
+        raise DataError(
+            f"no column {gold_column!r} for --gold-column; the file has "
+            f"{', '.join(map(repr, records[0].fields))}",
+            path=path,
+        )
     texts, gold = [], []
     for r in records:
         text = r.fields.get(text_column)
@@ -87,6 +93,10 @@ def distill_command(
     ] = None,
     machine: Annotated[str | None, typer.Option(help="The machine local models run on.")] = None,
     allow_pickle: Annotated[bool, typer.Option(help="Allow pickled base weights.")] = False,
+    retry_abstained: Annotated[
+        bool,
+        typer.Option(help="Buy again the cached labels the teacher abstained on (once fixed)."),
+    ] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing skill in --out.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -115,10 +125,18 @@ def distill_command(
         )
     from slmstack import registry
     from slmstack.cli.train_generic import parse_assignments
+    from slmstack.costs.report import money
     from slmstack.distill import TeacherCache, distill, teacher_id
     from slmstack.skills.base import load
     from slmstack.workflows.metering import Meter
 
+    if out_dir.resolve() == teacher.resolve():
+        raise ConfigError(
+            f"--out {out_dir} is the teacher's folder; the student would replace the teacher. "
+            "Pass another --out"
+        )
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ConfigError(f"--min-confidence must be in [0, 1]; got {min_confidence}")
     prepare_out(out_dir, force)
     cls = registry.skills.get(registry.skills.resolve_name(student or "TextClassifier"))
     params = parse_assignments(cls, tuple(sets or ()))
@@ -129,7 +147,8 @@ def distill_command(
                   prices=prices, machine=machine)  # fmt: skip
     identity = teacher_id(teacher_skill.skill_name, teacher_skill.get_params(),
                           teacher_skill.provenance_.data_sha256)  # fmt: skip
-    cache_path = cache or out_dir.with_name(out_dir.name + ".teacher-labels.jsonl")
+    folder = out_dir.resolve()  # "--out ." has no name of its own
+    cache_path = cache or folder.with_name(folder.name + ".teacher-labels.jsonl")
     seed_set = cls.read_training_data(labelled) if labelled is not None else []
     student_skill = cls(**params)
     report = distill(
@@ -137,6 +156,7 @@ def distill_command(
         cost_of=lambda p, s: meter.skill_cost(
             "teacher", p.usage.input_tokens, p.usage.output_tokens, s),
         gold=gold, held_out=held_out, min_confidence=min_confidence, labelled=seed_set,
+        retry_abstained=retry_abstained,
     )  # fmt: skip
     student_skill.save(out_dir)
     summary: dict[str, Any] = {"student": str(out_dir), "cache": str(cache_path),
@@ -151,8 +171,8 @@ def distill_command(
         out.print(f"gold accuracy: student {report.student_gold_accuracy:.4f}, teacher "
                   f"{report.teacher_gold_accuracy:.4f}")  # fmt: skip
     out.print(
-        f"teacher cost: ${report.teacher_cost_usd} (this run "
-        f"${report.teacher_cost_this_run_usd}, {report.teacher_labels_bought} labels bought; "
+        f"teacher cost: {money(report.teacher_cost_usd)} (this run "
+        f"{money(report.teacher_cost_this_run_usd)}, {report.teacher_labels_bought} labels bought; "
         f"prices {meter.prices.version})"
     )
 

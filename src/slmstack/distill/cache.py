@@ -116,9 +116,12 @@ class TeacherCache:
         """The cached label for ``key``, if any."""
         return self._labels.get(key)
 
-    def add(self, labels: Iterable[TeacherLabel]) -> None:
-        """Append ``labels`` and flush them to disk."""
-        batch = [label for label in labels if label.key not in self._labels]
+    def add(self, labels: Iterable[TeacherLabel], *, replace: bool = False) -> None:
+        """Append ``labels`` and flush them to disk.
+
+        ``replace``: over cached ones too (the last line of a key wins when read back).
+        """
+        batch = [label for label in labels if replace or label.key not in self._labels]
         if not batch:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ accurate both are against gold labels where the data has them, and what the teac
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -63,15 +64,25 @@ def label_with_teacher(
     identity: str,
     cost_of: CostOf,
     batch_size: int = 16,
+    retry_abstained: bool = False,
 ) -> tuple[list[TeacherLabel], int]:
-    """Labels of every text (cached ones reused) and how many this call bought."""
+    """Labels of every text (cached ones reused) and how many this call bought.
+
+    ``retry_abstained`` buys again the labels the teacher abstained on (a server that
+    answered garbage, since fixed); the new answer replaces the cached one.
+    """
     import time
 
     keys = [text_key(identity, t) for t in texts]
     first: dict[str, int] = {}
     for i, k in enumerate(keys):
         first.setdefault(k, i)
-    todo = [i for k, i in first.items() if cache.get(k) is None]  # each text bought once
+
+    def wanted(key: str) -> bool:
+        cached = cache.get(key)
+        return cached is None or (retry_abstained and cached.label is None)
+
+    todo = [i for k, i in first.items() if wanted(k)]  # each text bought once
     with progress() as bar:
         task = bar.add_task("teacher labels", total=len(first), completed=len(first) - len(todo))
         for start in range(0, len(todo), batch_size):
@@ -80,16 +91,19 @@ def label_with_teacher(
             preds = teacher.predict([texts[i] for i in chunk])
             per_item = (time.perf_counter() - began) / max(1, len(chunk))
             cache.add(
-                TeacherLabel(
-                    key=keys[i],
-                    label=p.label if p.abstained is None else None,
-                    confidence=float(p.confidence),
-                    tokens_in=p.usage.input_tokens,
-                    tokens_out=p.usage.output_tokens,
-                    cost_nano_usd=cost_of(p, per_item),
-                    abstained=p.abstained,
-                )
-                for i, p in zip(chunk, preds, strict=True)
+                (
+                    TeacherLabel(
+                        key=keys[i],
+                        label=p.label if p.abstained is None else None,
+                        confidence=float(p.confidence),
+                        tokens_in=p.usage.input_tokens,
+                        tokens_out=p.usage.output_tokens,
+                        cost_nano_usd=cost_of(p, per_item),
+                        abstained=p.abstained,
+                    )
+                    for i, p in zip(chunk, preds, strict=True)
+                ),
+                replace=retry_abstained,
             )
             bar.advance(task, len(chunk))
     labels = []
@@ -115,6 +129,7 @@ def distill(
     seed: int = 0,
     batch_size: int = 16,
     labelled: Sequence[Example] = (),
+    retry_abstained: bool = False,
 ) -> DistillReport:
     """Label ``texts`` with ``teacher``, train ``student`` on the labels, and measure it.
 
@@ -128,11 +143,14 @@ def distill(
         raise DataError(f"{len(gold)} gold labels for {len(texts)} texts")
     if not 0.0 < held_out < 1.0:
         raise DataError(f"held_out must be in (0, 1); got {held_out}")
+    if not 0.0 <= min_confidence <= 1.0:  # before any label is bought
+        raise DataError(f"min_confidence must be in [0, 1]; got {min_confidence}")
     unique = {text_key(identity, t) for t in texts}
     spent_before = sum((cache.get(k) or _ZERO).cost_nano_usd for k in unique)
     labels, bought = label_with_teacher(
-        teacher, texts, cache, identity=identity, cost_of=cost_of, batch_size=batch_size
-    )
+        teacher, texts, cache, identity=identity, cost_of=cost_of, batch_size=batch_size,
+        retry_abstained=retry_abstained,
+    )  # fmt: skip
     order = list(range(len(texts)))
     random.Random(seed).shuffle(order)
     n_held = max(1, round(held_out * len(texts)))
@@ -140,9 +158,14 @@ def distill(
     usable = [i for i in train if labels[i].label is not None]
     kept = [i for i in usable if labels[i].confidence >= min_confidence]
     if len({labels[i].label for i in kept}) < 2:
+        why = Counter(str(labels[i].abstained) for i in train if labels[i].label is None)
+        said = ", ".join(f"{n} {reason}" for reason, n in why.most_common())
         raise DataError(
             f"the teacher gave fewer than two distinct labels to the {len(kept)} usable "
-            "training texts; check the teacher or lower min_confidence"
+            f"training texts (of {len(train)}; abstained: {said or 'none'}"
+            + (f"; {len(usable) - len(kept)} below min_confidence" if min_confidence else "")
+            + f"). Check the teacher; its answers are cached in {cache.path}, and "
+            "--retry-abstained buys the abstained ones again once it is fixed"
         )
     student.fit([*labelled, *(Example(texts[i], str(labels[i].label)) for i in kept)])
     preds = student.predict([texts[i] for i in held])
