@@ -340,3 +340,10 @@ def test_phrase_support_rejects_recombined_words():
         "flash",
         "press",
     ]
+
+
+def test_support_is_measured_in_any_script():
+    from slmstack.skills._support import content_words
+
+    assert content_words("Откройте лоток 2 и извлеките лист") >= {"откройте", "лоток", "лист"}
+    assert content_words("紙詰まり: トレイを開く") != set()

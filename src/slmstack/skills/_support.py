@@ -33,7 +33,7 @@ import re
 from collections.abc import Iterable
 from itertools import pairwise
 
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")  # letters and digits of any script (Замятие, 紙詰まり)
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n")
 # Function words carry no content: a step is supported by what it *says*, not by "the".
 STOP = frozenset(

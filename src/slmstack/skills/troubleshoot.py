@@ -258,6 +258,9 @@ class Troubleshooter(Skill):
             warnings.append(
                 "no generated step was supported by its source; the answer quotes the "
                 f"passage '{chunks[n - 1].title}' of {chunks[n - 1].source} instead"
+                if kept
+                else "no generated step was supported by its source, and the best passage "
+                f"('{chunks[n - 1].title}' of {chunks[n - 1].source}) has no step to quote"
             )
         if not kept:
             return Prediction(
