@@ -110,3 +110,12 @@ def test_train_faq_and_troubleshoot_refuse_an_existing_skill_before_reading_data
     result = runner.invoke(app, [*args, "--runtime", "test-first-sentence"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["skill"] == "slmstack.Troubleshooter.v1"
+
+
+def test_train_troubleshoot_for_an_openai_server_needs_its_address(tmp_path):
+    docs = tmp_path / "m.md"
+    docs.write_text("# Paper jam\n\n1. Open tray 2.\n2. Pull the sheet out.\n")
+    res = runner.invoke(app, ["train", "troubleshoot", str(docs), "--out", str(tmp_path / "t"),
+                              "--generator", "gpt-4o-mini", "--runtime", "openai"])  # fmt: skip
+    assert res.exit_code == 2 and "--option base_url=" in res.output
+    assert not (tmp_path / "t").exists()

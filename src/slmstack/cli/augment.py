@@ -15,24 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from slmstack.cli.common import cli_command, out, print_json
+from slmstack.cli.common import cli_command, key_values, out, print_json
 from slmstack.errors import ConfigError, DataError
-
-
-def _options(items: list[str] | None) -> dict[str, Any]:
-    import yaml
-
-    options: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(
-                f"--option {item!r} is not key=value; write e.g. --option n_ctx=2048 or "
-                "--option base_url=http://127.0.0.1:8080/v1"
-            )
-        options[key.strip()] = yaml.safe_load(value)
-    return options
-
 
 _ROW_KEYS = {"text", "label", "source", "augmented_from"}
 
@@ -151,7 +135,7 @@ def augment_command(
         raise ConfigError(f"--temperature must be between 0 and 2; got {temperature}")
     done = _done(out_path) if out_path.exists() and not force else set()
     todo = [ex for ex in examples if _same_file(str(ex.source)) not in done]
-    backend = load_backend(model, runtime=runtime, **_options(option))
+    backend = load_backend(model, runtime=runtime, **key_values(option, "--option"))
     counts: Counter[str] = Counter()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # The file is opened at the first row to write: a run that fails before it (a server

@@ -13,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 from rich.console import Console
 from rich.text import Text
 
-from slmstack.errors import DataError
+from slmstack.errors import ConfigError, DataError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -86,3 +86,19 @@ def check_html_target(path: Path | None, option: str = "--html") -> None:
 def print_json(obj: Any) -> None:
     """Write JSON to stdout, unstyled, so it can be piped."""
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
+    """``key=value`` options (each value read as YAML: numbers, booleans, lists)."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"{flag} {item!r} is not key=value; write e.g. {flag} n_ctx=2048 or "
+                f"{flag} base_url=http://127.0.0.1:8080/v1"
+            )
+        options[key.strip()] = yaml.safe_load(value)
+    return options

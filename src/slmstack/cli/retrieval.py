@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from slmstack.cli.common import cli_command, out, prepare_out, print_json
-from slmstack.errors import DataError
+from slmstack.cli.common import cli_command, key_values, out, prepare_out, print_json
+from slmstack.errors import ConfigError, DataError
 
 
 def _read_pairs(path: Path, a_column: str, b_column: str) -> list[tuple[str, str]]:
@@ -153,6 +153,10 @@ def train_troubleshoot(
     max_tokens: Annotated[int, typer.Option(help="Generated tokens per answer.")] = 256,
     text_field: Annotated[str, typer.Option(help="Text field of JSONL tickets.")] = "text",
     title_field: Annotated[str, typer.Option(help="Title field of JSONL tickets.")] = "title",
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", help="A generator option, key=value (base_url=... for openai)."),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing skill in --out.")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -160,6 +164,12 @@ def train_troubleshoot(
     from slmstack.retrieval.chunking import read_documents
     from slmstack.skills.troubleshoot import Troubleshooter
 
+    options = key_values(option, "--option")
+    if runtime == "openai" and "base_url" not in options:
+        raise ConfigError(
+            "--runtime openai needs the server's address: pass --option "
+            "base_url=https://HOST/v1 (and --option api_key_env=VAR for its key)"
+        )
     prepare_out(out_dir, force)
     documents = read_documents(docs, text_field=text_field, title_field=title_field)
     skill = Troubleshooter(
@@ -171,6 +181,7 @@ def train_troubleshoot(
         min_support=min_support,
         max_chars=max_chars,
         max_tokens=max_tokens,
+        generator_options=options or None,
     ).fit(documents)
     skill.save(out_dir)
     summary = {
