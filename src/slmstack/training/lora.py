@@ -16,6 +16,7 @@ import math
 import shutil
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 
 from slmstack.artifacts import data_hash, library_versions, swap_in
 from slmstack.data.readers import read_records
-from slmstack.errors import ConfigError, DataError, MissingDependencyError
+from slmstack.errors import ConfigError, DataError, DataWarning, MissingDependencyError
 from slmstack.progress import progress
 from slmstack.training.adapters import write_adapter_meta
 
@@ -219,6 +220,14 @@ def train_lora(
     order = rng.permutation(len(encoded)).tolist()
     if val_pairs is None:
         n_val = int(len(encoded) * cfg.val_fraction) if len(encoded) >= 10 else 0
+        if n_val == 0 and cfg.val_fraction > 0:
+            warnings.warn(
+                f"{len(encoded)} pairs are too few to hold {cfg.val_fraction:.0%} out (under "
+                "10 pairs, or under one at that share): no validation, so the last epoch is "
+                "kept, not the best; add pairs or pass validation pairs",
+                DataWarning,
+                stacklevel=2,
+            )
         val = [encoded[i][:2] for i in order[:n_val]]
         train = [encoded[i][:2] for i in order[n_val:]]
     else:
