@@ -82,6 +82,14 @@ def test_invalid_structured_output_abstains_with_the_reason():
     assert pred.abstained == "invalid_output" and "invalid JSON" in pred.warnings[0]
 
 
+def test_a_record_off_the_schema_abstains_naming_what_is_wrong():
+    fake = FakeBackend(['{"issue": "broken jar", "sentiment": "furious"}'])
+    skill = Summarizer(model=fake, schema=SUPPORT_TICKET_SCHEMA).fit([])
+    pred = skill.predict(["text"])[0]
+    assert pred.abstained == "invalid_output" and pred.data == {}
+    assert "'product' is missing" in pred.warnings[0] and "'furious'" in pred.warnings[0]
+
+
 def test_summarises_outputs_of_earlier_skills():
     fake = FakeBackend(["The customer wants a refund."])
     outputs = {

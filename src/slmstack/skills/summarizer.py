@@ -43,6 +43,7 @@ from slmstack.data.readers import read_examples
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import ArtifactError, BackendError, ConfigError, DataError, NotStreamableError
 from slmstack.skills._copying import check_copy
+from slmstack.skills._record_check import record_problems
 from slmstack.skills._streaming import bounded_pieces
 from slmstack.skills._summary_lora import (
     check_lora_overrides,
@@ -268,6 +269,10 @@ class Summarizer(Skill):
             except BackendError as exc:
                 return Prediction(abstained="invalid_output", usage=_total(usages, start),
                                   warnings=(*warnings, str(exc)))  # fmt: skip
+            wrong = record_problems(self.schema, record)
+            if wrong:  # a server that ignores the schema; the record is not what was asked
+                return Prediction(abstained="invalid_output", usage=_total(usages, start),
+                                  warnings=(*warnings, "; ".join(wrong)))  # fmt: skip
             return Prediction(data=record, usage=_total(usages, start), warnings=tuple(warnings))
         summary = self._shorten(completion, request.max_tokens, warnings)
         check = check_copy(summary, body, limit=self.max_copied)

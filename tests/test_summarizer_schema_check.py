@@ -1,0 +1,20 @@
+"""A structured summary must be the record its schema asks for, or the skill abstains."""
+
+from __future__ import annotations
+
+from slmstack.skills._record_check import record_problems
+from slmstack.skills.summary_text import SUPPORT_TICKET_SCHEMA as SCHEMA
+
+GOOD = {"issue": "broken jar", "product": "blender", "sentiment": "negative",
+        "requested_action": "a refund"}  # fmt: skip
+
+
+def test_a_record_that_breaks_the_schema_is_named_for_what_it_breaks():
+    assert record_problems(SCHEMA, GOOD) == []
+    assert record_problems(SCHEMA, {"issue": "broken jar"}) == [
+        "'product' is missing", "'sentiment' is missing", "'requested_action' is missing"]  # fmt: skip
+    assert record_problems(SCHEMA, {**GOOD, "issue": 5, "sentiment": "furious"}) == [
+        "'issue' is a int, not string",
+        "'sentiment' is 'furious', not one of ['positive', 'neutral', 'negative']",
+    ]
+    assert record_problems(SCHEMA, [1, 2]) == ["the output is a list, not a JSON object"]
