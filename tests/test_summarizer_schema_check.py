@@ -18,3 +18,17 @@ def test_a_record_that_breaks_the_schema_is_named_for_what_it_breaks():
         "'sentiment' is 'furious', not one of ['positive', 'neutral', 'negative']",
     ]
     assert record_problems(SCHEMA, [1, 2]) == ["the output is a list, not a JSON object"]
+
+
+def test_demonstrations_leave_room_for_the_text():
+    from slmstack.skills.summary_text import cut_to_tokens, fit_shots
+
+    def words(text: str) -> int:
+        return len(text.split())
+
+    long = [("w " * 400, "s " * 10)] * 3  # 410 tokens each, in a 1,000-token window
+    kept, warning = fit_shots(words, long, 1000)
+    assert len(kept) == 1 and warning and "kept 1 of 3 demonstrations" in warning
+    assert fit_shots(words, long[:1], 1000) == (long[:1], None)
+    text, cut = cut_to_tokens(words, "w " * 800, 1000 - 410)
+    assert words(text) <= 590 and cut and "input truncated: 800 tokens" in cut

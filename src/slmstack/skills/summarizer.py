@@ -1,21 +1,17 @@
 """``Summarizer``: a bounded-length summary, or a structured record, from a small generator.
 
-Two modes:
+Free text (default): at most ``max_sentences`` sentences; the prompt asks for the bound
+and the output is cut to it (with a warning). Structured (``schema=...``): a JSON object
+filled under a JSON-schema constraint (:data:`SUPPORT_TICKET_SCHEMA`), checked against it
+(an off-schema record abstains ``invalid_output``), in ``Prediction.data``.
 
-* free text (default): at most ``max_sentences`` sentences. The prompt asks for the
-  bound and the output is cut to it (with a warning), so the bound always holds;
-* structured (``schema=...``): a JSON object filled under a JSON-schema constraint, for
-  example :data:`SUPPORT_TICKET_SCHEMA` ``{issue, product, sentiment, requested_action}``;
-  the record goes to ``Prediction.data``.
-
-By default ``fit`` trains nothing: it captures the configuration and keeps up to
-``few_shot`` (text, reference summary) pairs as in-context demonstrations. With
-``tune="lora"`` it trains a LoRA adapter on the pairs instead (:mod:`._summary_lora`,
-transformers runtime; ``lora={...}`` overrides the training settings). An adapter trained
-elsewhere (``slmstack train lora``) is attached with ``adapter=DIR``. Either way ``save``
-copies the adapter into the skill folder, where its files are hashed and verified on
-load like every other file. Inputs longer than ``max_input_tokens`` are cut and reported
-in ``Prediction.warnings``, never silently.
+By default ``fit`` trains nothing: it keeps up to ``few_shot`` (text, reference summary)
+pairs as in-context demonstrations (at most half the input window). With ``tune="lora"``
+it trains a LoRA adapter on the pairs instead (:mod:`._summary_lora`, transformers;
+``lora={...}`` overrides its settings); ``adapter=DIR`` attaches one trained elsewhere.
+``save`` copies the adapter into the skill folder, hashed and verified on load. Inputs
+longer than ``max_input_tokens`` (less the demonstrations) are cut and reported in
+``Prediction.warnings``, never silently.
 
 A summary that repeats its input is not a summary: a free-text summary that copies its
 input (:mod:`._copying`) is retried once with a stricter prompt (:mod:`.summary_text`),
@@ -27,6 +23,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -41,7 +38,14 @@ from slmstack.backends.base import (
 )
 from slmstack.data.readers import read_examples
 from slmstack.data.validation import drop_duplicates
-from slmstack.errors import ArtifactError, BackendError, ConfigError, DataError, NotStreamableError
+from slmstack.errors import (
+    ArtifactError,
+    BackendError,
+    ConfigError,
+    DataError,
+    DataWarning,
+    NotStreamableError,
+)
 from slmstack.skills._copying import check_copy
 from slmstack.skills._record_check import record_problems
 from slmstack.skills._streaming import bounded_pieces
@@ -57,6 +61,8 @@ from slmstack.skills.params import Check, Interval, runtime_check
 from slmstack.skills.summary_text import (
     SUPPORT_TICKET_SCHEMA,
     bound_sentences,
+    cut_to_tokens,
+    fit_shots,
     join_outputs,
     split_sentences,
     strict_shots,
@@ -206,6 +212,11 @@ class Summarizer(Skill):
             weakref.finalize(self, shutil.rmtree, self.adapter_, ignore_errors=True)
         self.backend_ = self._make_backend(self.adapter_)
         self.backend_.count_tokens("")  # every input is measured: fail now if it cannot count
+        self.shots_, dropped_shots = fit_shots(
+            self.backend_.count_tokens, self.shots_, self.max_input_tokens
+        )
+        if dropped_shots:
+            warnings.warn(dropped_shots, DataWarning, stacklevel=2)
         self.provenance_ = self._provenance(
             base=generator_record(self.model, self.runtime, self.backend_, self.adapter_,
                                   trained=self.tune == "lora"),
@@ -225,23 +236,14 @@ class Summarizer(Skill):
     def _budget(self) -> int:
         if self.max_tokens is not None:
             return self.max_tokens
-        if self.schema is not None:
-            return 48 * len(self.schema.get("properties", {})) + 16
-        return _TOKENS_PER_SENTENCE * self.max_sentences + 16
+        n = 48 * len(self.schema.get("properties", {})) if self.schema else None
+        return (n if n is not None else _TOKENS_PER_SENTENCE * self.max_sentences) + 16
 
     def _fit_input(self, text: str) -> tuple[str, str | None]:
-        """Cut ``text`` to ``max_input_tokens``; return it and a warning when cut."""
-        n = self.backend_.count_tokens(text)
-        if n <= self.max_input_tokens:
-            return text, None
-        cut = text
-        while self.backend_.count_tokens(cut) > self.max_input_tokens:
-            cut = cut[: int(len(cut) * 0.9 * self.max_input_tokens / n)]
-            n = self.backend_.count_tokens(cut)
-        return cut, (
-            f"input truncated: {self.backend_.count_tokens(text)} tokens, the limit is "
-            f"{self.max_input_tokens}; only the beginning was summarised"
-        )
+        """Cut ``text`` to the window the demonstrations leave; the text and a warning."""
+        count = self.backend_.count_tokens
+        room = self.max_input_tokens - sum(count(a) + count(b) for a, b in self.shots_)
+        return cut_to_tokens(count, text, room)
 
     def _request_schema(self) -> dict[str, Any] | None:
         if self.schema is None:

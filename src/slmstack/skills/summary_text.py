@@ -14,7 +14,7 @@ teach the format better.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from slmstack.backends.base import ChatMessage
@@ -23,6 +23,8 @@ from slmstack.types import Prediction
 __all__ = [
     "SUPPORT_TICKET_SCHEMA",
     "bound_sentences",
+    "cut_to_tokens",
+    "fit_shots",
     "join_outputs",
     "lora_pairs",
     "split_sentences",
@@ -150,3 +152,37 @@ def lora_pairs(
         system = head.content
         out.append((user.content, summary))
     return system, out
+
+
+def cut_to_tokens(count: Callable[[str], int], text: str, limit: int) -> tuple[str, str | None]:
+    """``text`` cut to ``limit`` tokens (by ``count``), and a warning when it was cut."""
+    n = total = count(text)
+    if n <= limit:
+        return text, None
+    cut = text
+    while n > limit:
+        cut = cut[: int(len(cut) * 0.9 * limit / n)]
+        n = count(cut)
+    return (
+        cut,
+        f"input truncated: {total} tokens, the limit is {limit}; only the beginning was summarised",
+    )
+
+
+def fit_shots(
+    count: Callable[[str], int], shots: list[tuple[str, str]], limit: int
+) -> tuple[list[tuple[str, str]], str | None]:
+    """Demonstrations that take at most half of ``limit`` tokens, and a warning if some went.
+
+    The demonstrations share the input window with the text: left whole, long ones would
+    overflow the model's context at the first call.
+    """
+    kept = list(shots)
+    while kept and sum(count(a) + count(b) for a, b in kept) > limit // 2:
+        kept.pop()
+    if len(kept) == len(shots):
+        return kept, None
+    return kept, (
+        f"kept {len(kept)} of {len(shots)} demonstrations: together they took more than half "
+        f"of the {limit}-token input window; give shorter ones, or fewer"
+    )
