@@ -104,6 +104,7 @@ def test_cli_writes_as_it_goes_and_an_interrupted_run_goes_on(tmp_path: Path):
     assert again.exit_code == 0, again.output
     summary = json.loads(again.output)
     assert summary["already_done"] == 2 and summary["examples"] == 2
+    assert "cost_usd" in summary and summary["prices"]  # every generation is costed
     assert summary["rewrites_kept"] == 2 and summary["dropped_copy"] == 2
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["text"] for r in rows if r["augmented_from"] is None] == [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -117,9 +118,12 @@ def augment_command(
     rewrites can change the intent.
     """
     from slmstack.backends import load_backend
+    from slmstack.costs.report import money, usd
     from slmstack.data.readers import read_examples
     from slmstack.data.validation import refuse_unusable_rows
     from slmstack.distill.augment import augment
+    from slmstack.types import Usage
+    from slmstack.workflows.metering import Meter
 
     # Empty texts and labels are refused; one example per label is fine (the point of it).
     examples = read_examples(
@@ -136,13 +140,22 @@ def augment_command(
     done = _done(out_path) if out_path.exists() and not force else set()
     todo = [ex for ex in examples if _same_file(str(ex.source)) not in done]
     backend = load_backend(model, runtime=runtime, **key_values(option, "--option"))
+    # Priced before the first call: an unpriced paid API is refused, as in a workflow.
+    meter = Meter("augment", skills={}, backends={"generator": backend})
     counts: Counter[str] = Counter()
+
+    def spent(usage: Usage, seconds: float) -> None:
+        counts["tokens_in"] += usage.input_tokens
+        counts["tokens_out"] += usage.output_tokens
+        cost = meter.backend_cost("generator", usage.input_tokens, usage.output_tokens, seconds)
+        counts["cost_nano_usd"] += cost
+
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # The file is opened at the first row to write: a run that fails before it (a server
     # that refuses) leaves --out as it was, even with --force.
     with _LazyFile(out_path, "w" if force or not done else "a") as f:
         for ex, rewrites, dropped in augment(
-            todo, backend, per_example, temperature=temperature, seed=seed
+            todo, backend, per_example, temperature=temperature, seed=seed, spent=spent
         ):
             rows = [{"text": ex.text, "label": ex.label, "source": ex.source,
                      "augmented_from": None}]  # fmt: skip
@@ -153,7 +166,9 @@ def augment_command(
             counts["examples"] += 1
             counts["rewrites_kept"] += len(rewrites)
             counts.update({f"dropped_{k}": v for k, v in dropped.items()})
+    cost = Decimal(counts.pop("cost_nano_usd", 0)).scaleb(-9)
     summary = {"out": str(out_path), "model": model, "already_done": len(examples) - len(todo),
+               "cost_usd": usd(cost), "prices": meter.prices.version,
                **dict(sorted(counts.items()))}  # fmt: skip
     if json_out:
         print_json(summary)
@@ -162,6 +177,11 @@ def augment_command(
         f"[green]wrote[/] {out_path}: {counts['examples']} examples, "
         f"{counts['rewrites_kept']} rewrites kept"
         + (f" ({len(examples) - len(todo)} examples were already there)" if done else "")
+    )
+    out.print(
+        f"generator: {counts['tokens_in']:,} tokens in, {counts['tokens_out']:,} out, "
+        f"{money(cost)} (prices {meter.prices.version})",
+        highlight=False,
     )
     drops = {k[8:]: v for k, v in counts.items() if k.startswith("dropped_")}
     if drops:

@@ -26,14 +26,15 @@ Example:
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from slmstack.backends import ChatMessage, CompletionRequest, parse_json_output
 from slmstack.backends.base import Backend
 from slmstack.errors import ConfigError
 from slmstack.progress import progress
-from slmstack.types import Example
+from slmstack.types import Example, Usage
 
 PROMPT = (
     "Rewrite the message below in {n} different ways. Each rewrite must ask for the same "
@@ -86,11 +87,11 @@ def keep_rewrites(
 
 def rewrite(
     backend: Backend, text: str, n: int, *, temperature: float = 0.7, seed: int = 0
-) -> list[object] | None:
-    """The generator's ``n`` rewrites of ``text``, unfiltered.
+) -> tuple[list[object] | None, Usage]:
+    """The generator's ``n`` rewrites of ``text``, unfiltered, and the call's usage.
 
-    ``None`` when the generation ran out of tokens before its JSON closed; any other
-    failure raises.
+    The rewrites are ``None`` when the generation ran out of tokens before its JSON
+    closed; any other failure raises.
     """
     request = CompletionRequest(
         [ChatMessage("user", PROMPT.format(n=n, text=text))],
@@ -104,11 +105,11 @@ def rewrite(
         try:
             data = json.loads(completion.text)
         except json.JSONDecodeError:
-            return None
+            return None, completion.usage
     else:
         data = parse_json_output(completion, request)
     rewrites = data.get("rewrites") if isinstance(data, dict) else None
-    return list(rewrites) if isinstance(rewrites, list) else []
+    return (list(rewrites) if isinstance(rewrites, list) else []), completion.usage
 
 
 def augment(
@@ -119,11 +120,13 @@ def augment(
     temperature: float = 0.7,
     seed: int = 0,
     max_ratio: float = 3.0,
+    spent: Callable[[Usage, float], None] | None = None,
 ) -> Iterator[tuple[Example, list[Example], dict[str, int]]]:
     """For each example, in order: the example, its kept rewrites as examples, the drops.
 
     A generator that fails raises (:class:`~slmstack.errors.BackendError`); what was
     yielded before stays with the caller, so a long run can be written as it goes.
+    ``spent(usage, seconds)`` is called after each generation, to cost it.
     """
     if isinstance(per_example, bool) or not isinstance(per_example, int) or per_example < 1:
         raise ConfigError(
@@ -133,7 +136,12 @@ def augment(
     with progress() as bar:
         task = bar.add_task("rewrite examples", total=len(examples), info="")
         for i, ex in enumerate(examples):
-            raw = rewrite(backend, ex.text, per_example, temperature=temperature, seed=seed + i)
+            began = time.perf_counter()
+            raw, usage = rewrite(
+                backend, ex.text, per_example, temperature=temperature, seed=seed + i
+            )
+            if spent is not None:
+                spent(usage, time.perf_counter() - began)
             kept, dropped = keep_rewrites(ex.text, raw or [], max_ratio=max_ratio)
             if raw is None:
                 dropped = {**dropped, "cut": 1}

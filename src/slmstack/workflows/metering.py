@@ -230,7 +230,13 @@ class Meter:
 
     def skill_cost(self, skill: str, tokens_in: int, tokens_out: int, seconds: float) -> int:
         """Nano-dollars of one call to ``skill``, priced as its ledger rows are."""
-        pricing = self._skills[skill]
+        return self._cost(self._skills[skill], tokens_in, tokens_out, seconds)
+
+    def backend_cost(self, name: str, tokens_in: int, tokens_out: int, seconds: float) -> int:
+        """Nano-dollars of one call to the backend ``name``, priced as its rows are."""
+        return self._cost(self._backends[name], tokens_in, tokens_out, seconds)
+
+    def _cost(self, pricing: _Pricing, tokens_in: int, tokens_out: int, seconds: float) -> int:
         if pricing.per_token:
             return to_nano(self.prices.token_cost(pricing.model, tokens_in, tokens_out))
         return to_nano(self.prices.compute_cost(pricing.machine or self.machine, seconds))
