@@ -91,7 +91,12 @@ def test_export_writes_training_data_the_trainer_reads(feedback, tmp_path):
     # the training data is never replaced, nor any file an export did not write
     with pytest.raises(DataError, match="is also --mix-with"):
         feedback.export(old, mix_with=old)
-    with pytest.raises(DataError, match="not an examples file this command wrote"):
+    with pytest.raises(DataError, match="is not a .jsonl file"):
         feedback.export(old)
     assert old.read_text() == "text,label\nwhere is my card,card\nmoney back,refund\n"
+    mine = tmp_path / "train.jsonl"  # training data looks like an export: text and label
+    mine.write_text('{"text": "my card is lost", "label": "card"}\n')
+    with pytest.raises(DataError, match="not an examples file this command wrote"):
+        feedback.export(mine)
+    assert mine.read_text() == '{"text": "my card is lost", "label": "card"}\n'
     assert feedback.export(out) == 2  # an earlier export is replaced, as asked

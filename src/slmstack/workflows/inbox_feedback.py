@@ -344,6 +344,12 @@ def _check_export_target(out: Path, mix_with: str | Path | None) -> None:
         raise DataError("is also --mix-with; write the examples to another file", path=out)
     if out.is_dir():
         raise DataError("is a folder; pass a file such as examples.jsonl", path=out)
+    if out.suffix.lower() not in (".jsonl", ".ndjson"):
+        raise DataError(
+            "is not a .jsonl file; the examples are written as JSON lines, which "
+            "`train classify` reads by that suffix. Pass a path such as examples.jsonl",
+            path=out,
+        )
     if out.is_file() and out.stat().st_size:
         with out.open("rb") as fh:
             first = fh.readline()
@@ -351,7 +357,10 @@ def _check_export_target(out: Path, mix_with: str | Path | None) -> None:
             row = json.loads(first)
         except ValueError:
             row = None
-        if not (isinstance(row, dict) and {"text", "label"} <= row.keys()):
+        # an export starts with a labelled packet; training data has text and label only
+        if not (
+            isinstance(row, dict) and {"text", "label", "packet_id", "labelled_by"} <= row.keys()
+        ):
             raise DataError(
                 "exists and is not an examples file this command wrote, so it is not "
                 "replaced; pass another --out",
