@@ -129,6 +129,14 @@ def test_two_agents_cannot_claim_one_packet_and_only_the_claimant_resolves(clien
     assert blocked.status_code == 409 and "claimed by &#39;ana&#39;" in blocked.text
     empty = client.post("/console/inbox/2/resolve", data={"note": " "}, headers=ANA)
     assert empty.status_code == 422 and "Resolution note" in empty.text
+    long = client.post("/console/inbox/2/resolve", data={"note": "sent", "label": "x" * 201},
+                       headers=ANA)  # fmt: skip
+    assert long.status_code == 422 and "label has 201 characters" in long.text
+    assert client.get("/v1/inbox/2", headers=ANA).json()["status"] == "claimed"  # not resolved
+    nul = client.post("/console/inbox/2/resolve", data={"note": "a\x00b"}, headers=ANA)
+    assert nul.status_code == 422 and "NUL" in nul.text
+    huge = client.get("/console/inbox/9223372036854775808", headers=ANA)
+    assert huge.status_code == 422  # not a 500 from SQLite
     done = client.post("/console/inbox/2/resolve", data={"note": "sent", "label": "card"},
                        headers=ANA, follow_redirects=False)  # fmt: skip
     assert done.headers["location"].startswith("/console/inbox/2?done=labelled")

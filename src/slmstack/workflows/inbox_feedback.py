@@ -99,11 +99,15 @@ def check_task(task: str) -> str:
     return task
 
 
-def _text(value: str, what: str, limit: int) -> str:
+NOTE_LIMIT = 100_000  # characters of a resolution note, over HTTP and in the console
+
+
+def check_text(value: str, what: str, limit: int) -> str:
+    """``value``, or a DataError: empty, longer than ``limit`` characters, or with a NUL."""
     if not value.strip():
         raise DataError(f"the {what} is empty; write something")
     if len(value) > limit:
-        raise DataError(f"the {what} has {len(value)} characters; keep it under {limit}")
+        raise DataError(f"the {what} has {len(value)} characters; keep it to {limit} at most")
     if "\x00" in value:
         raise DataError(f"the {what} holds a NUL character; remove it")
     return value
@@ -227,7 +231,7 @@ class InboxFeedback:
         import sqlalchemy as sa
 
         self.inbox.get(packet_id)  # raises for an unknown id
-        text = _text(text, "reply", 20_000)
+        text = check_text(text, "reply", 20_000)
         now = datetime.now(UTC)
         with self._engine.begin() as conn:
             result = conn.execute(
@@ -262,7 +266,7 @@ class InboxFeedback:
         import sqlalchemy as sa
 
         check_task(task)
-        label = _text(label, "label", 200).strip()
+        label = check_text(label, "label", 200).strip()
         packet = self.inbox.get(packet_id)
         now = datetime.now(UTC)
         t = self._examples
@@ -370,9 +374,11 @@ def _check_export_target(out: Path, mix_with: str | Path | None) -> None:
 
 __all__ = [
     "DEFAULT_TASK",
+    "NOTE_LIMIT",
     "InboxFeedback",
     "LabelledExample",
     "PacketPage",
     "Reply",
     "check_task",
+    "check_text",
 ]

@@ -30,7 +30,8 @@ from slmstack.serve.console.common import (
     router,
 )
 from slmstack.serve.console.render import page
-from slmstack.workflows.inbox_feedback import DEFAULT_TASK, check_task
+from slmstack.serve.routes.inbox import PacketId
+from slmstack.workflows.inbox_feedback import DEFAULT_TASK, NOTE_LIMIT, check_task, check_text
 
 STATUSES = ("open", "claimed", "resolved", "all")
 PER_PAGE = 25
@@ -63,7 +64,7 @@ def inbox_list(
     if status not in STATUSES:
         error = f"There is no status {status!r}; showing open packets. Pick one of the tabs."
         status = "open"
-    page_no = max(1, page_no)
+    page_no = min(max(1, page_no), 1_000_000)  # an offset SQLite can hold
     found = feedback.search(
         status=None if status == "all" else status,  # type: ignore[arg-type]
         workflow=workflow or None, query=q or None,
@@ -104,7 +105,7 @@ def _packet_page(
 
 
 @router.get("/inbox/{packet_id}", response_class=HTMLResponse)
-def packet_view(request: Request, packet_id: int) -> HTMLResponse:
+def packet_view(request: Request, packet_id: PacketId) -> HTMLResponse:
     """One packet: text, findings, why it escalated, the trace, replies, actions."""
     return _packet_page(request, packet_id)
 
@@ -152,7 +153,7 @@ def _need_inbox(request: Request) -> Any:
 
 
 @router.post("/inbox/{packet_id}/claim")
-async def claim(request: Request, packet_id: int) -> Response:
+async def claim(request: Request, packet_id: PacketId) -> Response:
     """Take an open packet; refused when someone has it already."""
 
     def action(form: dict[str, str], who: str) -> str:
@@ -169,7 +170,7 @@ async def claim(request: Request, packet_id: int) -> Response:
 
 
 @router.post("/inbox/{packet_id}/reply")
-async def reply(request: Request, packet_id: int) -> Response:
+async def reply(request: Request, packet_id: PacketId) -> Response:
     """Save a reply to the customer with the packet."""
 
     def action(form: dict[str, str], who: str) -> str:
@@ -181,7 +182,7 @@ async def reply(request: Request, packet_id: int) -> Response:
 
 
 @router.post("/inbox/{packet_id}/resolve")
-async def resolve(request: Request, packet_id: int) -> Response:
+async def resolve(request: Request, packet_id: PacketId) -> Response:
     """Close a packet with a note; with a label, save its text as a training example."""
 
     def action(form: dict[str, str], who: str) -> str:
@@ -191,6 +192,10 @@ async def resolve(request: Request, packet_id: int) -> Response:
             raise FormError("write what was done under “Resolution note”, then resolve")
         label = form.get("label", "").strip()
         task = check_task(form.get("task", DEFAULT_TASK) or DEFAULT_TASK)
+        # checked before the packet is closed: a refused label must not leave it resolved
+        check_text(note, "resolution note", NOTE_LIMIT)
+        if label:
+            check_text(label, "label", 200)
         try:
             inbox.resolve(packet_id, note, who=who)
         except InboxError:  # claimed by someone else; the API's `force` is for supervisors
@@ -208,7 +213,7 @@ async def resolve(request: Request, packet_id: int) -> Response:
 
 
 @router.post("/inbox/{packet_id}/label")
-async def label(request: Request, packet_id: int) -> Response:
+async def label(request: Request, packet_id: PacketId) -> Response:
     """Save (or replace) a packet's training label without changing its status."""
 
     def action(form: dict[str, str], who: str) -> str:

@@ -24,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from slmstack.errors import ConfigError, InboxError
 from slmstack.workflows.inbox import Inbox, Packet
+from slmstack.workflows.inbox_feedback import NOTE_LIMIT
 
 router = APIRouter(prefix="/v1/inbox", tags=["inbox"])
 
@@ -44,7 +45,7 @@ def _storable(value: str) -> str:
 
 
 Who = Annotated[str, Field(max_length=200), AfterValidator(_storable)]
-Note = Annotated[str, Field(max_length=100_000), AfterValidator(_storable)]
+Note = Annotated[str, Field(max_length=NOTE_LIMIT), AfterValidator(_storable)]
 PacketId = Annotated[int, Path(ge=1, le=_MAX_ID, description="The packet's id.")]
 
 
