@@ -222,3 +222,15 @@ def test_an_empty_note_and_a_limit_below_one_are_refused(tmp_path):
         inbox.list(limit=-1)
     with pytest.raises(InboxError, match="resolution note is empty"):
         inbox.resolve(1, "  ")
+
+
+def test_cli_shows_a_customers_text_as_written_never_as_markup(desk):
+    text = "charged twice [/] see [link=http://evil.example]click here[/link]"
+    assert cli("run", str(desk), text).exit_code == 0
+    at = ["--workflow", str(desk)]
+    res = cli("inbox", "show", "1", *at)
+    assert res.exit_code == 0, res.output
+    assert "[/]" in res.stdout and "[/link]" in res.stdout and "[link=" in res.stdout
+    blank = cli("inbox", "claim", "1", "--as", "  ", *at)
+    assert blank.exit_code == 2 and "--as name is empty" in blank.stderr
+    assert cli("inbox", "claim", "99999999999999999999", "--as", "ana", *at).exit_code == 2

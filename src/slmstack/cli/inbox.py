@@ -12,6 +12,7 @@ from rich.text import Text
 
 from slmstack.cli.common import cli_command, out, print_json
 from slmstack.errors import ConfigError, InboxError
+from slmstack.workflows.inbox_feedback import check_text
 
 if TYPE_CHECKING:
     from slmstack.workflows.inbox import Inbox
@@ -124,6 +125,7 @@ def show(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Everything about one packet: text, findings, why it escalated, the trace."""
+    _check_id(packet_id)
     p = _open(db, workflow).get(packet_id)
     if json_out:
         print_json(p.to_dict())
@@ -131,7 +133,10 @@ def show(
     table = Table(show_header=False, title=f"packet {p.id} ({p.status})")
     rows = {
         "text": p.text,
-        "intent": f"{p.intent} ({p.intent_confidence:.2f})" if p.intent else "",
+        "intent": p.intent
+        + (f" ({p.intent_confidence:.2f})" if p.intent_confidence is not None else "")
+        if p.intent
+        else "",
         "sentiment": p.sentiment or "",
         "entities": "; ".join(f"{e['label']}: {e['text']}" for e in p.entities),
         "summary": p.summary or "",
@@ -143,7 +148,7 @@ def show(
         "steps": " → ".join(f"{t['name']}" for t in p.trace),
     }
     for key, value in rows.items():
-        table.add_row(key, value)
+        table.add_row(key, Text(value))  # a customer's text is shown as written, never as markup
     out.print(table)
 
 
@@ -156,8 +161,9 @@ def claim(
     workflow: WorkflowOption = None,
 ) -> None:
     """Take an open packet."""
-    p = _open(db, workflow).claim(packet_id, who)
-    out.print(f"packet {p.id} claimed by {p.claimed_by}")
+    _check_id(packet_id)
+    p = _open(db, workflow).claim(packet_id, check_text(who, "--as name", 200).strip())
+    out.print(Text(f"packet {p.id} claimed by {p.claimed_by}"))
 
 
 @app.command("resolve")
@@ -173,5 +179,12 @@ def resolve(
     workflow: WorkflowOption = None,
 ) -> None:
     """Close a packet with a note."""
-    p = _open(db, workflow).resolve(packet_id, note, who=who, force=force)
-    out.print(f"packet {p.id} resolved")
+    _check_id(packet_id)
+    name = None if who is None else check_text(who, "--as name", 200).strip()
+    p = _open(db, workflow).resolve(packet_id, note, who=name, force=force)
+    out.print(Text(f"packet {p.id} resolved"))
+
+
+def _check_id(packet_id: int) -> None:
+    if not 1 <= packet_id <= 2**63 - 1:
+        raise ConfigError(f"packet {packet_id} cannot exist: ids run from 1 up; see `inbox list`")
