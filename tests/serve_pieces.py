@@ -45,10 +45,13 @@ def pieces_app(
     rate_per_minute: float | None = None,
     inbox: Any = None,
     clock: Callable[[], float] | None = None,
+    act_for_others: tuple[str, ...] = (),
 ) -> FastAPI:
     """An app with the inbox and metrics routers, a few stand-in routes and both middlewares."""
     app = FastAPI()
-    auth = None if keys is None else SimpleNamespace(public=public, rate_per_minute=rate_per_minute)
+    auth = None if keys is None else SimpleNamespace(
+        public=public, rate_per_minute=rate_per_minute, inbox_act_for_others=act_for_others
+    )  # fmt: skip
     app.state.serve = FakeState(keys=keys, config=SimpleNamespace(auth=auth), inbox=inbox)
 
     @app.get("/livez")

@@ -145,6 +145,22 @@ def test_inbox_routes_are_behind_the_keys(inbox):
     assert ok.status_code == 200
 
 
+def test_with_keys_a_key_acts_as_itself_unless_it_may_act_for_others(inbox):
+    keys = ApiKeys({"ana": KEY, "desk-tool": "t" * 32})
+    client = TestClient(pieces_app(keys=keys, inbox=inbox, act_for_others=("desk-tool",)))
+    ana = {"Authorization": f"Bearer {KEY}"}
+    spoof = client.post("/v1/inbox/1/claim", json={"who": "ben"}, headers=ana)
+    assert spoof.status_code == 403 and "acts as itself" in spoof.json()["detail"]
+    assert inbox.get(1).status == "open"
+    mine = client.post("/v1/inbox/1/claim", json={}, headers=ana)  # who: the key's name
+    assert mine.status_code == 200 and mine.json()["claimed_by"] == "ana"
+    forced = client.post("/v1/inbox/2/resolve", json={"note": "x", "force": True}, headers=ana)
+    assert forced.status_code == 403 and '"force": true' in forced.json()["detail"]
+    tool = {"Authorization": "Bearer " + "t" * 32}
+    for_ben = client.post("/v1/inbox/2/claim", json={"who": "ben"}, headers=tool)
+    assert for_ben.status_code == 200 and for_ben.json()["claimed_by"] == "ben"
+
+
 def test_openapi_documents_the_models_and_error_statuses():
     spec = pieces_app().openapi()
     claim = spec["paths"]["/v1/inbox/{packet_id}/claim"]["post"]

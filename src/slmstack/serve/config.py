@@ -123,6 +123,9 @@ class AuthConfig(_Section):
     rate_per_minute: int | None = Field(default=None, ge=1)  # per key; None: no rate limit
     # Where --workers N share the limits (see serve/rates.py); default: the ledger's database.
     rate_store: DatabaseUrl | None = None
+    # Keys that may claim or resolve inbox packets under another name, or with `force`
+    # (a helpdesk tool acting for its agents, a supervisor). Any other key acts as itself.
+    inbox_act_for_others: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _some_keys(self) -> AuthConfig:

@@ -91,10 +91,10 @@ class PacketList(BaseModel):
 
 
 class ClaimRequest(BaseModel):
-    """Who takes the packet."""
+    """Who takes the packet (with API keys: the key's name, unless the key acts for others)."""
 
     model_config = ConfigDict(extra="forbid")
-    who: Who
+    who: Who | None = None
 
 
 class ResolveRequest(BaseModel):
@@ -108,6 +108,9 @@ class ResolveRequest(BaseModel):
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such packet, or no inbox on this server."},
+}
+_ACTS_AS_ITSELF: dict[int | str, dict[str, Any]] = {
+    403: {"model": Problem, "description": "The key acts as itself: another `who`, or `force`."},
 }
 _CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": Problem, "description": "The packet's status does not allow this."},
@@ -133,6 +136,27 @@ def _existing(inbox: Inbox, packet_id: int) -> Packet:
         raise HTTPException(
             404, f"no packet with id {packet_id}; list them with GET /v1/inbox?status=all"
         ) from None
+
+
+def _acting(request: Request, who: str | None, force: bool) -> str | None:
+    """The name an inbox action is taken under.
+
+    With API keys, a key acts as its own name: ``who`` may only repeat it, and ``force``
+    is refused, unless the key is listed under ``auth.inbox_act_for_others``. Without
+    keys, ``who`` is taken as given.
+    """
+    key: str | None = getattr(request.state, "api_key", None)
+    config = request.app.state.serve.config
+    if key is None or config.auth is None or key in config.auth.inbox_act_for_others:
+        return who
+    if (who is not None and who != key) or force:
+        what = f'"who": {who!r}' if who is not None and who != key else '"force": true'
+        raise HTTPException(
+            403,
+            f"the key {key!r} acts as itself in the inbox, so {what} is refused; leave it "
+            "out, or list the key under `auth.inbox_act_for_others` in the serve config",
+        )
+    return key
 
 
 def _fields(packet: Packet) -> dict[str, Any]:
@@ -167,18 +191,27 @@ def show_packet(request: Request, packet_id: PacketId) -> PacketDetail:
     return _detail(_existing(_inbox(request), packet_id))
 
 
-@router.post("/{packet_id}/claim", summary="Claim a packet", responses=_ERRORS | _CONFLICT)
+@router.post(
+    "/{packet_id}/claim", summary="Claim a packet", responses=_ERRORS | _CONFLICT | _ACTS_AS_ITSELF
+)
 def claim_packet(request: Request, packet_id: PacketId, body: ClaimRequest) -> PacketDetail:
     """Take an open packet; 409 when it is claimed or resolved already."""
     inbox = _inbox(request)
+    who = _acting(request, body.who, False)
+    if who is None:
+        raise HTTPException(422, 'say who takes the packet: {"who": "NAME"}')
     _existing(inbox, packet_id)
     try:
-        return _detail(inbox.claim(packet_id, body.who))
+        return _detail(inbox.claim(packet_id, who))
     except ConfigError as exc:  # the one conditional UPDATE found it no longer open
         raise HTTPException(409, str(exc)) from None
 
 
-@router.post("/{packet_id}/resolve", summary="Resolve a packet", responses=_ERRORS | _CONFLICT)
+@router.post(
+    "/{packet_id}/resolve",
+    summary="Resolve a packet",
+    responses=_ERRORS | _CONFLICT | _ACTS_AS_ITSELF,
+)
 def resolve_packet(request: Request, packet_id: PacketId, body: ResolveRequest) -> PacketDetail:
     """Close an open or claimed packet with a note.
 
@@ -186,15 +219,16 @@ def resolve_packet(request: Request, packet_id: PacketId, body: ResolveRequest) 
     ``force`` is not set.
     """
     inbox = _inbox(request)
+    who = _acting(request, body.who, body.force)
     _existing(inbox, packet_id)
     try:
-        return _detail(inbox.resolve(packet_id, body.note, who=body.who, force=body.force))
+        return _detail(inbox.resolve(packet_id, body.note, who=who, force=body.force))
     except ConfigError as exc:  # resolved already
         raise HTTPException(409, str(exc)) from None
     except InboxError:  # claimed by someone else
         current = inbox.get(packet_id)
         raise HTTPException(
             409,
-            f"packet {packet_id} is claimed by {current.claimed_by!r}, not {body.who!r}; "
+            f"packet {packet_id} is claimed by {current.claimed_by!r}, not {who!r}; "
             'resolve it anyway with "force": true, or leave it to them',
         ) from None
