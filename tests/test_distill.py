@@ -219,6 +219,8 @@ def test_abstentions_are_explained_and_bought_again_once_the_teacher_is_fixed(tm
     report = distill(fixed, student(), TEXTS, cache=TeacherCache(path), identity=ident,
                      cost_of=cost_of, retry_abstained=True)  # fmt: skip
     assert report.teacher_labels_bought == len(set(TEXTS)) and report.train_texts > 0
+    # the failed first attempt was paid for too: the total keeps it
+    assert report.teacher_cost_usd > report.teacher_cost_this_run_usd > 0
     assert all(label.label for label in TeacherCache(path)._labels.values())
     with pytest.raises(DataError, match=r"min_confidence must be in \[0, 1\]; got 2"):
         distill(fixed, student(), TEXTS, cache=TeacherCache(path), identity=ident,

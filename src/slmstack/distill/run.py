@@ -56,6 +56,11 @@ class DistillReport:
         return out
 
 
+def _paid(cache: TeacherCache, key: str) -> int:
+    cached = cache.get(key)
+    return 0 if cached is None else cached.cost_nano_usd
+
+
 def label_with_teacher(
     teacher: Skill,
     texts: Sequence[str],
@@ -98,7 +103,8 @@ def label_with_teacher(
                         confidence=float(p.confidence),
                         tokens_in=p.usage.input_tokens,
                         tokens_out=p.usage.output_tokens,
-                        cost_nano_usd=cost_of(p, per_item),
+                        # a label bought again keeps the cost of the attempt it replaces
+                        cost_nano_usd=cost_of(p, per_item) + _paid(cache, keys[i]),
                         abstained=p.abstained,
                     )
                     for i, p in zip(chunk, preds, strict=True)
