@@ -116,6 +116,13 @@ def test_forms_need_the_csrf_token_from_a_browser(client):
     )
 
 
+def test_a_proxy_that_rewrites_the_host_is_named_as_the_cause(client):
+    _, token = sign_in(client)
+    behind = client.post("/console/inbox/1/claim", data={"csrf": token},
+                         headers={"origin": "https://desk.example.com"})  # fmt: skip
+    assert behind.status_code == 403 and "proxy_set_header Host $host" in behind.text
+
+
 def test_two_agents_cannot_claim_one_packet_and_only_the_claimant_resolves(client):
     BEN = {"Authorization": f"Bearer {BEN_KEY}"}
     assert (
@@ -135,6 +142,9 @@ def test_two_agents_cannot_claim_one_packet_and_only_the_claimant_resolves(clien
     assert client.get("/v1/inbox/2", headers=ANA).json()["status"] == "claimed"  # not resolved
     nul = client.post("/console/inbox/2/resolve", data={"note": "a\x00b"}, headers=ANA)
     assert nul.status_code == 422 and "NUL" in nul.text
+    latin = client.post("/console/inbox/2/resolve", content=b"note=caf%E9",
+                        headers={**ANA, "content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert latin.status_code == 400 and "not UTF-8" in latin.text
     huge = client.get("/console/inbox/9223372036854775808", headers=ANA)
     assert huge.status_code == 422  # not a 500 from SQLite
     done = client.post("/console/inbox/2/resolve", data={"note": "sent", "label": "card"},

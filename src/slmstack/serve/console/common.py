@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 
 from slmstack.errors import DataError
-from slmstack.serve.console.gate import CSRF_FIELD, csrf_ok
+from slmstack.serve.console.gate import CSRF_FIELD, csrf_ok, origin_problem
 
 if TYPE_CHECKING:
     from slmstack.workflows.inbox import Inbox
@@ -41,16 +41,23 @@ async def read_form(request: Request) -> dict[str, str]:
             f"the form holds {len(body):,} bytes, more than {MAX_FORM_BYTES:,}; shorten the text",
             413,
         )
-    pairs = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    try:  # strict: a replaced byte would end up in a note or a training label
+        pairs = parse_qs(body.decode("ascii"), keep_blank_values=True, errors="strict")  # %E9
+    except (UnicodeDecodeError, ValueError):
+        raise FormError(
+            "the form is not UTF-8 text; send it from the console's page", 400
+        ) from None
     form = {key: values[0] for key, values in pairs.items()}
     if getattr(request.state, "console_browser", True) and not csrf_ok(
         request.scope, form.get(CSRF_FIELD)
     ):
+        why = origin_problem(request.scope)
         raise FormError(
+            f"the form was refused: {why}" if why else
             "this form had expired (or was sent from another site); reload the page and "
             "send it again",
             403,
-        )
+        )  # fmt: skip
     return form
 
 

@@ -87,6 +87,18 @@ def same_origin(scope: Scope) -> bool:
     return origin.partition("://")[2].rstrip("/") == host
 
 
+def origin_problem(scope: Scope) -> str | None:
+    """Why the request's ``Origin`` is not its ``Host``, in words, when it is not."""
+    if same_origin(scope):
+        return None
+    origin, host = _header(scope, b"origin"), _header(scope, b"host") or "?"
+    return (
+        f"the page came from {origin} but this server was reached as {host}; if a proxy "
+        "stands in front of it, have it pass the browser's Host header through (nginx: "
+        "proxy_set_header Host $host)"
+    )
+
+
 def csrf_ok(scope: Scope, submitted: str | None) -> bool:
     """Whether a form's CSRF token matches the request's cookie, from this origin."""
     expected = cookies(scope).get(CSRF_COOKIE, "")
@@ -192,8 +204,10 @@ class ConsoleGate:
             await _refuse(scope, send, token, refusal, next_path=where)
             return
         if not csrf_ok(scope, form.get(CSRF_FIELD)):
+            why = origin_problem(scope)
             await _refuse(
                 scope, send, token,
+                f"Sign-in refused: {why}." if why else
                 "The sign-in form had expired (or came from another site). Sign in again "
                 "from this page.", status=403, next_path=where,
             )  # fmt: skip
