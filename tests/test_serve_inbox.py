@@ -172,3 +172,9 @@ def test_openapi_documents_the_models_and_error_statuses():
     status = next(p for p in listing["parameters"] if p["name"] == "status")
     assert status["schema"]["enum"] == ["open", "claimed", "resolved", "all"]
     assert "trace" not in spec["components"]["schemas"]["PacketSummary"]["properties"]
+
+
+def test_the_list_pages_by_the_last_id_seen(client):
+    first = client.get("/v1/inbox", params={"limit": 1}).json()["packets"]
+    then = client.get("/v1/inbox", params={"limit": 1, "after": first[-1]["id"]}).json()
+    assert then["packets"] and then["packets"][0]["id"] > first[-1]["id"]

@@ -71,6 +71,9 @@ def list_packets(
     status: Annotated[str | None, typer.Option(help="open, claimed or resolved.")] = "open",
     all_: Annotated[bool, typer.Option("--all", help="Every status.")] = False,
     limit: Annotated[int, typer.Option()] = 50,
+    after: Annotated[
+        int, typer.Option(min=0, help="Only ids above this (the last id of a page, to page).")
+    ] = 0,
     db: DbOption = None,
     workflow: WorkflowOption = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
@@ -81,7 +84,8 @@ def list_packets(
     if not all_ and status not in ("open", "claimed", "resolved"):
         raise ConfigError(f"--status must be open, claimed or resolved; got {status!r}")
     inbox = _open(db, workflow)
-    packets = inbox.list(status=None if all_ else status, limit=limit)  # type: ignore[arg-type]
+    wanted = None if all_ else status
+    packets = inbox.list(status=wanted, limit=limit, after=after)  # type: ignore[arg-type]
     if json_out:
         print_json([{k: v for k, v in p.to_dict().items() if k != "trace"} for p in packets])
         return

@@ -10,81 +10,19 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from slmstack.errors import ConfigError, InboxError, MissingDependencyError
 from slmstack.sqlite_files import make_folder, use_wal
-
-PacketStatus = Literal["open", "claimed", "resolved"]
-_ENV = "SLMSTACK_INBOX_URL"
-_DEFAULT = "sqlite:///slmstack-inbox.db"
-
-
-def default_url() -> str:
-    """``$SLMSTACK_INBOX_URL``, else ``sqlite:///slmstack-inbox.db`` in the working folder."""
-    return os.environ.get(_ENV) or _DEFAULT
-
-
-def shown_url(url: str) -> str:
-    """``url`` with its password masked, for messages and terminal output."""
-    try:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-    except ImportError:
-        return url
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:  # not a URL at all: Inbox() reports that, not the printer
-        return url
-
-
-@dataclass(frozen=True)
-class Packet:
-    """What a human needs to take over a request without asking the customer again.
-
-    Attributes:
-        workflow: the workflow that escalated.
-        text: the original text.
-        reason: the escalation step's reason (``"complaint"``).
-        why: the decision behind it (``"intent confidence 0.41 < threshold 0.55"``).
-        intent, intent_confidence, sentiment, entities, summary: what the skills found.
-        trace: the run's trace (JSON).
-        key: idempotency key; a second packet with the same key is not stored.
-        id, status, created_at, claimed_by, claimed_at, resolved_at, resolution: queue state.
-    """
-
-    workflow: str
-    text: str
-    reason: str
-    why: str
-    intent: str | None = None
-    intent_confidence: float | None = None
-    sentiment: str | None = None
-    entities: tuple[dict[str, str], ...] = ()
-    summary: str | None = None
-    trace: list[dict[str, Any]] = field(default_factory=list)
-    key: str | None = None
-    id: int | None = None
-    status: PacketStatus = "open"
-    created_at: datetime | None = None
-    claimed_by: str | None = None
-    claimed_at: datetime | None = None
-    resolved_at: datetime | None = None
-    resolution: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON view."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["entities"] = list(self.entities)
-        for key in ("created_at", "claimed_at", "resolved_at"):
-            if out[key] is not None:
-                out[key] = out[key].isoformat()
-        return out
+from slmstack.workflows.packet import (  # re-exported: their home was this module
+    Packet,
+    PacketStatus,
+    default_url,
+    shown_url,
+)
 
 
 class Inbox:
@@ -284,14 +222,19 @@ class Inbox:
                 data[key] = data[key].replace(tzinfo=UTC)
         return Packet(**data)
 
-    def list(self, *, status: PacketStatus | None = None, limit: int = 50) -> list[Packet]:
-        """Packets, oldest first, optionally of one status; at most ``limit`` (≥ 1)."""
+    def list(
+        self, *, status: PacketStatus | None = None, limit: int = 50, after: int = 0
+    ) -> list[Packet]:
+        """Packets, oldest first, optionally of one status; at most ``limit`` (≥ 1).
+
+        ``after``: only ids above it. To page, pass the last id of the page before.
+        """
         import sqlalchemy as sa
 
         if limit < 1:
             raise InboxError(f"limit must be at least 1; got {limit}")
-
-        query = sa.select(self._table).order_by(self._table.c.id).limit(limit)
+        t = self._table
+        query = sa.select(t).where(t.c.id > after).order_by(t.c.id).limit(limit)
         if status is not None:
             query = query.where(self._table.c.status == status)
         with self._engine.connect() as conn:
@@ -398,3 +341,6 @@ def _check_exists(file: Path) -> None:
             f"inbox {file} {what}; check the path (nothing has escalated to it yet if it is "
             "right), or pass --workflow FILE to read the inbox that workflow writes to"
         )
+
+
+__all__ = ["Inbox", "Packet", "PacketStatus", "default_url", "shown_url"]

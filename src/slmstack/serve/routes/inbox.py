@@ -174,11 +174,17 @@ def list_packets(
         Literal["open", "claimed", "resolved", "all"], Query(description="A status, or all.")
     ] = "open",
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 50,
+    after: Annotated[
+        int, Query(ge=0, le=_MAX_ID, description="Only ids above this: the last id of a page.")
+    ] = 0,
 ) -> PacketList:
-    """Packets oldest first, open ones unless ``status`` says otherwise; no traces."""
+    """Packets oldest first, open ones unless ``status`` says otherwise; no traces.
+
+    To page, pass the last id of the page before as ``after``.
+    """
     inbox = _inbox(request)
     wanted = None if status == "all" else status
-    packets = inbox.list(status=wanted, limit=limit)
+    packets = inbox.list(status=wanted, limit=limit, after=after)
     return PacketList(
         packets=[PacketSummary.model_validate(_fields(p)) for p in packets],
         total=inbox.count(status=wanted),
