@@ -261,6 +261,12 @@ def test_local_job_writes_every_row_once_and_resumes(job, tmp_path):
     with pytest.raises(DataError, match="one of the input files"):
         run_job(wf, data.parent, data.parent / "in.jsonl", restart=True)
     assert data.read_bytes() == before
+    # an output the next run would read as input: refused on the first run already
+    with pytest.raises(DataError, match="inside the input folder or glob"):
+        run_job(wf, data.parent, data.parent / "new-out.jsonl")
+    with pytest.raises(DataError, match="inside the input folder or glob"):
+        run_job(wf, str(data.parent / "*"), data.parent / "new-out.jsonl")
+    assert not (data.parent / "new-out.jsonl").exists()
 
 
 def _batch_cli(wf: Path, data: Path, out: Path, *extra: str) -> list[str]:

@@ -129,10 +129,13 @@ def run_job(
     runner = make(workers=workers, address=ray_address)
     output = Path(output_path)
     errors = Path(errors_path) if errors_path is not None else errors_path_for(output)
-    if any(f.resolve() in (output.resolve(), errors.resolve()) for f, _ in input_files(input_path)):
+    if _reads_itself(input_path, (output, errors)) or any(
+        f.resolve() in (output.resolve(), errors.resolve()) for f, _ in input_files(input_path)
+    ):
         raise DataError(
-            "the output (or errors) file is one of the input files; pass another --output, "
-            "so that the input is never overwritten",
+            "the output (or errors) file is one of the input files, or would be on the next "
+            "run (inside the input folder or glob); pass an --output outside the input, so "
+            "that the input is never overwritten and the job can resume",
             path=output,
         )
     rows = read_rows(input_path, text_field)
@@ -194,6 +197,20 @@ def _files_packets(steps: Iterable[Step], blocks: Iterable[Iterable[Step]]) -> b
         if isinstance(step, EscalateStep) and step.to == "human":
             return True
         todo.extend(step.children())
+    return False
+
+
+def _reads_itself(source: str | Path, outputs: tuple[Path, ...]) -> bool:
+    """Whether an output lies inside the input folder or matches the input glob."""
+    import fnmatch
+
+    text = str(source)
+    if Path(text).is_dir():
+        folder = Path(text).resolve()
+        return any(folder in out.resolve().parents for out in outputs)
+    if set("*?[") & set(text):
+        pattern = str(Path(text).absolute())
+        return any(fnmatch.fnmatch(str(out.absolute()), pattern) for out in outputs)
     return False
 
 

@@ -9,9 +9,10 @@ dies and runs its batch again (Ray Data's defaults for actor pools: ``max_restar
 ``max_task_retries=-1``); the rows are keyed, so the batch files nothing twice.
 
 Ray is imported only here, when the engine starts: ``pip install slmstack`` stays light.
-Without ``--ray-address`` the engine starts a Ray instance for this job, bound to
-127.0.0.1 with no dashboard (Ray's dashboard and job API run code for whoever can reach
-them), and stops it at the end. With an address it connects to that cluster: every node
+Without ``--ray-address`` the engine starts a Ray instance for this job with no dashboard
+(Ray's dashboard and job API run code for whoever can reach them; its GCS and raylet
+still listen widely, see the README's "Securing a Ray cluster"), and stops it at the end.
+With an address it connects to that cluster: every node
 then needs slmstack installed and the workflow file, its skill folders and its SQLite
 inbox and ledger at the same paths (a shared file system), or a PostgreSQL inbox and
 ledger that every node can reach.
@@ -29,6 +30,7 @@ from slmstack.batchjob.inputs import Row
 from slmstack.batchjob.runner import JobSpec, RowRunner
 from slmstack.batchjob.sink import Outcome
 from slmstack.errors import ConfigError, MissingDependencyError, SlmstackError
+from slmstack.ray_address import check_ray_address
 
 
 class _WorkflowActor:
@@ -91,7 +93,7 @@ class RayEngine:
     Args:
         workers: actors in the pool, each with its own copy of the models.
         address: a Ray cluster (``ray://HOST:10001`` or ``HOST:6379``); ``None`` starts a
-            local instance on 127.0.0.1 for the job. A Ray instance already started in
+            local instance for the job. A Ray instance already started in
             this process (``ray.init``) is used as it is.
 
     Each actor reserves ``spec.threads`` CPUs (one when unset), the torch threads it runs.
@@ -149,13 +151,14 @@ class RayEngine:
             return False
         quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
         if self.address is not None:
+            check_ray_address(self.address)
             ray.init(address=self.address, **quiet)
         else:
             cpus = max(os.cpu_count() or 1, self.workers * cpus_per_worker)
             ray.init(
                 num_cpus=cpus,
                 include_dashboard=False,
-                _node_ip_address="127.0.0.1",  # loopback only: see the module docstring
+                _node_ip_address="127.0.0.1",  # Ray still binds GCS and raylet widely (README)
                 **quiet,
             )
         return True

@@ -22,8 +22,9 @@ and the server's usual JSON 429. The ingress's own per-target queue (``limits.qu
 sheds as the local server does.
 
 Ray is imported only when this engine starts, so ``pip install slmstack`` stays light.
-Without ``--ray-address`` a Ray instance is started for the server, bound to 127.0.0.1,
-with no dashboard: Ray's dashboard and job API run code for whoever can reach them. With
+Without ``--ray-address`` a Ray instance is started for the server with no dashboard:
+Ray's dashboard and job API run code for whoever can reach them (its GCS and raylet still
+listen widely; see the README's "Securing a Ray cluster"). With
 an address the application joins that cluster (every node then needs slmstack, the skill
 folders and the config's files at the same paths).
 
@@ -43,6 +44,7 @@ from types import FrameType
 from typing import Any
 
 from slmstack.errors import ConfigError, MissingDependencyError
+from slmstack.ray_address import check_ray_address
 from slmstack.serve.auth import ApiKeys
 from slmstack.serve.config import ServeConfig, load_config
 from slmstack.serve.ray_config import DeploymentSettings
@@ -137,7 +139,7 @@ def _settings(
 
 
 def connect(address: str | None = None) -> bool:
-    """Join the Ray cluster at ``address``, or start a loopback-only one; whether started.
+    """Join the Ray cluster at ``address``, or start a local one; whether started.
 
     A Ray instance already initialised in this process is used as it is.
     """
@@ -146,11 +148,12 @@ def connect(address: str | None = None) -> bool:
         return False
     quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
     if address is not None:
+        check_ray_address(address)
         ray.init(address=address, **quiet)
     else:
         ray.init(
             include_dashboard=False,  # the dashboard runs jobs (code) for anyone who reaches it
-            _node_ip_address="127.0.0.1",  # loopback only: see the module docstring
+            _node_ip_address="127.0.0.1",  # Ray still binds GCS and raylet widely (README)
             **quiet,
         )
     return True
@@ -200,7 +203,7 @@ def serve_on_ray(
         config: the validated serve config, or its YAML file.
         host: the interface Ray Serve's HTTP proxy listens on.
         port: its port.
-        address: a Ray cluster to join; ``None`` starts a local, loopback-only Ray.
+        address: a Ray cluster to join; ``None`` starts a local Ray.
         runtime_env: Ray's runtime environment of every replica.
 
     On a signal the application is deleted (replicas drain within

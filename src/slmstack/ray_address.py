@@ -1,0 +1,40 @@
+"""A Ray cluster address, checked before Ray is asked to join it (Ray waits minutes)."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+from slmstack.errors import ConfigError
+
+_HOST_PORT = re.compile(r"^(?:ray://)?(?P<host>[^:/\s]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+
+
+def check_ray_address(address: str, *, timeout_s: float = 3.0) -> None:
+    """Refuse a malformed address, and a ``HOST:PORT`` nothing answers on in ``timeout_s``.
+
+    Accepted: ``auto``, ``HOST:PORT`` and ``ray://HOST:PORT``.
+
+    Raises:
+        ConfigError: naming the address and the fix.
+    """
+    if address == "auto":
+        return
+    found = _HOST_PORT.match(address)
+    if found is None or not 0 < int(found["port"]) < 65536:
+        raise ConfigError(
+            f"--ray-address {address!r} is not a Ray address: pass HOST:PORT (the head's GCS "
+            "port, 6379 by default), ray://HOST:10001 (Ray Client), or auto"
+        )
+    if address.startswith("ray://"):
+        return  # Ray Client gives up on its own after 30 s, with its own message
+    host = found["host"].strip("[]")
+    try:
+        with socket.create_connection((host, int(found["port"])), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); check the "
+            "address and that the head node runs (`ray status` there), or leave out "
+            "--ray-address to start a local Ray"
+        ) from None
