@@ -171,6 +171,12 @@ def test_cli_distills_from_a_saved_llm_teacher(tmp_path):
     teacher.save(tmp_path / "teacher")
     rows = ["text,gold"] + [f"{t},{g}" for t, g in zip(TEXTS, GOLD, strict=True)]
     (tmp_path / "texts.csv").write_text("\n".join(rows) + "\n")
+    onto_teacher = CliRunner().invoke(app, [
+        "distill", str(tmp_path / "texts.csv"), "--teacher", str(tmp_path / "teacher"),
+        "--out", str(tmp_path / "x" / ".." / "teacher"), "--force",
+    ])  # fmt: skip
+    assert onto_teacher.exit_code != 0 and "is the teacher's folder" in onto_teacher.output
+    assert (tmp_path / "teacher" / "config.json").is_file()
     result = CliRunner().invoke(app, [
         "distill", str(tmp_path / "texts.csv"), "--teacher", str(tmp_path / "teacher"),
         "--out", str(tmp_path / "student"), "--gold-column", "gold", "--set", "scope_alpha=0",

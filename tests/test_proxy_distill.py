@@ -55,13 +55,15 @@ def ledger(tmp_path: Path, rows, tasks) -> tuple[str, Path]:
     return url, tasks_file
 
 
-def test_classification_task_distils_end_to_end_from_the_cli(tmp_path, traffic):
+def test_classification_task_distils_end_to_end_from_the_cli(tmp_path, traffic, monkeypatch):
     rows, source, tasks = traffic
     banking = tasks["banking"]
     url, tasks_file = ledger(tmp_path, rows, tasks)
+    (tmp_path / "student").mkdir()
+    monkeypatch.chdir(tmp_path / "student")  # "--out ." names no file to put the report beside
     result = CliRunner().invoke(app, [
         "distill", "--task", banking.task_id, "--ledger", url, "--tasks", str(tasks_file),
-        "--out", str(tmp_path / "student"), "--set", "strategy=head", "--set", "scope_alpha=0",
+        "--out", ".", "--set", "strategy=head", "--set", "scope_alpha=0",
         "--json",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -185,6 +185,24 @@ def test_save_over_an_existing_skill_replaces_it(fitted, tmp_path):
     assert load(folder).get_params()["top_k"] == 2
 
 
+def test_a_skill_saved_to_the_working_folder_fills_it_in_place(fitted, tmp_path, monkeypatch):
+    from slmstack.artifacts import check_output_folder
+
+    here = tmp_path / "work"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    check_output_folder(Path("."), force=False)
+    inode = here.stat().st_ino
+    assert fitted.save(Path(".")) == here
+    # the shell's folder is still the folder it was: not swapped for a new one
+    assert Path.cwd().stat().st_ino == inode and (here / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"], "no temporary folder left"
+    assert load(Path(".")).predict(["card"])[0].label == fitted.predict(["card"])[0].label
+    # replacing it would rename the shell's folder away: refused before any training
+    with pytest.raises(ArtifactError, match="the folder you are working in"):
+        check_output_folder(Path("."), force=True)
+
+
 # ---------------------------------------------------------------------- loading
 def _edit_config(folder: Path, edit: Any) -> None:
     path = folder / "config.json"

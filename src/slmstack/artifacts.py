@@ -161,6 +161,12 @@ def check_output_folder(folder: Path, *, force: bool, flag: str = "--force") -> 
                 "or choose another folder."
             )
         _refuse_foreign(folder, "--out")
+        here = Path.cwd()
+        if folder.resolve() in (here, *here.parents):
+            raise ArtifactError(
+                f"--out {folder} is the folder you are working in (or holds it); replacing "
+                "it would leave your shell in a deleted folder. Run from outside it."
+            )
     outer = inside_skill(folder.absolute().parent)
     if outer is not None:
         raise ArtifactError(
@@ -195,7 +201,7 @@ def save_folder(folder: Path, config: Mapping[str, Any], write: Writer, card: st
     function then hashes every file, writes ``config.json`` and ``model_card.md``, and
     swaps the folder in. A non-empty folder that is not a skill is never replaced.
     """
-    folder = Path(folder)
+    folder = Path(folder).absolute()  # "." has no name to put the temporary folder beside
     if folder.exists() and not folder.is_dir():
         raise ArtifactError(f"{folder} is a file; pass a folder path to save the skill to.")
     if folder.is_dir() and any(folder.iterdir()) and not is_skill_folder(folder):
@@ -232,6 +238,11 @@ def swap_in(tmp: Path, folder: Path, tag: str) -> None:
     if not folder.exists():
         tmp.rename(folder)
         return
+    if not any(folder.iterdir()):  # filled in place: it may be a shell's working folder
+        for entry in sorted(tmp.iterdir(), key=lambda p: p.name == CONFIG):
+            entry.rename(folder / entry.name)  # config.json last: a skill only when whole
+        tmp.rmdir()
+        return
     old = folder.with_name(f".{folder.name}.old-{tag}")
     folder.rename(old)
     try:
@@ -254,33 +265,6 @@ def _weight_files(folder: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------- load
-def saved_labels(folder: Path, config: Mapping[str, Any]) -> list[str]:
-    """A classifier's labels: ``config.json``'s, checked against the hashed ``labels.json``.
-
-    ``config.json`` is not hashed, so a hand edit there would relabel every prediction
-    in silence; ``labels.json`` is (a folder saved without it keeps its config's labels).
-
-    Raises:
-        ArtifactError: the labels are missing, not a list, or differ between the files.
-    """
-    labels = json_value(config, "labels", folder)
-    if not isinstance(labels, list) or not labels:
-        raise ArtifactError(f"{folder}/config.json: 'labels' must be a non-empty list")
-    shown = [str(x) for x in labels]
-    hashed = folder / "labels.json"
-    if hashed.is_file():
-        kept = [str(x) for x in json.loads(hashed.read_text(encoding="utf-8"))]
-        if kept != shown:
-            more = "..." if len(shown) > 4 or len(kept) > 4 else ""
-            raise ArtifactError(
-                f"{folder}/config.json lists the labels {shown[:4]}{more}, but the model was "
-                f"saved with {kept[:4]}{more} (labels.json, checked by its sha256): "
-                "config.json was edited. Restore it, "
-                "or retrain to change the labels"
-            )
-    return shown
-
-
 def read_config(folder: Path) -> dict[str, Any]:
     """Read ``config.json`` of a skill folder (not yet verified)."""
     path = folder / CONFIG

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from slmstack.cli.common import cli_command, key_values, out, print_json
+from slmstack.cli.common import cli_command, key_values, out, print_json, refuse_same
 from slmstack.errors import ConfigError, DataError
 
 _ROW_KEYS = {"text", "label", "source", "augmented_from"}
@@ -130,11 +130,7 @@ def augment_command(
         data, text_column=text_column, label_column=label_column, validate=False
     )
     refuse_unusable_rows(examples, path=data)
-    if out_path.resolve() == data.resolve():
-        raise ConfigError(
-            f"--out {out_path} is the data file itself; the rewrites would replace the "
-            "examples. Pass another --out"
-        )
+    refuse_same(out_path, data, "the data file itself", "the rewrites would replace the examples")
     if not 0 <= temperature <= 2:
         raise ConfigError(f"--temperature must be between 0 and 2; got {temperature}")
     done = _done(out_path) if out_path.exists() and not force else set()

@@ -53,6 +53,18 @@ def prepare_out(out_dir: Path, force: bool, flag: str = "--force") -> None:
     check_output_folder(out_dir, force=force, flag=flag)
 
 
+def refuse_same(out: Path, source: Path, what: str, harm: str) -> None:
+    """Refuse an ``--out`` that is the command's own input (``what``), which writing destroys."""
+    if out.resolve() == source.resolve():
+        raise ConfigError(f"--out {out} is {what}; {harm}. Pass another --out")
+
+
+def beside(path: Path, suffix: str) -> Path:
+    """The file next to ``path``, named after it plus ``suffix`` (``--out .`` included)."""
+    folder = path.resolve()  # "." has no name of its own
+    return folder.with_name(folder.name + suffix)
+
+
 def check_html_target(path: Path | None, option: str = "--html") -> None:
     """Refuse an HTML report path that would overwrite a folder or a file that is no report.
 

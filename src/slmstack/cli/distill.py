@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from slmstack.cli.common import cli_command, out, prepare_out, print_json
+from slmstack.cli.common import beside, cli_command, out, prepare_out, print_json, refuse_same
 from slmstack.errors import ConfigError, DataError
 
 
@@ -130,11 +130,7 @@ def distill_command(
     from slmstack.skills.base import load
     from slmstack.workflows.metering import Meter
 
-    if out_dir.resolve() == teacher.resolve():
-        raise ConfigError(
-            f"--out {out_dir} is the teacher's folder; the student would replace the teacher. "
-            "Pass another --out"
-        )
+    refuse_same(out_dir, teacher, "the teacher's folder", "the student would replace it")
     if not 0.0 <= min_confidence <= 1.0:
         raise ConfigError(f"--min-confidence must be in [0, 1]; got {min_confidence}")
     prepare_out(out_dir, force)
@@ -147,8 +143,7 @@ def distill_command(
                   prices=prices, machine=machine)  # fmt: skip
     identity = teacher_id(teacher_skill.skill_name, teacher_skill.get_params(),
                           teacher_skill.provenance_.data_sha256)  # fmt: skip
-    folder = out_dir.resolve()  # "--out ." has no name of its own
-    cache_path = cache or folder.with_name(folder.name + ".teacher-labels.jsonl")
+    cache_path = cache or beside(out_dir, ".teacher-labels.jsonl")
     seed_set = cls.read_training_data(labelled) if labelled is not None else []
     student_skill = cls(**params)
     report = distill(
@@ -220,7 +215,7 @@ def _distill_task(
     skill = student_for(recorded.kind, student, params, data)
     report = distill_task(data, skill, held_out=held_out, seed=seed)
     skill.save(out_dir)
-    report_path = out_dir.with_name(out_dir.name + ".distill-report.json")
+    report_path = beside(out_dir, ".distill-report.json")
     summary: dict[str, Any] = {"student": str(out_dir), "skill": skill.skill_name,
                                "report": str(report_path), **report.to_json()}  # fmt: skip
     report_path.write_text(

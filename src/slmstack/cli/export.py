@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from slmstack.cli.common import cli_command, out, prepare_out, print_json
+from slmstack.cli.common import cli_command, out, prepare_out, print_json, refuse_same
 from slmstack.errors import ConfigError
 
 
@@ -60,13 +60,8 @@ def export(
     from slmstack.export import recipe as find_recipe
 
     recipes = RECIPES if recipe == "auto" else (find_recipe(recipe),)
-    source, target = skill_dir.resolve(), out_dir.resolve()
-    if target == source or source in target.parents:
-        where = "" if target == source else " or inside it"
-        raise ConfigError(
-            f"--out {out_dir} is the skill being exported{where}; the export would replace "
-            "the only copy that can be resumed or exported again. Pass another folder"
-        )
+    harm = "the export would replace the only copy that can be resumed or exported again"
+    refuse_same(out_dir, skill_dir, "the skill being exported", harm)
     prepare_out(out_dir, overwrite, "--overwrite")
     skill = load(skill_dir, allow_pickle=allow_pickle)
     options = {"int8": int8, "recipes": recipes, "margin": margin, "force": force}

@@ -7,15 +7,14 @@ is already in memory.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slmstack.artifacts import saved_labels
 from slmstack.models.resolve import resolve
 from slmstack.models.shared import shared_encoder, shared_tokenizer
 from slmstack.skills._classifier_training import ClassifierNet
+from slmstack.skills._labels import saved_labels, write_labels
 from slmstack.skills._scope import ScopeModel, scope_card
 from slmstack.skills.base import Tensors
 
@@ -66,9 +65,7 @@ def head_card(skill: TextClassifier) -> str:
 
 def write_classifier_files(skill: TextClassifier, folder: Path) -> None:
     """``labels.json``, and the tuned encoder with its tokenizer unless the base is frozen."""
-    (folder / "labels.json").write_text(
-        json.dumps(skill.classes_, indent=1) + "\n", encoding="utf-8"
-    )
+    write_labels(folder, skill.classes_)
     if skill.strategy_ != "head":  # the skill carries its own encoder
         encoder: Any = skill.net_.encoder
         encoder.save_pretrained(str(folder / "encoder"), safe_serialization=True)

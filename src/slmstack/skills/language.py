@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -26,9 +25,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from slmstack.artifacts import data_hash, saved_labels
+from slmstack.artifacts import data_hash
 from slmstack.data.validation import drop_duplicates, validate_examples
 from slmstack.errors import ArtifactError, DataError, MissingDependencyError
+from slmstack.skills._labels import saved_labels, write_labels
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.kinds import LabelledTexts
 from slmstack.skills.params import Check, Interval
@@ -126,7 +126,7 @@ class LanguageDetector(LabelledTexts, Skill):
         return {"labels": self.classes_, "langid_version": metadata.version("langid")}, {}
 
     def _write_extra(self, folder: Path) -> None:
-        (folder / "labels.json").write_text(json.dumps(self.classes_) + "\n", encoding="utf-8")
+        write_labels(folder, self.classes_)
 
     def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
         recorded = self.provenance_.base.get("sha256")

@@ -14,7 +14,6 @@ of the text is below ``scope_alpha``, and a warning for truncated texts.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -24,9 +23,10 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from slmstack.artifacts import Provenance, saved_labels
+from slmstack.artifacts import Provenance
 from slmstack.errors import ArtifactError, SkillError
 from slmstack.models.onnx_runtime import OnnxEncoder
+from slmstack.skills._labels import saved_labels, write_labels
 from slmstack.skills._ranked import ranked_predictions, token_facts
 from slmstack.skills.base import Skill, Tensors
 from slmstack.skills.kinds import LabelledTexts
@@ -166,9 +166,7 @@ class OnnxTextClassifier(LabelledTexts, Skill):
         return config, tensors
 
     def _write_extra(self, folder: Path) -> None:
-        (folder / "labels.json").write_text(
-            json.dumps(self.classes_, indent=1) + "\n", encoding="utf-8"
-        )
+        write_labels(folder, self.classes_)
         shutil.copyfile(self.encoder_.graph, folder / GRAPH)
         shutil.copyfile(self.encoder_.tokenizer_path, folder / TOKENIZER)
 

@@ -29,12 +29,13 @@ from typing import Any, ClassVar, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from slmstack.artifacts import data_hash, saved_labels
+from slmstack.artifacts import data_hash
 from slmstack.data.splits import stratified_split
 from slmstack.data.validation import drop_duplicates, validate_examples
 from slmstack.errors import ArtifactError, DataError, MissingDependencyError
 from slmstack.models.resolve import resolve
 from slmstack.models.static import StaticEmbeddings, load_or_distill
+from slmstack.skills._labels import saved_labels, write_labels
 from slmstack.skills._ranked import ranked_predictions
 from slmstack.skills._word_ngrams import WordNgrams
 from slmstack.skills.base import Skill, Tensors
@@ -226,9 +227,7 @@ class StaticTextClassifier(LabelledTexts, Skill):
 
     def _write_extra(self, folder: Path) -> None:
         (folder / _TOKENIZER).write_text(self.static_.tokenizer_json, encoding="utf-8")
-        (folder / "labels.json").write_text(
-            json.dumps(self.classes_, indent=1) + "\n", encoding="utf-8"
-        )
+        write_labels(folder, self.classes_)
         if self.ngrams_ is not None:
             grams = json.dumps(self.ngrams_.columns(), ensure_ascii=False)
             (folder / _NGRAMS).write_text(grams + "\n", encoding="utf-8")
