@@ -200,7 +200,7 @@ def test_a_file_that_holds_no_results_is_never_cut_or_overwritten(tmp_path):
     wf = Workflow([TemplateStep("x")], skills={})
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes, one line without a newline")
-    with pytest.raises(DataError, match="not a result row.*another --output"):
+    with pytest.raises(DataError, match="is not a result row.*another --output"):
         run_batch(wf, src, notes)
     assert notes.read_text() == "my notes, one line without a newline"
     with pytest.raises(DataError, match="--output is the input file"):

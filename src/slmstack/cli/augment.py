@@ -17,7 +17,8 @@ from typing import Annotated, Any
 import typer
 
 from slmstack.cli.common import cli_command, key_values, out, print_json, refuse_same
-from slmstack.errors import ConfigError, DataError
+from slmstack.data.jsonl_log import read_log
+from slmstack.errors import ConfigError
 
 _ROW_KEYS = {"text", "label", "source", "augmented_from"}
 
@@ -51,36 +52,18 @@ def _done(path: Path) -> set[str]:
 
     A last line cut off mid-write (the run was killed) is truncated away first.
     """
-    raw = path.read_bytes()
-    cut = raw.rfind(b"\n") + 1 if raw and not raw.endswith(b"\n") else len(raw)
-    done = set()
-    for n, line in enumerate(raw[:cut].decode("utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            row, why = None, f"is not JSON ({exc.msg})"
-        else:
-            why = "lacks the text, label, source and augmented_from keys"
-        if not isinstance(row, dict) or not row.keys() >= _ROW_KEYS:
-            raise DataError(
-                f"line {n} {why}: this is not a file `slmstack augment` wrote, so it is "
-                "neither resumed nor overwritten. Pass another --out, or --force to overwrite it",
-                path=path,
-            )
-        if row["augmented_from"] is None:
-            done.add(_same_file(str(row.get("source"))))
-    if cut < len(raw):  # checked above to be this command's file: cut the torn line off
-        if not done or not raw[cut:].startswith(b"{"):
-            raise DataError(
-                "the last line is not a row `slmstack augment` wrote, so the file is neither "
-                "resumed nor overwritten. Pass another --out, or --force to overwrite it",
-                path=path,
-            )
-        with path.open("r+b") as f:
-            f.truncate(cut)
-    return done
+    rows = read_log(
+        path, _augment_row, kind="a file `slmstack augment` wrote",
+        fix="it is neither resumed nor overwritten. Pass another --out, or --force to "
+        "overwrite it",
+    )  # fmt: skip
+    return {_same_file(str(row.get("source"))) for row in rows if row["augmented_from"] is None}
+
+
+def _augment_row(row: Any) -> dict[str, Any]:
+    if not isinstance(row, dict) or not row.keys() >= _ROW_KEYS:
+        raise ValueError("it lacks the text, label, source and augmented_from keys")
+    return row
 
 
 def _same_file(source: str) -> str:

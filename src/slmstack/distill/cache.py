@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from slmstack.errors import DataError
+from slmstack.data.jsonl_log import read_log
 
 
 @dataclass(frozen=True)
@@ -84,33 +84,12 @@ class TeacherCache:
             self._read()
 
     def _read(self) -> None:
-        data = self.path.read_bytes()
-        lines = data.split(b"\n")
-        last = len(lines) if lines[-1].strip() else len(lines) - 1  # the last line with text
-        torn_tail = not data.endswith(b"\n")  # a write cut short leaves no newline
-        offset = 0
-        for i, line in enumerate(lines, start=1):
-            start, offset = offset, offset + len(line) + 1
-            if not line.strip():
-                continue
-            try:
-                label = _row(json.loads(line.decode("utf-8")))
-            except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as exc:
-                if i == last and torn_tail and (self._labels or line.startswith(b'{"key"')):
-                    # A torn last line from an interrupted run: cut it off, so the next
-                    # append starts on a line of its own, and relabel its text.
-                    with self.path.open("r+b") as f:
-                        f.truncate(start)
-                    return
-                what = (
-                    "is not a teacher cache (its first line is no cached label); pass "
-                    "another --cache, or move the file away"
-                    if not self._labels
-                    else f"is damaged ({exc}); correct or delete the line (its label will "
-                    "be bought again)"
-                )
-                raise DataError(what, path=self.path, row=i) from exc
-            self._labels[label.key] = label
+        labels = read_log(
+            self.path, _row, kind="a teacher cache", opening=b'{"key"',
+            fix="its first line is no cached label; pass another --cache, or move the file away",
+            damaged="correct or delete the line (its label will be bought again)",
+        )  # fmt: skip
+        self._labels = {label.key: label for label in labels}
 
     def get(self, key: str) -> TeacherLabel | None:
         """The cached label for ``key``, if any."""

@@ -11,13 +11,13 @@ second run on the same file refuses at once instead of writing the same rows twi
 
 from __future__ import annotations
 
-import json
 import sys
 import uuid
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
+from slmstack.data.jsonl_log import read_log
 from slmstack.errors import DataError
 
 K = TypeVar("K", bound=Hashable)
@@ -65,48 +65,17 @@ def done_rows(
     """
     if not path.exists():
         return set()
-    raw = path.read_bytes()
+    fix = "Pass another --output (a new file), or --restart to overwrite it"
     done: set[K] = set()
-    good_end = pos = 0
-    for line_no, line in enumerate(raw.split(b"\n"), start=1):
-        end = pos + len(line) + 1
-        pos = end
-        if end > len(raw):  # no newline: the last line was cut off mid-write
-            break
-        if not line.strip():
-            good_end = end
-            continue
-        try:
-            row, text = row_of(json.loads(line))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(
-                f"line is not a result row ({exc}); is this the output of `{writer}`? Pass "
-                "another --output, or --restart to overwrite it",
-                path=path,
-                row=line_no,
-            ) from exc
+    for row, text in read_log(path, row_of, kind=f"a result row of `{writer}`", fix=fix):
         if expected_text(row) != text:
             raise DataError(
                 f"row {row!r} was written for another input ({text[:40]!r}); this file "
                 "belongs to a different input file or job. Pass a new --output, or --restart "
                 "to overwrite it",
                 path=path,
-                row=line_no,
             )
         done.add(row)
-        good_end = end
-    if good_end < len(raw):
-        # Only the start of a result line after results is a cut-off write; anything else
-        # is not this command's file, and is refused rather than cut.
-        if not done or not raw[good_end:].lstrip().startswith(b"{"):
-            raise DataError(
-                f"the last line is not a result row; is this the output of `{writer}`? "
-                "Pass another --output (a new file), or --restart to overwrite it",
-                path=path,
-                row=raw.count(b"\n", 0, good_end) + 1,
-            )
-        with path.open("r+b") as fh:
-            fh.truncate(good_end)
     return done
 
 
