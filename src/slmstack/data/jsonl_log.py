@@ -72,8 +72,8 @@ def read_log(
                 fh.truncate(body_end)
             return rows
     rows.append(row_of(tail, len(lines) + 1))  # raises when the tail is no row
-    with path.open("ab") as fh:  # a whole row that lacks only its newline
-        fh.write(b"\n")
+    with path.open("ab") as end:  # a whole row that lacks only its newline
+        end.write(b"\n")
     return rows
 
 
