@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from slmstack.cli.common import check_html_target, cli_command, out, prepare_out, print_json
+from slmstack.data.utf8 import read_utf8
 from slmstack.errors import ConfigError, DataError
 
 
@@ -85,14 +86,7 @@ def _read_document(path: Path) -> str:
         raise ConfigError(f"document {path} does not exist; pass text files (.txt, .md)")
     if path.is_dir():
         raise ConfigError(f"document {path} is a folder; pass the text files inside it")
-    try:  # newline="": evidence offsets count a CRLF file's characters as they are
-        with path.open(encoding="utf-8", newline="") as fh:
-            text = fh.read()
-    except UnicodeDecodeError:
-        raise DataError(
-            "is not UTF-8 text; convert it first (PDF: `pdftotext FILE.pdf`, Word: save as .txt)",
-            path=path,
-        ) from None
+    text = read_utf8(path)  # as `predict` reads it: CRLF kept (evidence offsets), BOM dropped
     if not text.strip():
         raise DataError("is empty; there is nothing to check", path=path)
     return text

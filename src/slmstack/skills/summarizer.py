@@ -236,8 +236,8 @@ class Summarizer(Skill):
     def _budget(self) -> int:
         if self.max_tokens is not None:
             return self.max_tokens
-        n = 48 * len(self.schema.get("properties", {})) if self.schema else None
-        return (n if n is not None else _TOKENS_PER_SENTENCE * self.max_sentences) + 16
+        fields = len(self.schema["properties"]) if self.schema else 0  # checked non-empty
+        return (48 * fields if fields else _TOKENS_PER_SENTENCE * self.max_sentences) + 16
 
     def _fit_input(self, text: str) -> tuple[str, str | None]:
         """Cut ``text`` to the window the demonstrations leave; the text and a warning."""
