@@ -20,7 +20,6 @@ ledger that every node can reach.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -30,7 +29,7 @@ from slmstack.batchjob.inputs import Row
 from slmstack.batchjob.runner import JobSpec, RowRunner
 from slmstack.batchjob.sink import Outcome
 from slmstack.errors import ConfigError, MissingDependencyError, SlmstackError
-from slmstack.ray_address import check_ray_address
+from slmstack.ray_cluster import connect
 
 
 class _WorkflowActor:
@@ -112,7 +111,7 @@ class RayEngine:
             return
         ray = self._ray
         cpus = spec.threads or 1
-        started = self._connect(ray, cpus)
+        started = connect(ray, self.address, num_cpus=max(os.cpu_count() or 1, self.workers * cpus))
         try:
             context = ray.data.DataContext.get_current()
             context.enable_progress_bars = False  # the job shows its own
@@ -144,24 +143,6 @@ class RayEngine:
         finally:
             if started:
                 ray.shutdown()
-
-    def _connect(self, ray: Any, cpus_per_worker: int) -> bool:
-        """Start or join Ray unless this process already did; whether it started here."""
-        if ray.is_initialized():
-            return False
-        quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
-        if self.address is not None:
-            check_ray_address(self.address)
-            ray.init(address=self.address, **quiet)
-        else:
-            cpus = max(os.cpu_count() or 1, self.workers * cpus_per_worker)
-            ray.init(
-                num_cpus=cpus,
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",  # Ray still binds GCS and raylet widely (README)
-                **quiet,
-            )
-        return True
 
 
 def _ray_engine(*, workers: int, address: str | None) -> Engine:

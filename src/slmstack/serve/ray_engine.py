@@ -43,8 +43,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from slmstack import ray_cluster
 from slmstack.errors import ConfigError, MissingDependencyError
-from slmstack.ray_address import check_ray_address
 from slmstack.serve.auth import ApiKeys
 from slmstack.serve.config import ServeConfig, load_config
 from slmstack.serve.ray_config import DeploymentSettings
@@ -138,27 +138,6 @@ def _settings(
     return options
 
 
-def connect(address: str | None = None) -> bool:
-    """Join the Ray cluster at ``address``, or start a local one; whether started.
-
-    A Ray instance already initialised in this process is used as it is.
-    """
-    ray = _ray()
-    if ray.is_initialized():
-        return False
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
-    if address is not None:
-        check_ray_address(address)
-        ray.init(address=address, **quiet)
-    else:
-        ray.init(
-            include_dashboard=False,  # the dashboard runs jobs (code) for anyone who reaches it
-            _node_ip_address="127.0.0.1",  # Ray still binds GCS and raylet widely (README)
-            **quiet,
-        )
-    return True
-
-
 def deploy(
     config: ServeConfig | str | Path,
     *,
@@ -169,7 +148,7 @@ def deploy(
     """Start Ray Serve's HTTP proxy on ``host:port`` and run ``config``'s application.
 
     Returns once every replica is up (the models loaded, ``/readyz`` true). Ray must be
-    initialised (:func:`connect`).
+    initialised (:func:`slmstack.ray_cluster.connect`).
 
     Raises:
         ConfigError: the config is invalid, or the application failed to start (the
@@ -215,7 +194,7 @@ def serve_on_ray(
     ray = _ray()
     from ray import serve
 
-    started = connect(address)
+    started = ray_cluster.connect(ray, address)
     stop = threading.Event()
 
     def on_signal(sig: int, frame: FrameType | None) -> None:
@@ -237,4 +216,4 @@ def serve_on_ray(
             ray.shutdown()
 
 
-__all__ = ["APP_NAME", "build_application", "connect", "deploy", "serve_on_ray"]
+__all__ = ["APP_NAME", "build_application", "deploy", "serve_on_ray"]

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from slmstack.errors import ConfigError
-from slmstack.ray_address import check_ray_address
+from slmstack.ray_cluster import check_ray_address
 
 
 def test_a_malformed_address_names_the_forms_that_work():

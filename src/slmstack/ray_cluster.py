@@ -1,9 +1,16 @@
-"""A Ray cluster address, checked before Ray is asked to join it (Ray waits minutes)."""
+"""Joining a Ray cluster or starting a local one, shared by ``serve`` and ``batch``.
+
+The address is checked before Ray is asked to join it (Ray waits minutes on a wrong
+one), and a local Ray starts without its dashboard (it runs jobs, that is code, for anyone
+who reaches it) and advertises loopback only.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
+from typing import Any
 
 from slmstack.errors import ConfigError
 
@@ -38,3 +45,29 @@ def check_ray_address(address: str, *, timeout_s: float = 3.0) -> None:
             "address and that the head node runs (`ray status` there), or leave out "
             "--ray-address to start a local Ray"
         ) from None
+
+
+def connect(ray: Any, address: str | None, *, num_cpus: int | None = None) -> bool:
+    """Join the Ray cluster at ``address``, or start a local one; whether it started here.
+
+    ``ray`` is the imported module (the caller imports it, naming its own extra when it is
+    missing); a Ray already initialised in this process is used as it is. ``num_cpus``
+    sizes a local Ray (a cluster has its own).
+
+    Raises:
+        ConfigError: the address is malformed or nothing answers on it.
+    """
+    if ray.is_initialized():
+        return False
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": True}
+    if address is not None:
+        check_ray_address(address)
+        ray.init(address=address, **quiet)
+        return True
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",  # Ray still binds GCS and raylet widely (README)
+        **quiet,
+    )
+    return True
