@@ -9,7 +9,7 @@ import pytest
 
 from databases import db_url  # noqa: F401  (SQLite and PostgreSQL)
 from slmstack import ConfigError
-from slmstack.errors import InboxError
+from slmstack.errors import DataError, InboxError
 from slmstack.workflows import Inbox, Packet
 
 
@@ -220,8 +220,24 @@ def test_an_empty_note_and_a_limit_below_one_are_refused(tmp_path):
     inbox = Inbox(f"sqlite:///{tmp_path / 'i.db'}")
     with pytest.raises(InboxError, match="limit must be at least 1"):
         inbox.list(limit=-1)
-    with pytest.raises(InboxError, match="resolution note is empty"):
+    with pytest.raises(DataError, match="resolution note is empty"):
         inbox.resolve(1, "  ")
+
+
+def test_the_inbox_itself_refuses_what_no_database_column_can_hold(tmp_path):
+    """The checks live in the library, so every front end (CLI, HTTP, console, Python) gets them."""
+    inbox = Inbox(f"sqlite:///{tmp_path / 'i.db'}")
+    inbox.add(Packet(workflow="w", text="help", reason="r", why="y"))
+    with pytest.raises(ConfigError, match="cannot exist: ids run from 1 up"):
+        inbox.get(2**63)
+    with pytest.raises(DataError, match="the name has 201 characters; keep it to 200"):
+        inbox.claim(1, "a" * 201)
+    with pytest.raises(DataError, match="the name is not valid Unicode"):
+        inbox.resolve(1, "done", who="ana\ud800")
+    with pytest.raises(DataError, match="the resolution note holds a NUL"):
+        inbox.resolve(1, "done\x00")
+    assert inbox.get(1).status == "open"  # nothing refused changed the packet
+    assert inbox.claim(1, "  ana ").claimed_by == "ana"
 
 
 def test_cli_shows_a_customers_text_as_written_never_as_markup(desk):
@@ -232,5 +248,5 @@ def test_cli_shows_a_customers_text_as_written_never_as_markup(desk):
     assert res.exit_code == 0, res.output
     assert "[/]" in res.stdout and "[/link]" in res.stdout and "[link=" in res.stdout
     blank = cli("inbox", "claim", "1", "--as", "  ", *at)
-    assert blank.exit_code == 2 and "--as name is empty" in blank.stderr
+    assert blank.exit_code == 2 and "the name is empty" in blank.stderr
     assert cli("inbox", "claim", "99999999999999999999", "--as", "ana", *at).exit_code == 2

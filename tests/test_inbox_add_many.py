@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from databases import db_url  # noqa: F401  (fixture: a SQLite file and a PostgreSQL database)
-from slmstack.workflows.inbox import Inbox, Packet
+from slmstack.workflows.inbox import Inbox
+from slmstack.workflows.packet import Packet
 
 
 def _packet(text: str, key: str | None) -> Packet:

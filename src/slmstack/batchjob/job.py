@@ -30,8 +30,8 @@ from slmstack.batchjob.sink import Sink, errors_path_for
 from slmstack.errors import ConfigError, DataError
 from slmstack.progress import progress
 from slmstack.workflows import EscalateStep, Step, load_workflow
-from slmstack.workflows.inbox import default_url
 from slmstack.workflows.loader import workflow_inbox_url
+from slmstack.workflows.packet import default_url
 from slmstack.workflows.resume import run_tag
 
 

@@ -12,7 +12,6 @@ from rich.text import Text
 
 from slmstack.cli.common import cli_command, out, print_json
 from slmstack.errors import ConfigError, InboxError
-from slmstack.workflows.inbox_feedback import check_text
 
 if TYPE_CHECKING:
     from slmstack.workflows.inbox import Inbox
@@ -37,8 +36,9 @@ WorkflowOption = Annotated[
 
 def _open(db: str | None, workflow: Path | None) -> Inbox:
     """The inbox named by --db, else --workflow, else $SLMSTACK_INBOX_URL; never a new one."""
-    from slmstack.workflows.inbox import Inbox, default_url
+    from slmstack.workflows.inbox import Inbox
     from slmstack.workflows.loader import workflow_inbox_url
+    from slmstack.workflows.packet import default_url
 
     if db is not None and workflow is not None:
         raise ConfigError("pass --db or --workflow, not both; they both name the inbox")
@@ -79,7 +79,7 @@ def list_packets(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List packets, oldest first (open ones by default)."""
-    from slmstack.workflows.inbox import shown_url
+    from slmstack.workflows.packet import shown_url
 
     if not all_ and status not in ("open", "claimed", "resolved"):
         raise ConfigError(f"--status must be open, claimed or resolved; got {status!r}")
@@ -129,7 +129,6 @@ def show(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Everything about one packet: text, findings, why it escalated, the trace."""
-    _check_id(packet_id)
     p = _open(db, workflow).get(packet_id)
     if json_out:
         print_json(p.to_dict())
@@ -165,8 +164,7 @@ def claim(
     workflow: WorkflowOption = None,
 ) -> None:
     """Take an open packet."""
-    _check_id(packet_id)
-    p = _open(db, workflow).claim(packet_id, check_text(who, "--as name", 200).strip())
+    p = _open(db, workflow).claim(packet_id, who)
     out.print(Text(f"packet {p.id} claimed by {p.claimed_by}"))
 
 
@@ -183,12 +181,5 @@ def resolve(
     workflow: WorkflowOption = None,
 ) -> None:
     """Close a packet with a note."""
-    _check_id(packet_id)
-    name = None if who is None else check_text(who, "--as name", 200).strip()
-    p = _open(db, workflow).resolve(packet_id, note, who=name, force=force)
+    p = _open(db, workflow).resolve(packet_id, note, who=who, force=force)
     out.print(Text(f"packet {p.id} resolved"))
-
-
-def _check_id(packet_id: int) -> None:
-    if not 1 <= packet_id <= 2**63 - 1:
-        raise ConfigError(f"packet {packet_id} cannot exist: ids run from 1 up; see `inbox list`")

@@ -95,6 +95,6 @@ def run(
 
 def _inbox_shown(wf: Workflow) -> str:
     """The URL of the inbox ``wf`` filed its packets in, password masked."""
-    from slmstack.workflows.inbox import shown_url
+    from slmstack.workflows.packet import shown_url
 
     return shown_url(wf.inbox.url)

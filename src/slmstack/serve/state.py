@@ -213,8 +213,8 @@ class ServeState:
         Workflows that file to different inboxes keep their own, and the HTTP inbox is
         off (a warning says how to turn it on).
         """
-        from slmstack.workflows.inbox import default_url
         from slmstack.workflows.loader import workflow_inbox_url
+        from slmstack.workflows.packet import default_url
 
         if self.config.inbox is not None:
             return Inbox(self.config.inbox)

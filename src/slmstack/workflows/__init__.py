@@ -11,8 +11,9 @@ from slmstack.errors import WorkflowError
 from slmstack.workflows.base import Shape, SkillLike, Step, step_kinds
 from slmstack.workflows.batch import BatchSummary, run_batch
 from slmstack.workflows.engine import Workflow
-from slmstack.workflows.inbox import Inbox, Packet
+from slmstack.workflows.inbox import Inbox
 from slmstack.workflows.loader import check_workflow, load_workflow
+from slmstack.workflows.packet import Packet
 from slmstack.workflows.steps import (
     BlockStep,
     CascadeStep,

@@ -27,7 +27,7 @@ from slmstack.workflows.trace import Decision, StepTrace
 
 if TYPE_CHECKING:
     from slmstack.backends.base import Backend
-    from slmstack.workflows.inbox import Packet
+    from slmstack.workflows.packet import Packet
 
 
 @runtime_checkable

@@ -24,8 +24,9 @@ from slmstack.workflows.trace import Escalation, Result
 if TYPE_CHECKING:
     from slmstack.backends.base import Backend
     from slmstack.costs.ledger import Ledger
-    from slmstack.workflows.inbox import Inbox, Packet
+    from slmstack.workflows.inbox import Inbox
     from slmstack.workflows.metering import PricesArg
+    from slmstack.workflows.packet import Packet
 
 
 def locate(source: Path, lines: Mapping[str, int], path: str) -> str:
@@ -146,7 +147,8 @@ class Workflow:
         """The escalation inbox, opened on first use."""
         with self._inbox_lock:
             if self._inbox is None:
-                from slmstack.workflows.inbox import Inbox, default_url
+                from slmstack.workflows.inbox import Inbox
+                from slmstack.workflows.packet import default_url
 
                 arg = self._inbox_arg
                 self._inbox = arg if isinstance(arg, Inbox) else Inbox(arg or default_url())

@@ -17,9 +17,13 @@ from typing import Any
 
 from slmstack.errors import ConfigError, InboxError, MissingDependencyError
 from slmstack.sqlite_files import make_folder, use_wal
-from slmstack.workflows.packet import (  # re-exported: their home was this module
+from slmstack.workflows.packet import (
+    NAME_LIMIT,
+    NOTE_LIMIT,
     Packet,
     PacketStatus,
+    check_packet_id,
+    check_text,
     default_url,
     shown_url,
 )
@@ -254,6 +258,7 @@ class Inbox:
         """The packet with ``packet_id``."""
         import sqlalchemy as sa
 
+        check_packet_id(packet_id)
         with self._engine.connect() as conn:
             row = conn.execute(sa.select(self._table).where(self._table.c.id == packet_id)).first()
         if row is None:
@@ -266,6 +271,8 @@ class Inbox:
         """Mark an open packet as taken by ``who``; refuse if someone else has it."""
         import sqlalchemy as sa
 
+        check_packet_id(packet_id)
+        who = check_text(who, "name", NAME_LIMIT).strip()
         t = self._table
         with self._engine.begin() as conn:
             done = conn.execute(
@@ -295,13 +302,16 @@ class Inbox:
             force: resolve a packet that someone other than ``who`` has claimed.
 
         Raises:
+            DataError: the note or the name is blank, too long or not storable text.
             InboxError: the packet is claimed by someone other than ``who`` and ``force``
                 is not set.
         """
         import sqlalchemy as sa
 
-        if not resolution.strip():
-            raise InboxError("say what was done: the resolution note is empty")
+        check_packet_id(packet_id)
+        check_text(resolution, "resolution note", NOTE_LIMIT)
+        if who is not None:
+            who = check_text(who, "name", NAME_LIMIT).strip()
         t = self._table
         values: dict[str, Any] = {
             "status": "resolved",

@@ -34,7 +34,8 @@ from typing import Any
 
 from slmstack.errors import ConfigError, DataError, InboxError
 from slmstack.sqlite_files import use_wal
-from slmstack.workflows.inbox import Inbox, Packet, PacketStatus
+from slmstack.workflows.inbox import Inbox
+from slmstack.workflows.packet import NAME_LIMIT, Packet, PacketStatus, check_text
 
 TASK = re.compile(r"^[a-z][a-z0-9_]{0,39}$")  # intent, sentiment, faq, ...
 DEFAULT_TASK = "intent"
@@ -97,20 +98,6 @@ def check_task(task: str) -> str:
             f"(e.g. {DEFAULT_TASK}, sentiment, faq)"
         )
     return task
-
-
-NOTE_LIMIT = 100_000  # characters of a resolution note, over HTTP and in the console
-
-
-def check_text(value: str, what: str, limit: int) -> str:
-    """``value``, or a DataError: empty, longer than ``limit`` characters, or with a NUL."""
-    if not value.strip():
-        raise DataError(f"the {what} is empty; write something")
-    if len(value) > limit:
-        raise DataError(f"the {what} has {len(value)} characters; keep it to {limit} at most")
-    if "\x00" in value:
-        raise DataError(f"the {what} holds a NUL character; remove it")
-    return value
 
 
 class InboxFeedback:
@@ -266,7 +253,7 @@ class InboxFeedback:
         import sqlalchemy as sa
 
         check_task(task)
-        label = check_text(label, "label", 200).strip()
+        label = check_text(label, "label", NAME_LIMIT).strip()
         packet = self.inbox.get(packet_id)
         now = datetime.now(UTC)
         t = self._examples
@@ -374,11 +361,9 @@ def _check_export_target(out: Path, mix_with: str | Path | None) -> None:
 
 __all__ = [
     "DEFAULT_TASK",
-    "NOTE_LIMIT",
     "InboxFeedback",
     "LabelledExample",
     "PacketPage",
     "Reply",
     "check_task",
-    "check_text",
 ]

@@ -7,9 +7,41 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal
 
+from slmstack.errors import ConfigError, DataError
+
 PacketStatus = Literal["open", "claimed", "resolved"]
 _ENV = "SLMSTACK_INBOX_URL"
 _DEFAULT = "sqlite:///slmstack-inbox.db"
+
+
+MAX_ID = 2**63 - 1  # a database integer; a larger id would overflow, not be missing
+NAME_LIMIT = 200  # characters of a name (who claims, resolves, labels): the column's width
+NOTE_LIMIT = 100_000  # characters of a resolution note
+
+
+def check_text(value: str, what: str, limit: int) -> str:
+    """``value``, or a DataError: blank, over ``limit`` characters, or not storable text.
+
+    PostgreSQL refuses NUL characters, and a lone surrogate is not UTF-8.
+    """
+    if not value.strip():
+        raise DataError(f"the {what} is empty; write something")
+    if len(value) > limit:
+        raise DataError(f"the {what} has {len(value)} characters; keep it to {limit} at most")
+    if "\x00" in value:
+        raise DataError(f"the {what} holds a NUL character; remove it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"the {what} is not valid Unicode (a lone surrogate)") from None
+    return value
+
+
+def check_packet_id(packet_id: int) -> int:
+    """``packet_id``, or a ConfigError when no packet can have it."""
+    if not 1 <= packet_id <= MAX_ID:
+        raise ConfigError(f"packet {packet_id} cannot exist: ids run from 1 up; see `inbox list`")
+    return packet_id
 
 
 def default_url() -> str:
@@ -74,4 +106,14 @@ class Packet:
         return out
 
 
-__all__ = ["Packet", "PacketStatus", "default_url", "shown_url"]
+__all__ = [
+    "MAX_ID",
+    "NAME_LIMIT",
+    "NOTE_LIMIT",
+    "Packet",
+    "PacketStatus",
+    "check_packet_id",
+    "check_text",
+    "default_url",
+    "shown_url",
+]

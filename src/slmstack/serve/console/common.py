@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 
 from slmstack.errors import DataError
 from slmstack.serve.console.gate import CSRF_FIELD, csrf_ok, origin_problem
+from slmstack.workflows.packet import NAME_LIMIT
 
 if TYPE_CHECKING:
     from slmstack.workflows.inbox import Inbox
@@ -73,8 +74,8 @@ def acting(request: Request, form: dict[str, str]) -> str:
     given = form.get("who", "").strip()
     if not given:
         raise FormError("enter your name under “Your name”, so that others see who did this")
-    if len(given) > 200:
-        raise FormError("your name is over 200 characters; shorten it")
+    if len(given) > NAME_LIMIT:
+        raise FormError(f"your name is over {NAME_LIMIT} characters; shorten it")
     return given
 
 

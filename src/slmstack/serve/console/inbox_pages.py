@@ -31,7 +31,8 @@ from slmstack.serve.console.common import (
 )
 from slmstack.serve.console.render import page
 from slmstack.serve.routes.inbox import PacketId
-from slmstack.workflows.inbox_feedback import DEFAULT_TASK, NOTE_LIMIT, check_task, check_text
+from slmstack.workflows.inbox_feedback import DEFAULT_TASK, check_task
+from slmstack.workflows.packet import NAME_LIMIT, check_text
 
 STATUSES = ("open", "claimed", "resolved", "all")
 PER_PAGE = 25
@@ -192,10 +193,8 @@ async def resolve(request: Request, packet_id: PacketId) -> Response:
             raise FormError("write what was done under “Resolution note”, then resolve")
         label = form.get("label", "").strip()
         task = check_task(form.get("task", DEFAULT_TASK) or DEFAULT_TASK)
-        # checked before the packet is closed: a refused label must not leave it resolved
-        check_text(note, "resolution note", NOTE_LIMIT)
-        if label:
-            check_text(label, "label", 200)
+        if label:  # checked before the packet is closed: a refused label must not leave it resolved
+            check_text(label, "label", NAME_LIMIT)
         try:
             inbox.resolve(packet_id, note, who=who)
         except InboxError:  # claimed by someone else; the API's `force` is for supervisors

@@ -23,30 +23,20 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from slmstack.errors import ConfigError, InboxError
-from slmstack.workflows.inbox import Inbox, Packet
-from slmstack.workflows.inbox_feedback import NOTE_LIMIT
+from slmstack.workflows.inbox import Inbox
+from slmstack.workflows.packet import MAX_ID, NAME_LIMIT, NOTE_LIMIT, Packet, check_text
 
 router = APIRouter(prefix="/v1/inbox", tags=["inbox"])
 
-_MAX_ID = 2**63 - 1  # a database integer; a larger id would overflow, not be missing
-
 
 def _storable(value: str) -> str:
-    """Text a database can hold: PostgreSQL refuses NUL, and lone surrogates are not UTF-8."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (it holds a lone surrogate)") from None
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
+    """Text a database can hold (see :func:`~slmstack.workflows.packet.check_text`)."""
+    return check_text(value, "text", NOTE_LIMIT)
 
 
-Who = Annotated[str, Field(max_length=200), AfterValidator(_storable)]
+Who = Annotated[str, Field(max_length=NAME_LIMIT), AfterValidator(_storable)]
 Note = Annotated[str, Field(max_length=NOTE_LIMIT), AfterValidator(_storable)]
-PacketId = Annotated[int, Path(ge=1, le=_MAX_ID, description="The packet's id.")]
+PacketId = Annotated[int, Path(ge=1, le=MAX_ID, description="The packet's id.")]
 
 
 class Problem(BaseModel):
@@ -175,7 +165,7 @@ def list_packets(
     ] = "open",
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 50,
     after: Annotated[
-        int, Query(ge=0, le=_MAX_ID, description="Only ids above this: the last id of a page.")
+        int, Query(ge=0, le=MAX_ID, description="Only ids above this: the last id of a page.")
     ] = 0,
 ) -> PacketList:
     """Packets oldest first, open ones unless ``status`` says otherwise; no traces.

@@ -173,7 +173,7 @@ class ComplyStep(Step):
                          usage=result.usage)  # fmt: skip
 
     def _packet(self, ctx: RunContext, result: Prediction, why: str) -> Any:
-        from slmstack.workflows.inbox import Packet
+        from slmstack.workflows.packet import Packet
 
         evidence = tuple(
             {"label": f"{r['id']} ({r['flag']})", "text": e["text"],

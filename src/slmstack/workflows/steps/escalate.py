@@ -168,7 +168,7 @@ class EscalateStep(Step):
         why = self._why(ctx)
         decision = Decision(self.to, f"{self.reason}: {why}")
         if self.to == "human":
-            from slmstack.workflows.inbox import Packet
+            from slmstack.workflows.packet import Packet
 
             packet = Packet(
                 workflow=ctx.runtime.workflow,
