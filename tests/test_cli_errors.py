@@ -195,7 +195,7 @@ def test_reports_never_overwrite_a_file_that_is_no_report_and_costs_are_checked(
         "is not an HTML report",
     )
     assert wf.read_text() == "steps:\n  - template: hello\n"
-    for value, needle in (("abc", "a dollar amount"), ("-1", "0 or more dollars")):
+    for value, needle in (("abc", "a number of dollars"), ("-1", "a number of dollars, 0 or more")):
         one_error_line(
             runner.invoke(
                 app,

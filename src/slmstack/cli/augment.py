@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -101,6 +100,7 @@ def augment_command(
     rewrites can change the intent.
     """
     from slmstack.backends import load_backend
+    from slmstack.costs.prices import from_nano
     from slmstack.costs.report import money, usd
     from slmstack.data.readers import read_examples
     from slmstack.data.validation import refuse_unusable_rows
@@ -145,7 +145,7 @@ def augment_command(
             counts["examples"] += 1
             counts["rewrites_kept"] += len(rewrites)
             counts.update({f"dropped_{k}": v for k, v in dropped.items()})
-    cost = Decimal(counts.pop("cost_nano_usd", 0)).scaleb(-9)
+    cost = from_nano(counts.pop("cost_nano_usd", 0))
     summary = {"out": str(out_path), "model": model, "already_done": len(examples) - len(todo),
                "cost_usd": usd(cost), "prices": meter.prices.version,
                **dict(sorted(counts.items()))}  # fmt: skip

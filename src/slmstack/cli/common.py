@@ -7,6 +7,7 @@ import json
 import sys
 import warnings
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -57,6 +58,19 @@ def refuse_same(out: Path, source: Path, what: str, harm: str) -> None:
     """Refuse an ``--out`` that is the command's own input (``what``), which writing destroys."""
     if out.resolve() == source.resolve():
         raise ConfigError(f"--out {out} is {what}; {harm}. Pass another --out")
+
+
+def dollars(text: str, flag: str) -> Decimal:
+    """A non-negative, finite number of dollars given on the command line (``flag``)."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or value < 0:
+        raise ConfigError(
+            f"{flag} must be a number of dollars, 0 or more, written plainly (12.50); got {text!r}"
+        )
+    return value
 
 
 def beside(path: Path, suffix: str) -> Path:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from slmstack.cli.common import check_html_target, cli_command, out, print_json
+from slmstack.cli.common import check_html_target, cli_command, dollars, out, print_json
 from slmstack.errors import ConfigError
 
 
@@ -48,7 +48,7 @@ def compare(
     from slmstack.workflows import load_workflow
 
     check_html_target(html_out)
-    teacher = _dollars(teacher_cost, "--teacher-cost")
+    teacher = dollars(teacher_cost, "--teacher-cost")
     wf = load_workflow(workflow)
     meter = wf.meter()
     url = ledger or (wf.ledger.url if wf.ledger is not None else None)
@@ -77,21 +77,6 @@ def compare(
         print_json(summary)
         return
     _print(summary)
-
-
-def _dollars(text: str, flag: str) -> Decimal:
-    """A non-negative, finite number of dollars, or an error that names ``flag``."""
-    from decimal import InvalidOperation
-
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        value = Decimal("NaN")
-    if not value.is_finite() or value < 0:
-        raise ConfigError(
-            f"{flag} must be a number of dollars, 0 or more, written plainly (12.50); got {text!r}"
-        )
-    return value
 
 
 def _summary(r: Any, seconds: float, prices: str) -> dict[str, Any]:

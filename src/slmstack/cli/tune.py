@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from slmstack.cli.common import check_html_target, cli_command, out, print_json
+from slmstack.cli.common import check_html_target, cli_command, dollars, out, print_json
+from slmstack.costs.prices import to_nano
 from slmstack.errors import ConfigError
 
 app = typer.Typer(help="Tune a workflow against labelled data.", no_args_is_help=True)
@@ -64,7 +65,7 @@ def cascade(
     if not 0.0 < target <= 1.0:  # before any tier is measured (and paid for)
         hint = f" (for {target:g}%, pass {target / 100:g})" if 1 < target <= 100 else ""
         raise ConfigError(f"--target must be in (0, 1]; got {target}{hint}")
-    human = None if human_cost is None else _nano_usd(human_cost, "--human-cost")
+    human = None if human_cost is None else to_nano(dollars(human_cost, "--human-cost"))
     wf = load_workflow(workflow)
     step = find_cascade(wf, cascade_id)
     examples = read_examples(data, text_column=text_column, label_column=label_column)
@@ -182,14 +183,3 @@ def _curve_page(result: Any, summary: dict[str, Any]) -> str:
         + image("Cost against quality", png_base64(fig))
     )
     return page(f"Cascade {summary['cascade']}: cost against quality", body)
-
-
-def _nano_usd(value: str, option: str) -> int:
-    """A dollar amount given on the command line, in nano-dollars; refused unless ≥ 0."""
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise ConfigError(f"{option} must be a dollar amount such as 0.50; got {value!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise ConfigError(f"{option} must be 0 or more dollars; got {value}")
-    return int(amount.scaleb(9))

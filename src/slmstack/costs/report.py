@@ -27,7 +27,7 @@ from typing import Any
 
 from slmstack.costs.html import CSS, new_figure, png_base64
 from slmstack.costs.ledger import Ledger, SpendSums
-from slmstack.costs.prices import PriceTable, load_prices
+from slmstack.costs.prices import NANO, PriceTable, load_prices
 from slmstack.errors import ConfigError
 
 
@@ -171,10 +171,7 @@ def usd(amount: Decimal) -> str:
 
     Never ``"0E-9"`` or an exponent.
     """
-    return format(amount.quantize(_NANO), "f")
-
-
-_NANO = Decimal("0.000000001")
+    return format(amount.quantize(NANO), "f")
 
 
 def times(factor: Decimal) -> str:
