@@ -97,13 +97,19 @@ class Provenance:
 
 
 # ---------------------------------------------------------------------- output folders
-def is_skill_folder(folder: Path) -> bool:
-    """Whether ``folder`` looks like a saved skill (it has a ``config.json`` naming one)."""
+def _config_or_none(folder: Path) -> dict[str, Any] | None:
+    """``folder``'s ``config.json`` as a dict, or ``None`` when it has no readable one."""
     try:
         config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and isinstance(config.get("skill"), str)
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def is_skill_folder(folder: Path) -> bool:
+    """Whether ``folder`` looks like a saved skill (it has a ``config.json`` naming one)."""
+    config = _config_or_none(folder)
+    return config is not None and isinstance(config.get("skill"), str)
 
 
 def foreign_files(folder: Path) -> list[str]:
@@ -112,10 +118,7 @@ def foreign_files(folder: Path) -> list[str]:
     Replacing the skill would delete them, so :func:`check_output_folder` and
     :func:`save_folder` refuse such a folder. A config without a file list lists nothing.
     """
-    try:
-        listed = json.loads((folder / CONFIG).read_text(encoding="utf-8")).get("files")
-    except (OSError, ValueError, AttributeError):
-        return []
+    listed = (_config_or_none(folder) or {}).get("files")
     if not isinstance(listed, dict):
         return []
     return [name for name in _weight_files(folder) if name not in listed]
@@ -127,6 +130,16 @@ def inside_skill(path: Path) -> Path | None:
         if is_skill_folder(folder):
             return folder
     return None
+
+
+def refuse_inside_skill(path: Path, flag: str) -> None:
+    """Refuse an output ``path`` inside a saved skill, whose file check it would then fail."""
+    skill = inside_skill(path.absolute().parent)
+    if skill is not None:
+        raise ArtifactError(
+            f"{flag} {path} lies inside the saved skill {skill}, which would then fail its "
+            "check (a file its config does not list); pass a path outside it."
+        )
 
 
 def _refuse_foreign(folder: Path, what: str) -> None:
@@ -167,12 +180,7 @@ def check_output_folder(folder: Path, *, force: bool, flag: str = "--force") -> 
                 f"--out {folder} is the folder you are working in (or holds it); replacing "
                 "it would leave your shell in a deleted folder. Run from outside it."
             )
-    outer = inside_skill(folder.absolute().parent)
-    if outer is not None:
-        raise ArtifactError(
-            f"--out {folder} lies inside the saved skill {outer}, which would then fail its "
-            "check (a file its config does not list); choose a folder outside it."
-        )
+    refuse_inside_skill(folder, "--out")
     parent = _existing_parent(folder)
     try:  # a real probe: os.access says yes to root even on a read-only file system
         probe = Path(tempfile.mkdtemp(prefix=".slmstack-probe-", dir=parent))

@@ -89,15 +89,9 @@ def check_html_target(path: Path | None, option: str = "--html") -> None:
         return
     if path.is_dir():
         raise DataError(f"is a folder; pass a file for {option}, such as report.html", path=path)
-    from slmstack.artifacts import inside_skill
+    from slmstack.artifacts import refuse_inside_skill
 
-    skill = inside_skill(path.absolute().parent)
-    if skill is not None:
-        raise DataError(
-            f"lies inside the saved skill {skill}, which would then fail its check (a file "
-            f"its config does not list); pass a path outside it for {option}",
-            path=path,
-        )
+    refuse_inside_skill(path, option)
     if path.exists():
         with path.open("rb") as fh:
             head = fh.read(64).lstrip().lower()
