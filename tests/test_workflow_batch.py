@@ -206,3 +206,12 @@ def test_a_file_that_holds_no_results_is_never_cut_or_overwritten(tmp_path):
     with pytest.raises(DataError, match="--output is the input file"):
         run_batch(wf, src, src, restart=True)
     assert src.read_text() == "hello\n"
+
+
+def test_a_table_without_the_text_column_names_the_option_that_picks_another(tmp_path):
+    from slmstack.workflows.batch import read_inputs
+
+    (tmp_path / "in.csv").write_text("body\nhello\n")
+    with pytest.raises(DataError, match=r"no column 'text' \(the file has 'body'\); pass --text-field"):
+        read_inputs(tmp_path / "in.csv")
+    assert read_inputs(tmp_path / "in.csv", "body") == ["hello"]

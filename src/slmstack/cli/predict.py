@@ -23,7 +23,7 @@ def _read_inputs(path: Path, text_column: str, *, documents: bool = False) -> li
     ``documents`` (fields, clauses, compliance, summaries), a ``.txt`` file or stdin is
     one document.
     """
-    from slmstack.data.readers import read_records
+    from slmstack.data.readers import column_texts
 
     if str(path) == "-":
         text = sys.stdin.read()
@@ -31,22 +31,7 @@ def _read_inputs(path: Path, text_column: str, *, documents: bool = False) -> li
     if path.suffix.lower() == ".txt":  # a skill that reads documents reads the file whole
         text = read_utf8(path)
         return [text] if documents else text.splitlines()
-    records = read_records(path)
-    texts = []
-    for r in records:
-        if text_column not in r.fields:
-            raise ConfigError(
-                f"{path}:{r.line}: no column {text_column!r}; pass --text-column NAME "
-                f"(the file has {', '.join(map(repr, r.fields))})"
-            )
-        value = r.fields[text_column]
-        if value is None:
-            raise ConfigError(
-                f"{path}:{r.line}: {text_column!r} is null; give a text (an empty string "
-                "abstains) or remove the row"
-            )
-        texts.append(str(value))
-    return texts
+    return column_texts(path, text_column, "--text-column")
 
 
 @cli_command

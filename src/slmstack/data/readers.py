@@ -116,6 +116,33 @@ def read_records(path: str | Path, *, max_bytes: int | None = None) -> list[Reco
     return _read_table(Path(path), max_bytes)[0]
 
 
+def column_texts(path: str | Path, column: str, flag: str) -> list[str]:
+    """The ``column`` of every row of a CSV, TSV or JSONL file, as texts to run on.
+
+    Raises:
+        DataError: a row lacks the column (``flag`` names the option that picks another)
+            or holds null there (an empty string is a text: it abstains).
+    """
+    texts = []
+    for rec in read_records(path):
+        if column not in rec.fields:
+            raise DataError(
+                f"no column {column!r} (the file has {', '.join(map(repr, rec.fields))}); "
+                f"pass {flag} NAME",
+                path=path,
+                row=rec.line,
+            )
+        value = rec.fields[column]
+        if value is None:
+            raise DataError(
+                f"{column!r} is null; give a text (an empty string abstains) or remove the row",
+                path=path,
+                row=rec.line,
+            )
+        texts.append(str(value))
+    return texts
+
+
 def _read_table(p: Path, max_bytes: int | None) -> tuple[list[Record], str | None]:
     """The records and the delimiter they were split on (``None`` for JSONL)."""
     if p.is_dir():

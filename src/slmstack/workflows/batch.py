@@ -78,18 +78,9 @@ def read_inputs(path: Path, text_field: str = "text") -> list[str]:
                     row=n,
                 )
         return texts
-    from slmstack.data.readers import read_records
+    from slmstack.data.readers import column_texts
 
-    texts = []
-    for rec in read_records(path):
-        if text_field not in rec.fields:
-            raise DataError(
-                f"no column {text_field!r} (columns: {', '.join(rec.fields)}); pass --text-field",
-                path=path,
-                row=rec.line,
-            )
-        texts.append(str(rec.fields[text_field]))
-    return texts
+    return column_texts(path, text_field, "--text-field")
 
 
 def _done_rows(output: Path, texts: list[str]) -> set[int]:
