@@ -135,6 +135,11 @@ def _measure_skill(
     confidence: list[Any] = [] if cached is None else cached.confidence.tolist()
     abstained: list[Any] = [] if cached is None else cached.abstained.tolist()
     cost: list[Any] = [] if cached is None else cached.cost_nano_usd.tolist()
+
+    def measured() -> TierMeasure:
+        return TierMeasure(name, np.array(correct, bool), np.array(confidence, float),
+                           np.array(abstained, bool), np.array(cost, np.int64))  # fmt: skip
+
     for start in range(done, len(texts), batch_size):
         chunk = list(texts[start : start + batch_size])
         began = time.perf_counter()
@@ -145,11 +150,8 @@ def _measure_skill(
             confidence.append(p.confidence)
             abstained.append(p.abstained is not None)
             cost.append(cost_of(name, p, per_item))
-        measure = TierMeasure(name, np.array(correct, bool), np.array(confidence, float),
-                              np.array(abstained, bool), np.array(cost, np.int64))  # fmt: skip
-        _write_cache(cache, key, measure)
-    return TierMeasure(name, np.array(correct, bool), np.array(confidence, float),
-                       np.array(abstained, bool), np.array(cost, np.int64))  # fmt: skip
+        _write_cache(cache, key, measured())
+    return measured()
 
 
 def _read_cache(cache: Path | None, key: str) -> TierMeasure | None:
