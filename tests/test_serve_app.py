@@ -308,3 +308,22 @@ def test_a_model_that_fails_to_load_fails_the_start(tmp_path):
     with pytest.raises(ConfigError, match="unknown skill 'tests.Gone.v1'"), TestClient(app):
         pass
     assert not app.state.serve.ready
+
+
+def test_a_port_in_use_is_refused_before_any_model_loads(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from slmstack.cli.app import app as cli
+
+    config = write_server(tmp_path)
+    loaded = []
+    monkeypatch.setattr("slmstack.serve.app.create_app", lambda *a, **k: loaded.append(1))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = CliRunner().invoke(cli, ["serve", str(config), "--port", str(port)])
+    assert res.exit_code == 2 and f"port {port} on 127.0.0.1 is in use" in res.output
+    assert "--port N" in res.output and not loaded
+    res = CliRunner().invoke(cli, ["serve", str(config), "--host", "no-such-host.invalid"])
+    assert res.exit_code == 2 and "--host 'no-such-host.invalid'" in res.output

@@ -64,6 +64,9 @@ def serve(
     settings = load_config(config)  # every config error now, with its line
     if engine not in ("local", "ray"):
         raise ConfigError(f"--engine must be local or ray; got {engine!r}")
+    if ray_address is not None and engine != "ray":
+        raise ConfigError("--ray-address goes with --engine ray")
+    _check_port(host, port)  # before minutes of model loading, not after
     if engine == "ray":
         if workers != 1:
             raise ConfigError("--workers is for --engine local; on Ray set `ray.ingress` replicas")
@@ -71,8 +74,6 @@ def serve(
 
         serve_on_ray(settings, host=host, port=port, address=ray_address)
         return
-    if ray_address is not None:
-        raise ConfigError("--ray-address goes with --engine ray")
     options = {
         "host": host,
         "port": port,
@@ -93,3 +94,28 @@ def serve(
         workers=workers,
         **options,  # type: ignore[arg-type]
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a ``host:port`` another process listens on, or that cannot be bound at all."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host!r} is not an address of this machine ({exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is in use (another server?); stop it, or pass --port N"
+                ) from None
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); pass another --host "
+                "or --port"
+            ) from None
