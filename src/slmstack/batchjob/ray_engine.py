@@ -126,7 +126,8 @@ class RayEngine:
                 fn_constructor_args=(spec,),
                 batch_size=batch_size,
                 batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=self.workers),
+                # no more actors than blocks: an idle one would still load every model
+                compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(blocks))),
                 num_cpus=cpus,
             )
             try:
