@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from proxy_doubles import FakeUpstream, client, make_proxy
 from slmstack.cli.app import app
 from slmstack.costs import Ledger
-from slmstack.errors import ConfigError
+from slmstack.errors import ConfigError, DataError
 from slmstack.proxy import Masker, ProxyConfig, TrafficStore, create_proxy_app, generate_key
 from slmstack.proxy.promote import (
     Promotion,
@@ -74,7 +74,8 @@ def setup(tmp_path, student, upstream=None, *, kind="classification", promote_no
     upstream = upstream or FakeUpstream(lambda text: "card_arrival")
     serving.setdefault("audit_rate", 0.0)  # no audits unless a test asks (they are sampled)
     served = Serving([task], store, count_tokens=count_tokens, **serving)
-    proxy = make_proxy(tmp_path, upstream, shadow=Shadow([task]), shadow_store=store,
+    shadow = Shadow([task], serving.get("templates", ()))
+    proxy = make_proxy(tmp_path, upstream, shadow=shadow, shadow_store=store,
                        serving=served, count_tokens=count_tokens, masker=masker)  # fmt: skip
     return proxy, upstream, store, url
 
@@ -405,3 +406,33 @@ def test_audit_sampling_takes_the_configured_share_and_is_the_same_for_an_id(tmp
     # a larger rate audits a superset: raising the rate never drops a call that was audited
     low, high = Serving([task], store, audit_rate=0.05), Serving([task], store, audit_rate=0.3)
     assert all(high._sampled(i) for i in ids if low._sampled(i))
+
+
+def test_a_call_of_a_more_specific_task_is_never_answered_by_this_tasks_student(tmp_path):
+    """Two tasks share a prompt's start and end; the one with more fixed text owns its calls."""
+    urgent = "\nIs it urgent? Answer yes or no, then the intent.\nIntent:"
+    other = ShadowTask("t-urgent", "classification", "", PREFIX, urgent, None)
+    student = Student(confidence=0.99)
+    proxy, upstream, _, url = setup(tmp_path, student, templates=[other])
+
+    async def main():
+        async with proxy, client(proxy) as http:
+            mine = await http.post("/v1/chat/completions", json=body("where is my card"))
+            theirs = {"model": "gpt-4o-mini",
+                      "messages": [{"role": "user", "content": PREFIX + "card lost" + urgent}]}  # fmt: skip
+            r = await http.post("/v1/chat/completions", json=theirs)
+            assert proxy.recorder.wait_idle()
+            return mine, r
+
+    mine, r = asyncio.run(main())
+    assert mine.headers["x-slmstack-answered-by"] == "student"
+    assert r.headers["x-slmstack-answered-by"] == "llm" and len(upstream.received) == 1
+    assert student.batches == [["where is my card"]]  # the urgent call never reached it
+    # and the routing task's training data leaves the other task's calls out
+    from slmstack.proxy.taskdata import RecordedTask, task_data
+
+    task = RecordedTask("t-bank", "classification", "", PREFIX, SUFFIX, ("card_arrival",), ())
+    rows = TrafficStore(url).rows()
+    assert task_data(rows, task).calls == 2  # a template alone matches both
+    with pytest.raises(DataError, match="none of the 1 calls of task t-bank"):
+        task_data(rows, task, others=[other])  # its one call was the student's own answer

@@ -191,6 +191,7 @@ def _distill_task(
     from slmstack import registry
     from slmstack.cli.train_generic import parse_assignments
     from slmstack.proxy import TrafficStore, key_from_env
+    from slmstack.proxy.shadow import read_templates
     from slmstack.proxy.taskdata import read_task, task_data
     from slmstack.proxy.taskdistill import distill_task, student_for
 
@@ -211,7 +212,7 @@ def _distill_task(
         rows = store.rows()
     finally:
         store.close()
-    data = task_data(rows, recorded, key=key)
+    data = task_data(rows, recorded, key=key, others=read_templates(tasks))
     skill = student_for(recorded.kind, student, params, data)
     report = distill_task(data, skill, held_out=held_out, seed=seed)
     skill.save(out_dir)

@@ -40,7 +40,7 @@ from slmstack.errors import ConfigError
 from slmstack.proxy.db import open_tables
 from slmstack.proxy.promote import PROMOTIONS, SHADOW, wilson_lower
 from slmstack.proxy.recording import AUDIT, WORKFLOW
-from slmstack.proxy.shadow import ShadowTask, read_tasks
+from slmstack.proxy.shadow import ShadowTask, owner, read_tasks
 from slmstack.proxy.traffic import TABLE as TRAFFIC
 
 MONTH = timedelta(days=30)
@@ -252,10 +252,10 @@ def build_report(
         if row["request_id"] in shadow_task:
             task_of["shadow"] += 1
             return str(shadow_task[row["request_id"]])
-        for matcher, _ in templates:
-            if matcher.variable(row["system"], row["user"]) is not None:
-                task_of["template"] += 1
-                return matcher.task_id
+        found = owner([matcher for matcher, _ in templates], row["system"], row["user"])
+        if found is not None:  # the most specific task's call
+            task_of["template"] += 1
+            return found[0].task_id
         task_of["none"] += 1
         return None
 
@@ -293,9 +293,9 @@ def build_report(
         served = [r["latency_ms"] for r in rows if r["by"] != "llm"]
         if served:
             fig.student_ms, fig.student_ms_from = _latency(served), "served"
-    owner = {r["request_id"]: task_id for task_id, rows in by_task.items() for r in rows}
+    owner_of = {r["request_id"]: task_id for task_id, rows in by_task.items() for r in rows}
     for audit in tables[LEDGER]:
-        task_id = shadow_task.get(audit["request_id"]) or owner.get(audit["request_id"]) or ""
+        task_id = shadow_task.get(audit["request_id"]) or owner_of.get(audit["request_id"]) or ""
         fig = figures.setdefault(task_id, TaskFigures(task_id))
         fig.audit_calls += 1
         if audit["decision"] in _KNOWN_COST:

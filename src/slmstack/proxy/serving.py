@@ -62,7 +62,7 @@ from slmstack.proxy.exchange import Exchange, Parsed
 from slmstack.proxy.promote import Promotion, ShadowStore, wilson_lower, wilson_upper
 from slmstack.proxy.recorder import Recorder
 from slmstack.proxy.recording import Route, system_and_user
-from slmstack.proxy.shadow import ShadowRow, ShadowTask
+from slmstack.proxy.shadow import ShadowRow, ShadowTask, owner
 from slmstack.proxy.student import HEADER, Batcher, respond, servable
 
 _log = logging.getLogger("slmstack.proxy")
@@ -81,6 +81,8 @@ class Serving:
     Args:
         tasks: the shadowed tasks (their templates and students).
         store: where decisions are read and written and comparisons are stored.
+        templates: every known task (the tasks file's), so that a call goes to the most
+            specific task that matches it, served or not.
         audit_rate, refresh_s, demote_window, demote_min_n: see
             :class:`~slmstack.proxy.config.ProxyConfig`.
         count_tokens: counts the tokens of a student's answer (its usage); ``None``: the
@@ -95,6 +97,7 @@ class Serving:
         tasks: Sequence[ShadowTask],
         store: ShadowStore,
         *,
+        templates: Sequence[ShadowTask] = (),
         audit_rate: float = 0.05,
         refresh_s: float = 5.0,
         demote_window: int = 200,
@@ -102,6 +105,8 @@ class Serving:
         count_tokens: Callable[[str], int] | None = None,
     ):
         self.store = store
+        mine = {t.task_id for t in tasks}
+        self._templates = [*tasks, *(t for t in templates if t.task_id not in mine)]
         self.audit_rate = audit_rate
         self.refresh_s = refresh_s
         self.demote_window = demote_window
@@ -226,12 +231,12 @@ class Serving:
         raw = request.get("messages")
         messages = [m for m in raw if isinstance(m, dict)] if isinstance(raw, list) else []
         system, user = system_and_user(Parsed(messages=messages))
-        for batcher, decision in live:  # noqa: B007 (the match is used after the loop)
-            variable = batcher.task.variable(system, user)
-            if variable is not None:
-                break
-        else:
+        found = owner(self._templates, system, user)  # the most specific task owns the call
+        served = next(((b, d) for b, d in live if found and b.task.task_id == found[0].task_id),
+                      None)  # fmt: skip
+        if found is None or served is None:
             return None
+        (batcher, decision), variable = served, found[1]
         task_id, threshold = batcher.task.task_id, float(decision.threshold or 0.0)
         request_id = uuid.uuid4().hex
         try:
@@ -361,7 +366,8 @@ def build_serving(config: ProxyConfig, recorder: Recorder) -> Serving | None:
         _log.info("no --tokenizer: the students' answers carry no usage, and their tokens are "
                   "recorded as missing")  # fmt: skip
     return Serving(
-        recorder.shadow.tasks, recorder.shadow_store, audit_rate=config.audit_rate,
+        recorder.shadow.tasks, recorder.shadow_store, templates=recorder.shadow.templates,
+        audit_rate=config.audit_rate,
         refresh_s=config.refresh_s, demote_window=config.demote_window,
         demote_min_n=config.demote_min_n, count_tokens=recorder.pricing.count_tokens,
     )  # fmt: skip

@@ -67,6 +67,23 @@ class ShadowTask:
         return tuple(getattr(skill, "specs_", ()) or ())
 
 
+def owner(templates: Sequence[ShadowTask], system: str, user: str) -> tuple[ShadowTask, str] | None:
+    """The task a call belongs to, with its variable part; ``None`` when no task's.
+
+    Of the templates that match, the most specific (the longest fixed text) owns the call:
+    ``Ticket: {x}`` also matches every call of ``Ticket: {x} Return the priority.``, which
+    are that task's, so its student must neither learn from them nor answer them.
+    """
+    best: tuple[ShadowTask, str] | None = None
+    longest = -1
+    for task in templates:
+        variable = task.variable(system, user)
+        fixed = len(task.prefix) + len(task.suffix)
+        if variable is not None and fixed > longest:
+            best, longest = (task, variable), fixed
+    return best
+
+
 @dataclass(frozen=True)
 class ShadowRow:
     """One shadowed call: what the LLM and the student said, and how well they agree."""
@@ -160,8 +177,22 @@ def agreement(
 class Shadow:
     """The shadowed tasks; :meth:`compare` runs their students on recorded calls."""
 
-    def __init__(self, tasks: Sequence[ShadowTask]):
+    def __init__(self, tasks: Sequence[ShadowTask], templates: Sequence[ShadowTask] = ()):
+        """Shadow ``tasks``; ``templates`` are every known task (the tasks file's).
+
+        A call is matched to the most specific of them (:func:`owner`); the shadowed
+        ``tasks`` are always among them.
+        """
         self.tasks = list(tasks)
+        mine = {t.task_id for t in self.tasks}
+        self.templates = self.tasks + [t for t in templates if t.task_id not in mine]
+
+    def match(self, system: str, user: str) -> tuple[ShadowTask, str] | None:
+        """The shadowed task that owns a call, with its variable part (else ``None``)."""
+        found = owner(self.templates, system, user)
+        if found is None or found[0].student is None:
+            return None
+        return found
 
     def compare(
         self,
@@ -187,8 +218,12 @@ class Shadow:
                                      float(seen.prediction.confidence), seen.student_ms,
                                      seen.kind))  # fmt: skip
         fresh = [c for i, c in enumerate(calls) if known is None or known[i] is None]
+        owned: dict[str, list[tuple[Any, str]]] = {}
+        for c in fresh:
+            if (found := self.match(c[2], c[3])) is not None:
+                owned.setdefault(found[0].task_id, []).append((c, found[1]))
         for task in self.tasks:
-            mine = [(c, v) for c in fresh if (v := task.variable(c[2], c[3])) is not None]
+            mine = owned.get(task.task_id, [])
             if not mine:
                 continue
             start = time.perf_counter()
@@ -272,12 +307,31 @@ def load_shadow(tasks_file: Path, students: Mapping[str, Path]) -> Shadow:
             )
         shadowed.append(ShadowTask(task_id, task["kind"], task["system"], task["prefix"],
                                    task["suffix"], _OneAtATime(load(folder))))  # fmt: skip
-    return Shadow(shadowed)
+    return Shadow(shadowed, read_templates(tasks_file))
+
+
+def read_templates(tasks_file: Path) -> list[ShadowTask]:
+    """Every task of ``tasks_file`` as a template to match calls with (no student).
+
+    Raises:
+        ConfigError: the file is unreadable, or a task lacks its template.
+    """
+    out = []
+    for task_id, task in read_tasks(tasks_file).items():
+        try:
+            out.append(ShadowTask(task_id, task["kind"], task["system"], task["prefix"],
+                                  task["suffix"], None))  # fmt: skip
+        except KeyError as exc:
+            raise ConfigError(
+                f"task {task_id!r} of {tasks_file} has no {exc}; write the file with "
+                "`slmstack discover --json`"
+            ) from None
+    return out
 
 
 __all__ = [
     "AGREE_F1", "Known", "Shadow", "ShadowRow", "ShadowTask", "agreement", "load_shadow",
-    "read_tasks",
+    "owner", "read_tasks", "read_templates",
     "student_fields",
     "student_text",
 ]  # fmt: skip

@@ -37,7 +37,7 @@ from typing import Any, Literal
 from slmstack.errors import ConfigError, DataError
 from slmstack.proxy.answers import TaskKind, json_object, label_of
 from slmstack.proxy.masking import strip_tokens, unmask
-from slmstack.proxy.shadow import ShadowTask, read_tasks
+from slmstack.proxy.shadow import ShadowTask, owner, read_tasks
 from slmstack.proxy.traffic import TrafficRow
 
 Masking = Literal["none", "unmasked", "tokens"]
@@ -117,7 +117,11 @@ class TaskData:
 
 
 def task_data(
-    rows: Sequence[TrafficRow], task: RecordedTask, *, key: str | None = None
+    rows: Sequence[TrafficRow],
+    task: RecordedTask,
+    *,
+    key: str | None = None,
+    others: Sequence[ShadowTask] = (),
 ) -> TaskData:
     """The training examples of ``task`` in ``rows`` (see the module docstring).
 
@@ -125,6 +129,8 @@ def task_data(
         rows: recorded calls, in any order.
         task: the task (:func:`read_task`).
         key: the masking key, to train on the original text of masked calls.
+        others: the other known tasks (:func:`~slmstack.proxy.shadow.read_templates`): a
+            call a more specific one also matches is that task's, not this one's.
 
     Raises:
         ConfigError: the task is a generation.
@@ -138,14 +144,16 @@ def task_data(
             "`slmstack discover` again"
         )
     matcher = task.template
+    templates = [matcher, *(t for t in others if t.task_id != task.task_id)]
     dropped: Counter[str] = Counter()
     pairs: list[tuple[str, str]] = []  # (text, answer) of each usable call
     calls = cost = unpriced = 0
     masked = False
     for row in rows:
-        variable = matcher.variable(row.system, row.user)
-        if variable is None:
+        found = owner(templates, row.system, row.user)
+        if found is None or found[0] is not matcher:
             continue
+        variable = found[1]
         calls += 1
         by_llm = row.answered_by == "llm"
         if by_llm and row.cost_status == "priced":
