@@ -167,7 +167,8 @@ def test_models_and_errors_are_forwarded_and_only_chat_is_recorded(tmp_path):
     assert models.json()["data"][0]["id"] == "gpt-4o-mini"
     assert refused.status_code == 429 and refused.json()["error"]["message"] == "rate limited"
     assert missing.status_code == 404 and "/v1/" in missing.json()["error"]["message"]
-    assert health.json()["status"] == "ok"
+    assert health.json()["status"] == "ok" and health.json()["write_error"] is None
+    assert health.json()["pending"] == 0
     rows = TrafficStore(f"sqlite:///{tmp_path / 'proxy.db'}").rows()
     assert [(r.status, r.cost_status, r.cost_nusd) for r in rows] == [(429, "failed", 0)] * 2
 
@@ -289,3 +290,41 @@ def test_rows_the_database_refuses_at_the_stop_go_to_a_file_not_away(tmp_path, m
     [spilled] = list(tmp_path.glob("slmstack-proxy-unrecorded-*.jsonl"))
     row = json.loads(spilled.read_text())
     assert row["traffic"]["model"] == "gpt-4o-mini" and row["ledger"]["tokens_in"] == 3
+
+
+def test_a_call_no_database_column_could_hold_is_recorded_fitted_and_failures_show(tmp_path):
+    """A 250-character model name or a NUL (PostgreSQL refuses both) must not stop recording."""
+    import time as _time
+
+    from slmstack.proxy.exchange import Exchange
+    from slmstack.proxy.recorder import Recorder
+    from slmstack.proxy.recording import Pricing
+
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    fail = {"left": 1}
+
+    class Flaky(TrafficStore):
+        def insert(self, rows):
+            rows = list(rows)
+            if fail["left"]:
+                fail["left"] -= 1
+                raise ConfigError("the database is down")
+            return super().insert(rows)
+
+    recorder = Recorder(Flaky(url), Ledger(url), pricing=Pricing(load_prices(), None, None),
+                        flush_every_s=0.01)  # fmt: skip
+    body = {**BODY, "model": "m" * 250}
+    body["messages"] = [{"role": "user", "content": "a\x00b"}]
+    answer = json.dumps({"choices": [{"message": {"role": "assistant", "content": "c\x00"}}],
+                         "usage": {"prompt_tokens": 3, "completion_tokens": 1}}).encode()  # fmt: skip
+    recorder.submit(Exchange("/v1/chat/completions/" + "x" * 400, json.dumps(body).encode(),
+                             answer, 200, "application/json", "", None, _time.time(), 5.0, 5.0,
+                             None))  # fmt: skip
+    recorder._drain_now()  # what the recording thread does, here in the test's thread
+    assert (recorder.pending, recorder.write_error) == (1, "the database is down")
+    recorder._write()  # the thread's retry
+    assert (recorder.pending, recorder.write_error, recorder.recorded) == (0, None, 1)
+    [row] = TrafficStore(url).rows()
+    assert row.model == "m" * 200 and row.user == "a\ufffdb" and row.response == "c\ufffd"
+    [spent] = Ledger(url).rows()
+    assert len(spent.model) == 200 and len(spent.step) == 300

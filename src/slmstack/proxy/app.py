@@ -140,9 +140,12 @@ class ProxyApp:
         if not path.startswith("/v1/"):
             if path == "/healthz":
                 r = self.recorder
-                stats: dict[str, Any] = {"status": "ok", "recorded": r.recorded,
-                                         "dropped": r.dropped, "failed": r.failed,
-                                         "unrecorded": dict(self.unrecorded)}  # fmt: skip
+                stats: dict[str, Any] = {
+                    "status": "ok" if r.write_error is None else "recording_failing",
+                    "recorded": r.recorded, "dropped": r.dropped, "failed": r.failed,
+                    "pending": r.pending, "write_error": r.write_error,
+                    "unrecorded": dict(self.unrecorded),
+                }  # fmt: skip
                 if self.serving is not None:
                     stats["serving"] = self.serving.stats()
                 await _json(send, 200, stats)

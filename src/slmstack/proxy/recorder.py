@@ -88,6 +88,7 @@ class Recorder:
         self.recorded = 0
         self.dropped = 0
         self.failed = 0
+        self.write_error: str | None = None  # the last write's failure, until one succeeds
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._pending: list[tuple[TrafficRow | None, LedgerRow]] = []
         self._warned: set[str] = set()
@@ -226,15 +227,22 @@ class Recorder:
             keep = rows[-self.max_queue :]
             self.dropped += len(rows) - len(keep)
             self._pending = keep
+            self.write_error = str(exc)
             _log.error("cannot record %d exchanges (kept, retried): %s", len(keep), exc)
             time.sleep(min(1.0, self.flush_every_s))
             return
         self.recorded += len(rows)
+        self.write_error = None
         for listener in self._listeners if shadowed else ():
             try:
                 listener(shadowed)
             except Exception as exc:  # a listener's failure must not stop the recording
                 _log.error("a listener of shadow rows failed: %s: %s", type(exc).__name__, exc)
+
+    @property
+    def pending(self) -> int:
+        """Exchanges waiting to be written (after a failed write, until a write succeeds)."""
+        return len(self._pending)
 
     def _warn_unpriced(self, rows: Sequence[tuple[TrafficRow | None, LedgerRow]]) -> None:
         for traffic, ledger in rows:

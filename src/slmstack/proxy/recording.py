@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 from slmstack.costs.ledger import LLM_CALL, LedgerRow
 from slmstack.costs.prices import PriceTable, to_nano
@@ -272,28 +272,46 @@ def build_rows(
         elif route is not None and route.role == "audit":
             path = AUDIT
         ledger = LedgerRow(
-            request_id=request_id, path=path, workflow=WORKFLOW, step=ex.path, kind=kind, at=at,
-            model=model, tokens_in=t_in, tokens_out=t_out, latency_ms=ex.latency_ms,
-            cost_nusd=nusd, decision=STUDENT if by_student else status,
-            reason=reason if reason else problem, api_key_id=fingerprint,
+            request_id=request_id, path=path, workflow=WORKFLOW, step=_fit(ex.path, 300),
+            kind=kind, at=at, model=_fit(model, 200), tokens_in=t_in, tokens_out=t_out,
+            latency_ms=ex.latency_ms, cost_nusd=nusd, decision=STUDENT if by_student else status,
+            reason=_fit(reason if reason else problem), api_key_id=fingerprint,
         )  # fmt: skip
         if route is not None and route.role == "audit":
             out.append((None, ledger))
             continue
         system, user = system_and_user(p)
         traffic = TrafficRow(
-            request_id=request_id, at=at, model=p.model, status=ex.status, stream=p.stream,
-            system=system, user=user, messages=json.dumps(p.messages, ensure_ascii=False),
-            params=json.dumps(p.params, ensure_ascii=False), response=p.response_text,
+            request_id=request_id, at=at, model=_fit(p.model, 200), status=ex.status,
+            stream=p.stream, system=_fit(system), user=_fit(user),
+            messages=json.dumps(p.messages, ensure_ascii=False),  # JSON escapes NUL itself
+            params=json.dumps(p.params, ensure_ascii=False), response=_fit(p.response_text),
             tokens_in=t_in, tokens_out=t_out, tokens_source=source,
             latency_ms=ex.latency_ms, ttfb_ms=ex.ttfb_ms, cost_nusd=nusd, cost_status=status,
-            masked=masker is not None, response_model=p.response_model,
-            finish_reason=p.finish_reason, upstream_id=p.upstream_id, api_key_id=fingerprint,
-            problem=problem, answered_by=STUDENT if by_student else "llm",
+            masked=masker is not None, response_model=_fit(p.response_model, 200),
+            finish_reason=_fit(p.finish_reason, 64), upstream_id=_fit(p.upstream_id, 200),
+            api_key_id=fingerprint, problem=_fit(problem),
+            answered_by=STUDENT if by_student else "llm",
             task_id=route.task_id if route is not None else tasks.get(request_id),
         )  # fmt: skip
         out.append((traffic, ledger))
     return Recorded(out, compared)
+
+
+@overload
+def _fit(text: str, width: int | None = None) -> str: ...
+@overload
+def _fit(text: None, width: int | None = None) -> None: ...
+def _fit(text: str | None, width: int | None = None) -> str | None:
+    """``text`` as every database can store it: NUL shown as U+FFFD, cut to ``width``.
+
+    PostgreSQL refuses NUL and over-long values; a client's 250-character model name or a
+    NUL in a message must not stop the recording of every call after it.
+    """
+    if text is None:
+        return None
+    text = text.replace("\x00", "\ufffd")
+    return text if width is None else text[:width]
 
 
 __all__ = [
