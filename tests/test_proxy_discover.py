@@ -60,8 +60,9 @@ def test_unpriced_and_failed_calls_are_counted_apart():
     rows, _ = synthetic_traffic()
     rows[0] = replace(rows[0], cost_status="unpriced", cost_nusd=0)
     rows[1] = replace(rows[1], status=429)
+    rows[2] = replace(rows[2], problem="stream cut short", response="card_arr")  # no answer
     tasks = discover(rows)
-    assert sum(t.requests for t in tasks) == len(rows) - 1
+    assert sum(t.requests for t in tasks) == len(rows) - 2
     assert sum(t.unpriced for t in tasks) == 1
 
 

@@ -233,7 +233,8 @@ def discover(rows: Sequence[TrafficRow], *, min_support: int = 3, min_extra: int
     """The tasks in recorded traffic, largest first (see the module docstring).
 
     Args:
-        rows: recorded calls (failed calls are left out).
+        rows: recorded calls (failed calls, and calls whose answer could not be read or
+            was cut short, are left out: their answers would skew the task's kind).
         min_support: calls a branch needs to be a template of its own.
         min_extra: words of fixed text a branch must add to be a template of its own.
 
@@ -245,7 +246,7 @@ def discover(rows: Sequence[TrafficRow], *, min_support: int = 3, min_extra: int
     """
     by_system: dict[str, list[TrafficRow]] = defaultdict(list)
     for r in rows:
-        if r.status == 200:
+        if r.status == 200 and not r.problem:
             by_system[r.system].append(r)
     tasks = []
     for system, group in by_system.items():
