@@ -211,13 +211,14 @@ def test_names_in_any_script_tool_arguments_and_request_fields_are_masked_too(tm
     key = generate_key()
     upstream = FakeUpstream(lambda text: "ok")
     secrets = ["José Álvarez", "Łukasz Nowak", "carol@example.org", "john.smith@example.com",
-               "jane@example.net"]  # fmt: skip
+               "jane@example.net", "ana.lopez@example.com"]  # fmt: skip
     body = {
         "model": "gpt-4o-mini",
         "user": "john.smith@example.com",
         "metadata": {"customer_email": "jane@example.net"},
         "messages": [
-            {"role": "user", "content": "My name is José Álvarez. Regards, Łukasz Nowak"},
+            {"role": "user", "content": "My name is José Álvarez. Regards, Łukasz Nowak",
+             "name": "ana.lopez@example.com"},
             {"role": "assistant", "content": None, "tool_calls": [{
                 "id": "c1", "type": "function",
                 "function": {"name": "mail", "arguments": '{"to": "carol@example.org"}'}}]},
@@ -239,3 +240,12 @@ def test_names_in_any_script_tool_arguments_and_request_fields_are_masked_too(tm
     assert [s for s in secrets if s in blob] == []
     assert "Álvarez" not in blob and "Łukasz" not in blob
     assert unmask(row.messages, key).count("carol@example.org") == 1  # the key restores it
+
+
+def test_a_stream_error_that_quotes_the_request_is_masked_before_it_is_stored():
+    from slmstack.proxy.exchange import Parsed
+    from slmstack.proxy.recording import _masked_texts
+
+    parsed = Parsed(problem="the stream ended with an error: cannot call +44 20 7946 0958")
+    _masked_texts([parsed], Masker(generate_key()))
+    assert "7946" not in (parsed.problem or "") and parsed.problem.startswith("the stream ended")

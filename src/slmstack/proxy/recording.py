@@ -120,13 +120,20 @@ def price(
 
 
 def _masked_texts(parsed: Sequence[Parsed], masker: Masker | None) -> None:
-    """Mask, in place and in one batch, every message text and answer of ``parsed``."""
+    """Mask, in place and in one batch, every text of ``parsed`` that is stored.
+
+    Message texts and names, tool-call arguments, string parameters, the answer, and the
+    problem (a stream's error event may quote the request).
+    """
     if masker is None:
         return
     slots: list[tuple[Any, Any]] = []  # (container, key) of each text to replace
     texts: list[str] = []
     for p in parsed:
         for m in p.messages:
+            if isinstance(m.get("name"), str):  # a participant's name: often a person's
+                slots.append((m, "name"))
+                texts.append(m["name"])
             content = m.get("content")
             if isinstance(content, str):
                 slots.append((m, "content"))
@@ -142,13 +149,16 @@ def _masked_texts(parsed: Sequence[Parsed], masker: Masker | None) -> None:
                     slots.append((function, "arguments"))
                     texts.append(function["arguments"])
         _string_leaves(p.params, slots, texts)  # `user`, `metadata` and the like
-        slots.append((p, None))
+        slots.append((p, "response_text"))
         texts.append(p.response_text)
+        if p.problem:
+            slots.append((p, "problem"))
+            texts.append(p.problem)
     for (holder, key), masked in zip(slots, masker.mask_many(texts), strict=True):
-        if key is None:
-            holder.response_text = masked
-        else:
+        if isinstance(holder, dict):
             holder[key] = masked
+        else:
+            setattr(holder, key, masked)
 
 
 def _string_leaves(value: Any, slots: list[tuple[Any, Any]], texts: list[str]) -> None:
