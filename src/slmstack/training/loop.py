@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from slmstack.errors import DataWarning, SkillError
 from slmstack.models.encoder import autocast
 from slmstack.progress import progress
 
@@ -43,11 +45,16 @@ class LoopConfig:
 
 @dataclass
 class LoopResult:
-    """What happened: the metric after each epoch, the best epoch and the wall time."""
+    """What happened: the metric after each epoch, the best epoch and the wall time.
+
+    ``best_epoch`` 0 means no epoch beat the weights training started from, which were
+    kept (``start_metric`` is their validation metric).
+    """
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     best_metric: float = -math.inf
+    start_metric: float = -math.inf
     seconds: float = 0.0
     stopped_early: bool = False
 
@@ -87,7 +94,12 @@ def train_loop(
 
     ``make_batches(epoch)`` yields the batches of one epoch (shuffled by the caller with
     a seeded generator, so runs are reproducible); ``evaluate()`` returns the validation
-    metric, higher is better.
+    metric, higher is better. The weights training starts from are a candidate too: when
+    every epoch scores below them (a learning rate too high), they are kept, with a
+    warning.
+
+    Raises:
+        SkillError: the loss became NaN or infinite (training diverged).
     """
     result = LoopResult()
     optimizer = torch.optim.AdamW(_param_groups(model, head_prefixes, cfg))
@@ -100,7 +112,10 @@ def train_loop(
         return max(0.0, (total - step) / max(1, total - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-    best_state = copy.deepcopy(model.state_dict())
+    initial = copy.deepcopy(model.state_dict())
+    best_state = initial
+    model.eval()
+    result.start_metric = evaluate()
     start = time.perf_counter()
     bad_epochs = 0
     with progress() as bar:
@@ -111,6 +126,12 @@ def train_loop(
             for step, batch in enumerate(make_batches(epoch), start=1):
                 with autocast(cfg.precision):
                     loss = loss_fn(batch)
+                if not torch.isfinite(loss.detach()):
+                    raise SkillError(
+                        f"training diverged at epoch {epoch + 1}, step {step}: the loss is "
+                        f"{float(loss.detach())}. Lower the learning rate (--lr, now "
+                        f"{cfg.learning_rate:g}) and train again; nothing was saved"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -139,6 +160,16 @@ def train_loop(
                 if bad_epochs >= cfg.patience:
                     result.stopped_early = epoch + 1 < cfg.epochs
                     break
+    if result.start_metric > result.best_metric:
+        warnings.warn(
+            f"{description}: every epoch scored below the weights it started from on "
+            f"validation ({result.best_metric:.4f} at best, against {result.start_metric:.4f}); "
+            f"those were kept. Lower the learning rate (now {cfg.learning_rate:g}), or check "
+            "what training pulls toward (a distillation teacher's labels, say)",
+            DataWarning,
+            stacklevel=2,
+        )
+        best_state, result.best_epoch, result.best_metric = initial, 0, result.start_metric
     model.load_state_dict(best_state)
     model.eval()
     result.seconds = time.perf_counter() - start
