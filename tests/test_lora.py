@@ -128,3 +128,15 @@ def test_explicit_validation_pairs_choose_the_epoch_and_all_pairs_train(tmp_path
     assert all(math.isfinite(s["loss"]) for s in result.steps)  # bf16 autocast trains
     with pytest.raises(DataError, match="val_pairs is empty"):
         train_lora(pairs, tmp_path / "b", settings=settings, val_pairs=[])
+
+
+def test_an_adapter_worse_than_the_base_on_validation_is_not_kept(tmp_path):
+    from slmstack.errors import DataWarning
+    from slmstack.training.lora import train_lora
+
+    pairs = [(f"What is the secret code for order {i}?", "PINEAPPLE.") for i in range(12)]
+    held = [("What is the secret code for order 99?", "PINEAPPLE.")]
+    settings = LoraSettings(epochs=1, batch_size=6, learning_rate=0.5, bf16=False)
+    with pytest.warns(DataWarning, match="above the base model's"):
+        result = train_lora(pairs, tmp_path / "a", settings=settings, val_pairs=held)
+    assert result.best_epoch == 0 and min(result.val_loss) > (result.val_loss_before or 0)

@@ -78,7 +78,11 @@ def lora(
         f"[green]saved[/] adapter {out_dir}  ({summary['steps']} steps, {summary['seconds']} s; "
         f"loss {summary['first_loss']} → {summary['last_loss']})"
     )
-    if result.val_loss:
+    if result.val_loss and result.best_epoch == 0:
+        best = min(result.val_loss)
+        out.print(f"[yellow]validation loss {result.val_loss_before:.4f}; no epoch improved "
+                  f"it (best {best:.4f}): the adapter changes nothing[/]")  # fmt: skip
+    elif result.val_loss:
         out.print(f"validation loss {result.val_loss_before:.4f} → {min(result.val_loss):.4f}")
     if result.truncated_pairs:
         out.print(

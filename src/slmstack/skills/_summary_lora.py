@@ -192,7 +192,8 @@ def train_summary_adapter(
         metrics["lora_last_loss"] = result.steps[-1]["loss"]
     if result.val_loss_before is not None and result.val_loss:
         metrics["lora_val_loss_before"] = result.val_loss_before
-        metrics["lora_val_loss"] = result.val_loss[result.best_epoch - 1]
+        best = result.best_epoch  # 0: no epoch beat the base model, which was kept
+        metrics["lora_val_loss"] = result.val_loss[best - 1] if best else result.val_loss_before
     return out, metrics
 
 

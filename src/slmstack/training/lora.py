@@ -27,7 +27,13 @@ import torch
 
 from slmstack.artifacts import data_hash, library_versions, swap_in
 from slmstack.data.readers import read_records
-from slmstack.errors import ConfigError, DataError, DataWarning, MissingDependencyError
+from slmstack.errors import (
+    ConfigError,
+    DataError,
+    DataWarning,
+    MissingDependencyError,
+    SkillError,
+)
 from slmstack.progress import progress
 from slmstack.training.adapters import write_adapter_meta
 
@@ -259,6 +265,7 @@ def train_lora(
         optimizer,
         lambda s: (s + 1) / max(1, warmup) if s < warmup else (total - s) / max(1, total - warmup),
     )
+    trainable = {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
     best: dict[str, torch.Tensor] | None = None
     best_val = math.inf
     step = 0
@@ -274,6 +281,12 @@ def train_lora(
                     loss = model(
                         **_batch([train[i] for i in perm[s : s + cfg.batch_size]], pad)
                     ).loss
+                if not torch.isfinite(loss.detach()):
+                    raise SkillError(
+                        f"LoRA training diverged at step {step + 1}: the loss is "
+                        f"{float(loss.detach())}. Lower --lr (now {cfg.learning_rate:g}) and "
+                        "train again; nothing was saved"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -298,6 +311,16 @@ def train_lora(
                     }
             if step >= total:
                 break
+    before = result.val_loss_before
+    if best is not None and before is not None and best_val >= before:
+        warnings.warn(
+            f"every epoch's validation loss ({best_val:.4f} at best) is above the base "
+            f"model's ({before:.4f}), so the adapter is saved as it started "
+            f"(it changes nothing). Lower --lr (now {cfg.learning_rate:g}) or add data",
+            DataWarning,
+            stacklevel=2,
+        )
+        best, result.best_epoch = trainable, 0
     if best is not None:
         with torch.no_grad():
             for k, v in model.named_parameters():
@@ -307,8 +330,8 @@ def train_lora(
         result.best_epoch = epoch + 1
     model.eval()
     result.seconds = time.perf_counter() - start
-    folder = Path(out)
-    folder.absolute().parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(out).absolute()  # "." has no name to put the temporary folder beside
+    folder.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     tmp = folder.with_name(f".{folder.name}.saving-{tag}")
     try:  # written aside, then swapped in: a failure never leaves half an adapter
