@@ -64,7 +64,9 @@ def train_only_logits(clf: TextClassifier, train: list[Example], texts: list[str
         return head(torch.from_numpy(clf._forward_all(clf._tokenize(texts), what="embed"))).numpy()
 
 
-def test_calibration_fits_the_temperature_on_validation_and_applies_it():
+def test_calibration_fits_the_temperature_on_validation_and_applies_it(monkeypatch):
+    # the mechanics, on a split too small to sharpen by default (see the test below)
+    monkeypatch.setattr("slmstack.training.calibration.MIN_TO_SHARPEN", 0)
     # Every 4th text carries the next label, so validation has errors and the best
     # temperature is a proper minimum (on clean data the NLL falls as T -> 0).
     labels = ["card", "password", "refund"]
@@ -231,3 +233,19 @@ def test_model_card_has_provenance(tmp_path):
         "torch",
     ):
         assert needle in card
+
+
+def test_a_tiny_or_perfectly_separated_validation_set_never_sharpens_the_confidences():
+    from slmstack.training.calibration import MIN_TO_SHARPEN, fit_temperature
+
+    right = np.array([[2.0, 0.0], [0.0, 2.0], [1.5, 0.2]], dtype=np.float32)
+    assert fit_temperature(right, np.array([0, 1, 0])) == 1.0  # NLL falls as T -> 0 here
+    # Many texts, all right: still no limit to the fall, so still no sharpening.
+    many = np.tile(right, (MIN_TO_SHARPEN, 1))
+    assert fit_temperature(many, np.tile(np.array([0, 1, 0]), MIN_TO_SHARPEN)) == 1.0
+    # Many texts, some wrong and the right ones timid: a real minimum below 1 is kept.
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    timid = np.stack([np.where(y == 0, 0.3, -0.3), np.where(y == 0, -0.3, 0.3)], axis=1)
+    timid[:10] *= -1  # a few confidently wrong would push T up; a few mildly wrong keep it < 1
+    assert fit_temperature(timid.astype(np.float32), y) < 1.0

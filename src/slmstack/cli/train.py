@@ -173,7 +173,8 @@ def classify(
     out.print(
         f"validation accuracy {summary['val_accuracy']:.4f}  macro-F1 "
         f"{summary['val_macro_f1']:.4f}  ECE {summary['val_ece_before_calibration']:.4f} → "
-        f"{summary['val_ece']:.4f} after calibration (T={summary['temperature']:.3f})"
+        f"{summary['val_ece']:.4f} after calibration (T={summary['temperature']:.3f}, fitted on "
+        "the same validation texts)"
     )
 
 

@@ -13,9 +13,16 @@ import itertools
 import numpy as np
 from numpy.typing import NDArray
 
+MIN_TO_SHARPEN = 30  # held-out examples needed before a fit may sharpen (T < 1)
+
 
 def fit_temperature(logits: NDArray[np.float32], labels: NDArray[np.int64]) -> float:
-    """The temperature T > 0 minimising the NLL of ``softmax(logits / T)``."""
+    """The temperature T > 0 minimising the NLL of ``softmax(logits / T)``.
+
+    It never sharpens (T < 1) on fewer than ``MIN_TO_SHARPEN`` examples, or when every one
+    is already right: there the NLL falls without limit as T shrinks, and a fit on three
+    texts made "the weather is nice" a 0.95-confident intent.
+    """
     import torch  # training only: prediction (``softmax``) stays torch-free
 
     x = torch.as_tensor(logits, dtype=torch.float64)
@@ -31,8 +38,9 @@ def fit_temperature(logits: NDArray[np.float32], labels: NDArray[np.int64]) -> f
 
     opt.step(closure)
     t = float(log_t.exp().item())
-    # Guard against degenerate fits on tiny validation sets.
-    return float(np.clip(t, 0.05, 20.0))
+    if len(labels) < MIN_TO_SHARPEN or bool((np.argmax(logits, axis=1) == labels).all()):
+        t = max(t, 1.0)
+    return float(np.clip(t, 0.05, 20.0))  # other degenerate fits on tiny sets
 
 
 def expected_calibration_error(
