@@ -276,3 +276,17 @@ def test_an_entity_type_left_only_in_validation_is_named(encoder_dir):
     seed = next(s for s in range(100) if np.random.default_rng(s).permutation(7)[0] == 6)
     with pytest.warns(DataWarning, match=r"entity types \['ORG'\] have no example left"):
         make_tagger(encoder_dir, seed=seed, val_fraction=0.1, epochs=1).fit(examples)
+
+
+def test_validation_never_reuses_the_training_examples_and_names_types_it_cannot_learn(
+    encoder_dir,
+):
+    from slmstack.errors import DataWarning
+
+    few = toy_sentences(4)
+    tagger = make_tagger(encoder_dir, val_fraction=0.96, epochs=1).fit(few)
+    assert (tagger.metrics_["n_train"], tagger.metrics_["n_val"]) == (1, 3)
+    email = TaggedExample.from_tokens(["mail", "a@b.c", "now"], ["O", "B-EMAIL", "O"])
+    with pytest.warns(DataWarning, match=r"validation holds entity types training has none of "
+                      r"\(EMAIL\)"):  # fmt: skip
+        make_tagger(encoder_dir, epochs=1).fit(few, validation=[*toy_sentences(2), email])

@@ -212,9 +212,19 @@ class EntityTagger(TaggedTexts, Skill):
         train, val = list(examples), list(validation or [])
         if validation is None:
             order = np.random.default_rng(self.seed).permutation(len(train))
-            n_val = max(1, round(self.val_fraction * len(train))) if len(train) > 1 else 0
+            # at least one example each side: never validate on the training examples
+            n_val = min(len(train) - 1, max(1, round(self.val_fraction * len(train))))
             val = [train[i] for i in order[:n_val]]
-            train = [train[i] for i in sorted(order[n_val:])] or val
+            train = [train[i] for i in sorted(order[n_val:])]
+        foreign = sorted({s.label for ex in val for s in ex.spans} - set(labels))
+        if foreign:
+            warnings.warn(
+                f"validation holds entity types training has none of ({', '.join(foreign)}); "
+                "the tagger cannot learn them and they count as misses in every epoch's "
+                "score. Add training examples of them, or drop them from validation",
+                DataWarning,
+                stacklevel=2,
+            )
         unseen = sorted(set(labels) - {s.label for ex in train for s in ex.spans})
         if unseen:  # every example of these types went to the validation split
             warnings.warn(
