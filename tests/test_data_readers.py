@@ -241,3 +241,13 @@ def test_a_misspelt_label_key_is_refused_not_read_as_unlabelled(tmp_path):
         read_span_jsonl(spans)
     clauses.write_text('{"text": "Venue is Paris.", "id": 7}\n')  # other keys are fine
     assert read_clause_examples(clauses)[0].labels == ()
+
+
+def test_json_labels_are_one_label_per_value_and_never_a_printed_list(tmp_path):
+    p = tmp_path / "n.jsonl"
+    rows = [{"text": f"t{i}", "label": v} for i, v in enumerate([1, 1.0, 0, 0.0, 0.5, 0.5])]
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert [ex.label for ex in read_examples(p)] == ["1", "1", "0", "0", "0.5", "0.5"]
+    p.write_text('{"text": "a", "label": ["x"]}\n{"text": "b", "label": ["y"]}\n')
+    with pytest.raises(DataError, match=r"n.jsonl:1: the label column 'label' holds a JSON list"):
+        read_examples(p)

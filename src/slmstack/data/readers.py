@@ -205,6 +205,15 @@ def _column(
             row=record.line,
         )
     value = record.fields[column]
+    if isinstance(value, list | dict):
+        raise DataError(
+            f"the {role} column {column!r} holds a JSON {type(value).__name__}, not a "
+            f"{role}: write one string (or number) per row",
+            path=path,
+            row=record.line,
+        )
+    if role == "label" and isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON 1 and 1.0 are one label
     return "" if value is None else str(value)
 
 
