@@ -95,6 +95,22 @@ def test_generic_train_refuses_a_typo_before_training(data, tmp_path):
     assert "must be 'head', 'finetune', 'fewshot' or 'auto'. Got 'heads'" in bad.output
 
 
+def test_reader_options_and_options_set_twice_are_checked_before_training(data, tmp_path):
+    base = ["train", "TextClassifier", str(data), "--out", str(tmp_path / "x")]
+    typo = runner.invoke(app, [*base, "--read", "textcolumn=foo"])
+    _no_traceback(typo)
+    assert "--read textcolumn: TextClassifier's reader has no such option" in typo.output
+    assert "text_column" in typo.output
+    bare = runner.invoke(app, [*base, "--read", "text_column"])
+    _no_traceback(bare)
+    assert "--read takes key=value" in bare.output
+    twice = runner.invoke(app, ["train", "clauses", str(data), "--out", str(tmp_path / "c"),
+                                "--set", "seed=3"])  # fmt: skip
+    _no_traceback(twice)
+    assert "seed has its own option; pass --seed instead" in twice.output
+    assert not (tmp_path / "x").exists() and not (tmp_path / "c").exists()
+
+
 def test_train_lists_every_kind():
     result = runner.invoke(app, ["train", "--help"])
     for kind in ("TextClassifier", "EntityTagger", "LanguageDetector", "Summarizer"):

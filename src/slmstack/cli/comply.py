@@ -42,7 +42,9 @@ def train_comply(
         "base": base,
         "seed": seed,
         "allow_pickle": allow_pickle,
-        **parse_assignments(ComplianceChecker, tuple(sets or ())),
+        **parse_assignments(
+            ComplianceChecker, tuple(sets or ()), own=("pack", "base", "seed", "allow_pickle")
+        ),
     }
     ComplianceChecker.check_params(params)
     load_pack(pack)  # a bad pack is reported before training, not after

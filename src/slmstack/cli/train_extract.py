@@ -209,7 +209,8 @@ def clauses(
     from slmstack.cli.train_generic import parse_assignments
     from slmstack.skills.clauses import ClauseFinder
 
-    params = parse_assignments(ClauseFinder, tuple(sets or ()))
+    own = ("base", "seed", "allow_pickle")
+    params = parse_assignments(ClauseFinder, tuple(sets or ()), own=own)
     prepare_out(out_dir, force)
     skill = ClauseFinder(
         base=None if base == "none" else base, seed=seed, allow_pickle=allow_pickle, **params

@@ -27,8 +27,14 @@ from slmstack.errors import ConfigError
 from slmstack.skills.params import Param, literal_choices
 
 
-def parse_assignments(cls: Any, items: tuple[str, ...], flag: str = "--set") -> dict[str, Any]:
-    """``("epochs=3", "strategy=finetune")`` → typed values by the class's signature."""
+def parse_assignments(
+    cls: Any, items: tuple[str, ...], flag: str = "--set", *, own: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``("epochs=3", "strategy=finetune")`` → typed values by the class's signature.
+
+    ``own``: parameters the command sets with options of their own (``seed`` →
+    ``--seed``); setting one here too is refused rather than overriding either in silence.
+    """
     params = {p.name: p for p in cls.parameters()}
     values: dict[str, Any] = {}
     for item in items:
@@ -36,6 +42,9 @@ def parse_assignments(cls: Any, items: tuple[str, ...], flag: str = "--set") -> 
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise ConfigError(f"{flag} takes key=value, got {item!r}. Example: {flag} epochs=3")
+        if key in own:
+            option = "--" + key.replace("_", "-")
+            raise ConfigError(f"{flag} {item!r}: {key} has its own option; pass {option} instead")
         if key not in params:
             cls.check_params({key: None})  # the did-you-mean message
         values[key] = convert(params[key], raw)
@@ -113,8 +122,7 @@ def train_skill(
             raise ConfigError(f"{cls.__name__} trains from a file: pass DATA.")
         examples: Any = []
     else:
-        options = {k.strip(): v for k, _, v in (r.partition("=") for r in reads)}
-        examples = cls.read_training_data(data, **options)
+        examples = cls.read_training_data(data, **_read_options(cls, reads))
     skill = cls(**params).fit(examples)
     skill.save(out_dir)
     metrics = {k: v for k, v in skill.provenance_.metrics.items() if isinstance(v, int | float)}
@@ -177,3 +185,25 @@ class TrainGroup(TyperGroup):
             "parameters."
         )
         return super().get_help(ctx)
+
+
+def _read_options(cls: Any, reads: tuple[str, ...]) -> dict[str, str]:
+    """``--read key=value`` items, checked against the reader's own parameters."""
+    import inspect
+
+    params = list(inspect.signature(cls.read_training_data).parameters.values())[1:]  # not the file
+    loose = any(p.kind is p.VAR_KEYWORD for p in params)
+    accepted = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    options = {}
+    for item in reads:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--read takes key=value, got {item!r}; e.g. --read text_column=body")
+        if key not in accepted and not loose:
+            known = ", ".join(accepted) or "none"
+            raise ConfigError(
+                f"--read {key}: {cls.__name__}'s reader has no such option (it takes: {known})"
+            )
+        options[key] = value
+    return options

@@ -9,6 +9,8 @@ import typer
 
 from slmstack.cli.common import cli_command, out, prepare_out, print_json
 
+_OWN = ("base", "model", "features", "seed", "allow_pickle")  # options of their own
+
 
 @cli_command
 def recommend(
@@ -61,7 +63,7 @@ def recommend(
         "features": features,
         "seed": seed,
         "allow_pickle": allow_pickle,
-        **parse_assignments(Recommender, tuple(sets or ())),
+        **parse_assignments(Recommender, tuple(sets or ()), own=_OWN),
     }
     Recommender.check_params(params)  # bad values before reading or training
     prepare_out(out_dir, force)
