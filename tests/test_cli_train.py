@@ -160,3 +160,7 @@ def test_a_teacher_with_the_head_strategy_is_refused_before_training(data, tmp_p
     _no_traceback(result)
     assert "--teacher distils into a fine-tuned encoder: add --strategy finetune" in result.output
     assert not (tmp_path / "s").exists()
+    onto = runner.invoke(app, ["train", "classify", str(data), "--out", str(tmp_path), "--force",
+                               "--strategy", "finetune", "--teacher", str(tmp_path)])  # fmt: skip
+    _no_traceback(onto)
+    assert "is the teacher's folder; the student would replace it" in onto.output

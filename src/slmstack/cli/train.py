@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from slmstack.cli import lora, retrieval, train_extract, train_recommend
-from slmstack.cli.common import cli_command, out, prepare_out, print_json
+from slmstack.cli.common import cli_command, out, prepare_out, print_json, refuse_same
 from slmstack.cli.comply import train_comply
 from slmstack.cli.train_generic import TrainGroup
 
@@ -99,6 +99,8 @@ def classify(
         raise ConfigError("--out must differ from --resume, so the original is kept")
     if teacher is not None and resume is not None:
         raise ConfigError("--teacher trains a new --strategy finetune skill; drop --resume")
+    if teacher is not None:
+        refuse_same(out_dir, teacher, "the teacher's folder", "the student would replace it")
     if teacher is not None and strategy != "finetune":
         raise ConfigError(
             f"--teacher distils into a fine-tuned encoder: add --strategy finetune (got {strategy})"
