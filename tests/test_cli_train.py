@@ -111,6 +111,18 @@ def test_reader_options_and_options_set_twice_are_checked_before_training(data, 
     assert not (tmp_path / "x").exists() and not (tmp_path / "c").exists()
 
 
+def test_options_the_chosen_training_ignores_are_refused_not_dropped(data, tmp_path):
+    out = ["--out", str(tmp_path / "x")]
+    head = runner.invoke(app, ["train", "classify", str(data), *out, "--lr", "1e-3", "--epochs", "9"])
+    _no_traceback(head)
+    assert "--epochs, --lr do not apply to --strategy head" in head.output
+    static = runner.invoke(app, ["train", "classify", str(data), *out, "--base", "static",
+                                 "--scope-alpha", "0.3", "--max-length", "4"])  # fmt: skip
+    _no_traceback(static)
+    assert "--max-length, --scope-alpha do not apply to --base static" in static.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_train_lists_every_kind():
     result = runner.invoke(app, ["train", "--help"])
     for kind in ("TextClassifier", "EntityTagger", "LanguageDetector", "Summarizer"):

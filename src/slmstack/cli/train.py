@@ -42,7 +42,7 @@ def classify(
     ] = "head",
     text_column: Annotated[str, typer.Option()] = "text",
     label_column: Annotated[str, typer.Option()] = "label",
-    epochs: Annotated[int, typer.Option(help="Maximum epochs for finetune.")] = 5,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (finetune, fewshot).")] = 5,
     learning_rate: Annotated[
         float | None,
         typer.Option("--lr", help="Encoder learning rate (default 5e-5; fewshot 1e-4)."),
@@ -110,6 +110,7 @@ def classify(
         static = _static_classifier(base, strategy, resume, val_fraction, seed, allow_pickle)
         if name_examples:
             raise ConfigError(f"--name-examples needs a transformer --base, not {base}; drop it")
+    _refuse_unused(_given(ctx), base, strategy)
     prepare_out(out_dir, force)
     examples = TextClassifier.read_training_data(
         data, text_column=text_column, label_column=label_column
@@ -131,6 +132,8 @@ def classify(
             )
         kept = {"epochs": epochs, "seed": seed, "scope_alpha": scope_alpha,
                 "batch_size": batch_size, "val_fraction": val_fraction}  # fmt: skip
+        if skill.strategy_ == "head":
+            _refuse_unused(given, base, "head")
         changes = {k: v for k, v in kept.items() if k in given}
         if "learning_rate" in given and learning_rate is not None:
             changes[_rate_param(skill.strategy_)] = learning_rate
@@ -203,6 +206,25 @@ def _teacher(folder: Path | None, allow_pickle: bool) -> TextClassifier | None:
             "classifier saved by 'slmstack train classify' over the same labels."
         )
     return skill
+
+
+def _refuse_unused(given: set[str], base: str, strategy: str) -> None:
+    """Refuse options the chosen kind of training would ignore in silence."""
+    from slmstack.errors import ConfigError
+
+    if base == "static" or base.startswith("static:"):
+        unused = given & {"epochs", "learning_rate", "batch_size", "max_length", "precision",
+                          "scope_alpha", "distill_weight", "distill_temperature"}  # fmt: skip
+        why = f"--base {base} (static embeddings and a linear head)"
+    elif strategy in ("head", "auto"):
+        unused = given & {"epochs", "learning_rate"}
+        why = f"--strategy {strategy} (a frozen encoder: a probe is fitted, nothing is tuned)"
+    else:
+        return
+    if unused:
+        flags = ", ".join("--lr" if f == "learning_rate" else "--" + f.replace("_", "-")
+                          for f in sorted(unused))  # fmt: skip
+        raise ConfigError(f"{flags} do not apply to {why}; drop them, or add --strategy finetune")
 
 
 def _rate_param(strategy: str) -> str:
