@@ -249,3 +249,14 @@ def test_a_tiny_or_perfectly_separated_validation_set_never_sharpens_the_confide
     timid = np.stack([np.where(y == 0, 0.3, -0.3), np.where(y == 0, -0.3, 0.3)], axis=1)
     timid[:10] *= -1  # a few confidently wrong would push T up; a few mildly wrong keep it < 1
     assert fit_temperature(timid.astype(np.float32), y) < 1.0
+
+
+def test_a_finetuned_skill_resumed_with_a_new_label_learns_it():
+    more = [Example("freeze my card now", "lost_card"), Example("my card was stolen", "lost_card"),
+            Example("I lost my card yesterday", "lost_card"),
+            Example("block my stolen card", "lost_card")]  # fmt: skip
+    clf = TextClassifier(strategy="finetune", epochs=1, scope_alpha=0.0).fit(TRAIN)
+    clf.set_params(epochs=1)
+    clf.resume(more + TRAIN, allow_new_labels=True)
+    # the new row starts from the probe fitted on the new data, not from zero weights
+    assert [p.label for p in clf.predict([ex.text for ex in more])] == ["lost_card"] * 4

@@ -243,11 +243,16 @@ class TextClassifier(LabelledTexts, Skill):
             self.net_.head = grow_head(self.net_.head, len(new))
             self.classes_ = [*self.classes_, *new]
         torch.manual_seed(self.seed)
-        self._train(list(examples), resumed=True)
+        self._train(list(examples), resumed=True, grown=bool(new))
         return self
 
     def _train(
-        self, examples: list[Example], *, resumed: bool, teacher: SoftTeacher | None = None
+        self,
+        examples: list[Example],
+        *,
+        resumed: bool,
+        teacher: SoftTeacher | None = None,
+        grown: bool = False,
     ) -> None:
         start = time.perf_counter()
         if self.name_examples:  # before any training: a name that reads as nothing is refused
@@ -280,7 +285,9 @@ class TextClassifier(LabelledTexts, Skill):
         for param in self.net_.encoder.parameters():
             param.requires_grad = tuned
         x_train = None
-        if self.strategy_ == "head" or (self.strategy_ == "finetune" and not resumed):
+        # A fine-tune starts from the probe; on resume too when the head grew, or the new
+        # labels' rows would start at zero and lose to every old label.
+        if self.strategy_ == "head" or (self.strategy_ == "finetune" and (grown or not resumed)):
             x_train = self._fit_probe(tok_train, y_train, warm=resumed)
         soft = None if teacher is None else soft_targets(
             teacher, [ex.text for ex in train], self.classes_,
