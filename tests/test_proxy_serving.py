@@ -128,6 +128,13 @@ def test_promote_stores_threshold_and_coverage_and_the_cli_prints_them(tmp_path)
     result = runner.invoke(app, ["promote", "--task", "t-bank", "--ledger", url, "--demote"])
     assert result.exit_code == 0 and not store.promoted("t-bank")
     assert store.latest()["t-bank"].reason.startswith("demoted: by the operator")
+    # the evidence from before the demotion is what failed in service: it no longer counts
+    again = promote(store, "t-bank", min_n=100, min_n_above=100, min_agreement=0.9)
+    assert not again.promoted and "0 shadowed calls since its demotion at" in again.reason
+    later = datetime.now(UTC)
+    store.insert(ShadowRow(f"n{i}", "t-bank", later, float(a), a, "x", "y", c, 1.0)
+                 for i, (c, a) in enumerate(rows))  # fmt: skip
+    assert promote(store, "t-bank", min_n=100, min_n_above=100, min_agreement=0.9).promoted
     typo = runner.invoke(app, ["promote", "--task", "t-bnak", "--ledger", url, "--demote"])
     assert typo.exit_code == 2 and "no task 't-bnak'" in typo.output
     assert "did you mean 't-bank'" in typo.output and "t-bnak" not in store.task_ids()

@@ -107,6 +107,9 @@ class Promotion:
     coverage: float | None = None
 
 
+_DEMOTED = "demoted:"  # how a demotion's reason starts
+
+
 class ShadowStore:
     """The shadow comparisons and promotion decisions, in the proxy's database."""
 
@@ -188,6 +191,17 @@ class ShadowStore:
             decided = conn.execute(sa.select(self._promotions.c.task_id).distinct()).scalars()
             return {str(t) for t in [*shadowed, *decided]}
 
+    def demoted_at(self, task_id: str) -> datetime | None:
+        """When ``task_id`` was last demoted (:func:`demote`), if ever."""
+        import sqlalchemy as sa
+
+        t = self._promotions.c
+        demotions = (t.task_id == task_id, t.reason.like(_DEMOTED + "%"))
+        query = sa.select(sa.func.max(t.at)).where(*demotions)
+        with self._engine.connect() as conn:
+            at = conn.execute(query).scalar()
+        return None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
+
     def promoted(self, task_id: str) -> bool:
         """Whether the task's latest decision promoted it."""
         decision = self.latest().get(task_id)
@@ -257,7 +271,9 @@ def promote(
     """Decide (and record) whether ``task_id`` moves to its student, and its threshold.
 
     Only ``shadow`` rows are weighed: the calls of a served task that went to the LLM
-    (``cascade``) are the ones its student was unsure of, a biased sample.
+    (``cascade``) are the ones its student was unsure of, a biased sample. After a
+    demotion only the calls shadowed since count: the evidence before it is what the
+    student then failed in service.
 
     Raises:
         ConfigError: a parameter is out of range.
@@ -271,15 +287,17 @@ def promote(
         raise ConfigError(f"need 1 <= min_n <= window; got min_n={min_n}, window={window}")
     if not 1 <= min_n_above <= window:
         raise ConfigError(f"min_n_above must be within 1..window ({window}); got {min_n_above}")
-    seen = store.calls(task_id, window=window)
+    since = store.demoted_at(task_id)
+    seen = store.calls(task_id, window=window, since=since)
     n, k = len(seen), sum(a for _, a in seen)
     bound = wilson_lower(k, n, confidence)
     at = datetime.now(UTC)
     chosen, best = choose_threshold(seen, min_agreement=min_agreement, confidence=confidence,
                                     min_n_above=min_n_above)  # fmt: skip
     if n < min_n:
-        reason = (f"{n} shadowed calls, fewer than the {min_n} the gate needs; keep the proxy "
-                  "shadowing this task")  # fmt: skip
+        after = "" if since is None else f" since its demotion at {since:%Y-%m-%d %H:%M} UTC"
+        reason = (f"{n} shadowed calls{after}, fewer than the {min_n} the gate needs; keep the "
+                  "proxy shadowing this task")  # fmt: skip
     elif chosen is None:
         if best is None:
             reason = (f"{n} shadowed calls, fewer than the {min_n_above} the gate needs above "
@@ -311,7 +329,7 @@ def demote(store: ShadowStore, task_id: str, reason: str) -> Promotion:
     decision = Promotion(
         task_id, datetime.now(UTC), False, 0, 0, 0.0,
         last.min_agreement if last else 0.0, last.confidence if last else 0.0,
-        f"demoted: {reason}",
+        f"{_DEMOTED} {reason}",
     )  # fmt: skip
     store.record(decision)
     return decision
