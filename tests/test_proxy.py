@@ -328,3 +328,73 @@ def test_a_call_no_database_column_could_hold_is_recorded_fitted_and_failures_sh
     assert row.model == "m" * 200 and row.user == "a\ufffdb" and row.response == "c\ufffd"
     [spent] = Ledger(url).rows()
     assert len(spent.model) == 200 and len(spent.step) == 300
+
+
+class SlowUpstream:
+    """Streams ``n`` chunks ``gap_s`` apart (or answers once after ``n * gap_s``)."""
+
+    def __init__(self, n: int = 60, gap_s: float = 0.05):
+        self.n, self.gap_s, self.sent = n, gap_s, 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if not json.loads(body).get("stream"):
+            await asyncio.sleep(self.n * self.gap_s)
+            answer = {"choices": [{"message": {"role": "assistant", "content": "late"}}],
+                      "usage": {"prompt_tokens": 3, "completion_tokens": 1}}  # fmt: skip
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})  # fmt: skip
+        for i in range(self.n):
+            chunk = {"choices": [{"index": 0, "delta": {"content": f"w{i} "}}]}
+            await send({"type": "http.response.body", "more_body": True,
+                        "body": f"data: {json.dumps(chunk)}\n\n".encode()})  # fmt: skip
+            self.sent += 1
+            await asyncio.sleep(self.gap_s)
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+
+def test_a_client_that_leaves_stops_the_stream_and_is_recorded_as_gone(tmp_path):
+    upstream = SlowUpstream()
+    up_port, proxy_port = free_port(), free_port()
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    proxy = create_proxy_app(ProxyConfig(upstream=f"http://127.0.0.1:{up_port}/v1", ledger=url,
+                                         flush_every_s=0.01))  # fmt: skip
+    servers = [uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+               for app, port in ((upstream, up_port), (proxy, proxy_port))]  # fmt: skip
+    threads = [threading.Thread(target=s.run, daemon=True) for s in servers]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not all(s.started for s in servers):
+            assert time.monotonic() < deadline, "servers did not start"
+            time.sleep(0.02)
+        base = f"http://127.0.0.1:{proxy_port}/v1/chat/completions"
+        with httpx.Client() as http:
+            with http.stream("POST", base, json={**BODY, "stream": True}) as s:
+                next(s.iter_raw())  # one chunk, then the client hangs up
+            with pytest.raises(httpx.ReadTimeout):
+                http.post(base, json=BODY, timeout=0.3)  # gives up before the answer
+        time.sleep(0.5)
+        assert upstream.sent < upstream.n  # the proxy stopped reading (and paying) early
+    finally:
+        for s in servers:
+            s.should_exit = True
+        for t in threads:
+            t.join(10)
+    rows = TrafficStore(url, create=False).rows()
+    assert [(r.stream, r.problem) for r in rows] == [
+        (True, "the client left before the end of the stream"),
+        (False, "the client left before the upstream answered"),
+    ]

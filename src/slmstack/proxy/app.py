@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -189,6 +190,7 @@ class ProxyApp:
         chunks: list[bytes] = []
         error = None
         ttfb = 0.0
+        watcher = asyncio.create_task(_disconnected(receive))  # uvicorn drops sends after it
         try:
             if content_type.startswith("text/event-stream"):
                 await send({"type": "http.response.start", "status": response.status_code,
@@ -198,20 +200,31 @@ class ProxyApp:
                         ttfb = (time.perf_counter() - t0) * 1000
                     if recorded:
                         chunks.append(chunk)
+                    if watcher.done():  # stop paying the LLM for a stream nobody reads
+                        error = "the client left before the end of the stream"
+                        break
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             else:
-                content = await response.aread()
+                reading = asyncio.ensure_future(response.aread())
+                await asyncio.wait({reading, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                if not reading.done():
+                    reading.cancel()
+                    raise _ClientLeft("the client left before the upstream answered")
+                content = reading.result()
                 chunks.append(content)
                 out.append((b"content-length", str(len(content)).encode()))
                 await send({"type": "http.response.start", "status": response.status_code,
                             "headers": out})  # fmt: skip
                 ttfb = (time.perf_counter() - t0) * 1000
                 await send({"type": "http.response.body", "body": content})
+        except _ClientLeft as exc:
+            error = str(exc)
         except (OSError, self._httpx.HTTPError) as exc:  # the client left, or the upstream broke
             error = f"the exchange broke off: {type(exc).__name__}: {exc}"
             _log.warning("%s %s: %s", scope["method"], path, error)
         finally:
+            watcher.cancel()
             await response.aclose()
         if recorded:
             self.recorder.submit(Exchange(
@@ -252,6 +265,16 @@ class ProxyApp:
         if self._upstream_auth is not None:
             headers.append((b"authorization", self._upstream_auth))
         return headers, authorization
+
+
+class _ClientLeft(Exception):
+    """The client closed its connection before the answer was complete."""
+
+
+async def _disconnected(receive: Any) -> None:
+    """Return once the client has closed its connection (after the request body)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _body(receive: Any) -> bytes:
