@@ -249,3 +249,43 @@ def test_a_stream_error_that_quotes_the_request_is_masked_before_it_is_stored():
     parsed = Parsed(problem="the stream ended with an error: cannot call +44 20 7946 0958")
     _masked_texts([parsed], Masker(generate_key()))
     assert "7946" not in (parsed.problem or "") and parsed.problem.startswith("the stream ended")
+
+
+def test_personal_data_in_a_prompts_fixed_text_still_makes_one_task(tmp_path):
+    """Masked calls hold a new token per call; discovery and matching compare kinds."""
+    from slmstack.proxy.discover import discover
+    from slmstack.proxy.shadow import ShadowTask
+    from slmstack.proxy.taskdata import RecordedTask, task_data
+
+    system = "You are Acme's support bot. Our line is +44 20 7946 0958, mail help@acme.example."
+    intents = ["card_arrival", "refund", "pin_blocked"]
+    queries = ["where is my card", "send my money back", "my pin is blocked", "card not here",
+               "refund please", "pin locked again", "card still missing", "money back now",
+               "blocked pin help"]  # fmt: skip
+    upstream = FakeUpstream(lambda text: intents[queries.index(text.split("Query: ")[1]
+                                                               .split("\n")[0]) % 3])  # fmt: skip
+    key = generate_key()
+
+    async def main():
+        async with make_proxy(tmp_path, upstream, masker=Masker(key)) as proxy, client(proxy) as http:
+            for q in queries:
+                body = {"model": "gpt-4o-mini", "messages": [
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": f"Classify: {', '.join(intents)}.\nQuery: {q}\nIntent:"}]}  # fmt: skip
+                assert (await http.post("/v1/chat/completions", json=body)).status_code == 200
+            assert proxy.recorder.wait_idle()
+
+    asyncio.run(main())
+    rows = TrafficStore(f"sqlite:///{tmp_path / 'proxy.db'}").rows()
+    assert len({r.system for r in rows}) == len(rows)  # every stored prompt differs...
+    [task] = discover(rows)  # ...yet it is one task
+    assert task.requests == len(queries) and "<PHONE>" in task.system and "<EMAIL>" in task.system
+    assert task.kind == "classification"
+    live = ShadowTask(task.task_id, task.kind, task.system, task.prefix, task.suffix, None)
+    clear = f"Classify: {', '.join(intents)}.\nQuery: lost card\nIntent:"
+    assert live.variable(system, clear) == "lost card"  # the proxy matches calls in clear text
+    assert live.variable(system.replace("Acme", "Other"), clear) is None
+    recorded = RecordedTask(task.task_id, task.kind, task.system, task.prefix, task.suffix,
+                            tuple(intents), ())  # fmt: skip
+    data = task_data(rows, recorded, key=key)
+    assert sorted(data.texts) == sorted(queries)

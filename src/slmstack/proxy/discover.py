@@ -42,7 +42,7 @@ import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from itertools import combinations
@@ -50,6 +50,7 @@ from typing import Any
 
 from slmstack.costs.prices import from_nano
 from slmstack.proxy.answers import Answers, TaskKind, Verdict
+from slmstack.proxy.masking import strip_tokens
 from slmstack.proxy.traffic import TrafficRow
 
 _TOKEN = re.compile(r"\w+|[^\w\s]+|\s+")
@@ -247,6 +248,9 @@ def discover(rows: Sequence[TrafficRow], *, min_support: int = 3, min_extra: int
     by_system: dict[str, list[TrafficRow]] = defaultdict(list)
     for r in rows:
         if r.status == 200 and not r.problem:
+            if r.masked:  # each mask token is encrypted anew per call: compare kinds only
+                r = replace(r, system=strip_tokens(r.system), user=strip_tokens(r.user),
+                            response=strip_tokens(r.response))  # fmt: skip
             by_system[r.system].append(r)
     tasks = []
     for system, group in by_system.items():

@@ -33,7 +33,7 @@ from typing import Any
 from slmstack.errors import ConfigError, DataError, MissingDependencyError
 from slmstack.proxy.pii import KINDS, find_pii
 
-TOKEN = re.compile(r"<(IBAN|CARD|EMAIL|PHONE|NAME):([A-Za-z0-9_=-]{20,})>")
+TOKEN = re.compile("<(" + "|".join(KINDS) + r"):([A-Za-z0-9_=-]{20,})>")
 NAME_LABELS = frozenset({"PER", "PERSON", "NAME"})  # tagger labels that are a person's name
 
 

@@ -23,8 +23,10 @@ answered, the LLM was asked afterwards), and the student is not asked twice.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -36,6 +38,7 @@ from typing import Any
 
 from slmstack.errors import ConfigError, SlmstackError
 from slmstack.proxy.answers import TaskKind, json_object, label_of
+from slmstack.proxy.pii import KINDS
 
 _log = logging.getLogger(__name__)
 
@@ -53,8 +56,26 @@ class ShadowTask:
     suffix: str
     student: Any
 
+    @functools.cached_property
+    def _masked(self) -> tuple[re.Pattern[str], re.Pattern[str]] | None:
+        """The template as patterns when it holds ``<KIND>`` (discovered in masked traffic)."""
+        if not any(_KIND.search(x) for x in (self.system, self.prefix, self.suffix)):
+            return None
+        user = f"{_pattern(self.prefix)}(?P<variable>.*){_pattern(self.suffix)}"
+        return re.compile(_pattern(self.system), re.S), re.compile(user, re.S)
+
     def variable(self, system: str, user: str) -> str | None:
-        """The variable part of ``user`` when the call is this task's, else ``None``."""
+        """The variable part of ``user`` when the call is this task's, else ``None``.
+
+        A template discovered in masked traffic holds ``<PHONE>`` where its fixed text had
+        personal data (the support line in a system prompt, say); there any value matches,
+        in clear text, masked or reduced to its kind.
+        """
+        if self._masked is not None:
+            if self._masked[0].fullmatch(system) is None:
+                return None
+            found = self._masked[1].fullmatch(user)
+            return None if found is None else found["variable"]
         if system != self.system or not user.startswith(self.prefix):
             return None
         if not user.endswith(self.suffix) or len(user) < len(self.prefix) + len(self.suffix):
@@ -65,6 +86,14 @@ class ShadowTask:
         """The student's field specs, when it is a field extractor (else empty)."""
         skill = getattr(self.student, "skill", self.student)  # unwrap _OneAtATime
         return tuple(getattr(skill, "specs_", ()) or ())
+
+
+_KIND = re.compile("<(?:" + "|".join(KINDS) + ")>")  # a mask token reduced to its kind
+
+
+def _pattern(fixed: str) -> str:
+    """``fixed`` text as a regular expression in which each ``<KIND>`` matches any value."""
+    return ".+?".join(re.escape(part) for part in _KIND.split(fixed))
 
 
 def owner(templates: Sequence[ShadowTask], system: str, user: str) -> tuple[ShadowTask, str] | None:
