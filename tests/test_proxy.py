@@ -248,6 +248,9 @@ def test_openai_client_through_the_proxy_on_loopback(tmp_path):
             c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
         ]
         assert "".join(pieces) == "one two three"
+        plain = httpx.post(f"http://127.0.0.1:{proxy_port}/v1/chat/completions", json=BODY)
+        # uvicorn's own Date and Server, not the upstream's beside them
+        assert [len(plain.headers.get_list(h)) for h in ("date", "server")] == [1, 1]
     finally:
         for s in servers:
             s.should_exit = True
@@ -257,6 +260,7 @@ def test_openai_client_through_the_proxy_on_loopback(tmp_path):
     assert [(r.stream, r.response, r.tokens_source) for r in rows] == [
         (False, "one two three", "upstream"),
         (True, "one two three", "upstream"),
+        (False, "one two three", "upstream"),
     ]
 
 

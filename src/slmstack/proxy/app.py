@@ -45,6 +45,7 @@ _log = logging.getLogger("slmstack.proxy")
 _HOP = frozenset({b"host", b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
                   b"transfer-encoding", b"upgrade", b"proxy-authorization", b"content-length",
                   b"accept-encoding"})  # fmt: skip
+_ANSWER_DROP = _HOP | {b"date", b"server"}  # the proxy's server sends its own: not two of each
 _RECORDED = "/chat/completions"
 _LLM = (HEADER, b"llm")
 
@@ -183,7 +184,7 @@ class ProxyApp:
                 self.recorder.submit(Exchange(path, body, b"", 0, "", "", authorization,
                                               started, ms, ms, message), route)  # fmt: skip
             return
-        out = [(k, v) for k, v in response.headers.raw if k.lower() not in _HOP]
+        out = [(k, v) for k, v in response.headers.raw if k.lower() not in _ANSWER_DROP]
         out.append(_LLM)
         content_type = response.headers.get("content-type", "")
         encoding = response.headers.get("content-encoding", "")
