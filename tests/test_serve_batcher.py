@@ -223,6 +223,25 @@ def test_a_deadline_passed_in_the_queue_raises_and_the_item_is_not_run():
     assert fn.batches == [["slow"], ["next"]]
 
 
+def test_a_request_whose_batch_has_begun_gets_its_results_past_its_deadline():
+    """Its model call is made and paid for: a 504 would only make the client pay again."""
+    fn = Recorder()
+    fn.release.clear()
+
+    async def main():
+        batcher = MicroBatcher("t", fn, max_batch=1, max_wait_ms=0)
+        await batcher.start()
+        running = asyncio.ensure_future(batcher.submit(["slow"], deadline=time.monotonic() + 0.05))
+        await until(fn.started.is_set)
+        await asyncio.sleep(0.15)  # the deadline passes while the model runs
+        assert not running.done()
+        fn.release.set()
+        assert await running == ["SLOW"]
+        await batcher.close(1.0)
+
+    run(main)
+
+
 def test_close_finishes_queued_work_and_refuses_new_work():
     fn = Recorder()
     fn.release.clear()

@@ -23,8 +23,9 @@ Limits. The queue is bounded (``queue_size`` items): a submit that does not fit 
 measured batch times (the time to run the items ahead of it), never an unbounded wait.
 A submit with a ``deadline`` (a :func:`time.monotonic` value) raises
 :class:`~slmstack.errors.DeadlineExceeded` when it passes; an item whose deadline has
-passed before its batch is formed is not run (its result would be thrown away), and the
-result of one that was already running is discarded. :meth:`close` stops taking new
+passed before its batch is formed is not run, and a request whose batch has begun is
+answered when it ends: its work is done and paid for, and a 504 would make the client pay
+for it again. :meth:`close` stops taking new
 work (:class:`~slmstack.errors.ShuttingDown`) and finishes the queued work within the
 drain timeout; what is still queued after it fails with ``ShuttingDown``.
 
@@ -74,7 +75,7 @@ from slmstack.errors import (
     ServeError,
     ShuttingDown,
 )
-from slmstack.serve._batch_queue import BatchQueue, Entry, Submission, by_submission
+from slmstack.serve._batch_queue import TAKEN, BatchQueue, Entry, Submission, by_submission
 
 ItemT = TypeVar("ItemT")
 OutT = TypeVar("OutT")
@@ -278,9 +279,12 @@ class MicroBatcher(Generic[ItemT, OutT]):
         self._queue.drop(sub)
 
     def _expire(self, sub: Submission) -> None:
+        if any(entry.state == TAKEN for entry in sub.entries):
+            return  # its model call has begun (and is paid): the caller gets its results
         if not sub.future.done():
-            why = (f"the request to {self.name} ran past its deadline ({self.depth} items "
-                   "queued); raise the deadline or send fewer items at once")  # fmt: skip
+            why = (f"the request to {self.name} ran past its deadline before its batch began "
+                   f"({self.depth} items queued), so it was not run and costs nothing; retry, "
+                   "raise the deadline or send fewer items at once")  # fmt: skip
             self._finish(sub, DeadlineExceeded(why))
 
     def _deliver(self, batch: list[Entry], outputs: Sequence[Any]) -> None:
