@@ -130,6 +130,25 @@ def test_a_server_that_stays_down_is_reported_with_its_attempts():
     assert waits == [1.0, 1.5]  # doubled, then capped at max_wait_s
 
 
+def test_credentials_in_the_base_url_never_reach_an_error_or_a_repr():
+    handler = scripted(httpx2.Response(503, text="overloaded"))
+    backend = make(handler, base_url="http://admin:Sup3rSecret@llm.internal:8080/v1", retries=0)
+    with pytest.raises(BackendError) as failed:
+        backend.complete(ask())
+    assert "Sup3rSecret" not in str(failed.value) and "***@llm.internal:8080" in str(failed.value)
+    assert "Sup3rSecret" not in repr(backend) and "admin" not in backend.where
+
+
+def test_a_backend_failure_reaches_an_http_client_without_its_detail(caplog):
+    from slmstack.serve.http_errors import shown, status_of
+
+    exc = BackendError("gpt at http://llm.internal:8080/v1 answered HTTP 500: secret trace")
+    with caplog.at_level("ERROR", logger="slmstack.serve"):
+        message = shown(exc, "POST /v1/workflows/desk/run")
+    assert status_of(exc) == 502 and "llm.internal" not in message and "secret" not in message
+    assert "secret trace" in caplog.text  # the operator's log keeps it
+
+
 def test_timeouts_are_retried_then_reported():
     timeout = httpx2.ReadTimeout("read timed out")
     ok = make(scripted(timeout, httpx2.Response(200, json=reply())), retries=1)

@@ -43,6 +43,7 @@ from slmstack.backends.openai_response import (
     all_failed,
     log_failover,
     parse_completion,
+    shown_url,
 )
 from slmstack.backends.retry import RETRYABLE_STATUS, RetryPolicy, retry_after_s
 from slmstack.backends.token_count import TokenCounter, load_token_counter
@@ -177,9 +178,8 @@ class OpenAICompatBackend(Backend):
             key, self._headers = os.environ.get(api_key_env, ""), {}
             if not key:
                 raise ConfigError(
-                    f"the API key variable {api_key_env} is not set (for {model} at "
-                    f"{self.base_url}). Export it, or pass api_key_env=None for a local "
-                    "server that needs no key."
+                    f"the API key variable {api_key_env} is not set (for {self.where}). Export "
+                    "it, or pass api_key_env=None for a local server that needs no key."
                 )
         self._closed = False
         self._client = openai.OpenAI(
@@ -214,12 +214,12 @@ class OpenAICompatBackend(Backend):
         )  # fmt: skip
 
     def __repr__(self) -> str:
-        return f"OpenAICompatBackend({self.name!r}, base_url={self.base_url!r})"
+        return f"OpenAICompatBackend({self.name!r}, base_url={shown_url(self.base_url)!r})"
 
     @property
     def where(self) -> str:
-        """``"model at base_url"``, as errors and :attr:`Completion.failed_over` name it."""
-        return f"{self.name} at {self.base_url}"
+        """``"model at base_url"`` (credentials masked), as errors and logs name it."""
+        return f"{self.name} at {shown_url(self.base_url)}"
 
     # ------------------------------------------------------------------ tokens
     def count_tokens(self, text: str) -> int:

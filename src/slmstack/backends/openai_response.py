@@ -19,6 +19,18 @@ from slmstack.errors import BackendError
 from slmstack.types import Usage
 
 MAX_BODY_IN_ERROR = 300  # characters of a response body quoted in an error
+
+
+def shown_url(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@`` (errors reach logs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
 log = logging.getLogger("slmstack.backends.openai_compat")
 
 

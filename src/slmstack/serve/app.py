@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import signal
 import threading
@@ -46,21 +45,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
 from slmstack.errors import (
-    BackendError,
     ConfigError,
-    DataError,
-    DeadlineExceeded,
-    NotServed,
-    Overloaded,
-    PayloadTooLarge,
-    ShuttingDown,
     SlmstackError,
-    Unauthorized,
 )
 from slmstack.serve import console
 from slmstack.serve.asgi import openai_error
 from slmstack.serve.auth import AuthMiddleware, bearer_security
 from slmstack.serve.config import ServeConfig, load_config
+from slmstack.serve.http_errors import headers_of, shown, status_of
 from slmstack.serve.limits import BodyLimitMiddleware
 from slmstack.serve.metrics import MetricsMiddleware
 from slmstack.serve.rates import SharedRateLimiter, store_url
@@ -76,17 +68,6 @@ LEDGER_FLUSH_S = 1.0  # how often buffered ledger rows are written
 _log = logging.getLogger("slmstack.serve")
 
 # The status of each error the library raises on purpose; the first match wins.
-_STATUS: tuple[tuple[type[SlmstackError], int], ...] = (
-    (NotServed, 404),
-    (PayloadTooLarge, 413),
-    (Unauthorized, 401),
-    (Overloaded, 429),
-    (DeadlineExceeded, 504),
-    (ShuttingDown, 503),
-    (DataError, 422),
-    (ConfigError, 422),
-    (BackendError, 502),
-)
 
 _DESCRIPTION = """\
 Small task-specific models and workflows over HTTP: predict with a skill, run a workflow,
@@ -201,16 +182,12 @@ def _body_limit(scope: Scope) -> int:
 
 
 async def _error(request: Request, exc: SlmstackError) -> JSONResponse:
-    """``{"detail": message}`` with the status of the error's class (see ``_STATUS``)."""
-    status = next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
-    headers = {}
-    if isinstance(exc, Overloaded):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
-    if isinstance(exc, Unauthorized):
-        headers["WWW-Authenticate"] = "Bearer"
+    """``{"detail": message}`` with the status of the error's class (see ``http_errors``)."""
+    status = status_of(exc)
     if status == 500:
         _log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
-    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+    detail = shown(exc, f"{request.method} {request.url.path}")
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers_of(exc))
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

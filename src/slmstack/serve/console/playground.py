@@ -19,6 +19,7 @@ from slmstack.costs.report import money
 from slmstack.errors import SlmstackError
 from slmstack.serve.console.common import FormError, read_form, router
 from slmstack.serve.console.render import page
+from slmstack.serve.http_errors import headers_of, shown, status_of
 
 MAX_TEXT = 20_000
 
@@ -54,8 +55,11 @@ async def playground_run(request: Request) -> HTMLResponse:
     except FormError as exc:
         return _again(request, names, form, str(exc), exc.status)
     except SlmstackError as exc:  # not served, overloaded, deadline, a backend failed
-        return _again(request, names, form, f"The run failed: {exc}. Try again, or check "
-                      "the server's log if it keeps failing.", 502)  # fmt: skip
+        failed = _again(request, names, form, f"The run failed: {shown(exc, 'the playground')}. "
+                        "Try again, or check the server's log if it keeps failing.",
+                        status_of(exc))  # fmt: skip
+        failed.headers.update(headers_of(exc))
+        return failed
     return page(request, "playground.html", workflows=names, chosen=name, text=text, run=run)
 
 

@@ -46,6 +46,7 @@ from slmstack.errors import (
     SlmstackError,
 )
 from slmstack.serve.asgi import openai_error
+from slmstack.serve.http_errors import shown
 from slmstack.serve.openai_schemas import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -276,7 +277,8 @@ class _Reply:
             yield sse("[DONE]")
         except Exception as exc:  # the status is sent: say it in the stream, as OpenAI does
             _log.error("stream from %s failed: %s: %s", self.model, type(exc).__name__, exc)
-            yield sse({"error": {"message": str(exc), "type": type(exc).__name__}})
+            message = shown(exc, f"the stream of {self.model}")
+            yield sse({"error": {"message": message, "type": type(exc).__name__}})
         finally:
             pieces.close()
             gate.leave()
