@@ -206,6 +206,9 @@ def test_playground_shows_route_steps_and_cost(client):
         "/console/playground", data={"workflow": "nope", "text": "x"}, headers=ANA
     )
     assert unknown.status_code == 422 and "this server runs: desk" in unknown.text
+    nul = client.post("/console/playground", data={"workflow": "desk", "text": "refund\x00 now"},
+                      headers=ANA)  # fmt: skip
+    assert nul.status_code == 422 and "NUL character" in nul.text  # never filed in the inbox
 
 
 def test_reports_show_spend_escalation_rate_latency_and_cli_reports(client, folder):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -137,6 +138,13 @@ def test_a_lone_surrogate_is_422(client):
         "/v1/workflows/desk/run", content=raw, headers={"content-type": "application/json"}
     )
     assert workflow.status_code == 422
+    for text in ("card \ud800", "card \x00 now"):  # chat checks its text as the others do
+        chat = {"model": "desk", "messages": [{"role": "user", "content": text}]}
+        body = json.dumps(chat).encode()  # escapes both, as a client's JSON would
+        answer = client.post("/v1/chat/completions", content=body,
+                             headers={"content-type": "application/json"})  # fmt: skip
+        assert answer.status_code == 422, answer.text
+        assert "surrogate" in answer.text or "NUL" in answer.text
 
 
 def test_texts_of_accepts_one_text_or_a_list():

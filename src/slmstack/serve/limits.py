@@ -131,19 +131,28 @@ def texts_of(text: str | None, texts: list[str] | None, *, max_items: int) -> li
         )
     field = "text" if text is not None else "texts"
     for i, item in enumerate(items):
-        where = field if text is not None else f"{field}[{i}]"
-        if not item.strip():
-            raise DataError(f"{where} is empty; send text to run on")
-        try:
-            item.encode("utf-8")
-        except UnicodeEncodeError:
-            raise DataError(
-                f"{where} is not valid Unicode (it holds a lone surrogate, such as \\ud800); "
-                "send UTF-8 text"
-            ) from None
-        if "\x00" in item:  # no database holds it (PostgreSQL refuses it in text)
-            raise DataError(f"{where} holds a NUL character (\\u0000); remove it")
+        check_input(item, field if text is not None else f"{field}[{i}]")
     return items
 
 
-__all__ = ["BodyLimitMiddleware", "texts_of"]
+def check_input(text: str, where: str) -> str:
+    """``text``, or a DataError naming ``where``: blank, not valid Unicode, or holding NUL.
+
+    Every route that takes a text checks it here (predict, run, chat, the console's
+    playground): a NUL would reach the inbox or the ledger, and PostgreSQL refuses it.
+    """
+    if not text.strip():
+        raise DataError(f"{where} is empty; send text to run on")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(
+            f"{where} is not valid Unicode (it holds a lone surrogate, such as \\ud800); "
+            "send UTF-8 text"
+        ) from None
+    if "\x00" in text:
+        raise DataError(f"{where} holds a NUL character (\\u0000); remove it")
+    return text
+
+
+__all__ = ["BodyLimitMiddleware", "check_input", "texts_of"]

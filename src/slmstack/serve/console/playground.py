@@ -20,6 +20,7 @@ from slmstack.errors import SlmstackError
 from slmstack.serve.console.common import FormError, read_form, router
 from slmstack.serve.console.render import page
 from slmstack.serve.http_errors import headers_of, shown, status_of
+from slmstack.serve.limits import check_input
 
 MAX_TEXT = 20_000
 
@@ -49,6 +50,7 @@ async def playground_run(request: Request) -> HTMLResponse:
             raise FormError(f"pick a workflow from the list (this server runs: {served})")
         if not text.strip():
             raise FormError("type a customer message under “Text” to run the workflow on")
+        check_input(text, "the text")
         if len(text) > MAX_TEXT:
             raise FormError(f"the text has {len(text):,} characters; keep it under {MAX_TEXT:,}")
         run = await _run(request, name, text)

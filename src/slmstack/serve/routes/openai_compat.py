@@ -47,6 +47,7 @@ from slmstack.errors import (
 )
 from slmstack.serve.asgi import openai_error
 from slmstack.serve.http_errors import shown
+from slmstack.serve.limits import check_input
 from slmstack.serve.openai_schemas import (
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -179,13 +180,7 @@ def _last_user_text(messages: Sequence[ChatMessageIn]) -> str:
         if other:
             raise DataError(f"{where} holds {', '.join(other)} parts; only text is read here")
         content = "\n".join(p.text or "" for p in content)
-    if content is None or not content.strip():
-        raise DataError(f"{where} is empty; send the text to answer")
-    try:
-        content.encode("utf-8")
-    except UnicodeEncodeError:
-        raise DataError(f"{where} is not valid Unicode (a lone surrogate); send UTF-8") from None
-    return content
+    return check_input(content or "", where)
 
 
 # ---------------------------------------------------------------------- answers
