@@ -96,6 +96,22 @@ def test_the_right_key_passes_and_names_itself_to_the_route():
     assert client.get("/livez").status_code == 200  # public: no key needed
 
 
+def test_two_authorization_headers_are_refused_whichever_comes_first():
+    client = TestClient(pieces_app(keys=KEYS))
+    for pair in ((f"Bearer {WRONG_KEY}", f"Bearer {KEY}"), (f"Bearer {KEY}", f"Bearer {WRONG_KEY}")):
+        headers = [(b"authorization", pair[0].encode()), (b"authorization", pair[1].encode())]
+        r = client.get("/whoami", headers=headers)
+        assert r.status_code == 400 and "2 Authorization headers" in r.json()["detail"]
+
+
+def test_a_public_entry_that_names_no_route_is_refused_at_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLMSTACK_TEST_KEYS", f"ops:{KEY}")
+    auth = "auth:\n  keys_env: SLMSTACK_TEST_KEYS\n  public: [/livez, /readyz/]\n"
+    with pytest.raises(ConfigError, match=r"auth.public: '/readyz/' is no route of this server "
+                       r"\(did you mean '/readyz'\?\)"):  # fmt: skip
+        create_app(write_server(tmp_path, auth))
+
+
 def test_without_auth_every_route_is_open_and_the_key_name_is_none():
     client = TestClient(pieces_app(keys=None))
     assert client.get("/whoami").json() == {"key": None}
@@ -194,6 +210,9 @@ def test_malformed_key_file_names_file_and_line_but_not_the_key(tmp_path):
     ) as err:
         ApiKeys.read_file(file)
     assert "short" not in str(err.value)
+    file.write_text("uni " + "ключ" * 5 + "\n")  # a header could never carry it
+    with pytest.raises(ConfigError, match="printable ASCII"):
+        ApiKeys.read_file(file)
     file.write_text("# nothing yet\n")
     with pytest.raises(ConfigError, match="holds no keys"):
         ApiKeys.read_file(file)

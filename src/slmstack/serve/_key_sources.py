@@ -23,10 +23,11 @@ def check_pair(name: str, key: str, *, where: str) -> None:
             f"{where}: key name {name[:40]!r} must be 1-200 characters of letters, digits "
             "and _ . @ -"
         )
-    if len(key) < MIN_KEY_CHARS or any(c.isspace() for c in key):
+    if len(key) < MIN_KEY_CHARS or not (key.isascii() and key.isprintable()) or " " in key:
         raise ConfigError(
-            f"{where}: the key of {name!r} must be at least {MIN_KEY_CHARS} characters "
-            f"without spaces (it has {len(key)}); make one with {MAKE_KEY}"
+            f"{where}: the key of {name!r} must be at least {MIN_KEY_CHARS} printable ASCII "
+            f"characters without spaces (it has {len(key)}; an HTTP header carries ASCII "
+            f"only); make one with {MAKE_KEY}"
         )
 
 

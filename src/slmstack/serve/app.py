@@ -49,7 +49,7 @@ from slmstack.errors import (
     SlmstackError,
 )
 from slmstack.serve import console
-from slmstack.serve.asgi import openai_error
+from slmstack.serve.asgi import openai_error, route_table
 from slmstack.serve.auth import AuthMiddleware, bearer_security
 from slmstack.serve.config import ServeConfig, load_config
 from slmstack.serve.http_errors import headers_of, shown, status_of
@@ -97,9 +97,25 @@ def create_app(
     if not isinstance(config, ServeConfig):
         config = load_config(config)
     app = _build(auth=config.auth is not None, public=config.public_routes)
+    _check_public(config.public_routes, app)
     app.state.serve = state if state is not None else ServeState.create(config, workers=workers)
     app.state.rate_limiter = _shared_limiter(config, workers)
     return app
+
+
+def _check_public(public: Collection[str], app: FastAPI) -> None:
+    """Refuse an ``auth.public`` entry that names no route (it would make nothing public)."""
+    import difflib
+
+    templates = [template for template, _ in route_table(app)]
+    for entry in sorted(set(public) - set(templates)):
+        close = difflib.get_close_matches(entry, templates, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"auth.public: {entry!r} is no route of this server{hint}; list route templates "
+            "as the OpenAPI spec writes them, such as /livez, /readyz or "
+            "/v1/skills/{name}/predict"
+        )
 
 
 def _shared_limiter(config: ServeConfig, workers: int) -> SharedRateLimiter | None:

@@ -270,7 +270,12 @@ class AuthMiddleware:
         if keys is None or auth is None or route_template(scope) in auth.public:
             await self.app(scope, receive, send)
             return
-        header = _header(scope, b"authorization")
+        headers = _headers(scope, b"authorization")
+        if len(headers) > 1:  # which one counts is ambiguous: a proxy may have added one
+            await _reply(scope, send, 400, f"the request has {len(headers)} Authorization "
+                         "headers; send one", {})  # fmt: skip
+            return
+        header = headers[0] if headers else None
         try:
             name = keys.identify(header)
         except Unauthorized as exc:
@@ -302,11 +307,8 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
+def _headers(scope: Scope, name: bytes) -> list[str]:
+    return [bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == name]
 
 
 async def _reply(
