@@ -342,6 +342,20 @@ def test_phrase_support_rejects_recombined_words():
     ]
 
 
+def test_a_step_that_says_the_opposite_of_its_passage_is_not_supported():
+    from slmstack.skills._support import support
+
+    manual = ["Do not open the toner door while printing. Unplug the printer for 30 seconds.",
+              "If the light does not turn off, unplug the speaker."]  # fmt: skip
+    assert support("Open the toner door while printing.", manual) == 0.0
+    assert support("Don't unplug the printer.", manual) == 0.0
+    assert support("Do not open the toner door while printing.", manual) == 1.0
+    assert support("Never open the toner door while printing.", manual) == 1.0
+    assert support("Unplug the printer for 30 seconds.", manual) == 1.0
+    # a negation ends with its clause: the unplug step is what the manual says
+    assert support("Unplug the speaker.", manual) == 1.0
+
+
 def test_support_is_measured_in_any_script():
     from slmstack.skills._support import content_words
 

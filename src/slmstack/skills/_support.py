@@ -22,6 +22,13 @@ against 90% under bag-of-words support. What it cannot see: a step made of two r
 phrases from different sentences ("remove Brightlane Earbuds" + "earbuds in the case"),
 and a supported step that answers another question than the one asked.
 
+Negation: "Do not open the toner door while printing" shares every phrase with the
+step "Open the toner door while printing", which says the opposite. So each content word
+carries whether a negator ("not", "no", "never", "cannot", "-n't") stands within the three
+words before it in its clause, and a pair of the step matches a pair of the passage only
+when both are negated or neither is. "If the light does not turn off, unplug the
+speaker" still supports "Unplug the speaker": the comma ends the negated clause.
+
 Entailment with an NLI model would judge meaning rather than wording, but no NLI
 weights are available offline here, and it would cost a model call per step; this costs
 microseconds.
@@ -35,6 +42,10 @@ from itertools import pairwise
 
 _WORD = re.compile(r"[^\W_]+")  # letters and digits of any script (Замятие, 紙詰まり)
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n")
+_CLAUSE = re.compile(r"[,;:.!?()\n]")
+_NOT = re.compile(r"n['’]t\b", re.IGNORECASE)  # "don't" -> "do not"
+NEGATORS = frozenset({"not", "no", "never", "cannot", "nothing", "nobody"})
+_SCOPE = 3  # content words a negator reaches
 # Function words carry no content: a step is supported by what it *says*, not by "the".
 STOP = frozenset(
     {
@@ -82,15 +93,36 @@ def content_words(text: str) -> set[str]:
     return set(content_sequence(text))
 
 
-def phrases(texts: Iterable[str]) -> tuple[set[str], set[tuple[str, str]]]:
+def _negated_sequence(text: str) -> list[tuple[str, bool]]:
+    """:func:`content_sequence` with, for each word, whether a negator reaches it."""
+    out: list[tuple[str, bool]] = []
+    for clause in _CLAUSE.split(_NOT.sub(" not", text.lower())):
+        left = 0  # content words the last negator still reaches
+        for word in _WORD.findall(clause):
+            if word in NEGATORS:
+                left = _SCOPE
+            elif len(word) > 1 and word not in STOP:
+                out.append((stem(word), left > 0))
+                left = max(0, left - 1)
+    return out
+
+
+Pair = tuple[str, str, bool]  # two adjacent content words, and whether they are negated
+
+
+def _pairs(seq: list[tuple[str, bool]]) -> set[Pair]:
+    return {(a, b, na or nb) for (a, na), (b, nb) in pairwise(seq)}
+
+
+def phrases(texts: Iterable[str]) -> tuple[set[str], set[Pair]]:
     """Content words of the passages, and their ordered adjacent pairs within a sentence."""
     vocab: set[str] = set()
-    pairs: set[tuple[str, str]] = set()
+    pairs: set[Pair] = set()
     for text in texts:
         for sentence in _SENTENCE.split(text):  # a phrase does not run across sentences
-            seq = content_sequence(sentence)
-            vocab.update(seq)
-            pairs.update(pairwise(seq))
+            seq = _negated_sequence(sentence)
+            vocab.update(word for word, _ in seq)
+            pairs.update(_pairs(seq))
     return vocab, pairs
 
 
@@ -104,15 +136,18 @@ def support(step: str, passages: Iterable[str]) -> float:
         >>> support("The speaker should be unplugged from the router.",
         ...         ["Unplug the speaker for 30 seconds and plug it in again."])
         0.0
+        >>> support("Open the toner door while printing.",
+        ...         ["Do not open the toner door while printing."])
+        0.0
     """
-    seq = content_sequence(step)
+    seq = _negated_sequence(step)
     if not seq:
         return 0.0
     vocab, pairs = phrases(passages)
     if len(seq) == 1:
-        return 1.0 if seq[0] in vocab else 0.0
+        return 1.0 if seq[0][0] in vocab else 0.0
     covered = [False] * len(seq)
-    for i, pair in enumerate(pairwise(seq)):
-        if pair in pairs:
+    for i, ((a, na), (b, nb)) in enumerate(pairwise(seq)):
+        if (a, b, na or nb) in pairs:
             covered[i] = covered[i + 1] = True
     return sum(covered) / len(seq)
