@@ -82,3 +82,14 @@ def test_faq_eval_names_the_row_of_an_empty_text(tmp_path):
     data = write(tmp_path / "d.csv", "text,label\nhow do I pay,pay\n\t,pay\nbye,\n")
     with pytest.raises(DataError, match=r"d\.csv:3: empty text"):
         evaluate_faq(FakeClassifier(classes=None), data, single_queries=1)
+
+
+def test_the_report_draws_labels_with_dollar_signs_as_written():
+    from slmstack.evaluation.html import evaluation_page
+
+    labels = ["plan_$_pro_$", "$5-$10 refund", "login"]
+    per = {lab: {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2} for lab in labels}
+    report = {"accuracy": 1.0, "macro_f1": 1.0, "n": 6, "per_class": per,
+              "confusion_matrix": {"labels": labels, "matrix": [[2, 0, 0], [0, 2, 0], [0, 0, 2]]}}  # fmt: skip
+    page = evaluation_page(report, title="t")  # matplotlib's math mode had raised here
+    assert "plan_$_pro_$" in page and page.count("<img") >= 2

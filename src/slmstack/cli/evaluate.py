@@ -74,15 +74,15 @@ def evaluate(
     report = skill.evaluate(
         data, text_column=text_column, label_column=label_column, unseen_labels=unseen_labels
     )
+    if json_out:  # the figures first: a report that fails to draw must not lose them
+        print_json(report)
+    else:
+        _print_report(report)
     if html_out is not None:
         from slmstack.evaluation.html import evaluation_page
 
         title = f"{skill_dir.name} on {data.name}"
         html_out.parent.mkdir(parents=True, exist_ok=True)
         html_out.write_text(evaluation_page(report, title=title), encoding="utf-8")
-    if json_out:
-        print_json(report)
-    else:
-        _print_report(report)
-        if html_out is not None:
+        if not json_out:
             out.print(f"wrote {html_out}", highlight=False, markup=False)

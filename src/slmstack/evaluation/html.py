@@ -56,7 +56,9 @@ def _per_class(per_class: Mapping[str, Mapping[str, Any]]) -> str:
     fig = new_figure((8, max(2.0, 0.28 * len(labels) + 1)), _PURPOSE)
     ax = fig.add_subplot()
     ax.barh(range(len(labels)), [per_class[lab]["f1"] for lab in labels], color="#4c78a8")
-    ax.set_yticks(range(len(labels)), labels=labels, fontsize=8 if len(labels) > 30 else 10)
+    ax.set_yticks(
+        range(len(labels)), labels=_literal(labels), fontsize=8 if len(labels) > 30 else 10
+    )
     ax.set_xlim(0, 1)
     ax.set_xlabel("F1")
     ax.invert_yaxis()  # the worst label on top
@@ -77,8 +79,8 @@ def _confusion(matrix: Mapping[str, Any]) -> str:
     shown = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
     small = 8 if len(labels) > 20 else 10
-    ax.set_xticks(range(len(labels)), labels=labels, rotation=90, fontsize=small)
-    ax.set_yticks(range(len(labels)), labels=labels, fontsize=small)
+    ax.set_xticks(range(len(labels)), labels=_literal(labels), rotation=90, fontsize=small)
+    ax.set_yticks(range(len(labels)), labels=_literal(labels), fontsize=small)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     if len(labels) <= _MAX_CELLS_LABELLED:
@@ -107,3 +109,11 @@ def _reliability(bins: Mapping[str, Any]) -> str:
 
 def _number(value: float) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _literal(labels: list[str]) -> list[str]:
+    """Labels drawn as written: a ``$`` would start matplotlib's math mode.
+
+    ``plan_$_pro_$`` had crashed the report, and ``$5-$10 refund`` drew as math.
+    """
+    return [str(label).replace("$", r"\$") for label in labels]
