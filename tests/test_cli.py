@@ -55,6 +55,7 @@ def test_predict_text_and_json(trained):
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert rows[0]["label"] == "refund" and 0 < rows[0]["confidence"] <= 1
+    assert rows[0]["input"] == "money back please"  # apart from a generated "text"
     table = runner.invoke(app, ["predict", str(out), "where is my card"])
     assert table.exit_code == 0 and "card" in table.stdout
 

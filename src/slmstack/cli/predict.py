@@ -68,9 +68,9 @@ def predict(
     if json_out:
         if input_file is not None:
             for text, p in zip(items, preds, strict=True):
-                print(json.dumps({"text": text, **p.to_dict()}, ensure_ascii=False))
+                print(json.dumps({"input": text, **p.to_dict()}, ensure_ascii=False))
         else:
-            print_json([{"text": t, **p.to_dict()} for t, p in zip(items, preds, strict=True)])
+            print_json([{"input": t, **p.to_dict()} for t, p in zip(items, preds, strict=True)])
         return
     table = Table("text", "result", "confidence", "ms", "notes")
     for text, p in zip(items, preds, strict=True):
