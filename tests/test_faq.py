@@ -165,8 +165,9 @@ def test_kb_update_errors(faq):
 def test_bad_input():
     with pytest.raises(DataError, match="knowledge base is empty"):
         FAQAnswerer().fit([])
-    with pytest.raises(DataError, match="cannot calibrate from this knowledge base alone"):
+    with pytest.raises(DataError, match="cannot calibrate from this knowledge base alone") as no:
         FAQAnswerer().fit([KBEntry(e.id, e.question, e.answer) for e in KB])
+    assert f"the ids here are {KB[0].id!r}" in str(no.value)  # what a --calibration file uses
     with pytest.raises(DataError, match="expects entry 'missing'"):
         FAQAnswerer().fit(KB, calibration=[("hello", "missing")])
     with pytest.raises(DataError, match="at least 2 right and 2 wrong"):

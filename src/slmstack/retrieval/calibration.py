@@ -185,7 +185,10 @@ def leave_one_out_set(
             f"2 entries and 2 alternate phrasings (it has {len(index.keys)} entries and "
             f"{len(alternates)} phrasings with an alternate). Add alternate phrasings "
             "(an 'alternates' column, or rows sharing an id), or pass calibration=[(query, "
-            "entry id or None), ...] (CLI: --calibration FILE)."
+            "entry id or None), ...] (CLI: --calibration FILE, a CSV of text,label: a query "
+            "and its entry's id, or oos when no entry answers it; the ids "
+            f"here are {', '.join(repr(k) for k in list(index.keys)[:5])}"
+            f"{', ...' if len(index.keys) > 5 else ''})."
         )
     half = max(1, max_queries // 2)
     if len(alternates) > half:
