@@ -201,3 +201,16 @@ def test_mnr_loss_ranks_own_pair_and_masks_paraphrases():
     masked = mnr_loss(a, confusable, torch.tensor([0, 0, 2]), scale=20.0)
     unmasked = mnr_loss(a, confusable, torch.tensor([0, 1, 2]), scale=20.0)
     assert masked < unmasked
+
+
+def test_a_comment_in_a_code_block_is_no_heading_in_a_kb_or_a_manual(tmp_path):
+    text = ("## How do I restart the service?\n\nRun these commands:\n\n```sh\n"
+            "# stop it first\nsystemctl stop app\n```\n\nThen start it again.\n\n"
+            "## How do I see the logs?\n\nOpen the log page.\n")  # fmt: skip
+    md = tmp_path / "kb.md"
+    md.write_text(text)
+    kb = read_kb(md)
+    assert [e.question for e in kb] == ["How do I restart the service?", "How do I see the logs?"]
+    assert kb[0].answer.endswith("Then start it again.") and "systemctl stop app" in kb[0].answer
+    chunks = chunk_documents(read_documents(tmp_path))
+    assert {c.title for c in chunks} == {"How do I restart the service?", "How do I see the logs?"}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from slmstack.data.markdown import headings
 from slmstack.data.utf8 import read_utf8
 from slmstack.errors import ConfigError, DataError
 
@@ -24,7 +25,6 @@ _SUFFIXES: dict[str, Kind | Literal["jsonl"]] = {
     ".txt": "text",
     ".jsonl": "jsonl",
 }
-_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -174,7 +174,7 @@ def _sections(doc: Document) -> Iterator[tuple[int, int, str]]:
     if doc.kind != "markdown":
         yield 0, len(doc.text), doc.title
         return
-    heads = list(_HEADING.finditer(doc.text))
+    heads = headings(doc.text)
     if not heads or heads[0].start() > 0:
         yield 0, heads[0].start() if heads else len(doc.text), doc.title
     for i, h in enumerate(heads):

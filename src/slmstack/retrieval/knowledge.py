@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slmstack.data.markdown import headings as markdown_headings
 from slmstack.data.readers import read_records
 from slmstack.data.utf8 import read_utf8
 from slmstack.errors import DataError, DataWarning
 
-_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 _SLUG_MAX = 60
 
 
@@ -175,7 +175,7 @@ def _read_table(
 
 def _read_markdown(path: Path) -> list[KBEntry]:
     text = read_utf8(path)
-    headings = list(_HEADING.finditer(text))
+    headings = markdown_headings(text)
     if not headings:
         raise DataError(
             "no headings found; a Markdown knowledge base has one heading per question "
