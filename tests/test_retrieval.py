@@ -214,3 +214,23 @@ def test_a_comment_in_a_code_block_is_no_heading_in_a_kb_or_a_manual(tmp_path):
     assert kb[0].answer.endswith("Then start it again.") and "systemctl stop app" in kb[0].answer
     chunks = chunk_documents(read_documents(tmp_path))
     assert {c.title for c in chunks} == {"How do I restart the service?", "How do I see the logs?"}
+
+
+def test_a_manual_saved_on_windows_keeps_its_offsets_and_first_heading(tmp_path):
+    (tmp_path / "scanner.md").write_bytes(
+        b"\xef\xbb\xbf# Scanner\r\n\r\nPaper jam: open tray 2.\r\n\r\nRemove the paper.\r\n")
+    [doc] = read_documents(tmp_path)
+    assert doc.text.startswith("# Scanner\r\n")  # the byte-order mark is no part of the text
+    chunks = chunk_documents([doc])
+    assert {c.title for c in chunks} == {"Scanner"}
+    for c in chunks:  # offsets count the file's own \r\n, as an editor shows them
+        assert doc.text[c.start : c.end] == c.text
+    from slmstack.retrieval.chunking import _pieces
+
+    # a blank \r\n line still parts paragraphs, and no piece keeps a stray \r
+    start = doc.text.index("Paper")
+    parts = [doc.text[a:b] for a, b in _pieces(doc.text, start, len(doc.text), 200)]
+    assert [p.strip() for p in parts if p.strip()] == ["Paper jam: open tray 2.", "Remove the paper."]
+    (tmp_path / "scanner.md").write_bytes(b"# Scanner\n\ncaf\xe9\n")
+    with pytest.raises(DataError, match=r"scanner.md:3: bytes .* are not UTF-8"):
+        read_documents(tmp_path)

@@ -25,7 +25,7 @@ _SUFFIXES: dict[str, Kind | Literal["jsonl"]] = {
     ".txt": "text",
     ".jsonl": "jsonl",
 }
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+_PARAGRAPH_BREAK = re.compile(r"\r?\n[ \t]*\r?\n")  # Windows files keep their \r (offsets)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -158,10 +158,7 @@ def read_documents(
         if kind == "jsonl":
             docs.extend(_read_jsonl(f, text_field, title_field))
             continue
-        try:
-            text = f.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError("not UTF-8; re-save the file as UTF-8", path=f) from exc
+        text = read_utf8(f)  # CRLF kept (citation offsets), a byte-order mark dropped
         if text.strip():
             docs.append(Document(text, str(f), kind, f.stem))
     if not docs:
