@@ -234,3 +234,10 @@ def test_a_manual_saved_on_windows_keeps_its_offsets_and_first_heading(tmp_path)
     (tmp_path / "scanner.md").write_bytes(b"# Scanner\n\ncaf\xe9\n")
     with pytest.raises(DataError, match=r"scanner.md:3: bytes .* are not UTF-8"):
         read_documents(tmp_path)
+
+
+def test_an_answer_that_is_not_text_is_refused_not_served_as_a_printed_list(tmp_path):
+    jl = tmp_path / "kb.jsonl"
+    jl.write_text(json.dumps({"id": "a", "question": "Refund?", "answer": ["x"]}) + "\n")
+    with pytest.raises(DataError, match=r"kb.jsonl:1: the answer is a JSON list, not text"):
+        read_kb(jl)

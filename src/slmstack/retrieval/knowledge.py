@@ -124,6 +124,14 @@ def _read_table(
                     path=path,
                     row=rec.line,
                 )
+        for role, column in (("question", question_column), ("answer", answer_column)):
+            if isinstance(rec.fields[column], list | dict):  # served verbatim: never "['x']"
+                raise DataError(
+                    f"the {role} is a JSON {type(rec.fields[column]).__name__}, not text; write "
+                    f"the {role} as one string",
+                    path=path,
+                    row=rec.line,
+                )
         question = str(rec.fields[question_column] or "").strip()
         answer = str(rec.fields[answer_column] or "").strip()
         if not question:
