@@ -57,6 +57,13 @@ def test_train_predict_eval_faq(tmp_path):
     assert typo.read_text() != EVAL_CSV
     result = runner.invoke(app, ["eval", str(out), str(typo), "--json"])
     assert result.exit_code == 2 and "not in the skill's knowledge base: 'refnud'" in result.output
+    strict = tmp_path / "strict"  # answers nothing: retrieval is still judged on its own
+    result = runner.invoke(app, ["train", "faq", str(kb), "--out", str(strict), "--threshold",
+                                 "0.9999"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(runner.invoke(app, ["eval", str(strict), str(data), "--json"]).stdout)
+    assert report["abstain_rate"] == 1.0 and report["top1_accuracy"] == 1.0
+    assert report["answered_accuracy"] is None  # not 0.0: there is no answer to be wrong
 
 
 def test_train_faq_reports_bad_kb_in_one_line(tmp_path):

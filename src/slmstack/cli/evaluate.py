@@ -16,6 +16,8 @@ def _print_report(report: dict[str, Any]) -> None:
     for key, value in report.items():
         if isinstance(value, int | float):
             headline.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        elif value is None:  # a rate of nothing (no answer was given, say)
+            headline.add_row(key, "none")
     for key, value in report.get("speed", {}).items():
         headline.add_row(key, f"{value:.2f}")
     out.print(headline)

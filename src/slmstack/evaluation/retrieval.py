@@ -75,23 +75,25 @@ def evaluate_faq(
     preds = skill.predict(texts)
     report = abstention_metrics(preds, gold)
     in_scope = [i for i, g in enumerate(gold) if g is not None]
-    right = [preds[i].label == gold[i] for i in in_scope]
+    # the nearest entry, answered or not: retrieval quality apart from the threshold
+    top = [p.label or p.data.get("nearest", {}).get("entry", {}).get("id") for p in preds]
     answered = [p.abstained is None for p in preds]
-    report["top1_accuracy"] = float(np.mean(right)) if in_scope else 0.0
+    report["top1_accuracy"] = (
+        float(np.mean([top[i] == gold[i] for i in in_scope])) if in_scope else None
+    )
     report["wrong_answer_rate_in_scope"] = (
         float(np.mean([answered[i] and preds[i].label != gold[i] for i in in_scope]))
         if in_scope
         else 0.0
     )
     n_answered = sum(answered)
-    report["answered_accuracy"] = (
+    report["answered_accuracy"] = (  # None: nothing was answered, so no accuracy
         float(sum(p.label == g for p, g, a in zip(preds, gold, answered, strict=True) if a))
         / n_answered
         if n_answered
-        else 0.0
+        else None
     )
     # Is the confidence the probability that the top entry is the right answer?
-    top = [p.label or p.data.get("nearest", {}).get("entry", {}).get("id") for p in preds]
     conf = np.array([p.confidence for p in preds])
     ok = np.array([t == g for t, g in zip(top, gold, strict=True)], dtype=np.int64)
     report["ece"] = expected_calibration_error(np.stack([1 - conf, conf], axis=1), ok)
