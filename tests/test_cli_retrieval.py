@@ -61,6 +61,7 @@ def test_train_predict_eval_faq(tmp_path):
     result = runner.invoke(app, ["train", "faq", str(kb), "--out", str(strict), "--threshold",
                                  "0.9999"])  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert "threshold 1.000 fixed (--threshold), measured on" in result.output
     report = json.loads(runner.invoke(app, ["eval", str(strict), str(data), "--json"]).stdout)
     assert report["abstain_rate"] == 1.0 and report["top1_accuracy"] == 1.0
     assert report["answered_accuracy"] is None  # not 0.0: there is no answer to be wrong

@@ -126,10 +126,12 @@ def train_faq(
         f"[green]saved[/] {out_dir}  ({summary['entries']} entries, {summary['questions']} "
         f"questions, {summary['train_seconds']} s)"
     )
+    m = skill.metrics_
+    how = "chosen" if m["threshold_chosen_on_held_out"] else "fixed (--threshold), measured"
     out.print(
-        f"threshold {skill.threshold_:.3f} chosen on {skill.metrics_['calibration_source']}: "
-        f"answered accuracy {skill.metrics_['held_out_answered_accuracy']:.3f}, abstain rate "
-        f"{skill.metrics_['held_out_abstain_rate']:.3f}, ECE {skill.metrics_['held_out_ece']:.3f}"
+        f"threshold {skill.threshold_:.3f} {how} on {m['calibration_source']}: answered "
+        f"accuracy {m['held_out_answered_accuracy']:.3f}, abstain rate "
+        f"{m['held_out_abstain_rate']:.3f}, ECE {m['held_out_ece']:.3f}"
     )
 
 
