@@ -361,3 +361,12 @@ def test_support_is_measured_in_any_script():
 
     assert content_words("Откройте лоток 2 и извлеките лист") >= {"откройте", "лоток", "лист"}
     assert content_words("紙詰まり: トレイを開く") != set()
+
+
+def test_a_chunk_longer_than_the_encoders_window_is_named(docs):
+    from slmstack.errors import DataWarning
+    from slmstack.retrieval.chunking import Document
+
+    chinese = Document("打印机卡纸时，请打开二号纸盒并取出卡住的纸张。" * 30, "zh.txt", "text", "zh")
+    with pytest.warns(DataWarning, match=r"1 of \d+ chunks are longer than the encoder's window.*zh"):
+        Troubleshooter(runtime="test-echo", generator="fake").fit([*docs, chinese])

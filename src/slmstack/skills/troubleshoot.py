@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -32,7 +33,7 @@ import numpy as np
 
 from slmstack.artifacts import data_hash, read_jsonl
 from slmstack.backends.base import Backend, CompletionRequest
-from slmstack.errors import ArtifactError, ConfigError, DataError, NotStreamableError
+from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning, NotStreamableError
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.retrieval.chunking import Chunk, Document, chunk_documents, read_documents
 from slmstack.retrieval.encoder import SentenceEncoder
@@ -151,6 +152,15 @@ class Troubleshooter(Skill):
         encoded = self.encoder_.encode(
             [c.embed_text for c in chunks], desc="embed chunks" if len(chunks) > 256 else None
         )
+        cut = [c.source for i, c in enumerate(chunks) if encoded.tokens.truncation_warning(i)]
+        if cut:  # characters are a poor token budget in some scripts (Chinese, Thai...)
+            warnings.warn(
+                f"{len(cut)} of {len(chunks)} chunks are longer than the encoder's window and "
+                f"are found by their beginning only (first in {cut[0]}); lower max_chars "
+                f"(now {self.max_chars}) for these documents",
+                DataWarning,
+                stacklevel=2,
+            )
         self.index_ = VectorIndex(self.encoder_.dim)
         self.index_.add([c.id for c in chunks], [c.text for c in chunks], encoded.vectors)
         self.chunks_: dict[str, Chunk] = {c.id: c for c in chunks}
