@@ -95,6 +95,10 @@ def test_build_troubleshooter_from_a_folder(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["citation_hit_rate"] == 1.0 and report["abstain_recall"] == 1.0
+    data.write_text("text,label\npaper jam in the printer,manuals/printer.md\n")
+    result = runner.invoke(app, ["eval", str(out), str(data), "--json"])  # before generating
+    assert result.exit_code == 2 and "1 expected sources match no document" in result.output
+    assert "'manuals/printer.md'" in result.output
 
 
 def test_train_faq_and_troubleshoot_refuse_an_existing_skill_before_reading_data(tmp_path):

@@ -115,6 +115,17 @@ def evaluate_troubleshooter(
     Each query calls the generator once, so there is no separate speed pass.
     """
     texts, gold = _read(data, text_column, label_column)
+    sources = {c.source for c in getattr(skill, "chunks_", {}).values()}
+    expected = {str(g) for g in gold if g is not None}
+    unknown = sorted(g for g in expected if sources and not any(g in s for s in sources))
+    if unknown:  # checked before a generator is called: it would score 0 at full cost
+        raise DataError(
+            f"{len(unknown)} expected sources match no document of the skill: "
+            f"{', '.join(repr(u) for u in unknown[:5])}; a label is part of a document's "
+            f"path (as {next(iter(sorted(sources)))!r}), or empty/'oos' for a question no "
+            "document answers",
+            path=data,
+        )
     preds = skill.predict(texts)
     report = abstention_metrics(preds, gold)
     in_scope = [i for i, g in enumerate(gold) if g is not None]
@@ -137,7 +148,7 @@ def evaluate_troubleshooter(
     report["mean_steps"] = (
         float(np.mean([len(p.data["steps"]) for p in answered])) if answered else 0.0
     )
-    report["steps_dropped_as_unsupported"] = sum(
+    report["answers_with_steps_dropped"] = sum(  # answers, not steps: see each warning
         1 for p in preds if any("were dropped" in w for w in p.warnings)
     )
     report["output_tokens_mean"] = float(np.mean([p.usage.output_tokens for p in preds]))
