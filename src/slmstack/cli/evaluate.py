@@ -46,7 +46,14 @@ def _print_report(report: dict[str, Any]) -> None:
 @cli_command
 def evaluate(
     skill_dir: Annotated[Path, typer.Argument(help="A saved skill folder.")],
-    data: Annotated[Path, typer.Argument(help="Labelled file in the skill's training format.")],
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Labelled file: the skill's training format, or for FAQ and troubleshooting "
+            "skills a CSV/JSONL of text,label (label: the entry id or the expected document; "
+            "empty or oos for a question nothing answers)."
+        ),
+    ],
     text_column: Annotated[str, typer.Option()] = "text",
     label_column: Annotated[str, typer.Option()] = "label",
     json_out: Annotated[
