@@ -128,6 +128,9 @@ def test_unknown_names_are_404_and_list_what_is_served(tmp_path):
         missing = client.post("/v1/skills/intnet/predict", json={"text": "x"})
         crossed = client.post("/v1/skills/desk/predict", json={"text": "x"})
         models = client.get("/v1/models")
+        huge = client.post("/v1/chat/completions", json={
+            "model": "m" * 100_000, "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
+    assert huge.status_code == 404 and len(huge.content) < 2_000  # the name is not echoed whole
     assert missing.status_code == 404
     assert missing.json()["detail"] == "no skill 'intnet' is served (the skills are: intent)"
     assert "'desk' is one of the workflows: use /v1/workflows/desk/" in crossed.json()["detail"]

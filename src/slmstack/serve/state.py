@@ -251,7 +251,8 @@ class ServeState:
             if name in other:
                 plural = "workflows" if kind == "skill" else "skills"
                 hint = f"; {name!r} is one of the {plural}: use /v1/{plural}/{name}/..."
-            raise NotServed(f"no {kind} {name!r} is served (the {kind}s are: {names}){hint}")
+            shown = repr(name) if len(name) <= 100 else repr(name[:100]) + "…"  # echo no megabyte
+            raise NotServed(f"no {kind} {shown} is served (the {kind}s are: {names}){hint}")
         return found
 
     @staticmethod

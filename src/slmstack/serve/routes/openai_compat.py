@@ -162,8 +162,9 @@ def _kind(state: ServeState, name: str) -> str:
     if skill is not None:
         hint = (f"; skill {name!r} does not generate text (it produces "
                 f"{', '.join(sorted(skill.produces))}): use /v1/skills/{name}/predict")  # fmt: skip
+    shown = repr(name) if len(name) <= 100 else repr(name[:100]) + "…"  # echo no megabyte
     raise NotServed(
-        f"no workflow or text-generating skill {name!r} is served as a chat model (they "
+        f"no workflow or text-generating skill {shown} is served as a chat model (they "
         f"are: {', '.join(chat) or 'none'}){hint}"
     )
 
