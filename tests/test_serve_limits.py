@@ -240,3 +240,12 @@ def test_chat_takes_null_for_n_and_stream_as_openai_does_but_not_a_string_for_a_
         "/v1/chat/completions", json={"model": "desk", "messages": message, "stream": "yes"}
     )
     assert bad.status_code == 422 and "stream" in bad.json()["error"]["message"]
+
+
+def test_a_body_that_is_not_json_is_a_422_saying_so_with_openais_error_on_chat(client):
+    plain = client.post(PREDICT, content=b"\xff", headers={"content-type": "application/json"})
+    assert plain.status_code == 422 and "could not be read as JSON" in plain.json()["detail"]
+    assert "error" not in plain.json()
+    chat = client.post("/v1/chat/completions", content=b"\xff",
+                       headers={"content-type": "application/json"})  # fmt: skip
+    assert chat.status_code == 422 and "could not be read as JSON" in chat.json()["error"]["message"]

@@ -49,7 +49,7 @@ from slmstack.errors import (
     SlmstackError,
 )
 from slmstack.serve import console
-from slmstack.serve.asgi import openai_error, route_table
+from slmstack.serve.asgi import error_body, openai_error, route_table
 from slmstack.serve.auth import AuthMiddleware, bearer_security
 from slmstack.serve.config import ServeConfig, load_config
 from slmstack.serve.http_errors import headers_of, shown, status_of
@@ -237,7 +237,8 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
             "the body could not be read as JSON: send UTF-8 JSON, uncompressed, with "
             "Content-Type: application/json"
         )
-        return JSONResponse({"detail": detail}, status_code=422)
+        body = error_body(request.scope, 422, detail)  # with OpenAI's `error` on the chat route
+        return Response(body, status_code=422, media_type="application/json")
     return await http_exception_handler(request, exc)
 
 
