@@ -249,3 +249,12 @@ def test_a_body_that_is_not_json_is_a_422_saying_so_with_openais_error_on_chat(c
     chat = client.post("/v1/chat/completions", content=b"\xff",
                        headers={"content-type": "application/json"})  # fmt: skip
     assert chat.status_code == 422 and "could not be read as JSON" in chat.json()["error"]["message"]
+
+
+def test_a_number_or_flag_of_the_wrong_json_type_is_refused_as_the_spec_says(client):
+    for bad in ({"n": True}, {"n": "1"}):
+        chat = {"model": "desk", "messages": [{"role": "user", "content": "x"}], **bad}
+        assert client.post("/v1/chat/completions", json=chat).status_code == 422, bad
+    for bad in ("yes", 0):
+        run = client.post("/v1/workflows/desk/run", json={"text": "refund", "trace": bad})
+        assert run.status_code == 422, bad

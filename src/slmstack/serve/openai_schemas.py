@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from slmstack.serve.schemas import CostOut
 
@@ -53,7 +53,7 @@ class ChatCompletionRequest(_Lenient):
         False, description="Answer as Server-Sent Events, OpenAI chunks (null: false)."
     )
     stream_options: StreamOptions | None = None
-    n: int | None = Field(
+    n: StrictInt | None = Field(
         1, ge=1, le=1, description="Choices to generate; only 1 is supported (null: 1)."
     )
     user: str | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 _TEXT = "One text to run on (send this or `texts`)."
 _TEXTS = "A batch of texts (send this or `text`); at most `limits.max_items`."
@@ -30,7 +30,7 @@ class PredictRequest(_In):
 class RunRequest(PredictRequest):
     """``POST /v1/workflows/{name}/run``: one text or a batch."""
 
-    trace: bool = Field(True, description="Include each result's per-step trace.")
+    trace: StrictBool = Field(True, description="Include each result's per-step trace.")
 
 
 class UsageOut(BaseModel):
