@@ -198,6 +198,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid input: the message says what and how to fix it."},
     429: {"model": ErrorOut, "description": "The queue is full; see `Retry-After`."},
     503: {"model": ErrorOut, "description": "The server is shutting down."},
-    504: {"model": ErrorOut, "description": "The request ran past `limits.deadline_s`."},
+    504: {
+        "model": ErrorOut,
+        "description": "`limits.deadline_s` passed before the request's batch began: it was "
+        "not run and costs nothing (a batch that began is answered).",
+    },
 }
 """The error answers of the prediction routes, for the OpenAPI spec."""
