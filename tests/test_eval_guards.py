@@ -93,3 +93,16 @@ def test_the_report_draws_labels_with_dollar_signs_as_written():
               "confusion_matrix": {"labels": labels, "matrix": [[2, 0, 0], [0, 2, 0], [0, 0, 2]]}}  # fmt: skip
     page = evaluation_page(report, title="t")  # matplotlib's math mode had raised here
     assert "plan_$_pro_$" in page and page.count("<img") >= 2
+
+
+def test_a_confusion_matrix_of_many_labels_draws_the_most_confused():
+    import numpy as np
+
+    from slmstack.evaluation.html import evaluation_page
+
+    labels = [f"intent_{i}" for i in range(150)]
+    m = np.eye(150, dtype=int) * 5
+    m[3, 7] = m[100, 101] = 4  # the confusions to show
+    report = {"accuracy": 0.9, "confusion_matrix": {"labels": labels, "matrix": m.tolist()}}
+    page = evaluation_page(report, title="t")
+    assert "the 40 of 150 labels most confused" in page

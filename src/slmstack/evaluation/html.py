@@ -19,6 +19,7 @@ from slmstack.costs.html import image, new_figure, page, png_base64, table
 
 _PURPOSE = "slmstack eval --html"
 _MAX_CELLS_LABELLED = 15  # confusion matrices up to 15 labels show their counts
+_MAX_DRAWN = 40  # labels a confusion matrix draws (the most confused, past that)
 
 
 def evaluation_page(report: Mapping[str, Any], *, title: str) -> str:
@@ -29,7 +30,9 @@ def evaluation_page(report: Mapping[str, Any], *, title: str) -> str:
         parts.append(_per_class(per_class))
     matrix = report.get("confusion_matrix")
     if isinstance(matrix, Mapping) and matrix.get("labels"):
-        parts.append(image("Confusion matrix (rows: true label, share of the row)",
+        n = len(matrix["labels"])
+        which = "" if n <= _MAX_DRAWN else f"; the {_MAX_DRAWN} of {n} labels most confused"
+        parts.append(image(f"Confusion matrix (rows: true label, share of the row{which})",
                            _confusion(matrix)))  # fmt: skip
     bins = report.get("reliability")
     if isinstance(bins, Mapping) and bins.get("count"):
@@ -72,6 +75,10 @@ def _per_class(per_class: Mapping[str, Mapping[str, Any]]) -> str:
 def _confusion(matrix: Mapping[str, Any]) -> str:
     labels = list(matrix["labels"])
     counts = np.asarray(matrix["matrix"], dtype=np.float64)
+    if len(labels) > _MAX_DRAWN:  # ticks of 150 labels overlap: draw where the errors are
+        errors = counts.sum(axis=0) + counts.sum(axis=1) - 2 * np.diag(counts)
+        keep = np.sort(np.argsort(-errors, kind="stable")[:_MAX_DRAWN])
+        labels, counts = [labels[i] for i in keep], counts[np.ix_(keep, keep)]
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
     side = min(14.0, max(4.0, 0.35 * len(labels) + 2))
     fig = new_figure((side, side), _PURPOSE)
