@@ -8,8 +8,11 @@ request it received (method, path, headers, body bytes) and answers with
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +20,39 @@ import httpx
 from slmstack.costs import Ledger, load_prices
 from slmstack.proxy import ProxyApp, ProxyConfig, Recorder, TrafficStore
 from slmstack.proxy.recording import Pricing
+
+
+async def read_body(receive: Any) -> bytes:
+    """The whole request body an ASGI app receives."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+@contextlib.contextmanager
+def serving(*apps: tuple[Any, int]) -> Iterator[None]:
+    """Each ``(ASGI app, port)`` served on loopback by uvicorn in a thread, while inside."""
+    import uvicorn
+
+    servers = [uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+               for app, port in apps]  # fmt: skip
+    threads = [threading.Thread(target=s.run, daemon=True) for s in servers]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not all(s.started for s in servers):
+            assert time.monotonic() < deadline, "servers did not start"
+            time.sleep(0.02)
+        yield
+    finally:
+        for s in servers:
+            s.should_exit = True
+        for t in threads:
+            t.join(10)
 
 
 class FakeUpstream:
@@ -38,12 +74,7 @@ class FakeUpstream:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         self.received.append(
             {
                 "method": scope["method"],

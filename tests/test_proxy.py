@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 
 from llm_server import free_port
-from proxy_doubles import FakeUpstream, client, make_proxy
+from proxy_doubles import FakeUpstream, client, make_proxy, read_body, serving
 from slmstack.costs import Ledger, load_prices, to_nano
 from slmstack.errors import ConfigError
 from slmstack.proxy import ProxyConfig, TrafficStore, create_proxy_app
@@ -225,16 +223,7 @@ def test_openai_client_through_the_proxy_on_loopback(tmp_path):
     url = f"sqlite:///{tmp_path / 'proxy.db'}"
     proxy = create_proxy_app(ProxyConfig(upstream=f"http://127.0.0.1:{up_port}/v1", ledger=url,
                                          flush_every_s=0.01))  # fmt: skip
-    servers = [uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-               for app, port in ((upstream, up_port), (proxy, proxy_port))]  # fmt: skip
-    threads = [threading.Thread(target=s.run, daemon=True) for s in servers]
-    for t in threads:
-        t.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not all(s.started for s in servers):
-            assert time.monotonic() < deadline, "servers did not start"
-            time.sleep(0.02)
+    with serving((upstream, up_port), (proxy, proxy_port)):
         llm = openai.OpenAI(base_url=f"http://127.0.0.1:{proxy_port}/v1", api_key="sk-test")
         answer = llm.chat.completions.create(model="gpt-4o-mini", messages=BODY["messages"])
         assert answer.choices[0].message.content == "one two three"
@@ -251,11 +240,6 @@ def test_openai_client_through_the_proxy_on_loopback(tmp_path):
         plain = httpx.post(f"http://127.0.0.1:{proxy_port}/v1/chat/completions", json=BODY)
         # uvicorn's own Date and Server, not the upstream's beside them
         assert [len(plain.headers.get_list(h)) for h in ("date", "server")] == [1, 1]
-    finally:
-        for s in servers:
-            s.should_exit = True
-        for t in threads:
-            t.join(10)
     rows = TrafficStore(url, create=False).rows()  # the lifespan's shutdown wrote them
     assert [(r.stream, r.response, r.tokens_source) for r in rows] == [
         (False, "one two three", "upstream"),
@@ -343,12 +327,7 @@ class SlowUpstream:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if not json.loads(body).get("stream"):
             await asyncio.sleep(self.n * self.gap_s)
             answer = {"choices": [{"message": {"role": "assistant", "content": "late"}}],
@@ -374,16 +353,7 @@ def test_a_client_that_leaves_stops_the_stream_and_is_recorded_as_gone(tmp_path)
     url = f"sqlite:///{tmp_path / 'proxy.db'}"
     proxy = create_proxy_app(ProxyConfig(upstream=f"http://127.0.0.1:{up_port}/v1", ledger=url,
                                          flush_every_s=0.01))  # fmt: skip
-    servers = [uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
-               for app, port in ((upstream, up_port), (proxy, proxy_port))]  # fmt: skip
-    threads = [threading.Thread(target=s.run, daemon=True) for s in servers]
-    for t in threads:
-        t.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not all(s.started for s in servers):
-            assert time.monotonic() < deadline, "servers did not start"
-            time.sleep(0.02)
+    with serving((upstream, up_port), (proxy, proxy_port)):
         base = f"http://127.0.0.1:{proxy_port}/v1/chat/completions"
         with httpx.Client() as http:
             with http.stream("POST", base, json={**BODY, "stream": True}) as s:
@@ -392,11 +362,6 @@ def test_a_client_that_leaves_stops_the_stream_and_is_recorded_as_gone(tmp_path)
                 http.post(base, json=BODY, timeout=0.3)  # gives up before the answer
         time.sleep(0.5)
         assert upstream.sent < upstream.n  # the proxy stopped reading (and paying) early
-    finally:
-        for s in servers:
-            s.should_exit = True
-        for t in threads:
-            t.join(10)
     rows = TrafficStore(url, create=False).rows()
     assert [(r.stream, r.problem) for r in rows] == [
         (True, "the client left before the end of the stream"),
