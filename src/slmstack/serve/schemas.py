@@ -193,10 +193,16 @@ class ErrorOut(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "More than one Authorization header."},
+    401: {"model": ErrorOut, "description": "No API key, or one the server does not know."},
     404: {"model": ErrorOut, "description": "No skill or workflow of that name is served."},
     413: {"model": ErrorOut, "description": "The body is over `limits.max_body_bytes`."},
     422: {"description": "Invalid input: the message says what and how to fix it."},
-    429: {"model": ErrorOut, "description": "The queue is full; see `Retry-After`."},
+    429: {
+        "model": ErrorOut,
+        "description": "The queue is full, or the key is over its rate; see `Retry-After`.",
+    },
+    502: {"model": ErrorOut, "description": "A model backend failed (detail in the log)."},
     503: {"model": ErrorOut, "description": "The server is shutting down."},
     504: {
         "model": ErrorOut,
