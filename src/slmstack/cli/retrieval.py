@@ -131,7 +131,8 @@ def train_faq(
     out.print(
         f"threshold {skill.threshold_:.3f} {how} on {m['calibration_source']}: answered "
         f"accuracy {m['held_out_answered_accuracy']:.3f}, abstain rate "
-        f"{m['held_out_abstain_rate']:.3f}, ECE {m['held_out_ece']:.3f}"
+        f"{m['held_out_abstain_rate']:.3f}, ECE {m['held_out_ece']:.3f} (on the queries the "
+        "confidence was fitted on: `slmstack eval` on other queries is the unbiased figure)"
     )
 
 
