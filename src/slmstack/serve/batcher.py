@@ -22,12 +22,11 @@ Limits. The queue is bounded (``queue_size`` items): a submit that does not fit 
 :class:`~slmstack.errors.Overloaded` at once, with ``retry_after_s`` estimated from the
 measured batch times (the time to run the items ahead of it), never an unbounded wait.
 A submit with a ``deadline`` (a :func:`time.monotonic` value) raises
-:class:`~slmstack.errors.DeadlineExceeded` when it passes; an item whose deadline has
-passed before its batch is formed is not run, and a request whose batch has begun is
-answered when it ends: its work is done and paid for, and a 504 would make the client pay
-for it again. :meth:`close` stops taking new
-work (:class:`~slmstack.errors.ShuttingDown`) and finishes the queued work within the
-drain timeout; what is still queued after it fails with ``ShuttingDown``.
+:class:`~slmstack.errors.DeadlineExceeded` when it passes before its batch begins (then
+it is not run); a request whose batch has begun is answered: its work is paid for, and a
+504 would make the client pay again. :meth:`close` stops taking new work
+(:class:`~slmstack.errors.ShuttingDown`) and finishes the queued work within the drain
+timeout; what is still queued after it fails with ``ShuttingDown``.
 
 Splitting. A caller's items may be split over two batches (a batch is cut at
 ``max_batch``); its results come back reassembled in its order. An item larger than
@@ -279,9 +278,8 @@ class MicroBatcher(Generic[ItemT, OutT]):
         self._queue.drop(sub)
 
     def _expire(self, sub: Submission) -> None:
-        if any(entry.state == TAKEN for entry in sub.entries):
-            return  # its model call has begun (and is paid): the caller gets its results
-        if not sub.future.done():
+        begun = any(entry.state == TAKEN for entry in sub.entries)  # paid: results follow
+        if not begun and not sub.future.done():
             why = (f"the request to {self.name} ran past its deadline before its batch began "
                    f"({self.depth} items queued), so it was not run and costs nothing; retry, "
                    "raise the deadline or send fewer items at once")  # fmt: skip
