@@ -24,7 +24,7 @@ from serve_doubles import Keywords, write_server
 from slmstack.cli.app import app as cli
 from slmstack.errors import ConfigError, DataError, DeadlineExceeded, MissingDependencyError
 from slmstack.serve import create_app, load_config
-from slmstack.serve.ray_plan import plan_hosts
+from slmstack.serve.ray_plan import cpu_shortfall, cpus_at_start, plan_hosts
 from slmstack.serve.ray_remote import HostAnswer, HostCall, RemoteSkill, SkillCard
 from slmstack.types import Prediction
 
@@ -107,6 +107,30 @@ def test_a_workflow_skill_folder_that_is_missing_is_named(tmp_path):
     (tmp_path / "serve.yaml").write_text("skills: {intent: intent}\nworkflows: {wf: wf.yaml}\n")
     with pytest.raises(ConfigError, match=r"wf.yaml: skills.x: .*nowhere is not a saved skill"):
         plan_hosts(load_config(tmp_path / "serve.yaml"))
+
+
+def test_a_config_that_needs_more_cpus_than_the_cluster_is_named_with_the_sum(tmp_path):
+    _saved(tmp_path / "intent", {"ref": "minilm", "sha256": "ab" * 32})
+    _saved(tmp_path / "lang", {})
+    (tmp_path / "serve.yaml").write_text(
+        "skills: {intent: intent, lang: lang}\nray: {models: {min_replicas: 2, max_replicas: 2}}\n"
+    )
+    config = load_config(tmp_path / "serve.yaml")
+    plans = plan_hosts(config)
+    assert cpus_at_start(config, plans) == 2 * 2 * 1.0 + 0.5  # 2 bases x 2 replicas, ingress
+    assert cpu_shortfall(config, plans, available=4.5) == ""
+    short = cpu_shortfall(config, plans, available=4)
+    assert "reserves 4.5 CPUs at start, and the Ray cluster has 4" in short
+    assert "2 skill deployment(s)" in short and "Lower ray.models.num_cpus" in short
+
+
+def test_deploy_refuses_a_config_the_local_ray_cannot_place(ray_instance, tmp_path):
+    """Ray Serve would wait for ever for replicas it cannot place; refused before it starts."""
+    from slmstack.serve.ray_engine import deploy
+
+    config = write_server(tmp_path, "ray: {models: {num_cpus: 3}}\n")  # the session's Ray has 2
+    with pytest.raises(ConfigError, match=r"reserves 3.5 CPUs at start, and the Ray cluster has 2"):
+        deploy(config, port=_free_port())
 
 
 # ---------------------------------------------------------------------------- remote skill

@@ -48,7 +48,7 @@ from slmstack.errors import ConfigError, MissingDependencyError
 from slmstack.serve.auth import ApiKeys
 from slmstack.serve.config import ServeConfig, load_config
 from slmstack.serve.ray_config import DeploymentSettings
-from slmstack.serve.ray_plan import plan_hosts
+from slmstack.serve.ray_plan import cpu_shortfall, plan_hosts
 
 APP_NAME = "slmstack"  # the Ray Serve application's name
 INGRESS = "ingress"  # the ingress deployment's name
@@ -144,19 +144,30 @@ def deploy(
     host: str = "127.0.0.1",
     port: int = 8000,
     runtime_env: dict[str, Any] | None = None,
+    refuse_short_cpus: bool = True,
 ) -> None:
     """Start Ray Serve's HTTP proxy on ``host:port`` and run ``config``'s application.
 
     Returns once every replica is up (the models loaded, ``/readyz`` true). Ray must be
-    initialised (:func:`slmstack.ray_cluster.connect`).
+    initialised (:func:`slmstack.ray_cluster.connect`). When the minimum replicas reserve
+    more CPUs than the cluster has, Ray Serve would wait for ever: that is refused, or
+    with ``refuse_short_cpus=False`` (a cluster whose autoscaler adds nodes) logged.
 
     Raises:
-        ConfigError: the config is invalid, or the application failed to start (the
-            message holds Ray's reason, such as a skill that failed to load).
+        ConfigError: the config is invalid, the cluster has too few CPUs, or the
+            application failed to start (the message holds Ray's reason, such as a skill
+            that failed to load).
     """
-    _ray()
+    ray = _ray()
     from ray import serve
 
+    if not isinstance(config, ServeConfig):
+        config = load_config(config)
+    short = cpu_shortfall(config, plan_hosts(config), ray.cluster_resources().get("CPU", 0.0))
+    if short and refuse_short_cpus:
+        raise ConfigError(short)
+    if short:
+        _log.warning("%s; waiting for the cluster to add them", short)
     app = build_application(config, runtime_env=runtime_env)
     serve.start(http_options={"host": host, "port": port})
     try:
@@ -202,7 +213,9 @@ def serve_on_ray(
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        deploy(config, host=host, port=port, runtime_env=runtime_env)
+        # A local Ray has what it has; a joined cluster's autoscaler may add nodes.
+        deploy(config, host=host, port=port, runtime_env=runtime_env,
+               refuse_short_cpus=address is None)  # fmt: skip
         _log.info("serving on http://%s:%d (Ray Serve, pid %d)", host, port, os.getpid())
         while not stop.wait(0.5):  # short waits: the signal handler runs between them
             pass

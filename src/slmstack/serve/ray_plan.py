@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,32 @@ def plan_hosts(config: ServeConfig) -> list[HostPlan]:
     return plans
 
 
+def cpus_at_start(config: ServeConfig, plans: Sequence[HostPlan]) -> float:
+    """The CPUs Ray must reserve before the application is up: each deployment's minimum."""
+    ray = config.ray
+    return (len(plans) * ray.models.min_replicas * ray.models.num_cpus
+            + ray.ingress.min_replicas * ray.ingress.num_cpus)  # fmt: skip
+
+
+def cpu_shortfall(config: ServeConfig, plans: Sequence[HostPlan], available: float) -> str:
+    """Why ``config`` cannot start on a cluster with ``available`` CPUs; empty when it can.
+
+    Ray Serve waits, without end and without saying why, for replicas it cannot place.
+    """
+    need = cpus_at_start(config, plans)
+    if need <= available + 1e-9:
+        return ""
+    models, ingress = config.ray.models, config.ray.ingress
+    return (
+        f"the config reserves {need:g} CPUs at start, and the Ray cluster has {available:g}: "
+        f"{len(plans)} skill deployment(s) (one per base model) x {models.min_replicas} "
+        f"replica(s) x ray.models.num_cpus {models.num_cpus:g}, plus the ingress's "
+        f"{ingress.min_replicas} x ray.ingress.num_cpus {ingress.num_cpus:g}. Ray Serve would "
+        "wait for the missing CPUs for ever. Lower ray.models.num_cpus (a fraction such as "
+        "0.5 is allowed) or min_replicas, or add CPUs to the cluster"
+    )
+
+
 def _base_of(folder: Path) -> tuple[str, str]:
     """``(grouping key, label)`` of the base model a saved skill records; empty: none."""
     try:
@@ -120,4 +147,4 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "x"
 
 
-__all__ = ["HostPlan", "plan_hosts", "workflow_skill_folders"]
+__all__ = ["HostPlan", "cpu_shortfall", "cpus_at_start", "plan_hosts", "workflow_skill_folders"]
