@@ -7,6 +7,7 @@ import random
 import threading
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
+from pathlib import Path
 
 import pytest
 
@@ -265,6 +266,49 @@ def test_two_workflows_given_the_same_key_keep_their_own_rows(db_url):  # noqa: 
         total = ledger.total()
     assert stored == [("billing", ""), ("billing", "steps[0]"), ("desk", ""), ("desk", "steps[0]")]
     assert (total.requests, total.steps, total.cost_nusd) == (2, 2, 6)
+
+
+def test_a_ledger_made_before_the_workflow_key_is_migrated_keeping_every_row(db_url, caplog):  # noqa: F811
+    """Its (request_id, path) key refused a second workflow's rows, and every later write."""
+    import sqlalchemy as sa
+
+    from slmstack.costs import ledger as module
+    from slmstack.costs._ledger_migrate import OLD_UNIQUE
+
+    old = module._define(sa.MetaData())
+    old.indexes = {i for i in old.indexes if i.name != module._UNIQUE}  # as made before
+    old.append_constraint(sa.UniqueConstraint("request_id", "path", name=OLD_UNIQUE))
+    if db_url.startswith("sqlite:///"):
+        Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(db_url)
+    old.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(old.insert(), [
+            {"request_id": f"t-{i}", "path": "", "workflow": "desk", "step": "", "kind": "run",
+             "at": AT, "day": AT.date(), "model": "m", "tokens_in": i, "tokens_out": 1,
+             "latency_ms": 1.0, "compute_s": 0.5, "cost_nusd": 10 + i, "reason": f"r{i}"}
+            for i in range(3)
+        ])  # fmt: skip
+    with caplog.at_level("WARNING"), Ledger(db_url) as ledger:
+        ledger.append([LedgerRow("t-1", "", "billing", "", "run", AT, cost_nusd=7),
+                       LedgerRow("t-1", "", "desk", "", "run", AT, cost_nusd=99)])  # fmt: skip
+        ledger.flush()
+        rows = sorted((r.workflow, r.request_id, r.cost_nusd, r.reason) for r in ledger.rows())
+    assert rows == [("billing", "t-1", 7, None), ("desk", "t-0", 10, "r0"),
+                    ("desk", "t-1", 11, "r1"), ("desk", "t-2", 12, "r2")]  # fmt: skip
+    assert "no longer per (request_id, path); every row kept" in caplog.text
+    names = {c["name"] for c in sa.inspect(engine).get_unique_constraints(module._TABLE)}
+    assert OLD_UNIQUE not in names
+    indexes = {i["name"] for i in sa.inspect(engine).get_indexes(module._TABLE)}
+    assert {module._UNIQUE, "ix_slmstack_ledger_day"} <= indexes
+    with engine.connect() as conn:  # ids kept: new rows go after the old ones
+        ids = conn.execute(sa.text(f"SELECT id FROM {module._TABLE} ORDER BY id")).scalars().all()
+    assert ids == [1, 2, 3, 4]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        Ledger(db_url).close()  # a current ledger is left as it is
+    assert "no longer per" not in caplog.text
+    engine.dispose()
 
 
 def test_a_row_the_driver_cannot_take_does_not_lose_the_others(tmp_path):

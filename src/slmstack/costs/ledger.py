@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from slmstack.costs._ledger_buffer import RowBuffer, write_or_log
+from slmstack.costs._ledger_migrate import drop_old_unique
 from slmstack.costs.prices import from_nano
 from slmstack.errors import ConfigError, MissingDependencyError
 from slmstack.sqlite_files import make_folder, use_wal
@@ -198,6 +199,7 @@ class Ledger:
         try:
             if create:
                 self._table.metadata.create_all(self._engine)
+                drop_old_unique(self._engine, self._table, shown_url(self.url))
                 unique = next(i for i in self._table.indexes if i.name == _UNIQUE)
                 unique.create(self._engine, checkfirst=True)  # on a ledger made before it
             elif not sa.inspect(self._engine).has_table(_TABLE):
@@ -370,7 +372,7 @@ def _define(meta: Any) -> Any:
         sa.Column("decision", sa.String(200)),
         sa.Column("reason", sa.Text),
         sa.Column("api_key_id", sa.String(200)),
-        # Two workflows may get the same key; ledgers before 2026-12-04 keep (request_id, path).
+        # Two workflows may get the same key (ledgers before 2026-12-04: see _ledger_migrate).
         sa.Index(_UNIQUE, "workflow", "request_id", "path", unique=True),
         sa.Index("ix_slmstack_ledger_day", "day"),
         sa.Index("ix_slmstack_ledger_workflow_day", "workflow", "day"),
@@ -384,13 +386,8 @@ def _check_file(file: Path, create: bool) -> None:
     if create:
         make_folder(file, "ledger", ConfigError)
     elif not file.is_file() or file.stat().st_size == 0:
-        what = (
-            "is a folder, not a file"
-            if file.is_dir()
-            else "is empty"
-            if file.exists()
-            else "does not exist"
-        )
+        what = ("is a folder, not a file" if file.is_dir()
+                else "is empty" if file.exists() else "does not exist")  # fmt: skip
         raise ConfigError(
             f"ledger {file} {what}; check the path (a workflow writes its ledger where its "
             "`ledger:` entry says, once it has run)"
