@@ -133,6 +133,35 @@ def test_deploy_refuses_a_config_the_local_ray_cannot_place(ray_instance, tmp_pa
         deploy(config, port=_free_port())
 
 
+def test_a_signal_while_ray_serve_still_waits_for_replicas_stops_the_wait(monkeypatch, tmp_path):
+    """Ray Serve can wait for ever (a joined cluster that never adds the CPUs): SIGTERM ends it."""
+    pytest.importorskip("ray.serve")
+    import os
+    import signal
+    import time
+
+    from ray import serve
+
+    from slmstack.serve import ray_engine
+
+    deleted: list[str] = []
+
+    def waits_for_ever(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+        raise AssertionError("the signal did not end the wait")
+
+    monkeypatch.setattr(ray_engine, "deploy", waits_for_ever)
+    monkeypatch.setattr(ray_engine.ray_cluster, "connect", lambda ray, address: False)
+    monkeypatch.setattr(serve, "delete", deleted.append)
+    before = signal.getsignal(signal.SIGTERM)
+    start = time.monotonic()
+    ray_engine.serve_on_ray(write_server(tmp_path), address="auto")
+    assert time.monotonic() - start < 10
+    assert deleted == [ray_engine.APP_NAME]  # what was deployed is taken down
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 # ---------------------------------------------------------------------------- remote skill
 class _Response:
     def __init__(self, outcome):

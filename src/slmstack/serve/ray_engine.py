@@ -179,6 +179,10 @@ def deploy(
         ) from exc
 
 
+class _StoppedEarly(Exception):
+    """A signal arrived while the application was still being deployed."""
+
+
 def serve_on_ray(
     config: ServeConfig | str | Path,
     *,
@@ -206,16 +210,27 @@ def serve_on_ray(
     from ray import serve
 
     started = ray_cluster.connect(ray, address)
-    stop = threading.Event()
+    stop, up = threading.Event(), threading.Event()
 
     def on_signal(sig: int, frame: FrameType | None) -> None:
+        if not up.is_set():  # Ray Serve may wait for replicas for ever: stop waiting
+            raise _StoppedEarly
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        # A local Ray has what it has; a joined cluster's autoscaler may add nodes.
-        deploy(config, host=host, port=port, runtime_env=runtime_env,
-               refuse_short_cpus=address is None)  # fmt: skip
+        try:
+            # A local Ray has what it has; a joined cluster's autoscaler may add nodes.
+            deploy(config, host=host, port=port, runtime_env=runtime_env,
+                   refuse_short_cpus=address is None)  # fmt: skip
+            up.set()
+        except _StoppedEarly:
+            _log.warning("stopped before the application was up; deleting what was deployed")
+            try:
+                serve.delete(APP_NAME)
+            except Exception as exc:  # nothing may have been deployed yet
+                _log.warning("could not delete the application: %s", exc)
+            return
         _log.info("serving on http://%s:%d (Ray Serve, pid %d)", host, port, os.getpid())
         while not stop.wait(0.5):  # short waits: the signal handler runs between them
             pass
