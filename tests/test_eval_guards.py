@@ -106,3 +106,25 @@ def test_a_confusion_matrix_of_many_labels_draws_the_most_confused():
     report = {"accuracy": 0.9, "confusion_matrix": {"labels": labels, "matrix": m.tolist()}}
     page = evaluation_page(report, title="t")
     assert "the 40 of 150 labels most confused" in page
+
+
+def test_labels_no_installed_font_draws_give_one_warning_naming_them_and_the_fix():
+    pytest.importorskip("matplotlib")
+    import warnings
+
+    from slmstack.evaluation.html import evaluation_page
+
+    labels = ["退款", "登录", "refund"]  # DejaVu, matplotlib's font, has no CJK glyphs
+    per = {lab: {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2} for lab in labels}
+    report = {"accuracy": 1.0, "per_class": per,
+              "confusion_matrix": {"labels": labels, "matrix": [[2, 0, 0], [0, 2, 0], [0, 0, 2]]}}  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        page = evaluation_page(report, title="t")
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "missing from font" in m]  # matplotlib's, one per glyph
+    ours = [m for m in messages if "no glyph in the installed fonts" in m]
+    assert len(ours) == 2  # one per plot (F1 bars, confusion matrix)
+    shown = ours[0].split("(")[1].split(")")[0]
+    assert sorted(shown.split()) == sorted("退款登录") and "fonts-noto-cjk" in ours[0]
+    assert "退款" in page  # the table shows the label as it is

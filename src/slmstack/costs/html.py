@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,11 +35,36 @@ def new_figure(size: tuple[float, float], purpose: str) -> Any:
     return Figure(figsize=size)
 
 
+_GLYPH = re.compile(r"Glyph (\d+) .*missing from font")
+
+
 def png_base64(fig: Any) -> str:
-    """``fig`` as a base64 PNG, without matplotlib's metadata (it holds a URL)."""
-    fig.tight_layout()
+    """``fig`` as a base64 PNG, without matplotlib's metadata (it holds a URL).
+
+    Characters no installed font draws (Chinese labels on a machine with only DejaVu)
+    come out as boxes; matplotlib warns once per character and draw. They are gathered
+    into one warning that names them and the fix.
+    """
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    missing: dict[str, None] = {}
+    for w in caught:
+        found = _GLYPH.search(str(w.message))
+        if found is None:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        else:
+            missing[chr(int(found[1]))] = None
+    if missing:
+        shown = " ".join(list(missing)[:8]) + (" ..." if len(missing) > 8 else "")
+        warnings.warn(
+            f"{len(missing)} characters in this plot have no glyph in the installed fonts "
+            f"({shown}) and are drawn as boxes; the page's tables show them as they are. "
+            "Install a font that has them (Debian: apt-get install fonts-noto-cjk)",
+            UserWarning, stacklevel=2,
+        )  # fmt: skip
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
