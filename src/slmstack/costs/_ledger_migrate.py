@@ -36,9 +36,11 @@ def drop_old_unique(engine: Any, table: Any, shown: str) -> bool:
         return False
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
-            conn.execute(sa.text(f"ALTER TABLE {table.name} DROP CONSTRAINT {OLD_UNIQUE}"))
-    else:
-        _rebuild_sqlite(engine, table)
+            conn.execute(
+                sa.text(f"ALTER TABLE {table.name} DROP CONSTRAINT IF EXISTS {OLD_UNIQUE}")
+            )
+    elif not _rebuild_sqlite(engine, table):
+        return False  # another writer migrated it first
     _log.warning(
         "ledger %s: rows are now unique per (workflow, request_id, path), no longer per "
         "(request_id, path); every row kept", shown,
@@ -46,7 +48,8 @@ def drop_old_unique(engine: Any, table: Any, shown: str) -> bool:
     return True
 
 
-def _rebuild_sqlite(engine: Any, table: Any) -> None:
+def _rebuild_sqlite(engine: Any, table: Any) -> bool:
+    """Rebuild ``table`` without the old key; ``False`` when it no longer had it."""
     import sqlalchemy as sa
     from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -67,14 +70,20 @@ def _rebuild_sqlite(engine: Any, table: Any) -> None:
         db = raw.driver_connection
         db.isolation_level = None  # the statements below make the one transaction
         cursor = db.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
+        cursor.execute("BEGIN IMMEDIATE")  # a second writer waits here, then finds it done
         try:
+            cursor.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                           (table.name,))  # fmt: skip
+            if OLD_UNIQUE not in (cursor.fetchone() or [""])[0]:
+                cursor.execute("ROLLBACK")
+                return False
             for statement in statements:
                 cursor.execute(statement)
         except BaseException:
             cursor.execute("ROLLBACK")
             raise
         cursor.execute("COMMIT")
+        return True
     finally:
         raw.close()
 
