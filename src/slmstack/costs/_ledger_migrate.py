@@ -66,9 +66,9 @@ def _rebuild_sqlite(engine: Any, table: Any) -> bool:
         *(str(CreateIndex(i).compile(dialect=dialect)) for i in table.indexes),
     ]
     raw = engine.raw_connection()
+    db = raw.driver_connection
+    before, db.isolation_level = db.isolation_level, None  # the statements below: one transaction
     try:
-        db = raw.driver_connection
-        db.isolation_level = None  # the statements below make the one transaction
         cursor = db.cursor()
         cursor.execute("BEGIN IMMEDIATE")  # a second writer waits here, then finds it done
         try:
@@ -85,6 +85,7 @@ def _rebuild_sqlite(engine: Any, table: Any) -> bool:
         cursor.execute("COMMIT")
         return True
     finally:
+        db.isolation_level = before  # the pooled connection goes back as SQLAlchemy set it
         raw.close()
 
 
