@@ -39,6 +39,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -48,7 +49,7 @@ from slmstack.errors import ConfigError, MissingDependencyError
 from slmstack.serve.auth import ApiKeys
 from slmstack.serve.config import ServeConfig, load_config
 from slmstack.serve.ray_config import DeploymentSettings
-from slmstack.serve.ray_plan import cpu_shortfall, plan_hosts
+from slmstack.serve.ray_plan import HostPlan, cpu_shortfall, plan_hosts
 
 APP_NAME = "slmstack"  # the Ray Serve application's name
 INGRESS = "ingress"  # the ingress deployment's name
@@ -81,10 +82,17 @@ def build_application(
         ConfigError: the config is invalid, or a workflow's skill folder is missing.
     """
     _ray()
-    from slmstack.serve.ray_deployments import Ingress, SkillHost
-
     if not isinstance(config, ServeConfig):
         config = load_config(config)
+    return _bind(config, plan_hosts(config), runtime_env)
+
+
+def _bind(
+    config: ServeConfig, plans: Sequence[HostPlan], runtime_env: dict[str, Any] | None
+) -> Any:
+    """:func:`build_application` for the planned skill hosts ``plans`` of ``config``."""
+    from slmstack.serve.ray_deployments import Ingress, SkillHost
+
     keys = None if config.auth is None else ApiKeys.from_config(config.auth)
     if keys is None:
         _log.warning(
@@ -95,7 +103,7 @@ def build_application(
 
     ray_config, batching = config.ray, config.batching
     hosts: dict[str, Any] = {}
-    for plan in plan_hosts(config):
+    for plan in plans:
         options = _settings(ray_config.models, ray_config.retry_after_s, runtime_env)
         host = serve.deployment(name=plan.name, **options)(SkillHost)
         bound = host.bind(
@@ -163,12 +171,13 @@ def deploy(
 
     if not isinstance(config, ServeConfig):
         config = load_config(config)
-    short = cpu_shortfall(config, plan_hosts(config), ray.cluster_resources().get("CPU", 0.0))
+    plans = plan_hosts(config)
+    short = cpu_shortfall(config, plans, ray.cluster_resources().get("CPU", 0.0))
     if short and refuse_short_cpus:
         raise ConfigError(short)
     if short:
         _log.warning("%s; waiting for the cluster to add them", short)
-    app = build_application(config, runtime_env=runtime_env)
+    app = _bind(config, plans, runtime_env)
     serve.start(http_options={"host": host, "port": port})
     try:
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
