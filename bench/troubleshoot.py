@@ -11,9 +11,9 @@ only shares common words does not.
 Generators, each with the same retriever (MiniLM, top 3 passages) and the skill's
 defaults (``min_support=0.5``, ``fallback="quote"``), none tuned on this set:
 
-* ``extractive``: no generator at all. The backend answers nothing, so every answer is
-  the skill's fallback: the sentences of the best-matching passage, quoted with their
-  citation. This is the trivial baseline.
+* ``extractive``: no generator at all (``Troubleshooter(generator=None)``): every answer
+  is the sentences of the best-matching manual passage, quoted with their citation (the
+  same passage the generators' fallback quotes). This is the trivial baseline.
 * ``smollm2``: SmolLM2-135M-Instruct (GGUF, llama.cpp, greedy).
 * ``qwen2.5-0.5b``: Qwen2.5-Coder-0.5B-Instruct (GGUF, llama.cpp), only when its
   packages are installed; otherwise reported as skipped. Any other generator alias can be
@@ -54,26 +54,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("SLMSTACK_PROGRESS", "0")
 
 from slmstack import Troubleshooter, read_documents
-from slmstack.backends import Backend, Completion, CompletionRequest, runtimes
 from slmstack.models.catalog import known_models
 from slmstack.skills._support import content_words, stem, support
-from slmstack.types import Prediction, Usage
+from slmstack.types import Prediction
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "examples" / "support-desk" / "data"
 _TOKEN = re.compile(r"[a-z0-9]+")
-
-
-class SilentBackend(Backend):
-    """Answers nothing, so the troubleshooter always quotes its best passage."""
-
-    name = "extractive"
-
-    def complete(self, request: CompletionRequest) -> Completion:
-        return Completion("", self.name, Usage(0, 0))
-
-
-runtimes.register("bench-extractive")(lambda model, **kw: SilentBackend())
 
 
 def tokens(text: str) -> set[str]:
@@ -134,12 +121,12 @@ def ratio(num: float, den: float) -> float | None:
 
 def run_generator(name: str, rows: list[dict[str, Any]], docs: list, max_tokens: int) -> dict:
     """Fit a troubleshooter for one generator, answer every question, aggregate."""
-    runtime = "bench-extractive" if name == "extractive" else "llama_cpp"
     if name != "extractive":
         known = known_models().get(name)
         if known is not None and known.locate() is None:
             return {"generator": name, "skipped": f"not installed ({known.install_command})"}
-    ts = Troubleshooter(generator=name, runtime=runtime, max_tokens=max_tokens).fit(docs)
+    generator = None if name == "extractive" else name  # None: the skill's extractive mode
+    ts = Troubleshooter(generator=generator, max_tokens=max_tokens).fit(docs)
     chunks = {c.id: c.text for c in ts.chunks_.values()}
     start = time.perf_counter()
     per = []

@@ -131,3 +131,21 @@ def test_train_troubleshoot_for_an_openai_server_needs_its_address(tmp_path):
                               "--generator", "gpt-4o-mini", "--runtime", "openai"])  # fmt: skip
     assert res.exit_code == 2 and "--option base_url=" in res.output
     assert not (tmp_path / "t").exists()
+
+
+def test_train_troubleshoot_extractive_needs_no_generator(tmp_path):
+    docs = tmp_path / "m.md"
+    docs.write_text("# Paper jam\n\nOpen tray 2.\nPull the sheet out.\n")
+    out = tmp_path / "t"
+    res = runner.invoke(app, ["train", "troubleshoot", str(docs), "--out", str(out),
+                              "--generator", "none", "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["generator"] is None
+    result = runner.invoke(app, ["predict", str(out), "paper jam in the printer", "--json"])
+    assert result.exit_code == 0, result.output
+    (pred,) = json.loads(result.stdout)
+    assert pred["text"] == "1. Open tray 2.\n2. Pull the sheet out." and pred["data"]["quoted"]
+    res = runner.invoke(app, ["train", "troubleshoot", str(docs), "--out", str(tmp_path / "u"),
+                              "--generator", "none", "--option", "base_url=http://x/v1"])  # fmt: skip
+    assert res.exit_code == 2 and "--generator none has none" in res.output
+    assert not (tmp_path / "u").exists()

@@ -370,3 +370,36 @@ def test_a_chunk_longer_than_the_encoders_window_is_named(docs):
     chinese = Document("打印机卡纸时，请打开二号纸盒并取出卡住的纸张。" * 30, "zh.txt", "text", "zh")
     with pytest.warns(DataWarning, match=r"1 of \d+ chunks are longer than the encoder's window.*zh"):
         Troubleshooter(runtime="test-echo", generator="fake").fit([*docs, chinese])
+
+
+def test_an_extractive_troubleshooter_quotes_the_manual_and_loads_no_generator(
+    docs, tmp_path, monkeypatch
+):
+    from slmstack.backends import factory
+
+    def no_backend(*args, **kwargs):
+        raise AssertionError("an extractive troubleshooter must not load a generator")
+
+    monkeypatch.setattr(factory, "load_backend", no_backend)
+    ts = Troubleshooter(generator=None, top_k=5, min_similarity=-1.0).fit(docs)
+    p = ts.predict([JAM])[0]
+    top = p.data["retrieved"][0]
+    assert p.abstained is None and p.data["quoted"] is True and not p.warnings
+    assert p.text.splitlines() == [
+        "1. Open the front cover and pull out tray 2.",
+        "2. Remove the jammed sheet slowly with both hands.",
+        "3. Close the cover and press the green start button.",
+    ]
+    assert [c["id"] for c in p.data["citations"]] == [top["id"]]
+    assert all(s["sources"] == [top["id"]] and s["support"] == 1.0 for s in p.data["steps"])
+    assert (p.usage.input_tokens, p.usage.output_tokens) == (0, 0)
+    with pytest.raises(AttributeError, match="extractive"):
+        ts.backend  # noqa: B018
+    assert getattr(ts, "backend", None) is None  # what metering probes
+    ts.save(tmp_path / "ts")
+    again = load(tmp_path / "ts")
+    assert again.generator is None
+    assert again.predict([JAM])[0].text == p.text
+    assert "extractive" in (tmp_path / "ts" / "model_card.md").read_text()
+    with pytest.raises(ConfigError, match="or None for extractive answers"):
+        Troubleshooter(generator="  ").fit(docs)

@@ -142,7 +142,13 @@ def train_troubleshoot(
         list[Path], typer.Argument(help="Folders or files: Markdown, text, JSONL tickets.")
     ],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the skill to.")],
-    generator: Annotated[str, typer.Option(help="Generator alias or GGUF file.")] = "smollm2",
+    generator: Annotated[
+        str,
+        typer.Option(
+            help="Generator alias or GGUF file; 'none' answers with the manual's own steps, "
+            "quoted (extractive: no generator)."
+        ),
+    ] = "smollm2",
     runtime: Annotated[str, typer.Option(help="llama_cpp, transformers or openai.")] = "llama_cpp",
     base: Annotated[str, typer.Option(help="Retrieval encoder.")] = "minilm",
     top_k: Annotated[int, typer.Option(help="Passages given to the generator.")] = 3,
@@ -168,7 +174,10 @@ def train_troubleshoot(
     from slmstack.skills.troubleshoot import Troubleshooter
 
     options = key_values(option, "--option")
-    if runtime == "openai" and "base_url" not in options:
+    extractive = generator.strip().lower() == "none"
+    if extractive and option:
+        raise ConfigError("--option configures a generator; --generator none has none")
+    if runtime == "openai" and not extractive and "base_url" not in options:
         raise ConfigError(
             "--runtime openai needs the server's address: pass --option "
             "base_url=https://HOST/v1 (and --option api_key_env=VAR for its key)"
@@ -177,7 +186,7 @@ def train_troubleshoot(
     documents = read_documents(docs, text_field=text_field, title_field=title_field)
     skill = Troubleshooter(
         base=base,
-        generator=generator,
+        generator=None if extractive else generator,
         runtime=runtime,
         top_k=top_k,
         min_similarity=min_similarity,
@@ -192,13 +201,18 @@ def train_troubleshoot(
         "documents": skill.n_documents_,
         "chunks": len(skill.chunks_),
         "seconds": round(skill.provenance_.seconds, 2),
-        "generator": generator,
-        "runtime": runtime,
+        "generator": None if extractive else generator,
+        "runtime": None if extractive else runtime,
     }
     if json_out:
         print_json(summary)
         return
+    how = (
+        "answers with the manual's steps, quoted"
+        if extractive
+        else (f"answers with {generator} via {runtime}")
+    )
     out.print(
         f"[green]saved[/] {out_dir}  ({summary['documents']} documents, {summary['chunks']} "
-        f"chunks, {summary['seconds']} s); answers with {generator} via {runtime}"
+        f"chunks, {summary['seconds']} s); {how}"
     )
