@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import random
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, localcontext
 from pathlib import Path
 
@@ -34,8 +34,8 @@ def _no_env_prices(monkeypatch):
     monkeypatch.delenv("SLMSTACK_PRICES", raising=False)
 
 
-def row(request_id: str, path: str, cost_nusd: int = 1, **kw) -> LedgerRow:
-    return LedgerRow(request_id, path, "desk", path or "", "skill", AT, cost_nusd=cost_nusd, **kw)
+def row(request_id: str, path: str, cost_nusd: int = 1, at: datetime = AT, **kw) -> LedgerRow:
+    return LedgerRow(request_id, path, "desk", path or "", "skill", at, cost_nusd=cost_nusd, **kw)
 
 
 # ---------------------------------------------------------------- money is exact
@@ -109,6 +109,27 @@ def test_the_same_request_and_step_is_stored_once(db_url):  # noqa: F811
         ledger.append([row("r1", "a", 9), row("r2", "a", 2)])  # r1/a again, after a flush
         stored = [(r.request_id, r.path, r.cost_nusd) for r in ledger.rows()]
     assert stored == [("r1", "a", 5), ("r1", "b", 1), ("r2", "a", 2)]  # the first write wins
+
+
+def test_a_time_in_another_zone_is_stored_as_the_same_instant_in_utc(db_url, monkeypatch):  # noqa: F811
+    """SQLite keeps a time's wall clock and drops its zone: 23:30 at UTC-5 read back as 23:30 UTC."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # a naive time is UTC, as rows() reads it back
+    time.tzset()
+    try:
+        east = datetime(2025, 5, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
+        naive = datetime(2025, 5, 1, 2, 0)  # Tokyo time would put it on 04-30
+        with Ledger(db_url) as ledger:
+            ledger.append([row("r1", "a", at=east), row("r2", "a", at=naive)])
+            stored = {r.request_id: r.at for r in ledger.rows()}
+            days = [s.key for s in ledger.spend("day")]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert stored["r1"] == east and stored["r1"].utcoffset() == timedelta(0)
+    assert stored["r2"] == naive.replace(tzinfo=UTC)
+    assert days == ["2025-05-01", "2025-05-02"]  # r2 on its UTC day, r1 on 04:30 UTC the next
 
 
 def test_rows_wait_in_a_buffer_until_it_is_full_flushed_or_dropped(db_url):  # noqa: F811

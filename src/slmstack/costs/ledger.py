@@ -65,7 +65,7 @@ class LedgerRow:
         request_id: the run's id; with ``workflow`` and ``path`` the row's unique key.
         path: the step's path in the workflow (``steps[0].cascade.tiers[1]``).
         workflow, step, kind: the workflow's name, the step's name and kind.
-        at: when the run started (UTC).
+        at: when the run started (stored in UTC; a naive time is taken as UTC).
         model: the priced model of an API call, the skill of a local step.
         machine: the machine a compute-priced row ran on (``None`` for token prices).
         tokens_in, tokens_out: tokens of the step (of every step, for the run row).
@@ -343,7 +343,10 @@ _FIELDS = tuple(f.name for f in fields(LedgerRow))
 def _values(row: LedgerRow) -> dict[str, Any]:
     # Not dataclasses.asdict: its deep copy was two thirds of the ledger's cost per run.
     values = {name: getattr(row, name) for name in _FIELDS}
-    values["day"] = row.at.astimezone(UTC).date()
+    # SQLite keeps a time's wall clock, not its zone, and rows() reads it as UTC: store UTC.
+    at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC)
+    values["at"] = at = at.astimezone(UTC)
+    values["day"] = at.date()
     return values
 
 
