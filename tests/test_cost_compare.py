@@ -89,3 +89,21 @@ def test_bad_numbers_are_refused_by_flag(tmp_path, flag, value, message):
     )
     assert res.exit_code != 0
     assert message in " ".join(res.output.split())
+
+
+def test_the_summary_page_and_text_agree_with_the_exact_figures(capsys):
+    """A dearer stack never breaks even (the page said "after None"); a ratio below 1 is
+    not rounded to "0.0"; a stack costing a fraction of a nano-dollar does not cost nothing."""
+    from slmstack.cli.cost_compare import _page, _print, _summary
+    from slmstack.costs.compare import BreakEven
+
+    dear = BreakEven("desk", 3, 0.0, "gpt-4o-mini", 150, 50, Decimal("0.0000525"),
+                     Decimal("0.01"), Decimal(2), 100)  # fmt: skip
+    s = _summary(dear, 0.0, "p")
+    assert s["break_even_requests"] is None and s["times_cheaper"] == "0.00525"
+    assert "never" in _page(dear, s) and "None" not in _page(dear, s)
+    cheap = BreakEven("desk", 3, 0.0, "gpt-4", 150, 50, Decimal("0.0075"),
+                      Decimal(1) / 3 * Decimal("1e-9"), Decimal(0), 100)  # fmt: skip
+    _print(_summary(cheap, 0.0, "p"))
+    text = " ".join(capsys.readouterr().out.split())
+    assert "costs nothing" not in text and "22,500,000× cheaper per request" in text

@@ -92,11 +92,23 @@ def _summary(r: Any, seconds: float, prices: str) -> dict[str, Any]:
         "monthly": {"requests_per_day": r.requests_per_day, "llm": usd(r.llm_monthly),
                     "stack": usd(r.stack_monthly)},
         "training": {"usd": usd(r.training), "skill_training_seconds": round(seconds, 1)},
-        "times_cheaper": None if r.times_cheaper is None else str(round(r.times_cheaper, 1)),
+        "times_cheaper": None if r.times_cheaper is None else _factor(r.times_cheaper),
         "break_even_requests": None if be is None else int(be),
         "break_even_days": None if be is None else round(int(be) / r.requests_per_day, 3),
         "prices": prices,
     }  # fmt: skip
+
+
+def _factor(factor: Decimal) -> str:
+    """One decimal from 1 up; three significant digits below, where a dearer stack is."""
+    return str(round(factor, 1)) if factor >= 1 else format(factor, ".3g")
+
+
+def _when(s: dict[str, Any]) -> str:
+    be = s["break_even_requests"]
+    if be is None:
+        return "never: the stack costs as much as the LLM per request, or more"
+    return f"after {be:,} requests ({s['break_even_days']} days at this volume)"
 
 
 def _print(s: dict[str, Any]) -> None:
@@ -115,23 +127,24 @@ def _print(s: dict[str, Any]) -> None:
                   m(s["monthly"]["llm"]), m(s["monthly"]["stack"]))  # fmt: skip
     table.add_row("training (once)", "-", m(s["training"]["usd"]))
     out.print(table)
-    be = s["break_even_requests"]
-    when = ("never: the stack costs more per request" if be is None
-            else f"after {be:,} requests ({s['break_even_days']} days at this volume)")  # fmt: skip
-    llm, stack = Decimal(s["per_request"]["llm"]), Decimal(s["per_request"]["stack"])
+    # From the exact ratio: the per-request figures are rounded to the nano-dollar, and a
+    # stack of templates costs a fraction of one.
+    factor = s["times_cheaper"]
     versus = (
         "the stack costs nothing per request"
-        if stack == 0
+        if factor is None
         else "the LLM costs nothing per request"
-        if llm == 0
-        else f"{times(llm / stack)} per request"
+        if Decimal(factor) == 0
+        else f"{times(Decimal(factor))} per request"
     )
-    out.print(f"{versus}; break-even {when}; measured "
+    out.print(f"{versus}; break-even {_when(s)}; measured "
               f"escalation rate {s['escalation_rate']:.1%} over {s['runs_in_ledger']} runs. "
               f"Prices: {s['prices']}.", highlight=False)  # fmt: skip
 
 
 def _page(r: Any, s: dict[str, Any]) -> str:
+    import html
+
     from slmstack.costs.html import image, new_figure, page, png_base64, table
 
     fig = new_figure((8, 4), "The break-even plot")
@@ -154,8 +167,8 @@ def _page(r: Any, s: dict[str, Any]) -> str:
             ["training (once)", "-", s["training"]["usd"]]]  # fmt: skip
     body = (
         f"<p>{s['runs_in_ledger']} runs in the ledger · escalation rate "
-        f"{s['escalation_rate']:.1%} · break-even after {s['break_even_requests']} requests · "
-        f"prices {s['prices']}</p>"
+        f"{s['escalation_rate']:.1%} · break-even {html.escape(_when(s))} · "
+        f"prices {html.escape(s['prices'])}</p>"
         + table(["US$", f"all to {r.llm}", "slmstack"], rows)
         + image("Cumulative cost", png_base64(fig))
     )
