@@ -137,6 +137,21 @@ def test_recbole_files_map_indices_back_to_ids(tmp_path):
     assert log.items["B2"] == "a banana"
 
 
+def test_recbole_files_with_a_bom_or_unicode_line_breaks_in_text_are_read(tmp_path):
+    """Rows end at a newline only (as RecBole reads them): scraped titles hold U+2028 or
+    U+0085, which str.splitlines() cut a row at; a file saved with a BOM keeps its header."""
+    (tmp_path / "Toy.text").write_text(
+        "item_id:token\ttext:token_seq\r\nA1\tan apple\u2028pie\r\nB2\ta banana\x85split\r\n",
+        encoding="utf-8", newline="",
+    )  # fmt: skip
+    (tmp_path / "Toy.inter").write_text(
+        "user_id:token\titem_id:token\n0\tA1\n0\tB2\n", encoding="utf-8-sig"
+    )
+    log = read_interaction_log(tmp_path / "Toy.inter")
+    assert [(h.user, h.items) for h in log] == [("0", ("A1", "B2"))]
+    assert log.items == {"A1": "an apple\u2028pie", "B2": "a banana\x85split"}
+
+
 def test_a_recbole_index_given_twice_is_refused(tmp_path):
     (tmp_path / "Toy.item2index").write_text("A1\t0\nB2\t1\nC3\t1\n")
     (tmp_path / "Toy.inter").write_text("user_id:token\titem_id:token\n0\t0\n0\t1\n")

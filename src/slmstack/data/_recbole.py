@@ -13,11 +13,10 @@ def atomic_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header names (``:type`` suffixes removed) and tab-split rows of a RecBole file."""
     if not path.is_file():
         raise DataError("no such file; check the path", path=path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 ({exc.reason}); re-save it as UTF-8", path=path) from exc
-    if not lines:
+    # A row ends at a newline only, as RecBole reads it: str.splitlines() would also cut
+    # at U+2028 and U+0085, which scraped item titles hold. A byte-order mark is dropped.
+    lines = [line.removesuffix("\r") for line in read_utf8(path).split("\n")]
+    if not lines[0].strip():
         raise DataError("file is empty; it needs a header row", path=path, row=1)
     header = [h.strip().split(":")[0] for h in lines[0].split("\t")]
     rows = []
