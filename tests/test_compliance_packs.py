@@ -107,3 +107,17 @@ def test_field_rules():
     result = combine(pack, None, check_fields(pack, late))
     assert result.label == "violated" and result.data["counts"]["violated"] == 2
     assert "due-within-30-days" in (result.text or "")
+
+
+def test_a_nan_field_is_missing_and_a_non_finite_amount_is_not_a_number():
+    """Records from a DataFrame hold NaN for an empty cell: it was 'shown' (vat-shown ok)
+    and crashed sum_equals with a bare decimal.InvalidOperation."""
+    pack = load_pack("payment-terms")
+    row = {"date": "2024-03-01", "due_date": "2024-03-20", "subtotal": 100.0,
+           "tax": float("nan"), "total": 120.0}  # fmt: skip
+    flags = {r["id"]: (r["flag"], r["why"]) for r in check_fields(pack, row)}
+    assert flags["vat-shown"] == ("missing", "no value for tax")
+    assert flags["totals-consistent"] == ("missing", "no value for tax")
+    text = {**row, "tax": "20", "total": "Infinity"}
+    flags = {r["id"]: (r["flag"], r["why"]) for r in check_fields(pack, text)}
+    assert flags["totals-consistent"] == ("violated", "an amount is not a number")

@@ -21,7 +21,8 @@ def _value(record: Mapping[str, Any], name: str) -> Any:
     raw = record.get(name)
     if isinstance(raw, Mapping):
         raw = raw.get("value")
-    return None if raw in (None, "") else raw
+    # NaN is how a DataFrame's records say "empty cell": absent, not a value shown.
+    return None if raw in (None, "") or (isinstance(raw, float) and raw != raw) else raw
 
 
 def _date(value: Any) -> date | None:
@@ -33,9 +34,10 @@ def _date(value: Any) -> date | None:
 
 def _amount(value: Any) -> Decimal | None:
     try:
-        return Decimal(str(value).replace(",", ""))
+        amount = Decimal(str(value).replace(",", ""))
     except InvalidOperation:
         return None
+    return amount if amount.is_finite() else None  # "NaN", "Infinity": not an amount
 
 
 def field_record(prediction: Prediction) -> dict[str, Any]:
