@@ -178,11 +178,24 @@ def test_long_document_is_read_in_windows(checker: ComplianceChecker):
 
 
 def test_review_threshold_forces_needs_review(encoder: Path, pack_file: Path, checker):
-    strict = make(encoder, pack_file, review_threshold=1.0).fit(training())
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        strict = make(encoder, pack_file, review_threshold=1.0).fit(training())
+    # the user set it: no warning that no threshold could be chosen
+    assert not [w for w in caught if "no review threshold reaches" in str(w.message)]
     p = strict.predict([nda(3, "E", "E").text])[0]
     assert p.label == "needs_review"
     assert {r["flag"] for r in p.data["rules"]} == {"needs_review"}
     assert 0.0 <= checker.review_threshold_ <= 1.0
+
+
+@pytest.mark.parametrize("value", [60, -0.1])
+def test_a_review_threshold_outside_0_1_is_refused(value):
+    """60 (a percent) sent every verdict to review; a negative one sent none."""
+    with pytest.raises(ConfigError, match="'review_threshold' parameter .* None or a float in"):
+        ComplianceChecker.check_params({"review_threshold": value})
 
 
 def test_fit_refuses_too_few_documents(encoder: Path):

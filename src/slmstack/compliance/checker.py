@@ -38,7 +38,7 @@ from slmstack.compliance.rules import FLAGS, NLIRule, RulePack, load_pack
 from slmstack.errors import ConfigError, DataError, DataWarning
 from slmstack.skills._frozen import FrozenEncoder
 from slmstack.skills.base import Skill, Tensors
-from slmstack.skills.params import Check, Interval
+from slmstack.skills.params import Check, Interval, optional
 from slmstack.types import Prediction, Span, Usage
 
 _WORST = ("violated", "missing", "needs_review", "ok")
@@ -76,6 +76,7 @@ class ComplianceChecker(Skill):
         "max_length": Interval(int, 16, None),
         "val_fraction": Interval(float, 0, 1, closed="neither"),
         "target_accuracy": Interval(float, 0, 1, closed="right"),
+        "review_threshold": optional(Interval(float, 0, 1)),  # a probability, not a percent
     }  # fmt: skip
 
     def __init__(
@@ -200,7 +201,7 @@ class ComplianceChecker(Skill):
         self.review_threshold_ = (
             threshold if self.review_threshold is None else self.review_threshold
         )
-        if self.review_threshold_ >= 1.0:
+        if self.review_threshold is None and threshold >= 1.0:  # a threshold set is as asked
             warnings.warn(
                 f"no review threshold reaches {self.target_accuracy:.0%} accuracy on the "
                 f"{len(judged)} held-out verdicts (at least 5 must be accepted), so every "

@@ -47,21 +47,11 @@ from slmstack.retrieval.onnx_encoder import OnnxSentenceEncoder
 from slmstack.skills._faq_calibration import Calibration, calibrate
 from slmstack.skills._faq_kb import KBUpdates
 from slmstack.skills.base import Skill, Tensors
-from slmstack.skills.params import Check, Interval
+from slmstack.skills.params import Check, Interval, optional
 from slmstack.types import LabelScore, Prediction, Usage
 
 if TYPE_CHECKING:
     from slmstack.retrieval.encoder import SentenceEncoder
-
-
-def _optional(interval: Interval) -> Check:
-    """``None`` or a value in ``interval``."""
-
-    def check(value: Any) -> str | None:
-        ok = value is None or interval.allows(value)
-        return None if ok else f"None or {interval.describe()}"
-
-    return check
 
 
 def _kb_rows(entries: Sequence[KBEntry]) -> list[tuple[str, ...]]:
@@ -86,8 +76,8 @@ class FAQAnswerer(KBUpdates, Skill):
     constraints: ClassVar[Mapping[str, Check]] = {
         **dict.fromkeys(("epochs", "batch_size", "top_k", "max_calibration"),
                         Interval(int, 1, None)),
-        "threshold": _optional(Interval(float, 0, 1)),
-        "max_wrong_abstain": _optional(Interval(float, 0, 1)),
+        "threshold": optional(Interval(float, 0, 1)),
+        "max_wrong_abstain": optional(Interval(float, 0, 1)),
         "wrong_answer_cost": Interval(float, 0, None, closed="neither"),
         "learning_rate": Interval(float, 0, None, closed="neither"),
         "max_length": Interval(int, 8, None),

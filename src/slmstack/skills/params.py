@@ -76,6 +76,7 @@ def _num(x: float | None) -> str:
 
 
 Check = Interval | Callable[[Any], str | None]
+"""A constraint: a range, or a function returning an error text (``None`` when fine)."""
 
 
 def runtime_check(value: Any) -> str | None:
@@ -86,7 +87,14 @@ def runtime_check(value: Any) -> str | None:
     return None if value in names else "one of " + ", ".join(repr(n) for n in sorted(names))
 
 
-"""A constraint: a range, or a function returning an error text (``None`` when fine)."""
+def optional(interval: Interval) -> Check:
+    """``None`` (chosen during fit) or a value in ``interval``."""
+
+    def check(value: Any) -> str | None:
+        ok = value is None or interval.allows(value)
+        return None if ok else f"None or {interval.describe()}"
+
+    return check
 
 
 @dataclass(frozen=True)
