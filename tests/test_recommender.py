@@ -168,6 +168,16 @@ def test_zero_is_an_id_and_a_log_appended_twice_is_read_once(tmp_path):
     assert [(h.user, h.items) for h in histories] == [("0", ("0", "7"))]
 
 
+def test_a_timed_recbole_log_appended_twice_is_read_once(tmp_path):
+    """As a timed CSV log: a repeated row would be its own next item, and a held-out
+    target the history already holds (never recommended, so always a miss)."""
+    rows = "u1\tA\t10\nu1\tB\t20\n"
+    (tmp_path / "Toy.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n" + rows * 2)
+    with pytest.warns(DataWarning, match="dropped 2 rows repeating an earlier one"):
+        histories = read_interactions(tmp_path / "Toy.inter")
+    assert [(h.user, h.items) for h in histories] == [("u1", ("A", "B"))]
+
+
 def test_a_log_with_nothing_to_learn_is_refused(encoder_dir, tmp_path):
     from slmstack.data.interactions import InteractionLog, UserHistory
 

@@ -155,7 +155,7 @@ def _read_inter(path: Path) -> list[UserHistory]:
         )
         for n, (line, c) in enumerate(rows)
     ]
-    return _group(events, path)
+    return _group(events, path, timed=ts is not None)
 
 
 def _time(value: str, path: Path, line: int) -> float:
