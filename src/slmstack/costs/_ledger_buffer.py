@@ -1,6 +1,6 @@
 """The ledger's rows on their way to the database: a buffer, and its one-insert write.
 
-Rows wait in memory keyed by ``(request_id, path)``; the first row of a key wins, as
+Rows wait in memory keyed by ``(workflow, request_id, path)``; the first row of a key wins, as
 ``ON CONFLICT DO NOTHING`` does in the table. A write takes the rows buffered at that
 moment and sends them as one multi-row insert. The buffer's lock is held only to take
 them, never across the database round trip, so an ``append`` (on a server, possibly on
@@ -20,7 +20,7 @@ from slmstack.errors import ConfigError
 
 
 class RowBuffer:
-    """Rows not yet written, keyed ``(request_id, path)``, oldest first."""
+    """Rows not yet written, keyed ``(workflow, request_id, path)``, oldest first."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, ...], dict[str, Any]] = {}
