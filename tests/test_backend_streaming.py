@@ -135,6 +135,31 @@ def test_an_error_in_the_middle_of_a_stream_is_a_backend_error():
         next(pieces)
 
 
+def test_a_malformed_event_is_a_backend_error():
+    body = b'data: {"id": "c", "choi\n\ndata: [DONE]\n\n'
+    llm, _ = backend(
+        httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})
+    )
+    with pytest.raises(BackendError, match="middle of a stream: .*not valid JSON"):
+        list(llm.stream(ASK))
+
+
+def test_a_server_that_answers_a_stream_request_with_one_body_is_an_error_not_no_text():
+    # A server that ignores stream=True sends the whole completion as JSON: no SSE events.
+    whole = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                          "finish_reason": "stop"}]}  # fmt: skip
+    llm, _ = backend(httpx2.Response(200, json=whole))
+    with pytest.raises(BackendError, match=r"no stream events .*application/json.*complete\(\)"):
+        list(llm.stream(ASK))
+    empty = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}  # fmt: skip
+    sse = f"data: {json.dumps(empty)}\n\ndata: [DONE]\n\n".encode()
+    quiet, _ = backend(
+        httpx2.Response(200, content=sse, headers={"content-type": "text/event-stream"})
+    )
+    assert list(quiet.stream(ASK)) == []  # a stream of events with no text is an empty answer
+
+
 def test_a_stream_holds_its_concurrency_slot_until_it_ends_or_is_closed():
     llm, _ = backend(chunks("a", "b", "c"), max_concurrency=1)
     first = llm.stream(ASK)

@@ -182,6 +182,26 @@ def test_malformed_body_names_the_endpoint_and_the_fix(response):
     assert len(handler.seen) == 1  # not retried: the same server gives the same body
 
 
+def test_a_body_that_is_not_json_is_a_failed_endpoint_and_the_fallback_answers():
+    # A 200 with a JSON content type but a body cut short (or empty): not a raw
+    # JSONDecodeError out of complete(), but a failed endpoint, so a fallback may answer.
+    cut = httpx2.Response(
+        200, content=b'{"choices": [{"mess', headers={"content-type": "application/json"}
+    )
+    empty = httpx2.Response(200, content=b"", headers={"content-type": "application/json"})
+    for bad in (cut, empty):
+        with pytest.raises(BackendError, match=r"primary.test/v1/chat/completions returned a body "
+                           r"that is not valid JSON .*it usually ends in /v1"):  # fmt: skip
+            make(scripted(bad)).complete(ask())
+    ok = httpx2.Response(200, json=reply("from backup"))
+    handler = lambda request: cut if request.url.host == "primary.test" else ok  # noqa: E731
+    llm = make(
+        handler, fallbacks=[{"model": "backup-model", "base_url": BACKUP, "api_key_env": None}]
+    )
+    done = llm.complete(ask())
+    assert done.text == "from backup" and "not valid JSON" in done.failed_over[0]
+
+
 # ---------------------------------------------------------------------- fallbacks
 def test_fallback_answers_when_the_first_endpoint_stays_down(monkeypatch, caplog):
     monkeypatch.setenv("BACKUP_KEY", "sk-backup")

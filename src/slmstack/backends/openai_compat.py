@@ -44,6 +44,7 @@ from slmstack.backends.openai_response import (
     log_failover,
     parse_completion,
     shown_url,
+    stream_pieces,
 )
 from slmstack.backends.retry import RETRYABLE_STATUS, RetryPolicy, retry_after_s
 from slmstack.backends.token_count import TokenCounter, load_token_counter
@@ -273,7 +274,8 @@ class OpenAICompatBackend(Backend):
             if failures:
                 log_failover(endpoint.where, failures)
             try:
-                yield from endpoint._pieces(events)
+                errors = (self._openai.APIError, self._httpx.HTTPError)
+                yield from stream_pieces(events, endpoint.where, errors)
             finally:
                 events.close()
                 endpoint._slots.__exit__(None, None, None)
@@ -295,17 +297,6 @@ class OpenAICompatBackend(Backend):
         except BaseException:
             self._slots.__exit__(None, None, None)
             raise
-
-    def _pieces(self, events: Any) -> Iterator[str]:
-        try:
-            for chunk in events:
-                choices = getattr(chunk, "choices", None)
-                if choices:  # a usage-only chunk has none
-                    piece = getattr(choices[0].delta, "content", None)
-                    if piece:
-                        yield piece
-        except (self._openai.APIError, self._httpx.HTTPError) as exc:
-            raise BackendError(f"{self.where} failed in the middle of a stream: {exc}") from exc
 
     def _params(self, request: CompletionRequest) -> dict[str, Any]:
         params: dict[str, Any] = {

@@ -11,6 +11,7 @@ each time a fallback answers, and the error when every endpoint failed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from slmstack.backends.base import Completion, CompletionRequest, TokenLogprob
@@ -55,7 +56,14 @@ def parse_completion(
         BackendError: the model refused, or usage can be neither read nor counted.
     """
     url = f"{endpoint}/chat/completions"
-    data = raw.parse()
+    try:
+        data = raw.parse()
+    except ValueError as exc:  # a JSON content type over a body cut short, empty or not JSON
+        raise EndpointDown(
+            f"{url} returned a body that is not valid JSON ({exc}): "
+            f"{raw.http_response.text[:MAX_BODY_IN_ERROR]!r}. Check that base_url is the API "
+            "root of an OpenAI-compatible server (it usually ends in /v1)."
+        ) from exc
     choices = getattr(data, "choices", None)
     choice: Any = choices[0] if isinstance(choices, list) and choices else None
     message = getattr(choice, "message", None)
@@ -115,6 +123,38 @@ def _logprobs(choice: Any) -> tuple[TokenLogprob, ...] | None:
         )
         for item in content
     )
+
+
+def stream_pieces(
+    events: Any, where: str, errors: tuple[type[BaseException], ...]
+) -> Iterator[str]:
+    """The text pieces of an opened chat-completion stream (``events``), from ``where``.
+
+    ``errors`` (the client's API and HTTP errors) and an event that is not JSON are raised
+    as :class:`BackendError`. A stream with no event at all is one too: a server that
+    ignores ``stream=True`` answers one JSON body, which has no events, and reading it as
+    an empty answer would hide that.
+    """
+    seen = False
+    caught: tuple[type[BaseException], ...] = (*errors, ValueError)
+    try:
+        for chunk in events:
+            seen = True
+            choices = getattr(chunk, "choices", None)
+            if choices:  # a usage-only chunk has none
+                piece = getattr(choices[0].delta, "content", None)
+                if piece:
+                    yield piece
+    except caught as exc:
+        problem = f"an event that is not valid JSON ({exc})" if isinstance(exc, ValueError) else exc
+        raise BackendError(f"{where} failed in the middle of a stream: {problem}") from exc
+    if not seen:
+        kind = events.response.headers.get("content-type", "no content type")
+        raise BackendError(
+            f"{where} answered a streaming request with no stream events ({kind}): the "
+            "server does not stream. Use complete() with it, or a server that streams "
+            "(text/event-stream)."
+        )
 
 
 def all_failed(failures: list[str]) -> BackendError:
