@@ -166,6 +166,30 @@ def test_cli_run_trace_batch_and_inbox(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "unknown skill 'lng' (did you mean 'lang'?)" in res.output
 
 
+def test_cli_run_fails_when_its_ledger_rows_cannot_be_written(tmp_path):
+    # The command closes its workflow: the ledger is flushed before it exits, and a
+    # database that refuses the rows fails the command instead of a log line at exit.
+    import sqlite3
+
+    from slmstack.costs import Ledger
+
+    wf = tmp_path / "wf.yaml"
+    wf.write_text('ledger: sqlite:///ledger.db\nsteps:\n  - template: "hello {input}"\n')
+    src = tmp_path / "in.txt"
+    src.write_text("one\ntwo\n")
+    Ledger(f"sqlite:///{tmp_path / 'ledger.db'}").close()
+    with sqlite3.connect(tmp_path / "ledger.db") as con:
+        con.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON slmstack_ledger "
+            "BEGIN SELECT RAISE(ABORT, 'disk quota exceeded'); END"
+        )
+    runner = CliRunner()
+    for args in (["hi"], ["--input", str(src), "--output", str(tmp_path / "out.jsonl")]):
+        res = runner.invoke(app, ["run", str(wf), *args])
+        assert res.exit_code == 2, res.output
+        assert "cannot write" in res.output and "disk quota exceeded" in res.output
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
 def test_a_second_writer_of_one_output_is_refused_and_adds_no_rows(tmp_path):
     import fcntl

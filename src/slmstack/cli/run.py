@@ -38,15 +38,35 @@ def run(
     ] = None,
 ) -> None:
     """Run a workflow on texts, or on a file with a progress bar and resume."""
-    from slmstack.heap import freeze_loaded
-    from slmstack.workflows import load_workflow, run_batch
-    from slmstack.workflows.render import trace_tree
+    from slmstack.workflows import load_workflow
 
     if bool(texts) == (input_file is not None):
         raise ConfigError('pass either texts ("...") or --input FILE --output OUT.jsonl')
     if input_file is not None and output is None:
         raise ConfigError("--input needs --output OUT.jsonl, where results are written")
-    wf = load_workflow(workflow, inbox=inbox)
+    # Closed on the way out: the ledger is flushed now, so a database that refuses its
+    # rows fails the command, and the inbox, thread pools and connections are released.
+    with load_workflow(workflow, inbox=inbox) as wf:
+        _run(wf, texts or [], input_file, output, text_field=text_field, trace=trace,
+             json_out=json_out, restart=restart)  # fmt: skip
+
+
+def _run(
+    wf: Workflow,
+    texts: list[str],
+    input_file: Path | None,
+    output: Path | None,
+    *,
+    text_field: str,
+    trace: bool,
+    json_out: bool,
+    restart: bool,
+) -> None:
+    """The command's work on the opened workflow ``wf``."""
+    from slmstack.heap import freeze_loaded
+    from slmstack.workflows import run_batch
+    from slmstack.workflows.render import trace_tree
+
     if input_file is not None:
         assert output is not None
         freeze_loaded()  # a file run is long: no full collection over the models midway
