@@ -338,6 +338,20 @@ def test_unknown_tokenizer_is_a_config_error():
         make(scripted(httpx2.Response(200, json=reply())), tokenizer="no-such-tok")
 
 
+def test_unknown_tokenizer_without_transformers_names_the_name_and_the_extra(monkeypatch):
+    # `slmstack[llm]` has no transformers: a misspelt GGUF alias must not end in a raw
+    # ModuleNotFoundError that hides which name was not found.
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
+    with pytest.raises(
+        ConfigError,
+        match=r"no tokenizer could be loaded from 'smolm2': it is not a GGUF generator .*"
+        r"pip install 'slmstack\[train\]'",
+    ):
+        make(scripted(httpx2.Response(200, json=reply())), tokenizer="smolm2")
+
+
 # ---------------------------------------------------------------------- skills
 def test_summarizer_runs_on_an_openai_backend_object():
     handler = scripted(httpx2.Response(200, json=reply("The lid is cracked.")))

@@ -64,7 +64,15 @@ def _gguf_counter(path: Path) -> TokenCounter:
 
 
 def _hf_counter(ref: str, gguf_problem: Exception) -> TokenCounter:
-    from transformers import AutoTokenizer
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as exc:  # `slmstack[llm]` alone: say which name was not found
+        raise ConfigError(
+            f"no tokenizer could be loaded from {ref!r}: it is not a GGUF generator "
+            f"({gguf_problem}), and reading it as a Hugging Face tokenizer needs transformers. "
+            "Name a GGUF alias or file (tokenizer='smollm2'), or install it with: "
+            "pip install 'slmstack[train]'"
+        ) from exc
 
     try:
         tokenizer: Any = AutoTokenizer.from_pretrained(ref)
