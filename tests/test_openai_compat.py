@@ -162,6 +162,17 @@ def test_refusal_is_an_error(monkeypatch):
         llm.complete(ask())
 
 
+@pytest.mark.parametrize("content", [None, "The first half of"])
+def test_a_content_filter_stop_is_an_error_not_an_answer(monkeypatch, content):
+    # Hosted APIs withhold or cut an answer with finish_reason "content_filter": neither
+    # an empty text nor a cut one may pass as a complete answer.
+    body = reply(finish="content_filter")
+    body["choices"][0]["message"] = {"role": "assistant", "content": content}
+    llm = make(lambda r: httpx2.Response(200, json=body), monkeypatch)
+    with pytest.raises(BackendError, match="remote-1 at .*content filter withheld the answer"):
+        llm.complete(ask())
+
+
 def test_never_called_without_explicit_configuration(monkeypatch):
     with pytest.raises(ConfigError, match="explicit base_url"):
         load_backend("gpt-4o-mini", runtime="openai")

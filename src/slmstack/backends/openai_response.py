@@ -4,8 +4,10 @@ The body is checked before it is trusted: a server that is not OpenAI-compatible
 wrong ``base_url`` answering HTML or another JSON) counts as a failed endpoint
 (:class:`EndpointDown`, so a fallback may answer), a refusal is an error, and usage is
 the server's, else counted with the model's tokenizer, else an error: never a silent
-zero, since the ledger prices calls by it. Also what a failover says: the warning logged
-each time a fallback answers, and the error when every endpoint failed.
+zero, since the ledger prices calls by it. An answer a content filter withheld or cut
+(``finish_reason: content_filter``) is an error too, not an empty or partial text.
+Also what a failover says: the warning logged each time a fallback answers, and the
+error when every endpoint failed.
 """
 
 from __future__ import annotations
@@ -77,6 +79,11 @@ def parse_completion(
         )
     if text is None and getattr(message, "refusal", None):
         raise BackendError(f"{model} at {endpoint} refused to answer: {message.refusal}")
+    if choice.finish_reason == "content_filter":  # withheld or cut: not an answer to pass on
+        raise BackendError(
+            f"{model} at {endpoint}: the provider's content filter withheld the answer "
+            f"(finish_reason 'content_filter'; text so far: {(text or '')[:80]!r})"
+        )
     text = text or ""
     reported = getattr(data, "usage", None)
     prompt = getattr(reported, "prompt_tokens", None)
