@@ -228,6 +228,19 @@ def test_escalation_to_undeclared_llm_is_rejected():
         Workflow([EscalateStep("x", to="gpt")], skills={})
 
 
+def test_escalation_options_its_target_would_ignore_are_rejected():
+    # `message:` is the reply while a person takes over; an LLM target answers itself.
+    # `system:` is sent to an LLM; a person gets a packet. Neither may be ignored quietly.
+    llm = FakeBackend("answer")
+    with pytest.raises(
+        WorkflowError, match=r"steps\[0\].escalate.message: .*LLM target 'big' answers itself"
+    ):
+        Workflow([EscalateStep("x", to="big", message="A colleague will call.")], skills={},
+                 backends={"big": llm})  # fmt: skip
+    with pytest.raises(WorkflowError, match=r"steps\[0\].escalate.system: .*sent to an LLM"):
+        Workflow([EscalateStep("x", system="Be kind.")], skills={})
+
+
 def test_parallel_runs_branches_at_once_and_joins():
     a = Fixed(Prediction(label="negative", confidence=0.8), sleep=0.3)
     b = Fixed(Prediction(label="ORG", confidence=0.6), sleep=0.3)

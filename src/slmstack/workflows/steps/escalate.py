@@ -41,6 +41,7 @@ from slmstack.workflows.base import (
 from slmstack.workflows.trace import Decision, StepTrace
 
 _PACKET_FIELDS = {"intent": "label", "sentiment": "label", "entities": "spans", "summary": "text"}
+_DEFAULT_PROMPT, _DEFAULT_MAX_TOKENS = "{input}", 256  # what an LLM target gets unless set
 
 
 class EscalateSpec(StepSpec):
@@ -49,9 +50,9 @@ class EscalateSpec(StepSpec):
     reason: str = Field(min_length=1)  # what the packet or the ledger says it was for
     to: str = "human"
     message: str | None = None  # template: the reply the user gets while a human takes over
-    prompt: str = "{input}"  # template: what an LLM target is asked
+    prompt: str = _DEFAULT_PROMPT  # template: what an LLM target is asked
     system: str | None = None  # system prompt for an LLM target
-    max_tokens: int = Field(256, ge=1)
+    max_tokens: int = Field(_DEFAULT_MAX_TOKENS, ge=1)
     intent: str = "intent"
     sentiment: str = "sentiment"
     entities: str = "entities"
@@ -72,9 +73,9 @@ class EscalateStep(Step):
         *,
         to: str = "human",
         message: str | None = None,
-        prompt: str = "{input}",
+        prompt: str = _DEFAULT_PROMPT,
         system: str | None = None,
-        max_tokens: int = 256,
+        max_tokens: int = _DEFAULT_MAX_TOKENS,
         fields: dict[str, str] | None = None,
         id: str | None = None,
     ):
@@ -117,6 +118,7 @@ class EscalateStep(Step):
                 f"unknown escalation target {self.to!r}; use 'human' or a backend declared "
                 f"under `backends:`{did_you_mean(self.to, ['human', *env.backends])}",
             )
+        self._check_options(env, path)
         for part, step_id in self.fields.items():
             shape = env.defined.get(step_id)
             if shape is None:
@@ -139,6 +141,28 @@ class EscalateStep(Step):
         templates.check_refs(self._prompt, env, self.at(path, "prompt"))
         self.define(env, Shape(frozenset({"text", "data"}) | ALWAYS), path)
         return Shape(frozenset({"text", "data"}), ends=True)
+
+    def _check_options(self, env: CheckEnv, path: str) -> None:
+        """An option the target would ignore is an error: the writer expects it to act."""
+        if self.to != "human":
+            if self.message is not None:
+                env.error(
+                    self.at(path, "message"),
+                    "`message:` is the reply while a person takes over, but the LLM target "
+                    f"{self.to!r} answers itself; remove `message:` or escalate `to: human`",
+                )
+            return
+        set_for_llm = {
+            "prompt": self.prompt != _DEFAULT_PROMPT,
+            "system": self.system is not None,
+            "max_tokens": self.max_tokens != _DEFAULT_MAX_TOKENS,
+        }
+        for key in [k for k, given in set_for_llm.items() if given]:
+            env.error(
+                self.at(path, key),
+                f"`{key}:` is sent to an LLM, but this step escalates to a person (`to: "
+                f"human`), who gets a packet; remove `{key}:` or set `to:` to a backend",
+            )
 
     def packet_fields(self, out: Mapping[str, Prediction]) -> dict[str, Any]:
         """The packet's intent, sentiment, entities and summary, read from step outputs."""
