@@ -228,6 +228,17 @@ def test_escalation_to_undeclared_llm_is_rejected():
         Workflow([EscalateStep("x", to="gpt")], skills={})
 
 
+def test_an_llm_answer_cut_at_max_tokens_says_so(inbox):
+    from fakes import FakeBackend as WordBackend
+
+    llm = WordBackend(["one two three four five six"])
+    wf = Workflow([EscalateStep("x", to="big", max_tokens=3)], skills={}, backends={"big": llm},
+                  inbox=inbox)  # fmt: skip
+    out = wf.run("hello").output
+    assert out.text == "one two three" and out.data["finish_reason"] == "length"
+    assert any("cut at max_tokens=3" in w and "raise max_tokens" in w for w in out.warnings)
+
+
 def test_escalation_options_its_target_would_ignore_are_rejected():
     # `message:` is the reply while a person takes over; an LLM target answers itself.
     # `system:` is sent to an LLM; a person gets a packet. Neither may be ignored quietly.

@@ -227,7 +227,14 @@ class EscalateStep(Step):
                 "finish_reason": completion.finish_reason,
                 "failed_over": list(completion.failed_over),
             },
-            warnings=tuple(f"failed over: {f}" for f in completion.failed_over),
+            warnings=(
+                *(f"failed over: {f}" for f in completion.failed_over),
+                *(
+                    [f"the answer was cut at max_tokens={self.max_tokens}; raise max_tokens"]
+                    if completion.finish_reason == "length"
+                    else []
+                ),
+            ),
         )
         return StepTrace(
             path, self.kind, self.name, output=output, decision=decision, usage=completion.usage
