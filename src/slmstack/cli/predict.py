@@ -47,7 +47,13 @@ def predict(
         ),
     ] = None,
     text_column: Annotated[str, typer.Option()] = "text",
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per input.")] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="JSON: an array of one object per text, or one object per line with --input.",
+        ),
+    ] = False,
     allow_pickle: Annotated[
         bool, typer.Option(help="Allow pickled base weights (they can run code).")
     ] = False,
