@@ -231,3 +231,26 @@ def test_abstentions_are_explained_and_bought_again_once_the_teacher_is_fixed(tm
     with pytest.raises(DataError, match=r"min_confidence must be in \[0, 1\]; got 2"):
         distill(fixed, student(), TEXTS, cache=TeacherCache(path), identity=ident,
                 cost_of=cost_of, min_confidence=2)  # fmt: skip
+
+
+class RecordingStudent(KeywordTeacher):
+    """A student that keeps the texts it trained on and the texts it was asked about."""
+
+    def fit(self, examples: Sequence[Any]) -> Self:
+        self.trained = [ex.text for ex in examples]
+        return super().fit(examples)
+
+    def _predict(self, texts: Sequence[str]) -> list[Prediction]:
+        self.asked = list(texts)
+        return super()._predict(texts)
+
+
+def test_a_repeated_text_is_never_both_trained_on_and_held_out(tmp_path):
+    # TEXTS holds every text twice: split by row, a copy of a held-out text would be in
+    # training and the agreement with the teacher would score memory, not the student.
+    clf = RecordingStudent().fit([])
+    report = distill(KeywordTeacher().fit([]), clf, TEXTS, cache=TeacherCache(tmp_path / "c.jsonl"),
+                     identity="t", cost_of=cost_of)  # fmt: skip
+    assert clf.asked and not set(clf.asked) & set(clf.trained)
+    assert report.held_out_texts + report.train_texts == len(TEXTS)
+    assert report.held_out_texts == len(clf.asked)

@@ -1,15 +1,16 @@
 """Distillation: an LLM teacher labels unlabelled texts, a small student learns them.
 
 Method. The texts are split once, with a fixed seed, into a training part and a held-out
-part. The teacher (any skill that predicts labels: an :class:`LLMClassifier` on a local or
-hosted LLM, or a bigger SLM) labels both parts in batches, through the
-:class:`~slmstack.distill.cache.TeacherCache`, and each call is costed from the price
-table. The student (any classifier kind) is trained on the teacher's labels of the
-training part; texts the teacher abstained on, or labelled below ``min_confidence``, are
-left out (a soft form of confidence weighting that works with every student). The
-report says how often the student agrees with the teacher on the held-out part, how
-accurate both are against gold labels where the data has them, and what the teacher cost
-(all of it, and what this run paid, which is zero for a resumed run).
+part (every copy of a repeated text on the same side). The teacher (any skill that
+predicts labels: an :class:`LLMClassifier` on a local or hosted LLM, or a bigger SLM)
+labels both parts in batches, through the :class:`~slmstack.distill.cache.TeacherCache`,
+and each call is costed from the price table. The student (any classifier kind) is
+trained on the teacher's labels of the training part; texts the teacher abstained on, or
+labelled below ``min_confidence``, are left out (a soft form of confidence weighting that
+works with every student). The report says how often the student agrees with the teacher
+on the held-out part, how accurate both are against gold labels where the data has them,
+and what the teacher cost (all of it, and what this run paid, which is zero for a resumed
+run).
 """
 
 from __future__ import annotations
@@ -157,10 +158,13 @@ def distill(
         teacher, texts, cache, identity=identity, cost_of=cost_of, batch_size=batch_size,
         retry_abstained=retry_abstained,
     )  # fmt: skip
-    order = list(range(len(texts)))
-    random.Random(seed).shuffle(order)
-    n_held = max(1, round(held_out * len(texts)))
-    held, train = sorted(order[:n_held]), sorted(order[n_held:])
+    # Split distinct texts, not rows: a copy of a held-out text left in training would
+    # make the agreement score what the student memorised.
+    distinct = list(dict.fromkeys(texts))
+    random.Random(seed).shuffle(distinct)
+    held_texts = set(distinct[: max(1, round(held_out * len(distinct)))])
+    held = [i for i, t in enumerate(texts) if t in held_texts]
+    train = [i for i, t in enumerate(texts) if t not in held_texts]
     usable = [i for i in train if labels[i].label is not None]
     kept = [i for i in usable if labels[i].confidence >= min_confidence]
     if len({labels[i].label for i in kept}) < 2:
