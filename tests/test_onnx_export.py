@@ -171,6 +171,18 @@ def test_gate_refuses_a_lossy_quantization_and_force_overrides(clf, tmp_path):
     assert json.loads((tmp_path / "out" / "config.json").read_text())["export"]["forced"]
 
 
+def test_gate_refuses_validation_labels_the_skill_never_learned(clf, tmp_path):
+    # Labels from another column (or another label set) are wrong for both skills alike:
+    # the gate would compare 0 with 0 points and pass any quantization.
+    from slmstack.errors import DataError
+    from slmstack.types import Example
+
+    other = [Example(ex.text, f"intent_{ex.label}") for ex in TRAIN]
+    with pytest.raises(DataError, match=r"never learned: 'intent_card'.*label_column"):
+        export_classifier(clf, tmp_path / "out", other, int8=True, recipes=RECIPES[1:2])
+    assert not (tmp_path / "out").exists()
+
+
 def test_int8_export_keeps_accuracy_and_shrinks(clf, exported, tmp_path):
     result = export_classifier(clf, tmp_path / "int8", TRAIN, int8=True, recipes=RECIPES[1:2])
     assert result.chosen.precision == "int8" and result.chosen.gate.passed

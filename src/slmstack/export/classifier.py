@@ -16,6 +16,7 @@ Steps, each on the labelled validation data the caller passes:
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from slmstack.errors import DataError
 from slmstack.export.candidates import (
     Candidate,
     ExportPlan,
@@ -53,6 +55,7 @@ def export_classifier(
     """Export ``skill`` to ``out`` after the parity check and the accuracy gate."""
     skill._require_fitted()
     check_options(validation, margin, int8, recipes)
+    _refuse_unlearned(validation, skill.classes_)
     texts = [ex.text for ex in validation]
     reference = _fp32_proba(skill, texts)
 
@@ -72,6 +75,24 @@ def export_classifier(
             pad_id=int(skill.tokenizer_.pad_token_id or 0)), texts),
     )  # fmt: skip
     return run_export(plan, out, int8=int8, recipes=recipes, margin=margin, force=force)
+
+
+def _refuse_unlearned(validation: Sequence[Example], classes: Sequence[str]) -> None:
+    """Refuse labels the skill never learned: wrong for both skills, they weaken the gate.
+
+    Labels from another column or label set are wrong for the torch skill and the export
+    alike, so the gate would compare 0 with 0 points and pass any quantization.
+    """
+    known = set(classes)
+    unseen = Counter(ex.label for ex in validation if ex.label not in known)
+    if unseen:
+        shown = ", ".join(f"{label!r}" for label in sorted(unseen)[:10])
+        raise DataError(
+            f"{sum(unseen.values())} of {len(validation)} validation examples have labels "
+            f"the skill never learned: {shown}. They score as errors for both skills, so "
+            "the accuracy gate could not tell a lossy export; check the label_column "
+            "(--label-column) and the labels' spelling, or leave those rows out"
+        )
 
 
 def _fp32_proba(skill: TextClassifier, texts: Sequence[str]) -> NDArray[np.float64]:
