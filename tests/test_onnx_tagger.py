@@ -157,3 +157,21 @@ def test_exported_tagger_predicts_without_torch(tagger, exported, tmp_path):
     spans, has_torch = res.stdout.strip().splitlines()
     assert spans == str([(s.label, s.text) for s in tagger.predict(PROBES[:1])[0].spans])
     assert has_torch == "False"
+
+
+def test_gate_refuses_validation_without_entities_the_tagger_learned(tagger, tmp_path):
+    # Entity types of another scheme (PERSON for PER) are missed by both taggers alike:
+    # both score 0 F1 and the gate would pass any quantization.
+    import dataclasses
+
+    from slmstack.errors import DataError
+
+    renamed = [dataclasses.replace(ex, spans=tuple(dataclasses.replace(s, label=s.label + "SON")
+                                                   for s in ex.spans))
+               for ex in toy_sentences(12)]  # fmt: skip
+    with pytest.raises(DataError, match=r"never learned: 'LOCSON', 'PERSON'"):
+        export_tagger(tagger, tmp_path / "out", renamed, int8=True, recipes=RECIPES[1:2])
+    bare = [dataclasses.replace(ex, spans=()) for ex in toy_sentences(12)]
+    with pytest.raises(DataError, match="holds no entity"):
+        export_tagger(tagger, tmp_path / "out", bare)
+    assert not (tmp_path / "out").exists()

@@ -17,6 +17,7 @@ validation texts:
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from slmstack.data.tagging import TaggedExample
+from slmstack.errors import DataError
 from slmstack.evaluation.metrics import tagger_metrics
 from slmstack.export.candidates import (
     Candidate,
@@ -63,6 +65,7 @@ def export_tagger(
     """Export ``skill`` to ``out`` after the parity check and the F1 gate."""
     skill._require_fitted()
     check_options(validation, margin, int8, recipes)
+    _refuse_unlearned(validation, skill.tags_)
     texts = [ex.text for ex in validation]
     reference, reference_f1 = _reference(skill, texts), _f1(skill, validation)
 
@@ -80,6 +83,30 @@ def export_tagger(
         lambda graph, tok: _feeds(skill, texts),
     )  # fmt: skip
     return run_export(plan, out, int8=int8, recipes=recipes, margin=margin, force=force)
+
+
+def _refuse_unlearned(validation: Sequence[TaggedExample], tags: Sequence[str]) -> None:
+    """Refuse entities of types the tagger never learned, and a validation with none.
+
+    Such entities (another scheme's names) are missed by the torch tagger and the export
+    alike, so the F1 gate would compare 0 with 0 points and pass any quantization.
+    """
+    known = {tag.split("-", 1)[1] for tag in tags if "-" in tag}
+    types = Counter(span.label for ex in validation for span in ex.spans)
+    unseen = sorted(set(types) - known)
+    if unseen:
+        shown = ", ".join(f"{label!r}" for label in unseen[:10])
+        raise DataError(
+            f"{sum(types[t] for t in unseen)} validation entities are of types the tagger "
+            f"never learned: {shown} (it knows {', '.join(sorted(known))}). Both taggers "
+            "miss them, so the F1 gate could not tell a lossy export; check the tag names "
+            "of the validation file"
+        )
+    if not types:
+        raise DataError(
+            "the validation data holds no entity, so the F1 gate could not tell a lossy "
+            "export; pass tagged texts (CoNLL or span JSONL) with entities"
+        )
 
 
 def _feeds(skill: EntityTagger, texts: Sequence[str]) -> list[Feed]:
