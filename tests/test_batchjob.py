@@ -240,6 +240,21 @@ def test_sink_resumes_truncates_a_torn_line_and_refuses_another_input(tmp_path):
         Sink(out, err, inputs).__enter__()
 
 
+def test_sink_resumes_after_a_kill_inside_the_first_line(tmp_path):
+    # A whole document is the first row's input: a kill while writing it leaves a torn
+    # first line, which is a write cut short (run again), not a file of another program.
+    out, err = tmp_path / "out.jsonl", tmp_path / "out.errors.jsonl"
+    out.write_text('{"id": "doc.txt", "input": "a very long docu')
+    with Sink(out, err, {"doc.txt": "a very long document"}) as sink:
+        assert sink.done == set()
+    assert out.read_text() == ""
+    notes = tmp_path / "notes.jsonl"  # no result row at all: refused and kept
+    notes.write_text('{"note": "mine')
+    with pytest.raises(DataError, match="not a result row"):
+        Sink(notes, err, {}).__enter__()
+    assert notes.read_text() == '{"note": "mine'
+
+
 # ---------------------------------------------------------------------------- local engine
 def test_local_job_writes_every_row_once_and_resumes(job, tmp_path):
     wf, data = job

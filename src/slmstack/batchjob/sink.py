@@ -122,4 +122,5 @@ def _done_ids(path: Path, inputs: Mapping[str, str]) -> set[str]:
     def row_of(obj: dict[str, Any]) -> tuple[str, str]:
         return obj["id"], obj["input"]
 
-    return done_rows(path, row_of, inputs.get, writer="slmstack batch")
+    # Every line opens with the row id (RowRunner writes it first).
+    return done_rows(path, row_of, inputs.get, writer="slmstack batch", opening=b'{"id": ')

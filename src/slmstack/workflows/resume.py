@@ -56,18 +56,22 @@ def done_rows(
     expected_text: Callable[[K], str | None],
     *,
     writer: str,
+    opening: bytes | None = None,
 ) -> set[K]:
     """The rows whose complete lines ``path`` holds; truncates a half-written last line.
 
     ``row_of`` reads a line's row key and input text (raising ``KeyError``/``ValueError``/
     ``TypeError`` on a line that is not a result); ``expected_text`` gives the input text
-    of a row key now (``None``: no such row).
+    of a row key now (``None``: no such row). ``opening``: how every row's line starts,
+    so that a first line cut short (a kill inside the first row) is run again too.
     """
     if not path.exists():
         return set()
     fix = "Pass another --output (a new file), or --restart to overwrite it"
     done: set[K] = set()
-    for row, text in read_log(path, row_of, kind=f"a result row of `{writer}`", fix=fix):
+    for row, text in read_log(
+        path, row_of, kind=f"a result row of `{writer}`", fix=fix, opening=opening
+    ):
         if expected_text(row) != text:
             raise DataError(
                 f"row {row!r} was written for another input ({text[:40]!r}); this file "
