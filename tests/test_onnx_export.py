@@ -283,3 +283,15 @@ def test_light_install_serves_exported_skills(exported, tmp_path):
     probe = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
     assert probe.returncode != 0, "the light venv must not have torch installed"
     _run_without_torch(python, exported, tmp_path)
+
+
+def test_thread_count_without_cpu_affinity(monkeypatch):
+    # macOS and Windows have no os.sched_getaffinity: loading an exported skill there
+    # must not crash, it uses the CPU count instead.
+    from slmstack.models.onnx_runtime import THREADS_ENV, default_threads
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    assert default_threads() == (os.cpu_count() or 1)
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert default_threads() == 3

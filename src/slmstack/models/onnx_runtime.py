@@ -13,9 +13,9 @@ Method:
 * **Sort by length** and cut into batches of similar length, so each batch is padded
   to its own longest text only; outputs are put back in input order.
 * **Threads are set deliberately**: intra-op threads = the CPU cores this process may
-  use (``os.sched_getaffinity``), one inter-op thread, sequential execution. The
-  server's micro-batcher runs one model call at a time per skill, so this does not
-  oversubscribe. ``SLMSTACK_ONNX_THREADS`` overrides the count.
+  use (``os.sched_getaffinity``; the CPU count where there is none), one inter-op
+  thread, sequential execution. The server's micro-batcher runs one model call at a
+  time per skill, so this does not oversubscribe. ``SLMSTACK_ONNX_THREADS`` overrides the count.
 * **One session per encoder**, its threads splitting each batch's operators. Side-by-side
   single-threaded sessions, one batch per core, were tried and measured no faster
   (BANKING77 test, MiniLM int8, 2 cores, three interleaved rounds: 608 / 846 / 766
@@ -55,7 +55,10 @@ def default_threads() -> int:
         if value < 1:
             raise ConfigError(f"{THREADS_ENV}={raw!r}: expected a whole number >= 1")
         return value
-    return max(1, len(os.sched_getaffinity(0)))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
 
 
 def _ort() -> Any:
