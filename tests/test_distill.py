@@ -254,3 +254,19 @@ def test_a_repeated_text_is_never_both_trained_on_and_held_out(tmp_path):
     assert clf.asked and not set(clf.asked) & set(clf.trained)
     assert report.held_out_texts + report.train_texts == len(TEXTS)
     assert report.held_out_texts == len(clf.asked)
+
+
+def test_two_runs_on_one_cache_never_buy_the_same_labels(tmp_path):
+    from slmstack.distill import label_with_teacher
+
+    path = tmp_path / "labels.jsonl"
+    first, second = TeacherCache(path), TeacherCache(path)  # two processes, same --cache
+    a, b = KeywordTeacher().fit([]), KeywordTeacher().fit([])
+    _, bought = label_with_teacher(a, TEXTS, first, identity="t", cost_of=cost_of)
+    assert bought == len(set(TEXTS))
+    # the second run opened the cache before the first bought: it reads it again
+    _, bought = label_with_teacher(b, TEXTS, second, identity="t", cost_of=cost_of)
+    assert bought == 0 and b.calls == 0
+    with first.locked(), pytest.raises(DataError, match="locked.*another --cache"):
+        label_with_teacher(b, ["a new text"], second, identity="t", cost_of=cost_of)
+    assert b.calls == 0

@@ -7,19 +7,26 @@ crash mid-write, with no newline after it) is cut off and its text relabelled; a
 line that is not a cached label is an error that names it, and a file that holds none is
 never written to. The teacher's identity is its registered
 kind and parameters, so changing the teacher's model or prompt never reuses stale labels.
+
+A run buys under an exclusive lock of the file (``flock``, POSIX) and reads the file
+again once it holds it: a second run on the same cache refuses at once rather than buy
+the same labels, and one started before another finished reuses what that one bought.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from slmstack.data.jsonl_log import read_log
+from slmstack.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class TeacherCache:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._labels: dict[str, TeacherLabel] = {}
+        self._holding = False
         if self.path.exists():
             self._read()
 
@@ -90,6 +98,36 @@ class TeacherCache:
             damaged="correct or delete the line (its label will be bought again)",
         )  # fmt: skip
         self._labels = {label.key: label for label in labels}
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the file while labels are bought, with the labels other runs added since.
+
+        Re-entrant: an inner ``locked()`` of the same cache holds nothing more.
+        """
+        if self._holding:
+            yield
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as fh:
+            if sys.platform != "win32":  # Windows has no flock; its runs are not guarded
+                import fcntl
+
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise DataError(
+                        "locked: another run (a second `slmstack distill`?) is buying "
+                        "labels into this teacher cache; wait for it to finish, then run "
+                        "again (its labels are reused), or pass another --cache",
+                        path=self.path,
+                    ) from None
+            self._read()
+            self._holding = True
+            try:
+                yield
+            finally:
+                self._holding = False
 
     def get(self, key: str) -> TeacherLabel | None:
         """The cached label for ``key``, if any."""

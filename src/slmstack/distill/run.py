@@ -77,8 +77,6 @@ def label_with_teacher(
     ``retry_abstained`` buys again the labels the teacher abstained on (a server that
     answered garbage, since fixed); the new answer replaces the cached one.
     """
-    import time
-
     keys = [text_key(identity, t) for t in texts]
     first: dict[str, int] = {}
     for i, k in enumerate(keys):
@@ -88,9 +86,35 @@ def label_with_teacher(
         cached = cache.get(key)
         return cached is None or (retry_abstained and cached.label is None)
 
-    todo = [i for k, i in first.items() if wanted(k)]  # each text bought once
+    with cache.locked():  # re-reads the file: labels another run bought are not bought again
+        todo = [i for k, i in first.items() if wanted(k)]  # each text bought once
+        _buy(teacher, texts, keys, todo, len(first), cache, cost_of, batch_size,
+             retry_abstained)  # fmt: skip
+    labels = []
+    for k in keys:
+        label = cache.get(k)
+        if label is None:  # the teacher returned fewer predictions than texts
+            raise DataError("the teacher did not label every text; see its warnings")
+        labels.append(label)
+    return labels, len(todo)
+
+
+def _buy(
+    teacher: Skill,
+    texts: Sequence[str],
+    keys: Sequence[str],
+    todo: Sequence[int],
+    total: int,
+    cache: TeacherCache,
+    cost_of: CostOf,
+    batch_size: int,
+    retry_abstained: bool,
+) -> None:
+    """The teacher's labels of ``texts[i]`` for each ``i`` in ``todo``, into ``cache``."""
+    import time
+
     with progress() as bar:
-        task = bar.add_task("teacher labels", total=len(first), completed=len(first) - len(todo))
+        task = bar.add_task("teacher labels", total=total, completed=total - len(todo))
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             began = time.perf_counter()
@@ -113,13 +137,6 @@ def label_with_teacher(
                 replace=retry_abstained,
             )
             bar.advance(task, len(chunk))
-    labels = []
-    for k in keys:
-        label = cache.get(k)
-        if label is None:  # the teacher returned fewer predictions than texts
-            raise DataError("the teacher did not label every text; see its warnings")
-        labels.append(label)
-    return labels, len(todo)
 
 
 def distill(
@@ -153,11 +170,12 @@ def distill(
     if not 0.0 <= min_confidence <= 1.0:  # before any label is bought
         raise DataError(f"min_confidence must be in [0, 1]; got {min_confidence}")
     unique = {text_key(identity, t) for t in texts}
-    spent_before = sum((cache.get(k) or _ZERO).cost_nano_usd for k in unique)
-    labels, bought = label_with_teacher(
-        teacher, texts, cache, identity=identity, cost_of=cost_of, batch_size=batch_size,
-        retry_abstained=retry_abstained,
-    )  # fmt: skip
+    with cache.locked():  # what was spent before counts labels other runs bought meanwhile
+        spent_before = sum((cache.get(k) or _ZERO).cost_nano_usd for k in unique)
+        labels, bought = label_with_teacher(
+            teacher, texts, cache, identity=identity, cost_of=cost_of, batch_size=batch_size,
+            retry_abstained=retry_abstained,
+        )  # fmt: skip
     # Split distinct texts, not rows: a copy of a held-out text left in training would
     # make the agreement score what the student memorised.
     distinct = list(dict.fromkeys(texts))
