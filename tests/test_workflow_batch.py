@@ -63,6 +63,24 @@ def test_resume_after_interruption_redoes_nothing_and_loses_nothing(tmp_path):
     assert sum(r["status"] == "escalated" for r in got) == inbox.count()
 
 
+def test_a_kill_inside_the_first_line_is_redone_and_a_foreign_file_is_kept(tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS) + "\n")
+    out = tmp_path / "out.jsonl"
+    inbox = Inbox(f"sqlite:///{tmp_path / 'inbox.db'}")
+    run_batch(make(KeywordClassifier({"faq": 0.9}), inbox), src, out)
+    first = out.read_text().splitlines()[0]
+    out.write_text(first[:12])  # a crash while writing row 0: no complete line yet
+    summary = run_batch(make(KeywordClassifier({"faq": 0.9}), inbox), src, out)
+    assert (summary.already_done, summary.processed) == (0, 10)
+    assert [r["row"] for r in rows(out)] == list(range(10))
+    notes = tmp_path / "notes.jsonl"  # not a result row at all: refused, left as it was
+    notes.write_text('{"note": "mine')
+    with pytest.raises(DataError, match="not a result row"):
+        run_batch(make(KeywordClassifier({"faq": 0.9}), inbox), src, notes)
+    assert notes.read_text() == '{"note": "mine'
+
+
 def test_half_written_last_line_is_redone_and_packets_not_duplicated(tmp_path):
     src = tmp_path / "in.txt"
     src.write_text("\n".join(TEXTS) + "\n")

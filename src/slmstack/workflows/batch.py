@@ -92,7 +92,7 @@ def _done_rows(output: Path, texts: list[str]) -> set[int]:
     def expected(row: int) -> str | None:
         return texts[row] if 0 <= row < len(texts) else None
 
-    return done_rows(output, row_of, expected, writer="slmstack run")
+    return done_rows(output, row_of, expected, writer="slmstack run", opening=b'{"row": ')
 
 
 def run_batch(
