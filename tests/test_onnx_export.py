@@ -18,7 +18,7 @@ from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from fixtures import QUERIES, TRAIN, write_csv
-from slmstack import ArtifactError, TextClassifier, load
+from slmstack import ArtifactError, DataError, TextClassifier, load
 from slmstack.cli.app import app
 from slmstack.errors import ExportRefused, SkillError
 from slmstack.export import QuantRecipe, export_classifier
@@ -62,6 +62,11 @@ def test_fp32_round_trip_matches_the_torch_skill(clf, exported):
     config = json.loads((exported / "config.json").read_text())
     assert config["export"]["precision"] == "fp32"
     assert config["export"]["source"]["parity_against"] == "fp32"
+    assert config["export"]["source"]["strategy"] == "head"
+    with pytest.raises(DataError, match="empty text"):  # as the torch skill
+        skill.predict_proba(["  "])
+    with pytest.raises(DataError, match="empty text"):
+        clf.predict_proba(["  "])
     assert config["export"]["source"]["precision"] in ("fp32", "bf16", "auto")
     assert config["export"]["parity"]["agreement"] == 1.0
     assert config["export"]["fused_operators"].get("Attention", 0) >= 1

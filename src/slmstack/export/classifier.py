@@ -138,7 +138,7 @@ def _skill(
 ) -> OnnxTextClassifier:
     source = skill.provenance_
     export: dict[str, Any] = {"format": "onnx", "source": {"skill": skill.skill_name,
-                              "strategy": skill.strategy, "base": source.base,
+                              "strategy": skill.strategy_, "base": source.base,
                               **source_precision(skill)}}  # fmt: skip
     if chosen is not None:
         export.update(

@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from slmstack.artifacts import Provenance
-from slmstack.errors import ArtifactError, SkillError
+from slmstack.errors import ArtifactError, DataError, SkillError
 from slmstack.models.onnx_runtime import OnnxEncoder
 from slmstack.skills._labels import saved_labels, write_labels
 from slmstack.skills._ranked import ranked_predictions, token_facts
@@ -124,7 +124,7 @@ class OnnxTextClassifier(LabelledTexts, Skill):
         """Calibrated class probabilities, one row per text, columns in ``classes_`` order."""
         self._require_fitted()
         if any(not t.strip() for t in texts):
-            raise SkillError("predict_proba() got an empty text; use predict(), which abstains")
+            raise DataError("predict_proba() got an empty text; use predict(), which abstains")
         _, out = self._outputs(texts)
         return softmax(out["logits"], self.temperature_)
 
