@@ -104,6 +104,16 @@ def test_route_on_abstention_takes_default():
     r = wf.run("anything")
     assert r.answer == "fallback"
     assert "abstained: no_match" in r.trace[0].decision.why
+    # an out-of-scope classifier keeps its best guess: the route does not follow it
+    guess = Prediction(label="x", confidence=0.3, abstained="out_of_scope")
+    skills = {"faq": Fixed(guess, produces=frozenset({"label"}))}
+    wf = Workflow(
+        [RouteStep({"x": TemplateStep("x")}, TemplateStep("fallback"), skill="faq")], skills=skills
+    )
+    r = wf.run("anything")
+    assert r.answer == "fallback" and r.trace[0].decision.taken == "default"
+    assert r.trace[0].decision.why == "abstained: out_of_scope; its guess 'x' is not acted on → default"
+    assert [x.answer for x in wf.run_batch(["a", "b"])] == ["fallback", "fallback"]
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,9 @@
 """``route``: branch on a label, with a default branch for every other label.
 
+A prediction that abstained takes ``default`` too, whatever label it carries: a skill
+that declined to answer (an out-of-scope classifier keeps its best guess) is not
+followed into a branch.
+
 YAML::
 
     - route:
@@ -219,12 +223,18 @@ class RouteStep(Step):
     def _decide(self, pred: Prediction) -> tuple[str | None, Decision]:
         """The branch ``pred``'s label takes (``None``: the default), and the decision."""
         label = pred.label
-        if label is not None and label in self.branches:
+        if label is not None and label in self.branches and pred.abstained is None:
             why = f"label {label!r} → branch {label!r}"
             return label, Decision(label, why, label=label, confidence=pred.confidence)
-        why = (
-            f"label {label!r} has no branch → default"
-            if label is not None
-            else f"no label (abstained: {pred.abstained}) → default"
-        )
+        # A skill that abstained declined to answer; its best guess (an out-of-scope
+        # classifier keeps one) is not acted on.
+        if pred.abstained is not None:
+            guess = f"; its guess {label!r} is not acted on" if label is not None else ""
+            why = f"abstained: {pred.abstained}{guess} → default"
+        else:
+            why = (
+                f"label {label!r} has no branch → default"
+                if label is not None
+                else ("no label → default")
+            )
         return None, Decision("default", why, label=label, confidence=pred.confidence)
