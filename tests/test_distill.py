@@ -177,6 +177,12 @@ def test_cli_distills_from_a_saved_llm_teacher(tmp_path):
     ])  # fmt: skip
     assert onto_teacher.exit_code != 0 and "is the teacher's folder" in onto_teacher.output
     assert (tmp_path / "teacher" / "config.json").is_file()
+    cache_inside = CliRunner().invoke(app, [
+        "distill", str(tmp_path / "texts.csv"), "--teacher", str(tmp_path / "teacher"),
+        "--out", str(tmp_path / "s2"), "--cache", str(tmp_path / "s2" / "labels.jsonl"),
+    ])  # fmt: skip
+    assert cache_inside.exit_code == 2 and "lies inside --out" in cache_inside.output
+    assert not (tmp_path / "s2").exists()  # refused before any label was bought
     result = CliRunner().invoke(app, [
         "distill", str(tmp_path / "texts.csv"), "--teacher", str(tmp_path / "teacher"),
         "--out", str(tmp_path / "student"), "--gold-column", "gold", "--set", "scope_alpha=0",

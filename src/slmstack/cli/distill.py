@@ -131,6 +131,12 @@ def distill_command(
     from slmstack.workflows.metering import Meter
 
     refuse_same(out_dir, teacher, "the teacher's folder", "the student would replace it")
+    if cache is not None and out_dir.resolve() in cache.resolve().parents:
+        raise ConfigError(
+            f"--cache {cache} lies inside --out {out_dir}, where saving the student would "
+            "refuse it after training (a file the skill did not write); pass a path outside "
+            "--out, or leave --cache out (the default is beside --out)"
+        )
     if not 0.0 <= min_confidence <= 1.0:
         raise ConfigError(f"--min-confidence must be in [0, 1]; got {min_confidence}")
     prepare_out(out_dir, force)
