@@ -251,3 +251,25 @@ def test_json_labels_are_one_label_per_value_and_never_a_printed_list(tmp_path):
     p.write_text('{"text": "a", "label": ["x"]}\n{"text": "b", "label": ["y"]}\n')
     with pytest.raises(DataError, match=r"n.jsonl:1: the label column 'label' holds a JSON list"):
         read_examples(p)
+
+
+def test_jsonl_text_holding_a_unicode_line_separator_is_one_record(tmp_path):
+    # json.dumps(ensure_ascii=False) writes U+2028 and U+0085 raw inside a string; they
+    # are not line ends in JSONL (only \n is), so str.splitlines() cut the record in two.
+    rows = [{"text": "first\u2028second", "label": "a"}, {"text": "nel\x85here", "label": "b"}]
+    path = write(tmp_path / "d.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    records = read_records(path)
+    assert [r.fields["text"] for r in records] == ["first\u2028second", "nel\x85here"]
+    assert [r.line for r in records] == [1, 2]
+
+
+def test_saved_jsonl_and_ticket_files_keep_records_with_a_line_separator(tmp_path):
+    from slmstack.artifacts import read_jsonl
+    from slmstack.retrieval import read_documents
+
+    # A skill's kb.jsonl is written with ensure_ascii=False: an answer pasted from a web
+    # page with U+2028 in it made the saved FAQ skill unloadable ("damaged").
+    line = json.dumps({"text": "reset\u2028then retry"}, ensure_ascii=False) + "\n"
+    path = write(tmp_path / "t.jsonl", line + line)
+    assert [r["text"] for r in read_jsonl(path, dict)] == ["reset\u2028then retry"] * 2
+    assert [d.source for d in read_documents(path)] == [f"{path}:1", f"{path}:2"]

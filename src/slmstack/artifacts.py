@@ -29,6 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from slmstack.data.utf8 import jsonl_lines
 from slmstack.errors import ArtifactError, ConfigError
 from slmstack.models.hashing import sha256_file
 
@@ -339,7 +340,7 @@ def read_verified_config(folder: Path, skill_name: str, kind: str) -> dict[str, 
 
 def read_jsonl(path: Path, parse: Callable[[dict[str, Any]], Any]) -> list[Any]:
     """The records of a JSONL file inside a skill folder, or an :class:`ArtifactError`."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = jsonl_lines(path.read_text(encoding="utf-8"))
     try:
         return [parse(json.loads(line)) for line in lines if line.strip()]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:

@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from slmstack.data.utf8 import decode_utf8
+from slmstack.data.utf8 import decode_utf8, jsonl_lines
 from slmstack.data.validation import validate_examples
 from slmstack.errors import DataError
 from slmstack.types import Example
@@ -154,7 +154,7 @@ def _read_table(p: Path, max_bytes: int | None) -> tuple[list[Record], str | Non
     text = decode_utf8(p, p.read_bytes())
     records: list[Record] = []
     if fmt == "jsonl":
-        for lineno, line in enumerate(text.splitlines(), start=1):
+        for lineno, line in enumerate(jsonl_lines(text), start=1):
             if not line.strip():
                 continue
             try:

@@ -30,3 +30,17 @@ def read_utf8(path: str | Path) -> str:
     """The text of the file at ``path`` (see :func:`decode_utf8`)."""
     path = Path(path)
     return decode_utf8(path, path.read_bytes())
+
+
+def jsonl_lines(text: str) -> list[str]:
+    r"""The lines of a JSONL text, split on ``\n`` only (and a ``\r`` before it dropped).
+
+    Not :meth:`str.splitlines`: that also ends a line at U+2028, U+0085 and other
+    separators, which ``json.dumps(..., ensure_ascii=False)`` writes raw inside strings,
+    so a record whose text holds one was cut in two and read as invalid JSON.
+
+    Example:
+        >>> jsonl_lines('{"t": "a\u2028b"}\r\n{"t": "c"}\n')
+        ['{"t": "a\u2028b"}', '{"t": "c"}', '']
+    """
+    return [line.removesuffix("\r") for line in text.split("\n")]

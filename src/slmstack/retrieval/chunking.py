@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from slmstack.data.markdown import headings
-from slmstack.data.utf8 import read_utf8
+from slmstack.data.utf8 import jsonl_lines, read_utf8
 from slmstack.errors import ConfigError, DataError
 
 Kind = Literal["markdown", "text"]
@@ -92,7 +92,7 @@ class Chunk:
 
 def _read_jsonl(path: Path, text_field: str, title_field: str) -> list[Document]:
     docs = []
-    for lineno, line in enumerate(read_utf8(path).splitlines(), start=1):
+    for lineno, line in enumerate(jsonl_lines(read_utf8(path)), start=1):
         if not line.strip():
             continue
         try:
