@@ -263,6 +263,18 @@ def test_jsonl_text_holding_a_unicode_line_separator_is_one_record(tmp_path):
     assert [r.line for r in records] == [1, 2]
 
 
+def test_a_csv_row_with_a_quoted_newline_keeps_the_line_it_starts_on(tmp_path):
+    path = write(tmp_path / "d.csv", 'text,label\n"two\nlines",a\n\nnext,b\n')
+    assert [r.line for r in read_records(path)] == [2, 5]
+
+
+def test_a_csv_header_naming_one_column_twice_is_refused(tmp_path):
+    # dict(zip(header, row)) kept the last of the two: the other column was lost silently.
+    path = write(tmp_path / "d.csv", "text,label,text\nfirst,a,second\n")
+    with pytest.raises(DataError, match=r"d\.csv:1: .*'text'.*twice"):
+        read_records(path)
+
+
 def test_saved_jsonl_and_ticket_files_keep_records_with_a_line_separator(tmp_path):
     from slmstack.artifacts import read_jsonl
     from slmstack.retrieval import read_documents

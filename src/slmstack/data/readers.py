@@ -173,9 +173,18 @@ def _read_table(p: Path, max_bytes: int | None) -> tuple[list[Record], str | Non
     except StopIteration:
         raise DataError("file is empty; it needs a header row", path=p, row=1) from None
     header = [h.strip() for h in header]
+    twice = next((h for i, h in enumerate(header) if h in header[:i]), None)
+    if twice is not None:
+        raise DataError(
+            f"the header names the column {twice!r} twice; only one of them could be read. "
+            "Rename or remove the other one.",
+            path=p,
+            row=1,
+        )
+    start = reader.line_num + 1  # a quoted field may span lines: report where a row starts
     try:
         for row in reader:
-            lineno = reader.line_num
+            lineno, start = start, reader.line_num + 1
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != len(header):
