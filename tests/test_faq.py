@@ -235,3 +235,16 @@ def test_precision_auto_is_accepted_saved_and_keeps_the_answers(faq, tmp_path):
     assert saved["params"]["precision"] == "auto"
     with pytest.raises(ConfigError, match="'precision' parameter of FAQAnswerer"):
         FAQAnswerer(precision="fp16").fit(KB)  # type: ignore[arg-type]
+
+
+def test_confidence_does_not_depend_on_how_many_scores_are_listed(faq):
+    # The margin is over the runner-up entry, as in calibration; with top_k=1 it was
+    # taken over 0.0 instead, which raised every confidence and hid near-ties.
+    import copy
+
+    one = copy.copy(faq)
+    one.top_k = 1
+    wide, narrow = faq.predict(QUERIES), one.predict(QUERIES)
+    assert [len(p.scores) for p in narrow] == [1] * len(QUERIES)
+    assert [p.confidence for p in narrow] == pytest.approx([p.confidence for p in wide])
+    assert [p.abstained for p in narrow] == [p.abstained for p in wide]

@@ -270,9 +270,11 @@ class FAQAnswerer(KBUpdates, Skill):
     ) -> Prediction:
         keys = index.keys
         row = scores[i]
-        k = min(self.top_k, len(keys))
-        top = np.argsort(-row, kind="stable")[:k]
-        best_other = np.where(np.arange(k) == 0, row[top[1]] if k > 1 else 0.0, row[top[0]])
+        ranked = np.argsort(-row, kind="stable")
+        top = ranked[: self.top_k]
+        # The best entry's margin is over the runner-up whatever top_k lists, as calibrated.
+        runner_up = row[ranked[1]] if len(ranked) > 1 else 0.0
+        best_other = np.where(np.arange(len(top)) == 0, runner_up, row[top[0]])
         conf = self.calibrator_(row[top], (row[top] - best_other).astype(np.float32))
         entry = entries[keys[int(top[0])]]
         hit = index.search(encoded.vectors[i : i + 1], 1)[0][0]
