@@ -124,3 +124,19 @@ def test_a_retry_that_copies_the_demonstration_is_a_copy_too():
     pred = Summarizer(model=fake).fit([]).predict([COMPLAINT])[0]
     assert pred.abstained == "copied_input" and pred.data["rejected"] == demo_summary
     assert fake.requests[1].messages[2].content == demo_summary  # it was shown
+
+
+def test_a_first_summary_that_copies_a_few_shot_demonstration_is_retried():
+    # The retry was checked against the demonstrations it showed; the first attempt only
+    # against the input, so a model parroting a few-shot summary was served as if it
+    # summarised this text.
+    from slmstack import Example
+
+    demo = Example(
+        "Hello, the parcel for order 5521 arrived with a cracked screen. Please help.",
+        "The customer received order 5521 with a cracked screen and asks for help.",
+    )
+    fake = FakeBackend([demo.label, GOOD])
+    pred = Summarizer(model=fake, few_shot=1).fit([demo]).predict([COMPLAINT])[0]
+    assert len(fake.requests) == 2 and pred.text == GOOD
+    assert "the summary repeated its input" in pred.warnings[0]

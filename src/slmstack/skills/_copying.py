@@ -28,6 +28,7 @@ summary.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +105,19 @@ class CopyCheck:
                 "max_copied": self.limit}  # fmt: skip
 
 
-def check_copy(summary: str, source: str, *, limit: float | None, span: int = 5) -> CopyCheck:
-    """Measure how much of ``summary`` is copied from ``source``; judge it against ``limit``."""
+def check_copy(
+    summary: str,
+    source: str,
+    *,
+    limit: float | None,
+    span: int = 5,
+    shots: Sequence[tuple[str, str]] = (),
+) -> CopyCheck:
+    """Measure how much of ``summary`` is copied from ``source``; judge it against ``limit``.
+
+    ``shots`` are the (text, summary) demonstrations shown in the same prompt: handing
+    one of them back is no summary of ``source`` either, so they count as input.
+    """
+    source = "\n".join([source, *(f"{a}\n{b}" for a, b in shots)])
     share = copied_share(summary, source, span=span)
     return CopyCheck(round(share, 4), tuple(restated_labels(summary, source)), limit)

@@ -277,7 +277,7 @@ class Summarizer(Skill):
                                   warnings=(*warnings, "; ".join(wrong)))  # fmt: skip
             return Prediction(data=record, usage=_total(usages, start), warnings=tuple(warnings))
         summary = self._shorten(completion, request.max_tokens, warnings)
-        check = check_copy(summary, body, limit=self.max_copied)
+        check = check_copy(summary, body, limit=self.max_copied, shots=self.shots_)
         if check.copied:
             # A copy is not a summary: ask once more, forbidding it, then abstain.
             warnings.append(f"the summary repeated its input ({check.why}); retried with a "
@@ -285,9 +285,8 @@ class Summarizer(Skill):
             request, completion = self._generate(body, strict=True)
             usages.append(completion.usage)
             summary = self._shorten(completion, request.max_tokens, warnings)
-            # Copying a demonstration of the stricter prompt is no better.
-            shown = "\n".join([body, *(f"{a}\n{b}" for a, b in strict_shots(self.shots_))])
-            check = check_copy(summary, shown, limit=self.max_copied)
+            shots = strict_shots(self.shots_)  # copying the stricter prompt's demo is no better
+            check = check_copy(summary, body, limit=self.max_copied, shots=shots)
             if check.copied or not summary:
                 warnings.append(f"the retry repeated its input too ({check.why})" if summary
                                 else "the retry was empty")  # fmt: skip
