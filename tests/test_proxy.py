@@ -367,3 +367,21 @@ def test_a_client_that_leaves_stops_the_stream_and_is_recorded_as_gone(tmp_path)
         (True, "the client left before the end of the stream"),
         (False, "the client left before the upstream answered"),
     ]
+
+
+def test_a_streamed_answer_holding_a_unicode_line_separator_is_read_whole():
+    # SSE lines end at CR, LF or CRLF only; a server writing JSON with ensure_ascii off
+    # sends U+2028 raw inside a string, which str.splitlines() would cut the event at.
+    import time as _time
+
+    from slmstack.proxy.exchange import Exchange, parse
+
+    events = [{"choices": [{"delta": {"content": "line one\u2028"}}]},
+              {"choices": [{"delta": {"content": "line two"}, "finish_reason": "stop"}]}]  # fmt: skip
+    raw = "".join(f"data: {json.dumps(e, ensure_ascii=False)}\r\n\r\n" for e in events)
+    request = json.dumps({**BODY, "stream": True}).encode()
+    ex = Exchange("/v1/chat/completions", request, (raw + "data: [DONE]\n\n").encode(), 200,
+                  "text/event-stream", "", None, _time.time(), 5.0, 5.0)  # fmt: skip
+    got = parse(ex)
+    assert got.problem is None
+    assert got.response_text == "line one\u2028line two" and got.finish_reason == "stop"

@@ -37,7 +37,7 @@ def make(skill, inbox):
 
 
 def rows(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
 
 
 def test_resume_after_interruption_redoes_nothing_and_loses_nothing(tmp_path):
@@ -257,3 +257,19 @@ def test_a_table_without_the_text_column_names_the_option_that_picks_another(tmp
     with pytest.raises(DataError, match=r"no column 'text' \(the file has 'body'\); pass --text-field"):
         read_inputs(tmp_path / "in.csv")
     assert read_inputs(tmp_path / "in.csv", "body") == ["hello"]
+
+
+def test_inputs_holding_a_unicode_line_separator_are_one_row_each(tmp_path):
+    # json.dumps(ensure_ascii=False) writes U+2028 raw inside a string; str.splitlines()
+    # would cut that record in two and refuse both halves as invalid JSON.
+    texts = ["faq question\u2028second line", "unclear one\x85two"]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts))
+    txt = tmp_path / "in.txt"
+    txt.write_text("\n".join(texts) + "\n")
+    inbox = Inbox(f"sqlite:///{tmp_path / 'inbox.db'}")
+    for path in (src, txt):
+        out = tmp_path / f"{path.suffix[1:]}.out.jsonl"
+        summary = run_batch(make(KeywordClassifier({"faq": 0.9}), inbox), path, out)
+        assert summary.total == 2
+        assert [r["input"] for r in rows(out)] == texts

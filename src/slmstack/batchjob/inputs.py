@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmstack.data.utf8 import read_utf8
+from slmstack.data.utf8 import jsonl_lines, read_utf8
 from slmstack.errors import DataError, MissingDependencyError
 
 TABLES = {
@@ -120,7 +120,7 @@ def read_rows(source: str | Path, text_field: str = "text") -> list[Row]:
 
 def _jsonl(path: Path, name: str, field: str) -> list[Row]:
     rows = []
-    for n, line in enumerate(_utf8(path).splitlines(), start=1):
+    for n, line in enumerate(jsonl_lines(_utf8(path)), start=1):
         if not line.strip():
             continue
         rid = f"{name}:{n}"

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from slmstack.cli.common import cli_command, out, print_json
-from slmstack.data.utf8 import read_utf8
+from slmstack.data.utf8 import read_utf8, text_lines
 from slmstack.errors import ConfigError
 
 
@@ -27,10 +27,10 @@ def _read_inputs(path: Path, text_column: str, *, documents: bool = False) -> li
 
     if str(path) == "-":
         text = sys.stdin.read()
-        return [text] if documents else text.splitlines()
+        return [text] if documents else text_lines(text)
     if path.suffix.lower() == ".txt":  # a skill that reads documents reads the file whole
         text = read_utf8(path)
-        return [text] if documents else text.splitlines()
+        return [text] if documents else text_lines(text)
     return column_texts(path, text_column, "--text-column")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from slmstack.data.utf8 import read_utf8
+from slmstack.data.utf8 import read_utf8, text_lines
 from slmstack.errors import DataError
 
 
@@ -50,7 +50,7 @@ def item_index(path: Path) -> dict[str, str] | None:
     if not index.is_file():
         return None
     mapping: dict[str, str] = {}
-    for lineno, line in enumerate(read_utf8(index).splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(read_utf8(index)), start=1):
         parts = line.split("\t")
         if len(parts) != 2:
             raise DataError("expected 'item_id<TAB>index'", path=index, row=lineno)

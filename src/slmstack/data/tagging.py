@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from slmstack.data.readers import check_key, read_records
-from slmstack.data.utf8 import read_utf8
+from slmstack.data.utf8 import jsonl_lines, read_utf8
 from slmstack.errors import DataError
 from slmstack.types import Span
 
@@ -157,7 +157,7 @@ def read_conll(
         tokens.clear()
         tags.clear()
 
-    for lineno, line in enumerate(read_utf8(p).splitlines(), start=1):
+    for lineno, line in enumerate(jsonl_lines(read_utf8(p)), start=1):
         cols = line.split()
         if not cols or cols[0] == "-DOCSTART-":
             flush(lineno)

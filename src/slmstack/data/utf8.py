@@ -44,3 +44,18 @@ def jsonl_lines(text: str) -> list[str]:
         ['{"t": "a\u2028b"}', '{"t": "c"}', '']
     """
     return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def text_lines(text: str) -> list[str]:
+    r"""The lines of a text file, as :meth:`str.splitlines` gives them but ended at ``\n`` only.
+
+    A ``\r`` before the ``\n`` is dropped and a final newline ends the last line (it
+    starts no empty one). A line may hold U+2028, U+0085 and the other separators that
+    :meth:`str.splitlines` would also cut at.
+
+    Example:
+        >>> text_lines("a\u2028b\r\nc\n")
+        ['a\u2028b', 'c']
+    """
+    lines = jsonl_lines(text)
+    return lines[:-1] if lines and lines[-1] == "" else lines

@@ -13,6 +13,7 @@ tokens that would cost $0.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,7 +155,8 @@ def _read_completion(raw: bytes, out: Parsed) -> None:
 
 def _read_stream(raw: bytes, out: Parsed) -> None:
     pieces: list[str] = []
-    for line in raw.decode("utf-8", "replace").splitlines():
+    # SSE lines end at CRLF, LF or CR only (not at U+2028 inside a JSON string)
+    for line in re.split(r"\r\n|\r|\n", raw.decode("utf-8", "replace")):
         if not line.startswith("data:"):
             continue
         payload = line[5:].strip()

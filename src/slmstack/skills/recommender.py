@@ -45,6 +45,7 @@ from slmstack.data.interactions import (
     parse_history,
     read_interaction_log,
 )
+from slmstack.data.utf8 import jsonl_lines
 from slmstack.errors import ArtifactError, ConfigError, DataError
 from slmstack.skills._recommender_items import embed_texts, ranked_prediction
 from slmstack.skills._recommender_net import Features, Negatives, RecNet, UserModel
@@ -365,7 +366,7 @@ class Recommender(Skill):
                 fh.write(json.dumps({"item": item}, ensure_ascii=False) + "\n")
 
     def _restore(self, config: Mapping[str, Any], tensors: Tensors, folder: Path) -> None:
-        lines = (folder / "items.jsonl").read_text(encoding="utf-8").splitlines()
+        lines = jsonl_lines((folder / "items.jsonl").read_text(encoding="utf-8"))
         self.items_ = [json.loads(line)["item"] for line in lines if line.strip()]
         self.index_ = {item: i for i, item in enumerate(self.items_)}
         self.text_ = np.asarray(tensors["items"]["text_vectors"], dtype=np.float32)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmstack.data.utf8 import read_utf8
+from slmstack.data.utf8 import jsonl_lines, read_utf8
 from slmstack.errors import ConfigError, DataError
 from slmstack.progress import progress
 from slmstack.workflows.engine import Workflow
@@ -56,10 +56,10 @@ def read_inputs(path: Path, text_field: str = "text") -> list[str]:
     if not path.is_file():
         raise DataError("input file does not exist", path=path)
     if path.suffix.lower() == ".txt":
-        return [line for line in read_utf8(path).splitlines() if line.strip()]
+        return [line for line in jsonl_lines(read_utf8(path)) if line.strip()]
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         texts = []
-        for n, line in enumerate(read_utf8(path).splitlines(), start=1):
+        for n, line in enumerate(jsonl_lines(read_utf8(path)), start=1):
             if not line.strip():
                 continue
             try:
