@@ -88,6 +88,21 @@ def test_amounts_skip_dates_codes_and_times():
     assert [text[s:e] for s, e, _ in found] == ["$1,234.56"]
 
 
+@pytest.mark.parametrize(
+    ("text", "amount", "currency", "span"),
+    [
+        ("REFUND -$12.50", "-12.50", "USD", "-$12.50"),
+        ("Discount −€5.00", "-5.00", "EUR", "−€5.00"),
+        ("CREDIT -RM 9.00", "-9.00", "MYR", "-RM 9.00"),
+        ("$-12.50", "-12.50", "USD", "$-12.50"),
+    ],
+)
+def test_a_minus_before_the_currency_keeps_the_sign_and_the_currency(text, amount, currency, span):
+    [(s, e, money)] = find_amounts(text)
+    assert money == Money(Decimal(amount), currency)
+    assert text[s:e] == span
+
+
 def test_amount_default_currency_and_errors():
     assert parse_amount("9.00", default_currency="MYR").currency == "MYR"
     assert parse_amount("$9.00", default_currency="MYR").currency == "USD"

@@ -16,7 +16,8 @@ Rules, stated so they can be relied on:
   by exactly three digits groups thousands (``1,234``; ``1.234.567``) unless it is a
   single ``.`` (``1.234`` stays 1.234); otherwise it is the decimal mark (``12,50``).
 * Currency comes from a symbol or ISO code next to the number (``$`` reads as USD,
-  ``RM`` as MYR); without one it is ``None`` and the caller's default applies.
+  ``RM`` as MYR); without one it is ``None`` and the caller's default applies. A minus
+  sign may come before the currency or after it (``-$12.50`` and ``$-12.50``).
 
 Example:
     >>> parse_date("03/04/2024").isoformat()
@@ -84,7 +85,7 @@ _ISO = ("USD|EUR|GBP|JPY|CHF|CAD|AUD|NZD|SGD|MYR|INR|CNY|HKD|SEK|NOK|DKK|PLN|CZK
 _CUR = rf"(?:{_ISO}|RM|US\$|S\$|A\$|C\$|[$€£¥₹₩])"
 _NUM = r"[-−]?\d{1,3}(?:[ .,'’]\d{3})+(?:[.,]\d{1,2})?|[-−]?\d+(?:[.,]\d{1,3})?"
 _AMOUNT_RE = re.compile(
-    rf"(?<![\w.,\-/#:])(?:(?P<pre>{_CUR})\s?)?(?P<num>{_NUM})(?![\w:%]|[.,]\d)(?:\s?(?P<post>{_CUR})(?![A-Za-z]))?"
+    rf"(?<![\w.,\-/#:])(?:(?P<sign>[-−])?(?P<pre>{_CUR})\s?)?(?P<num>{_NUM})(?![\w:%]|[.,]\d)(?:\s?(?P<post>{_CUR})(?![A-Za-z]))?"
 )  # fmt: skip
 
 
@@ -215,6 +216,8 @@ def find_amounts(text: str) -> list[tuple[int, int, Money]]:
             value = _number(m.group("num"))
         except DataError:
             continue
+        if m.group("sign"):  # -$12.50: the minus is written before the currency
+            value = -value
         out.append((s, e, Money(value, _currency(m.group("pre") or m.group("post")))))
     return out
 
