@@ -103,6 +103,20 @@ def test_a_minus_before_the_currency_keeps_the_sign_and_the_currency(text, amoun
     assert text[s:e] == span
 
 
+@pytest.mark.parametrize(
+    ("text", "amounts"),
+    [
+        ("TOTAL:12.50", [("12.50", None)]),  # OCR drops the space after a label's colon
+        ("AMOUNT DUE:1,234.56", [("1234.56", None)]),
+        ("Total:$12.50", [("12.50", "USD")]),
+        ("TIME:10:22", []),  # a time is still not an amount
+        ("10:22:33 CASH:5.00", [("5.00", None)]),
+    ],
+)
+def test_an_amount_right_after_a_label_colon_is_found(text, amounts):
+    assert [(str(m.amount), m.currency) for _, _, m in find_amounts(text)] == amounts
+
+
 def test_amount_default_currency_and_errors():
     assert parse_amount("9.00", default_currency="MYR").currency == "MYR"
     assert parse_amount("$9.00", default_currency="MYR").currency == "USD"

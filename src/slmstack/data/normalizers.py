@@ -85,7 +85,7 @@ _ISO = ("USD|EUR|GBP|JPY|CHF|CAD|AUD|NZD|SGD|MYR|INR|CNY|HKD|SEK|NOK|DKK|PLN|CZK
 _CUR = rf"(?:{_ISO}|RM|US\$|S\$|A\$|C\$|[$€£¥₹₩])"
 _NUM = r"[-−]?\d{1,3}(?:[ .,'’]\d{3})+(?:[.,]\d{1,2})?|[-−]?\d+(?:[.,]\d{1,3})?"
 _AMOUNT_RE = re.compile(
-    rf"(?<![\w.,\-/#:])(?:(?P<sign>[-−])?(?P<pre>{_CUR})\s?)?(?P<num>{_NUM})(?![\w:%]|[.,]\d)(?:\s?(?P<post>{_CUR})(?![A-Za-z]))?"
+    rf"(?<![\w.,\-/#])(?<!\d:)(?:(?P<sign>[-−])?(?P<pre>{_CUR})\s?)?(?P<num>{_NUM})(?![\w:%]|[.,]\d)(?:\s?(?P<post>{_CUR})(?![A-Za-z]))?"
 )  # fmt: skip
 
 
@@ -204,7 +204,8 @@ def _currency(token: str | None) -> str | None:
 def find_amounts(text: str) -> list[tuple[int, int, Money]]:
     """Every amount in ``text`` as ``(start, end, Money)``, in text order.
 
-    Numbers that are part of a date or a longer token (``INV-2024``) are not amounts.
+    Numbers that are part of a date, a time (``10:22``) or a longer token (``INV-2024``)
+    are not amounts; one right after a label's colon (``TOTAL:12.50``) is.
     """
     dates = [(s, e) for s, e, _ in find_dates(text)]
     out = []
