@@ -117,6 +117,12 @@ def test_an_amount_right_after_a_label_colon_is_found(text, amounts):
     assert [(str(m.amount), m.currency) for _, _, m in find_amounts(text)] == amounts
 
 
+def test_a_month_first_date_is_not_an_amount_either():
+    # find_amounts knows no date order: 12/28/2017 (MDY only) must not leave "12"
+    text = "DATE 12/28/2017 DUE 04/15/2018 TOTAL 5.00"
+    assert [text[s:e] for s, e, _ in find_amounts(text)] == ["5.00"]
+
+
 def test_amount_default_currency_and_errors():
     assert parse_amount("9.00", default_currency="MYR").currency == "MYR"
     assert parse_amount("$9.00", default_currency="MYR").currency == "USD"

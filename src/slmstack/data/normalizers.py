@@ -207,7 +207,8 @@ def find_amounts(text: str) -> list[tuple[int, int, Money]]:
     Numbers that are part of a date, a time (``10:22``) or a longer token (``INV-2024``)
     are not amounts; one right after a label's colon (``TOTAL:12.50``) is.
     """
-    dates = [(s, e) for s, e, _ in find_dates(text)]
+    # The text's date order is not known here: a date in either order is not an amount.
+    dates = [(s, e) for order in ("DMY", "MDY") for s, e, _ in find_dates(text, order=order)]
     out = []
     for m in _AMOUNT_RE.finditer(text):
         s, e = m.span()
