@@ -353,3 +353,23 @@ def test_labelled_clause_rows_may_say_where_the_clause_sits(tmp_path: Path):
         with pytest.raises(DataError, match=r"'position' must be \[index, count\]") as err:
             read_clause_examples(path)
         assert "row 1" in str(err.value) or ":1" in str(err.value), str(err.value)
+
+
+def test_training_and_evaluation_split_contracts_as_the_finder_does(tmp_path):
+    # --set min_chars=10: a heading ("1. DEFINITIONS") is a clause of its own in predict,
+    # so it must be one in the training and evaluation clauses too
+    rows = [{"text": contract(i), "clauses": {"Governing Law": [LAW.format(PLACES[i % 6])],
+             "Termination for Convenience": [TERM.format(30 + i)]}} for i in range(8)]  # fmt: skip
+    data = tmp_path / "clauses.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "skill"
+    res = CliRunner().invoke(app, ["train", "clauses", str(data), "--out", str(out), "--base",
+                                   "none", "--set", "min_chars=10"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    skill = load(out)
+    texts = {r["text"][a:b] for r in rows for a, b in split_clauses(r["text"], min_chars=10)}
+    assert skill.provenance_.rows == len(texts)  # one row per distinct clause
+    test = held_out(tmp_path / "test.jsonl")
+    n = sum(pred.data["n_clauses"] for pred in skill.predict(
+        [json.loads(line)["text"] for line in test.read_text().splitlines()]))  # fmt: skip
+    assert skill.evaluate(test)["n"] == n == 20

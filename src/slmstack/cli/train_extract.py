@@ -207,6 +207,7 @@ def clauses(
 ) -> None:
     """Train a contract clause finder (multi-label clause types)."""
     from slmstack.cli.train_generic import parse_assignments
+    from slmstack.data.documents import read_clause_examples
     from slmstack.skills.clauses import ClauseFinder
 
     own = ("base", "seed", "allow_pickle")
@@ -214,7 +215,10 @@ def clauses(
     prepare_out(out_dir, force)
     skill = ClauseFinder(
         base=None if base == "none" else base, seed=seed, allow_pickle=allow_pickle, **params
-    ).fit(ClauseFinder.read_training_data(data))
+    )
+    ClauseFinder.check_params(skill.get_params())  # they split the contracts: check them first
+    # contracts are split into clauses as this finder will split them in predict
+    skill.fit(read_clause_examples(data, min_chars=skill.min_chars, max_chars=skill.max_chars))
     skill.save(out_dir)
     summary = {"out": str(out_dir), "types": len(skill.types_),
                "train_seconds": round(skill.provenance_.seconds, 2),

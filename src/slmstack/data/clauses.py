@@ -117,14 +117,17 @@ def label_clauses(
     annotations: Mapping[str, Sequence[str]],
     *,
     source: str = "",
+    min_chars: int = 40,
+    max_chars: int = 1500,
 ) -> tuple[list[ClauseExample], int]:
     """Split a contract and label each clause with the types whose snippets overlap it.
 
     ``annotations`` maps a clause type to the exact text snippets that express it (the
     CUAD format). Returns the labelled clauses, in order and with their positions, and
-    how many snippets were not found.
+    how many snippets were not found. ``min_chars`` and ``max_chars``: as in
+    :func:`split_clauses` (a finder's own, so that it learns the clauses it will read).
     """
-    spans = split_clauses(text)
+    spans = split_clauses(text, min_chars=min_chars, max_chars=max_chars)
     labels: list[set[str]] = [set() for _ in spans]
     missing = 0
     for label, snippets in annotations.items():

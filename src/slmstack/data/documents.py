@@ -41,7 +41,9 @@ def read_field_examples(
     return out
 
 
-def read_clause_examples(path: str | Path) -> list[ClauseExample]:
+def read_clause_examples(
+    path: str | Path, *, min_chars: int = 40, max_chars: int = 1500
+) -> list[ClauseExample]:
     """Read labelled clauses from JSONL, one of two line shapes (mixing is fine).
 
     * a clause: ``{"text": "...", "labels": ["Governing Law"]}`` (``[]`` for none), with
@@ -49,7 +51,9 @@ def read_clause_examples(path: str | Path) -> list[ClauseExample]:
       clauses of its contract: the finder reads where a clause sits);
     * a whole contract, CUAD style: ``{"text": "...", "clauses": {"Governing Law":
       ["This Agreement shall be governed by ..."]}}``; it is split into clauses and each
-      is labelled with the types whose snippets overlap it.
+      is labelled with the types whose snippets overlap it (split as
+      :func:`~slmstack.data.clauses.split_clauses` with ``min_chars`` and ``max_chars``:
+      pass the finder's own, which ``ClauseFinder.read_training_data`` does not know).
     """
     p = Path(path)
     out: list[ClauseExample] = []
@@ -67,7 +71,9 @@ def read_clause_examples(path: str | Path) -> list[ClauseExample]:
                     path=p,
                     row=rec.line,
                 )
-            clauses, missing = label_clauses(text, ann, source=f"{p}:{rec.line}")
+            clauses, missing = label_clauses(
+                text, ann, source=f"{p}:{rec.line}", min_chars=min_chars, max_chars=max_chars
+            )
             if missing:
                 raise DataError(
                     f"{missing} snippet(s) do not occur in the contract text; snippets must be "

@@ -109,7 +109,8 @@ def evaluate_clauses(skill: Predictor, data: Path, **_: Any) -> dict[str, Any]:
     from slmstack.data.documents import read_clause_examples
     from slmstack.evaluation.speed import peak_rss_mb
 
-    examples = read_clause_examples(data)
+    finder: Any = skill  # contracts are split as the finder splits them in predict
+    examples = read_clause_examples(data, min_chars=finder.min_chars, max_chars=finder.max_chars)
     start = time.perf_counter()
     probs = skill.predict_clauses(  # type: ignore[attr-defined]
         [ex.text for ex in examples], positions=[ex.position for ex in examples]
