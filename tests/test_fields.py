@@ -395,3 +395,17 @@ def test_drop_unreadable_drops_by_document_not_by_source():
     assert [d.text for d in kept] == ["a", "c"]  # the same empty source, only "b" dropped
     assert [(u.source, u.field) for u in bad] == [("document #2", "date"),
                                                   ("document #2", "total")]  # fmt: skip
+
+
+def test_a_blank_true_value_scores_as_an_absent_field_as_in_training():
+    from slmstack.evaluation.extraction import field_metrics
+    from slmstack.types import Prediction
+
+    specs = parse_schema({"company": "text", "date": "date"})
+    missing = {"value": None, "missing": True}
+    pred = Prediction(data={"fields": {"company": missing, "date": missing}})
+    # training reads " " as "not in the document"; so must the score: nothing to find
+    report = field_metrics(specs, [FieldExample("x", {"company": " ", "date": " "})], [pred])
+    assert report["per_field"]["company"]["support"] == 0
+    assert report["per_field"]["date"]["support"] == 0
+    assert report["micro"]["recall"] == 0.0 and report["micro"]["precision"] == 0.0

@@ -48,7 +48,8 @@ def field_metrics(
             # an abstention (an empty document) has no record: every field is missing
             got = pred.data.get("fields", {}).get(spec.name, {}).get("value")
             try:
-                gold = gold_value(spec, raw) if raw else None
+                # a blank value is an absent field, as in training (label_candidates)
+                gold = gold_value(spec, raw) if raw and raw.strip() else None
             except DataError:
                 gold, fn = None, fn + 1
             if got is not None and gold is not None:
