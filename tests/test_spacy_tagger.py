@@ -114,6 +114,11 @@ def test_cli_train_predict_eval_tagger(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert isinstance(load(spacy_out), SpacyTagger)
+    ignored = tmp_path / "spacy-epochs"  # options spaCy would ignore are refused, not dropped
+    res = runner.invoke(app, ["train", "tag", str(conll), "--out", str(ignored),
+                              "--backend", "spacy", "--epochs", "9", "--lr", "1e-4"])  # fmt: skip
+    assert res.exit_code == 2 and "--epochs, --lr do not apply to --backend spacy" in res.output
+    assert not ignored.exists()
     bad = tmp_path / "bad.conll"
     bad.write_text("EU B-ORG\nrejects\n")
     res = runner.invoke(app, ["train", "tag", str(bad), "--out", str(tmp_path / "x")])

@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+import typer
 from rich.console import Console
 from rich.text import Text
 
@@ -122,3 +123,11 @@ def key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
             )
         options[key.strip()] = yaml.safe_load(value)
     return options
+
+
+def given_options(ctx: typer.Context) -> set[str]:
+    """The parameters of the running command that were set on its command line."""
+    return {
+        name for name in ctx.params
+        if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+    }  # fmt: skip

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from slmstack.cli import lora, retrieval, train_extract, train_recommend
-from slmstack.cli.common import cli_command, out, prepare_out, print_json, refuse_same
+from slmstack.cli.common import (
+    cli_command,
+    given_options,
+    out,
+    prepare_out,
+    print_json,
+    refuse_same,
+)
 from slmstack.cli.comply import train_comply
 from slmstack.cli.train_generic import TrainGroup
 
@@ -110,7 +117,7 @@ def classify(
         static = _static_classifier(base, strategy, resume, val_fraction, seed, allow_pickle)
         if name_examples:
             raise ConfigError(f"--name-examples needs a transformer --base, not {base}; drop it")
-    _refuse_unused(_given(ctx), base, strategy)
+    _refuse_unused(given_options(ctx), base, strategy)
     prepare_out(out_dir, force)
     examples = TextClassifier.read_training_data(
         data, text_column=text_column, label_column=label_column
@@ -122,7 +129,7 @@ def classify(
         skill = TextClassifier.load(resume, allow_pickle=allow_pickle)
         # Only what was given on the command line changes; what the saved skill is made
         # of (its base, strategy, window and precision) cannot change by resuming.
-        given = _given(ctx)
+        given = given_options(ctx)
         fixed = sorted(given & {"base", "strategy", "max_length", "precision"})
         if fixed:
             flags = ", ".join("--" + f.replace("_", "-") for f in fixed)
@@ -181,14 +188,6 @@ def classify(
         f"{summary['val_ece']:.4f} after calibration (T={summary['temperature']:.3f}, fitted on "
         "the same validation texts)"
     )
-
-
-def _given(ctx: typer.Context) -> set[str]:
-    """The parameters of the running command that were set on its command line."""
-    return {
-        name for name in ctx.params
-        if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
-    }  # fmt: skip
 
 
 def _teacher(folder: Path | None, allow_pickle: bool) -> TextClassifier | None:

@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 
 import typer
 
-from slmstack.cli.common import cli_command, err, out, prepare_out, print_json
+from slmstack.cli.common import cli_command, err, given_options, out, prepare_out, print_json
 from slmstack.data.utf8 import read_utf8
 
 
 @cli_command
 def tag(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="CoNLL (.conll/.txt) or span JSONL (.jsonl).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to save the skill to.")],
     base: Annotated[str, typer.Option(help="Alias, local folder or Hugging Face id.")] = "minilm",
@@ -47,6 +48,17 @@ def tag(
     from slmstack.skills.spacy_tagger import CONLL_MAP, SpacyTagger
     from slmstack.skills.tagger import EntityTagger
 
+    if backend == "spacy":  # a pretrained pipeline: the training options would do nothing
+        unused = given_options(ctx) & {
+            "base", "validation", "epochs", "learning_rate", "batch_size", "max_length", "stride",
+            "case_dim", "case_input", "val_fraction", "seed", "allow_pickle"}  # fmt: skip
+        if unused:
+            flags = ", ".join("--lr" if f == "learning_rate" else "--" + f.replace("_", "-")
+                              for f in sorted(unused))  # fmt: skip
+            raise ConfigError(
+                f"{flags} do not apply to --backend spacy (a pretrained pipeline; nothing is "
+                "trained); drop them, or use --backend transformer"
+            )
     prepare_out(out_dir, force)
     examples = read_tagged(data, scheme=scheme)
     if backend == "spacy":
