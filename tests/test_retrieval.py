@@ -241,3 +241,20 @@ def test_an_answer_that_is_not_text_is_refused_not_served_as_a_printed_list(tmp_
     jl.write_text(json.dumps({"id": "a", "question": "Refund?", "answer": ["x"]}) + "\n")
     with pytest.raises(DataError, match=r"kb.jsonl:1: the answer is a JSON list, not text"):
         read_kb(jl)
+
+
+def test_pairs_are_held_out_by_query_so_no_held_out_query_is_trained_on():
+    from slmstack.errors import DataError
+    from slmstack.retrieval.contrastive import held_out_split
+
+    # each query twice (paired with two paraphrases, or listed twice), case and spaces varied
+    pairs = [(f"Where is order {i}?", f"order {i} status") for i in range(20)]
+    pairs += [(f"where is  ORDER {i}", f"track order {i}") for i in range(20)]
+    for seed in range(5):
+        val, train = held_out_split(pairs, 0.25, seed)
+        assert sorted([*val, *train]) == list(range(40))
+        held = {pairs[i][0].lower().replace("  ", " ").rstrip("?") for i in val}
+        trained = {pairs[i][0].lower().replace("  ", " ").rstrip("?") for i in train}
+        assert not held & trained and len(val) == 10
+    with pytest.raises(DataError, match="same query"):
+        held_out_split([("q", "a"), ("Q", "b")], 0.5, 0)

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import NDArray
 
+from slmstack.data.splits import shuffled_groups
 from slmstack.errors import ConfigError, DataError
 from slmstack.models.encoder import pad_batch
 from slmstack.models.shared import private_copy
@@ -74,6 +76,36 @@ def _group_ids(pairs: Sequence[tuple[str, str]]) -> list[int]:
     return [roots.setdefault(find(normalize_question(b)), len(roots)) for _, b in pairs]
 
 
+def held_out_split(
+    pairs: Sequence[tuple[str, str]], val_fraction: float, seed: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Seeded ``(validation, training)`` pair indices; every copy of a query on one side.
+
+    Pairs are held out by their query (``a``, normalised), whole: a query paired with two
+    paraphrases, or a pair listed twice, would otherwise be trained on and then scored,
+    which flatters the epoch kept. Whole queries are taken until ``val_fraction`` of the
+    pairs is held out (at least one); the last query in the seeded order always trains.
+
+    Raises:
+        DataError: every pair has the same query, so none can be held out.
+    """
+    groups = shuffled_groups([normalize_question(a) for a, _ in pairs], seed)
+    if len(groups) < 2:
+        raise DataError(
+            "every paraphrase pair has the same query, so none can be held out to choose "
+            "the epoch; add pairs for other queries"
+        )
+    target = max(1, round(val_fraction * len(pairs)))
+    val: list[int] = []
+    for group in groups[:-1]:
+        if len(val) >= target:
+            break
+        val.extend(group)
+    held = set(val)
+    train = [i for g in groups for i in g if i not in held]
+    return np.asarray(val, np.int64), np.asarray(train, np.int64)
+
+
 def finetune_on_pairs(
     encoder: SentenceEncoder, pairs: Sequence[tuple[str, str]], cfg: PairTraining
 ) -> LoopResult:
@@ -100,10 +132,7 @@ def finetune_on_pairs(
     # A shared base (SentenceEncoder(shared=True)) is never trained: swap in a copy.
     encoder.model = private_copy(encoder.model)
     groups = _group_ids(pairs)
-    rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(len(pairs))
-    n_val = max(1, round(cfg.val_fraction * len(pairs)))
-    val_idx, train_idx = order[:n_val], order[n_val:]
+    val_idx, train_idx = held_out_split(pairs, cfg.val_fraction, cfg.seed)
     tok_a = encoder.tokenize([a for a, _ in pairs])
     tok_b = encoder.tokenize([b for _, b in pairs])
     # Validation asks: does the held-out query's nearest candidate mean the same thing
