@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from typer.testing import CliRunner
@@ -53,6 +54,9 @@ def test_each_example_gets_its_rewrites_under_its_label_and_the_schema_is_asked(
     )
     assert "where is my new card?" in first.messages[0].content and first.temperature > 0
     assert [r.seed for r in fake.requests] == [7, 8]
+    again = FakeBackend([rewrites("x"), rewrites("y")])
+    list(augment(EXAMPLES, again, 2, seed=7, positions=[5, 9]))
+    assert [r.seed for r in again.requests] == [12, 16]
 
 
 def test_a_cut_generation_is_counted_and_a_broken_one_raises():
@@ -70,12 +74,14 @@ class Scripted(FakeBackend):
     """Fails on the third example (an interrupted run), answers everything else."""
 
     calls = 0
+    seeds: ClassVar[list[int | None]] = []
 
     def __init__(self, model: str, **options: object):
         super().__init__(self.answer, name=model)
 
     def answer(self, request):  # type: ignore[no-untyped-def]
         Scripted.calls += 1
+        Scripted.seeds.append(request.seed)
         if Scripted.calls == 3:
             raise BackendError("the generator went away")
         text = request.messages[0].content.rsplit("Message: ", 1)[1]
@@ -100,8 +106,10 @@ def test_cli_writes_as_it_goes_and_an_interrupted_run_goes_on(tmp_path: Path):
     assert rows[1]["augmented_from"] == rows[0]["source"] and rows[1]["label"] == "intent0"
     with out.open("a") as f:
         f.write('{"text": "query number 2", "la')  # killed in the middle of a line
+    Scripted.seeds.clear()
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
+    assert Scripted.seeds == [2, 3]  # as one uninterrupted run seeds examples 2 and 3
     summary = json.loads(again.output)
     assert summary["already_done"] == 2 and summary["examples"] == 2
     assert "cost_usd" in summary and summary["prices"]  # every generation is costed

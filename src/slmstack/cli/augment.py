@@ -117,7 +117,10 @@ def augment_command(
     if not 0 <= temperature <= 2:
         raise ConfigError(f"--temperature must be between 0 and 2; got {temperature}")
     done = _done(out_path) if out_path.exists() and not force else set()
-    todo = [ex for ex in examples if _same_file(str(ex.source)) not in done]
+    # each example keeps its position in the file, which seeds its generation: a resumed
+    # run writes what one uninterrupted run would have
+    positions = [i for i, ex in enumerate(examples) if _same_file(str(ex.source)) not in done]
+    todo = [examples[i] for i in positions]
     backend = load_backend(model, runtime=runtime, **key_values(option, "--option"))
     # Priced before the first call: an unpriced paid API is refused, as in a workflow.
     meter = Meter("augment", skills={}, backends={"generator": backend})
@@ -134,7 +137,13 @@ def augment_command(
     # that refuses) leaves --out as it was, even with --force.
     with _LazyFile(out_path, "w" if force or not done else "a") as f:
         for ex, rewrites, dropped in augment(
-            todo, backend, per_example, temperature=temperature, seed=seed, spent=spent
+            todo,
+            backend,
+            per_example,
+            temperature=temperature,
+            seed=seed,
+            spent=spent,
+            positions=positions,
         ):
             rows = [{"text": ex.text, "label": ex.label, "source": ex.source,
                      "augmented_from": None}]  # fmt: skip

@@ -121,8 +121,13 @@ def augment(
     seed: int = 0,
     max_ratio: float = 3.0,
     spent: Callable[[Usage, float], None] | None = None,
+    positions: Sequence[int] | None = None,
 ) -> Iterator[tuple[Example, list[Example], dict[str, int]]]:
     """For each example, in order: the example, its kept rewrites as examples, the drops.
+
+    Example ``i`` is generated with seed ``seed + positions[i]``: its position in the
+    whole data set (default: ``i``), so that a resumed run, given only the examples not
+    yet done and their positions, writes what one uninterrupted run would have.
 
     A generator that fails raises (:class:`~slmstack.errors.BackendError`); what was
     yielded before stays with the caller, so a long run can be written as it goes.
@@ -133,9 +138,12 @@ def augment(
             f"per_example must be an int >= 1 (rewrites asked of each example). "
             f"Got {per_example!r} instead."
         )
+    if positions is not None and len(positions) != len(examples):
+        raise ConfigError(f"positions holds {len(positions)} entries for {len(examples)} examples")
+    where = list(range(len(examples))) if positions is None else list(positions)
     with progress() as bar:
         task = bar.add_task("rewrite examples", total=len(examples), info="")
-        for i, ex in enumerate(examples):
+        for ex, i in zip(examples, where, strict=True):
             began = time.perf_counter()
             raw, usage = rewrite(
                 backend, ex.text, per_example, temperature=temperature, seed=seed + i
