@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from slmstack import ConfigError, DataError, Example, TextClassifier
+from slmstack import DataError, Example, TextClassifier
 from slmstack.cli.app import app
 from slmstack.skills._label_words import label_words, name_texts
 
@@ -46,14 +46,34 @@ def test_names_decide_where_the_examples_say_nothing():
     assert [p.label for p in plain.predict(list(QUERIES))] != list(QUERIES.values())
 
 
-def test_names_are_kept_on_save_and_refused_with_finetune(tmp_path):
+def test_names_are_kept_on_save(tmp_path):
     named = TextClassifier(name_examples=True, scope_alpha=0).fit(OPAQUE)
     named.save(tmp_path / "skill")
     loaded = TextClassifier.load(tmp_path / "skill")
     assert loaded.name_examples is True
     assert [p.label for p in loaded.predict(list(QUERIES))] == list(QUERIES.values())
-    with pytest.raises(ConfigError, match="strategy='finetune'"):
-        TextClassifier(strategy="finetune", name_examples=True).fit(OPAQUE)
+
+
+def test_finetune_trains_on_the_names_as_rows(monkeypatch):
+    import slmstack.skills.classifier as classifier
+
+    seen: list[list[str]] = []
+    real = classifier.TextClassifier._train
+
+    def spy(self, examples, **kw):
+        seen.append([e.text for e in examples])
+        return real(self, examples, **kw)
+
+    monkeypatch.setattr(classifier.TextClassifier, "_train", spy)
+    clf = TextClassifier(strategy="finetune", name_examples=True, epochs=1, batch_size=8,
+                         scope_alpha=0).fit(OPAQUE)  # fmt: skip
+    names = ["password reset", "pizza delivery", "weather forecast"]
+    assert seen[-1][-3:] == names and len(seen[-1]) == len(OPAQUE) + 3
+    clf.resume(OPAQUE[:8])  # the names of the labels resumed on join the rows too
+    assert seen[-1][-2:] == ["pizza delivery", "weather forecast"] and len(seen[-1]) == 8 + 2
+    plain = TextClassifier(strategy="finetune", epochs=1, batch_size=8, scope_alpha=0)
+    plain.fit(OPAQUE)
+    assert len(seen[-1]) == len(OPAQUE)
 
 
 def test_cli_flag_trains_with_names_and_static_base_refuses_it(tmp_path):
@@ -80,10 +100,3 @@ def test_unreadable_names_are_refused_before_the_encoder_is_tuned(monkeypatch):
     data = [*OPAQUE, *(Example(f"code {i}", "42") for i in range(4))]
     with pytest.raises(DataError, match="'42'"):
         TextClassifier(strategy="fewshot", name_examples=True, scope_alpha=0).fit(data)
-
-
-def test_resuming_a_finetuned_skill_with_names_is_refused():
-    tuned = TextClassifier(strategy="finetune", epochs=1, batch_size=8, scope_alpha=0).fit(OPAQUE)
-    tuned.set_params(name_examples=True)
-    with pytest.raises(ConfigError, match="strategy='finetune'"):
-        tuned.resume(OPAQUE)

@@ -70,8 +70,9 @@ def classify(
     name_examples: Annotated[
         bool,
         typer.Option(
-            help="head/fewshot: read each label's name as words ('card_arrival' is 'card "
-            "arrival') and add it to the head's examples; helps at a few examples per label."
+            help="Read each label's name as words ('card_arrival' is 'card arrival') and add "
+            "it to the head's examples (head/fewshot) or to the training rows (finetune); "
+            "helps at a few examples per label."
         ),
     ] = False,
     seed: Annotated[int, typer.Option()] = 0,

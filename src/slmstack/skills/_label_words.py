@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 
 from slmstack.errors import DataError
+from slmstack.types import Example
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _SEPARATORS = re.compile(r"[\s_\-./:]+")
@@ -45,3 +46,14 @@ def name_texts(classes: Sequence[str]) -> list[str]:
             "with name_examples=False (CLI: drop --name-examples)."
         )
     return words
+
+
+def name_rows(labels: Sequence[str]) -> list[Example]:
+    """Each label's name as a training row of that label (``name_examples`` with ``finetune``).
+
+    The encoder and head train together there, so the names join the data like any row
+    (split, calibrated and trained on). On BANKING77 at 10 per intent, mpnet fine-tuned
+    this way scored 87.80 against 87.07 for the frozen head with names (test, chosen on
+    validation; ``bench/fewshot_explore/finetune_test.py``).
+    """
+    return [Example(t, c) for t, c in zip(name_texts(labels), labels, strict=True)]

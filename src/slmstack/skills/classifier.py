@@ -65,7 +65,7 @@ from slmstack.skills._classifier_training import (
 )
 from slmstack.skills._classifier_tune import tune_encoder
 from slmstack.skills._fewshot import Pairing
-from slmstack.skills._label_words import name_texts
+from slmstack.skills._label_words import name_rows, name_texts
 from slmstack.skills._ranked import ranked_predictions, token_facts
 from slmstack.skills._scope import ScopeModel, fit_scope, warn_small_scope
 from slmstack.skills.base import Skill, Tensors
@@ -209,10 +209,12 @@ class TextClassifier(LabelledTexts, Skill):
                 f"a teacher's soft labels train the encoder, and strategy={self.strategy!r} "
                 "does not; use strategy='finetune', or fit without a teacher."
             )
+        self.strategy_: str = "head" if self.strategy == "auto" else self.strategy
+        if self.name_examples and self.strategy_ == "finetune":  # names join the rows
+            examples = [*examples, *name_rows(sorted({ex.label for ex in examples}))]
         examples, self.duplicates_dropped_ = drop_duplicates(examples)
         validate_examples(examples)
         torch.manual_seed(self.seed)
-        self.strategy_: str = "head" if self.strategy == "auto" else self.strategy
         self._setup_base()
         self.classes_: list[str] = sorted({ex.label for ex in examples})
         self.net_.head = nn.Linear(self.net_.head.in_features, len(self.classes_))
@@ -230,6 +232,8 @@ class TextClassifier(LabelledTexts, Skill):
         """
         self._require_fitted()
         self._check_params()
+        if self.name_examples and self.strategy_ == "finetune":  # as in fit, for its labels
+            examples = [*examples, *name_rows(sorted({e.label for e in examples}))]
         examples, self.duplicates_dropped_ = drop_duplicates(examples)
         validate_examples(examples)
         new = sorted({ex.label for ex in examples} - set(self.classes_))
@@ -256,12 +260,6 @@ class TextClassifier(LabelledTexts, Skill):
     ) -> None:
         start = time.perf_counter()
         if self.name_examples:  # before any training: a name that reads as nothing is refused
-            if self.strategy_ == "finetune":
-                raise ConfigError(
-                    "name_examples=True adds the labels' names to the head's examples, and "
-                    "strategy='finetune' trains the head with the encoder; use 'head' or "
-                    "'fewshot', or name_examples=False."
-                )
             name_texts(self.classes_)
         index = {c: i for i, c in enumerate(self.classes_)}
         train, val = stratified_split(
