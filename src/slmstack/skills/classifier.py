@@ -38,7 +38,7 @@ from torch import nn
 
 from slmstack.artifacts import data_hash
 from slmstack.data.splits import stratified_split
-from slmstack.data.validation import drop_duplicates, validate_examples
+from slmstack.data.validation import drop_duplicates, refuse_unusable_rows, validate_examples
 from slmstack.errors import ConfigError, DataError
 from slmstack.models.encoder import (
     Tokenized,
@@ -211,6 +211,7 @@ class TextClassifier(LabelledTexts, Skill):
             )
         self.strategy_: str = "head" if self.strategy == "auto" else self.strategy
         if self.name_examples and self.strategy_ == "finetune":  # names join the rows
+            refuse_unusable_rows(examples)  # a clear error before the labels are read
             examples = [*examples, *name_rows(sorted({ex.label for ex in examples}))]
         examples, self.duplicates_dropped_ = drop_duplicates(examples)
         validate_examples(examples)
@@ -233,6 +234,7 @@ class TextClassifier(LabelledTexts, Skill):
         self._require_fitted()
         self._check_params()
         if self.name_examples and self.strategy_ == "finetune":  # as in fit, for its labels
+            refuse_unusable_rows(examples)
             examples = [*examples, *name_rows(sorted({e.label for e in examples}))]
         examples, self.duplicates_dropped_ = drop_duplicates(examples)
         validate_examples(examples)
