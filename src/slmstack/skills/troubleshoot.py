@@ -247,9 +247,16 @@ class Troubleshooter(Skill):
                 usage=Usage(latency_ms=(time.perf_counter() - start) * 1000),
             )
         chunks = [self.chunks_[h.key] for h in hits]
-        if self.generator is None:
-            return self._quote(query, chunks, retrieved, float(np.clip(hits[0].score, 0.0, 1.0)),
-                               start)  # fmt: skip
+        confidence = float(np.clip(hits[0].score, 0.0, 1.0))
+        if self.generator is None:  # extractive: the manual's own steps, no generator
+            n = manual_passage(chunks, query)
+            own = quote_steps(chunks[n - 1], n)
+            return self._answered(
+                own, chunks, {"retrieved": retrieved}, confidence,
+                Usage(latency_ms=(time.perf_counter() - start) * 1000), quoted=True,
+                warnings=[] if own else [f"the best passage ('{chunks[n - 1].title}' of "
+                                            f"{chunks[n - 1].source}) has no step to quote"],
+            )  # fmt: skip
         completion = self.backend.complete(
             CompletionRequest(build_messages(query, chunks), max_tokens=self.max_tokens)
         )
@@ -258,7 +265,6 @@ class Troubleshooter(Skill):
             completion.usage.output_tokens,
             (time.perf_counter() - start) * 1000,
         )
-        confidence = float(np.clip(hits[0].score, 0.0, 1.0))
         base: dict[str, Any] = {"retrieved": retrieved, "raw_output": completion.text}
         warnings: list[str] = []
         truncated = completion.finish_reason == "length"
@@ -293,46 +299,25 @@ class Troubleshooter(Skill):
                 else "no generated step was supported by its source, and the best passage "
                 f"('{chunks[n - 1].title}' of {chunks[n - 1].source}) has no step to quote"
             )
+        return self._answered(kept, chunks, base, confidence, usage, quoted=quoted,
+                              warnings=warnings)  # fmt: skip
+
+    def _answered(
+        self, kept: list[Step], chunks: list[Chunk], base: dict[str, Any], confidence: float,
+        usage: Usage, *, quoted: bool, warnings: list[str],
+    ) -> Prediction:  # fmt: skip
+        """The numbered, cited answer of ``kept`` steps, or ``unsupported_answer`` if none."""
         if not kept:
-            return Prediction(
-                abstained="unsupported_answer",
-                confidence=confidence,
-                data=base,
-                usage=usage,
-                warnings=tuple(warnings),
-            )
+            return Prediction(abstained="unsupported_answer", confidence=confidence, data=base,
+                              usage=usage, warnings=tuple(warnings))  # fmt: skip
         cited = sorted({n for s in kept for n in s.cited})
-        steps_data = [_step_data(s, chunks) for s in kept]
-        citations = [retrieved[n - 1] for n in cited]
         return Prediction(
             text="\n".join(f"{i}. {s.text}" for i, s in enumerate(kept, 1)),
             confidence=confidence,
-            data={**base, "steps": steps_data, "quoted": quoted, "citations": citations},
+            data={**base, "steps": [_step_data(s, chunks) for s in kept], "quoted": quoted,
+                  "citations": [base["retrieved"][n - 1] for n in cited]},
             usage=usage,
             warnings=tuple(warnings),
-        )
-
-    def _quote(
-        self, query: str, chunks: list[Chunk], retrieved: list[dict[str, Any]],
-        confidence: float, start: float,
-    ) -> Prediction:  # fmt: skip
-        """The extractive answer: the best-matching manual passage's own steps, cited."""
-        n = manual_passage(chunks, query)
-        steps = quote_steps(chunks[n - 1], n)
-        usage = Usage(latency_ms=(time.perf_counter() - start) * 1000)
-        base: dict[str, Any] = {"retrieved": retrieved}
-        if not steps:
-            return Prediction(
-                abstained="unsupported_answer", confidence=confidence, data=base, usage=usage,
-                warnings=(f"the best passage ('{chunks[n - 1].title}' of {chunks[n - 1].source}) "
-                          "has no step to quote",),
-            )  # fmt: skip
-        return Prediction(
-            text="\n".join(f"{i}. {s.text}" for i, s in enumerate(steps, 1)),
-            confidence=confidence,
-            data={**base, "steps": [_step_data(s, chunks) for s in steps], "quoted": True,
-                  "citations": [retrieved[n - 1]]},
-            usage=usage,
         )  # fmt: skip
 
     def _citation(self, hit: Hit) -> dict[str, Any]:
