@@ -52,6 +52,7 @@ from slmstack.serve import console
 from slmstack.serve.asgi import error_body, openai_error, route_table
 from slmstack.serve.auth import AuthMiddleware, bearer_security
 from slmstack.serve.config import ServeConfig, load_config
+from slmstack.serve.hot_path import HotPath
 from slmstack.serve.http_errors import headers_of, shown, status_of
 from slmstack.serve.limits import BodyLimitMiddleware
 from slmstack.serve.metrics import MetricsMiddleware
@@ -170,7 +171,9 @@ def _build(*, auth: bool, public: Collection[str]) -> FastAPI:
                    inbox.router, metrics.router, console.router):  # fmt: skip
         app.include_router(router)
     # Added innermost first: a request meets metrics, the console's sign-in (its cookie
-    # becomes the Bearer key of /console requests), auth, then the body limit.
+    # becomes the Bearer key of /console requests), auth, the body limit, then the hot
+    # path, which answers well-formed prediction requests without FastAPI's routing.
+    app.add_middleware(HotPath)
     app.add_middleware(BodyLimitMiddleware, limit=_body_limit)
     app.add_middleware(AuthMiddleware)
     app.add_middleware(console.ConsoleGate)

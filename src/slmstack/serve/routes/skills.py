@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from slmstack.serve.limits import texts_of
 from slmstack.serve.routes import caller, cost, serve_state
 from slmstack.serve.schemas import ERRORS, PredictRequest, PredictResponse
-from slmstack.serve.state import SkillAnswer
+from slmstack.serve.state import ServeState, SkillAnswer
 
 router = APIRouter(tags=["skills"])
 
@@ -27,14 +29,24 @@ async def predict(name: str, body: PredictRequest, request: Request) -> JSONResp
     prediction comes with its share of the batch's time and its cost, as recorded in the
     ledger under request id ``{request_id}:{index}``.
     """
-    state = serve_state(request)
+    return JSONResponse(await predict_results(serve_state(request), name, body, caller(request)))
+
+
+async def predict_results(
+    state: ServeState, name: str, body: PredictRequest, key: str | None
+) -> dict[str, Any]:
+    """The body of the answer (:class:`PredictResponse`); ``key``: the caller's key name.
+
+    Shared with :mod:`slmstack.serve.hot_path`, which answers well-formed requests
+    without FastAPI's routing.
+    """
     batcher = state.batcher("skill", name)
     texts = texts_of(body.text, body.texts, max_items=state.config.limits.max_items)
-    request_id, calls = state.calls(texts, caller(request))
+    request_id, calls = state.calls(texts, key)
     answers: list[SkillAnswer] = await state.submit(batcher, calls)
     results = []
     for answer in answers:
         usage = answer.prediction.usage
         spent = cost(usage.input_tokens, usage.output_tokens, answer.latency_ms, answer.cost_nusd)
         results.append({"prediction": answer.prediction.to_dict(), "cost": spent})
-    return JSONResponse({"skill": name, "request_id": request_id, "results": results})
+    return {"skill": name, "request_id": request_id, "results": results}

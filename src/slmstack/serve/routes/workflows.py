@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from slmstack.serve.limits import texts_of
 from slmstack.serve.routes import caller, cost, serve_state
 from slmstack.serve.schemas import ERRORS, RunRequest, RunResponse
-from slmstack.serve.state import WorkflowAnswer
+from slmstack.serve.state import ServeState, WorkflowAnswer
 
 router = APIRouter(tags=["workflows"])
 
@@ -27,10 +29,20 @@ async def run(name: str, body: RunRequest, request: Request) -> JSONResponse:
     answer, decisions, escalation (and inbox packet) and trace. Its cost is its ledger
     run row's, recorded under request id ``{request_id}:{index}`` with the caller's key.
     """
-    state = serve_state(request)
+    return JSONResponse(await run_results(serve_state(request), name, body, caller(request)))
+
+
+async def run_results(
+    state: ServeState, name: str, body: RunRequest, key: str | None
+) -> dict[str, Any]:
+    """The body of the answer (:class:`RunResponse`); ``key``: the caller's key name.
+
+    Shared with :mod:`slmstack.serve.hot_path`, which answers well-formed requests
+    without FastAPI's routing.
+    """
     batcher = state.batcher("workflow", name)
     texts = texts_of(body.text, body.texts, max_items=state.config.limits.max_items)
-    request_id, calls = state.calls(texts, caller(request))
+    request_id, calls = state.calls(texts, key)
     answers: list[WorkflowAnswer] = await state.submit(batcher, calls)
     results = []
     for answer in answers:
@@ -41,4 +53,4 @@ async def run(name: str, body: RunRequest, request: Request) -> JSONResponse:
             usage.input_tokens, usage.output_tokens, result.latency_ms, answer.cost_nusd
         )
         results.append(out)
-    return JSONResponse({"workflow": name, "request_id": request_id, "results": results})
+    return {"workflow": name, "request_id": request_id, "results": results}
