@@ -9,7 +9,10 @@ this process, and ``POST
 request, so that each sees the same load from the rest of the machine. The client is one
 keep-alive ``httpx.Client`` per server (what the ``openai`` client uses); to show the
 client's own share, the 2 ms servers also get each request from the standard library's
-``http.client``. An overhead is a round's p50 over HTTP less its p50 in process; the
+``http.client``. A third 2 ms server per runtime is the same app with its hot path
+(``slmstack.serve.hot_path``) taken out, so that FastAPI routes every request, as before
+the hot path: the difference is what the hot path saves (``*_hot_path_saves_p50_ms``).
+An overhead is a round's p50 over HTTP less its p50 in process; the
 median over rounds is reported, beside each round's. The same is then measured in blocks
 (``in_blocks``): each way gets 25 requests back to back (after 5 untimed), the ways taking
 turns, so that each server is warm, as under a steady stream of requests; interleaved
@@ -96,8 +99,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The server without its hot path (``slmstack.serve.hot_path``): FastAPI routes every
+# request, as before the hot path was added. Only this benchmark builds it.
+ROUTED = """\
+import sys, uvicorn
+from slmstack.serve.app import create_app
+from slmstack.serve.hot_path import HotPath
+app = create_app(sys.argv[1])
+app.user_middleware = [m for m in app.user_middleware if m.cls is not HotPath]
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", lifespan="on")
+"""
+
+
 def start_server(
-    folder: Path, skill: str, max_wait_ms: float, threads: int
+    folder: Path, skill: str, max_wait_ms: float, threads: int, *, routed: bool = False
 ) -> tuple[subprocess.Popen, str]:
     config = folder / f"serve-{skill}-{max_wait_ms:g}.yaml"
     config.write_text(
@@ -105,11 +120,12 @@ def start_server(
         f"batching: {{max_wait_ms: {max_wait_ms}}}\nthreads: {{torch: {threads}}}\n"
     )
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from slmstack.cli.app import main; main()", "serve",
-         str(config), "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    if routed:
+        command = [sys.executable, "-c", ROUTED, str(config), str(port)]
+    else:
+        command = [sys.executable, "-c", "from slmstack.cli.app import main; main()", "serve",
+                   str(config), "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -173,6 +189,14 @@ def overheads(rounds: list[dict[str, list[float]]], kinds: list[str]) -> dict[st
             ]
             results[f"{kind}_{way}_overhead_p50_ms"] = round(statistics.median(per_round), 3)
             results[f"{kind}_{way}_overhead_p50_ms_per_round"] = [round(x, 3) for x in per_round]
+        # What the hot path saves: the same request, same client, FastAPI-routed less hot.
+        saved = [
+            statistics.median(r[f"{kind}_http_routed_max_wait_2ms"])
+            - statistics.median(r[f"{kind}_http_max_wait_2ms"])
+            for r in rounds
+        ]
+        results[f"{kind}_hot_path_saves_p50_ms"] = round(statistics.median(saved), 3)
+        results[f"{kind}_hot_path_saves_p50_ms_per_round"] = [round(x, 3) for x in saved]
     return results
 
 
@@ -210,6 +234,10 @@ def measure() -> None:
     skills = {kind: load(folder / kind) for kind in ("torch", "int8")}
     servers = {f"{kind}_http_max_wait_{w:g}ms": start_server(folder, kind, w, threads)
                for kind in skills for w in (2.0, 0.0)}  # fmt: skip
+    for kind in skills:  # the same server with FastAPI routing every request (no hot path)
+        servers[f"{kind}_http_routed_max_wait_2ms"] = start_server(
+            folder, kind, 2.0, threads, routed=True
+        )
     clients = {name: httpx.Client(base_url=url, timeout=30) for name, (_, url) in servers.items()}
     ports = {k: int(servers[f"{k}_http_max_wait_2ms"][1].rsplit(":", 1)[1]) for k in skills}
     plain = {k: http.client.HTTPConnection("127.0.0.1", p, timeout=30) for k, p in ports.items()}

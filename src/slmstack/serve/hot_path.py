@@ -2,12 +2,11 @@
 
 FastAPI spends about 0.3 ms on each request to ``POST /v1/skills/{name}/predict`` before
 and after the route's own work: a ``Request`` object, the body parsed by ``json`` then
-validated in Python mode, the dependencies solved, an exit stack, the response rendered
-through the exception layers (measured on 2 cores, AMD EPYC: 1.62 ms p50 for one text
-through the app in process against 1.33 ms for the same call to the skill's batcher; over
-HTTP the p50 fell from 1.98 to 1.62 ms with this path). For a skill whose prediction
-costs about a millisecond that is a third of the request, and the serving issue judges
-the server by it (``bench/serve_latency.py``).
+validated in Python mode, the dependencies solved, an exit stack, the response sent back
+through the exception layers (a profile on 2 cores, AMD EPYC; all the middlewares together
+cost 0.05 ms). For a skill whose prediction costs about a millisecond that is a large
+share of the request. Over HTTP this path saves about 0.2 ms a request
+(``bench/serve_latency.py``, which serves the same app without it beside).
 
 So :class:`HotPath`, the innermost middleware, answers the two prediction routes itself
 when the request is on the happy path: method ``POST``, ``Content-Type:
