@@ -163,6 +163,38 @@ def test_cascade_escalation_reports_why_and_keeps_the_guess(inbox):
     assert len(r.trace) == 1, "nothing runs after an escalation"
 
 
+def test_an_escalation_reports_the_decision_that_led_to_it_not_a_resolved_rejection(inbox):
+    # The small tier is turned down and the big one answers; a route then escalates. The
+    # escalation's why is the route's decision, not the small tier's settled rejection.
+    small = KeywordClassifier({"faq": 0.2, "complaint": 0.2})
+    skills = {"small": small, "intent": intent(), **_rest()}
+    wf = Workflow(
+        [
+            CascadeStep([SkillStep("small", id="intent"), SkillStep("intent")], threshold=0.5),
+            RouteStep(account_and_complaint(), EscalateStep("no route"), on="intent"),
+        ],
+        skills=skills,
+        inbox=inbox,
+    )
+    r = wf.run("complaint: order ORD-1 never came")
+    assert r.status == "escalated" and r.escalation.reason == "complaint"
+    assert "branch 'complaint'" in r.escalation.why and "threshold" not in r.escalation.why
+    assert inbox.get(r.escalation.packet_id).why == r.escalation.why
+    # An unconditional escalation after the cascade answered: nothing was turned down.
+    plain = Workflow(
+        [
+            CascadeStep([SkillStep("small", id="intent"), SkillStep("intent")], threshold=0.5),
+            EscalateStep("always a person"),
+        ],
+        skills=skills,
+        inbox=inbox,
+    )
+    done = plain.run("faq: opening hours")
+    assert done.escalation.why == "the workflow escalates unconditionally here"
+    batch = plain.run_batch(["faq: opening hours", "complaint: late"])
+    assert {b.escalation.why for b in batch} == {"the workflow escalates unconditionally here"}
+
+
 def test_cascade_abstention_goes_to_next_tier():
     skills = {
         "small": Fixed(Prediction(text="?", abstained="no_match", confidence=0.99)),

@@ -146,7 +146,10 @@ class CascadeStep(Step):
 
     def _goes_on(self, i: int, tier: Step, ctx: RunContext, trace: StepTrace) -> bool:
         """Judge tier ``i``'s output: record the decision and say whether the next tier runs."""
-        if ctx.hand_off is not None or i == len(self.tiers) - 1:
+        if ctx.hand_off is not None:
+            return False
+        if i == len(self.tiers) - 1:  # the last tier answers unjudged: nothing is pending,
+            ctx.rejection = ctx.decision = None  # so a later escalation cites its own why
             return False
         output = trace.output or Prediction()
         threshold = self.thresholds[i]
