@@ -258,3 +258,38 @@ def test_pairs_are_held_out_by_query_so_no_held_out_query_is_trained_on():
         assert not held & trained and len(val) == 10
     with pytest.raises(DataError, match="same query"):
         held_out_split([("q", "a"), ("Q", "b")], 0.5, 0)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda meta: meta.pop("texts"),
+        lambda meta: meta.pop("dim"),
+        lambda meta: meta.update(texts=["only one"]),
+        lambda meta: meta.update(keys="a,b"),
+        lambda meta: meta.update(dim="2"),
+    ],
+)
+def test_a_hand_edited_index_file_is_an_artifact_error_not_a_crash(tmp_path, edit):
+    from slmstack import ArtifactError
+
+    index = VectorIndex(2)
+    index.add(["a", "b"], ["first", "second"], _unit([[1, 0], [0, 1]]))
+    index.save(tmp_path)
+    assert VectorIndex.load(tmp_path, dim=2).keys == ["a", "b"]  # as saved, it loads
+    meta = json.loads((tmp_path / "index.json").read_text())
+    edit(meta)
+    (tmp_path / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="index.json"):
+        VectorIndex.load(tmp_path, dim=2)
+
+
+def test_a_damaged_vectors_file_is_an_artifact_error(tmp_path):
+    from slmstack import ArtifactError
+
+    index = VectorIndex(2)
+    index.add(["a"], ["first"], _unit([[1, 0]]))
+    index.save(tmp_path)
+    (tmp_path / "index.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header")
+    with pytest.raises(ArtifactError, match="cannot read"):
+        VectorIndex.load(tmp_path, dim=2)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from slmstack.errors import ArtifactError, ConfigError
@@ -208,21 +209,32 @@ class VectorIndex:
         try:
             meta = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
             vectors = load_file(str(folder / f"{name}.safetensors"))["vectors"]
-        except (OSError, KeyError, json.JSONDecodeError) as exc:
+        except (OSError, KeyError, ValueError, SafetensorError) as exc:
             raise ArtifactError(f"{folder}: cannot read the {name!r} index: {exc}") from exc
-        if vectors.shape != (len(meta["keys"]), meta["dim"]):
+        fields = meta if isinstance(meta, dict) else {}
+        keys, texts, size = fields.get("keys"), fields.get("texts"), fields.get("dim")
+        if not (
+            isinstance(keys, list) and isinstance(texts, list) and len(texts) == len(keys)
+            and isinstance(size, int) and not isinstance(size, bool)
+        ):  # fmt: skip
+            raise ArtifactError(
+                f"{folder}: {name}.json must hold `dim` (an int) and `keys` and `texts` (lists "
+                "of one length), as save() writes it; it was edited or damaged: save the "
+                "skill again, or restore the file"
+            )
+        if vectors.shape != (len(keys), size):
             raise ArtifactError(
                 f"{folder}: {name}.safetensors has shape {vectors.shape}, but {name}.json lists "
-                f"{len(meta['keys'])} rows of size {meta['dim']}; the index is inconsistent"
+                f"{len(keys)} rows of size {size}; the index is inconsistent"
             )
-        if dim is not None and int(meta["dim"]) != dim:
+        if dim is not None and size != dim:
             raise ArtifactError(
-                f"{folder}: index vectors have size {meta['dim']} but the encoder gives {dim}"
+                f"{folder}: index vectors have size {size} but the encoder gives {dim}"
             )
-        index = cls(int(meta["dim"]))
+        index = cls(size)
         index._vectors = vectors.astype(np.float32)
-        index._keys = [str(k) for k in meta["keys"]]
-        index._texts = [str(t) for t in meta["texts"]]
+        index._keys = [str(k) for k in keys]
+        index._texts = [str(t) for t in texts]
         index._regroup()
         return index
 
