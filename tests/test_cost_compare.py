@@ -99,11 +99,52 @@ def test_the_summary_page_and_text_agree_with_the_exact_figures(capsys):
 
     dear = BreakEven("desk", 3, 0.0, "gpt-4o-mini", 150, 50, Decimal("0.0000525"),
                      Decimal("0.01"), Decimal(2), 100)  # fmt: skip
-    s = _summary(dear, 0.0, "p")
+    s = _summary(dear, 0.0, "cpu-2vcpu", "p")
     assert s["break_even_requests"] is None and s["times_cheaper"] == "0.00525"
     assert "never" in _page(dear, s) and "None" not in _page(dear, s)
     cheap = BreakEven("desk", 3, 0.0, "gpt-4", 150, 50, Decimal("0.0075"),
                       Decimal(1) / 3 * Decimal("1e-9"), Decimal(0), 100)  # fmt: skip
-    _print(_summary(cheap, 0.0, "p"))
+    _print(_summary(cheap, 0.0, "cpu-2vcpu", "p"))
     text = " ".join(capsys.readouterr().out.split())
     assert "costs nothing" not in text and "22,500,000× cheaper per request" in text
+
+
+def test_training_is_priced_on_the_machine_it_ran_on(tmp_path):
+    """Training on a GPU box and serving on a small VM: --training-machine prices the
+    training seconds at the GPU's rate; by default the serving machine's, and it says which."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from fixtures import TRAIN
+    from serve_doubles import Keywords
+    from slmstack.cli.app import app
+    from slmstack.workflows import load_workflow
+
+    Keywords().fit(TRAIN).save(tmp_path / "intent")
+    config = tmp_path / "intent" / "config.json"
+    saved = json.loads(config.read_text())
+    saved["provenance"]["seconds"] = 3600.0  # an hour of training
+    config.write_text(json.dumps(saved))
+    wf = tmp_path / "desk.yaml"
+    wf.write_text(
+        "skills: {intent: intent}\nsteps: [{skill: intent}]\nledger: sqlite:///ledger.db\n"
+    )
+    with load_workflow(wf) as flow:
+        flow.run("my card has not arrived")
+
+    def training(*extra: str) -> dict:
+        args = ["cost", "compare", str(wf), "--requests-per-day", "10", "--json", *extra]
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output)["training"]
+
+    default = training()
+    assert (default["machine"], Decimal(default["usd"])) == ("cpu-2vcpu", Decimal("0.08925"))
+    gpu = training("--training-machine", "gpu-a10g")
+    assert (gpu["machine"], Decimal(gpu["usd"])) == ("gpu-a10g", Decimal("1.006"))
+    res = CliRunner().invoke(
+        app,
+        ["cost", "compare", str(wf), "--requests-per-day", "10", "--training-machine", "gpu-a10"],
+    )
+    assert res.exit_code != 0 and "'gpu-a10' has no price" in " ".join(res.output.split())

@@ -20,6 +20,13 @@ def compare(
     ledger: Annotated[
         str | None, typer.Option(help="Ledger URL or SQLite file (default: the workflow's).")
     ] = None,
+    training_machine: Annotated[
+        str | None,
+        typer.Option(
+            help="The price-table machine the skills were trained on (default: the "
+            "workflow's serving machine).",
+        ),
+    ] = None,
     teacher_cost: Annotated[
         str, typer.Option(help="Dollars the teacher cost when skills were distilled.")
     ] = "0",
@@ -59,7 +66,8 @@ def compare(
     seconds = sum(
         float(getattr(getattr(s, "provenance_", None), "seconds", 0.0)) for s in wf.skills.values()
     )
-    training = meter.prices.compute_cost(meter.machine, seconds) + teacher
+    trained_on = training_machine or meter.machine
+    training = meter.prices.compute_cost(trained_on, seconds) + teacher  # names an unknown one
     book = Ledger(url, create=False)
     try:
         result = break_even(
@@ -70,7 +78,7 @@ def compare(
         )  # fmt: skip
     finally:
         book.close()
-    summary = _summary(result, seconds, meter.prices.version)
+    summary = _summary(result, seconds, trained_on, meter.prices.version)
     if html_out is not None:
         html_out.write_text(_page(result, summary), encoding="utf-8")
     if json_out:
@@ -79,7 +87,7 @@ def compare(
     _print(summary)
 
 
-def _summary(r: Any, seconds: float, prices: str) -> dict[str, Any]:
+def _summary(r: Any, seconds: float, machine: str, prices: str) -> dict[str, Any]:
     from slmstack.costs.report import usd
 
     be = r.break_even_requests
@@ -91,7 +99,8 @@ def _summary(r: Any, seconds: float, prices: str) -> dict[str, Any]:
         "per_1m_requests": {"llm": usd(r.llm_per_million), "stack": usd(r.stack_per_million)},
         "monthly": {"requests_per_day": r.requests_per_day, "llm": usd(r.llm_monthly),
                     "stack": usd(r.stack_monthly)},
-        "training": {"usd": usd(r.training), "skill_training_seconds": round(seconds, 1)},
+        "training": {"usd": usd(r.training), "skill_training_seconds": round(seconds, 1),
+                     "machine": machine},
         "times_cheaper": None if r.times_cheaper is None else _factor(r.times_cheaper),
         "break_even_requests": None if be is None else int(be),
         "break_even_days": None if be is None else round(int(be) / r.requests_per_day, 3),
@@ -125,7 +134,7 @@ def _print(s: dict[str, Any]) -> None:
                   m(s["per_1m_requests"]["stack"]))  # fmt: skip
     table.add_row(f"per month at {s['monthly']['requests_per_day']:,}/day",
                   m(s["monthly"]["llm"]), m(s["monthly"]["stack"]))  # fmt: skip
-    table.add_row("training (once)", "-", m(s["training"]["usd"]))
+    table.add_row(f"training (once, on {s['training']['machine']})", "-", m(s["training"]["usd"]))
     out.print(table)
     # From the exact ratio: the per-request figures are rounded to the nano-dollar, and a
     # stack of templates costs a fraction of one.
@@ -164,7 +173,8 @@ def _page(r: Any, s: dict[str, Any]) -> str:
             ["per 1M requests", s["per_1m_requests"]["llm"], s["per_1m_requests"]["stack"]],
             [f"per month at {r.requests_per_day:,}/day", s["monthly"]["llm"],
              s["monthly"]["stack"]],
-            ["training (once)", "-", s["training"]["usd"]]]  # fmt: skip
+            [f"training (once, on {s['training']['machine']})", "-",
+             s["training"]["usd"]]]  # fmt: skip
     body = (
         f"<p>{s['runs_in_ledger']} runs in the ledger · escalation rate "
         f"{s['escalation_rate']:.1%} · break-even {html.escape(_when(s))} · "
