@@ -373,3 +373,32 @@ def test_training_and_evaluation_split_contracts_as_the_finder_does(tmp_path):
     n = sum(pred.data["n_clauses"] for pred in skill.predict(
         [json.loads(line)["text"] for line in test.read_text().splitlines()]))  # fmt: skip
     assert skill.evaluate(test)["n"] == n == 20
+
+
+def test_the_generic_trainers_split_contracts_as_the_finder_does(tmp_path):
+    # `slmstack train slmstack.ClauseFinder.v1 --set min_chars=10` and a workflow's
+    # `train:` read whole contracts through the skill, with its own min_chars
+    rows = [{"text": contract(i), "clauses": {"Governing Law": [LAW.format(PLACES[i % 6])],
+             "Termination for Convenience": [TERM.format(30 + i)]}} for i in range(8)]  # fmt: skip
+    data = tmp_path / "clauses.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    texts = {r["text"][a:b] for r in rows for a, b in split_clauses(r["text"], min_chars=10)}
+    default = {r["text"][a:b] for r in rows for a, b in split_clauses(r["text"])}
+    assert len(texts) > len(default)  # the setting changes the clauses
+    out = tmp_path / "skill"
+    res = CliRunner().invoke(app, ["train", "slmstack.ClauseFinder.v1", str(data), "--out",
+                                   str(out), "--set", "base=none", "--set", "min_chars=10"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert load(out).provenance_.rows == len(texts)
+    finder = ClauseFinder(base=None, min_chars=10)
+    assert {ex.text for ex in finder.training_data(data)} == texts
+    with pytest.raises(ConfigError, match="set min_chars once"):
+        finder.training_data(data, min_chars=40)
+    from slmstack.workflows import load_workflow
+
+    (tmp_path / "wf.yaml").write_text(
+        f"skills:\n  clauses: {{kind: slmstack.ClauseFinder.v1, train: {data},\n"
+        "            params: {base: null, min_chars: 10}}\nsteps: [{skill: clauses}]\n"
+    )
+    with load_workflow(tmp_path / "wf.yaml") as wf:
+        assert wf.skills["clauses"].provenance_.rows == len(texts)

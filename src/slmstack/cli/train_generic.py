@@ -121,9 +121,10 @@ def train_skill(
         if not cls.trains_on_nothing:
             raise ConfigError(f"{cls.__name__} trains from a file: pass DATA.")
         examples: Any = []
-    else:
-        examples = cls.read_training_data(data, **_read_options(cls, reads))
-    skill = cls(**params).fit(examples)
+    skill = cls(**params)
+    if data is not None:
+        examples = skill.training_data(data, **_read_options(cls, reads))
+    skill.fit(examples)
     skill.save(out_dir)
     metrics = {k: v for k, v in skill.provenance_.metrics.items() if isinstance(v, int | float)}
     summary = {

@@ -123,6 +123,33 @@ class Skill(ABC):
         """Score the skill on a labelled file; a JSON-serialisable report."""
         raise ConfigError(f"{type(self).__name__} has no evaluation defined.")
 
+
+    def training_data(self, path: Path, **options: Any) -> Sequence[Any]:
+        """What ``fit`` trains on, read from ``path`` with this skill's own settings.
+
+        A reader option that shares its name with one of the skill's parameters (how a
+        :class:`~slmstack.skills.clauses.ClauseFinder` cuts contracts into clauses:
+        ``min_chars``, ``max_chars``) takes the skill's value, so that training rows are
+        cut as predictions will be. The generic trainers (``slmstack train KIND``, a
+        workflow's ``train:``) read through this.
+
+        Raises:
+            ConfigError: ``options`` gives such an option a value other than the skill's.
+        """
+        import inspect
+
+        accepted = inspect.signature(type(self).read_training_data).parameters
+        params = self.get_params()
+        for name in (n for n in accepted if n in params):
+            if name in options and options[name] != params[name]:
+                raise ConfigError(
+                    f"reading {type(self).__name__}'s training data with {name}="
+                    f"{options[name]!r} while the skill has {name}={params[name]!r} would cut "
+                    f"training rows unlike predictions; set {name} once, as a skill parameter"
+                )
+            options[name] = params[name]
+        return type(self).read_training_data(path, **options)
+
     # ------------------------------------------------------------------ predicting
     @property
     def is_fitted(self) -> bool:

@@ -1,23 +1,22 @@
 """``ClauseFinder``: which clause types a contract contains, and where.
 
 The contract is split into clauses (paragraphs; headings joined to their body; long
-paragraphs cut at sentence ends). Each clause gets zero or more types from one-vs-rest
+paragraphs cut at sentence ends). Each gets zero or more types from one-vs-rest
 logistic regressions over TF-IDF word n-grams (legal drafting is formulaic: "governed by
 the laws of") joined with the frozen encoder's vector of the clause (paraphrases), scaled
 by ``encoder_weight``. Each type has its own decision threshold, chosen to maximise that
 type's F1, since types range from common (Governing Law) to rare (Joint IP Ownership).
 
 The thresholds are tuned by cross-fitting (``val_folds``, default 5): every training
-contract is held out once, scored by a regression fitted on the other folds, and each
-type's threshold is the one that maximises F1 over all those out-of-fold scores. Folds
-hold out whole contracts when the clauses say which contract they come from. With
-``val_folds=1`` a single held-out ``val_fraction`` tunes them instead (the method before).
+contract is held out once, scored by a regression fitted on the other folds; each type's
+threshold maximises F1 over those out-of-fold scores. Folds hold out whole contracts when
+the clauses name them; ``val_folds=1`` tunes on one held-out ``val_fraction`` instead.
 
 Where the clause sits in its contract (first, second, third, among the last three, and
 its place in ten bins) joins the features too, scaled by ``position_weight``: Document
 Name, Parties and Agreement Date open a contract, and a clause read alone does not say so.
-Training clauses carry their position when they come from whole contracts
-(:func:`~slmstack.data.clauses.label_clauses`); ``predict`` knows it from its own split.
+Clauses from whole contracts carry their position (:func:`~slmstack.data.clauses.
+label_clauses`, split with the finder's ``min_chars``/``max_chars``); ``predict`` splits alike.
 
 With an encoder, each type also chooses on those out-of-fold scores whether to use the
 encoder's vector at all: a regression over the TF-IDF columns alone is fitted beside the
@@ -145,9 +144,11 @@ class ClauseFinder(Skill):
             )
 
     @classmethod
-    def read_training_data(cls, path: Path) -> list[ClauseExample]:
-        """JSONL of labelled clauses, or of whole contracts with CUAD-style snippets."""
-        return read_clause_examples(path)
+    def read_training_data(
+        cls, path: Path, *, min_chars: int = 40, max_chars: int = 1500
+    ) -> list[ClauseExample]:
+        """JSONL of labelled clauses, or of whole contracts (split as the finder splits)."""
+        return read_clause_examples(path, min_chars=min_chars, max_chars=max_chars)
 
     def evaluate(self, data: Path, **options: Any) -> dict[str, Any]:
         """Clause-level precision, recall and F1 per type and micro, and speed."""

@@ -122,7 +122,8 @@ def _build(name: str, spec: SkillSpec, base: Path, cache: Path) -> SkillLike:
     folder = cache / f"{name}-{digest}"
     if (folder / "config.json").is_file():
         return _load_folder(folder, name)
-    skill = cls(**spec.params).fit(cls.read_training_data(data))
+    skill = cls(**spec.params)
+    skill.fit(skill.training_data(data))
     skill.save(folder)
     return skill  # type: ignore[no-any-return]
 
