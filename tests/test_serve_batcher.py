@@ -242,6 +242,30 @@ def test_a_request_whose_batch_has_begun_gets_its_results_past_its_deadline():
     run(main)
 
 
+def test_a_split_request_whose_first_batch_began_gets_all_its_results_past_its_deadline():
+    """Its later items run too: dropped, they would leave the caller waiting forever."""
+    fn = Recorder()
+    fn.release.clear()
+
+    async def main():
+        batcher = MicroBatcher("t", fn, max_batch=2, max_wait_ms=0)
+        await batcher.start()
+        items = ["a", "b", "c"]  # cut into [a, b] and [c]
+        running = asyncio.ensure_future(batcher.submit(items, deadline=time.monotonic() + 0.05))
+        await until(fn.started.is_set)
+        await asyncio.sleep(0.15)  # the deadline passes while the first batch runs
+        fn.release.set()
+        out = await asyncio.wait_for(running, 2.0)
+        depth = batcher.depth
+        await batcher.close(1.0)
+        return out, depth
+
+    out, depth = run(main)
+    assert out == ["A", "B", "C"]
+    assert depth == 0
+    assert fn.batches == [["a", "b"], ["c"]]
+
+
 def test_close_finishes_queued_work_and_refuses_new_work():
     fn = Recorder()
     fn.release.clear()

@@ -28,6 +28,7 @@ class Submission:
     left: int
     deadline: float | None
     entries: list[Entry] = field(default_factory=list)
+    begun: bool = False  # an item was taken into a batch: it is answered, deadline or not
 
     def fulfil(self, entry: Entry, output: Any) -> None:
         """Record ``entry``'s output; resolve the future once every item has one."""
@@ -87,6 +88,9 @@ class BatchQueue:
     ) -> list[Entry]:
         """Pop the next batch off the head, in order; ``expire`` each submission past due.
 
+        A submission past due whose first items were already taken (it was split over
+        batches) is not expired: its work is paid for, so its other items run too.
+
         The batch holds at most ``max_batch`` entries and ``max_tokens`` tokens, except
         that an entry larger than ``max_tokens`` forms a batch alone.
         """
@@ -98,14 +102,16 @@ class BatchQueue:
             if entry.state != QUEUED:
                 entries.popleft()
                 continue
-            if entry.sub.deadline is not None and entry.sub.deadline <= now:
+            sub = entry.sub
+            if not sub.begun and sub.deadline is not None and sub.deadline <= now:
                 entries.popleft()
-                expire(entry.sub)  # drops all its items: this one is not run
+                expire(sub)  # drops all its items: this one is not run
                 continue
             if batch and tokens + entry.size > max_tokens:
                 break
             entries.popleft()
             entry.state = TAKEN
+            sub.begun = True
             self.depth -= 1
             self.tokens -= entry.size
             tokens += entry.size

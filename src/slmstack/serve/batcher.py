@@ -74,7 +74,7 @@ from slmstack.errors import (
     ServeError,
     ShuttingDown,
 )
-from slmstack.serve._batch_queue import TAKEN, BatchQueue, Entry, Submission, by_submission
+from slmstack.serve._batch_queue import BatchQueue, Entry, Submission, by_submission
 
 ItemT = TypeVar("ItemT")
 OutT = TypeVar("OutT")
@@ -278,8 +278,7 @@ class MicroBatcher(Generic[ItemT, OutT]):
         self._queue.drop(sub)
 
     def _expire(self, sub: Submission) -> None:
-        begun = any(entry.state == TAKEN for entry in sub.entries)  # paid: results follow
-        if not begun and not sub.future.done():
+        if not sub.begun and not sub.future.done():  # begun: paid for, results follow
             why = (f"the request to {self.name} ran past its deadline before its batch began "
                    f"({self.depth} items queued), so it was not run and costs nothing; retry, "
                    "raise the deadline or send fewer items at once")  # fmt: skip
