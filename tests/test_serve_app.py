@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -197,6 +198,31 @@ def test_close_finishes_queued_work_and_writes_the_ledger(tmp_path):
     assert [type(a[0]).__name__ for a in answers] == ["SkillAnswer"] * 12  # type: ignore[index]
     runs = [r for r in ledger_rows(tmp_path) if r.kind == "run"]
     assert len(runs) == 12 and len({r.request_id for r in runs}) == 12
+
+
+def test_a_ledger_that_cannot_be_written_fails_no_request_and_keeps_its_rows(tmp_path):
+    """The server writes its ledgers itself, every second: never on a request's path."""
+    config = write_server(tmp_path, "limits: {max_items: 300}\n")
+    # No ledger in the serve config: the workflow keeps its own (written every 512 rows).
+    config.write_text(config.read_text().replace("ledger: sqlite:///ledger.db\n", ""))
+    flow = tmp_path / "desk.yaml"
+    flow.write_text(flow.read_text() + f"ledger: sqlite:///{tmp_path / 'ledger.db'}\n")
+    app = create_app(config)
+    with TestClient(app) as client:
+        assert client.post("/v1/workflows/desk/run", json={"text": TEXTS[0]}).status_code == 200
+        app.state.serve.flush()
+        ledger_db = sqlite3.connect(tmp_path / "ledger.db")
+        ledger_db.execute("ALTER TABLE slmstack_ledger RENAME TO away")  # every write fails
+        ledger_db.commit()
+        texts = [TEXTS[i % 3] for i in range(300)]  # about 1,000 rows
+        answer = client.post("/v1/workflows/desk/run", json={"texts": texts})
+        assert answer.status_code == 200, answer.text
+        ledger_db.execute("ALTER TABLE away RENAME TO slmstack_ledger")
+        ledger_db.commit()
+        ledger_db.close()
+        app.state.serve.flush()
+    runs = [r for r in ledger_rows(tmp_path) if r.kind == "run"]
+    assert len(runs) == 301  # none lost while the table was away
 
 
 def _free_port() -> int:

@@ -15,7 +15,9 @@ With ``threads.executor: E``, torch gets cores / (workers × E).
 Spend: each call's rows go to the ledger from the executor thread, with the caller's
 key name (``api_key_id``). The ledger keeps them in memory and :meth:`flush` (every
 second, from the app, and at shutdown) writes them, so a slow or failing database never
-fails a request: rows that could not be written stay buffered and are retried.
+fails a request: rows that could not be written stay buffered (in memory, as long as
+the database is down; each failed flush logs how many) and are retried. This holds for
+the workflows' own ledgers too, when the config names none.
 """
 
 from __future__ import annotations
@@ -48,8 +50,8 @@ from slmstack.workflows.metering import Meter, remote_models
 from slmstack.workflows.trace import Result
 
 _log = logging.getLogger("slmstack.serve")
-# The server flushes its ledger itself (see the module docstring): appends never write.
-_LEDGER_BUFFER = 100_000
+# The server flushes its ledgers itself (see the module docstring): appends never write.
+_NEVER = sys.maxsize
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ class ServeState:
         """
         config = self.config
         if config.ledger is not None:
-            self.ledger = Ledger(config.ledger, batch_size=_LEDGER_BUFFER, flush_every_s=math.inf)
+            self.ledger = Ledger(config.ledger)
         self.inbox = self._open_inbox()
         executor_threads, torch_threads = thread_counts(config, self.workers)
         # Exported (ONNX) skills size their sessions from this when they load: the same
@@ -172,6 +174,10 @@ class ServeState:
             workflow = self._load_workflow(path)
             self.workflows[name] = workflow
             self._meters[name] = workflow.meter()
+        for ledger in self.ledgers():  # the config's, and the workflows' own
+            # Written by flush() alone: an append that wrote would run on a model thread
+            # and fail its request when the database does.
+            ledger.batch_size, ledger.flush_every_s = _NEVER, math.inf
         self._skill_meter = Meter(
             "serve", skills=self.skills, backends={}, prices=config.prices,
             machine=config.machine,
