@@ -225,6 +225,38 @@ def test_a_ledger_that_cannot_be_written_fails_no_request_and_keeps_its_rows(tmp
     assert len(runs) == 301  # none lost while the table was away
 
 
+class _FlushFailsOnce(ServeState):
+    """A state whose first flush fails with an error the ledger does not expect."""
+
+    flushes = 0
+    closed = False
+
+    def flush(self) -> int:
+        type(self).flushes += 1
+        if type(self).flushes == 1:
+            raise RuntimeError("the pool timed out")
+        return super().flush()
+
+    async def close(self) -> None:
+        type(self).closed = True
+        await super().close()
+
+
+def test_a_failed_ledger_flush_stops_neither_the_flushes_nor_the_drain(tmp_path, monkeypatch):
+    import slmstack.serve.app as app_module
+
+    monkeypatch.setattr(app_module, "LEDGER_FLUSH_S", 0.01)
+    config = load_config(write_server(tmp_path))
+    app = create_app(config, state=_FlushFailsOnce.create(config))
+    with TestClient(app) as client:
+        assert client.post("/v1/skills/intent/predict", json={"text": TEXTS[0]}).status_code == 200
+        deadline = time.monotonic() + 5
+        while _FlushFailsOnce.flushes < 3:  # it went on after the failure
+            assert time.monotonic() < deadline, "the flushes stopped"
+            time.sleep(0.01)
+    assert _FlushFailsOnce.closed  # the lifespan drained the batchers and wrote the ledger
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

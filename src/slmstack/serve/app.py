@@ -294,7 +294,10 @@ def _drain_on_sigterm(state: ServeState, loop: asyncio.AbstractEventLoop) -> Non
 async def _flush_every(state: ServeState, seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
-        await asyncio.to_thread(state.flush)
+        try:
+            await asyncio.to_thread(state.flush)
+        except Exception:  # the rows stay buffered; a dead timer would write none until exit
+            _log.exception("ledger flush failed, rows kept for the next try")
 
 
 __all__ = ["CONFIG_ENV", "WORKERS_ENV", "app_from_env", "create_app", "openapi_document"]
