@@ -115,6 +115,14 @@ def test_a_body_that_is_not_utf8_json_says_what_to_send(client):
     assert "Content-Type: application/json" in plain.json()["detail"][0]["msg"]
 
 
+@pytest.mark.parametrize("kind", ["Application/JSON", "application/merge-patch+json"])
+def test_a_body_read_as_json_gets_no_content_type_hint(client, kind):
+    """FastAPI reads these as JSON: the 422 names the field, not the Content-Type."""
+    response = client.post(PREDICT, content=b'{"text": 3}', headers={"content-type": kind})
+    assert response.status_code == 422
+    assert [p["loc"] for p in response.json()["detail"]] == [["body", "text"]]
+
+
 def test_the_chat_route_answers_validation_errors_as_openai_does(client):
     raw = b'{"model": "desk", "n": 1e999}'
     response = client.post(

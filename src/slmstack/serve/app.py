@@ -222,7 +222,7 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
         for e in exc.errors()
     ]  # fmt: skip
     kind = request.headers.get("content-type", "")
-    if request.method == "POST" and not kind.startswith("application/json"):
+    if request.method == "POST" and not _read_as_json(kind):
         problems.insert(0, {"loc": ["header", "content-type"], "type": "content_type",
                             "msg": f"the body must be JSON: send Content-Type: "
                                    f"application/json (got {kind or 'none'!r})"})  # fmt: skip
@@ -231,6 +231,15 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
         message = "; ".join(f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}" for p in problems)
         body["error"] = openai_error(422, message)
     return JSONResponse(body, status_code=422)
+
+
+def _read_as_json(kind: str) -> bool:
+    """Whether FastAPI parsed a body of Content-Type ``kind`` as JSON (its own rule).
+
+    Without one it does not (``strict_content_type``, FastAPI's default in recent versions).
+    """
+    main, _, sub = kind.split(";", 1)[0].strip().lower().partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
