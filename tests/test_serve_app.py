@@ -225,6 +225,35 @@ def test_a_ledger_that_cannot_be_written_fails_no_request_and_keeps_its_rows(tmp
     assert len(runs) == 301  # none lost while the table was away
 
 
+def test_past_the_ledger_backlog_requests_are_refused_not_run_and_nothing_is_lost(
+    tmp_path, monkeypatch
+):
+    import slmstack.serve.state as state_module
+
+    monkeypatch.setattr(state_module, "LEDGER_BACKLOG", 50)
+    app = create_app(write_server(tmp_path, "limits: {max_items: 300}\n"))
+    with TestClient(app) as client:
+        ledger_db = sqlite3.connect(tmp_path / "ledger.db")
+        ledger_db.execute("ALTER TABLE slmstack_ledger RENAME TO away")  # every write fails
+        ledger_db.commit()
+        texts = [TEXTS[i % 3] for i in range(30)]  # about 100 rows: past the backlog
+        first = client.post("/v1/workflows/desk/run", json={"texts": texts})
+        assert first.status_code == 200, first.text  # accepted before the backlog grew
+        Keywords.batches.clear()
+        refused = client.post("/v1/workflows/desk/run", json={"text": TEXTS[0]})
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+        assert "ledger database cannot be written" in refused.json()["detail"]
+        assert Keywords.batches == [], "a refused request is not run"
+        ledger_db.execute("ALTER TABLE away RENAME TO slmstack_ledger")
+        ledger_db.commit()
+        ledger_db.close()
+        app.state.serve.flush()
+        again = client.post("/v1/workflows/desk/run", json={"text": TEXTS[0]})
+        assert again.status_code == 200
+    runs = [r for r in ledger_rows(tmp_path) if r.kind == "run"]
+    assert len(runs) == 31 == len({r.request_id for r in runs})  # none lost, none twice
+
+
 class _FlushFailsOnce(ServeState):
     """A state whose first flush fails with an error the ledger does not expect."""
 

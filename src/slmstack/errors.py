@@ -27,7 +27,8 @@ Every error says what happened, the offending value, and how to fix it. Catch
         ├── DeadlineExceeded           the request's deadline passed before it was answered (504)
         ├── PayloadTooLarge            the request body is over the size limit (413)
         ├── NotServed                  no skill or workflow of that name is served (404)
-        └── ShuttingDown               the server is draining and takes no new work (503)
+        ├── ShuttingDown               the server is draining and takes no new work (503)
+        └── Unavailable                the server cannot take work now (its ledger is down; 503)
 """
 
 from __future__ import annotations
@@ -190,6 +191,17 @@ class ShuttingDown(ServeError):
     """The server is draining: it finishes queued work but takes no new work (HTTP 503)."""
 
 
+class Unavailable(ServeError):
+    """The server cannot take work now: its ledger database cannot be written (HTTP 503).
+
+    ``retry_after_s``: when to try again.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class NotStreamableError(SkillError):
     """The skill post-processes its generated text, so it cannot stream it token by token."""
 
@@ -218,6 +230,7 @@ __all__ = [
     "SkillError",
     "SlmstackError",
     "Unauthorized",
+    "Unavailable",
     "UnsafeWeightsError",
     "WorkflowError",
 ]

@@ -7,28 +7,23 @@ seconds, the cost, and the decision taken and why.
 
 Why these choices:
 
-- **Money is an integer** of nano-dollars (``cost_nusd``), summed by the database as an
-  integer. A token of gpt-4o-mini input costs 0.15 micro-dollars, so micro-dollar rows would
-  round on almost every call, and 100k calls could drift by cents; nano-dollars keep each
-  row within half a nano-dollar of the exact Decimal, and token costs of every price with
-  up to six decimals per 1k exact.
+- **Money is an integer** of nano-dollars (``cost_nusd``), summed as an integer. A token
+  of gpt-4o-mini input costs 0.15 micro-dollars, so micro-dollar rows would round on almost
+  every call and 100k calls drift by cents; nano-dollars keep each row within half a
+  nano-dollar of the exact Decimal (token costs of prices with ≤ 6 decimals per 1k exact).
 - **Idempotent**: ``(workflow, request_id, path)`` is unique and inserts are ``ON CONFLICT
   DO NOTHING``, so a resumed batch that writes the same request again adds nothing, while
   two workflows given the same key (a ticket id) keep their own rows.
 - **Batched**: rows wait in a buffer and go to the database as one multi-row insert every
-  ``batch_size`` rows, every ``flush_every_s`` seconds (checked on append), on
-  :meth:`Ledger.flush` or :meth:`Ledger.close`, and at interpreter exit. One transaction
-  per row would cost a run more than its small models do. An append never waits for a
-  write in progress (:mod:`slmstack.costs._ledger_buffer`).
+  ``batch_size`` rows, every ``flush_every_s`` seconds (checked on append), on ``flush``,
+  ``close`` and at exit: a transaction per row would cost a run more than its models do.
+  An append never waits for a write in progress (:mod:`slmstack.costs._ledger_buffer`).
 - **Indexes** for the report's questions: spend by day, and by workflow, step or model over
   a period of days. A ``day`` column (UTC) keeps the grouping portable across databases.
 
 Example:
-    >>> ledger = Ledger("sqlite:///ledger.db")  # doctest: +SKIP
-    >>> ledger.append([LedgerRow("req-1", "", "desk", "", "run", datetime.now(UTC))])
-    ... # doctest: +SKIP
-    >>> ledger.flush()  # doctest: +SKIP
-    1
+    >>> with Ledger("sqlite:///ledger.db") as ledger:  # doctest: +SKIP
+    ...     ledger.append([LedgerRow("req-1", "", "desk", "", "run", datetime.now(UTC))])
 """
 
 from __future__ import annotations
@@ -221,6 +216,11 @@ class Ledger:
         waiting = self._buffer.add(rows_in, now)
         if waiting >= self.batch_size or now - self._buffer.oldest >= self.flush_every_s:
             self.flush()
+
+    @property
+    def pending(self) -> int:
+        """Rows buffered and not yet written."""
+        return len(self._buffer)
 
     def flush(self) -> int:
         """Write the buffered rows now; the number sent (rows already stored are skipped)."""

@@ -22,6 +22,7 @@ from slmstack.errors import (
     ShuttingDown,
     SlmstackError,
     Unauthorized,
+    Unavailable,
 )
 
 _log = logging.getLogger("slmstack.serve")
@@ -33,6 +34,7 @@ STATUS: tuple[tuple[type[SlmstackError], int], ...] = (
     (Overloaded, 429),
     (DeadlineExceeded, 504),
     (ShuttingDown, 503),
+    (Unavailable, 503),
     (DataError, 422),
     (ConfigError, 422),
     (BackendError, 502),
@@ -46,7 +48,7 @@ def status_of(exc: BaseException) -> int:
 
 def headers_of(exc: BaseException) -> dict[str, str]:
     """``Retry-After`` for an overload, ``WWW-Authenticate`` for a missing key."""
-    if isinstance(exc, Overloaded):
+    if isinstance(exc, Overloaded | Unavailable):
         return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     if isinstance(exc, Unauthorized):
         return {"WWW-Authenticate": "Bearer"}

@@ -17,7 +17,9 @@ key name (``api_key_id``). The ledger keeps them in memory and :meth:`flush` (ev
 second, from the app, and at shutdown) writes them, so a slow or failing database never
 fails a request: rows that could not be written stay buffered (in memory, as long as
 the database is down; each failed flush logs how many) and are retried. This holds for
-the workflows' own ledgers too, when the config names none.
+the workflows' own ledgers too, when the config names none. Past ``LEDGER_BACKLOG``
+waiting rows, new requests are refused (503, ``Retry-After``) and not run, so that an
+outage neither exhausts memory nor serves requests that nothing records.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from slmstack.costs.ledger import RUN, Ledger, LedgerRow
-from slmstack.errors import ConfigError, NotServed
+from slmstack.errors import ConfigError, NotServed, Unavailable
 from slmstack.heap import freeze_loaded
 from slmstack.models.onnx_runtime import THREADS_ENV as ONNX_THREADS_ENV
 from slmstack.serve.auth import ApiKeys
@@ -52,6 +54,10 @@ from slmstack.workflows.trace import Result
 _log = logging.getLogger("slmstack.serve")
 # The server flushes its ledgers itself (see the module docstring): appends never write.
 _NEVER = sys.maxsize
+# Rows waiting for a ledger database that cannot be written, past which new requests are
+# refused (503) rather than run with nowhere to record them: about 100 MB of memory.
+LEDGER_BACKLOG = 100_000
+LEDGER_FLUSH_RETRY_S = 5.0  # the Retry-After of that 503
 
 
 @dataclass(frozen=True)
@@ -268,7 +274,20 @@ class ServeState:
         return request_id, [Call(t, f"{request_id}:{i}", caller) for i, t in enumerate(texts)]
 
     async def submit(self, batcher: MicroBatcher[Call, Any], calls: list[Call]) -> list[Any]:
-        """Queue ``calls`` under the config's deadline; their answers, in order."""
+        """Queue ``calls`` under the config's deadline; their answers, in order.
+
+        Raises:
+            Unavailable: ``LEDGER_BACKLOG`` rows or more wait for a ledger database that
+                cannot be written; the calls are not run (and cost nothing).
+        """
+        backlog = sum(ledger.pending for ledger in self.ledgers())
+        if backlog >= LEDGER_BACKLOG:
+            raise Unavailable(
+                f"the ledger database cannot be written now ({backlog} rows wait in memory), "
+                "so this request was not run; retry later (the server's log has the "
+                "database's error)",
+                retry_after_s=LEDGER_FLUSH_RETRY_S,
+            )
         deadline = time.monotonic() + self.config.limits.deadline_s
         try:
             return await batcher.submit(calls, deadline=deadline)

@@ -123,7 +123,6 @@ class Skill(ABC):
         """Score the skill on a labelled file; a JSON-serialisable report."""
         raise ConfigError(f"{type(self).__name__} has no evaluation defined.")
 
-
     def training_data(self, path: Path, **options: Any) -> Sequence[Any]:
         """What ``fit`` trains on, read from ``path`` with this skill's own settings.
 
