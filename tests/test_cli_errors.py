@@ -269,3 +269,20 @@ def test_a_bad_proxy_option_is_named_by_its_flag():
         runner.invoke(app, ["proxy", "--upstream", "api.openai.com"]),
         "--upstream: the upstream must be an http(s) URL",
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "flag"),
+    [
+        (["--output", "{tmp}/out.jsonl"], "--output"),
+        (["--restart"], "--restart"),
+        (["--text-field", "body"], "--text-field"),
+    ],
+)
+def test_run_refuses_file_options_given_with_texts(tmp_path, extra, flag):
+    # They only apply to --input: taken with texts they were ignored, and no file written.
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("steps:\n  - template: hello\n")
+    args = ["run", str(wf), "hi", *(a.format(tmp=tmp_path) for a in extra)]
+    one_error_line(runner.invoke(app, args), flag, "--input")
+    assert not (tmp_path / "out.jsonl").exists()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from slmstack.cli.common import cli_command, err, out
+from slmstack.cli.common import cli_command, err, given_options, out
 from slmstack.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 @cli_command
 def run(
+    ctx: typer.Context,
     workflow: Annotated[Path, typer.Argument(help="The workflow YAML file.")],
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to run on.")] = None,
     input_file: Annotated[
@@ -44,6 +45,14 @@ def run(
         raise ConfigError('pass either texts ("...") or --input FILE --output OUT.jsonl')
     if input_file is not None and output is None:
         raise ConfigError("--input needs --output OUT.jsonl, where results are written")
+    if input_file is None:  # a file option with texts would be ignored, and no file written
+        stray = sorted(given_options(ctx) & {"output", "restart", "text_field"})
+        if stray:
+            flags = ", ".join("--" + name.replace("_", "-") for name in stray)
+            raise ConfigError(
+                f"{flags} only apply to a file run: pass --input FILE --output OUT.jsonl "
+                "instead of texts, or drop them"
+            )
     # Closed on the way out: the ledger is flushed now, so a database that refuses its
     # rows fails the command, and the inbox, thread pools and connections are released.
     with load_workflow(workflow, inbox=inbox) as wf:
