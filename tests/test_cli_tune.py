@@ -41,7 +41,7 @@ def workflow(tmp_path):
 
 
 def test_tune_chooses_writes_and_draws(workflow, tmp_path):
-    html = tmp_path / "curve.html"
+    html = tmp_path / "reports" / "curve.html"  # a folder made for it, not a failure at the end
     result = runner.invoke(app, [
         "tune", "cascade", str(workflow), "--data", str(tmp_path / "val.csv"), "--target", "0.99",
         "--human-cost", "0.50", "--html", str(html), "--write", "--json",

@@ -129,7 +129,7 @@ def cli(*args):
 
 
 def test_cli_prints_the_table_writes_html_and_json(ledger_file, tmp_path):
-    page = tmp_path / "spend.html"
+    page = tmp_path / "reports" / "spend.html"  # its folder is made, as `eval --html` does
     res = cli("cost", "report", "--ledger", str(ledger_file), "--by", "day", "--html", str(page))
     assert res.exit_code == 0, res.output
     assert (
@@ -192,8 +192,21 @@ def test_calls_of_unknown_cost_are_counted_and_said_not_hidden_as_zero(tmp_path)
         ])  # fmt: skip
         report = spend_report(ledger, by="model")
     assert report.total.unknown_cost == 2 and report.total.cost == Decimal("0.000007503")
-    assert {r.key: r.unknown_cost for r in report.rows} == {"gpt-4o-mini": 1, "my-private-llm": 1, "(no model: routes, templates)": 0}
+    assert {r.key: r.unknown_cost for r in report.rows} == {
+        "gpt-4o-mini": 1,
+        "my-private-llm": 1,
+        "(no model: routes, templates)": 0,
+    }
     assert report.to_dict()["total"]["unknown_cost_steps"] == 2
     result = CliRunner().invoke(app, ["cost", "report", "--ledger", str(path)])
     assert result.exit_code == 0, result.output
     assert "warning: 2 recorded LLM calls were of unknown cost" in " ".join(result.output.split())
+
+
+def test_an_html_path_under_a_file_is_refused_before_the_report(ledger_file, tmp_path):
+    (tmp_path / "notes").write_text("mine\n")
+    res = cli(
+        "cost", "report", "--ledger", str(ledger_file), "--html", str(tmp_path / "notes/r.html")
+    )
+    assert res.exit_code == 2 and "is a file, not a folder" in res.stderr
+    assert (tmp_path / "notes").read_text() == "mine\n"

@@ -90,6 +90,9 @@ def check_html_target(path: Path | None, option: str = "--html") -> None:
         return
     if path.is_dir():
         raise DataError(f"is a folder; pass a file for {option}, such as report.html", path=path)
+    folder = next(p for p in path.absolute().parents if p.exists())
+    if not folder.is_dir():  # the page's folder is made at the end: a file there would fail it
+        raise DataError(f"{folder} is a file, not a folder; pass another {option} path", path=path)
     from slmstack.artifacts import refuse_inside_skill
 
     refuse_inside_skill(path, option)
@@ -102,6 +105,17 @@ def check_html_target(path: Path | None, option: str = "--html") -> None:
                 "another path, such as report.html (or move the file away)",
                 path=path,
             )
+
+
+def write_page(path: Path, page: str) -> None:
+    """Write an HTML report (checked by :func:`check_html_target`), making its folder.
+
+    Written aside and moved in place, so that a failure leaves the earlier page whole.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.writing")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
 
 
 def print_json(obj: Any) -> None:

@@ -10,7 +10,14 @@ import typer
 from rich import box
 from rich.table import Table
 
-from slmstack.cli.common import check_html_target, cli_command, err, out, print_json
+from slmstack.cli.common import (
+    check_html_target,
+    cli_command,
+    err,
+    out,
+    print_json,
+    write_page,
+)
 from slmstack.cli.cost_compare import compare
 from slmstack.errors import ConfigError
 
@@ -77,7 +84,7 @@ def report(
     finally:
         book.close()
     if html is not None:
-        html.write_text(report_html(result), encoding="utf-8")
+        write_page(html, report_html(result))
     if json_out:
         print_json(result.to_dict())
         return

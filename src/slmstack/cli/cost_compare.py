@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from slmstack.cli.common import check_html_target, cli_command, dollars, out, print_json
+from slmstack.cli.common import (
+    check_html_target,
+    cli_command,
+    dollars,
+    out,
+    print_json,
+    write_page,
+)
 from slmstack.errors import ConfigError
 
 
@@ -80,7 +87,7 @@ def compare(
         book.close()
     summary = _summary(result, seconds, trained_on, meter.prices.version)
     if html_out is not None:
-        html_out.write_text(_page(result, summary), encoding="utf-8")
+        write_page(html_out, _page(result, summary))
     if json_out:
         print_json(summary)
         return

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from slmstack.cli.common import check_html_target, cli_command, out, print_json
+from slmstack.cli.common import check_html_target, cli_command, out, print_json, write_page
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -91,7 +91,6 @@ def evaluate(
         from slmstack.evaluation.html import evaluation_page
 
         title = f"{skill_dir.name} on {data.name}"
-        html_out.parent.mkdir(parents=True, exist_ok=True)
-        html_out.write_text(evaluation_page(report, title=title), encoding="utf-8")
+        write_page(html_out, evaluation_page(report, title=title))
         if not json_out:
             out.print(f"wrote {html_out}", highlight=False, markup=False)

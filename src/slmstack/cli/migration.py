@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from slmstack.cli.common import check_html_target, cli_command, out, print_json
+from slmstack.cli.common import check_html_target, cli_command, out, print_json, write_page
 
 app = typer.Typer(help="The migration of an app's LLM traffic to small models, measured.")
 
@@ -61,8 +61,7 @@ def report(
             "--ledger) and report once it has recorded traffic"
         )
     if out_file is not None:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(render_html(result), encoding="utf-8")
+        write_page(out_file, render_html(result))
     if json_out:
         print_json(result.to_json())
         return

@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 import typer
 
-from slmstack.cli.common import check_html_target, cli_command, dollars, out, print_json
+from slmstack.cli.common import (
+    check_html_target,
+    cli_command,
+    dollars,
+    out,
+    print_json,
+    write_page,
+)
 from slmstack.costs.prices import to_nano
 from slmstack.errors import ConfigError
 
@@ -106,7 +113,7 @@ def cascade(
             },
         }
     if html_out is not None:
-        html_out.write_text(_curve_page(result, summary), encoding="utf-8")
+        write_page(html_out, _curve_page(result, summary))
         summary["html"] = str(html_out)
     if write:
         if result.chosen is None:
