@@ -286,3 +286,39 @@ def test_run_refuses_file_options_given_with_texts(tmp_path, extra, flag):
     args = ["run", str(wf), "hi", *(a.format(tmp=tmp_path) for a in extra)]
     one_error_line(runner.invoke(app, args), flag, "--input")
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_proxy_refuses_a_bad_port_or_log_level_before_it_starts(tmp_path, monkeypatch):
+    import socket
+
+    import uvicorn
+
+    def started(*args, **kwargs):
+        raise AssertionError("the proxy started listening")
+
+    monkeypatch.setattr(uvicorn, "run", started)
+    base = ["proxy", "--upstream", "http://127.0.0.1:9/v1", "--ledger", str(tmp_path / "p.db")]
+    # 99999 is no port: uvicorn said it was "running on :99999" and listened elsewhere
+    result = runner.invoke(app, [*base, "--port", "99999"])
+    assert result.exit_code == 2 and "--port" in result.output
+    one_error_line(runner.invoke(app, [*base, "--log-level", "loud"]), "--log-level", "'loud'")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        one_error_line(runner.invoke(app, [*base, "--port", port]), f"port {port}", "in use")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--request-id", "r1"], "--request-id"),  # was ignored: stdin read instead
+        (["masked text", "--ledger", "p.db", "--request-id", "r1"], "TEXT"),
+    ],
+)
+def test_proxy_unmask_refuses_options_it_would_ignore(tmp_path, monkeypatch, args, needle):
+    from slmstack.proxy import generate_key
+
+    monkeypatch.setenv("SLMSTACK_MASK_KEY", generate_key())
+    monkeypatch.chdir(tmp_path)
+    one_error_line(runner.invoke(app, ["proxy", "unmask", *args], input=""), needle)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from slmstack.cli.common import cli_command, err, print_json
+from slmstack.cli.serve import LOG_LEVELS, check_port
 from slmstack.errors import ConfigError, MissingDependencyError
 
 app = typer.Typer(
@@ -30,7 +31,7 @@ def proxy(
         typer.Option(help="The LLM's OpenAI base URL (https://api.openai.com/v1)."),
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8080,
     ledger: Annotated[
         str,
         typer.Option(
@@ -89,7 +90,9 @@ def proxy(
     demote_min_n: Annotated[
         int, typer.Option(min=1, help="Audits needed before a task can be demoted.")
     ] = 30,
-    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
+    log_level: Annotated[
+        str, typer.Option(help=f"uvicorn's log level: {', '.join(LOG_LEVELS)}.")
+    ] = "warning",
 ) -> None:
     """Forward /v1/... to --upstream unchanged; record each chat call in the ledger.
 
@@ -104,6 +107,8 @@ def proxy(
         raise ConfigError(
             "pass the LLM to forward to: slmstack proxy --upstream https://api.openai.com/v1"
         )
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {log_level!r}")
     try:
         import uvicorn
 
@@ -125,6 +130,7 @@ def proxy(
             f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors()
         )) from None  # fmt: skip
+    check_port(host, port)  # before the shadow students load, not after
     proxy_app = create_proxy_app(config)  # every config error now, before listening
     masking = f", masking with ${mask_key_env}" if mask else ""
     err.print(
@@ -183,6 +189,10 @@ def unmask(
     from slmstack.proxy import TrafficStore, key_from_env
     from slmstack.proxy import unmask as reveal
 
+    if ledger is None and request_id is not None:
+        raise ConfigError("--request-id reads a recorded call: add --ledger URL (the proxy's)")
+    if ledger is not None and text is not None:
+        raise ConfigError("pass TEXT to unmask, or --ledger URL --request-id ID; not both")
     key = key_from_env(key_env)
     if ledger is None:
         sys.stdout.write(reveal(text if text is not None else sys.stdin.read(), key))

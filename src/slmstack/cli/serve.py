@@ -66,7 +66,7 @@ def serve(
         raise ConfigError(f"--engine must be local or ray; got {engine!r}")
     if ray_address is not None and engine != "ray":
         raise ConfigError("--ray-address goes with --engine ray")
-    _check_port(host, port)  # before minutes of model loading, not after
+    check_port(host, port)  # before minutes of model loading, not after
     if engine == "ray":
         if workers != 1:
             raise ConfigError("--workers is for --engine local; on Ray set `ray.ingress` replicas")
@@ -96,7 +96,7 @@ def serve(
     )
 
 
-def _check_port(host: str, port: int) -> None:
+def check_port(host: str, port: int) -> None:
     """Refuse a ``host:port`` another process listens on, or that cannot be bound at all."""
     import errno
     import socket
