@@ -110,10 +110,13 @@ def test_cli_train_predict_eval_tagger(tmp_path):
     assert report["f1"] == pytest.approx(2 * p * r / (p + r))
     spacy_out = tmp_path / "spacy"
     res = runner.invoke(
-        app, ["train", "tag", str(conll), "--out", str(spacy_out), "--backend", "spacy"]
+        app, ["train", "tag", str(conll), "--out", str(spacy_out), "--backend", "spacy", "--json"]
     )
     assert res.exit_code == 0, res.output
     assert isinstance(load(spacy_out), SpacyTagger)
+    summary = json.loads(res.stdout)  # --json was ignored: a line of text came out
+    assert summary["out"] == str(spacy_out) and summary["unreachable_labels"] == []
+    assert {"LOC", "PER"} <= set(summary["labels"])
     ignored = tmp_path / "spacy-epochs"  # options spaCy would ignore are refused, not dropped
     res = runner.invoke(app, ["train", "tag", str(conll), "--out", str(ignored),
                               "--backend", "spacy", "--epochs", "9", "--lr", "1e-4"])  # fmt: skip

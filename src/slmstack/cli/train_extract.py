@@ -66,7 +66,16 @@ def tag(
         mapping = CONLL_MAP if labels and labels <= set(CONLL_MAP.values()) else None
         spacy_skill = SpacyTagger(label_map=mapping).fit(examples)
         spacy_skill.save(out_dir)
+        unreachable = spacy_skill.unreachable_labels_
+        if json_out:
+            print_json({"out": str(out_dir), "pipeline": spacy_skill.pipeline,
+                        "labels": spacy_skill.labels_,
+                        "unreachable_labels": unreachable})  # fmt: skip
+            return
         out.print(f"[green]saved[/] {out_dir}  (spaCy {spacy_skill.pipeline}, not trained)")
+        if unreachable:
+            out.print(f"[yellow]the pipeline never predicts {', '.join(unreachable)}, which the "
+                      "data labels; use --backend transformer to learn them[/]")  # fmt: skip
         return
     if backend != "transformer":
         raise ConfigError(f"--backend must be 'transformer' or 'spacy'. Got {backend!r}.")
