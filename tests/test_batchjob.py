@@ -236,6 +236,13 @@ def test_sink_resumes_truncates_a_torn_line_and_refuses_another_input(tmp_path):
         assert sink.done == {"a"}
     with pytest.raises(DataError, match="another input.*--restart"):
         Sink(out, err, {"a": "other"}).__enter__()
+    # a failed row fixed in the input: run it again, rather than --restart every row
+    err.write_text('{"id": "c", "input": "z", "error": "bad"}\n')
+    with pytest.raises(DataError, match=r"out.errors.jsonl.*changed.*--retry-errors") as caught:
+        Sink(out, err, {**inputs, "c": "z, fixed"}).__enter__()
+    assert "--restart" not in str(caught.value)
+    with Sink(out, err, {**inputs, "c": "z, fixed"}, retry_errors=True) as sink:
+        assert sink.done == {"a"}
     with Sink(out, err, inputs), pytest.raises(DataError, match="locked"):
         Sink(out, err, inputs).__enter__()
 

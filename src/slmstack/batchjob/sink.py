@@ -81,7 +81,10 @@ class Sink:
                 self._out.truncate(0)
             if self._restart or self._retry_errors:
                 self._err.truncate(0)
-            self.done = _done_ids(self.output, self._inputs) | _done_ids(self.errors, self._inputs)
+            # The output first: a row of the errors file that no longer matches, in an
+            # output that does, is a failed row fixed in the input since.
+            self.done = _done_ids(self.output, self._inputs)
+            self.done |= _done_ids(self.errors, self._inputs, changed=_FIXED)
         except BaseException:
             self._stack.close()
             raise
@@ -116,11 +119,19 @@ class Sink:
         return n
 
 
-def _done_ids(path: Path, inputs: Mapping[str, str]) -> set[str]:
+_FIXED = (
+    "the input row changed since it failed. Run the failed rows again with --retry-errors "
+    "(the results written are kept), or pass a new --output"
+)
+
+
+def _done_ids(path: Path, inputs: Mapping[str, str], changed: str | None = None) -> set[str]:
     """Ids of the complete lines of ``path``; truncates a half-written last line."""
 
     def row_of(obj: dict[str, Any]) -> tuple[str, str]:
         return obj["id"], obj["input"]
 
     # Every line opens with the row id (RowRunner writes it first).
-    return done_rows(path, row_of, inputs.get, writer="slmstack batch", opening=b'{"id": ')
+    return done_rows(
+        path, row_of, inputs.get, writer="slmstack batch", opening=b'{"id": ', changed=changed
+    )

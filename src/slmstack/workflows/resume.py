@@ -57,6 +57,7 @@ def done_rows(
     *,
     writer: str,
     opening: bytes | None = None,
+    changed: str | None = None,
 ) -> set[K]:
     """The rows whose complete lines ``path`` holds; truncates a half-written last line.
 
@@ -64,6 +65,8 @@ def done_rows(
     ``TypeError`` on a line that is not a result); ``expected_text`` gives the input text
     of a row key now (``None``: no such row). ``opening``: how every row's line starts,
     so that a first line cut short (a kill inside the first row) is run again too.
+    ``changed``: the error to give when a row's input differs (default: the file belongs
+    to another input or job).
     """
     if not path.exists():
         return set()
@@ -73,10 +76,12 @@ def done_rows(
         path, row_of, kind=f"a result row of `{writer}`", fix=fix, opening=opening
     ):
         if expected_text(row) != text:
+            why = changed or (
+                "this file belongs to a different input file or job. Pass a new --output, "
+                "or --restart to overwrite it"
+            )
             raise DataError(
-                f"row {row!r} was written for another input ({text[:40]!r}); this file "
-                "belongs to a different input file or job. Pass a new --output, or --restart "
-                "to overwrite it",
+                f"row {row!r} was written for another input ({text[:40]!r}); {why}",
                 path=path,
             )
         done.add(row)
