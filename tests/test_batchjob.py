@@ -289,6 +289,10 @@ def test_local_job_writes_every_row_once_and_resumes(job, tmp_path):
     with pytest.raises(DataError, match="inside the input folder or glob"):
         run_job(wf, str(data.parent / "*"), data.parent / "new-out.jsonl")
     assert not (data.parent / "new-out.jsonl").exists()
+    # the errors file is the one named, with its flag (the output was named instead)
+    with pytest.raises(DataError, match=r"in\.jsonl: is one of the input files.*--errors"):
+        run_job(wf, data, tmp_path / "other.jsonl", errors_path=data)
+    assert data.read_bytes() == before
 
 
 def _batch_cli(wf: Path, data: Path, out: Path, *extra: str) -> list[str]:

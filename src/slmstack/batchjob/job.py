@@ -129,15 +129,15 @@ def run_job(
     runner = make(workers=workers, address=ray_address)
     output = Path(output_path)
     errors = Path(errors_path) if errors_path is not None else errors_path_for(output)
-    if _reads_itself(input_path, (output, errors)) or any(
-        f.resolve() in (output.resolve(), errors.resolve()) for f, _ in input_files(input_path)
-    ):
-        raise DataError(
-            "the output (or errors) file is one of the input files, or would be on the next "
-            "run (inside the input folder or glob); pass an --output outside the input, so "
-            "that the input is never overwritten and the job can resume",
-            path=output,
-        )
+    inputs = {f.resolve() for f, _ in input_files(input_path)}
+    for target, flag in ((output, "--output"), (errors, "--errors")):
+        if _reads_itself(input_path, (target,)) or target.resolve() in inputs:
+            raise DataError(
+                "is one of the input files, or would be on the next run (inside the input "
+                f"folder or glob); pass an {flag} outside the input, so that the input is "
+                "never overwritten and the job can resume",
+                path=target,
+            )
     rows = read_rows(input_path, text_field)
     source = Path(workflow).resolve()
     inbox_url = _absolute(inbox or workflow_inbox_url(source) or default_url())
