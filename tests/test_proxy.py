@@ -385,3 +385,42 @@ def test_a_streamed_answer_holding_a_unicode_line_separator_is_read_whole():
     got = parse(ex)
     assert got.problem is None
     assert got.response_text == "line one\u2028line two" and got.finish_reason == "stop"
+
+
+def test_an_upstream_that_breaks_off_before_its_answer_is_a_502_not_a_bare_500(tmp_path):
+    class Broken(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            yield b'{"id": "chatcmpl-1", "choices": ['
+            raise httpx.RemoteProtocolError("peer closed connection without sending the body")
+
+    def half(request):
+        return httpx.Response(200, headers={"content-type": "application/json"}, stream=Broken())
+
+    sent: list[dict] = []
+
+    async def main():
+        proxy = make_proxy(tmp_path, FakeUpstream(), transport=httpx.MockTransport(half))
+        body = json.dumps(BODY).encode()
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(3600)  # the client stays
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+                 "query_string": b"", "headers": [(b"content-type", b"application/json")]}  # fmt: skip
+        async with proxy:
+            await proxy(scope, receive, send)
+            assert proxy.recorder.wait_idle()
+
+    run(main)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 502
+    error = json.loads(sent[1]["body"])["error"]
+    assert "broke off" in error["message"] and "RemoteProtocolError" in error["message"]
+    [row] = TrafficStore(f"sqlite:///{tmp_path / 'proxy.db'}").rows()
+    assert "broke off" in row.problem and row.cost_status != "priced"

@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -191,9 +192,11 @@ class ProxyApp:
         chunks: list[bytes] = []
         error = None
         ttfb = 0.0
+        begun = False  # whether the answer's status went to the client
         watcher = asyncio.create_task(_disconnected(receive))  # uvicorn drops sends after it
         try:
             if content_type.startswith("text/event-stream"):
+                begun = True
                 await send({"type": "http.response.start", "status": response.status_code,
                             "headers": out})  # fmt: skip
                 async for chunk in response.aiter_raw():
@@ -215,6 +218,7 @@ class ProxyApp:
                 content = reading.result()
                 chunks.append(content)
                 out.append((b"content-length", str(len(content)).encode()))
+                begun = True
                 await send({"type": "http.response.start", "status": response.status_code,
                             "headers": out})  # fmt: skip
                 ttfb = (time.perf_counter() - t0) * 1000
@@ -224,6 +228,12 @@ class ProxyApp:
         except (OSError, self._httpx.HTTPError) as exc:  # the client left, or the upstream broke
             error = f"the exchange broke off: {type(exc).__name__}: {exc}"
             _log.warning("%s %s: %s", scope["method"], path, error)
+            if not begun:  # the upstream broke before its answer: say so, not a bare 500
+                status = 504 if isinstance(exc, self._httpx.TimeoutException) else 502
+                message = (f"the upstream {self.config.upstream} broke off its answer: "
+                           f"{type(exc).__name__}: {exc}; retry the call")  # fmt: skip
+                with contextlib.suppress(OSError):  # the client may be gone too
+                    await _json(send, status, _error(message, "upstream_error", status), _LLM)
         finally:
             watcher.cancel()
             await response.aclose()
