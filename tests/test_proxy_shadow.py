@@ -236,3 +236,20 @@ def test_a_broken_shadow_student_costs_no_record(tmp_path):
     proxy = asyncio.run(main())
     assert (proxy.recorder.recorded, proxy.recorder.failed) == (2, 0)  # both calls kept
     assert ShadowStore(url).agreements("t-bank", window=10) == []  # nothing compared
+
+
+def test_an_answer_cut_short_is_not_compared_with_the_student():
+    from slmstack.costs import load_prices
+    from slmstack.proxy import Exchange, Pricing, build_rows
+
+    shadow = Shadow([ShadowTask("t-bank", "classification", "", PREFIX, SUFFIX, Student())])
+    request = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [
+        {"role": "user", "content": PREFIX + "where is my card" + SUFFIX}]}).encode()  # fmt: skip
+    part = b'data: {"choices": [{"index": 0, "delta": {"content": "card_"}}]}\n\n'
+    errors = ("the client left before the end of the stream",  # it hung up after a piece
+              "the exchange broke off: ReadError: reset")  # the upstream broke mid-stream
+    cut = [Exchange("/v1/chat/completions", request, part, 200, "text/event-stream", "", None,
+                    0.0, 5.0, 1.0, error) for error in errors]  # fmt: skip
+    recorded = build_rows(cut, pricing=Pricing(load_prices(None)), shadow=shadow)
+    assert recorded.shadow == []  # "card_" is no answer to agree or disagree with
+    assert [t.problem for t, _ in recorded.rows] == [e.error for e in cut]
