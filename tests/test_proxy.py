@@ -424,3 +424,35 @@ def test_an_upstream_that_breaks_off_before_its_answer_is_a_502_not_a_bare_500(t
     assert "broke off" in error["message"] and "RemoteProtocolError" in error["message"]
     [row] = TrafficStore(f"sqlite:///{tmp_path / 'proxy.db'}").rows()
     assert "broke off" in row.problem and row.cost_status != "priced"
+
+
+def test_one_exchange_that_cannot_be_recorded_does_not_lose_the_rest_of_its_batch(tmp_path):
+    from slmstack.costs import Ledger, load_prices
+    from slmstack.proxy import Exchange, Masker, Recorder, generate_key
+    from slmstack.proxy.recording import Pricing
+
+    class Picky(Masker):  # a masker that fails on one text (a tagger's bug, say)
+        def mask_many(self, texts):
+            if any("boom" in t for t in texts):
+                raise RuntimeError("the tagger broke")
+            return super().mask_many(texts)
+
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    recorder = Recorder(TrafficStore(url), Ledger(url), pricing=Pricing(load_prices()),
+                        masker=Picky(generate_key()))  # fmt: skip
+    answer = {"choices": [{"message": {"role": "assistant", "content": "hi"},
+                           "finish_reason": "stop"}], "model": "gpt-4o-mini",
+              "usage": {"prompt_tokens": 3, "completion_tokens": 1}}  # fmt: skip
+    odd = {**answer, "choices": [{"message": {"content": "hi"}, "finish_reason": 7}]}
+    broken_tools = {**BODY, "messages": [{"role": "assistant", "content": "x", "tool_calls": 5},
+                                         *BODY["messages"]]}  # fmt: skip
+    boom = {**BODY, "messages": [{"role": "user", "content": "boom"}]}
+    calls = [(BODY, answer), (broken_tools, answer), (BODY, odd), (boom, answer), (BODY, answer)]
+    for request, response in calls:  # one batch: the recorder is not started
+        recorder.submit(Exchange("/v1/chat/completions", json.dumps(request).encode(),
+                                 json.dumps(response).encode(), 200, "application/json", "",
+                                 None, time.time(), 5.0, 5.0))  # fmt: skip
+    recorder.close()
+    rows = TrafficStore(url).rows()
+    assert (recorder.recorded, recorder.failed, len(rows)) == (4, 1, 4)  # only "boom" is lost
+    assert [r.finish_reason for r in rows] == ["stop", "stop", "7", "stop"]

@@ -132,6 +132,11 @@ def _usage(value: Any) -> dict[str, int] | None:
         return None
 
 
+def _text(value: Any) -> str | None:
+    """A field an answer should hold as text, as text (an odd upstream's 7 is "7")."""
+    return None if value is None else str(value)
+
+
 def _read_completion(raw: bytes, out: Parsed) -> None:
     try:
         data = json.loads(raw)
@@ -144,13 +149,13 @@ def _read_completion(raw: bytes, out: Parsed) -> None:
     out.upstream_id = str(data.get("id", ""))
     out.response_model = str(data.get("model", ""))
     out.usage = _usage(data.get("usage"))
-    choices = data.get("choices") or []
-    if choices and isinstance(choices[0], dict):
+    choices = data.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
         message = choices[0].get("message") or {}
         out.response_text = message_text(message) if isinstance(message, dict) else ""
         if not out.response_text and isinstance(message, dict) and message.get("tool_calls"):
             out.response_text = json.dumps(message["tool_calls"], ensure_ascii=False)
-        out.finish_reason = choices[0].get("finish_reason")
+        out.finish_reason = _text(choices[0].get("finish_reason"))
 
 
 def _read_stream(raw: bytes, out: Parsed) -> None:
@@ -176,14 +181,15 @@ def _read_stream(raw: bytes, out: Parsed) -> None:
         usage = _usage(event.get("usage"))
         if usage is not None:
             out.usage = usage
-        for choice in event.get("choices") or []:
+        choices = event.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
             if isinstance(delta, dict) and isinstance(delta.get("content"), str):
                 pieces.append(delta["content"])
             if choice.get("finish_reason"):
-                out.finish_reason = choice["finish_reason"]
+                out.finish_reason = _text(choice["finish_reason"])
     out.response_text = "".join(pieces)
 
 

@@ -11,8 +11,9 @@ of their time.
 
 What is not written is said, never hidden: a queue that is full (the database cannot
 keep up) drops the exchange and counts it in :attr:`Recorder.dropped`, logging an error;
-a batch that cannot be masked is dropped (rather than stored unmasked) and counted in
-:attr:`Recorder.failed`; a batch the database refuses is kept and retried with the next.
+an exchange that cannot be masked (or read) is dropped (rather than stored unmasked)
+and counted in :attr:`Recorder.failed`, the rest of its batch recorded; a batch the
+database refuses is kept and retried with the next.
 
 Listeners (:meth:`Recorder.listen`) hear of each batch of shadow rows once it is stored,
 in the recorder's thread: the proxy's serving checks its audits there, off the request
@@ -35,7 +36,7 @@ from slmstack.errors import ConfigError, SlmstackError
 from slmstack.proxy.exchange import Exchange
 from slmstack.proxy.masking import Masker
 from slmstack.proxy.promote import ShadowStore
-from slmstack.proxy.recording import Pricing, Route, build_rows
+from slmstack.proxy.recording import Pricing, Recorded, Route, build_rows
 from slmstack.proxy.shadow import Shadow, ShadowRow
 from slmstack.proxy.traffic import TrafficRow, TrafficStore
 
@@ -199,17 +200,27 @@ class Recorder:
     def _record(self, batch: Sequence[_Item]) -> None:
         if batch:
             try:
-                recorded = build_rows([ex for ex, _ in batch], pricing=self.pricing,
-                                      masker=self.masker, shadow=self.shadow,
-                                      routes=[route for _, route in batch])  # fmt: skip
-            except Exception as exc:  # never store what could not be masked
-                self.failed += len(batch)
-                _log.error("%d exchanges not recorded: %s: %s", len(batch), type(exc).__name__, exc)
-                return
+                recorded = self._rows(batch)
+            except Exception:  # one odd exchange must not cost its batch: one at a time
+                recorded = Recorded([], [])
+                for item in batch:
+                    try:
+                        one = self._rows([item])
+                    except Exception as exc:  # never store what could not be masked
+                        self.failed += 1
+                        _log.error("an exchange of %s was not recorded: %s: %s", item[0].path,
+                                   type(exc).__name__, exc)  # fmt: skip
+                        continue
+                    recorded.rows.extend(one.rows)
+                    recorded.shadow.extend(one.shadow)
             self._warn_unpriced(recorded.rows)
             self._pending.extend(recorded.rows)
             self._pending_shadow.extend(recorded.shadow)
         self._write()
+
+    def _rows(self, batch: Sequence[_Item]) -> Recorded:
+        return build_rows([ex for ex, _ in batch], pricing=self.pricing, masker=self.masker,
+                          shadow=self.shadow, routes=[route for _, route in batch])  # fmt: skip
 
     def _write(self) -> None:
         if not self._pending:

@@ -143,7 +143,8 @@ def _masked_texts(parsed: Sequence[Parsed], masker: Masker | None) -> None:
                     if isinstance(part, dict) and isinstance(part.get("text"), str):
                         slots.append((part, "text"))
                         texts.append(part["text"])
-            for call in m.get("tool_calls") or []:  # the arguments an assistant sent a tool
+            calls = m.get("tool_calls")
+            for call in calls if isinstance(calls, list) else []:  # what an assistant sent a tool
                 function = call.get("function") if isinstance(call, dict) else None
                 if isinstance(function, dict) and isinstance(function.get("arguments"), str):
                     slots.append((function, "arguments"))
