@@ -456,3 +456,15 @@ def test_one_exchange_that_cannot_be_recorded_does_not_lose_the_rest_of_its_batc
     rows = TrafficStore(url).rows()
     assert (recorder.recorded, recorder.failed, len(rows)) == (4, 1, 4)  # only "boom" is lost
     assert [r.finish_reason for r in rows] == ["stop", "stop", "7", "stop"]
+
+
+@pytest.mark.parametrize("driver", ["pg8000", "nosuchdriver"])
+def test_a_database_that_cannot_be_opened_is_named_without_its_password(tmp_path, driver):
+    from slmstack.costs import Ledger
+    from slmstack.errors import SlmstackError
+
+    url = f"postgresql+{driver}://app:s3cr3t-pw@db.internal/llm"
+    for open_ in (TrafficStore, Ledger):
+        with pytest.raises(SlmstackError) as caught:
+            open_(url)
+        assert "s3cr3t-pw" not in str(caught.value) and "db.internal" in str(caught.value)

@@ -41,6 +41,7 @@ def report(
     Before: every recorded call at the LLM's price; after: what the LLM was paid. Per task:
     the share answered locally, agreement, the latest promotion and latency. HTML with --out.
     """
+    from slmstack.costs.ledger import shown_url
     from slmstack.costs.prices import from_nano, load_prices
     from slmstack.costs.report import money
     from slmstack.errors import ConfigError
@@ -57,7 +58,7 @@ def report(
     result = build_report(url, table, tasks_file=tasks, price_as=price_as)
     if result.calls == 0:
         raise ConfigError(
-            f"{ledger} holds no recorded calls yet: point the app at `slmstack proxy` (its "
+            f"{shown_url(url)} holds no recorded calls yet: point the app at `slmstack proxy` (its "
             "--ledger) and report once it has recorded traffic"
         )
     if out_file is not None:

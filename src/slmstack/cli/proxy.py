@@ -243,14 +243,14 @@ def promote(
     if task not in known:
         if not known:
             raise ConfigError(
-                f"{ledger} holds no shadow comparisons yet: run the proxy with the task's "
+                f"{_shown(url)} holds no shadow comparisons yet: run the proxy with the task's "
                 "student beside the LLM first (slmstack proxy --tasks tasks.json --shadow "
                 f"{task}=DIR), then promote"
             )
         close = difflib.get_close_matches(task, sorted(known), n=1)
         guess = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(
-            f"no task {task!r} was shadowed or promoted in {ledger}{guess}; known tasks: "
+            f"no task {task!r} was shadowed or promoted in {_shown(url)}{guess}; known tasks: "
             f"{', '.join(sorted(known))}"
         )
     if demote:

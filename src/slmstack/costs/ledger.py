@@ -172,12 +172,12 @@ class Ledger:
                 use_wal(self._engine)
         except sa.exc.ArgumentError as exc:
             raise ConfigError(
-                f"ledger URL {url!r} is not a database URL ({exc}); use sqlite:///PATH or "
-                "postgresql+psycopg://USER@HOST/DB"
+                f"ledger URL {shown_url(url)!r} is not a database URL ({exc}); use "
+                "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
             ) from exc
         except ModuleNotFoundError as exc:
             raise MissingDependencyError(
-                exc.name or "a database driver", "postgres", f"The ledger at {url!r}"
+                exc.name or "a database driver", "postgres", f"The ledger at {shown_url(url)!r}"
             ) from exc
         self.dialect = self._engine.dialect.name
         self._table = _define(sa.MetaData())

@@ -57,12 +57,12 @@ def open_tables(
         use_wal(engine)
     except sa.exc.ArgumentError as exc:
         raise ConfigError(
-            f"{url!r} is not a database URL ({exc}); use sqlite:///PATH or "
+            f"{shown_url(url)!r} is not a database URL ({exc}); use sqlite:///PATH or "
             "postgresql+psycopg://USER@HOST/DB"
         ) from exc
     except ModuleNotFoundError as exc:
         raise MissingDependencyError(
-            exc.name or "a database driver", "postgres", f"The {what} at {url!r}"
+            exc.name or "a database driver", "postgres", f"The {what} at {shown_url(url)!r}"
         ) from exc
     if engine.dialect.name not in _DIALECTS:
         raise ConfigError(
