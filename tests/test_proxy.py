@@ -468,3 +468,31 @@ def test_a_database_that_cannot_be_opened_is_named_without_its_password(tmp_path
         with pytest.raises(SlmstackError) as caught:
             open_(url)
         assert "s3cr3t-pw" not in str(caught.value) and "db.internal" in str(caught.value)
+
+
+def test_a_gzipped_answer_the_upstream_sends_anyway_reaches_the_client_whole(tmp_path):
+    import gzip
+
+    answer = {"id": "chatcmpl-1", "model": "gpt-4o-mini", "choices": [{"index": 0,
+              "message": {"role": "assistant", "content": "card_arrival"}, "finish_reason": "stop"}],
+              "usage": {"prompt_tokens": 9, "completion_tokens": 2}}  # fmt: skip
+
+    class Gzipped(httpx.AsyncByteStream):  # off the network, as a real transport streams it
+        async def __aiter__(self):
+            yield gzip.compress(json.dumps(answer).encode())
+
+    def gzipping(request):  # a server that compresses whatever Accept-Encoding says
+        return httpx.Response(200, stream=Gzipped(), headers={
+            "content-type": "application/json", "content-encoding": "gzip"})  # fmt: skip
+
+    async def main():
+        proxy = make_proxy(tmp_path, FakeUpstream(), transport=httpx.MockTransport(gzipping))
+        async with proxy, client(proxy) as http:
+            r = await http.post("/v1/chat/completions", json=BODY)
+            assert proxy.recorder.wait_idle()
+            return r
+
+    r = run(main)
+    assert r.status_code == 200 and r.json() == answer
+    [row] = TrafficStore(f"sqlite:///{tmp_path / 'proxy.db'}").rows()
+    assert row.response == "card_arrival" and row.problem is None and row.tokens_in == 9

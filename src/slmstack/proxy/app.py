@@ -210,7 +210,7 @@ class ProxyApp:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             else:
-                reading = asyncio.ensure_future(response.aread())
+                reading = asyncio.ensure_future(_raw(response))
                 await asyncio.wait({reading, watcher}, return_when=asyncio.FIRST_COMPLETED)
                 if not reading.done():
                     reading.cancel()
@@ -286,6 +286,14 @@ async def _disconnected(receive: Any) -> None:
     """Return once the client has closed its connection (after the request body)."""
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+async def _raw(response: Any) -> bytes:
+    """The answer's bytes as sent, compressed if the upstream compressed them anyway.
+
+    ``aread`` would decode them, while the client is told the upstream's ``content-encoding``.
+    """
+    return b"".join([chunk async for chunk in response.aiter_raw()])
 
 
 async def _body(receive: Any) -> bytes:
