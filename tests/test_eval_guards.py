@@ -128,3 +128,21 @@ def test_labels_no_installed_font_draws_give_one_warning_naming_them_and_the_fix
     shown = ours[0].split("(")[1].split(")")[0]
     assert sorted(shown.split()) == sorted("退款登录") and "fonts-noto-cjk" in ours[0]
     assert "退款" in page  # the table shows the label as it is
+
+
+def test_a_drawn_row_share_counts_the_errors_into_labels_left_out():
+    import numpy as np
+
+    from slmstack.evaluation.html import _drawn_cells
+
+    n = 50
+    m = np.eye(n, dtype=int) * 10
+    for i in range(0, 45, 2):  # heavy confusions among the first 45 labels: these are drawn
+        m[i, i + 1] = 6
+    m[0, 49] = 3  # and three of label 0's errors go to a label left out
+    labels, counts, share = _drawn_cells({"labels": [f"l{i}" for i in range(n)],
+                                          "matrix": m.tolist()})  # fmt: skip
+    assert len(labels) == 40 and "l0" in labels and "l49" not in labels
+    row = labels.index("l0")
+    assert share[row, row] == pytest.approx(10 / 19)  # of the whole row, not of what is drawn
+    assert counts[row, row] == 10

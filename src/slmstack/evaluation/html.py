@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from slmstack.costs.html import image, new_figure, page, png_base64, table
 
@@ -72,14 +73,27 @@ def _per_class(per_class: Mapping[str, Mapping[str, Any]]) -> str:
     )
 
 
-def _confusion(matrix: Mapping[str, Any]) -> str:
+def _drawn_cells(
+    matrix: Mapping[str, Any],
+) -> tuple[list[str], NDArray[np.float64], NDArray[np.float64]]:
+    """The labels, counts and row shares the confusion heatmap draws.
+
+    Past ``_MAX_DRAWN`` labels only the most confused are drawn, but each share stays a
+    share of the *whole* row: a row's errors into labels left out still count, or a
+    label right half the time would draw as right every time.
+    """
     labels = list(matrix["labels"])
     counts = np.asarray(matrix["matrix"], dtype=np.float64)
+    totals = counts.sum(axis=1)
     if len(labels) > _MAX_DRAWN:  # ticks of 150 labels overlap: draw where the errors are
-        errors = counts.sum(axis=0) + counts.sum(axis=1) - 2 * np.diag(counts)
+        errors = counts.sum(axis=0) + totals - 2 * np.diag(counts)
         keep = np.sort(np.argsort(-errors, kind="stable")[:_MAX_DRAWN])
-        labels, counts = [labels[i] for i in keep], counts[np.ix_(keep, keep)]
-    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+        labels, counts, totals = [labels[i] for i in keep], counts[np.ix_(keep, keep)], totals[keep]
+    return labels, counts, counts / np.maximum(totals, 1.0)[:, None]
+
+
+def _confusion(matrix: Mapping[str, Any]) -> str:
+    labels, counts, share = _drawn_cells(matrix)
     side = min(14.0, max(4.0, 0.35 * len(labels) + 2))
     fig = new_figure((side, side), _PURPOSE)
     ax = fig.add_subplot()
