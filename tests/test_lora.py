@@ -140,3 +140,17 @@ def test_an_adapter_worse_than_the_base_on_validation_is_not_kept(tmp_path):
     with pytest.warns(DataWarning, match="above the base model's"):
         result = train_lora(pairs, tmp_path / "a", settings=settings, val_pairs=held)
     assert result.best_epoch == 0 and min(result.val_loss) > (result.val_loss_before or 0)
+
+
+def test_copies_of_a_pair_are_dropped_before_the_validation_split(tmp_path):
+    from slmstack.errors import DataWarning
+    from slmstack.training.lora import train_lora
+
+    pairs = [(f"What is the secret code for order {i}?", "PINEAPPLE.") for i in range(12)]
+    settings = LoraSettings(epochs=1, max_steps=1, batch_size=6, val_fraction=0.5)
+    with pytest.warns(DataWarning, match="dropped 12 exact duplicate rows of 24"):
+        result = train_lora(pairs * 2, tmp_path / "a", settings=settings)
+    # 24 rows split in half would validate on copies of the training pairs
+    assert (result.n_train, result.n_val, result.duplicates_dropped) == (6, 6, 12)
+    meta = json.loads((tmp_path / "a" / "slmstack_adapter.json").read_text())
+    assert meta["data"]["pairs"] == 12 and meta["data"]["duplicates_dropped"] == 12

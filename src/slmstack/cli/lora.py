@@ -62,6 +62,7 @@ def lora(
     summary = {
         "out": str(out_dir),
         "pairs": len(pairs),
+        "duplicates_dropped": result.duplicates_dropped,
         "steps": len(result.steps),
         "first_loss": round(result.steps[0]["loss"], 4) if result.steps else None,
         "last_loss": round(result.steps[-1]["loss"], 4) if result.steps else None,

@@ -27,6 +27,7 @@ import torch
 
 from slmstack.artifacts import data_hash, library_versions, swap_in
 from slmstack.data.readers import read_records
+from slmstack.data.validation import drop_duplicates
 from slmstack.errors import (
     ConfigError,
     DataError,
@@ -100,6 +101,7 @@ class LoraResult:
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = 0
     truncated_pairs: int = 0
+    duplicates_dropped: int = 0  # exact copies of a pair, left out before the split
     n_train: int = 0
     n_val: int = 0
     seconds: float = 0.0
@@ -196,7 +198,8 @@ def train_lora(
 
     The best epoch is chosen by the mean token loss on validation pairs: ``val_pairs``
     when given (then every one of ``pairs`` trains and ``val_fraction`` is ignored), else
-    a seeded ``val_fraction`` of ``pairs``.
+    a seeded ``val_fraction`` of ``pairs``. Exact copies of a pair are dropped first (a
+    :class:`DataWarning` says how many), so that no copy of a training pair is validated on.
 
     Example:
         >>> pairs = [("Say hi", "Hello from ACME!"), ("Greet me", "Hello from ACME!")]
@@ -205,6 +208,9 @@ def train_lora(
     """
     cfg = settings or LoraSettings()
     cfg.check()
+    # Before the split, as every trainer does: a copy of a training pair held out would
+    # score memorisation as progress and pick an over-fitted epoch.
+    pairs, dropped = drop_duplicates(list(pairs))
     if len(pairs) < 2:
         raise DataError(f"LoRA needs at least 2 prompt/response pairs, got {len(pairs)}")
     if val_pairs is not None and not val_pairs:
@@ -242,7 +248,9 @@ def train_lora(
         val = [e[:2] for e in held]
         train = [encoded[i][:2] for i in order]
         encoded += held  # counted in truncated_pairs below
-    result = LoraResult(out=Path(out), n_train=len(train), n_val=len(val))
+    result = LoraResult(
+        out=Path(out), n_train=len(train), n_val=len(val), duplicates_dropped=dropped
+    )
     result.truncated_pairs = sum(1 for e in encoded if e[2])
 
     peft_config = LoraConfig(
@@ -362,6 +370,7 @@ def _write_meta(
             "data": {
                 "sha256": data_hash(pairs),
                 "pairs": len(pairs),
+                "duplicates_dropped": result.duplicates_dropped,
                 "val_sha256": data_hash(val_pairs) if val_pairs else None,
             },
             "n_train": result.n_train,
