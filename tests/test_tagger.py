@@ -290,3 +290,9 @@ def test_validation_never_reuses_the_training_examples_and_names_types_it_cannot
     with pytest.warns(DataWarning, match=r"validation holds entity types training has none of "
                       r"\(EMAIL\)"):  # fmt: skip
         make_tagger(encoder_dir, epochs=1).fit(few, validation=[*toy_sentences(2), email])
+
+
+def test_an_empty_validation_list_is_refused_not_scored_perfect(encoder_dir):
+    # it had loaded the encoder, then raised IndexError from inside the tokenizer
+    with pytest.raises(DataError, match="validation is empty; pass None to hold out"):
+        make_tagger(encoder_dir, epochs=1).fit(toy_sentences(4), validation=[])

@@ -146,10 +146,8 @@ class EntityTagger(TaggedTexts, Skill):
         encoder = shared_encoder(source) if frozen else load_encoder(source)
         # Two positions go to [CLS] and [SEP].
         self.window_ = model_window(self.tokenizer_, encoder, self.max_length) - 2
-        self.net_ = TokenNet(
-            encoder, n_tags, case_dim=self.case_dim, dropout=self.dropout,
-            case_input=self.case_input,
-        )  # fmt: skip
+        self.net_ = TokenNet(encoder, n_tags, case_dim=self.case_dim, dropout=self.dropout,
+                             case_input=self.case_input)  # fmt: skip
 
     def _chunks(self, encs: Sequence[Encoded]) -> list[tuple[int, int]]:
         """(example index, window start) of every window of every text."""
@@ -191,6 +189,8 @@ class EntityTagger(TaggedTexts, Skill):
         self._check_params()
         if not examples:
             raise DataError("no training examples; pass at least a few tagged texts")
+        if validation is not None and not validation:
+            raise DataError("validation is empty; pass None to hold out val_fraction instead")
         examples, dropped = drop_duplicates(examples)
         labels = sorted({s.label for ex in examples for s in ex.spans})
         if not labels:
@@ -262,8 +262,7 @@ class EntityTagger(TaggedTexts, Skill):
         rows = [(ex.text, *(f"{s.label}:{s.start}:{s.end}" for s in ex.spans)) for ex in examples]
         self.provenance_ = self._provenance(
             base=source.describe(), data_sha256=data_hash(rows), rows=len(rows),
-            duplicates_dropped=dropped, seconds=time.perf_counter() - start,
-            metrics=self.metrics_,
+            duplicates_dropped=dropped, seconds=time.perf_counter() - start, metrics=self.metrics_,
         )  # fmt: skip
         return self
 
