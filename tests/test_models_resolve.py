@@ -92,3 +92,16 @@ def test_a_sharded_folder_is_pinned_by_every_shard(tmp_path):
     assert after.sha256 != before.sha256  # the second shard changed, and the digest says so
     with pytest.raises(IntegrityError):
         resolve(tmp_path, expect_sha256=before.sha256)
+
+
+def test_loading_an_encoder_leaves_the_hub_download_bars_on():
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    from slmstack.models.encoder import load_encoder
+
+    enable_progress_bars()
+    load_encoder(resolve("minilm"))
+    # a hub base resolved after this load downloads hundreds of MB: its bar must show
+    assert not are_progress_bars_disabled()
+    assert not hf_logging.is_progress_bar_enabled()  # transformers' own loading bars stay off

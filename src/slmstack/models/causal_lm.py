@@ -18,6 +18,7 @@ import torch
 
 from slmstack.errors import IntegrityError, ModelError
 from slmstack.models.catalog import known_models
+from slmstack.models.encoder import quiet_loading
 from slmstack.models.gguf import gguf_path
 from slmstack.models.hashing import sha256_file
 from slmstack.models.parts import cache_root
@@ -67,9 +68,8 @@ def _cache_is_valid(folder: Path, gguf_sha256: str) -> bool:
 def load_causal_lm(ref: str, *, cache_dequantized: bool = True) -> tuple[Any, Any, str | None]:
     """Load ``(model, tokenizer, base sha256)`` for an alias, GGUF file, folder or hub id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # slmstack shows its own progress
+    quiet_loading()  # before resolve(), which may download the model: its bars stay on
     sha: str | None
     is_gguf = ref in known_models() or ref.endswith(".gguf") or any(Path(ref).glob("*.gguf"))
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +49,32 @@ def load_tokenizer(path: Path) -> Any:
         raise ModelError(f"cannot load a tokenizer from {path}: {exc}") from exc
 
 
+_QUIET_LOCK = threading.Lock()
+
+
+def quiet_loading() -> None:
+    """Switch off transformers' weight-loading bars (slmstack shows its own), only those.
+
+    ``transformers.utils.logging.disable_progress_bar`` also switches off every
+    ``huggingface_hub`` bar for the rest of the process, so a model downloaded after the
+    first load (a second hub base, a LoRA base of hundreds of MB) downloaded for minutes
+    without one. The hub's bars are left as they were.
+    """
+    from huggingface_hub.utils.tqdm import are_progress_bars_disabled, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    with _QUIET_LOCK:
+        downloads_shown = not are_progress_bars_disabled()
+        hf_logging.disable_progress_bar()
+        if downloads_shown:
+            enable_progress_bars()
+
+
 def load_encoder(source: ModelSource) -> nn.Module:
     """Load the transformer body (no task head) from a resolved source."""
     from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # slmstack shows its own progress
+    quiet_loading()
     try:
         model = AutoModel.from_pretrained(
             str(source.path), use_safetensors=source.safetensors, dtype=torch.float32
