@@ -152,6 +152,18 @@ def test_resume_with_more_data_and_new_labels(tmp_path):
     assert load(tmp_path / "v1").classes_ == ["card", "password", "refund"]  # original kept
 
 
+def test_a_resume_that_fails_keeps_the_labels_and_head_it_had():
+    clf = TextClassifier(name_examples=True).fit(TRAIN)
+    head = clf.net_.head.weight.detach().clone()
+    digits = [Example("code 4711 again", "4711"), Example("the 4711 code", "4711")]
+    with pytest.raises(DataError, match=r"'4711'.*contain no letters"):
+        clf.resume(TRAIN + digits, allow_new_labels=True)
+    # the label is not left behind, untrained, for the next resume or save to keep
+    assert clf.classes_ == ["card", "password", "refund"]
+    assert torch.equal(clf.net_.head.weight, head)
+    clf.resume(TRAIN)  # and the skill resumes as before
+
+
 def test_resume_on_same_labels_keeps_label_set():
     clf = TextClassifier().fit(TRAIN).resume(TRAIN[:8] + TRAIN[16:])  # card + password only
     assert clf.classes_ == ["card", "password", "refund"]

@@ -64,3 +64,19 @@ def test_a_loss_that_is_not_finite_stops_training_with_the_fix():
     with pytest.raises(SkillError, match=r"training diverged at epoch 1, step 1.*Lower the "
                        r"learning rate \(--lr, now 0.1\)"):  # fmt: skip
         run(model, lr=0.1, loss_fn=nan)
+
+
+def test_training_that_diverges_later_gives_the_model_back_its_starting_weights():
+    model = fitted()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    calls = []
+
+    def late_nan(batch):  # one good step changes the weights, then the loss blows up
+        calls.append(1)
+        loss = nn.functional.cross_entropy(model(X), 1 - Y)
+        return loss if len(calls) == 1 else loss * float("nan")
+
+    with pytest.raises(SkillError, match="training diverged at epoch 2, step 1"):
+        run(model, lr=0.5, loss_fn=late_nan)
+    # the caller retries at a lower rate from where it started, not from a half-trained model
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -25,6 +25,7 @@ temperature, scope and ``val_*`` metrics stay those of the train-only head. With
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -245,11 +246,16 @@ class TextClassifier(LabelledTexts, Skill):
                 f"the data has labels the skill was not trained on: {shown}. Pass "
                 "allow_new_labels=True (CLI: --allow-new-labels) to add them."
             )
+        before = self.classes_, copy.deepcopy(self.net_.head)  # a failed resume changes neither
         if new:
             self.net_.head = grow_head(self.net_.head, len(new))
             self.classes_ = [*self.classes_, *new]
         torch.manual_seed(self.seed)
-        self._train(list(examples), resumed=True, grown=bool(new))
+        try:
+            self._train(list(examples), resumed=True, grown=bool(new))
+        except BaseException:  # Ctrl-C too: the skill must not keep half-added labels
+            self.classes_, self.net_.head = before
+            raise
         return self
 
     def _train(
@@ -294,10 +300,9 @@ class TextClassifier(LabelledTexts, Skill):
             weight=self.distill_weight, temperature=self.distill_temperature,
         )  # fmt: skip
         self.teacher_: dict[str, Any] | None = soft.describe(teacher) if soft else None
-        result = (
-            tune_encoder(self, tok_train, y_train, tok_val, y_val, resumed=resumed, soft=soft)
-            if tuned else None
-        )  # fmt: skip
+        result = tune_encoder(
+            self, tok_train, y_train, tok_val, y_val, resumed=resumed, soft=soft
+        ) if tuned else None  # fmt: skip
         self.history_, self.best_epoch_ = (result.history, result.best_epoch) if result else ([], 0)
         for param in self.net_.encoder.parameters():
             param.requires_grad = False

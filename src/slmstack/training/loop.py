@@ -99,7 +99,8 @@ def train_loop(
     warning.
 
     Raises:
-        SkillError: the loss became NaN or infinite (training diverged).
+        SkillError: the loss became NaN or infinite (training diverged). On that or any
+            other error (Ctrl-C too) the model is given back its starting weights.
     """
     result = LoopResult()
     optimizer = torch.optim.AdamW(_param_groups(model, head_prefixes, cfg))
@@ -118,48 +119,53 @@ def train_loop(
     result.start_metric = evaluate()
     start = time.perf_counter()
     bad_epochs = 0
-    with progress() as bar:
-        task = bar.add_task(description, total=total, info="")
-        for epoch in range(cfg.epochs):
-            model.train()
-            running = 0.0
-            for step, batch in enumerate(make_batches(epoch), start=1):
-                with autocast(cfg.precision):
-                    loss = loss_fn(batch)
-                if not torch.isfinite(loss.detach()):
-                    raise SkillError(
-                        f"training diverged at epoch {epoch + 1}, step {step}: the loss is "
-                        f"{float(loss.detach())}. Lower the learning rate (--lr, now "
-                        f"{cfg.learning_rate:g}) and train again; nothing was saved"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                running += float(loss.detach())
-                bar.update(task, advance=1, info=f"epoch {epoch + 1} loss {running / step:.4f}")
-            model.eval()
-            metric = evaluate()
-            result.history.append(
-                {
-                    "epoch": epoch + 1,
-                    "train_loss": running / max(1, steps_per_epoch),
-                    "val_metric": metric,
-                    "seconds": time.perf_counter() - start,
-                }
-            )
-            bar.update(task, info=f"epoch {epoch + 1} val {metric:.4f}")
-            if metric > result.best_metric:
-                result.best_metric = metric
-                result.best_epoch = epoch + 1
-                best_state = copy.deepcopy(model.state_dict())
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
-                if bad_epochs >= cfg.patience:
-                    result.stopped_early = epoch + 1 < cfg.epochs
-                    break
+    try:  # a failure (divergence, Ctrl-C) leaves the model as it was, not half-trained
+        with progress() as bar:
+            task = bar.add_task(description, total=total, info="")
+            for epoch in range(cfg.epochs):
+                model.train()
+                running = 0.0
+                for step, batch in enumerate(make_batches(epoch), start=1):
+                    with autocast(cfg.precision):
+                        loss = loss_fn(batch)
+                    if not torch.isfinite(loss.detach()):
+                        raise SkillError(
+                            f"training diverged at epoch {epoch + 1}, step {step}: the loss is "
+                            f"{float(loss.detach())}. Lower the learning rate (--lr, now "
+                            f"{cfg.learning_rate:g}) and train again; nothing was saved"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    running += float(loss.detach())
+                    bar.update(task, advance=1, info=f"epoch {epoch + 1} loss {running / step:.4f}")
+                model.eval()
+                metric = evaluate()
+                result.history.append(
+                    {
+                        "epoch": epoch + 1,
+                        "train_loss": running / max(1, steps_per_epoch),
+                        "val_metric": metric,
+                        "seconds": time.perf_counter() - start,
+                    }
+                )
+                bar.update(task, info=f"epoch {epoch + 1} val {metric:.4f}")
+                if metric > result.best_metric:
+                    result.best_metric = metric
+                    result.best_epoch = epoch + 1
+                    best_state = copy.deepcopy(model.state_dict())
+                    bad_epochs = 0
+                else:
+                    bad_epochs += 1
+                    if bad_epochs >= cfg.patience:
+                        result.stopped_early = epoch + 1 < cfg.epochs
+                        break
+    except BaseException:
+        model.load_state_dict(initial)
+        model.eval()
+        raise
     if result.start_metric > result.best_metric:
         warnings.warn(
             f"{description}: every epoch scored below the weights it started from on "
