@@ -11,9 +11,11 @@ the stream must hold.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import ClassVar
 
 import httpx
@@ -26,6 +28,8 @@ from llm_server import free_port
 from serve_doubles import WORKFLOW, Keywords
 from slmstack import Summarizer
 from slmstack.backends import Backend, Completion, CompletionRequest, runtimes
+from slmstack.costs import Ledger
+from slmstack.costs.ledger import LedgerRow
 from slmstack.errors import DeadlineExceeded, Overloaded
 from slmstack.serve import create_app
 from slmstack.serve.openai_schemas import ChatCompletionChunk, ChatCompletionResponse
@@ -69,11 +73,28 @@ class Scripted(Backend):
 
 
 runtimes.register("test-stream")(lambda model, **options: Scripted(model))
+FOLDER: list[Path] = []  # the server's folder (its ledger)
+
+
+def ledger_run(request_id: str) -> LedgerRow:
+    """The run row of ``request_id``, once the server has flushed it (every second)."""
+    deadline = time.monotonic() + 10
+    while True:
+        book = Ledger(f"sqlite:///{FOLDER[0] / 'ledger.db'}", create=False)
+        try:
+            rows = [r for r in book.rows() if r.request_id == f"{request_id}:0" and r.kind == "run"]
+        finally:
+            book.close()
+        if rows or time.monotonic() > deadline:
+            assert len(rows) == 1, f"{len(rows)} run rows for {request_id}"
+            return rows[0]
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("serve-openai")
+    FOLDER.append(folder)
     Keywords().fit(TRAIN).save(folder / "intent")
     Summarizer(model="streamy", runtime="test-stream", max_sentences=2, max_copied=None).fit(
         []
@@ -164,6 +185,21 @@ def test_a_generative_skill_streams_its_tokens_as_they_come(client, server):
         ChatCompletionChunk.model_validate_json(event)  # the documented shape
 
 
+def test_a_streamed_answer_is_metered_in_the_ledger_and_the_last_chunks(client):
+    chunks = list(client.chat.completions.create(
+        model="summary", messages=ask(TICKET), stream=True,
+        stream_options={"include_usage": True},
+    ))  # fmt: skip
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == len(WANT.split())
+    stop = next(c for c in chunks if c.choices and c.choices[0].finish_reason == "stop")
+    extra = stop.model_extra["slmstack"]
+    assert extra["cost"]["tokens_out"] == len(WANT.split()) and extra["cost"]["latency_ms"] > 0
+    row = ledger_run(extra["request_id"])
+    assert (row.tokens_in, row.tokens_out) == (chunks[-1].usage.prompt_tokens, len(WANT.split()))
+    assert row.tokens_in > len(TICKET.split())  # the prompt: instructions and the ticket
+    assert row.cost_nusd == extra["cost"]["cost_nusd"] and row.compute_s > 0
+
+
 def test_a_skill_that_checks_its_text_streams_it_in_one_checked_chunk(client):
     chunks = list(
         client.chat.completions.create(model="checked", messages=ask(TICKET), stream=True)
@@ -199,6 +235,8 @@ def test_a_client_that_hangs_up_stops_the_generation_and_frees_the_skill(client,
         assert time.monotonic() < deadline, "the generation went on after the client left"
         time.sleep(0.05)
     assert len(backend.sent) < 5  # of 14 words
+    request_id = json.loads(line.removeprefix("data: "))["id"].removeprefix("chatcmpl-")
+    assert ledger_run(request_id).tokens_out < len(WANT.split())  # metered as far as it went
     again = client.chat.completions.create(model="summary", messages=ask(TICKET), stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in again) == WANT
 

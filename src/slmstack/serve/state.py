@@ -8,18 +8,18 @@ one shared executor, so the threads that compute are bounded by the config.
 
 Threads: by default the executor has one thread and torch (or onnxruntime, for exported
 skills) gets this process's share of the cores (cores / workers), so that batches of
-different targets queue for the cores instead of fighting over them (two concurrent
-torch calls on the same cores slow both).
-With ``threads.executor: E``, torch gets cores / (workers × E).
+different targets queue for the cores instead of fighting over them (two concurrent torch
+calls on the same cores slow both). With ``threads.executor: E``, torch gets cores /
+(workers × E).
 
-Spend: each call's rows go to the ledger from the executor thread, with the caller's
-key name (``api_key_id``). The ledger keeps them in memory and :meth:`flush` (every
-second, from the app, and at shutdown) writes them, so a slow or failing database never
-fails a request: rows that could not be written stay buffered (in memory, as long as
-the database is down; each failed flush logs how many) and are retried. This holds for
-the workflows' own ledgers too, when the config names none. Past ``LEDGER_BACKLOG``
-waiting rows, new requests are refused (503, ``Retry-After``) and not run, so that an
-outage neither exhausts memory nor serves requests that nothing records.
+Spend: each call's rows go to the ledger from the thread that ran it (a streamed answer's
+when it ends), with the caller's key name (``api_key_id``). The ledger keeps them in
+memory and :meth:`flush` (every second, from the app, and at shutdown) writes them, so a
+slow or failing database never fails a request: rows that could not be written stay
+buffered (in memory, while the database is down; each failed flush logs how many) and
+are retried, the workflows' own ledgers' too. Past ``LEDGER_BACKLOG`` waiting rows, new
+requests are refused (503, ``Retry-After``) and not run, so that an outage neither
+exhausts memory nor serves requests that nothing records.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from slmstack.serve.auth import ApiKeys
 from slmstack.serve.batcher import MicroBatcher
 from slmstack.serve.config import ServeConfig
 from slmstack.serve.metrics import Metrics
-from slmstack.types import Prediction
+from slmstack.types import Prediction, Usage
 from slmstack.workflows.engine import Workflow
 from slmstack.workflows.inbox import Inbox
 from slmstack.workflows.metering import Meter, remote_models
@@ -296,44 +296,50 @@ class ServeState:
 
     def _skill_fn(self, name: str) -> Any:
         skill = self.skills[name]
-        remote = remote_models(skill)
-        target = f"skill:{name}"
 
         def run(calls: list[Call]) -> list[SkillAnswer]:
             start = time.perf_counter()
             predictions = skill.predict([c.text for c in calls])
             share = (time.perf_counter() - start) / len(calls)
-            meter = self._skill_meter
-            assert meter is not None  # set by load()
-            at = datetime.now(UTC)
-            answers, rows = [], []
+            answers = []
             for call, pred in zip(calls, predictions, strict=True):
-                tokens_in, tokens_out = pred.usage.input_tokens, pred.usage.output_tokens
-                cost = meter.skill_cost(name, tokens_in, tokens_out, share)
+                cost = self.meter_skill_call(
+                    name, call.key, call.caller, pred.usage, share, decision=pred.label,
+                    abstained=pred.abstained,
+                )  # fmt: skip
                 answers.append(SkillAnswer(pred, share * 1000, cost))
-                self.metrics.add_usage(target, tokens_in, tokens_out, cost)
-                if self.ledger is not None:
-                    step = LedgerRow(
-                        call.key, "predict", target, name, "skill", at,
-                        model=remote[0] if remote else name,
-                        machine=None if remote else meter.machine, tokens_in=tokens_in,
-                        tokens_out=tokens_out, latency_ms=share * 1000,
-                        compute_s=0.0 if remote else share, cost_nusd=cost,
-                        decision=pred.label, api_key_id=call.caller,
-                    )  # fmt: skip
-                    run_row = LedgerRow(
-                        call.key, "", target, "", RUN, at, tokens_in=tokens_in,
-                        tokens_out=tokens_out, latency_ms=share * 1000,
-                        compute_s=step.compute_s, cost_nusd=cost,
-                        decision="abstained" if pred.abstained else "completed",
-                        reason=pred.abstained, api_key_id=call.caller,
-                    )  # fmt: skip
-                    rows += [step, run_row]
-            if rows and self.ledger is not None:
-                self.ledger.append(rows)
             return answers
 
         return run
+
+    def meter_skill_call(
+        self, name: str, key: str, caller: str | None, usage: Usage, seconds: float, *,
+        decision: str | None = None, abstained: str | None = None,
+    ) -> int:  # fmt: skip
+        """Price a call to skill ``name`` (nano-dollars), count it, buffer its ledger rows."""
+        meter = self._skill_meter
+        assert meter is not None  # set by load()
+        remote = remote_models(self.skills[name])
+        target, at = f"skill:{name}", datetime.now(UTC)
+        tokens_in, tokens_out = usage.input_tokens, usage.output_tokens
+        cost = meter.skill_cost(name, tokens_in, tokens_out, seconds)
+        self.metrics.add_usage(target, tokens_in, tokens_out, cost)
+        if self.ledger is not None:
+            step = LedgerRow(
+                key, "predict", target, name, "skill", at, model=remote[0] if remote else name,
+                machine=None if remote else meter.machine, tokens_in=tokens_in,
+                tokens_out=tokens_out, latency_ms=seconds * 1000,
+                compute_s=0.0 if remote else seconds, cost_nusd=cost, decision=decision,
+                api_key_id=caller,
+            )  # fmt: skip
+            run_row = LedgerRow(
+                key, "", target, "", RUN, at, tokens_in=tokens_in, tokens_out=tokens_out,
+                latency_ms=seconds * 1000, compute_s=step.compute_s, cost_nusd=cost,
+                decision="abstained" if abstained else "completed", reason=abstained,
+                api_key_id=caller,
+            )  # fmt: skip
+            self.ledger.append([step, run_row])
+        return cost
 
     def _workflow_fn(self, name: str) -> Any:
         workflow = self.workflows[name]

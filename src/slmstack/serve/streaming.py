@@ -30,9 +30,19 @@ class ThreadStream:
     """Iterate ``make()`` in a new thread; :meth:`next` returns its pieces on the loop.
 
     An exception raised by ``make`` or by the iterator is raised by :meth:`next`.
+    ``on_end(iterator, seconds)`` runs in the thread once the iterator is closed (its
+    generation over, whether it ran out, failed or was stopped), before :meth:`next`
+    returns the end: the server meters the stream there.
     """
 
-    def __init__(self, make: Callable[[], Iterator[str]], *, name: str = "stream"):
+    def __init__(
+        self,
+        make: Callable[[], Iterator[str]],
+        *,
+        name: str = "stream",
+        on_end: Callable[[Iterator[str] | None, float], None] | None = None,
+    ):
+        self._on_end = on_end
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._stop = threading.Event()
@@ -46,6 +56,8 @@ class ThreadStream:
             self._stop.set()
 
     def _run(self, make: Callable[[], Iterator[str]]) -> None:
+        start = time.perf_counter()
+        pieces: Iterator[str] | None = None
         try:
             pieces = make()
             try:
@@ -59,6 +71,11 @@ class ThreadStream:
                     close()
         except BaseException as exc:  # handed to the consumer on the loop
             self._put(exc)
+        if self._on_end is not None:
+            try:
+                self._on_end(pieces, time.perf_counter() - start)
+            except Exception as exc:  # metering failed: the consumer hears of it
+                self._put(exc)
         self._put(_END)
 
     async def next(self) -> str | None:

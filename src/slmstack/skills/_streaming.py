@@ -9,7 +9,10 @@ equal the tidied whole text; a test checks it over every way of splitting a text
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+
+from slmstack.types import Usage
 
 
 def bounded_pieces(
@@ -51,3 +54,48 @@ def bounded_pieces(
         close = getattr(raw_pieces, "close", None)
         if close is not None:
             close()  # stops the generation when the bound ended the stream early
+
+
+class TextStream(Iterator[str]):
+    """A skill's generated pieces; ``usage`` is set once the stream ends or is closed.
+
+    The tokens are counted with ``count`` (the generator's tokenizer): ``prompt`` when the
+    stream starts, and the pieces sent, joined, when it ends. So a served stream is metered
+    like a prediction (``slmstack.serve``): its tokens, its wall time, its cost.
+
+    Example:
+        >>> stream = TextStream(iter(["Hi", " there."]), count=lambda t: len(t.split()),
+        ...                     prompt="Say hi")
+        >>> "".join(stream), stream.usage.input_tokens, stream.usage.output_tokens
+        ('Hi there.', 2, 2)
+    """
+
+    def __init__(self, pieces: Iterator[str], *, count: Callable[[str], int], prompt: str):
+        self._pieces = pieces
+        self._count = count
+        self._sent: list[str] = []
+        self._start = time.perf_counter()
+        self._prompt_tokens = count(prompt)
+        self.usage: Usage | None = None
+
+    def __next__(self) -> str:
+        try:
+            piece = next(self._pieces)
+        except StopIteration:
+            self._end()
+            raise
+        self._sent.append(piece)
+        return piece
+
+    def close(self) -> None:
+        """Stop the generation (closing the pieces) and count what was sent."""
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+        self._end()
+
+    def _end(self) -> None:
+        if self.usage is None:
+            seconds = time.perf_counter() - self._start
+            out = self._count("".join(self._sent))
+            self.usage = Usage(self._prompt_tokens, out, latency_ms=seconds * 1000)

@@ -30,12 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 from slmstack.artifacts import data_hash, library_versions
-from slmstack.backends.base import (
-    Backend,
-    Completion,
-    CompletionRequest,
-    parse_json_output,
-)
+from slmstack.backends.base import Backend, Completion, CompletionRequest, parse_json_output
 from slmstack.data.readers import read_examples
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import (
@@ -48,7 +43,7 @@ from slmstack.errors import (
 )
 from slmstack.skills._copying import check_copy
 from slmstack.skills._record_check import record_problems
-from slmstack.skills._streaming import bounded_pieces
+from slmstack.skills._streaming import TextStream, bounded_pieces
 from slmstack.skills._summary_lora import (
     check_lora_overrides,
     check_tuning,
@@ -315,7 +310,7 @@ class Summarizer(Skill):
         )  # fmt: skip
 
     def stream(self, text: str) -> Iterator[str]:
-        """The summary of one text in pieces, as generated: ``predict``'s text (greedy).
+        """The summary of one text in pieces, as generated (a ``TextStream``: it counts them).
 
         Raises:
             NotStreamableError: with ``schema`` (a JSON record, parsed once generated) or
@@ -331,8 +326,11 @@ class Summarizer(Skill):
         check_texts([text])
         if not text.strip():
             return iter(())
-        raw = self.backend_.stream(self._request(self._fit_input(text)[0]))
-        return bounded_pieces(raw, max_sentences=self.max_sentences, split=split_sentences)
+        request = self._request(self._fit_input(text)[0])
+        pieces = bounded_pieces(self.backend_.stream(request), max_sentences=self.max_sentences,
+                                split=split_sentences)  # fmt: skip
+        prompt = "\n".join(m.content for m in request.messages)
+        return TextStream(pieces, count=self.backend_.count_tokens, prompt=prompt)
 
     def _shorten(self, completion: Completion, max_tokens: int, warnings: list[str]) -> str:
         """The completion on one line, cut to ``max_sentences`` (reported in ``warnings``)."""

@@ -18,7 +18,10 @@ by ``data: [DONE]``:
   queue limit, and the deadline for the first token). A skill that cannot stream (it
   has no ``stream``, or raises :class:`~slmstack.errors.NotStreamableError` because it
   checks its text after generating it: a Troubleshooter, a Summarizer that fills a
-  schema or rejects copies) answers through its batcher, in one content chunk.
+  schema or rejects copies) answers through its batcher, in one content chunk. A stream
+  is metered when it ends, however it ends: its ledger rows carry the caller's key, its
+  cost is in the last chunk's ``slmstack`` field, and ``stream_options.include_usage``
+  adds OpenAI's usage chunk (tokens counted with the skill's tokenizer).
 
 A failure after the first chunk cannot change the status any more: it is sent as an
 ``{"error": ...}`` event, which OpenAI clients raise as an ``APIError``.
@@ -31,7 +34,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -58,6 +61,7 @@ from slmstack.serve.routes import caller, cost, serve_state
 from slmstack.serve.schemas import ERRORS
 from slmstack.serve.state import ServeState, SkillAnswer, WorkflowAnswer
 from slmstack.serve.streaming import StreamGate, ThreadStream, sse
+from slmstack.types import Usage
 from slmstack.workflows.trace import Result
 
 router = APIRouter(tags=["openai"])
@@ -120,7 +124,7 @@ async def _answer(body: ChatCompletionRequest, request: Request) -> Response:
     kind = _kind(state, body.model)
     text = _last_user_text(body.messages)
     if kind == "skill" and body.stream:
-        streamed = await _stream_tokens(request.app, state, body, text)
+        streamed = await _stream_tokens(request.app, state, body, text, caller(request))
         if streamed is not None:
             return streamed
     request_id, calls = state.calls([text], caller(request))
@@ -262,14 +266,16 @@ class _Reply:
         yield sse("[DONE]")
 
     async def tokens(self, first: str, pieces: ThreadStream, gate: StreamGate,
-                     extra: dict[str, Any]) -> AsyncIterator[bytes]:  # fmt: skip
+                     metered: _Metered, include_usage: bool) -> AsyncIterator[bytes]:  # fmt: skip
         try:
             yield self.chunk({"role": "assistant", "content": ""})
             piece: str | None = first
             while piece is not None:
                 yield self.chunk({"content": piece})
                 piece = await pieces.next()
-            yield self.chunk({}, "stop", slmstack=extra)
+            yield self.chunk({}, "stop", slmstack=metered.extra())  # metered by now
+            if include_usage:
+                yield self.usage_chunk(metered.usage)
             yield sse("[DONE]")
         except Exception as exc:  # the status is sent: say it in the stream, as OpenAI does
             _log.error("stream from %s failed: %s: %s", self.model, type(exc).__name__, exc)
@@ -291,10 +297,39 @@ def _gate(app: FastAPI, state: ServeState, name: str) -> StreamGate:
     return gates[name]
 
 
+class _Metered:
+    """A stream's usage and cost, filled in by the stream's thread when it ends."""
+
+    def __init__(self, state: ServeState, model: str, request_id: str, key: str | None):
+        self.state, self.model, self.request_id, self.key = state, model, request_id, key
+        self.usage, self.cost_nusd, self.seconds = Usage(), 0, 0.0
+
+    def end(self, pieces: Iterator[str] | None, seconds: float) -> None:
+        """Meter the generation (``ThreadStream``'s ``on_end``): ledger rows with the key."""
+        if pieces is None:  # nothing was generated: the skill refused to stream
+            return
+        usage = getattr(pieces, "usage", None)  # a TextStream counts its tokens
+        self.usage = usage if isinstance(usage, Usage) else Usage(latency_ms=seconds * 1000)
+        self.seconds = seconds
+        self.cost_nusd = self.state.meter_skill_call(
+            self.model, f"{self.request_id}:0", self.key, self.usage, seconds
+        )
+
+    def extra(self) -> dict[str, Any]:
+        u = self.usage
+        spent = cost(u.input_tokens, u.output_tokens, self.seconds * 1000, self.cost_nusd)
+        return {"kind": "skill", "request_id": self.request_id, "status": "completed",
+                "cost": spent}  # fmt: skip
+
+
 async def _stream_tokens(
-    app: FastAPI, state: ServeState, body: ChatCompletionRequest, text: str
+    app: FastAPI, state: ServeState, body: ChatCompletionRequest, text: str, key: str | None
 ) -> StreamingResponse | None:
-    """The skill's tokens as SSE, or ``None`` when it cannot stream (answer in one piece)."""
+    """The skill's tokens as SSE, or ``None`` when it cannot stream (answer in one piece).
+
+    The stream is metered when it ends, however it ends (run out, failed, or stopped by a
+    client that went away): its ledger rows carry the caller's key, as a prediction's do.
+    """
     skill = state.skills[body.model]
     stream = getattr(skill, "stream", None)
     if not callable(stream):
@@ -302,7 +337,9 @@ async def _stream_tokens(
     deadline = time.monotonic() + state.config.limits.deadline_s
     gate = _gate(app, state, body.model)
     await gate.enter(deadline)
-    pieces = ThreadStream(partial(stream, text), name=f"stream-{body.model}")
+    request_id = uuid.uuid4().hex
+    metered = _Metered(state, body.model, request_id, key)
+    pieces = ThreadStream(partial(stream, text), name=f"stream-{body.model}", on_end=metered.end)
     try:
         async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
             first = await pieces.next()
@@ -317,15 +354,15 @@ async def _stream_tokens(
                 f"({state.config.limits.deadline_s:g} s, limits.deadline_s)"
             ) from None
         raise
-    request_id = uuid.uuid4().hex
     reply = _Reply(body.model, request_id)
-    # Streamed tokens carry no usage or cost: the skill returns text pieces only.
-    extra = {"kind": "skill", "request_id": request_id, "status": "completed"}
+    include_usage = body.stream_options is not None and body.stream_options.include_usage
     if first is None:  # nothing was generated
         pieces.close()
         gate.leave()
-        return StreamingResponse(reply.one_piece("", extra, None), media_type=_SSE)
-    return StreamingResponse(reply.tokens(first, pieces, gate, extra), media_type=_SSE)
+        usage = metered.usage if include_usage else None
+        return StreamingResponse(reply.one_piece("", metered.extra(), usage), media_type=_SSE)
+    events = reply.tokens(first, pieces, gate, metered, include_usage)
+    return StreamingResponse(events, media_type=_SSE)
 
 
 __all__ = ["router"]
