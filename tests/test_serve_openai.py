@@ -242,6 +242,16 @@ def test_a_client_that_hangs_up_stops_the_generation_and_frees_the_skill(client,
 
 
 # ---------------------------------------------------------------------- refusals
+def test_the_openai_client_lists_and_retrieves_the_models(client):
+    assert {m.id for m in client.models.list()} == {"intent", "summary", "checked", "desk"}
+    card = client.models.retrieve("summary")
+    assert (card.id, card.object, card.model_extra["kind"]) == ("summary", "model", "skill")
+    assert "text" in card.model_extra["produces"]
+    assert client.models.retrieve("desk").model_extra["kind"] == "workflow"
+    with pytest.raises(openai.NotFoundError, match="no skill or workflow 'gpt-4' is served"):
+        client.models.retrieve("gpt-4")
+
+
 def test_an_unknown_model_is_a_404_listing_the_chat_models(client):
     with pytest.raises(openai.NotFoundError, match=r"they are: desk, checked, summary"):
         client.chat.completions.create(model="gpt-4o", messages=ask("hi"))

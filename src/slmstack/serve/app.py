@@ -49,7 +49,7 @@ from slmstack.errors import (
     SlmstackError,
 )
 from slmstack.serve import console
-from slmstack.serve.asgi import error_body, openai_error, route_table
+from slmstack.serve.asgi import error_body, openai_error, openai_route, route_table
 from slmstack.serve.auth import AuthMiddleware, bearer_security
 from slmstack.serve.config import ServeConfig, load_config
 from slmstack.serve.hot_path import HotPath
@@ -206,7 +206,10 @@ async def _error(request: Request, exc: SlmstackError) -> JSONResponse:
     if status == 500:
         _log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
     detail = shown(exc, f"{request.method} {request.url.path}")
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers_of(exc))
+    body: dict[str, Any] = {"detail": detail}
+    if openai_route(request.url.path):  # what OpenAI clients show
+        body["error"] = openai_error(status, detail)
+    return JSONResponse(body, status_code=status, headers=headers_of(exc))
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -227,7 +230,7 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
                             "msg": f"the body must be JSON: send Content-Type: "
                                    f"application/json (got {kind or 'none'!r})"})  # fmt: skip
     body: dict[str, Any] = {"detail": problems}
-    if request.url.path.endswith("/chat/completions"):
+    if openai_route(request.url.path):
         message = "; ".join(f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}" for p in problems)
         body["error"] = openai_error(422, message)
     return JSONResponse(body, status_code=422)

@@ -99,13 +99,21 @@ def _match(app: Any, scope: Scope) -> str | None:
 def error_body(scope: Scope, status: int, detail: str) -> bytes:
     """The JSON of an error a middleware answers: ``{"detail": ...}``, as FastAPI's.
 
-    On the chat route it also carries OpenAI's ``error`` object, which OpenAI clients
-    show (an answer without it reaches the user as a bare status code).
+    On the routes OpenAI clients call it also carries OpenAI's ``error`` object, which
+    they show (an answer without it reaches the user as a bare status code).
     """
     body: dict[str, Any] = {"detail": detail}
-    if str(scope.get("path", "")).endswith("/chat/completions"):
+    if openai_route(str(scope.get("path", ""))):
         body["error"] = openai_error(status, detail)
     return json.dumps(body).encode()
+
+
+def openai_route(path: str) -> bool:
+    """Whether OpenAI clients call ``path`` (chat completions, models).
+
+    Its errors carry OpenAI's ``error`` object beside ``detail``.
+    """
+    return path.endswith(("/chat/completions", "/v1/models")) or "/v1/models/" in path
 
 
 def openai_error(status: int, message: str, kind: str | None = None) -> dict[str, Any]:

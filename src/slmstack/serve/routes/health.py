@@ -1,4 +1,4 @@
-"""``GET /livez``, ``GET /readyz`` and ``GET /v1/models``.
+"""``GET /livez``, ``GET /readyz``, ``GET /v1/models`` and ``GET /v1/models/{model}``.
 
 The probes answer ``HEAD`` too (status only), as some load balancers send it.
 """
@@ -8,8 +8,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from slmstack.errors import NotServed
 from slmstack.serve.routes import serve_state
-from slmstack.serve.schemas import Liveness, ModelCard, ModelList, Readiness
+from slmstack.serve.schemas import ErrorOut, Liveness, ModelCard, ModelList, Readiness
+from slmstack.serve.state import ServeState
 
 router = APIRouter()
 
@@ -49,7 +51,28 @@ async def models(request: Request) -> ModelList:
 
     Its ``id`` is the name to call it by, and the ``model`` of a chat completion.
     """
-    state = serve_state(request)
+    return ModelList(data=_cards(serve_state(request)))
+
+
+@router.get(
+    "/v1/models/{model}",
+    response_model=ModelCard,
+    responses={404: {"model": ErrorOut, "description": "No skill or workflow of that name."}},
+    tags=["models"],
+    summary="Retrieve a model",
+)
+async def model(model: str, request: Request) -> ModelCard:
+    """One served skill or workflow (what OpenAI clients' ``models.retrieve`` asks for)."""
+    cards = _cards(serve_state(request))
+    found = next((card for card in cards if card.id == model), None)
+    if found is None:
+        shown = repr(model) if len(model) <= 100 else repr(model[:100]) + "…"
+        served = ", ".join(card.id for card in cards) or "none"
+        raise NotServed(f"no skill or workflow {shown} is served (they are: {served})")
+    return found
+
+
+def _cards(state: ServeState) -> list[ModelCard]:
     cards = [
         ModelCard(
             id=name,
@@ -63,4 +86,4 @@ async def models(request: Request) -> ModelList:
         ModelCard(id=name, kind="workflow", type="workflow", produces=["text"])
         for name in sorted(state.workflows)
     ]
-    return ModelList(data=cards)
+    return cards
