@@ -112,6 +112,18 @@ def test_a_public_entry_that_names_no_route_is_refused_at_start(tmp_path, monkey
         create_app(write_server(tmp_path, auth))
 
 
+def test_an_inbox_act_for_others_entry_that_names_no_key_is_refused_at_start(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SLMSTACK_TEST_KEYS", f"ops:{KEY},helpdesk:{OTHER_KEY}")
+    auth = "auth:\n  keys_env: SLMSTACK_TEST_KEYS\n  inbox_act_for_others: [helpdsk]\n"
+    with pytest.raises(ConfigError, match=r"auth.inbox_act_for_others: 'helpdsk' is no key's "
+                       r"name \(did you mean 'helpdesk'\?\)"):  # fmt: skip
+        create_app(write_server(tmp_path, auth))
+    fixed = auth.replace("helpdsk", "helpdesk")
+    assert create_app(write_server(tmp_path, fixed)).state.serve.keys is not None
+
+
 def test_without_auth_every_route_is_open_and_the_key_name_is_none():
     client = TestClient(pieces_app(keys=None))
     assert client.get("/whoami").json() == {"key": None}

@@ -38,7 +38,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,6 +72,21 @@ UNMETERED = frozenset({"/livez", "/readyz", "/metrics"})
 
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def check_names(listed: Iterable[str], names: Iterable[str], key: str) -> None:
+    """Refuse a name under ``auth.<key>`` that is no key's name (a typo would grant nothing)."""
+    import difflib
+
+    known = sorted(names)
+    for name in listed:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"auth.{key}: {name!r} is no key's name{hint}; the keys are "
+                f"{', '.join(known)}; list key names, not keys"
+            )
 
 
 class ApiKeys:
@@ -125,7 +140,8 @@ class ApiKeys:
 
         Raises:
             ConfigError: neither source is named, the variable is unset or empty, the file
-                is missing, malformed or tracked by git, or a name appears in both.
+                is missing, malformed or tracked by git, a name appears in both, or
+                ``inbox_act_for_others`` lists a name no key has.
         """
         environ = os.environ if environ is None else environ
         if not auth.keys_env and not auth.keys_file:
@@ -155,6 +171,7 @@ class ApiKeys:
                     "unique across keys_env and keys_file"
                 )
             found.update(pairs)
+        check_names(getattr(auth, "inbox_act_for_others", ()), found, "inbox_act_for_others")
         return cls(found)
 
     @classmethod
