@@ -109,7 +109,7 @@ def test_the_summary_page_and_text_agree_with_the_exact_figures(capsys):
     assert "costs nothing" not in text and "22,500,000× cheaper per request" in text
 
 
-def test_training_is_priced_on_the_machine_it_ran_on(tmp_path):
+def test_training_is_priced_on_the_machine_it_ran_on(tmp_path, monkeypatch):
     """Training on a GPU box and serving on a small VM: --training-machine prices the
     training seconds at the GPU's rate; by default the serving machine's, and it says which."""
     import json
@@ -139,7 +139,13 @@ def test_training_is_priced_on_the_machine_it_ran_on(tmp_path):
         assert res.exit_code == 0, res.output
         return json.loads(res.output)["training"]
 
+    from slmstack.workflows.engine import Workflow
+
+    closed: list[Workflow] = []
+    real_close = Workflow.close
+    monkeypatch.setattr(Workflow, "close", lambda self: (closed.append(self), real_close(self)))
     default = training()
+    assert closed, "cost compare closes the workflow it loaded"
     assert (default["machine"], Decimal(default["usd"])) == ("cpu-2vcpu", Decimal("0.08925"))
     gpu = training("--training-machine", "gpu-a10g")
     assert (gpu["machine"], Decimal(gpu["usd"])) == ("gpu-a10g", Decimal("1.006"))

@@ -63,18 +63,17 @@ def compare(
 
     check_html_target(html_out)
     teacher = dollars(teacher_cost, "--teacher-cost")
-    wf = load_workflow(workflow)
-    meter = wf.meter()
-    url = ledger or (wf.ledger.url if wf.ledger is not None else None)
-    if url is None:
-        raise ConfigError(f"{workflow} keeps no ledger; add `ledger: sqlite:///ledger.db` to "
-                          "it and run it, or pass --ledger")  # fmt: skip
-    url = url if "://" in url else f"sqlite:///{url}"
-    seconds = sum(
-        float(getattr(getattr(s, "provenance_", None), "seconds", 0.0)) for s in wf.skills.values()
-    )
-    trained_on = training_machine or meter.machine
-    training = meter.prices.compute_cost(trained_on, seconds) + teacher  # names an unknown one
+    with load_workflow(workflow) as wf:  # read, then closed: its pools, its ledger
+        meter = wf.meter()
+        url = ledger or (wf.ledger.url if wf.ledger is not None else None)
+        if url is None:
+            raise ConfigError(f"{workflow} keeps no ledger; add `ledger: sqlite:///ledger.db` to "
+                              "it and run it, or pass --ledger")  # fmt: skip
+        url = url if "://" in url else f"sqlite:///{url}"
+        provenances = [getattr(s, "provenance_", None) for s in wf.skills.values()]
+        seconds = sum(float(getattr(p, "seconds", 0.0)) for p in provenances)
+        trained_on = training_machine or meter.machine
+        training = meter.prices.compute_cost(trained_on, seconds) + teacher  # or names it unknown
     book = Ledger(url, create=False)
     try:
         result = break_even(

@@ -73,18 +73,18 @@ def cascade(
         hint = f" (for {target:g}%, pass {target / 100:g})" if 1 < target <= 100 else ""
         raise ConfigError(f"--target must be in (0, 1]; got {target}{hint}")
     human = None if human_cost is None else to_nano(dollars(human_cost, "--human-cost"))
-    wf = load_workflow(workflow)
-    step = find_cascade(wf, cascade_id)
-    examples = read_examples(data, text_column=text_column, label_column=label_column)
-    meter = wf.meter()
-    tiers = measure_tiers(
-        wf, step, [e.text for e in examples], [e.label for e in examples],
-        cost_of=lambda name, p, s: meter.skill_cost(
-            name, p.usage.input_tokens, p.usage.output_tokens, s),
-        human_cost_nano_usd=human,
-        cache=workflow.parent / ".slmstack-cache" / "tuning.json",
-        cost_key=f"{meter.machine} {meter.prices!r}",  # every price, not just the version
-    )  # fmt: skip
+    with load_workflow(workflow) as wf:  # closed after measuring: its pools, its ledger
+        step = find_cascade(wf, cascade_id)
+        examples = read_examples(data, text_column=text_column, label_column=label_column)
+        meter = wf.meter()
+        tiers = measure_tiers(
+            wf, step, [e.text for e in examples], [e.label for e in examples],
+            cost_of=lambda name, p, s: meter.skill_cost(
+                name, p.usage.input_tokens, p.usage.output_tokens, s),
+            human_cost_nano_usd=human,
+            cache=workflow.parent / ".slmstack-cache" / "tuning.json",
+            cost_key=f"{meter.machine} {meter.prices!r}",  # every price, not just the version
+        )  # fmt: skip
     result = sweep(tiers, target=target, relative=relative)
     summary: dict[str, Any] = {
         "workflow": str(workflow),
