@@ -322,3 +322,15 @@ def test_proxy_unmask_refuses_options_it_would_ignore(tmp_path, monkeypatch, arg
     monkeypatch.setenv("SLMSTACK_MASK_KEY", generate_key())
     monkeypatch.chdir(tmp_path)
     one_error_line(runner.invoke(app, ["proxy", "unmask", *args], input=""), needle)
+
+
+def test_inbox_list_refuses_status_with_all(tmp_path):
+    from slmstack.workflows import Inbox
+
+    db = f"sqlite:///{tmp_path / 'inbox.db'}"
+    Inbox(db).close()
+    one_error_line(
+        runner.invoke(app, ["inbox", "list", "--db", db, "--status", "claimed", "--all"]),
+        "--all lists every status",
+    )
+    assert runner.invoke(app, ["inbox", "list", "--db", db, "--all"]).exit_code == 0

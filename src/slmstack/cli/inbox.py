@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from slmstack.cli.common import cli_command, out, print_json
+from slmstack.cli.common import cli_command, given_options, out, print_json
 from slmstack.errors import ConfigError, InboxError
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ def _preview(text: str, limit: int) -> str:
 @app.command("list")
 @cli_command
 def list_packets(
+    ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="open, claimed or resolved.")] = "open",
     all_: Annotated[bool, typer.Option("--all", help="Every status.")] = False,
     limit: Annotated[int, typer.Option()] = 50,
@@ -81,6 +82,8 @@ def list_packets(
     """List packets, oldest first (open ones by default)."""
     from slmstack.workflows.packet import shown_url
 
+    if all_ and "status" in given_options(ctx):
+        raise ConfigError("--all lists every status; drop --status, or drop --all")
     if not all_ and status not in ("open", "claimed", "resolved"):
         raise ConfigError(f"--status must be open, claimed or resolved; got {status!r}")
     inbox = _open(db, workflow)
