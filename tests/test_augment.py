@@ -147,3 +147,27 @@ def test_cli_writes_as_it_goes_and_an_interrupted_run_goes_on(tmp_path: Path):
     res = CliRunner().invoke(app, [*args[:3], str(table), *args[4:]])
     assert res.exit_code == 2 and "not a file `slmstack augment` wrote" in res.output
     assert table.read_text() == "text,label\nhello,a\nlast row,b"
+
+
+def test_going_on_with_other_settings_is_refused(tmp_path: Path):
+    data = tmp_path / "intents.csv"
+    data.write_text("text,label\n" + "".join(f"query number {i},intent{i % 2}\n" for i in range(4)))
+    out = tmp_path / "aug.jsonl"
+    args = ["augment", str(data), "--out", str(out), "--model", "m", "--runtime",
+            "test-augment", "--per-example", "2", "--json"]  # fmt: skip
+    Scripted.calls = 0
+    first = CliRunner().invoke(app, args)  # stops after two examples
+    assert first.exit_code != 0 and out.read_text().count("\n") == 4
+    settings = json.loads((tmp_path / "aug.jsonl.settings.json").read_text())
+    assert (settings["model"], settings["per_example"]) == ("m", 2)
+    kept = out.read_text()
+    other = CliRunner().invoke(app, [*args[:-2], "3", "--json"])
+    assert other.exit_code == 2 and "per_example=2" in other.output
+    assert "per_example=3" in " ".join(other.output.split()) and out.read_text() == kept
+    Scripted.calls = 2  # a --force run that fails before its first row keeps the old notes
+    failed = CliRunner().invoke(app, [*args[:-2], "3", "--json", "--force"])
+    assert failed.exit_code != 0 and out.read_text() == kept
+    assert json.loads((tmp_path / "aug.jsonl.settings.json").read_text())["per_example"] == 2
+    Scripted.calls = 0
+    same = CliRunner().invoke(app, args)
+    assert same.exit_code == 0 and json.loads(same.output)["already_done"] == 2

@@ -3,13 +3,16 @@
 The originals and the rewrites are written as JSONL that a training command reads as it
 is. The output is written as it goes, one example and its rewrites at a time, so an
 interrupted run keeps what it made; run the same command again and it goes on from the
-first example not yet in the file (``--force`` starts over).
+first example not yet in the file (``--force`` starts over). The settings of the run are
+kept beside it (``OUT.settings.json``): going on with other ones is refused.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,8 +28,8 @@ _ROW_KEYS = {"text", "label", "source", "augmented_from"}
 class _LazyFile:
     """A text file opened (and, in mode ``w``, emptied) only when first written to."""
 
-    def __init__(self, path: Path, mode: str):
-        self.path, self.mode = path, mode
+    def __init__(self, path: Path, mode: str, on_open: Callable[[], None] | None = None):
+        self.path, self.mode, self.on_open = path, mode, on_open
         self._file: Any = None
 
     def __enter__(self) -> _LazyFile:
@@ -38,6 +41,8 @@ class _LazyFile:
 
     def write(self, text: str) -> None:
         if self._file is None:
+            if self.on_open is not None:
+                self.on_open()
             self._file = self.path.open(self.mode, encoding="utf-8")
         self._file.write(text)
 
@@ -69,6 +74,40 @@ def _same_file(source: str) -> str:
     """``FILE:LINE`` with FILE resolved: ``data.csv:3`` and ``./data.csv:3`` are one row."""
     file, sep, line = source.rpartition(":")
     return f"{Path(file).resolve()}:{line}" if sep and file else source
+
+
+def _settings_file(out_path: Path) -> Path:
+    return out_path.with_name(out_path.name + ".settings.json")
+
+
+def _note_settings(out_path: Path, settings: dict[str, Any]) -> None:
+    """Keep a new file's settings beside it (when its first row is written)."""
+    text = json.dumps(settings, indent=1) + "\n"
+    _settings_file(out_path).write_text(text, encoding="utf-8")
+
+
+def _same_settings(out_path: Path, settings: dict[str, Any], *, resuming: bool) -> None:
+    """Refuse to go on with a file made with other settings (see ``_note_settings``).
+
+    A resumed run appends to what the first one wrote: with another model, or another
+    number of rewrites, one file would mix two recipes and nobody could tell which rows
+    came from which.
+    """
+    path = _settings_file(out_path)
+    if resuming and path.is_file():
+        try:
+            before = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot read the settings --out was made with ({exc}); "
+                              "pass --force to start over") from None  # fmt: skip
+        changed = sorted(k for k in settings if before.get(k) != settings[k])
+        if changed:
+            was = ", ".join(f"{k}={before.get(k)!r}" for k in changed)
+            now = ", ".join(f"{k}={settings[k]!r}" for k in changed)
+            raise ConfigError(
+                f"{out_path} was made with {was}; this run asks {now}. Pass the same "
+                "settings to go on with it, --force to start over, or another --out"
+            )
 
 
 @cli_command
@@ -116,12 +155,16 @@ def augment_command(
     refuse_same(out_path, data, "the data file itself", "the rewrites would replace the examples")
     if not 0 <= temperature <= 2:
         raise ConfigError(f"--temperature must be between 0 and 2; got {temperature}")
+    backend_options = key_values(option, "--option")
     done = _done(out_path) if out_path.exists() and not force else set()
+    settings = {"model": model, "runtime": runtime, "options": sorted(option or ()),
+                "per_example": per_example, "temperature": temperature, "seed": seed}  # fmt: skip
+    _same_settings(out_path, settings, resuming=bool(done))
     # each example keeps its position in the file, which seeds its generation: a resumed
     # run writes what one uninterrupted run would have
     positions = [i for i, ex in enumerate(examples) if _same_file(str(ex.source)) not in done]
     todo = [examples[i] for i in positions]
-    backend = load_backend(model, runtime=runtime, **key_values(option, "--option"))
+    backend = load_backend(model, runtime=runtime, **backend_options)
     # Priced before the first call: an unpriced paid API is refused, as in a workflow.
     meter = Meter("augment", skills={}, backends={"generator": backend})
     counts: Counter[str] = Counter()
@@ -135,7 +178,9 @@ def augment_command(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # The file is opened at the first row to write: a run that fails before it (a server
     # that refuses) leaves --out as it was, even with --force.
-    with _LazyFile(out_path, "w" if force or not done else "a") as f:
+    fresh = force or not done
+    note = partial(_note_settings, out_path, settings) if fresh else None
+    with _LazyFile(out_path, "w" if fresh else "a", note) as f:
         for ex, rewrites, dropped in augment(
             todo,
             backend,
