@@ -280,6 +280,36 @@ def test_rows_the_database_refuses_at_the_stop_go_to_a_file_not_away(tmp_path, m
     assert row["traffic"]["model"] == "gpt-4o-mini" and row["ledger"]["tokens_in"] == 3
 
 
+def test_a_recorder_that_cannot_finish_in_time_says_what_it_leaves(tmp_path, caplog):
+    import threading
+    import time as _time
+
+    from slmstack.proxy.exchange import Exchange
+    from slmstack.proxy.recorder import Recorder
+    from slmstack.proxy.recording import Pricing
+    from slmstack.proxy.traffic import TrafficStore
+
+    release = threading.Event()
+
+    class Stuck(TrafficStore):
+        def insert(self, rows):
+            release.wait(10)  # a database that hangs
+            return super().insert(rows)
+
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    recorder = Recorder(Stuck(url), Ledger(url), pricing=Pricing(load_prices(), None, None),
+                        flush_every_s=0.01)  # fmt: skip
+    recorder.start()
+    body = json.dumps(BODY).encode()
+    for _ in range(3):
+        recorder.submit(Exchange("/v1/chat/completions", body, b"{}", 200, "application/json",
+                                 "", None, _time.time(), 5.0, 5.0, None))  # fmt: skip
+    with caplog.at_level("ERROR", logger="slmstack.proxy"):
+        recorder.close(timeout_s=0.3)
+    release.set()
+    assert "did not finish within 0.3 s" in caplog.text and "not recorded" in caplog.text
+
+
 def test_a_call_no_database_column_could_hold_is_recorded_fitted_and_failures_show(tmp_path):
     """A 250-character model name or a NUL (PostgreSQL refuses both) must not stop recording."""
     import time as _time

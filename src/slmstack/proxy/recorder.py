@@ -137,6 +137,13 @@ class Recorder:
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(timeout_s)
+            if self._thread.is_alive():  # said, never hidden: what it still holds is lost
+                _log.error(
+                    "the recorder did not finish within %g s: %d exchanges still queued and "
+                    "%d rows waiting for the database are not recorded (the database is slow "
+                    "or down; its last error: %s)", timeout_s, self._queue.qsize(),
+                    len(self._pending), self.write_error,
+                )  # fmt: skip
             self._thread = None
         else:
             self._drain_now()
