@@ -166,6 +166,7 @@ def test_fit_predict_save_load_round_trip(encoder: Path, tmp_path: Path):
     proba = again.predict_proba(QUERIES)
     assert proba.shape == (len(QUERIES), len(INTENTS))
     np.testing.assert_allclose(proba.max(axis=1), [p.confidence for p in preds])
+    assert again.predict_proba([]).shape == (0, len(INTENTS))
 
 
 def test_word_ngram_rows_equal_scikit_learns_tfidf():

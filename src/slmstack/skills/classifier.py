@@ -10,17 +10,15 @@ Strategies:
   forgets less of the pretrained features than a random head.
 * ``fewshot``: few examples per label. SetFit's contrastive tuning of the encoder on pairs
   of examples, then the ``head`` probe on the tuned vectors (``_fewshot.py``).
-* ``auto``: the strategy measured best for the data, recorded in ``strategy_``. On
-  BANKING77 that is ``head`` at every size tried, 2 to 20 examples per intent (``fewshot``
-  lost or tied at each, ``bench/RESULTS.md``), so ``auto`` trains ``head``.
+* ``auto``: the strategy measured best (``strategy_``): ``head``, which won or tied at every
+  size tried on BANKING77, 2 to 20 examples per intent (``bench/RESULTS.md``).
 
 Either way the confidence is calibrated by temperature scaling on the validation split,
-and a scope model (``_scope.py``) flags texts unlike the training data: their prediction
-abstains with ``"out_of_scope"`` when their p-value is below ``scope_alpha``. ``head``
-and ``fewshot`` then refit the head on all examples (at 5 per label, the held-out fifth);
-temperature, scope and ``val_*`` metrics stay those of the train-only head. With
-``name_examples=True`` every fit of that head also reads each label's name as an example
-(``_label_words.py``).
+and a scope model (``_scope.py``) flags texts unlike the training data (they abstain,
+``"out_of_scope"``, when their p-value is below ``scope_alpha``). ``head`` and ``fewshot``
+then refit the head on all examples (at 5 per label, the held-out fifth); temperature,
+scope and ``val_*`` metrics stay those of the train-only head. With ``name_examples=True``
+every fit of that head also reads each label's name as an example (``_label_words.py``).
 """
 
 from __future__ import annotations
@@ -369,6 +367,8 @@ class TextClassifier(LabelledTexts, Skill):
         self._require_fitted()
         if any(not t.strip() for t in texts):
             raise DataError("predict_proba() got an empty text; use predict(), which abstains")
+        if not texts:  # no rows, one column per class
+            return np.zeros((0, len(self.classes_)), dtype=np.float64)
         logits = self._forward_all(self._tokenize(texts), what="logits")
         return softmax(logits, self.temperature_)
 

@@ -125,6 +125,8 @@ class OnnxTextClassifier(LabelledTexts, Skill):
         self._require_fitted()
         if any(not t.strip() for t in texts):
             raise DataError("predict_proba() got an empty text; use predict(), which abstains")
+        if not texts:  # no rows, one column per class
+            return np.zeros((0, len(self.classes_)), dtype=np.float64)
         _, out = self._outputs(texts)
         return softmax(out["logits"], self.temperature_)
 

@@ -192,6 +192,8 @@ class StaticTextClassifier(LabelledTexts, Skill):
         self._require_fitted()
         if any(not t.strip() for t in texts):
             raise DataError("predict_proba() got an empty text; use predict(), which abstains")
+        if not texts:  # no rows, one column per class
+            return np.zeros((0, len(self.classes_)), dtype=np.float64)
         return softmax(self._text_logits(texts), self.temperature_)
 
     def _predict(self, texts: Sequence[str]) -> list[Prediction]:
