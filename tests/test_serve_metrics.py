@@ -131,6 +131,35 @@ def test_middleware_labels_by_route_template_never_the_raw_path():
     assert routes == {predict, "unmatched", "/metrics", "/v1/inbox/{packet_id}"}
 
 
+def test_a_client_that_leaves_mid_upload_is_counted_as_499_not_as_a_server_error(tmp_path):
+    import asyncio
+
+    from serve_doubles import write_server
+    from slmstack.serve import create_app
+
+    app = create_app(write_server(tmp_path))  # the whole middleware stack; no model loaded
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/v1/skills/a/predict",
+             "raw_path": b"/v1/skills/a/predict", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json")],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}  # fmt: skip
+    parts = iter([{"type": "http.request", "body": b'{"te', "more_body": True},
+                  {"type": "http.disconnect"}])  # fmt: skip
+    sent: list[dict] = []
+
+    async def receive():
+        return next(parts)
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent == []  # nobody to answer
+    counts = samples(app.state.serve.metrics, "slmstack_http_requests_total")
+    predict = "/v1/skills/{name}/predict"
+    assert counts == {(("method", "POST"), ("route", predict), ("status", "499")): 1}
+
+
 def test_metrics_route_serves_the_page_with_current_queue_depths():
     app = pieces_app(keys=ApiKeys({"ops": KEY}))
     app.state.serve.batchers = {"skill:intent": FakeBatcher(depth=7)}

@@ -27,6 +27,7 @@ from slmstack.errors import DataError
 from slmstack.serve.asgi import error_body
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+CLIENT_GONE = "slmstack.client_gone"  # set in the scope when the client left mid-upload
 
 
 class BodyLimitMiddleware:
@@ -58,6 +59,7 @@ class BodyLimitMiddleware:
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
+                scope[CLIENT_GONE] = True  # metrics count it as 499, not as a 500
                 return  # the client went away: nobody to answer
             chunk = message.get("body", b"")
             size += len(chunk)
@@ -155,4 +157,4 @@ def check_input(text: str, where: str) -> str:
     return text
 
 
-__all__ = ["BodyLimitMiddleware", "check_input", "texts_of"]
+__all__ = ["CLIENT_GONE", "BodyLimitMiddleware", "check_input", "texts_of"]

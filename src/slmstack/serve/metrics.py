@@ -55,6 +55,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slmstack.serve.asgi import UNMATCHED, route_template
+from slmstack.serve.limits import CLIENT_GONE
 
 if TYPE_CHECKING:
     from slmstack.workflows.trace import Result
@@ -250,4 +251,6 @@ class MetricsMiddleware:
         finally:
             metrics = self._metrics or scope["app"].state.serve.metrics
             method = scope["method"] if scope["method"] in _METHODS else "other"
+            if status == 500 and scope.get(CLIENT_GONE):  # nginx's "client closed request"
+                status = 499
             metrics.observe_request(route, method, status, time.perf_counter() - start)
