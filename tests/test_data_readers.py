@@ -285,3 +285,23 @@ def test_saved_jsonl_and_ticket_files_keep_records_with_a_line_separator(tmp_pat
     path = write(tmp_path / "t.jsonl", line + line)
     assert [r["text"] for r in read_jsonl(path, dict)] == ["reset\u2028then retry"] * 2
     assert [d.source for d in read_documents(path)] == [f"{path}:1", f"{path}:2"]
+
+
+def test_a_field_that_goes_on_after_its_closing_quote_is_refused_not_changed(tmp_path):
+    # csv's lenient mode read '"hi" he said' as 'hi he said': the text changed in silence.
+    path = write(tmp_path / "d.tsv", 'text\tlabel\nok\ta\n"hi" he said\tb\n')
+    with pytest.raises(DataError, match=r'd\.tsv:3: .*quote.*"""hi"" he said"'):
+        read_records(path)
+
+
+def test_a_quote_never_closed_is_refused_at_the_row_it_opens_not_read_as_the_rest(tmp_path):
+    # One column: the open quote swallowed every later row into one text, with no error.
+    path = write(tmp_path / "d.csv", 'text\nfirst\n"second\nthird\nfourth\n')
+    with pytest.raises(DataError, match=r"d\.csv:3: .*quote.*never closed"):
+        read_records(path)
+
+
+def test_a_header_with_a_stray_quote_is_refused_with_the_fix(tmp_path):
+    path = write(tmp_path / "d.csv", '"text" x,label\na,b\n')
+    with pytest.raises(DataError, match=r"d\.csv:1: malformed CSV: .*Quote the whole field"):
+        read_records(path)

@@ -167,11 +167,15 @@ def _read_table(p: Path, max_bytes: int | None) -> tuple[list[Record], str | Non
         return records, None
     _allow_large_fields()
     delimiter = _sniff_delimiter(text, "\t" if fmt == "tsv" else ",")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # strict: a lenient reader drops the quotes of '"hi" he said' and reads an unclosed
+    # quote to the end of the file, changing texts and merging rows without a word.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader)
     except StopIteration:
         raise DataError("file is empty; it needs a header row", path=p, row=1) from None
+    except csv.Error as exc:
+        raise DataError(f"malformed {fmt.upper()}: {_quote_hint(str(exc))}", path=p, row=1) from exc
     header = [h.strip() for h in header]
     twice = next((h for i, h in enumerate(header) if h in header[:i]), None)
     if twice is not None:
@@ -197,8 +201,27 @@ def _read_table(p: Path, max_bytes: int | None) -> tuple[list[Record], str | Non
                 )
             records.append(Record(dict(zip(header, row, strict=True)), lineno))
     except csv.Error as exc:
-        raise DataError(f"malformed {fmt.upper()}: {exc}", path=p, row=reader.line_num) from exc
+        raise DataError(
+            f"malformed {fmt.upper()}: {_quote_hint(str(exc))}", path=p, row=start
+        ) from exc
     return records, delimiter
+
+
+def _quote_hint(problem: str) -> str:
+    """``problem`` (the csv module's words) with what it means for a quote, and the fix."""
+    if "expected after" in problem:
+        return (
+            f"{problem}: a field that starts with a double quote is read as quoted, and text "
+            "goes on after its closing quote. Quote the whole field and double the quotes "
+            'inside it ("""hi"" he said"), as a spreadsheet saves it.'
+        )
+    if "unexpected end of data" in problem:
+        return (
+            f"{problem}: a double quote opens a field in this row and is never closed, so "
+            'every later line would be read into it. Close it, or double it ("") where '
+            "it is part of the text."
+        )
+    return problem
 
 
 def _column(
