@@ -121,3 +121,25 @@ def test_a_nan_field_is_missing_and_a_non_finite_amount_is_not_a_number():
     text = {**row, "tax": "20", "total": "Infinity"}
     flags = {r["id"]: (r["flag"], r["why"]) for r in check_fields(pack, text)}
     assert flags["totals-consistent"] == ("violated", "an amount is not a number")
+
+
+def test_an_empty_date_cell_of_a_dataframe_is_missing_not_violated():
+    # pandas gives NaT for an empty datetime cell: it read as "a date is not an ISO date"
+    # and flagged the invoice as violating the payment term.
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"date": pd.to_datetime(["2024-03-01"]), "due_date": [pd.NaT]})
+    row = frame.to_dict("records")[0]
+    flags = {r["id"]: (r["flag"], r["why"]) for r in check_fields(load_pack("payment-terms"), row)}
+    assert flags["due-within-30-days"] == ("missing", "no value for due_date")
+
+
+@pytest.mark.parametrize(
+    ("subtotal", "tax", "total"),
+    [("100,00", "20,00", "120,00"), ("1.000,00", "200.00", "1,200.00"), ("$100.00", "20", "120")],
+)
+def test_amounts_are_read_as_the_extractor_reads_them(subtotal, tax, total):
+    # A comma was dropped: "100,00" read as 10000, "1.000,00" as 1.0 (violated, wrongly),
+    # and "$100.00" was not a number.
+    row = {"subtotal": subtotal, "tax": tax, "total": total}
+    flags = {r["id"]: (r["flag"], r["why"]) for r in check_fields(load_pack("payment-terms"), row)}
+    assert flags["totals-consistent"][0] == "ok", flags["totals-consistent"]

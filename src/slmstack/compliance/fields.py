@@ -1,8 +1,9 @@
 """Field rules: exact checks on the record a :class:`~slmstack.FieldExtractor` read.
 
 A record is ``{field: value}``, where a value is the extractor's ``{"value": ...}`` entry
-or the bare value: ISO dates (``2024-03-01``) and decimal amounts (``"118.00"``). A field
-that is absent or empty gives the flag ``missing``; a check that fails, ``violated``.
+or the bare value: ISO dates (``2024-03-01``) and amounts (``"118.00"``, or text read as
+the extractor reads it: ``"1.234,56"``). A field that is absent or empty (``None``, ``""``,
+a DataFrame's NaN or NaT) gives the flag ``missing``; a check that fails, ``violated``.
 These are exact tests, so their confidence is 1 and they are never ``needs_review``.
 """
 
@@ -14,6 +15,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from slmstack.compliance.rules import FieldRule, RulePack
+from slmstack.data.normalizers import parse_amount
+from slmstack.errors import DataError
 from slmstack.types import Prediction
 
 
@@ -21,8 +24,15 @@ def _value(record: Mapping[str, Any], name: str) -> Any:
     raw = record.get(name)
     if isinstance(raw, Mapping):
         raw = raw.get("value")
-    # NaN is how a DataFrame's records say "empty cell": absent, not a value shown.
-    return None if raw in (None, "") or (isinstance(raw, float) and raw != raw) else raw
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    # NaN, NaT and NA are how a DataFrame's records say "empty cell": absent, not a value
+    # shown. Each is unequal to itself (NA's comparison cannot even be asked).
+    try:
+        empty = bool(raw != raw)
+    except TypeError:
+        empty = True
+    return None if empty else raw
 
 
 def _date(value: Any) -> date | None:
@@ -33,11 +43,17 @@ def _date(value: Any) -> date | None:
 
 
 def _amount(value: Any) -> Decimal | None:
+    if isinstance(value, str):
+        # As the extractor reads amounts: "1.234,56" and "1,234.56" are both 1234.56.
+        try:
+            return parse_amount(value).amount
+        except DataError:
+            return None  # "NaN", "Infinity", no digits: not an amount
     try:
-        amount = Decimal(str(value).replace(",", ""))
+        amount = Decimal(str(value))
     except InvalidOperation:
         return None
-    return amount if amount.is_finite() else None  # "NaN", "Infinity": not an amount
+    return amount if amount.is_finite() else None
 
 
 def field_record(prediction: Prediction) -> dict[str, Any]:
