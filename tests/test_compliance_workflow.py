@@ -167,3 +167,32 @@ def test_a_field_rule_shows_the_fields_it_read_as_evidence():
     assert due["flag"] == "violated"
     assert [(e["field"], text[e["start"] : e["end"]] == e["text"]) for e in due["evidence"]] == [
         ("date", True), ("due_date", True)]  # fmt: skip
+
+
+def test_a_field_rule_reading_a_field_the_extractor_lacks_is_refused_at_load(tmp_path):
+    # The extractor calls it `due`, the pack `due_date`: every invoice was flagged
+    # "missing" and the 30-day rule never fired (`slmstack comply` refused it; the step not).
+    from slmstack.data.fields import parse_schema
+
+    extractor = fields()
+    extractor.specs_ = parse_schema(  # type: ignore[attr-defined]
+        {"date": "date", "due": "date", "subtotal": "amount", "tax": "amount", "total": "amount"}
+    )
+    with pytest.raises(
+        WorkflowError,
+        match=r"wf.yaml:5: steps\[1\].comply.fields: rule 'due-within-30-days' of pack "
+        r"'payment-terms' reads 'due_date', which skill 'extractor' .*does not extract "
+        r"\(it extracts date, due, subtotal, tax, total\)",
+    ):
+        load_workflow(write(tmp_path, PAYMENT), skills={"extractor": extractor})
+    extractor.specs_ = parse_schema(  # type: ignore[attr-defined]
+        {"date": "date", "due_date": "date", "subtotal": "amount", "tax": "amount",
+         "total": "amount"}
+    )  # fmt: skip
+    assert load_workflow(write(tmp_path, PAYMENT), skills={"extractor": extractor})
+
+
+def test_field_rules_on_a_step_that_gives_no_fields_are_refused_at_load(tmp_path):
+    label_only = Fixed(Prediction(label="invoice"), produces=frozenset({"label"}))
+    with pytest.raises(WorkflowError, match=r"comply.fields: .*'invoice'.*no data\[\"fields\"\]"):
+        load_workflow(write(tmp_path, PAYMENT), skills={"extractor": label_only})

@@ -130,7 +130,36 @@ class ComplyStep(Step):
             elif self.fields not in env.defined:
                 env.error(self.at(path, "fields"), f"no earlier step has id {self.fields!r}"
                           + did_you_mean(self.fields, list(env.defined)))  # fmt: skip
+            else:
+                self._check_fields(env, self.at(path, "fields"), self.fields)
         return self.define(env, Shape(_OUTPUT), path)
+
+    def _check_fields(self, env: CheckEnv, at: str, step_id: str) -> None:
+        """The step ``step_id`` must give the fields the pack's rules read, where it can be told.
+
+        A rule reading a field the extractor does not extract would be ``missing`` on every
+        document and never fire.
+        """
+        given = env.defined[step_id].fields
+        if given is not None and "data" not in given:
+            env.error(at, f"step {step_id!r} gives no data[\"fields\"] (it fills "
+                          f"{', '.join(sorted(given))}), so every field rule of pack "
+                          f"{self.pack.name!r} would be missing; name the step of a "
+                          "FieldExtractor")  # fmt: skip
+            return
+        owner = env.owners.get(step_id)
+        use = getattr(owner[0], "use", None) if owner is not None else None
+        specs = getattr(env.skills.get(use), "specs_", None) if isinstance(use, str) else None
+        if specs is None:
+            return  # not a skill step, or a skill that does not list its fields
+        have = [str(getattr(s, "name", s)) for s in specs]
+        for rule in self.pack.field_rules:
+            for name in [*rule.fields, *([rule.total] if rule.total else [])]:
+                if name not in have:
+                    env.error(at, f"rule {rule.id!r} of pack {self.pack.name!r} reads {name!r}, "
+                                  f"which skill {use!r} (step {step_id!r}) does not extract "
+                                  f"(it extracts {', '.join(have)}); rename the field in the "
+                                  "pack, or train the extractor with it in its schema")  # fmt: skip
 
     def execute(self, ctx: RunContext, path: str) -> StepTrace:
         """Check one input."""
