@@ -409,3 +409,15 @@ def test_a_blank_true_value_scores_as_an_absent_field_as_in_training():
     assert report["per_field"]["company"]["support"] == 0
     assert report["per_field"]["date"]["support"] == 0
     assert report["micro"]["recall"] == 0.0 and report["micro"]["precision"] == 0.0
+
+
+def test_a_line_number_counts_newlines_only_as_an_editor_does():
+    # pdftotext ends a page with a form feed; str.splitlines counted it as a line break,
+    # so every field after a page break named the line before its own as evidence.
+    from slmstack.skills._field_features import split_lines
+
+    text = "ACME\n\x0cPage 2\nDate 03/04/2024\nTOTAL\u2028 12.50\r\n"
+    lines = split_lines(text)
+    assert [ln.text for ln in lines] == ["ACME", "Page 2", "Date 03/04/2024", "TOTAL", "12.50"]
+    assert [ln.index for ln in lines] == [0, 1, 2, 3, 3]
+    assert all(text[ln.start : ln.end] == ln.text for ln in lines)

@@ -64,15 +64,20 @@ class Candidate:
 
 
 def split_lines(text: str) -> list[Line]:
-    """Non-empty lines with their character offsets (surrounding blanks excluded)."""
-    out, pos = [], 0
-    for i, raw in enumerate(text.splitlines(keepends=True)):
+    r"""Non-empty lines with their character offsets (surrounding blanks excluded).
+
+    A form feed or a line separator also ends a line here (pdftotext ends each page with
+    one), but ``index`` counts ``\n`` only, as an editor numbers the lines shown.
+    """
+    out, pos, newlines = [], 0, 0
+    for raw in text.splitlines(keepends=True):
         body = raw.rstrip("\r\n")
         stripped = body.strip()
         if stripped:
             start = pos + (len(body) - len(body.lstrip()))
-            out.append(Line(i, start, start + len(stripped), stripped))
+            out.append(Line(newlines, start, start + len(stripped), stripped))
         pos += len(raw)
+        newlines += raw.endswith("\n")
     return out
 
 
