@@ -325,3 +325,25 @@ def test_a_hypothesis_never_contradicted_in_training_saves_and_loads(
         return [(r["id"], r["verdict"], r["flag"], round(r["confidence"], 4)) for r in rules]
 
     assert seen(back) == seen(fitted)
+
+
+@pytest.mark.parametrize(
+    ("labels", "choice", "message"),
+    [
+        ({"nda-1": {"hypotesis": "H."}}, "Entailment", r"labels\['nda-1'\] has no 'hypothesis'"),
+        (["H."], "Entailment", r"`labels` must map each hypothesis key to"),
+        ({"nda-1": {"hypothesis": "H."}}, "Entailed", r"'Entailed'.*one of Entailment, "
+         r"Contradiction, NotMentioned"),
+        ({"nda-2": {"hypothesis": "H."}}, "Entailment", r"'nda-1', which `labels` does not "
+         r"define \(it has 'nda-2'\)"),
+    ],
+)
+def test_a_malformed_contractnli_file_names_the_fault(tmp_path: Path, labels, choice, message):
+    # A label without its hypothesis and a `labels` list raised a bare KeyError or
+    # AttributeError; a misspelt choice said only "KeyError: 'Entailed'".
+    doc = {"text": "A b. C d.", "spans": [[0, 4], [5, 9]], "annotation_sets": [
+        {"annotations": {"nda-1": {"choice": choice, "spans": [1]}}}]}  # fmt: skip
+    path = tmp_path / "cnli.json"
+    path.write_text(json.dumps({"documents": [doc], "labels": labels}))
+    with pytest.raises(DataError, match=message):
+        read_contractnli(path)

@@ -66,8 +66,27 @@ def read_contractnli(path: str | Path) -> list[ContractDoc]:
             "(https://stanfordnlp.github.io/contract-nli/)",
             path=source,
         )
-    hypotheses = {key: str(v["hypothesis"]) for key, v in raw["labels"].items()}
+    hypotheses = _hypotheses(raw["labels"], source)
     return [_document(d, i, hypotheses, source) for i, d in enumerate(raw["documents"])]
+
+
+def _hypotheses(labels: Any, source: Path) -> dict[str, str]:
+    """Each hypothesis key's text, from the file's ``labels``."""
+    if not isinstance(labels, dict):
+        raise DataError(
+            '`labels` must map each hypothesis key to {"hypothesis": TEXT}; got a '
+            f"{type(labels).__name__}",
+            path=source,
+        )
+    out = {}
+    for key, value in labels.items():
+        if not isinstance(value, dict) or "hypothesis" not in value:
+            raise DataError(
+                f"labels[{key!r}] has no 'hypothesis'; write {{\"hypothesis\": TEXT}}",
+                path=source,
+            )
+        out[key] = str(value["hypothesis"])
+    return out
 
 
 def _document(d: Any, i: int, hypotheses: Mapping[str, str], source: Path) -> ContractDoc:
@@ -75,11 +94,25 @@ def _document(d: Any, i: int, hypotheses: Mapping[str, str], source: Path) -> Co
         text = str(d["text"])
         spans = tuple((int(a), int(b)) for a, b in d["spans"])
         notes = d["annotation_sets"][0]["annotations"]
+        for key, a in notes.items():
+            if key not in hypotheses:
+                known = ", ".join(map(repr, hypotheses)) or "none"
+                raise DataError(
+                    f"document #{i} annotates {key!r}, which `labels` does not define (it "
+                    f"has {known}); add it to `labels` or fix the key",
+                    path=source,
+                )
+            if a.get("choice") not in _VERDICTS:
+                raise DataError(
+                    f"document #{i}: the choice of {key!r} is {a.get('choice')!r}; use one of "
+                    f"{', '.join(_VERDICTS)}",
+                    path=source,
+                )
         labels = {
             hypotheses[key]: Annotation(_VERDICTS[a["choice"]], tuple(int(s) for s in a["spans"]))
             for key, a in notes.items()
         }
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise DataError(
             f"document #{i} is not in ContractNLI form ({type(exc).__name__}: {exc}); each "
             "needs text, spans and annotation_sets[0].annotations",
