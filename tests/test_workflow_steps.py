@@ -15,6 +15,7 @@ from slmstack.workflows import (
     MergeStep,
     ParallelStep,
     RouteStep,
+    SequenceStep,
     SkillStep,
     TemplateStep,
     Workflow,
@@ -308,6 +309,25 @@ def test_parallel_runs_branches_at_once_and_joins():
     assert set(r.outputs) == {"a", "b", "both"}
     assert r.output.data["a"]["label"] == "negative" and r.output.data["b"]["label"] == "ORG"
     assert r.output.confidence == pytest.approx(0.6), "a join is as sure as its least sure branch"
+
+
+def test_a_parallel_branch_that_hands_off_gives_the_run_its_reply(inbox):
+    # The reply of the branch that hands off (its message, or the LLM's answer) is the
+    # run's answer, as it is when the escalation is not inside a parallel.
+    s = {"a": Fixed(Prediction(label="x", confidence=0.5)),
+         "b": Fixed(Prediction(label="y", confidence=0.9))}  # fmt: skip
+    reply = "A colleague will call."
+    to_person = SequenceStep([SkillStep("b"), EscalateStep("angry", message=reply)])
+    wf = Workflow([ParallelStep([SkillStep("a"), to_person], id="both")], skills=s, inbox=inbox)
+    for r in [wf.run("text"), *wf.run_batch(["text"])]:
+        assert r.status == "escalated" and r.answer == reply
+        assert r.output.data["a"]["label"] == "x", "the joined outputs stay in data"
+    llm = FakeBackend("LLM says hi")
+    wf = Workflow([ParallelStep([SkillStep("a"), EscalateStep("big q", to="big")])],
+                  skills=s, backends={"big": llm})  # fmt: skip
+    for r in [wf.run("text"), *wf.run_batch(["text"])]:
+        assert r.escalation is not None and r.escalation.to == "big"
+        assert r.answer == "LLM says hi"
 
 
 def test_parallel_branches_must_write_different_ids():

@@ -11,7 +11,9 @@ YAML::
 Each branch sees the outputs defined before the fan-out, not each other's. After the
 join every branch's named outputs are available, and the step's own output holds them
 in ``data`` keyed by id, with the lowest branch confidence (a join is only as sure as
-its least sure part). Skills release the GIL inside torch, so threads overlap the work.
+its least sure part). When a branch hands off, the output's ``text`` is that branch's
+reply (an escalation's ``message``, or the LLM's answer), as it would be outside a
+``parallel``. Skills release the GIL inside torch, so threads overlap the work.
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ class ParallelStep(Step):
     ) -> StepTrace:
         """Merge the branches' outputs and decisions into ``ctx``, in branch order."""
         joined: dict[str, Any] = {}
+        reply = Prediction()  # the hand-off's reply: a person's `message` or the LLM's answer
         for step, fork, trace in zip(self.steps, forks, children, strict=True):
             ctx.outputs.update(fork.outputs)
             if trace.output is not None:
@@ -151,8 +154,14 @@ class ParallelStep(Step):
                 ctx.decision = fork.decision
             if ctx.hand_off is None and fork.hand_off is not None:
                 ctx.hand_off = fork.hand_off
+                reply = trace.output or reply
         confidences = [t.output.confidence for t in children if t.output is not None]
-        output = Prediction(confidence=min(confidences, default=0.0), data=joined)
+        output = Prediction(
+            confidence=min(confidences, default=0.0),
+            data=joined,
+            text=reply.text,
+            warnings=reply.warnings,
+        )
         return StepTrace(
             path,
             self.kind,
