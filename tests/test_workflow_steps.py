@@ -117,6 +117,30 @@ def test_route_on_abstention_takes_default():
     assert [x.answer for x in wf.run_batch(["a", "b"])] == ["fallback", "fallback"]
 
 
+def test_a_route_skill_output_can_be_read_by_later_steps(inbox):
+    # `skill: NAME` publishes its output under NAME, so templates, merges and packet
+    # fields may name it, in the branches and after the route.
+    lang = KeywordClassifier({"de": 0.9, "fr": 0.8}, default="en")
+    route = RouteStep(
+        {"de": TemplateStep("Hallo ({lang.label})")},
+        EscalateStep("no branch", fields={"intent": "lang"}, message="{lang.label}?"),
+        skill="lang",
+    )
+    wf = Workflow([route], skills={"lang": lang}, inbox=inbox)
+    assert wf.run("de bitte").answer == "Hallo (de)"
+    r = wf.run("hello")
+    assert r.answer == "en?" and inbox.get(r.escalation.packet_id).intent == "en"
+    after = Workflow(
+        [RouteStep({"de": TemplateStep("Hallo")}, TemplateStep("Hi"), skill="lang"),
+         MergeStep({"language": "{lang.label}"})],
+        skills={"lang": lang},
+    )  # fmt: skip
+    assert after.run("fr merci").output.data == {"language": "fr"}
+    # Its shape is the skill's: a field the skill does not fill is still an error.
+    with pytest.raises(WorkflowError, match=r"\{lang.spans\} needs 'spans'"):
+        Workflow([route, TemplateStep("{lang.spans}")], skills={"lang": lang})
+
+
 @pytest.mark.parametrize(
     ("confidence", "expected"), [(0.5, "completed"), (0.5 - 1e-9, "escalated"), (0.51, "completed")]
 )

@@ -14,7 +14,8 @@ YAML::
         default: {escalate: {reason: unknown intent}}
 
 ``skill: NAME`` instead of ``on:`` runs that skill first and routes on its label (for
-example a language detector sending queries to per-language FAQ answerers). A branch
+example a language detector sending queries to per-language FAQ answerers); its output
+is published under the skill's name, for the branches and the steps after. A branch
 written as a list is a sequence; a bare string is a skill.
 """
 
@@ -111,9 +112,14 @@ class RouteStep(Step):
         labels: tuple[str, ...] | None = None
         if self.skill is not None:
             skill = env.check_skill(self.skill, self.at(path, "skill"))
+            published = Shape(None)
             if skill is not None:
                 self._check_label_source(skill_outputs(skill), f"skill {self.skill!r}", env, path)
                 labels = skill_labels(skill)
+                published = Shape(skill_outputs(skill), labels=labels)
+            # Its output is published under the skill's name, for the branches and after.
+            env.defined[self.skill] = published
+            env.owners.setdefault(self.skill, (self, self.at(path, "skill")))
         else:
             assert self.on is not None
             shape = env.defined.get(self.on)
