@@ -39,6 +39,14 @@ def test_search_filters_in_sql_newest_first(feedback):
     assert feedback.workflows() == ["billing", "desk"]
 
 
+def test_search_ignores_case_beyond_ascii(feedback):
+    # SQLite's own lower() and LIKE fold ASCII only: "Ü" would match neither "ü" nor itself
+    # once the query is lowered.
+    feedback.inbox.add(Packet(workflow="desk", text="Überweisung fehlt", reason="r", why="w"))
+    for query in ("Überweisung", "überweisung", "ÜBERWEISUNG", "FEHLT"):
+        assert [p.text for p in feedback.search(query=query).packets] == ["Überweisung fehlt"]
+
+
 def test_replies_are_kept_in_order_and_checked(feedback):
     feedback.reply(1, "Looking into it.", who="ana")
     feedback.reply(1, "Sent a new card.", who="ben")

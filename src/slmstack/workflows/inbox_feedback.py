@@ -90,6 +90,11 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def _lower(value: object) -> object:
+    """``lower()`` for SQLite, over all of Unicode as PostgreSQL's is."""
+    return value.lower() if isinstance(value, str) else value
+
+
 def check_task(task: str) -> str:
     """``task`` when it is a task name (``intent``, ``faq``); else a ConfigError."""
     if not TASK.match(task):
@@ -121,6 +126,15 @@ class InboxFeedback:
             )
         self._engine = sa.create_engine(inbox.url)
         use_wal(self._engine)
+        self._lower: Any = sa.func.lower
+        if self._engine.dialect.name == "sqlite":
+            # SQLite's lower() folds ASCII only, so "Ü" in a packet would never match the
+            # query lowered here: search folds with Python's str.lower on both sides.
+            @sa.event.listens_for(self._engine, "connect")
+            def _fold(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.create_function("slmstack_lower", 1, _lower, deterministic=True)
+
+            self._lower = sa.func.slmstack_lower
         meta = sa.MetaData()
         self._replies = sa.Table(
             "slmstack_replies",
@@ -178,7 +192,7 @@ class InboxFeedback:
             like = "%" + query.strip().lower().replace("\\", "\\\\").replace("%", "\\%") + "%"
             like = like.replace("_", "\\_")
             where.append(
-                sa.or_(*(sa.func.lower(c).like(like, escape="\\")
+                sa.or_(*(self._lower(c).like(like, escape="\\")
                          for c in (t.text, t.reason, t.summary, t.intent)))
             )  # fmt: skip
         select = sa.select(t.id).where(*where).order_by(t.id.desc()).limit(limit).offset(offset)
