@@ -288,6 +288,8 @@ def test_a_batch_needs_texts_and_one_key_per_text():
         wf.run_batch(["ok", 3])  # type: ignore[list-item]
     with pytest.raises(DataError, match="2 texts, 1 keys"):
         wf.run_batch(["a", "b"], keys=["k"])
+    with pytest.raises(DataError, match="callers must hold one caller .*2 texts, 3 callers"):
+        wf.run_batch(["a", "b"], callers=["ana", "ben", "cy"])
 
 
 def test_a_skill_returning_too_few_predictions_is_named():

@@ -35,8 +35,10 @@ Run = tuple[RunContext, list[StepTrace]]
 """One text's context after the run and its top-level traces."""
 
 
-def check_batch(texts: Sequence[str], keys: Sequence[str | None] | None) -> list[str | None]:
-    """Check the texts (each a ``str``) and return one key (or ``None``) per text."""
+def check_batch(
+    texts: Sequence[str], keys: Sequence[str | None] | None, what: str = "key"
+) -> list[str | None]:
+    """Check the texts (each a ``str``) and return one ``what`` (or ``None``) per text."""
     if isinstance(texts, str):
         raise DataError(
             "run_batch takes a list of texts and got one str; pass [text], or call run(text)"
@@ -47,8 +49,10 @@ def check_batch(texts: Sequence[str], keys: Sequence[str | None] | None) -> list
     if keys is None:
         return [None] * len(texts)
     if isinstance(keys, str) or len(keys) != len(texts):
-        got = "one str" if isinstance(keys, str) else f"{len(keys)} keys"
-        raise DataError(f"keys must hold one key (or None) per text: {len(texts)} texts, {got}")
+        got = "one str" if isinstance(keys, str) else f"{len(keys)} {what}s"
+        raise DataError(
+            f"{what}s must hold one {what} (or None) per text: {len(texts)} texts, {got}"
+        )
     return list(keys)
 
 

@@ -288,7 +288,7 @@ class Workflow:
         """
         start = time.perf_counter()
         keys = check_batch(texts, keys)
-        who = check_batch(texts, callers)
+        who = check_batch(texts, callers, "caller")
         runs = run_texts(self.steps, self._runtime, texts)
         # The batch's packets go to the inbox in one transaction, in input order.
         packets = [self._packet(r, k) for r, k in zip(runs, keys, strict=True)]
