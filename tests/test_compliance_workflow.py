@@ -105,6 +105,21 @@ def test_violation_escalates_with_evidence_in_the_packet(tmp_path):
     assert checker.batches[-1] == 3
 
 
+def test_a_compliance_packet_carries_the_intent_and_sentiment_found(tmp_path):
+    # As an escalate step's packet does: the steps with ids intent and sentiment.
+    body = NDA.replace("steps:\n", "steps:\n  - intent\n  - sentiment\n")
+    skills = {
+        "checker": FakeChecker(),
+        "intent": Fixed(Prediction(label="nda", confidence=0.8), produces=frozenset({"label"})),
+        "sentiment": Fixed(Prediction(label="neutral"), produces=frozenset({"label"})),
+    }
+    wf = load_workflow(write(tmp_path, body), skills=skills)
+    for r in [wf.run(CLAUSE), *wf.run_batch([CLAUSE])]:
+        packet = wf.inbox.get(r.escalation.packet_id)
+        assert (packet.intent, packet.intent_confidence, packet.sentiment) == ("nda", 0.8, "neutral")
+        assert packet.entities[0]["text"] == CLAUSE, "the evidence stays the packet's entities"
+
+
 PAYMENT = """\
 name: invoices
 inbox: sqlite:///inbox.db

@@ -19,13 +19,14 @@ The output's ``label`` is the worst flag (``violated``, ``missing``, ``needs_rev
 ``ok``), ``spans`` the evidence, ``text`` a summary of the rules that are not ok, and
 ``data["rules"]`` each rule's verdict, flag, confidence and evidence. When the worst
 flag is in ``escalate_on``, the run ends with a hand-off packet for the inbox, as an
-``escalate`` step would write it: the summary, and each flagged rule's evidence (rule,
-flag, offsets and text) as the packet's entities.
+``escalate`` step would write it: the intent and the sentiment (the steps with ids
+``intent`` and ``sentiment``, when the workflow has them), the summary, and each flagged
+rule's evidence (rule, flag, offsets and text) as the packet's entities.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import Field
@@ -46,6 +47,7 @@ from slmstack.workflows.base import (
     did_you_mean,
     step_kinds,
 )
+from slmstack.workflows.steps.escalate import packet_fields
 from slmstack.workflows.trace import Decision, StepTrace
 
 
@@ -194,7 +196,8 @@ class ComplyStep(Step):
             why = f"worst flag {result.label}: " + ", ".join(
                 f"{r['id']} {r['flag']}" for r in result.data["rules"] if r["flag"] != "ok"
             )
-            ctx.hand_off = HandOff("human", self.reason, why, self._packet(ctx, result, why))
+            packet = self._packet(ctx, result, why)
+            ctx.hand_off = HandOff("human", self.reason, why, packet, fill=_found)
             decision = Decision("human", f"{self.reason}: {why}", label=result.label,
                                 confidence=result.confidence)  # fmt: skip
             ctx.decision = decision
@@ -211,4 +214,10 @@ class ComplyStep(Step):
             for e in (r.get("evidence") or r.get("nearest") or ())
         )  # fmt: skip
         return Packet(workflow=ctx.runtime.workflow, text=ctx.input, reason=self.reason,
-                      why=why, entities=evidence, summary=result.text)  # fmt: skip
+                      why=why, entities=evidence, summary=result.text,
+                      **_found(ctx.outputs))  # fmt: skip
+
+
+def _found(outputs: Mapping[str, Prediction]) -> dict[str, Any]:
+    """The intent and sentiment for the packet, from the steps with those ids."""
+    return packet_fields(outputs, {"intent": "intent", "sentiment": "sentiment"})

@@ -60,6 +60,30 @@ class EscalateSpec(StepSpec):
     id: str | None = None
 
 
+def packet_fields(out: Mapping[str, Prediction], ids: Mapping[str, str]) -> dict[str, Any]:
+    """A packet's fields read from step outputs: ``ids`` maps a field to its step's id.
+
+    ``intent`` gives the intent and its confidence, ``sentiment`` the sentiment,
+    ``entities`` the spans and ``summary`` the text; a field not in ``ids`` is left out.
+    """
+    found: dict[str, Any] = {}
+    if "intent" in ids:
+        intent = out.get(ids["intent"])
+        found["intent"] = intent.label if intent else None
+        found["intent_confidence"] = intent.confidence if intent else None
+    if "sentiment" in ids:
+        sentiment = out.get(ids["sentiment"])
+        found["sentiment"] = sentiment.label if sentiment else None
+    if "entities" in ids:
+        entities = out.get(ids["entities"])
+        spans = entities.spans if entities else ()
+        found["entities"] = tuple({"label": s.label, "text": s.text} for s in spans)
+    if "summary" in ids:
+        summary = out.get(ids["summary"])
+        found["summary"] = summary.text if summary else None
+    return found
+
+
 @step_kinds.register("escalate")
 class EscalateStep(Step):
     """Hand the request off and end the run."""
@@ -166,19 +190,7 @@ class EscalateStep(Step):
 
     def packet_fields(self, out: Mapping[str, Prediction]) -> dict[str, Any]:
         """The packet's intent, sentiment, entities and summary, read from step outputs."""
-        intent = out.get(self.fields["intent"])
-        sentiment = out.get(self.fields["sentiment"])
-        entities = out.get(self.fields["entities"])
-        summary = out.get(self.fields["summary"])
-        return {
-            "intent": intent.label if intent else None,
-            "intent_confidence": intent.confidence if intent else None,
-            "sentiment": sentiment.label if sentiment else None,
-            "entities": tuple(
-                {"label": s.label, "text": s.text} for s in (entities.spans if entities else ())
-            ),
-            "summary": summary.text if summary else None,
-        }
+        return packet_fields(out, self.fields)
 
     def _why(self, ctx: RunContext) -> str:
         if ctx.rejection is not None:
