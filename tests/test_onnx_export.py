@@ -69,8 +69,11 @@ def test_fp32_round_trip_matches_the_torch_skill(clf, exported):
         clf.predict_proba(["  "])
     for either in (skill, clf):  # no texts: no rows, one column per class (was an IndexError)
         assert either.predict_proba([]).shape == (0, len(clf.classes_))
+    probs, p_values = skill.proba_and_p_values([])
+    assert probs.shape == (0, len(clf.classes_)) and p_values is not None and not len(p_values)
     assert config["export"]["source"]["precision"] in ("fp32", "bf16", "auto")
     assert config["export"]["parity"]["agreement"] == 1.0
+    assert config["export"]["parity"]["scope_agreement"] == 1.0  # the scope model's flags too
     assert config["export"]["fused_operators"].get("Attention", 0) >= 1
     assert {GRAPH, TOKENIZER} <= set(config["files"])  # hashed like every skill file
 
@@ -152,6 +155,30 @@ def test_export_refuses_a_broken_fp32_graph(clf, tmp_path, monkeypatch):
 
     monkeypatch.setattr(exporter, "export_graph", broken)
     with pytest.raises(ExportRefused, match="export bug"):
+        export_classifier(clf, tmp_path / "out", TRAIN)
+    assert not (tmp_path / "out").exists()
+
+
+def test_parity_counts_out_of_scope_decisions(clf, tmp_path, monkeypatch):
+    # A broken scope score leaves every label and probability as it was, but flags the
+    # texts out of scope where the torch skill answers: the check must see the decisions
+    # the skill makes, not the argmax alone (it reported 100% agreement here).
+    import slmstack.export.classifier as exporter
+
+    real = exporter.export_graph
+
+    def broken_scope(skill, path):
+        fused = real(skill, path)
+        model = onnx.load(str(path))
+        for init in model.graph.initializer:
+            arr = numpy_helper.to_array(init)
+            if arr.dtype == np.float64 and arr.ndim == 2 and arr.shape[0] == arr.shape[1]:
+                init.CopyFrom(numpy_helper.from_array(arr * 3.0, init.name))
+        onnx.save(model, str(path))
+        return fused
+
+    monkeypatch.setattr(exporter, "export_graph", broken_scope)
+    with pytest.raises(ExportRefused, match=r"the decision alone agrees on 0\.0%.*export bug"):
         export_classifier(clf, tmp_path / "out", TRAIN)
     assert not (tmp_path / "out").exists()
 

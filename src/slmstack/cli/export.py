@@ -70,7 +70,7 @@ def export(
         print_json(result.to_json())
         return
     metric = result.chosen.gate.metric
-    table = Table("graph", "label agreement", "max Δp", metric, "Δ points", "texts/s",
+    table = Table("graph", "agreement", "max Δp", metric, "Δ points", "texts/s",
                   "MB", "gate")  # fmt: skip
     for c in result.candidates:
         name = c.precision + ("" if c.recipe is None else f" {c.recipe.name}")

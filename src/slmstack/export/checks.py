@@ -1,7 +1,8 @@
 """The two checks an exported skill must pass before it is written.
 
 * **Parity**: the exported skill against the torch skill on the same texts: the share
-  of texts given the same label, and the largest absolute difference of any class
+  of texts given the same decision (the same label and, for a skill with a scope model,
+  the same out-of-scope flag), and the largest absolute difference of any class
   probability. An fp32 export must agree almost exactly (it is the same arithmetic in
   another order); an int8 export is allowed to move more, and its real test is the gate.
   A graph with a wrong weight, a lost normalisation or a shifted token id fails here.
@@ -45,6 +46,7 @@ class ParityReport:
     mean_prob_diff: float
     passed: bool
     limits: ParityLimits
+    scope_agreement: float | None = None  # same out-of-scope flag; None: no scope model
 
     def to_json(self) -> dict[str, object]:
         """JSON form, for the exported skill's config and the CLI."""
@@ -52,32 +54,53 @@ class ParityReport:
         out["agreement"] = round(self.agreement, 6)
         out["max_prob_diff"] = float(f"{self.max_prob_diff:.3g}")
         out["mean_prob_diff"] = float(f"{self.mean_prob_diff:.3g}")
+        if self.scope_agreement is not None:
+            out["scope_agreement"] = round(self.scope_agreement, 6)
         return out
 
     def problem(self) -> str:
         """Why the check failed, in words (empty when it passed)."""
         if self.passed:
             return ""
+        scope = (
+            "" if self.scope_agreement is None else
+            "; a text agrees when its label and its out-of-scope decision do, and the "
+            f"decision alone agrees on {self.scope_agreement:.1%}"
+        )  # fmt: skip
         return (
             f"the exported skill agrees with the torch skill on {self.agreement:.1%} of "
-            f"{self.n} texts (at least {self.limits.min_agreement:.1%} required) and its "
+            f"{self.n} texts (at least {self.limits.min_agreement:.1%} required{scope}) and its "
             f"probabilities differ by up to {self.max_prob_diff:.3g} (at most "
             f"{self.limits.max_prob_diff:.3g} allowed)"
         )
 
 
 def parity(
-    reference: NDArray[np.float64], exported: NDArray[np.float64], limits: ParityLimits
+    reference: NDArray[np.float64],
+    exported: NDArray[np.float64],
+    limits: ParityLimits,
+    *,
+    flags: tuple[NDArray[np.bool_], NDArray[np.bool_]] | None = None,
 ) -> ParityReport:
-    """Compare two probability matrices (rows: texts, columns: the same classes)."""
+    """Compare two probability matrices (rows: texts, columns: the same classes).
+
+    ``flags`` are both skills' out-of-scope flags per text, for a skill that abstains
+    with ``"out_of_scope"``: a text then agrees only when its label and its flag do.
+    """
     if reference.shape != exported.shape:
         raise ValueError(f"shapes differ: {reference.shape} against {exported.shape}")
     same = reference.argmax(axis=1) == exported.argmax(axis=1)
+    scope = None
+    if flags is not None:
+        same_flag = np.asarray(flags[0]) == np.asarray(flags[1])
+        same &= same_flag
+        scope = float(same_flag.mean())
     diff = np.abs(reference - exported)
     agreement = float(same.mean())
     max_diff = float(diff.max())
     passed = agreement >= limits.min_agreement and max_diff <= limits.max_prob_diff
-    return ParityReport(len(reference), agreement, max_diff, float(diff.mean()), passed, limits)
+    return ParityReport(len(reference), agreement, max_diff, float(diff.mean()), passed, limits,
+                        scope)  # fmt: skip
 
 
 @dataclass(frozen=True)

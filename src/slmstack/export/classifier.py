@@ -3,7 +3,8 @@
 Steps, each on the labelled validation data the caller passes:
 
 1. trace the skill into one fp32 graph (:mod:`.graph`) and copy its tokenizer;
-2. **parity**: the fp32 graph against the torch skill (refused if it disagrees: that is
+2. **parity**: the fp32 graph against the torch skill, on the decisions the skill makes
+   (label and out-of-scope flag) and the probabilities (refused if it disagrees: that is
    a broken export, never a precision trade-off);
 3. with ``int8``: quantize with every recipe asked for (:mod:`.quantize`), and for each
    measure parity, validation accuracy and throughput; keep the **fastest recipe that
@@ -39,6 +40,7 @@ from slmstack.export.quantize import RECIPES, QuantRecipe, encoder_feeds
 from slmstack.models.onnx_runtime import OnnxEncoder
 from slmstack.skills.classifier import TextClassifier
 from slmstack.skills.onnx_classifier import OnnxTextClassifier
+from slmstack.training.calibration import softmax
 from slmstack.types import Example
 
 
@@ -57,7 +59,7 @@ def export_classifier(
     check_options(validation, margin, int8, recipes)
     _refuse_unlearned(validation, skill.classes_)
     texts = [ex.text for ex in validation]
-    reference = _fp32_proba(skill, texts)
+    reference = _fp32_reference(skill, texts)
 
     def measure(graph: Path, tokenizer: Path, precision: str,
                 recipe: QuantRecipe | None) -> tuple[Candidate, Any]:  # fmt: skip
@@ -95,14 +97,30 @@ def _refuse_unlearned(validation: Sequence[Example], classes: Sequence[str]) -> 
         )
 
 
-def _fp32_proba(skill: TextClassifier, texts: Sequence[str]) -> NDArray[np.float64]:
-    """The torch skill's probabilities in fp32, the graph's arithmetic (even for bf16 skills)."""
+Reference = tuple[NDArray[np.float64], NDArray[np.bool_] | None]
+"""Probabilities per text and class, and each text's out-of-scope flag (``None``: no scope)."""
+
+
+def _fp32_reference(skill: TextClassifier, texts: Sequence[str]) -> Reference:
+    """The torch skill's probabilities and out-of-scope flags in fp32, the graph's arithmetic.
+
+    fp32 even for a bf16 skill; the flags are those :meth:`TextClassifier.predict` sets.
+    """
+    empty = [i for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        raise DataError(
+            f"validation text #{empty[0]} is empty ({len(empty)} empty in all); a skill "
+            "abstains on those without the model, so they test nothing: leave them out"
+        )
     precision = skill.precision
     skill.precision = "fp32"
     try:
-        return skill.predict_proba(texts)
+        x = skill._forward_all(skill._tokenize(texts), what="embed")
     finally:
         skill.precision = precision
+    probs = softmax(skill._logits(x), skill.temperature_)
+    scope = skill.scope_
+    return probs, None if scope is None else scope.p_values(x) < skill.scope_alpha
 
 
 def _measure(
@@ -111,18 +129,22 @@ def _measure(
     tokenizer: Path,
     precision: str,
     recipe: QuantRecipe | None,
-    reference: NDArray[np.float64],
+    reference: Reference,
     validation: Sequence[Example],
     margin: float,
 ) -> tuple[Candidate, OnnxTextClassifier]:
     """Parity and gate of one graph (its speed is measured later, beside the others)."""
     onnx_skill = _skill(skill, graph, tokenizer, None, [], False)
     texts = [ex.text for ex in validation]
-    probs = onnx_skill.predict_proba(texts)
+    probs, p_values = onnx_skill.proba_and_p_values(texts)
+    ref_probs, ref_flags = reference
+    flags = None
+    if ref_flags is not None and p_values is not None:  # the export keeps the scope model
+        flags = (ref_flags, p_values < onnx_skill.scope_alpha)
     limits = FP32_PARITY if precision == "fp32" else INT8_PARITY
     candidate = Candidate(
-        precision, recipe, parity(reference, probs, limits),
-        gate(reference, probs, validation, skill.classes_, margin), 0.0,
+        precision, recipe, parity(ref_probs, probs, limits, flags=flags),
+        gate(ref_probs, probs, validation, skill.classes_, margin), 0.0,
         graph.stat().st_size / 1e6,
     )  # fmt: skip
     return candidate, onnx_skill

@@ -130,6 +130,23 @@ class OnnxTextClassifier(LabelledTexts, Skill):
         _, out = self._outputs(texts)
         return softmax(out["logits"], self.temperature_)
 
+    def proba_and_p_values(
+        self, texts: Sequence[str]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+        """Calibrated probabilities and in-scope p-values (``None`` without a scope model).
+
+        What :meth:`predict` decides from, in one graph call (the exporter's parity check).
+        """
+        self._require_fitted()
+        if not texts:  # no rows, one column per class
+            none = np.zeros((0, len(self.classes_)), dtype=np.float64)
+            return none, None if self.scope_reference_ is None else np.zeros(0)
+        _, out = self._outputs(texts)
+        probs = softmax(out["logits"], self.temperature_)
+        if self.scope_reference_ is None:
+            return probs, None
+        return probs, self._p_values(out["scope_score"].astype(np.float64))
+
     def _p_values(self, scores: NDArray[np.float64]) -> NDArray[np.float64]:
         ref = self.scope_reference_
         assert ref is not None
