@@ -224,6 +224,29 @@ def test_rows_that_keep_failing_stop_the_job_and_a_missing_package_stops_it_at_o
         runner([Row("f:1", "faq")])
 
 
+def test_the_job_threads_reach_exported_onnx_skills(tmp_path, monkeypatch):
+    # --threads (by default the cores divided among the workers) set torch's threads only:
+    # an exported skill's onnxruntime session took every core in each worker process, so
+    # N workers ran N times as many threads as cores. The count now reaches the sessions
+    # as they load, unless the operator set SLMSTACK_ONNX_THREADS.
+    from slmstack.models.onnx_runtime import THREADS_ENV, default_threads
+
+    monkeypatch.setenv(THREADS_ENV, "1")
+    monkeypatch.delenv(THREADS_ENV)  # unset here, and unset again after the test
+    seen: list[int] = []
+    wf = Workflow([SkillStep("intent")], skills={"intent": KeywordClassifier({"faq": 0.9})})
+
+    def load() -> Workflow:
+        seen.append(default_threads())  # what a session opened while loading would get
+        return wf
+
+    cores = default_threads()
+    RowRunner(JobSpec(tmp_path / "unused.yaml", job="j", threads=cores + 2), load=load)
+    monkeypatch.setenv(THREADS_ENV, "5")  # the operator's own setting wins
+    RowRunner(JobSpec(tmp_path / "unused.yaml", job="j", threads=cores + 2), load=load)
+    assert seen == [cores + 2, 5]
+
+
 def test_sink_resumes_truncates_a_torn_line_and_refuses_another_input(tmp_path):
     out, err = tmp_path / "out.jsonl", tmp_path / "out.errors.jsonl"
     out.write_text('{"id": "a", "input": "x"}\n{"id": "b", "inp')

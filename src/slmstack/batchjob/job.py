@@ -109,7 +109,8 @@ def run_job(
         restart: discard both files and start over.
         retry_errors: run the rows of the errors file again.
         ray_address: a Ray cluster to run on (``engine="ray"``).
-        threads: torch threads per worker; by default the cores divided among the workers.
+        threads: torch and onnxruntime threads per worker; by default the cores divided
+            among the workers.
         inbox: database URL of the escalation inbox, overriding the file's ``inbox:``.
         ledger: database URL of the cost ledger, overriding the file's ``ledger:``.
 

@@ -95,7 +95,8 @@ class RayEngine:
             local instance for the job. A Ray instance already started in
             this process (``ray.init``) is used as it is.
 
-    Each actor reserves ``spec.threads`` CPUs (one when unset), the torch threads it runs.
+    Each actor reserves ``spec.threads`` CPUs (one when unset), the torch and onnxruntime
+    threads it runs.
     """
 
     def __init__(self, *, workers: int = 1, address: str | None = None):

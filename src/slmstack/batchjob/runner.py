@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from slmstack.batchjob.inputs import Row
 from slmstack.batchjob.sink import Outcome
 from slmstack.errors import InboxError, JobStopped, MissingDependencyError
 from slmstack.heap import freeze_loaded
+from slmstack.models.onnx_runtime import THREADS_ENV as ONNX_THREADS_ENV
 from slmstack.workflows import Workflow, load_workflow
 
 # The ledger's request_id column holds 200 characters (see slmstack.costs.ledger).
@@ -48,7 +50,8 @@ class JobSpec:
         inbox: database URL overriding the file's ``inbox:``.
         ledger: database URL overriding the file's ``ledger:``.
         trace: write each row's full trace.
-        threads: torch threads per worker (``None``: torch's default).
+        threads: torch and onnxruntime threads per worker (``None``: their defaults;
+            ``SLMSTACK_ONNX_THREADS``, when set, still decides onnxruntime's).
     """
 
     workflow: Path
@@ -100,6 +103,8 @@ class RowRunner:
 
     def __init__(self, spec: JobSpec, load: Callable[[], Workflow] | None = None):
         self.spec = spec
+        if spec.threads is not None:  # exported skills size their sessions as they load
+            os.environ.setdefault(ONNX_THREADS_ENV, str(spec.threads))
         self.workflow = (load or spec.load)()
         set_torch_threads(spec.threads)
         self.failed_in_a_row = 0

@@ -43,7 +43,9 @@ def batch(
     text_field: Annotated[str, typer.Option(help="JSONL key or CSV/Parquet column.")] = "text",
     threads: Annotated[
         int | None,
-        typer.Option(min=1, help="Torch threads per worker (default: cores / workers)."),
+        typer.Option(
+            min=1, help="Torch and onnxruntime threads per worker (default: cores / workers)."
+        ),
     ] = None,
     trace: Annotated[bool, typer.Option("--trace", help="Write each row's full trace.")] = False,
     restart: Annotated[
