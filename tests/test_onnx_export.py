@@ -205,6 +205,31 @@ def test_gate_refuses_a_lossy_quantization_and_force_overrides(clf, tmp_path):
     assert json.loads((tmp_path / "out" / "config.json").read_text())["export"]["forced"]
 
 
+def test_refusal_names_the_check_each_recipe_failed():
+    # A recipe within the margin that changes too many decisions fails parity, not the
+    # gate: the refusal said every recipe "loses more than 0.5 points" and to raise
+    # --margin, which could not help it.
+    from slmstack.export.candidates import Candidate, choose
+    from slmstack.export.checks import INT8_PARITY, GateReport, ParityReport
+
+    def cand(name: str, agreement: float, scope: float, exported: float) -> Candidate:
+        report = ParityReport(200, agreement, 0.3, 0.01, agreement >= 0.9, INT8_PARITY, scope)
+        return Candidate("int8" if name else "fp32", QuantRecipe(name, per_channel=True) if name
+                         else None, report, GateReport(200, 90.0, exported, 0.5), 1.0, 1.0)  # fmt: skip
+
+    fp32, moved = cand("", 1.0, 1.0, 90.0), cand("moved", 0.85, 0.86, 89.8)
+    with pytest.raises(ExportRefused) as refused:
+        choose([fp32, moved, cand("lossy", 0.95, 1.0, 88.0)], int8=True, force=False)
+    message = str(refused.value)
+    assert "moved: it agrees with the torch skill on 85.0% of 200 texts" in message
+    assert "decision alone agrees on 86.0%" in message
+    assert "lossy: it loses 2.00 accuracy points (at most 0.5)" in message
+    assert "every int8 recipe loses" not in message and "raise --margin" in message
+    with pytest.raises(ExportRefused) as refused:  # none failed the gate: --margin is no help
+        choose([fp32, moved], int8=True, force=False)
+    assert "--margin" not in str(refused.value) and "--force" in str(refused.value)
+
+
 def test_gate_refuses_validation_labels_the_skill_never_learned(clf, tmp_path):
     # Labels from another column (or another label set) are wrong for both skills alike:
     # the gate would compare 0 with 0 points and pass any quantization.

@@ -92,9 +92,7 @@ def race(
         cand.texts_per_s = 1.0 / seconds_per_text
 
 
-def choose(
-    candidates: list[Candidate], *, int8: bool, force: bool, margin: float
-) -> tuple[Candidate, bool]:
+def choose(candidates: list[Candidate], *, int8: bool, force: bool) -> tuple[Candidate, bool]:
     """The fastest int8 candidate that passed (or the fp32 graph without ``int8``)."""
     if not int8:
         return candidates[0], False
@@ -104,19 +102,27 @@ def choose(
         fastest = max(c.texts_per_s for c in passed)
         near = [c for c in passed if c.texts_per_s >= (1 - TIE) * fastest]
         return max(near, key=lambda c: (c.gate.exported_accuracy, c.texts_per_s)), False
-    lines = "; ".join(
-        f"{c.recipe.name if c.recipe else '?'}: {c.gate.drop:+.2f} points, "
-        f"label agreement {c.parity.agreement:.1%}"
-        for c in quantized
-    )
     if not force:
+        lines = "; ".join(_failure(c) for c in quantized)
+        # --margin only helps a recipe whose decisions agreed but which lost points
+        margin_helps = any(c.parity.passed for c in quantized)
         raise ExportRefused(
-            f"every int8 recipe loses more than {margin} {quantized[0].gate.metric} points on the "
-            "validation "
-            f"data ({lines}). Nothing was written. Export without --int8, raise --margin, "
-            "or pass --force to write the most accurate one anyway."
+            f"no int8 recipe passed the checks on the validation data: {lines}. Nothing "
+            "was written. Export without --int8, "
+            f"{'raise --margin, ' if margin_helps else ''}or pass --force to write the "
+            "most accurate one anyway."
         )
     return max(quantized, key=lambda c: c.gate.exported_accuracy), True
+
+
+def _failure(c: Candidate) -> str:
+    """Why ``c`` failed: its parity check, its gate, or both, in words."""
+    why = []
+    if not c.parity.passed:
+        why.append(c.parity.problem(subject="it"))
+    if not c.gate.passed:
+        why.append(f"it loses {c.gate.drop:.2f} {c.gate.metric} points (at most {c.gate.margin})")
+    return f"{c.recipe.name if c.recipe else c.precision}: {'; '.join(why)}"
 
 
 def machine() -> dict[str, Any]:
@@ -237,7 +243,7 @@ def run_export(
             bar.update(task, info="timing")
             race(candidates, runners, plan.texts[:SPEED_SAMPLE])
             del runners
-        chosen, forced = choose(candidates, int8=int8, force=force, margin=margin)
+        chosen, forced = choose(candidates, int8=int8, force=force)
         final = plan.build(paths[id(chosen)], tokenizer, chosen, candidates, forced)
         final.export_["fused_operators"] = fused
         final.save(out)

@@ -58,8 +58,8 @@ class ParityReport:
             out["scope_agreement"] = round(self.scope_agreement, 6)
         return out
 
-    def problem(self) -> str:
-        """Why the check failed, in words (empty when it passed)."""
+    def problem(self, subject: str = "the exported skill") -> str:
+        """Why the check failed, in words (empty when it passed); ``subject`` starts it."""
         if self.passed:
             return ""
         scope = (
@@ -68,7 +68,7 @@ class ParityReport:
             f"decision alone agrees on {self.scope_agreement:.1%}"
         )  # fmt: skip
         return (
-            f"the exported skill agrees with the torch skill on {self.agreement:.1%} of "
+            f"{subject} agrees with the torch skill on {self.agreement:.1%} of "
             f"{self.n} texts (at least {self.limits.min_agreement:.1%} required{scope}) and its "
             f"probabilities differ by up to {self.max_prob_diff:.3g} (at most "
             f"{self.limits.max_prob_diff:.3g} allowed)"
