@@ -170,6 +170,24 @@ def test_without_keys_an_agent_gives_a_name(tmp_path):
         assert "by <strong>Ana</strong>" in client.get("/console/inbox/1").text
 
 
+def test_an_agent_name_in_any_script_is_remembered_and_the_cookie_is_secure(tmp_path):
+    write_server(tmp_path)
+    inbox = Inbox(f"sqlite:///{tmp_path / 'inbox.db'}")
+    inbox.add(PACKETS[1])
+    with TestClient(create_app(tmp_path / "serve.yaml"), base_url="https://testserver") as client:
+        client.get("/console/inbox")
+        token = client.cookies.get("slmstack_csrf")
+        named = client.post("/console/inbox/1/claim", data={"csrf": token, "who": "Łukasz 王"},
+                            follow_redirects=False)  # fmt: skip
+        assert named.status_code == 303  # not a 500 after the claim was made
+        cookie = named.headers["set-cookie"]
+        for part in ("slmstack_agent=", "HttpOnly", "SameSite=Strict", "Path=/console", "Secure"):
+            assert part in cookie, part
+        assert inbox.get(1).claimed_by == "Łukasz 王"
+        page = client.get("/console/inbox/1").text
+        assert 'value="Łukasz 王"' in page  # the next form is filled in with the name
+
+
 def test_inbox_pages_show_filters_empty_states_and_errors(client):
     page = client.get("/console/inbox?status=all", headers=ANA).text
     assert "charged twice" in page and "travelling on Friday" in page

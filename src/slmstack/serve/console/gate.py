@@ -41,6 +41,7 @@ from slmstack.serve.console.render import SIGN_IN, login_page
 PREFIX = "/console"
 LOGIN = f"{PREFIX}/login"
 SESSION_COOKIE = "slmstack_console"
+AGENT_COOKIE = "slmstack_agent"  # the name an agent gave, without keys (percent-encoded)
 CSRF_COOKIE = "slmstack_csrf"
 CSRF_FIELD = "csrf"
 _MAX_LOGIN_BODY = 8192
@@ -280,4 +281,13 @@ def _decorated(send: Send, cookies_to_set: list[str]) -> Send:
     return wrapped
 
 
-__all__ = ["CSRF_FIELD", "LOGIN", "PREFIX", "ConsoleGate", "csrf_ok", "is_console", "safe_next"]
+__all__ = [
+    "AGENT_COOKIE",
+    "CSRF_FIELD",
+    "LOGIN",
+    "PREFIX",
+    "ConsoleGate",
+    "csrf_ok",
+    "is_console",
+    "safe_next",
+]

@@ -14,6 +14,7 @@ repeat it), or with the page again and an error that says what to do.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -29,6 +30,7 @@ from slmstack.serve.console.common import (
     read_form,
     router,
 )
+from slmstack.serve.console.gate import AGENT_COOKIE, cookie_header
 from slmstack.serve.console.render import page
 from slmstack.serve.routes.inbox import PacketId
 from slmstack.workflows.inbox_feedback import DEFAULT_TASK, check_task
@@ -101,7 +103,7 @@ def _packet_page(
         request, "packet.html", status=status, error=error, notice=_NOTICES.get(done),
         p=packet, replies=feedback.replies(packet_id),
         examples=feedback.examples(packet_id=packet_id), labels=known_labels(request),
-        tasks=TASKS, form=form or {},
+        tasks=TASKS, form=form or {}, agent=unquote(request.cookies.get(AGENT_COOKIE, "")),
     )  # fmt: skip
 
 
@@ -136,8 +138,10 @@ async def _act(request: Request, packet_id: int, action: Any) -> Response:
         )
     response = _done(packet_id, done)
     if not getattr(request.state, "api_key", None) and form.get("who"):
-        response.set_cookie("slmstack_agent", form["who"].strip(), path="/console",
-                            samesite="strict", httponly=True)  # fmt: skip
+        # Percent-encoded like every console cookie: a name such as "Łukasz" cannot go
+        # into a header as it is (a 500, after the action was done).
+        remembered = cookie_header(AGENT_COOKIE, form["who"].strip(), request.scope)
+        response.headers.append("set-cookie", remembered)
     return response
 
 
