@@ -116,6 +116,26 @@ def test_forms_need_the_csrf_token_from_a_browser(client):
     )
 
 
+def test_a_header_a_browser_sends_by_itself_does_not_skip_csrf(tmp_path, monkeypatch):
+    """Behind a proxy's HTTP Basic auth the browser adds `Authorization: Basic` to every
+    request, a forged cross-site form included: only a Bearer key (a script) skips CSRF."""
+    basic = {"authorization": "Basic YW5hOnB3", "origin": "https://evil.example"}
+    write_server(tmp_path)
+    inbox = Inbox(f"sqlite:///{tmp_path / 'inbox.db'}")
+    inbox.add(PACKETS[1])
+    with TestClient(create_app(tmp_path / "serve.yaml")) as client:
+        forged = client.post("/console/inbox/1/claim", data={"who": "mallory"}, headers=basic)
+        assert forged.status_code == 403 and inbox.get(1).status == "open"
+    monkeypatch.setenv(KEYS_ENV, f"ana:{ANA_KEY}")
+    write_server(tmp_path, AUTH)
+    with TestClient(create_app(tmp_path / "serve.yaml")) as client:
+        sign_in(client)  # with keys, the cookie still signs the browser in
+        page = client.get("/console/inbox", headers={"authorization": "Basic YW5hOnB3"})
+        assert page.status_code == 200
+        forged = client.post("/console/inbox/1/claim", data={}, headers=basic)
+        assert forged.status_code == 403 and inbox.get(1).status == "open"
+
+
 def test_a_proxy_that_rewrites_the_host_is_named_as_the_cause(client):
     _, token = sign_in(client)
     behind = client.post("/console/inbox/1/claim", data={"csrf": token},

@@ -15,7 +15,9 @@ The method:
   anything else the API's JSON ``{"detail": ...}``.
 - **CSRF.** Beside ``SameSite=Strict``, every form carries a token that must equal a
   random ``HttpOnly`` cookie (double submit), and a POST whose ``Origin`` names another
-  host is refused. Requests with a real ``Authorization`` header (scripts) need neither.
+  host is refused. Requests with their own ``Authorization: Bearer`` key (scripts) need
+  neither; any other scheme (a proxy's ``Basic`` login, which a browser sends by itself)
+  counts as a browser.
 - **Headers.** Every console answer gets a Content-Security-Policy that allows this
   server only (no CDN could load even by mistake), ``nosniff``, a same-origin referrer, no
   framing and ``no-store``.
@@ -79,6 +81,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _is_bearer(authorization: str | None) -> bool:
+    return (authorization or "").strip().partition(" ")[0].lower() == "bearer"
+
+
 def same_origin(scope: Scope) -> bool:
     """False when the request's ``Origin`` names another host than its ``Host``."""
     origin = _header(scope, b"origin")
@@ -132,7 +138,7 @@ class ConsoleGate:
     Reads ``scope["app"].state.serve.keys`` (``None``: no auth, every request passes).
     Sets ``scope["state"]["csrf"]`` (the token forms carry) and
     ``scope["state"]["console_browser"]`` (``True`` unless the client sent its own
-    ``Authorization`` header: then forms need no CSRF token).
+    ``Authorization: Bearer`` header: then forms need no CSRF token).
     """
 
     def __init__(self, app: ASGIApp):
@@ -150,7 +156,9 @@ class ConsoleGate:
         extra = [] if CSRF_COOKIE in jar else [cookie_header(CSRF_COOKIE, token, scope)]
         send = _decorated(send, extra)
         keys = scope["app"].state.serve.keys
-        state["console_browser"] = _header(scope, b"authorization") is None
+        # Only a Bearer key marks a script: a browser adds `Basic` (a proxy's login) to
+        # every request by itself, a forged cross-site form included.
+        state["console_browser"] = not _is_bearer(_header(scope, b"authorization"))
         if keys is None or not state["console_browser"]:
             await self.app(scope, receive, send)
             return
