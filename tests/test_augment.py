@@ -91,12 +91,18 @@ class Scripted(FakeBackend):
 runtimes.register("test-augment")(lambda model, **kw: Scripted(model, **kw))
 
 
-def test_cli_writes_as_it_goes_and_an_interrupted_run_goes_on(tmp_path: Path):
+def _four_intents(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """Four labelled queries, the output file, and the command that rewrites them twice."""
     data = tmp_path / "intents.csv"
     data.write_text("text,label\n" + "".join(f"query number {i},intent{i % 2}\n" for i in range(4)))
     out = tmp_path / "aug.jsonl"
     args = ["augment", str(data), "--out", str(out), "--model", "m", "--runtime",
             "test-augment", "--per-example", "2", "--json"]  # fmt: skip
+    return data, out, args
+
+
+def test_cli_writes_as_it_goes_and_an_interrupted_run_goes_on(tmp_path: Path):
+    data, out, args = _four_intents(tmp_path)
     Scripted.calls = 0
     first = CliRunner().invoke(app, args)
     assert first.exit_code != 0 and "the generator went away" in first.output
@@ -150,11 +156,7 @@ def test_cli_writes_as_it_goes_and_an_interrupted_run_goes_on(tmp_path: Path):
 
 
 def test_going_on_with_other_settings_is_refused(tmp_path: Path):
-    data = tmp_path / "intents.csv"
-    data.write_text("text,label\n" + "".join(f"query number {i},intent{i % 2}\n" for i in range(4)))
-    out = tmp_path / "aug.jsonl"
-    args = ["augment", str(data), "--out", str(out), "--model", "m", "--runtime",
-            "test-augment", "--per-example", "2", "--json"]  # fmt: skip
+    _, out, args = _four_intents(tmp_path)
     Scripted.calls = 0
     first = CliRunner().invoke(app, args)  # stops after two examples
     assert first.exit_code != 0 and out.read_text().count("\n") == 4
