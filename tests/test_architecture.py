@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "slmstack"
 
 # Lower numbers are lower layers; a module may import its own layer or any lower one.
 LAYERS: dict[str, int] = {
-    "errors": 0, "types": 0, "progress": 0, "registry": 0, "_lazy": 0, "heap": 0, "sqlite_files": 0, "switches": 0,
+    "errors": 0, "types": 0, "progress": 0, "registry": 0, "_lazy": 0, "heap": 0, "sqlite_files": 0, "db_create": 0, "switches": 0,
     "ray_cluster": 0,
     "models": 1, "data": 1, "artifacts": 1, "costs": 1,
     "training": 2, "evaluation": 2,

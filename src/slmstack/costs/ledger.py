@@ -21,9 +21,8 @@ Why these choices:
 - **Indexes** for the report's questions: spend by day, and by workflow, step or model over
   a period of days. A ``day`` column (UTC) keeps the grouping portable across databases.
 
-Example:
-    >>> with Ledger("sqlite:///ledger.db") as ledger:  # doctest: +SKIP
-    ...     ledger.append([LedgerRow("req-1", "", "desk", "", "run", datetime.now(UTC))])
+Example (``# doctest: +SKIP``): ``with Ledger("sqlite:///ledger.db") as ledger:
+ledger.append([LedgerRow("req-1", "", "desk", "", "run", datetime.now(UTC))])``.
 """
 
 from __future__ import annotations
@@ -40,6 +39,7 @@ from typing import Any, Literal
 from slmstack.costs._ledger_buffer import RowBuffer, write_or_log
 from slmstack.costs._ledger_migrate import drop_old_unique
 from slmstack.costs.prices import from_nano
+from slmstack.db_create import create_racing
 from slmstack.errors import ConfigError, MissingDependencyError
 from slmstack.sqlite_files import make_folder, use_wal
 
@@ -193,10 +193,10 @@ class Ledger:
 
         try:
             if create:
-                self._table.metadata.create_all(self._engine)
+                create_racing(lambda: self._table.metadata.create_all(self._engine))
                 drop_old_unique(self._engine, self._table, shown_url(self.url))
                 unique = next(i for i in self._table.indexes if i.name == _UNIQUE)
-                unique.create(self._engine, checkfirst=True)  # on a ledger made before it
+                create_racing(lambda: unique.create(self._engine, checkfirst=True))  # old ledgers
             elif not sa.inspect(self._engine).has_table(_TABLE):
                 raise ConfigError(
                     f"{shown_url(self.url)} is a database but not an slmstack ledger (it has "

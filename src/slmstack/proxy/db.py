@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from slmstack.costs.ledger import shown_url
+from slmstack.db_create import create_racing
 from slmstack.errors import ConfigError, MissingDependencyError
 from slmstack.sqlite_files import make_folder, use_wal
 
@@ -71,7 +72,7 @@ def open_tables(
     table = define(sa.MetaData())
     try:
         if create:
-            table.metadata.create_all(engine)
+            create_racing(lambda: table.metadata.create_all(engine))
         elif not sa.inspect(engine).has_table(table.name):
             raise ConfigError(
                 f"{shown_url(url)} holds no {what} (no {table.name!r} table); pass the "

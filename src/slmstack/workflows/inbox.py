@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from slmstack.db_create import create_racing
 from slmstack.errors import ConfigError, InboxError, MissingDependencyError
 from slmstack.sqlite_files import make_folder, use_wal
 from slmstack.workflows.packet import (
@@ -94,7 +95,7 @@ class Inbox:
         )
         try:
             if create:
-                meta.create_all(self._engine)
+                create_racing(lambda: meta.create_all(self._engine))
             elif not sa.inspect(self._engine).has_table(self._table.name):
                 raise InboxError(
                     f"{shown_url(url)} is a database but not an slmstack inbox (it has no "

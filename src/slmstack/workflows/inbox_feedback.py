@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from slmstack.db_create import create_racing
 from slmstack.errors import ConfigError, DataError, InboxError
 from slmstack.sqlite_files import use_wal
 from slmstack.workflows.inbox import Inbox
@@ -158,7 +159,7 @@ class InboxFeedback:
             sa.UniqueConstraint("packet_id", "task", name="slmstack_examples_packet_task"),
         )
         try:
-            meta.create_all(self._engine)
+            create_racing(lambda: meta.create_all(self._engine))
             self._packets = sa.Table(_PACKETS, sa.MetaData(), autoload_with=self._engine)
         except sa.exc.DatabaseError as exc:
             raise InboxError(
