@@ -447,6 +447,23 @@ def test_a_killed_ray_actor_is_restarted_and_the_job_completes(ray_instance, job
     assert_exactly_once(tmp_path, set(got), n_german=100)
 
 
+def test_a_ray_job_stops_with_the_workers_own_error_as_the_local_engine_does(
+    ray_instance, job, tmp_path
+):
+    """A worker's error (rows that keep failing, a workflow a node cannot load) stops the
+    job as itself, with its advice, on either engine: not as Ray's wrapper around the
+    worker's stack trace."""
+    wf, data = job
+    with pytest.raises(ConfigError, match="^workflow file .* does not exist"):  # in the actor
+        list(RayEngine().map(JobSpec(tmp_path / "gone.yaml", job="j"), [Row("a", "x")], 1))
+    data.write_text("".join(json.dumps({"text": f"wo ist mein Paket {i}"}) + "\n" for i in range(60)))
+    with sqlite3.connect(tmp_path / "inbox.db") as conn:  # every escalation fails to file
+        conn.execute("create table slmstack_packets (id integer primary key)")
+    for engine in ("local", "ray"):
+        with pytest.raises(JobStopped, match=r"^\d+ rows failed in a row, the last"):
+            run_job(wf, data, tmp_path / f"{engine}.jsonl", engine=engine, workers=2, batch_size=8)
+
+
 def test_ray_blocks_hold_whole_batches_and_keep_every_actor_busy():
     from slmstack.batchjob.ray_engine import _batches_per_block
 

@@ -36,10 +36,20 @@ class _WorkflowActor:
     """The stateful callable Ray Data runs in each actor: one workflow per actor."""
 
     def __init__(self, spec: JobSpec):
-        self.runner = RowRunner(spec)
+        self.runner: RowRunner | None = None
+        self.failed: SlmstackError | None = None
+        try:
+            self.runner = RowRunner(spec)
+        except SlmstackError as exc:  # a node without the file or a package the skills need
+            # Raised by the first batch instead: Ray hands the driver a task's error as
+            # itself, but a constructor's only as text inside ActorDiedError.
+            self.failed = exc
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
+
+        if self.runner is None:
+            raise self.failed or SlmstackError("the workflow did not load in this Ray actor")
 
         rows = [
             Row(str(i), str(t), str(e))
@@ -75,6 +85,24 @@ def _batches_per_block(rows: int, batch_size: int, workers: int) -> int:
     """
     batches = -(-rows // batch_size)
     return max(1, min(8, batches // (4 * workers)))
+
+
+def _own_error(exc: BaseException) -> SlmstackError | None:
+    """The slmstack error a worker raised, out of Ray's wrappers (``None``: none)."""
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:
+        seen.add(id(found))
+        # RayTaskError holds what the task raised as `cause`; the RayTaskError itself may
+        # subclass it too, but its message is the worker's whole stack trace.
+        cause = getattr(found, "cause", None)
+        if isinstance(cause, BaseException):
+            found = cause
+        elif isinstance(found, SlmstackError):
+            return found
+        else:
+            found = found.__cause__
+    return None
 
 
 def _ray() -> Any:
@@ -117,6 +145,9 @@ class RayEngine:
             context = ray.data.DataContext.get_current()
             context.enable_progress_bars = False  # the job shows its own
             context.print_on_execution_start = False
+            # A worker's own error (JobStopped, a missing package) reaches the driver as
+            # itself, inside Ray's RayTaskError, rather than as a UserCodeException.
+            context.raise_original_map_exception = True
             # Blocks of whole batches, cut where the local engine cuts: map_batches slices
             # each block from its start, so each actor call gets the same rows as a local
             # worker's, and so the same padding and every float of the outputs.
@@ -131,17 +162,28 @@ class RayEngine:
                 compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(blocks))),
                 num_cpus=cpus,
             )
+            batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
+            failure: SlmstackError | None = None
             try:
-                for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                for batch in batches:
                     yield [
                         Outcome(str(i), bool(ok), str(line))
                         for i, ok, line in zip(batch["id"], batch["ok"], batch["line"], strict=True)
                     ]
             except ray.exceptions.RayError as exc:
-                raise SlmstackError(
+                # The worker's own error (JobStopped, a missing package) as the local engine
+                # raises it, with its advice; else Ray's, which names the failure.
+                failure = _own_error(exc) or SlmstackError(
                     f"the Ray job failed: {exc}\nRun the same command again to resume; rows "
                     "already written are skipped"
-                ) from exc
+                )
+            if failure is not None:
+                # Raised outside the except, and without this frame's dataset: Ray's error
+                # and the dataset hold the job's actors, and an error a caller keeps (a
+                # notebook keeps the last) would keep their CPUs, so that the next job on
+                # a Ray of the caller's own waits for CPUs forever.
+                del dataset, batches
+                raise failure
         finally:
             if started:
                 ray.shutdown()
