@@ -15,6 +15,22 @@ def serve_state(request: Request) -> ServeState:
     return state
 
 
+async def submit_texts(
+    state: ServeState, kind: str, name: str, text: str | None, texts: list[str] | None,
+    key: str | None,
+) -> tuple[str, list[Any]]:  # fmt: skip
+    """The new request id and the answers of ``text`` or ``texts`` from ``name``'s batcher.
+
+    The texts are checked first; ledger keys are ``ID:INDEX``, with the caller's ``key``.
+    """
+    from slmstack.serve.limits import texts_of
+
+    batcher = state.batcher(kind, name)
+    checked = texts_of(text, texts, max_items=state.config.limits.max_items)
+    request_id, calls = state.calls(checked, key)
+    return request_id, await state.submit(batcher, calls)
+
+
 def caller(request: Request) -> str | None:
     """The name of the API key that made the request (``None`` without auth)."""
     return getattr(request.state, "api_key", None)

@@ -7,10 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from slmstack.serve.limits import texts_of
-from slmstack.serve.routes import caller, cost, serve_state
+from slmstack.serve.routes import caller, cost, serve_state, submit_texts
 from slmstack.serve.schemas import ERRORS, RunRequest, RunResponse
-from slmstack.serve.state import ServeState, WorkflowAnswer
+from slmstack.serve.state import ServeState
 
 router = APIRouter(tags=["workflows"])
 
@@ -40,10 +39,7 @@ async def run_results(
     Shared with :mod:`slmstack.serve.hot_path`, which answers well-formed requests
     without FastAPI's routing.
     """
-    batcher = state.batcher("workflow", name)
-    texts = texts_of(body.text, body.texts, max_items=state.config.limits.max_items)
-    request_id, calls = state.calls(texts, key)
-    answers: list[WorkflowAnswer] = await state.submit(batcher, calls)
+    request_id, answers = await submit_texts(state, "workflow", name, body.text, body.texts, key)
     results = []
     for answer in answers:
         result = answer.result
