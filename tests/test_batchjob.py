@@ -464,6 +464,41 @@ def test_a_ray_job_stops_with_the_workers_own_error_as_the_local_engine_does(
             run_job(wf, data, tmp_path / f"{engine}.jsonl", engine=engine, workers=2, batch_size=8)
 
 
+_CPUS_BACK = """
+import sys, time
+import ray
+from slmstack.batchjob import run_job
+from slmstack.errors import JobStopped
+
+wf, data, out = sys.argv[1:4]
+ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+try:
+    run_job(wf, data, out, engine="ray", workers=1, batch_size=8, threads=2)
+except JobStopped:
+    pass
+t = time.monotonic()
+while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < t + 10:
+    time.sleep(0.1)
+print("CPUs free:", ray.available_resources().get("CPU", 0))
+"""
+
+
+def test_a_failed_ray_job_gives_its_cpus_back_at_once(ray_instance, job, tmp_path):
+    """The failed job's actor holds every core (2 threads on 2 CPUs). It used to stay
+    alive in a reference cycle until the garbage collector next ran (over 20 s here),
+    so that the next job in the same process waited for CPUs. Run in a process of its
+    own: pytest's log capture keeps the error's frames alive, as a plain process does not.
+    """
+    wf, data = job
+    data.write_text("".join(json.dumps({"text": f"wo ist mein Paket {i}"}) + "\n" for i in range(30)))
+    with sqlite3.connect(tmp_path / "inbox.db") as conn:  # every escalation fails to file
+        conn.execute("create table slmstack_packets (id integer primary key)")
+    args = [sys.executable, "-c", _CPUS_BACK, str(wf), str(data), str(tmp_path / "out.jsonl")]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "CPUs free: 2.0" in done.stdout, done.stdout + done.stderr[-3000:]
+
+
 def test_ray_blocks_hold_whole_batches_and_keep_every_actor_busy():
     from slmstack.batchjob.ray_engine import _batches_per_block
 

@@ -20,6 +20,7 @@ ledger that every node can reach.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -105,6 +106,19 @@ def _own_error(exc: BaseException) -> SlmstackError | None:
     return None
 
 
+def _drop_frames(error: BaseException) -> None:
+    """Clear the tracebacks along ``error``'s chain: their frames hold the failed job."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        todo += [e.__cause__, e.__context__]
+
+
 def _ray() -> Any:
     try:
         import ray
@@ -181,8 +195,14 @@ class RayEngine:
                 # Raised outside the except, and without this frame's dataset: Ray's error
                 # and the dataset hold the job's actors, and an error a caller keeps (a
                 # notebook keeps the last) would keep their CPUs, so that the next job on
-                # a Ray of the caller's own waits for CPUs forever.
+                # a Ray of the caller's own waits for CPUs forever. The failed executor
+                # also sits in a reference cycle, reached from the error's tracebacks,
+                # that holds the actors until the garbage collector next runs (over a
+                # minute here): the tracebacks are dropped and the cycle collected now,
+                # before the next job asks for the CPUs.
                 del dataset, batches
+                _drop_frames(failure)
+                gc.collect()
                 raise failure
         finally:
             if started:
