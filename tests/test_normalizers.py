@@ -150,3 +150,21 @@ def test_drop_trailing_code_removes_only_a_registration_number_at_the_end(line, 
     from slmstack.data.normalizers import drop_trailing_code
 
     assert drop_trailing_code(line) == kept
+
+
+@pytest.mark.parametrize(
+    ("text", "amount", "currency", "span"),
+    [
+        ("TOTAL DUE (£114.00)", "-114.00", "GBP", "(£114.00)"),  # a credit note's total
+        ("Credit (12.00)", "-12.00", None, "(12.00)"),
+        ("Gutschrift (1.234,56 EUR)", "-1234.56", "EUR", "(1.234,56 EUR)"),
+        ("Gutschrift 1.234,56- EUR", "-1234.56", "EUR", "1.234,56- EUR"),  # SAP's minus
+        ("Refund 12.00-", "-12.00", None, "12.00-"),
+        ("Items (3)", "3", None, "3"),  # a bracketed count is not a credit
+        ("Fee 12.00-15.00", "12.00", None, "12.00"),  # a range, not a minus
+    ],
+)
+def test_an_amount_in_brackets_or_with_a_trailing_minus_is_negative(text, amount, currency, span):
+    s, e, money = find_amounts(text)[0]
+    assert money == Money(Decimal(amount), currency)
+    assert text[s:e] == span  # the evidence shows the sign

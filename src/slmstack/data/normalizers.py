@@ -17,7 +17,10 @@ Rules, stated so they can be relied on:
   single ``.`` (``1.234`` stays 1.234); otherwise it is the decimal mark (``12,50``).
 * Currency comes from a symbol or ISO code next to the number (``$`` reads as USD,
   ``RM`` as MYR); without one it is ``None`` and the caller's default applies. A minus
-  sign may come before the currency or after it (``-$12.50`` and ``$-12.50``).
+  sign may come before the currency or after it (``-$12.50`` and ``$-12.50``), or right
+  after the number (``1.234,56-``, as SAP prints a credit). An amount in brackets is
+  negative, as accountants write a credit (``(£114.00)``), when it reads as money (a
+  decimal part or a currency): a bracketed count (``(3)``) stays positive.
 
 Example:
     >>> parse_date("03/04/2024").isoformat()
@@ -85,7 +88,7 @@ _ISO = ("USD|EUR|GBP|JPY|CHF|CAD|AUD|NZD|SGD|MYR|INR|CNY|HKD|SEK|NOK|DKK|PLN|CZK
 _CUR = rf"(?:{_ISO}|RM|US\$|S\$|A\$|C\$|[$€£¥₹₩])"
 _NUM = r"[-−]?\d{1,3}(?:[ .,'’]\d{3})+(?:[.,]\d{1,2})?|[-−]?\d+(?:[.,]\d{1,3})?"
 _AMOUNT_RE = re.compile(
-    rf"(?<![\w.,\-/#])(?<!\d:)(?:(?P<sign>[-−])?(?P<pre>{_CUR})\s?)?(?P<num>{_NUM})(?![\w:%]|[.,]\d)(?:\s?(?P<post>{_CUR})(?![A-Za-z]))?"
+    rf"(?<![\w.,\-/#])(?<!\d:)(?:(?P<sign>[-−])?(?P<pre>{_CUR})\s?)?(?P<num>{_NUM})(?![\w:%]|[.,]\d)(?P<trail>-(?![\w.,]))?(?:\s?(?P<post>{_CUR})(?![A-Za-z]))?"
 )  # fmt: skip
 
 
@@ -218,9 +221,15 @@ def find_amounts(text: str) -> list[tuple[int, int, Money]]:
             value = _number(m.group("num"))
         except DataError:
             continue
-        if m.group("sign"):  # -$12.50: the minus is written before the currency
-            value = -value
-        out.append((s, e, Money(value, _currency(m.group("pre") or m.group("post")))))
+        currency = _currency(m.group("pre") or m.group("post"))
+        # (12.00) is a credit when it reads as money; (3) is a count in brackets.
+        bracketed = text[s - 1 : s] == "(" and text[e : e + 1] == ")"
+        bracketed &= currency is not None or bool(re.search(r"[.,]\d{1,2}$", m.group("num")))
+        if bracketed:
+            s, e = s - 1, e + 1  # the evidence shows the brackets: they carry the sign
+        if m.group("sign") or m.group("trail") or bracketed:
+            value = -abs(value)  # -$12.50, 12.50-, (12.50): one minus, however written
+        out.append((s, e, Money(value, currency)))
     return out
 
 
