@@ -168,3 +168,17 @@ def test_an_amount_in_brackets_or_with_a_trailing_minus_is_negative(text, amount
     s, e, money = find_amounts(text)[0]
     assert money == Money(Decimal(amount), currency)
     assert text[s:e] == span  # the evidence shows the sign
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Total TTC 1\u00a0200,00\u00a0€",  # no-break space, as French invoices group thousands
+        "Total TTC 1\u202f200,00 €",  # narrow no-break space (the French typographic one)
+        "Total TTC 1\u2009200,00 €",  # thin space
+    ],
+)
+def test_a_no_break_space_groups_thousands(text):
+    [(s, e, money)] = find_amounts(text)
+    assert money == Money(Decimal("1200.00"), "EUR")
+    assert text[s:e].startswith("1")

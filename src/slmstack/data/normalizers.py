@@ -11,7 +11,8 @@ Rules, stated so they can be relied on:
   in the declared order is not a date (no silent swap). Years with 4 digits first
   (``2024-04-03``) are always year-month-day. Two-digit years mean 2000–2069 and
   1970–1999.
-* In amounts, when both ``.`` and ``,`` appear, the last one is the decimal mark
+* In amounts, thousands may be grouped by spaces (also no-break ones), apostrophes,
+  ``.`` or ``,``. When both ``.`` and ``,`` appear, the last one is the decimal mark
   (``1.234,56`` and ``1,234.56`` are both 1234.56). With one kind only, a mark followed
   by exactly three digits groups thousands (``1,234``; ``1.234.567``) unless it is a
   single ``.`` (``1.234`` stays 1.234); otherwise it is the decimal mark (``12,50``).
@@ -86,7 +87,13 @@ _CURRENCY_CODES = {"RM": "MYR", "US$": "USD", "S$": "SGD", "A$": "AUD", "C$": "C
 _ISO = ("USD|EUR|GBP|JPY|CHF|CAD|AUD|NZD|SGD|MYR|INR|CNY|HKD|SEK|NOK|DKK|PLN|CZK|ZAR|"
         "BRL|MXN|KRW|IDR|THB|PHP|VND|AED|SAR|TRY|RUB")  # fmt: skip
 _CUR = rf"(?:{_ISO}|RM|US\$|S\$|A\$|C\$|[$€£¥₹₩])"
-_NUM = r"[-−]?\d{1,3}(?:[ .,'’]\d{3})+(?:[.,]\d{1,2})?|[-−]?\d+(?:[.,]\d{1,3})?"
+# Thousands may be grouped by a space of any width: French text writes a no-break or a
+# narrow no-break space (U+00A0, U+202F), which PDF-to-text tools keep.
+_GROUP_SPACES = " \u00a0\u202f\u2009"
+_NUM = (
+    rf"[-−]?\d{{1,3}}(?:[{_GROUP_SPACES}.,'’]\d{{3}})+(?:[.,]\d{{1,2}})?"
+    r"|[-−]?\d+(?:[.,]\d{1,3})?"
+)
 _AMOUNT_RE = re.compile(
     rf"(?<![\w.,\-/#])(?<!\d:)(?:(?P<sign>[-−])?(?P<pre>{_CUR})\s?)?(?P<num>{_NUM})(?![\w:%]|[.,]\d)(?P<trail>-(?![\w.,]))?(?:\s?(?P<post>{_CUR})(?![A-Za-z]))?"
 )  # fmt: skip
@@ -178,7 +185,7 @@ def parse_date(text: str, *, order: DateOrder = "DMY") -> dt.date:
 
 
 def _number(raw: str) -> Decimal:
-    s = raw.replace("−", "-").replace(" ", "").replace("'", "").replace("’", "")
+    s = re.sub(f"[{_GROUP_SPACES}'’]", "", raw.replace("−", "-"))
     neg = s.startswith("-")
     s = s.lstrip("-")
     if "," in s and "." in s:
