@@ -182,3 +182,22 @@ def test_a_no_break_space_groups_thousands(text):
     [(s, e, money)] = find_amounts(text)
     assert money == Money(Decimal("1200.00"), "EUR")
     assert text[s:e].startswith("1")
+
+
+@pytest.mark.parametrize(
+    ("text", "iso"),
+    [
+        ("Date : 15 août 2024", "2024-08-15"),  # French months as French writes them
+        ("le 4 décembre 2024", "2024-12-04"),
+        ("3 févr. 2024", "2024-02-03"),
+        ("1er juillet 2024", "2024-07-01"),
+        ("Datum: 3. März 2024", "2024-03-03"),  # German
+        ("12 Dez. 2024", "2024-12-12"),
+        ("1. Okt 2024", "2024-10-01"),
+        ("Fecha: 5 de junio de 2024", "2024-06-05"),  # Spanish
+    ],
+)
+def test_month_names_with_accents_and_their_usual_forms(text, iso):
+    [(s, e, date)] = find_dates(text)
+    assert date.isoformat() == iso
+    assert text[s].isdigit() and text[e - 1].isdigit()

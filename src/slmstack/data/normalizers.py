@@ -10,7 +10,8 @@ Rules, stated so they can be relied on:
   ``03/04/2024`` is 3 April under DMY and 4 March under MDY. A date that is invalid
   in the declared order is not a date (no silent swap). Years with 4 digits first
   (``2024-04-03``) are always year-month-day. Two-digit years mean 2000–2069 and
-  1970–1999.
+  1970–1999. Month names are read in English, French, German, Spanish and Italian, as
+  each language writes them (``15 août 2024``, ``3. März 2024``, ``5 de junio de 2024``).
 * In amounts, thousands may be grouped by spaces (also no-break ones), apostrophes,
   ``.`` or ``,``. When both ``.`` and ``,`` appear, the last one is the decimal mark
   (``1.234,56`` and ``1,234.56`` are both 1234.56). With one kind only, a mark followed
@@ -46,18 +47,39 @@ _MONTHS = {
     name: i
     for i, names in enumerate(
         [
-            ("jan", "january", "janv", "januar", "enero", "gennaio"),
-            ("feb", "february", "fev", "fevr", "februar", "febrero", "febbraio"),
-            ("mar", "march", "mars", "marz", "maerz", "marzo"),
+            ("jan", "january", "janv", "janvier", "januar", "enero", "gennaio"),
+            (
+                "feb",
+                "february",
+                "fev",
+                "fevr",
+                "fév",
+                "févr",
+                "février",
+                "februar",
+                "febrero",
+                "febbraio",
+            ),
+            ("mar", "march", "mars", "marz", "maerz", "mär", "märz", "mrz", "marzo"),
             ("apr", "april", "avr", "avril", "abril", "aprile"),
             ("may", "mai", "mayo", "maggio"),
             ("jun", "june", "juin", "juni", "junio", "giugno"),
             ("jul", "july", "juil", "juillet", "juli", "julio", "luglio"),
-            ("aug", "august", "aout", "agosto"),
+            ("aug", "august", "aout", "août", "agosto"),
             ("sep", "sept", "september", "septembre", "septiembre", "settembre"),
-            ("oct", "october", "octobre", "oktober", "octubre", "ottobre"),
+            ("oct", "october", "octobre", "okt", "oktober", "octubre", "ottobre"),
             ("nov", "november", "novembre", "noviembre"),
-            ("dec", "december", "decembre", "dezember", "diciembre", "dicembre"),
+            (
+                "dec",
+                "december",
+                "decembre",
+                "déc",
+                "décembre",
+                "dez",
+                "dezember",
+                "diciembre",
+                "dicembre",
+            ),
         ],
         start=1,
     )
@@ -70,9 +92,10 @@ _DATE_PATTERNS = [
     ("ymd", re.compile(rf"(?<!\d)(\d{{4}})({_SEP})(\d{{1,2}})\2(\d{{1,2}})(?!\d)")),
     # 03/04/2024, 3-4-24, 03.04.2024 (order decides which is the day)
     ("num", re.compile(rf"(?<!\d)(\d{{1,2}})({_SEP})(\d{{1,2}})\2(\d{{4}}|\d{{2}})(?![\d])")),
-    # 25 Dec 2018, 25-DEC-18, 25DEC2018, 25th December, 2018
+    # 25 Dec 2018, 25-DEC-18, 25DEC2018, 25th December, 2018, 1er août 2024, 5 de junio de 2024
     ("dmy_text", re.compile(
-        rf"(?<![\w])(\d{{1,2}})(?:st|nd|rd|th)?[\s\-/.]*({_MONTH_RE})\.?[\s\-/.,]*(\d{{4}}|\d{{2}})(?!\d)",
+        rf"(?<![\w])(\d{{1,2}})(?:st|nd|rd|th|er)?[\s\-/.]*(?:de\s+)?({_MONTH_RE})\.?[\s\-/.,]*"
+        rf"(?:de\s+)?(\d{{4}}|\d{{2}})(?!\d)",
         re.IGNORECASE)),
     # Dec 25, 2018; December 25 2018
     ("mdy_text", re.compile(
