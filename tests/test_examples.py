@@ -53,6 +53,27 @@ def test_invoices_end_to_end(tmp_path, capsys):
     assert "missing address, date, total" in scan["review_reason"]
 
 
+def test_invoices_flags_an_empty_file_instead_of_crashing(tmp_path, capsys):
+    # A blank page from the scanner or a failed PDF-to-text gives an empty file: the
+    # workflow answers `empty_input` without running the extractor, and the row says so.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "blank.txt").write_text("\n  \n", encoding="utf-8")
+    (folder / "greenleaf-june.txt").write_text(
+        (EXAMPLES / "invoices" / "data" / "invoices" / "greenleaf-june.txt").read_text("utf-8"),
+        encoding="utf-8",
+    )
+    out = tmp_path / "invoices.csv"
+    run = load_script("invoices")
+    assert run.main(["--folder", str(folder), "--cache", str(tmp_path), "--out", str(out)]) == 0
+    rows = {r["file"]: r for r in csv.DictReader(out.open(encoding="utf-8"))}
+    blank = rows["blank.txt"]
+    assert blank["needs_review"] == "yes"
+    assert "empty_input" in blank["review_reason"]
+    assert blank["vendor"] == blank["total"] == ""
+    assert rows["greenleaf-june.txt"]["total"] == "480.00 GBP"
+
+
 def test_support_desk_end_to_end(tmp_path, capsys):
     needs_generator()
     needs_lora()

@@ -43,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for path in files:
         result = workflow.run(path.read_text(encoding="utf-8"), key=f"invoice:{path.name}")
-        record = result.outputs["fields"].data["fields"]
-        missing = [name for name in FIELDS if record[name].get("missing")]
+        # An empty file (a blank scan) escalates before the extractor runs: no record.
+        fields = result.outputs.get("fields")
+        record = fields.data["fields"] if fields is not None else {}
+        missing = [name for name in FIELDS if record.get(name, {"missing": True}).get("missing")]
         reasons = []
         if result.escalation is not None:
             reasons.append(f"{result.escalation.reason} ({result.escalation.why})")
@@ -52,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:
             reasons.append("missing " + ", ".join(missing))
         row = {"file": path.name}
         for name in FIELDS:
-            value = record[name].get("value")
+            value = record.get(name, {}).get("value")
             if name == "total" and value is not None:
                 value = f"{value} {record[name].get('currency') or ''}".strip()
             row[name] = value or ""
-        row["confidence"] = f"{result.outputs['fields'].confidence:.2f}"
+        row["confidence"] = f"{fields.confidence:.2f}" if fields is not None else ""
         row["needs_review"] = "yes" if reasons else "no"
         row["review_reason"] = "; ".join(reasons)
         rows.append(row)
