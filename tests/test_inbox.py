@@ -250,3 +250,27 @@ def test_cli_shows_a_customers_text_as_written_never_as_markup(desk):
     blank = cli("inbox", "claim", "1", "--as", "  ", *at)
     assert blank.exit_code == 2 and "the name is empty" in blank.stderr
     assert cli("inbox", "claim", "99999999999999999999", "--as", "ana", *at).exit_code == 2
+
+
+NESTED = """\
+name: desk
+inbox: sqlite:///queue/inbox.db
+steps:
+  - block: hand_off
+blocks:
+  hand_off:
+    - template: {id: note, text: "Noted."}
+    - escalate: {reason: needs a person}
+"""
+
+
+def test_cli_show_prints_the_whole_trace_not_only_its_top_step(desk):
+    """A packet's steps are nested (route → block → cascade → skill); show walks them all."""
+    desk.write_text(NESTED)
+    assert cli("run", str(desk), "my parcel never arrived").exit_code == 0
+    res = cli("inbox", "show", "1", "--workflow", str(desk))
+    assert res.exit_code == 0, res.output
+    assert "block hand_off" in res.stdout
+    assert "note" in res.stdout and "Noted." in res.stdout
+    assert "escalate → human" in res.stdout  # the step that handed off, two levels down
+    assert "needs a person" in res.stdout

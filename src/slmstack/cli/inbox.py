@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 from slmstack.cli.common import cli_command, given_options, out, print_json
 from slmstack.errors import ConfigError, InboxError
@@ -56,6 +57,7 @@ def _open(db: str | None, workflow: Path | None) -> Inbox:
     return Inbox(url, create=False)
 
 
+_SHOWS_OUTPUT = ("skill", "template", "escalate")
 _STYLES = {"open": "yellow", "claimed": "cyan", "resolved": "green"}
 
 
@@ -151,11 +153,48 @@ def show(
         "workflow": p.workflow,
         "claimed by": p.claimed_by or "",
         "resolution": p.resolution or "",
-        "steps": " → ".join(f"{t['name']}" for t in p.trace),
     }
     for key, value in rows.items():
         table.add_row(key, Text(value))  # a customer's text is shown as written, never as markup
     out.print(table)
+    if p.trace:
+        # The whole tree: a workflow's top step is often a route whose branches hold the
+        # steps that decided (the intent, the FAQ miss, the escalation).
+        tree = Tree(Text("trace", style="bold"))
+        for step in p.trace:
+            _add_step(tree, step)
+        out.print(tree)
+
+
+def _step_line(step: dict[str, Any]) -> Text:
+    """One step of a packet's (JSON) trace: name, output, decision and why, time."""
+    line = Text(str(step.get("name", "?")), style="bold")
+    # Containers (route, block, cascade) carry their last step's output: shown there only.
+    found = (step.get("output") or {}) if step.get("kind") in _SHOWS_OUTPUT else {}
+    spans = "; ".join(f"{s['label']}: {s['text']}" for s in found.get("spans", ()))
+    shown = found.get("text") or found.get("label") or spans
+    if found.get("abstained"):
+        shown = f"(abstained: {found['abstained']})"
+    if shown:
+        line.append(f" → {_preview(str(shown), 70)}")
+        if found.get("label") is not None and not found.get("abstained"):
+            line.append(f" (conf {float(found.get('confidence', 0.0)):.2f})", style="dim")
+    decision = step.get("decision")
+    if decision:
+        line.append(f" ⇒ {decision.get('taken', '')}", style="cyan")
+        line.append(f" {decision.get('why', '')}", style="italic")
+    line.append(f" {float(step.get('latency_ms', 0.0)):.1f} ms", style="dim")
+    return line
+
+
+def _add_step(tree: Tree, step: dict[str, Any]) -> None:
+    children = step.get("children", ())
+    if step.get("kind") == "sequence" and len(children) == 1 and not step.get("decision"):
+        _add_step(tree, children[0])  # a one-step list adds nothing worth a level
+        return
+    node = tree.add(_step_line(step))
+    for child in step.get("children", ()):
+        _add_step(node, child)
 
 
 @app.command("claim")
