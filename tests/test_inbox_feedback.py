@@ -108,3 +108,17 @@ def test_export_writes_training_data_the_trainer_reads(feedback, tmp_path):
         feedback.export(mine)
     assert mine.read_text() == '{"text": "my card is lost", "label": "card"}\n'
     assert feedback.export(out) == 2  # an earlier export is replaced, as asked
+
+
+def test_who_replies_or_labels_is_checked_as_claim_checks_it(feedback):
+    """A blank, oversized or NUL name is refused by the library, not stored (or a 500 on
+    PostgreSQL, whose column holds 200 characters and no NUL)."""
+    for who, match in [("  ", "name is empty"), ("a" * 201, "name has 201 characters"),
+                       ("ana\x00", "name holds a NUL")]:  # fmt: skip
+        with pytest.raises(DataError, match=match):
+            feedback.reply(1, "Looking into it.", who=who)
+        with pytest.raises(DataError, match=match):
+            feedback.save_example(1, "card", who=who)
+    assert feedback.replies(1) == [] and feedback.examples() == []
+    assert feedback.reply(1, "ok", who=" ana ").who == "ana"
+    assert feedback.save_example(1, "card", who=" ana ").who == "ana"

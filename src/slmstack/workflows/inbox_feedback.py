@@ -228,12 +228,13 @@ class InboxFeedback:
         """Record what ``who`` wrote back about packet ``packet_id``.
 
         Raises:
-            ConfigError: no such packet. DataError: an empty or oversized reply.
+            ConfigError: no such packet. DataError: an empty or oversized reply or name.
         """
         import sqlalchemy as sa
 
         self.inbox.get(packet_id)  # raises for an unknown id
         text = check_text(text, "reply", 20_000)
+        who = check_text(who, "name", NAME_LIMIT).strip()
         now = datetime.now(UTC)
         with self._engine.begin() as conn:
             result = conn.execute(
@@ -263,12 +264,14 @@ class InboxFeedback:
         """Save packet ``packet_id``'s text with ``label`` for ``task``; replaces an earlier one.
 
         Raises:
-            ConfigError: no such packet, or a bad task name. DataError: an empty label.
+            ConfigError: no such packet, or a bad task name. DataError: an empty label,
+                or an empty or oversized name.
         """
         import sqlalchemy as sa
 
         check_task(task)
         label = check_text(label, "label", NAME_LIMIT).strip()
+        who = check_text(who, "name", NAME_LIMIT).strip()
         packet = self.inbox.get(packet_id)
         now = datetime.now(UTC)
         t = self._examples
