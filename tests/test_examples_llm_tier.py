@@ -231,3 +231,28 @@ def test_the_plain_workflow_file_names_no_llm():
     """The LLM tier is added by run.py only when asked: the file itself calls no LLM."""
     text = (HERE / "workflow.yaml").read_text()
     assert "backends:" not in text and "to: llm" not in text
+
+
+def test_texts_and_replies_are_printed_as_written_never_as_markup(tmp_path, capsys):
+    """A customer's "[/]" or a model's "[/INST]" is text: rich markup would crash the demo
+    after the request was run (its packet filed, its cost booked)."""
+    handler = server()
+    unclear = "[bold]help[/] with order [/]"
+
+    def replying(request: httpx2.Request) -> httpx2.Response:
+        response = handler(request)
+        if request.url.path.endswith("/chat/completions"):
+            body = json.loads(response.content)
+            body["choices"][0]["message"]["content"] = "Your order number? [/INST]"
+            return httpx2.Response(200, json=body)
+        return response
+
+    demo = load_demo()
+    intent = skills()
+    intent["intent"].answers[unclear] = label("complaint", 0.3)
+    argv = ["--cache", str(tmp_path), "--llm", URL, unclear, "Where is my parcel [/]?"]
+    transport = httpx2.MockTransport(replying)
+    assert demo.main(argv, skills=intent, transport=transport) == 0
+    out = capsys.readouterr().out
+    assert "[bold]help[/] with order [/]" in out and "Where is my parcel [/]?" in out
+    assert "Your order number? [/INST]" in out

@@ -38,6 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from rich.console import Console
+from rich.markup import escape
 
 from slmstack.costs import LedgerRow, ModelPrice, PriceTable, SpendRow
 from slmstack.errors import BackendError, SlmstackError
@@ -236,7 +237,7 @@ def print_cost(console: Console, workflow: Workflow, stamp: str) -> None:
         f"answer tokens a request at $0.03/$0.06 per 1k): {money(llm)}, "
         f"{be.times_cheaper:,.0f}x more. Per 1M requests: {money(be.stack_per_million)} "
         f"against {money(be.llm_per_million)}.\n"
-        f"Prices: {prices.version}. Explore: slmstack cost report --ledger {book.url} "
+        f"Prices: {prices.version}. Explore: slmstack cost report --ledger {escape(book.url)} "
         f"--by step"
     )
     backend = workflow.backends.get(LLM_TIER)
@@ -244,7 +245,7 @@ def print_cost(console: Console, workflow: Workflow, stamp: str) -> None:
         return
     by_step = spend_by_step(workflow, rows)
     tier, total = by_step.get(f"escalate → {LLM_TIER}"), by_step["total"]
-    where = f"{backend.name} at {getattr(backend, 'base_url', '?')}"  # an OpenAICompatBackend
+    where = escape(f"{backend.name} at {getattr(backend, 'base_url', '?')}")  # OpenAICompat
     if tier is None:
         console.print(f"[bold]LLM tier[/] ({where}): no request needed it.")
         return
@@ -314,12 +315,16 @@ def main(
             print(f"error: the LLM tier failed on {text!r}: {exc}", file=sys.stderr)
             return 1
         got.append(summary(result))
-        route = " → ".join(result.route)
-        console.print(f"\n[bold]{text}[/]\n  route: {route}\n  answer: {result.answer}")
+        # The customer's text, the answer and the why are text, never markup: "[/]" in a
+        # message or "[/INST]" in a model's reply would stop the demo after the run.
+        route = escape(" → ".join(result.route))
+        console.print(
+            f"\n[bold]{escape(text)}[/]\n  route: {route}\n  answer: {escape(result.answer)}"
+        )
         if result.escalation is not None:
             e = result.escalation
             to = f"packet {e.packet_id}" if e.to == "human" else f"answered by the {e.to} tier"
-            console.print(f"  escalated: {e.reason} ({e.why}), {to}")
+            console.print(f"  escalated: {escape(e.reason)} ({escape(e.why)}), {escape(to)}")
         if not args.no_trace:
             console.print(trace_tree(result))
     print_cost(console, workflow, stamp)
@@ -333,7 +338,9 @@ def main(
     wrong = [(e, g) for e, g in zip(expected, got, strict=False) if e != g]
     if len(expected) != len(got) or wrong:
         for e, g in wrong:
-            console.print(f"[red]mismatch[/] expected {e}\n          got      {g}")
+            console.print(
+                f"[red]mismatch[/] expected {escape(str(e))}\n          got      {escape(str(g))}"
+            )
         console.print(f"[red]check failed[/]: {len(wrong)} of {len(expected)} queries differ")
         return 1
     console.print(f"[green]check passed[/]: {len(got)} queries as expected")
