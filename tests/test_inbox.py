@@ -274,3 +274,13 @@ def test_cli_show_prints_the_whole_trace_not_only_its_top_step(desk):
     assert "note" in res.stdout and "Noted." in res.stdout
     assert "escalate → human" in res.stdout  # the step that handed off, two levels down
     assert "needs a person" in res.stdout
+
+
+def test_cli_run_prints_the_answer_as_written_never_as_markup(desk):
+    """An answer quotes the customer (a template's {input}, an LLM's reply): "[/]" in it
+    crashed `slmstack run`, and "[link=...]" hid text behind a link."""
+    desk.write_text('name: echo\nsteps:\n  - template: {id: reply, text: "You said: {input}"}\n')
+    for text in ("my order [/] is late", "see [link=http://evil.example]here[/link]"):
+        res = cli("run", str(desk), text)
+        assert res.exit_code == 0, res.output
+        assert f"You said: {text}" in res.stdout

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
 from slmstack.cli.common import cli_command, err, given_options, out
 from slmstack.errors import ConfigError
@@ -107,8 +108,10 @@ def _run(
         elif trace:
             out.print(trace_tree(result))
         else:
-            status = f" [red]({result.status})[/]" if result.status == "escalated" else ""
-            out.print(f"{' → '.join(result.route)}{status}: {result.answer}", highlight=False)
+            # Text, not markup: an answer can quote the customer ("[/]" would crash here).
+            status = f" ({result.status})" if result.status == "escalated" else ""
+            line = Text.assemble(" → ".join(result.route), (status, "red"), ": ", result.answer)
+            out.print(line, highlight=False)
         packet = result.escalation.packet_id if result.escalation else None
         if packet is not None:
             # On stderr with --json, so that stdout stays one JSON object per line.
