@@ -443,3 +443,21 @@ def test_a_call_of_a_more_specific_task_is_never_answered_by_this_tasks_student(
     assert task_data(rows, task).calls == 2  # a template alone matches both
     with pytest.raises(DataError, match="none of the 1 calls of task t-bank"):
         task_data(rows, task, others=[other])  # its one call was the student's own answer
+
+
+def test_a_malformed_stream_options_reaches_the_llm_not_a_crash(tmp_path):
+    """The student's stream would read it; the LLM answers such a request with its own 400."""
+    proxy, upstream, _, url = setup(tmp_path, Student(), FakeUpstream(status=400))
+
+    async def main():
+        async with proxy, client(proxy) as http:
+            bad = body(stream=True, stream_options="include_usage")
+            r = await http.post("/v1/chat/completions", json=bad)
+            assert proxy.recorder.wait_idle()
+            return r
+
+    r = asyncio.run(main())
+    assert r.status_code == 400 and r.headers["x-slmstack-answered-by"] == "llm"
+    assert len(upstream.received) == 1
+    [row] = TrafficStore(url).rows()
+    assert (row.status, row.answered_by) == (400, "llm")

@@ -150,8 +150,13 @@ def _stream(head: dict[str, Any], answer: Answer, include_usage: bool) -> list[b
 
 
 def servable(request: dict[str, Any]) -> bool:
-    """Whether a student could answer the request at all (one choice, no tools, no logprobs)."""
+    """Whether a student could answer the request at all (one choice, no tools, no logprobs).
+
+    A malformed ``stream_options`` is the LLM's to refuse, with its own error.
+    """
     if any(request.get(k) for k in _NOT_SERVABLE):
+        return False
+    if not isinstance(request.get("stream_options") or {}, dict):
         return False
     return request.get("n") in (None, 1)
 
