@@ -445,6 +445,23 @@ def test_a_call_of_a_more_specific_task_is_never_answered_by_this_tasks_student(
         task_data(rows, task, others=[other])  # its one call was the student's own answer
 
 
+def test_a_call_with_no_text_in_the_template_goes_to_the_llm_and_is_not_compared(tmp_path):
+    """Distillation drops blank variable parts: the student never learnt them."""
+    student = Student(confidence=0.99)
+    proxy, upstream, _, url = setup(tmp_path, student)
+
+    async def main():
+        async with proxy, client(proxy) as http:
+            blank = await http.post("/v1/chat/completions", json=body("  \n "))
+            assert proxy.recorder.wait_idle()
+            return blank
+
+    blank = asyncio.run(main())
+    assert blank.headers["x-slmstack-answered-by"] == "llm" and len(upstream.received) == 1
+    assert student.batches == []  # neither served nor shadowed on a text it never saw
+    assert shadow_rows(url) == []
+
+
 def test_a_malformed_stream_options_reaches_the_llm_not_a_crash(tmp_path):
     """The student's stream would read it; the LLM answers such a request with its own 400."""
     proxy, upstream, _, url = setup(tmp_path, Student(), FakeUpstream(status=400))

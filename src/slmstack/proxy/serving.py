@@ -234,8 +234,8 @@ class Serving:
         found = owner(self._templates, system, user)  # the most specific task owns the call
         served = next(((b, d) for b, d in live if found and b.task.task_id == found[0].task_id),
                       None)  # fmt: skip
-        if found is None or served is None:
-            return None
+        if found is None or served is None or not found[1].strip():
+            return None  # a blank variable part: distillation drops those, the LLM answers
         (batcher, decision), variable = served, found[1]
         task_id, threshold = batcher.task.task_id, float(decision.threshold or 0.0)
         request_id = uuid.uuid4().hex

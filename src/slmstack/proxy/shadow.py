@@ -217,9 +217,12 @@ class Shadow:
         self.templates = self.tasks + [t for t in templates if t.task_id not in mine]
 
     def match(self, system: str, user: str) -> tuple[ShadowTask, str] | None:
-        """The shadowed task that owns a call, with its variable part (else ``None``)."""
+        """The shadowed task that owns a call, with its variable part (else ``None``).
+
+        A blank variable part is no student's to answer (distillation drops it): ``None``.
+        """
         found = owner(self.templates, system, user)
-        if found is None or found[0].student is None:
+        if found is None or found[0].student is None or not found[1].strip():
             return None
         return found
 
