@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -478,3 +479,28 @@ def test_a_malformed_stream_options_reaches_the_llm_not_a_crash(tmp_path):
     assert len(upstream.received) == 1
     [row] = TrafficStore(url).rows()
     assert (row.status, row.answered_by) == (400, "llm")
+
+
+def test_a_new_student_is_promoted_on_its_own_calls_and_served_only_if_it_was_weighed(tmp_path):
+    """A retrained student must not inherit the gate its predecessor passed, nor its threshold."""
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    store = ShadowStore(url)
+    at = datetime.now(UTC)
+    good = [ShadowRow(f"a{i}", "t-bank", at, 1.0, True, "x", "x", 0.9, 1.0, student="v1")
+            for i in range(150)]  # fmt: skip
+    store.insert(good)
+    decision = promote(store, "t-bank", min_n=100, min_n_above=50, min_agreement=0.9)
+    assert decision.promoted and decision.student == "v1"
+    store.insert(ShadowRow(f"b{i}", "t-bank", at, 0.0, False, "x", "y", 0.9, 1.0, student="v2")
+                 for i in range(10))  # fmt: skip
+    again = promote(store, "t-bank", min_n=100, min_n_above=50, min_agreement=0.9)
+    assert not again.promoted and again.student == "v2"  # v1's 150 agreeing calls do not count
+    assert "10 shadowed calls of its student v2" in again.reason
+    # a proxy running another student than the promoted one does not serve the task
+    store.record(promoted())
+    store.record(replace(promoted(), student="v1"))
+    v2 = Serving([ShadowTask("t-bank", "classification", "", PREFIX, SUFFIX, Student(),
+                             "v2")], store)  # fmt: skip
+    v1 = Serving([ShadowTask("t-bank", "classification", "", PREFIX, SUFFIX, Student(),
+                             "v1")], store)  # fmt: skip
+    assert (v2.active, v1.active) == (False, True)

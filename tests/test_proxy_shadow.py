@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import pytest
 from typer.testing import CliRunner
@@ -253,3 +254,18 @@ def test_an_answer_cut_short_is_not_compared_with_the_student():
     recorded = build_rows(cut, pricing=Pricing(load_prices(None)), shadow=shadow)
     assert recorded.shadow == []  # "card_" is no answer to agree or disagree with
     assert [t.problem for t, _ in recorded.rows] == [e.error for e in cut]
+
+
+def test_shadow_rows_name_their_student_by_its_folder(tmp_path):
+    from slmstack.proxy.shadow import student_id
+
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "config.json").write_text('{"files": {"w": "aa"}}')
+    (tmp_path / "v2").mkdir()
+    (tmp_path / "v2" / "config.json").write_text('{"files": {"w": "bb"}}')
+    ids = student_id(tmp_path / "v1"), student_id(tmp_path / "v2")
+    assert ids[0] != ids[1] and ids[0] == student_id(tmp_path / "v1")
+    task = ShadowTask("t-bank", "classification", "", PREFIX, SUFFIX, Student(), ids[0])
+    at = datetime.now(UTC)
+    [row] = Shadow([task]).compare([("r1", at, "", PREFIX + "where is my card" + SUFFIX, "x")])
+    assert row.student == ids[0]

@@ -92,6 +92,8 @@ class Promotion:
         threshold: the student answers calls it is at least this confident on (the rest
             go to the LLM); ``None`` when not promoted.
         coverage: the share of shadowed calls at or above ``threshold``.
+        student: the student whose comparisons were weighed (its ``student_id``), the
+            only one the proxy serves the task with; ``None``: any (an older decision).
     """
 
     task_id: str
@@ -105,6 +107,7 @@ class Promotion:
     reason: str
     threshold: float | None = None
     coverage: float | None = None
+    student: str | None = None
 
 
 _DEMOTED = "demoted:"  # how a demotion's reason starts
@@ -139,8 +142,8 @@ class ShadowStore:
             return [bool(r[0]) for r in conn.execute(query)][::-1]
 
     def calls(
-        self, task_id: str, *, window: int, kind: str = "shadow", since: datetime | None = None
-    ) -> list[tuple[float, bool]]:
+        self, task_id: str, *, window: int, kind: str = "shadow", since: datetime | None = None,
+        student: str | None = None) -> list[tuple[float, bool]]:  # fmt: skip
         """``(student confidence, agreed)`` of the task's last ``window`` rows of ``kind``.
 
         Args:
@@ -150,6 +153,7 @@ class ShadowStore:
                 ``cascade`` (a served task's call under its threshold) or ``audit`` (a
                 student's answer checked with the LLM afterwards).
             since: only calls that arrived at or after this time.
+            student: only this student's comparisons (``None``: any student's).
         """
         import sqlalchemy as sa
 
@@ -158,8 +162,20 @@ class ShadowStore:
                  .where(t.kind == kind).order_by(t.id.desc()).limit(window))  # fmt: skip
         if since is not None:
             query = query.where(t.at >= since)
+        if student is not None:
+            query = query.where(t.student == student)
         with self._engine.connect() as conn:
             return [(float(r[0]), bool(r[1])) for r in conn.execute(query)][::-1]
+
+    def latest_student(self, task_id: str) -> str | None:
+        """The student of the task's latest shadow comparison (``None``: none yet)."""
+        import sqlalchemy as sa
+
+        t = self._shadow.c
+        mine = sa.select(t.student).where(t.task_id == task_id, t.kind == "shadow")
+        with self._engine.connect() as conn:
+            found = conn.execute(mine.order_by(t.id.desc()).limit(1)).scalar()
+            return None if found is None else str(found)
 
     def record(self, decision: Promotion) -> None:
         """Store a decision."""
@@ -273,22 +289,22 @@ def promote(
     Only ``shadow`` rows are weighed: the calls of a served task that went to the LLM
     (``cascade``) are the ones its student was unsure of, a biased sample. After a
     demotion only the calls shadowed since count: the evidence before it is what the
-    student then failed in service.
+    student then failed in service. Only the latest shadowed student's calls count: an
+    earlier student's agreement says nothing of the one the proxy now runs.
 
     Raises:
         ConfigError: a parameter is out of range.
     """
     if not 0 < min_agreement < 1 or not 0.5 < confidence < 1:
-        raise ConfigError(
-            f"min_agreement must be in (0, 1) and confidence in (0.5, 1); got {min_agreement} "
-            f"and {confidence}"
-        )
+        raise ConfigError(f"min_agreement must be in (0, 1) and confidence in (0.5, 1); got "
+                          f"{min_agreement} and {confidence}")  # fmt: skip
     if min_n < 1 or window < min_n:
         raise ConfigError(f"need 1 <= min_n <= window; got min_n={min_n}, window={window}")
     if not 1 <= min_n_above <= window:
         raise ConfigError(f"min_n_above must be within 1..window ({window}); got {min_n_above}")
     since = store.demoted_at(task_id)
-    seen = store.calls(task_id, window=window, since=since)
+    student = store.latest_student(task_id)
+    seen = store.calls(task_id, window=window, since=since, student=student)
     n, k = len(seen), sum(a for _, a in seen)
     bound = wilson_lower(k, n, confidence)
     at = datetime.now(UTC)
@@ -296,8 +312,9 @@ def promote(
                                     min_n_above=min_n_above)  # fmt: skip
     if n < min_n:
         after = "" if since is None else f" since its demotion at {since:%Y-%m-%d %H:%M} UTC"
-        reason = (f"{n} shadowed calls{after}, fewer than the {min_n} the gate needs; keep the "
-                  "proxy shadowing this task")  # fmt: skip
+        of = f" of its student {student}" if student else ""
+        reason = (f"{n} shadowed calls{of}{after}, fewer than the {min_n} the gate needs; keep "
+                  "the proxy shadowing this task")  # fmt: skip
     elif chosen is None:
         if best is None:
             reason = (f"{n} shadowed calls, fewer than the {min_n_above} the gate needs above "
@@ -314,11 +331,12 @@ def promote(
             f"at confidence >= {chosen.threshold:.3f} ({chosen.coverage:.0%} of {n} calls), "
             f"agreement {chosen.agreed}/{chosen.n}: its lower bound {chosen.lower_bound:.3f} at "
             f"{confidence:.0%} reaches {min_agreement}",
-            chosen.threshold, chosen.coverage,
+            chosen.threshold, chosen.coverage, student,
         )  # fmt: skip
         store.record(decision)
         return decision
-    decision = Promotion(task_id, at, False, n, k, bound, min_agreement, confidence, reason)
+    decision = Promotion(task_id, at, False, n, k, bound, min_agreement, confidence, reason,
+                         student=student)  # fmt: skip
     store.record(decision)
     return decision
 
@@ -327,9 +345,8 @@ def demote(store: ShadowStore, task_id: str, reason: str) -> Promotion:
     """Record that ``task_id`` goes back to the LLM (and shadowing), for ``reason``."""
     last = store.latest().get(task_id)
     decision = Promotion(
-        task_id, datetime.now(UTC), False, 0, 0, 0.0,
-        last.min_agreement if last else 0.0, last.confidence if last else 0.0,
-        f"{_DEMOTED} {reason}",
+        task_id, datetime.now(UTC), False, 0, 0, 0.0, last.min_agreement if last else 0.0,
+        last.confidence if last else 0.0, f"{_DEMOTED} {reason}",
     )  # fmt: skip
     store.record(decision)
     return decision
@@ -353,6 +370,7 @@ def _define(meta: Any) -> Any:
         sa.Column("reason", sa.Text, nullable=False),
         sa.Column("threshold", sa.Float),  # added with serving: older rows have none
         sa.Column("coverage", sa.Float),
+        sa.Column("student", sa.String(64)),  # added with student ids: older rows have none
     )  # fmt: skip
     return sa.Table(
         SHADOW, meta,
@@ -368,6 +386,8 @@ def _define(meta: Any) -> Any:
         sa.Column("student_ms", sa.Float, nullable=False),
         # shadow | cascade | audit; rows older than serving were all shadow rows
         sa.Column("kind", sa.String(8), nullable=False, server_default="shadow"),
+        # the student's id; rows older than student ids have "" (one student, unknown)
+        sa.Column("student", sa.String(64), nullable=False, server_default=""),
         sa.UniqueConstraint("request_id", "task_id", name="uq_slmstack_shadow_request_task"),
         sa.Index("ix_slmstack_shadow_task", "task_id", "id"),
     )  # fmt: skip

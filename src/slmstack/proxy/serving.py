@@ -118,7 +118,7 @@ class Serving:
         self._decisions: dict[str, Promotion | None] = {t.task_id: None for t in tasks}
         self._live: tuple[tuple[Batcher, Promotion], ...] = ()  # read on the loop, swapped whole
         self._lock = threading.Lock()
-        self._warned: set[str] = set()
+        self._warned: set[str | tuple[str, str]] = set()
         self._audits: set[asyncio.Task[None]] = set()
         self._audit_slots: asyncio.Semaphore | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -171,9 +171,18 @@ class Serving:
             self._live = tuple(
                 (self._batchers[t], d) for t, d in self._decisions.items()
                 if d is not None and d.promoted and d.threshold is not None
+                and d.student in (None, "", self._batchers[t].task.student_id)
             )  # fmt: skip
         was = current is not None and current.promoted
-        if decision.promoted and decision.threshold is None and task_id not in self._warned:
+        mine = self._batchers[task_id].task.student_id
+        if decision.promoted and decision.student not in (None, "", mine):
+            if (task_id, mine) not in self._warned:
+                self._warned.add((task_id, mine))
+                _log.warning("task %s was promoted on the calls of student %s, but this proxy "
+                             "runs student %s: it stays on the LLM (and shadowing) until "
+                             "`slmstack promote --task %s` weighs this one's", task_id,
+                             decision.student, mine, task_id)  # fmt: skip
+        elif decision.promoted and decision.threshold is None and task_id not in self._warned:
             self._warned.add(task_id)
             _log.warning("task %s was promoted without a threshold (by an older slmstack); "
                          "run `slmstack promote --task %s` again to serve it", task_id,
@@ -330,6 +339,7 @@ class Serving:
                 f"demoted: the last {n} audits since the promotion at "
                 f"{decision.at.isoformat(timespec='seconds')} agreed {k}/{n}; the upper bound "
                 f"{upper:.3f} at {decision.confidence:.0%} is under {decision.min_agreement}",
+                student=decision.student,
             )  # fmt: skip
             self.store.record(demotion)
             self._apply(task_id, demotion)

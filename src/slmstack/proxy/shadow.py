@@ -24,6 +24,7 @@ answered, the LLM was asked afterwards), and the student is not asked twice.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import re
@@ -47,7 +48,11 @@ AGREE_F1 = 0.5  # token F1 at which two generated texts count as agreeing
 
 @dataclass(frozen=True)
 class ShadowTask:
-    """A task shadowed by a student: its template and the skill (anything with ``predict``)."""
+    """A task shadowed by a student: its template and the skill (anything with ``predict``).
+
+    ``student_id`` tells one student of the task from the next (:func:`student_id`), so that
+    a promotion weighs only the comparisons of the student it puts in service.
+    """
 
     task_id: str
     kind: TaskKind
@@ -55,6 +60,7 @@ class ShadowTask:
     prefix: str
     suffix: str
     student: Any
+    student_id: str = ""
 
     @functools.cached_property
     def _masked(self) -> tuple[re.Pattern[str], re.Pattern[str]] | None:
@@ -127,6 +133,7 @@ class ShadowRow:
     student_confidence: float
     student_ms: float
     kind: str = "shadow"  # shadow | cascade | audit (see the module)
+    student: str = ""  # the ShadowTask's student_id: which student answered
 
 
 def student_text(kind: TaskKind, prediction: Any) -> str:
@@ -248,7 +255,7 @@ class Shadow:
                 out.append(ShadowRow(rid, task.task_id, at, score, agree, llm,
                                      student_text(task.kind, seen.prediction),
                                      float(seen.prediction.confidence), seen.student_ms,
-                                     seen.kind))  # fmt: skip
+                                     seen.kind, task.student_id))  # fmt: skip
         fresh = [c for i, c in enumerate(calls) if known is None or known[i] is None]
         owned: dict[str, list[tuple[Any, str]]] = {}
         for c in fresh:
@@ -271,7 +278,7 @@ class Shadow:
                 score, agree = agreement(task.kind, llm, pred, task.specs())
                 out.append(ShadowRow(rid, task.task_id, at, score, agree, llm,
                                      student_text(task.kind, pred), float(pred.confidence),
-                                     each_ms))  # fmt: skip
+                                     each_ms, student=task.student_id))  # fmt: skip
         return out
 
 
@@ -338,8 +345,14 @@ def load_shadow(tasks_file: Path, students: Mapping[str, Path]) -> Shadow:
                 "run `slmstack discover --json` again, or check the id"
             )
         shadowed.append(ShadowTask(task_id, task["kind"], task["system"], task["prefix"],
-                                   task["suffix"], _OneAtATime(load(folder))))  # fmt: skip
+                                   task["suffix"], _OneAtATime(load(folder)),
+                                   student_id(folder)))  # fmt: skip
     return Shadow(shadowed, read_templates(tasks_file))
+
+
+def student_id(folder: Path) -> str:
+    """A skill folder's identity: its ``config.json`` holds the sha256 of every weight file."""
+    return hashlib.sha256((folder / "config.json").read_bytes()).hexdigest()[:16]
 
 
 def read_templates(tasks_file: Path) -> list[ShadowTask]:
@@ -363,7 +376,6 @@ def read_templates(tasks_file: Path) -> list[ShadowTask]:
 
 __all__ = [
     "AGREE_F1", "Known", "Shadow", "ShadowRow", "ShadowTask", "agreement", "load_shadow",
-    "owner", "read_tasks", "read_templates",
-    "student_fields",
+    "owner", "read_tasks", "read_templates", "student_fields", "student_id",
     "student_text",
 ]  # fmt: skip
