@@ -526,3 +526,31 @@ def test_a_gzipped_answer_the_upstream_sends_anyway_reaches_the_client_whole(tmp
     assert r.status_code == 200 and r.json() == answer
     [row] = TrafficStore(f"sqlite:///{tmp_path / 'proxy.db'}").rows()
     assert row.response == "card_arrival" and row.problem is None and row.tokens_in == 9
+
+
+def test_an_answer_without_a_choice_or_a_stream_without_its_end_is_a_problem_not_an_answer():
+    # An upstream that says 200 with an error body, or with no choice (filtered), gave no
+    # answer; a stream that stopped before its finish_reason and [DONE] was cut. None of
+    # them is an empty or partial answer for discovery, distillation or the shadow to read.
+    import time as _time
+
+    from slmstack.proxy.exchange import Exchange, parse
+
+    def parsed(raw: dict | str, stream: bool = False):
+        body = raw if isinstance(raw, str) else json.dumps(raw)
+        kind = "text/event-stream" if stream else "application/json"
+        request = json.dumps({**BODY, "stream": stream}).encode()
+        return parse(Exchange("/v1/chat/completions", request, body.encode(), 200, kind, "",
+                              None, _time.time(), 5.0, 5.0))  # fmt: skip
+
+    error = parsed({"error": {"message": "overloaded", "type": "server_error"}})
+    assert error.problem is not None and "overloaded" in error.problem
+    empty = parsed({"id": "c", "choices": [], "usage": {"prompt_tokens": 3}})
+    assert empty.problem == "the upstream's answer has no choice"
+    piece = {"choices": [{"index": 0, "delta": {"content": "card_"}}]}
+    cut = parsed(f"data: {json.dumps(piece)}\n\n", stream=True)
+    assert cut.problem == "the stream ended before its finish_reason and [DONE]"
+    whole = parsed(f"data: {json.dumps(piece)}\n\ndata: [DONE]\n\n", stream=True)
+    assert whole.problem is None and whole.response_text == "card_"
+    fine = parsed({"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]})
+    assert fine.problem is None and fine.response_text == "ok"

@@ -150,7 +150,11 @@ def _read_completion(raw: bytes, out: Parsed) -> None:
     out.response_model = str(data.get("model", ""))
     out.usage = _usage(data.get("usage"))
     choices = data.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+    if data.get("error"):  # some servers say 200 and put the error in the body
+        out.problem = f"the upstream answered an error: {data['error']}"
+    elif not (isinstance(choices, list) and choices and isinstance(choices[0], dict)):
+        out.problem = "the upstream's answer has no choice"
+    else:
         message = choices[0].get("message") or {}
         out.response_text = message_text(message) if isinstance(message, dict) else ""
         if not out.response_text and isinstance(message, dict) and message.get("tool_calls"):
@@ -160,11 +164,13 @@ def _read_completion(raw: bytes, out: Parsed) -> None:
 
 def _read_stream(raw: bytes, out: Parsed) -> None:
     pieces: list[str] = []
+    done = False
     # SSE lines end at CRLF, LF or CR only (not at U+2028 inside a JSON string)
     for line in re.split(r"\r\n|\r|\n", raw.decode("utf-8", "replace")):
         if not line.startswith("data:"):
             continue
         payload = line[5:].strip()
+        done = done or payload == "[DONE]"
         if payload == "[DONE]" or not payload:
             continue
         try:
@@ -191,6 +197,8 @@ def _read_stream(raw: bytes, out: Parsed) -> None:
             if choice.get("finish_reason"):
                 out.finish_reason = _text(choice["finish_reason"])
     out.response_text = "".join(pieces)
+    if not done and out.finish_reason is None and out.problem is None:
+        out.problem = "the stream ended before its finish_reason and [DONE]"  # cut: no answer
 
 
 __all__ = ["Exchange", "Parsed", "message_text", "parse"]
