@@ -554,3 +554,50 @@ def test_an_answer_without_a_choice_or_a_stream_without_its_end_is_a_problem_not
     assert whole.problem is None and whole.response_text == "card_"
     fine = parsed({"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]})
     assert fine.problem is None and fine.response_text == "ok"
+
+
+def test_an_upstream_usage_that_is_no_token_count_does_not_stop_the_recording(tmp_path):
+    """A usage of 1e25 or -5 tokens had killed the recorder's thread (OverflowError)."""
+    import time as _time
+
+    from slmstack.proxy.exchange import Exchange
+    from slmstack.proxy.recorder import Recorder
+    from slmstack.proxy.recording import Pricing
+
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    recorder = Recorder(TrafficStore(url), Ledger(url), pricing=Pricing(load_prices(), None, None),
+                        flush_every_s=0.01)  # fmt: skip
+    recorder.start()
+
+    def call(usage: dict) -> None:
+        answer = json.dumps({"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],
+                             "usage": usage}).encode()  # fmt: skip
+        recorder.submit(Exchange("/v1/chat/completions", json.dumps(BODY).encode(), answer, 200,
+                                 "application/json", "", None, _time.time(), 5.0, 5.0))  # fmt: skip
+        assert recorder.wait_idle(5)
+
+    call({"prompt_tokens": 1e25, "completion_tokens": 1})
+    call({"prompt_tokens": 3, "completion_tokens": -5})
+    call({"prompt_tokens": 3, "completion_tokens": 1})
+    recorder.close()
+    rows = TrafficStore(url).rows()
+    assert [(r.tokens_in, r.tokens_out, r.tokens_source, r.cost_status) for r in rows] == [
+        (0, 0, "missing", "no_usage"), (0, 0, "missing", "no_usage"), (3, 1, "upstream", "priced")
+    ]  # fmt: skip
+    assert all(r.cost_nusd >= 0 for r in Ledger(url).rows())
+
+    class Odd(TrafficStore):  # a failure that is no database error: the thread goes on
+        def insert(self, rows):
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+    odd = Recorder(Odd(url), Ledger(url), pricing=Pricing(load_prices(), None, None),
+                   flush_every_s=0.01)  # fmt: skip
+    odd.start()
+    odd.submit(Exchange("/v1/chat/completions", json.dumps(BODY).encode(), b"{}", 200,
+                        "application/json", "", None, _time.time(), 5.0, 5.0))  # fmt: skip
+    deadline = _time.monotonic() + 5
+    while odd.failed == 0 and _time.monotonic() < deadline:
+        _time.sleep(0.01)
+    assert odd.failed == 1 and "OverflowError" in (odd.write_error or "")
+    assert odd._thread is not None and odd._thread.is_alive()
+    odd.close()

@@ -120,16 +120,21 @@ def _decoded(raw: bytes, encoding: str) -> bytes | None:
     return None
 
 
+_MAX_TOKENS = 10**12  # no call has more; beyond, the usage is an upstream's bug, not a count
+
+
 def _usage(value: Any) -> dict[str, int] | None:
+    """The token counts of a usage object; ``None`` when they are not counts (-5, 1e25)."""
     if not isinstance(value, dict):
         return None
     try:
-        return {
+        usage = {
             "prompt_tokens": int(value.get("prompt_tokens") or 0),
             "completion_tokens": int(value.get("completion_tokens") or 0),
         }
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+    return usage if all(0 <= n < _MAX_TOKENS for n in usage.values()) else None
 
 
 def _text(value: Any) -> str | None:

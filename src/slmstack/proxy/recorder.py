@@ -13,7 +13,9 @@ What is not written is said, never hidden: a queue that is full (the database ca
 keep up) drops the exchange and counts it in :attr:`Recorder.dropped`, logging an error;
 an exchange that cannot be masked (or read) is dropped (rather than stored unmasked)
 and counted in :attr:`Recorder.failed`, the rest of its batch recorded; a batch the
-database refuses is kept and retried with the next.
+database refuses is kept and retried with the next; a batch that fails otherwise (a value
+no driver can bind, which no retry mends) is counted in ``failed`` and logged, and the
+recording goes on.
 
 Listeners (:meth:`Recorder.listen`) hear of each batch of shadow rows once it is stored,
 in the recorder's thread: the proxy's serving checks its audits there, off the request
@@ -248,6 +250,12 @@ class Recorder:
             self.write_error = str(exc)
             _log.error("cannot record %d exchanges (kept, retried): %s", len(keep), exc)
             time.sleep(min(1.0, self.flush_every_s))
+            return
+        except Exception as exc:  # a row no retry can write: lose it, not the recording thread
+            self.failed += len(rows)
+            self._pending_shadow = []
+            self.write_error = f"{type(exc).__name__}: {exc}"
+            _log.error("%d exchanges were not recorded: %s", len(rows), self.write_error)
             return
         self.recorded += len(rows)
         self.write_error = None
