@@ -269,3 +269,36 @@ def test_shadow_rows_name_their_student_by_its_folder(tmp_path):
     at = datetime.now(UTC)
     [row] = Shadow([task]).compare([("r1", at, "", PREFIX + "where is my card" + SUFFIX, "x")])
     assert row.student == ids[0]
+
+
+def test_comparisons_the_database_refuses_at_the_stop_are_spilled_with_their_calls(
+    tmp_path, monkeypatch
+):
+    import time
+
+    from slmstack.costs import Ledger, load_prices
+    from slmstack.proxy import Exchange, Pricing, TrafficStore
+    from slmstack.proxy.recorder import Recorder
+
+    class Down(TrafficStore):
+        def insert(self, rows):
+            list(rows)
+            raise ConfigError("the database is down")
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    shadow = Shadow([ShadowTask("t-bank", "classification", "", PREFIX, SUFFIX, Student())])
+    recorder = Recorder(Down(url), Ledger(url), pricing=Pricing(load_prices()), shadow=shadow,
+                        shadow_store=ShadowStore(url), flush_every_s=0.01)  # fmt: skip
+    recorder.start()
+    request = json.dumps({"model": "gpt-4o-mini", "messages": [
+        {"role": "user", "content": PREFIX + "where is my card" + SUFFIX}]}).encode()  # fmt: skip
+    answer = json.dumps({"choices": [{"message": {"content": "card_arrival"},
+                                      "finish_reason": "stop"}]}).encode()  # fmt: skip
+    recorder.submit(Exchange("/v1/chat/completions", request, answer, 200, "application/json",
+                             "", None, time.time(), 5.0, 5.0))  # fmt: skip
+    recorder.close()
+    [spilled] = list(tmp_path.glob("slmstack-proxy-unrecorded-*.jsonl"))
+    lines = [json.loads(line) for line in spilled.read_text().splitlines()]
+    assert [sorted(line) for line in lines] == [["ledger", "traffic"], ["shadow"]]
+    assert lines[1]["shadow"]["task_id"] == "t-bank" and lines[1]["shadow"]["agree"] is True

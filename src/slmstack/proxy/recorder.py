@@ -202,9 +202,13 @@ class Recorder:
                 row = {"traffic": None if traffic is None else asdict(traffic),
                        "ledger": asdict(ledger)}  # fmt: skip
                 fh.write(json.dumps(row, default=str, ensure_ascii=False) + "\n")
-        _log.error("the database refused %d recorded exchanges at the stop; they are in %s "
-                   "(masked as stored)", len(self._pending), path)  # fmt: skip
-        self._pending = []
+            for shadow in self._pending_shadow:  # the students' comparisons with those calls
+                fh.write(json.dumps({"shadow": asdict(shadow)}, default=str,
+                                    ensure_ascii=False) + "\n")  # fmt: skip
+        _log.error("the database refused %d recorded exchanges and %d comparisons at the stop; "
+                   "they are in %s (masked as stored)", len(self._pending),
+                   len(self._pending_shadow), path)  # fmt: skip
+        self._pending, self._pending_shadow = [], []
 
     def _record(self, batch: Sequence[_Item]) -> None:
         if batch:
