@@ -284,3 +284,4 @@ def test_cli_run_prints_the_answer_as_written_never_as_markup(desk):
         res = cli("run", str(desk), text)
         assert res.exit_code == 0, res.output
         assert f"You said: {text}" in res.stdout
+        assert res.stdout.startswith("You said:"), "no route: no empty route before a colon"

@@ -229,8 +229,9 @@ def print_cost(console: Console, workflow: Workflow, stamp: str) -> None:
     stack = sum((r.cost for r in runs), Decimal(0))
     llm = be.llm_per_request * len(runs)
     to_person = len({r.request_id for r in rows if r.kind == "escalate" and r.decision == "human"})
+    plural = "" if len(runs) == 1 else "s"
     console.print(
-        f"\n[bold]Cost of this run[/] (from the ledger): {len(runs)} requests, "
+        f"\n[bold]Cost of this run[/] (from the ledger): {len(runs)} request{plural}, "
         f"{money(stack)} of compute ({seconds:.2f} s on {prices.default_machine}); "
         f"{to_person / len(runs):.0%} handed to a person.\n"
         f"The same traffic sent to GPT-4 ({be.prompt_tokens} prompt + {be.completion_tokens} "

@@ -110,7 +110,9 @@ def _run(
         else:
             # Text, not markup: an answer can quote the customer ("[/]" would crash here).
             status = f" ({result.status})" if result.status == "escalated" else ""
-            line = Text.assemble(" → ".join(result.route), (status, "red"), ": ", result.answer)
+            route = " → ".join(result.route)  # empty for a workflow that does not route
+            colon = ": " if route or status else ""
+            line = Text.assemble(route, (status, "red"), colon, result.answer)
             out.print(line, highlight=False)
         packet = result.escalation.packet_id if result.escalation else None
         if packet is not None:
