@@ -334,3 +334,19 @@ def test_inbox_list_refuses_status_with_all(tmp_path):
         "--all lists every status",
     )
     assert runner.invoke(app, ["inbox", "list", "--db", db, "--all"]).exit_code == 0
+
+
+@pytest.mark.parametrize("value", ["stop=[", "api_key=@secret", "api_key=`x"])
+def test_an_option_value_that_is_not_yaml_is_named_with_the_fix(tmp_path, value):
+    # Each value is read as YAML; one YAML cannot read was reported as a bug in slmstack.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "router.md").write_text("# Router\nRestart it.\n")
+    args = ["train", "troubleshoot", str(docs), "--out", str(tmp_path / "ts")]
+    line = one_error_line(
+        runner.invoke(app, [*args, "--generator", "smollm2", "--option", value]),
+        f"--option {value!r}",
+        "quote the value",
+    )
+    assert "\n" not in line
+    assert not (tmp_path / "ts").exists()

@@ -135,7 +135,14 @@ def key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
                 f"{flag} {item!r} is not key=value; write e.g. {flag} n_ctx=2048 or "
                 f"{flag} base_url=http://127.0.0.1:8080/v1"
             )
-        options[key.strip()] = yaml.safe_load(value)
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(
+                f"{flag} {item!r}: the value is read as YAML, which fails ({problem}); "
+                f"quote the value to pass it as text: {flag} '{key.strip()}=\"{value}\"'"
+            ) from None
     return options
 
 
