@@ -350,3 +350,28 @@ def test_an_option_value_that_is_not_yaml_is_named_with_the_fix(tmp_path, value)
     )
     assert "\n" not in line
     assert not (tmp_path / "ts").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "{file}"],
+        ["train", "fields", "{tmp}/docs.jsonl", "--schema", "{file}", "--out", "{tmp}/fx"],
+    ],
+)
+def test_a_yaml_mistake_is_named_with_its_file_and_line(tmp_path, args):
+    # It was YAML's own report over four lines: `in "<unicode string>", line 3, column 1`.
+    (tmp_path / "docs.jsonl").write_text('{"text": "Total: 10", "values": {"total": "10"}}\n')
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("# a config\nskills: [\n")
+    args = [a.format(tmp=tmp_path, file=bad) for a in args]
+    line = one_error_line(runner.invoke(app, args), f"{bad}:3: not valid YAML: ")
+    assert "unicode string" not in line
+
+
+def test_a_schema_folder_is_called_a_folder(tmp_path):
+    (tmp_path / "docs.jsonl").write_text('{"text": "Total: 10", "values": {"total": "10"}}\n')
+    args = ["train", "fields", str(tmp_path / "docs.jsonl"), "--out", str(tmp_path / "fx")]
+    one_error_line(  # it was said not to exist
+        runner.invoke(app, [*args, "--schema", str(tmp_path)]), "is a folder, not a file"
+    )

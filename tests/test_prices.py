@@ -222,3 +222,10 @@ def test_a_table_in_another_currency_is_refused_not_summed(tmp_path):
     eur.write_text("currency: EUR\nmodels: {gpt-4: {input_per_1k: '0.03', output_per_1k: '0.06'}}\n")
     with pytest.raises(ConfigError, match="is in EUR.*does not convert currencies"):
         load_prices(eur)
+
+
+def test_a_price_table_that_is_not_yaml_is_named_with_its_line(tmp_path):
+    bad = tmp_path / "prices.yaml"
+    bad.write_text("models:\n  my-llm: {input_per_1k: 0.001\n")
+    with pytest.raises(ConfigError, match=rf"^price table {bad}:3: not valid YAML: [^\n]*$"):
+        load_prices(bad)

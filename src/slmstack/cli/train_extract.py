@@ -125,15 +125,19 @@ def _read_schema(path: Path) -> dict[str, object]:
 
     import yaml
 
+    from slmstack.data.yaml_lines import yaml_problem
     from slmstack.errors import ConfigError
 
     if not path.is_file():
-        raise ConfigError(f"schema file {path} does not exist")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"schema file {path} {what}; pass the JSON or YAML file of the fields")
     text = read_utf8(path)
     try:
         schema = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path} is not valid JSON/YAML: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_problem(path, exc)) from exc
     if not isinstance(schema, dict):
         raise ConfigError(
             f'{path} must map field names to types, e.g. {{"date": "date", "total": '

@@ -35,7 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from slmstack.data.utf8 import read_utf8
-from slmstack.data.yaml_lines import line_map
+from slmstack.data.yaml_lines import line_map, yaml_problem
 from slmstack.errors import ConfigError, RulePackError
 
 Verdict = Literal["entailed", "contradicted", "not_mentioned"]
@@ -147,9 +147,7 @@ def parse_pack(text: str, source: str) -> RulePack:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        raise ConfigError(yaml_problem(source, exc)) from exc
     if not isinstance(raw, dict) or node is None:
         raise ConfigError(f"{source}: a rule pack is a mapping with `name:` and `rules:`")
     lines = line_map(node, source)

@@ -39,6 +39,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from slmstack.data.utf8 import read_utf8
+from slmstack.data.yaml_lines import yaml_problem
 from slmstack.errors import ConfigError
 
 ENV = "SLMSTACK_PRICES"
@@ -262,7 +263,7 @@ def _read(path: Path) -> Any:
     try:
         return yaml.safe_load(read_utf8(path))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"price table {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"price table {yaml_problem(path, exc)}") from None
 
 
 @functools.cache

@@ -38,3 +38,14 @@ def _walk(node: yaml.Node, path: str, out: dict[str, int], source: object) -> No
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _walk(item, f"{path}[{i}]", out, source)
+
+
+def yaml_problem(source: object, exc: yaml.YAMLError) -> str:
+    """``wf.yaml:3: not valid YAML: expected ',' or ']'``: one line, with the line to edit.
+
+    YAML's own message runs over four lines and names ``"<unicode string>"``, not the file.
+    """
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{source}:{mark.line + 1}" if mark is not None else f"{source}"
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{where}: not valid YAML: {problem}"

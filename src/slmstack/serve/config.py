@@ -43,7 +43,7 @@ from pydantic import (
 )
 
 from slmstack.data.utf8 import read_utf8
-from slmstack.data.yaml_lines import line_map
+from slmstack.data.yaml_lines import line_map, yaml_problem
 from slmstack.errors import ConfigError
 from slmstack.serve.ray_config import RayConfig
 from slmstack.workflows.base import did_you_mean
@@ -242,7 +242,7 @@ def load_config(path: str | Path) -> ServeConfig:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        raise ConfigError(yaml_problem(source, exc)) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kinds)
 from slmstack.data.utf8 import read_utf8
-from slmstack.data.yaml_lines import line_map
+from slmstack.data.yaml_lines import line_map, yaml_problem
 from slmstack.errors import ConfigError, WorkflowError
 from slmstack.workflows.base import (
     SkillLike,
@@ -364,9 +364,7 @@ def _read(source: Path) -> tuple[dict[str, Any], yaml.Node]:
         node = yaml.compose(text, Loader=_Loader)
         raw = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no Python objects
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else str(source)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        raise ConfigError(yaml_problem(source, exc)) from exc
     if not isinstance(raw, dict) or node is None:
         raise ConfigError(f"{source}: a workflow file is a mapping with at least `steps:`")
     return raw, node
