@@ -278,6 +278,8 @@ def test_cli_export_and_its_errors(clf, tmp_path):
     res = runner.invoke(app, ["export", str(src), "--out", str(tmp_path / "o2"),
                               "--validation", str(once)])  # fmt: skip
     assert res.exit_code == 2 and "labels the skill never learned: 'balance'" in res.output
+    # the fix is one export takes: it has no --unseen-labels (that is `slmstack eval`'s)
+    assert "--unseen-labels" not in res.output and "remove those rows" in res.output
     single = tmp_path / "single.csv"
     lines = data.read_text().splitlines()
     single.write_text("\n".join(lines[:2]) + "\n")  # the header and one row: a label once

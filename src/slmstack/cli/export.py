@@ -111,7 +111,7 @@ def _export(
             validation, text_column=text_column, label_column=label_column, validate=False
         )
         refuse_unusable_rows(data, path=validation)
-        data, _ = split_unseen_labels(data, skill.classes_, validation, "error")
+        data, _ = split_unseen_labels(data, skill.classes_, validation, "error", droppable=False)
         return export_classifier(skill, out_dir, data, **options)
     if isinstance(skill, EntityTagger):
         from slmstack.export import export_tagger

@@ -22,12 +22,19 @@ _UNSEEN_CHOICES = ("error", "drop")
 
 
 def split_unseen_labels(
-    examples: list[Example], learned: Sequence[str], data: Path, mode: str
+    examples: list[Example],
+    learned: Sequence[str],
+    data: Path,
+    mode: str,
+    *,
+    droppable: bool = True,
 ) -> tuple[list[Example], dict[str, int]]:
     """Refuse, or with ``mode="drop"`` leave out, rows whose label the skill never learned.
 
     Such a row can never be predicted right, so it only lowers macro-F1 and adds a class
-    of F1 0 to its average: a score about the data, not the skill.
+    of F1 0 to its average: a score about the data, not the skill. ``droppable``: whether
+    the caller offers ``unseen_labels="drop"`` (``slmstack export`` does not), which the
+    refusal then names as a fix.
     """
     known = set(learned)
     unseen = Counter(ex.label for ex in examples if ex.label not in known)
@@ -41,12 +48,14 @@ def split_unseen_labels(
     if mode != "drop" or n == len(examples):
         first = next(ex for ex in examples if ex.label not in known)
         tail = first.source.rsplit(":", 1)[-1]
-        drop = (
-            ", or drop those rows to score the others (--unseen-labels drop; in Python, "
-            "unseen_labels='drop')"
-            if n < len(examples)
-            else ""
-        )
+        drop = ""
+        if n < len(examples):
+            drop = (
+                ", or drop those rows to score the others (--unseen-labels drop; in Python, "
+                "unseen_labels='drop')"
+                if droppable
+                else ", or remove those rows from the file"
+            )
         raise DataError(
             f"{n} of {len(examples)} rows have labels the skill never learned: {shown}{more}. "
             "They would count as errors in macro-F1. Check --label-column and the spelling "
