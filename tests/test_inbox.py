@@ -9,7 +9,7 @@ import pytest
 
 from databases import db_url  # noqa: F401  (SQLite and PostgreSQL)
 from slmstack import ConfigError
-from slmstack.errors import DataError, InboxError
+from slmstack.errors import DataError, InboxError, SlmstackError
 from slmstack.workflows import Inbox, Packet
 
 
@@ -63,6 +63,20 @@ def test_same_key_from_many_threads_files_one_packet(inbox):
 def test_bad_url():
     with pytest.raises(ConfigError, match="is not a database URL"):
         Inbox("not a url")
+
+
+@pytest.mark.parametrize("driver", ["pg8000", "nosuchdriver"])
+def test_a_database_that_cannot_be_opened_is_named_without_its_password(driver):
+    with pytest.raises(SlmstackError) as caught:
+        Inbox(f"postgresql+{driver}://app:s3cr3t-pw@db.internal/desk")
+    assert "s3cr3t-pw" not in str(caught.value) and "db.internal" in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["mysql://app@db.internal/desk", "mssql+pyodbc://db/desk"])
+def test_a_database_other_than_sqlite_or_postgresql_is_refused_as_such(url):
+    # It was "needs the 'MySQLdb' package ... pip install 'slmstack[postgres]'": no fix.
+    with pytest.raises(ConfigError, match=r"runs on SQLite or PostgreSQL; .* is (mysql|mssql)"):
+        Inbox(url)
 
 
 # ---------------------------------------------------------------- guarded opening and resolving

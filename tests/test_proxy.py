@@ -500,6 +500,12 @@ def test_a_database_that_cannot_be_opened_is_named_without_its_password(tmp_path
         assert "s3cr3t-pw" not in str(caught.value) and "db.internal" in str(caught.value)
 
 
+def test_a_database_other_than_sqlite_or_postgresql_is_refused_before_its_driver_loads():
+    # It was "needs the 'MySQLdb' package ... pip install 'slmstack[postgres]'": no fix.
+    with pytest.raises(ConfigError, match=r"SQLite or PostgreSQL; mysql://app@db/llm is mysql"):
+        TrafficStore("mysql://app@db/llm")
+
+
 def test_a_gzipped_answer_the_upstream_sends_anyway_reaches_the_client_whole(tmp_path):
     import gzip
 

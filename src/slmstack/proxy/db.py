@@ -53,7 +53,13 @@ def open_tables(
                 f"database {file} does not exist; pass the --ledger `slmstack proxy` records "
                 "to (sqlite:///PATH or a PostgreSQL URL)"
             )
-    try:
+    try:  # the dialect first: another's driver is no fix (pip install 'slmstack[postgres]')
+        backend = sa.engine.make_url(url).get_backend_name()
+        if backend not in _DIALECTS:
+            raise ConfigError(
+                f"the {what} lives in SQLite or PostgreSQL; {shown_url(url)} is {backend}: "
+                "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+            )
         engine = sa.create_engine(url)
         use_wal(engine)
     except sa.exc.ArgumentError as exc:
@@ -65,10 +71,6 @@ def open_tables(
         raise MissingDependencyError(
             exc.name or "a database driver", "postgres", f"The {what} at {shown_url(url)!r}"
         ) from exc
-    if engine.dialect.name not in _DIALECTS:
-        raise ConfigError(
-            f"the {what} lives in SQLite or PostgreSQL; {shown_url(url)} is {engine.dialect.name}"
-        )
     table = define(sa.MetaData())
     try:
         if create:

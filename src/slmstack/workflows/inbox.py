@@ -58,17 +58,23 @@ class Inbox:
                 make_folder(file, "inbox", InboxError)
             else:
                 _check_exists(file)
-        try:
+        try:  # the dialect first: another's driver is no fix (pip install 'slmstack[postgres]')
+            backend = sa.engine.make_url(url).get_backend_name()
+            if backend not in ("sqlite", "postgresql"):
+                raise ConfigError(
+                    f"the inbox runs on SQLite or PostgreSQL; {shown_url(url)} is {backend}: "
+                    "use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+                )
             self._engine = sa.create_engine(url)
             use_wal(self._engine)
         except sa.exc.ArgumentError as exc:
             raise ConfigError(
-                f"inbox URL {url!r} is not a database URL ({exc}); use sqlite:///PATH or "
-                "postgresql+psycopg://USER@HOST/DB"
+                f"inbox URL {shown_url(url)!r} is not a database URL ({exc}); use "
+                "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
             ) from exc
         except ModuleNotFoundError as exc:
             raise MissingDependencyError(
-                exc.name or "a database driver", "postgres", f"The inbox at {url!r}"
+                exc.name or "a database driver", "postgres", f"The inbox at {shown_url(url)!r}"
             ) from exc
         meta = sa.MetaData()
         self._table = sa.Table(
@@ -264,7 +270,8 @@ class Inbox:
             row = conn.execute(sa.select(self._table).where(self._table.c.id == packet_id)).first()
         if row is None:
             raise ConfigError(
-                f"no packet with id {packet_id} in {self.url}; list them with `slmstack inbox list`"
+                f"no packet with id {packet_id} in {shown_url(self.url)}; list them with "
+                "`slmstack inbox list`"
             )
         return self._packet(row)
 
