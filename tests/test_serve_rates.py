@@ -103,3 +103,10 @@ def test_the_store_is_the_named_one_the_ledgers_database_or_an_error():
         store_url(None, None, 2)
     with pytest.raises(ConfigError, match="rate_per_minute must be > 0; got 0"):
         SharedRateLimiter("sqlite:///:memory:", 0)
+
+
+@pytest.mark.parametrize("driver", ["pg8000", "nosuchdriver"])
+def test_a_rate_store_that_cannot_be_opened_is_named_without_its_password(driver):
+    with pytest.raises(ConfigError) as caught:
+        SharedRateLimiter(f"postgresql+{driver}://app:s3cr3t-pw@db.internal/rates", 10)
+    assert "s3cr3t-pw" not in str(caught.value) and "db.internal" in str(caught.value)

@@ -143,6 +143,8 @@ class SharedRateLimiter:
 
 def _engine(url: str) -> Any:
     """An engine on ``url`` with the limiter's table created (WAL for a SQLite file)."""
+    from slmstack.workflows.packet import shown_url  # the password stays out of messages
+
     try:
         import sqlalchemy as sa
     except ImportError as exc:
@@ -153,7 +155,7 @@ def _engine(url: str) -> Any:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
         raise ConfigError(
-            f"auth.rate_store {url!r} cannot be opened ({exc}); use sqlite:///PATH or "
+            f"auth.rate_store {shown_url(url)!r} cannot be opened ({exc}); use sqlite:///PATH or "
             "postgresql+psycopg://USER@HOST/DB (pip install 'slmstack[postgres]')"
         ) from exc
     if engine.dialect.name == "sqlite":
@@ -168,7 +170,8 @@ def _engine(url: str) -> Any:
 
     elif engine.dialect.name != "postgresql":
         raise ConfigError(
-            f"auth.rate_store runs on SQLite or PostgreSQL; {url!r} is {engine.dialect.name}"
+            f"auth.rate_store runs on SQLite or PostgreSQL; {shown_url(url)!r} is "
+            f"{engine.dialect.name}"
         )
     meta = sa.MetaData()
     sa.Table(
@@ -183,8 +186,8 @@ def _engine(url: str) -> Any:
     except sa.exc.DatabaseError as exc:
         if "already exists" not in str(exc):
             raise ConfigError(
-                f"cannot open the rate store {url!r}: {exc.orig}; check the path (or server) "
-                "and that you may write it"
+                f"cannot open the rate store {shown_url(url)!r}: {exc.orig}; check the path "
+                "(or server) and that you may write it"
             ) from None
     return engine
 
