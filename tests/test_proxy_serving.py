@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -357,6 +357,36 @@ def test_audits_of_an_earlier_promotion_do_not_demote_a_new_one(tmp_path):
                       demote_min_n=5)  # fmt: skip
     serving.audited([ShadowRow("x", "t-bank", old, 0.0, False, "a", "b", 0.9, 1.0, "audit")])
     assert store.promoted("t-bank") and serving.active
+
+
+def test_promote_run_again_on_a_served_task_keeps_its_failing_audits(tmp_path):
+    """A daily `slmstack promote` on a served task re-decides its threshold; the audits
+    since the spell began still count (they were forgotten at each re-run, so a student
+    failing its audits slower than demote_min_n a day was never demoted)."""
+    url = f"sqlite:///{tmp_path / 'proxy.db'}"
+    store = ShadowStore(url)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def audits(minute, n):
+        at = t0 + timedelta(minutes=minute)
+        return [ShadowRow(f"r{minute}-{i}", "t-bank", at, 0.0, False, "a", "b", 0.9, 1.0, "audit")
+                for i in range(n)]  # fmt: skip
+
+    store.record(promoted(at=t0))
+    store.insert(audits(1, 4))
+    store.record(promoted(at=t0 + timedelta(minutes=2)))  # promote run again
+    assert store.promoted_since("t-bank") == t0
+    serving = Serving([ShadowTask("t-bank", "classification", "", "", "", Student())], store,
+                      demote_min_n=5)  # fmt: skip
+    last = audits(3, 1)
+    store.insert(last)
+    serving.audited(last)
+    decision = store.latest()["t-bank"]
+    assert not decision.promoted and (decision.n, decision.agreed) == (5, 0)
+    assert decision.reason.startswith("demoted: the last 5 audits since the promotion at 2026-01-01T00:00")
+    assert store.promoted_since("t-bank") is None
+    store.record(promoted(at=t0 + timedelta(minutes=9)))  # promoted again after the demotion
+    assert store.promoted_since("t-bank") == t0 + timedelta(minutes=9)
 
 
 def test_a_promoted_task_without_its_student_is_refused_at_start(tmp_path):

@@ -28,58 +28,18 @@ and on what evidence it changed hands; the proxy serves the latest one.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from statistics import NormalDist
 from typing import Any
 
 from slmstack.errors import ConfigError
 from slmstack.proxy.db import insert_new, open_tables
 from slmstack.proxy.shadow import ShadowRow
+from slmstack.proxy.wilson import wilson_lower, wilson_upper
 
 SHADOW = "slmstack_shadow"
 PROMOTIONS = "slmstack_promotions"
-
-
-def _z(confidence: float) -> float:
-    return NormalDist().inv_cdf(confidence)
-
-
-def _check_k(k: int, n: int) -> None:
-    if not 0 <= k <= n:
-        raise ConfigError(f"successes must be within 0..n; got k={k}, n={n}")
-
-
-def wilson_lower(k: int, n: int, confidence: float = 0.95) -> float:
-    """The lower bound of the Wilson score interval for ``k`` successes in ``n`` (one-sided).
-
-    Example:
-        >>> round(wilson_lower(19, 20), 3)
-        0.804
-    """
-    if n <= 0:
-        return 0.0
-    _check_k(k, n)
-    z = _z(confidence)
-    p = k / n
-    centre = p + z * z / (2 * n)
-    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, (centre - margin) / (1 + z * z / n))
-
-
-def wilson_upper(k: int, n: int, confidence: float = 0.95) -> float:
-    """The upper bound of the Wilson score interval for ``k`` successes in ``n`` (one-sided).
-
-    Example:
-        >>> round(wilson_upper(1, 20), 3)
-        0.196
-    """
-    if n <= 0:
-        return 1.0
-    _check_k(k, n)
-    return 1.0 - wilson_lower(n - k, n, confidence)  # the interval is symmetric in k, n - k
 
 
 @dataclass(frozen=True)
@@ -217,6 +177,28 @@ class ShadowStore:
         with self._engine.connect() as conn:
             at = conn.execute(query).scalar()
         return None if at is None else (at if at.tzinfo else at.replace(tzinfo=UTC))
+
+    def promoted_since(self, task_id: str) -> datetime | None:
+        """When the task's current spell with its student began; ``None``: not promoted.
+
+        A spell is the unbroken run of promotions of one student that ends with the latest
+        decision: ``promote`` run again on a served task (a daily job) re-decides its
+        threshold, but its audits still count from the spell's first promotion, so that
+        failing audits short of ``demote_min_n`` are not forgotten at each re-run.
+        """
+        import sqlalchemy as sa
+
+        t = self._promotions.c
+        query = (sa.select(t.at, t.promoted, t.student).where(t.task_id == task_id)
+                 .order_by(t.id.desc()))  # fmt: skip
+        since = None
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        for at, promoted, student in rows:
+            if not promoted or student != rows[0].student:
+                break
+            since = at
+        return None if since is None else (since if since.tzinfo else since.replace(tzinfo=UTC))
 
     def promoted(self, task_id: str) -> bool:
         """Whether the task's latest decision promoted it."""

@@ -325,8 +325,11 @@ class Serving:
             decision = self._decisions.get(task_id)
             if decision is None or not decision.promoted:
                 continue
+            since = self.store.promoted_since(task_id)
+            if since is None:  # decided otherwise since this proxy read the decisions
+                continue
             seen = self.store.calls(task_id, window=self.demote_window, kind="audit",
-                                    since=decision.at)  # fmt: skip
+                                    since=since)  # fmt: skip
             n, k = len(seen), sum(agree for _, agree in seen)
             if n < self.demote_min_n:
                 continue
@@ -337,7 +340,7 @@ class Serving:
                 task_id, datetime.now(UTC), False, n, k, wilson_lower(k, n, decision.confidence),
                 decision.min_agreement, decision.confidence,
                 f"demoted: the last {n} audits since the promotion at "
-                f"{decision.at.isoformat(timespec='seconds')} agreed {k}/{n}; the upper bound "
+                f"{since.isoformat(timespec='seconds')} agreed {k}/{n}; the upper bound "
                 f"{upper:.3f} at {decision.confidence:.0%} is under {decision.min_agreement}",
                 student=decision.student,
             )  # fmt: skip
