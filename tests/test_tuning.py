@@ -199,3 +199,23 @@ def test_a_measure_cut_short_goes_on_where_it_stopped_and_a_damaged_cache_is_nam
     cache.write_text('{"broken')
     with pytest.raises(DataError, match="tuning.json: the tuning cache is damaged.*delete it"):
         measure()
+
+
+def test_several_cascades_without_ids_say_how_to_name_one():
+    from slmstack.workflows import CascadeStep, EscalateStep, SkillStep, Workflow
+    from slmstack.workflows.tuning_measure import find_cascade
+    from workflow_doubles import KeywordClassifier
+
+    wf = Workflow(
+        [
+            CascadeStep([SkillStep("intent"), EscalateStep("unsure")], threshold=0.5),
+            CascadeStep([SkillStep("faq"), EscalateStep("no answer")], threshold=0.0, id="gate"),
+        ],
+        skills={"intent": KeywordClassifier({"refund": 0.9}), "faq": KeywordClassifier({})},
+    )
+    with pytest.raises(ConfigError) as info:
+        find_cascade(wf, None)
+    message = str(info.value)
+    assert "None" not in message  # an id the user could not pass
+    assert "'gate'" in message and "tiers intent, escalate → human" in message
+    assert "`id:`" in message and "--cascade ID" in message

@@ -46,19 +46,32 @@ def find_cascade(workflow: Workflow, cascade_id: str | None) -> CascadeStep:
 
     for step in [*workflow.steps, *(s for block in workflow.blocks.values() for s in block)]:
         walk(step)
+    # A cascade without an id cannot be named with --cascade: say which one it is by its
+    # tiers, and how to give it an id.
+    listed = "; ".join(
+        repr(c.id) if c.id else f"one with no id (tiers {', '.join(t.name for t in c.tiers)})"
+        for c in found
+    )
+    name_it = (
+        "give the cascade to tune an `id:` in the workflow file (`cascade: {id: triage, ...}`) "
+        "and pass it as --cascade ID"
+    )
     if cascade_id is not None:
         found = [c for c in found if c.id == cascade_id]
     if not found:
-        what = f"no cascade with id {cascade_id!r}" if cascade_id else "no cascade step"
+        if cascade_id:
+            raise ConfigError(
+                f"workflow {workflow.name!r} has no cascade with id {cascade_id!r}; its "
+                f"cascades: {listed or 'none'}. Pass one of their ids, or {name_it}"
+            )
         raise ConfigError(
-            f"workflow {workflow.name!r} has {what}; tuning sets a cascade's thresholds, so "
-            "add a `cascade:` step (or name an existing one with --cascade ID)"
+            f"workflow {workflow.name!r} has no cascade step; tuning sets a cascade's "
+            "thresholds, so add a `cascade:` step"
         )
     if len(found) > 1:
-        ids = ", ".join(repr(c.id) for c in found)
         raise ConfigError(
-            f"workflow {workflow.name!r} has {len(found)} cascades ({ids}); name the one to "
-            "tune with --cascade ID"
+            f"workflow {workflow.name!r} has {len(found)} cascades: {listed}. To tune one, "
+            f"{name_it}"
         )
     return found[0]
 
