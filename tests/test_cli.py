@@ -209,3 +209,16 @@ def test_models_says_the_qwen_alias_is_the_coder_model():
     assert "Qwen2.5-Coder-0.5B-Instruct" in rows["qwen2.5-0.5b"]["model"]
     table = runner.invoke(app, ["models"])
     assert table.exit_code == 0 and "model" in table.stdout.splitlines()[1]
+
+
+def test_models_prints_each_missing_models_install_command_whole():
+    # At 80 columns (a pipe, a default terminal) the table's install column is cut to
+    # "pip insta…": the command to copy has to be printed whole.
+    rows = json.loads(runner.invoke(app, ["models", "--json"]).stdout)
+    missing = [r for r in rows if not r["installed"]]
+    if not missing:
+        pytest.skip("every known model is installed here")
+    table = runner.invoke(app, ["models"])
+    assert table.exit_code == 0
+    for r in missing:
+        assert f"{r['alias']}: {r['install']}" in table.stdout.splitlines()

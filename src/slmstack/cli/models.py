@@ -49,4 +49,10 @@ def models(
             r["install"],
         )
     out.print(table)
+    # Whole, one line each: in 80 columns the table cuts the command to "pip insta…".
+    missing = [r for r in rows if not r["installed"]]
+    if missing:
+        out.print("To install:")
+    for r in missing:
+        out.print(f"{r['alias']}: {r['install']}", soft_wrap=True, highlight=False, markup=False)
     out.print("Any Hugging Face id or local folder also works as --base.")
