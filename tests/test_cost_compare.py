@@ -154,3 +154,14 @@ def test_training_is_priced_on_the_machine_it_ran_on(tmp_path, monkeypatch):
         ["cost", "compare", str(wf), "--requests-per-day", "10", "--training-machine", "gpu-a10"],
     )
     assert res.exit_code != 0 and "'gpu-a10' has no price" in " ".join(res.output.split())
+
+
+def test_break_even_after_one_request_is_said_in_the_singular():
+    from slmstack.cli.cost_compare import _when
+
+    assert _when({"break_even_requests": 1, "break_even_days": 1}) == (
+        "after 1 request (1 day at this volume)"
+    )
+    assert _when({"break_even_requests": 2500, "break_even_days": 3}) == (
+        "after 2,500 requests (3 days at this volume)"
+    )

@@ -123,7 +123,9 @@ def _when(s: dict[str, Any]) -> str:
     be = s["break_even_requests"]
     if be is None:
         return "never: the stack costs as much as the LLM per request, or more"
-    return f"after {be:,} requests ({s['break_even_days']} days at this volume)"
+    days = s["break_even_days"]
+    return (f"after {be:,} request{'' if be == 1 else 's'} ({days} day{'' if days == 1 else 's'} "
+            "at this volume)")  # fmt: skip
 
 
 def _print(s: dict[str, Any]) -> None:
