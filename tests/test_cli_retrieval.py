@@ -62,6 +62,7 @@ def test_train_predict_eval_faq(tmp_path):
                                  "0.9999"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "threshold 1.000 fixed (--threshold), measured on" in result.output
+    assert "threshold rule: fixed by the threshold parameter" in result.output
     report = json.loads(runner.invoke(app, ["eval", str(strict), str(data), "--json"]).stdout)
     assert report["abstain_rate"] == 1.0 and report["top1_accuracy"] == 1.0
     assert report["answered_accuracy"] is None  # not 0.0: there is no answer to be wrong

@@ -248,3 +248,54 @@ def test_confidence_does_not_depend_on_how_many_scores_are_listed(faq):
     assert [len(p.scores) for p in narrow] == [1] * len(QUERIES)
     assert [p.confidence for p in narrow] == pytest.approx([p.confidence for p in wide])
     assert [p.abstained for p in narrow] == [p.abstained for p in wide]
+
+
+# A German knowledge base as small as a regional desk's: the English encoder reads German
+# poorly, and its leave-one-out set (30 queries) chose 0.36, so near-misses were answered.
+KB_DE = [
+    KBEntry("versand", "Wie lange dauert die Lieferung?", "Die Lieferung dauert 3 bis 5 Werktage.",
+            ("Wann kommt mein Paket an?", "Wie schnell liefern Sie?")),
+    KBEntry("rueckgabe", "Wie kann ich etwas zurückgeben?", "Rücksendungen sind 30 Tage frei.",
+            ("Kann ich die Ware zurückschicken?", "Wie funktioniert die Rücksendung?")),
+    KBEntry("garantie", "Wie lange gilt die Garantie?", "Alle Geräte haben zwei Jahre Garantie.",
+            ("Gibt es eine Garantie?", "Was ist von der Garantie abgedeckt?")),
+    KBEntry("bezahlung", "Wie kann ich bezahlen?", "Wir nehmen Kreditkarte und PayPal.",
+            ("Kann ich mit PayPal zahlen?", "Welche Zahlungsmittel gibt es?")),
+    KBEntry("zeiten", "Wann ist der Kundendienst erreichbar?", "Montag bis Freitag, 9 bis 17 Uhr.",
+            ("Wie sind Ihre Öffnungszeiten?", "Wann kann ich anrufen?")),
+]  # fmt: skip
+
+
+def test_a_tiny_kb_answers_only_when_right_is_likelier_than_wrong(tmp_path):
+    skill = FAQAnswerer(seed=0).fit(KB_DE)
+    m = skill.metrics_
+    assert m["calibration_queries"] < 100
+    assert skill.threshold_ >= 0.5  # c / (1 + c) with wrong_answer_cost c = 1
+    assert m["threshold_rule"].startswith("floor c/(1 + c) with c = wrong_answer_cost = 0.500")
+    assert "fewer than 100" in m["threshold_rule"]
+    near_miss, paraphrase = skill.predict(
+        ["Wie lange dauert eine Reparatur?", "Wie lange dauert der Versand?"]
+    )
+    assert near_miss.abstained == "no_match"  # was answered with the delivery time
+    assert paraphrase.label == "versand"
+    card = (skill.save(tmp_path / "de") / "model_card.md").read_text(encoding="utf-8")
+    assert "floor c/(1 + c)" in card
+    costly = FAQAnswerer(seed=0, wrong_answer_cost=3.0).fit(KB_DE)
+    assert costly.threshold_ >= 0.75
+    fixed = FAQAnswerer(seed=0, threshold=0.2).fit(KB_DE)  # a given threshold is kept
+    assert fixed.threshold_ == 0.2 and fixed.metrics_["threshold_rule"].startswith("fixed")
+
+
+def test_the_floor_only_raises_and_only_on_few_held_out_queries():
+    from slmstack.retrieval.calibration import ThresholdChoice
+    from slmstack.skills._faq_calibration import MIN_HELD_OUT, threshold_rule
+
+    assert MIN_HELD_OUT == 100
+    low = ThresholdChoice(0.3, 1.0, 0.5, 0.0, 0.1)
+    assert threshold_rule(low, MIN_HELD_OUT - 1, wrong_answer_cost=1.0)[0] == 0.5
+    assert threshold_rule(low, MIN_HELD_OUT - 1, wrong_answer_cost=4.0)[0] == 0.8
+    assert threshold_rule(low, MIN_HELD_OUT - 1, wrong_answer_cost=0.25)[0] == 0.3  # floor 0.2
+    kept, rule = threshold_rule(low, MIN_HELD_OUT, wrong_answer_cost=1.0)
+    assert kept == 0.3 and rule.startswith("minimum of")  # a large set keeps its minimum
+    high = ThresholdChoice(0.7, 1.0, 0.5, 0.0, 0.1)
+    assert threshold_rule(high, 10, wrong_answer_cost=1.0)[0] == 0.7

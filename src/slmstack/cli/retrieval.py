@@ -134,6 +134,7 @@ def train_faq(
         f"{m['held_out_abstain_rate']:.3f}, ECE {m['held_out_ece']:.3f} (on the queries the "
         "confidence was fitted on: `slmstack eval` on other queries is the unbiased figure)"
     )
+    out.print(f"threshold rule: {m['threshold_rule']}")
 
 
 @cli_command

@@ -10,6 +10,10 @@ Confidence and threshold are fitted on held-out queries: pass ``calibration=[(qu
 entry_id or None), ...]`` to :meth:`FAQAnswerer.fit`, or let it hold out the KB's own
 phrasings (leave-one-out: each alternate phrasing is asked against the KB without it,
 and each entry's question against the KB without that entry, as an out-of-scope query).
+On fewer than 100 held-out queries (a KB of a dozen entries) the threshold is at least
+``c / (1 + c)`` with ``c = wrong_answer_cost`` (0.5 by default), where answering a
+calibrated confidence costs less than abstaining; ``metrics_["threshold_rule"]`` says
+which rule chose the threshold.
 
 Entries can be added, replaced or removed at any time without retraining: only their
 questions are embedded. Optional contrastive fine-tuning on paraphrase pairs adapts the
@@ -73,6 +77,7 @@ class FAQAnswerer(KBUpdates, Skill):
 
     skill_name = "slmstack.FAQAnswerer.v1"
     produces = frozenset({"text", "label", "data"})
+    state_version = 2  # 2: small held-out sets floor the threshold (cached ones retrain)
     constraints: ClassVar[Mapping[str, Check]] = {
         **dict.fromkeys(("epochs", "batch_size", "top_k", "max_calibration"),
                         Interval(int, 1, None)),
@@ -89,7 +94,7 @@ class FAQAnswerer(KBUpdates, Skill):
         self,
         *,
         base: str = "minilm",  # sentence encoder: alias, local folder or hub id
-        threshold: float | None = None,  # None: chosen on held-out queries during fit
+        threshold: float | None = None,  # None: chosen on held-out queries (see the docstring)
         wrong_answer_cost: float = 1.0,  # >1 prefers escalating over answering wrongly
         max_wrong_abstain: float | None = None,  # cap on right answers withheld (held-out)
         max_length: int = 128,  # questions are short; longer ones are reported
@@ -361,5 +366,6 @@ class FAQAnswerer(KBUpdates, Skill):
             **({} if self.export_ is None else {"Export": self.export_}),
             "How it answers": "Returns the stored answer of the nearest entry, never generated "
             "text; abstains with 'no_match' when the calibrated confidence is below the "
-            f"threshold ({self.threshold_:.4f}).",
+            f"threshold ({self.threshold_:.4f}"
+            + (f", {rule}" if (rule := self.metrics_.get("threshold_rule")) else "") + ").",
         }  # fmt: skip
