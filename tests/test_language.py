@@ -33,9 +33,36 @@ def test_predicts_the_language_of_each_text():
 
 def test_only_trained_languages_are_predicted():
     det = LanguageDetector().fit([e for e in TRAIN if e.label != "fr"])
-    # French is not served, so a French text goes to the closer of the two languages
-    assert det.predict(["J'ai oublié mon mot de passe"])[0].label in {"en", "de"}
+    # French is not served: the closer of the two languages is only a guess
+    (p,) = det.predict(["J'ai oublié mon mot de passe et je ne peux plus me connecter"])
+    assert p.label in {"en", "de"} and p.abstained == "other_language"
+    assert p.data["language"] == "fr" and p.data["probability"] > 0.9
     assert det.classes_ == ["de", "en"]
+
+
+def test_a_text_in_none_of_the_languages_abstains_with_a_low_confidence():
+    det = LanguageDetector().fit(TRAIN)
+    spanish, dutch, german = det.predict(
+        ["¿Cuánto tarda el envío a mi casa?", "Hoe lang duurt de verzending?", TEXTS[1]]
+    )
+    # Renormalised over de/en/fr, Spanish was "en" at 1.0 and Dutch "de" at 0.997.
+    for p, lang in [(spanish, "es"), (dutch, "nl")]:
+        assert p.abstained == "other_language" and p.label in {"de", "en", "fr"}
+        assert p.confidence < 0.01 and all(s.score < 0.01 for s in p.scores)
+        assert p.data == {"language": lang, "probability": pytest.approx(p.data["probability"])}
+        assert p.data["probability"] > 0.9
+    assert german.abstained is None and german.label == "de" and german.confidence > 0.9
+    assert german.data["language"] == "de" and german.data["probability"] == german.confidence
+
+
+def test_a_route_sends_another_language_to_its_default_branch():
+    from slmstack.workflows import RouteStep, TemplateStep, Workflow
+
+    det = LanguageDetector().fit(TRAIN)
+    branches = {lang: TemplateStep(lang) for lang in ("de", "en", "fr")}
+    wf = Workflow([RouteStep(branches, TemplateStep("other"), skill="lang")], skills={"lang": det})
+    assert wf.run("¿Cuánto tarda el envío a mi casa?").output.text == "other"
+    assert wf.run(TEXTS[2]).output.text == "fr"
 
 
 def test_bad_labels():

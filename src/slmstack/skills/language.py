@@ -3,9 +3,17 @@
 It wraps ``langid.py`` (Lui & Baldwin 2012), a naive-Bayes identifier over byte n-grams
 for 97 languages that ships its model inside the package and runs offline. ``fit`` takes
 examples labelled with language codes: the codes seen become the only languages the
-detector chooses between (a support desk that serves English, German and French should
+detector labels with (a support desk that serves English, German and French should
 never answer "Luxembourgish"), and the examples measure how well it does on them.
-Confidences are langid's normalised posteriors over those languages.
+
+Confidences and scores are langid's posteriors over all its 97 languages, not
+renormalised over the trained ones: renormalised, a Spanish text at a de/en/fr desk
+was "en" with confidence 1.0. When langid's top language is none of the trained ones,
+the prediction abstains with ``"other_language"`` and keeps the closest trained language
+as its label (a guess, with a confidence near 0), so a route takes its ``default``
+branch and a cascade's threshold stops it. ``data`` holds langid's top language over
+all 97 and its posterior (``{"language": "es", "probability": 0.99}``). Very short texts
+("ok", "help") carry little evidence: their confidence stays low whatever they match.
 
 Example:
     >>> from slmstack import Example
@@ -13,6 +21,8 @@ Example:
     ...                              Example("wo ist meine Karte", "de")])  # doctest: +SKIP
     >>> det.predict(["Ich habe mein Passwort vergessen"])[0].label  # doctest: +SKIP
     'de'
+    >>> det.predict(["¿Dónde está mi tarjeta?"])[0].abstained  # doctest: +SKIP
+    'other_language'
 """
 
 from __future__ import annotations
@@ -24,6 +34,8 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, Self
+
+import numpy as np
 
 from slmstack.artifacts import data_hash
 from slmstack.data.validation import drop_duplicates, validate_examples
@@ -52,32 +64,36 @@ def _full_model() -> Any:
 
 
 class LanguageDetector(LabelledTexts, Skill):
-    """Language identification restricted to the languages of the training labels."""
+    """Language identification into the trained languages, abstaining on any other."""
 
     skill_name = "slmstack.LanguageDetector.v1"
-    produces: ClassVar[frozenset[str]] = frozenset({"label", "scores"})
+    produces: ClassVar[frozenset[str]] = frozenset({"label", "scores", "data"})
     fitted_attribute = "classes_"
     constraints: ClassVar[Mapping[str, Check]] = {"top_k": Interval(int, 1, None)}
 
     def __init__(self, *, top_k: int = 3):  # languages listed in each prediction's scores
         self.top_k = top_k
 
-    def _identifier(self, languages: Sequence[str]) -> Any:
-        from langid.langid import LanguageIdentifier
+    def _restrict(self, languages: Sequence[str]) -> None:
+        """Index the trained languages in the full model, whose posteriors are all kept."""
+        self.classes_ = list(languages)
+        self.columns_ = [list(_full_model().nb_classes).index(lang) for lang in languages]
 
-        base = _full_model()
-        # A new identifier over the shared arrays; set_languages re-slices, never mutates.
-        ident = LanguageIdentifier(
-            base.nb_ptc,
-            base.nb_pc,
-            base.nb_numfeats,
-            base.nb_classes,
-            base.tk_nextmove,
-            base.tk_output,
-            norm_probs=True,
-        )
-        ident.set_languages(list(languages))
-        return ident
+    def _rank(self, text: str) -> tuple[list[tuple[str, float]], str, float]:
+        """Trained languages (likeliest first) and the top one of all 97, with posteriors.
+
+        Every posterior is over all 97 languages of langid's model.
+        """
+        base = _full_model()  # only read: set_languages is never called on it
+        log_p = base.nb_classprobs(base.instance2fv(text)).astype(np.float64)
+        post = np.exp(log_p - log_p.max())
+        post /= post.sum()
+        top = int(np.argmax(log_p))
+        # Order by log-posterior: a text in another language can round every trained
+        # language's posterior to 0.0, and the closest one is still the guess.
+        order = sorted(self.columns_, key=lambda c: -log_p[c])
+        ranked = [(str(base.nb_classes[c]), float(post[c])) for c in order]
+        return ranked, str(base.nb_classes[top]), float(post[top])
 
     def fit(self, examples: Sequence[Example]) -> Self:
         """Learn the language set from the labels; measure accuracy on the examples."""
@@ -93,9 +109,11 @@ class LanguageDetector(LabelledTexts, Skill):
                 f"labels {unknown} are not language codes langid knows; use ISO 639-1 codes "
                 f"such as {', '.join(sorted(known)[:12])}, ..."
             )
-        self.identifier_ = self._identifier(languages)
-        self.classes_ = languages
-        correct = sum(self.identifier_.classify(ex.text)[0] == ex.label for ex in examples)
+        self._restrict(languages)
+        # An example langid puts in another language (abstained) counts as wrong.
+        preds = self._predict([ex.text for ex in examples])
+        correct = sum(p.label == ex.label and p.abstained is None
+                      for p, ex in zip(preds, examples, strict=True))  # fmt: skip
         self.metrics_ = {"train_accuracy": correct / len(examples), "n": float(len(examples))}
         self.provenance_ = self._provenance(
             base={"ref": "langid.py", "origin": "package",
@@ -107,16 +125,19 @@ class LanguageDetector(LabelledTexts, Skill):
         return self
 
     def _predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """Language code and posterior for each text."""
+        """Language code and posterior for each text; ``other_language`` when it is none."""
         out = []
         for text in texts:
             start = time.perf_counter()
-            ranked = self.identifier_.rank(text)[: self.top_k]
+            ranked, top, top_p = self._rank(text)
+            ranked = ranked[: self.top_k]
             out.append(
                 Prediction(
                     label=ranked[0][0],
-                    confidence=float(ranked[0][1]),
-                    scores=tuple(LabelScore(lang, float(p)) for lang, p in ranked),
+                    confidence=ranked[0][1],
+                    scores=tuple(LabelScore(lang, p) for lang, p in ranked),
+                    data={"language": top, "probability": top_p},
+                    abstained=None if top in self.classes_ else "other_language",
                     usage=Usage(latency_ms=(time.perf_counter() - start) * 1000),
                 )
             )
@@ -135,12 +156,13 @@ class LanguageDetector(LabelledTexts, Skill):
                 f"{folder} was trained with another langid model (sha256 {recorded}); "
                 "install the langid version in its config, or retrain the skill."
             )
-        self.classes_ = saved_labels(folder, config)
-        self.identifier_ = self._identifier(self.classes_)
+        self._restrict(saved_labels(folder, config))
         self.metrics_ = dict(self.provenance_.metrics)
 
     def _card(self) -> dict[str, Any]:
-        return {"Method": "langid.py naive Bayes over byte n-grams, restricted to the labels",
+        return {"Method": "langid.py naive Bayes over byte n-grams, labelling only with the "
+                "trained languages; abstains with 'other_language' when its top language "
+                "over all 97 is another",
                 "Languages": ", ".join(self.classes_)}  # fmt: skip
 
 
