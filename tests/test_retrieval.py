@@ -186,6 +186,24 @@ def test_threshold_minimises_the_weighted_errors():
     assert clean.threshold == pytest.approx(0.5) and clean.answered_accuracy == 1.0
 
 
+def test_the_match_calibrator_never_lowers_confidence_for_a_closer_match():
+    from slmstack.retrieval.calibration import fit_match_calibrator
+
+    # A few held-out queries where the right matches happen to be the less similar ones
+    # (an English encoder on a tiny German KB fitted w_sim = -0.05): the fit gave the
+    # similarity a negative weight, so a closer match got a lower confidence.
+    sim = np.array([0.5, 0.55, 0.6, 0.9, 0.85, 0.8], dtype=np.float32)
+    margin = np.array([0.3, 0.35, 0.25, 0.05, 0.02, 0.1], dtype=np.float32)
+    right = np.array([True, True, True, False, False, False])
+    cal = fit_match_calibrator(sim, margin, right)
+    assert cal.w_sim == 0.0 and cal.w_margin > 0
+    grid = np.linspace(0.1, 0.9, 9, dtype=np.float32)
+    assert np.all(np.diff(cal(grid, np.full_like(grid, 0.1))) >= 0)
+    assert np.all(np.diff(cal(np.full_like(grid, 0.5), grid)) > 0)
+    with pytest.raises(DataError, match="neither a higher similarity nor a larger margin"):
+        fit_match_calibrator(sim, -margin, right)  # both backwards: labels are suspect
+
+
 def test_mnr_loss_ranks_own_pair_and_masks_paraphrases():
     import torch
 

@@ -6,6 +6,8 @@ features of each held-out query, the best similarity and its margin over the bes
 *other* entry (a near-tie between two entries is a sign of ambiguity), with a logistic
 regression (Platt scaling). Held-out queries whose right answer is "none" (out of
 scope) count as wrong whatever they match, so the probability also covers abstention.
+Neither weight may be negative (a closer match never lowers the confidence): a feature
+the fit weighs negatively, as a few held-out queries can make it, is left out.
 
 The abstention threshold is then the confidence that minimises, on the same held-out
 queries, ``wrong_answer_cost × wrong answers + wrong abstentions``: with cost 1 both
@@ -84,9 +86,27 @@ def fit_match_calibrator(
             "cannot answer (right answer None), and some it can."
         )
     x = np.stack([sim, margin], axis=1).astype(np.float64)
+    y = correct.astype(int)
     # Weak regularisation: only 3 parameters, and similarities live in a narrow range.
-    lr = LogisticRegression(C=100.0, max_iter=1000).fit(x, correct.astype(int))
-    return MatchCalibrator(float(lr.coef_[0, 0]), float(lr.coef_[0, 1]), float(lr.intercept_[0]))
+    lr = LogisticRegression(C=100.0, max_iter=1000).fit(x, y)
+    w = lr.coef_[0].copy()
+    if (w < 0).any():
+        # A closer match must never lower the confidence. On a few held-out queries the
+        # fit can give a feature a negative weight (w_sim = -0.05 on a six-entry German
+        # KB read by an English encoder): that feature is left out, the other refitted.
+        keep = np.flatnonzero(w >= 0)
+        if len(keep):
+            lr = LogisticRegression(C=100.0, max_iter=1000).fit(x[:, keep], y)
+            w = np.zeros(2)
+            w[keep] = lr.coef_[0]
+        if (w < 0).any() or not len(keep):
+            raise DataError(
+                "the held-out queries give neither a higher similarity nor a larger margin "
+                f"to right matches than to wrong ones (n={len(y)}, {n_right} right); check "
+                "that each calibration query names the entry that answers it (None when "
+                "none does), or add calibration queries or alternate phrasings"
+            )
+    return MatchCalibrator(float(w[0]), float(w[1]), float(lr.intercept_[0]))
 
 
 @dataclass(frozen=True)
