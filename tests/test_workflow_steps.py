@@ -117,6 +117,23 @@ def test_route_on_abstention_takes_default():
     assert [x.answer for x in wf.run_batch(["a", "b"])] == ["fallback", "fallback"]
 
 
+def test_the_trace_tree_marks_a_guess_that_abstained():
+    from rich.console import Console
+
+    from slmstack.workflows.render import trace_tree
+
+    guess = Prediction(label="en", confidence=0.0, abstained="other_language")
+    skills = {"lang": Fixed(guess, produces=frozenset({"label"}))}
+    wf = Workflow(
+        [RouteStep({"en": TemplateStep("en")}, TemplateStep("other"), skill="lang")], skills=skills
+    )
+    console = Console(record=True, width=200)
+    console.print(trace_tree(wf.run("¿Dónde está mi paquete?")))
+    node = next(line for line in console.export_text().splitlines() if "lang skill" in line)
+    # it read "lang skill → en", as if the text were English
+    assert "→ en (abstained: other_language)" in node and "conf" not in node
+
+
 def test_a_route_skill_output_can_be_read_by_later_steps(inbox):
     # `skill: NAME` publishes its output under NAME, so templates, merges and packet
     # fields may name it, in the branches and after the route.

@@ -22,7 +22,10 @@ def _label(step: StepTrace) -> str:
         shown = readable(out)
         if shown:
             parts.append(f"→ {escape(_short(shown))}")
-        if out.abstained is None and step.kind == "skill":
+        if out.abstained is not None and shown != f"(abstained: {out.abstained})":
+            # a guess kept by a skill that declined (out of scope, another language)
+            parts.append(f"[dim](abstained: {escape(out.abstained)})[/]")
+        elif out.abstained is None and step.kind == "skill":
             parts.append(f"[dim](conf {out.confidence:.2f})[/]")
     if step.decision is not None:
         d = step.decision
