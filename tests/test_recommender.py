@@ -208,6 +208,20 @@ def test_bad_logs_name_the_line_and_the_fix(tmp_path, body, match):
         read_interactions(path)
 
 
+def test_a_time_column_under_another_name_is_not_ignored(tmp_path):
+    """MovieLens writes ``timestamp`` and sorts rows by user, then item id: read in file
+    order, the held-out "last" item would be the largest id, not the newest."""
+    path = tmp_path / "ratings.csv"
+    path.write_text("userId,movieId,timestamp\n1,10,300\n1,20,100\n1,30,200\n")
+    cols = {"user_column": "userId", "item_column": "movieId"}
+    with pytest.raises(DataError, match=r"no 'time' column but 'timestamp'.*time_column=timestamp"):
+        read_interactions(path, **cols)
+    assert read_interactions(path, **cols, time_column="timestamp")[0].items == ("20", "30", "10")
+    for file_order in (None, ""):  # asked for by name (CLI: --time-column '')
+        in_file_order = read_interactions(path, **cols, time_column=file_order)
+        assert in_file_order[0].items == ("10", "20", "30")
+
+
 def test_items_without_text_and_missing_item_file_are_refused(tmp_path):
     inter, _ = write_files(tmp_path)
     short = tmp_path / "short.csv"

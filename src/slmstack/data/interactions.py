@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -225,7 +226,8 @@ def read_interactions(
         user_column: the user id column (CSV/TSV/JSONL).
         item_column: the item id column (CSV/TSV/JSONL).
         time_column: a number or ISO date that orders each user's items; when the file
-            has no such column, file order is used. Ties keep file order.
+            has none, file order is used (refused if another column looks like a time,
+            e.g. ``timestamp``); ``None`` or ``""``: file order. Ties keep file order.
     """
     p = Path(path)
     if p.suffix.lower() in _ATOMIC:
@@ -243,7 +245,9 @@ def read_interactions(
                     path=p,
                     row=_header_line(p, records[0].line),
                 )
-        has_time = time_column is not None and time_column in columns
+        has_time = bool(time_column) and time_column in columns
+        if time_column and not has_time:
+            _refuse_unused_time(columns, time_column, p, _header_line(p, records[0].line))
         events = []
         for n, r in enumerate(records):
             user = _check_id(_text(r.fields.get(user_column)), "user id", p, r.line)
@@ -261,6 +265,25 @@ def read_interactions(
     if not histories:
         raise DataError("file has no interactions", path=p)
     return histories
+
+
+_TIME_WORDS = frozenset({"time", "timestamp", "date", "datetime", "ts"})
+
+
+def _refuse_unused_time(columns: list[str], time_column: str, path: Path, line: int) -> None:
+    """Refuse a log whose time column has another name (MovieLens: ``timestamp``)."""
+    # In file order, a log sorted by user then item id would hold out each largest id.
+    words = {c: re.split(r"[^a-z0-9]", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", c).lower())
+             for c in columns}  # fmt: skip
+    timed = [c for c in columns if _TIME_WORDS.intersection(words[c])]
+    if timed:
+        raise DataError(
+            f"no {time_column!r} column but {timed[0]!r}, which looks like the time; pass "
+            f"time_column={timed[0]} (CLI: --time-column {timed[0]}, or --read time_column="
+            f"{timed[0]} for eval) to order each user's items by it, or None ('') for file order.",
+            path=path,
+            row=line,
+        )
 
 
 def read_items(
