@@ -294,6 +294,19 @@ def test_added_item_is_ranked_without_retraining(encoder_dir):
         rec.add_items({"g0": "again"})
 
 
+def test_added_items_are_checked_as_the_item_file_is(fitted):
+    """An id with a space could be recommended but never be given back in a history; an
+    item with no text would be ranked from the encoding of nothing."""
+    before = fitted.score([["g0"]])
+    assert fitted.add_items({}) is fitted  # nothing new today
+    np.testing.assert_array_equal(fitted.score([["g0"]]), before)
+    with pytest.raises(DataError, match=r"item id 'wood glue' contains a space or comma"):
+        fitted.add_items({"wood glue": "Wood glue 2 ounce bottle"})
+    with pytest.raises(DataError, match=r"item 'g9' has no text; give it a title"):
+        fitted.add_items({"g9": "  "})
+    assert "wood glue" not in fitted.index_ and "g9" not in fitted.index_
+
+
 def test_unknown_items_abstain_or_warn(fitted):
     none, some = fitted.predict(["hello world", "zz9 g0"])
     assert none.abstained == "unknown_items" and none.label is None and none.confidence == 0

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from slmstack.errors import DataError
 from slmstack.types import LabelScore, Prediction, Usage
 
 UNKNOWN_ITEMS = "unknown_items"
@@ -49,6 +50,22 @@ def embed_texts(
         _last[:] = [key, (vectors, truncated)]
     vectors, truncated = _last[1]
     return vectors.copy(), enc.provenance(), truncated
+
+
+def check_new_items(items: Mapping[str, str], catalogue: Mapping[str, int]) -> None:
+    """Refuse ids a history cannot hold, items without text, ids already in ``catalogue``."""
+    for item, text in items.items():
+        if not item.strip() or any(c.isspace() or c == "," for c in item):
+            raise DataError(
+                f"item id {item!r} contains a space or comma, or is empty; histories are "
+                "written as ids separated by spaces, so ids cannot contain them. Replace "
+                "them (e.g. with '_')."
+            )
+        if not text.strip():
+            raise DataError(f"item {item!r} has no text; give it a title or description")
+    clash = [i for i in items if i in catalogue]
+    if clash:
+        raise DataError(f"items {clash[:5]} are already in the catalogue; ids must be new")
 
 
 def ranked_prediction(

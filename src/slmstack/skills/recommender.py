@@ -47,7 +47,7 @@ from slmstack.data.interactions import (
 )
 from slmstack.data.utf8 import jsonl_lines
 from slmstack.errors import ArtifactError, ConfigError, DataError
-from slmstack.skills._recommender_items import embed_texts, ranked_prediction
+from slmstack.skills._recommender_items import check_new_items, embed_texts, ranked_prediction
 from slmstack.skills._recommender_net import Features, Negatives, RecNet, UserModel
 from slmstack.skills._recommender_training import (
     TrainConfig,
@@ -291,7 +291,8 @@ class Recommender(Skill):
     def add_items(self, items: Mapping[str, str]) -> Self:
         """Add items by text, with no retraining: they are ranked from their text alone.
 
-        Ids must be new. Needs ``features`` ``"text"`` or ``"text+id"``.
+        Ids must be new, without spaces or commas, and each item needs text. Needs
+        ``features`` ``"text"`` or ``"text+id"``.
         """
         self._require_fitted()
         if self.features == "id":
@@ -299,9 +300,9 @@ class Recommender(Skill):
                 "a Recommender with features='id' cannot rank items by text; "
                 "train it with features='text+id' to add items later"
             )
-        clash = [i for i in items if i in self.index_]
-        if clash:
-            raise DataError(f"items {clash[:5]} are already in the catalogue; ids must be new")
+        check_new_items(items, self.index_)
+        if not items:
+            return self
         ids = list(items)
         vectors = self._embed([items[i] for i in ids], self.encoder_info_.get("sha256"))
         self.text_ = np.concatenate([self.text_, vectors])
