@@ -373,6 +373,26 @@ def test_cli_train_predict_eval(encoder_dir, tmp_path):
     assert bad.exit_code == 2 and "--items" in bad.output
 
 
+def test_cli_eval_reads_a_log_with_other_column_names(fitted, tmp_path):
+    """The readers' errors say ``--read user_column=NAME``: ``slmstack eval`` takes it."""
+    from slmstack.cli.app import app
+
+    folder = fitted.save(tmp_path / "rec")
+    log = tmp_path / "ratings.csv"
+    rows = [f"{u},{i},{t}" for u, items in histories() for t, i in enumerate(items)]
+    log.write_text("userId,movieId,timestamp\n" + "\n".join(rows) + "\n")
+    runner = CliRunner()
+    bad = runner.invoke(app, ["eval", str(folder), str(log), "--json"])
+    assert bad.exit_code == 2 and "--read user_column=NAME" in bad.output
+    reads = ["user_column=userId", "item_column=movieId", "time_column=timestamp"]
+    args = ["eval", str(folder), str(log), "--json", *(f"--read={r}" for r in reads)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n"] == 36
+    typo = runner.invoke(app, ["eval", str(folder), str(log), "--read", "user=userId"])
+    assert typo.exit_code == 2 and "reader has no such option" in typo.output
+
+
 def test_workflow_escalates_when_the_history_is_unknown(fitted, tmp_path):
     from slmstack.workflows import load_workflow
 

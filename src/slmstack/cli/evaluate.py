@@ -74,15 +74,24 @@ def evaluate(
             "matrix, reliability of the confidence).",
         ),
     ] = None,
+    reads: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--read",
+            help="A data-reader option, key=value (a recommender's log: user_column=userId).",
+        ),
+    ] = None,
 ) -> None:
     """Accuracy, macro-F1, per-class report, confusion matrix, latency, throughput, memory."""
     from slmstack.skills.base import load
 
     check_html_target(html_out)
+    from slmstack.cli.train_generic import _read_options
+
     skill = load(skill_dir, allow_pickle=allow_pickle)
-    report = skill.evaluate(
-        data, text_column=text_column, label_column=label_column, unseen_labels=unseen_labels
-    )
+    options = {"text_column": text_column, "label_column": label_column}
+    options |= _read_options(type(skill), tuple(reads or ()))
+    report = skill.evaluate(data, unseen_labels=unseen_labels, **options)
     if json_out:  # the figures first: a report that fails to draw must not lose them
         print_json(report)
     else:

@@ -241,7 +241,8 @@ def read_interactions(
             if name not in columns:
                 raise DataError(
                     f"missing column {name!r}; the file has {columns}. Rename the column, or "
-                    f"pass {flag}=NAME (CLI: --read {flag}=NAME).",
+                    f"pass {flag}=NAME (CLI: --{flag.replace('_', '-')} NAME, or --read "
+                    f"{flag}=NAME).",
                     path=p,
                     row=_header_line(p, records[0].line),
                 )
@@ -280,7 +281,7 @@ def _refuse_unused_time(columns: list[str], time_column: str, path: Path, line: 
         raise DataError(
             f"no {time_column!r} column but {timed[0]!r}, which looks like the time; pass "
             f"time_column={timed[0]} (CLI: --time-column {timed[0]}, or --read time_column="
-            f"{timed[0]} for eval) to order each user's items by it, or None ('') for file order.",
+            f"{timed[0]}) to order each user's items by it, or None ('') for file order.",
             path=path,
             row=line,
         )
@@ -322,7 +323,7 @@ def read_items(
             raise DataError(
                 f"needs an id column {id_column!r} and at least one text column of {names}; "
                 f"the file has {columns}. Pass id_column=NAME / text_columns=a,b "
-                "(CLI: --read text_columns=a,b).",
+                "(CLI: --id-column NAME --text-columns a,b, or --read text_columns=a,b).",
                 path=p,
                 row=_header_line(p, records[0].line),
             )
