@@ -222,6 +222,13 @@ def test_a_time_column_under_another_name_is_not_ignored(tmp_path):
         assert in_file_order[0].items == ("10", "20", "30")
 
 
+def test_a_user_id_may_hold_a_space(tmp_path):
+    """Only item ids are written into histories; a user id is a name like any."""
+    path = tmp_path / "clicks.csv"
+    path.write_text("user,item\nJane Doe,a\nJane Doe,b\n")
+    assert [(h.user, h.items) for h in read_interactions(path)] == [("Jane Doe", ("a", "b"))]
+
+
 def test_items_without_text_and_missing_item_file_are_refused(tmp_path):
     inter, _ = write_files(tmp_path)
     short = tmp_path / "short.csv"

@@ -99,7 +99,7 @@ def _check_id(value: str, what: str, path: Path, line: int) -> str:
     item = value.strip()
     if not item:
         raise DataError(f"empty {what}; every row needs one", path=path, row=line)
-    if any(c.isspace() or c == "," for c in item):
+    if what.startswith("item") and any(c.isspace() or c == "," for c in item):  # in a history
         raise DataError(
             f"{what} {item!r} contains a space or comma; histories are written as ids "
             "separated by spaces, so ids cannot contain them. Replace them (e.g. with '_').",
