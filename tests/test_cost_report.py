@@ -201,6 +201,11 @@ def test_calls_of_unknown_cost_are_counted_and_said_not_hidden_as_zero(tmp_path)
     result = CliRunner().invoke(app, ["cost", "report", "--ledger", str(path)])
     assert result.exit_code == 0, result.output
     assert "warning: 2 recorded LLM calls were of unknown cost" in " ".join(result.output.split())
+    # the HTML page, mailed to whoever pays, says so too (it showed the total as if complete)
+    page = tmp_path / "spend.html"
+    result = CliRunner().invoke(app, ["cost", "report", "--ledger", str(path), "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    assert "2 recorded LLM calls were of unknown cost" in page.read_text()
 
 
 def test_an_html_path_under_a_file_is_refused_before_the_report(ledger_file, tmp_path):

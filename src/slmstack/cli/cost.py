@@ -65,7 +65,7 @@ def report(
     """Spend over a period, grouped, beside what the same tokens cost at an LLM's prices."""
     from slmstack.costs import GROUPS, Ledger, load_prices, report_html, spend_report
     from slmstack.costs.ledger import shown_url
-    from slmstack.costs.report import money, ratio
+    from slmstack.costs.report import money, ratio, unknown_note
 
     if by not in GROUPS:
         raise ConfigError(f"--by must be one of {', '.join(GROUPS)}; got {by!r}")
@@ -110,15 +110,8 @@ def report(
         highlight=False, markup=False, soft_wrap=True,
     )  # fmt: skip
     if result.total.unknown_cost:
-        n = result.total.unknown_cost
-        err.print(
-            f"warning: {n} recorded LLM call{' was' if n == 1 else 's were'} of unknown cost "
-            "(a model with no price, or a response without token usage): recorded at $0, "
-            "they are not in the costs above, and no price given now can cost them. Price "
-            "the model where the proxy reads its prices (its --prices) so that later calls "
-            "are costed, and ask the API for usage",
-            highlight=False, markup=False, soft_wrap=True,
-        )  # fmt: skip
+        err.print(f"warning: {unknown_note(result.total.unknown_cost)}",
+                  highlight=False, markup=False, soft_wrap=True)  # fmt: skip
     if html is not None:
         out.print(f"wrote {html}", highlight=False, markup=False)
 

@@ -23,6 +23,7 @@ th,td{padding:.3em .6em;border-bottom:1px solid #ddd;text-align:right}
 th:first-child,td:first-child{text-align:left}
 tfoot td{font-weight:bold;border-top:2px solid #888}
 .note{color:#666;font-size:12px} img{max-width:100%}
+.warning{color:#a33;font-weight:bold}
 """
 
 

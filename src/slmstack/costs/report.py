@@ -182,6 +182,19 @@ def times(factor: Decimal) -> str:
     return f"{inverse:,.1f}× dearer" if inverse < 10 else f"{inverse:,.0f}× dearer"
 
 
+def unknown_note(steps: int) -> str:
+    """What a report says of ``steps`` LLM calls of unknown cost (``""`` for none)."""
+    if not steps:
+        return ""
+    return (
+        f"{steps} recorded LLM call{' was' if steps == 1 else 's were'} of unknown cost (a "
+        "model with no price, or a response without token usage): recorded at $0, they are "
+        "not in the costs shown, and no price given now can cost them. Price the model where "
+        "the proxy reads its prices (its --prices) so that later calls are costed, and ask "
+        "the API for usage"
+    )
+
+
 def ratio(report_row: SpendRow) -> str:
     """How the row compares with the LLM (``"1,234× cheaper"``, ``"3.2× dearer"``).
 
@@ -226,6 +239,8 @@ def report_html(report: SpendReport) -> str:
         if llm
         else ""
     )
+    unknown = unknown_note(report.total.unknown_cost)
+    warning = f'<p class="warning">Warning: {html.escape(unknown)}.</p>' if unknown else ""
     versus = ""
     if llm and report.total.llm_cost is not None:
         versus = f"· all to {html.escape(llm)}: {html.escape(money(report.total.llm_cost))}"
@@ -237,6 +252,7 @@ def report_html(report: SpendReport) -> str:
 <p>{html.escape(period)} (UTC days) · {report.total.requests:,} requests ·
 total {html.escape(money(report.total.cost))}
 {versus}</p>
+{warning}
 <table><thead><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in head)}</tr></thead>
 <tbody>
 {body}
@@ -292,4 +308,12 @@ def _plots(report: SpendReport) -> list[tuple[str, str]]:
     return out
 
 
-__all__ = ["SpendReport", "SpendRow", "money", "ratio", "report_html", "spend_report"]
+__all__ = [
+    "SpendReport",
+    "SpendRow",
+    "money",
+    "ratio",
+    "report_html",
+    "spend_report",
+    "unknown_note",
+]
