@@ -40,6 +40,21 @@ def test_break_even_figures_are_exact():
     assert r.times_cheaper == Decimal(8100)
 
 
+@pytest.mark.parametrize(
+    ("training", "expected"),
+    [("0", 1), ("0.008099", 2), ("0.0080990001", 2), ("0.016198", 3)],
+)
+def test_break_even_is_the_first_request_after_which_the_stack_has_cost_less(training, expected):
+    """No training to recover: cheaper from the first request (it said 'after 0 requests');
+    training of exactly one request's saving: the costs tie after one, so two."""
+    r = break_even(rows(10, 2, 1_000, 20), workflow="desk", prices=load_prices(), llm="gpt-4",
+                   requests_per_day=1_000, training=Decimal(training))  # fmt: skip
+    n = r.break_even_requests
+    assert n == expected
+    assert r.training + n * r.stack_per_request < n * r.llm_per_request
+    assert r.training + (n - 1) * r.stack_per_request >= (n - 1) * r.llm_per_request
+
+
 def test_a_stack_dearer_than_the_llm_never_breaks_even():
     r = break_even(rows(3, 0, 10**9, 5), workflow="desk", prices=load_prices(), llm="gpt-4",
                    requests_per_day=10, training=Decimal(1))  # fmt: skip

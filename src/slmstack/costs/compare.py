@@ -68,11 +68,15 @@ class BreakEven:
 
     @property
     def break_even_requests(self) -> Decimal | None:
-        """Requests after which the stack, training included, is cheaper; ``None``: never."""
+        """Requests after which the stack, training included, is cheaper; ``None``: never.
+
+        The fewest ``n`` with ``training + n × stack < n × llm``: one request when there
+        is no training to recover, and one past an exact tie (where both have cost alike).
+        """
         saving = self.llm_per_request - self.stack_per_request
         if saving <= 0:
             return None
-        return (self.training / saving).to_integral_value(rounding="ROUND_CEILING")
+        return (self.training / saving).to_integral_value(rounding="ROUND_FLOOR") + 1
 
     @property
     def times_cheaper(self) -> Decimal | None:
