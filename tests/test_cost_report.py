@@ -97,6 +97,18 @@ def test_bad_report_arguments(ledger_file):
     ledger.close()
 
 
+def test_comparing_with_a_model_priced_by_machine_time_names_the_fix(ledger_file, tmp_path):
+    """It told a CLI user to 'cost its calls with compute_cost', a Python method."""
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("models: {my-vllm: {machine: gpu-l4}}\n")
+    res = cli("cost", "report", "--ledger", str(ledger_file), "--prices", str(prices),
+              "--compare-to", "my-vllm")  # fmt: skip
+    said = " ".join(res.output.split())
+    assert res.exit_code != 0 and "compute_cost" not in said
+    assert "'my-vllm' is priced by machine time (gpu-l4), not per token" in said
+    assert "name a model priced per token, or give 'my-vllm' input_per_1k" in said
+
+
 def test_the_html_page_is_self_contained(ledger_file):
     with Ledger(f"sqlite:///{ledger_file}", create=False) as ledger:
         page = report_html(spend_report(ledger, by="model"))

@@ -160,8 +160,10 @@ class PriceTable:
         price = self.model(model)
         if price.input_per_1k is None or price.output_per_1k is None:
             raise ConfigError(
-                f"model {model!r} is priced by machine time ({price.machine}), not per token; "
-                "cost its calls with compute_cost, or give it input_per_1k and output_per_1k"
+                f"model {model!r} is priced by machine time ({price.machine}), not per token, "
+                "so a count of tokens has no price at it (as `cost report --compare-to` and "
+                "`cost compare --llm` need); name a model priced per token, or give "
+                f"{model!r} input_per_1k and output_per_1k in your price table"
             )
         with localcontext() as ctx:
             ctx.prec = 50  # wide enough that nothing is rounded before the final rounding
