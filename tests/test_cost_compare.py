@@ -180,3 +180,18 @@ def test_break_even_after_one_request_is_said_in_the_singular():
     assert _when({"break_even_requests": 2500, "break_even_days": 3}) == (
         "after 2,500 requests (3 days at this volume)"
     )
+
+
+def test_compare_reads_the_workflow_ledger_and_never_creates_it(tmp_path):
+    """It opened the workflow's ledger as a writer: a workflow never run got an empty
+    ledger (and its folder) made by a command that only reads."""
+    from typer.testing import CliRunner
+
+    from slmstack.cli.app import app
+
+    wf = tmp_path / "desk.yaml"
+    wf.write_text("name: desk\nledger: sqlite:///books/ledger.db\nsteps: [{template: hi}]\n")
+    res = CliRunner().invoke(app, ["cost", "compare", str(wf), "--requests-per-day", "10"])
+    assert res.exit_code != 0
+    assert f"{tmp_path / 'books' / 'ledger.db'} does not exist" in " ".join(res.output.split())
+    assert not (tmp_path / "books").exists()

@@ -65,7 +65,7 @@ def compare(
     teacher = dollars(teacher_cost, "--teacher-cost")
     with load_workflow(workflow) as wf:  # read, then closed: its pools, its ledger
         meter = wf.meter()
-        url = ledger or (wf.ledger.url if wf.ledger is not None else None)
+        url = ledger or meter.ledger_url  # not wf.ledger: that would create a missing one
         if url is None:
             raise ConfigError(f"{workflow} keeps no ledger; add `ledger: sqlite:///ledger.db` to "
                               "it and run it, or pass --ledger")  # fmt: skip

@@ -161,6 +161,13 @@ class Meter:
                 self._ledger = Ledger(self._ledger_arg)
             return self._ledger
 
+    @property
+    def ledger_url(self) -> str | None:
+        """The ledger's URL, without opening (or creating) it; ``None`` when it keeps none."""
+        if isinstance(self._ledger_arg, str):
+            return self._ledger_arg
+        return None if self._ledger is None else self._ledger.url
+
     def close(self) -> None:
         """Flush and close the ledger this meter opened from a URL (a given one is left open)."""
         with self._lock:
