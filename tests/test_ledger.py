@@ -112,10 +112,15 @@ def test_the_same_request_and_step_is_stored_once(db_url):  # noqa: F811
 
 
 def test_a_time_in_another_zone_is_stored_as_the_same_instant_in_utc(db_url, monkeypatch):  # noqa: F811
-    """SQLite keeps a time's wall clock and drops its zone: 23:30 at UTC-5 read back as 23:30 UTC."""
+    """SQLite keeps a time's wall clock and drops its zone: 23:30 at UTC-5 read back as 23:30 UTC.
+
+    PostgreSQL gives a time back in its session's zone (a server set to Tokyo time): rows()
+    gives it in UTC, so a reader's ``at.date()`` is the UTC day the report groups by.
+    """
     import time
 
     monkeypatch.setenv("TZ", "Asia/Tokyo")  # a naive time is UTC, as rows() reads it back
+    monkeypatch.setenv("PGTZ", "Asia/Tokyo")  # the PostgreSQL session's zone
     time.tzset()
     try:
         east = datetime(2025, 5, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
@@ -128,7 +133,8 @@ def test_a_time_in_another_zone_is_stored_as_the_same_instant_in_utc(db_url, mon
         monkeypatch.undo()
         time.tzset()
     assert stored["r1"] == east and stored["r1"].utcoffset() == timedelta(0)
-    assert stored["r2"] == naive.replace(tzinfo=UTC)
+    assert stored["r2"] == naive.replace(tzinfo=UTC) and stored["r2"].utcoffset() == timedelta(0)
+    assert [stored[r].date().isoformat() for r in ("r2", "r1")] == days
     assert days == ["2025-05-01", "2025-05-02"]  # r2 on its UTC day, r1 on 04:30 UTC the next
 
 

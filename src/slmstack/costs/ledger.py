@@ -273,8 +273,8 @@ class Ledger:
             out = []
             for r in conn.execute(query):
                 data = {k: r._mapping[k] for k in _FIELDS}
-                if data["at"].tzinfo is None:  # SQLite drops the zone; every time is UTC
-                    data["at"] = data["at"].replace(tzinfo=UTC)
+                at = data["at"]  # SQLite drops the zone; PostgreSQL gives its session's
+                data["at"] = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
                 out.append(LedgerRow(**data))
             return out
 
