@@ -180,6 +180,13 @@ def test_break_even_after_one_request_is_said_in_the_singular():
     assert _when({"break_even_requests": 2500, "break_even_days": 3}) == (
         "after 2,500 requests (3 days at this volume)"
     )
+    # no training to recover at 10,000 a day: not "(0.0 days at this volume)"
+    assert _when({"break_even_requests": 1, "break_even_days": 0.0}) == (
+        "after 1 request (within the first day at this volume)"
+    )
+    assert _when({"break_even_requests": 5000, "break_even_days": 0.5}) == (
+        "after 5,000 requests (0.5 days at this volume)"
+    )
 
 
 def test_compare_reads_the_workflow_ledger_and_never_creates_it(tmp_path):

@@ -123,9 +123,9 @@ def _when(s: dict[str, Any]) -> str:
     be = s["break_even_requests"]
     if be is None:
         return "never: the stack costs as much as the LLM per request, or more"
-    days = s["break_even_days"]
-    return (f"after {be:,} request{'' if be == 1 else 's'} ({days} day{'' if days == 1 else 's'} "
-            "at this volume)")  # fmt: skip
+    days = s["break_even_days"]  # rounded to 3 places: 1 request of 10,000 a day is 0.0
+    when = "within the first day" if days == 0 else f"{days} day{'' if days == 1 else 's'}"
+    return f"after {be:,} request{'' if be == 1 else 's'} ({when} at this volume)"
 
 
 def _print(s: dict[str, Any]) -> None:
