@@ -281,6 +281,17 @@ def test_readers_never_create_a_ledger(tmp_path):
         Ledger("mysql://u@h/db")  # said before asking for a driver it would not use
 
 
+def test_a_sqlite_url_with_options_is_read_as_it_was_written(tmp_path):
+    """A reader took `?timeout=30` for part of the file name and said the ledger did not exist."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}?timeout=30"
+    with Ledger(url) as ledger:
+        ledger.append([row("r1", "a")])
+    with Ledger(url, create=False) as reader:
+        assert [r.request_id for r in reader.rows()] == ["r1"]
+    with pytest.raises(ConfigError, match=r"nope.db does not exist"):
+        Ledger(f"sqlite:///{tmp_path / 'nope.db'}?timeout=30", create=False)
+
+
 def test_two_workflows_given_the_same_key_keep_their_own_rows(db_url):  # noqa: F811
     with Ledger(db_url) as ledger:
         for workflow in ("desk", "billing"):

@@ -159,7 +159,7 @@ class Ledger:
         self.batch_size = batch_size
         self.flush_every_s = flush_every_s
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            _check_file(Path(url.removeprefix("sqlite:///")), create)
+            _check_file(Path(url.removeprefix("sqlite:///").partition("?")[0]), create)
         try:
             backend = sa.engine.make_url(url).get_backend_name()
             if backend not in _DIALECTS:
