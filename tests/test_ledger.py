@@ -464,3 +464,29 @@ def test_a_skill_calling_a_paid_api_is_priced_per_token(db_url):  # noqa: F811
     assert (step.model, step.machine, step.compute_s) == ("acme-3", None, 0.0)
     assert step.cost == 3 * Decimal("0.5") / 1000 == run.cost  # 3 input tokens
     wf.ledger.close()
+
+
+def test_a_backend_without_base_url_whose_model_is_priced_is_not_costed_as_local_time(tmp_path):
+    """A plug-in runtime's client (no base_url) must have a price in a workflow file, and
+    then was costed as wall time on the CPU: $0.14 of API tokens recorded as 1 nano-dollar."""
+    prices = {"models": {"acme-big": {"input_per_1k": "10", "output_per_1k": "30"}}}
+    wf = Workflow(
+        [EscalateStep("always", to="big")], skills={},
+        backends={"big": FakeBackend(["three word answer"], name="acme-big")},
+        name="desk", ledger=f"sqlite:///{tmp_path / 'l.db'}", prices=prices,
+    )  # fmt: skip
+    wf.run("please answer this question now", key="k")
+    assert wf.ledger is not None
+    step, run = wf.ledger.rows()
+    assert (step.model, step.machine, step.tokens_in, step.tokens_out) == ("acme-big", None, 5, 3)
+    assert step.cost == (5 * Decimal(10) + 3 * Decimal(30)) / 1000 == run.cost
+    wf.ledger.close()
+    local = Workflow(
+        [EscalateStep("always", to="small")], skills={},
+        backends={"small": FakeBackend(["ok"], name="my-gguf")},  # not in the table: local
+        ledger=f"sqlite:///{tmp_path / 'm.db'}",
+    )  # fmt: skip
+    local.run("hi", key="k")
+    assert local.ledger is not None
+    assert local.ledger.rows()[0].machine == "cpu-2vcpu"
+    local.ledger.close()

@@ -7,7 +7,9 @@ silent $0:
 - a **remote API** (a backend with a ``base_url``, or a skill holding one as ``backend_``,
   ``backend`` or ``model``) is priced per token from the price table, under the backend's
   model name; a model the table prices with ``machine:`` (one you serve yourself) costs
-  its calls' wall time on that machine;
+  its calls' wall time on that machine; a backend without a ``base_url`` (a plug-in
+  runtime's API client) whose model the table prices is priced as the table says too,
+  since a workflow file requires that price of every runtime that is not local;
 - anything else runs **locally** (small models, llama.cpp, transformers) and costs its
   wall time × the hourly price of the workflow's machine (``machine:``, by default the
   table's ``default_machine``). Wall time, not CPU time: a machine serving one request at
@@ -132,15 +134,17 @@ class Meter:
         self._by_model: dict[str, _Pricing] = {}  # every remote model, fallbacks included
         self._skills = {k: self._resolve(f"skill {k!r}", s, k) for k, s in skills.items()}
         self._backends = {
-            k: self._resolve(f"backend {k!r}", b, str(getattr(b, "name", k)))
+            k: self._resolve(f"backend {k!r}", b, str(getattr(b, "name", k)), by_name=True)
             for k, b in backends.items()
         }
         self._ledger_arg = ledger
         self._ledger: Ledger | None = ledger if isinstance(ledger, Ledger) else None
         self._lock = threading.Lock()
 
-    def _resolve(self, what: str, obj: object, local_name: str) -> _Pricing:
+    def _resolve(self, what: str, obj: object, local_name: str, by_name: bool = False) -> _Pricing:
         models = remote_models(obj)
+        if not models and by_name and local_name in self.prices.models:
+            models = [local_name]  # a plug-in runtime's client: no base_url to tell it by
         if not models:
             return _Pricing(local_name, False, self.machine)
         for model in models:
