@@ -490,3 +490,17 @@ def test_a_backend_without_base_url_whose_model_is_priced_is_not_costed_as_local
     assert local.ledger is not None
     assert local.ledger.rows()[0].machine == "cpu-2vcpu"
     local.ledger.close()
+
+
+def test_rows_appended_after_close_are_written_not_left_in_a_dead_buffer(tmp_path):
+    """A run that ends while its server shuts down appends after the ledger closed: those
+    rows sat in a buffer whose exit-time write close had cancelled, and were lost."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ledger = Ledger(url, batch_size=100, flush_every_s=60)
+    ledger.append([row("a", "")])
+    ledger.close()
+    ledger.append([row("b", "")])
+    assert ledger.pending == 0
+    del ledger
+    gc.collect()
+    assert sorted(r.request_id for r in Ledger(url, create=False).rows()) == ["a", "b"]

@@ -121,12 +121,11 @@ class SpendSums:
 
 def shown_url(url: str) -> str:
     """``url`` with its password masked."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    import sqlalchemy as sa
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
         return url
 
 
@@ -139,7 +138,7 @@ class Ledger:
             (``slmstack cost report``) pass ``False``, so a mistyped path is an error.
         batch_size: rows kept in memory before one multi-row insert.
         flush_every_s: a buffer older than this is written on the next append, so a
-            slow trickle of requests still reaches the database.
+            trickle of requests still reaches the database (after close: every append).
 
     Raises:
         ConfigError: the URL is not a database URL, its database is not SQLite or
@@ -182,11 +181,10 @@ class Ledger:
         self.dialect = self._engine.dialect.name
         self._table = _define(sa.MetaData())
         self._open(create)
-        self._buffer = RowBuffer()
+        self._buffer, self._closed = RowBuffer(), False
         # Rows still buffered are written when the ledger is dropped or at exit (errors logged).
-        self._finalizer = weakref.finalize(
-            self, write_or_log, self._buffer, self._engine, self._table, url
-        )
+        self._finalizer = weakref.finalize(self, write_or_log, self._buffer, self._engine,
+                                           self._table, url)  # fmt: skip
 
     def _open(self, create: bool) -> None:
         import sqlalchemy as sa
@@ -214,7 +212,8 @@ class Ledger:
         now = time.monotonic()
         rows_in = (((r.workflow, r.request_id, r.path), _values(r)) for r in rows)
         waiting = self._buffer.add(rows_in, now)
-        if waiting >= self.batch_size or now - self._buffer.oldest >= self.flush_every_s:
+        old = now - self._buffer.oldest >= self.flush_every_s
+        if self._closed or waiting >= self.batch_size or old:  # closed: no later flush
             self.flush()
 
     @property
@@ -230,6 +229,7 @@ class Ledger:
         """Flush and release the database connections (a failed flush raises, rows kept)."""
         self.flush()
         self._finalizer.detach()
+        self._closed = True
         self._engine.dispose()
 
     def __enter__(self) -> Ledger:
