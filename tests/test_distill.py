@@ -276,3 +276,22 @@ def test_two_runs_on_one_cache_never_buy_the_same_labels(tmp_path):
     with first.locked(), pytest.raises(DataError, match="locked.*another --cache"):
         label_with_teacher(b, ["a new text"], second, identity="t", cost_of=cost_of)
     assert b.calls == 0
+
+
+class HalfSureTeacher(KeywordTeacher):
+    """A teacher that abstains on every password question (an LLM that answered garbage)."""
+
+    def _predict(self, texts: Sequence[str]) -> list[Prediction]:
+        out = super()._predict(texts)
+        return [Prediction(abstained="invalid_output", usage=p.usage)
+                if p.label == "password" else p for p in out]  # fmt: skip
+
+
+def test_agreement_is_scored_only_on_held_out_texts_the_teacher_labelled(tmp_path):
+    # The student is the keyword rule itself, so it agrees with every label the teacher
+    # gave; a held-out text the teacher abstained on has no label to agree with.
+    clf = RecordingStudent().fit([])
+    report = distill(HalfSureTeacher().fit([]), clf, TEXTS, cache=TeacherCache(tmp_path / "c"),
+                     identity="t", cost_of=cost_of)  # fmt: skip
+    assert report.extra["held_out_teacher_abstained"] > 0
+    assert report.agreement_with_teacher == 1.0

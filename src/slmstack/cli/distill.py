@@ -166,8 +166,11 @@ def distill_command(
         print_json(summary)
         return
     out.print(f"[green]saved[/] {out_dir}  (trained on {report.train_texts} teacher labels)")
-    out.print(f"agreement with the teacher on {report.held_out_texts} held-out texts: "
-              f"{report.agreement_with_teacher:.4f}")  # fmt: skip
+    skipped = report.extra.get("held_out_teacher_abstained", 0)
+    scored = report.held_out_texts - skipped
+    out.print(f"agreement with the teacher on {scored} held-out texts: "
+              f"{report.agreement_with_teacher:.4f}"
+              + (f" ({skipped} more the teacher abstained on)" if skipped else ""))  # fmt: skip
     if report.student_gold_accuracy is not None:
         out.print(f"gold accuracy: student {report.student_gold_accuracy:.4f}, teacher "
                   f"{report.teacher_gold_accuracy:.4f}")  # fmt: skip

@@ -8,9 +8,9 @@ and each call is costed from the price table. The student (any classifier kind) 
 trained on the teacher's labels of the training part; texts the teacher abstained on, or
 labelled below ``min_confidence``, are left out (a soft form of confidence weighting that
 works with every student). The report says how often the student agrees with the teacher
-on the held-out part, how accurate both are against gold labels where the data has them,
-and what the teacher cost (all of it, and what this run paid, which is zero for a resumed
-run).
+on the held-out texts the teacher labelled, how accurate both are against gold labels
+where the data has them, and what the teacher cost (all of it, and what this run paid,
+which is zero for a resumed run).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class DistillReport:
     teacher_labels_bought: int  # labelled by this run (the rest came from the cache)
     teacher_abstained: int
     dropped_low_confidence: int
-    agreement_with_teacher: float  # student = teacher on the held-out part
+    agreement_with_teacher: float  # student = teacher, held-out texts the teacher labelled
     student_gold_accuracy: float | None  # where the data has gold labels
     teacher_gold_accuracy: float | None
     teacher_cost_usd: Decimal  # all teacher labels used, cached or not
@@ -195,9 +195,19 @@ def distill(
             + f"). Check the teacher; its answers are cached in {cache.path}, and "
             "--retry-abstained buys the abstained ones again once it is fixed"
         )
+    # A held-out text the teacher abstained on has no label to agree with: scoring it
+    # as a disagreement would measure the teacher's failures, not the student.
+    scorable = [i for i in held if labels[i].label is not None]
+    if not scorable:
+        raise DataError(
+            f"the teacher abstained on all {len(held)} held-out texts, so the student's "
+            f"agreement with it cannot be measured. Check the teacher; its answers are "
+            f"cached in {cache.path}, and --retry-abstained buys them again once it is fixed"
+        )
     student.fit([*labelled, *(Example(texts[i], str(labels[i].label)) for i in kept)])
     preds = student.predict([texts[i] for i in held])
-    agree = sum(p.label == labels[i].label for p, i in zip(preds, held, strict=True))
+    answered = [(p, i) for p, i in zip(preds, held, strict=True) if labels[i].label is not None]
+    agree = sum(p.label == labels[i].label for p, i in answered)
     student_gold = teacher_gold = None
     if gold is not None:
         scored = [(p, i) for p, i in zip(preds, held, strict=True) if gold[i]]
@@ -212,11 +222,12 @@ def distill(
         teacher_labels_bought=bought,
         teacher_abstained=sum(1 for label in labels if label.label is None),
         dropped_low_confidence=len(usable) - len(kept),
-        agreement_with_teacher=agree / len(held),
+        agreement_with_teacher=agree / len(scorable),
         student_gold_accuracy=student_gold,
         teacher_gold_accuracy=teacher_gold,
         teacher_cost_usd=Decimal(total).scaleb(-9),
         teacher_cost_this_run_usd=Decimal(total - spent_before).scaleb(-9),
+        extra={"held_out_teacher_abstained": len(held) - len(scorable)},
     )
 
 
