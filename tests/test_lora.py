@@ -154,3 +154,16 @@ def test_copies_of_a_pair_are_dropped_before_the_validation_split(tmp_path):
     assert (result.n_train, result.n_val, result.duplicates_dropped) == (6, 6, 12)
     meta = json.loads((tmp_path / "a" / "slmstack_adapter.json").read_text())
     assert meta["data"]["pairs"] == 12 and meta["data"]["duplicates_dropped"] == 12
+
+
+def test_a_prompt_that_fills_the_window_is_refused_not_reported_as_divergence(tmp_path):
+    # Cut at max_length, such a pair keeps no response token: a batch of them has a loss
+    # over nothing (NaN), which read as "training diverged, lower --lr".
+    from slmstack.training.lora import train_lora
+
+    long = "please summarise this long ticket about a lost order. " * 40
+    pairs = [(f"{long} ({i})", "Short summary.") for i in range(6)]
+    settings = LoraSettings(max_steps=1, batch_size=3, val_fraction=0, max_length=64)
+    with pytest.raises(DataError, match=r"6 of 6 pairs.*no response token.*--max-length"):
+        train_lora(pairs, tmp_path / "a", settings=settings)
+    assert not (tmp_path / "a").exists()

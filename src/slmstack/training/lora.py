@@ -150,6 +150,18 @@ def encode_pair(
     return full[:max_length], labels[:max_length], cut
 
 
+def _refuse_empty_responses(encoded: Sequence[tuple[list[int], list[int], bool]], n: int) -> None:
+    """Refuse pairs cut before their answer: a batch of them has a loss over no token (NaN)."""
+    empty = [i for i, (_, labels, _) in enumerate(encoded) if all(y == IGNORE for y in labels)]
+    if empty:
+        raise DataError(
+            f"{len(empty)} of {len(encoded)} pairs (the first: pair #{empty[0] + 1}) have a "
+            f"prompt of {n} tokens or more with the chat template, so no response "
+            f"token is left to learn after the cut at max_length={n}; raise "
+            "--max-length, or shorten or leave out those prompts"
+        )
+
+
 def _ids(out: Any) -> list[int]:
     if isinstance(out, dict) or hasattr(out, "keys"):
         out = out["input_ids"]
@@ -248,6 +260,7 @@ def train_lora(
         val = [e[:2] for e in held]
         train = [encoded[i][:2] for i in order]
         encoded += held  # counted in truncated_pairs below
+    _refuse_empty_responses(encoded, cfg.max_length)
     result = LoraResult(
         out=Path(out), n_train=len(train), n_val=len(val), duplicates_dropped=dropped
     )
