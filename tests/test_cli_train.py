@@ -176,3 +176,26 @@ def test_a_teacher_with_the_head_strategy_is_refused_before_training(data, tmp_p
                                "--strategy", "finetune", "--teacher", str(tmp_path)])  # fmt: skip
     _no_traceback(onto)
     assert "is the teacher's folder; the student would replace it" in onto.output
+
+
+def test_resuming_a_fine_tuned_skill_takes_epochs_and_lr(data, tmp_path):
+    # The check for options a head ignores ran against the default --strategy head before
+    # the saved skill was read, so a fine-tuned skill could not resume with --epochs or
+    # --lr (and the advice, --strategy finetune, is refused when resuming).
+    from slmstack import load
+
+    first = tmp_path / "ft"
+    args = ["train", "classify", str(data), "--strategy", "finetune", "--epochs", "1"]
+    trained = runner.invoke(app, [*args, "--out", str(first)])
+    assert trained.exit_code == 0, trained.output
+    again = runner.invoke(app, ["train", "classify", str(data), "--resume", str(first),
+                                "--epochs", "2", "--lr", "1e-5", "--out", str(tmp_path / "v2")])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    params = load(tmp_path / "v2").get_params()
+    assert (params["epochs"], params["learning_rate"]) == (2, 1e-5)
+    head = runner.invoke(app, ["train", "classify", str(data), "--out", str(tmp_path / "h")])
+    assert head.exit_code == 0, head.output
+    refused = runner.invoke(app, ["train", "classify", str(data), "--resume", str(tmp_path / "h"),
+                                  "--epochs", "2", "--out", str(tmp_path / "h2")])  # fmt: skip
+    _no_traceback(refused)
+    assert "--epochs do not apply to --strategy head" in refused.output

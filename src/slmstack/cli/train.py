@@ -118,7 +118,8 @@ def classify(
         static = _static_classifier(base, strategy, resume, val_fraction, seed, allow_pickle)
         if name_examples:
             raise ConfigError(f"--name-examples needs a transformer --base, not {base}; drop it")
-    _refuse_unused(given_options(ctx), base, strategy)
+    if resume is None:  # a resumed skill is checked against its own strategy, once loaded
+        _refuse_unused(given_options(ctx), base, strategy)
     prepare_out(out_dir, force)
     examples = TextClassifier.read_training_data(
         data, text_column=text_column, label_column=label_column
