@@ -295,3 +295,16 @@ def test_agreement_is_scored_only_on_held_out_texts_the_teacher_labelled(tmp_pat
                      identity="t", cost_of=cost_of)  # fmt: skip
     assert report.extra["held_out_teacher_abstained"] > 0
     assert report.agreement_with_teacher == 1.0
+
+
+def test_a_gold_seed_text_is_never_held_out(tmp_path):
+    # The seed set is often drawn from the texts to label: a seed text held out would be
+    # scored on a text the student was trained on with its answer.
+    from slmstack.types import Example
+
+    seed = [Example(t, g) for t, g in zip(TEXTS[:12], GOLD[:12], strict=True)]
+    clf = RecordingStudent().fit([])
+    report = distill(KeywordTeacher().fit([]), clf, TEXTS, cache=TeacherCache(tmp_path / "c"),
+                     identity="t", cost_of=cost_of, labelled=seed, held_out=0.5)  # fmt: skip
+    assert clf.asked and not set(clf.asked) & set(clf.trained)
+    assert report.held_out_texts == len(clf.asked)

@@ -159,7 +159,7 @@ def distill(
 
     ``labelled`` are gold examples the student also trains on (the seed set the teacher
     was shown): with many labels, a few hundred teacher labels leave some labels with one
-    example or none, which a classifier cannot learn.
+    example or none, which a classifier cannot learn. Their texts are never held out.
     """
     if len(texts) < 10:
         raise DataError(f"distillation needs at least 10 texts; got {len(texts)}")
@@ -177,8 +177,15 @@ def distill(
             retry_abstained=retry_abstained,
         )  # fmt: skip
     # Split distinct texts, not rows: a copy of a held-out text left in training would
-    # make the agreement score what the student memorised.
-    distinct = list(dict.fromkeys(texts))
+    # make the agreement score what the student memorised. Gold seed texts (often drawn
+    # from the same pool) are trained on, so they are never held out either.
+    seeds = {ex.text for ex in labelled}
+    distinct = [t for t in dict.fromkeys(texts) if t not in seeds]
+    if not distinct:
+        raise DataError(
+            "every text to label is also in the gold examples (labelled), so none is left "
+            "to hold out and score the student on; pass texts beyond the gold ones"
+        )
     random.Random(seed).shuffle(distinct)
     held_texts = set(distinct[: max(1, round(held_out * len(distinct)))])
     held = [i for i, t in enumerate(texts) if t in held_texts]
