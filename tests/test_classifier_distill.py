@@ -77,3 +77,7 @@ def test_the_teachers_soft_labels_pull_the_student_towards_them(tmp_path):
     again = load(tmp_path / "kd")
     assert isinstance(again, TextClassifier) and again.teacher_ == kd.teacher_
     np.testing.assert_allclose(again.predict_proba(QUERIES), kd.predict_proba(QUERIES), atol=1e-5)
+    # resumed on gold labels, the encoder still holds what the teacher taught: kept on record
+    again.set_params(epochs=1)
+    again.resume(TRAIN)
+    assert again.teacher_ == kd.teacher_ and again.provenance_.resumed

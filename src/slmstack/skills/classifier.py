@@ -39,12 +39,7 @@ from slmstack.artifacts import data_hash
 from slmstack.data.splits import stratified_split
 from slmstack.data.validation import drop_duplicates, refuse_unusable_rows, validate_examples
 from slmstack.errors import ConfigError, DataError
-from slmstack.models.encoder import (
-    Tokenized,
-    load_encoder,
-    model_window,
-    tokenize,
-)
+from slmstack.models.encoder import Tokenized, load_encoder, model_window, tokenize
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.models.shared import private_copy, shared_encoder, shared_tokenizer
 from slmstack.skills._classifier_io import (
@@ -297,7 +292,8 @@ class TextClassifier(LabelledTexts, Skill):
             teacher, [ex.text for ex in train], self.classes_,
             weight=self.distill_weight, temperature=self.distill_temperature,
         )  # fmt: skip
-        self.teacher_: dict[str, Any] | None = soft.describe(teacher) if soft else None
+        kept = getattr(self, "teacher_", None) if resumed else None  # the encoder still has it
+        self.teacher_: dict[str, Any] | None = soft.describe(teacher) if soft else kept
         result = tune_encoder(
             self, tok_train, y_train, tok_val, y_val, resumed=resumed, soft=soft
         ) if tuned else None  # fmt: skip
