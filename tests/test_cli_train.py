@@ -199,3 +199,5 @@ def test_resuming_a_fine_tuned_skill_takes_epochs_and_lr(data, tmp_path):
                                   "--epochs", "2", "--out", str(tmp_path / "h2")])  # fmt: skip
     _no_traceback(refused)
     assert "--epochs do not apply to --strategy head" in refused.output
+    # --strategy is refused when resuming, so the advice is a new skill, not that flag
+    assert "keeps its strategy when resumed" in " ".join(refused.output.split())

@@ -142,7 +142,8 @@ def classify(
         kept = {"epochs": epochs, "seed": seed, "scope_alpha": scope_alpha,
                 "batch_size": batch_size, "val_fraction": val_fraction}  # fmt: skip
         if skill.strategy_ == "head":
-            _refuse_unused(given, base, "head")
+            _refuse_unused(given, base, "head", f"{resume} keeps its strategy when resumed; "
+                           "train a new skill with --strategy finetune")  # fmt: skip
         changes = {k: v for k, v in kept.items() if k in given}
         if "learning_rate" in given and learning_rate is not None:
             changes[_rate_param(skill.strategy_)] = learning_rate
@@ -209,7 +210,9 @@ def _teacher(folder: Path | None, allow_pickle: bool) -> TextClassifier | None:
     return skill
 
 
-def _refuse_unused(given: set[str], base: str, strategy: str) -> None:
+def _refuse_unused(
+    given: set[str], base: str, strategy: str, fix: str = "add --strategy finetune"
+) -> None:
     """Refuse options the chosen kind of training would ignore in silence."""
     from slmstack.errors import ConfigError
 
@@ -225,7 +228,7 @@ def _refuse_unused(given: set[str], base: str, strategy: str) -> None:
     if unused:
         flags = ", ".join("--lr" if f == "learning_rate" else "--" + f.replace("_", "-")
                           for f in sorted(unused))  # fmt: skip
-        raise ConfigError(f"{flags} do not apply to {why}; drop them, or add --strategy finetune")
+        raise ConfigError(f"{flags} do not apply to {why}; drop them, or {fix}")
 
 
 def _rate_param(strategy: str) -> str:
