@@ -167,3 +167,14 @@ def test_a_prompt_that_fills_the_window_is_refused_not_reported_as_divergence(tm
     with pytest.raises(DataError, match=r"6 of 6 pairs.*no response token.*--max-length"):
         train_lora(pairs, tmp_path / "a", settings=settings)
     assert not (tmp_path / "a").exists()
+
+
+def test_validation_pairs_that_are_training_pairs_are_refused(tmp_path):
+    # A copy of a training pair in --val scores memorisation as progress, which the
+    # trainer promises never happens; refused before the base model is loaded.
+    from slmstack.training.lora import train_lora
+
+    pairs = [(f"What is the secret code for order {i}?", "PINEAPPLE.") for i in range(6)]
+    with pytest.raises(DataError, match=r"2 of the 3 validation pairs are also training"):
+        train_lora(pairs, tmp_path / "a", val_pairs=[pairs[1], pairs[4], ("Hi?", "Hello.")])
+    assert not (tmp_path / "a").exists()

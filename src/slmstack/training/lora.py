@@ -28,13 +28,7 @@ import torch
 from slmstack.artifacts import data_hash, library_versions, swap_in
 from slmstack.data.readers import read_records
 from slmstack.data.validation import drop_duplicates
-from slmstack.errors import (
-    ConfigError,
-    DataError,
-    DataWarning,
-    MissingDependencyError,
-    SkillError,
-)
+from slmstack.errors import ConfigError, DataError, DataWarning, MissingDependencyError, SkillError
 from slmstack.progress import progress
 from slmstack.training.adapters import write_adapter_meta
 
@@ -227,6 +221,13 @@ def train_lora(
         raise DataError(f"LoRA needs at least 2 prompt/response pairs, got {len(pairs)}")
     if val_pairs is not None and not val_pairs:
         raise DataError("val_pairs is empty; pass None to hold out val_fraction of pairs instead")
+    shared = sorted(set(pairs).intersection(val_pairs or ()))
+    if shared:
+        raise DataError(
+            f"{len(shared)} of the {len(val_pairs or ())} validation pairs are also training "
+            f"pairs (the first: {shared[0][0]!r:.60}); validated on, they would score "
+            "memorisation as progress. Leave them out of one of the two files"
+        )
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:
