@@ -70,3 +70,16 @@ class FakeBackend(Backend):
             usage=Usage(prompt, self.count_tokens(text)),
             finish_reason=finish,  # type: ignore[arg-type]
         )
+
+
+def down_traffic_store(url: str):
+    """A proxy traffic store whose database refuses every write (the database is down)."""
+    from slmstack.errors import ConfigError
+    from slmstack.proxy.traffic import TrafficStore
+
+    class Down(TrafficStore):
+        def insert(self, rows):
+            list(rows)
+            raise ConfigError("the database is down")
+
+    return Down(url)

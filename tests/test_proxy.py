@@ -251,22 +251,16 @@ def test_openai_client_through_the_proxy_on_loopback(tmp_path):
 def test_rows_the_database_refuses_at_the_stop_go_to_a_file_not_away(tmp_path, monkeypatch):
     import time as _time
 
+    from fakes import down_traffic_store
     from slmstack.costs import Ledger, load_prices
-    from slmstack.errors import ConfigError
     from slmstack.proxy.exchange import Exchange
     from slmstack.proxy.recorder import Recorder
     from slmstack.proxy.recording import Pricing
-    from slmstack.proxy.traffic import TrafficStore
-
-    class Down(TrafficStore):
-        def insert(self, rows):
-            list(rows)
-            raise ConfigError("the database is down")
 
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'proxy.db'}"
-    recorder = Recorder(Down(url), Ledger(url), pricing=Pricing(load_prices(), None, None),
-                        flush_every_s=0.01)  # fmt: skip
+    recorder = Recorder(down_traffic_store(url), Ledger(url),
+                        pricing=Pricing(load_prices(), None, None), flush_every_s=0.01)  # fmt: skip
     recorder.start()
     body = json.dumps(BODY).encode()
     answer = json.dumps({"choices": [{"message": {"role": "assistant", "content": "hi"}}],

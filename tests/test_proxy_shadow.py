@@ -276,20 +276,16 @@ def test_comparisons_the_database_refuses_at_the_stop_are_spilled_with_their_cal
 ):
     import time
 
+    from fakes import down_traffic_store
     from slmstack.costs import Ledger, load_prices
-    from slmstack.proxy import Exchange, Pricing, TrafficStore
+    from slmstack.proxy import Exchange, Pricing
     from slmstack.proxy.recorder import Recorder
-
-    class Down(TrafficStore):
-        def insert(self, rows):
-            list(rows)
-            raise ConfigError("the database is down")
 
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'proxy.db'}"
     shadow = Shadow([ShadowTask("t-bank", "classification", "", PREFIX, SUFFIX, Student())])
-    recorder = Recorder(Down(url), Ledger(url), pricing=Pricing(load_prices()), shadow=shadow,
-                        shadow_store=ShadowStore(url), flush_every_s=0.01)  # fmt: skip
+    recorder = Recorder(down_traffic_store(url), Ledger(url), pricing=Pricing(load_prices()),
+                        shadow=shadow, shadow_store=ShadowStore(url), flush_every_s=0.01)  # fmt: skip
     recorder.start()
     request = json.dumps({"model": "gpt-4o-mini", "messages": [
         {"role": "user", "content": PREFIX + "where is my card" + SUFFIX}]}).encode()  # fmt: skip
