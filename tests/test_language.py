@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slmstack import DataError, Example, LanguageDetector
+from slmstack.errors import ConfigError
 
 TRAIN = [
     Example("where is my parcel", "en"),
@@ -73,3 +74,18 @@ def test_bad_labels():
         )
     with pytest.raises(DataError, match="at least 2 labels"):
         LanguageDetector().fit([Example("hello there", "en"), Example("good morning", "en")])
+
+
+def test_a_short_text_leaning_to_a_neighbour_keeps_its_trained_language():
+    """langid reads "I forgot my password" as French (English at 0.38 of its weight): at an
+    en/de desk it stays English, where abstaining on every untrained top language sent it
+    to the default branch. A stricter other_ratio abstains on it; Spanish abstains either way."""
+    en_de = [ex for ex in TRAIN if ex.label != "fr"]
+    det = LanguageDetector().fit(en_de)
+    short = det.predict(["I forgot my password"])[0]
+    assert (short.label, short.abstained, short.data["language"]) == ("en", None, "fr")
+    assert det.predict(["¿Cuánto tarda el envío?"])[0].abstained == "other_language"
+    strict = LanguageDetector(other_ratio=0.5).fit(en_de)
+    assert strict.predict(["I forgot my password"])[0].abstained == "other_language"
+    with pytest.raises(ConfigError, match="other_ratio"):
+        LanguageDetector(other_ratio=1.5).fit(en_de)

@@ -8,7 +8,8 @@ never answer "Luxembourgish"), and the examples measure how well it does on them
 
 Confidences and scores are langid's posteriors over all its 97 languages, not
 renormalised over the trained ones: renormalised, a Spanish text at a de/en/fr desk
-was "en" with confidence 1.0. When langid's top language is none of the trained ones,
+was "en" with confidence 1.0. When langid's top language is none of the trained ones
+and the likeliest trained one has under ``other_ratio`` (0.1) of its posterior,
 the prediction abstains with ``"other_language"`` and keeps the closest trained language
 as its label (a guess, with a confidence near 0), so a route takes its ``default``
 branch and a cascade's threshold stops it. ``data`` holds langid's top language over
@@ -69,10 +70,16 @@ class LanguageDetector(LabelledTexts, Skill):
     skill_name = "slmstack.LanguageDetector.v1"
     produces: ClassVar[frozenset[str]] = frozenset({"label", "scores", "data"})
     fitted_attribute = "classes_"
-    constraints: ClassVar[Mapping[str, Check]] = {"top_k": Interval(int, 1, None)}
+    constraints: ClassVar[Mapping[str, Check]] = {
+        "top_k": Interval(int, 1, None), "other_ratio": Interval(float, 0.0, 1.0)
+    }  # fmt: skip
 
-    def __init__(self, *, top_k: int = 3):  # languages listed in each prediction's scores
-        self.top_k = top_k
+    def __init__(self, *, top_k: int = 3, other_ratio: float = 0.1):
+        self.top_k = top_k  # languages listed in each prediction's scores
+        # Abstain only when the likeliest trained language has under this share of the
+        # top language's posterior: short texts lean to a neighbour ("I forgot my
+        # password" is French to langid, English at 0.38 of its weight).
+        self.other_ratio = other_ratio
 
     def _restrict(self, languages: Sequence[str]) -> None:
         """Index the trained languages in the full model, whose posteriors are all kept."""
@@ -137,11 +144,15 @@ class LanguageDetector(LabelledTexts, Skill):
                     confidence=ranked[0][1],
                     scores=tuple(LabelScore(lang, p) for lang, p in ranked),
                     data={"language": top, "probability": top_p},
-                    abstained=None if top in self.classes_ else "other_language",
+                    abstained=None if self._trained(ranked[0][1], top, top_p) else "other_language",
                     usage=Usage(latency_ms=(time.perf_counter() - start) * 1000),
                 )
             )
         return out
+
+    def _trained(self, best: float, top: str, top_p: float) -> bool:
+        """Whether the text is in a trained language: the top one, or one near it."""
+        return top in self.classes_ or best >= self.other_ratio * top_p
 
     def _state(self) -> tuple[dict[str, Any], Tensors]:
         return {"labels": self.classes_, "langid_version": metadata.version("langid")}, {}
