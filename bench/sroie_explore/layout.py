@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+from _machine import machine
 from slmstack.data.fields import FieldExample, parse_schema
 from slmstack.evaluation.extraction import field_metrics
 from slmstack.skills import _field_features, _field_scoring
 from slmstack.skills.fields import FieldExtractor
-from _machine import machine
 from sroie import SCHEMA, readable
 from sroie_select import INNER_SEEDS, design_pool
 from sroie_vendors import drop_rescans, vendor_split
@@ -153,8 +153,8 @@ def main() -> int:
         mean = {k: round(statistics.fmean(r[k] for r in rows), 1) for k in keys}
         results[name] = {"inner_splits": rows, "mean": mean}
         print(f"  mean {mean}", flush=True)
-    out = {"machine": machine(), "params": params, "design_pool": len(pool), "inner_seeds": INNER_SEEDS,
-           "variants": results,
+    out = {"machine": machine(), "params": params, "design_pool": len(pool),
+           "inner_seeds": INNER_SEEDS, "variants": results,
            "command": " ".join(["flock /tmp/slmstack-cpu.lock nice -n 5 .venv/bin/python",
                                 "bench/sroie_explore/layout.py", *sys.argv[1:]])}  # fmt: skip
     Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
