@@ -104,13 +104,17 @@ def test_unusable_calls_are_dropped_and_counted(traffic):
         replace(mine[0], request_id="x4", user=user.format(4), response="  "),
         replace(mine[0], request_id="x5", user=user.format(5), response="Card_Arrival!"),
         served,
+        replace(mine[0], request_id="x7", user=user.format(7), response="card_arrival",
+                finish_reason="length"),  # cut at max_tokens: the label may be cut short
     ]
     data = task_data([*mine, *extra], recorded(banking))
-    assert data.calls == 46
+    assert data.calls == 47
+    assert data.dropped["answer cut at max_tokens"] == 1
+    assert "is my card here7" not in data.texts
     assert data.dropped["failed call"] == 2 and data.dropped["answered by the student"] == 1
     assert data.dropped["answer not in the label set"] == 1 and data.dropped["empty answer"] == 1
     assert data.targets[data.texts.index("is my card here5")] == "card_arrival"
-    assert data.cost_nusd == sum(r.cost_nusd for r in [*mine, *extra[:5]])  # not the student's
+    assert data.cost_nusd == sum(r.cost_nusd for r in [*mine, *extra[:5], extra[6]])  # not served
     assert len(data.texts) == len(set(data.texts))
 
 

@@ -298,3 +298,25 @@ def test_comparisons_the_database_refuses_at_the_stop_are_spilled_with_their_cal
     lines = [json.loads(line) for line in spilled.read_text().splitlines()]
     assert [sorted(line) for line in lines] == [["ledger", "traffic"], ["shadow"]]
     assert lines[1]["shadow"]["task_id"] == "t-bank" and lines[1]["shadow"]["agree"] is True
+
+
+def test_an_answer_cut_at_max_tokens_is_not_compared_with_the_student():
+    from slmstack.costs import load_prices
+    from slmstack.proxy import Exchange, Pricing, build_rows
+
+    shadow = Shadow([ShadowTask("t-bank", "classification", "", PREFIX, SUFFIX, Student())])
+    request = json.dumps({"model": "gpt-4o-mini", "max_tokens": 2, "messages": [
+        {"role": "user", "content": PREFIX + "where is my card" + SUFFIX}]}).encode()  # fmt: skip
+
+    def answer(text, reason):
+        body = {"choices": [{"index": 0, "finish_reason": reason,
+                             "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 2}}  # fmt: skip
+        return Exchange("/v1/chat/completions", request, json.dumps(body).encode(), 200,
+                        "application/json", "", None, 0.0, 5.0, 1.0, None)  # fmt: skip
+
+    recorded = build_rows([answer("card_", "length"), answer("card_arrival", "stop")],
+                          pricing=Pricing(load_prices(None)), shadow=shadow)  # fmt: skip
+    assert len(recorded.rows) == 2  # both calls are recorded
+    [row] = recorded.shadow  # only the whole answer is compared
+    assert row.llm_answer == "card_arrival"

@@ -215,6 +215,8 @@ def _compared(
     for ex, p, rid, route in zip(exchanges, parsed, ids, routes, strict=True):
         if ex.status != 200 or ex.error is not None or p.problem is not None:
             continue  # no whole answer (refused, cut short, unreadable): nothing to compare
+        if p.finish_reason == "length":
+            continue  # cut at max_tokens: a student's whole answer would not match the cut
         if route is not None and (route.role == "student" or route.prediction is None):
             continue  # the student's own answer, or a student that failed: nothing to compare
         calls.append((rid, datetime.fromtimestamp(ex.started, UTC), *system_and_user(p),

@@ -3,8 +3,9 @@
 The method: the task's template (system prompt and the fixed text around the variable
 part, from ``slmstack discover --json``) selects its calls exactly as the shadow does
 (:meth:`~slmstack.proxy.shadow.ShadowTask.variable`). Only calls the LLM answered well
-count: status 200, nothing the proxy could not read, and not answered by a student (a
-student must not learn its own answers). Each call gives one example:
+count: status 200, nothing the proxy could not read, not cut at ``max_tokens``
+(``finish_reason`` ``length``), and not answered by a student (a student must not learn
+its own answers). Each call gives one example:
 
 - **classification**: the answer as a label (:func:`~slmstack.proxy.answers.label_of`),
   kept only when it is one of the task's labels; the student learns the LLM's most
@@ -164,6 +165,8 @@ def task_data(
             dropped["answered by the student"] += 1
         elif row.status != 200 or row.problem:
             dropped["failed call"] += 1
+        elif row.finish_reason == "length":
+            dropped["answer cut at max_tokens"] += 1
         else:
             masked = masked or row.masked
             answer = row.response
