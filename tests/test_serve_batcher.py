@@ -307,6 +307,32 @@ def test_a_drain_timeout_fails_what_is_left_with_shutting_down():
     assert fn.batches == [["q0"]]
 
 
+def test_a_drain_timeout_while_bad_input_is_isolated_fails_every_caller_left():
+    hold = threading.Event()
+
+    def fn(items: list[str]) -> list[str]:
+        if "bad" in items:
+            raise DataError("text 'bad' is unusable")
+        if items == ["ok1"]:
+            hold.wait(10)  # the re-run of the first caller alone outlasts the drain
+        return [item.upper() for item in items]
+
+    async def main():
+        batcher = MicroBatcher("t", fn, max_batch=8, max_wait_ms=50)
+        await batcher.start()
+        futures = [asyncio.ensure_future(batcher.submit([t])) for t in ["ok1", "bad", "ok2"]]
+        await until(lambda: batcher.batches_run == 0 and batcher.depth == 0)
+        await asyncio.sleep(0.05)  # the batch failed on "bad"; "ok1" re-runs alone
+        await batcher.close(drain_timeout_s=0.05)
+        return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 2)
+
+    try:
+        outcomes = run(main)
+    finally:
+        hold.set()
+    assert all(isinstance(o, ShuttingDown) for o in outcomes), outcomes  # none left waiting
+
+
 def test_an_error_in_fn_reaches_the_callers_of_that_batch_only():
     fn = Recorder(fail=lambda batch: RuntimeError("model broke") if "boom" in batch else None)
 

@@ -346,25 +346,26 @@ class MicroBatcher(Generic[ItemT, OutT]):
     async def _run(self, batch: list[Entry]) -> None:
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
-        try:
-            outputs = await loop.run_in_executor(self._executor, self._call,
-                                                 [e.item for e in batch])  # fmt: skip
-        except asyncio.CancelledError:
+        try:  # cancelled (a drain timed out) while it or its re-runs per caller ran
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._call,
+                                                     [e.item for e in batch])  # fmt: skip
+            except DataError as exc:
+                groups = by_submission(batch)
+                if len(groups) == 1:
+                    self._finish(batch[0].sub, exc)
+                else:
+                    await self._isolate(groups)
+            except Exception as exc:
+                for entry in batch:
+                    self._finish(entry.sub, exc)
+            else:
+                self._deliver(batch, outputs)
+        except asyncio.CancelledError:  # callers answered already keep their answer
             stopped = ShuttingDown(f"{self.name} was stopped while this request's batch ran")
             for entry in batch:
                 self._finish(entry.sub, stopped)
             raise
-        except DataError as exc:
-            groups = by_submission(batch)
-            if len(groups) == 1:
-                self._finish(batch[0].sub, exc)
-            else:
-                await self._isolate(groups)
-        except Exception as exc:
-            for entry in batch:
-                self._finish(entry.sub, exc)
-        else:
-            self._deliver(batch, outputs)
         finally:
             self._measured(len(batch), time.perf_counter() - start)
 
