@@ -241,6 +241,18 @@ def test_a_client_that_hangs_up_stops_the_generation_and_frees_the_skill(client,
     assert "".join(c.choices[0].delta.content or "" for c in again) == WANT
 
 
+def test_a_stream_is_refused_not_run_while_the_ledger_cannot_be_written(client, monkeypatch):
+    import slmstack.serve.state as state_module
+
+    monkeypatch.setattr(state_module, "LEDGER_BACKLOG", 0)  # as if 100,000 rows waited
+    backend = Scripted.made["streamy"]
+    backend.sent.clear()
+    with pytest.raises(openai.APIStatusError, match="ledger database cannot be written") as err:
+        client.chat.completions.create(model="summary", messages=ask(TICKET), stream=True)
+    assert err.value.status_code == 503 and err.value.response.headers["retry-after"] == "5"
+    assert backend.sent == []  # nothing generated, nothing left unrecorded
+
+
 # ---------------------------------------------------------------------- refusals
 def test_the_openai_client_lists_and_retrieves_the_models(client):
     assert {m.id for m in client.models.list()} == {"intent", "summary", "checked", "desk"}

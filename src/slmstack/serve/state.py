@@ -273,13 +273,8 @@ class ServeState:
         request_id = uuid.uuid4().hex
         return request_id, [Call(t, f"{request_id}:{i}", caller) for i, t in enumerate(texts)]
 
-    async def submit(self, batcher: MicroBatcher[Call, Any], calls: list[Call]) -> list[Any]:
-        """Queue ``calls`` under the config's deadline; their answers, in order.
-
-        Raises:
-            Unavailable: ``LEDGER_BACKLOG`` rows or more wait for a ledger database that
-                cannot be written; the calls are not run (and cost nothing).
-        """
+    def admit(self) -> None:
+        """:class:`Unavailable` (503) while ``LEDGER_BACKLOG`` rows wait for their database."""
         backlog = sum(ledger.pending for ledger in self.ledgers())
         if backlog >= LEDGER_BACKLOG:
             raise Unavailable(
@@ -288,6 +283,10 @@ class ServeState:
                 "database's error)",
                 retry_after_s=LEDGER_FLUSH_RETRY_S,
             )
+
+    async def submit(self, batcher: MicroBatcher[Call, Any], calls: list[Call]) -> list[Any]:
+        """Queue ``calls`` (if :meth:`admit` lets them) under the deadline; their answers."""
+        self.admit()
         deadline = time.monotonic() + self.config.limits.deadline_s
         try:
             return await batcher.submit(calls, deadline=deadline)

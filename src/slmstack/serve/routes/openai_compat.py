@@ -334,6 +334,7 @@ async def _stream_tokens(
     stream = getattr(skill, "stream", None)
     if not callable(stream):
         return None
+    state.admit()  # a stream is metered as a prediction is: not while the ledger is down
     deadline = time.monotonic() + state.config.limits.deadline_s
     gate = _gate(app, state, body.model)
     await gate.enter(deadline)
