@@ -249,6 +249,24 @@ def test_playground_shows_route_steps_and_cost(client):
     assert nul.status_code == 422 and "NUL character" in nul.text  # never filed in the inbox
 
 
+def test_a_playground_run_is_shown_while_the_ledger_cannot_be_written(client, folder):
+    import sqlite3
+
+    ledger_db = sqlite3.connect(folder / "ledger.db")
+    ledger_db.execute("ALTER TABLE slmstack_ledger RENAME TO away")  # every write fails
+    ledger_db.commit()
+    try:
+        page = client.post("/console/playground", data={"workflow": "desk", "text": "please "
+                           "refund my order"}, headers=ANA)  # fmt: skip
+    finally:
+        ledger_db.execute("ALTER TABLE away RENAME TO slmstack_ledger")
+        ledger_db.commit()
+        ledger_db.close()
+    # The run was made (and metered): the page shows it, not "The run failed" and a 422.
+    assert page.status_code == 200 and "We will handle your refund request." in page.text
+    assert "ledger database cannot be written now" in page.text
+
+
 def test_reports_show_spend_escalation_rate_latency_and_cli_reports(client, folder):
     seed_ledger(folder, days=5)
     page = client.get("/console/reports?days=7&by=day", headers=ANA).text

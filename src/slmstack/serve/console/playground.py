@@ -8,6 +8,7 @@ ledger row's, read back by the run's request id; without a ledger only the total
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -16,13 +17,14 @@ from fastapi.responses import HTMLResponse
 
 from slmstack.costs.prices import from_nano
 from slmstack.costs.report import money
-from slmstack.errors import SlmstackError
+from slmstack.errors import ConfigError, SlmstackError
 from slmstack.serve.console.common import FormError, read_form, router
 from slmstack.serve.console.render import page
 from slmstack.serve.http_errors import headers_of, shown, status_of
 from slmstack.serve.limits import check_input
 
 MAX_TEXT = 20_000
+_log = logging.getLogger("slmstack.serve")
 
 
 def _workflows(request: Request) -> list[str]:
@@ -85,7 +87,7 @@ async def _run(request: Request, name: str, text: str) -> dict[str, Any]:
     costs = await run_in_threadpool(_step_costs, state, calls[0].key)
     steps: list[dict[str, Any]] = []
     for root in result.trace:
-        _flatten(root.to_dict(), 0, costs, steps)
+        _flatten(root.to_dict(), 0, costs or {}, steps)
     out = result.to_dict(trace=True)
     return {
         "status": result.status,
@@ -99,6 +101,7 @@ async def _run(request: Request, name: str, text: str) -> dict[str, Any]:
         "steps": steps,
         "trace": out["trace"],
         "ledger": bool(costs),
+        "ledger_down": costs is None,
     }
 
 
@@ -109,11 +112,20 @@ def usd(amount: Decimal) -> str:
     return money(amount)
 
 
-def _step_costs(state: Any, request_id: str) -> dict[str, int]:
-    """Each step's cost (nano-dollars) by path, from the ledger rows of ``request_id``."""
+def _step_costs(state: Any, request_id: str) -> dict[str, int] | None:
+    """Each step's cost (nano-dollars) by path, from the ledger rows of ``request_id``.
+
+    ``None`` when a ledger cannot be read now: the run is done (its rows wait in memory,
+    see :mod:`slmstack.serve.state`), so the page shows it without per-step costs.
+    """
     found: dict[str, int] = {}
     for ledger in state.ledgers():
-        for row in ledger.rows(request_id=request_id):
+        try:
+            rows = ledger.rows(request_id=request_id)  # flushes first, which may fail
+        except ConfigError as exc:
+            _log.warning("the playground shows no per-step cost: %s", exc)
+            return None
+        for row in rows:
             if row.path:
                 found[row.path] = row.cost_nusd
     return found
