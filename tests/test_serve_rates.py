@@ -86,6 +86,28 @@ def test_two_apps_with_workers_2_share_a_keys_rate_through_the_ledger_database(
     assert (tmp_path / "ledger.db.rates.db").is_file()
 
 
+def test_a_rate_store_that_fails_is_a_503_with_retry_after_not_a_500(tmp_path, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setenv("H4_RATE_KEYS", f"ops:{KEY}")
+    config = write_server(tmp_path, "auth: {keys_env: H4_RATE_KEYS, rate_per_minute: 50}\n")
+    headers = {"Authorization": f"Bearer {KEY}"}
+    with TestClient(create_app(config, workers=2), raise_server_exceptions=False) as client:
+        assert client.get("/v1/models", headers=headers).status_code == 200
+        store = sqlite3.connect(tmp_path / "ledger.db.rates.db")
+        store.execute("ALTER TABLE slmstack_rate_limits RENAME TO away")  # every check fails
+        store.commit()
+        refused = client.post("/v1/skills/intent/predict", json={"text": "hi"}, headers=headers)
+        store.execute("ALTER TABLE away RENAME TO slmstack_rate_limits")
+        store.commit()
+        store.close()
+        again = client.post("/v1/skills/intent/predict", json={"text": "hi"}, headers=headers)
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+    assert "rate-limit store cannot be used now" in refused.json()["detail"]
+    assert "no such table" not in refused.text  # the database's own words go to the log
+    assert again.status_code == 200
+
+
 def test_one_worker_keeps_its_buckets_in_process(tmp_path, monkeypatch):
     monkeypatch.setenv("H4_RATE_KEYS", f"ops:{KEY}")
     config = write_server(tmp_path, "auth: {keys_env: H4_RATE_KEYS, rate_per_minute: 5}\n")

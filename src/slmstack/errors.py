@@ -192,7 +192,7 @@ class ShuttingDown(ServeError):
 
 
 class Unavailable(ServeError):
-    """The server cannot take work now: its ledger database cannot be written (HTTP 503).
+    """The server cannot take work now: its ledger or rate-limit database fails (HTTP 503).
 
     ``retry_after_s``: when to try again.
     """

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from slmstack.errors import ConfigError, Unauthorized
+from slmstack.errors import ConfigError, Unauthorized, Unavailable
 from slmstack.serve._key_sources import MAKE_KEY, check_pair, parse_env, parse_file
 from slmstack.serve.asgi import error_body, route_template
 from slmstack.serve.rates import rate_and_burst
@@ -305,7 +305,12 @@ class AuthMiddleware:
             return
         shared = getattr(scope["app"].state, "rate_limiter", None)
         if shared is not None:  # a database statement: off the event loop
-            wait = await asyncio.to_thread(shared.check, name)
+            try:
+                wait = await asyncio.to_thread(shared.check, name)
+            except Unavailable as exc:  # the store failed: refuse, never pass unchecked
+                retry = {"retry-after": str(max(1, math.ceil(exc.retry_after_s)))}
+                await _reply(scope, send, 503, str(exc), retry)
+                return
         else:
             limiter = self._limiter_for(auth.rate_per_minute)
             wait = None if limiter is None else limiter.check(name)

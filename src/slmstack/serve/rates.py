@@ -51,16 +51,19 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from slmstack.errors import ConfigError, MissingDependencyError
+from slmstack.errors import ConfigError, MissingDependencyError, Unavailable
 from slmstack.sqlite_files import make_folder, use_wal
 
 _TABLE = "slmstack_rate_limits"
+STORE_RETRY_S = 5.0  # the Retry-After of a 503 while the store cannot be used
+_log = logging.getLogger("slmstack.serve")
 
 
 def rate_and_burst(rate_per_minute: float, burst: float | None) -> tuple[float, float]:
@@ -127,13 +130,29 @@ class SharedRateLimiter:
         """Take one request from ``name``'s allowance: ``None`` if allowed, else seconds to wait.
 
         Blocking (one database statement, in one transaction): call it off the event loop.
+
+        Raises:
+            Unavailable: the database failed (503 with ``Retry-After``; never a pass).
         """
+        import sqlalchemy as sa
+
         now = self._clock()
         params = {"key": name, "now": now, "t": self._t, "burst_t": self.burst * self._t}
-        with self._engine.begin() as conn:
-            if conn.execute(self._upsert, params).first() is not None:
-                return None
-            tat = conn.execute(self._select, {"key": name}).scalar()
+        try:
+            with self._engine.begin() as conn:
+                if conn.execute(self._upsert, params).first() is not None:
+                    return None
+                tat = conn.execute(self._select, {"key": name}).scalar()
+        except sa.exc.DatabaseError as exc:  # the detail is the operator's: log it, say 503
+            from slmstack.workflows.packet import shown_url
+
+            _log.error("rate store %s failed: %s", shown_url(self.url), exc.orig)
+            raise Unavailable(
+                "the rate-limit store cannot be used now, so no request can be checked "
+                "against its key's rate; retry later (the server's log has the database's "
+                "error)",
+                retry_after_s=STORE_RETRY_S,
+            ) from None
         return max(0.0, max(float(tat or now), now) + self._t - now - self.burst * self._t)
 
     def close(self) -> None:
