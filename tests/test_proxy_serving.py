@@ -511,6 +511,23 @@ def test_a_malformed_stream_options_reaches_the_llm_not_a_crash(tmp_path):
     assert (row.status, row.answered_by) == (400, "llm")
 
 
+def test_a_stream_flag_that_is_not_a_boolean_reaches_the_llm(tmp_path):
+    """``"stream": "false"`` is truthy in Python: the student would answer a stream to a
+    client that may expect one JSON body. The LLM refuses or reads it as it does."""
+    student = Student(confidence=0.99)
+    proxy, upstream, _, _ = setup(tmp_path, student, FakeUpstream(status=400))
+
+    async def main():
+        async with proxy, client(proxy) as http:
+            r = await http.post("/v1/chat/completions", json=body(stream="false"))
+            assert proxy.recorder.wait_idle()
+            return r
+
+    r = asyncio.run(main())
+    assert r.status_code == 400 and r.headers["x-slmstack-answered-by"] == "llm"
+    assert len(upstream.received) == 1
+
+
 def test_a_new_student_is_promoted_on_its_own_calls_and_served_only_if_it_was_weighed(tmp_path):
     """A retrained student must not inherit the gate its predecessor passed, nor its threshold."""
     url = f"sqlite:///{tmp_path / 'proxy.db'}"

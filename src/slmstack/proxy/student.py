@@ -152,11 +152,15 @@ def _stream(head: dict[str, Any], answer: Answer, include_usage: bool) -> list[b
 def servable(request: dict[str, Any]) -> bool:
     """Whether a student could answer the request at all (one choice, no tools, no logprobs).
 
-    A malformed ``stream_options`` is the LLM's to refuse, with its own error.
+    A malformed ``stream_options``, or a ``stream`` that is not a JSON boolean (``"false"``
+    is a string, which Python reads as true), is the LLM's to refuse or read, with its own
+    error or its own coercion.
     """
     if any(request.get(k) for k in _NOT_SERVABLE):
         return False
     if not isinstance(request.get("stream_options") or {}, dict):
+        return False
+    if not isinstance(request.get("stream", False), bool):
         return False
     return request.get("n") in (None, 1)
 
