@@ -146,3 +146,37 @@ def test_a_drawn_row_share_counts_the_errors_into_labels_left_out():
     row = labels.index("l0")
     assert share[row, row] == pytest.approx(10 / 19)  # of the whole row, not of what is drawn
     assert counts[row, row] == 10
+
+
+def test_metrics_on_a_small_hand_computed_case():
+    from slmstack.evaluation.metrics import classification_metrics
+
+    # a: P 1, R 1/2, F 2/3; b: P 1/3, R 1, F 1/2; c: never predicted, F 0
+    report = classification_metrics(["a", "a", "b", "c"], ["a", "b", "b", "b"])
+    assert report["accuracy"] == 0.5
+    assert report["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    assert report["per_class"]["b"]["precision"] == pytest.approx(1 / 3)
+    assert report["confusion_matrix"]["matrix"] == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
+
+
+class AbstainingClassifier(FakeClassifier):
+    """An LLM classifier's way: no label (``invalid_output``) for a text it cannot read."""
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return [
+            Prediction(abstained="invalid_output") if "???" in t else p
+            for t, p in zip(texts, super().predict(texts), strict=True)
+        ]
+
+
+def test_an_abstention_is_an_error_of_its_class_not_a_class_of_its_own(tmp_path):
+    # It had been scored as a label "" of F1 0, averaged into macro-F1 beside the real
+    # labels: one unreadable answer of five took macro-F1 from 0.90 to 0.60.
+    data = write(tmp_path / "d.csv", GOOD + "??? card,card\n")
+    report = evaluate_classifier(AbstainingClassifier(), data, single_queries=1)
+    assert set(report["per_class"]) == {"card", "refund"}
+    card = report["per_class"]["card"]
+    assert card["precision"] == 1.0 and card["recall"] == pytest.approx(2 / 3)
+    assert report["macro_f1"] == pytest.approx((0.8 + 1.0) / 2)
+    assert report["accuracy"] == pytest.approx(4 / 5) and report["abstained"] == 1
+    assert report["confusion_matrix"]["matrix"][0] == [0, 0, 0]  # the "" row: no true ""

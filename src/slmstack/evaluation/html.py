@@ -135,6 +135,7 @@ def _number(value: float) -> str:
 def _literal(labels: list[str]) -> list[str]:
     """Labels drawn as written: a ``$`` would start matplotlib's math mode.
 
-    ``plan_$_pro_$`` had crashed the report, and ``$5-$10 refund`` drew as math.
+    ``plan_$_pro_$`` had crashed the report, and ``$5-$10 refund`` drew as math. The
+    column of abstentions (no label) is named, not left blank.
     """
-    return [str(label).replace("$", r"\$") for label in labels]
+    return [str(label).replace("$", r"\$") or "(no label)" for label in labels]

@@ -9,9 +9,17 @@ from slmstack.data.tagging import TaggedExample, spans_to_tags
 from slmstack.errors import MissingDependencyError
 from slmstack.types import Span
 
+NO_LABEL = ""
+"""The predicted label of an abstention (an LLM's unreadable answer, say)."""
+
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
+
+    A prediction of ``NO_LABEL`` (an abstention) is an error of its text's true label and
+    counted in ``abstained``; it is no class of its own, so it adds no class of F1 0 to
+    macro-F1 (the confusion matrix keeps it, as a column of its own).
+    """
     from sklearn.metrics import (
         accuracy_score,
         confusion_matrix,
@@ -19,7 +27,8 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict
         precision_recall_fscore_support,
     )
 
-    labels = sorted(set(y_true) | set(y_pred))
+    every = sorted(set(y_true) | set(y_pred))
+    labels = [lab for lab in every if lab != NO_LABEL]
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "n": len(y_true),
@@ -27,6 +36,7 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict
         "macro_f1": float(
             f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
         ),
+        "abstained": sum(1 for y in y_pred if y == NO_LABEL),
         "per_class": {
             lab: {
                 "precision": float(p[i]),
@@ -37,8 +47,8 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> dict
             for i, lab in enumerate(labels)
         },
         "confusion_matrix": {
-            "labels": labels,
-            "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+            "labels": every,
+            "matrix": confusion_matrix(y_true, y_pred, labels=every).tolist(),
         },
     }
 
