@@ -151,3 +151,22 @@ def test_load_refuses_a_different_generator(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ArtifactError, match="generator 'smollm2' of sha256 ffff"):
         load(folder)
+
+
+@needs_smollm2
+def test_cli_eval_reads_the_references_where_training_does(tmp_path):
+    # `slmstack eval` passed its own default --label-column (label) to every skill, so a
+    # file that training reads (references in "summary") failed: missing column 'label'.
+    from typer.testing import CliRunner
+
+    from slmstack.cli.app import app
+
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"text": TICKETS[1], "summary": "The app logs the user out."}))
+    assert Summarizer.read_training_data(data)[0].label == "The app logs the user out."
+    Summarizer(model="smollm2", max_sentences=1).fit([]).save(tmp_path / "s")
+    res = CliRunner().invoke(app, ["eval", str(tmp_path / "s"), str(data), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["n"] == 1
+    res = CliRunner().invoke(app, ["eval", str(tmp_path / "s"), str(data), "--label-column", "x"])
+    assert res.exit_code != 0 and "missing column 'x'; the file has text, summary" in res.output

@@ -54,8 +54,13 @@ def evaluate(
             "empty or oos for a question nothing answers)."
         ),
     ],
-    text_column: Annotated[str, typer.Option()] = "text",
-    label_column: Annotated[str, typer.Option()] = "label",
+    text_column: Annotated[
+        str | None, typer.Option(help="Column of the texts (default: text).")
+    ] = None,
+    label_column: Annotated[
+        str | None,
+        typer.Option(help="Column of the labels (default: label; a summarizer's: summary)."),
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the full report as JSON.")
     ] = False,
@@ -89,7 +94,9 @@ def evaluate(
     from slmstack.cli.train_generic import _read_options
 
     skill = load(skill_dir, allow_pickle=allow_pickle)
-    options = {"text_column": text_column, "label_column": label_column}
+    # only the columns given: a summarizer reads its references from "summary" by default
+    given = {"text_column": text_column, "label_column": label_column}
+    options: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     options |= _read_options(type(skill), tuple(reads or ()))
     report = skill.evaluate(data, unseen_labels=unseen_labels, **options)
     if json_out:  # the figures first: a report that fails to draw must not lose them

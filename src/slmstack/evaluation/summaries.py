@@ -59,7 +59,7 @@ def evaluate_summarizer(
         for col in (text_column, label_column):
             if not isinstance(r.fields.get(col), str):
                 raise DataError(
-                    f"missing text column {col!r}; the file has {', '.join(r.fields)}. "
+                    f"missing column {col!r}; the file has {', '.join(r.fields)}. "
                     "Pass --text-column / --label-column.",
                     path=data,
                     row=r.line,
