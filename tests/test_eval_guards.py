@@ -180,3 +180,32 @@ def test_an_abstention_is_an_error_of_its_class_not_a_class_of_its_own(tmp_path)
     assert report["macro_f1"] == pytest.approx((0.8 + 1.0) / 2)
     assert report["accuracy"] == pytest.approx(4 / 5) and report["abstained"] == 1
     assert report["confusion_matrix"]["matrix"][0] == [0, 0, 0]  # the "" row: no true ""
+
+
+class FakeFAQ:
+    """Answers ``pay`` when the query mentions paying, else declines."""
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return [
+            Prediction(label="pay", confidence=0.9)
+            if "pay" in t
+            else Prediction(abstained="no_match", confidence=0.2)
+            for t in texts
+        ]
+
+
+def test_faq_rates_of_nothing_are_none_not_zero(tmp_path):
+    # A file without out-of-scope queries had abstain_recall 0.0: "never declined when it
+    # should have", of queries that were not there. A rate of nothing is None ("none").
+    in_scope = write(tmp_path / "in.csv", "text,label\nhow do I pay,pay\nwhere is it,pay\n")
+    report = evaluate_faq(FakeFAQ(), in_scope, single_queries=1)
+    assert report["abstain_recall"] is None and report["abstain_precision"] == 0.0
+    assert report["wrong_abstain_rate_in_scope"] == 0.5
+    out_of_scope = write(tmp_path / "oos.csv", "text,label\nhello,oos\nbye,\n")
+    report = evaluate_faq(FakeFAQ(), out_of_scope, single_queries=1)
+    assert report["abstain_recall"] == 1.0 and report["abstain_precision"] == 1.0
+    assert report["wrong_abstain_rate_in_scope"] is None
+    assert report["wrong_answer_rate_in_scope"] is None and report["top1_accuracy"] is None
+    answers = write(tmp_path / "all.csv", "text,label\npay now,pay\npay later,oos\n")
+    report = evaluate_faq(FakeFAQ(), answers, single_queries=1)
+    assert report["abstain_precision"] is None and report["abstain_recall"] == 0.0

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from slmstack.data.readers import read_examples
 from slmstack.data.validation import refuse_unusable_rows
@@ -34,21 +35,30 @@ def _read(data: Path, text_column: str, label_column: str) -> tuple[list[str], l
     return [ex.text for ex in examples], gold
 
 
+def _share(hits: NDArray[np.bool_], of: NDArray[np.bool_]) -> float | None:
+    """The share of ``of`` that ``hits``; ``None`` when ``of`` is empty (a rate of nothing).
+
+    0.0 there read as a failure: ``abstain_recall`` 0 on a file with no out-of-scope query.
+    """
+    return float((hits & of).sum() / of.sum()) if of.any() else None
+
+
 def abstention_metrics(preds: list[Prediction], gold: list[str | None]) -> dict[str, Any]:
-    """Abstain precision (declining was right) and recall (declined when it should have)."""
-    abstained = np.array([p.abstained is not None for p in preds])
-    oos = np.array([g is None for g in gold])
-    n_abstained = int(abstained.sum())
+    """Abstain precision (declining was right) and recall (declined when it should have).
+
+    A rate whose denominator is empty (recall on a file without out-of-scope queries,
+    precision of a skill that never declined) is ``None``.
+    """
+    abstained = np.array([p.abstained is not None for p in preds], dtype=bool)
+    oos = np.array([g is None for g in gold], dtype=bool)
     return {
         "n": len(gold),
         "n_in_scope": int((~oos).sum()),
         "n_out_of_scope": int(oos.sum()),
         "abstain_rate": float(abstained.mean()) if len(gold) else 0.0,
-        "abstain_precision": float((abstained & oos).sum() / n_abstained) if n_abstained else 0.0,
-        "abstain_recall": float((abstained & oos).sum() / oos.sum()) if oos.any() else 0.0,
-        "wrong_abstain_rate_in_scope": float((abstained & ~oos).sum() / (~oos).sum())
-        if (~oos).any()
-        else 0.0,
+        "abstain_precision": _share(oos, abstained),
+        "abstain_recall": _share(abstained, oos),
+        "wrong_abstain_rate_in_scope": _share(abstained, ~oos),
     }
 
 
@@ -84,7 +94,7 @@ def evaluate_faq(
     report["wrong_answer_rate_in_scope"] = (
         float(np.mean([answered[i] and preds[i].label != gold[i] for i in in_scope]))
         if in_scope
-        else 0.0
+        else None
     )
     n_answered = sum(answered)
     report["answered_accuracy"] = (  # None: nothing was answered, so no accuracy
@@ -134,10 +144,10 @@ def evaluate_troubleshooter(
         return any(str(gold[i]) in c["source"] for c in preds[i].data.get(field, ()))
 
     report["retrieval_hit_rate"] = (
-        float(np.mean([hit(i, "retrieved") for i in in_scope])) if in_scope else 0.0
+        float(np.mean([hit(i, "retrieved") for i in in_scope])) if in_scope else None
     )
     report["citation_hit_rate"] = (
-        float(np.mean([hit(i, "citations") for i in in_scope])) if in_scope else 0.0
+        float(np.mean([hit(i, "citations") for i in in_scope])) if in_scope else None
     )
     reasons: dict[str, int] = {}
     for p in preds:
