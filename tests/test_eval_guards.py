@@ -209,3 +209,16 @@ def test_faq_rates_of_nothing_are_none_not_zero(tmp_path):
     answers = write(tmp_path / "all.csv", "text,label\npay now,pay\npay later,oos\n")
     report = evaluate_faq(FakeFAQ(), answers, single_queries=1)
     assert report["abstain_precision"] is None and report["abstain_recall"] == 0.0
+
+
+def test_measure_speed_without_a_timed_query_says_so():
+    from slmstack.evaluation.speed import measure_speed
+
+    def predict(texts):
+        return list(texts)
+
+    with pytest.raises(ConfigError, match="single_queries must be at least 1"):
+        measure_speed(predict, ["a", "b"], single_queries=0)
+    with pytest.raises(ConfigError, match="at least one text"):
+        measure_speed(predict, [])
+    assert measure_speed(predict, ["a", "b"], single_queries=1, warmup=0)["batch_size"] == 2

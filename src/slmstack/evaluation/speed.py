@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from slmstack.errors import ConfigError
+
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB."""
@@ -25,7 +27,18 @@ def measure_speed(
     single_queries: int = 100,
     warmup: int = 5,
 ) -> dict[str, float]:
-    """Single-query p50/p95 latency (ms) and batch throughput (texts/s)."""
+    """Single-query p50/p95 latency (ms) and batch throughput (texts/s).
+
+    Raises:
+        ConfigError: no text, or ``single_queries`` below 1 (no latency to measure).
+    """
+    if not texts:
+        raise ConfigError("measure_speed needs at least one text to time; got none")
+    if single_queries < 1:
+        raise ConfigError(
+            f"single_queries must be at least 1 (the latency percentiles need a timed "
+            f"query); got {single_queries}"
+        )
     sample = list(texts[: max(single_queries, warmup)])
     for t in sample[:warmup]:
         predict([t])
