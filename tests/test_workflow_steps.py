@@ -178,6 +178,27 @@ def test_cascade_accepts_exactly_at_threshold(inbox, confidence, expected):
     assert tier.decision.taken == ("accept" if expected == "completed" else "next")
 
 
+@pytest.mark.parametrize(
+    ("confidence", "why"),
+    [
+        (0.4999999, "intent confidence 0.4999999 < threshold 0.5"),
+        (0.49999999999999994, "intent confidence 0.49999999999999994 < threshold 0.5"),
+        (float("nan"), "intent confidence is NaN (not a number), so not ≥ threshold 0.5"),
+    ],
+)
+def test_a_rejection_just_under_the_threshold_or_nan_reads_true(inbox, confidence, why):
+    # "confidence 0.5 < threshold 0.5" (or "nan < 0.5") would read false to whoever
+    # checks why a request went on to a person or a paid LLM.
+    skills = {"intent": intent(faq=confidence, account=0.8, complaint=0.9), **_rest()}
+    for r in [
+        desk(inbox, skills=skills).run("faq?"),
+        *desk(inbox, skills=skills).run_batch(["faq?"]),
+    ]:
+        assert r.status == "escalated"
+        assert r.escalation.why == why
+        assert r.trace[0].children[0].decision.taken == "next"
+
+
 def _rest():
     return {
         "sentiment": Fixed(

@@ -17,6 +17,7 @@ its reason.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -156,6 +157,9 @@ class CascadeStep(Step):
         shown = _shown(output.confidence, threshold)
         if output.abstained is not None:
             taken, why = "next", f"{tier.name} abstained ({output.abstained})"
+        elif math.isnan(output.confidence):  # compares false with everything: not confident
+            why = f"{tier.name} confidence is NaN (not a number), so not ≥ threshold {threshold}"
+            taken = "next"
         elif output.confidence >= threshold:
             taken, why = "accept", f"confidence {shown} ≥ threshold {threshold}"
         else:
@@ -182,6 +186,7 @@ class CascadeStep(Step):
 
 
 def _shown(confidence: float, threshold: float) -> str:
-    """3 decimals, or as many as it takes not to read equal to the threshold (0.4999)."""
+    """3 decimals, or as many as it takes not to read equal to the threshold (0.4999999)."""
     short = f"{confidence:.3f}"
-    return short if float(short) != threshold or confidence == threshold else f"{confidence:.6g}"
+    # repr: the shortest digits that read back as this float, so never as the threshold.
+    return short if float(short) != threshold or confidence == threshold else repr(confidence)
