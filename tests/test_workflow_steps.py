@@ -392,6 +392,31 @@ def test_a_parallel_branch_that_hands_off_gives_the_run_its_reply(inbox):
         assert r.answer == "LLM says hi"
 
 
+def test_a_failing_step_is_named_in_the_error(inbox):
+    # A branch's error surfaces from another thread: it must still say which step failed,
+    # in run, in run_batch, and on the command line's one error line.
+    from slmstack.cli.app import _message
+    from slmstack.errors import BackendError
+
+    class Down(FakeBackend):
+        def complete(self, request):
+            raise BackendError("connection refused")
+
+    s = {"a": Fixed(Prediction(label="x", confidence=0.5))}
+    wf = Workflow(
+        [ParallelStep([SkillStep("a"), EscalateStep("big q", to="big")], id="both")],
+        skills=s,
+        backends={"big": Down()},
+    )
+    for call in (lambda: wf.run("text"), lambda: wf.run_batch(["text", "more"])):
+        with pytest.raises(BackendError, match="connection refused") as info:
+            call()
+        where = "in step 'escalate → big' at steps[0].parallel.steps[1]"
+        assert info.value.__notes__ == [where], "named once, by the step that failed"
+        assert _message(info.value) == f"connection refused ({where})"
+    wf.close()
+
+
 def test_parallel_branches_must_write_different_ids():
     s = {"a": Fixed(Prediction(label="x"))}
     with pytest.raises(WorkflowError, match="both write id 'a'"):

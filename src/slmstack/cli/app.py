@@ -65,18 +65,22 @@ class _Root(TyperGroup):
                 traceback.print_exception(exc)
             else:
                 _error_line(
-                    f"unexpected {type(exc).__name__}: {exc}. This is a bug in slmstack; "
+                    f"unexpected {type(exc).__name__}: {_message(exc)}. This is a bug in slmstack; "
                     "run again with `slmstack --debug ...` and report the traceback"
                 )
             raise typer.Exit(1) from None
 
 
 def _message(exc: BaseException) -> str:
-    """``out.jsonl: Permission denied``, as Unix tools say it, rather than ``[Errno 13] ...``."""
+    """``out.jsonl: Permission denied``, as Unix tools say it, rather than ``[Errno 13] ...``.
+
+    The error's notes follow in brackets: a workflow notes there the step that failed.
+    """
+    notes = "".join(f" ({note})" for note in getattr(exc, "__notes__", ()))
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         files = f"{exc.filename} → {exc.filename2}" if exc.filename2 else f"{exc.filename}"
-        return f"{files}: {exc.strerror}"
-    return str(exc)
+        return f"{files}: {exc.strerror}{notes}"
+    return f"{exc}{notes}"
 
 
 def _show_version(value: bool) -> None:

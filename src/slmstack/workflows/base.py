@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, WithJsonSchema
 from slmstack.errors import ConfigError
 from slmstack.registry import Registry
 from slmstack.types import Prediction
+from slmstack.workflows.steprun import name_failure, share_latency, timed_execute
 from slmstack.workflows.trace import Decision, StepTrace
 
 if TYPE_CHECKING:
@@ -287,9 +288,7 @@ class Step(ABC):
 
     def run(self, ctx: RunContext, path: str) -> StepTrace:
         """Execute, time it, and publish the output under ``id``."""
-        start = time.perf_counter()
-        trace = self.execute(ctx, path)
-        trace.latency_ms = (time.perf_counter() - start) * 1000
+        trace = timed_execute(self, ctx, path)
         if self.id is not None and trace.output is not None:
             ctx.outputs[self.id] = trace.output
         return trace
@@ -306,7 +305,11 @@ class Step(ABC):
         if not ctxs:
             return []
         start = time.perf_counter()
-        traces = self.execute_batch(ctxs, path)
+        try:
+            traces = self.execute_batch(ctxs, path)
+        except Exception as exc:
+            name_failure(exc, self, path)
+            raise
         if len(traces) != len(ctxs):
             raise ConfigError(
                 f"step {self.name!r} ({type(self).__name__}) returned {len(traces)} traces "
@@ -340,19 +343,6 @@ class Step(ABC):
     def holds(self, step: Step) -> bool:
         """Whether ``step`` is one of this step's children, at any depth."""
         return any(child is step or child.holds(step) for child in self.children())
-
-
-def share_latency(traces: Sequence[StepTrace], batch_ms: float, *, concurrent: bool) -> None:
-    """Set each trace's ``latency_ms`` to its share of ``batch_ms`` (see ``Step.run_batch``)."""
-    own = [
-        max((c.latency_ms for c in t.children), default=0.0)
-        if concurrent
-        else sum(c.latency_ms for c in t.children)
-        for t in traces
-    ]
-    overhead = max(0.0, batch_ms - sum(own)) / len(traces)
-    for trace, children_ms in zip(traces, own, strict=True):
-        trace.latency_ms = children_ms + overhead
 
 
 Builder = Callable[[Any, str], Step]
