@@ -514,6 +514,31 @@ def test_route_branch_must_be_a_label_the_classifier_emits():
         )
 
 
+def test_an_id_set_on_some_paths_only_is_reported_as_such_with_the_fix():
+    # "no earlier step has id 'answer'" would be false: a step sets it, on one branch.
+    s = {"intent": intent(), "faq": Echo()}
+    route = RouteStep({"faq": SkillStep("faq", id="answer")}, TemplateStep("?"), on="intent")
+    why = (
+        r"id 'answer' may not be set here: the step at steps\[1\]\.route\.branches\.faq sets "
+        r"it, but it runs on some paths only .* Read it inside that branch, or set the id on "
+        "every path to here"
+    )
+    with pytest.raises(
+        WorkflowError, match=rf"steps\[2\]\.template\.text: template refers to \{{answer\}} but {why}"
+    ):
+        Workflow([SkillStep("intent"), route, TemplateStep("got {answer}")], skills=s)
+    late_tier = CascadeStep([SkillStep("intent"), SkillStep("faq", id="answer")], threshold=0.5)
+    with pytest.raises(
+        WorkflowError, match=r"steps\[1\]\.escalate\.summary: id 'answer' may not be set"
+    ):
+        Workflow([late_tier, EscalateStep("x", fields={"summary": "answer"})], skills=s)
+    # An id no step sets keeps its did-you-mean.
+    with pytest.raises(
+        WorkflowError, match=r"no earlier step has id 'intnet' \(did you mean 'intent'\?\)"
+    ):
+        Workflow([SkillStep("intent"), TemplateStep("{intnet}")], skills=s)
+
+
 def test_steps_after_an_escalation_are_unreachable():
     with pytest.raises(WorkflowError, match="unreachable"):
         Workflow([EscalateStep("x"), TemplateStep("never")], skills={})

@@ -108,6 +108,8 @@ class CheckEnv:
     owners: dict[str, tuple[Step, str]] = field(default_factory=dict)
     # The blocks some step uses, shared by every fork.
     used_blocks: set[str] = field(default_factory=set)
+    # id → path of the first step to set it, on any branch (shared by every fork).
+    seen: dict[str, str] = field(default_factory=dict)
 
     def error(self, path: str, message: str) -> None:
         """Record an error at ``path`` (kept, so that all errors are reported at once)."""
@@ -124,6 +126,7 @@ class CheckEnv:
             self.block_stack,
             dict(self.owners),
             self.used_blocks,
+            self.seen,
         )
 
     def adopt(self, other: CheckEnv) -> None:
@@ -144,6 +147,17 @@ class CheckEnv:
             self.defined[key] = meet(shapes)
             if key in going_on[0].owners:
                 self.owners[key] = going_on[0].owners[key]
+
+    def no_id(self, step_id: str) -> str:
+        """Why ``step_id`` cannot be read here (it is not in ``defined``), and the fix."""
+        where = self.seen.get(step_id)
+        if where is None:
+            return f"no earlier step has id {step_id!r}{did_you_mean(step_id, list(self.defined))}"
+        return (
+            f"id {step_id!r} may not be set here: the step at {where} sets it, but it runs on "
+            "some paths only (a route branch, a cascade tier after the first, another parallel "
+            "branch). Read it inside that branch, or set the id on every path to here"
+        )
 
     def check_skill(self, name: str, path: str) -> SkillLike | None:
         """The skill called ``name``, or an error at ``path``."""
@@ -338,6 +352,7 @@ class Step(ABC):
                 )
             env.defined[self.id] = shape
             env.owners[self.id] = (self, path)
+            env.seen.setdefault(self.id, path)
         return shape
 
     def holds(self, step: Step) -> bool:

@@ -91,11 +91,7 @@ def check_refs(parts: list[str | Ref], env: CheckEnv, path: str) -> None:
             continue
         shape = env.defined.get(ref.step)
         if shape is None:
-            env.error(
-                path,
-                f"template refers to {ref} but no earlier step has id {ref.step!r}"
-                + did_you_mean(ref.step, list(env.defined)),
-            )
+            env.error(path, f"template refers to {ref} but {env.no_id(ref.step)}")
             continue
         if ref.field and shape.fields is not None and ref.field not in shape.fields:
             env.error(

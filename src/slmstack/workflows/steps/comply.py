@@ -44,7 +44,6 @@ from slmstack.workflows.base import (
     Shape,
     Step,
     StepSpec,
-    did_you_mean,
     step_kinds,
 )
 from slmstack.workflows.steps.escalate import packet_fields
@@ -130,8 +129,7 @@ class ComplyStep(Step):
                           f"pack {self.pack.name!r} has field rules; name the earlier step whose "
                           "output has the extracted fields with `fields: STEP_ID`")  # fmt: skip
             elif self.fields not in env.defined:
-                env.error(self.at(path, "fields"), f"no earlier step has id {self.fields!r}"
-                          + did_you_mean(self.fields, list(env.defined)))  # fmt: skip
+                env.error(self.at(path, "fields"), env.no_id(self.fields))
             else:
                 self._check_fields(env, self.at(path, "fields"), self.fields)
         return self.define(env, Shape(_OUTPUT), path)

@@ -147,11 +147,7 @@ class EscalateStep(Step):
             shape = env.defined.get(step_id)
             if shape is None:
                 if step_id != part:  # a default id that is absent just leaves the field empty
-                    env.error(
-                        self.at(path, part),
-                        f"no earlier step has id {step_id!r}"
-                        + did_you_mean(step_id, list(env.defined)),
-                    )
+                    env.error(self.at(path, part), env.no_id(step_id))
                 continue
             need = _PACKET_FIELDS[part]
             if shape.fields is not None and need not in shape.fields:

@@ -120,14 +120,12 @@ class RouteStep(Step):
             # Its output is published under the skill's name, for the branches and after.
             env.defined[self.skill] = published
             env.owners.setdefault(self.skill, (self, self.at(path, "skill")))
+            env.seen.setdefault(self.skill, self.at(path, "skill"))
         else:
             assert self.on is not None
             shape = env.defined.get(self.on)
             if shape is None:
-                env.error(
-                    self.at(path, "on"),
-                    f"no earlier step has id {self.on!r}{did_you_mean(self.on, list(env.defined))}",
-                )
+                env.error(self.at(path, "on"), env.no_id(self.on))
             else:
                 self._check_label_source(shape.fields, f"step {self.on!r}", env, path)
                 labels = shape.labels

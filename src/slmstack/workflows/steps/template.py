@@ -33,7 +33,6 @@ from slmstack.workflows.base import (
     Shape,
     Step,
     StepSpec,
-    did_you_mean,
     step_kinds,
 )
 from slmstack.workflows.trace import Decision, StepTrace
@@ -111,11 +110,7 @@ class TemplateStep(Step):
         if self.require_from is not None:
             shape = env.defined.get(self.require_from)
             if shape is None:
-                env.error(
-                    f"{self.at(path, 'require')}.from",
-                    f"no earlier step has id {self.require_from!r}"
-                    + did_you_mean(self.require_from, list(env.defined)),
-                )
+                env.error(f"{self.at(path, 'require')}.from", env.no_id(self.require_from))
             elif shape.fields is not None and "spans" not in shape.fields:
                 env.error(
                     f"{self.at(path, 'require')}.from",
