@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -277,6 +278,25 @@ def test_batch_latency_is_each_texts_share():
         )
         assert r.latency_ms >= sum(t.latency_ms for t in r.trace)
     assert sum(r.latency_ms for r in results) == pytest.approx(wall_ms, rel=0.1)
+
+
+def test_a_per_text_call_in_a_batch_keeps_its_own_latency_and_cost():
+    # An LLM escalation calls the backend once per text: each text's row must carry its own
+    # call's time (a self-hosted LLM is priced by it, and a server bills it per API key),
+    # as in run, not an equal share of the batch's calls.
+    class Slow(FakeBackend):
+        def complete(self, request):
+            time.sleep(0.3 if "slow" in request.messages[-1].content else 0.0)
+            return super().complete(request)
+
+    wf = Workflow([EscalateStep("big q", to="big")], skills={}, backends={"big": Slow()},
+                  prices={})  # fmt: skip
+    slow, fast = wf.run_batch(["slow question", "fast question"])
+    assert slow.trace[0].latency_ms >= 290, slow.trace[0].latency_ms
+    assert fast.trace[0].latency_ms < 100, fast.trace[0].latency_ms
+    at = datetime.now(UTC)
+    cost = [wf.meter().rows(r, "k", at)[-1].cost_nusd for r in (slow, fast)]
+    assert cost[0] > 3 * cost[1], cost
 
 
 def test_a_batch_needs_texts_and_one_key_per_text():

@@ -272,9 +272,11 @@ class Step(ABC):
         """Run once per context, as ``execute`` would, and return one trace each, in order.
 
         Built-in kinds override this to call each skill once for the whole batch; this
-        fallback (for plug-in kinds) runs ``execute`` on each context in turn.
+        fallback (for plug-in kinds and escalations) runs ``execute`` on each context in
+        turn, and times each: a text's trace keeps its own call's time (an LLM answer
+        priced by machine time) rather than an equal share of the batch's.
         """
-        return [self.execute(ctx, path) for ctx in ctxs]
+        return [timed_execute(self, ctx, path) for ctx in ctxs]
 
     def children(self) -> list[Step]:
         """The steps this one holds (branches, tiers, sub-steps), found in its attributes."""
@@ -311,10 +313,12 @@ class Step(ABC):
         """Execute on a batch, share out its time, and publish each output under ``id``.
 
         A batch has one wall time, so each trace gets a share of it: a step without
-        children (a skill) gets an equal share; a step with children gets their latencies
-        (summed, or the longest when they run at the same time, see ``concurrent``) plus
-        an equal share of its own overhead. Each step's latencies over the batch thus add
-        up to its wall time, and each text's trace adds up as in ``run``.
+        children (a skill) gets an equal share, on top of the time its ``execute_batch``
+        measured for that text alone, if any (a call made per text); a step with children
+        gets their latencies (summed, or the longest when they run at the same time, see
+        ``concurrent``) plus an equal share of its own overhead. Each step's latencies
+        over the batch thus add up to its wall time, and each text's trace adds up as in
+        ``run``.
         """
         if not ctxs:
             return []

@@ -42,7 +42,9 @@ def timed_execute(step: Step, ctx: RunContext, path: str) -> StepTrace:
 def share_latency(traces: Sequence[StepTrace], batch_ms: float, *, concurrent: bool) -> None:
     """Set each trace's ``latency_ms`` to its share of ``batch_ms`` (see ``Step.run_batch``)."""
     own = [
-        max((c.latency_ms for c in t.children), default=0.0)
+        t.latency_ms  # a leaf: what its step measured for this text alone (0: one batch call)
+        if not t.children
+        else max(c.latency_ms for c in t.children)
         if concurrent
         else sum(c.latency_ms for c in t.children)
         for t in traces

@@ -252,6 +252,7 @@ class EscalateStep(Step):
         """Hand off each text, in input order, as ``execute`` does.
 
         A packet each (the engine files them after the batch), or one LLM request each,
-        since a backend completes one request at a time.
+        since a backend completes one request at a time; each text's trace keeps the time
+        of its own request (see ``Step.execute_batch``).
         """
-        return [self.execute(ctx, path) for ctx in ctxs]
+        return super().execute_batch(ctxs, path)
