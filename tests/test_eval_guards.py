@@ -222,3 +222,16 @@ def test_measure_speed_without_a_timed_query_says_so():
     with pytest.raises(ConfigError, match="at least one text"):
         measure_speed(predict, [])
     assert measure_speed(predict, ["a", "b"], single_queries=1, warmup=0)["batch_size"] == 2
+
+
+def test_a_nan_confidence_is_written_as_json_null_not_nan():
+    import json
+
+    from slmstack.types import LabelScore, Span
+
+    pred = Prediction(label="a", confidence=float("nan"), scores=(LabelScore("a", float("nan")),),
+                      spans=(Span("PER", 0, 1, "x", float("inf")),))  # fmt: skip
+    out = json.loads(json.dumps(pred.to_dict(), allow_nan=False))  # strict JSON
+    assert out["confidence"] is None and out["scores"][0]["score"] is None
+    assert out["spans"][0]["confidence"] is None
+    assert Prediction(label="a", confidence=0.1234567).to_dict()["confidence"] == 0.123457

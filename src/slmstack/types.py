@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def _json_number(x: float) -> float | None:
+    """``x`` rounded to 6 places, or ``None`` when it is not finite (JSON has no NaN)."""
+    return round(x, 6) if math.isfinite(x) else None
 
 
 @dataclass(frozen=True)
@@ -75,13 +81,19 @@ class Prediction:
     warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable view (empty fields left out)."""
+        """A JSON-serialisable view (empty fields left out).
+
+        A confidence or score that is not a finite number (a broken skill's NaN) is
+        ``None``: JSON has no NaN, and strict readers refuse a file that writes one.
+        """
         out: dict[str, Any] = {}
         if self.label is not None:
             out["label"] = self.label
-        out["confidence"] = round(self.confidence, 6)
+        out["confidence"] = _json_number(self.confidence)
         if self.scores:
-            out["scores"] = [{"label": s.label, "score": round(s.score, 6)} for s in self.scores]
+            out["scores"] = [
+                {"label": s.label, "score": _json_number(s.score)} for s in self.scores
+            ]
         if self.spans:
             out["spans"] = [
                 {
@@ -89,7 +101,7 @@ class Prediction:
                     "start": s.start,
                     "end": s.end,
                     "text": s.text,
-                    "confidence": round(s.confidence, 6),
+                    "confidence": _json_number(s.confidence),
                 }
                 for s in self.spans
             ]
