@@ -246,6 +246,30 @@ def test_a_bad_parameter_in_config_is_an_artifact_error(fitted, tmp_path):
         load(folder)
 
 
+def test_a_folder_from_a_newer_format_is_refused_with_the_fix(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    _edit_config(folder, lambda c: c.update(format_version=99))
+    with pytest.raises(ArtifactError, match=r"format 99.*upgrade slmstack"):
+        load(folder)
+
+
+def test_a_skill_saved_under_another_state_version_says_to_retrain(fitted, tmp_path, monkeypatch):
+    folder = fitted.save(tmp_path / "s")
+    assert json.loads((folder / "config.json").read_text())["state_version"] == 1
+    monkeypatch.setattr(Centroid, "state_version", 2)  # what it saves changed meaning
+    with pytest.raises(ArtifactError, match=r"state version 1.*now 2.*[Tt]rain it again"):
+        load(folder)
+    monkeypatch.setattr(Centroid, "state_version", 0)  # an older slmstack loads a newer save
+    with pytest.raises(ArtifactError, match=r"state version 1.*upgrade slmstack"):
+        load(folder)
+
+
+def test_a_save_without_a_state_version_still_loads(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    _edit_config(folder, lambda c: c.pop("state_version"))  # saved before it was recorded
+    assert load(folder).predict(["card"])[0].label == fitted.predict(["card"])[0].label
+
+
 def test_provenance_round_trips():
     prov = Provenance(base={"ref": "x", "sha256": "a" * 64}, rows=3, metrics={"f1": 0.5})
     assert Provenance.from_json(json.loads(json.dumps(prov.to_json()))) == prov

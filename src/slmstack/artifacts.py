@@ -327,6 +327,12 @@ def read_verified_config(folder: Path, skill_name: str, kind: str) -> dict[str, 
     config = read_config(folder)
     if config.get("skill") != skill_name:
         raise ArtifactError(f"{folder} holds a {config.get('skill')!r}, not a {kind}")
+    version = config.get("format_version")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise ArtifactError(
+            f"{folder} was saved by a newer slmstack (folder format {version}; this one reads "
+            f"{FORMAT_VERSION}); upgrade slmstack (pip install -U slmstack) to load it."
+        )
     verify_files(folder, config)
     provenance = config.get("provenance")
     base = provenance.get("base") if isinstance(provenance, Mapping) else None

@@ -218,12 +218,14 @@ class Skill(ABC):
         """
         self._require_fitted()
         config, tensors = self._state()
-        reserved = {"skill", "params", "tensors", "provenance", "files", "format_version"}
+        reserved = {"skill", "params", "tensors", "provenance", "files", "format_version",
+                    "state_version"}  # fmt: skip
         if reserved & set(config):
             raise ArtifactError(f"_state() may not set {sorted(reserved & set(config))}")
         prov: Provenance = self.provenance_
         body = {
             "skill": self.skill_name,
+            "state_version": self.state_version,
             "params": _absolute_base(self._saved_params()),
             "tensors": {stem: _tensor_kind(t) for stem, t in tensors.items()},
             **config,
@@ -260,6 +262,7 @@ class Skill(ABC):
         """
         folder = Path(path)
         config = read_verified_config(folder, cls.skill_name, cls.__name__)
+        _check_state_version(cls, config, folder)
         params = {**cls.saved_defaults, **_entry(config, "params", folder)}
         if "allow_pickle" in {p.name for p in cls.parameters()}:
             params["allow_pickle"] = allow_pickle
@@ -293,6 +296,26 @@ def _entry(config: Mapping[str, Any], key: str, folder: Path) -> Any:
             "another tool. Re-save the skill."
         )
     return config[key]
+
+
+def _check_state_version(cls: type[Skill], config: Mapping[str, Any], folder: Path) -> None:
+    """Refuse state saved under another ``state_version``: its numbers mean something else.
+
+    Saves from before the version was recorded lack it and load as they always did.
+    """
+    saved = config.get("state_version", cls.state_version)
+    if saved == cls.state_version:
+        return
+    what = f"{folder} holds a {cls.__name__} saved with state version {saved!r}"
+    if isinstance(saved, int) and saved > cls.state_version:
+        raise ArtifactError(
+            f"{what}, newer than this slmstack reads ({cls.state_version}); upgrade slmstack "
+            "(pip install -U slmstack), or train the skill again with this one."
+        )
+    raise ArtifactError(
+        f"{what}; this slmstack's {cls.__name__} is now {cls.state_version}, and what it saves "
+        "changed meaning since. Train it again from the same data (`slmstack train ...`)."
+    )
 
 
 def _provenance(config: Mapping[str, Any], folder: Path) -> Provenance:
