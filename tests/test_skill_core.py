@@ -270,6 +270,21 @@ def test_a_save_without_a_state_version_still_loads(fitted, tmp_path):
     assert load(folder).predict(["card"])[0].label == fitted.predict(["card"])[0].label
 
 
+def test_a_config_that_is_not_utf8_is_an_artifact_error(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    (folder / "config.json").write_bytes(b'{"skill": "\xff"}')  # a damaged disk block
+    with pytest.raises(ArtifactError, match=r"config.json is not valid UTF-8.*[Rr]e-save"):
+        load(folder)
+
+
+@pytest.mark.parametrize("key", ["params", "tensors", "provenance"])
+def test_a_config_entry_of_the_wrong_type_is_an_artifact_error(fitted, tmp_path, key):
+    folder = fitted.save(tmp_path / "s")
+    _edit_config(folder, lambda c: c.update({key: ["x"]}))
+    with pytest.raises(ArtifactError, match=rf"'{key}' entry must be a JSON object"):
+        load(folder)
+
+
 def test_provenance_round_trips():
     prov = Provenance(base={"ref": "x", "sha256": "a" * 64}, rows=3, metrics={"f1": 0.5})
     assert Provenance.from_json(json.loads(json.dumps(prov.to_json()))) == prov

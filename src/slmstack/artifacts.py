@@ -283,6 +283,11 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise ArtifactError(f"{folder} has no {CONFIG}; it is not a saved skill.")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(
+            f"{path} is not valid UTF-8 ({exc.reason} at byte {exc.start}); the file is "
+            "damaged. Re-save the skill, or restore the folder from a copy."
+        ) from exc
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
     if not isinstance(config, dict):

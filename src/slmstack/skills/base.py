@@ -295,7 +295,13 @@ def _entry(config: Mapping[str, Any], key: str, folder: Path) -> Any:
             f"{folder}/config.json has no {key!r} entry; the file is incomplete or from "
             "another tool. Re-save the skill."
         )
-    return config[key]
+    value = config[key]
+    if not isinstance(value, Mapping):
+        raise ArtifactError(
+            f"{folder}/config.json: its {key!r} entry must be a JSON object, got "
+            f"{type(value).__name__}; the file was edited or damaged. Re-save the skill."
+        )
+    return value
 
 
 def _check_state_version(cls: type[Skill], config: Mapping[str, Any], folder: Path) -> None:
@@ -319,8 +325,9 @@ def _check_state_version(cls: type[Skill], config: Mapping[str, Any], folder: Pa
 
 
 def _provenance(config: Mapping[str, Any], folder: Path) -> Provenance:
+    body = _entry(config, "provenance", folder)
     try:
-        return Provenance.from_json(_entry(config, "provenance", folder))
+        return Provenance.from_json(body)
     except ArtifactError as exc:
         raise ArtifactError(f"{folder}/config.json: {exc}") from exc
 
