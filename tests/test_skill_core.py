@@ -285,6 +285,21 @@ def test_a_config_entry_of_the_wrong_type_is_an_artifact_error(fitted, tmp_path,
         load(folder)
 
 
+def test_tensors_must_be_files_the_hash_table_verifies(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    _edit_config(folder, lambda c: c["files"].pop("centroids.safetensors"))
+    (folder / "centroids.safetensors").unlink()  # the file and its hash both gone
+    with pytest.raises(ArtifactError, match=r"centroids.safetensors.*not listed.*[Rr]e-save"):
+        load(folder)
+    other = fitted.save(tmp_path / "other")
+    folder = fitted.save(tmp_path / "t")
+    # a weight file outside the folder is never read, verified or not
+    _edit_config(folder, lambda c: c["tensors"].update({"../other/centroids": "numpy"}))
+    with pytest.raises(ArtifactError, match=r"\.\./other/centroids.safetensors.*not listed"):
+        load(folder)
+    assert other.is_dir()
+
+
 def test_provenance_round_trips():
     prov = Provenance(base={"ref": "x", "sha256": "a" * 64}, rows=3, metrics={"f1": 0.5})
     assert Provenance.from_json(json.loads(json.dumps(prov.to_json()))) == prov

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,23 @@ def write_tensors(folder: Path, tensors: Mapping[str, Mapping[str, Any]]) -> Non
             save_numpy(dict(named), str(target))
 
 
-def read_tensors(folder: Path, kinds: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """Read the files written by :func:`write_tensors` (``kinds``: stem → torch|numpy)."""
+def read_tensors(
+    folder: Path, kinds: Mapping[str, str], listed: Collection[str]
+) -> dict[str, dict[str, Any]]:
+    """Read the files written by :func:`write_tensors` (``kinds``: stem → torch|numpy).
+
+    Each must be one of the ``listed`` files (those the config's hash table verified): a
+    stem naming a file the table does not hold, or one outside the folder, is refused.
+    """
     out: dict[str, dict[str, Any]] = {}
     for stem, kind in kinds.items():
         path = folder / f"{stem}.safetensors"
+        if f"{stem}.safetensors" not in listed:
+            raise ArtifactError(
+                f"{folder}/config.json names tensors {stem}.safetensors, which are not listed "
+                "in its 'files' table, so they cannot be verified; the file was edited or the "
+                "folder is incomplete. Re-save the skill."
+            )
         if kind == "torch":
             from safetensors.torch import load_file as load_torch
 

@@ -271,7 +271,7 @@ class Skill(ABC):
         except ConfigError as exc:
             raise ArtifactError(f"{folder}/config.json: {exc}") from exc
         self = cls(**params)
-        tensors = read_tensors(folder, _entry(config, "tensors", folder))
+        tensors = read_tensors(folder, _entry(config, "tensors", folder), config["files"])
         self.provenance_ = _provenance(config, folder)
         try:
             self._restore(config, tensors, folder)
