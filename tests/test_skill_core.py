@@ -172,6 +172,16 @@ def test_a_save_that_fails_halfway_leaves_the_old_skill_intact(fitted, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["s"], "no temporary folder left behind"
 
 
+def test_a_save_killed_between_its_renames_names_the_skill_set_aside(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    aside = tmp_path / ".s.old-0123abcd"
+    folder.rename(aside)  # where a kill -9 between the two renames of a save leaves it
+    with pytest.raises(ArtifactError, match=r"interrupted.*\.s\.old-0123abcd.*rename it back"):
+        load(folder)
+    aside.rename(folder)
+    assert load(folder).predict(["card"])[0].label == fitted.predict(["card"])[0].label
+
+
 def test_save_refuses_a_folder_of_other_files(fitted, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ArtifactError, match="not a saved skill"):

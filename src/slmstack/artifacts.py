@@ -17,6 +17,7 @@ Two guarantees:
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import platform
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from slmstack.data.utf8 import jsonl_lines
-from slmstack.errors import ArtifactError, ConfigError
+from slmstack.errors import ArtifactError
 from slmstack.models.hashing import sha256_file
 
 CONFIG = "config.json"
@@ -278,6 +279,11 @@ def read_config(folder: Path) -> dict[str, Any]:
     """Read ``config.json`` of a skill folder (not yet verified)."""
     path = folder / CONFIG
     if not folder.is_dir():
+        if not folder.exists() and (aside := _set_aside(folder)) is not None:
+            raise ArtifactError(
+                f"{folder} does not exist: a save to it was interrupted (or is running), and "
+                f"the skill is in {aside}. Once no save runs, rename it back: mv {aside} {folder}"
+            )
         raise ArtifactError(f"{folder} is not a folder; pass the folder a skill was saved to.")
     if not path.is_file():
         raise ArtifactError(f"{folder} has no {CONFIG}; it is not a saved skill.")
@@ -293,6 +299,16 @@ def read_config(folder: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ArtifactError(f"{path} must hold a JSON object")
     return config
+
+
+def _set_aside(folder: Path) -> Path | None:
+    """A whole skill :func:`swap_in` moved beside ``folder`` (the old one first), not back."""
+    name = glob.escape(folder.name)
+    for kind in ("old", "saving"):
+        whole = [p for p in sorted(folder.parent.glob(f".{name}.{kind}-*")) if is_skill_folder(p)]
+        if whole:
+            return whole[-1]
+    return None
 
 
 def verify_files(folder: Path, config: Mapping[str, Any]) -> None:
@@ -382,17 +398,3 @@ def render_card(title: str, sections: Mapping[str, Any]) -> str:
             lines.append(str(value))
         lines.append("")
     return "\n".join(lines)
-
-
-def write_model_card(folder: Path, title: str, sections: Mapping[str, Any]) -> None:
-    """Write :func:`render_card` to ``folder/model_card.md``."""
-    (folder / CARD).write_text(render_card(title, sections), encoding="utf-8")
-
-
-def json_safe(value: Any) -> Any:
-    """Check that ``value`` survives a JSON round trip unchanged (config entries must)."""
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except TypeError as exc:
-        raise ConfigError(f"config value {value!r} is not JSON-serialisable: {exc}") from exc
-    return json.loads(text)
