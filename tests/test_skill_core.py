@@ -189,6 +189,15 @@ def test_save_refuses_a_folder_of_other_files(fitted, tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_save_refuses_a_folder_inside_another_skill(fitted, tmp_path):
+    folder = fitted.save(tmp_path / "s")
+    # the outer skill would then hold files its config does not list, and fail to load
+    with pytest.raises(ArtifactError, match=r"v2 lies inside the saved skill .*s\b"):
+        fitted.save(folder / "v2")
+    assert not (folder / "v2").exists()
+    assert load(folder).predict(["card"])[0].label == fitted.predict(["card"])[0].label
+
+
 def test_save_over_an_existing_skill_replaces_it(fitted, tmp_path):
     folder = fitted.save(tmp_path / "s")
     Centroid(top_k=2).fit(TRAIN).save(folder)

@@ -30,6 +30,7 @@ from slmstack.artifacts import (
     Provenance,
     read_config,
     read_verified_config,
+    refuse_inside_skill,
     render_card,
     save_folder,
 )
@@ -213,10 +214,12 @@ class Skill(ABC):
     def save(self, path: str | Path) -> Path:
         """Write the skill to a folder, atomically, and return it.
 
-        A non-empty folder that is not a skill is refused; an existing skill is replaced
-        only once the new one is completely written.
+        A non-empty folder that is not a skill, and a folder inside another skill (which
+        would then fail its check), are refused; an existing skill is replaced only once
+        the new one is completely written.
         """
         self._require_fitted()
+        refuse_inside_skill(Path(path), "the folder")
         config, tensors = self._state()
         reserved = {"skill", "params", "tensors", "provenance", "files", "format_version",
                     "state_version"}  # fmt: skip
