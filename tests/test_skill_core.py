@@ -319,6 +319,13 @@ def test_tensors_must_be_files_the_hash_table_verifies(fitted, tmp_path):
     assert other.is_dir()
 
 
+def test_a_short_name_resolves_to_the_highest_version_by_number():
+    reg: registry.Registry[object] = registry.Registry("skill")
+    for version in (1, 9, 10):
+        reg.register(f"acme.Thing.v{version}")(object())
+    assert reg.resolve_name("Thing") == "acme.Thing.v10"  # not v9, as "v9" > "v10" in text
+
+
 def test_provenance_round_trips():
     prov = Provenance(base={"ref": "x", "sha256": "a" * 64}, rows=3, metrics={"f1": 0.5})
     assert Provenance.from_json(json.loads(json.dumps(prov.to_json()))) == prov

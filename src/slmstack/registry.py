@@ -82,7 +82,7 @@ class Registry(Generic[T]):
         for name in self.names():
             parts = name.split(".")
             short = parts[-2] if len(parts) >= 3 else name
-            if short not in out or name > out[short]:
+            if short not in out or _version(name) > _version(out[short]):
                 out[short] = name
         return out
 
@@ -98,6 +98,12 @@ class Registry(Generic[T]):
             return lowered[ref.lower()]
         self.get(ref)  # raises with a did-you-mean
         return ref
+
+
+def _version(name: str) -> tuple[int, str]:
+    """``"acme.Thing.v10"`` → ``(10, name)``: v10 is newer than v9, which text sorts after it."""
+    last = name.rsplit(".", 1)[-1]
+    return (int(last[1:]) if last[:1] == "v" and last[1:].isdigit() else -1), name
 
 
 skills: Registry[Any] = Registry("skill", entry_point_group="slmstack.skills")
