@@ -105,3 +105,21 @@ def test_loading_an_encoder_leaves_the_hub_download_bars_on():
     # a hub base resolved after this load downloads hundreds of MB: its bar must show
     assert not are_progress_bars_disabled()
     assert not hf_logging.is_progress_bar_enabled()  # transformers' own loading bars stay off
+
+
+def test_a_replaced_file_with_the_same_size_and_mtime_is_hashed_again(tmp_path):
+    import os
+
+    from slmstack.models.hashing import sha256_file
+
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"a" * 64)
+    first = sha256_file(path)
+    stamp = path.stat().st_mtime_ns
+    # a re-save swaps in a new file; on a file system with coarse timestamps (1 s on
+    # HFS+, 2 s on FAT, some network mounts) it can carry the same size and mtime
+    new = tmp_path / "new"
+    new.write_bytes(b"b" * 64)
+    os.utime(new, ns=(stamp, stamp))
+    new.rename(path)
+    assert sha256_file(path) != first

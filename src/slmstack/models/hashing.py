@@ -1,4 +1,9 @@
-"""sha256 of weight files, memoised by (path, size, mtime) so repeated loads stay cheap."""
+"""sha256 of weight files, memoised by path and file identity so repeated loads stay cheap.
+
+The identity is size, mtime, inode and ctime: a re-saved skill swaps in new files (a new
+inode) that may keep the old size and, on file systems with coarse timestamps, the old
+mtime; and resetting a changed file's mtime (``touch -d``) still moves its ctime.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ _CHUNK = 1 << 20
 
 
 @lru_cache(maxsize=64)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+def _sha256_cached(path: str, size: int, mtime_ns: int, inode: int, ctime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
@@ -23,7 +28,9 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
 def sha256_file(path: Path) -> str:
     """Return the hex sha256 of a file."""
     st = path.stat()
-    return _sha256_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    return _sha256_cached(
+        str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+    )
 
 
 def verify_sha256(path: Path, expected: str, *, what: str) -> None:
