@@ -216,14 +216,14 @@ def test_skill_folder_used_twice_is_loaded_once_and_spec_is_cached(tmp_path, mon
     wf = load_workflow(write(tmp_path, body))
     assert wf.run("Ich habe mein Passwort vergessen").answer == "deutsch"
     assert wf.run("I forgot my password").answer == "english"
-    cached = list((tmp_path / ".slmstack-cache").iterdir())
+    cached = visible(tmp_path / ".slmstack-cache")
     assert len(cached) == 1 and cached[0].name.startswith("lang-")
     # a skill whose saved state changes meaning is trained again, not loaded from the cache
     from slmstack.skills.language import LanguageDetector
 
     monkeypatch.setattr(LanguageDetector, "state_version", LanguageDetector.state_version + 1)
     load_workflow(write(tmp_path, body))
-    assert len(list((tmp_path / ".slmstack-cache").iterdir())) == 2
+    assert len(visible(tmp_path / ".slmstack-cache")) == 2
     monkeypatch.undo()
     # the saved folder is reused, and two names on one folder share one object
     body2 = f"skills:\n  a: {cached[0]}\n  b: {{path: {cached[0]}}}\nsteps: [a, b]\n"
@@ -231,6 +231,51 @@ def test_skill_folder_used_twice_is_loaded_once_and_spec_is_cached(tmp_path, mon
     assert wf2.skills["a"] is wf2.skills["b"]
     with pytest.raises(WorkflowError, match=r"'fr' is not a label .*"):
         load_workflow(write(tmp_path, body.replace("de: {template: deutsch}", "fr: {template: x}")))
+
+
+def visible(folder):
+    """A cache folder's entries, without its lock files."""
+    return [p for p in folder.iterdir() if not p.name.startswith(".")]
+
+
+def test_processes_starting_together_train_a_cached_spec_once(tmp_path, monkeypatch):
+    """``serve --workers N``: every worker builds the workflow at once; one trains, the
+    others wait for its save and load it, instead of training and saving over each other."""
+    import threading
+    import time
+
+    from slmstack.skills.language import LanguageDetector
+
+    (tmp_path / "lang.csv").write_text(
+        "text,label\nwhere is my parcel,en\nthe card does not work,en\n"
+        "wo ist mein Paket,de\ndie Karte funktioniert nicht,de\n"
+    )
+    body = "skills:\n  lang: {kind: slmstack.LanguageDetector.v1, train: lang.csv}\nsteps: [lang]\n"
+    path = write(tmp_path, body)
+    fits = []
+    fit = LanguageDetector.fit
+
+    def slow_fit(self, examples, *args, **kwargs):
+        fits.append(1)
+        time.sleep(0.3)  # long enough for the other to reach the cache check
+        return fit(self, examples, *args, **kwargs)
+
+    monkeypatch.setattr(LanguageDetector, "fit", slow_fit)
+    errors = []
+
+    def build():
+        try:
+            load_workflow(path)
+        except Exception as exc:  # reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(fits) == 1
+    assert len(visible(tmp_path / ".slmstack-cache")) == 1
 
 
 def test_llm_escalation_declared_in_yaml(tmp_path):

@@ -11,16 +11,20 @@
 A folder used by several names is loaded once. A spec with ``train`` is fitted on the
 file read by its class's ``read_training_data``, saved in the cache folder under a hash
 of (kind, params, data, artifact format), and loaded from there next time, so the
-example stacks train once. A spec without ``train`` is used as constructed (ready-made
-skills; a class with ``trains_on_nothing`` is fitted on ``[]``). Its ``params`` are
-checked against the class's signature when the file is loaded, before anything trains.
+example stacks train once (processes that start together, as ``serve --workers N``,
+wait for the first one's save rather than each training). A spec without ``train`` is
+used as constructed (ready-made skills; a class with ``trains_on_nothing`` is fitted on
+``[]``). Its ``params`` are checked against the class's signature when the file is
+loaded, before anything trains.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +124,27 @@ def _build(name: str, spec: SkillSpec, base: Path, cache: Path) -> SkillLike:
         ).encode()
     ).hexdigest()[:16]
     folder = cache / f"{name}-{digest}"
-    if (folder / "config.json").is_file():
-        return _load_folder(folder, name)
-    skill = cls(**spec.params)
-    skill.fit(skill.training_data(data))
-    skill.save(folder)
+    # Processes that start together (``serve --workers N``) train it once: the first holds
+    # the lock while it trains and saves, the others wait and then load its folder.
+    with _locked(cache / f".{name}-{digest}.lock"):
+        if (folder / "config.json").is_file():
+            return _load_folder(folder, name)
+        skill = cls(**spec.params)
+        skill.fit(skill.training_data(data))
+        skill.save(folder)
     return skill  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (``flock``, POSIX; no lock on Windows)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        if sys.platform != "win32":
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _data_digest(path: Path) -> str:
