@@ -162,6 +162,25 @@ def test_windows_cover_every_position_with_overlap():
     assert windows(5, 30, 10) == [0]
 
 
+def test_words_keep_their_combining_marks(encoder_dir):
+    # The uncased tokenizer strips accents, and its offsets ended a word before a
+    # trailing combining mark: "Zoe\u0308" (decomposed) became "Zoe", Hindi lost its final
+    # vowel sign, so predicted spans cut a letter and gold spans counted as misaligned.
+    from slmstack.models.encoder import load_tokenizer
+    from slmstack.skills._tokens import encode, word_tags
+    from slmstack.types import Span
+
+    texts = ["Zoe\u0308 met Ne\u0301e\u0301 .", "नमस्ते दिल्ली", "I \u2764\ufe0f Rome", "Café 😀 東京\tx\r\n"]
+    encs = encode(load_tokenizer(encoder_dir), texts)
+    words = [[t[a:b] for a, b in e.word_spans] for t, e in zip(texts, encs, strict=True)]
+    assert words[0] == ["Zoe\u0308", "met", "Ne\u0301e\u0301", "."]
+    assert words[1] == ["नमस्ते", "दिल्ली"]
+    assert words[2] == ["I", "\u2764\ufe0f", "Rome"]
+    assert words[3] == ["Café", "😀", "東", "京", "x"]
+    gold = (Span("PER", 0, 4, "Zoe\u0308"), Span("PER", 9, 14, "Ne\u0301e\u0301"))
+    assert word_tags(encs[0], gold) == (["B-PER", "O", "B-PER", "O"], 0)
+
+
 def test_viterbi_never_starts_an_entity_with_i():
     tags = ["O", "B-PER", "I-PER"]
     # the most likely tag of each word alone would be O, I-PER: invalid

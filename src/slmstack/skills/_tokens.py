@@ -7,6 +7,7 @@ their logits are merged back, and how tag probabilities become valid IOB2 spans.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,6 +89,14 @@ def _group(
         else:
             word_spans[-1] = (word_spans[-1][0], int(b))
         sub_word.append(len(word_first) - 1)
+    # An uncased tokenizer strips accents, and its offsets then end a word before the
+    # combining marks that close it ("Zoe" + U+0308, a Hindi vowel sign, an emoji's
+    # variation selector): give them back, or spans would cut the last letter.
+    for w, (a, b) in enumerate(word_spans):
+        limit = word_spans[w + 1][0] if w + 1 < len(word_spans) else len(text)
+        while b < limit and unicodedata.category(text[b]).startswith("M"):
+            b += 1
+        word_spans[w] = (a, b)
     word_case = [casing(text[a:b]) for a, b in word_spans]
     return Encoded(ids, [word_case[w] for w in sub_word], word_first, word_spans)
 
