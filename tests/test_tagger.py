@@ -181,6 +181,19 @@ def test_words_keep_their_combining_marks(encoder_dir):
     assert word_tags(encs[0], gold) == (["B-PER", "O", "B-PER", "O"], 0)
 
 
+def test_a_span_whose_first_word_is_taken_still_starts_with_b(encoder_dir):
+    # "New Yor" + "k-based": both widen over "York"; the second had started with I-
+    # after the first's I- (IOB2-invalid training labels the decoder can never output)
+    from slmstack.models.encoder import load_tokenizer
+    from slmstack.skills._tokens import encode, word_tags
+    from slmstack.types import Span
+
+    text = "New York-based"
+    [enc] = encode(load_tokenizer(encoder_dir), [text])
+    spans = (Span("LOC", 0, 7, "New Yor"), Span("MISC", 7, 14, "k-based"))
+    assert word_tags(enc, spans) == (["B-LOC", "I-LOC", "B-MISC", "I-MISC"], 2)
+
+
 def test_viterbi_never_starts_an_entity_with_i():
     tags = ["O", "B-PER", "I-PER"]
     # the most likely tag of each word alone would be O, I-PER: invalid

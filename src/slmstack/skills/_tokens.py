@@ -184,9 +184,15 @@ def word_tags(enc: Encoded, spans: Sequence[Span]) -> tuple[list[str], int]:
             continue
         if enc.word_spans[inside[0]][0] != span.start or enc.word_spans[inside[-1]][1] != span.end:
             misaligned += 1
-        for k, i in enumerate(inside):
-            if tags[i] == "O":
-                tags[i] = ("B-" if k == 0 else "I-") + span.label
+        # B- on the first word the span gets (a widened span before it may hold a word),
+        # so that the tags stay valid IOB2
+        prefix = "B-"
+        for i in inside:
+            if tags[i] != "O":
+                prefix = "B-"
+                continue
+            tags[i] = prefix + span.label
+            prefix = "I-"
     return tags, misaligned
 
 
