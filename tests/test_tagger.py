@@ -300,6 +300,27 @@ def test_spans_inside_words_are_widened_with_a_warning(encoder_dir):
     assert tagger.misaligned_ == 1
 
 
+def test_spans_built_in_python_that_would_give_wrong_labels_are_refused(encoder_dir):
+    # fit() took them as given: an overlapping span silently lost its label, UTF-16
+    # offsets (a JavaScript tool's, after an emoji) were "widened" onto the wrong words
+    from slmstack.types import Span
+
+    text = "I 😀 met Anna in Paris"
+    cases = [
+        (TaggedExample(text, (Span("PER", 9, 13, "Anna"),)), r"training example #7: span #1 "
+         r"says 'Anna' but text\[9:13\] is 'nna '; offsets must count Unicode characters"),
+        (TaggedExample("Anna Smith", (Span("PER", 0, 10, "Anna Smith"), Span("LOC", 5, 10, "Smith")),
+                       source="x.py:3"), r"x.py:3: spans 'Anna Smith' \(PER\) and 'Smith' \(LOC\) "
+         "overlap; nested entities are not supported"),
+        (TaggedExample("Anna", (Span("PER", 0, 9, "Anna"),)), r"span #1 \[0, 9\) is empty or outside"),
+    ]  # fmt: skip
+    for bad, message in cases:
+        with pytest.raises(DataError, match=message):
+            make_tagger(encoder_dir, epochs=1).fit([*toy_sentences(6), bad])
+    with pytest.raises(DataError, match="validation example #1: span #1"):
+        make_tagger(encoder_dir, epochs=1).fit(toy_sentences(6), validation=[cases[2][0]])
+
+
 def test_an_entity_type_left_only_in_validation_is_named(encoder_dir):
     from slmstack.errors import DataWarning
 

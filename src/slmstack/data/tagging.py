@@ -133,6 +133,39 @@ def spans_to_tags(offsets: Sequence[tuple[int, int]], spans: Sequence[Span]) -> 
     return tags
 
 
+def check_spans(examples: Sequence[TaggedExample], what: str = "training") -> None:
+    """Refuse spans that would train on wrong labels, naming the example and the fix.
+
+    A span outside the text, one that overlaps another, or one whose ``text`` is not
+    ``example.text[start:end]`` (offsets counted in bytes or UTF-16 units) is an error.
+    The readers check their files this way; this checks examples built in Python.
+    """
+    for n, ex in enumerate(examples, start=1):
+        where = ex.source or f"{what} example #{n}"
+        for k, s in enumerate(ex.spans, start=1):
+            if not (isinstance(s.start, int) and isinstance(s.end, int)) or not (
+                0 <= s.start < s.end <= len(ex.text)
+            ):
+                raise DataError(
+                    f"{where}: span #{k} [{s.start!r}, {s.end!r}) is empty or outside the "
+                    f"text (length {len(ex.text)}); offsets count Unicode characters, end "
+                    "exclusive"
+                )
+            if s.text != ex.text[s.start : s.end]:
+                raise DataError(
+                    f"{where}: span #{k} says {s.text!r} but text[{s.start}:{s.end}] is "
+                    f"{ex.text[s.start : s.end]!r}; offsets must count Unicode characters "
+                    "(not bytes or UTF-16 units)"
+                )
+        ordered = sorted(ex.spans, key=lambda s: s.start)
+        for a, b in itertools.pairwise(ordered):
+            if b.start < a.end:
+                raise DataError(
+                    f"{where}: spans {a.text!r} ({a.label}) and {b.text!r} ({b.label}) "
+                    "overlap; nested entities are not supported, keep one of them"
+                )
+
+
 def read_conll(
     path: str | Path, *, scheme: Scheme = "auto", tag_column: int = -1
 ) -> list[TaggedExample]:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from slmstack.artifacts import data_hash
-from slmstack.data.tagging import TaggedExample
+from slmstack.data.tagging import TaggedExample, check_spans
 from slmstack.data.validation import drop_duplicates
 from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning
 from slmstack.evaluation.metrics import tagger_metrics
@@ -191,6 +191,8 @@ class EntityTagger(TaggedTexts, Skill):
             raise DataError("no training examples; pass at least a few tagged texts")
         if validation is not None and not validation:
             raise DataError("validation is empty; pass None to hold out val_fraction instead")
+        check_spans(examples)
+        check_spans(validation or (), "validation")
         examples, dropped = drop_duplicates(examples)
         labels = sorted({s.label for ex in examples for s in ex.spans})
         if not labels:
@@ -390,8 +392,7 @@ class EntityTagger(TaggedTexts, Skill):
         self.net_.eval()
         self.temperature_ = float(config["temperature"])
         self.metrics_ = dict(self.provenance_.metrics)
-        self.history_ = list(config["history"])
-        self.best_epoch_ = int(config["best_epoch"])
+        self.history_, self.best_epoch_ = list(config["history"]), int(config["best_epoch"])
         self.misaligned_ = int(config["misaligned_spans"])
 
     def _card(self) -> dict[str, Any]:
