@@ -60,6 +60,15 @@ def test_predict_text_and_json(trained):
     assert table.exit_code == 0 and "card" in table.stdout
 
 
+def test_predict_table_shows_texts_as_written_not_as_markup(trained):
+    # Rich read a text's brackets as markup: "[/]" crashed the command (MarkupError),
+    # "[bold]" vanished from the table
+    _, _, out, _ = trained
+    result = runner.invoke(app, ["predict", str(out), "card [/] lost", "[bold]refund[/bold]"])
+    assert result.exit_code == 0, result.output
+    assert "card [/] lost" in result.stdout and "[bold]refund[/bold]" in result.stdout
+
+
 def test_predict_input_file_jsonl_output(trained, tmp_path):
     _, _, out, _ = trained
     inputs = tmp_path / "q.txt"

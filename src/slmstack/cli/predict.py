@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from slmstack.cli.common import cli_command, out, print_json
 from slmstack.data.utf8 import read_utf8, text_lines
@@ -84,11 +85,11 @@ def predict(
         result = p.label or p.text or spans or (json.dumps(dict(p.data)) if p.data else "")
         if p.abstained:
             result = f"(abstained: {p.abstained})"
-        table.add_row(
-            text if len(text) < 60 else text[:57] + "...",
-            str(result),
+        table.add_row(  # texts and what came of them as written, never read as markup
+            Text(text if len(text) < 60 else text[:57] + "..."),
+            Text(str(result)),
             f"{p.confidence:.3f}",
             f"{p.usage.latency_ms:.1f}",
-            "; ".join(p.warnings),
+            Text("; ".join(p.warnings)),
         )
     out.print(table)
