@@ -150,6 +150,24 @@ def test_spans_to_tags_round_trip():
     assert spans_to_tags(ex.word_offsets(), ex.spans) == ["B-PER", "I-PER", "O", "B-LOC"]
 
 
+def test_free_text_entities_are_scored_on_their_exact_boundaries():
+    # Free text was scored on \w+ runs: "Kö" for "Köln" counted as a hit, and in
+    # Japanese (no spaces: one run) a missed 東京 vanished from the gold and F1 was 1.0
+    from slmstack.evaluation.metrics import tagger_metrics
+    from slmstack.types import Span
+
+    jp = TaggedExample("李さんは東京に住む", (Span("PER", 0, 1, "李"), Span("LOC", 4, 6, "東京")))
+    de = TaggedExample("Ich wohne in Köln.", (Span("LOC", 13, 17, "Köln"),))
+    whole = Span("PER", 0, 9, jp.text)
+    assert tagger_metrics([jp], [[jp.spans[0]]])["recall"] == 0.5
+    assert tagger_metrics([jp], [[whole]])["f1"] == 0.0
+    assert tagger_metrics([de], [[Span("LOC", 13, 15, "Kö")]])["f1"] == 0.0
+    assert tagger_metrics([jp, de], [list(jp.spans), list(de.spans)])["f1"] == 1.0
+    # CoNLL tokens stay the unit: a span over part of a token covers the token
+    conll = TaggedExample.from_tokens(["in", "Köln", "."], ["O", "B-LOC", "O"])
+    assert tagger_metrics([conll], [[Span("LOC", 3, 5, "Kö")]])["f1"] == 1.0
+
+
 # ---------------------------------------------------------------- windows and decoding
 def test_windows_cover_every_position_with_overlap():
     starts = windows(100, 30, 10)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
-from slmstack.data.tagging import TaggedExample, spans_to_tags
+from slmstack.data.tagging import TaggedExample, spans_to_tags, word_offsets
 from slmstack.errors import MissingDependencyError
 from slmstack.types import Span
 
@@ -59,7 +60,10 @@ def tagger_metrics(
     """Entity-level precision, recall and F1 (seqeval), overall and per entity type.
 
     Gold and predicted spans are both turned into IOB2 tags over the example's tokens
-    (its CoNLL tokens when known), so the score is the usual CoNLL entity F1.
+    (its CoNLL tokens when known), so the score is the usual CoNLL entity F1. Free text
+    has no tokens: its words are also cut at every gold and predicted span boundary, so
+    an entity counts only with its exact boundaries ("Kö" is not "Köln"), and two
+    entities in one run of letters (Japanese and Chinese have no spaces) stay two.
     """
     try:
         from seqeval.metrics import classification_report
@@ -67,7 +71,7 @@ def tagger_metrics(
         raise MissingDependencyError("seqeval", "extract", "Entity-level metrics") from exc
     y_true, y_pred = [], []
     for ex, spans in zip(examples, predicted, strict=True):
-        offsets = ex.word_offsets()
+        offsets = ex.tokens or _cut(word_offsets(ex.text), [*ex.spans, *spans])
         y_true.append(spans_to_tags(offsets, ex.spans))
         y_pred.append(spans_to_tags(offsets, spans))
     if not any(t != "O" for seq in y_true + y_pred for t in seq):
@@ -90,3 +94,13 @@ def tagger_metrics(
         "f1": float(micro["f1-score"]),
         "per_type": per_type,
     }
+
+
+def _cut(offsets: Sequence[tuple[int, int]], spans: Sequence[Span]) -> list[tuple[int, int]]:
+    """``offsets`` with each token cut at the span boundaries that fall inside it."""
+    bounds = sorted({p for s in spans for p in (s.start, s.end)})
+    out: list[tuple[int, int]] = []
+    for a, b in offsets:
+        edges = [a, *(p for p in bounds if a < p < b), b]
+        out += itertools.pairwise(edges)
+    return out
