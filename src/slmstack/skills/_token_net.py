@@ -9,9 +9,7 @@ import torch
 from torch import nn
 
 from slmstack.errors import ConfigError
-from slmstack.skills._tokens import CASE_CLASSES, Encoded, window_arrays
-
-IGNORE = -100  # label of sub-words that are not the first of a word
+from slmstack.skills._tokens import CASE_CLASSES, IGNORE, Encoded, window_arrays
 
 
 class TokenNet(nn.Module):

@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from slmstack.data.tagging import TaggedExample
 from slmstack.types import Span
 
 # Casing classes. The default MiniLM tokenizer lowercases, which throws away the
 # strongest cue for names; feeding the original casing of each word next to the
 # encoder's vector gives it back (Reimers & Gurevych, 2017, casing features).
 CASE_CLASSES = 6  # padding, no letters, lower, Title, UPPER, mIxEd
+IGNORE = -100  # label of sub-words that are not the first of a word
 
 
 def casing(word: str) -> int:
@@ -194,6 +196,26 @@ def word_tags(enc: Encoded, spans: Sequence[Span]) -> tuple[list[str], int]:
             tags[i] = prefix + span.label
             prefix = "I-"
     return tags, misaligned
+
+
+def sub_labels(
+    encs: Sequence[Encoded], examples: Sequence[TaggedExample], tags: Sequence[str]
+) -> tuple[list[list[int]], list[str]]:
+    """Training labels: the tag index at each word's first sub-word, ``IGNORE`` elsewhere.
+
+    Also says where each misaligned span is: its example's source, else its text's start.
+    """
+    index = {t: i for i, t in enumerate(tags)}
+    out: list[list[int]] = []
+    odd: list[str] = []
+    for enc, ex in zip(encs, examples, strict=True):
+        word, bad = word_tags(enc, ex.spans)
+        odd += [ex.source or repr(ex.text[:60])] * bad
+        y = [IGNORE] * len(enc.ids)
+        for pos, tag in zip(enc.word_first, word, strict=True):
+            y[pos] = index[tag]
+        out.append(y)
+    return out, odd
 
 
 def transition_mask(tags: Sequence[str]) -> NDArray[np.float64]:

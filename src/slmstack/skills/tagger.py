@@ -39,12 +39,14 @@ from slmstack.models.bf16 import inference_module
 from slmstack.models.encoder import autocast, load_encoder, model_window
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.models.shared import shared_encoder, shared_tokenizer
-from slmstack.skills._token_net import IGNORE, TokenNet, make_batch, special_ids
+from slmstack.skills._token_net import TokenNet, make_batch, special_ids
 from slmstack.skills._tokens import (
+    IGNORE,
     Encoded,
     decode_spans,
     encode,
     merge_windows,
+    sub_labels,
     transition_mask,
     window_chunks,
     word_tags,
@@ -237,11 +239,13 @@ class EntityTagger(TaggedTexts, Skill):
             )
         enc_train = encode(self.tokenizer_, [ex.text for ex in train])
         enc_val = encode(self.tokenizer_, [ex.text for ex in val])
-        y_train, self.misaligned_ = self._sub_labels(enc_train, train)
-        if self.misaligned_:
+        y_train, odd = sub_labels(enc_train, train, self.tags_)
+        self.misaligned_ = len(odd)
+        if odd:
             warnings.warn(
-                f"{self.misaligned_} entity spans do not start or end on a token boundary of "
-                f"{self.base!r} and were widened to whole tokens; check the offsets",
+                f"{len(odd)} entity spans do not start or end on a token boundary of "
+                f"{self.base!r} and were widened to whole tokens (the first in {odd[0]}); "
+                "check the offsets",
                 DataWarning,
                 stacklevel=2,
             )
@@ -267,21 +271,6 @@ class EntityTagger(TaggedTexts, Skill):
             duplicates_dropped=dropped, seconds=time.perf_counter() - start, metrics=self.metrics_,
         )  # fmt: skip
         return self
-
-    def _sub_labels(
-        self, encs: Sequence[Encoded], examples: Sequence[TaggedExample]
-    ) -> tuple[list[list[int]], int]:
-        """Tag index at the first sub-word of each word, ignore elsewhere."""
-        index = {t: i for i, t in enumerate(self.tags_)}
-        out, misaligned = [], 0
-        for enc, ex in zip(encs, examples, strict=True):
-            tags, bad = word_tags(enc, ex.spans)
-            misaligned += bad
-            y = [IGNORE] * len(enc.ids)
-            for pos, tag in zip(enc.word_first, tags, strict=True):
-                y[pos] = index[tag]
-            out.append(y)
-        return out, misaligned
 
     def _finetune(
         self,
