@@ -143,6 +143,11 @@ def test_read_span_jsonl_rejects_overlaps_and_out_of_range(tmp_path):
         read_span_jsonl(path)
     with pytest.raises(DataError, match="unsupported file type '.csv'"):
         read_tagged(tmp_path / "a.csv")
+    # a null or empty label had become the entity type "None" or "" (tags "B-None", "B-")
+    for label in (None, "", " ", 3):
+        path.write_text(json.dumps({"text": "abc", "spans": [{"start": 0, "end": 3, "label": label}]}))
+        with pytest.raises(DataError, match=r"a.jsonl:1: span #1: label must be a non-empty string"):
+            read_span_jsonl(path)
 
 
 def test_spans_to_tags_round_trip():

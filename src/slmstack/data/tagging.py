@@ -260,6 +260,13 @@ def read_span_jsonl(
                     row=rec.line,
                 )
             start, end, label = s["start"], s["end"], s["label"]
+            if not isinstance(label, str) or not label.strip():
+                raise DataError(
+                    f"span #{k + 1}: label must be a non-empty string (the entity type, e.g. "
+                    f"'PER'); got {label!r}",
+                    path=p,
+                    row=rec.line,
+                )
             if not (isinstance(start, int) and isinstance(end, int)):
                 raise DataError(f"span #{k + 1}: start/end must be integers", path=p, row=rec.line)
             if not 0 <= start < end <= len(text):
