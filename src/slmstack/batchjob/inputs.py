@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from slmstack.data.utf8 import jsonl_lines, read_utf8
+from slmstack.data.utf8 import jsonl_lines, lone_surrogate, read_utf8
 from slmstack.errors import DataError, MissingDependencyError
 
 TABLES = {
@@ -128,6 +128,9 @@ def _jsonl(path: Path, name: str, field: str) -> list[Row]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             rows.append(Row(rid, line, f"not valid JSON ({exc.msg}); fix or remove the line"))
+            continue
+        if (why := lone_surrogate(line, obj)) is not None:
+            rows.append(Row(rid, line, why))
             continue
         if isinstance(obj, str):
             rows.append(Row(rid, obj))

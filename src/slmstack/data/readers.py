@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from slmstack.data.utf8 import decode_utf8, jsonl_lines
+from slmstack.data.utf8 import decode_utf8, jsonl_lines, lone_surrogate
 from slmstack.data.validation import validate_examples
 from slmstack.errors import DataError
 from slmstack.types import Example
@@ -163,6 +163,8 @@ def _read_table(p: Path, max_bytes: int | None) -> tuple[list[Record], str | Non
                 raise DataError(f"invalid JSON ({exc.msg})", path=p, row=lineno) from exc
             if not isinstance(obj, dict):
                 raise DataError("each JSONL line must be an object", path=p, row=lineno)
+            if (why := lone_surrogate(line, obj)) is not None:
+                raise DataError(why, path=p, row=lineno)
             records.append(Record(obj, lineno))
         return records, None
     _allow_large_fields()

@@ -59,3 +59,32 @@ def text_lines(text: str) -> list[str]:
     """
     lines = jsonl_lines(text)
     return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def lone_surrogate(line: str, obj: object) -> str | None:
+    r"""What is wrong when the decoded JSON line ``obj`` holds a lone UTF-16 surrogate.
+
+    JSON lets a line write ``"\ud83d"`` (half of an emoji's pair), which decodes to a
+    string no UTF-8 output can hold: every later write of it fails. ``None`` when there is
+    none (the common case is found by looking for the escape in ``line``).
+    """
+    if "\\ud" not in line.lower():
+        return None
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            bad = next((ch for ch in value if "\ud800" <= ch <= "\udfff"), None)
+            if bad is not None:
+                return (
+                    f"a string holds a lone UTF-16 surrogate (\\u{ord(bad):04x}), half of a "
+                    "character outside the Basic Multilingual Plane (an emoji, say) that no "
+                    "UTF-8 text can hold; the tool that wrote the line split the pair. Write "
+                    "the character whole (or both halves of its escape), or remove it"
+                )
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return None

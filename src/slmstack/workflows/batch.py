@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmstack.data.utf8 import jsonl_lines, read_utf8
+from slmstack.data.utf8 import jsonl_lines, lone_surrogate, read_utf8
 from slmstack.errors import ConfigError, DataError
 from slmstack.progress import progress
 from slmstack.workflows.engine import Workflow
@@ -66,6 +66,8 @@ def read_inputs(path: Path, text_field: str = "text") -> list[str]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"not valid JSON: {exc.msg}", path=path, row=n) from exc
+            if (why := lone_surrogate(line, obj)) is not None:
+                raise DataError(why, path=path, row=n)
             if isinstance(obj, str):
                 texts.append(obj)
             elif isinstance(obj, dict) and isinstance(obj.get(text_field), str):
