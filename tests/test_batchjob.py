@@ -34,8 +34,8 @@ from slmstack.batchjob import (
 )
 from slmstack.cli.app import app
 from slmstack.errors import ConfigError, DataError, JobStopped, MissingDependencyError
-from slmstack.workflows import SkillStep, TemplateStep, Workflow
-from workflow_doubles import KeywordClassifier
+from slmstack.workflows import CascadeStep, EscalateStep, SkillStep, TemplateStep, Workflow
+from workflow_doubles import FlakyBackend, KeywordClassifier
 
 LANGS = "text,label\n" + "\n".join(
     [
@@ -197,6 +197,24 @@ def test_a_bad_row_fails_alone_and_the_batch_goes_on(tmp_path):
     assert count(
         tmp_path / "ledger.db", "select count(*) from slmstack_ledger where kind='run'"
     ) == [(1,)]
+
+
+def test_a_batch_sunk_by_an_llm_timeout_re_pays_none_of_its_answered_calls(tmp_path):
+    # The LLM timed out on item 40 of 64: the row-by-row retry asked the 39 answered again
+    # (104 paid calls for 64 rows), and the ledger held only the second payment.
+    llm = FlakyBackend(fail_on=40)
+    wf = Workflow(
+        [CascadeStep([SkillStep("intent"), EscalateStep("unsure", to="llm")], threshold=0.5)],
+        skills={"intent": KeywordClassifier({"faq": 0.9})},
+        backends={"llm": llm},
+        ledger=f"sqlite:///{tmp_path / 'ledger.db'}",
+    )
+    runner = RowRunner(JobSpec(tmp_path / "unused.yaml", job="j"), load=lambda: wf)
+    outcomes = runner([Row(f"f:{i}", f"unclear {i}") for i in range(64)])
+    assert all(o.ok for o in outcomes)
+    assert llm.calls == 64 + 1, "each row's LLM call is paid once; the timed-out one twice"
+    sql = "select count(*), sum(tokens_in) from slmstack_ledger where kind='escalate'"
+    assert count(tmp_path / "ledger.db", sql) == [(64, 64 * 11)]
 
 
 def test_rows_that_keep_failing_stop_the_job_and_a_missing_package_stops_it_at_once(

@@ -41,6 +41,7 @@ from workflow_doubles import (
     Echo,
     FakeBackend,
     Fixed,
+    FlakyBackend,
     KeywordClassifier,
     Raising,
     Tagger,
@@ -388,3 +389,64 @@ def test_file_run_rows_equal_single_runs_and_chunk_size_is_checked(tmp_path):
     assert_close(no_latency(rows), no_latency(want))
     with pytest.raises(ConfigError, match="chunk_size must be at least 1; got 0"):
         run_batch(wf, src, tmp_path / "o2.jsonl", chunk_size=0)
+
+
+def _llm_wf(llm: FlakyBackend, tmp: Path) -> Workflow:
+    """Texts the classifier is unsure of (all but "faq ...") go to the LLM."""
+    return Workflow(
+        [CascadeStep([SkillStep("intent"), EscalateStep("unsure", to="llm")], threshold=0.5)],
+        skills={"intent": KeywordClassifier({"faq": 0.9})},
+        backends={"llm": llm},
+        ledger=Ledger(f"sqlite:///{tmp / 'ledger.db'}"),
+    )
+
+
+def test_a_failed_batch_keeps_its_paid_llm_answers_for_the_next_run(tmp_path):
+    # An LLM escalation that timed out on text 4 of 6 sank the batch: the 3 answers before
+    # it were paid but recorded nowhere, and running the texts again asked (paid) again.
+    llm = FlakyBackend(fail_on=4)
+    wf = _llm_wf(llm, tmp_path)
+    texts = [f"unclear {i}" for i in range(6)]
+    with pytest.raises(Exception, match="timed out on call 4"):
+        wf.run_batch(texts, keys=[f"k{i}" for i in range(6)])
+    assert llm.calls == 4 and wf.ledger is not None and wf.ledger.rows() == []
+    # Row by row (the batch job's retry): the 3 answered take their kept answer.
+    alone = [wf.run(t, key=f"k{i}") for i, t in enumerate(texts)]
+    assert llm.calls == 4 + 3, "only the failed text and the 2 never asked call the LLM"
+    assert [r.answer for r in alone] == ["LLM answer"] * 6
+    rows = wf.ledger.rows()
+    escalations = [r for r in rows if r.kind == "escalate"]
+    assert len(escalations) == 6 and {(r.tokens_in, r.tokens_out) for r in escalations} == {(11, 4)}
+    # A batch that succeeds drops what is left: the same texts are asked again.
+    wf.run_batch(texts[:2])
+    assert llm.calls == 9
+    # And a batch run again after a failure takes the kept answers too.
+    llm.fail_on = 12
+    with pytest.raises(Exception, match="timed out on call 12"):
+        wf.run_batch(texts)
+    wf.run_batch(texts)
+    assert llm.calls == 12 + 4
+
+
+def test_a_file_run_keeps_the_rows_before_a_failed_llm_call_and_pays_them_once(tmp_path):
+    src = tmp_path / "in.txt"
+    texts = ["unclear 0", "faq 1", "unclear 2", "bad 3", "unclear 4", "unclear 5"]
+    src.write_text("\n".join(texts) + "\n")
+    out = tmp_path / "out.jsonl"
+    llm = FlakyBackend(fail_word="bad")
+    wf = _llm_wf(llm, tmp_path)
+    with pytest.raises(Exception, match="timed out"):
+        run_batch(wf, src, out, chunk_size=6)
+    # The chunk ran again text by text: the rows before "bad 3" are written, from the
+    # answers the chunk paid for; "bad 3" was asked twice and stopped the run.
+    assert [json.loads(x)["row"] for x in out.read_text().splitlines()] == [0, 1, 2]
+    assert llm.calls == 3 + 1
+    llm.fail_word = None  # the service is back: resume at row 3
+    summary = run_batch(wf, src, out, chunk_size=6)
+    assert (summary.already_done, summary.processed) == (3, 3)
+    assert llm.calls == 4 + 3
+    got = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["row"] for r in got] == list(range(6))
+    assert wf.ledger is not None
+    runs = [r.request_id for r in wf.ledger.rows() if r.kind == "run"]
+    assert len(runs) == len(set(runs)) == 6

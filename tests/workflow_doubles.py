@@ -145,3 +145,23 @@ def account_and_complaint() -> dict[str, Step]:
             ]
         ),
     }
+
+
+class FlakyBackend(FakeBackend):
+    """A :class:`FakeBackend` that times out on its ``fail_on``-th call (1-based), and on
+    every request holding ``fail_word`` while ``fail_word`` is set; ``calls`` counts them."""
+
+    def __init__(self, *, fail_on: int = 0, fail_word: str | None = None):
+        super().__init__()
+        self.fail_on = fail_on
+        self.fail_word = fail_word
+        self.calls = 0
+
+    def complete(self, request: CompletionRequest) -> Completion:
+        self.calls += 1
+        prompt = request.messages[-1].content
+        if self.calls == self.fail_on or (self.fail_word and self.fail_word in prompt):
+            from slmstack.errors import BackendError
+
+            raise BackendError(f"timed out on call {self.calls}")
+        return super().complete(request)

@@ -3,15 +3,17 @@
 A worker loads the workflow once (:class:`RowRunner`), then runs batch after batch
 through ``Workflow.run_batch``, so that each skill predicts once per batch. A batch that
 raises is run again row by row, so that the one bad row goes to the errors file with its
-reason and the others still run. Errors no row causes (a missing package, an inbox that
-cannot be opened) stop the job at once, and so do :data:`FAILURES_IN_A_ROW` failed rows
-with no success between them (a revoked API key, an endpoint that stays down): the job
-stops with the last reason rather than filing every remaining row as an error, and the
-rows done so far are kept for the resumed run. Each row runs with an idempotency key made of the job
-(its output file), the row id and the text's digest: a batch run a second time (a worker
-killed after it filed its packets, a resumed job) files no second inbox packet and no
-second ledger rows. The ledger buffers its rows, so the worker flushes it before it
-hands a batch back: once a row is in the output file its ledger rows are in the database.
+reason and the others still run; the LLM answers the failed batch paid for are taken by
+that retry rather than asked again (see :mod:`slmstack.workflows.batching`). Errors no
+row causes (a missing package, an inbox that cannot be opened) stop the job at once, and
+so do :data:`FAILURES_IN_A_ROW` failed rows with no success between them (a revoked API
+key, an endpoint that stays down): the job stops with the last reason rather than filing
+every remaining row as an error, and the rows done so far are kept for the resumed run.
+Each row runs with an idempotency key made of the job (its output file), the row id and
+the text's digest: a batch run a second time (a worker killed after it filed its
+packets, a resumed job) files no second inbox packet and no second ledger rows. The
+ledger buffers its rows, so the worker flushes it before it hands a batch back: once a
+row is in the output file its ledger rows are in the database.
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
 """Batch runs over a file, written row by row to JSONL, resumable after an interruption.
 
 The rows still to do run in chunks (64 texts by default) through ``Workflow.run_batch``,
-so that each skill predicts once per chunk instead of once per row; each chunk's rows are
-written, in order, once the chunk is done. Each output line carries the input row
-number and text. Rerunning the same command finds the rows already written, checks they
-belong to this input, drops a last line that was cut off mid-write, and continues with
-the first missing row, so no row is done twice or lost. Escalations and ledger rows are
-filed with a key made of the output file, the row and the text, so a row that escalated
-just before the interruption does not file a second packet (or second ledger rows) when
-it is run again. The output file is locked while a run writes it (``flock``, on POSIX
-systems): a second run on the same file refuses at once instead of appending the same
-rows again.
+so that each skill predicts once per chunk instead of once per row; each chunk's rows
+are written, in order, once the chunk is done. A chunk that fails is run again text by
+text: the rows before the one that fails are written, and its error stops the run. Each
+output line carries the input row number and text. Rerunning the same command finds the
+rows already written, checks they belong to this input, drops a last line that was cut
+off mid-write, and continues with the first missing row, so no row is done twice or
+lost. Escalations and ledger rows are filed with a key made of the output file, the row
+and the text, so a row that escalated just before the interruption does not file a
+second packet (or second ledger rows) when it is run again. The output file is locked
+while a run writes it (``flock``, on POSIX systems): a second run on the same file
+refuses at once instead of appending the same rows again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from slmstack.errors import ConfigError, DataError
 from slmstack.progress import progress
 from slmstack.workflows.engine import Workflow
 from slmstack.workflows.resume import done_rows, open_locked, run_tag
+from slmstack.workflows.trace import Result
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,22 @@ def _done_rows(output: Path, texts: list[str]) -> set[int]:
     return done_rows(output, row_of, expected, writer="slmstack run", opening=b'{"row": ')
 
 
+def _chunk_results(workflow: Workflow, chunk: list[str], keys: list[str]) -> Iterator[Result]:
+    """The chunk's results, in order; when the batch fails, each text's run alone.
+
+    So the rows before the one that sank the chunk are written (with the LLM answers the
+    failed batch paid for, see :mod:`slmstack.workflows.batching`) and that row's error
+    stops the run, which resumes at that row.
+    """
+    try:
+        results = workflow.run_batch(chunk, keys=keys)
+    except Exception:
+        for text, key in zip(chunk, keys, strict=True):
+            yield workflow.run(text, key=key)
+        return
+    yield from results
+
+
 def run_batch(
     workflow: Workflow,
     input_path: str | Path,
@@ -116,8 +135,8 @@ def run_batch(
         text_field: the column or key holding the text.
         trace: include each row's full trace.
         restart: start over, discarding ``output_path``.
-        chunk_size: texts per ``Workflow.run_batch`` call; an interruption loses at most
-            the chunk being run (64: the batch where an encoder's per-call cost is spread
+        chunk_size: texts per ``Workflow.run_batch`` call; a kill loses at most the chunk
+            being run (64: the batch where an encoder's per-call cost is spread
             thin, while a chunk stays seconds of work).
 
     Raises:
@@ -153,8 +172,8 @@ def run_batch(
             for at in range(0, len(todo), chunk_size):
                 rows = todo[at : at + chunk_size]
                 keys = [_key(prefix, i, texts[i]) for i in rows]
-                results = workflow.run_batch([texts[i] for i in rows], keys=keys)
-                for i, result in zip(rows, results, strict=True):
+                results = _chunk_results(workflow, [texts[i] for i in rows], keys)
+                for i, result in zip(rows, results, strict=False):  # stops where a row fails
                     row: dict[str, Any] = {"row": i, **result.to_dict(trace=trace)}
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                     escalated += result.status == "escalated"

@@ -16,7 +16,13 @@ import slmstack.workflows.steps  # noqa: F401  (registers the built-in step kind
 from slmstack.errors import ConfigError, DataError, WorkflowError
 from slmstack.types import Prediction
 from slmstack.workflows.base import CheckEnv, RunContext, Runtime, SkillLike, Step
-from slmstack.workflows.batching import Run, check_batch, run_texts, share_run_latency
+from slmstack.workflows.batching import (
+    KeptAnswers,
+    Run,
+    check_batch,
+    run_texts,
+    share_run_latency,
+)
 from slmstack.workflows.metering import Meter, meter_for
 from slmstack.workflows.steps.sequence import check_steps, run_steps
 from slmstack.workflows.trace import Escalation, Result
@@ -125,7 +131,10 @@ class Workflow:
         self._inbox: Inbox | None = None
         self._inbox_lock = threading.Lock()
         self.validate()
-        self._runtime = Runtime(name, self.skills, self.backends, self.blocks)
+        # A failed batch's paid LLM answers, for its texts' next run (see batching.py).
+        self._answers = KeptAnswers()
+        backends = self._answers.wrap(self.backends)
+        self._runtime = Runtime(name, self.skills, backends, self.blocks)
         self._meter = meter_for(
             name, skills=self.skills, backends=self.backends, ledger=ledger, prices=prices,
             machine=machine,
@@ -289,19 +298,20 @@ class Workflow:
         start = time.perf_counter()
         keys = check_batch(texts, keys)
         who = check_batch(texts, callers, "caller")
-        runs = run_texts(self.steps, self._runtime, texts)
-        # The batch's packets go to the inbox in one transaction, in input order.
-        packets = [self._packet(r, k) for r, k in zip(runs, keys, strict=True)]
-        filed = [p for p in packets if p is not None]
-        filed_ids = iter(self.inbox.add_many(filed) if filed else [])
-        results = [
-            self._finish(t, r, None if p is None else next(filed_ids))
-            for t, r, p in zip(texts, runs, packets, strict=True)
-        ]
-        results = share_run_latency(results, (time.perf_counter() - start) * 1000)
-        if self._meter is not None:
-            for result, key, caller in zip(results, keys, who, strict=True):
-                self._meter.record(result, key, caller=caller)
+        with self._answers.batch():  # until its rows are recorded, its LLM answers are kept
+            runs = run_texts(self.steps, self._runtime, texts)
+            # The batch's packets go to the inbox in one transaction, in input order.
+            packets = [self._packet(r, k) for r, k in zip(runs, keys, strict=True)]
+            filed = [p for p in packets if p is not None]
+            filed_ids = iter(self.inbox.add_many(filed) if filed else [])
+            results = [
+                self._finish(t, r, None if p is None else next(filed_ids))
+                for t, r, p in zip(texts, runs, packets, strict=True)
+            ]
+            results = share_run_latency(results, (time.perf_counter() - start) * 1000)
+            if self._meter is not None:
+                for result, key, caller in zip(results, keys, who, strict=True):
+                    self._meter.record(result, key, caller=caller)
         return results
 
     def run_many(self, texts: Sequence[str]) -> list[Result]:
