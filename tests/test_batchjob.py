@@ -34,8 +34,16 @@ from slmstack.batchjob import (
 )
 from slmstack.cli.app import app
 from slmstack.errors import ConfigError, DataError, JobStopped, MissingDependencyError
-from slmstack.workflows import CascadeStep, EscalateStep, SkillStep, TemplateStep, Workflow
-from workflow_doubles import FlakyBackend, KeywordClassifier
+from slmstack.types import Prediction
+from slmstack.workflows import (
+    CascadeStep,
+    EscalateStep,
+    SkillStep,
+    TemplateStep,
+    Workflow,
+    run_batch,
+)
+from workflow_doubles import Fixed, FlakyBackend, KeywordClassifier
 
 LANGS = "text,label\n" + "\n".join(
     [
@@ -215,6 +223,29 @@ def test_a_batch_sunk_by_an_llm_timeout_re_pays_none_of_its_answered_calls(tmp_p
     assert llm.calls == 64 + 1, "each row's LLM call is paid once; the timed-out one twice"
     sql = "select count(*), sum(tokens_in) from slmstack_ledger where kind='escalate'"
     assert count(tmp_path / "ledger.db", sql) == [(64, 64 * 11)]
+
+
+def test_output_lines_are_strict_json_when_a_skill_gives_nan(tmp_path):
+    # A NaN confidence is judged by the cascade (not confident): the trace's decision wrote
+    # it as NaN, and a NaN or inf in a skill's data too, which strict JSON readers refuse.
+    nan = Prediction(label="x", confidence=float("nan"), data={"p": float("inf"), "s": [1.0]})
+    wf = Workflow(
+        [CascadeStep([SkillStep("intent"), TemplateStep("fallback")], threshold=0.5)],
+        skills={"intent": Fixed(nan)},
+    )
+    runner = RowRunner(JobSpec(tmp_path / "unused.yaml", job="j", trace=True), load=lambda: wf)
+    src = tmp_path / "in.txt"
+    src.write_text("hello\n")
+    run_batch(wf, src, tmp_path / "out.jsonl", trace=True)
+    lines = [runner([Row("f:1", "hello")])[0].line, (tmp_path / "out.jsonl").read_text()]
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    for line in lines:
+        row = json.loads(line, parse_constant=refuse)
+        assert row["outputs"]["intent"]["data"] == {"p": None, "s": [1.0]}
+        assert row["trace"][0]["children"][0]["decision"]["confidence"] is None
 
 
 def test_rows_that_keep_failing_stop_the_job_and_a_missing_package_stops_it_at_once(

@@ -8,9 +8,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def _json_number(x: float) -> float | None:
+def json_number(x: float) -> float | None:
     """``x`` rounded to 6 places, or ``None`` when it is not finite (JSON has no NaN)."""
     return round(x, 6) if math.isfinite(x) else None
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with each float that is not finite (NaN, ±inf) as ``None``, at any depth.
+
+    Example:
+        >>> json_safe({"p": float("nan"), "scores": [0.5, float("inf")]})
+        {'p': None, 'scores': [0.5, None]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(json_safe(v) for v in value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -83,17 +101,15 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view (empty fields left out).
 
-        A confidence or score that is not a finite number (a broken skill's NaN) is
+        A confidence, score or ``data`` number that is not finite (a broken skill's NaN) is
         ``None``: JSON has no NaN, and strict readers refuse a file that writes one.
         """
         out: dict[str, Any] = {}
         if self.label is not None:
             out["label"] = self.label
-        out["confidence"] = _json_number(self.confidence)
+        out["confidence"] = json_number(self.confidence)
         if self.scores:
-            out["scores"] = [
-                {"label": s.label, "score": _json_number(s.score)} for s in self.scores
-            ]
+            out["scores"] = [{"label": s.label, "score": json_number(s.score)} for s in self.scores]
         if self.spans:
             out["spans"] = [
                 {
@@ -101,14 +117,14 @@ class Prediction:
                     "start": s.start,
                     "end": s.end,
                     "text": s.text,
-                    "confidence": _json_number(s.confidence),
+                    "confidence": json_number(s.confidence),
                 }
                 for s in self.spans
             ]
         if self.text is not None:
             out["text"] = self.text
         if self.data:
-            out["data"] = dict(self.data)
+            out["data"] = json_safe(self.data)
         if self.abstained is not None:
             out["abstained"] = self.abstained
         out["usage"] = {

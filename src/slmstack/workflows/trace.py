@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from slmstack.types import Prediction, Usage
+from slmstack.types import Prediction, Usage, json_number
 
 Status = Literal["completed", "escalated"]
 
@@ -34,8 +34,8 @@ class Decision:
         out: dict[str, Any] = {"taken": self.taken, "why": self.why}
         if self.label is not None:
             out["label"] = self.label
-        if self.confidence is not None:
-            out["confidence"] = round(self.confidence, 6)
+        if self.confidence is not None:  # None when NaN: JSON has none (see Prediction)
+            out["confidence"] = json_number(self.confidence)
         if self.threshold is not None:
             out["threshold"] = self.threshold
         return out
