@@ -358,6 +358,14 @@ def test_local_job_writes_every_row_once_and_resumes(job, tmp_path):
     # an output the next run would read as input: refused on the first run already
     with pytest.raises(DataError, match="inside the input folder or glob"):
         run_job(wf, data.parent, data.parent / "new-out.jsonl")
+    # A workflow whose steps changed since the output started: its rows would mix two
+    # workflows' results (they were resumed silently); refused, naming the fixes.
+    spec = wf.read_text()
+    wf.write_text(spec.replace("answer: {input}", "reply: {input}"))
+    with pytest.raises(DataError, match=r"workflow .*wf.yaml changed.*Put the workflow back.*--restart"):
+        run_job(wf, data, out, workers=1)
+    wf.write_text(spec.replace("name: desk", "name: desk\n# a comment\ndescription: x"))
+    assert run_job(wf, data, out, workers=1).already_done == 41  # no result changes
     with pytest.raises(DataError, match="inside the input folder or glob"):
         run_job(wf, str(data.parent / "*"), data.parent / "new-out.jsonl")
     assert not (data.parent / "new-out.jsonl").exists()

@@ -254,7 +254,9 @@ def test_a_table_without_the_text_column_names_the_option_that_picks_another(tmp
     from slmstack.workflows.batch import read_inputs
 
     (tmp_path / "in.csv").write_text("body\nhello\n")
-    with pytest.raises(DataError, match=r"no column 'text' \(the file has 'body'\); pass --text-field"):
+    with pytest.raises(
+        DataError, match=r"no column 'text' \(the file has 'body'\); pass --text-field"
+    ):
         read_inputs(tmp_path / "in.csv")
     assert read_inputs(tmp_path / "in.csv", "body") == ["hello"]
 
@@ -273,3 +275,35 @@ def test_inputs_holding_a_unicode_line_separator_are_one_row_each(tmp_path):
         summary = run_batch(make(KeywordClassifier({"faq": 0.9}), inbox), path, out)
         assert summary.total == 2
         assert [r["input"] for r in rows(out)] == texts
+
+
+def test_a_resume_with_a_changed_workflow_file_is_refused(tmp_path):
+    from slmstack.workflows import load_workflow
+
+    src = tmp_path / "in.txt"
+    src.write_text("one\ntwo\n")
+    wf = tmp_path / "wf.yaml"
+    spec = textwrap.dedent(
+        """\
+        name: t
+        backends:
+          llm: {model: gpt-4o-mini, runtime: openai, options: {base_url: "http://a:1/v1", api_key_env: null}}
+        steps:
+          - template: "answer: {input}"
+        """
+    )
+    wf.write_text(spec)
+    out = tmp_path / "out.jsonl"
+    run_batch(load_workflow(wf), src, out)
+    src.write_text("one\ntwo\nthree\n")
+    wf.write_text(spec.replace("answer:", "reply:"))
+    with pytest.raises(DataError, match="changed since this output was started.*--restart"):
+        run_batch(load_workflow(wf), src, out)
+    assert len(rows(out)) == 2
+    # Where the LLM is reached, comments and layout decide no result: resumed.
+    moved = spec.replace("http://a:1/v1", "http://b:2/v1").replace("name: t", "name: t  # x")
+    wf.write_text(moved)
+    assert run_batch(load_workflow(wf), src, out).processed == 1
+    wf.write_text(spec.replace("answer:", "reply:"))
+    summary = run_batch(load_workflow(wf), src, out, restart=True)
+    assert summary.processed == 3 and rows(out)[0]["answer"] == "reply: one"

@@ -116,7 +116,9 @@ def run_job(
 
     Raises:
         ConfigError: an unknown engine or a bad option.
-        DataError: unreadable inputs, or an output file of another input or job.
+        DataError: unreadable inputs, or an output file of another input or job, or of
+            a workflow file that changed since it started (see
+            :func:`slmstack.workflows.resume.run_tag`).
 
     Example:
         >>> run_job("wf.yaml", "tickets/*.jsonl", "out.jsonl", workers=2)  # doctest: +SKIP
@@ -156,7 +158,9 @@ def run_job(
     with Sink(
         output, errors, {r.id: r.text for r in rows}, restart=restart, retry_errors=retry_errors
     ) as sink:
-        tag = run_tag(output, fresh=fresh)  # a new run files its own packets and ledger rows
+        # A new run files its own packets and ledger rows; a resumed one, of the same
+        # workflow only, keeps its tag.
+        tag = run_tag(output, fresh=fresh, workflow=source)
         spec = JobSpec(
             workflow=source,
             job=job_id(output) + (f"-{tag}" if tag else ""),

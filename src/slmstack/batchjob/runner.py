@@ -149,7 +149,8 @@ class RowRunner:
                     f"{self.failed_in_a_row} rows failed in a row, the last ({row.id}) with "
                     f"{why}. This looks like a problem with the workflow or a service, not "
                     "with the rows: fix it and run the same command again to resume (the "
-                    "rows done so far are kept)"
+                    "rows done so far are kept; a backend's options may change, but a "
+                    "workflow whose steps or skills changed needs --restart)"
                 ) from exc
             return self._failed(row, "workflow", why)
         self.failed_in_a_row = 0

@@ -5,13 +5,14 @@ so that each skill predicts once per chunk instead of once per row; each chunk's
 are written, in order, once the chunk is done. A chunk that fails is run again text by
 text: the rows before the one that fails are written, and its error stops the run. Each
 output line carries the input row number and text. Rerunning the same command finds the
-rows already written, checks they belong to this input, drops a last line that was cut
-off mid-write, and continues with the first missing row, so no row is done twice or
-lost. Escalations and ledger rows are filed with a key made of the output file, the row
-and the text, so a row that escalated just before the interruption does not file a
-second packet (or second ledger rows) when it is run again. The output file is locked
-while a run writes it (``flock``, on POSIX systems): a second run on the same file
-refuses at once instead of appending the same rows again.
+rows already written, checks they belong to this input and to this workflow file as it
+was (refusing otherwise), drops a last line that was cut off mid-write, and continues
+with the first missing row, so no row is done twice or lost. Escalations and ledger rows
+are filed with a key made of the output file, the row and the text, so a row that
+escalated just before the interruption does not file a second packet (or second ledger
+rows) when it is run again. The output file is locked while a run writes it (``flock``,
+on POSIX systems): a second run on the same file refuses at once instead of appending
+the same rows again.
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ def run_batch(
 
     Raises:
         DataError: an input row is unusable, ``output_path`` holds results of another
-            input, or another process is writing ``output_path`` (it is locked).
+            input or of the workflow's file before it changed, or another process is
+            writing ``output_path`` (it is locked).
 
     Example:
         >>> run_batch(load_workflow("wf.yaml"), "in.jsonl", "out.jsonl")  # doctest: +SKIP
@@ -165,7 +167,7 @@ def run_batch(
             fh.truncate(0)
         done = _done_rows(output, texts)
         todo = [i for i in range(len(texts)) if i not in done]
-        tag = run_tag(output, fresh=fresh)
+        tag = run_tag(output, fresh=fresh, workflow=workflow.source)
         prefix = str(output.resolve()) + (f"@{tag}" if tag else "")
         with progress() as bar:
             task = bar.add_task(workflow.name, total=len(texts), completed=len(done), info="")

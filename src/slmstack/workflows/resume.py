@@ -11,6 +11,8 @@ second run on the same file refuses at once instead of writing the same rows twi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import uuid
 from collections.abc import Callable, Hashable
@@ -88,20 +90,64 @@ def done_rows(
     return done
 
 
-def run_tag(output: Path, *, fresh: bool) -> str:
+def workflow_digest(source: Path) -> str:
+    """A digest of what in a workflow file decides its results.
+
+    The parsed file (so comments and layout do not count) without what only says where
+    things go or how they are reached: ``description``, ``inbox``, ``ledger``,
+    ``prices``, ``machine`` and each backend's ``options`` (its URL, key, timeouts). A
+    skill retrained in place (the same ``train:`` file with new rows, a saved folder
+    overwritten) is not seen.
+    """
+    import yaml
+
+    raw = yaml.safe_load(source.read_bytes())
+    if not isinstance(raw, dict):  # not a workflow: load_workflow says why
+        raw = {"file": raw}
+    kept = {k: v for k, v in raw.items() if k not in _NOT_RESULTS}
+    if isinstance(kept.get("backends"), dict):
+        kept["backends"] = {
+            name: {k: v for k, v in b.items() if k != "options"} if isinstance(b, dict) else b
+            for name, b in kept["backends"].items()
+        }
+    text = json.dumps(kept, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+_NOT_RESULTS = frozenset({"description", "inbox", "ledger", "prices", "machine"})
+
+
+def run_tag(output: Path, *, fresh: bool, workflow: Path | None = None) -> str:
     """The tag of the run that writes ``output``, kept in ``.NAME.run`` beside it.
 
     It goes in every row's idempotency key, so that a resumed run (``fresh`` False: the
     output existed) files no second inbox packet and no second ledger rows, while a new
     run (``--restart``, or an output file that did not exist) files and records its own,
     even for the same texts. Call it before the output file is opened.
+
+    ``workflow``: the workflow file the rows come from. Its :func:`workflow_digest` is
+    kept beside the tag, and a resumed run of a workflow that changed since is refused,
+    rather than mixing the two workflows' results in one file.
+
+    Raises:
+        DataError: resuming ``output`` with a workflow that changed since it started.
     """
     side = output.with_name(f".{output.name}.run")
+    digest = workflow_digest(workflow) if workflow is not None and workflow.is_file() else None
     if not fresh and side.is_file():
-        return side.read_text(encoding="utf-8").strip()
+        tag, _, kept = side.read_text(encoding="utf-8").strip().partition("\nworkflow ")
+        if digest is not None and kept and kept != digest:
+            raise DataError(
+                f"the workflow {workflow} changed since this output was started, so its rows "
+                "would mix the results of two workflows. Put the workflow back to resume, "
+                "or pass --restart to run every row with the new one (or a new --output)",
+                path=output,
+            )
+        return tag
     if not fresh and output.exists():
         return ""  # an output written before tags existed: its rows keep their keys
     tag = uuid.uuid4().hex[:12]
     side.parent.mkdir(parents=True, exist_ok=True)
-    side.write_text(tag + "\n", encoding="utf-8")
+    kept = "" if digest is None else f"workflow {digest}\n"
+    side.write_text(f"{tag}\n{kept}", encoding="utf-8")
     return tag
