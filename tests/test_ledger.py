@@ -13,8 +13,10 @@ import pytest
 
 from databases import db_url  # noqa: F401  (SQLite and PostgreSQL)
 from fakes import FakeBackend
+from slmstack.backends import Completion
 from slmstack.costs import Ledger, LedgerRow, load_prices, to_nano
 from slmstack.errors import ConfigError
+from slmstack.types import Usage
 from slmstack.workflows import CascadeStep, EscalateStep, SkillStep, Workflow, load_workflow
 from workflow_doubles import KeywordClassifier
 
@@ -504,3 +506,85 @@ def test_rows_appended_after_close_are_written_not_left_in_a_dead_buffer(tmp_pat
     del ledger
     gc.collect()
     assert sorted(r.request_id for r in Ledger(url, create=False).rows()) == ["a", "b"]
+
+
+def _failed_over(model: str, text: str, tokens: tuple[int, int]) -> Completion:
+    return Completion(
+        text, model, Usage(*tokens), endpoint="https://backup.example.invalid/v1",
+        failed_over=("dear-llm at https://api.example.invalid/v1 answered HTTP 503 (3 attempts)",),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("fallback_price", ["0.1", "90"])  # a cheaper and a dearer fallback
+def test_a_skill_answered_by_a_fallback_is_priced_at_the_fallback_s_price(tmp_path, fallback_price):
+    from slmstack.skills.llm_classifier import LLMClassifier
+
+    llm = RemoteFake("dear-llm")
+    llm.fallbacks = [RemoteFake("backup-llm")]
+    llm.responses = [_failed_over("backup-llm", '{"label": "refund"}', (100, 10))]
+    skill = LLMClassifier(model=llm, labels=["card", "refund"], k=0, confidence_method="greedy")
+    prices = {"models": {"dear-llm": {"input_per_1k": "10", "output_per_1k": "30"},
+                         "backup-llm": {"input_per_1k": fallback_price, "output_per_1k": "1"}}}  # fmt: skip
+    wf = Workflow([SkillStep("intent")], skills={"intent": skill.fit([])}, name="desk",
+                  ledger=f"sqlite:///{tmp_path / 'l.db'}", prices=prices)  # fmt: skip
+    result = wf.run("refund please", key="k")
+    assert result.trace[0].output.data["model"] == "backup-llm"  # the model that answered
+    assert any("failed over: dear-llm" in w for w in result.trace[0].output.warnings)
+    assert wf.ledger is not None
+    step, run = wf.ledger.rows()
+    assert (step.model, step.tokens_in, step.tokens_out) == ("backup-llm", 100, 10)
+    assert step.cost == (100 * Decimal(fallback_price) + 10 * 1) / 1000 == run.cost
+    wf.ledger.close()
+
+
+def test_a_skill_whose_votes_came_from_two_models_pays_each_its_own_price(tmp_path):
+    from slmstack.skills.llm_classifier import LLMClassifier
+
+    llm = RemoteFake("dear-llm")
+    llm.fallbacks = [RemoteFake("backup-llm")]
+    answer = '{"label": "refund"}'
+    # the greedy answer from the first choice, then it went down: the samples failed over
+    llm.responses = [Completion(answer, "dear-llm", Usage(100, 10)),
+                     _failed_over("backup-llm", answer, (100, 10))]  # fmt: skip
+    skill = LLMClassifier(model=llm, labels=["card", "refund"], k=0, n_samples=3,
+                          confidence_method="self_consistency")  # fmt: skip
+    prices = {"models": {"dear-llm": {"input_per_1k": "10", "output_per_1k": "30"},
+                         "backup-llm": {"input_per_1k": "0.1", "output_per_1k": "1"}}}  # fmt: skip
+    wf = Workflow([SkillStep("intent")], skills={"intent": skill.fit([])}, name="desk",
+                  ledger=f"sqlite:///{tmp_path / 'l.db'}", prices=prices)  # fmt: skip
+    result = wf.run("refund please", key="k")
+    prediction = result.trace[0].output
+    assert prediction.data["model"] == "dear-llm, backup-llm"
+    assert prediction.usage.by_model == (("dear-llm", 100, 10), ("backup-llm", 200, 20))
+    assert wf.ledger is not None
+    step, _ = wf.ledger.rows()
+    assert step.model == "dear-llm, backup-llm" and (step.tokens_in, step.tokens_out) == (300, 30)
+    dear = (100 * Decimal(10) + 10 * Decimal(30)) / 1000
+    backup = (200 * Decimal("0.1") + 20 * Decimal(1)) / 1000
+    assert step.cost == dear + backup
+    wf.ledger.close()
+
+
+def test_a_served_skill_call_answered_by_a_fallback_is_priced_at_its_price(tmp_path):
+    from serve_doubles import write_server
+    from slmstack.serve import ServeState, load_config
+    from slmstack.workflows.metering import Meter
+
+    class LLMSkill(KeywordClassifier):
+        backend_ = RemoteFake("dear-llm")  # as LLMClassifier holds its backend
+
+    LLMSkill.backend_.fallbacks = [RemoteFake("backup-llm")]
+    prices = {"models": {"dear-llm": {"input_per_1k": "10", "output_per_1k": "30"},
+                         "backup-llm": {"machine": "box"}},
+              "machines": {"box": {"per_hour": "3.6"}}}  # fmt: skip
+    state = ServeState.create(load_config(write_server(tmp_path)))
+    state.skills = {"llm": LLMSkill({"refund": 0.9})}
+    state._skill_meter = Meter("serve", skills=state.skills, backends={}, prices=prices)
+    state.ledger = Ledger(f"sqlite:///{tmp_path / 'serve.db'}")
+    usage = Usage(100, 10, 2000.0, by_model=(("backup-llm", 100, 10),))
+    cost = state.meter_skill_call("llm", "k", None, usage, 2.0)
+    assert cost == to_nano(Decimal("0.002"))  # 2 s on the fallback's machine, at $3.6/h
+    state.ledger.flush()
+    step, _ = state.ledger.rows()
+    assert (step.model, step.machine, step.compute_s) == ("backup-llm", "box", 2.0)
+    state.ledger.close()

@@ -40,7 +40,7 @@ def test_a_copy_followed_by_a_real_summary_returns_the_summary():
     fake = FakeBackend([COMPLAINT, GOOD])
     pred = Summarizer(model=fake).fit([]).predict([COMPLAINT])[0]
     assert pred.abstained is None and pred.text == GOOD
-    assert pred.data == {"copied_share": 0.0, "attempts": 2}
+    assert pred.data == {"copied_share": 0.0, "attempts": 2, "model": "fake"}
     assert len(pred.warnings) == 1 and "retried" in pred.warnings[0]
 
 
@@ -48,7 +48,7 @@ def test_a_good_summary_passes_with_one_call():
     fake = FakeBackend([GOOD])
     pred = Summarizer(model=fake).fit([]).predict([COMPLAINT])[0]
     assert pred.text == GOOD and pred.warnings == ()
-    assert pred.data == {"copied_share": 0.0, "attempts": 1}
+    assert pred.data == {"copied_share": 0.0, "attempts": 1, "model": "fake"}
     assert len(fake.requests) == 1
 
 

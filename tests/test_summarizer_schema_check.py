@@ -32,3 +32,19 @@ def test_demonstrations_leave_room_for_the_text():
     assert fit_shots(words, long[:1], 1000) == (long[:1], None)
     text, cut = cut_to_tokens(words, "w " * 800, 1000 - 410)
     assert words(text) <= 590 and cut and "input truncated: 800 tokens" in cut
+
+
+def test_a_record_a_fallback_answered_says_so_and_is_counted_under_its_model():
+    import json
+
+    from fakes import FakeBackend
+    from slmstack import Summarizer
+    from slmstack.backends import Completion
+    from slmstack.types import Usage
+
+    answer = Completion(json.dumps(GOOD), "backup-llm", Usage(40, 12),
+                        failed_over=("dear-llm at https://a.test/v1 answered HTTP 503",))  # fmt: skip
+    pred = Summarizer(model=FakeBackend([answer]), schema=SCHEMA).fit([]).predict(["x y"])[0]
+    assert pred.data == GOOD  # the record is the data: the model is in the usage
+    assert pred.usage.by_model == (("backup-llm", 40, 12),)
+    assert pred.warnings == ("failed over: dear-llm at https://a.test/v1 answered HTTP 503",)

@@ -45,11 +45,19 @@ class Example:
 
 @dataclass(frozen=True)
 class Usage:
-    """What one call cost: tokens in and out, and wall time."""
+    """What one call cost: tokens in and out, and wall time.
+
+    ``by_model`` splits the tokens by the model that answered, ``(model, input_tokens,
+    output_tokens)`` each in order of first answer, when an LLM skill knows it (from each
+    :class:`~slmstack.backends.Completion`'s ``model``); empty when not known. A remote
+    backend with fallbacks may answer from another model than the configured one, at
+    another price: a meter prices each model's tokens at that model's price.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     latency_ms: float = 0.0
+    by_model: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def total_tokens(self) -> int:

@@ -6,7 +6,10 @@ from slmstack.backends.base import (
     Completion,
     CompletionRequest,
     TokenLogprob,
+    answered_by,
+    failover_warnings,
     parse_json_output,
+    total_usage,
 )
 from slmstack.backends.factory import load_backend, runtimes
 from slmstack.models.gguf import gguf_path
@@ -17,8 +20,11 @@ __all__ = [
     "Completion",
     "CompletionRequest",
     "TokenLogprob",
+    "answered_by",
+    "failover_warnings",
     "gguf_path",
     "load_backend",
     "parse_json_output",
     "runtimes",
+    "total_usage",
 ]

@@ -167,6 +167,40 @@ class Backend(ABC):
         )
 
 
+def total_usage(completions: Sequence[Completion], latency_ms: float) -> Usage:
+    """The tokens of ``completions`` together, split by the model that answered each.
+
+    A remote backend with fallbacks may answer some calls from another model than the
+    configured one; ``by_model`` keeps each model's tokens (see :class:`Usage`), so a
+    meter prices them at that model's price.
+
+    Example:
+        >>> calls = [Completion("a", "gpt-4o", Usage(10, 1)), Completion("b", "mini", Usage(10, 2))]
+        >>> total_usage(calls, 5.0).by_model
+        (('gpt-4o', 10, 1), ('mini', 10, 2))
+    """
+    split: dict[str, tuple[int, int]] = {}
+    for c in completions:
+        tokens_in, tokens_out = split.get(c.model, (0, 0))
+        split[c.model] = (tokens_in + c.usage.input_tokens, tokens_out + c.usage.output_tokens)
+    return Usage(
+        sum(i for i, _ in split.values()), sum(o for _, o in split.values()), latency_ms,
+        by_model=tuple((model, i, o) for model, (i, o) in split.items()),
+    )  # fmt: skip
+
+
+def answered_by(completions: Sequence[Completion]) -> str:
+    """The model that answered ``completions``: when several did, each once, joined by ", "."""
+    return ", ".join(dict.fromkeys(c.model for c in completions))
+
+
+def failover_warnings(completions: Sequence[Completion]) -> list[str]:
+    """``"failed over: ..."`` for each endpoint failure before a fallback answered, once each."""
+    return [
+        f"failed over: {f}" for f in dict.fromkeys(f for c in completions for f in c.failed_over)
+    ]
+
+
 def parse_json_output(completion: Completion, request: CompletionRequest) -> Any:
     """Parse the text of a schema-constrained completion, or raise :class:`BackendError`.
 

@@ -48,7 +48,7 @@ from slmstack.serve.metrics import Metrics
 from slmstack.types import Prediction, Usage
 from slmstack.workflows.engine import Workflow
 from slmstack.workflows.inbox import Inbox
-from slmstack.workflows.metering import Meter, remote_models
+from slmstack.workflows.metering import Meter
 from slmstack.workflows.trace import Result
 
 _log = logging.getLogger("slmstack.serve")
@@ -318,18 +318,18 @@ class ServeState:
         """Price a call to skill ``name`` (nano-dollars), count it, buffer its ledger rows."""
         meter = self._skill_meter
         assert meter is not None  # set by load()
-        remote = remote_models(self.skills[name])
         target, at = f"skill:{name}", datetime.now(UTC)
         tokens_in, tokens_out = usage.input_tokens, usage.output_tokens
-        cost = meter.skill_cost(name, tokens_in, tokens_out, seconds)
+        # by the models that answered: a remote backend's fallback has its own price
+        model, machine, compute_s, cost = meter.skill_priced(
+            name, usage.by_model, tokens_in, tokens_out, seconds
+        )
         self.metrics.add_usage(target, tokens_in, tokens_out, cost)
         if self.ledger is not None:
             step = LedgerRow(
-                key, "predict", target, name, "skill", at, model=remote[0] if remote else name,
-                machine=None if remote else meter.machine, tokens_in=tokens_in,
-                tokens_out=tokens_out, latency_ms=seconds * 1000,
-                compute_s=0.0 if remote else seconds, cost_nusd=cost, decision=decision,
-                api_key_id=caller,
+                key, "predict", target, name, "skill", at, model=model, machine=machine,
+                tokens_in=tokens_in, tokens_out=tokens_out, latency_ms=seconds * 1000,
+                compute_s=compute_s, cost_nusd=cost, decision=decision, api_key_id=caller,
             )  # fmt: skip
             run_row = LedgerRow(
                 key, "", target, "", RUN, at, tokens_in=tokens_in, tokens_out=tokens_out,

@@ -43,7 +43,14 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from slmstack.backends.base import Backend, ChatMessage, Completion, CompletionRequest
+from slmstack.backends.base import (
+    Backend,
+    ChatMessage,
+    Completion,
+    CompletionRequest,
+    answered_by,
+    total_usage,
+)
 from slmstack.errors import ArtifactError, BackendError, ConfigError
 from slmstack.types import Usage
 
@@ -205,10 +212,13 @@ class Answers:
     completions: list[Completion]  # the greedy answer first
 
     def usage(self, latency_ms: float) -> Usage:
-        """Tokens of every call, and the wall time of the whole prediction."""
-        calls = self.completions
-        return Usage(sum(c.usage.input_tokens for c in calls),
-                     sum(c.usage.output_tokens for c in calls), latency_ms)  # fmt: skip
+        """Tokens of every call (split by the model that answered), and the wall time."""
+        return total_usage(self.completions, latency_ms)
+
+    @property
+    def model(self) -> str:
+        """The model that answered (after a failover, not the configured one); several: ", "."""
+        return answered_by(self.completions)
 
 
 class LLMCaller:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from slmstack.artifacts import data_hash, library_versions
-from slmstack.backends.base import Backend, ChatMessage
+from slmstack.backends.base import Backend, ChatMessage, failover_warnings
 from slmstack.data.validation import drop_duplicates, validate_examples
 from slmstack.errors import ConfigError, DataError
 from slmstack.skills._llm_prompts import (
@@ -258,10 +258,10 @@ class LLMClassifier(LabelledTexts, Skill):
 
     def _read(self, answers: Answers, usage: Usage, n_shots: int) -> Prediction:
         data: dict[str, Any] = {"confidence_method": answers.method, "shots": n_shots,
-                                "model": self.backend_.name}  # fmt: skip
+                                "model": answers.model}  # fmt: skip
         labels = [self._label_of(c.text) for c in answers.completions]
         valid = [label for label in labels if label is not None]
-        warnings = []
+        warnings = failover_warnings(answers.completions)
         if len(valid) < len(labels):
             bad = next(c.text for c, lb in zip(answers.completions, labels, strict=True)
                        if lb is None)  # fmt: skip

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from slmstack.artifacts import data_hash, library_versions
-from slmstack.backends.base import Backend, ChatMessage, Completion
+from slmstack.backends.base import Backend, ChatMessage, Completion, failover_warnings
 from slmstack.data.documents import read_field_examples
 from slmstack.data.fields import FieldExample, FieldSpec, parse_schema
 from slmstack.data.normalizers import find_amounts, find_dates, parse_amount, parse_date
@@ -314,10 +314,10 @@ class LLMExtractor(Skill):
         return {s.name: self._field(s, doc, obj.get(s.name)) for s in self.specs_}
 
     def _read(self, doc: str, answers: Answers, usage: Usage) -> Prediction:
-        data: dict[str, Any] = {"confidence_method": answers.method, "model": self.backend_.name}
+        data: dict[str, Any] = {"confidence_method": answers.method, "model": answers.model}
         samples = [self._sample(doc, c) for c in answers.completions]
         valid = [s for s in samples if s is not None]
-        warnings: list[str] = []
+        warnings = failover_warnings(answers.completions)
         if len(valid) < len(samples):
             warnings.append(f"{len(samples) - len(valid)} of {len(samples)} answers were not a "
                             "JSON object; the backend did not honour the JSON schema")  # fmt: skip

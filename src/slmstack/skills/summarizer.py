@@ -16,7 +16,8 @@ longer than ``max_input_tokens`` (less the demonstrations) are cut and reported 
 A summary that repeats its input is not a summary: a free-text summary that copies its
 input (:mod:`._copying`) is retried once with a stricter prompt (:mod:`.summary_text`),
 then the skill abstains with ``"copied_input"`` and the evidence in ``warnings`` and
-``data``, which a workflow trace shows. ``data`` holds ``copied_share`` and ``attempts``.
+``data``, which a workflow trace shows. ``data`` holds ``copied_share``, ``attempts`` and
+``model`` (the model that answered: a remote backend's fallback, after a failover).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 from slmstack.artifacts import data_hash, library_versions
+from slmstack.backends import answered_by, failover_warnings, total_usage
 from slmstack.backends.base import Backend, Completion, CompletionRequest, parse_json_output
 from slmstack.data.readers import read_examples
 from slmstack.data.validation import drop_duplicates
@@ -42,6 +44,7 @@ from slmstack.errors import (
     NotStreamableError,
 )
 from slmstack.skills._copying import check_copy
+from slmstack.skills._llm_prompts import max_tokens_check
 from slmstack.skills._record_check import record_problems
 from slmstack.skills._streaming import TextStream, bounded_pieces
 from slmstack.skills._summary_lora import (
@@ -71,15 +74,9 @@ _TOKENS_PER_SENTENCE = 40  # generous for support-ticket prose; bounds max_token
 _ADAPTER_DIR = "adapter"  # where save puts the adapter, relative to the skill folder
 
 
-def _total(parts: Sequence[Usage], start: float) -> Usage:
-    """Tokens of every generation call, and the wall time since ``start``."""
-    return Usage(sum(u.input_tokens for u in parts), sum(u.output_tokens for u in parts),
-                 (time.perf_counter() - start) * 1000)  # fmt: skip
-
-
-def _max_tokens_check(value: Any) -> str | None:
-    ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
-    return None if ok else "None or an int >= 1"
+def _total(calls: Sequence[Completion], start: float) -> Usage:
+    """Tokens of every generation call (by the model that answered), and the wall time."""
+    return total_usage(calls, (time.perf_counter() - start) * 1000)
 
 
 def _share_check(value: Any) -> str | None:
@@ -117,7 +114,7 @@ class Summarizer(Skill):
         "runtime": runtime_check,
         "few_shot": Interval(int, 0, None),
         "max_input_tokens": Interval(int, 16, None),
-        "max_tokens": _max_tokens_check,
+        "max_tokens": max_tokens_check,
         "schema": _schema_check,
         "temperature": Interval(float, 0, None),
         "max_copied": _share_check,
@@ -258,27 +255,27 @@ class Summarizer(Skill):
         start = time.perf_counter()
         body, warning = self._fit_input(text)
         warnings = [warning] if warning else []
-        request, completion = self._generate(body)
-        usages = [completion.usage]
+        request, completion = self._generate(body, warnings)
+        calls = [completion]
         if self.schema is not None:
             try:
                 record = parse_json_output(completion, request)
             except BackendError as exc:
-                return Prediction(abstained="invalid_output", usage=_total(usages, start),
+                return Prediction(abstained="invalid_output", usage=_total(calls, start),
                                   warnings=(*warnings, str(exc)))  # fmt: skip
             wrong = record_problems(self.schema, record)
             if wrong:  # a server that ignores the schema; the record is not what was asked
-                return Prediction(abstained="invalid_output", usage=_total(usages, start),
+                return Prediction(abstained="invalid_output", usage=_total(calls, start),
                                   warnings=(*warnings, "; ".join(wrong)))  # fmt: skip
-            return Prediction(data=record, usage=_total(usages, start), warnings=tuple(warnings))
+            return Prediction(data=record, usage=_total(calls, start), warnings=tuple(warnings))
         summary = self._shorten(completion, request.max_tokens, warnings)
         check = check_copy(summary, body, limit=self.max_copied, shots=self.shots_)
         if check.copied:
             # A copy is not a summary: ask once more, forbidding it, then abstain.
             warnings.append(f"the summary repeated its input ({check.why}); retried with a "
                             "stricter prompt")  # fmt: skip
-            request, completion = self._generate(body, strict=True)
-            usages.append(completion.usage)
+            request, completion = self._generate(body, warnings, strict=True)
+            calls.append(completion)
             summary = self._shorten(completion, request.max_tokens, warnings)
             shots = strict_shots(self.shots_)  # copying the stricter prompt's demo is no better
             check = check_copy(summary, body, limit=self.max_copied, shots=shots)
@@ -286,18 +283,22 @@ class Summarizer(Skill):
                 warnings.append(f"the retry repeated its input too ({check.why})" if summary
                                 else "the retry was empty")  # fmt: skip
                 data = {**check.to_dict(), "attempts": 2, "rejected": summary}
-                usage = _total(usages, start)
+                usage = _total(calls, start)
                 return Prediction(abstained="copied_input", data=data, usage=usage,
                                   warnings=tuple(warnings))  # fmt: skip
-        usage = _total(usages, start)
+        usage = _total(calls, start)
         if not summary:
             return Prediction(abstained="empty_output", usage=usage, warnings=tuple(warnings))
-        data = {"copied_share": check.share, "attempts": len(usages)}
+        data = {"copied_share": check.share, "attempts": len(calls), "model": answered_by(calls)}
         return Prediction(text=summary, data=data, usage=usage, warnings=tuple(warnings))
 
-    def _generate(self, body: str, *, strict: bool = False) -> tuple[CompletionRequest, Completion]:
+    def _generate(
+        self, body: str, warnings: list[str], *, strict: bool = False
+    ) -> tuple[CompletionRequest, Completion]:
         request = self._request(body, strict=strict)
-        return request, self.backend_.complete(request)
+        completion = self.backend_.complete(request)
+        warnings += failover_warnings([completion])
+        return request, completion
 
     def _request(self, body: str, *, strict: bool = False) -> CompletionRequest:
         messages = summary_messages(

@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Literal, Self
 import numpy as np
 
 from slmstack.artifacts import data_hash, read_jsonl
-from slmstack.backends.base import Backend, CompletionRequest
+from slmstack.backends.base import Backend, CompletionRequest, failover_warnings, total_usage
 from slmstack.errors import ArtifactError, ConfigError, DataError, DataWarning, NotStreamableError
 from slmstack.models.resolve import ModelSource, resolve
 from slmstack.retrieval.chunking import Chunk, Document, chunk_documents, read_documents
@@ -260,13 +260,10 @@ class Troubleshooter(Skill):
         completion = self.backend.complete(
             CompletionRequest(build_messages(query, chunks), max_tokens=self.max_tokens)
         )
-        usage = Usage(
-            completion.usage.input_tokens,
-            completion.usage.output_tokens,
-            (time.perf_counter() - start) * 1000,
-        )
-        base: dict[str, Any] = {"retrieved": retrieved, "raw_output": completion.text}
-        warnings: list[str] = []
+        usage = total_usage([completion], (time.perf_counter() - start) * 1000)
+        base: dict[str, Any] = {"retrieved": retrieved, "raw_output": completion.text,
+                                "model": completion.model}  # fmt: skip
+        warnings = failover_warnings([completion])
         truncated = completion.finish_reason == "length"
         if truncated:
             warnings.append(

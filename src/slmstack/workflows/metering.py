@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -239,37 +240,89 @@ class Meter:
                 return pricing
         return _Pricing("", False, self.machine)
 
-    def skill_cost(self, skill: str, tokens_in: int, tokens_out: int, seconds: float) -> int:
-        """Nano-dollars of one call to ``skill``, priced as its ledger rows are."""
-        return self._cost(self._skills[skill], tokens_in, tokens_out, seconds)
+    def skill_cost(
+        self, skill: str, tokens_in: int, tokens_out: int, seconds: float,
+        by_model: tuple[tuple[str, int, int], ...] = (),
+    ) -> int:  # fmt: skip
+        """Nano-dollars of one call to ``skill``, priced as its ledger rows are.
+
+        ``by_model`` is the prediction's ``usage.by_model``: the tokens of each model that
+        answered, priced at that model's price when it is one of the skill's fallbacks.
+        """
+        return self.skill_priced(skill, by_model, tokens_in, tokens_out, seconds)[3]
+
+    def skill_priced(
+        self, skill: str, by_model: tuple[tuple[str, int, int], ...], tokens_in: int,
+        tokens_out: int, seconds: float,
+    ) -> tuple[str, str | None, float, int]:  # fmt: skip
+        """``(model, machine, compute_s, nano-dollars)`` of one call to ``skill``, for its row.
+
+        ``model`` names the models that answered (see :meth:`skill_cost`); ``machine`` is
+        ``None`` and ``compute_s`` 0.0 when the call is priced per token only.
+        """
+        return self._priced(self._skills[skill], by_model, tokens_in, tokens_out, seconds)
+
+    def _answered(
+        self, pricing: _Pricing, by_model: tuple[tuple[str, int, int], ...]
+    ) -> list[tuple[_Pricing, int, int]] | None:
+        """Each model that answered a call to a remote ``pricing`` with its tokens, or ``None``.
+
+        ``None`` when the call is not remote or did not say which models answered (then
+        the configured model's price applies), or when a model that answered is not one
+        this meter priced (it cannot be a fallback of the skill).
+        """
+        if pricing.model not in self._by_model or not by_model:
+            return None
+        if any(model not in self._by_model for model, _, _ in by_model):
+            return None
+        return [(self._by_model[model], i, o) for model, i, o in by_model]
+
+    def _priced(
+        self, pricing: _Pricing, by_model: tuple[tuple[str, int, int], ...], tokens_in: int,
+        tokens_out: int, seconds: float,
+    ) -> tuple[str, str | None, float, int]:  # fmt: skip
+        """``(model, machine, compute_s, nano-dollars)`` of a call, for its ledger row.
+
+        A skill whose remote backend failed over is priced by the models that answered
+        (``by_model``), each model's tokens at its price. When several answered and one
+        of them is priced by machine time, the call's whole time is charged on that
+        machine, since the time is not split between models: that overstates the cost
+        rather than hiding it.
+        """
+        parts = self._answered(pricing, by_model)
+        if parts is None:
+            parts = [(pricing, tokens_in, tokens_out)]
+        model = ", ".join(p.model for p, _, _ in parts)
+        cost = sum(
+            (self.prices.token_cost(p.model, i, o) for p, i, o in parts if p.per_token),
+            start=Decimal(0),
+        )
+        timed = [p for p, _, _ in parts if not p.per_token]
+        if not timed:
+            return model, None, 0.0, to_nano(cost)
+        machine = timed[0].machine or self.machine
+        cost += self.prices.compute_cost(machine, seconds)
+        return model, machine, seconds, to_nano(cost)
 
     def backend_cost(self, name: str, tokens_in: int, tokens_out: int, seconds: float) -> int:
         """Nano-dollars of one call to the backend ``name``, priced as its rows are."""
-        return self._cost(self._backends[name], tokens_in, tokens_out, seconds)
-
-    def _cost(self, pricing: _Pricing, tokens_in: int, tokens_out: int, seconds: float) -> int:
-        if pricing.per_token:
-            return to_nano(self.prices.token_cost(pricing.model, tokens_in, tokens_out))
-        return to_nano(self.prices.compute_cost(pricing.machine or self.machine, seconds))
+        return self._priced(self._backends[name], (), tokens_in, tokens_out, seconds)[3]
 
     def _row(self, node: StepTrace, request_id: str, at: datetime, caller: str | None) -> LedgerRow:
         kids = node.children
         tokens_in = max(0, node.usage.input_tokens - sum(c.usage.input_tokens for c in kids))
         tokens_out = max(0, node.usage.output_tokens - sum(c.usage.output_tokens for c in kids))
         latency = max(0.0, node.latency_ms - sum(c.latency_ms for c in kids))
-        pricing = self._pricing(node)
-        machine, seconds = None, 0.0
-        if pricing.per_token:
-            cost = self.prices.token_cost(pricing.model, tokens_in, tokens_out)
-        else:
-            machine, seconds = pricing.machine or self.machine, latency / 1000
-            cost = self.prices.compute_cost(machine, seconds)
+        # A skill's own usage says which models answered it (a fallback may have).
+        by_model = node.usage.by_model if node.kind == "skill" and not kids else ()
+        model, machine, seconds, cost = self._priced(
+            self._pricing(node), by_model, tokens_in, tokens_out, latency / 1000
+        )
         decision = node.decision
         return LedgerRow(
             request_id=request_id, path=node.path, workflow=self.workflow, step=node.name,
-            kind=node.kind, at=at, model=pricing.model, machine=machine, tokens_in=tokens_in,
-            tokens_out=tokens_out, latency_ms=latency, compute_s=seconds,
-            cost_nusd=to_nano(cost),
+            kind=node.kind, at=at, model=model, machine=machine, tokens_in=tokens_in,
+            tokens_out=tokens_out, latency_ms=latency, compute_s=seconds, cost_nusd=cost,
             decision=None if decision is None else decision.taken,
             reason=None if decision is None else decision.why, api_key_id=caller,
         )  # fmt: skip
