@@ -173,3 +173,25 @@ def test_going_on_with_other_settings_is_refused(tmp_path: Path):
     Scripted.calls = 0
     same = CliRunner().invoke(app, args)
     assert same.exit_code == 0 and json.loads(same.output)["already_done"] == 2
+
+
+def test_rewrites_a_fallback_answered_are_priced_at_the_fallback_s_price():
+    from decimal import Decimal
+
+    from slmstack.costs import to_nano
+    from slmstack.distill.augment import rewrite
+    from slmstack.workflows.metering import Meter
+
+    generator = FakeBackend([Completion(rewrites("where's my card?"), "backup-llm",
+                                        Usage(30, 10), failed_over=("dear-llm: HTTP 503",))],
+                            name="dear-llm")  # fmt: skip
+    generator.base_url = "https://api.example.invalid/v1"  # type: ignore[attr-defined]
+    backup = FakeBackend(["unused"], name="backup-llm")
+    generator.fallbacks = [backup]  # type: ignore[attr-defined]
+    prices = {"models": {"dear-llm": {"input_per_1k": "10", "output_per_1k": "30"},
+                         "backup-llm": {"input_per_1k": "1", "output_per_1k": "2"}}}  # fmt: skip
+    meter = Meter("augment", skills={}, backends={"generator": generator}, prices=prices)
+    _, usage = rewrite(generator, "where is my new card?", 1)
+    cost = meter.backend_cost("generator", usage.input_tokens, usage.output_tokens, 1.0,
+                              usage.by_model)  # fmt: skip
+    assert cost == to_nano((30 * Decimal(1) + 10 * Decimal(2)) / 1000)

@@ -172,7 +172,8 @@ def augment_command(
     def spent(usage: Usage, seconds: float) -> None:
         counts["tokens_in"] += usage.input_tokens
         counts["tokens_out"] += usage.output_tokens
-        cost = meter.backend_cost("generator", usage.input_tokens, usage.output_tokens, seconds)
+        cost = meter.backend_cost("generator", usage.input_tokens, usage.output_tokens, seconds,
+                                  usage.by_model)  # fmt: skip
         counts["cost_nano_usd"] += cost
 
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from slmstack.backends import ChatMessage, CompletionRequest, parse_json_output
+from slmstack.backends import ChatMessage, CompletionRequest, parse_json_output, total_usage
 from slmstack.backends.base import Backend
 from slmstack.errors import ConfigError
 from slmstack.progress import progress
@@ -101,15 +101,16 @@ def rewrite(
         json_schema=_schema(n),
     )
     completion = backend.complete(request)
+    usage = total_usage([completion], completion.usage.latency_ms)  # by the model that answered
     if completion.finish_reason == "length":
         try:
             data = json.loads(completion.text)
         except json.JSONDecodeError:
-            return None, completion.usage
+            return None, usage
     else:
         data = parse_json_output(completion, request)
     rewrites = data.get("rewrites") if isinstance(data, dict) else None
-    return (list(rewrites) if isinstance(rewrites, list) else []), completion.usage
+    return (list(rewrites) if isinstance(rewrites, list) else []), usage
 
 
 def augment(

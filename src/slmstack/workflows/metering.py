@@ -304,9 +304,16 @@ class Meter:
         cost += self.prices.compute_cost(machine, seconds)
         return model, machine, seconds, to_nano(cost)
 
-    def backend_cost(self, name: str, tokens_in: int, tokens_out: int, seconds: float) -> int:
-        """Nano-dollars of one call to the backend ``name``, priced as its rows are."""
-        return self._priced(self._backends[name], (), tokens_in, tokens_out, seconds)[3]
+    def backend_cost(
+        self, name: str, tokens_in: int, tokens_out: int, seconds: float,
+        by_model: tuple[tuple[str, int, int], ...] = (),
+    ) -> int:  # fmt: skip
+        """Nano-dollars of one call to the backend ``name``, priced as its rows are.
+
+        ``by_model``: as for :meth:`skill_cost` (a fallback that answered, at its price).
+        """
+        pricing = self._backends[name]
+        return self._priced(pricing, by_model, tokens_in, tokens_out, seconds)[3]
 
     def _row(self, node: StepTrace, request_id: str, at: datetime, caller: str | None) -> LedgerRow:
         kids = node.children
