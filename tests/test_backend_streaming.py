@@ -85,7 +85,8 @@ def test_the_default_stream_is_the_whole_completion_in_one_piece():
 
 
 # ---------------------------------------------------------------------- OpenAI-compatible
-def chunks(*pieces: str, error: str | None = None) -> httpx2.Response:
+def chunks(*pieces: str, error: str | None = None, finish: str | None = "stop") -> httpx2.Response:
+    """The events of a streamed answer: ``finish=None`` is a stream cut before its end."""
     events = []
     for piece in pieces:
         chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
@@ -93,7 +94,10 @@ def chunks(*pieces: str, error: str | None = None) -> httpx2.Response:
         events.append(f"data: {json.dumps(chunk)}\n\n")
     if error is not None:
         events.append(f"data: {json.dumps({'error': {'message': error}})}\n\n")
-    events.append("data: [DONE]\n\n")
+    if finish is not None:  # as servers end a stream: an empty delta with the reason
+        last = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}  # fmt: skip
+        events += [f"data: {json.dumps(last)}\n\n", "data: [DONE]\n\n"]
     return httpx2.Response(
         200, content="".join(events).encode(), headers={"content-type": "text/event-stream"}
     )
@@ -133,6 +137,22 @@ def test_an_error_in_the_middle_of_a_stream_is_a_backend_error():
     assert next(pieces) == "partial"
     with pytest.raises(BackendError, match="middle of a stream: model crashed"):
         next(pieces)
+
+
+def test_a_stream_cut_before_its_end_is_a_backend_error_not_a_short_answer():
+    # The connection closed cleanly mid-answer (a proxy's timeout, a server restart): no
+    # finish_reason and no [DONE]. Taken as the whole answer, the text would be cut silently.
+    llm, _ = backend(chunks("The first step", " is to", finish=None))
+    pieces = llm.stream(ASK)
+    assert next(pieces) == "The first step"
+    with pytest.raises(BackendError, match="stream ended before the answer did"):
+        list(pieces)
+
+
+def test_a_streamed_answer_the_content_filter_cut_is_an_error_as_in_complete():
+    llm, _ = backend(chunks("Here is how to", finish="content_filter"))
+    with pytest.raises(BackendError, match="content filter withheld"):
+        list(llm.stream(ASK))
 
 
 def test_a_malformed_event_is_a_backend_error():

@@ -140,9 +140,12 @@ def stream_pieces(
     ``errors`` (the client's API and HTTP errors) and an event that is not JSON are raised
     as :class:`BackendError`. A stream with no event at all is one too: a server that
     ignores ``stream=True`` answers one JSON body, which has no events, and reading it as
-    an empty answer would hide that.
+    an empty answer would hide that. So is a stream that ends before an event says why
+    the answer ended (``finish_reason``): the connection was closed mid-answer, and the
+    text so far is not the answer; and one the content filter cut, as in ``complete``.
     """
     seen = False
+    finish: str | None = None
     caught: tuple[type[BaseException], ...] = (*errors, ValueError)
     try:
         for chunk in events:
@@ -152,9 +155,21 @@ def stream_pieces(
                 piece = getattr(choices[0].delta, "content", None)
                 if piece:
                     yield piece
+                finish = getattr(choices[0], "finish_reason", None) or finish
     except caught as exc:
         problem = f"an event that is not valid JSON ({exc})" if isinstance(exc, ValueError) else exc
         raise BackendError(f"{where} failed in the middle of a stream: {problem}") from exc
+    if finish == "content_filter":
+        raise BackendError(
+            f"{where}: the provider's content filter withheld the rest of the streamed answer "
+            "(finish_reason 'content_filter')"
+        )
+    if seen and finish is None:
+        raise BackendError(
+            f"{where}: the stream ended before the answer did (no event gave a "
+            "finish_reason): the connection was closed mid-answer, so the text sent is "
+            "incomplete. Retry the request; if it keeps happening, check proxies' timeouts."
+        )
     if not seen:
         kind = events.response.headers.get("content-type", "no content type")
         raise BackendError(
