@@ -182,6 +182,20 @@ def test_malformed_body_names_the_endpoint_and_the_fix(response):
     assert len(handler.seen) == 1  # not retried: the same server gives the same body
 
 
+def test_an_error_body_with_status_200_is_reported_as_the_server_s_error():
+    # Some gateways answer an upstream failure with 200 and {"error": ...}: the message is
+    # the server's error, not advice to check base_url, and a fallback may answer.
+    failed = httpx2.Response(200, json={"error": {"message": "upstream overloaded", "code": 529}})
+    with pytest.raises(BackendError, match=r"primary.test/v1/chat/completions answered HTTP 200 "
+                       r"with an error instead of a completion: upstream overloaded") as caught:  # fmt: skip
+        make(scripted(failed), retries=0).complete(ask())
+    assert "base_url" not in str(caught.value)
+    ok = httpx2.Response(200, json=reply("from backup"))
+    handler = lambda request: failed if request.url.host == "primary.test" else ok  # noqa: E731
+    llm = make(handler, fallbacks=[{"model": "b", "base_url": BACKUP, "api_key_env": None}])
+    assert llm.complete(ask()).text == "from backup"
+
+
 def test_a_body_that_is_not_json_is_a_failed_endpoint_and_the_fallback_answers():
     # A 200 with a JSON content type but a body cut short (or empty): not a raw
     # JSONDecodeError out of complete(), but a failed endpoint, so a fallback may answer.

@@ -72,6 +72,11 @@ def parse_completion(
     text = getattr(message, "content", None)
     if message is None or not isinstance(text, str | None):
         raw_text = raw.http_response.text[:MAX_BODY_IN_ERROR]
+        error = _error_in(data)
+        if error is not None:  # a gateway's failure sent with status 200
+            raise EndpointDown(
+                f"{url} answered HTTP 200 with an error instead of a completion: {error}"
+            )
         raise EndpointDown(
             f"{url} returned a body that is not an OpenAI chat completion (no "
             f"choices[0].message.content): {raw_text!r}. Check that base_url is the "
@@ -102,6 +107,16 @@ def parse_completion(
         endpoint=endpoint,
         usage_source=source,
     )
+
+
+def _error_in(data: Any) -> str | None:
+    """The ``error`` (its ``message`` when it has one) of a body that has one, else ``None``."""
+    fields = data if isinstance(data, dict) else getattr(data, "model_extra", None) or {}
+    error = fields.get("error") if isinstance(fields, dict) else None
+    if not error:
+        return None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message or error)[:MAX_BODY_IN_ERROR]
 
 
 def _counted(
