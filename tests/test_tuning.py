@@ -114,8 +114,8 @@ def test_thresholds_are_written_into_the_yaml_keeping_comments(tmp_path):
     assert "# Support desk: the thresholds below" in text and "# the small model" in text
     with pytest.raises(ConfigError, match="expected one cascade with id 'nope'"):
         write_thresholds(path, "nope", [0.5])
-    write_thresholds(path, "triage", [0.73121])  # rounded up: no text accepted below it
-    assert "threshold: [0.7313]" in path.read_text()
+    write_thresholds(path, "triage", [0.73121])  # as given: rounding would move texts
+    assert "threshold: [0.73121]" in path.read_text()
     before = path.read_text()
     with pytest.raises(ConfigError, match="never accepts tier 0.*nothing was written"):
         write_thresholds(path, "triage", [1.000001])
@@ -219,3 +219,42 @@ def test_several_cascades_without_ids_say_how_to_name_one():
     assert "None" not in message  # an id the user could not pass
     assert "'gate'" in message and "tiers intent, escalate → human" in message
     assert "`id:`" in message and "--cascade ID" in message
+
+
+def test_grid_thresholds_are_short_and_split_the_confidences_as_tuned():
+    # Exactly at a confidence: 0.6 is the shortest decimal that accepts 0.6 and not 0.59.
+    small = tier("small", [1, 1, 0], [0.61, 0.6, 0.59], [1] * 3)
+    llm = tier("llm", [1] * 3, [1.0] * 3, [100] * 3)
+    assert sweep([small, llm], target=1.0).chosen.thresholds == (0.6,)
+    # Hand-computed: SMALL is right from 0.6 up and wrong at 0.4 and below, so the cheapest
+    # perfect setting accepts {0.9, 0.8, 0.7, 0.6}: 0.6, exactly at a confidence, is the
+    # shortest threshold that does (0.5 ties it: the higher is kept).
+    assert sweep([SMALL, LLM], target=1.0).chosen.thresholds == (0.6,)
+    # Confidences closer together than 4 decimals keep the digits that tell them apart.
+    close = tier("close", [1, 0], [0.9876543, 0.98765], [1, 1])
+    llm2 = tier("llm", [1, 1], [1, 1], [50, 50])
+    assert sweep([close, llm2], target=1.0).chosen.thresholds == (0.987654,)
+
+
+def test_the_written_threshold_gives_what_the_tuning_reported(tmp_path):
+    import yaml
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    conf = np.round(1 - rng.beta(1, 30, n), 6)  # dense near 1, as a softmax's are
+    small = TierMeasure("small", rng.random(n) < conf, conf, np.zeros(n, bool),
+                        np.ones(n, np.int64))  # fmt: skip
+    human = tier("human", [1] * n, [1.0] * n, [1000] * n)
+    chosen = sweep([small, human], target=0.985).chosen
+    path = tmp_path / "wf.yaml"
+    path.write_text(WORKFLOW)
+    write_thresholds(path, "triage", chosen.thresholds)
+    written = yaml.safe_load(path.read_text())["steps"][0]["cascade"]["threshold"]
+    again = simulate([small, human], written if isinstance(written, list) else [written])
+    assert (again.quality, again.mean_cost_nano_usd) == (chosen.quality, chosen.mean_cost_nano_usd)
+
+
+def test_a_nan_confidence_does_not_empty_the_grid():
+    small = tier("small", [1, 1, 0, 1], [0.9, float("nan"), 0.3, 0.8], [1] * 4)
+    chosen = sweep([small, tier("llm", [1] * 4, [1] * 4, [100] * 4)], target=1.0).chosen
+    assert chosen.share_answered_by[0] == pytest.approx(0.5)  # 0.9 and 0.8 accepted

@@ -105,7 +105,7 @@ def cascade(
     if result.chosen is not None:
         c = result.chosen
         summary["chosen"] = {
-            "thresholds": [round(t, 4) for t in c.thresholds],
+            "thresholds": list(c.thresholds),  # as written: rounding moves texts
             "accuracy": round(c.quality, 4),
             "usd_per_1m": _usd(c.mean_cost_nano_usd),
             "share_answered_by": {

@@ -6,8 +6,9 @@ cost. A cascade with thresholds ``t_1 .. t_{n-1}`` is then simulated exactly, wi
 running a model again: a text goes down the tiers until one does not abstain and is at
 least as confident as its threshold (the last tier always answers), and it pays for
 every tier it visited. Thresholds are swept over a grid of the measured confidences
-(their quantiles, so the grid follows the data, plus 0 and just above 1, which mean
-"always accept" and "never accept"), every combination is simulated, and the cheapest
+(their quantiles, so the grid follows the data, each written as the shortest decimal
+that accepts the same texts, plus 0 and just above 1, which mean "always accept" and
+"never accept"), every combination is simulated, and the cheapest
 combination whose quality meets the target is chosen. Exhaustive search is exact and
 cheap here: 41 values for each of two thresholds on 3,000 texts is 5 million
 comparisons, a fraction of a second in numpy, whereas a greedy per-tier search can miss
@@ -23,7 +24,7 @@ import itertools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +118,28 @@ def simulate(tiers: Sequence[TierMeasure], thresholds: Sequence[float]) -> Point
 
 
 def threshold_grid(tier: TierMeasure, size: int = 41) -> list[float]:
-    """Candidate thresholds for ``tier``: quantiles of its confidences, 0, and 'never'."""
+    """Candidate thresholds for ``tier``: quantiles of its confidences, 0, and 'never'.
+
+    Each quantile is replaced by the shortest decimal that accepts the same confidences
+    (``0.5`` between 0.4 and 0.6), so the value reported and written into the workflow is
+    the one simulated: rounding it for the file would move texts across it.
+    """
     conf = tier.confidence[~tier.abstained]
+    conf = np.sort(conf[~np.isnan(conf)])  # a NaN is never accepted; it has no quantile
     values = {0.0, 1.000001}
-    if len(conf):
-        values.update(float(q) for q in np.quantile(conf, np.linspace(0, 1, size)))
+    for q in np.quantile(conf, np.linspace(0, 1, size)) if len(conf) else []:
+        i = int(np.searchsorted(conf, q))  # the least confidence ≥ q
+        values.add(_shortest_in(float(conf[i - 1]) if i else -1.0, float(conf[i])))
     return sorted(values)
+
+
+def _shortest_in(low: float, high: float) -> float:
+    """The decimal with the fewest places in ``(low, high]``."""
+    for places in range(18):
+        value = float(Decimal(repr(high)).quantize(Decimal(1).scaleb(-places), ROUND_FLOOR))
+        if value > low:
+            return value
+    return high
 
 
 def sweep(
@@ -186,13 +203,9 @@ def write_thresholds(path: Path, cascade_id: str | None, thresholds: Sequence[fl
             "above 1): every text goes past it, so it only adds cost. Remove that tier from "
             "the cascade and tune again; nothing was written"
         )
-    # Up to 4 places, rounded up: the written cascade never accepts a text the tuning
-    # sent on (rounding down would accept some at a confidence it had rejected).
-    up = [
-        float(Decimal(repr(float(t))).quantize(Decimal("0.0001"), ROUND_CEILING))
-        for t in thresholds
-    ]
-    values = CommentedSeq(up)
+    # As given, not rounded: a rounded threshold moves the texts between it and the
+    # tuned one to another tier (the grid's values are already short decimals).
+    values = CommentedSeq([float(t) for t in thresholds])
     values.fa.set_flow_style()
     body["threshold"] = values
     tmp = path.with_name(f".{path.name}.tuning")
