@@ -52,7 +52,7 @@ def test_tune_chooses_writes_and_draws(workflow, tmp_path):
     assert chosen["accuracy"] >= 0.99
     assert [t["tier"] for t in summary["tiers"]] == ["small", "escalate (escalate → human)"]
     text = workflow.read_text()
-    assert f"threshold: [{chosen['thresholds'][0]}]" in text
+    assert f"threshold: {chosen['thresholds'][0]}   # hand-picked" in text
     assert "# Intent triage" in text and "# hand-picked" in text  # comments kept
     page = html.read_text()
     assert "data:image/png;base64," in page and "http" not in page.replace("http-equiv", "")

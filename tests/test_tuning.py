@@ -110,12 +110,12 @@ def test_thresholds_are_written_into_the_yaml_keeping_comments(tmp_path):
     where = write_thresholds(path, "triage", [0.7312])
     text = path.read_text()
     assert where == "steps[0].cascade"
-    assert "threshold: [0.7312]" in text
+    assert "threshold: 0.7312    # hand-picked" in text  # a number stays a number
     assert "# Support desk: the thresholds below" in text and "# the small model" in text
     with pytest.raises(ConfigError, match="expected one cascade with id 'nope'"):
         write_thresholds(path, "nope", [0.5])
     write_thresholds(path, "triage", [0.73121])  # as given: rounding would move texts
-    assert "threshold: [0.73121]" in path.read_text()
+    assert "threshold: 0.73121    #" in path.read_text()
     before = path.read_text()
     with pytest.raises(ConfigError, match="never accepts tier 0.*nothing was written"):
         write_thresholds(path, "triage", [1.000001])
@@ -258,3 +258,33 @@ def test_a_nan_confidence_does_not_empty_the_grid():
     small = tier("small", [1, 1, 0, 1], [0.9, float("nan"), 0.3, 0.8], [1] * 4)
     chosen = sweep([small, tier("llm", [1] * 4, [1] * 4, [100] * 4)], target=1.0).chosen
     assert chosen.share_answered_by[0] == pytest.approx(0.5)  # 0.9 and 0.8 accepted
+
+
+def test_writing_thresholds_changes_nothing_but_their_text(tmp_path):
+    from pathlib import Path
+
+    desk = Path(__file__).parent.parent / "examples" / "support-desk" / "workflow.yaml"
+    before = desk.read_text().replace(
+        "    - cascade:\n        threshold: 0.5\n",
+        "    - cascade:\n        id: desk\n        threshold: 0.5   # hand-picked\n",
+    )
+    assert "id: desk" in before  # long lines, `  - ` lists and comments, as users write them
+    path = tmp_path / "workflow.yaml"
+    path.write_text(before)
+    path.chmod(0o640)
+    assert write_thresholds(path, "desk", [0.7]) == "blocks.desk[0].cascade"
+    assert path.read_text() == before.replace("threshold: 0.5   #", "threshold: 0.7   #")
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert not list(tmp_path.glob(".*"))  # nothing left beside it
+
+    flow = "steps:\r\n  - cascade: {id: a, threshold: 0.5, tiers: [x, y, z]}  # three\r\n"
+    path.write_bytes(flow.encode())
+    write_thresholds(path, "a", [0.25, 0.00005])
+    assert path.read_bytes() == flow.replace("0.5,", "[0.25, 0.00005],").encode()
+
+    block = "steps:\n  - cascade:\n      threshold:\n        - 0.5  # first\n        - 0.4\n"
+    path.write_text(block + "      tiers: [x, y, z]\n")
+    write_thresholds(path, None, [0.9, 0.125])
+    assert path.read_text() == block.replace("0.5", "0.9").replace("0.4", "0.125") + (
+        "      tiers: [x, y, z]\n"
+    )

@@ -20,8 +20,10 @@ Quality is accuracy of the answer the cascade returns. The target is absolute
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
@@ -29,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from numpy.typing import NDArray
 
-from slmstack.errors import ConfigError, DataError, MissingDependencyError
+from slmstack.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -171,31 +174,32 @@ def pareto_front(points: Sequence[Point]) -> list[Point]:
 
 
 def write_thresholds(path: Path, cascade_id: str | None, thresholds: Sequence[float]) -> str:
-    """Write ``thresholds`` into the cascade of a workflow file, keeping its comments.
+    """Write ``thresholds`` into the cascade of a workflow file, editing only their text.
 
     The cascade is the one whose ``id`` is ``cascade_id``, or the only cascade when
-    ``cascade_id`` is ``None``. Returns the YAML path of the cascade that was changed.
+    ``cascade_id`` is ``None``. The rest of the file (comments, layout, line endings) is
+    kept byte for byte: the edit is checked to change nothing else before it replaces the
+    file, in one step. Returns the YAML path of the cascade that was changed.
     """
+    from slmstack.data.utf8 import decode_utf8
+    from slmstack.workflows.loader import _Loader  # the loader's reading of the file
+
+    raw = path.read_bytes()
+    text = decode_utf8(path, raw)
     try:
-        from ruamel.yaml import YAML
-        from ruamel.yaml.comments import CommentedSeq
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "ruamel.yaml", "workflows", "Writing tuned thresholds"
-        ) from exc
-    yaml = YAML()  # round-trip mode: comments, order and quoting survive
-    yaml.preserve_quotes = True
-    tree = yaml.load(path.read_text(encoding="utf-8"))
-    found = list(_cascades(tree, ""))
+        tree = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}); nothing written") from None
+    found = list(_cascades(tree, "", ()))
     if cascade_id is not None:
-        found = [(where, body) for where, body in found if body.get("id") == cascade_id]
+        found = [c for c in found if _value(c[2], "id") == cascade_id]
     if len(found) != 1:
-        ids = [body.get("id") or where for where, body in _cascades(tree, "")]
+        ids = [_value(body, "id") or where for where, _, body in _cascades(tree, "", ())]
         what = f"with id {cascade_id!r}" if cascade_id else "(pass --cascade ID)"
         raise ConfigError(
             f"{path}: expected one cascade {what}, found {len(found)}. Cascades: {ids or 'none'}"
         )
-    where, body = found[0]
+    where, keys, body = found[0]
     never = [i for i, t in enumerate(thresholds) if t > 1]
     if never:
         raise ConfigError(
@@ -203,26 +207,88 @@ def write_thresholds(path: Path, cascade_id: str | None, thresholds: Sequence[fl
             "above 1): every text goes past it, so it only adds cost. Remove that tier from "
             "the cascade and tune again; nothing was written"
         )
-    # As given, not rounded: a rounded threshold moves the texts between it and the
-    # tuned one to another tier (the grid's values are already short decimals).
-    values = CommentedSeq([float(t) for t in thresholds])
-    values.fa.set_flow_style()
-    body["threshold"] = values
-    tmp = path.with_name(f".{path.name}.tuning")
-    with tmp.open("w", encoding="utf-8") as f:  # written aside, then put in place
-        yaml.dump(tree, f)
-    os.replace(tmp, path)
+    node = next((v for k, v in body.value if k.value == "threshold"), None)
+    # As given, not rounded: a rounded threshold moves the texts between it and the tuned
+    # one to another tier (the grid's values are already short decimals).
+    values = [format(Decimal(repr(float(t))), "f") for t in thresholds]
+    edits = _edits(path, where, node, values)
+    edited = text
+    for start, end, new in sorted(edits, reverse=True):
+        edited = edited[:start] + new + edited[end:]
+    expected: Any = [float(v) for v in values]
+    if isinstance(node, yaml.ScalarNode) and len(values) == 1:
+        expected = expected[0]
+    _check_only_thresholds(path, where, text, edited, keys, expected)
+    target = path.resolve()  # through a link: the file it names is the one edited
+    tmp = target.with_name(f".{target.name}.tuning")
+    try:  # written aside, then put in place: never a half-written workflow
+        bom = codecs.BOM_UTF8 if raw.startswith(codecs.BOM_UTF8) else b""
+        tmp.write_bytes(bom + edited.encode())
+        shutil.copymode(target, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return where
 
 
-def _cascades(node: Any, where: str) -> Iterator[tuple[str, Any]]:
-    """Every ``cascade:`` body in a parsed workflow, with its YAML path."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            here = f"{where}.{key}" if where else str(key)
-            if key == "cascade" and isinstance(value, dict):
-                yield here, value
-            yield from _cascades(value, here)
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _cascades(value, f"{where}[{i}]")
+def _edits(path: Path, where: str, node: Any, values: list[str]) -> list[tuple[int, int, str]]:
+    """(start, end, text) of each stretch of the file to replace: the threshold values."""
+    if isinstance(node, yaml.SequenceNode):
+        if len(node.value) != len(values) or not all(
+            isinstance(v, yaml.ScalarNode) for v in node.value
+        ):
+            raise ConfigError(
+                f"{path}: {where}.threshold is not a list of {len(values)} numbers, one per "
+                "tier but the last; fix it, then tune again. Nothing was written"
+            )
+        return [(v.start_mark.index, v.end_mark.index, s)
+                for v, s in zip(node.value, values, strict=True)]  # fmt: skip
+    if not isinstance(node, yaml.ScalarNode):
+        raise ConfigError(f"{path}: {where} has no `threshold:` to tune; nothing was written")
+    new = values[0] if len(values) == 1 else f"[{', '.join(values)}]"
+    return [(node.start_mark.index, node.end_mark.index, new)]
+
+
+def _check_only_thresholds(
+    path: Path, where: str, before: str, after: str, keys: tuple[Any, ...], expected: Any
+) -> None:
+    """Refuse an edit whose file would read as more than the thresholds changed."""
+    from slmstack.workflows.loader import _Loader
+
+    old: Any = yaml.load(before, Loader=_Loader)
+    try:
+        new = yaml.load(after, Loader=_Loader)
+        body = old
+        for key in keys:
+            body = body[key]
+        body["threshold"] = expected
+    except (yaml.YAMLError, KeyError, IndexError, TypeError):
+        new = None
+    if new != old:
+        raise ConfigError(
+            f"{path}: the thresholds of {where} could not be edited in place without "
+            f"changing more of the file (an anchor or tag on them?); nothing was written. "
+            f"Set `threshold: {expected}` there by hand"
+        )
+
+
+def _value(node: Any, key: str) -> str | None:
+    """The scalar under ``key`` in a mapping node."""
+    values = (v.value for k, v in node.value if k.value == key and isinstance(v, yaml.ScalarNode))
+    return next(values, None)
+
+
+def _cascades(
+    node: Any, where: str, keys: tuple[Any, ...]
+) -> Iterator[tuple[str, tuple[Any, ...], Any]]:
+    """Every ``cascade:`` body in a composed workflow: its YAML path, keys and node."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
+            here = f"{where}.{name}" if where else name
+            if name == "cascade" and isinstance(value, yaml.MappingNode):
+                yield here, (*keys, name), value
+            yield from _cascades(value, here, (*keys, name))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            yield from _cascades(value, f"{where}[{i}]", (*keys, i))
