@@ -73,3 +73,44 @@ def test_a_target_in_percent_is_refused_before_any_tier_is_measured(tmp_path):
     res = CliRunner().invoke(app, ["tune", "cascade", str(tmp_path / "never-read.yaml"),
                                    "--data", str(tmp_path / "v.csv"), "--target", "95"])  # fmt: skip
     assert res.exit_code == 2 and "(for 95%, pass 0.95)" in " ".join(res.output.split())
+
+
+@pytest.fixture
+def keywords_workflow(tmp_path):
+    """A workflow over a saved ``tests.Keywords.v1`` skill: no encoder, milliseconds."""
+    from serve_doubles import Keywords
+    from slmstack.types import Example
+
+    rows = [("refund my money", "refund"), ("money back refund", "refund"),
+            ("card not arrived", "card"), ("where is my card", "card")]  # fmt: skip
+    Keywords().fit([Example(t, label) for t, label in rows]).save(tmp_path / "kw")
+    path = tmp_path / "workflow.yaml"
+    path.write_text(WORKFLOW.replace(
+        "small: {kind: slmstack.TextClassifier.v1, params: {strategy: head, scope_alpha: 0}, "
+        "train: intents.csv}", "small: kw"))  # fmt: skip
+    return path
+
+
+def test_validation_data_is_not_held_to_the_rules_for_training_data(keywords_workflow, tmp_path):
+    # One text of a label, or texts of one label only, are fine to measure a cascade on.
+    data = tmp_path / "val.csv"
+    data.write_text("text,label\nrefund money now,refund\nmy card where,refund\n")
+    result = runner.invoke(app, ["tune", "cascade", str(keywords_workflow), "--data", str(data),
+                                 "--target", "0.9", "--human-cost", "0.5", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output[result.output.index("{") :])["texts"] == 2
+
+
+def test_labels_the_cascade_cannot_produce_are_named(keywords_workflow, tmp_path):
+    data = tmp_path / "val.csv"
+    data.write_text("text,label\nrefund money now,positive\nmy card where,negative\n")
+    result = runner.invoke(app, ["tune", "cascade", str(keywords_workflow), "--data", str(data),
+                                 "--target", "0.9", "--human-cost", "0.5"])  # fmt: skip
+    assert result.exit_code != 0
+    said = " ".join(result.output.split())
+    assert "'negative', 'positive'" in said and "'card', 'refund'" in said
+    data.write_text("text,label\nrefund money now,refund\nhello there,greeting\n")
+    result = runner.invoke(app, ["tune", "cascade", str(keywords_workflow), "--data", str(data),
+                                 "--target", "0.9", "--human-cost", "0.5"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "'greeting' (1 text)" in " ".join(result.output.split())

@@ -64,6 +64,7 @@ def cascade(
     target costs nothing.
     """
     from slmstack.data.readers import read_examples
+    from slmstack.data.validation import refuse_unusable_rows
     from slmstack.workflows import load_workflow
     from slmstack.workflows.tuning import sweep, write_thresholds
     from slmstack.workflows.tuning_measure import find_cascade, measure_tiers
@@ -75,7 +76,10 @@ def cascade(
     human = None if human_cost is None else to_nano(dollars(human_cost, "--human-cost"))
     with load_workflow(workflow) as wf:  # closed after measuring: its pools, its ledger
         step = find_cascade(wf, cascade_id)
-        examples = read_examples(data, text_column=text_column, label_column=label_column)
+        # Validation data, not training data: one text of a label, or one label, is fine.
+        examples = read_examples(data, text_column=text_column, label_column=label_column,
+                                 validate=False)  # fmt: skip
+        refuse_unusable_rows(examples, path=data)
         meter = wf.meter()
         tiers = measure_tiers(
             wf, step, [e.text for e in examples], [e.label for e in examples],

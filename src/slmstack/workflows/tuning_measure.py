@@ -15,15 +15,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from slmstack.errors import ConfigError, DataError
+from slmstack.errors import ConfigError, DataError, DataWarning
 from slmstack.types import Prediction
-from slmstack.workflows.base import Step
+from slmstack.workflows.base import Step, skill_labels
 from slmstack.workflows.engine import Workflow
 from slmstack.workflows.steps.cascade import CascadeStep
 from slmstack.workflows.steps.escalate import EscalateStep
@@ -94,6 +96,7 @@ def measure_tiers(
     provenance), the texts and ``cost_key`` (what ``cost_of`` prices by: the price table's
     version and the machine), so tuning again with another target costs nothing.
     """
+    _check_labels(workflow, cascade, labels)  # before any tier is measured (and paid for)
     out = []
     for i, tier in enumerate(cascade.tiers):
         if isinstance(tier, SkillStep):
@@ -123,6 +126,34 @@ def measure_tiers(
                 "skill tiers (and a final hand-off to a person)"
             )
     return out
+
+
+def _check_labels(workflow: Workflow, cascade: CascadeStep, labels: Sequence[str]) -> None:
+    """Refuse gold labels no skill tier can produce; warn about some of them."""
+    known = [skill_labels(workflow.skills[t.use]) for t in cascade.tiers
+             if isinstance(t, SkillStep)]  # fmt: skip
+    if not known or any(k is None for k in known):  # a skill that does not say
+        return
+    producible = set().union(*(k for k in known if k is not None))
+    unseen = Counter(label for label in labels if label not in producible)
+    if not unseen:
+        return
+    shown = ", ".join(
+        f"{lab!r} ({n} text{'' if n == 1 else 's'})" for lab, n in sorted(unseen.items())[:10]
+    )
+    if sum(unseen.values()) == len(labels):
+        raise DataError(
+            f"none of the data's labels ({', '.join(map(repr, sorted(unseen)[:10]))}) is one "
+            f"the cascade's skills produce ({', '.join(map(repr, sorted(producible)[:10]))}), "
+            "so every answer would count as wrong. Relabel the data with the skills' labels, "
+            "or check --label-column"
+        )
+    warnings.warn(
+        f"labels no skill tier of the cascade produces: {shown}; a skill's answer to those "
+        "texts counts as wrong, a hand-off to a person as right",
+        DataWarning,
+        stacklevel=2,
+    )
 
 
 def _measure_skill(
