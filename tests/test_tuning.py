@@ -288,3 +288,23 @@ def test_writing_thresholds_changes_nothing_but_their_text(tmp_path):
     assert path.read_text() == block.replace("0.5", "0.9").replace("0.4", "0.125") + (
         "      tiers: [x, y, z]\n"
     )
+
+
+def test_a_tier_with_an_input_template_is_measured_on_what_it_sees_at_run_time():
+    from slmstack.workflows import CascadeStep, EscalateStep, SkillStep, Workflow
+    from slmstack.workflows.tuning_measure import find_cascade, measure_tiers
+    from workflow_doubles import KeywordClassifier
+
+    def measure(template):
+        skill = KeywordClassifier({"refund": 0.9})
+        cascade = CascadeStep([SkillStep("intent", input=template), EscalateStep("unsure")],
+                              threshold=0.5)  # fmt: skip
+        wf = Workflow([SkillStep("lang"), cascade],
+                      skills={"intent": skill, "lang": KeywordClassifier({"en": 0.9})})  # fmt: skip
+        measure_tiers(wf, find_cascade(wf, None), ["money back"], ["refund"],
+                      cost_of=lambda *a: 0, human_cost_nano_usd=10)  # fmt: skip
+        return skill.calls
+
+    assert measure("Customer: {input} (refund?)") == ["Customer: money back (refund?)"]
+    with pytest.raises(ConfigError, match=r"tier 0 .*\{lang.label\}.*earlier steps"):
+        measure("{lang.label}: {input}")

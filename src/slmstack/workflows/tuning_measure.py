@@ -25,6 +25,7 @@ import numpy as np
 
 from slmstack.errors import ConfigError, DataError, DataWarning
 from slmstack.types import Prediction
+from slmstack.workflows import templates
 from slmstack.workflows.base import Step, skill_labels
 from slmstack.workflows.engine import Workflow
 from slmstack.workflows.steps.cascade import CascadeStep
@@ -100,7 +101,8 @@ def measure_tiers(
     out = []
     for i, tier in enumerate(cascade.tiers):
         if isinstance(tier, SkillStep):
-            out.append(_measure_skill(workflow, tier.use, texts, labels, cost_of, cache,
+            seen = _tier_texts(tier, i, cascade, texts)
+            out.append(_measure_skill(workflow, tier.use, seen, labels, cost_of, cache,
                                       batch_size, cost_key))  # fmt: skip
         elif isinstance(tier, EscalateStep) and tier.to != "human":
             raise ConfigError(
@@ -126,6 +128,27 @@ def measure_tiers(
                 "skill tiers (and a final hand-off to a person)"
             )
     return out
+
+
+def _tier_texts(
+    tier: SkillStep, i: int, cascade: CascadeStep, texts: Sequence[str]
+) -> Sequence[str]:
+    """What the tier's skill reads at run time: the text, or its ``input:`` template filled."""
+    if tier.input is None:
+        return texts
+    parts = templates.parse(tier.input)
+    earlier = [p for p in parts if isinstance(p, templates.Ref) and p.step != "input"]
+    if earlier:
+        named = ", ".join(
+            "{" + ".".join(b for b in (r.step, r.field, r.key) if b) + "}" for r in earlier
+        )
+        raise ConfigError(
+            f"tier {i} of cascade {cascade.id!r} reads the template {tier.input!r}, whose "
+            f"{named} are outputs of earlier steps; tuning measures a tier on the data's texts "
+            "alone, so it cannot fill them. Tune a copy of the workflow whose tier reads "
+            "{input} only"
+        )
+    return [templates.render(parts, text, {}) for text in texts]
 
 
 def _check_labels(workflow: Workflow, cascade: CascadeStep, labels: Sequence[str]) -> None:
