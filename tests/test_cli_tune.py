@@ -114,3 +114,19 @@ def test_labels_the_cascade_cannot_produce_are_named(keywords_workflow, tmp_path
                                  "--target", "0.9", "--human-cost", "0.5"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "'greeting' (1 text)" in " ".join(result.output.split())
+
+
+def test_the_report_says_it_scores_on_the_data_it_tuned_on_and_when_that_is_too_little(
+    keywords_workflow, tmp_path
+):
+    data = tmp_path / "val.csv"
+    data.write_text("text,label\nrefund money now,refund\nmy card where,card\n")
+    args = ["tune", "cascade", str(keywords_workflow), "--data", str(data), "--target", "0.9",
+            "--human-cost", "0.5"]  # fmt: skip
+    said = " ".join(runner.invoke(app, args).output.split())
+    assert "the same 2 texts the thresholds were chosen on" in said
+    assert "warning: 2 texts are too few" in said
+    summary = json.loads((out := runner.invoke(app, [*args, "--json"]).output)[out.index("{") :])
+    assert summary["chosen"]["accuracy"] == 1.0
+    assert summary["chosen"]["accuracy_at_least"] == pytest.approx(2 / (2 + 1.6449**2), abs=1e-4)  # Wilson, k = n
+    assert summary["scored_on"] == "the tuning data (no held-out split)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +18,7 @@ from slmstack.cli.common import (
     write_page,
 )
 from slmstack.costs.prices import to_nano
-from slmstack.errors import ConfigError
+from slmstack.errors import ConfigError, DataWarning
 
 app = typer.Typer(help="Tune a workflow against labelled data.", no_args_is_help=True)
 
@@ -66,7 +67,7 @@ def cascade(
     from slmstack.data.readers import read_examples
     from slmstack.data.validation import refuse_unusable_rows
     from slmstack.workflows import load_workflow
-    from slmstack.workflows.tuning import sweep, write_thresholds
+    from slmstack.workflows.tuning import accuracy_floor, sweep, write_thresholds
     from slmstack.workflows.tuning_measure import find_cascade, measure_tiers
 
     check_html_target(html_out)
@@ -105,12 +106,25 @@ def cascade(
         ],
         "chosen": None,
         "prices": meter.prices.version,
+        "scored_on": "the tuning data (no held-out split)",
     }
     if result.chosen is not None:
         c = result.chosen
+        floor = accuracy_floor(c.quality, len(examples))
+        # Off by more than 0.05 from the target: too few texts to tell the choice works.
+        if floor < result.target - 0.05:
+            warnings.warn(
+                f"{len(examples)} texts are too few to show the target is met: their accuracy "
+                f"{c.quality:.4f} is measured on the texts the thresholds were chosen on, and "
+                f"on new texts it is, with 95% confidence, only at least {floor:.4f}. Add "
+                "labelled texts (a few hundred), or read the choice as a rough one",
+                DataWarning,
+                stacklevel=2,
+            )
         summary["chosen"] = {
             "thresholds": list(c.thresholds),  # as written: rounding moves texts
             "accuracy": round(c.quality, 4),
+            "accuracy_at_least": round(floor, 4),  # on new texts, 95% confidence
             "usd_per_1m": _usd(c.mean_cost_nano_usd),
             "share_answered_by": {
                 t.name: round(s, 4) for t, s in zip(tiers, c.share_answered_by, strict=True)
@@ -149,6 +163,11 @@ def _print(summary: dict[str, Any]) -> None:
         f"thresholds {chosen['thresholds']}: accuracy {chosen['accuracy']:.4f} "
         f"(target {summary['target_accuracy']}) at {chosen['usd_per_1m']} per 1M requests; "
         f"answered by {shares}"
+    )
+    out.print(
+        f"measured on the same {summary['texts']} texts the thresholds were chosen on (no "
+        f"held-out split): on new texts, accuracy at least {chosen['accuracy_at_least']:.4f} "
+        "with 95% confidence"
     )
     if "written_to" in summary:
         out.print(f"[green]written[/] to {summary['workflow']} ({summary['written_to']})")
