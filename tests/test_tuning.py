@@ -128,14 +128,21 @@ def test_an_llm_tier_is_refused_not_scored_as_a_person():
     from slmstack.workflows.tuning_measure import find_cascade, measure_tiers
     from workflow_doubles import KeywordClassifier
 
+    intent = KeywordClassifier({"refund": 0.9})
     wf = Workflow(
         [CascadeStep([SkillStep("intent"), EscalateStep("unsure", to="big")], threshold=0.5)],
-        skills={"intent": KeywordClassifier({"refund": 0.9})},
+        skills={"intent": intent},
         backends={"big": FakeBackend(["x"])},
     )
     with pytest.raises(ConfigError, match="escalates to the LLM 'big'.*to: human"):
         measure_tiers(wf, find_cascade(wf, None), ["refund please"], ["refund"],
                       cost_of=lambda *a: 0, human_cost_nano_usd=10)  # fmt: skip
+    person = Workflow([CascadeStep([SkillStep("intent"), EscalateStep("unsure")], threshold=0.5)],
+                      skills={"intent": intent})  # fmt: skip
+    with pytest.raises(ConfigError, match="--human-cost"):
+        measure_tiers(person, find_cascade(person, None), ["refund please"], ["refund"],
+                      cost_of=lambda *a: 0)  # fmt: skip
+    assert intent.calls == []  # refused before the tiers before it were measured (and paid)
 
 
 def test_the_measure_cache_knows_the_skill_it_measured_and_the_prices(tmp_path):

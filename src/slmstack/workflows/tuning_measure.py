@@ -98,12 +98,12 @@ def measure_tiers(
     version and the machine), so tuning again with another target costs nothing.
     """
     _check_labels(workflow, cascade, labels)  # before any tier is measured (and paid for)
-    out = []
+    # Every tier is checked before any is measured: a refusal must not come after a paid
+    # tier has run on every text.
+    inputs: list[Sequence[str] | None] = []  # what each skill tier reads; None: a person
     for i, tier in enumerate(cascade.tiers):
         if isinstance(tier, SkillStep):
-            seen = _tier_texts(tier, i, cascade, texts)
-            out.append(_measure_skill(workflow, tier.use, seen, labels, cost_of, cache,
-                                      batch_size, cost_key))  # fmt: skip
+            inputs.append(_tier_texts(tier, i, cascade, texts))
         elif isinstance(tier, EscalateStep) and tier.to != "human":
             raise ConfigError(
                 f"tier {i} of cascade {cascade.id!r} escalates to the LLM {tier.to!r}; tuning "
@@ -118,15 +118,22 @@ def measure_tiers(
                     "the cascade's last tier hands off to a person; say what a hand-off costs "
                     "(--human-cost DOLLARS), since it is that tier's price"
                 )
-            n = len(texts)
-            out.append(TierMeasure(f"escalate ({tier.name})", np.ones(n, bool),
-                                   np.ones(n), np.zeros(n, bool),
-                                   np.full(n, human_cost_nano_usd, dtype=np.int64)))  # fmt: skip
+            inputs.append(None)
         else:
             raise ConfigError(
                 f"tier {i} of cascade {cascade.id!r} is a {tier.kind!r} step; tuning measures "
                 "skill tiers (and a final hand-off to a person)"
             )
+    out = []
+    for tier, seen in zip(cascade.tiers, inputs, strict=True):
+        if isinstance(tier, SkillStep) and seen is not None:
+            out.append(_measure_skill(workflow, tier.use, seen, labels, cost_of, cache,
+                                      batch_size, cost_key))  # fmt: skip
+        else:
+            n = len(texts)
+            out.append(TierMeasure(f"escalate ({tier.name})", np.ones(n, bool),
+                                   np.ones(n), np.zeros(n, bool),
+                                   np.full(n, human_cost_nano_usd, dtype=np.int64)))  # fmt: skip
     return out
 
 
