@@ -143,3 +143,27 @@ def test_amounts_are_read_as_the_extractor_reads_them(subtotal, tax, total):
     row = {"subtotal": subtotal, "tax": tax, "total": total}
     flags = {r["id"]: (r["flag"], r["why"]) for r in check_fields(load_pack("payment-terms"), row)}
     assert flags["totals-consistent"][0] == "ok", flags["totals-consistent"]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"subtotal": {"value": "100.00", "currency": "EUR"},
+         "tax": {"value": "20.00", "currency": "USD"},
+         "total": {"value": "120.00", "currency": "EUR"}},
+        {"subtotal": "100 EUR", "tax": "$20", "total": "120"},
+    ],
+)  # fmt: skip
+def test_amounts_in_different_currencies_are_not_added(row):
+    # 100 EUR + 20 USD was summed as 120 and the invoice's arithmetic reported ok.
+    flags = {r["id"]: (r["flag"], r["why"]) for r in check_fields(load_pack("payment-terms"), row)}
+    flag, why = flags["totals-consistent"]
+    assert flag == "violated"
+    assert "different currencies" in why and "EUR" in why and "USD" in why
+
+
+def test_one_currency_or_none_is_summed():
+    row = {"subtotal": {"value": "100.00", "currency": "EUR"}, "tax": "20.00",
+           "total": {"value": "120.00", "currency": "EUR"}}  # fmt: skip
+    flags = {r["id"]: r["flag"] for r in check_fields(load_pack("payment-terms"), row)}
+    assert flags["totals-consistent"] == "ok"

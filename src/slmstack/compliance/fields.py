@@ -2,8 +2,11 @@
 
 A record is ``{field: value}``, where a value is the extractor's ``{"value": ...}`` entry
 or the bare value: ISO dates (``2024-03-01``) and amounts (``"118.00"``, or text read as
-the extractor reads it: ``"1.234,56"``). A field that is absent or empty (``None``, ``""``,
-a DataFrame's NaN or NaT) gives the flag ``missing``; a check that fails, ``violated``.
+the extractor reads it: ``"1.234,56"``). ``sum_equals`` adds amounts of one currency
+only (the extractor's ``currency``, or the one the text shows); mixed, it is ``violated``
+with the currencies named, as no rate is given to convert them. A field that is absent
+or empty (``None``, ``""``, a DataFrame's NaN or NaT) gives the flag ``missing``; a check
+that fails, ``violated``.
 These are exact tests, so their confidence is 1 and they are never ``needs_review``.
 """
 
@@ -56,6 +59,21 @@ def _amount(value: Any) -> Decimal | None:
     return amount if amount.is_finite() else None
 
 
+def _currency(record: Mapping[str, Any], name: str) -> str | None:
+    """The currency of an amount: the extractor's ``currency``, else the one its text shows."""
+    raw = record.get(name)
+    if isinstance(raw, Mapping):
+        if raw.get("currency"):
+            return str(raw["currency"]).upper()
+        raw = raw.get("value")
+    if isinstance(raw, str):
+        try:
+            return parse_amount(raw).currency
+        except DataError:
+            return None
+    return None
+
+
 def field_record(prediction: Prediction) -> dict[str, Any]:
     """A FieldExtractor prediction's record, each found field with its ``span``.
 
@@ -102,8 +120,15 @@ def check_field_rule(rule: FieldRule, record: Mapping[str, Any]) -> dict[str, An
     elif rule.check == "sum_equals":
         parts = [_amount(values[n]) for n in rule.fields]
         total = _amount(values[rule.total or ""])
+        # An amount with no currency is taken to be in the others' currency; two currencies
+        # cannot be added without a rate, and the rule has none.
+        currencies = {n: c for n in names if (c := _currency(record, n)) is not None}
         if total is None or any(p is None for p in parts):
             flag, why = "violated", "an amount is not a number"
+        elif len(set(currencies.values())) > 1:
+            shown = ", ".join(f"{n} in {c}" for n, c in currencies.items())
+            flag, why = "violated", (f"amounts in different currencies ({shown}) cannot be "
+                                     "added; convert them to one currency first")  # fmt: skip
         else:
             found = sum(p for p in parts if p is not None)
             ok = abs(found - total) <= Decimal(str(rule.tolerance))
