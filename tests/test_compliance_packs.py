@@ -167,3 +167,25 @@ def test_one_currency_or_none_is_summed():
            "total": {"value": "120.00", "currency": "EUR"}}  # fmt: skip
     flags = {r["id"]: r["flag"] for r in check_fields(load_pack("payment-terms"), row)}
     assert flags["totals-consistent"] == "ok"
+
+
+def test_a_misspelt_hypothesis_or_check_key_is_named_with_its_line():
+    # The rule only said it needs one of `hypothesis:` or `check:`, not which key was wrong.
+    text = (
+        "name: p\nrules:\n  - id: a\n    hypotesis: The party shall not disclose.\n"
+        "    require: entailed\n    source: s\n  - id: b\n    chek: present\n"
+        "    fields: [tax]\n    source: s\n"
+    )
+    with pytest.raises(RulePackError) as info:
+        parse_pack(text, "p.yaml")
+    message = str(info.value)
+    assert "p.yaml:4: rules[0].hypotesis: unknown key 'hypotesis' (did you mean 'hypothesis'?)" in (
+        message
+    )
+    assert "p.yaml:8: rules[1].chek: unknown key 'chek' (did you mean 'check'?)" in message
+
+
+def test_a_missing_top_level_key_says_top_level():
+    # It read "x.yaml: : missing required key 'rules'".
+    with pytest.raises(RulePackError, match=r"x.yaml: top level: missing required key 'rules'"):
+        parse_pack("name: a\n", "x.yaml")

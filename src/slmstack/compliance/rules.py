@@ -180,8 +180,10 @@ def _rule(item: Any, path: str, problems: list[tuple[str, str]]) -> Rule | None:
         problems.append((path, f"a rule is a mapping with an id; got {type(item).__name__}"))
         return None
     if ("hypothesis" in item) == ("check" in item):
-        problems.append((path, "a rule needs exactly one of `hypothesis:` (judged on the "
-                               "text) or `check:` (on extracted fields)"))  # fmt: skip
+        typos = [] if "hypothesis" in item else _kind_typos(item, path)
+        kind = ("a rule needs exactly one of `hypothesis:` (judged on the text) or `check:` "
+                "(on extracted fields)")  # fmt: skip
+        problems.extend(typos or [(path, kind)])
         return None
     model: type[NLIRule] | type[FieldRule] = NLIRule if "hypothesis" in item else FieldRule
     try:
@@ -189,6 +191,19 @@ def _rule(item: Any, path: str, problems: list[tuple[str, str]]) -> Rule | None:
     except ValidationError as exc:
         problems.extend(_problems(exc, path, model))
         return None
+
+
+def _kind_typos(item: Mapping[str, Any], path: str) -> list[tuple[str, str]]:
+    """A misspelt ``hypothesis:`` or ``check:`` key, which decides the rule's kind."""
+    import difflib
+
+    known = {*NLIRule.model_fields, *FieldRule.model_fields}
+    out = []
+    for key in map(str, item):
+        close = difflib.get_close_matches(key, ["hypothesis", "check"], n=1, cutoff=0.6)
+        if key not in known and close:
+            out.append((f"{path}.{key}", f"unknown key {key!r} (did you mean {close[0]!r}?)"))
+    return out
 
 
 def _problems(exc: ValidationError, base: str, model: type[BaseModel]) -> list[tuple[str, str]]:
@@ -224,7 +239,7 @@ def _error(source: str, lines: Mapping[str, int], problems: Sequence[tuple[str, 
             cut = max(probe.rfind("."), probe.rfind("["))
             probe = probe[:cut] if cut > 0 else ""
         where = f"{source}:{lines[probe]}: " if probe else f"{source}: "
-        located.append((where, path, message))
+        located.append((where, path or "top level", message))
     return RulePackError(source, located)
 
 
