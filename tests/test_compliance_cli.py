@@ -126,3 +126,24 @@ def test_bad_inputs_are_one_clear_error(trained, tmp_path: Path):
         assert result.exit_code == 2, (args, result.output)
         assert message in " ".join(result.output.split()), (message, result.output)
         assert result.output.count("error:") == 1
+
+
+def test_a_checker_that_never_saw_a_rule_says_so_in_every_report(trained, tmp_path: Path):
+    # The checker warns that verdicts on hypotheses it was never trained on are guesses;
+    # `comply` dropped the warning, so a gdpr-art28 run on an NDA checker looked as sure
+    # as any other in the table, report.json and report.html.
+    model, _ = trained
+    pack = tmp_path / "new.yaml"
+    pack.write_text("name: new\nrules:\n  - id: breach\n    hypothesis: The processor shall "
+                    "notify the controller of a breach.\n    require: entailed\n    source: s\n")  # fmt: skip
+    doc = tmp_path / "a.txt"
+    doc.write_text(nda(1, "E", "E").text)
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["comply", str(doc), "--pack", str(pack), "--model", str(model),
+                                 "--out", str(out), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "never saw in training" in result.stderr
+    assert json.loads(result.stdout)["documents"][0]["warnings"]
+    record = json.loads((out / "report.json").read_text())["documents"][0]
+    assert any("['breach']" in w and "guesses" in w for w in record["warnings"])
+    assert "never saw in training" in (out / "report.html").read_text()

@@ -8,8 +8,16 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from slmstack.cli.common import check_html_target, cli_command, out, prepare_out, print_json
+from slmstack.cli.common import (
+    check_html_target,
+    cli_command,
+    err,
+    out,
+    prepare_out,
+    print_json,
+)
 from slmstack.data.utf8 import read_utf8
 from slmstack.errors import ConfigError, DataError
 
@@ -172,6 +180,8 @@ def comply(
     )
     page = render_html(triples, pack=rules.name)
     (out_dir / "report.html").write_text(page, encoding="utf-8")
+    for note in dict.fromkeys(w for r in results for w in r.warnings):  # once, not per document
+        err.print(Text("warning: ", style="yellow") + Text(note), soft_wrap=True)
     if json_out:
         print_json(report)
     else:

@@ -27,6 +27,7 @@ mark.needs_review{background:#c9c9ff}mark.ok{background:#b8e6b8}
 pre{white-space:pre-wrap;font:13px/1.5 ui-monospace,monospace;background:#fafafa;
 padding:1em;border:1px solid #eee}
 .small{color:#666;font-size:.9em}
+.warning{background:#fff4c2;border-left:4px solid #e0b000;padding:.3em .6em}
 """
 
 
@@ -40,6 +41,8 @@ def result_record(name: str, text: str, prediction: Mapping[str, Any]) -> dict[s
         "counts": data.get("counts", {}),
         "rules": data.get("rules", []),
         "chars": len(text),
+        # what the checker says of its own verdicts (rules it was never trained on)
+        "warnings": list(prediction.get("warnings", [])),
     }
 
 
@@ -84,6 +87,8 @@ def render_html(documents: Sequence[tuple[str, str, Mapping[str, Any]]], *, pack
         rules = list(data.get("rules", [])) + list(data.get("field_rules", []))
         parts.append(f"<h2>{html.escape(name)}: <span class=\"flag {pred.get('label', 'ok')}\">"
                      f"{html.escape(str(pred.get('label')))}</span></h2>")  # fmt: skip
+        parts += [f"<p class=warning>warning: {html.escape(str(w))}</p>"
+                  for w in pred.get("warnings", ())]  # fmt: skip
         parts.append("<table><tr><th>rule</th><th>flag</th><th>verdict</th><th>confidence</th>"
                      "<th>severity</th><th>source</th><th>evidence</th></tr>")  # fmt: skip
         for r in rules:
