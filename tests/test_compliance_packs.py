@@ -120,7 +120,7 @@ def test_a_nan_field_is_missing_and_a_non_finite_amount_is_not_a_number():
     assert flags["totals-consistent"] == ("missing", "no value for tax")
     text = {**row, "tax": "20", "total": "Infinity"}
     flags = {r["id"]: (r["flag"], r["why"]) for r in check_fields(pack, text)}
-    assert flags["totals-consistent"] == ("violated", "an amount is not a number")
+    assert flags["totals-consistent"] == ("violated", "total 'Infinity' is not an amount")
 
 
 def test_an_empty_date_cell_of_a_dataframe_is_missing_not_violated():
@@ -189,3 +189,14 @@ def test_a_missing_top_level_key_says_top_level():
     # It read "x.yaml: : missing required key 'rules'".
     with pytest.raises(RulePackError, match=r"x.yaml: top level: missing required key 'rules'"):
         parse_pack("name: a\n", "x.yaml")
+
+
+def test_an_unreadable_date_or_amount_is_named_with_its_value():
+    # "a date is not an ISO date" did not say which of the two, nor what was read.
+    row = {"date": "2024-03-01", "due_date": "15/05/2024", "subtotal": "100", "tax": "n/a",
+           "total": "120"}  # fmt: skip
+    flags = {r["id"]: (r["flag"], r["why"]) for r in check_fields(load_pack("payment-terms"), row)}
+    assert flags["due-within-30-days"] == (
+        "violated", "due_date '15/05/2024' is not an ISO date (YYYY-MM-DD)"
+    )
+    assert flags["totals-consistent"] == ("violated", "tax 'n/a' is not an amount")

@@ -111,7 +111,8 @@ def check_field_rule(rule: FieldRule, record: Mapping[str, Any]) -> dict[str, An
     elif rule.check == "due_within_days":
         issued, due = _date(values[rule.fields[0]]), _date(values[rule.fields[1]])
         if issued is None or due is None:
-            flag, why = "violated", "a date is not an ISO date"
+            bad = rule.fields[0] if issued is None else rule.fields[1]
+            flag, why = "violated", f"{bad} {str(values[bad])!r} is not an ISO date (YYYY-MM-DD)"
         else:
             days = (due - issued).days
             ok = 0 <= days <= (rule.days or 0)
@@ -120,16 +121,17 @@ def check_field_rule(rule: FieldRule, record: Mapping[str, Any]) -> dict[str, An
     elif rule.check == "sum_equals":
         parts = [_amount(values[n]) for n in rule.fields]
         total = _amount(values[rule.total or ""])
+        unread = [n for n in names if _amount(values[n]) is None]
         # An amount with no currency is taken to be in the others' currency; two currencies
         # cannot be added without a rate, and the rule has none.
         currencies = {n: c for n in names if (c := _currency(record, n)) is not None}
-        if total is None or any(p is None for p in parts):
-            flag, why = "violated", "an amount is not a number"
+        if unread:
+            flag, why = "violated", f"{unread[0]} {str(values[unread[0]])!r} is not an amount"
         elif len(set(currencies.values())) > 1:
             shown = ", ".join(f"{n} in {c}" for n, c in currencies.items())
             flag, why = "violated", (f"amounts in different currencies ({shown}) cannot be "
                                      "added; convert them to one currency first")  # fmt: skip
-        else:
+        elif total is not None:
             found = sum(p for p in parts if p is not None)
             ok = abs(found - total) <= Decimal(str(rule.tolerance))
             flag = "ok" if ok else "violated"
