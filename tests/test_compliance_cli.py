@@ -147,3 +147,26 @@ def test_a_checker_that_never_saw_a_rule_says_so_in_every_report(trained, tmp_pa
     record = json.loads((out / "report.json").read_text())["documents"][0]
     assert any("['breach']" in w and "guesses" in w for w in record["warnings"])
     assert "never saw in training" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "is a PDF, not text; convert it to text"),
+        (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xdf\xa4", "is a zipped office file"),
+        ("NDA: the Recipient shall".encode("utf-16"), "is UTF-16 text; re-save it as UTF-8"),
+        ("NDA: the Recipient shall".encode("utf-16-le"), "holds NUL bytes"),
+    ],
+)
+def test_a_document_that_is_not_text_names_its_format(trained, tmp_path: Path, raw, message):
+    # A PDF or a .docx got "Re-save the file as UTF-8 (iconv -f latin1 ...)", which turns
+    # it into garbage that is then checked; UTF-16 without a byte-order mark decodes as
+    # UTF-8 (ASCII and NULs) and was checked as is, every rule missing.
+    model, pack = trained
+    doc = tmp_path / "contract.bin"
+    doc.write_bytes(raw)
+    result = runner.invoke(app, ["comply", str(doc), "--pack", str(pack), "--model", str(model),
+                                 "--out", str(tmp_path / "o")])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert "latin1" not in result.output

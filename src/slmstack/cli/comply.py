@@ -18,7 +18,7 @@ from slmstack.cli.common import (
     prepare_out,
     print_json,
 )
-from slmstack.data.utf8 import read_utf8
+from slmstack.data.utf8 import decode_utf8
 from slmstack.errors import ConfigError, DataError
 
 
@@ -91,12 +91,32 @@ def _check_report_json(path: Path) -> None:
         )
 
 
+# Contracts often come as PDF or Word files; "re-save as UTF-8" would make garbage of them.
+_NOT_TEXT = (
+    (b"%PDF-", "a PDF", "`pdftotext -layout FILE.pdf FILE.txt`"),
+    (b"PK\x03\x04", "a zipped office file (.docx, .odt)", "save it as plain text (.txt)"),
+    (b"\xd0\xcf\x11\xe0", "an old Word file (.doc)", "save it as plain text (.txt)"),
+    (b"{\\rtf", "an RTF file", "save it as plain text (.txt)"),
+)
+
+
 def _read_document(path: Path) -> str:
     if not path.exists():
         raise ConfigError(f"document {path} does not exist; pass text files (.txt, .md)")
     if path.is_dir():
         raise ConfigError(f"document {path} is a folder; pass the text files inside it")
-    text = read_utf8(path)  # as `predict` reads it: CRLF kept (evidence offsets), BOM dropped
+    raw = path.read_bytes()
+    for magic, kind, fix in _NOT_TEXT:
+        if raw.startswith(magic):
+            raise DataError(f"is {kind}, not text; convert it to text first: {fix}", path=path)
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError("is UTF-16 text; re-save it as UTF-8 (iconv -f utf-16 -t utf-8 IN > OUT)",
+                        path=path)  # fmt: skip
+    if b"\x00" in raw:
+        raise DataError("holds NUL bytes: a binary file, or UTF-16 text without a byte-order "
+                        "mark; pass a text file saved as UTF-8", path=path)  # fmt: skip
+    # as `predict` reads it: CRLF kept (evidence offsets), BOM dropped
+    text = decode_utf8(path, raw)
     if not text.strip():
         raise DataError("is empty; there is nothing to check", path=path)
     return text
