@@ -111,6 +111,17 @@ def test_segment_offsets_point_into_the_text():
         "1. Definitions.", "The Recipient shall keep it secret.", "It may copy it;", "(a) one item."]  # fmt: skip
 
 
+def test_segment_cuts_sentences_that_end_or_start_with_a_non_ascii_letter():
+    # Only A-Z counted: "signé." never ended a sentence and "Élodie" never started one,
+    # so French or German evidence ran on into the next sentence.
+    text = "Le contrat est signé. Élodie Dupont le garde secret.\r\nDie Frist gilt. Über Dritte: nein."
+    assert [text[a:b] for a, b in segment(text)] == [
+        "Le contrat est signé.", "Élodie Dupont le garde secret.", "Die Frist gilt.",
+        "Über Dritte: nein."]  # fmt: skip
+    text = "Pay in 30 days. e.g. cash. Done."  # a lower-case word after a stop starts none
+    assert [text[a:b] for a, b in segment(text)] == ["Pay in 30 days. e.g. cash.", "Done."]
+
+
 def test_windows_cover_a_long_segment_without_truncating():
     text = "word " * 50 + "end."
     bounds = [(0, len(text))]

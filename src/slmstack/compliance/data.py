@@ -25,10 +25,12 @@ _VERDICTS: Mapping[str, Verdict] = {
     "Contradiction": "contradicted",
     "NotMentioned": "not_mentioned",
 }
-# A sentence ends at . ; ! ? after a letter or a closing bracket or quote, followed by
-# space and a capital, digit, quote or bracket. Numbering ("1. Definitions") is not an
-# end; "e.g." and "Inc." style abbreviations are rare enough in contracts to accept the cut.
-_SENTENCE_END = re.compile(r"(?<=[A-Za-z)\]\"'”][.;!?])\s+(?=[\"'“(\[A-Z0-9])")
+# A sentence ends at . ; ! ? after a letter (of any script) or a closing bracket or quote,
+# followed by space and a digit, quote, bracket or a letter that is not lower case (É, Ü,
+# and scripts without case). Numbering ("1. Definitions") is not an end; "e.g." and
+# "Inc." style abbreviations are rare enough in contracts to accept the cut. `re` has no
+# class for capitals beyond A-Z, so each candidate break's letter is tested in `segment`.
+_BREAK = re.compile(r"(?:(?<=[^\W\d_][.;!?])|(?<=[)\]\"'”][.;!?]))\s+(?=[\"'“(\[0-9]|[^\W\d_])")
 
 
 @dataclass(frozen=True)
@@ -137,13 +139,11 @@ def segment(text: str) -> list[tuple[int, int]]:
     """Sentences and list items of ``text`` as ``(start, end)``, whitespace trimmed."""
     out: list[tuple[int, int]] = []
     for line in re.finditer(r"[^\n]+", text):
-        start = line.start()
-        pieces = _SENTENCE_END.split(line.group())
-        offset = 0
-        for piece in pieces:
-            at = line.group().index(piece, offset)
-            offset = at + len(piece)
-            a, b = _trim(text, start + at, start + at + len(piece))
+        cuts = [(m.start(), m.end()) for m in _BREAK.finditer(text, line.start(), line.end())
+                if not text[m.end()].islower()]  # fmt: skip
+        starts = [line.start(), *(e for _, e in cuts)]
+        ends = [*(s for s, _ in cuts), line.end()]
+        for a, b in (_trim(text, a, b) for a, b in zip(starts, ends, strict=True)):
             if b > a:
                 out.append((a, b))
     return out
