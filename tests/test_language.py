@@ -89,3 +89,23 @@ def test_a_short_text_leaning_to_a_neighbour_keeps_its_trained_language():
     assert strict.predict(["I forgot my password"])[0].abstained == "other_language"
     with pytest.raises(ConfigError, match="other_ratio"):
         LanguageDetector(other_ratio=1.5).fit(en_de)
+
+
+def test_a_text_without_any_language_evidence_abstains():
+    """langid matched no n-gram of "oui", "ja", "ok" or an order id and answered its prior
+    (English first): at a German/French desk "oui" went down the German branch."""
+    de_fr = [ex for ex in TRAIN if ex.label != "en"]
+    det = LanguageDetector().fit(de_fr)
+    for text in ["oui", "ja", "ok", "ORD-48213", "12345"]:
+        (p,) = det.predict([text])
+        assert p.abstained == "no_language_evidence", (text, p)
+        assert p.label in {"de", "fr"} and p.confidence < 0.2
+    from slmstack.workflows import RouteStep, TemplateStep, Workflow
+
+    branches = {lang: TemplateStep(lang) for lang in ("de", "fr")}
+    wf = Workflow([RouteStep(branches, TemplateStep("other"), skill="lang")], skills={"lang": det})
+    result = wf.run("oui")
+    assert result.output.text == "other"
+    (decision,) = [t.decision for t in result.trace[0].walk() if t.decision]
+    assert decision.why.startswith("abstained: no_language_evidence")
+    assert det.predict(["nein"])[0].abstained is None  # one known n-gram is evidence

@@ -14,7 +14,11 @@ the prediction abstains with ``"other_language"`` and keeps the closest trained 
 as its label (a guess, with a confidence near 0), so a route takes its ``default``
 branch and a cascade's threshold stops it. ``data`` holds langid's top language over
 all 97 and its posterior (``{"language": "es", "probability": 0.99}``). Very short texts
-("ok", "help") carry little evidence: their confidence stays low whatever they match.
+carry little evidence: their confidence stays low whatever they match. A text in which
+langid knows no n-gram at all ("ok", "oui", "ja", "Hallo", an order id, a number) gets
+only langid's prior, English first, whatever its language: it abstains with
+``"no_language_evidence"`` (keeping the prior's likeliest trained language as its guess),
+so a route takes ``default`` rather than sending "oui" down the German branch.
 
 Example:
     >>> from slmstack import Example
@@ -86,13 +90,16 @@ class LanguageDetector(LabelledTexts, Skill):
         self.classes_ = list(languages)
         self.columns_ = [list(_full_model().nb_classes).index(lang) for lang in languages]
 
-    def _rank(self, text: str) -> tuple[list[tuple[str, float]], str, float]:
-        """Trained languages (likeliest first) and the top one of all 97, with posteriors.
+    def _rank(self, text: str) -> tuple[list[tuple[str, float]], str, float, bool]:
+        """Trained languages (likeliest first), the top one of all 97, and the evidence.
 
-        Every posterior is over all 97 languages of langid's model.
+        Every posterior is over all 97 languages of langid's model. The last item says
+        whether langid matched any n-gram of the text: without one, the posteriors are
+        only its prior.
         """
         base = _full_model()  # only read: set_languages is never called on it
-        log_p = base.nb_classprobs(base.instance2fv(text)).astype(np.float64)
+        features = base.instance2fv(text)
+        log_p = base.nb_classprobs(features).astype(np.float64)
         post = np.exp(log_p - log_p.max())
         post /= post.sum()
         top = int(np.argmax(log_p))
@@ -100,7 +107,7 @@ class LanguageDetector(LabelledTexts, Skill):
         # language's posterior to 0.0, and the closest one is still the guess.
         order = sorted(self.columns_, key=lambda c: -log_p[c])
         ranked = [(str(base.nb_classes[c]), float(post[c])) for c in order]
-        return ranked, str(base.nb_classes[top]), float(post[top])
+        return ranked, str(base.nb_classes[top]), float(post[top]), bool(features.any())
 
     def fit(self, examples: Sequence[Example]) -> Self:
         """Learn the language set from the labels; measure accuracy on the examples."""
@@ -136,15 +143,20 @@ class LanguageDetector(LabelledTexts, Skill):
         out = []
         for text in texts:
             start = time.perf_counter()
-            ranked, top, top_p = self._rank(text)
+            ranked, top, top_p, evidence = self._rank(text)
             ranked = ranked[: self.top_k]
+            abstained = None
+            if not evidence:
+                abstained = "no_language_evidence"
+            elif not self._trained(ranked[0][1], top, top_p):
+                abstained = "other_language"
             out.append(
                 Prediction(
                     label=ranked[0][0],
                     confidence=ranked[0][1],
                     scores=tuple(LabelScore(lang, p) for lang, p in ranked),
                     data={"language": top, "probability": top_p},
-                    abstained=None if self._trained(ranked[0][1], top, top_p) else "other_language",
+                    abstained=abstained,
                     usage=Usage(latency_ms=(time.perf_counter() - start) * 1000),
                 )
             )
@@ -173,7 +185,8 @@ class LanguageDetector(LabelledTexts, Skill):
     def _card(self) -> dict[str, Any]:
         return {"Method": "langid.py naive Bayes over byte n-grams, labelling only with the "
                 "trained languages; abstains with 'other_language' when its top language "
-                "over all 97 is another",
+                "over all 97 is another, and with 'no_language_evidence' when it "
+                "knows no n-gram of the text",
                 "Languages": ", ".join(self.classes_)}  # fmt: skip
 
 
