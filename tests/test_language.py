@@ -109,3 +109,18 @@ def test_a_text_without_any_language_evidence_abstains():
     (decision,) = [t.decision for t in result.trace[0].walk() if t.decision]
     assert decision.why.startswith("abstained: no_language_evidence")
     assert det.predict(["nein"])[0].abstained is None  # one known n-gram is evidence
+
+
+def test_a_regional_or_upper_case_label_names_its_language_and_how_to_route_regions():
+    """"en-GB"/"de-AT" and "EN" were refused with a list of codes from "af" on, not the
+    code they meant nor how a desk routes regional variants."""
+    regional = [Example(t, "en-GB") for t in ("where is my parcel", "the card does not work")]
+    regional += [Example(t, "de-AT") for t in ("wo ist mein Paket", "die Karte geht nicht")]
+    with pytest.raises(DataError, match=r"'de-AT' → 'de', 'en-GB' → 'en'") as err:
+        LanguageDetector().fit(regional)
+    assert "languages apart, not regions" in str(err.value)
+    assert "TextClassifier" in str(err.value)
+    upper = [Example(ex.text, ex.label.upper()) for ex in TRAIN]
+    with pytest.raises(DataError, match=r"'DE' → 'de', 'EN' → 'en', 'FR' → 'fr'") as err:
+        LanguageDetector().fit(upper)
+    assert "not regions" not in str(err.value)

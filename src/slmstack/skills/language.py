@@ -119,10 +119,7 @@ class LanguageDetector(LabelledTexts, Skill):
         known = set(_full_model().nb_classes)
         unknown = [lang for lang in languages if lang not in known]
         if unknown:
-            raise DataError(
-                f"labels {unknown} are not language codes langid knows; use ISO 639-1 codes "
-                f"such as {', '.join(sorted(known)[:12])}, ..."
-            )
+            raise DataError(_unknown_labels(unknown, known))
         self._restrict(languages)
         # An example langid puts in another language (abstained) counts as wrong.
         preds = self._predict([ex.text for ex in examples])
@@ -188,6 +185,30 @@ class LanguageDetector(LabelledTexts, Skill):
                 "over all 97 is another, and with 'no_language_evidence' when it "
                 "knows no n-gram of the text",
                 "Languages": ", ".join(self.classes_)}  # fmt: skip
+
+
+def _unknown_labels(unknown: Sequence[str], known: set[str]) -> str:
+    """The error for labels langid does not know, with the code each one likely meant.
+
+    For regional codes ("en-GB") it says how to route regions, which langid cannot tell.
+    """
+    base = {lab: lab.strip().lower().replace("_", "-").split("-")[0] for lab in unknown}
+    meant = [f"{lab!r} → {code!r}" for lab, code in base.items() if code in known]
+    message = (
+        f"labels {list(unknown)} are not language codes langid knows; use ISO 639-1 codes "
+        f"such as {', '.join(sorted(known)[:12])}, ..."
+    )
+    if meant:
+        message += f" (did you mean {', '.join(meant)}?)"
+    if any(base[lab] in known and base[lab] != lab.strip().lower() for lab in unknown):
+        message += (
+            ". A LanguageDetector tells languages apart, not regions or dialects (en-GB "
+            "and en-US are both 'en'): label by language. A message rarely shows its "
+            "region, so serve one workflow per region (the caller picks "
+            "/v1/workflows/{name}/run by the customer's region), or, where the regions' "
+            "wording differs, route on a TextClassifier trained on examples labelled by region"
+        )
+    return message
 
 
 def _model_sha256() -> str:
