@@ -124,3 +124,25 @@ def test_a_regional_or_upper_case_label_names_its_language_and_how_to_route_regi
     with pytest.raises(DataError, match=r"'DE' → 'de', 'EN' → 'en', 'FR' → 'fr'") as err:
         LanguageDetector().fit(upper)
     assert "not regions" not in str(err.value)
+
+
+NORWEGIAN = [
+    "Kortet mitt fungerer ikke",
+    "Hvor lang tid tar leveringen?",
+    "Jeg har glemt passordet mitt og kan ikke logge inn",
+    "Jeg vil returnere hodetelefonene mine",
+]
+
+
+@pytest.mark.parametrize("code", ["no", "nb"])
+def test_norwegian_is_one_language_whichever_code_labels_it(code):
+    """ISO 639-1 "no" is Norwegian, which langid splits into no, nb (Bokmål) and nn
+    (Nynorsk): a desk labelled "no" had plain Norwegian abstain as other_language ("nb")."""
+    train = [Example(t, code) for t in NORWEGIAN[:2]] + [ex for ex in TRAIN if ex.label == "en"]
+    det = LanguageDetector().fit(train)
+    for p in det.predict(NORWEGIAN):
+        assert (p.label, p.abstained) == (code, None) and p.confidence > 0.8, p
+    assert det.metrics_["train_accuracy"] == 1.0
+    # data keeps langid's own top code, and the scores stay posteriors (summing to ≤ 1)
+    assert {p.data["language"] for p in det.predict(NORWEGIAN)} == {"nb", "no"}
+    assert all(sum(s.score for s in p.scores) <= 1 + 1e-9 for p in det.predict(NORWEGIAN))

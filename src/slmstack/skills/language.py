@@ -5,6 +5,8 @@ for 97 languages that ships its model inside the package and runs offline. ``fit
 examples labelled with language codes: the codes seen become the only languages the
 detector labels with (a support desk that serves English, German and French should
 never answer "Luxembourgish"), and the examples measure how well it does on them.
+langid's three codes for Norwegian (no, nb, nn) count as one: a trained one takes the
+posteriors of the others that are not trained.
 
 Confidences and scores are langid's posteriors over all its 97 languages, not
 renormalised over the trained ones: renormalised, a Spanish text at a de/en/fr desk
@@ -51,6 +53,11 @@ from slmstack.skills.kinds import LabelledTexts
 from slmstack.skills.params import Check, Interval
 from slmstack.types import Example, LabelScore, Prediction, Usage
 
+# langid splits Norwegian into no, nb (Bokmål) and nn (Nynorsk), and puts plain
+# Norwegian in any of them: a desk that trains one of these codes gets the others'
+# posteriors too ("no" alone abstained on 2 of 4 Norwegian requests as "nb").
+_SAME_LANGUAGE = (frozenset({"no", "nb", "nn"}),)
+
 _lock = threading.Lock()
 _base: Any = None
 
@@ -86,9 +93,18 @@ class LanguageDetector(LabelledTexts, Skill):
         self.other_ratio = other_ratio
 
     def _restrict(self, languages: Sequence[str]) -> None:
-        """Index the trained languages in the full model, whose posteriors are all kept."""
+        """Index the trained languages in the full model, whose posteriors are all kept.
+
+        A trained language also takes the columns of langid's other codes for it
+        (``_SAME_LANGUAGE``) that are not trained themselves.
+        """
         self.classes_ = list(languages)
-        self.columns_ = [list(_full_model().nb_classes).index(lang) for lang in languages]
+        index = list(_full_model().nb_classes)
+        self.columns_ = []
+        for lang in languages:
+            same = next((g for g in _SAME_LANGUAGE if lang in g), frozenset({lang}))
+            codes = [lang, *sorted(c for c in same - {lang} if c not in languages)]
+            self.columns_.append([index.index(c) for c in codes])
 
     def _rank(self, text: str) -> tuple[list[tuple[str, float]], str, float, bool]:
         """Trained languages (likeliest first), the top one of all 97, and the evidence.
@@ -105,8 +121,9 @@ class LanguageDetector(LabelledTexts, Skill):
         top = int(np.argmax(log_p))
         # Order by log-posterior: a text in another language can round every trained
         # language's posterior to 0.0, and the closest one is still the guess.
-        order = sorted(self.columns_, key=lambda c: -log_p[c])
-        ranked = [(str(base.nb_classes[c]), float(post[c])) for c in order]
+        log_lang = [float(np.logaddexp.reduce(log_p[cols])) for cols in self.columns_]
+        order = sorted(range(len(self.classes_)), key=lambda i: -log_lang[i])
+        ranked = [(self.classes_[i], float(post[self.columns_[i]].sum())) for i in order]
         return ranked, str(base.nb_classes[top]), float(post[top]), bool(features.any())
 
     def fit(self, examples: Sequence[Example]) -> Self:
@@ -161,7 +178,8 @@ class LanguageDetector(LabelledTexts, Skill):
 
     def _trained(self, best: float, top: str, top_p: float) -> bool:
         """Whether the text is in a trained language: the top one, or one near it."""
-        return top in self.classes_ or best >= self.other_ratio * top_p
+        covered = {str(_full_model().nb_classes[c]) for cols in self.columns_ for c in cols}
+        return top in covered or best >= self.other_ratio * top_p
 
     def _state(self) -> tuple[dict[str, Any], Tensors]:
         return {"labels": self.classes_, "langid_version": metadata.version("langid")}, {}
