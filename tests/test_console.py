@@ -20,7 +20,7 @@ from slmstack.serve import create_app
 from slmstack.serve.asgi import route_table
 from slmstack.serve.console.charts import Series, line_chart
 from slmstack.serve.console.report_data import escalation_by_day, latency_by_target, percentile
-from slmstack.workflows import Inbox
+from slmstack.workflows import Inbox, Packet
 
 HTML = {"accept": "text/html"}
 ANA = {"Authorization": f"Bearer {ANA_KEY}"}
@@ -352,3 +352,32 @@ def test_a_resolved_packet_becomes_training_data_that_resume_trains_on(client, f
     # Every exported row reached training: the agents' examples and the original data.
     assert summary["n_train"] + summary["n_val"] == len(corrected) + len(TRAIN)
     assert summary["labels"] == 3
+
+
+def test_a_hand_built_packet_with_odd_parts_renders_escaped(folder):
+    """A packet filed by hand or imported: parts missing or of another type, markup in
+    every text. Its page shows what there is, escaped, never a 500."""
+    xss = "<script>alert(1)</script>"
+    inbox = Inbox(f"sqlite:///{folder / 'inbox.db'}")
+    odd = dict(workflow=xss, text=xss * 2000, reason=xss, why=xss, intent=xss, summary=xss)
+    ids = [
+        inbox.add(Packet(**odd, entities=({"label": "ORDER"}, {"text": "4417"}, "loose"))),  # type: ignore[arg-type]
+        inbox.add(Packet(**odd, trace=[
+            {"kind": "skill"},  # no name
+            {"name": "triage", "decision": "human"},  # a decision as a plain string
+            {"name": xss, "kind": xss, "output": xss, "latency_ms": "12", "tokens": {"output": 3},
+             "decision": {"taken": xss, "why": xss}, "children": "none"},
+            {"name": "tier", "output": {"label": xss, "confidence": "0.5"}, "tokens": None},
+            "a plain string",
+        ])),
+    ]  # fmt: skip
+    with TestClient(create_app(folder / "serve.yaml")) as client:
+        for packet_id in ids:
+            shown = client.get(f"/console/inbox/{packet_id}", headers=ANA)
+            assert shown.status_code == 200, packet_id
+            assert "<script>alert" not in shown.text and "&lt;script&gt;alert" in shown.text
+        assert "4417" in client.get(f"/console/inbox/{ids[0]}", headers=ANA).text
+        trace = client.get(f"/console/inbox/{ids[1]}", headers=ANA).text
+        assert "triage" in trace and "human" in trace and "a plain string" in trace
+        listed = client.get("/console/inbox?status=all", headers=ANA)
+        assert listed.status_code == 200 and "<script>alert" not in listed.text

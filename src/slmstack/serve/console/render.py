@@ -43,6 +43,8 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = when
+    env.filters["steps"] = steps
+    env.filters["chips"] = chips
     env.filters["ago"] = ago
     env.filters["pct"] = lambda x: "–" if x is None else f"{100 * x:.0f}%"
     env.filters["ms"] = lambda x: (
@@ -69,6 +71,63 @@ def ago(value: datetime | None, now: datetime | None = None) -> str:
         return f"{seconds // 3600:.0f} h ago"
     days = seconds // 86400
     return f"{days:.0f} day{'s' if days != 1 else ''} ago"
+
+
+MAX_DEPTH = 40  # levels of a trace shown; a deeper (hand-built) one would exhaust the stack
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and value == value else None  # NaN: not a number to show
+
+
+def steps(nodes: Any, depth: int = 0) -> list[dict[str, Any]]:
+    """A trace (JSON) in the one shape the templates read, whatever its nodes hold.
+
+    A packet's trace is whatever was filed: a workflow's own, or one built by hand or
+    imported, where a node may lack its name, hold a decision as a plain string, or not be
+    an object at all. Each missing part is shown as missing, never as a 500.
+    """
+    if not isinstance(nodes, list) or depth >= MAX_DEPTH:
+        return []
+    shaped = []
+    for node in nodes:
+        if not isinstance(node, dict):
+            node = {"name": str(node)}
+        output = node.get("output")
+        if not isinstance(output, dict):
+            output = {"text": output} if output not in (None, "", [], {}) else {}
+        decision = node.get("decision")
+        if not isinstance(decision, dict):
+            decision = {"taken": decision} if decision not in (None, "", [], {}) else {}
+        tokens = node.get("tokens")
+        tokens = tokens if isinstance(tokens, dict) else {}
+        shaped.append({
+            "name": str(node.get("name") or "?"), "kind": str(node.get("kind") or ""),
+            "output": {
+                "label": str(output.get("label") or ""), "text": str(output.get("text") or ""),
+                "confidence": _number(output.get("confidence")),
+                "abstained": str(output.get("abstained") or ""),
+            },
+            "decision": {"taken": str(decision.get("taken") or "?"),
+                         "why": str(decision.get("why") or "")} if decision else None,
+            "latency_ms": _number(node.get("latency_ms")),
+            "tokens": {"input": _number(tokens.get("input")),
+                       "output": _number(tokens.get("output"))},
+            "children": steps(node.get("children"), depth + 1),
+        })  # fmt: skip
+    return shaped
+
+
+def chips(entities: Any) -> list[tuple[str, str]]:
+    """A packet's entities as ``(label, text)`` pairs; a part it lacks is an empty string."""
+    pairs = []
+    for entity in entities if isinstance(entities, list | tuple) else ():
+        if isinstance(entity, dict):
+            pairs.append((str(entity.get("label") or ""), str(entity.get("text") or "")))
+        else:
+            pairs.append(("", str(entity)))
+    return pairs
 
 
 def page(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
@@ -128,4 +187,15 @@ def login_page(*, message: str, next_path: str, csrf: str) -> LoginPage:
     return LoginPage(html, policy)
 
 
-__all__ = ["SIGN_IN", "STATIC", "LoginPage", "ago", "environment", "login_page", "page", "when"]
+__all__ = [
+    "SIGN_IN",
+    "STATIC",
+    "LoginPage",
+    "ago",
+    "chips",
+    "environment",
+    "login_page",
+    "page",
+    "steps",
+    "when",
+]
