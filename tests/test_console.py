@@ -381,3 +381,18 @@ def test_a_hand_built_packet_with_odd_parts_renders_escaped(folder):
         assert "triage" in trace and "human" in trace and "a plain string" in trace
         listed = client.get("/console/inbox?status=all", headers=ANA)
         assert listed.status_code == 200 and "<script>alert" not in listed.text
+
+
+def test_a_wrong_value_in_a_console_address_is_a_page_not_json(client):
+    for url, named in (
+        ("/console/inbox?page_no=abc", "page_no in the address"),
+        ("/console/reports?days=abc", "days in the address"),
+        ("/console/inbox/abc", "packet_id in the path"),
+        ("/console/inbox/0", "packet_id in the path"),
+    ):
+        shown = client.get(url, headers={**ANA, **HTML})
+        assert shown.status_code == 422, url
+        assert shown.headers["content-type"].startswith("text/html"), url
+        assert named in shown.text and "Correct the address" in shown.text, url
+    api = client.get("/v1/inbox/abc", headers=ANA)  # the API keeps its JSON
+    assert api.status_code == 422 and api.json()["detail"][0]["loc"] == ["path", "packet_id"]

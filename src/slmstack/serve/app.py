@@ -212,13 +212,17 @@ async def _error(request: Request, exc: SlmstackError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers_of(exc))
 
 
-async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _invalid(request: Request, exc: RequestValidationError) -> Response:
     """422 with each problem's place, message and type, and never the value sent.
+
+    On the console's pages the same problems as a page a person reads.
 
     FastAPI's own answer echoes the value, which may be large or private, and fails on
     the NaN and Infinity that Python's JSON reader accepts (a 500). On the chat route the
     answer also carries OpenAI's ``error`` object, which OpenAI clients show.
     """
+    if console.is_console(request.url.path):
+        return console.invalid_address(request, exc.errors())
     problems = [
         {"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")),
          "type": str(e.get("type", ""))}

@@ -15,7 +15,8 @@ Behind the API's keys: :class:`ConsoleGate` signs a browser in with a cookie (se
 ``app.add_middleware(ConsoleGate)`` outside the API's auth.
 """
 
-from slmstack.serve.console.gate import ConsoleGate
+from slmstack.serve.console.common import invalid_address
+from slmstack.serve.console.gate import ConsoleGate, is_console
 from slmstack.serve.console.routes import router
 
-__all__ = ["ConsoleGate", "router"]
+__all__ = ["ConsoleGate", "invalid_address", "is_console", "router"]

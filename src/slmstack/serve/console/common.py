@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
 from slmstack.errors import DataError
 from slmstack.serve.console.gate import CSRF_FIELD, csrf_ok, origin_problem
@@ -101,6 +103,25 @@ def feedback_of(request: Request) -> InboxFeedback | None:
     return found
 
 
+def invalid_address(request: Request, errors: Sequence[Any]) -> Response:
+    """422 as a console page: the address holds a value of the wrong type (``?days=abc``).
+
+    A person at a browser reads this instead of FastAPI's JSON list of problems.
+    """
+    from slmstack.serve.console.render import page
+
+    where = {"query": " in the address", "path": " in the path"}
+    said = []
+    for e in errors:
+        loc = [str(part) for part in e.get("loc", ())] or ["", "value"]
+        said.append(f"{'.'.join(loc[1:]) or 'value'}{where.get(loc[0], '')}: {e.get('msg', '')}")
+    problems = "; ".join(said)
+    return page(
+        request, "message.html", status=422, title="This address cannot be shown",
+        error=f"{problems}. Correct the address, or go back to the inbox and follow a link.",
+    )  # fmt: skip
+
+
 def known_labels(request: Request) -> list[str]:
     """Labels the served classifiers know, for the corrected-label picker."""
     labels: set[str] = set()
@@ -109,4 +130,13 @@ def known_labels(request: Request) -> list[str]:
     return sorted(labels)
 
 
-__all__ = ["FormError", "acting", "feedback_of", "inbox_of", "known_labels", "read_form", "router"]
+__all__ = [
+    "FormError",
+    "acting",
+    "feedback_of",
+    "inbox_of",
+    "invalid_address",
+    "known_labels",
+    "read_form",
+    "router",
+]
