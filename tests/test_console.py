@@ -385,7 +385,7 @@ def test_a_hand_built_packet_with_odd_parts_renders_escaped(folder):
 
 def test_a_wrong_value_in_a_console_address_is_a_page_not_json(client):
     for url, named in (
-        ("/console/inbox?page_no=abc", "page_no in the address"),
+        ("/console/inbox?before=abc", "before in the address"),
         ("/console/reports?days=abc", "days in the address"),
         ("/console/inbox/abc", "packet_id in the path"),
         ("/console/inbox/0", "packet_id in the path"),
@@ -396,3 +396,30 @@ def test_a_wrong_value_in_a_console_address_is_a_page_not_json(client):
         assert named in shown.text and "Correct the address" in shown.text, url
     api = client.get("/v1/inbox/abc", headers=ANA)  # the API keeps its JSON
     assert api.status_code == 422 and api.json()["detail"][0]["loc"] == ["path", "packet_id"]
+
+
+def test_paging_shows_each_packet_once_while_packets_arrive_and_are_claimed(folder):
+    inbox = Inbox(f"sqlite:///{folder / 'inbox.db'}")
+    for n in range(60):
+        inbox.add(Packet(workflow="desk", text=f"message number {n}", reason="r", why="w"))
+    ids = re.compile(r'<tr data-href="/console/inbox/(\d+)"')
+    with TestClient(create_app(folder / "serve.yaml")) as client:
+        seen: list[int] = []
+        url = "/console/inbox"
+        for _ in range(5):
+            page = client.get(url, headers=ANA).text
+            seen += [int(i) for i in ids.findall(page)]
+            for _ in range(2):
+                inbox.add(Packet(workflow="desk", text="a new one", reason="r", why="w"))
+            inbox.claim(seen[-1], "ben")  # leaves the open list while the agent pages
+            older = re.search(r'href="(\?[^"]*)">Older', page)
+            if older is None:
+                break
+            url = "/console/inbox" + older.group(1).replace("&amp;", "&")
+        assert sorted(seen, reverse=True) == seen and len(set(seen)) == len(seen) == 62
+        assert "Page 3 of" in page
+        newer = re.search(r'href="(\?[^"]*)">Newer', page)
+        assert newer is not None and "after=" in newer.group(1)
+        back = client.get("/console/inbox" + newer.group(1).replace("&amp;", "&"), headers=ANA)
+        still_open = sorted(i for i in seen[:50] if inbox.get(i).status == "open")
+        assert [int(i) for i in ids.findall(back.text)] == still_open[:25][::-1]

@@ -33,6 +33,9 @@ def test_search_filters_in_sql_newest_first(feedback):
     assert feedback.search(query="nothing like it").packets == []
     second = feedback.search(limit=2, offset=2)
     assert [p.id for p in second.packets] == [1] and second.total == 3
+    older = feedback.search(limit=1, before=3)  # anchored on ids: the page after id 3
+    assert [p.id for p in older.packets] == [2] and (older.total, older.newer) == (3, 1)
+    assert [p.id for p in feedback.search(limit=1, after=1).packets] == [2]  # the page above
     feedback.inbox.claim(1, "ana")
     assert [p.id for p in feedback.search(status="claimed").packets] == [1]
     assert feedback.counts() == {"open": 2, "claimed": 1, "resolved": 0}

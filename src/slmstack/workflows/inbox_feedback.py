@@ -80,10 +80,11 @@ class LabelledExample:
 
 @dataclass(frozen=True)
 class PacketPage:
-    """One page of a search: the packets, and how many match in all."""
+    """One page of a search: the packets, how many match in all, and how many are newer."""
 
     packets: list[Packet]
     total: int
+    newer: int = 0
 
 
 def _utc(value: datetime) -> datetime:
@@ -176,10 +177,15 @@ class InboxFeedback:
         query: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        before: int | None = None,
+        after: int | None = None,
     ) -> PacketPage:
         """Packets newest first, filtered; ``query`` is a case-insensitive substring.
 
-        It is matched against the text, the reason, the summary and the intent.
+        It is matched against the text, the reason, the summary and the intent. To page
+        while packets arrive or change status, pass ``before`` (the last id shown: the
+        next older page) or ``after`` (the first id shown: the next newer page), not an
+        ``offset``, which would show a packet twice or skip one.
         """
         import sqlalchemy as sa
 
@@ -196,12 +202,16 @@ class InboxFeedback:
                 sa.or_(*(self._lower(c).like(like, escape="\\")
                          for c in (t.text, t.reason, t.summary, t.intent)))
             )  # fmt: skip
-        select = sa.select(t.id).where(*where).order_by(t.id.desc()).limit(limit).offset(offset)
-        count = sa.select(sa.func.count()).select_from(self._packets).where(*where)
+        upward = after is not None and before is None  # the page above: nearest first
+        anchor = [t.id < before] if before is not None else [t.id > after] if upward else []
+        order = t.id.asc() if upward else t.id.desc()
+        select = sa.select(t.id).where(*where, *anchor).order_by(order).limit(limit)
+        count = sa.select(sa.func.count()).select_from(self._packets)
         with self._engine.connect() as conn:
-            ids = [int(i) for i in conn.execute(select).scalars()]
-            total = int(conn.execute(count).scalar() or 0)
-        return PacketPage([self.inbox.get(i) for i in ids], total)
+            ids = sorted(map(int, conn.execute(select.offset(offset)).scalars()), reverse=True)
+            total = int(conn.execute(count.where(*where)).scalar() or 0)
+            newer = conn.execute(count.where(*where, t.id > ids[0])).scalar() if ids else 0
+        return PacketPage([self.inbox.get(i) for i in ids], total, int(newer or 0))
 
     def counts(self) -> dict[str, int]:
         """How many packets of each status (every status present, zero included)."""

@@ -13,10 +13,10 @@ repeat it), or with the page again and an error that says what to do.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -34,7 +34,7 @@ from slmstack.serve.console.gate import AGENT_COOKIE, cookie_header
 from slmstack.serve.console.render import page
 from slmstack.serve.routes.inbox import PacketId
 from slmstack.workflows.inbox_feedback import DEFAULT_TASK, check_task
-from slmstack.workflows.packet import NAME_LIMIT, check_text
+from slmstack.workflows.packet import MAX_ID, NAME_LIMIT, check_text
 
 STATUSES = ("open", "claimed", "resolved", "all")
 PER_PAGE = 25
@@ -52,11 +52,20 @@ NO_INBOX = (
 )
 
 
+Anchor = Annotated[int | None, Query(ge=0, le=MAX_ID)]
+
+
 @router.get("/inbox", response_class=HTMLResponse)
 def inbox_list(
-    request: Request, status: str = "open", workflow: str = "", q: str = "", page_no: int = 1
-) -> HTMLResponse:
-    """Packets newest first, filtered by status and workflow, searched by text."""
+    request: Request, status: str = "open", workflow: str = "", q: str = "",
+    before: Anchor = None, after: Anchor = None,
+) -> HTMLResponse:  # fmt: skip
+    """Packets newest first, filtered by status and workflow, searched by text.
+
+    Pages are anchored on ids (``before``: older than the last shown, ``after``: newer
+    than the first), so packets that arrive or are claimed meanwhile do not make the next
+    page repeat one or skip one, as an offset would.
+    """
     feedback = feedback_of(request)
     if feedback is None:
         return page(
@@ -67,19 +76,24 @@ def inbox_list(
     if status not in STATUSES:
         error = f"There is no status {status!r}; showing open packets. Pick one of the tabs."
         status = "open"
-    page_no = min(max(1, page_no), 1_000_000)  # an offset SQLite can hold
-    found = feedback.search(
-        status=None if status == "all" else status,  # type: ignore[arg-type]
-        workflow=workflow or None, query=q or None,
-        limit=PER_PAGE, offset=(page_no - 1) * PER_PAGE,
-    )  # fmt: skip
-    counts = feedback.counts()
+    filters: dict[str, Any] = {
+        "status": None if status == "all" else status, "workflow": workflow or None,
+        "query": q or None, "limit": PER_PAGE,
+    }  # fmt: skip
+    found = feedback.search(**filters, before=before, after=after)
+    if not found.packets and (before is not None or after is not None):
+        found = feedback.search(**filters)  # past either end: the newest page
+    pages = -(-found.total // PER_PAGE)
+    shown = found.packets
+    older = shown[-1].id if shown and found.newer + len(shown) < found.total else None
+    newer = (0 if found.newer <= PER_PAGE else shown[0].id) if found.newer else None  # 0: the top
     return page(
         request, "inbox.html", status=200 if error is None else 422, error=error,
-        packets=found.packets, total=found.total, counts=counts,
+        packets=shown, total=found.total, counts=feedback.counts(),
         filters={"status": status, "workflow": workflow, "q": q},
-        workflows=feedback.workflows(), pages=-(-found.total // PER_PAGE), page_no=page_no,
-        statuses=STATUSES,
+        workflows=feedback.workflows(), pages=pages,
+        page_no=min(found.newer // PER_PAGE + 1, max(pages, 1)), statuses=STATUSES,
+        older=older, newer=newer,
     )  # fmt: skip
 
 
