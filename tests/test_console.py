@@ -99,6 +99,18 @@ def test_sign_in_refuses_a_wrong_key_a_missing_token_and_another_origin(client):
     assert client.get("/console/inbox").status_code == 401  # still signed out
 
 
+def test_signing_in_from_a_page_with_any_character_in_its_path(client, folder):
+    (folder / "reports" / "报告 1.html").write_text("<h1>Report</h1>")
+    url = "/console/reports/files/%E6%8A%A5%E5%91%8A%201.html"
+    page = client.get(url, headers=HTML)
+    next_path = re.search(r'name="next" value="([^"]*)"', page.text).group(1)
+    token = client.cookies.get("slmstack_csrf")
+    response = client.post("/console/login", data={"key": ANA_KEY, "csrf": token, "next": next_path},
+                           follow_redirects=False)  # fmt: skip
+    assert response.status_code == 303 and response.headers["location"] == url
+    assert client.get(url).text == "<h1>Report</h1>"
+
+
 def test_a_removed_key_ends_the_session(client):
     client.cookies.set("slmstack_console", "k-gone-0123456789abcdef", path="/console")
     response = client.get("/console/inbox", headers=HTML)

@@ -221,8 +221,11 @@ class ConsoleGate:
                 "from this page.", status=403, next_path=where,
             )  # fmt: skip
             return
+        # Percent-encoded as Starlette's RedirectResponse does: the page signed in from may
+        # have any character in its path (a report named 报告.html), a header only Latin-1.
+        location = quote(where, safe=":/%#?=@[]!$&'()*+,;")
         headers = [
-            (b"location", where.encode("latin-1")),
+            (b"location", location.encode("latin-1")),
             (b"set-cookie", cookie_header(SESSION_COOKIE, key, scope).encode("latin-1")),
             (b"content-length", b"0"),
         ]
