@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from console_server import ANA_KEY, BEN_KEY, start
 from slmstack.cli.app import app as cli
+from slmstack.workflows import Inbox, Packet
 
 pytestmark = pytest.mark.slow
 
@@ -254,3 +255,26 @@ def test_an_empty_inbox_says_so_and_errors_say_what_to_do(server, browser):
             ".filter(e => !e.labels || !e.labels.length).map(e => e.outerHTML)"
         )
         assert unlabeled == [], (path, unlabeled)
+
+
+def test_a_long_unbroken_text_wraps_inside_the_packet_page(server, browser):
+    """A customer pastes a tracking URL: it wraps in its panel, the page never scrolls
+    sideways, and the right-hand column stays where it is."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url = "https://example.com/track?id=" + "A1b2C3d4" * 300
+    packet = Packet(workflow="desk", text=f"see {url}", reason="r" * 400, why=url, summary=url,
+                    entities=({"label": "URL", "text": url},),
+                    trace=[{"name": "intent", "kind": "skill", "output": {"text": url},
+                            "decision": {"taken": "human", "why": url}}])  # fmt: skip
+    packet_id = Inbox(server.inbox_url).add(packet)
+    browser.get(f"{server.url}/console/inbox/{packet_id}")
+    if "Sign in" in browser.title:
+        browser.find_element(By.ID, "key").send_keys(BEN_KEY + Keys.ENTER)
+        _wait_title(browser, "Packet")
+    wide, window = browser.execute_script(
+        "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert wide <= window, "the packet page scrolls sideways"
+    _shot(browser, "09-long-text")
