@@ -453,3 +453,19 @@ def test_a_closed_shared_backend_is_not_handed_out_again():
         first.complete(ask())
     second = load_backend("closing-model", runtime="openai", **options)
     assert second is not first and second.complete(ask()).text == "hi"
+
+
+def test_a_fallback_on_another_host_must_name_its_key_and_one_on_the_same_host_shares_it(
+    monkeypatch,
+):
+    """Left to the default, a third party's endpoint would be sent OPENAI_API_KEY."""
+    monkeypatch.setenv("PRIMARY_KEY", "sk-primary")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    ok = scripted(httpx2.Response(200, json=reply()))
+    with pytest.raises(ConfigError, match=r"fallbacks\[0\] is on another host .* OPENAI_API_KEY"):
+        make(ok, api_key_env="PRIMARY_KEY", fallbacks=[{"model": "b", "base_url": BACKUP}])
+    same = make(ok, api_key_env="PRIMARY_KEY",
+                fallbacks=[{"model": "b", "base_url": URL.replace("/v1", "/v2")}])  # fmt: skip
+    assert same.fallbacks[0].api_key_env == "PRIMARY_KEY"
+    openai = make(ok, fallbacks=[{"model": "b", "base_url": "https://api.openai.com/v1"}])
+    assert openai.fallbacks[0].api_key_env == "OPENAI_API_KEY"  # its own documented default

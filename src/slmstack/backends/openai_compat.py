@@ -35,6 +35,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from functools import partial
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from slmstack.backends.base import Backend, Completion, CompletionRequest
 from slmstack.backends.openai_response import (
@@ -90,9 +91,9 @@ class OpenAICompatBackend(Backend):
         backoff_s: wait before the first retry, doubled each time (``Retry-After`` wins).
         max_wait_s: longest single wait; a server asking for more is not waited for.
         fallbacks: endpoints tried in order when this one fails after its retries; each
-            a mapping with its own ``model`` and ``base_url`` (both required) and any of
-            ``api_key_env``, ``timeout_s``, ``retries``, ``backoff_s``, ``max_wait_s``,
-            ``max_concurrency``, ``tokenizer``, ``json_format``.
+            a mapping with its own ``model`` and ``base_url`` and any of ``api_key_env``
+            (else this one's on this host; required on another), ``timeout_s``, ``retries``,
+            ``backoff_s``, ``max_wait_s``, ``max_concurrency``, ``tokenizer``, ``json_format``.
         max_concurrency: most requests in flight at once, over all threads; ``None``: no
             limit.
         tokenizer: the served model's tokenizer, for :meth:`count_tokens` and for usage a
@@ -209,6 +210,14 @@ class OpenAICompatBackend(Backend):
                 f"may set {', '.join(sorted(_FALLBACK_KEYS - {'model', 'base_url'}))}."
             )
         options = dict(spec)
+        host = urlsplit(str(options["base_url"])).hostname
+        if "api_key_env" not in options and host == urlsplit(self.base_url).hostname:
+            options["api_key_env"] = self.api_key_env  # the same host: the same key
+        elif "api_key_env" not in options and host != "api.openai.com":  # no key leaks away
+            raise ConfigError(f"{where} is on another host than {self.where} and names no "
+                              "api_key_env, so it would be sent OPENAI_API_KEY. Set its "
+                              "api_key_env to the variable holding its own key, or to null "
+                              "for a server that needs no key.")  # fmt: skip
         return OpenAICompatBackend(
             options.pop("model"), **options, transport=transport, sleep=self._sleep,
             clock=self._clock,
