@@ -299,3 +299,12 @@ def test_cli_run_prints_the_answer_as_written_never_as_markup(desk):
         assert res.exit_code == 0, res.output
         assert f"You said: {text}" in res.stdout
         assert res.stdout.startswith("You said:"), "no route: no empty route before a colon"
+
+
+def test_a_packet_whose_entity_or_trace_node_is_not_an_object_is_refused(inbox):
+    base = dict(workflow="w", text="t", reason="r", why="y")
+    with pytest.raises(DataError, match=r"packet entities must be a list of objects.*'loose'"):
+        inbox.add(Packet(**base, entities=({"text": "4417"}, "loose")))  # type: ignore[arg-type]
+    with pytest.raises(DataError, match=r"packet trace must be a list of objects"):
+        inbox.add_many([Packet(**base, trace=["a plain string"])])  # type: ignore[list-item]
+    assert inbox.list(status="all") == []  # nothing was filed

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from slmstack.db_create import create_racing
-from slmstack.errors import ConfigError, InboxError, MissingDependencyError
+from slmstack.errors import ConfigError, DataError, InboxError, MissingDependencyError
 from slmstack.sqlite_files import make_folder, use_wal
 from slmstack.workflows.packet import (
     NAME_LIMIT,
@@ -194,7 +194,20 @@ class Inbox:
 
     @staticmethod
     def _new_row(packet: Packet, now: datetime) -> dict[str, Any]:
-        """The columns of ``packet`` filed now as open."""
+        """The columns of ``packet`` filed now as open.
+
+        Raises:
+            DataError: an entity or a trace node that is not an object (a hand-built
+                packet), which every page and API reading the packet would fail on.
+        """
+        for part, items in (("entities", packet.entities), ("trace", packet.trace)):
+            listed = isinstance(items, list | tuple)
+            bad = next((x for x in items if not isinstance(x, dict)), None) if listed else items
+            if not listed or bad is not None:
+                raise DataError(
+                    f"packet {part} must be a list of objects, as a workflow files them; got "
+                    f"{bad!r:.80} in it. Build each entity and trace node as a dict"
+                )
         row = packet.to_dict()
         for key in ("id", "claimed_by", "claimed_at", "resolved_at", "resolution"):
             row.pop(key)
