@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+
+import pytest
 import torch
 from transformers import BertConfig, BertModel
 
@@ -80,3 +83,22 @@ def test_skills_on_one_shared_base_share_one_bf16_twin(monkeypatch):
 
     monkeypatch.setattr(training, "inference_module", lambda module, _precision: module)
     assert (a.predict_proba(QUERIES) == with_twin).all()
+
+
+def test_bf16_on_a_cpu_without_it_says_so(monkeypatch):
+    """Asked for by name, bf16 is emulated there (2-5x slower than fp32): say so, once."""
+    from slmstack.models import encoder
+
+    monkeypatch.setattr(encoder, "native_bf16", lambda: False)
+    monkeypatch.setattr(encoder, "_warned_emulated", False, raising=False)
+    with pytest.warns(RuntimeWarning, match=r"precision='bf16'.*native bf16.*'fp32' or 'auto'"):
+        assert encoder.resolve_precision("bf16") == "bf16"  # still what was asked for
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encoder.resolve_precision("bf16")  # once per process, not on every batch
+        assert encoder.resolve_precision("auto") == "fp32"  # "auto" chose: nothing to say
+    monkeypatch.setattr(encoder, "native_bf16", lambda: True)
+    monkeypatch.setattr(encoder, "_warned_emulated", False, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert encoder.resolve_precision("bf16") == "bf16"

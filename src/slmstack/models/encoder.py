@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,11 +172,32 @@ def resolve_precision(precision: str) -> str:
     Measured on BANKING77 (``bench/classify.py``): bf16 doubles ``head`` throughput on an
     AMD EPYC with ``avx512_bf16`` (1,016 against 508 texts/s, accuracy 92.89 against
     92.92), and is 2-5x *slower* than fp32 on an AVX2-only EPYC, so the choice follows the
-    CPU's flags rather than a flag the user must remember.
+    CPU's flags rather than a flag the user must remember. ``"bf16"`` asked for by name
+    is kept on any CPU, with a ``RuntimeWarning`` (once) where the CPU lacks it.
     """
     if precision == "auto":
         return "bf16" if native_bf16() else "fp32"
+    if precision == "bf16" and not native_bf16():
+        _warn_emulated()
     return precision
+
+
+_warned_emulated = False
+
+
+def _warn_emulated() -> None:
+    """Say once per process that bf16 asked for by name runs emulated, slower than fp32."""
+    global _warned_emulated
+    if _warned_emulated:
+        return
+    _warned_emulated = True
+    warnings.warn(
+        "precision='bf16' on a CPU without native bf16 (no avx512_bf16 or amx_bf16 flag): "
+        "torch emulates it, 2-5x slower than fp32. Use precision 'fp32' or 'auto' (bf16 "
+        "only where the CPU has it).",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def autocast(precision: str) -> contextlib.AbstractContextManager[Any]:
