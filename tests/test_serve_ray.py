@@ -162,6 +162,59 @@ def test_a_signal_while_ray_serve_still_waits_for_replicas_stops_the_wait(monkey
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+@pytest.mark.parametrize("address", [None, "10.0.0.9:6379"])
+def test_stopping_takes_down_serve_only_on_a_ray_started_here(monkeypatch, tmp_path, address):
+    """A joined cluster's Serve may run other applications: stopping deletes only ours."""
+    pytest.importorskip("ray.serve")
+    import os
+    import signal
+    import threading
+
+    import ray
+    from ray import serve
+
+    from slmstack.serve import ray_engine
+
+    done: list[str] = []
+
+    def deployed(*args, **kwargs):  # up at once; SIGTERM a moment later
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+    monkeypatch.setattr(ray_engine, "deploy", deployed)
+    monkeypatch.setattr(ray_engine.ray_cluster, "connect", lambda ray, address: True)
+    monkeypatch.setattr(serve, "delete", lambda name: done.append(f"delete {name}"))
+    monkeypatch.setattr(serve, "shutdown", lambda: done.append("serve.shutdown"))
+    monkeypatch.setattr(ray, "shutdown", lambda: done.append("ray.shutdown"))
+    ray_engine.serve_on_ray(write_server(tmp_path), address=address)
+    if address is None:  # a local Ray started for the server: all of it goes
+        assert done == [f"delete {ray_engine.APP_NAME}", "serve.shutdown", "ray.shutdown"]
+    else:  # the cluster's Serve and its other applications stay; the driver disconnects
+        assert done == [f"delete {ray_engine.APP_NAME}", "ray.shutdown"]
+
+
+def test_a_failed_start_on_a_joined_cluster_deletes_what_it_deployed(monkeypatch, tmp_path):
+    """A replica that fails to load must not keep retrying on a cluster that outlives us."""
+    pytest.importorskip("ray.serve")
+    import ray
+    from ray import serve
+
+    from slmstack.serve import ray_engine
+
+    done: list[str] = []
+
+    def fails(*args, **kwargs):
+        raise ConfigError("the Ray Serve application did not start: a skill failed to load")
+
+    monkeypatch.setattr(ray_engine, "deploy", fails)
+    monkeypatch.setattr(ray_engine.ray_cluster, "connect", lambda ray, address: True)
+    monkeypatch.setattr(serve, "delete", lambda name: done.append(f"delete {name}"))
+    monkeypatch.setattr(serve, "shutdown", lambda: done.append("serve.shutdown"))
+    monkeypatch.setattr(ray, "shutdown", lambda: done.append("ray.shutdown"))
+    with pytest.raises(ConfigError, match="did not start"):
+        ray_engine.serve_on_ray(write_server(tmp_path), address="10.0.0.9:6379")
+    assert done == [f"delete {ray_engine.APP_NAME}", "ray.shutdown"]
+
+
 # ---------------------------------------------------------------------------- remote skill
 class _Response:
     def __init__(self, outcome):

@@ -210,8 +210,9 @@ def serve_on_ray(
         runtime_env: Ray's runtime environment of every replica.
 
     On a signal the application is deleted (replicas drain within
-    ``shutdown.drain_timeout_s`` and write their ledger rows); a Ray started here is
-    stopped, a joined cluster is left running.
+    ``shutdown.drain_timeout_s`` and write their ledger rows), as it is when it fails to
+    start; a Ray started here is then stopped, Serve with it. A joined cluster is left
+    running, its Serve and other applications included: this driver only disconnects.
     """
     if not isinstance(config, ServeConfig):
         config = load_config(config)  # every config error now, before Ray starts
@@ -235,22 +236,24 @@ def serve_on_ray(
             up.set()
         except _StoppedEarly:
             _log.warning("stopped before the application was up; deleting what was deployed")
-            try:
-                serve.delete(APP_NAME)
-            except Exception as exc:  # nothing may have been deployed yet
-                _log.warning("could not delete the application: %s", exc)
             return
         _log.info("serving on http://%s:%d (Ray Serve, pid %d)", host, port, os.getpid())
         while not stop.wait(0.5):  # short waits: the signal handler runs between them
             pass
         _log.info("stopping: deleting the application, replicas drain")
-        serve.delete(APP_NAME)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        # Always ours to delete: replicas that failed to start would otherwise keep
+        # retrying, and holding their CPUs, on a cluster that outlives this process.
+        try:
+            serve.delete(APP_NAME)
+        except Exception as exc:  # nothing may have been deployed yet
+            _log.warning("could not delete the application (if it was deployed): %s", exc)
         if started:
-            serve.shutdown()
-            ray.shutdown()
+            if address is None:  # `serve.shutdown` ends every application on the cluster
+                serve.shutdown()
+            ray.shutdown()  # a local Ray stops; a joined cluster is only disconnected
 
 
 __all__ = ["APP_NAME", "build_application", "deploy", "serve_on_ray"]
