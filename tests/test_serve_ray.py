@@ -24,6 +24,7 @@ from serve_doubles import Keywords, write_server
 from slmstack.cli.app import app as cli
 from slmstack.errors import ConfigError, DataError, DeadlineExceeded, MissingDependencyError
 from slmstack.serve import create_app, load_config
+from slmstack.serve.config import ServeConfig
 from slmstack.serve.ray_plan import cpu_shortfall, cpus_at_start, plan_hosts
 from slmstack.serve.ray_remote import HostAnswer, HostCall, RemoteSkill, SkillCard
 from slmstack.types import Prediction
@@ -107,6 +108,14 @@ def test_a_workflow_skill_folder_that_is_missing_is_named(tmp_path):
     (tmp_path / "serve.yaml").write_text("skills: {intent: intent}\nworkflows: {wf: wf.yaml}\n")
     with pytest.raises(ConfigError, match=r"wf.yaml: skills.x: .*nowhere is not a saved skill"):
         plan_hosts(load_config(tmp_path / "serve.yaml"))
+
+
+def test_a_workflow_skill_entry_of_the_wrong_shape_is_named_not_a_crash(tmp_path):
+    (tmp_path / "wf.yaml").write_text("skills:\n  x: [a, b]\nsteps:\n  - template: hi\n")
+    # Built in Python (build_application / deploy take one): no load_config checked the file.
+    config = ServeConfig.model_validate({"workflows": {"wf": "wf.yaml"}}, context={"base": tmp_path})
+    with pytest.raises(ConfigError, match=r"wf.yaml: skills.x: \['a', 'b'\] is not a skill entry"):
+        plan_hosts(config)
 
 
 def test_a_config_that_needs_more_cpus_than_the_cluster_is_named_with_the_sum(tmp_path):

@@ -56,7 +56,12 @@ def workflow_skill_folders(path: Path) -> dict[str, Path]:
     skills = raw.get("skills") if isinstance(raw, dict) else None
     out: dict[str, Path] = {}
     for key, spec in (skills or {}).items() if isinstance(skills, dict) else ():
-        rel = spec if isinstance(spec, str) else (spec or {}).get("path")
+        if not isinstance(spec, str | dict):
+            raise ConfigError(
+                f"{path}: skills.{key}: {spec!r} is not a skill entry; write a saved skill "
+                "folder (`intent: models/intent`) or a mapping with `path:` or `kind:`"
+            )
+        rel = spec if isinstance(spec, str) else spec.get("path")
         if not isinstance(rel, str):
             continue  # trained from data by the loader, in the ingress
         folder = (path.parent / rel).resolve()
