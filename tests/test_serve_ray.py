@@ -133,6 +133,19 @@ def test_a_config_that_needs_more_cpus_than_the_cluster_is_named_with_the_sum(tm
     assert "2 skill deployment(s)" in short and "Lower ray.models.num_cpus" in short
 
 
+def test_a_replica_larger_than_every_node_is_named_though_the_sum_fits(tmp_path):
+    """Eight 2-CPU nodes have 16 CPUs, and still no place for one 3-CPU replica."""
+    _saved(tmp_path / "intent", {"ref": "minilm", "sha256": "ab" * 32})
+    (tmp_path / "serve.yaml").write_text("skills: {intent: intent}\nray: {models: {num_cpus: 3}}\n")
+    config = load_config(tmp_path / "serve.yaml")
+    plans = plan_hosts(config)
+    assert cpu_shortfall(config, plans, available=16) == ""  # the node sizes not known
+    short = cpu_shortfall(config, plans, available=16, largest_node=2)
+    assert "ray.models.num_cpus 3 CPUs, and the largest node of the Ray cluster has 2" in short
+    assert "Lower ray.models.num_cpus to 2 or less" in short
+    assert cpu_shortfall(config, plans, available=16, largest_node=4) == ""
+
+
 def test_deploy_refuses_a_config_the_local_ray_cannot_place(ray_instance, tmp_path):
     """Ray Serve would wait for ever for replicas it cannot place; refused before it starts."""
     from slmstack.serve.ray_engine import deploy

@@ -158,7 +158,8 @@ def deploy(
 
     Returns once every replica is up (the models loaded, ``/readyz`` true). Ray must be
     initialised (:func:`slmstack.ray_cluster.connect`). When the minimum replicas reserve
-    more CPUs than the cluster has, Ray Serve would wait for ever: that is refused, or
+    more CPUs than the cluster has, or one replica more than its largest node has, Ray
+    Serve would wait for ever: that is refused, or
     with ``refuse_short_cpus=False`` (a cluster whose autoscaler adds nodes) logged.
 
     Raises:
@@ -172,7 +173,9 @@ def deploy(
     if not isinstance(config, ServeConfig):
         config = load_config(config)
     plans = plan_hosts(config)
-    short = cpu_shortfall(config, plans, ray.cluster_resources().get("CPU", 0.0))
+    nodes = [n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    short = cpu_shortfall(config, plans, ray.cluster_resources().get("CPU", 0.0),
+                          largest_node=max(nodes, default=0.0))  # fmt: skip
     if short and refuse_short_cpus:
         raise ConfigError(short)
     if short:

@@ -110,23 +110,42 @@ def cpus_at_start(config: ServeConfig, plans: Sequence[HostPlan]) -> float:
             + ray.ingress.min_replicas * ray.ingress.num_cpus)  # fmt: skip
 
 
-def cpu_shortfall(config: ServeConfig, plans: Sequence[HostPlan], available: float) -> str:
+def cpu_shortfall(
+    config: ServeConfig,
+    plans: Sequence[HostPlan],
+    available: float,
+    *,
+    largest_node: float | None = None,
+) -> str:
     """Why ``config`` cannot start on a cluster with ``available`` CPUs; empty when it can.
 
-    Ray Serve waits, without end and without saying why, for replicas it cannot place.
+    Ray Serve waits, without end and without saying why, for replicas it cannot place:
+    when the minimum replicas reserve more CPUs than the cluster has, or when one replica
+    reserves more than its largest node (``largest_node``, when known) has, as a cluster of
+    many small nodes can have enough CPUs in all and still not one node to place it on.
     """
     need = cpus_at_start(config, plans)
-    if need <= available + 1e-9:
-        return ""
     models, ingress = config.ray.models, config.ray.ingress
-    return (
-        f"the config reserves {need:g} CPUs at start, and the Ray cluster has {available:g}: "
-        f"{len(plans)} skill deployment(s) (one per base model) x {models.min_replicas} "
-        f"replica(s) x ray.models.num_cpus {models.num_cpus:g}, plus the ingress's "
-        f"{ingress.min_replicas} x ray.ingress.num_cpus {ingress.num_cpus:g}. Ray Serve would "
-        "wait for the missing CPUs for ever. Lower ray.models.num_cpus (a fraction such as "
-        "0.5 is allowed) or min_replicas, or add CPUs to the cluster"
-    )
+    if need > available + 1e-9:
+        return (
+            f"the config reserves {need:g} CPUs at start, and the Ray cluster has "
+            f"{available:g}: {len(plans)} skill deployment(s) (one per base model) x "
+            f"{models.min_replicas} replica(s) x ray.models.num_cpus {models.num_cpus:g}, "
+            f"plus the ingress's {ingress.min_replicas} x ray.ingress.num_cpus "
+            f"{ingress.num_cpus:g}. Ray Serve would wait for the missing CPUs for ever. Lower "
+            "ray.models.num_cpus (a fraction such as 0.5 is allowed) or min_replicas, or add "
+            "CPUs to the cluster"
+        )
+    sections = [("ingress", ingress.num_cpus)] + ([("models", models.num_cpus)] if plans else [])
+    for section, cpus in sections:
+        if largest_node is not None and cpus > largest_node + 1e-9:
+            return (
+                f"one replica reserves ray.{section}.num_cpus {cpus:g} CPUs, and the largest "
+                f"node of the Ray cluster has {largest_node:g}: Ray Serve would wait for ever "
+                f"for a node to place it on. Lower ray.{section}.num_cpus to {largest_node:g} "
+                "or less, or add a node with more CPUs"
+            )
+    return ""
 
 
 def _base_of(folder: Path) -> tuple[str, str]:
