@@ -65,6 +65,26 @@ def test_ray_section_errors_carry_their_line_and_a_did_you_mean(tmp_path):
     assert "serve.yaml:11: ray.imports: 'my-skills' is not a module name" in message
 
 
+def test_a_workflow_may_build_a_kind_that_ray_imports_registers(tmp_path, monkeypatch):
+    """The replicas import ``ray.imports`` before they load a workflow: the driver's check too."""
+    (tmp_path / "acme_ray_skills.py").write_text(
+        "from slmstack import registry\nfrom serve_doubles import Keywords\n\n"
+        "registry.skills.register('tests.RayImported.v1')(type('RayImported', (Keywords,), {}))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "train.csv").write_text("text,label\nmy card,card\n")
+    (tmp_path / "wf.yaml").write_text(
+        "skills:\n  x: {kind: tests.RayImported.v1, train: train.csv}\nsteps:\n  - template: hi\n"
+    )
+    (tmp_path / "serve.yaml").write_text(
+        "workflows: {wf: wf.yaml}\nray: {imports: [acme_ray_skills]}\n"
+    )
+    with pytest.raises(ConfigError, match="unknown skill kind 'tests.RayImported.v1'"):
+        load_config(tmp_path / "serve.yaml")  # the local server does not read `ray:`
+    config = load_config(tmp_path / "serve.yaml", ray_imports=True)
+    assert plan_hosts(config) == []  # built in the ingress, as the local server builds it
+
+
 def test_the_local_server_reads_the_same_config_and_ignores_ray(tmp_path):
     config = load_config(write_server(tmp_path, "ray: {models: {max_replicas: 4}}\n"))
     assert config.ray.models.autoscaled and not config.ray.ingress.autoscaled

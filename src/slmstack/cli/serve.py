@@ -61,9 +61,9 @@ def serve(
         raise ConfigError("pass the serve config: slmstack serve serve.yaml")
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}; got {log_level!r}")
-    settings = load_config(config)  # every config error now, with its line
     if engine not in ("local", "ray"):
         raise ConfigError(f"--engine must be local or ray; got {engine!r}")
+    settings = load_config(config, ray_imports=engine == "ray")  # every error now, with its line
     if ray_address is not None and engine != "ray":
         raise ConfigError("--ray-address goes with --engine ray")
     check_port(host, port)  # before minutes of model loading, not after

@@ -27,6 +27,8 @@ so a config means the same thing whatever folder the server starts in.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import re
 from pathlib import Path
 from typing import Annotated
@@ -222,8 +224,12 @@ class ServeConfig(_Section):
         return frozenset(() if self.auth is None else self.auth.public)
 
 
-def load_config(path: str | Path) -> ServeConfig:
+def load_config(path: str | Path, *, ray_imports: bool = False) -> ServeConfig:
     """Read and validate a serve config file; every problem is reported, with its line.
+
+    ``ray_imports`` (the Ray engine) imports the modules of ``ray.imports`` before the
+    workflows are checked, as every replica does before it loads them, so that a
+    workflow may build a skill of a kind one of them registers.
 
     Raises:
         ConfigError: the file is missing, is not YAML, or fails validation.
@@ -256,6 +262,11 @@ def load_config(path: str | Path) -> ServeConfig:
     else:
         from slmstack.workflows.loader import check_workflow
 
+        for module in config.ray.imports if ray_imports else ():
+            # Not importable here (shipped by a runtime_env): the replicas report it, and
+            # the check below any kind it alone would have registered.
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module)
         for workflow in config.workflows.values():  # each file's graph, before any model loads
             check_workflow(workflow)
         return config

@@ -83,7 +83,7 @@ def build_application(
     """
     _ray()
     if not isinstance(config, ServeConfig):
-        config = load_config(config)
+        config = load_config(config, ray_imports=True)
     return _bind(config, plan_hosts(config), runtime_env)
 
 
@@ -171,7 +171,7 @@ def deploy(
     from ray import serve
 
     if not isinstance(config, ServeConfig):
-        config = load_config(config)
+        config = load_config(config, ray_imports=True)
     plans = plan_hosts(config)
     nodes = [n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
     short = cpu_shortfall(config, plans, ray.cluster_resources().get("CPU", 0.0),
@@ -218,7 +218,7 @@ def serve_on_ray(
     running, its Serve and other applications included: this driver only disconnects.
     """
     if not isinstance(config, ServeConfig):
-        config = load_config(config)  # every config error now, before Ray starts
+        config = load_config(config, ray_imports=True)  # every config error now, before Ray starts
     ray = _ray()
     from ray import serve
 
