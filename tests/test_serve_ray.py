@@ -13,6 +13,7 @@ import json
 import socket
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -259,8 +260,13 @@ def test_a_failed_start_on_a_joined_cluster_deletes_what_it_deployed(monkeypatch
 
 # ---------------------------------------------------------------------------- remote skill
 class _Response:
+    cancelled: ClassVar[list[_Response]] = []
+
     def __init__(self, outcome):
         self.outcome = outcome
+
+    def cancel(self):
+        _Response.cancelled.append(self)
 
     def result(self, timeout_s=None):
         if isinstance(self.outcome, BaseException):
@@ -303,8 +309,11 @@ def test_remote_skill_raises_the_skills_own_error_and_deadlines():
     with pytest.raises(DataError, match="text #0 is empty"):
         skill.predict(["x"])
     late, _ = _remote(lambda call: TimeoutError())
+    _Response.cancelled.clear()
     with pytest.raises(DeadlineExceeded, match="did not answer within 2 s"):
         late.predict(["x"])
+    # The caller has its 504: the host drops the call rather than run it for no one.
+    assert len(_Response.cancelled) == 1
 
 
 def test_a_call_shed_by_the_hosts_queue_is_a_429_with_retry_after():

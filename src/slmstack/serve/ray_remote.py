@@ -138,6 +138,9 @@ class RemoteSkill:
         try:
             answer: HostAnswer = response.result(timeout_s=self._timeout_s)
         except TimeoutError:
+            # No one waits for it now: the host drops it from its queue (@serve.batch
+            # leaves cancelled calls out), rather than spend an overloaded replica on it.
+            response.cancel()
             raise DeadlineExceeded(
                 f"skill {self.skill_name} ({self.key}) did not answer within "
                 f"{self._timeout_s:g} s (limits.deadline_s)"
